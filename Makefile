@@ -1,0 +1,61 @@
+# libvirt-operator — everything a fresh machine needs goes through these targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CACHE ?= $(HOME)/.cache/libvirt-operator
+export LIBVIRT_OPERATOR_CACHE := $(CACHE)
+NODE_VERSION := $(shell sed -n 's/^NODE_VERSION="\(.*\)"/\1/p' scripts/setup/lib.sh)
+# Node 24 from the cache when the machine's node is older; the Kubernetes binaries and helm.
+export PATH := $(CACHE)/node-v$(NODE_VERSION)/bin:$(CACHE)/bin:$(PATH)
+
+NODE_TEST := node --test --test-concurrency=1 \
+	--test-reporter=spec --test-reporter-destination=stdout \
+	--test-reporter=./test/summary-reporter.ts --test-reporter-destination=stdout
+
+.PHONY: help setup deps local local-down generate check-generated lint test test-unit test-integration
+
+help:
+	@echo "make local       start the local stack (etcd, kube-apiserver, libvirtd, …) on loopback"
+	@echo "make local-down  stop what make local started"
+	@echo "make test        install what is missing and run every test"
+	@echo "make generate    regenerate crds/ and the chart's CRDs from src/api"
+
+setup: deps node_modules/.installed
+
+deps:
+	@bash scripts/setup/debs.sh
+	@bash scripts/setup/node.sh >/dev/null
+	@bash scripts/setup/kube-binaries.sh
+
+node_modules/.installed: package.json package-lock.json
+	@echo "==> npm ci"
+	@npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+local: setup
+	@node src/cmd/local.ts up
+
+local-down:
+	@node src/cmd/local.ts down
+
+generate: node_modules/.installed
+	@node src/cmd/generate.ts
+
+check-generated: node_modules/.installed
+	@node src/cmd/generate.ts --check
+
+lint: node_modules/.installed
+	@echo "==> typecheck and lint"
+	@npx --no-install tsc -p tsconfig.json
+	@npx --no-install biome check .
+
+test-unit: node_modules/.installed
+	@$(NODE_TEST) 'test/unit/**/*.test.ts'
+
+test-integration: setup
+	@$(NODE_TEST) --test-global-setup=./test/integration/global-setup.ts 'test/integration/**/*.test.ts'
+
+# Everything, in one runner so the closing summary counts every test.
+test: setup lint check-generated
+	@$(NODE_TEST) --test-global-setup=./test/integration/global-setup.ts \
+		'test/unit/**/*.test.ts' 'test/integration/**/*.test.ts'

@@ -1,0 +1,502 @@
+// VirtualMachine: the desired state of one libvirt domain, and what the operator observed.
+import { type Static, Type } from "@sinclair/typebox";
+import {
+  Conditions,
+  immutable,
+  LastOperation,
+  NamedList,
+  ObjectName,
+  ObservedGeneration,
+  presenceImmutable,
+  Quantity,
+  SAFE_NAME_PATTERN,
+  StringEnum,
+  Timestamp,
+  withRules,
+} from "./common.ts";
+import type { KindDefinition } from "./kind.ts";
+
+export const RUN_STRATEGIES = ["Always", "RerunOnFailure", "Once", "Manual", "Halted"] as const;
+export const HYPERVISORS = ["kvm", "qemu"] as const;
+export const DISK_BUSES = ["virtio", "scsi", "sata", "ide"] as const;
+export const NIC_MODELS = ["virtio", "e1000", "rtl8139"] as const;
+export const BOOT_DEVICES = ["hd", "cdrom", "network"] as const;
+export const PRINTABLE_STATUSES = [
+  "Stopped",
+  "Scheduling",
+  "Provisioning",
+  "Starting",
+  "Running",
+  "Paused",
+  "Stopping",
+  "Terminating",
+  "Migrating",
+  "Failed",
+  "ErrorUnschedulable",
+  "Unknown",
+] as const;
+export const SYNC_STATUSES = ["OK", "NOK", "CREATED", "SYNC", "SYNC_NOK"] as const;
+export const HYPERVISOR_STATUSES = [
+  "RUNNING",
+  "BLOCKED",
+  "PAUSED",
+  "SHUTDOWN",
+  "HALTED",
+  "CRASHED",
+  "PMSUSPENDED",
+  "UNKNOWN",
+] as const;
+
+const CpuTune = Type.Object(
+  {
+    period: Type.Optional(
+      Type.Integer({
+        description:
+          "Enforcement interval of the cgroup CPU bandwidth controller, in microseconds (1000–1000000). " +
+          "Together with quota it limits CPU time (seed 001 cputime_limit).",
+        minimum: 1000,
+        maximum: 1000000,
+      }),
+    ),
+    quota: Type.Optional(
+      Type.Integer({
+        description:
+          "Maximum CPU time per vCPU in each period, in microseconds (1000–17592186044415); -1 means no limit.",
+        minimum: -1,
+        maximum: 17592186044415,
+      }),
+    ),
+    shares: Type.Optional(
+      Type.Integer({
+        description: "Relative CPU weight against other domains on the node (cgroup shares, 2–262144).",
+        minimum: 2,
+        maximum: 262144,
+      }),
+    ),
+  },
+  { description: "CPU bandwidth limits for the domain (libvirt <cputune>)." },
+);
+
+const NumaCell = Type.Object(
+  {
+    index: Type.Integer({ description: "Index of the virtual NUMA node, from 0.", minimum: 0, maximum: 63 }),
+    memory: Quantity("Memory of this virtual NUMA node."),
+    cpus: Type.String({
+      description: "The vCPUs in this node as a CPU list, e.g. 0-1 or 0,2.",
+      pattern: "^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$",
+      maxLength: 256,
+    }),
+    hostNodes: Type.Optional(
+      Type.String({
+        description:
+          "Host NUMA nodes this virtual node is pinned to, e.g. 0 or 0-1 (seed 002 numa_node_pins).",
+        pattern: "^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$",
+        maxLength: 256,
+      }),
+    ),
+  },
+  { description: "A virtual NUMA node." },
+);
+
+const Cpu = Type.Object(
+  {
+    cores: Type.Optional(
+      Type.Integer({
+        description: "Number of vCPU cores per socket (seed 001 cores). Default 1.",
+        minimum: 1,
+        maximum: 512,
+        default: 1,
+      }),
+    ),
+    sockets: Type.Optional(
+      Type.Integer({ description: "Number of CPU sockets. Default 1.", minimum: 1, maximum: 64 }),
+    ),
+    threads: Type.Optional(
+      Type.Integer({ description: "Number of threads per core. Default 1.", minimum: 1, maximum: 8 }),
+    ),
+    cputune: Type.Optional(CpuTune),
+    numa: Type.Optional(
+      Type.Array(NumaCell, {
+        description: "Virtual NUMA topology and its pinning to host NUMA nodes (seed 002 numanodes).",
+        maxItems: 64,
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["index"],
+      }),
+    ),
+  },
+  {
+    description: "Virtual CPU topology and limits. The guest sees sockets × cores × threads vCPUs.",
+  },
+);
+
+const VmDisk = Type.Object(
+  {
+    name: Type.String({
+      description: "Name of the disk inside this VM; unique in the list.",
+      pattern: "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+      maxLength: 63,
+    }),
+    diskRef: Type.Object(
+      { name: ObjectName("Name of the VMDisk in the VM's namespace.") },
+      { description: "The VMDisk that backs this disk." },
+    ),
+    bus: Type.Optional(
+      StringEnum(DISK_BUSES, {
+        description: "Bus the guest sees the disk on: virtio (default), scsi, sata or ide.",
+        default: "virtio",
+      }),
+    ),
+    bootOrder: Type.Optional(
+      Type.Integer({
+        description: "Position in the boot order; lower boots first. Disks without it are not booted from.",
+        minimum: 1,
+        maximum: 64,
+      }),
+    ),
+    readOnly: Type.Optional(Type.Boolean({ description: "Attach the disk read-only." })),
+    active: Type.Optional(
+      Type.Boolean({
+        description:
+          "Whether the disk is connected (seed 002 activate/deactivate). Setting false on a running VM " +
+          "hot-unplugs it; true plugs it back. Default true.",
+        default: true,
+      }),
+    ),
+  },
+  { description: "A VMDisk attached to this VM." },
+);
+
+const Cdrom = Type.Object(
+  {
+    image: Type.String({
+      description:
+        "Path of an ISO image on the node, or empty for an empty drive (ejected). Changing it on a running " +
+        "VM changes the medium live (seed 002 change/eject).",
+      maxLength: 4096,
+    }),
+    bootOnce: Type.Optional(
+      Type.Boolean({
+        description:
+          "Boot from the CD-ROM only at the next start, then from the disks (seed 004 cdimage_once).",
+      }),
+    ),
+    bus: Type.Optional(
+      StringEnum(["sata", "ide", "scsi"] as const, {
+        description: "Bus of the CD-ROM drive. Default sata.",
+        default: "sata",
+      }),
+    ),
+  },
+  { description: "The VM's CD-ROM drive (seeds 002, 004)." },
+);
+
+const Interface = Type.Object(
+  {
+    name: Type.String({
+      description: "Name of the interface inside this VM; unique in the list.",
+      pattern: "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+      maxLength: 63,
+    }),
+    network: Type.Optional(
+      Type.String({
+        description: "libvirt network the NIC connects to. Default: the network named default.",
+        pattern: SAFE_NAME_PATTERN,
+        maxLength: 63,
+        default: "default",
+      }),
+    ),
+    model: Type.Optional(
+      StringEnum(NIC_MODELS, { description: "NIC model the guest sees. Default virtio.", default: "virtio" }),
+    ),
+    macAddress: Type.Optional(
+      Type.String({
+        description: "MAC address. Generated when absent and then kept for the VM's lifetime.",
+        pattern: "^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$",
+      }),
+    ),
+    linked: Type.Optional(
+      Type.Boolean({ description: "Link state of the NIC (cable plugged). Default true.", default: true }),
+    ),
+    plugged: Type.Optional(
+      Type.Boolean({
+        description: "Whether the NIC device is present in the VM (hot-plug). Default true.",
+        default: true,
+      }),
+    ),
+  },
+  { description: "A network interface (seed 002 nics)." },
+);
+
+const Boot = Type.Object(
+  {
+    order: Type.Optional(
+      Type.Array(StringEnum(BOOT_DEVICES, { description: "A boot device: hd, cdrom or network." }), {
+        description: "Boot device order when no disk sets bootOrder. Default [hd].",
+        maxItems: 3,
+      }),
+    ),
+    firmware: Type.Optional(
+      StringEnum(["bios", "uefi"] as const, { description: "Firmware: bios (default) or uefi." }),
+    ),
+    kernel: Type.Optional(
+      Type.String({ description: "Path of a kernel on the node for direct kernel boot.", maxLength: 4096 }),
+    ),
+    initrd: Type.Optional(
+      Type.String({ description: "Path of an initrd on the node for direct kernel boot.", maxLength: 4096 }),
+    ),
+    cmdline: Type.Optional(
+      Type.String({ description: "Kernel command line for direct kernel boot.", maxLength: 4096 }),
+    ),
+  },
+  { description: "How the VM boots: device order, firmware, or a kernel given directly." },
+);
+
+const Shutdown = Type.Object(
+  {
+    gracePeriodSeconds: Type.Optional(
+      Type.Integer({
+        description:
+          "Seconds the guest gets to power off after an ACPI shutdown or reboot request before it is " +
+          "forced off (seed 004 timeout). 0 forces at once. Default 180.",
+        minimum: 0,
+        maximum: 86400,
+        default: 180,
+      }),
+    ),
+  },
+  { description: "How the VM is stopped and rebooted." },
+);
+
+const Source = withRules(
+  Type.Object(
+    {
+      template: Type.Optional(ObjectName("Create the VM from this VMTemplate: its disks are cloned.")),
+      snapshot: Type.Optional(
+        Type.String({
+          description: "Create the VM as a clone of this VMSnapshot's VM at the snapshot.",
+          pattern: SAFE_NAME_PATTERN,
+          maxLength: 253,
+        }),
+      ),
+    },
+    { description: "Where the VM comes from. Immutable." },
+  ),
+  immutable("spec.source"),
+  {
+    rule: "has(self.template) != has(self.snapshot)",
+    message: "spec.source needs exactly one of template or snapshot",
+  },
+);
+
+const SnapshotPolicy = Type.Object(
+  {
+    schedule: Type.String({
+      description: "Cron schedule (5 fields, UTC) of automatic snapshots, e.g. '0 */6 * * *'.",
+      pattern: "^(@(hourly|daily|weekly|monthly|yearly))|(\\S+\\s+\\S+\\s+\\S+\\s+\\S+\\s+\\S+)$",
+      maxLength: 128,
+    }),
+    keep: Type.Integer({
+      description: "How many automatic snapshots to keep; older ones are rotated out. Sticky ones never are.",
+      minimum: 1,
+      maximum: 1000,
+    }),
+    memory: Type.Optional(Type.Boolean({ description: "Include memory state of a running VM." })),
+    consistent: Type.Optional(Type.Boolean({ description: "Quiesce through the guest agent when present." })),
+  },
+  { description: "Automatic snapshots with rotation (seeds 000, 003)." },
+);
+
+export const VirtualMachineSpec = withRules(
+  Type.Object(
+    {
+      description: Type.Optional(
+        Type.String({ description: "Free text about the VM (seed 000 description).", maxLength: 4096 }),
+      ),
+      runStrategy: Type.Optional(
+        StringEnum(RUN_STRATEGIES, {
+          description:
+            "When the VM runs. Always (default): keep it running. RerunOnFailure: restart it when it fails, " +
+            "not when the guest powers off. Once: run until the guest stops, then leave it. Manual: only " +
+            "start/stop through kubectl vm. Halted: keep it stopped.",
+          default: "Always",
+        }),
+      ),
+      paused: Type.Optional(
+        Type.Boolean({ description: "Suspend the running domain (freeze its vCPUs); false resumes it." }),
+      ),
+      cpu: Type.Optional(Cpu),
+      memory: Quantity("Memory of the VM (seed 001 ram)."),
+      uuid: Type.Optional(
+        withRules(
+          Type.String({
+            description: "Domain UUID. Generated when absent (see status.uuid); immutable.",
+            pattern: "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+          }),
+          immutable("spec.uuid"),
+        ),
+      ),
+      hypervisor: Type.Optional(
+        StringEnum(HYPERVISORS, {
+          description:
+            "Virtualisation technology (seed 001 virt_method): kvm (hardware, default) or qemu (full " +
+            "emulation, TCG). The operator places the VM on a node that offers it.",
+          default: "kvm",
+        }),
+      ),
+      nodeName: Type.Optional(
+        ObjectName(
+          "Run on this node (seed 001 node.id). A missing or unfit node is reported as ErrorUnschedulable.",
+        ),
+      ),
+      nodeSelector: Type.Optional(
+        Type.Record(Type.String(), Type.String(), {
+          description: "Labels a node must carry to run the VM.",
+          maxProperties: 32,
+        }),
+      ),
+      disks: Type.Optional(NamedList(VmDisk, "VMDisks attached to the VM, keyed by name.", 64)),
+      cdrom: Type.Optional(Cdrom),
+      interfaces: Type.Optional(
+        NamedList(
+          Interface,
+          "Network interfaces. When absent, the VM gets one virtio NIC on the default network with a " +
+            "free IPv4 and IPv6 address (seed 001); an empty list means no NIC.",
+          16,
+        ),
+      ),
+      boot: Type.Optional(Boot),
+      shutdown: Type.Optional(Shutdown),
+      source: Type.Optional(Source),
+      snapshotPolicy: Type.Optional(SnapshotPolicy),
+    },
+    {
+      description: "Desired state of the virtual machine.",
+    },
+  ),
+  presenceImmutable("uuid", "spec.uuid"),
+  presenceImmutable("source", "spec.source"),
+);
+
+const InterfaceStatus = Type.Object(
+  {
+    name: Type.String({ description: "Interface name from spec.interfaces (or default)." }),
+    mac: Type.Optional(Type.String({ description: "MAC address." })),
+    ipv4: Type.Optional(Type.String({ description: "IPv4 address assigned from the network's pool." })),
+    ipv6: Type.Optional(Type.String({ description: "IPv6 address assigned from the network's pool." })),
+    network: Type.Optional(Type.String({ description: "libvirt network." })),
+    linked: Type.Optional(Type.Boolean({ description: "Link state seen on the domain." })),
+  },
+  { description: "An interface as observed." },
+);
+
+const DiskStatus = Type.Object(
+  {
+    name: Type.String({ description: "Disk name from spec.disks." }),
+    path: Type.Optional(Type.String({ description: "Volume path on the node (seed 000 vdisks)." })),
+    pool: Type.Optional(Type.String({ description: "Storage pool (seed 000 vpools)." })),
+    provisionedSize: Type.Optional(Type.Integer({ description: "Provisioned size in bytes." })),
+    actualSize: Type.Optional(Type.Integer({ description: "Allocated size in bytes." })),
+  },
+  { description: "A disk as observed." },
+);
+
+const SnapshotSummary = Type.Object(
+  {
+    name: Type.String({ description: "VMSnapshot name." }),
+    timestamp: Type.Optional(Type.Integer({ description: "Creation time, unix seconds (seed 000)." })),
+    label: Type.Optional(Type.String({ description: "Description of the snapshot." })),
+    isAutomatic: Type.Optional(Type.Boolean({ description: "Taken by spec.snapshotPolicy." })),
+    isConsistent: Type.Optional(Type.Boolean({ description: "Guest file systems were quiesced." })),
+    sticky: Type.Optional(Type.Boolean({ description: "Excluded from rotation." })),
+    storedBytes: Type.Optional(Type.Integer({ description: "Bytes the snapshot holds." })),
+  },
+  { description: "A snapshot of this VM (seed 000 snapshots)." },
+);
+
+const Statistics = Type.Object(
+  {
+    cpuGuestPercent: Type.Optional(Type.Number({ description: "CPU used by the guest, percent." })),
+    cpuHypervisorPercent: Type.Optional(
+      Type.Number({ description: "CPU overhead on the hypervisor, percent." }),
+    ),
+    cpuTotalPercent: Type.Optional(Type.Number({ description: "Total CPU in use, percent." })),
+    memoryInstalledBytes: Type.Optional(Type.Integer({ description: "Memory configured, bytes." })),
+    memoryUsedBytes: Type.Optional(Type.Integer({ description: "Memory the guest uses, bytes." })),
+    diskReadBytesPerSecond: Type.Optional(Type.Integer({ description: "Disk reads, bytes per second." })),
+    diskWriteBytesPerSecond: Type.Optional(Type.Integer({ description: "Disk writes, bytes per second." })),
+    networkRxBytesPerSecond: Type.Optional(Type.Integer({ description: "Received, bytes per second." })),
+    networkTxBytesPerSecond: Type.Optional(Type.Integer({ description: "Transmitted, bytes per second." })),
+    networkErrors: Type.Optional(Type.Integer({ description: "Receive and transmit errors since start." })),
+    updatedAt: Type.Optional(Timestamp("When the figures were sampled.")),
+  },
+  {
+    description:
+      "Resource usage sampled at the agent's statistics interval (seeds 000, 002, 003 load_stats).",
+  },
+);
+
+export const VirtualMachineStatus = Type.Object(
+  {
+    observedGeneration: Type.Optional(ObservedGeneration()),
+    printableStatus: Type.Optional(
+      StringEnum(PRINTABLE_STATUSES, { description: "One word for humans: Running, Stopped, …" }),
+    ),
+    uuid: Type.Optional(Type.String({ description: "Domain UUID (seed 000 guid, seed 001 uuid)." })),
+    hypervisorId: Type.Optional(
+      Type.Integer({ description: "libvirt domain id while running (seed 000 hypervisorid)." }),
+    ),
+    syncStatus: Type.Optional(
+      StringEnum(SYNC_STATUSES, {
+        description:
+          "Whether the domain matches the spec (seed 000 status): SYNC in step, SYNC_NOK out of step, " +
+          "CREATED defined but not yet converged, OK/NOK for the last action.",
+      }),
+    ),
+    hypervisorStatus: Type.Optional(
+      StringEnum(HYPERVISOR_STATUSES, { description: "Domain state on the hypervisor (seed 000)." }),
+    ),
+    domainName: Type.Optional(
+      Type.String({ description: "libvirt domain name, <namespace>_<name> (seed 000 devicename)." }),
+    ),
+    nodeName: Type.Optional(Type.String({ description: "Node the VM is placed on (seed 000 pmachine)." })),
+    interfaces: Type.Optional(Type.Array(InterfaceStatus, { description: "Interfaces with addresses." })),
+    disks: Type.Optional(Type.Array(DiskStatus, { description: "Disks with paths and sizes." })),
+    snapshots: Type.Optional(Type.Array(SnapshotSummary, { description: "Snapshots of this VM." })),
+    storedData: Type.Optional(
+      Type.Integer({ description: "Bytes stored by the VM's disks and snapshots (seed 000 stored_data)." }),
+    ),
+    statistics: Type.Optional(Statistics),
+    statusChangedAt: Type.Optional(Timestamp("When hypervisorStatus last changed (seed 004 status_change).")),
+    lastOperation: Type.Optional(LastOperation),
+    restartRequestHandled: Type.Optional(
+      Type.String({
+        description:
+          "The restart-requested-at annotation value the operator last acted on; a new value reboots once.",
+      }),
+    ),
+    conditions: Type.Optional(Conditions()),
+  },
+  { description: "Observed state of the virtual machine." },
+);
+
+export const VirtualMachineKind: KindDefinition = {
+  kind: "VirtualMachine",
+  plural: "virtualmachines",
+  singular: "virtualmachine",
+  shortNames: ["vm", "vms"],
+  description:
+    "A virtual machine run by libvirt on a labelled node. Apply it and the operator places it, defines " +
+    "the domain and keeps it as spec says; status mirrors what the hypervisor reports.",
+  spec: VirtualMachineSpec,
+  status: VirtualMachineStatus,
+  printerColumns: [
+    { name: "Status", type: "string", jsonPath: ".status.printableStatus" },
+    { name: "Node", type: "string", jsonPath: ".status.nodeName" },
+    { name: "Ready", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
+    { name: "IP", type: "string", jsonPath: ".status.interfaces[0].ipv4", priority: 1 },
+    { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
+  ],
+};
+
+export type VirtualMachineSpec = Static<typeof VirtualMachineSpec>;
+export type VirtualMachineStatus = Static<typeof VirtualMachineStatus>;

@@ -1,0 +1,201 @@
+// VMDisk: a volume in a node's storage pool (the oVirt disks of seed 002).
+import { type Static, Type } from "@sinclair/typebox";
+import {
+  Conditions,
+  growOnly,
+  immutable,
+  LastOperation,
+  ObjectName,
+  ObservedGeneration,
+  presenceImmutable,
+  Quantity,
+  SAFE_NAME_PATTERN,
+  StringEnum,
+  withRules,
+} from "./common.ts";
+import type { KindDefinition } from "./kind.ts";
+
+export const DISK_FORMATS = ["qcow2", "raw"] as const;
+export const DISK_PHASES = [
+  "Pending",
+  "Creating",
+  "Ready",
+  "Locked",
+  "Resizing",
+  "Illegal",
+  "Deleting",
+] as const;
+
+const DiskSource = withRules(
+  Type.Object(
+    {
+      blank: Type.Optional(Type.Object({}, { description: "An empty volume (the default)." })),
+      disk: Type.Optional(
+        Type.Object(
+          { name: ObjectName("The VMDisk to copy; it must be on the same node.") },
+          { description: "Clone another VMDisk." },
+        ),
+      ),
+      snapshot: Type.Optional(
+        Type.Object(
+          {
+            name: Type.String({
+              description: "The VMSnapshot holding the disk state.",
+              pattern: SAFE_NAME_PATTERN,
+              maxLength: 253,
+            }),
+            disk: Type.String({
+              description: "Name of the disk inside the snapshotted VM (spec.disks[].name).",
+              maxLength: 63,
+            }),
+          },
+          { description: "Create the volume from a disk of a VMSnapshot." },
+        ),
+      ),
+      image: Type.Optional(
+        Type.Object(
+          {
+            url: Type.String({
+              description:
+                "Where the image comes from: an absolute path on the node or an http(s) URL. qcow2 and raw " +
+                "are detected.",
+              pattern: "^(/|https?://)",
+              maxLength: 4096,
+            }),
+          },
+          { description: "Import an image." },
+        ),
+      ),
+    },
+    { description: "What the volume is created from; at most one. Immutable." },
+  ),
+  immutable("spec.source"),
+  {
+    rule: "[has(self.blank), has(self.disk), has(self.snapshot), has(self.image)].filter(x, x).size() <= 1",
+    message: "spec.source takes at most one of blank, disk, snapshot or image",
+  },
+);
+
+export const VMDiskSpec = withRules(
+  Type.Object(
+    {
+      description: Type.Optional(Type.String({ description: "Free text about the disk.", maxLength: 4096 })),
+      provisionedSize: Quantity(
+        "Size the guest sees (seed 002 provisioned_size). It may grow, also while attached and running; " +
+          "it never shrinks.",
+      ),
+      format: Type.Optional(
+        withRules(
+          StringEnum(DISK_FORMATS, {
+            description: "Volume format: qcow2 (copy on write, snapshots; default) or raw. Immutable.",
+            default: "qcow2",
+          }),
+          immutable("spec.format"),
+        ),
+      ),
+      sparse: Type.Optional(
+        Type.Boolean({
+          description: "Allocate space as the guest writes (true, default) or preallocate it all.",
+          default: true,
+        }),
+      ),
+      storagePool: Type.Optional(
+        withRules(
+          Type.String({
+            description: "libvirt storage pool of the node. Default: the agent's default pool. Immutable.",
+            pattern: SAFE_NAME_PATTERN,
+            maxLength: 63,
+          }),
+          immutable("spec.storagePool"),
+        ),
+      ),
+      nodeName: Type.Optional(
+        withRules(
+          ObjectName(
+            "Node whose pool holds the disk. When absent the operator picks one (the node of the VM that " +
+              "uses it). Immutable.",
+          ),
+          immutable("spec.nodeName"),
+        ),
+      ),
+      source: Type.Optional(DiskSource),
+      bootable: Type.Optional(Type.Boolean({ description: "The disk holds a bootable system." })),
+      shareable: Type.Optional(
+        Type.Boolean({ description: "May be attached to several VMs at once. Default false." }),
+      ),
+      readOnly: Type.Optional(Type.Boolean({ description: "Every VM gets the disk read-only." })),
+      wipeAfterDelete: Type.Optional(
+        Type.Boolean({ description: "Zero the data before the volume is deleted (seed 002)." }),
+      ),
+      propagateErrors: Type.Optional(
+        Type.Boolean({
+          description:
+            "Pass I/O errors to the guest instead of pausing the VM (seed 002 propagate_errors). Default false.",
+        }),
+      ),
+    },
+    { description: "Desired state of the disk." },
+  ),
+  growOnly("provisionedSize", "spec.provisionedSize"),
+  presenceImmutable("source", "spec.source"),
+);
+
+export const VMDiskStatus = Type.Object(
+  {
+    observedGeneration: Type.Optional(ObservedGeneration()),
+    phase: Type.Optional(
+      StringEnum(DISK_PHASES, {
+        description:
+          "Pending, Creating, Ready, Locked (being copied), Resizing, Illegal (failed; see conditions), Deleting.",
+      }),
+    ),
+    provisionedSize: Type.Optional(Type.Integer({ description: "Size the guest sees, bytes." })),
+    actualSize: Type.Optional(Type.Integer({ description: "Space allocated on the node, bytes." })),
+    path: Type.Optional(Type.String({ description: "Volume path on the node." })),
+    pool: Type.Optional(Type.String({ description: "Storage pool holding the volume." })),
+    nodeName: Type.Optional(Type.String({ description: "Node holding the volume." })),
+    format: Type.Optional(Type.String({ description: "Format of the volume on disk." })),
+    attachedTo: Type.Optional(
+      Type.Array(Type.String(), { description: "VirtualMachines the disk is attached to." }),
+    ),
+    progress: Type.Optional(
+      Type.Integer({ description: "Percent done of a running import or copy.", minimum: 0, maximum: 100 }),
+    ),
+    statistics: Type.Optional(
+      Type.Object(
+        {
+          readBytesPerSecond: Type.Optional(Type.Integer({ description: "Reads, bytes per second." })),
+          writeBytesPerSecond: Type.Optional(Type.Integer({ description: "Writes, bytes per second." })),
+          readOpsPerSecond: Type.Optional(Type.Integer({ description: "Read operations per second." })),
+          writeOpsPerSecond: Type.Optional(Type.Integer({ description: "Write operations per second." })),
+        },
+        { description: "I/O rates while attached to a running VM (seed 002 disk statistics)." },
+      ),
+    ),
+    lastOperation: Type.Optional(LastOperation),
+    conditions: Type.Optional(Conditions()),
+  },
+  { description: "Observed state of the disk." },
+);
+
+export const VMDiskKind: KindDefinition = {
+  kind: "VMDisk",
+  plural: "vmdisks",
+  singular: "vmdisk",
+  shortNames: ["vmdisk", "vmdisks"],
+  description:
+    "A virtual disk: a volume in a node's libvirt storage pool, created blank, cloned or imported, and " +
+    "attached to VirtualMachines through spec.disks.",
+  spec: VMDiskSpec,
+  status: VMDiskStatus,
+  printerColumns: [
+    { name: "Phase", type: "string", jsonPath: ".status.phase" },
+    { name: "Size", type: "string", jsonPath: ".spec.provisionedSize" },
+    { name: "Node", type: "string", jsonPath: ".status.nodeName" },
+    { name: "AttachedTo", type: "string", jsonPath: ".status.attachedTo" },
+    { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
+  ],
+};
+
+export type VMDiskSpec = Static<typeof VMDiskSpec>;
+export type VMDiskStatus = Static<typeof VMDiskStatus>;

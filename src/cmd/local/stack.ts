@@ -1,0 +1,65 @@
+// The embedded local stack: what `make local` starts and `make local-down` stops.
+import { existsSync } from "node:fs";
+import { mkdir, readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { type KubePorts, localNodeName, registerNode, startKubernetes } from "./kube.ts";
+import { startLibvirt } from "./libvirt.ts";
+import { stopDaemon } from "./processes.ts";
+
+export interface StackConfig {
+  /** Holds pki/, etcd/, logs/, pids/ and the kubeconfig. */
+  stateDir: string;
+  ports: KubePorts;
+  libvirt: boolean;
+  nodeName: string;
+}
+
+export const LOCAL_STACK: StackConfig = {
+  stateDir: join(import.meta.dirname, "..", "..", "..", ".local"),
+  ports: { etcdClient: 23790, etcdPeer: 23800, apiserver: 16443 },
+  libvirt: true,
+  nodeName: localNodeName(),
+};
+
+export function kubeconfigPath(config: StackConfig): string {
+  return join(config.stateDir, "kubeconfig");
+}
+
+// Stop order: what depends on others goes first.
+const STOP_ORDER = ["agent", "controller", "kube-apiserver", "etcd", "libvirtd", "virtlogd"];
+
+function progress(message: string) {
+  process.stderr.write(`==> ${message}\n`);
+}
+
+export async function stackUp(config: StackConfig): Promise<void> {
+  for (const sub of ["pids", "logs", "etcd"]) {
+    await mkdir(join(config.stateDir, sub), { recursive: true, mode: 0o700 });
+  }
+  const kubeconfig = kubeconfigPath(config);
+  const started = Date.now();
+  progress(`etcd :${config.ports.etcdClient} and kube-apiserver :${config.ports.apiserver}`);
+  await startKubernetes(config.stateDir, config.ports, kubeconfig);
+  progress(`node ${config.nodeName} registered`);
+  await registerNode(kubeconfig, config.nodeName);
+  if (config.libvirt) {
+    const { started: ours } = await startLibvirt(config.stateDir);
+    progress(ours ? "libvirtd started" : "libvirtd already running; left as it is");
+  }
+  progress(`stack up in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+}
+
+export async function stackDown(config: StackConfig): Promise<string[]> {
+  const pidDir = join(config.stateDir, "pids");
+  if (!existsSync(pidDir)) return [];
+  const recorded = (await readdir(pidDir)).filter((f) => f.endsWith(".pid")).map((f) => f.slice(0, -4));
+  const ordered = [
+    ...STOP_ORDER.filter((n) => recorded.includes(n)),
+    ...recorded.filter((n) => !STOP_ORDER.includes(n)),
+  ];
+  const stopped: string[] = [];
+  for (const name of ordered) {
+    if (await stopDaemon(config.stateDir, name)) stopped.push(name);
+  }
+  return stopped;
+}
