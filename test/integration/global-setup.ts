@@ -1,0 +1,16 @@
+// Starts the test stack (real etcd + kube-apiserver, CRDs installed) before any test file
+// runs, from a clean store, and stops exactly what it started afterwards.
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import { stackDown, stackUp } from "../../src/cmd/local/stack.ts";
+import { TEST_STACK } from "../support/stack.ts";
+
+export async function globalSetup() {
+  await stackDown(TEST_STACK);
+  await rm(join(TEST_STACK.stateDir, "etcd"), { recursive: true, force: true });
+  await stackUp(TEST_STACK);
+}
+
+export async function globalTeardown() {
+  await stackDown(TEST_STACK);
+}

@@ -1,0 +1,42 @@
+// The stack the integration tests run against: its own ports and state directory, so it
+// never collides with `make local`. test/integration/global-setup.ts starts and stops it.
+import { join } from "node:path";
+import yaml from "js-yaml";
+import { kubectl as kubectlWith, localNodeName } from "../../src/cmd/local/kube.ts";
+import { kubeconfigPath, type StackConfig } from "../../src/cmd/local/stack.ts";
+import { REPO_ROOT } from "../../src/cmd/local/tools.ts";
+
+export const TEST_STACK: StackConfig = {
+  stateDir: join(REPO_ROOT, ".local", "test-stack"),
+  ports: { etcdClient: 23791, etcdPeer: 23801, apiserver: 16444 },
+  libvirt: false,
+  nodeName: localNodeName(),
+};
+
+export const KUBECONFIG = kubeconfigPath(TEST_STACK);
+
+export function kubectl(args: string[], input?: string) {
+  return kubectlWith(KUBECONFIG, args, input);
+}
+
+/** Runs kubectl and returns its error output (the API server's message) or "" when it succeeded. */
+export async function kubectlError(args: string[], input?: string): Promise<string> {
+  try {
+    await kubectl(args, input);
+    return "";
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+export function toYaml(obj: unknown): string {
+  return yaml.dump(obj);
+}
+
+/** A namespace of its own for each test file, created once. */
+export async function testNamespace(name: string): Promise<string> {
+  await kubectl(["create", "namespace", name, "--dry-run=client", "-o", "yaml"]).then(({ stdout }) =>
+    kubectl(["apply", "--server-side", "-f", "-"], stdout),
+  );
+  return name;
+}
