@@ -7,9 +7,8 @@ import addFormatsModule from "ajv-formats";
 import { POSITIVE_QUANTITY_PATTERN } from "./common.ts";
 import type { KindDefinition } from "./kind.ts";
 
-// ajv-formats is CommonJS; its default export arrives wrapped under ESM.
-const addFormats =
-  (addFormatsModule as unknown as { default: typeof addFormatsModule }).default ?? addFormatsModule;
+// ajv-formats is CommonJS: under ESM the plugin is its module.exports, which also carries itself as .default.
+const addFormats = addFormatsModule.default;
 
 const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: false });
 addFormats(ajv);

@@ -10,6 +10,24 @@ import { generatedFiles } from "../../src/api/render.ts";
 
 const root = join(import.meta.dirname, "..", "..");
 
+interface Schema {
+  description?: string;
+  properties?: Record<string, Schema>;
+  items?: Schema;
+  "x-kubernetes-list-type"?: string;
+}
+interface CrdShape {
+  spec: {
+    group: string;
+    names: { categories: string[]; shortNames: string[] };
+    versions: Array<{
+      subresources: unknown;
+      additionalPrinterColumns: Array<{ name: string }>;
+      schema: { openAPIV3Schema: Schema };
+    }>;
+  };
+}
+
 describe("toOpenApi", () => {
   it("turns a quantity into int-or-string with its pattern and minimum", () => {
     const out = toOpenApi(Quantity("Memory."));
@@ -53,28 +71,27 @@ describe("toOpenApi", () => {
 describe("CRDs", () => {
   for (const def of KINDS) {
     it(`${def.kind}: group, category, short names, status subresource, printer columns`, () => {
-      const crd = buildCrd(def) as { spec: Record<string, any> };
+      const crd = buildCrd(def) as unknown as CrdShape;
       assert.equal(crd.spec.group, GROUP);
       assert.deepEqual(crd.spec.names.categories, [CATEGORY]);
       assert.ok(crd.spec.names.shortNames.length > 0);
-      const [version] = crd.spec.versions;
+      const version = crd.spec.versions[0]!;
       assert.deepEqual(version.subresources, { status: {} });
-      assert.ok(version.additionalPrinterColumns.some((c: { name: string }) => c.name === "Age"));
-      const status = version.schema.openAPIV3Schema.properties.status.properties;
-      assert.equal(status.conditions["x-kubernetes-list-type"], "map");
+      assert.ok(version.additionalPrinterColumns.some((c) => c.name === "Age"));
+      const status = version.schema.openAPIV3Schema.properties?.status?.properties ?? {};
+      assert.equal(status.conditions?.["x-kubernetes-list-type"], "map");
       assert.ok(status.observedGeneration, "every kind reports observedGeneration");
     });
 
     it(`${def.kind}: every field has a description for kubectl explain`, () => {
       const missing: string[] = [];
-      const walk = (schema: Record<string, any>, path: string) => {
+      const walk = (schema: Schema, path: string) => {
         if (!schema.description) missing.push(path);
-        for (const [name, child] of Object.entries(schema.properties ?? {}))
-          walk(child as any, `${path}.${name}`);
+        for (const [name, child] of Object.entries(schema.properties ?? {})) walk(child, `${path}.${name}`);
         if (schema.items?.properties) walk(schema.items, `${path}[]`);
       };
-      walk(toOpenApi(def.spec), "spec");
-      walk(toOpenApi(def.status), "status");
+      walk(toOpenApi(def.spec) as Schema, "spec");
+      walk(toOpenApi(def.status) as Schema, "status");
       // Condition items describe themselves; everything else must say what it is.
       assert.deepEqual(missing, []);
     });
