@@ -13,6 +13,7 @@ build_from_module() {
     return 0
   fi
   step "building $name $ver from $mod (cold: minutes; cached afterwards)"
+  local started=$SECONDS
   local work="$CACHE_DIR/build/$name-$ver"
   rm -rf "$work" && mkdir -p "$work"
   cat >"$work/go.mod" <<GOMOD
@@ -36,7 +37,7 @@ GOMOD
     mv "$out.tmp" "$out"
   )
   ln -sfn "$name-$ver" "$BIN_DIR/$name"
-  note "$name ready: $out"
+  note "$name ready in $((SECONDS - started))s: $out"
 }
 
 # k8s.io/kubernetes replaces its k8s.io/* staging modules with ./staging/...; a module
@@ -60,6 +61,20 @@ kube_ldflags() {
   echo "$f"
 }
 
+# Helm's default Kubernetes version (for `helm template` and kubeVersion checks) is set at
+# link time from the client-go it was built with, as helm's own Makefile does.
+helm_ldflags() {
+  local gomod minor
+  gomod=$(cd "$CACHE_DIR" && GOFLAGS=-mod=mod go mod download -json "helm.sh/helm/v3@$HELM_VERSION" \
+    | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  minor=$(grep -E '^\s*k8s.io/client-go v0\.' "$gomod" | sed -E 's/.*v0\.([0-9]+)\..*/\1/')
+  local f="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    f+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$minor"
+  done
+  echo "$f"
+}
+
 main() {
   command -v go >/dev/null || { echo "go is required to build the Kubernetes binaries" >&2; exit 1; }
   build_from_module etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3
@@ -69,8 +84,9 @@ main() {
   if (( need_kube )); then replaces=$(kubernetes_replaces); ldflags=$(kube_ldflags); fi
   build_from_module kube-apiserver k8s.io/kubernetes "$KUBERNETES_VERSION" k8s.io/kubernetes/cmd/kube-apiserver "$ldflags" "$replaces"
   build_from_module kubectl k8s.io/kubernetes "$KUBERNETES_VERSION" k8s.io/kubernetes/cmd/kubectl "$ldflags" "$replaces"
-  build_from_module helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
-    "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  local helm_flags=""
+  [[ -x "$BIN_DIR/helm-$HELM_VERSION" ]] || helm_flags=$(helm_ldflags)
+  build_from_module helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "$helm_flags"
 }
 
 main "$@"

@@ -9,7 +9,7 @@ import { REPO_ROOT } from "../../src/cmd/local/tools.ts";
 export const TEST_STACK: StackConfig = {
   stateDir: join(REPO_ROOT, ".local", "test-stack"),
   ports: { etcdClient: 23791, etcdPeer: 23801, apiserver: 16444 },
-  libvirt: false,
+  libvirt: true,
   nodeName: localNodeName(),
 };
 

@@ -39,6 +39,7 @@ export async function run(
     return { stdout, stderr };
   } catch (err) {
     const e = err as Error & { stderr?: string; stdout?: string };
-    throw new Error(`${file} ${args.join(" ")} failed: ${e.stderr?.trim() || e.message}`, { cause: err });
+    const said = e.stderr?.trim() || e.stdout?.trim() || e.message;
+    throw new Error(`${file} ${args.join(" ")} failed: ${said}`, { cause: err });
   }
 }

@@ -1,0 +1,187 @@
+// The Helm chart: lints, renders what users expect, installs into the real API server with
+// least-privilege RBAC, and keeps the CRDs on uninstall when asked.
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import yaml from "js-yaml";
+import { crdName } from "../../src/api/crd.ts";
+import { KINDS } from "../../src/api/index.ts";
+import { cachedBinary, REPO_ROOT, run } from "../../src/cmd/local/tools.ts";
+import { KUBECONFIG, kubectl, kubectlError } from "../support/stack.ts";
+
+const chart = join(REPO_ROOT, "helm", "libvirt-operator");
+const release = "lvo";
+const ns = "helm-test";
+
+interface K8sObject {
+  kind: string;
+  metadata: { name: string; annotations?: Record<string, string> };
+  spec?: Record<string, unknown> & { template?: { spec: PodSpec } };
+}
+interface PodSpec {
+  securityContext?: Record<string, unknown>;
+  nodeSelector?: Record<string, string>;
+  containers: Array<{ securityContext?: Record<string, unknown> }>;
+}
+
+function helm(args: string[]) {
+  return run(cachedBinary("helm"), ["--kubeconfig", KUBECONFIG, ...args], { timeoutMs: 180_000 });
+}
+
+async function render(...set: string[]): Promise<K8sObject[]> {
+  const { stdout } = await helm(["template", release, chart, "-n", ns, ...set.flatMap((s) => ["--set", s])]);
+  return (yaml.loadAll(stdout) as K8sObject[]).filter(Boolean);
+}
+
+function podSpec(objects: K8sObject[], kind: string): PodSpec {
+  const found = objects.find((o) => o.kind === kind);
+  assert.ok(found?.spec?.template, `${kind} rendered`);
+  return found.spec.template.spec;
+}
+
+describe("helm chart (rendered)", () => {
+  it("passes helm lint --strict", async () => {
+    await helm(["lint", "--strict", chart]);
+  });
+
+  it("renders every CRD, kept on uninstall by default", async () => {
+    const crds = (await render()).filter((o) => o.kind === "CustomResourceDefinition");
+    assert.deepEqual(crds.map((c) => c.metadata.name).sort(), KINDS.map(crdName).sort());
+    for (const c of crds) assert.equal(c.metadata.annotations?.["helm.sh/resource-policy"], "keep");
+  });
+
+  it("crds.enabled=false leaves the CRDs out; crds.keep=false drops the keep policy", async () => {
+    assert.equal(
+      (await render("crds.enabled=false")).filter((o) => o.kind === "CustomResourceDefinition").length,
+      0,
+    );
+    const crds = (await render("crds.keep=false")).filter((o) => o.kind === "CustomResourceDefinition");
+    assert.equal(crds.length, KINDS.length);
+    for (const c of crds) assert.equal(c.metadata.annotations?.["helm.sh/resource-policy"], undefined);
+  });
+
+  it("runs the agent only on labelled nodes, privileged; the controller unprivileged", async () => {
+    const objects = await render();
+    const agent = podSpec(objects, "DaemonSet");
+    assert.deepEqual(agent.nodeSelector, { "vm.libvirt-operator.io/enabled": "true" });
+    assert.equal(agent.containers[0]?.securityContext?.privileged, true);
+    const controller = podSpec(objects, "Deployment");
+    assert.equal(controller.securityContext?.runAsNonRoot, true);
+    assert.deepEqual(controller.containers[0]?.securityContext?.capabilities, { drop: ["ALL"] });
+    assert.equal(controller.containers[0]?.securityContext?.allowPrivilegeEscalation, false);
+  });
+
+  it("renders ServiceMonitors and a PrometheusRule only when asked", async () => {
+    const kinds = (objs: K8sObject[]) => objs.map((o) => o.kind);
+    assert.ok(!kinds(await render()).includes("ServiceMonitor"));
+    const withMonitoring = kinds(
+      await render("metrics.serviceMonitor.enabled=true", "metrics.prometheusRule.enabled=true"),
+    );
+    assert.equal(withMonitoring.filter((k) => k === "ServiceMonitor").length, 2);
+    assert.ok(withMonitoring.includes("PrometheusRule"));
+  });
+
+  it("values.schema.json rejects a misspelt value, naming it", async () => {
+    const message = await render("agent.nodeSelektor.x=y").then(
+      () => "",
+      (err: Error) => err.message,
+    );
+    assert.match(message, /nodeSelektor/);
+  });
+});
+
+describe("helm install into the real API server", () => {
+  before(async () => {
+    // Pod Security "restricted" on the release namespace proves the controller needs no privilege.
+    await kubectl(["create", "namespace", ns]);
+    await kubectl(["label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted"]);
+    // The test stack installed the CRDs with kubectl; the chart takes them over.
+    await helm(["install", release, chart, "-n", ns, "--take-ownership", "--wait=false"]);
+  });
+
+  after(async () => {
+    await helm(["uninstall", release, "-n", ns]).catch(() => undefined);
+  });
+
+  it("creates the controller, the agent and their service accounts", async () => {
+    const { stdout } = await kubectl(["get", "deploy,daemonset,serviceaccount", "-n", ns, "-o", "name"]);
+    for (const name of [
+      `deployment.apps/${release}-libvirt-operator-controller`,
+      `daemonset.apps/${release}-libvirt-operator-agent`,
+      `serviceaccount/${release}-libvirt-operator-controller`,
+      `serviceaccount/${release}-libvirt-operator-agent`,
+    ]) {
+      assert.ok(stdout.includes(name), `${name} in ${stdout}`);
+    }
+  });
+
+  const can = async (who: "controller" | "agent", verb: string, resource: string, namespace = ns) => {
+    const as = `system:serviceaccount:${ns}:${release}-libvirt-operator-${who}`;
+    // "kind/status" means the subresource (kubectl would read it as an object name).
+    const [res = resource, sub] = resource.split("/");
+    const args = [
+      "auth",
+      "can-i",
+      verb,
+      res,
+      "-n",
+      namespace,
+      "--as",
+      as,
+      ...(sub ? [`--subresource=${sub}`] : []),
+    ];
+    const out = await kubectl(args).then(
+      (r) => r.stdout,
+      (err: Error) => err.message,
+    );
+    return /^yes/m.test(out);
+  };
+
+  it("grants the controller what it needs and nothing more", async () => {
+    assert.ok(await can("controller", "create", "vmsnapshots.vm.libvirt-operator.io", "default"));
+    assert.ok(await can("controller", "patch", "virtualmachines.vm.libvirt-operator.io/status", "default"));
+    assert.ok(await can("controller", "list", "nodes"));
+    assert.ok(await can("controller", "update", "leases.coordination.k8s.io"));
+    assert.ok(!(await can("controller", "update", "leases.coordination.k8s.io", "kube-system")));
+    assert.ok(!(await can("controller", "patch", "nodes")));
+    assert.ok(!(await can("controller", "get", "secrets")));
+    assert.ok(!(await can("controller", "create", "pods")));
+  });
+
+  it("grants the agent status writes and node patches, not spec edits or deletes", async () => {
+    assert.ok(await can("agent", "patch", "virtualmachines.vm.libvirt-operator.io/status", "default"));
+    assert.ok(await can("agent", "patch", "nodes"));
+    assert.ok(await can("agent", "update", "leases.coordination.k8s.io"));
+    assert.ok(!(await can("agent", "patch", "virtualmachines.vm.libvirt-operator.io", "default")));
+    assert.ok(
+      !(await can("controller", "update", "virtualmachines.vm.libvirt-operator.io/scale", "default")),
+    );
+    assert.ok(!(await can("agent", "delete", "virtualmachines.vm.libvirt-operator.io", "default")));
+    assert.ok(!(await can("agent", "delete", "nodes")));
+    assert.ok(!(await can("agent", "get", "secrets")));
+  });
+
+  it("the controller pod passes Pod Security restricted; the privileged agent pod does not", async () => {
+    const objects = await render();
+    const pod = (kind: string, name: string) =>
+      JSON.stringify({
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name, namespace: ns },
+        spec: podSpec(objects, kind),
+      });
+    const dryRun = ["create", "--dry-run=server", "-f", "-"];
+    assert.equal(await kubectlError(dryRun, pod("Deployment", "controller-probe")), "");
+    assert.match(
+      await kubectlError(dryRun, pod("DaemonSet", "agent-probe")),
+      /violates PodSecurity "restricted.*privileged/,
+    );
+  });
+
+  it("uninstall removes the workloads and keeps the CRDs (crds.keep)", async () => {
+    await helm(["uninstall", release, "-n", ns, "--wait"]);
+    const { stdout } = await kubectl(["get", "deploy,daemonset", "-n", ns, "-o", "name"]);
+    assert.equal(stdout.trim(), "");
+    for (const def of KINDS) await kubectl(["get", "crd", crdName(def)]);
+  });
+});
