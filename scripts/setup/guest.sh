@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Builds the tiny test guest: Debian's kernel plus a busybox initramfs, cached.
+# It boots under QEMU TCG in seconds, prints marker lines on the serial console and
+# powers off on an ACPI power-button press. Nothing is installed on the host.
+# Prints the directory holding vmlinuz and initramfs.img (last stdout line).
+source "$(dirname "$0")/lib.sh"
+
+# Bump when the initramfs contents (init script, module list) change.
+GUEST_REVISION=1
+# Modules the guest loads, in this order (their dependencies first, from modules.dep):
+# evdev+button turn the ACPI power button into an input event acpid can read; the
+# rest let hot-plugged disks, NICs and CD-ROMs show up (all are =m in Debian 6.1);
+# ext4 finds the crc32c it needs at mount time through the crypto API, not modules.dep.
+MODULES=(evdev button virtio_pci virtio_blk virtio_net virtio_console virtio_scsi
+         ata_piix ahci sd_mod sr_mod crc32c_generic ext4 isofs)
+
+# The version key pins every input: kernel and busybox package versions + revision.
+# One apt-cache call (each costs ~0.7 s), parsed into "package version" lines.
+candidates() {
+  apt-cache policy linux-image-amd64 busybox-static 2>/dev/null |
+    awk '/^[^ ]/ { pkg = $1 } $1 == "Candidate:" && $2 != "(none)" { print pkg, $2 }'
+}
+versions=$(candidates)
+if [[ $(wc -l <<<"$versions") -lt 2 ]]; then  # no package lists yet
+  SUDO=""; (( EUID == 0 )) || SUDO="sudo"
+  timed "apt-get update" $SUDO apt-get update -q >&2
+  versions=$(candidates)
+fi
+KPKG_VERSION=$(awk '$1 == "linux-image-amd64:" { print $2 }' <<<"$versions")
+BB_VERSION=$(awk '$1 == "busybox-static:" { print $2 }' <<<"$versions")
+[[ -n "$KPKG_VERSION" && -n "$BB_VERSION" ]] || { echo "no linux-image-amd64/busybox-static in apt" >&2; exit 1; }
+KEY="linux-${KPKG_VERSION}_busybox-${BB_VERSION//:/_}_r${GUEST_REVISION}"
+OUT="$CACHE_DIR/guest/$KEY"
+if [[ -f "$OUT/vmlinuz" && -f "$OUT/initramfs.img" ]]; then
+  echo "$OUT"
+  exit 0
+fi
+
+step "building test guest $KEY"
+start=$SECONDS
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+# The meta package only depends on the real, ABI-named one (linux-image-6.1.0-N-amd64).
+KPKG=$(apt-cache depends linux-image-amd64 | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p')
+[[ -n "$KPKG" ]] || { echo "cannot resolve linux-image-amd64's kernel package" >&2; exit 1; }
+# Sandbox=root: as root, apt would otherwise try (and fail) to write as _apt here.
+(cd "$tmp" && timed "apt-get download $KPKG busybox-static" \
+  apt-get download -q -o APT::Sandbox::User=root "$KPKG" busybox-static >&2)
+timed "dpkg-deb -x $KPKG" dpkg-deb -x "$tmp"/linux-image-*.deb "$tmp/kernel"
+dpkg-deb -x "$tmp"/busybox-static_*.deb "$tmp/busybox"
+KVER=$(basename "$tmp"/kernel/lib/modules/*)
+MODDIR="$tmp/kernel/lib/modules/$KVER"
+BUSYBOX="$tmp/busybox/bin/busybox"
+note "kernel $KVER ($KPKG_VERSION), busybox $BB_VERSION"
+
+# Debian generates modules.dep at install time (postinst), so the .deb has none:
+# busybox's depmod (static, runs on the host) writes it for the extracted tree.
+[[ -f "$MODDIR/modules.dep" ]] || timed "depmod" "$BUSYBOX" depmod -b "$tmp/kernel" "$KVER"
+declare -A DEPS=() PATH_OF=() SEEN=()
+while IFS=: read -r path deps; do
+  DEPS[$path]=$deps
+  name=$(basename "$path"); name=${name%%.ko*}; PATH_OF[${name//-/_}]=$path
+done < "$MODDIR/modules.dep"
+ORDER=()
+add_module() {  # depth-first: every dependency goes before the module needing it
+  local p=$1 d
+  [[ -n "${SEEN[$p]:-}" ]] && return; SEEN[$p]=1
+  for d in ${DEPS[$p]}; do add_module "$d"; done
+  ORDER+=("$p")
+}
+for m in "${MODULES[@]}"; do
+  if [[ -n "${PATH_OF[$m]:-}" ]]; then add_module "${PATH_OF[$m]}"
+  elif grep -q "/${m}\.ko" "$MODDIR/modules.builtin"; then note "$m is built in"
+  else echo "module $m is neither built in nor in $KVER" >&2; exit 1; fi
+done
+
+# The initramfs tree: busybox, the modules (flat, uncompressed), acpid's handler, /init.
+root="$tmp/root"
+mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,lib/modules,etc/acpi/PWRF,var/log,var/run}
+cp "$BUSYBOX" "$root/bin/busybox"
+ln -s busybox "$root/bin/sh"
+: > "$root/etc/modules"
+for p in "${ORDER[@]}"; do
+  name=$(basename "$p"); name=${name%%.ko*}
+  case "$p" in  # busybox insmod cannot read compressed modules
+    *.ko.xz) xz -dc "$MODDIR/$p" > "$root/lib/modules/$name.ko" ;;
+    *.ko.zst) zstd -qdc "$MODDIR/$p" > "$root/lib/modules/$name.ko" ;;
+    *) cp "$MODDIR/$p" "$root/lib/modules/$name.ko" ;;
+  esac
+  echo "$name" >> "$root/etc/modules"
+done
+note "modules: $(tr '\n' ' ' < "$root/etc/modules")"
+
+# busybox acpid maps the power button (KEY_POWER from `button`, via evdev) to the
+# event PWRF and runs /etc/acpi/PWRF/00000080.
+cat > "$root/etc/acpi/PWRF/00000080" <<'EOF'
+#!/bin/sh
+printf '\nLIBVIRT-OPERATOR-GUEST-POWEROFF\n' > /dev/console  # own line, past any prompt
+sync
+poweroff -f
+EOF
+
+cat > "$root/init" <<'EOF'
+#!/bin/sh
+# PID 1 of the test guest. The LIBVIRT-OPERATOR-GUEST-* lines are what tests wait for.
+/bin/busybox --install -s
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+exec </dev/console >/dev/console 2>&1
+dmesg -n 1  # from now on keep kernel messages from splitting the marker lines
+while read -r m; do insmod "/lib/modules/$m.ko" || echo "insmod $m failed"; done < /etc/modules
+# acpid opens the input devices when it starts: wait (briefly) for the power button.
+i=0; while [ ! -e /dev/input/event0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+acpid
+disks() { ls /sys/block | grep -v -e '^loop' -e '^ram' | tr '\n' ' '; }
+echo "LIBVIRT-OPERATOR-GUEST-DISKS $(disks)"
+echo LIBVIRT-OPERATOR-GUEST-BOOTED
+echo "LIBVIRT-OPERATOR-GUEST-BOOTED uptime=$(cut -d' ' -f1 /proc/uptime)"
+# Report the disks again whenever the set changes (hot-plug, slow CD-ROM probing).
+(last=$(disks); while sleep 1; do
+  now=$(disks); [ "$now" = "$last" ] || printf '\nLIBVIRT-OPERATOR-GUEST-DISKS %s\n' "$now"; last=$now
+done) &
+# PID 1 must never exit: keep a shell on the console, restarted if it ends.
+while true; do setsid cttyhack sh; sleep 1; done
+EOF
+chmod +x "$root/init" "$root/etc/acpi/PWRF/00000080"
+
+rm -rf "$OUT.tmp" && mkdir -p "$OUT.tmp"
+# Debian's bzImage is XZ-compressed: decompressing it under TCG costs ~5 s per boot.
+# The kernel has CONFIG_PVH, so QEMU's -kernel (libvirt's <kernel>) can start the
+# uncompressed ELF inside directly. "vmlinuz" is then that ELF (~65 MB), else the bzImage.
+bzimage="$tmp/kernel/boot/vmlinuz-$KVER"
+xz_at=$(LC_ALL=C grep -abo -m1 $'\xfd7zXZ\x00' "$bzimage" | LC_ALL=C sed -n '1s/:.*//p' || true)
+if [[ "$xz_at" =~ ^[0-9]+$ ]] && grep -q '^CONFIG_PVH=y' "$tmp/kernel/boot/config-$KVER" &&
+   xz -dc --single-stream < <(tail -c +$((xz_at + 1)) "$bzimage") > "$OUT.tmp/vmlinuz" 2>/dev/null &&
+   [[ "$(head -c 4 "$OUT.tmp/vmlinuz")" == $'\x7fELF' ]]; then
+  note "vmlinuz: uncompressed ELF, booted through PVH"
+else
+  cp "$bzimage" "$OUT.tmp/vmlinuz"
+  note "vmlinuz: Debian's bzImage (no PVH ELF inside)"
+fi
+(cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -9 > "$OUT.tmp/initramfs.img")
+rm -rf "$OUT" && mv "$OUT.tmp" "$OUT"
+note "initramfs $(du -h "$OUT/initramfs.img" | cut -f1), built in $((SECONDS - start))s"
+echo "$OUT"

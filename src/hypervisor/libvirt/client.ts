@@ -1,0 +1,506 @@
+// The libvirt client the agent uses: opens an RPC connection (auth + connect-open +
+// keepalive), offers typed promise-based calls, turns server messages into events, and
+// reconnects with backoff when the daemon goes away, registering its callbacks again.
+import { EventEmitter } from "node:events";
+import { connect as netConnect, type Socket } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
+import { type ConnectionOptions, RpcConnection } from "./connection.ts";
+import {
+  AuthType,
+  ConnectFlags,
+  DomainEventId,
+  FEATURE_NETWORK_UPDATE_HAS_CORRECT_ORDER,
+  FEATURE_PROGRAM_KEEPALIVE,
+  NetworkSection,
+  NetworkUpdateAffect,
+  NetworkUpdateCommand,
+} from "./constants.ts";
+import { ConnectionClosedError } from "./errors.ts";
+import {
+  DeviceRemovedEventMsg,
+  type DomainRef,
+  EventProc,
+  LifecycleEventMsg,
+  type NetworkRef,
+  P,
+  type Procedure,
+  RebootEventMsg,
+  type SnapshotRef,
+  type StoragePoolRef,
+  type StorageVolRef,
+  type TypedValue,
+} from "./protocol.ts";
+import { type Endpoint, parseLibvirtUri } from "./uri.ts";
+
+export interface LibvirtClientOptions extends ConnectionOptions {
+  uri: string;
+  readOnly?: boolean;
+  /** Reconnect after the daemon goes away (default true). */
+  reconnect?: boolean;
+  reconnectMinMs?: number;
+  reconnectMaxMs?: number;
+  connectTimeoutMs?: number;
+}
+
+export interface LifecycleEvent {
+  domain: DomainRef;
+  uuid: string;
+  event: number;
+  detail: number;
+}
+
+export interface DomainStatsRecord {
+  domain: DomainRef;
+  stats: Record<string, TypedValue>;
+}
+
+/** libvirt packs versions as major * 1,000,000 + minor * 1,000 + release. */
+export function formatVersion(v: number): string {
+  return `${Math.floor(v / 1e6)}.${Math.floor((v % 1e6) / 1e3)}.${v % 1e3}`;
+}
+
+export function uuidToString(uuid: Buffer): string {
+  const h = uuid.toString("hex");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+export function uuidFromString(uuid: string): Buffer {
+  const hex = uuid.replaceAll("-", "");
+  if (!/^[0-9a-fA-F]{32}$/.test(hex)) throw new Error(`invalid UUID "${uuid}"`);
+  return Buffer.from(hex, "hex");
+}
+
+interface ServerFeatures {
+  networkUpdateCorrectOrder: boolean;
+}
+
+interface Opened {
+  conn: RpcConnection;
+  features: ServerFeatures;
+}
+
+function openSocket(endpoint: Endpoint, timeoutMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket =
+      endpoint.transport === "unix" ? netConnect(endpoint.path) : netConnect(endpoint.port, endpoint.host);
+    const where = endpoint.transport === "unix" ? endpoint.path : `${endpoint.host}:${endpoint.port}`;
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(
+        new ConnectionClosedError(`cannot connect to libvirt at ${where}: timed out after ${timeoutMs} ms`),
+      );
+    }, timeoutMs);
+    socket.once("connect", () => {
+      clearTimeout(timer);
+      resolve(socket);
+    });
+    socket.once("error", (err) => {
+      clearTimeout(timer);
+      reject(new ConnectionClosedError(`cannot connect to libvirt at ${where}: ${err.message}`));
+    });
+  });
+}
+
+/**
+ * Events: "lifecycle" (LifecycleEvent), "reboot" (DomainRef), "deviceRemoved"
+ * ({domain, alias}), "disconnected" (Error), "reconnected" (), "error" is never emitted.
+ */
+export class LibvirtClient extends EventEmitter {
+  private conn: RpcConnection;
+  private features: ServerFeatures;
+  private readonly options: LibvirtClientOptions;
+  private closing = false;
+  private eventsWanted = false;
+  private reconnecting?: Promise<void>;
+
+  private constructor(opened: Opened, options: LibvirtClientOptions) {
+    super();
+    this.conn = opened.conn;
+    this.features = opened.features;
+    this.options = options;
+    this.watch(this.conn);
+  }
+
+  static async connect(options: LibvirtClientOptions): Promise<LibvirtClient> {
+    return new LibvirtClient(await LibvirtClient.open(options), options);
+  }
+
+  private static async open(options: LibvirtClientOptions): Promise<Opened> {
+    const parsed = parseLibvirtUri(options.uri, { readOnly: options.readOnly });
+    const socket = await openSocket(parsed.endpoint, options.connectTimeoutMs ?? 10_000);
+    const conn = new RpcConnection(socket, options);
+    try {
+      const { types } = await conn.call(P.AuthList, undefined);
+      if (!types.includes(AuthType.None)) {
+        if (!types.includes(AuthType.Polkit)) {
+          throw new Error(
+            `libvirt at ${options.uri} asks for authentication we do not speak (types ${types.join(",")})`,
+          );
+        }
+        await conn.call(P.AuthPolkit, undefined);
+      }
+      await conn.call(P.ConnectOpen, {
+        name: parsed.name,
+        flags: options.readOnly ? ConnectFlags.ReadOnly : 0,
+      });
+      const supports = async (feature: number) =>
+        (await conn.call(P.ConnectSupportsFeature, { feature })).supported !== 0;
+      if (await supports(FEATURE_PROGRAM_KEEPALIVE)) conn.startKeepalive();
+      const features = {
+        networkUpdateCorrectOrder: await supports(FEATURE_NETWORK_UPDATE_HAS_CORRECT_ORDER),
+      };
+      return { conn, features };
+    } catch (err) {
+      conn.close();
+      throw err;
+    }
+  }
+
+  private watch(conn: RpcConnection) {
+    conn.onEvent(EventProc.Lifecycle, (r) => {
+      const { msg } = LifecycleEventMsg.decode(r);
+      this.emit("lifecycle", {
+        domain: msg.dom,
+        uuid: uuidToString(msg.dom.uuid),
+        event: msg.event,
+        detail: msg.detail,
+      });
+    });
+    conn.onEvent(EventProc.Reboot, (r) => this.emit("reboot", RebootEventMsg.decode(r).msg.dom));
+    conn.onEvent(EventProc.DeviceRemoved, (r) => {
+      const { msg } = DeviceRemovedEventMsg.decode(r);
+      this.emit("deviceRemoved", { domain: msg.dom, alias: msg.devAlias });
+    });
+    conn.once("close", (error: Error) => {
+      if (this.closing || conn !== this.conn) return;
+      this.emit("disconnected", error);
+      if (this.options.reconnect !== false) this.reconnecting ??= this.reconnectLoop();
+    });
+  }
+
+  private async reconnectLoop() {
+    let delay = this.options.reconnectMinMs ?? 100;
+    const max = this.options.reconnectMaxMs ?? 10_000;
+    while (!this.closing) {
+      await sleep(delay + Math.random() * delay * 0.2);
+      if (this.closing) break;
+      try {
+        const opened = await LibvirtClient.open(this.options);
+        if (this.closing) {
+          opened.conn.close();
+          break;
+        }
+        this.conn = opened.conn;
+        this.features = opened.features;
+        this.watch(opened.conn);
+        if (this.eventsWanted) await this.registerEvents();
+        this.reconnecting = undefined;
+        this.emit("reconnected");
+        return;
+      } catch {
+        delay = Math.min(delay * 2, max);
+      }
+    }
+    this.reconnecting = undefined;
+  }
+
+  /** True while a connection is open (false between a drop and the reconnect). */
+  get connected(): boolean {
+    return !this.conn.closed;
+  }
+
+  /** Resolves when connected again (immediately when connected). */
+  async waitConnected(): Promise<void> {
+    if (this.connected) return;
+    await new Promise<void>((resolve) => this.once("reconnected", resolve));
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    if (this.conn.closed) return;
+    await this.conn.call(P.ConnectClose, undefined, { timeoutMs: 2000 }).catch(() => undefined);
+    this.conn.close();
+  }
+
+  private call<A, R>(p: Procedure<A, R>, args: A, timeoutMs?: number): Promise<R> {
+    return this.conn.call(p, args, timeoutMs === undefined ? {} : { timeoutMs });
+  }
+
+  /** Receives lifecycle, reboot and device-removed events for every domain, also after reconnects. */
+  async enableDomainEvents(): Promise<void> {
+    this.eventsWanted = true;
+    await this.registerEvents();
+  }
+
+  private async registerEvents() {
+    for (const eventID of [DomainEventId.Lifecycle, DomainEventId.Reboot, DomainEventId.DeviceRemoved]) {
+      await this.call(P.ConnectDomainEventCallbackRegisterAny, { eventID, dom: null });
+    }
+  }
+
+  // ---- host ----
+
+  async hostname(): Promise<string> {
+    return (await this.call(P.ConnectGetHostname, undefined)).hostname;
+  }
+  async capabilities(): Promise<string> {
+    return (await this.call(P.ConnectGetCapabilities, undefined)).capabilities;
+  }
+  async nodeInfo() {
+    const info = await this.call(P.NodeGetInfo, undefined);
+    const model = String.fromCharCode(...info.model.filter((c) => c > 0));
+    return { ...info, model, memoryKiB: info.memory };
+  }
+  /** Hypervisor version, e.g. 7.2.0 for QEMU 7.2. */
+  async version(): Promise<string> {
+    return formatVersion((await this.call(P.ConnectGetVersion, undefined)).hv_ver);
+  }
+  async libVersion(): Promise<string> {
+    return formatVersion((await this.call(P.ConnectGetLibVersion, undefined)).lib_ver);
+  }
+  async uri(): Promise<string> {
+    return (await this.call(P.ConnectGetUri, undefined)).uri;
+  }
+
+  // ---- domains ----
+
+  async listAllDomains(flags = 0): Promise<DomainRef[]> {
+    return (await this.call(P.ConnectListAllDomains, { need_results: 1, flags })).domains;
+  }
+  async lookupDomainByName(name: string): Promise<DomainRef> {
+    return (await this.call(P.DomainLookupByName, { name })).dom;
+  }
+  async lookupDomainByUuid(uuid: string): Promise<DomainRef> {
+    return (await this.call(P.DomainLookupByUuid, { uuid: uuidFromString(uuid) })).dom;
+  }
+  async defineDomain(xml: string, flags = 0): Promise<DomainRef> {
+    return (await this.call(P.DomainDefineXmlFlags, { xml, flags })).dom;
+  }
+  async undefineDomain(dom: DomainRef, flags = 0): Promise<void> {
+    await this.call(P.DomainUndefineFlags, { dom, flags });
+  }
+  /** Starts a defined domain; the returned ref carries its new id. */
+  async startDomain(dom: DomainRef, flags = 0): Promise<DomainRef> {
+    return (await this.call(P.DomainCreateWithFlags, { dom, flags })).dom;
+  }
+  async shutdownDomain(dom: DomainRef, flags = 0): Promise<void> {
+    await this.call(P.DomainShutdownFlags, { dom, flags });
+  }
+  async destroyDomain(dom: DomainRef, flags = 0): Promise<void> {
+    await this.call(P.DomainDestroyFlags, { dom, flags });
+  }
+  async rebootDomain(dom: DomainRef, flags = 0): Promise<void> {
+    await this.call(P.DomainReboot, { dom, flags });
+  }
+  async resetDomain(dom: DomainRef): Promise<void> {
+    await this.call(P.DomainReset, { dom, flags: 0 });
+  }
+  async suspendDomain(dom: DomainRef): Promise<void> {
+    await this.call(P.DomainSuspend, { dom });
+  }
+  async resumeDomain(dom: DomainRef): Promise<void> {
+    await this.call(P.DomainResume, { dom });
+  }
+  async domainState(dom: DomainRef): Promise<{ state: number; reason: number }> {
+    return this.call(P.DomainGetState, { dom, flags: 0 });
+  }
+  async domainInfo(dom: DomainRef) {
+    const i = await this.call(P.DomainGetInfo, { dom });
+    return {
+      state: i.state,
+      maxMemKiB: i.maxMem,
+      memoryKiB: i.memory,
+      vcpus: i.nrVirtCpu,
+      cpuTimeNs: i.cpuTime,
+    };
+  }
+  async domainXml(dom: DomainRef, flags = 0): Promise<string> {
+    return (await this.call(P.DomainGetXmlDesc, { dom, flags })).xml;
+  }
+  async setDomainAutostart(dom: DomainRef, autostart: boolean): Promise<void> {
+    await this.call(P.DomainSetAutostart, { dom, autostart: autostart ? 1 : 0 });
+  }
+  async domainAutostart(dom: DomainRef): Promise<boolean> {
+    return (await this.call(P.DomainGetAutostart, { dom })).autostart !== 0;
+  }
+  async attachDevice(dom: DomainRef, xml: string, flags: number): Promise<void> {
+    await this.call(P.DomainAttachDeviceFlags, { dom, xml, flags });
+  }
+  async detachDevice(dom: DomainRef, xml: string, flags: number): Promise<void> {
+    await this.call(P.DomainDetachDeviceFlags, { dom, xml, flags });
+  }
+  async updateDevice(dom: DomainRef, xml: string, flags: number): Promise<void> {
+    await this.call(P.DomainUpdateDeviceFlags, { dom, xml, flags });
+  }
+  /** Grows a disk of a running domain; SIZE in bytes (flag VIR_DOMAIN_BLOCK_RESIZE_BYTES). */
+  async blockResize(dom: DomainRef, disk: string, bytes: number): Promise<void> {
+    await this.call(P.DomainBlockResize, { dom, disk, size: bytes, flags: 1 });
+  }
+  /** virConnectGetAllDomainStats: one record per domain (all domains when DOMS is empty). */
+  async allDomainStats(stats: number, doms: DomainRef[] = [], flags = 0): Promise<DomainStatsRecord[]> {
+    const { retStats } = await this.call(P.ConnectGetAllDomainStats, { doms, stats, flags });
+    return retStats.map((rec) => ({
+      domain: rec.dom,
+      stats: Object.fromEntries(rec.params.map((p) => [p.field, p.value])),
+    }));
+  }
+
+  // ---- snapshots ----
+
+  async createSnapshot(dom: DomainRef, xml: string, flags = 0, timeoutMs?: number): Promise<SnapshotRef> {
+    return (await this.call(P.DomainSnapshotCreateXml, { dom, xml_desc: xml, flags }, timeoutMs)).snap;
+  }
+  async listSnapshots(dom: DomainRef, flags = 0): Promise<SnapshotRef[]> {
+    return (await this.call(P.DomainListAllSnapshots, { dom, need_results: 1, flags })).snapshots;
+  }
+  async lookupSnapshot(dom: DomainRef, name: string): Promise<SnapshotRef> {
+    return (await this.call(P.DomainSnapshotLookupByName, { dom, name, flags: 0 })).snap;
+  }
+  async snapshotXml(snap: SnapshotRef, flags = 0): Promise<string> {
+    return (await this.call(P.DomainSnapshotGetXmlDesc, { snap, flags })).xml;
+  }
+  async currentSnapshot(dom: DomainRef): Promise<SnapshotRef> {
+    return (await this.call(P.DomainSnapshotCurrent, { dom, flags: 0 })).snap;
+  }
+  async revertToSnapshot(snap: SnapshotRef, flags = 0, timeoutMs?: number): Promise<void> {
+    await this.call(P.DomainRevertToSnapshot, { snap, flags }, timeoutMs);
+  }
+  async deleteSnapshot(snap: SnapshotRef, flags = 0): Promise<void> {
+    await this.call(P.DomainSnapshotDelete, { snap, flags });
+  }
+
+  // ---- storage pools ----
+
+  async listStoragePools(flags = 0): Promise<StoragePoolRef[]> {
+    return (await this.call(P.ConnectListAllStoragePools, { need_results: 1, flags })).pools;
+  }
+  async lookupStoragePool(name: string): Promise<StoragePoolRef> {
+    return (await this.call(P.StoragePoolLookupByName, { name })).pool;
+  }
+  async defineStoragePool(xml: string): Promise<StoragePoolRef> {
+    return (await this.call(P.StoragePoolDefineXml, { xml, flags: 0 })).pool;
+  }
+  async buildStoragePool(pool: StoragePoolRef, flags = 0): Promise<void> {
+    await this.call(P.StoragePoolBuild, { pool, flags });
+  }
+  async startStoragePool(pool: StoragePoolRef): Promise<void> {
+    await this.call(P.StoragePoolCreate, { pool, flags: 0 });
+  }
+  async destroyStoragePool(pool: StoragePoolRef): Promise<void> {
+    await this.call(P.StoragePoolDestroy, { pool });
+  }
+  async undefineStoragePool(pool: StoragePoolRef): Promise<void> {
+    await this.call(P.StoragePoolUndefine, { pool });
+  }
+  async refreshStoragePool(pool: StoragePoolRef): Promise<void> {
+    await this.call(P.StoragePoolRefresh, { pool, flags: 0 });
+  }
+  async storagePoolInfo(pool: StoragePoolRef) {
+    return this.call(P.StoragePoolGetInfo, { pool });
+  }
+  async storagePoolXml(pool: StoragePoolRef, flags = 0): Promise<string> {
+    return (await this.call(P.StoragePoolGetXmlDesc, { pool, flags })).xml;
+  }
+  async setStoragePoolAutostart(pool: StoragePoolRef, autostart: boolean): Promise<void> {
+    await this.call(P.StoragePoolSetAutostart, { pool, autostart: autostart ? 1 : 0 });
+  }
+  async listVolumes(pool: StoragePoolRef): Promise<StorageVolRef[]> {
+    return (await this.call(P.StoragePoolListAllVolumes, { pool, need_results: 1, flags: 0 })).vols;
+  }
+
+  // ---- volumes ----
+
+  async createVolume(
+    pool: StoragePoolRef,
+    xml: string,
+    flags = 0,
+    timeoutMs?: number,
+  ): Promise<StorageVolRef> {
+    return (await this.call(P.StorageVolCreateXml, { pool, xml, flags }, timeoutMs)).vol;
+  }
+  /** Creates a volume in POOL as a copy of SOURCE (virStorageVolCreateXMLFrom). */
+  async cloneVolume(
+    pool: StoragePoolRef,
+    xml: string,
+    source: StorageVolRef,
+    flags = 0,
+    timeoutMs?: number,
+  ): Promise<StorageVolRef> {
+    return (await this.call(P.StorageVolCreateXmlFrom, { pool, xml, clonevol: source, flags }, timeoutMs))
+      .vol;
+  }
+  async lookupVolume(pool: StoragePoolRef, name: string): Promise<StorageVolRef> {
+    return (await this.call(P.StorageVolLookupByName, { pool, name })).vol;
+  }
+  async volumeInfo(vol: StorageVolRef): Promise<{ type: number; capacity: number; allocation: number }> {
+    return this.call(P.StorageVolGetInfo, { vol });
+  }
+  async volumeXml(vol: StorageVolRef): Promise<string> {
+    return (await this.call(P.StorageVolGetXmlDesc, { vol, flags: 0 })).xml;
+  }
+  async volumePath(vol: StorageVolRef): Promise<string> {
+    return (await this.call(P.StorageVolGetPath, { vol })).name;
+  }
+  async resizeVolume(vol: StorageVolRef, bytes: number, flags = 0): Promise<void> {
+    await this.call(P.StorageVolResize, { vol, capacity: bytes, flags });
+  }
+  async wipeVolume(vol: StorageVolRef, timeoutMs?: number): Promise<void> {
+    await this.call(P.StorageVolWipe, { vol, flags: 0 }, timeoutMs);
+  }
+  async deleteVolume(vol: StorageVolRef, flags = 0): Promise<void> {
+    await this.call(P.StorageVolDelete, { vol, flags });
+  }
+
+  // ---- networks ----
+
+  async listNetworks(flags = 0): Promise<NetworkRef[]> {
+    return (await this.call(P.ConnectListAllNetworks, { need_results: 1, flags })).nets;
+  }
+  async lookupNetwork(name: string): Promise<NetworkRef> {
+    return (await this.call(P.NetworkLookupByName, { name })).net;
+  }
+  async networkXml(net: NetworkRef, flags = 0): Promise<string> {
+    return (await this.call(P.NetworkGetXmlDesc, { net, flags })).xml;
+  }
+  async defineNetwork(xml: string): Promise<NetworkRef> {
+    return (await this.call(P.NetworkDefineXml, { xml })).net;
+  }
+  async startNetwork(net: NetworkRef): Promise<void> {
+    await this.call(P.NetworkCreate, { net });
+  }
+  async destroyNetwork(net: NetworkRef): Promise<void> {
+    await this.call(P.NetworkDestroy, { net });
+  }
+  async undefineNetwork(net: NetworkRef): Promise<void> {
+    await this.call(P.NetworkUndefine, { net });
+  }
+  /**
+   * virNetworkUpdate. Daemons before the fix read command and section swapped; like libvirt's
+   * own client, send them in the order the daemon says it understands.
+   */
+  async updateNetwork(
+    net: NetworkRef,
+    command: number,
+    section: number,
+    xml: string,
+    flags: number,
+    parentIndex = -1,
+  ) {
+    const ordered = this.features.networkUpdateCorrectOrder
+      ? { command, section }
+      : { command: section, section: command };
+    await this.call(P.NetworkUpdate, { net, ...ordered, parentIndex, xml, flags });
+  }
+  /** Adds a `<host mac=… ip=…/>` DHCP reservation, live and persistent. */
+  async addDhcpHost(net: NetworkRef, hostXml: string): Promise<void> {
+    const flags = NetworkUpdateAffect.Live | NetworkUpdateAffect.Config;
+    await this.updateNetwork(net, NetworkUpdateCommand.AddLast, NetworkSection.IpDhcpHost, hostXml, flags);
+  }
+  async removeDhcpHost(net: NetworkRef, hostXml: string): Promise<void> {
+    const flags = NetworkUpdateAffect.Live | NetworkUpdateAffect.Config;
+    await this.updateNetwork(net, NetworkUpdateCommand.Delete, NetworkSection.IpDhcpHost, hostXml, flags);
+  }
+  async dhcpLeases(net: NetworkRef, mac: string | null = null) {
+    return (await this.call(P.NetworkGetDhcpLeases, { net, mac, need_results: 1, flags: 0 })).leases;
+  }
+}

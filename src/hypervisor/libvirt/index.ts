@@ -1,0 +1,13 @@
+// The libvirt client: our own implementation of libvirt's RPC protocol over its socket.
+export * from "./client.ts";
+export * from "./constants.ts";
+export * from "./errors.ts";
+export type {
+  DomainRef,
+  NetworkRef,
+  SnapshotRef,
+  StoragePoolRef,
+  StorageVolRef,
+  TypedValue,
+} from "./protocol.ts";
+export { parseLibvirtUri } from "./uri.ts";
