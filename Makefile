@@ -12,13 +12,14 @@ NODE_TEST := node --test --test-concurrency=1 \
 	--test-reporter=spec --test-reporter-destination=stdout \
 	--test-reporter=./test/summary-reporter.ts --test-reporter-destination=stdout
 
-.PHONY: help setup deps local local-down generate check-generated lint test test-unit test-integration
+.PHONY: help setup deps local local-down generate check-generated lint test test-unit test-integration bench-libvirt
 
 help:
 	@echo "make local       start the local stack (etcd, kube-apiserver, libvirtd, …) on loopback"
 	@echo "make local-down  stop what make local started"
 	@echo "make test        install what is missing and run every test"
 	@echo "make generate    regenerate crds/ and the chart's CRDs from src/api"
+	@echo "make bench-libvirt  our libvirt RPC client against virsh per call (prints figures)"
 
 setup: deps node_modules/.installed
 
@@ -26,6 +27,7 @@ deps:
 	@bash scripts/setup/debs.sh
 	@bash scripts/setup/node.sh >/dev/null
 	@bash scripts/setup/kube-binaries.sh
+	@bash scripts/setup/guest.sh >/dev/null
 
 node_modules/.installed: package.json package-lock.json
 	@echo "==> npm ci"
@@ -59,3 +61,6 @@ test-integration: setup
 test: setup lint check-generated
 	@$(NODE_TEST) --test-global-setup=./test/integration/global-setup.ts \
 		'test/unit/**/*.test.ts' 'test/integration/**/*.test.ts'
+
+bench-libvirt: setup
+	@node bench/libvirt.ts

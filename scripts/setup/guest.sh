@@ -59,7 +59,7 @@ note "kernel $KVER ($KPKG_VERSION), busybox $BB_VERSION"
 declare -A DEPS=() PATH_OF=() SEEN=()
 while IFS=: read -r path deps; do
   DEPS[$path]=$deps
-  name=$(basename "$path"); name=${name%%.ko*}; PATH_OF[${name//-/_}]=$path
+  name=${path##*/}; name=${name%%.ko*}; PATH_OF[${name//-/_}]=$path
 done < "$MODDIR/modules.dep"
 ORDER=()
 add_module() {  # depth-first: every dependency goes before the module needing it
@@ -81,7 +81,7 @@ cp "$BUSYBOX" "$root/bin/busybox"
 ln -s busybox "$root/bin/sh"
 : > "$root/etc/modules"
 for p in "${ORDER[@]}"; do
-  name=$(basename "$p"); name=${name%%.ko*}
+  name=${p##*/}; name=${name%%.ko*}
   case "$p" in  # busybox insmod cannot read compressed modules
     *.ko.xz) xz -dc "$MODDIR/$p" > "$root/lib/modules/$name.ko" ;;
     *.ko.zst) zstd -qdc "$MODDIR/$p" > "$root/lib/modules/$name.ko" ;;

@@ -1,0 +1,156 @@
+// The libvirt client with real QEMU: a TCG guest is defined, boots, is snapshotted with its
+// memory while running, reverted, and powers off by ACPI; volumes on a directory pool.
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import {
+  DomainEventType,
+  DomainShutdownFlags,
+  DomainState,
+  DomainStats,
+  DomainUndefineFlags,
+  LibvirtClient,
+  type LifecycleEvent,
+  type StoragePoolRef,
+} from "../../src/hypervisor/libvirt/index.ts";
+import {
+  BOOTED,
+  consoleText,
+  ensureGuest,
+  type Guest,
+  guestDomainXml,
+  POWEROFF,
+  waitForConsole,
+} from "../support/guest.ts";
+
+let client: LibvirtClient;
+let guest: Guest;
+let workDir: string;
+let pool: StoragePoolRef;
+const events: LifecycleEvent[] = [];
+const DOMAIN = `lvo-it-${process.pid}`;
+const POOL = `lvo-it-pool-${process.pid}`;
+
+before(async () => {
+  guest = await ensureGuest();
+  workDir = await mkdtemp(join(tmpdir(), "lvo-qemu-"));
+  client = await LibvirtClient.connect({ uri: "qemu:///system" });
+  await client.enableDomainEvents();
+  client.on("lifecycle", (e: LifecycleEvent) => {
+    if (e.domain.name === DOMAIN) events.push(e);
+  });
+  pool = await client.defineStoragePool(
+    `<pool type='dir'><name>${POOL}</name><target><path>${join(workDir, "pool")}</path></target></pool>`,
+  );
+  await client.buildStoragePool(pool);
+  await client.startStoragePool(pool);
+});
+
+after(async () => {
+  // Leave nothing behind, whatever failed.
+  const dom = await client.lookupDomainByName(DOMAIN).catch(() => undefined);
+  if (dom) {
+    await client.destroyDomain(dom).catch(() => undefined);
+    await client.undefineDomain(dom, DomainUndefineFlags.SnapshotsMetadata).catch(() => undefined);
+  }
+  for (const vol of await client.listVolumes(pool).catch(() => []))
+    await client.deleteVolume(vol).catch(() => undefined);
+  await client.destroyStoragePool(pool).catch(() => undefined);
+  await client.undefineStoragePool(pool).catch(() => undefined);
+  await client.close();
+  await rm(workDir, { recursive: true, force: true });
+});
+
+async function waitForEvent(event: number, detail?: number, timeoutMs = 30_000): Promise<LifecycleEvent> {
+  const started = Date.now();
+  while (Date.now() - started < timeoutMs) {
+    const found = events.find((e) => e.event === event && (detail === undefined || e.detail === detail));
+    if (found) return found;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(
+    `no lifecycle event ${event}/${detail}; saw ${JSON.stringify(events.map((e) => [e.event, e.detail]))}`,
+  );
+}
+
+describe("libvirt client with QEMU (TCG guest)", () => {
+  it("volumes: a qcow2 volume is created, cloned, resized, wiped and deleted", async () => {
+    const mib = 2 ** 20;
+    const vol = await client.createVolume(
+      pool,
+      `<volume><name>a.qcow2</name><capacity unit='MiB'>16</capacity><target><format type='qcow2'/></target></volume>`,
+    );
+    assert.equal((await client.volumeInfo(vol)).capacity, 16 * mib);
+    const clone = await client.cloneVolume(
+      pool,
+      `<volume><name>b.qcow2</name><capacity unit='MiB'>16</capacity><target><format type='qcow2'/></target></volume>`,
+      vol,
+    );
+    assert.equal(await client.volumePath(clone), join(workDir, "pool", "b.qcow2"));
+    await client.resizeVolume(clone, 32 * mib);
+    assert.equal((await client.volumeInfo(clone)).capacity, 32 * mib);
+    await client.wipeVolume(clone);
+    await client.deleteVolume(clone);
+    await client.deleteVolume(vol);
+    await client.refreshStoragePool(pool);
+    assert.deepEqual(await client.listVolumes(pool), []);
+  });
+
+  it("a guest boots, reports statistics, is snapshotted with memory, reverted, and powers off by ACPI", async () => {
+    const disk = await client.createVolume(
+      pool,
+      `<volume><name>root.qcow2</name><capacity unit='MiB'>64</capacity><target><format type='qcow2'/></target></volume>`,
+    );
+    const consoleLog = join(workDir, "console.log");
+    const dom = await client.defineDomain(
+      guestDomainXml({
+        name: DOMAIN,
+        guest,
+        consoleLog,
+        disks: [{ path: await client.volumePath(disk), format: "qcow2", dev: "vda" }],
+      }),
+    );
+    await waitForEvent(DomainEventType.Defined);
+
+    await client.startDomain(dom);
+    await waitForEvent(DomainEventType.Started);
+    const bootMs = await waitForConsole(consoleLog, BOOTED);
+    assert.ok(bootMs < 60_000);
+
+    const [stats] = await client.allDomainStats(
+      DomainStats.State | DomainStats.CpuTotal | DomainStats.Balloon,
+      [dom],
+    );
+    assert.ok(stats, "stats for the running guest");
+    assert.equal(stats.stats["state.state"], DomainState.Running);
+    assert.ok(BigInt(stats.stats["cpu.time"] as bigint) > 0n, "cpu.time is non-zero");
+    assert.ok(Number(stats.stats["balloon.maximum"]) >= 256 * 1024);
+
+    // Internal snapshot of a running guest: disks and memory.
+    const snap = await client.createSnapshot(
+      dom,
+      "<domainsnapshot><name>live</name><memory snapshot='internal'/></domainsnapshot>",
+      0,
+      120_000,
+    );
+    assert.match(await client.snapshotXml(snap), /<state>running<\/state>/);
+    await client.revertToSnapshot(snap, 0, 120_000);
+    assert.equal(
+      (await client.domainState(dom)).state,
+      DomainState.Running,
+      "a memory snapshot resumes running",
+    );
+
+    await client.shutdownDomain(dom, DomainShutdownFlags.AcpiPowerButton);
+    await waitForEvent(DomainEventType.Stopped, 0 /* shutdown */, 60_000);
+    assert.ok(consoleText(consoleLog).includes(POWEROFF), "the guest itself powered off");
+    assert.equal((await client.domainState(dom)).state, DomainState.Shutoff);
+
+    await client.deleteSnapshot(snap);
+    await client.undefineDomain(dom, DomainUndefineFlags.SnapshotsMetadata);
+    await waitForEvent(DomainEventType.Undefined);
+    await client.deleteVolume(disk);
+  });
+});
