@@ -5,7 +5,7 @@
 # Prints the directory holding vmlinuz and initramfs.img (last stdout line).
 source "$(dirname "$0")/lib.sh"
 
-# Bump when the initramfs contents (init script, module list) change.
+# Bump when what this script builds changes (init script, modules, vmlinuz form).
 GUEST_REVISION=1
 # Modules the guest loads, in this order (their dependencies first, from modules.dep):
 # evdev+button turn the ACPI power button into an input event acpid can read; the

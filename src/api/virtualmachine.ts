@@ -14,7 +14,7 @@ import {
   Timestamp,
   withRules,
 } from "./common.ts";
-import type { KindDefinition } from "./kind.ts";
+import type { CustomObject, KindDefinition } from "./kind.ts";
 
 export const RUN_STRATEGIES = ["Always", "RerunOnFailure", "Once", "Manual", "Halted"] as const;
 export const HYPERVISORS = ["kvm", "qemu"] as const;
@@ -468,6 +468,13 @@ export const VirtualMachineStatus = Type.Object(
     statistics: Type.Optional(Statistics),
     statusChangedAt: Type.Optional(Timestamp("When hypervisorStatus last changed (seed 004 status_change).")),
     lastOperation: Type.Optional(LastOperation),
+    startCount: Type.Optional(
+      Type.Integer({
+        description:
+          "How many times the operator has started the domain (runStrategy Once starts it only once).",
+        minimum: 0,
+      }),
+    ),
     restartRequestHandled: Type.Optional(
       Type.String({
         description:
@@ -500,3 +507,12 @@ export const VirtualMachineKind: KindDefinition = {
 
 export type VirtualMachineSpec = Static<typeof VirtualMachineSpec>;
 export type VirtualMachineStatus = Static<typeof VirtualMachineStatus>;
+
+export type VirtualMachine = CustomObject<VirtualMachineSpec, VirtualMachineStatus>;
+
+/** Annotation whose every new value reboots the VM once (like `kubectl rollout restart`). */
+export const RESTART_ANNOTATION = "vm.libvirt-operator.io/restart-requested-at";
+/** Label the controller sets to the node it placed the VM on; the node agent selects on it. */
+export const NODE_LABEL = "vm.libvirt-operator.io/node";
+/** Finalizer held until the VM's domain is gone from its node. */
+export const DOMAIN_FINALIZER = "vm.libvirt-operator.io/domain";

@@ -8,7 +8,14 @@ import { REPO_ROOT } from "../../src/cmd/local/tools.ts";
 
 export const TEST_STACK: StackConfig = {
   stateDir: join(REPO_ROOT, ".local", "test-stack"),
-  ports: { etcdClient: 23791, etcdPeer: 23801, apiserver: 16444 },
+  ports: {
+    etcdClient: 23791,
+    etcdPeer: 23801,
+    apiserver: 16444,
+    controllerMetrics: 19190,
+    agentMetrics: 19191,
+  },
+  operator: true,
   libvirt: true,
   nodeName: localNodeName(),
 };

@@ -2,22 +2,45 @@
 import { existsSync } from "node:fs";
 import { mkdir, readdir } from "node:fs/promises";
 import { join } from "node:path";
+import { LibvirtClient, ListNetworks } from "../../hypervisor/libvirt/index.ts";
 import { type KubePorts, localNodeName, registerNode, startKubernetes } from "./kube.ts";
 import { startLibvirt } from "./libvirt.ts";
+import { type OperatorPorts, startOperator } from "./operator.ts";
 import { stopDaemon } from "./processes.ts";
+
+/** VMs get their NICs on this libvirt network; make sure it is active. */
+async function ensureNetwork(name: string): Promise<void> {
+  const libvirt = await LibvirtClient.connect({ uri: "qemu:///system" });
+  try {
+    const net = await libvirt.lookupNetwork(name);
+    const active = await libvirt.listNetworks(ListNetworks.Active);
+    if (!active.some((n) => n.name === name)) await libvirt.startNetwork(net);
+  } finally {
+    await libvirt.close();
+  }
+}
 
 export interface StackConfig {
   /** Holds pki/, etcd/, logs/, pids/ and the kubeconfig. */
   stateDir: string;
-  ports: KubePorts;
+  ports: KubePorts & OperatorPorts;
   libvirt: boolean;
+  /** Start the controller and node agent from this checkout (needs libvirt). */
+  operator: boolean;
   nodeName: string;
 }
 
 export const LOCAL_STACK: StackConfig = {
   stateDir: join(import.meta.dirname, "..", "..", "..", ".local"),
-  ports: { etcdClient: 23790, etcdPeer: 23800, apiserver: 16443 },
+  ports: {
+    etcdClient: 23790,
+    etcdPeer: 23800,
+    apiserver: 16443,
+    controllerMetrics: 19090,
+    agentMetrics: 19091,
+  },
   libvirt: true,
+  operator: true,
   nodeName: localNodeName(),
 };
 
@@ -45,6 +68,13 @@ export async function stackUp(config: StackConfig): Promise<void> {
   if (config.libvirt) {
     const { started: ours } = await startLibvirt(config.stateDir);
     progress(ours ? "libvirtd started" : "libvirtd already running; left as it is");
+    await ensureNetwork("default");
+  }
+  if (config.operator) {
+    await startOperator(config.stateDir, kubeconfig, config.nodeName, config.ports);
+    progress(
+      `controller :${config.ports.controllerMetrics} and node agent :${config.ports.agentMetrics} running`,
+    );
   }
   progress(`stack up in ${((Date.now() - started) / 1000).toFixed(1)}s`);
 }

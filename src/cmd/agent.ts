@@ -1,0 +1,105 @@
+// The node agent: one per VM node. Converges the domains of VirtualMachines placed on this
+// node through libvirt and publishes the node's capacity and heartbeat.
+//   env: NODE_NAME, POD_NAMESPACE, LIBVIRT_URI, METRICS_PORT, CONSOLE_LOG_DIR, LOG_LEVEL
+import { hostname } from "node:os";
+import type { KubernetesObject } from "@kubernetes/client-node";
+import { NODE_LABEL, type VirtualMachine, VirtualMachineKind } from "../api/virtualmachine.ts";
+import { runNodePublisher } from "../controllers/node/node-publisher.ts";
+import { NodeVmReconciler } from "../controllers/node/vm-reconciler.ts";
+import { parseCapabilities } from "../hypervisor/capabilities.ts";
+import { parseOwnership } from "../hypervisor/domain/xml.ts";
+import { DomainXmlFlags, LibvirtClient, type LifecycleEvent } from "../hypervisor/libvirt/index.ts";
+import { connectKube, describeError, keyOf, kindInformer, startInformerSynced } from "../runtime/kube.ts";
+import { createLogger } from "../runtime/logging.ts";
+import { newRegistry, startHttpServer } from "../runtime/server.ts";
+import { WorkQueue } from "../runtime/workqueue.ts";
+
+const log = createLogger("agent");
+const nodeName = process.env.NODE_NAME ?? hostname();
+const namespace = process.env.POD_NAMESPACE ?? "libvirt-operator";
+const libvirtUri = process.env.LIBVIRT_URI ?? "qemu:///system";
+const consoleLogDir = process.env.CONSOLE_LOG_DIR ?? "/var/log/libvirt/qemu";
+const port = Number(process.env.METRICS_PORT ?? 9091);
+
+/** libvirt domain names are <namespace>_<name>; namespaces cannot contain "_". */
+function keyOfDomain(domainName: string): string | undefined {
+  const i = domainName.indexOf("_");
+  return i > 0 ? `${domainName.slice(0, i)}/${domainName.slice(i + 1)}` : undefined;
+}
+
+async function main() {
+  const controller = new AbortController();
+  const kube = connectKube();
+  const libvirt = await LibvirtClient.connect({ uri: libvirtUri });
+  const host = parseCapabilities(await libvirt.capabilities());
+  const registry = newRegistry("agent");
+  const informer = kindInformer<VirtualMachine & KubernetesObject>(
+    kube,
+    VirtualMachineKind,
+    `${NODE_LABEL}=${nodeName}`,
+  );
+  const reconciler = new NodeVmReconciler({
+    kube,
+    libvirt,
+    cache: informer,
+    nodeName,
+    host,
+    consoleLogDir,
+    log,
+  });
+  const queue = new WorkQueue("virtualmachine-node", (key) => reconciler.reconcile(key), {
+    registry,
+    onError: (key, err, attempt) => log.warn({ key, attempt, err: describeError(err) }, "reconcile failed"),
+  });
+
+  let ready = false;
+  const server = await startHttpServer(port, registry, () => ready && libvirt.connected);
+  for (const verb of ["add", "update", "delete"] as const) informer.on(verb, (vm) => queue.add(keyOf(vm)));
+
+  libvirt.on("lifecycle", (e: LifecycleEvent) => {
+    const key = keyOfDomain(e.domain.name);
+    if (key) queue.add(key);
+  });
+  libvirt.on("reboot", (dom: { name: string }) => {
+    const key = keyOfDomain(dom.name);
+    if (!key) return;
+    reconciler.rebooted(key);
+    queue.add(key);
+  });
+  libvirt.on("disconnected", (err: Error) =>
+    log.warn({ err: err.message }, "libvirt connection lost; reconnecting"),
+  );
+  libvirt.on("reconnected", async () => {
+    log.info("libvirt reconnected; resyncing every VM");
+    for (const vm of informer.list()) queue.add(keyOf(vm));
+  });
+  await libvirt.enableDomainEvents();
+  await startInformerSynced(informer, "virtualmachines", log);
+
+  // Domains of ours whose VM is gone (deleted while the agent was down) get reconciled too.
+  for (const dom of await libvirt.listAllDomains()) {
+    const owner = parseOwnership(await libvirt.domainXml(dom, DomainXmlFlags.Inactive));
+    if (owner) queue.add(`${owner.namespace}/${owner.name}`);
+  }
+  await runNodePublisher(kube, libvirt, { nodeName, namespace, log, signal: controller.signal });
+  ready = true;
+  log.info({ nodeName, libvirtUri, hypervisors: host.hypervisors, port }, "agent started");
+
+  const shutdown = async (signal: string) => {
+    log.info({ signal }, "agent stopping; guests keep running");
+    ready = false;
+    controller.abort();
+    await informer.stop();
+    await queue.shutdown();
+    await libvirt.close();
+    server.close();
+    process.exit(0);
+  };
+  process.once("SIGTERM", () => void shutdown("SIGTERM"));
+  process.once("SIGINT", () => void shutdown("SIGINT"));
+}
+
+main().catch((err) => {
+  log.fatal({ err: (err as Error).message, stack: (err as Error).stack }, "agent failed to start");
+  process.exit(1);
+});

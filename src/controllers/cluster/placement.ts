@@ -1,0 +1,113 @@
+// Pure: which node a VirtualMachine runs on. Nodes must be labelled for VMs, have a live
+// agent, offer the hypervisor, match nodeSelector and have room; least allocated wins.
+// A pinned nodeName that cannot take the VM is an error naming the node and why.
+
+export interface NodeView {
+  name: string;
+  labels: Record<string, string>;
+  enabled: boolean;
+  heartbeatFresh: boolean;
+  capacity?: { cpus: number; memoryBytes: number; hypervisors: string[] };
+  /** vCPUs and bytes of the VMs already placed there. */
+  allocated: { cpus: number; memoryBytes: number };
+}
+
+export interface PlacementRequest {
+  hypervisor: string;
+  cpus: number;
+  memoryBytes: number;
+  nodeName?: string;
+  nodeSelector?: Record<string, string>;
+}
+
+export interface PlacementPolicy {
+  /** vCPUs per host CPU (VM vCPUs are time-shared); memory is never overcommitted. */
+  cpuOvercommit: number;
+}
+
+export type Placement = { node: string } | { error: string };
+
+const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)}GiB`;
+
+type UnfitCode = "NotEnabled" | "NoAgent" | "NoHypervisor" | "Selector" | "Cpu" | "Memory";
+
+/** How the summary counts nodes unfit for one reason, as the scheduler does. */
+const GROUP_PHRASE: Record<UnfitCode, string> = {
+  NotEnabled: "are not labelled vm.libvirt-operator.io/enabled=true",
+  NoAgent: "have no node agent reporting",
+  NoHypervisor: "do not offer the hypervisor",
+  Selector: "do not match nodeSelector",
+  Cpu: "have too few free vCPUs",
+  Memory: "have too little free memory",
+};
+
+/** Why NODE cannot take the request, or undefined when it can. */
+export function unfitReason(
+  node: NodeView,
+  req: PlacementRequest,
+  policy: PlacementPolicy,
+): { code: UnfitCode; message: string } | undefined {
+  if (!node.enabled)
+    return { code: "NotEnabled", message: "is not labelled vm.libvirt-operator.io/enabled=true" };
+  if (!node.heartbeatFresh || !node.capacity)
+    return { code: "NoAgent", message: "has no node agent reporting" };
+  const cap = node.capacity;
+  if (!cap.hypervisors.includes(req.hypervisor)) {
+    return {
+      code: "NoHypervisor",
+      message: `offers no ${req.hypervisor} (has ${cap.hypervisors.join(", ") || "none"})`,
+    };
+  }
+  for (const [k, v] of Object.entries(req.nodeSelector ?? {})) {
+    if (node.labels[k] !== v) return { code: "Selector", message: `does not match nodeSelector ${k}=${v}` };
+  }
+  const cpuRoom = cap.cpus * policy.cpuOvercommit - node.allocated.cpus;
+  if (req.cpus > cpuRoom) {
+    return { code: "Cpu", message: `has ${Math.max(cpuRoom, 0)} free vCPUs, the VM needs ${req.cpus}` };
+  }
+  const memRoom = cap.memoryBytes - node.allocated.memoryBytes;
+  if (req.memoryBytes > memRoom) {
+    return {
+      code: "Memory",
+      message: `has ${gib(Math.max(memRoom, 0))} free memory, the VM needs ${gib(req.memoryBytes)}`,
+    };
+  }
+  return undefined;
+}
+
+/** Share of the node left free after placing REQ (0..1, higher is emptier). */
+function freeScore(node: NodeView, req: PlacementRequest, policy: PlacementPolicy): number {
+  const cap = node.capacity!;
+  const cpuFree = 1 - (node.allocated.cpus + req.cpus) / (cap.cpus * policy.cpuOvercommit);
+  const memFree = 1 - (node.allocated.memoryBytes + req.memoryBytes) / cap.memoryBytes;
+  return (cpuFree + memFree) / 2;
+}
+
+export function place(req: PlacementRequest, nodes: readonly NodeView[], policy: PlacementPolicy): Placement {
+  if (req.nodeName) {
+    const node = nodes.find((n) => n.name === req.nodeName);
+    if (!node) return { error: `node ${req.nodeName} (spec.nodeName) does not exist` };
+    const why = unfitReason(node, req, policy);
+    return why
+      ? { error: `node ${req.nodeName} (spec.nodeName) cannot run the VM: it ${why.message}` }
+      : { node: node.name };
+  }
+  if (nodes.length === 0) return { error: "no nodes exist" };
+  const counts = new Map<UnfitCode, number>();
+  let best: { node: NodeView; score: number } | undefined;
+  for (const node of nodes) {
+    const why = unfitReason(node, req, policy);
+    if (why) {
+      counts.set(why.code, (counts.get(why.code) ?? 0) + 1);
+      continue;
+    }
+    const score = freeScore(node, req, policy);
+    if (!best || score > best.score || (score === best.score && node.name < best.node.name))
+      best = { node, score };
+  }
+  if (best) return { node: best.node.name };
+  const detail = [...counts].map(([code, n]) => `${n} ${GROUP_PHRASE[code]}`).join("; ");
+  return {
+    error: `0/${nodes.length} nodes can run the VM (${req.hypervisor}, ${req.cpus} vCPU, ${gib(req.memoryBytes)}): ${detail}`,
+  };
+}

@@ -1,0 +1,249 @@
+// Cluster side of VirtualMachine: places each VM on a node (status.nodeName + the node label
+// the agent selects on + the domain finalizer), gives it a UUID and stable MAC addresses, and
+// says clearly when no node can take it.
+import { randomBytes, randomUUID } from "node:crypto";
+import type { KubernetesObject, V1Lease, V1Node } from "@kubernetes/client-node";
+import {
+  DOMAIN_FINALIZER,
+  NODE_LABEL,
+  type VirtualMachine,
+  VirtualMachineKind,
+  type VirtualMachineStatus,
+} from "../../api/virtualmachine.ts";
+import { desiredInterfaces, resourcesOf } from "../../hypervisor/domain/from-spec.ts";
+import {
+  type AnyObject,
+  applyStatus,
+  type Kube,
+  patchMetadata,
+  recordEvent,
+  splitKey,
+} from "../../runtime/kube.ts";
+import { forObject, type Logger } from "../../runtime/logging.ts";
+import type { ReconcileResult } from "../../runtime/workqueue.ts";
+import { type Condition, ownConditions, setCondition } from "../conditions.ts";
+import {
+  CAPACITY_ANNOTATION,
+  HEARTBEAT_FRESH_MS,
+  heartbeatLeaseName,
+  NODE_ENABLED_LABEL,
+  parseCapacity,
+} from "../node-facts.ts";
+import { ownedStatusChanged } from "../status-diff.ts";
+import { type NodeView, type PlacementPolicy, place } from "./placement.ts";
+
+export const CONTROLLER_FIELD_MANAGER = "libvirt-operator-controller";
+const COMPONENT = "libvirt-operator-controller";
+/** Unschedulable VMs are looked at again this often even without node changes. */
+const UNSCHEDULABLE_RETRY_MS = 30_000;
+
+interface Lister<T> {
+  get(name: string, namespace?: string): T | undefined;
+  list(namespace?: string): ReadonlyArray<T>;
+}
+
+type Vm = VirtualMachine & KubernetesObject;
+type InterfaceStatus = NonNullable<VirtualMachineStatus["interfaces"]>[number];
+
+export interface ClusterVmReconcilerOptions {
+  kube: Kube;
+  vms: Lister<Vm>;
+  nodes: Lister<V1Node>;
+  leases: Lister<V1Lease>;
+  leaseNamespace: string;
+  policy: PlacementPolicy;
+  log: Logger;
+}
+
+export class ClusterVmReconciler {
+  private readonly o: ClusterVmReconcilerOptions;
+  /** Placements made but not yet seen in the cache (so two reconciles do not fill one node twice). */
+  private readonly assumed = new Map<string, { node: string; cpus: number; memoryBytes: number }>();
+
+  constructor(options: ClusterVmReconcilerOptions) {
+    this.o = options;
+  }
+
+  /** Keys of VMs waiting for a node: node or heartbeat changes give them another try. */
+  unplacedKeys(): string[] {
+    return this.o.vms
+      .list()
+      .filter((vm) => !vm.status?.nodeName && !vm.metadata?.deletionTimestamp)
+      .map((vm) => `${vm.metadata?.namespace}/${vm.metadata?.name}`);
+  }
+
+  async reconcile(key: string): Promise<ReconcileResult | undefined> {
+    const { namespace, name } = splitKey(key);
+    const vm = this.o.vms.get(name, namespace);
+    if (!vm) {
+      this.assumed.delete(key);
+      return undefined;
+    }
+    const log = forObject(this.o.log, "VirtualMachine", key);
+    const placedOn = vm.status?.nodeName;
+    if (vm.metadata.deletionTimestamp) {
+      // Never placed: no agent will release the finalizer, so the controller does.
+      if (!placedOn && vm.metadata.finalizers?.includes(DOMAIN_FINALIZER)) {
+        await patchMetadata(this.o.kube, VirtualMachineKind, vm as AnyObject, {
+          finalizers: vm.metadata.finalizers.filter((f) => f !== DOMAIN_FINALIZER),
+        });
+      }
+      this.assumed.delete(key);
+      return undefined;
+    }
+
+    if (placedOn) {
+      if (
+        vm.metadata.labels?.[NODE_LABEL] !== placedOn ||
+        !vm.metadata.finalizers?.includes(DOMAIN_FINALIZER)
+      ) {
+        await this.labelAndHold(vm, placedOn);
+      }
+      await this.applyIfChanged(vm, this.placedStatus(vm, placedOn));
+      if (vm.metadata.labels?.[NODE_LABEL] === placedOn) this.assumed.delete(key);
+      return undefined;
+    }
+
+    const need = resourcesOf(vm);
+    const result = place(
+      {
+        hypervisor: vm.spec.hypervisor ?? "kvm",
+        cpus: need.cpus,
+        memoryBytes: need.memoryBytes,
+        ...(vm.spec.nodeName ? { nodeName: vm.spec.nodeName } : {}),
+        ...(vm.spec.nodeSelector ? { nodeSelector: vm.spec.nodeSelector } : {}),
+      },
+      this.nodeViews(key),
+      this.o.policy,
+    );
+    if ("error" in result) {
+      const previous = vm.status?.conditions?.find((c) => c.type === "Scheduled")?.message;
+      if (previous !== result.error) {
+        log.info({ reason: result.error }, "VM unschedulable");
+        void recordEvent(this.o.kube, COMPONENT, vm as AnyObject, "Warning", "Unschedulable", result.error);
+      }
+      await this.applyIfChanged(vm, this.unschedulableStatus(vm, result.error));
+      return { requeueAfterMs: UNSCHEDULABLE_RETRY_MS };
+    }
+
+    this.assumed.set(key, { node: result.node, ...need });
+    await this.applyIfChanged(vm, this.placedStatus(vm, result.node));
+    await this.labelAndHold(vm, result.node);
+    log.info({ node: result.node }, "VM placed");
+    void recordEvent(
+      this.o.kube,
+      COMPONENT,
+      vm as AnyObject,
+      "Normal",
+      "Scheduled",
+      `placed on node ${result.node}`,
+    );
+    return undefined;
+  }
+
+  /** The node label the agent selects on, and the finalizer, before any libvirt side effect. */
+  private async labelAndHold(vm: Vm, node: string) {
+    const finalizers = vm.metadata.finalizers ?? [];
+    await patchMetadata(this.o.kube, VirtualMachineKind, vm as AnyObject, {
+      labels: { [NODE_LABEL]: node },
+      finalizers: finalizers.includes(DOMAIN_FINALIZER) ? finalizers : [...finalizers, DOMAIN_FINALIZER],
+    });
+  }
+
+  private nodeViews(exceptKey: string): NodeView[] {
+    const allocated = new Map<string, { cpus: number; memoryBytes: number }>();
+    const add = (node: string, r: { cpus: number; memoryBytes: number }) => {
+      const a = allocated.get(node) ?? { cpus: 0, memoryBytes: 0 };
+      allocated.set(node, { cpus: a.cpus + r.cpus, memoryBytes: a.memoryBytes + r.memoryBytes });
+    };
+    const counted = new Set<string>();
+    for (const vm of this.o.vms.list()) {
+      const key = `${vm.metadata?.namespace}/${vm.metadata?.name}`;
+      const node = vm.status?.nodeName;
+      if (!node || key === exceptKey) continue;
+      counted.add(key);
+      add(node, resourcesOf(vm));
+    }
+    for (const [key, a] of this.assumed) if (!counted.has(key) && key !== exceptKey) add(a.node, a);
+    const now = Date.now();
+    return this.o.nodes.list().map((n) => {
+      const name = n.metadata?.name ?? "";
+      const lease = this.o.leases.get(heartbeatLeaseName(name), this.o.leaseNamespace);
+      const renewed = lease?.spec?.renewTime ? new Date(lease.spec.renewTime).getTime() : 0;
+      const capacity = parseCapacity(n.metadata?.annotations?.[CAPACITY_ANNOTATION]);
+      return {
+        name,
+        labels: n.metadata?.labels ?? {},
+        enabled: n.metadata?.labels?.[NODE_ENABLED_LABEL] === "true",
+        heartbeatFresh: now - renewed < HEARTBEAT_FRESH_MS,
+        ...(capacity ? { capacity } : {}),
+        allocated: allocated.get(name) ?? { cpus: 0, memoryBytes: 0 },
+      };
+    });
+  }
+
+  private placedStatus(vm: Vm, node: string): Record<string, unknown> {
+    const conditions = this.conditions(vm, [
+      { type: "Scheduled", status: "True", reason: "Scheduled", message: `placed on node ${node}` },
+    ]);
+    return {
+      nodeName: node,
+      uuid: vm.status?.uuid ?? vm.spec.uuid ?? randomUUID(),
+      interfaces: this.interfaces(vm),
+      conditions,
+    };
+  }
+
+  private unschedulableStatus(vm: Vm, message: string): Record<string, unknown> {
+    const conditions = this.conditions(vm, [
+      { type: "Scheduled", status: "False", reason: "Unschedulable", message },
+      { type: "Ready", status: "False", reason: "ErrorUnschedulable", message },
+    ]);
+    return {
+      observedGeneration: vm.metadata.generation ?? 0,
+      printableStatus: "ErrorUnschedulable",
+      conditions,
+    };
+  }
+
+  private conditions(vm: Vm, wanted: Array<Omit<Condition, "lastTransitionTime">>): Condition[] {
+    let all = (vm.status?.conditions ?? []) as Condition[];
+    const generation = vm.metadata.generation ?? 0;
+    for (const c of wanted) all = setCondition(all, { ...c, observedGeneration: generation }, new Date());
+    return ownConditions(
+      all,
+      wanted.map((c) => c.type),
+    );
+  }
+
+  /** One entry per interface with a stable MAC: kept once assigned, unique across all VMs. */
+  private interfaces(vm: Vm): InterfaceStatus[] {
+    const previous = new Map((vm.status?.interfaces ?? []).map((i) => [i.name, i]));
+    const inUse = new Set<string>();
+    for (const other of this.o.vms.list()) {
+      for (const i of other.status?.interfaces ?? []) if (i.mac) inUse.add(i.mac.toLowerCase());
+      for (const i of other.spec.interfaces ?? []) if (i.macAddress) inUse.add(i.macAddress.toLowerCase());
+    }
+    return desiredInterfaces(vm).map((i) => {
+      const kept = previous.get(i.name)?.mac;
+      const mac = i.macAddress?.toLowerCase() ?? kept ?? freshMac(inUse);
+      inUse.add(mac);
+      return { ...previous.get(i.name), name: i.name, mac, network: i.network };
+    });
+  }
+
+  private async applyIfChanged(vm: Vm, status: Record<string, unknown>) {
+    if (ownedStatusChanged(vm.status as Record<string, unknown>, status, Object.keys(status))) {
+      await applyStatus(this.o.kube, VirtualMachineKind, vm, CONTROLLER_FIELD_MANAGER, status);
+    }
+  }
+}
+
+/** A locally administered MAC in QEMU's 52:54:00 range that no VM uses. */
+function freshMac(inUse: Set<string>): string {
+  for (;;) {
+    const b = randomBytes(3);
+    const mac = `52:54:00:${[...b].map((x) => x.toString(16).padStart(2, "0")).join(":")}`;
+    if (!inUse.has(mac)) return mac;
+  }
+}

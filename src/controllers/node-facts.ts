@@ -1,0 +1,39 @@
+// What agents publish about their node and how the controller reads it back: capacity and
+// hypervisors in a Node annotation, liveness in a heartbeat Lease. Shared by both sides.
+import { PREFIX } from "../api/common.ts";
+
+export const CAPACITY_ANNOTATION = `${PREFIX}capacity`;
+export const NODE_ENABLED_LABEL = `${PREFIX}enabled`;
+export const HEARTBEAT_LEASE_PREFIX = "libvirt-operator-agent-";
+/** A node whose agent has not renewed its lease for this long is not used for new VMs. */
+export const HEARTBEAT_FRESH_MS = 40_000;
+export const HEARTBEAT_INTERVAL_MS = 10_000;
+
+export interface NodeCapacity {
+  cpus: number;
+  memoryBytes: number;
+  hypervisors: Array<"kvm" | "qemu">;
+  /** libvirt and hypervisor versions, for humans. */
+  libvirtVersion?: string;
+  hypervisorVersion?: string;
+}
+
+export function heartbeatLeaseName(node: string): string {
+  return `${HEARTBEAT_LEASE_PREFIX}${node}`.slice(0, 253);
+}
+
+export function hypervisorLabel(h: string): string {
+  return `${PREFIX}hypervisor.${h}`;
+}
+
+export function parseCapacity(annotation: string | undefined): NodeCapacity | undefined {
+  if (!annotation) return undefined;
+  try {
+    const v = JSON.parse(annotation) as Partial<NodeCapacity>;
+    if (typeof v.cpus !== "number" || typeof v.memoryBytes !== "number" || !Array.isArray(v.hypervisors))
+      return undefined;
+    return { cpus: v.cpus, memoryBytes: v.memoryBytes, hypervisors: v.hypervisors };
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,96 @@
+// The agent's view of its node for the cluster: capacity and hypervisors on the Node
+// object, and a heartbeat Lease renewed every few seconds.
+import { PatchStrategy, setHeaderOptions, type V1Lease } from "@kubernetes/client-node";
+import { parseCapabilities } from "../../hypervisor/capabilities.ts";
+import type { LibvirtClient } from "../../hypervisor/libvirt/index.ts";
+import { describeError, httpStatus, type Kube, MicroTime } from "../../runtime/kube.ts";
+import type { Logger } from "../../runtime/logging.ts";
+import {
+  CAPACITY_ANNOTATION,
+  HEARTBEAT_FRESH_MS,
+  HEARTBEAT_INTERVAL_MS,
+  heartbeatLeaseName,
+  hypervisorLabel,
+  type NodeCapacity,
+} from "../node-facts.ts";
+
+export async function readCapacity(libvirt: LibvirtClient): Promise<NodeCapacity> {
+  const [info, caps, libvirtVersion, hypervisorVersion] = await Promise.all([
+    libvirt.nodeInfo(),
+    libvirt.capabilities(),
+    libvirt.libVersion(),
+    libvirt.version(),
+  ]);
+  return {
+    cpus: info.cpus,
+    memoryBytes: info.memoryKiB * 1024,
+    hypervisors: parseCapabilities(caps).hypervisors,
+    libvirtVersion,
+    hypervisorVersion,
+  };
+}
+
+export async function publishNode(kube: Kube, nodeName: string, capacity: NodeCapacity): Promise<void> {
+  const labels: Record<string, string | null> = {};
+  for (const h of ["kvm", "qemu"])
+    labels[hypervisorLabel(h)] = capacity.hypervisors.includes(h as "kvm") ? "true" : null;
+  await kube.core.patchNode(
+    {
+      name: nodeName,
+      body: { metadata: { labels, annotations: { [CAPACITY_ANNOTATION]: JSON.stringify(capacity) } } },
+    },
+    setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+  );
+}
+
+/** Renews the node's heartbeat Lease; creates it when missing. */
+export async function renewHeartbeat(kube: Kube, namespace: string, nodeName: string): Promise<void> {
+  const name = heartbeatLeaseName(nodeName);
+  const now = new MicroTime();
+  const spec = {
+    holderIdentity: nodeName,
+    leaseDurationSeconds: Math.round(HEARTBEAT_FRESH_MS / 1000),
+    renewTime: now,
+  };
+  try {
+    const lease = await kube.coordination.readNamespacedLease({ name, namespace });
+    await kube.coordination.replaceNamespacedLease({
+      name,
+      namespace,
+      body: { ...lease, spec: { ...lease.spec, ...spec } } as V1Lease,
+    });
+  } catch (err) {
+    if (httpStatus(err) !== 404) throw err;
+    await kube.coordination.createNamespacedLease({
+      namespace,
+      body: { metadata: { name, namespace }, spec: { ...spec, acquireTime: now } },
+    });
+  }
+}
+
+/** Publishes the node once, then keeps the heartbeat going until the signal aborts. */
+export async function runNodePublisher(
+  kube: Kube,
+  libvirt: LibvirtClient,
+  opts: { nodeName: string; namespace: string; log: Logger; signal: AbortSignal },
+): Promise<void> {
+  const { nodeName, namespace, log, signal } = opts;
+  let published = "";
+  const beat = async () => {
+    try {
+      const capacity = await readCapacity(libvirt);
+      const serialized = JSON.stringify(capacity);
+      if (serialized !== published) {
+        await publishNode(kube, nodeName, capacity);
+        published = serialized;
+        log.info({ capacity }, "published node capacity");
+      }
+      await renewHeartbeat(kube, namespace, nodeName);
+    } catch (err) {
+      log.warn({ err: describeError(err) }, "node heartbeat failed");
+    }
+  };
+  await beat();
+  const timer = setInterval(beat, HEARTBEAT_INTERVAL_MS);
+  signal.addEventListener("abort", () => clearInterval(timer), { once: true });
+}

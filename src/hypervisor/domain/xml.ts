@@ -1,0 +1,318 @@
+// Pure: what a domain should look like → libvirt domain XML. Built from small parts
+// (identity, memory, cpu, os, devices …), every value escaped by the XML library.
+import { createHash } from "node:crypto";
+import { XMLBuilder, XMLParser } from "fast-xml-parser";
+
+export const OWNER_NS = "https://vm.libvirt-operator.io/xmlns/owner/v1alpha1";
+
+export interface HostFacts {
+  /** QEMU binary from the host's capabilities. */
+  emulator: string;
+  arch: string;
+  machine: string;
+}
+
+export interface DiskDevice {
+  name: string;
+  path: string;
+  format: "qcow2" | "raw";
+  bus: "virtio" | "scsi" | "sata" | "ide";
+  target: string;
+  bootOrder?: number;
+  readOnly?: boolean;
+  shareable?: boolean;
+  /** false: pause the VM on I/O errors (oVirt default); true: report them to the guest. */
+  propagateErrors?: boolean;
+}
+
+export interface NicDevice {
+  name: string;
+  mac: string;
+  network: string;
+  model: "virtio" | "e1000" | "rtl8139";
+  linked: boolean;
+}
+
+export interface Owner {
+  namespace: string;
+  name: string;
+  uid: string;
+}
+
+export interface DomainDefinition {
+  name: string;
+  uuid: string;
+  owner: Owner;
+  description?: string;
+  hypervisor: "kvm" | "qemu";
+  memoryBytes: number;
+  cpu: {
+    sockets: number;
+    cores: number;
+    threads: number;
+    cputune?: { period?: number; quota?: number; shares?: number };
+    numa?: Array<{ index: number; memoryBytes: number; cpus: string; hostNodes?: string }>;
+  };
+  boot: {
+    firmware?: "bios" | "uefi";
+    order?: Array<"hd" | "cdrom" | "network">;
+    kernel?: string;
+    initrd?: string;
+    cmdline?: string;
+  };
+  disks: DiskDevice[];
+  cdrom?: { image: string; bus: "sata" | "ide" | "scsi"; bootFirst: boolean };
+  nics: NicDevice[];
+  /** File the serial console is copied to (virtlogd), for humans and tests. */
+  consoleLog?: string;
+}
+
+type Node = Record<string, unknown>;
+
+const builder = new XMLBuilder({
+  ignoreAttributes: false,
+  attributeNamePrefix: "@_",
+  format: true,
+  suppressEmptyNode: true,
+});
+
+function identity(d: DomainDefinition): Node {
+  return {
+    name: d.name,
+    uuid: d.uuid,
+    ...(d.description ? { description: d.description } : {}),
+    metadata: {
+      "lvo:owner": {
+        "@_xmlns:lvo": OWNER_NS,
+        "lvo:namespace": d.owner.namespace,
+        "lvo:name": d.owner.name,
+        "lvo:uid": d.owner.uid,
+        "lvo:spec-hash": specHash(d),
+      },
+    },
+  };
+}
+
+function memory(d: DomainDefinition): Node {
+  const kib = Math.ceil(d.memoryBytes / 1024);
+  return {
+    memory: { "@_unit": "KiB", "#text": kib },
+    currentMemory: { "@_unit": "KiB", "#text": kib },
+  };
+}
+
+function cpu(d: DomainDefinition): Node {
+  const { sockets, cores, threads, cputune, numa } = d.cpu;
+  const vcpus = sockets * cores * threads;
+  const cpuNode: Node = {
+    ...(d.hypervisor === "kvm" ? { "@_mode": "host-passthrough" } : {}),
+    topology: { "@_sockets": sockets, "@_dies": 1, "@_cores": cores, "@_threads": threads },
+  };
+  if (numa?.length) {
+    cpuNode.numa = {
+      cell: numa.map((c) => ({
+        "@_id": c.index,
+        "@_cpus": c.cpus,
+        "@_memory": Math.ceil(c.memoryBytes / 1024),
+        "@_unit": "KiB",
+      })),
+    };
+  }
+  const out: Node = { vcpu: { "@_placement": "static", "#text": vcpus }, cpu: cpuNode };
+  if (
+    cputune &&
+    (cputune.period !== undefined || cputune.quota !== undefined || cputune.shares !== undefined)
+  ) {
+    out.cputune = {
+      ...(cputune.shares !== undefined ? { shares: cputune.shares } : {}),
+      ...(cputune.period !== undefined ? { period: cputune.period } : {}),
+      ...(cputune.quota !== undefined ? { quota: cputune.quota } : {}),
+    };
+  }
+  const pinned = (numa ?? []).filter((c) => c.hostNodes);
+  if (pinned.length) {
+    out.numatune = {
+      memnode: pinned.map((c) => ({ "@_cellid": c.index, "@_mode": "strict", "@_nodeset": c.hostNodes })),
+    };
+  }
+  return out;
+}
+
+/** Per-device boot order when any device asks for one; libvirt refuses mixing it with <os><boot>. */
+function usesDeviceBootOrder(d: DomainDefinition): boolean {
+  return d.disks.some((x) => x.bootOrder !== undefined) || Boolean(d.cdrom?.bootFirst);
+}
+
+function os(d: DomainDefinition, host: HostFacts): Node {
+  const osNode: Node = {
+    ...(d.boot.firmware === "uefi" ? { "@_firmware": "efi" } : {}),
+    type: { "@_arch": host.arch, "@_machine": host.machine, "#text": "hvm" },
+  };
+  if (d.boot.kernel) {
+    osNode.kernel = d.boot.kernel;
+    if (d.boot.initrd) osNode.initrd = d.boot.initrd;
+    if (d.boot.cmdline) osNode.cmdline = d.boot.cmdline;
+  } else if (!usesDeviceBootOrder(d)) {
+    osNode.boot = (d.boot.order?.length ? d.boot.order : ["hd"]).map((dev) => ({ "@_dev": dev }));
+  }
+  return {
+    os: osNode,
+    features: { acpi: "", apic: "" },
+    clock: { "@_offset": "utc" },
+    on_poweroff: "destroy",
+    on_reboot: "restart",
+    on_crash: "destroy",
+  };
+}
+
+function disk(x: DiskDevice, bootOffset: number): Node {
+  return {
+    "@_type": "file",
+    "@_device": "disk",
+    driver: {
+      "@_name": "qemu",
+      "@_type": x.format,
+      "@_cache": "none",
+      "@_error_policy": x.propagateErrors ? "report" : "stop",
+    },
+    source: { "@_file": x.path },
+    target: { "@_dev": x.target, "@_bus": x.bus },
+    ...(x.readOnly ? { readonly: "" } : {}),
+    ...(x.shareable ? { shareable: "" } : {}),
+    ...(x.bootOrder !== undefined ? { boot: { "@_order": x.bootOrder + bootOffset } } : {}),
+    alias: { "@_name": `ua-disk-${x.name}` },
+  };
+}
+
+function cdrom(c: NonNullable<DomainDefinition["cdrom"]>): Node {
+  return {
+    "@_type": "file",
+    "@_device": "cdrom",
+    driver: { "@_name": "qemu", "@_type": "raw" },
+    ...(c.image ? { source: { "@_file": c.image } } : {}),
+    target: { "@_dev": c.bus === "ide" ? "hdc" : "sdz", "@_bus": c.bus },
+    readonly: "",
+    ...(c.bootFirst ? { boot: { "@_order": 1 } } : {}),
+    alias: { "@_name": "ua-cdrom" },
+  };
+}
+
+export function nicXml(n: NicDevice): Node {
+  return {
+    "@_type": "network",
+    mac: { "@_address": n.mac },
+    source: { "@_network": n.network },
+    model: { "@_type": n.model },
+    link: { "@_state": n.linked ? "up" : "down" },
+    alias: { "@_name": `ua-net-${n.name}` },
+  };
+}
+
+function devices(d: DomainDefinition, host: HostFacts): Node {
+  // A CD-ROM booted once takes order 1; the disks' own orders follow it.
+  const bootOffset = d.cdrom?.bootFirst ? 1 : 0;
+  const disks = d.disks.map((x) => disk(x, bootOffset));
+  if (d.cdrom) disks.push(cdrom(d.cdrom));
+  const consoleLog = d.consoleLog ? { log: { "@_file": d.consoleLog, "@_append": "on" } } : {};
+  return {
+    devices: {
+      emulator: host.emulator,
+      ...(disks.length ? { disk: disks } : {}),
+      ...(d.nics.length ? { interface: d.nics.map(nicXml) } : {}),
+      serial: { "@_type": "pty", target: { "@_port": 0 }, ...consoleLog },
+      console: { "@_type": "pty", target: { "@_type": "serial", "@_port": 0 } },
+      channel: {
+        "@_type": "unix",
+        target: { "@_type": "virtio", "@_name": "org.qemu.guest_agent.0" },
+      },
+      memballoon: { "@_model": "virtio", stats: { "@_period": 10 } },
+      rng: { "@_model": "virtio", backend: { "@_model": "random", "#text": "/dev/urandom" } },
+    },
+  };
+}
+
+/** Hash of everything that shapes the domain (so a changed spec is seen without parsing libvirt's XML). */
+export function specHash(d: DomainDefinition): string {
+  const { owner: _owner, ...shape } = d;
+  return createHash("sha256").update(JSON.stringify(shape)).digest("hex").slice(0, 16);
+}
+
+export function buildDomainXml(d: DomainDefinition, host: HostFacts): string {
+  const domain: Node = {
+    "@_type": d.hypervisor,
+    ...identity(d),
+    ...memory(d),
+    ...cpu(d),
+    ...os(d, host),
+    ...devices(d, host),
+  };
+  return builder.build({ domain }) as string;
+}
+
+/** XML of one device, for attach/detach/update on a running domain. */
+export function deviceXml(kind: "interface" | "disk", node: Node): string {
+  return builder.build({ [kind]: node }) as string;
+}
+
+export function cdromDeviceXml(c: NonNullable<DomainDefinition["cdrom"]>): string {
+  return deviceXml("disk", cdrom({ ...c, bootFirst: false }));
+}
+
+const parser = new XMLParser({
+  ignoreAttributes: false,
+  attributeNamePrefix: "@_",
+  parseTagValue: false,
+  parseAttributeValue: false,
+});
+
+export interface DomainOwnership extends Owner {
+  specHash: string;
+}
+
+/**
+ * Our ownership record from a domain's XML, or undefined for a domain we do not own. The
+ * record is recognised by its namespace URI, whatever prefix the XML uses for it.
+ */
+export function parseOwnership(xml: string): DomainOwnership | undefined {
+  const doc = parser.parse(xml) as { domain?: { metadata?: Record<string, unknown> } };
+  const metadata = doc.domain?.metadata ?? {};
+  for (const [tag, value] of Object.entries(metadata)) {
+    const [prefix, local] = tag.includes(":") ? tag.split(":", 2) : ["", tag];
+    const el = value as Record<string, unknown>;
+    const uri = el?.[prefix ? `@_xmlns:${prefix}` : "@_xmlns"];
+    if (local !== "owner" || uri !== OWNER_NS) continue;
+    const text = (k: string) => {
+      const v = el[prefix ? `${prefix}:${k}` : k];
+      return typeof v === "string" ? v : "";
+    };
+    return {
+      namespace: text("namespace"),
+      name: text("name"),
+      uid: text("uid"),
+      specHash: text("spec-hash"),
+    };
+  }
+  return undefined;
+}
+
+/** The interface link states and CD-ROM medium of a live domain, to change them in place. */
+export function parseLiveDevices(xml: string): { links: Record<string, boolean>; cdromImage?: string } {
+  const doc = parser.parse(xml) as { domain?: { devices?: { interface?: unknown; disk?: unknown } } };
+  interface El {
+    "@_name"?: string;
+    "@_state"?: string;
+    "@_file"?: string;
+    "@_device"?: string;
+    alias?: El;
+    link?: El;
+    source?: El;
+  }
+  const asList = (v: unknown) => (Array.isArray(v) ? v : v ? [v] : []) as El[];
+  const links: Record<string, boolean> = {};
+  for (const nic of asList(doc.domain?.devices?.interface)) {
+    const alias = nic.alias?.["@_name"];
+    if (alias?.startsWith("ua-net-")) links[alias.slice("ua-net-".length)] = nic.link?.["@_state"] !== "down";
+  }
+  const cd = asList(doc.domain?.devices?.disk).find((x) => x["@_device"] === "cdrom");
+  return { links, ...(cd ? { cdromImage: cd.source?.["@_file"] ?? "" } : {}) };
+}

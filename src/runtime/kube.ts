@@ -1,0 +1,222 @@
+// Kubernetes access the controllers share: clients from the kubeconfig, informers over our
+// kinds, status written by server-side apply (each writer owns its fields and conditions),
+// metadata patches guarded by resourceVersion, and Events.
+import {
+  CoordinationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  type KubernetesObject,
+  makeInformer,
+  PatchStrategy,
+  setHeaderOptions,
+} from "@kubernetes/client-node";
+import { GROUP, VERSION } from "../api/common.ts";
+import type { CustomObject, KindDefinition } from "../api/kind.ts";
+import type { Logger } from "./logging.ts";
+
+export interface Kube {
+  kc: KubeConfig;
+  custom: CustomObjectsApi;
+  core: CoreV1Api;
+  coordination: CoordinationV1Api;
+}
+
+export function connectKube(): Kube {
+  const kc = new KubeConfig();
+  kc.loadFromDefault();
+  return {
+    kc,
+    custom: kc.makeApiClient(CustomObjectsApi),
+    core: kc.makeApiClient(CoreV1Api),
+    coordination: kc.makeApiClient(CoordinationV1Api),
+  };
+}
+
+export type AnyObject = CustomObject<unknown, unknown> & KubernetesObject;
+
+/** An informer (list + watch + cache) over one of our kinds, optionally label-filtered. */
+export function kindInformer<T extends KubernetesObject>(
+  kube: Kube,
+  def: KindDefinition,
+  labelSelector?: string,
+) {
+  const path = `/apis/${GROUP}/${VERSION}/${def.plural}`;
+  return makeInformer<T>(
+    kube.kc,
+    path,
+    () =>
+      kube.custom.listClusterCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: def.plural,
+        ...(labelSelector ? { labelSelector } : {}),
+      }),
+    labelSelector,
+  );
+}
+
+export function keyOf(obj: KubernetesObject): string {
+  return `${obj.metadata?.namespace}/${obj.metadata?.name}`;
+}
+
+export function splitKey(key: string): { namespace: string; name: string } {
+  const [namespace = "", name = ""] = key.split("/", 2);
+  return { namespace, name };
+}
+
+/**
+ * Server-side apply of STATUS on the status subresource as FIELD_MANAGER. Fields this manager
+ * set before and leaves out now are removed; fields of other managers stay.
+ */
+export async function applyStatus(
+  kube: Kube,
+  def: KindDefinition,
+  obj: { metadata: { name: string; namespace?: string } },
+  fieldManager: string,
+  status: Record<string, unknown>,
+): Promise<void> {
+  await kube.custom.patchNamespacedCustomObjectStatus(
+    {
+      group: GROUP,
+      version: VERSION,
+      plural: def.plural,
+      namespace: obj.metadata.namespace ?? "",
+      name: obj.metadata.name,
+      fieldManager,
+      force: true,
+      body: {
+        apiVersion: `${GROUP}/${VERSION}`,
+        kind: def.kind,
+        metadata: { name: obj.metadata.name, namespace: obj.metadata.namespace },
+        status,
+      },
+    },
+    setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply),
+  );
+}
+
+/** Merge-patches metadata (labels, finalizers), failing with 409 if the object changed meanwhile. */
+export async function patchMetadata(
+  kube: Kube,
+  def: KindDefinition,
+  obj: AnyObject,
+  metadata: { labels?: Record<string, string | null>; finalizers?: string[] },
+): Promise<void> {
+  await kube.custom.patchNamespacedCustomObject(
+    {
+      group: GROUP,
+      version: VERSION,
+      plural: def.plural,
+      namespace: obj.metadata.namespace ?? "",
+      name: obj.metadata.name,
+      body: { metadata: { ...metadata, resourceVersion: obj.metadata.resourceVersion } },
+    },
+    setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+  );
+}
+
+/** HTTP status of a client-node API error, if it is one. */
+export function httpStatus(err: unknown): number | undefined {
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === "number" ? code : undefined;
+}
+
+export type EventType = "Normal" | "Warning";
+
+/** Records a Kubernetes Event on OBJ (what `kubectl describe` shows). Never throws. */
+export async function recordEvent(
+  kube: Kube,
+  component: string,
+  obj: AnyObject,
+  type: EventType,
+  reason: string,
+  message: string,
+): Promise<void> {
+  const now = new Date();
+  await kube.core
+    .createNamespacedEvent({
+      namespace: obj.metadata.namespace ?? "default",
+      body: {
+        metadata: { generateName: `${obj.metadata.name}.`, namespace: obj.metadata.namespace },
+        involvedObject: {
+          apiVersion: obj.apiVersion,
+          kind: obj.kind,
+          name: obj.metadata.name,
+          namespace: obj.metadata.namespace,
+          uid: obj.metadata.uid,
+          resourceVersion: obj.metadata.resourceVersion,
+        },
+        type,
+        reason,
+        message: message.slice(0, 1024),
+        source: { component },
+        reportingComponent: component,
+        reportingInstance: process.env.NODE_NAME ?? process.env.POD_NAME ?? component,
+        firstTimestamp: now,
+        lastTimestamp: now,
+        eventTime: undefined,
+        count: 1,
+      },
+    })
+    .catch(() => undefined);
+}
+
+/**
+ * A Date that serializes with microseconds: Lease times are metav1.MicroTime, which the API
+ * server parses only as "…T15:04:05.000000Z" (client-node would send milliseconds).
+ */
+export class MicroTime extends Date {
+  override toISOString(): string {
+    return super.toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
+  }
+  override toJSON(): string {
+    return this.toISOString();
+  }
+}
+
+/** A one-line message for an API or libvirt error (client-node wraps the server's Status). */
+export function describeError(err: unknown): string {
+  const e = err as { body?: unknown; code?: number; message?: string };
+  if (typeof e?.code === "number" && e.body !== undefined) {
+    let body = e.body;
+    if (typeof body === "string") {
+      try {
+        body = JSON.parse(body);
+      } catch {
+        return `HTTP ${e.code}: ${body}`;
+      }
+    }
+    const message = (body as { message?: string })?.message;
+    if (message) return `HTTP ${e.code}: ${message}`;
+  }
+  return e instanceof Error ? e.message : String(err);
+}
+
+interface Startable {
+  start(): Promise<void>;
+  on(verb: "error", cb: (err?: unknown) => void): void;
+  latestResourceVersion?(): string;
+}
+
+/**
+ * Starts an informer and resolves once its first list has succeeded, so nobody acts on an
+ * empty cache (an agent that took "not in the cache" for "deleted" would destroy guests).
+ * A failed list or watch restarts it after a second.
+ */
+export async function startInformerSynced(informer: Startable, what: string, log: Logger): Promise<void> {
+  let synced = false;
+  informer.on("error", (err) => {
+    log.warn(
+      { informer: what, err: describeError(err) },
+      synced ? "watch failed; restarting it" : "list failed; retrying",
+    );
+    if (synced) setTimeout(() => void informer.start(), 1000);
+  });
+  for (;;) {
+    await informer.start();
+    if (informer.latestResourceVersion?.() !== "") break;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  synced = true;
+}
