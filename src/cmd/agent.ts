@@ -38,11 +38,13 @@ async function main() {
     VirtualMachineKind,
     `${NODE_LABEL}=${nodeName}`,
   );
+  const clusterId = (await kube.core.readNamespace({ name: "kube-system" })).metadata?.uid ?? "";
   const reconciler = new NodeVmReconciler({
     kube,
     libvirt,
     cache: informer,
     nodeName,
+    clusterId,
     host,
     consoleLogDir,
     log,
@@ -79,11 +81,11 @@ async function main() {
   // Domains of ours whose VM is gone (deleted while the agent was down) get reconciled too.
   for (const dom of await libvirt.listAllDomains()) {
     const owner = parseOwnership(await libvirt.domainXml(dom, DomainXmlFlags.Inactive));
-    if (owner) queue.add(`${owner.namespace}/${owner.name}`);
+    if (owner?.cluster === clusterId) queue.add(`${owner.namespace}/${owner.name}`);
   }
   await runNodePublisher(kube, libvirt, { nodeName, namespace, log, signal: controller.signal });
   ready = true;
-  log.info({ nodeName, libvirtUri, hypervisors: host.hypervisors, port }, "agent started");
+  log.info({ nodeName, clusterId, libvirtUri, hypervisors: host.hypervisors, port }, "agent started");
 
   const shutdown = async (signal: string) => {
     log.info({ signal }, "agent stopping; guests keep running");

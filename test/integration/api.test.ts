@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { before, describe, it } from "node:test";
+import { after, before, describe, it } from "node:test";
 import yaml from "js-yaml";
 import { API_VERSION } from "../../src/api/common.ts";
 import { KINDS } from "../../src/api/index.ts";
@@ -14,6 +14,18 @@ let ns = "";
 
 before(async () => {
   ns = await testNamespace("api-test");
+});
+
+// Nothing of ours may linger for the operator tests that run later in this stack.
+after(async () => {
+  await kubectl([
+    "delete",
+    "virtualmachines,vmdisks,vmsnapshots,vmrestores,vmtemplates",
+    "--all",
+    "-n",
+    ns,
+    "--wait=true",
+  ]);
 });
 
 /** Every leaf of EXPECTED is present with the same value in ACTUAL (the server adds defaults). */

@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { REPO_ROOT, run } from "../../src/cmd/local/tools.ts";
 
-export const BOOTED = "LIBVIRT-OPERATOR-GUEST-BOOTED";
+/** Printed once per boot by the guest's /init (a bare "…-BOOTED" line precedes it). */
+export const BOOTED = "LIBVIRT-OPERATOR-GUEST-BOOTED uptime=";
 export const POWEROFF = "LIBVIRT-OPERATOR-GUEST-POWEROFF";
 
 export interface Guest {

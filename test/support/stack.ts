@@ -15,7 +15,7 @@ export const TEST_STACK: StackConfig = {
     controllerMetrics: 19190,
     agentMetrics: 19191,
   },
-  operator: true,
+  operator: false,
   libvirt: true,
   nodeName: localNodeName(),
 };

@@ -127,8 +127,9 @@ export class ClusterVmReconciler {
     }
 
     this.assumed.set(key, { node: result.node, ...need });
-    await this.applyIfChanged(vm, this.placedStatus(vm, result.node));
+    // Label and finalizer first (guarded by the cached resourceVersion), then status by apply.
     await this.labelAndHold(vm, result.node);
+    await this.applyIfChanged(vm, this.placedStatus(vm, result.node));
     log.info({ node: result.node }, "VM placed");
     void recordEvent(
       this.o.kube,

@@ -47,6 +47,8 @@ export interface NodeVmReconcilerOptions {
   libvirt: LibvirtClient;
   cache: VmCache;
   nodeName: string;
+  /** UID of the cluster's kube-system namespace: domains of other clusters are not ours. */
+  clusterId: string;
   host: HostFacts;
   consoleLogDir: string;
   log: Logger;
@@ -101,7 +103,7 @@ export class NodeVmReconciler {
       return this.report(vm, domainName, undefined, {
         failure: {
           reason: "DomainConflict",
-          message: `a libvirt domain named ${domainName} exists on ${this.o.nodeName} and is not managed by libvirt-operator; it is left untouched`,
+          message: `a libvirt domain named ${domainName} exists on ${this.o.nodeName} and is not managed by libvirt-operator in this cluster; it is left untouched`,
         },
       });
     }
@@ -110,6 +112,7 @@ export class NodeVmReconciler {
     if (!uuid || !vm.metadata.finalizers?.includes(DOMAIN_FINALIZER)) return undefined; // the controller is not done yet
 
     const definition = domainDefinitionFor(vm, {
+      cluster: this.o.clusterId,
       uuid,
       macs: Object.fromEntries(
         (vm.status?.interfaces ?? []).flatMap((i) => (i.mac ? [[i.name, i.mac]] : [])),
@@ -291,12 +294,25 @@ export class NodeVmReconciler {
       const state = await this.o.libvirt.domainState(dom);
       const progress = this.progressOf(key, vm);
       const action = decidePower(vm, { ...state, id: dom.id }, progress, Date.now());
+      const terminating = (requeueAfterMs: number) =>
+        this.report(
+          vm,
+          dom.name,
+          { ...state, id: dom.id },
+          { stopping: true, lastOperation: progress.lastOperation },
+          requeueAfterMs,
+        );
       if (action.type === "shutdown") {
         await this.o.libvirt.shutdownDomain(dom, DomainShutdownFlags.AcpiPowerButton);
         progress.shutdownRequestedAt = Date.now();
-        return { requeueAfterMs: POLL_MS };
+        progress.lastOperation = op(
+          "Delete",
+          "Running",
+          "ACPI shutdown requested before the domain is removed",
+        );
+        return terminating(POLL_MS);
       }
-      if (action.type === "wait-shutdown") return { requeueAfterMs: Math.min(action.remainingMs, POLL_MS) };
+      if (action.type === "wait-shutdown") return terminating(Math.min(action.remainingMs, POLL_MS));
       if (action.type === "resume") {
         await this.o.libvirt.resumeDomain(dom);
         return { requeueAfterMs: 0 };

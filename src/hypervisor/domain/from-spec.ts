@@ -23,6 +23,8 @@ export function desiredInterfaces(vm: VirtualMachine) {
 }
 
 export interface ResolvedInputs {
+  /** Identity of the cluster that owns the domain. */
+  cluster: string;
   uuid: string;
   /** MAC per interface name, as assigned (status.interfaces). */
   macs: Record<string, string>;
@@ -46,7 +48,7 @@ export function domainDefinitionFor(vm: VirtualMachine, inputs: ResolvedInputs):
   return {
     name: domainNameOf(namespace, metadata.name),
     uuid: inputs.uuid,
-    owner: { namespace, name: metadata.name, uid: metadata.uid ?? "" },
+    owner: { cluster: inputs.cluster, namespace, name: metadata.name, uid: metadata.uid ?? "" },
     ...(spec.description ? { description: spec.description } : {}),
     hypervisor: spec.hypervisor ?? "kvm",
     memoryBytes: parseQuantity(spec.memory),

@@ -34,6 +34,8 @@ export interface NicDevice {
 }
 
 export interface Owner {
+  /** The cluster (UID of its kube-system namespace): two clusters may share a host. */
+  cluster: string;
   namespace: string;
   name: string;
   uid: string;
@@ -84,6 +86,7 @@ function identity(d: DomainDefinition): Node {
     metadata: {
       "lvo:owner": {
         "@_xmlns:lvo": OWNER_NS,
+        "lvo:cluster": d.owner.cluster,
         "lvo:namespace": d.owner.namespace,
         "lvo:name": d.owner.name,
         "lvo:uid": d.owner.uid,
@@ -286,6 +289,7 @@ export function parseOwnership(xml: string): DomainOwnership | undefined {
       return typeof v === "string" ? v : "";
     };
     return {
+      cluster: text("cluster"),
       namespace: text("namespace"),
       name: text("name"),
       uid: text("uid"),

@@ -1,0 +1,91 @@
+// The operator's processes for end-to-end tests: started against the test stack and stopped
+// (or killed, to test recovery) by the tests themselves.
+import { readFileSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
+import { API_VERSION } from "../../src/api/common.ts";
+import type { VirtualMachine } from "../../src/api/virtualmachine.ts";
+import { startOperator } from "../../src/cmd/local/operator.ts";
+import { runningPid, stopDaemon } from "../../src/cmd/local/processes.ts";
+import { run } from "../../src/cmd/local/tools.ts";
+import { KUBECONFIG, kubectl, TEST_STACK, toYaml } from "./stack.ts";
+
+export async function startTestOperator(): Promise<void> {
+  await startOperator(TEST_STACK.stateDir, KUBECONFIG, TEST_STACK.nodeName, TEST_STACK.ports);
+}
+
+export async function stopTestOperator(): Promise<void> {
+  await stopDaemon(TEST_STACK.stateDir, "agent");
+  await stopDaemon(TEST_STACK.stateDir, "controller");
+}
+
+export function agentPid(): number | undefined {
+  return runningPid(TEST_STACK.stateDir, "agent");
+}
+
+export async function applyVm(
+  namespace: string,
+  name: string,
+  spec: Record<string, unknown>,
+  annotations?: Record<string, string>,
+) {
+  const obj = {
+    apiVersion: API_VERSION,
+    kind: "VirtualMachine",
+    metadata: { name, namespace, ...(annotations ? { annotations } : {}) },
+    spec,
+  };
+  await kubectl(["apply", "--server-side", "--field-manager=e2e", "-f", "-"], toYaml(obj));
+}
+
+export async function getVm(namespace: string, name: string): Promise<VirtualMachine | undefined> {
+  try {
+    const { stdout } = await kubectl(["get", "virtualmachine", name, "-n", namespace, "-o", "json"]);
+    return JSON.parse(stdout) as VirtualMachine;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Polls the VM until CHECK passes; the error shows the last status seen. */
+export async function waitForVm(
+  namespace: string,
+  name: string,
+  check: (vm: VirtualMachine | undefined) => boolean,
+  what: string,
+  timeoutMs = 90_000,
+): Promise<VirtualMachine | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  let last: VirtualMachine | undefined;
+  while (Date.now() < deadline) {
+    last = await getVm(namespace, name);
+    if (check(last)) return last;
+    await sleep(250);
+  }
+  throw new Error(
+    `VM ${namespace}/${name} never became ${what}; last status: ${JSON.stringify(last?.status, null, 1)}`,
+  );
+}
+
+export const isPrintable = (s: string) => (vm: VirtualMachine | undefined) =>
+  vm?.status?.printableStatus === s;
+
+export function readyCondition(vm: VirtualMachine | undefined) {
+  return vm?.status?.conditions?.find((c) => c.type === "Ready");
+}
+
+export function consoleLogOf(namespace: string, name: string): string {
+  return `/var/log/libvirt/qemu/${namespace}_${name}-console.log`;
+}
+
+/** PID of the QEMU process of a running domain (libvirt's pid file). */
+export function qemuPid(domainName: string): number | undefined {
+  try {
+    return Number(readFileSync(`/var/run/libvirt/qemu/${domainName}.pid`, "utf8").trim());
+  } catch {
+    return undefined;
+  }
+}
+
+export async function virsh(...args: string[]): Promise<string> {
+  return (await run("virsh", ["-c", "qemu:///system", ...args])).stdout;
+}

@@ -1,0 +1,108 @@
+import assert from "node:assert/strict";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import yaml from "js-yaml";
+import type { VirtualMachine } from "../../src/api/virtualmachine.ts";
+import { parseCapabilities } from "../../src/hypervisor/capabilities.ts";
+import { domainDefinitionFor, resourcesOf } from "../../src/hypervisor/domain/from-spec.ts";
+import { buildDomainXml, parseLiveDevices, parseOwnership } from "../../src/hypervisor/domain/xml.ts";
+
+const testdata = join(import.meta.dirname, "testdata");
+const host = { emulator: "/usr/bin/qemu-system-x86_64", arch: "x86_64", machine: "pc" };
+const inputs = {
+  cluster: "c1",
+  uuid: "6f1c2a3e-0b7d-4c55-9e3f-2a1b0c9d8e7f",
+  macs: { eth0: "52:54:00:00:00:01", backend: "52:54:00:00:00:02", default: "52:54:00:00:00:03" },
+  disks: [],
+  consoleLog: "/var/log/libvirt/qemu/ns_web-console.log",
+};
+
+function example(file: string): VirtualMachine {
+  const docs = yaml.loadAll(
+    readFileSync(join(import.meta.dirname, "..", "..", "examples", file), "utf8"),
+  ) as VirtualMachine[];
+  const vm = docs.find((d) => d.kind === "VirtualMachine")!;
+  vm.metadata = { ...vm.metadata, namespace: "ns", uid: "uid-1" };
+  return vm;
+}
+
+/** Compares with testdata/NAME; UPDATE_GOLDEN=1 rewrites it. */
+function golden(name: string, actual: string) {
+  const path = join(testdata, name);
+  if (process.env.UPDATE_GOLDEN) writeFileSync(path, actual);
+  assert.equal(actual, readFileSync(path, "utf8"), `${name} differs (UPDATE_GOLDEN=1 to accept)`);
+}
+
+describe("domain XML", () => {
+  it("the full example matches its golden file", () => {
+    golden("domain-vm-full.xml", buildDomainXml(domainDefinitionFor(example("vm-full.yaml"), inputs), host));
+  });
+
+  it("the minimal example matches its golden file", () => {
+    golden(
+      "domain-vm-minimal.xml",
+      buildDomainXml(domainDefinitionFor(example("vm-minimal.yaml"), inputs), host),
+    );
+  });
+
+  it("direct kernel boot carries kernel, initrd and cmdline and no boot devices", () => {
+    golden(
+      "domain-vm-direct-kernel.xml",
+      buildDomainXml(domainDefinitionFor(example("vm-direct-kernel.yaml"), inputs), host),
+    );
+  });
+
+  it("escapes every value: names, descriptions and paths cannot inject XML", () => {
+    const vm = example("vm-minimal.yaml");
+    vm.spec.description = `</description><devices><hostdev/></devices><description>`;
+    vm.spec.boot = { kernel: `/k'"<>&` };
+    const xml = buildDomainXml(domainDefinitionFor(vm, inputs), host);
+    assert.ok(!xml.includes("<hostdev"), "no element smuggled in");
+    assert.match(xml, /<description>&lt;\/description&gt;&lt;devices&gt;/);
+    assert.match(xml, /<kernel>\/k&apos;&quot;&lt;&gt;&amp;<\/kernel>/);
+  });
+
+  it("records ownership that parses back, whatever prefix libvirt keeps", () => {
+    const xml = buildDomainXml(domainDefinitionFor(example("vm-minimal.yaml"), inputs), host);
+    const owner = parseOwnership(xml);
+    assert.equal(owner?.cluster, "c1");
+    assert.equal(owner?.uid, "uid-1");
+    assert.equal(owner?.name, "tiny");
+    assert.match(owner?.specHash ?? "", /^[0-9a-f]{16}$/);
+    assert.equal(parseOwnership(xml.replaceAll("lvo:", "x:").replace("xmlns:lvo", "xmlns:x"))?.uid, "uid-1");
+    assert.equal(parseOwnership("<domain><metadata><other xmlns='u'/></metadata></domain>"), undefined);
+  });
+
+  it("the spec hash changes with the spec and not with the owner", () => {
+    const hashOf = (vm: VirtualMachine, cluster = "c1") =>
+      parseOwnership(buildDomainXml(domainDefinitionFor(vm, { ...inputs, cluster }), host))?.specHash;
+    const vm = example("vm-minimal.yaml");
+    assert.equal(hashOf(vm), hashOf(vm, "c2"));
+    assert.notEqual(hashOf(vm), hashOf({ ...vm, spec: { ...vm.spec, memory: "512Mi" } }));
+  });
+
+  it("reads NIC link states and the CD-ROM medium back from live XML", () => {
+    const xml = buildDomainXml(domainDefinitionFor(example("vm-full.yaml"), inputs), host);
+    assert.deepEqual(parseLiveDevices(xml), {
+      links: { eth0: true, backend: false },
+      cdromImage: "/var/lib/libvirt/images/installer.iso",
+    });
+  });
+
+  it("counts a VM's resources as sockets × cores × threads and bytes", () => {
+    assert.deepEqual(resourcesOf(example("vm-full.yaml")), { cpus: 2, memoryBytes: 2 * 2 ** 30 });
+  });
+});
+
+describe("host capabilities", () => {
+  it("finds the emulator, machine and hypervisors", () => {
+    const caps = parseCapabilities(readFileSync(join(testdata, "capabilities-qemu-7.2.xml"), "utf8"));
+    assert.deepEqual(caps, {
+      emulator: "/usr/bin/qemu-system-x86_64",
+      arch: "x86_64",
+      machine: "pc",
+      hypervisors: ["kvm", "qemu"],
+    });
+  });
+});
