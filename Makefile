@@ -12,7 +12,7 @@ NODE_TEST := node --test --test-concurrency=1 \
 	--test-reporter=spec --test-reporter-destination=stdout \
 	--test-reporter=./test/summary-reporter.ts --test-reporter-destination=stdout
 
-.PHONY: help setup deps local local-down generate check-generated lint test test-unit test-integration bench-libvirt
+.PHONY: help setup deps local local-down generate check-generated lint test test-unit test-integration bench-libvirt bench
 
 help:
 	@echo "make local       start the local stack (etcd, kube-apiserver, libvirtd, …) on loopback"
@@ -20,6 +20,7 @@ help:
 	@echo "make test        install what is missing and run every test"
 	@echo "make generate    regenerate crds/ and the chart's CRDs from src/api"
 	@echo "make bench-libvirt  our libvirt RPC client against virsh per call (prints figures)"
+	@echo "make bench       VM create → Running vs raw libvirt, API writes, memory (prints figures)"
 
 setup: deps node_modules/.installed
 
@@ -64,3 +65,6 @@ test: setup lint check-generated
 
 bench-libvirt: setup
 	@node bench/libvirt.ts
+
+bench: setup
+	@node bench/vm.ts

@@ -92,6 +92,11 @@ export class ClusterVmReconciler {
       return undefined;
     }
 
+    const pending = this.assumed.get(key);
+    if (!placedOn && pending && vm.metadata.labels?.[NODE_LABEL] === pending.node) {
+      // Placed a moment ago; the cache has the label but not yet the status we applied.
+      return undefined;
+    }
     if (placedOn) {
       if (
         vm.metadata.labels?.[NODE_LABEL] !== placedOn ||

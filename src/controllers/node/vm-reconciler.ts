@@ -82,9 +82,11 @@ export class NodeVmReconciler {
     const domainName = domainNameOf(namespace, name);
     const log = forObject(this.o.log, "VirtualMachine", key);
     const found = await this.lookup(domainName);
-    const owner = found
+    const record = found
       ? parseOwnership(await this.o.libvirt.domainXml(found, DomainXmlFlags.Inactive))
       : undefined;
+    // Domains of another cluster sharing this host are never ours.
+    const owner = record?.cluster === this.o.clusterId ? record : undefined;
 
     if (!vm || (owner && vm.metadata.uid && owner.uid !== vm.metadata.uid)) {
       // The VM is gone (or this domain belonged to an earlier VM of the same name). The cache

@@ -1,0 +1,278 @@
+// make bench: what the operator adds on top of libvirt, measured in one run on one machine.
+//  - create → Running latency (seen through a watch) for 1 VM and a burst of 20, next to raw
+//    libvirt define + start of the same domains (same XML, our client), and the difference;
+//  - API writes per VM from create to Running, and writes during steady state;
+//  - controller and agent resident memory.
+import { readFileSync } from "node:fs";
+import { request } from "node:https";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { KubeConfig, Watch } from "@kubernetes/client-node";
+import { API_VERSION } from "../src/api/common.ts";
+import type { VirtualMachine } from "../src/api/virtualmachine.ts";
+import { kubectl, localNodeName } from "../src/cmd/local/kube.ts";
+import { runningPid } from "../src/cmd/local/processes.ts";
+import { kubeconfigPath, type StackConfig, stackDown, stackUp } from "../src/cmd/local/stack.ts";
+import { REPO_ROOT, run } from "../src/cmd/local/tools.ts";
+import { parseCapabilities } from "../src/hypervisor/capabilities.ts";
+import { domainDefinitionFor } from "../src/hypervisor/domain/from-spec.ts";
+import { buildDomainXml } from "../src/hypervisor/domain/xml.ts";
+import { DomainUndefineFlags, LibvirtClient } from "../src/hypervisor/libvirt/index.ts";
+import { summarize, table } from "./stats.ts";
+
+const STACK: StackConfig = {
+  stateDir: join(REPO_ROOT, ".local", "bench-stack"),
+  ports: {
+    etcdClient: 23792,
+    etcdPeer: 23802,
+    apiserver: 16445,
+    controllerMetrics: 19290,
+    agentMetrics: 19291,
+  },
+  libvirt: true,
+  operator: true,
+  nodeName: localNodeName(),
+};
+const KUBECONFIG = kubeconfigPath(STACK);
+const NS = "bench";
+const BURST = Number(process.env.BENCH_BURST ?? 20);
+const SINGLE_RUNS = Number(process.env.BENCH_SINGLE_RUNS ?? 5);
+const STEADY_SECONDS = Number(process.env.BENCH_STEADY_SECONDS ?? 60);
+
+function progress(msg: string) {
+  process.stderr.write(`==> ${msg}\n`);
+}
+
+async function guestFiles(): Promise<{ kernel: string; initrd: string }> {
+  const { stdout } = await run("bash", [join(REPO_ROOT, "scripts", "setup", "guest.sh")], {
+    timeoutMs: 600_000,
+  });
+  const dir = stdout.trim().split("\n").at(-1)!;
+  return { kernel: join(dir, "vmlinuz"), initrd: join(dir, "initramfs.img") };
+}
+
+function vmSpec(guest: { kernel: string; initrd: string }) {
+  return {
+    hypervisor: "qemu",
+    memory: "128Mi",
+    cpu: { cores: 1 },
+    interfaces: [],
+    boot: { kernel: guest.kernel, initrd: guest.initrd, cmdline: "console=ttyS0 panic=-1" },
+    shutdown: { gracePeriodSeconds: 0 },
+  };
+}
+
+/** Counts of write requests the API server has served, by resource (its own /metrics). */
+async function apiWrites(): Promise<Record<string, number>> {
+  const kc = yamlConfig();
+  const text = await new Promise<string>((resolve, reject) => {
+    const req = request(
+      `https://127.0.0.1:${STACK.ports.apiserver}/metrics`,
+      { ca: kc.ca, cert: kc.cert, key: kc.key },
+      (res) => {
+        let body = "";
+        res.on("data", (c) => (body += c));
+        res.on("end", () => resolve(body));
+      },
+    );
+    req.on("error", reject);
+    req.end();
+  });
+  const out: Record<string, number> = {};
+  for (const line of text.split("\n")) {
+    if (!line.startsWith("apiserver_request_total{")) continue;
+    const verb = /verb="([A-Z]+)"/.exec(line)?.[1] ?? "";
+    if (!["POST", "PUT", "PATCH", "APPLY", "DELETE"].includes(verb)) continue;
+    const resource = /resource="([^"]*)"/.exec(line)?.[1] ?? "";
+    const sub = /subresource="([^"]*)"/.exec(line)?.[1] ?? "";
+    const key = sub ? `${resource}/${sub}` : resource;
+    out[key] = (out[key] ?? 0) + Number(line.split(" ").at(-1));
+  }
+  return out;
+}
+
+function yamlConfig() {
+  const pki = join(STACK.stateDir, "pki");
+  return {
+    ca: readFileSync(join(pki, "ca.crt")),
+    cert: readFileSync(join(pki, "admin.crt")),
+    key: readFileSync(join(pki, "admin.key")),
+  };
+}
+
+function diff(after: Record<string, number>, before: Record<string, number>, keys: string[]): number {
+  return keys.reduce((n, k) => n + (after[k] ?? 0) - (before[k] ?? 0), 0);
+}
+
+function rssMiB(pid: number | undefined): number {
+  if (!pid) return Number.NaN;
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) / 1024 : Number.NaN;
+}
+
+/** Creates VMs NAMES at once and resolves with each one's create → Running latency (ms). */
+async function operatorRun(names: string[], guest: { kernel: string; initrd: string }): Promise<number[]> {
+  const kc = new KubeConfig();
+  kc.loadFromFile(KUBECONFIG);
+  const created = new Map<string, number>();
+  const running = new Map<string, number>();
+  let done: () => void = () => undefined;
+  const allRunning = new Promise<void>((r) => {
+    done = r;
+  });
+  const watch = await new Watch(kc).watch(
+    `/apis/vm.libvirt-operator.io/v1alpha1/namespaces/${NS}/virtualmachines`,
+    {},
+    (_type: string, vm: VirtualMachine) => {
+      const name = vm.metadata.name;
+      if (vm.status?.printableStatus === "Running" && created.has(name) && !running.has(name)) {
+        running.set(name, performance.now());
+        if (names.every((n) => running.has(n))) done();
+      }
+    },
+    () => undefined,
+  );
+  const docs = names.map((name) =>
+    JSON.stringify({
+      apiVersion: API_VERSION,
+      kind: "VirtualMachine",
+      metadata: { name, namespace: NS },
+      spec: vmSpec(guest),
+    }),
+  );
+  // One kubectl per VM, all at once: a burst as users (or Argo CD) would send it.
+  await Promise.all(
+    names.map(async (name, i) => {
+      created.set(name, performance.now());
+      await kubectl(KUBECONFIG, ["create", "-f", "-"], docs[i]);
+    }),
+  );
+  await Promise.race([
+    allRunning,
+    sleep(300_000).then(() => Promise.reject(new Error("VMs did not all run"))),
+  ]);
+  watch.abort();
+  return names.map((n) => running.get(n)! - created.get(n)!);
+}
+
+async function deleteAll() {
+  await kubectl(KUBECONFIG, ["delete", "vm", "--all", "-n", NS, "--wait=true", "--timeout=300s"]);
+}
+
+/** The same domains straight through libvirt: define + start, then destroy + undefine. */
+async function rawRun(libvirt: LibvirtClient, names: string[], guest: { kernel: string; initrd: string }) {
+  const host = parseCapabilities(await libvirt.capabilities());
+  const xmls = names.map((name) =>
+    buildDomainXml(
+      domainDefinitionFor(
+        {
+          apiVersion: API_VERSION,
+          kind: "VirtualMachine",
+          metadata: { name: `raw-${name}`, namespace: NS, uid: name },
+          spec: vmSpec(guest),
+        } as VirtualMachine,
+        { cluster: "bench", uuid: crypto.randomUUID(), macs: {}, disks: [] },
+      ),
+      host,
+    ),
+  );
+  const latencies = await Promise.all(
+    xmls.map(async (xml) => {
+      const t = performance.now();
+      const dom = await libvirt.defineDomain(xml);
+      await libvirt.startDomain(dom);
+      return performance.now() - t;
+    }),
+  );
+  for (const name of names) {
+    const dom = await libvirt.lookupDomainByName(`${NS}_raw-${name}`);
+    await libvirt.destroyDomain(dom).catch(() => undefined);
+    await libvirt.undefineDomain(dom, DomainUndefineFlags.ManagedSave);
+  }
+  return latencies;
+}
+
+async function main() {
+  const guest = await guestFiles();
+  progress("starting the bench stack");
+  await stackDown(STACK);
+  await run("rm", ["-rf", join(STACK.stateDir, "etcd")]);
+  await stackUp(STACK);
+  const libvirt = await LibvirtClient.connect({ uri: "qemu:///system" });
+  try {
+    await kubectl(KUBECONFIG, ["create", "namespace", NS]);
+    const rows: (string | number)[][] = [];
+    const compare: string[] = [];
+
+    progress(`1 VM at a time, ${SINGLE_RUNS} runs`);
+    const single: number[] = [];
+    const rawSingle: number[] = [];
+    let vmWrites = 0;
+    let eventWrites = 0;
+    // Each path runs alone: no guest of the other one is booting on the same CPUs meanwhile.
+    for (let i = 0; i < SINGLE_RUNS; i++) {
+      const before = await apiWrites();
+      single.push(...(await operatorRun([`one-${i}`], guest)));
+      const after = await apiWrites();
+      vmWrites += diff(after, before, ["virtualmachines", "virtualmachines/status"]) - 1; // minus the user's create
+      eventWrites += diff(after, before, ["events"]);
+      await deleteAll();
+      rawSingle.push(...(await rawRun(libvirt, [`one-${i}`], guest)));
+    }
+
+    progress(`burst of ${BURST}`);
+    const names = Array.from({ length: BURST }, (_, i) => `burst-${i}`);
+    const rawBurst = await rawRun(
+      libvirt,
+      names.map((n) => `r${n}`),
+      guest,
+    );
+    const burst = await operatorRun(names, guest);
+
+    progress(`steady state: ${STEADY_SECONDS}s with ${BURST} VMs running`);
+    const beforeSteady = await apiWrites();
+    await sleep(STEADY_SECONDS * 1000);
+    const steadyWrites = diff(await apiWrites(), beforeSteady, [
+      "virtualmachines",
+      "virtualmachines/status",
+      "events",
+      "nodes",
+    ]);
+    const leaseWrites = diff(await apiWrites(), beforeSteady, ["leases"]);
+    const controllerRss = rssMiB(runningPid(STACK.stateDir, "controller"));
+    const agentRss = rssMiB(runningPid(STACK.stateDir, "agent"));
+    await deleteAll();
+
+    for (const [label, ours, raw] of [
+      ["1 VM", single, rawSingle],
+      [`burst of ${BURST}`, burst, rawBurst],
+    ] as const) {
+      const o = summarize([...ours]);
+      const r = summarize([...raw]);
+      rows.push([`operator, ${label}`, o.count, o.p50, o.p99]);
+      rows.push([`raw libvirt, ${label}`, r.count, r.p50, r.p99]);
+      compare.push(
+        `${label}: operator overhead p50 ${(o.p50 - r.p50).toFixed(0)} ms, p99 ${(o.p99 - r.p99).toFixed(0)} ms ` +
+          `(ratio p50 ${(o.p50 / r.p50).toFixed(2)}x)`,
+      );
+    }
+    console.log("\nVirtualMachine benchmark (TCG guests, create → Running through a watch; ms)\n");
+    console.log(table(["path", "VMs", "p50", "p99"], rows));
+    console.log("");
+    for (const line of compare) console.log(line);
+    console.log(
+      `API writes per VM, create → Running (VM object + status, not counting the create): ${(vmWrites / SINGLE_RUNS).toFixed(1)}`,
+    );
+    console.log(`Events per VM, create → Running: ${(eventWrites / SINGLE_RUNS).toFixed(1)}`);
+    console.log(
+      `writes to VMs, events and nodes in ${STEADY_SECONDS}s of steady state (${BURST} VMs): ${steadyWrites}`,
+    );
+    console.log(`heartbeat lease renewals in that time: ${leaseWrites}`);
+    console.log(`RSS: controller ${controllerRss.toFixed(0)} MiB, agent ${agentRss.toFixed(0)} MiB`);
+  } finally {
+    await libvirt.close();
+    await stackDown(STACK);
+  }
+}
+
+await main();
