@@ -459,7 +459,13 @@ export const VirtualMachineStatus = Type.Object(
       Type.String({ description: "libvirt domain name, <namespace>_<name> (seed 000 devicename)." }),
     ),
     nodeName: Type.Optional(Type.String({ description: "Node the VM is placed on (seed 000 pmachine)." })),
-    interfaces: Type.Optional(Type.Array(InterfaceStatus, { description: "Interfaces with addresses." })),
+    interfaces: Type.Optional(
+      NamedList(
+        InterfaceStatus,
+        "Interfaces with their MAC and the IPv4/IPv6 addresses reserved for them (seed 001); the addresses stay the same across restarts.",
+        16,
+      ),
+    ),
     disks: Type.Optional(Type.Array(DiskStatus, { description: "Disks with paths and sizes." })),
     snapshots: Type.Optional(Type.Array(SnapshotSummary, { description: "Snapshots of this VM." })),
     storedData: Type.Optional(

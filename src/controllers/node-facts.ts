@@ -1,6 +1,7 @@
 // What agents publish about their node and how the controller reads it back: capacity and
 // hypervisors in a Node annotation, liveness in a heartbeat Lease. Shared by both sides.
 import { PREFIX } from "../api/common.ts";
+import type { NetworkPools } from "../hypervisor/network.ts";
 
 export const CAPACITY_ANNOTATION = `${PREFIX}capacity`;
 export const NODE_ENABLED_LABEL = `${PREFIX}enabled`;
@@ -13,6 +14,8 @@ export interface NodeCapacity {
   cpus: number;
   memoryBytes: number;
   hypervisors: Array<"kvm" | "qemu">;
+  /** Active libvirt networks and their DHCP pools, for address allocation. */
+  networks?: Record<string, NetworkPools>;
   /** libvirt and hypervisor versions, for humans. */
   libvirtVersion?: string;
   hypervisorVersion?: string;
@@ -32,7 +35,12 @@ export function parseCapacity(annotation: string | undefined): NodeCapacity | un
     const v = JSON.parse(annotation) as Partial<NodeCapacity>;
     if (typeof v.cpus !== "number" || typeof v.memoryBytes !== "number" || !Array.isArray(v.hypervisors))
       return undefined;
-    return { cpus: v.cpus, memoryBytes: v.memoryBytes, hypervisors: v.hypervisors };
+    return {
+      cpus: v.cpus,
+      memoryBytes: v.memoryBytes,
+      hypervisors: v.hypervisors,
+      ...(v.networks && typeof v.networks === "object" ? { networks: v.networks } : {}),
+    };
   } catch {
     return undefined;
   }

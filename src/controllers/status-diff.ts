@@ -1,28 +1,38 @@
 // Pure: whether applying DESIRED (the fields one writer owns) would change CURRENT.
 import { isDeepStrictEqual } from "node:util";
 
+/** List-map status fields: their key, and whether the writer owns the whole set of elements. */
+export interface ListMapRule {
+  key: string;
+  /** True: elements missing from DESIRED are a change (this writer decides the set). */
+  ownsSet: boolean;
+}
+
+export const CONDITIONS_RULE: ListMapRule = { key: "type", ownsSet: false };
+
+type Item = Record<string, unknown>;
+
 export function ownedStatusChanged(
   current: Record<string, unknown> | undefined,
   desired: Record<string, unknown>,
   ownedFields: readonly string[],
+  listMaps: Record<string, ListMapRule> = { conditions: CONDITIONS_RULE },
 ): boolean {
   const cur = current ?? {};
   return ownedFields.some((f) => {
-    const a = cur[f];
-    const b = desired[f];
-    if (f === "conditions") return !conditionsEqual(a, b);
-    return !isDeepStrictEqual(a, b);
+    const rule = listMaps[f];
+    return rule ? listMapChanged(cur[f], desired[f], rule) : !isDeepStrictEqual(cur[f], desired[f]);
   });
 }
 
-/** Conditions compare as a set of this writer's types (others' conditions live in the same list). */
-function conditionsEqual(current: unknown, desired: unknown): boolean {
-  const want = (desired as Array<{ type: string }> | undefined) ?? [];
-  const have = (current as Array<{ type: string }> | undefined) ?? [];
-  return want.every((w) =>
-    isDeepStrictEqual(
-      have.find((h) => h.type === w.type),
-      w,
-    ),
-  );
+/** Elements are matched by key; only the fields this writer sets are compared. */
+function listMapChanged(current: unknown, desired: unknown, rule: ListMapRule): boolean {
+  const want = (desired as Item[] | undefined) ?? [];
+  const have = (current as Item[] | undefined) ?? [];
+  const changed = want.some((w) => {
+    const h = have.find((x) => x[rule.key] === w[rule.key]);
+    return !h || Object.keys(w).some((k) => !isDeepStrictEqual(h[k], w[k]));
+  });
+  if (changed || !rule.ownsSet) return changed;
+  return have.some((h) => !want.some((w) => w[rule.key] === h[rule.key]));
 }

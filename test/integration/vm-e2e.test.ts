@@ -1,12 +1,16 @@
 // VirtualMachine end to end: the controller and node agent against the real API server and
 // libvirtd, running TCG guests that print markers on their serial console.
 import assert from "node:assert/strict";
-import { rmSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { RESTART_ANNOTATION } from "../../src/api/virtualmachine.ts";
 import { startLibvirt } from "../../src/cmd/local/libvirt.ts";
 import { runningPid, stopDaemon } from "../../src/cmd/local/processes.ts";
+import { run } from "../../src/cmd/local/tools.ts";
 import { BOOTED, consoleText, ensureGuest, type Guest, POWEROFF, waitForConsole } from "../support/guest.ts";
 import {
   agentPid,
@@ -25,6 +29,19 @@ import { kubectl, TEST_STACK, testNamespace } from "../support/stack.ts";
 
 let guest: Guest;
 let ns = "";
+let workDir = "";
+
+/** Polls `virsh domblklist` of DOMAIN until CHECK passes. */
+async function waitForVmDomain(domain: string, check: (blklist: string) => boolean, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  let last = "";
+  while (Date.now() < deadline) {
+    last = await virsh("domblklist", domain);
+    if (check(last)) return;
+    await sleep(250);
+  }
+  throw new Error(`domain ${domain} never got there: ${last}`);
+}
 
 function guestSpec(extra: Record<string, unknown> = {}) {
   return {
@@ -59,6 +76,7 @@ async function patchSpec(name: string, patch: Record<string, unknown>) {
 
 before(async () => {
   guest = await ensureGuest();
+  workDir = await mkdtemp(join(tmpdir(), "lvo-e2e-"));
   ns = await testNamespace("vm-e2e");
   await startTestOperator();
 });
@@ -66,6 +84,7 @@ before(async () => {
 after(async () => {
   await kubectl(["delete", "vm", "--all", "-n", ns, "--wait=true", "--timeout=120s"]).catch(() => undefined);
   await stopTestOperator();
+  await rm(workDir, { recursive: true, force: true });
 });
 
 describe("VirtualMachine end to end (TCG guests)", () => {
@@ -182,13 +201,86 @@ describe("VirtualMachine end to end (TCG guests)", () => {
     await kubectl(["delete", "vm", "nowhere", "-n", ns, "--wait=true", "--timeout=30s"]);
   });
 
-  it("two VMs never share a MAC address", async () => {
-    const a = await getVm(ns, "boot");
-    const b = await getVm(ns, "restart");
-    assert.ok(a?.status?.interfaces?.[0]?.mac && b?.status?.interfaces?.[0]?.mac);
-    assert.notEqual(a.status.interfaces[0].mac, b.status.interfaces[0].mac);
-    const xml = await virsh("dumpxml", `${ns}_boot`);
-    assert.match(xml, new RegExp(`<mac address='${a.status.interfaces[0].mac}'/>`));
+  it("every VM gets a stable MAC, IPv4 and IPv6 of its own, reserved in the network's DHCP", async () => {
+    const a = (await getVm(ns, "boot"))?.status?.interfaces?.[0];
+    const b = (await getVm(ns, "restart"))?.status?.interfaces?.[0];
+    assert.ok(a?.mac && a.ipv4 && a.ipv6 && b?.mac && b.ipv4 && b.ipv6, JSON.stringify([a, b]));
+    assert.notEqual(a.mac, b.mac);
+    assert.notEqual(a.ipv4, b.ipv4);
+    assert.notEqual(a.ipv6, b.ipv6);
+    assert.match(await virsh("dumpxml", `${ns}_boot`), new RegExp(`<mac address='${a.mac}'/>`));
+    const net = await virsh("net-dumpxml", "default");
+    assert.match(
+      net,
+      new RegExp(`<host mac='${a.mac}' name='boot-${ns}' ip='${a.ipv4.replaceAll(".", "\\.")}'/>`),
+    );
+    assert.match(net, new RegExp(`<host name='boot-${ns}' ip='${a.ipv6}'/>`));
+    // Addresses survive a stop and start.
+    assert.equal(a.ipv4, (await getVm(ns, "boot"))?.status?.interfaces?.[0]?.ipv4);
+  });
+
+  it("an interface's link goes down and up in place", async () => {
+    await patchSpec("boot", { interfaces: [{ name: "default", linked: false }] });
+    await waitForVm(ns, "boot", (vm) => vm?.status?.interfaces?.[0]?.linked === false, "link down");
+    assert.match(
+      await virsh("domif-getlink", `${ns}_boot`, (await getVm(ns, "boot"))!.status!.interfaces![0]!.mac!),
+      /down/,
+    );
+    await patchSpec("boot", { interfaces: [{ name: "default", linked: true }] });
+    const vm = await waitForVm(ns, "boot", (v) => v?.status?.interfaces?.[0]?.linked === true, "link up");
+    assert.equal(vm?.status?.syncStatus, "SYNC", "a link change needs no restart");
+  });
+
+  it("the CD-ROM medium is changed and ejected on the running VM", async () => {
+    const iso = join(workDir, "disc.iso");
+    const iso2 = join(workDir, "disc2.iso");
+    await run("xorriso", ["-as", "mkisofs", "-quiet", "-o", iso, "-V", "DISC1", workDir]);
+    await run("cp", [iso, iso2]);
+    await patchSpec("boot", { cdrom: { image: iso } });
+    // Adding a drive changes the hardware: it is defined now and present from the next boot.
+    await waitForVm(ns, "boot", (vm) => vm?.status?.syncStatus === "SYNC_NOK", "awaiting restart");
+    await kubectl(["annotate", "--overwrite", "vm", "boot", "-n", ns, `${RESTART_ANNOTATION}=cdrom-added`]);
+    await waitForVm(
+      ns,
+      "boot",
+      (vm) => vm?.status?.syncStatus === "SYNC" && isPrintable("Running")(vm),
+      "in sync",
+    );
+    assert.match(await virsh("domblklist", `${ns}_boot`), new RegExp(iso));
+    await patchSpec("boot", { cdrom: { image: iso2 } });
+    await waitForVmDomain(`${ns}_boot`, (blk) => blk.includes(iso2));
+    await patchSpec("boot", { cdrom: { image: "" } });
+    await waitForVmDomain(`${ns}_boot`, (blk) => !blk.includes(".iso"));
+    assert.equal((await getVm(ns, "boot"))?.status?.syncStatus, "SYNC");
+  });
+
+  it("a domain of another cluster with the VM's name is left alone and reported", async () => {
+    const xml = (await virsh("dumpxml", "--inactive", `${ns}_boot`))
+      .replace(/<name>[^<]*<\/name>/, `<name>${ns}_foreign</name>`)
+      .replace(/<uuid>[^<]*<\/uuid>/, "")
+      .replace(/<lvo:cluster>[^<]*<\/lvo:cluster>/, "<lvo:cluster>another-cluster</lvo:cluster>")
+      .replace(/<mac address='[^']*'\/>/g, "");
+    const file = join(workDir, "foreign.xml");
+    writeFileSync(file, xml);
+    await virsh("define", file);
+    try {
+      await applyVm(ns, "foreign", guestSpec());
+      const vm = await waitForVm(
+        ns,
+        "foreign",
+        (v) => v?.status?.conditions?.some((c) => c.type === "Failure" && c.status === "True") ?? false,
+        "reported",
+      );
+      assert.match(
+        vm!.status!.conditions!.find((c) => c.type === "Failure")!.message,
+        /not managed by libvirt-operator in this cluster/,
+      );
+      assert.match(await virsh("domstate", `${ns}_foreign`), /shut off/, "untouched");
+      await kubectl(["delete", "vm", "foreign", "-n", ns, "--wait=true", "--timeout=30s"]);
+      await virsh("dominfo", `${ns}_foreign`); // still there
+    } finally {
+      await virsh("undefine", `${ns}_foreign`).catch(() => undefined);
+    }
   });
 
   it("killing the agent leaves guests running; status recovers when it returns", async () => {
@@ -229,8 +321,13 @@ describe("VirtualMachine end to end (TCG guests)", () => {
     assert.ok(all.items.every((v) => v.status?.printableStatus !== "Failed"));
   });
 
-  it("deleting a VM destroys and undefines its domain, then releases the finalizer", async () => {
+  it("deleting a VM destroys and undefines its domain, releases its addresses, then the finalizer", async () => {
+    const force = (await getVm(ns, "force"))?.status?.interfaces?.[0];
     await kubectl(["delete", "vm", "force", "-n", ns, "--wait=true", "--timeout=60s"]);
+    assert.doesNotMatch(
+      await virsh("net-dumpxml", "default"),
+      new RegExp(`'${force?.mac}'|name='force-${ns}'`),
+    );
     await assert.rejects(virsh("dominfo", `${ns}_force`), /failed to get domain|Domain not found/);
     await kubectl(["delete", "vm", "restart", "-n", ns, "--wait=true", "--timeout=120s"]);
     await assert.rejects(virsh("dominfo", `${ns}_restart`), /failed to get domain|Domain not found/);

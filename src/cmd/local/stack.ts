@@ -2,19 +2,33 @@
 import { existsSync } from "node:fs";
 import { mkdir, readdir } from "node:fs/promises";
 import { join } from "node:path";
-import { LibvirtClient, ListNetworks } from "../../hypervisor/libvirt/index.ts";
+import { LibvirtClient, ListNetworks, NetworkXmlFlags } from "../../hypervisor/libvirt/index.ts";
+import { parseNetworkPools } from "../../hypervisor/network.ts";
 import { type KubePorts, localNodeName, registerNode, startKubernetes } from "./kube.ts";
 import { startLibvirt } from "./libvirt.ts";
 import { type OperatorPorts, startOperator } from "./operator.ts";
 import { stopDaemon } from "./processes.ts";
 
-/** VMs get their NICs on this libvirt network; make sure it is active. */
+/** An IPv6 pool for the network, so VMs get an IPv4 and an IPv6 address (seed 001). */
+const IPV6_POOL =
+  "<ip family='ipv6' address='fd00:7a1:0:1::1' prefix='64'>" +
+  "<dhcp><range start='fd00:7a1:0:1::100' end='fd00:7a1:0:1::1ff'/></dhcp></ip>";
+
+/** VMs get their NICs on this libvirt network; make sure it is active and has both pools. */
 async function ensureNetwork(name: string): Promise<void> {
   const libvirt = await LibvirtClient.connect({ uri: "qemu:///system" });
   try {
-    const net = await libvirt.lookupNetwork(name);
-    const active = await libvirt.listNetworks(ListNetworks.Active);
-    if (!active.some((n) => n.name === name)) await libvirt.startNetwork(net);
+    let net = await libvirt.lookupNetwork(name);
+    let active = (await libvirt.listNetworks(ListNetworks.Active)).some((n) => n.name === name);
+    const xml = await libvirt.networkXml(net, NetworkXmlFlags.Inactive);
+    if (!parseNetworkPools(xml).ipv6) {
+      net = await libvirt.defineNetwork(xml.replace("</network>", `${IPV6_POOL}</network>`));
+      if (active) {
+        await libvirt.destroyNetwork(net);
+        active = false;
+      }
+    }
+    if (!active) await libvirt.startNetwork(net);
   } finally {
     await libvirt.close();
   }

@@ -7,7 +7,7 @@ export interface NodeView {
   labels: Record<string, string>;
   enabled: boolean;
   heartbeatFresh: boolean;
-  capacity?: { cpus: number; memoryBytes: number; hypervisors: string[] };
+  capacity?: { cpus: number; memoryBytes: number; hypervisors: string[]; networks?: Record<string, unknown> };
   /** vCPUs and bytes of the VMs already placed there. */
   allocated: { cpus: number; memoryBytes: number };
 }
@@ -18,6 +18,8 @@ export interface PlacementRequest {
   memoryBytes: number;
   nodeName?: string;
   nodeSelector?: Record<string, string>;
+  /** libvirt networks the VM's NICs attach to. */
+  networks?: string[];
 }
 
 export interface PlacementPolicy {
@@ -29,13 +31,14 @@ export type Placement = { node: string } | { error: string };
 
 const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)}GiB`;
 
-type UnfitCode = "NotEnabled" | "NoAgent" | "NoHypervisor" | "Selector" | "Cpu" | "Memory";
+type UnfitCode = "NotEnabled" | "NoAgent" | "NoHypervisor" | "Network" | "Selector" | "Cpu" | "Memory";
 
 /** How the summary counts nodes unfit for one reason, as the scheduler does. */
 const GROUP_PHRASE: Record<UnfitCode, string> = {
   NotEnabled: "are not labelled vm.libvirt-operator.io/enabled=true",
   NoAgent: "have no node agent reporting",
   NoHypervisor: "do not offer the hypervisor",
+  Network: "lack an active libvirt network the VM uses",
   Selector: "do not match nodeSelector",
   Cpu: "have too few free vCPUs",
   Memory: "have too little free memory",
@@ -58,6 +61,8 @@ export function unfitReason(
       message: `offers no ${req.hypervisor} (has ${cap.hypervisors.join(", ") || "none"})`,
     };
   }
+  const missing = cap.networks ? (req.networks ?? []).find((n) => !(n in cap.networks!)) : undefined;
+  if (missing) return { code: "Network", message: `has no active libvirt network ${missing}` };
   for (const [k, v] of Object.entries(req.nodeSelector ?? {})) {
     if (node.labels[k] !== v) return { code: "Selector", message: `does not match nodeSelector ${k}=${v}` };
   }

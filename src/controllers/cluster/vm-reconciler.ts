@@ -29,7 +29,8 @@ import {
   NODE_ENABLED_LABEL,
   parseCapacity,
 } from "../node-facts.ts";
-import { ownedStatusChanged } from "../status-diff.ts";
+import { CONDITIONS_RULE, ownedStatusChanged } from "../status-diff.ts";
+import { assignAddresses } from "./ipam.ts";
 import { type NodeView, type PlacementPolicy, place } from "./placement.ts";
 
 export const CONTROLLER_FIELD_MANAGER = "libvirt-operator-controller";
@@ -59,6 +60,8 @@ export class ClusterVmReconciler {
   private readonly o: ClusterVmReconcilerOptions;
   /** Placements made but not yet seen in the cache (so two reconciles do not fill one node twice). */
   private readonly assumed = new Map<string, { node: string; cpus: number; memoryBytes: number }>();
+  /** Addresses handed out by this process, held until the VM is gone (the cache may lag). */
+  private readonly reservedAddresses = new Map<string, Array<{ network: string; ip: string }>>();
 
   constructor(options: ClusterVmReconcilerOptions) {
     this.o = options;
@@ -77,6 +80,7 @@ export class ClusterVmReconciler {
     const vm = this.o.vms.get(name, namespace);
     if (!vm) {
       this.assumed.delete(key);
+      this.reservedAddresses.delete(key);
       return undefined;
     }
     const log = forObject(this.o.log, "VirtualMachine", key);
@@ -117,6 +121,13 @@ export class ClusterVmReconciler {
         memoryBytes: need.memoryBytes,
         ...(vm.spec.nodeName ? { nodeName: vm.spec.nodeName } : {}),
         ...(vm.spec.nodeSelector ? { nodeSelector: vm.spec.nodeSelector } : {}),
+        networks: [
+          ...new Set(
+            desiredInterfaces(vm)
+              .filter((i) => i.plugged)
+              .map((i) => i.network),
+          ),
+        ],
       },
       this.nodeViews(key),
       this.o.policy,
@@ -195,7 +206,7 @@ export class ClusterVmReconciler {
     return {
       nodeName: node,
       uuid: vm.status?.uuid ?? vm.spec.uuid ?? randomUUID(),
-      interfaces: this.interfaces(vm),
+      interfaces: this.interfaces(vm, node),
       conditions,
     };
   }
@@ -222,24 +233,58 @@ export class ClusterVmReconciler {
     );
   }
 
-  /** One entry per interface with a stable MAC: kept once assigned, unique across all VMs. */
-  private interfaces(vm: Vm): InterfaceStatus[] {
+  /**
+   * One entry per interface: a stable MAC (kept once assigned, unique across VMs) and stable
+   * IPv4/IPv6 addresses from the pools NODE's agent published for the interface's network.
+   */
+  private interfaces(vm: Vm, node: string): InterfaceStatus[] {
+    const key = `${vm.metadata.namespace}/${vm.metadata.name}`;
     const previous = new Map((vm.status?.interfaces ?? []).map((i) => [i.name, i]));
-    const inUse = new Set<string>();
+    const macsInUse = new Set<string>();
+    const addressesInUse = new Map<string, Set<string>>();
+    const hold = (network: string | undefined, ip: string | undefined) => {
+      if (!network || !ip) return;
+      const set = addressesInUse.get(network) ?? new Set<string>();
+      set.add(ip);
+      addressesInUse.set(network, set);
+    };
     for (const other of this.o.vms.list()) {
-      for (const i of other.status?.interfaces ?? []) if (i.mac) inUse.add(i.mac.toLowerCase());
-      for (const i of other.spec.interfaces ?? []) if (i.macAddress) inUse.add(i.macAddress.toLowerCase());
+      if (`${other.metadata?.namespace}/${other.metadata?.name}` === key) continue;
+      for (const i of other.status?.interfaces ?? []) {
+        if (i.mac) macsInUse.add(i.mac.toLowerCase());
+        hold(i.network, i.ipv4);
+        hold(i.network, i.ipv6);
+      }
+      for (const i of other.spec.interfaces ?? [])
+        if (i.macAddress) macsInUse.add(i.macAddress.toLowerCase());
     }
-    return desiredInterfaces(vm).map((i) => {
-      const kept = previous.get(i.name)?.mac;
-      const mac = i.macAddress?.toLowerCase() ?? kept ?? freshMac(inUse);
-      inUse.add(mac);
-      return { ...previous.get(i.name), name: i.name, mac, network: i.network };
+    for (const [otherKey, held] of this.reservedAddresses) {
+      if (otherKey !== key) for (const h of held) hold(h.network, h.ip);
+    }
+    const wanted = desiredInterfaces(vm);
+    const pools = parseCapacity(
+      this.o.nodes.get(node)?.metadata?.annotations?.[CAPACITY_ANNOTATION],
+    )?.networks;
+    const addresses = assignAddresses(
+      wanted.map((i) => ({ name: i.name, network: i.network, previous: previous.get(i.name) })),
+      pools,
+      addressesInUse,
+    );
+    const result = wanted.map((i, idx) => {
+      const mac = i.macAddress?.toLowerCase() ?? previous.get(i.name)?.mac ?? freshMac(macsInUse);
+      macsInUse.add(mac);
+      return { name: i.name, mac, network: i.network, ...addresses[idx] };
     });
+    this.reservedAddresses.set(
+      key,
+      result.flatMap((i) => [i.ipv4, i.ipv6].flatMap((ip) => (ip ? [{ network: i.network, ip }] : []))),
+    );
+    return result;
   }
 
   private async applyIfChanged(vm: Vm, status: Record<string, unknown>) {
-    if (ownedStatusChanged(vm.status as Record<string, unknown>, status, Object.keys(status))) {
+    const listMaps = { conditions: CONDITIONS_RULE, interfaces: { key: "name", ownsSet: true } };
+    if (ownedStatusChanged(vm.status as Record<string, unknown>, status, Object.keys(status), listMaps)) {
       await applyStatus(this.o.kube, VirtualMachineKind, vm, CONTROLLER_FIELD_MANAGER, status);
     }
   }

@@ -2,7 +2,8 @@
 // object, and a heartbeat Lease renewed every few seconds.
 import { PatchStrategy, setHeaderOptions, type V1Lease } from "@kubernetes/client-node";
 import { parseCapabilities } from "../../hypervisor/capabilities.ts";
-import type { LibvirtClient } from "../../hypervisor/libvirt/index.ts";
+import { type LibvirtClient, ListNetworks } from "../../hypervisor/libvirt/index.ts";
+import { type NetworkPools, parseNetworkPools } from "../../hypervisor/network.ts";
 import { describeError, httpStatus, type Kube, MicroTime } from "../../runtime/kube.ts";
 import type { Logger } from "../../runtime/logging.ts";
 import {
@@ -15,16 +16,20 @@ import {
 } from "../node-facts.ts";
 
 export async function readCapacity(libvirt: LibvirtClient): Promise<NodeCapacity> {
-  const [info, caps, libvirtVersion, hypervisorVersion] = await Promise.all([
+  const [info, caps, libvirtVersion, hypervisorVersion, nets] = await Promise.all([
     libvirt.nodeInfo(),
     libvirt.capabilities(),
     libvirt.libVersion(),
     libvirt.version(),
+    libvirt.listNetworks(ListNetworks.Active),
   ]);
+  const networks: Record<string, NetworkPools> = {};
+  for (const net of nets) networks[net.name] = parseNetworkPools(await libvirt.networkXml(net));
   return {
     cpus: info.cpus,
     memoryBytes: info.memoryKiB * 1024,
     hypervisors: parseCapabilities(caps).hypervisors,
+    networks,
     libvirtVersion,
     hypervisorVersion,
   };

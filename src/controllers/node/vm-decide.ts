@@ -22,6 +22,7 @@ export interface PowerProgress {
 
 export type PowerAction =
   | { type: "none" }
+  | { type: "power-cycle"; value: string }
   | { type: "start" }
   | { type: "shutdown" }
   | { type: "destroy"; why: "grace-expired" | "force" }
@@ -72,6 +73,8 @@ export function decidePower(
   domain: DomainObservation,
   progress: PowerProgress,
   now: number,
+  /** The running domain was started from the current definition (no changes pending). */
+  definitionInSync = true,
 ): PowerAction {
   const run = shouldRun(vm, domain);
   const active = isActive(domain.state);
@@ -87,10 +90,19 @@ export function decidePower(
     return { type: "wait-shutdown", remainingMs };
   }
   if (!active) return { type: "start" };
+  // A power cycle (restart with changes pending) is under way: wait for the guest to stop.
+  if (progress.shutdownRequestedAt !== undefined) {
+    const remainingMs = progress.shutdownRequestedAt + gracePeriodMs(vm) - now;
+    if (remainingMs <= 0) return { type: "destroy", why: "grace-expired" };
+    return { type: "wait-shutdown", remainingMs };
+  }
 
   const restart = vm.metadata.annotations?.[RESTART_ANNOTATION];
   if (restart && restart !== vm.status?.restartRequestHandled) {
-    if (domain.state === DomainState.Running) return { type: "reboot", value: restart };
+    // A reboot keeps the running definition; pending changes need a stop and a fresh start.
+    if (domain.state === DomainState.Running) {
+      return definitionInSync ? { type: "reboot", value: restart } : { type: "power-cycle", value: restart };
+    }
     return { type: "mark-restart-handled", value: restart };
   }
   if (progress.rebootRequestedAt !== undefined) {

@@ -5,8 +5,16 @@ import type { KubernetesObject } from "@kubernetes/client-node";
 import { GROUP, VERSION } from "../../api/common.ts";
 import { DOMAIN_FINALIZER, type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
 import { domainDefinitionFor, domainNameOf } from "../../hypervisor/domain/from-spec.ts";
-import { buildDomainXml, type HostFacts, parseOwnership, specHash } from "../../hypervisor/domain/xml.ts";
 import {
+  buildDomainXml,
+  type HostFacts,
+  liveDeviceUpdates,
+  parseLiveDevices,
+  parseOwnership,
+  specHash,
+} from "../../hypervisor/domain/xml.ts";
+import {
+  DomainAffect,
   DomainRebootFlags,
   type DomainRef,
   DomainShutdownFlags,
@@ -28,7 +36,8 @@ import {
 } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import type { ReconcileResult } from "../../runtime/workqueue.ts";
-import { ownedStatusChanged } from "../status-diff.ts";
+import { CONDITIONS_RULE, ownedStatusChanged } from "../status-diff.ts";
+import { desiredReservations, syncReservations } from "./dhcp.ts";
 import { type DomainObservation, decidePower, type PowerProgress } from "./vm-decide.ts";
 import { AGENT_FIELD_MANAGER, AGENT_STATUS_FIELDS, type AgentObservation, agentStatus } from "./vm-status.ts";
 
@@ -101,6 +110,7 @@ export class NodeVmReconciler {
       return { requeueAfterMs: 0 };
     }
     if (vm.status?.nodeName !== this.o.nodeName) return undefined;
+    if (vm.metadata.deletionTimestamp) return this.finalize(key, vm, owner ? found : undefined, log);
     if (found && !owner) {
       return this.report(vm, domainName, undefined, {
         failure: {
@@ -109,7 +119,6 @@ export class NodeVmReconciler {
         },
       });
     }
-    if (vm.metadata.deletionTimestamp) return this.finalize(key, vm, found, log);
     const uuid = vm.status?.uuid;
     if (!uuid || !vm.metadata.finalizers?.includes(DOMAIN_FINALIZER)) return undefined; // the controller is not done yet
 
@@ -142,10 +151,25 @@ export class NodeVmReconciler {
       return this.failed(vm, domainName, undefined, "DefineFailed", err, log);
     }
 
-    const progress = this.progressOf(key, vm);
     let state = await this.o.libvirt.domainState(dom);
+    const active = state.state !== DomainState.Shutoff;
+    // Link state and CD-ROM medium change in place: live and persistent when running.
+    const currentXml = await this.o.libvirt.domainXml(dom, active ? 0 : DomainXmlFlags.Inactive);
+    const runningInSync = !active || parseOwnership(currentXml)?.specHash === wantHash;
+    const updates = liveDeviceUpdates(definition, parseLiveDevices(currentXml));
+    for (const xml of updates) {
+      await this.o.libvirt.updateDevice(
+        dom,
+        xml,
+        active ? DomainAffect.Live | DomainAffect.Config : DomainAffect.Config,
+      );
+      log.info({ domain: domainName, device: xml.split("\n")[0] }, "device updated in place");
+    }
+    await this.reserveAddresses(vm, desiredReservations(vm), log);
+
+    const progress = this.progressOf(key, vm);
     let observation: DomainObservation = { ...state, id: dom.id };
-    const action = decidePower(vm, observation, progress, Date.now());
+    const action = decidePower(vm, observation, progress, Date.now(), runningInSync);
     let requeueAfterMs: number | undefined;
     let startCount = vm.status?.startCount ?? 0;
     let restartHandled = vm.status?.restartRequestHandled;
@@ -154,6 +178,9 @@ export class NodeVmReconciler {
         case "start":
           dom = await this.o.libvirt.startDomain(dom);
           startCount++;
+          // Whatever stop or reboot was awaited has ended with the domain off.
+          progress.shutdownRequestedAt = undefined;
+          progress.rebootRequestedAt = undefined;
           progress.lastOperation = op("Start", "Succeeded", `started on ${this.o.nodeName}`);
           log.info({ domain: domainName, id: dom.id }, "domain started");
           void this.event(vm, "Normal", "Started", `domain ${domainName} started`);
@@ -198,6 +225,24 @@ export class NodeVmReconciler {
           progress.lastOperation = op("Unpause", "Succeeded", "vCPUs resumed");
           void this.event(vm, "Normal", "Resumed", "the VM was resumed");
           break;
+        case "power-cycle":
+          await this.o.libvirt.shutdownDomain(dom, DomainShutdownFlags.AcpiPowerButton);
+          progress.shutdownRequestedAt = Date.now();
+          restartHandled = action.value;
+          progress.lastOperation = op(
+            "Restart",
+            "Running",
+            `restart requested at ${action.value}; stopping to apply the new definition`,
+          );
+          log.info({ domain: domainName, value: action.value }, "power cycle: ACPI shutdown, then start");
+          void this.event(
+            vm,
+            "Normal",
+            "Restarting",
+            `restart requested (${action.value}); the VM stops and starts with its new definition`,
+          );
+          requeueAfterMs = POLL_MS;
+          break;
         case "reboot":
           await this.o.libvirt.rebootDomain(dom, DomainRebootFlags.AcpiPowerButton);
           progress.rebootRequestedAt = Date.now();
@@ -233,9 +278,11 @@ export class NodeVmReconciler {
       progress.shutdownRequestedAt = undefined;
       progress.lastOperation = finished(progress.lastOperation, "Succeeded", "the guest powered off");
       void this.event(vm, "Normal", "Stopped", "the guest powered off");
+      requeueAfterMs = 0; // a power cycle starts it again at once
     }
-    const live =
-      state.state === DomainState.Shutoff ? undefined : parseOwnership(await this.o.libvirt.domainXml(dom));
+    const liveXml = state.state === DomainState.Shutoff ? undefined : await this.o.libvirt.domainXml(dom);
+    const live = liveXml ? parseOwnership(liveXml) : undefined;
+    const links = liveXml ? parseLiveDevices(liveXml).links : {};
     return this.report(
       vm,
       domainName,
@@ -246,6 +293,7 @@ export class NodeVmReconciler {
         startCount,
         restartRequestHandled: restartHandled,
         lastOperation: progress.lastOperation,
+        links,
       },
       requeueAfterMs,
     );
@@ -279,6 +327,21 @@ export class NodeVmReconciler {
       this.progress.set(key, p);
     }
     return p;
+  }
+
+  /** DHCP reservations follow the addresses in status; a failure is reported, not fatal. */
+  private async reserveAddresses(
+    vm: VirtualMachine,
+    wanted: ReturnType<typeof desiredReservations>,
+    log: Logger,
+  ) {
+    try {
+      const changes = await syncReservations(this.o.libvirt, vm, wanted);
+      if (changes.length) log.info({ changes }, "DHCP reservations updated");
+    } catch (err) {
+      log.warn({ err: describeError(err) }, "DHCP reservation failed");
+      void this.event(vm, "Warning", "DhcpReservationFailed", describeError(err));
+    }
   }
 
   private async lookup(name: string): Promise<DomainRef | undefined> {
@@ -321,6 +384,7 @@ export class NodeVmReconciler {
       }
       await this.removeDomain(dom, log, "VirtualMachine deleted");
     }
+    await this.reserveAddresses(vm, [], log);
     const finalizers = vm.metadata.finalizers ?? [];
     if (finalizers.includes(DOMAIN_FINALIZER)) {
       await patchMetadata(this.o.kube, VirtualMachineKind, vm as AnyObject, {
@@ -377,9 +441,11 @@ export class NodeVmReconciler {
           ? { lastOperation: vm.status.lastOperation }
           : {}),
       ...(partial.restartRequestHandled ? { restartRequestHandled: partial.restartRequestHandled } : {}),
+      ...(partial.links ? { links: partial.links } : {}),
     };
     const status = agentStatus(vm, observation, new Date());
-    if (ownedStatusChanged(vm.status as Record<string, unknown>, status, AGENT_STATUS_FIELDS)) {
+    const listMaps = { conditions: CONDITIONS_RULE, interfaces: { key: "name", ownsSet: false } };
+    if (ownedStatusChanged(vm.status as Record<string, unknown>, status, AGENT_STATUS_FIELDS, listMaps)) {
       await applyStatus(this.o.kube, VirtualMachineKind, vm, AGENT_FIELD_MANAGER, status);
     }
     return requeueAfterMs === undefined ? undefined : { requeueAfterMs };

@@ -25,6 +25,7 @@ export const AGENT_STATUS_FIELDS = [
   "restartRequestHandled",
   "startCount",
   "conditions",
+  "interfaces",
 ] as const;
 
 export function hypervisorStatusOf(state: number): HypervisorStatus {
@@ -59,6 +60,8 @@ export interface AgentObservation {
   lastOperation?: LastOperation;
   restartRequestHandled?: string;
   startCount: number;
+  /** Link state per interface name, read from the running domain. */
+  links?: Record<string, boolean>;
 }
 
 export type AgentStatus = Pick<
@@ -74,6 +77,7 @@ export type AgentStatus = Pick<
   | "restartRequestHandled"
   | "startCount"
   | "conditions"
+  | "interfaces"
 >;
 
 function printable(vm: VirtualMachine, o: AgentObservation): PrintableStatus {
@@ -160,6 +164,9 @@ export function agentStatus(vm: VirtualMachine, o: AgentObservation, now: Date):
     ...(o.restartRequestHandled ? { restartRequestHandled: o.restartRequestHandled } : {}),
     startCount: o.startCount,
     conditions: ownConditions(conditions, AGENT_CONDITIONS),
+    ...(o.links && Object.keys(o.links).length
+      ? { interfaces: Object.entries(o.links).map(([name, linked]) => ({ name, linked })) }
+      : {}),
   };
 }
 

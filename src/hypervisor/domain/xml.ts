@@ -234,10 +234,34 @@ function devices(d: DomainDefinition, host: HostFacts): Node {
   };
 }
 
-/** Hash of everything that shapes the domain (so a changed spec is seen without parsing libvirt's XML). */
+/**
+ * Hash of everything that shapes the domain (a changed spec is seen without parsing libvirt's
+ * XML). NIC link state and the CD-ROM medium are left out: they change live, in place.
+ */
 export function specHash(d: DomainDefinition): string {
   const { owner: _owner, ...shape } = d;
-  return createHash("sha256").update(JSON.stringify(shape)).digest("hex").slice(0, 16);
+  const stable = {
+    ...shape,
+    nics: shape.nics.map(({ linked: _linked, ...nic }) => nic),
+    ...(shape.cdrom ? { cdrom: { ...shape.cdrom, image: undefined } } : {}),
+  };
+  return createHash("sha256").update(JSON.stringify(stable)).digest("hex").slice(0, 16);
+}
+
+/** Device changes that apply to a domain in place: NIC link states and the CD-ROM medium. */
+export function liveDeviceUpdates(
+  d: DomainDefinition,
+  current: ReturnType<typeof parseLiveDevices>,
+): string[] {
+  const updates: string[] = [];
+  for (const nic of d.nics) {
+    const linked = current.links[nic.name];
+    if (linked !== undefined && linked !== nic.linked) updates.push(deviceXml("interface", nicXml(nic)));
+  }
+  if (d.cdrom && current.cdromImage !== undefined && current.cdromImage !== d.cdrom.image) {
+    updates.push(cdromDeviceXml(d.cdrom));
+  }
+  return updates;
 }
 
 export function buildDomainXml(d: DomainDefinition, host: HostFacts): string {

@@ -491,14 +491,31 @@ export class LibvirtClient extends EventEmitter {
       : { command: section, section: command };
     await this.call(P.NetworkUpdate, { net, ...ordered, parentIndex, xml, flags });
   }
-  /** Adds a `<host mac=… ip=…/>` DHCP reservation, live and persistent. */
-  async addDhcpHost(net: NetworkRef, hostXml: string): Promise<void> {
+  /**
+   * Adds a `<host mac=… ip=…/>` DHCP reservation, live and persistent. PARENT_INDEX picks the
+   * <ip> element (an IPv6 host must go under the IPv6 one); -1 means the first.
+   */
+  async addDhcpHost(net: NetworkRef, hostXml: string, parentIndex = -1): Promise<void> {
     const flags = NetworkUpdateAffect.Live | NetworkUpdateAffect.Config;
-    await this.updateNetwork(net, NetworkUpdateCommand.AddLast, NetworkSection.IpDhcpHost, hostXml, flags);
+    await this.updateNetwork(
+      net,
+      NetworkUpdateCommand.AddLast,
+      NetworkSection.IpDhcpHost,
+      hostXml,
+      flags,
+      parentIndex,
+    );
   }
-  async removeDhcpHost(net: NetworkRef, hostXml: string): Promise<void> {
+  async removeDhcpHost(net: NetworkRef, hostXml: string, parentIndex = -1): Promise<void> {
     const flags = NetworkUpdateAffect.Live | NetworkUpdateAffect.Config;
-    await this.updateNetwork(net, NetworkUpdateCommand.Delete, NetworkSection.IpDhcpHost, hostXml, flags);
+    await this.updateNetwork(
+      net,
+      NetworkUpdateCommand.Delete,
+      NetworkSection.IpDhcpHost,
+      hostXml,
+      flags,
+      parentIndex,
+    );
   }
   async dhcpLeases(net: NetworkRef, mac: string | null = null) {
     return (await this.call(P.NetworkGetDhcpLeases, { net, mac, need_results: 1, flags: 0 })).leases;

@@ -107,3 +107,4 @@ export const FEATURE_PROGRAM_KEEPALIVE = 10;
 /** VIR_DRV_FEATURE_NETWORK_UPDATE_HAS_CORRECT_ORDER: the daemon reads virNetworkUpdate's arguments unswapped. */
 export const FEATURE_NETWORK_UPDATE_HAS_CORRECT_ORDER = 16;
 export const ListNetworks = { Inactive: 1 << 0, Active: 1 << 1 } as const;
+export const NetworkXmlFlags = { Inactive: 1 << 0 } as const;

@@ -110,3 +110,24 @@ describe("decidePower", () => {
     });
   });
 });
+
+describe("decidePower: restart with changes pending", () => {
+  it("power-cycles (stop, then start) when the running domain predates its definition", () => {
+    const v = vm({ shutdown: { gracePeriodSeconds: 5 } }, {}, { [RESTART_ANNOTATION]: "t2" });
+    assert.deepEqual(decidePower(v, running, {}, now, false), { type: "power-cycle", value: "t2" });
+    const handled = vm(
+      { shutdown: { gracePeriodSeconds: 5 } },
+      { restartRequestHandled: "t2" },
+      { [RESTART_ANNOTATION]: "t2" },
+    );
+    assert.deepEqual(decidePower(handled, running, { shutdownRequestedAt: now - 1000 }, now, false), {
+      type: "wait-shutdown",
+      remainingMs: 4000,
+    });
+    assert.deepEqual(decidePower(handled, running, { shutdownRequestedAt: now - 6000 }, now, false), {
+      type: "destroy",
+      why: "grace-expired",
+    });
+    assert.deepEqual(decidePower(handled, off(ShutoffReason.Shutdown), {}, now, false), { type: "start" });
+  });
+});

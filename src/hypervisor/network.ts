@@ -1,0 +1,132 @@
+// Pure: libvirt network XML → its DHCP address pools and host reservations, address
+// arithmetic for IPv4 and IPv6, and the <host/> entries the operator reserves.
+import { isIPv4, isIPv6 } from "node:net";
+import { XMLBuilder, XMLParser } from "fast-xml-parser";
+
+export interface AddressRange {
+  start: string;
+  end: string;
+}
+
+export interface NetworkPools {
+  ipv4?: AddressRange;
+  ipv6?: AddressRange;
+}
+
+export interface DhcpHost {
+  mac?: string;
+  name?: string;
+  ip: string;
+}
+
+const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: "@_", parseTagValue: false });
+const builder = new XMLBuilder({
+  ignoreAttributes: false,
+  attributeNamePrefix: "@_",
+  suppressEmptyNode: true,
+});
+
+type X = Record<string, unknown>;
+const list = (v: unknown): X[] => (Array.isArray(v) ? v : v === undefined || v === "" ? [] : [v]) as X[];
+const attr = (x: X | undefined, name: string) => (x?.[`@_${name}`] as string | undefined) ?? undefined;
+
+function ipElements(xml: string): X[] {
+  const doc = parser.parse(xml) as { network?: { ip?: unknown } };
+  return list(doc.network?.ip);
+}
+
+/** The first DHCP range of each family. */
+export function parseNetworkPools(xml: string): NetworkPools {
+  const pools: NetworkPools = {};
+  for (const ip of ipElements(xml)) {
+    const family = attr(ip, "family") ?? "ipv4";
+    const range = list((ip.dhcp as X | undefined)?.range)[0];
+    const start = attr(range, "start");
+    const end = attr(range, "end");
+    if (!start || !end) continue;
+    if (family === "ipv4" && !pools.ipv4) pools.ipv4 = { start, end };
+    if (family === "ipv6" && !pools.ipv6) pools.ipv6 = { start, end };
+  }
+  return pools;
+}
+
+/** Index of the network's first <ip> element of FAMILY (virNetworkUpdate's parentIndex). */
+export function ipElementIndex(xml: string, family: "ipv4" | "ipv6"): number {
+  return ipElements(xml).findIndex((ip) => (attr(ip, "family") ?? "ipv4") === family);
+}
+
+/** Every <host/> reservation of the network, both families. */
+export function parseDhcpHosts(xml: string): DhcpHost[] {
+  const hosts: DhcpHost[] = [];
+  for (const ip of ipElements(xml)) {
+    for (const h of list((ip.dhcp as X | undefined)?.host)) {
+      const addr = attr(h, "ip");
+      if (!addr) continue;
+      const mac = attr(h, "mac");
+      const name = attr(h, "name");
+      hosts.push({ ip: addr, ...(mac ? { mac: mac.toLowerCase() } : {}), ...(name ? { name } : {}) });
+    }
+  }
+  return hosts;
+}
+
+export function dhcpHostXml(h: DhcpHost): string {
+  return builder.build({
+    host: { ...(h.mac ? { "@_mac": h.mac } : {}), ...(h.name ? { "@_name": h.name } : {}), "@_ip": h.ip },
+  }) as string;
+}
+
+export function ipToBigInt(ip: string): bigint {
+  if (isIPv4(ip)) return ip.split(".").reduce((n, part) => (n << 8n) | BigInt(Number(part)), 0n);
+  if (!isIPv6(ip)) throw new Error(`not an IP address: ${ip}`);
+  const [head = "", tail = ""] = ip.split("::");
+  const parse = (s: string) => (s ? s.split(":").map((g) => BigInt(Number.parseInt(g, 16))) : []);
+  const h = parse(head);
+  const t = parse(tail);
+  const groups = ip.includes("::") ? [...h, ...Array(8 - h.length - t.length).fill(0n), ...t] : h;
+  return groups.reduce((n, g) => (n << 16n) | g, 0n);
+}
+
+export function bigIntToIp(n: bigint, family: "ipv4" | "ipv6"): string {
+  if (family === "ipv4") {
+    return [24n, 16n, 8n, 0n].map((s) => String((n >> s) & 255n)).join(".");
+  }
+  const groups = Array.from({ length: 8 }, (_, i) => ((n >> BigInt((7 - i) * 16)) & 0xffffn).toString(16));
+  // Compress the longest run of zero groups, as RFC 5952 asks.
+  let best = { at: -1, len: 0 };
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== "0") {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === "0") j++;
+    if (j - i > best.len && j - i > 1) best = { at: i, len: j - i };
+    i = j;
+  }
+  if (best.at < 0) return groups.join(":");
+  return `${groups.slice(0, best.at).join(":")}::${groups.slice(best.at + best.len).join(":")}`;
+}
+
+export function inRange(ip: string, range: AddressRange): boolean {
+  try {
+    const n = ipToBigInt(ip);
+    return n >= ipToBigInt(range.start) && n <= ipToBigInt(range.end);
+  } catch {
+    return false;
+  }
+}
+
+/** The lowest address of RANGE not in USED (normalised strings), or undefined when full. */
+export function lowestFree(
+  range: AddressRange,
+  used: ReadonlySet<string>,
+  family: "ipv4" | "ipv6",
+): string | undefined {
+  const end = ipToBigInt(range.end);
+  const usedNums = new Set([...used].flatMap((u) => (isIPv4(u) || isIPv6(u) ? [ipToBigInt(u)] : [])));
+  for (let n = ipToBigInt(range.start); n <= end; n++) {
+    if (!usedNums.has(n)) return bigIntToIp(n, family);
+  }
+  return undefined;
+}

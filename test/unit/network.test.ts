@@ -1,0 +1,102 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import fc from "fast-check";
+import { assignAddresses } from "../../src/controllers/cluster/ipam.ts";
+import { dhcpHostName } from "../../src/controllers/node/dhcp.ts";
+import {
+  bigIntToIp,
+  dhcpHostXml,
+  ipElementIndex,
+  ipToBigInt,
+  lowestFree,
+  parseDhcpHosts,
+  parseNetworkPools,
+} from "../../src/hypervisor/network.ts";
+
+const NETWORK = `<network>
+  <name>default</name>
+  <ip address='192.168.122.1' netmask='255.255.255.0'>
+    <dhcp>
+      <range start='192.168.122.2' end='192.168.122.254'/>
+      <host mac='52:54:00:aa:bb:cc' name='a-ns' ip='192.168.122.9'/>
+    </dhcp>
+  </ip>
+  <ip family='ipv6' address='fd00:7a1:0:1::1' prefix='64'>
+    <dhcp>
+      <range start='fd00:7a1:0:1::100' end='fd00:7a1:0:1::1ff'/>
+      <host name='a-ns' ip='fd00:7a1:0:1::100'/>
+    </dhcp>
+  </ip>
+</network>`;
+
+describe("network XML", () => {
+  it("finds both pools, the reservations and the <ip> index of each family", () => {
+    assert.deepEqual(parseNetworkPools(NETWORK), {
+      ipv4: { start: "192.168.122.2", end: "192.168.122.254" },
+      ipv6: { start: "fd00:7a1:0:1::100", end: "fd00:7a1:0:1::1ff" },
+    });
+    assert.deepEqual(parseDhcpHosts(NETWORK), [
+      { ip: "192.168.122.9", mac: "52:54:00:aa:bb:cc", name: "a-ns" },
+      { ip: "fd00:7a1:0:1::100", name: "a-ns" },
+    ]);
+    assert.equal(ipElementIndex(NETWORK, "ipv6"), 1);
+    assert.equal(ipElementIndex("<network><ip address='10.0.0.1'/></network>", "ipv6"), -1);
+  });
+
+  it("builds escaped host entries", () => {
+    assert.equal(
+      dhcpHostXml({ mac: "52:54:00:00:00:01", name: "x", ip: "192.168.122.3" }),
+      `<host mac="52:54:00:00:00:01" name="x" ip="192.168.122.3"/>`,
+    );
+  });
+
+  it("converts addresses both ways, compressing IPv6 zeros", () => {
+    fc.assert(fc.property(fc.ipV4(), (ip) => bigIntToIp(ipToBigInt(ip), "ipv4") === ip));
+    fc.assert(
+      fc.property(fc.ipV6(), (ip) => ipToBigInt(bigIntToIp(ipToBigInt(ip), "ipv6")) === ipToBigInt(ip)),
+    );
+    assert.equal(bigIntToIp(ipToBigInt("fd00:7a1:0:1::100") + 1n, "ipv6"), "fd00:7a1:0:1::101");
+  });
+
+  it("hands out the lowest free address", () => {
+    const range = { start: "192.168.122.2", end: "192.168.122.4" };
+    assert.equal(lowestFree(range, new Set(["192.168.122.2"]), "ipv4"), "192.168.122.3");
+    assert.equal(
+      lowestFree(range, new Set(["192.168.122.2", "192.168.122.3", "192.168.122.4"]), "ipv4"),
+      undefined,
+    );
+  });
+});
+
+describe("assignAddresses", () => {
+  const pools = { default: parseNetworkPools(NETWORK) };
+
+  it("gives each interface an IPv4 and an IPv6 nobody holds, and never the same twice", () => {
+    const used = new Map([["default", new Set(["192.168.122.2"])]]);
+    const a = assignAddresses([{ name: "a", network: "default" }], pools, used);
+    const b = assignAddresses([{ name: "b", network: "default" }], pools, used);
+    assert.deepEqual(a, [{ ipv4: "192.168.122.3", ipv6: "fd00:7a1:0:1::100" }]);
+    assert.deepEqual(b, [{ ipv4: "192.168.122.4", ipv6: "fd00:7a1:0:1::101" }]);
+  });
+
+  it("keeps an interface's addresses while they are in the pool and not taken", () => {
+    const previous = { ipv4: "192.168.122.77", ipv6: "fd00:7a1:0:1::1aa" };
+    assert.deepEqual(assignAddresses([{ name: "a", network: "default", previous }], pools, new Map()), [
+      previous,
+    ]);
+  });
+
+  it("gives nothing on a network without pools", () => {
+    assert.deepEqual(assignAddresses([{ name: "a", network: "isolated" }], pools, new Map()), [{}]);
+  });
+});
+
+describe("dhcpHostName", () => {
+  it("is a DNS label, unique per VM and interface, at most 63 characters", () => {
+    assert.equal(dhcpHostName("ns", "web", "default"), "web-ns");
+    assert.equal(dhcpHostName("ns", "web", "eth1"), "web-eth1-ns");
+    const long = dhcpHostName("namespace", "a".repeat(200), "default");
+    assert.ok(long.length <= 63 && /^[a-z0-9-]+$/.test(long));
+    assert.notEqual(long, dhcpHostName("namespace", `${"a".repeat(199)}b`, "default"));
+  });
+});
