@@ -1,10 +1,12 @@
 // The node agent: one per VM node. Converges the domains of VirtualMachines placed on this
 // node through libvirt and publishes the node's capacity and heartbeat.
-//   env: NODE_NAME, POD_NAMESPACE, LIBVIRT_URI, METRICS_PORT, CONSOLE_LOG_DIR, LOG_LEVEL
+//   env: NODE_NAME, POD_NAMESPACE, LIBVIRT_URI, METRICS_PORT, CONSOLE_LOG_DIR,
+//        STATISTICS_INTERVAL_SECONDS (default 60), LOG_LEVEL
 import { hostname } from "node:os";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { NODE_LABEL, type VirtualMachine, VirtualMachineKind } from "../api/virtualmachine.ts";
 import { runNodePublisher } from "../controllers/node/node-publisher.ts";
+import { StatsCollector } from "../controllers/node/stats-collector.ts";
 import { NodeVmReconciler } from "../controllers/node/vm-reconciler.ts";
 import { parseCapabilities } from "../hypervisor/capabilities.ts";
 import { parseOwnership } from "../hypervisor/domain/xml.ts";
@@ -20,6 +22,7 @@ const namespace = process.env.POD_NAMESPACE ?? "libvirt-operator";
 const libvirtUri = process.env.LIBVIRT_URI ?? "qemu:///system";
 const consoleLogDir = process.env.CONSOLE_LOG_DIR ?? "/var/log/libvirt/qemu";
 const port = Number(process.env.METRICS_PORT ?? 9091);
+const statisticsIntervalMs = Number(process.env.STATISTICS_INTERVAL_SECONDS ?? 60) * 1000;
 
 /** libvirt domain names are <namespace>_<name>; namespaces cannot contain "_". */
 function keyOfDomain(domainName: string): string | undefined {
@@ -84,6 +87,15 @@ async function main() {
     if (owner?.cluster === clusterId) queue.add(`${owner.namespace}/${owner.name}`);
   }
   await runNodePublisher(kube, libvirt, { nodeName, namespace, log, signal: controller.signal });
+  new StatsCollector({
+    kube,
+    libvirt,
+    vms: informer,
+    nodeName,
+    registry,
+    intervalMs: statisticsIntervalMs,
+    log,
+  }).start(controller.signal);
   ready = true;
   log.info({ nodeName, clusterId, libvirtUri, hypervisors: host.hypervisors, port }, "agent started");
 

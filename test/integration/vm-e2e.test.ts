@@ -13,6 +13,7 @@ import { runningPid, stopDaemon } from "../../src/cmd/local/processes.ts";
 import { run } from "../../src/cmd/local/tools.ts";
 import { BOOTED, consoleText, ensureGuest, type Guest, POWEROFF, waitForConsole } from "../support/guest.ts";
 import {
+  agentMetrics,
   agentPid,
   applyVm,
   consoleLogOf,
@@ -116,6 +117,31 @@ describe("VirtualMachine end to end (TCG guests)", () => {
     ).stdout;
     assert.match(events, /"reason": "Scheduled"/);
     assert.match(events, /"reason": "Started"/);
+  });
+
+  it("statistics refresh on the interval into status and the agent's Prometheus metrics", async () => {
+    const vm = await waitForVm(
+      ns,
+      "boot",
+      (v) => v?.status?.statistics?.updatedAt !== undefined,
+      "with statistics",
+      30_000,
+    );
+    const st = vm!.status!.statistics!;
+    assert.equal(st.memoryInstalledBytes, 256 * 2 ** 20);
+    assert.ok((st.cpuTotalPercent ?? -1) >= 0 && (st.cpuTotalPercent ?? 101) <= 100);
+    assert.ok((st.memoryUsedBytes ?? 0) > 0);
+    const metrics = await agentMetrics();
+    const cpu = new RegExp(
+      `libvirt_operator_vm_cpu_seconds_total\\{namespace="${ns}",name="boot"[^}]*\\} ([0-9.e+-]+)`,
+    ).exec(metrics);
+    assert.ok(cpu && Number(cpu[1]) > 0, "cpu seconds exported");
+    assert.match(
+      metrics,
+      new RegExp(`libvirt_operator_vm_memory_installed_bytes\\{namespace="${ns}",name="boot"[^}]*\\} 268435456`),
+    );
+    assert.match(metrics, new RegExp(`libvirt_operator_vm_ready\\{namespace="${ns}",name="boot"[^}]*\\} 1`));
+    assert.match(metrics, /libvirt_operator_reconcile_total\{controller="virtualmachine-node"[^}]*\} \d+/);
   });
 
   it("Halted: the guest powers off by ACPI within the grace period; Always starts it again", async () => {

@@ -1,0 +1,121 @@
+// Samples libvirt's statistics of this node's VMs on an interval: Prometheus metrics per VM,
+// and status.statistics (written by its own field manager, only when a value changed).
+import { isDeepStrictEqual } from "node:util";
+import type { KubernetesObject } from "@kubernetes/client-node";
+import { Gauge, type Registry } from "prom-client";
+import { type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
+import { DomainStats, type LibvirtClient } from "../../hypervisor/libvirt/index.ts";
+import { applyStatus, describeError, type Kube } from "../../runtime/kube.ts";
+import type { Logger } from "../../runtime/logging.ts";
+import { type Counters, countersOf, type Sample, statisticsBetween } from "./statistics.ts";
+
+export const STATISTICS_FIELD_MANAGER = "libvirt-operator-agent-statistics";
+
+interface VmLister {
+  list(): ReadonlyArray<VirtualMachine & KubernetesObject>;
+}
+
+export interface StatsCollectorOptions {
+  kube: Kube;
+  libvirt: LibvirtClient;
+  vms: VmLister;
+  nodeName: string;
+  registry: Registry;
+  intervalMs: number;
+  log: Logger;
+}
+
+const LABELS = ["namespace", "name"] as const;
+
+export class StatsCollector {
+  private readonly o: StatsCollectorOptions;
+  private readonly previous = new Map<string, Sample>();
+  private readonly gauges: Record<string, { gauge: Gauge; value: (c: Counters) => number }>;
+  private readonly ready: Gauge;
+  private timer?: NodeJS.Timeout;
+
+  constructor(options: StatsCollectorOptions) {
+    this.o = options;
+    const registers = [options.registry];
+    const gauge = (name: string, help: string, value: (c: Counters) => number) => ({
+      gauge: new Gauge({ name: `libvirt_operator_vm_${name}`, help, labelNames: LABELS, registers }),
+      value,
+    });
+    this.gauges = {
+      cpu: gauge("cpu_seconds_total", "CPU time the VM used (guest and hypervisor)", (c) => c.cpuSeconds),
+      memInstalled: gauge("memory_installed_bytes", "Memory given to the VM", (c) => c.memoryInstalledBytes),
+      memUsed: gauge("memory_used_bytes", "Memory the guest uses", (c) => c.memoryUsedBytes),
+      rx: gauge("network_receive_bytes_total", "Bytes received on all NICs", (c) => c.netRxBytes),
+      tx: gauge("network_transmit_bytes_total", "Bytes sent on all NICs", (c) => c.netTxBytes),
+      rxErr: gauge("network_receive_errors_total", "Receive errors on all NICs", (c) => c.netRxErrors),
+      txErr: gauge("network_transmit_errors_total", "Transmit errors on all NICs", (c) => c.netTxErrors),
+      rd: gauge("disk_read_bytes_total", "Bytes read from all disks", (c) => c.diskReadBytes),
+      wr: gauge("disk_write_bytes_total", "Bytes written to all disks", (c) => c.diskWriteBytes),
+    };
+    this.ready = new Gauge({
+      name: "libvirt_operator_vm_ready",
+      help: "1 when the VM runs as its spec says (Ready condition), else 0",
+      labelNames: LABELS,
+      registers,
+    });
+  }
+
+  start(signal: AbortSignal) {
+    const tick = () =>
+      this.sample().catch((err) => this.o.log.warn({ err: describeError(err) }, "statistics sample failed"));
+    void tick();
+    this.timer = setInterval(tick, this.o.intervalMs);
+    this.timer.unref();
+    signal.addEventListener("abort", () => clearInterval(this.timer), { once: true });
+  }
+
+  async sample(): Promise<void> {
+    const mine = this.o.vms.list().filter((vm) => vm.status?.nodeName === this.o.nodeName);
+    const byDomain = new Map(mine.map((vm) => [vm.status?.domainName ?? "", vm]));
+    const seen = new Set<string>();
+    for (const vm of mine) {
+      const labels = { namespace: vm.metadata.namespace ?? "", name: vm.metadata.name };
+      const ready = vm.status?.conditions?.find((c) => c.type === "Ready")?.status === "True";
+      this.ready.set(labels, ready ? 1 : 0);
+    }
+    const stats =
+      DomainStats.State |
+      DomainStats.CpuTotal |
+      DomainStats.Balloon |
+      DomainStats.Vcpu |
+      DomainStats.Interface |
+      DomainStats.Block;
+    const records = await this.o.libvirt.allDomainStats(stats);
+    const now = Date.now();
+    for (const rec of records) {
+      const vm = byDomain.get(rec.domain.name);
+      if (!vm) continue;
+      const key = `${vm.metadata.namespace}/${vm.metadata.name}`;
+      seen.add(key);
+      const labels = { namespace: vm.metadata.namespace ?? "", name: vm.metadata.name };
+      const counters = countersOf(rec.stats);
+      for (const { gauge, value } of Object.values(this.gauges)) gauge.set(labels, value(counters));
+      const current: Sample = { at: now, stats: rec.stats };
+      const prev = this.previous.get(key);
+      this.previous.set(key, current);
+      if (!prev) continue;
+      const statistics = statisticsBetween(prev, current);
+      const { updatedAt: _old, ...written } = vm.status?.statistics ?? {};
+      if (isDeepStrictEqual(written, statistics)) continue;
+      await applyStatus(this.o.kube, VirtualMachineKind, vm, STATISTICS_FIELD_MANAGER, {
+        statistics: { ...statistics, updatedAt: new Date(now).toISOString() },
+      }).catch((err) => this.o.log.warn({ key, err: describeError(err) }, "statistics write failed"));
+    }
+    // VMs gone or stopped: forget their samples and series.
+    for (const key of [...this.previous.keys()]) {
+      if (seen.has(key)) continue;
+      this.previous.delete(key);
+      const [namespace = "", name = ""] = key.split("/");
+      for (const { gauge } of Object.values(this.gauges)) gauge.remove({ namespace, name });
+    }
+    for (const vm of this.o.vms.list()) {
+      if (vm.status?.nodeName !== this.o.nodeName)
+        this.ready.remove({ namespace: vm.metadata.namespace ?? "", name: vm.metadata.name });
+    }
+  }
+}
