@@ -138,7 +138,9 @@ describe("VirtualMachine end to end (TCG guests)", () => {
     assert.ok(cpu && Number(cpu[1]) > 0, "cpu seconds exported");
     assert.match(
       metrics,
-      new RegExp(`libvirt_operator_vm_memory_installed_bytes\\{namespace="${ns}",name="boot"[^}]*\\} 268435456`),
+      new RegExp(
+        `libvirt_operator_vm_memory_installed_bytes\\{namespace="${ns}",name="boot"[^}]*\\} 268435456`,
+      ),
     );
     assert.match(metrics, new RegExp(`libvirt_operator_vm_ready\\{namespace="${ns}",name="boot"[^}]*\\} 1`));
     assert.match(metrics, /libvirt_operator_reconcile_total\{controller="virtualmachine-node"[^}]*\} \d+/);

@@ -2,7 +2,7 @@
 // and status.statistics (written by its own field manager, only when a value changed).
 import { isDeepStrictEqual } from "node:util";
 import type { KubernetesObject } from "@kubernetes/client-node";
-import { Gauge, type Registry } from "prom-client";
+import { Counter, Gauge, type Registry } from "prom-client";
 import { type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
 import { DomainStats, type LibvirtClient } from "../../hypervisor/libvirt/index.ts";
 import { applyStatus, describeError, type Kube } from "../../runtime/kube.ts";
@@ -32,6 +32,7 @@ export class StatsCollector {
   private readonly previous = new Map<string, Sample>();
   private readonly gauges: Record<string, { gauge: Gauge; value: (c: Counters) => number }>;
   private readonly ready: Gauge;
+  private readonly writes: Counter;
   private timer?: NodeJS.Timeout;
 
   constructor(options: StatsCollectorOptions) {
@@ -52,6 +53,11 @@ export class StatsCollector {
       rd: gauge("disk_read_bytes_total", "Bytes read from all disks", (c) => c.diskReadBytes),
       wr: gauge("disk_write_bytes_total", "Bytes written to all disks", (c) => c.diskWriteBytes),
     };
+    this.writes = new Counter({
+      name: "libvirt_operator_statistics_writes_total",
+      help: "status.statistics writes (made only when a figure changed)",
+      registers,
+    });
     this.ready = new Gauge({
       name: "libvirt_operator_vm_ready",
       help: "1 when the VM runs as its spec says (Ready condition), else 0",
@@ -102,6 +108,7 @@ export class StatsCollector {
       const statistics = statisticsBetween(prev, current);
       const { updatedAt: _old, ...written } = vm.status?.statistics ?? {};
       if (isDeepStrictEqual(written, statistics)) continue;
+      this.writes.inc();
       await applyStatus(this.o.kube, VirtualMachineKind, vm, STATISTICS_FIELD_MANAGER, {
         statistics: { ...statistics, updatedAt: new Date(now).toISOString() },
       }).catch((err) => this.o.log.warn({ key, err: describeError(err) }, "statistics write failed"));
