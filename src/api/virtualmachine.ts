@@ -481,6 +481,12 @@ export const VirtualMachineStatus = Type.Object(
         minimum: 0,
       }),
     ),
+    cdromBootedImage: Type.Optional(
+      Type.String({
+        description:
+          "The CD-ROM image the VM last booted from once (cdrom.bootOnce); a new image boots once again.",
+      }),
+    ),
     restartRequestHandled: Type.Optional(
       Type.String({
         description:

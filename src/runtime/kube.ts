@@ -65,6 +65,17 @@ export function splitKey(key: string): { namespace: string; name: string } {
   return { namespace, name };
 }
 
+/** Where one of our objects lives, as CustomObjectsApi calls want it. */
+function address(def: KindDefinition, obj: { metadata: { name: string; namespace?: string } }) {
+  return {
+    group: GROUP,
+    version: VERSION,
+    plural: def.plural,
+    namespace: obj.metadata.namespace ?? "",
+    name: obj.metadata.name,
+  };
+}
+
 /**
  * Server-side apply of STATUS on the status subresource as FIELD_MANAGER. Fields this manager
  * set before and leaves out now are removed; fields of other managers stay.
@@ -78,11 +89,7 @@ export async function applyStatus(
 ): Promise<void> {
   await kube.custom.patchNamespacedCustomObjectStatus(
     {
-      group: GROUP,
-      version: VERSION,
-      plural: def.plural,
-      namespace: obj.metadata.namespace ?? "",
-      name: obj.metadata.name,
+      ...address(def, obj),
       fieldManager,
       force: true,
       body: {
@@ -105,11 +112,7 @@ export async function patchMetadata(
 ): Promise<void> {
   await kube.custom.patchNamespacedCustomObject(
     {
-      group: GROUP,
-      version: VERSION,
-      plural: def.plural,
-      namespace: obj.metadata.namespace ?? "",
-      name: obj.metadata.name,
+      ...address(def, obj),
       body: { metadata: { ...metadata, resourceVersion: obj.metadata.resourceVersion } },
     },
     setHeaderOptions("Content-Type", PatchStrategy.MergePatch),

@@ -148,17 +148,43 @@ describe("helm install into the real API server", () => {
     assert.ok(!(await can("controller", "create", "pods")));
   });
 
-  it("grants the agent status writes and node patches, not spec edits or deletes", async () => {
+  it("grants the agent status writes and node patches, not deletes", async () => {
     assert.ok(await can("agent", "patch", "virtualmachines.vm.libvirt-operator.io/status", "default"));
     assert.ok(await can("agent", "patch", "nodes"));
     assert.ok(await can("agent", "update", "leases.coordination.k8s.io"));
-    assert.ok(!(await can("agent", "patch", "virtualmachines.vm.libvirt-operator.io", "default")));
     assert.ok(
       !(await can("controller", "update", "virtualmachines.vm.libvirt-operator.io/scale", "default")),
     );
     assert.ok(!(await can("agent", "delete", "virtualmachines.vm.libvirt-operator.io", "default")));
     assert.ok(!(await can("agent", "delete", "nodes")));
     assert.ok(!(await can("agent", "get", "secrets")));
+  });
+
+  it("the agent's patches may remove a finalizer but not touch spec, labels or annotations", async () => {
+    const vm = {
+      apiVersion: "vm.libvirt-operator.io/v1alpha1",
+      kind: "VirtualMachine",
+      metadata: { name: "policy-probe", namespace: ns, finalizers: ["vm.libvirt-operator.io/domain"] },
+      spec: { memory: "64Mi", runStrategy: "Halted" },
+    };
+    await kubectl(["apply", "--server-side", "-f", "-"], JSON.stringify(vm));
+    const asAgent = ["--as", `system:serviceaccount:${ns}:${release}-libvirt-operator-agent`];
+    const patch = (p: unknown) =>
+      kubectlError([
+        "patch",
+        "vm",
+        "policy-probe",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        JSON.stringify(p),
+        ...asAgent,
+      ]);
+    assert.match(await patch({ spec: { memory: "2Gi" } }), /the node agent may not change spec/);
+    assert.match(await patch({ metadata: { labels: { x: "y" } } }), /may not change labels/);
+    assert.equal(await patch({ metadata: { finalizers: null } }), "");
+    await kubectl(["delete", "vm", "policy-probe", "-n", ns]);
   });
 
   it("the controller pod passes Pod Security restricted; the privileged agent pod does not", async () => {

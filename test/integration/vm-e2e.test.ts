@@ -2,7 +2,7 @@
 // libvirtd, running TCG guests that print markers on their serial console.
 import assert from "node:assert/strict";
 import { rmSync, writeFileSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -78,6 +78,8 @@ async function patchSpec(name: string, patch: Record<string, unknown>) {
 before(async () => {
   guest = await ensureGuest();
   workDir = await mkdtemp(join(tmpdir(), "lvo-e2e-"));
+  await mkdir(join(workDir, "iso-content"));
+  writeFileSync(join(workDir, "iso-content", "README"), "an ISO's content\n");
   ns = await testNamespace("vm-e2e");
   await startTestOperator();
 });
@@ -262,7 +264,16 @@ describe("VirtualMachine end to end (TCG guests)", () => {
   it("the CD-ROM medium is changed and ejected on the running VM", async () => {
     const iso = join(workDir, "disc.iso");
     const iso2 = join(workDir, "disc2.iso");
-    await run("xorriso", ["-as", "mkisofs", "-quiet", "-o", iso, "-V", "DISC1", workDir]);
+    await run("xorriso", [
+      "-as",
+      "mkisofs",
+      "-quiet",
+      "-o",
+      iso,
+      "-V",
+      "DISC1",
+      join(workDir, "iso-content"),
+    ]);
     await run("cp", [iso, iso2]);
     await patchSpec("boot", { cdrom: { image: iso } });
     // Adding a drive changes the hardware: it is defined now and present from the next boot.
@@ -280,6 +291,31 @@ describe("VirtualMachine end to end (TCG guests)", () => {
     await patchSpec("boot", { cdrom: { image: "" } });
     await waitForVmDomain(`${ns}_boot`, (blk) => !blk.includes(".iso"));
     assert.equal((await getVm(ns, "boot"))?.status?.syncStatus, "SYNC");
+  });
+
+  it("cdrom.bootOnce boots once from the CD-ROM, later boots from the disks", async () => {
+    const iso = join(workDir, "once.iso");
+    await run("xorriso", ["-as", "mkisofs", "-quiet", "-o", iso, "-V", "ONCE", join(workDir, "iso-content")]);
+    await runningVm("once", { cdrom: { image: iso, bootOnce: true } });
+    const vm = await waitForVm(
+      ns,
+      "once",
+      (v) => v?.status?.cdromBootedImage === iso,
+      "booted once from the CD-ROM",
+    );
+    assert.equal(vm?.status?.syncStatus, "SYNC");
+    const cdromOf = (xml: string) => /<disk type='file' device='cdrom'>[\s\S]*?<\/disk>/.exec(xml)?.[0] ?? "";
+    assert.match(
+      cdromOf(await virsh("dumpxml", `${ns}_once`)),
+      /<boot order='1'\/>/,
+      "this boot: CD-ROM first",
+    );
+    assert.doesNotMatch(
+      cdromOf(await virsh("dumpxml", "--inactive", `${ns}_once`)),
+      /<boot order/,
+      "next boot: not",
+    );
+    await kubectl(["delete", "vm", "once", "-n", ns, "--wait=true", "--timeout=60s"]);
   });
 
   it("a domain of another cluster with the VM's name is left alone and reported", async () => {

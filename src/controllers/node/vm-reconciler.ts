@@ -173,10 +173,26 @@ export class NodeVmReconciler {
     let requeueAfterMs: number | undefined;
     let startCount = vm.status?.startCount ?? 0;
     let restartHandled = vm.status?.restartRequestHandled;
+    let cdromBootedImage = vm.status?.cdromBootedImage;
     try {
       switch (action.type) {
-        case "start":
+        case "start": {
+          // seed 004 cdimage_once: this one boot comes from the CD-ROM, later ones from the disks.
+          const cdrom = definition.cdrom;
+          const bootOnce = Boolean(
+            vm.spec.cdrom?.bootOnce && cdrom?.image && vm.status?.cdromBootedImage !== cdrom.image,
+          );
+          if (bootOnce && cdrom) {
+            await this.o.libvirt.defineDomain(
+              buildDomainXml({ ...definition, cdrom: { ...cdrom, bootFirst: true } }, this.o.host),
+            );
+          }
           dom = await this.o.libvirt.startDomain(dom);
+          if (bootOnce && cdrom) {
+            await this.o.libvirt.defineDomain(buildDomainXml(definition, this.o.host));
+            cdromBootedImage = cdrom.image;
+            log.info({ domain: domainName, image: cdrom.image }, "booted once from the CD-ROM");
+          }
           startCount++;
           // Whatever stop or reboot was awaited has ended with the domain off.
           progress.shutdownRequestedAt = undefined;
@@ -185,6 +201,7 @@ export class NodeVmReconciler {
           log.info({ domain: domainName, id: dom.id }, "domain started");
           void this.event(vm, "Normal", "Started", `domain ${domainName} started`);
           break;
+        }
         case "shutdown":
           await this.o.libvirt.shutdownDomain(dom, DomainShutdownFlags.AcpiPowerButton);
           progress.shutdownRequestedAt = Date.now();
@@ -294,6 +311,7 @@ export class NodeVmReconciler {
         restartRequestHandled: restartHandled,
         lastOperation: progress.lastOperation,
         links,
+        ...(cdromBootedImage ? { cdromBootedImage } : {}),
       },
       requeueAfterMs,
     );
@@ -442,6 +460,11 @@ export class NodeVmReconciler {
           : {}),
       ...(partial.restartRequestHandled ? { restartRequestHandled: partial.restartRequestHandled } : {}),
       ...(partial.links ? { links: partial.links } : {}),
+      ...(partial.cdromBootedImage
+        ? { cdromBootedImage: partial.cdromBootedImage }
+        : vm.status?.cdromBootedImage
+          ? { cdromBootedImage: vm.status.cdromBootedImage }
+          : {}),
     };
     const status = agentStatus(vm, observation, new Date());
     const listMaps = { conditions: CONDITIONS_RULE, interfaces: { key: "name", ownsSet: false } };

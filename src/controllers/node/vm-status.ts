@@ -26,6 +26,7 @@ export const AGENT_STATUS_FIELDS = [
   "startCount",
   "conditions",
   "interfaces",
+  "cdromBootedImage",
 ] as const;
 
 export function hypervisorStatusOf(state: number): HypervisorStatus {
@@ -60,6 +61,7 @@ export interface AgentObservation {
   lastOperation?: LastOperation;
   restartRequestHandled?: string;
   startCount: number;
+  cdromBootedImage?: string;
   /** Link state per interface name, read from the running domain. */
   links?: Record<string, boolean>;
 }
@@ -78,6 +80,7 @@ export type AgentStatus = Pick<
   | "startCount"
   | "conditions"
   | "interfaces"
+  | "cdromBootedImage"
 >;
 
 function printable(vm: VirtualMachine, o: AgentObservation): PrintableStatus {
@@ -163,6 +166,7 @@ export function agentStatus(vm: VirtualMachine, o: AgentObservation, now: Date):
     ...(o.lastOperation ? { lastOperation: o.lastOperation } : {}),
     ...(o.restartRequestHandled ? { restartRequestHandled: o.restartRequestHandled } : {}),
     startCount: o.startCount,
+    ...(o.cdromBootedImage ? { cdromBootedImage: o.cdromBootedImage } : {}),
     conditions: ownConditions(conditions, AGENT_CONDITIONS),
     ...(o.links && Object.keys(o.links).length
       ? { interfaces: Object.entries(o.links).map(([name, linked]) => ({ name, linked })) }

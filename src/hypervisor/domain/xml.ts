@@ -243,7 +243,8 @@ export function specHash(d: DomainDefinition): string {
   const stable = {
     ...shape,
     nics: shape.nics.map(({ linked: _linked, ...nic }) => nic),
-    ...(shape.cdrom ? { cdrom: { ...shape.cdrom, image: undefined } } : {}),
+    // The medium changes live; booting from it first is a one-boot variant of the same domain.
+    ...(shape.cdrom ? { cdrom: { ...shape.cdrom, image: undefined, bootFirst: undefined } } : {}),
   };
   return createHash("sha256").update(JSON.stringify(stable)).digest("hex").slice(0, 16);
 }
