@@ -66,6 +66,13 @@ export interface NodeVmReconcilerOptions {
 /** In-memory progress of slow guest actions, per key (seeded from status after a restart). */
 interface Progress extends PowerProgress {
   lastOperation?: LastOperation;
+  /**
+   * Status fields only the agent writes. Its memory is ahead of the informer cache, which
+   * may not yet hold its last write; applying a stale value would undo it (a second reboot).
+   */
+  startCount: number;
+  restartHandled?: string;
+  cdromBootedImage?: string;
 }
 
 export class NodeVmReconciler {
@@ -169,18 +176,15 @@ export class NodeVmReconciler {
 
     const progress = this.progressOf(key, vm);
     let observation: DomainObservation = { ...state, id: dom.id };
-    const action = decidePower(vm, observation, progress, Date.now(), runningInSync);
+    const action = decidePower(withMemory(vm, progress), observation, progress, Date.now(), runningInSync);
     let requeueAfterMs: number | undefined;
-    let startCount = vm.status?.startCount ?? 0;
-    let restartHandled = vm.status?.restartRequestHandled;
-    let cdromBootedImage = vm.status?.cdromBootedImage;
     try {
       switch (action.type) {
         case "start": {
           // seed 004 cdimage_once: this one boot comes from the CD-ROM, later ones from the disks.
           const cdrom = definition.cdrom;
           const bootOnce = Boolean(
-            vm.spec.cdrom?.bootOnce && cdrom?.image && vm.status?.cdromBootedImage !== cdrom.image,
+            vm.spec.cdrom?.bootOnce && cdrom?.image && progress.cdromBootedImage !== cdrom.image,
           );
           if (bootOnce && cdrom) {
             await this.o.libvirt.defineDomain(
@@ -190,10 +194,10 @@ export class NodeVmReconciler {
           dom = await this.o.libvirt.startDomain(dom);
           if (bootOnce && cdrom) {
             await this.o.libvirt.defineDomain(buildDomainXml(definition, this.o.host));
-            cdromBootedImage = cdrom.image;
+            progress.cdromBootedImage = cdrom.image;
             log.info({ domain: domainName, image: cdrom.image }, "booted once from the CD-ROM");
           }
-          startCount++;
+          progress.startCount++;
           // Whatever stop or reboot was awaited has ended with the domain off.
           progress.shutdownRequestedAt = undefined;
           progress.rebootRequestedAt = undefined;
@@ -245,7 +249,7 @@ export class NodeVmReconciler {
         case "power-cycle":
           await this.o.libvirt.shutdownDomain(dom, DomainShutdownFlags.AcpiPowerButton);
           progress.shutdownRequestedAt = Date.now();
-          restartHandled = action.value;
+          progress.restartHandled = action.value;
           progress.lastOperation = op(
             "Restart",
             "Running",
@@ -263,7 +267,7 @@ export class NodeVmReconciler {
         case "reboot":
           await this.o.libvirt.rebootDomain(dom, DomainRebootFlags.AcpiPowerButton);
           progress.rebootRequestedAt = Date.now();
-          restartHandled = action.value;
+          progress.restartHandled = action.value;
           progress.lastOperation = op("Reboot", "Running", `restart requested at ${action.value}`);
           log.info({ domain: domainName, value: action.value }, "ACPI reboot requested");
           void this.event(vm, "Normal", "Rebooting", `restart requested (${action.value})`);
@@ -280,7 +284,7 @@ export class NodeVmReconciler {
           void this.event(vm, "Normal", "Reset", "the guest did not reboot in time and was reset");
           break;
         case "mark-restart-handled":
-          restartHandled = action.value;
+          progress.restartHandled = action.value;
           break;
         case "none":
           break;
@@ -307,11 +311,8 @@ export class NodeVmReconciler {
       {
         definitionInSync: (live ?? { specHash: wantHash }).specHash === wantHash,
         stopping: progress.shutdownRequestedAt !== undefined,
-        startCount,
-        restartRequestHandled: restartHandled,
         lastOperation: progress.lastOperation,
         links,
-        ...(cdromBootedImage ? { cdromBootedImage } : {}),
       },
       requeueAfterMs,
     );
@@ -339,7 +340,12 @@ export class NodeVmReconciler {
       // After an agent restart: pick up a shutdown or reboot that was in progress.
       const last = vm.status?.lastOperation;
       const startedAt = last?.startedAt ? Date.parse(last.startedAt) : undefined;
-      p = { lastOperation: last };
+      p = {
+        lastOperation: last,
+        startCount: vm.status?.startCount ?? 0,
+        ...(vm.status?.restartRequestHandled ? { restartHandled: vm.status.restartRequestHandled } : {}),
+        ...(vm.status?.cdromBootedImage ? { cdromBootedImage: vm.status.cdromBootedImage } : {}),
+      };
       if (last?.phase === "Running" && last.type === "Stop") p.shutdownRequestedAt = startedAt;
       if (last?.phase === "Running" && last.type === "Reboot") p.rebootRequestedAt = startedAt;
       this.progress.set(key, p);
@@ -376,7 +382,7 @@ export class NodeVmReconciler {
     if (dom) {
       const state = await this.o.libvirt.domainState(dom);
       const progress = this.progressOf(key, vm);
-      const action = decidePower(vm, { ...state, id: dom.id }, progress, Date.now());
+      const action = decidePower(withMemory(vm, progress), { ...state, id: dom.id }, progress, Date.now());
       const terminating = (requeueAfterMs: number) =>
         this.report(
           vm,
@@ -446,27 +452,28 @@ export class NodeVmReconciler {
     partial: Partial<AgentObservation>,
     requeueAfterMs?: number,
   ): Promise<ReconcileResult | undefined> {
+    const memory = this.progress.get(`${vm.metadata.namespace}/${vm.metadata.name}`);
     const observation: AgentObservation = {
       domainName,
       ...(domain ? { domain } : {}),
       definitionInSync: partial.definitionInSync ?? false,
       stopping: partial.stopping ?? false,
-      startCount: partial.startCount ?? vm.status?.startCount ?? 0,
+      startCount: memory?.startCount ?? vm.status?.startCount ?? 0,
       ...(partial.failure ? { failure: partial.failure } : {}),
       ...(partial.lastOperation
         ? { lastOperation: partial.lastOperation }
         : vm.status?.lastOperation
           ? { lastOperation: vm.status.lastOperation }
           : {}),
-      ...(partial.restartRequestHandled ? { restartRequestHandled: partial.restartRequestHandled } : {}),
+      ...((memory?.restartHandled ?? vm.status?.restartRequestHandled)
+        ? { restartRequestHandled: memory?.restartHandled ?? vm.status?.restartRequestHandled }
+        : {}),
       ...(partial.links ? { links: partial.links } : {}),
-      ...(partial.cdromBootedImage
-        ? { cdromBootedImage: partial.cdromBootedImage }
-        : vm.status?.cdromBootedImage
-          ? { cdromBootedImage: vm.status.cdromBootedImage }
-          : {}),
+      ...((memory?.cdromBootedImage ?? vm.status?.cdromBootedImage)
+        ? { cdromBootedImage: memory?.cdromBootedImage ?? vm.status?.cdromBootedImage }
+        : {}),
     };
-    const status = agentStatus(vm, observation, new Date());
+    const status = agentStatus(memory ? withMemory(vm, memory) : vm, observation, new Date());
     const listMaps = { conditions: CONDITIONS_RULE, interfaces: { key: "name", ownsSet: false } };
     if (ownedStatusChanged(vm.status as Record<string, unknown>, status, AGENT_STATUS_FIELDS, listMaps)) {
       await applyStatus(this.o.kube, VirtualMachineKind, vm, AGENT_FIELD_MANAGER, status);
@@ -477,6 +484,19 @@ export class NodeVmReconciler {
   private event(vm: VirtualMachine, type: "Normal" | "Warning", reason: string, message: string) {
     return recordEvent(this.o.kube, COMPONENT, vm as AnyObject, type, reason, message);
   }
+}
+
+/** VM as the agent knows it: its own status fields from memory, which is never behind. */
+function withMemory(vm: VirtualMachine, p: Progress): VirtualMachine {
+  return {
+    ...vm,
+    status: {
+      ...vm.status,
+      startCount: p.startCount,
+      ...(p.restartHandled ? { restartRequestHandled: p.restartHandled } : {}),
+      ...(p.cdromBootedImage ? { cdromBootedImage: p.cdromBootedImage } : {}),
+    },
+  };
 }
 
 function op(type: string, phase: LastOperation["phase"], message: string): LastOperation {
