@@ -292,3 +292,5 @@ async function main() {
 }
 
 await main();
+// Keep-alive sockets of the API client would hold the process open.
+process.exit(0);

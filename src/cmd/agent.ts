@@ -52,7 +52,9 @@ async function main() {
     consoleLogDir,
     log,
   });
+  // Starting a domain waits on QEMU; a burst of VMs is started side by side, not in turn.
   const queue = new WorkQueue("virtualmachine-node", (key) => reconciler.reconcile(key), {
+    concurrency: Number(process.env.RECONCILE_WORKERS ?? 16),
     registry,
     onError: (key, err, attempt) => log.warn({ key, attempt, err: describeError(err) }, "reconcile failed"),
   });

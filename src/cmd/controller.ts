@@ -6,7 +6,7 @@ import { type KubernetesObject, makeInformer, type V1Lease, type V1Node } from "
 import { type VirtualMachine, VirtualMachineKind } from "../api/virtualmachine.ts";
 import { ClusterVmReconciler } from "../controllers/cluster/vm-reconciler.ts";
 import { connectKube, describeError, keyOf, kindInformer, startInformerSynced } from "../runtime/kube.ts";
-import { runLeaderElection } from "../runtime/leader.ts";
+import { type Leadership, runLeaderElection } from "../runtime/leader.ts";
 import { createLogger } from "../runtime/logging.ts";
 import { newRegistry, startHttpServer } from "../runtime/server.ts";
 import { WorkQueue } from "../runtime/workqueue.ts";
@@ -59,9 +59,11 @@ async function main() {
     log.info({ namespace, identity, port }, "controller started");
   };
 
+  let leadership: Leadership | undefined;
   const stop = async (why: string) => {
     log.info({ why }, "controller stopping");
     ready = false;
+    if (why !== "lost leadership") await leadership?.release().catch(() => undefined);
     await Promise.all([vms.stop(), nodes.stop(), leases.stop()]);
     await queue.shutdown();
     server.close();
@@ -73,7 +75,7 @@ async function main() {
   if (process.env.LEADER_ELECTION === "false") {
     await start();
   } else {
-    await runLeaderElection(
+    leadership = await runLeaderElection(
       { namespace, name: "libvirt-operator-controller", identity, log },
       start,
       () => void stop("lost leadership"),

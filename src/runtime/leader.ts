@@ -15,11 +15,16 @@ export interface LeaderElectionOptions {
   log: Logger;
 }
 
+export interface Leadership {
+  /** Stops renewing and frees the Lease, so a successor need not wait for it to expire. */
+  release(): Promise<void>;
+}
+
 export async function runLeaderElection(
   options: LeaderElectionOptions,
   onStartedLeading: () => Promise<void> | void,
   onStoppedLeading: () => void,
-): Promise<void> {
+): Promise<Leadership> {
   const { namespace, name, identity, log } = options;
   const leaseDurationMs = options.leaseDurationMs ?? 15_000;
   const renewDeadlineMs = options.renewDeadlineMs ?? 10_000;
@@ -92,4 +97,17 @@ export async function runLeaderElection(
     }
   }, retryPeriodMs);
   await onStartedLeading();
+  return { release };
+
+  async function release() {
+    clearInterval(timer);
+    const lease = await api.readNamespacedLease({ name, namespace });
+    if (lease.spec?.holderIdentity !== identity) return;
+    await api.replaceNamespacedLease({
+      name,
+      namespace,
+      body: { ...lease, spec: { ...lease.spec, holderIdentity: "", leaseDurationSeconds: 1 } },
+    });
+    log.info("released leadership");
+  }
 }
