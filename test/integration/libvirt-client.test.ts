@@ -2,6 +2,7 @@
 // hypervisor per connection): every call the driver supports, events, concurrency, errors.
 import assert from "node:assert/strict";
 import { once } from "node:events";
+import { type AddressInfo, connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -231,6 +232,28 @@ describe("libvirt client: networks", () => {
     assert.match(await client.networkXml(net), /192\.168\.122\.77/);
     await client.removeDhcpHost(net, host);
     assert.doesNotMatch(await client.networkXml(net), /192\.168\.122\.77/);
+  });
+});
+
+describe("libvirt client: TCP transport", () => {
+  it("speaks the protocol over TCP (qemu+tcp style URI) to the daemon", async () => {
+    // A loopback TCP listener in front of the daemon's socket: the bytes are libvirt's own.
+    const server = createServer((sock) => {
+      const upstream = connect(DEFAULT_SOCKET);
+      sock.pipe(upstream).pipe(sock);
+      sock.on("error", () => upstream.destroy());
+      upstream.on("error", () => sock.destroy());
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const port = (server.address() as AddressInfo).port;
+    const c = await LibvirtClient.connect({ uri: `test+tcp://127.0.0.1:${port}/default` });
+    try {
+      assert.equal(await c.uri(), "test:///default");
+      assert.equal((await c.lookupDomainByName("test")).name, "test");
+    } finally {
+      await c.close();
+      server.close();
+    }
   });
 });
 

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import {
+  DomainAffect,
   DomainEventType,
   DomainShutdownFlags,
   DomainState,
@@ -98,7 +99,7 @@ describe("libvirt client with QEMU (TCG guest)", () => {
     assert.deepEqual(await client.listVolumes(pool), []);
   });
 
-  it("a guest boots, reports statistics, is snapshotted with memory, reverted, and powers off by ACPI", async () => {
+  it("a guest boots, reports statistics, takes a hot-plugged disk, grows one, is snapshotted with memory, reverted, and powers off by ACPI", async () => {
     const disk = await client.createVolume(
       pool,
       `<volume><name>root.qcow2</name><capacity unit='MiB'>64</capacity><target><format type='qcow2'/></target></volume>`,
@@ -128,6 +129,28 @@ describe("libvirt client with QEMU (TCG guest)", () => {
     assert.ok(BigInt(stats.stats["cpu.time"] as bigint) > 0n, "cpu.time is non-zero");
     assert.ok(Number(stats.stats["balloon.maximum"]) >= 256 * 1024);
 
+    // Hot-plug: a second disk appears in the guest; unplugged, it goes (device-removed event).
+    const extra = await client.createVolume(
+      pool,
+      `<volume><name>extra.qcow2</name><capacity unit='MiB'>8</capacity><target><format type='qcow2'/></target></volume>`,
+    );
+    const diskXml = `<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='${await client.volumePath(extra)}'/><target dev='vdb' bus='virtio'/></disk>`;
+    await client.attachDevice(dom, diskXml, DomainAffect.Live);
+    await waitForConsole(consoleLog, " vdb", 60_000); // the guest lists /sys/block when it changes
+    const removed = new Promise<string>((resolve) =>
+      client.on("deviceRemoved", (e: { domain: { name: string }; alias: string }) => {
+        if (e.domain.name === DOMAIN) resolve(e.alias);
+      }),
+    );
+    await client.detachDevice(dom, diskXml, DomainAffect.Live);
+    assert.match(await removed, /virtio-disk1/);
+    assert.doesNotMatch(await client.domainXml(dom), /extra\.qcow2/);
+
+    // Growing a disk of the running guest.
+    await client.blockResize(dom, "vda", 96 * 2 ** 20);
+    await client.refreshStoragePool(pool);
+    assert.equal((await client.volumeInfo(disk)).capacity, 96 * 2 ** 20);
+
     // Internal snapshot of a running guest: disks and memory.
     const snap = await client.createSnapshot(
       dom,
@@ -152,5 +175,6 @@ describe("libvirt client with QEMU (TCG guest)", () => {
     await client.undefineDomain(dom, DomainUndefineFlags.SnapshotsMetadata);
     await waitForEvent(DomainEventType.Undefined);
     await client.deleteVolume(disk);
+    await client.deleteVolume(extra);
   });
 });
