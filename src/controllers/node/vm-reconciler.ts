@@ -15,7 +15,6 @@ import {
 } from "../../hypervisor/domain/xml.ts";
 import {
   DomainAffect,
-  DomainRebootFlags,
   type DomainRef,
   DomainShutdownFlags,
   DomainState,
@@ -38,14 +37,12 @@ import { forObject, type Logger } from "../../runtime/logging.ts";
 import type { ReconcileResult } from "../../runtime/workqueue.ts";
 import { CONDITIONS_RULE, ownedStatusChanged } from "../status-diff.ts";
 import { desiredReservations, syncReservations } from "./dhcp.ts";
-import { type DomainObservation, decidePower, type PowerProgress } from "./vm-decide.ts";
+import { type DomainObservation, decidePower } from "./vm-decide.ts";
+import { applyPowerAction, POLL_MS } from "./vm-power.ts";
+import { finished, op, type Progress, progressFromStatus, withMemory } from "./vm-progress.ts";
 import { AGENT_FIELD_MANAGER, AGENT_STATUS_FIELDS, type AgentObservation, agentStatus } from "./vm-status.ts";
 
 const COMPONENT = "libvirt-operator-agent";
-/** While waiting on a guest (shutdown, reboot), look again at least this often. */
-const POLL_MS = 2000;
-
-type LastOperation = NonNullable<AgentObservation["lastOperation"]>;
 
 export interface VmCache {
   get(name: string, namespace?: string): (VirtualMachine & KubernetesObject) | undefined;
@@ -61,18 +58,6 @@ export interface NodeVmReconcilerOptions {
   host: HostFacts;
   consoleLogDir: string;
   log: Logger;
-}
-
-/** In-memory progress of slow guest actions, per key (seeded from status after a restart). */
-interface Progress extends PowerProgress {
-  lastOperation?: LastOperation;
-  /**
-   * Status fields only the agent writes. Its memory is ahead of the informer cache, which
-   * may not yet hold its last write; applying a stale value would undo it (a second reboot).
-   */
-  startCount: number;
-  restartHandled?: string;
-  cdromBootedImage?: string;
 }
 
 export class NodeVmReconciler {
@@ -179,116 +164,22 @@ export class NodeVmReconciler {
     const action = decidePower(withMemory(vm, progress), observation, progress, Date.now(), runningInSync);
     let requeueAfterMs: number | undefined;
     try {
-      switch (action.type) {
-        case "start": {
-          // seed 004 cdimage_once: this one boot comes from the CD-ROM, later ones from the disks.
-          const cdrom = definition.cdrom;
-          const bootOnce = Boolean(
-            vm.spec.cdrom?.bootOnce && cdrom?.image && progress.cdromBootedImage !== cdrom.image,
-          );
-          if (bootOnce && cdrom) {
-            await this.o.libvirt.defineDomain(
-              buildDomainXml({ ...definition, cdrom: { ...cdrom, bootFirst: true } }, this.o.host),
-            );
-          }
-          dom = await this.o.libvirt.startDomain(dom);
-          if (bootOnce && cdrom) {
-            await this.o.libvirt.defineDomain(buildDomainXml(definition, this.o.host));
-            progress.cdromBootedImage = cdrom.image;
-            log.info({ domain: domainName, image: cdrom.image }, "booted once from the CD-ROM");
-          }
-          progress.startCount++;
-          // Whatever stop or reboot was awaited has ended with the domain off.
-          progress.shutdownRequestedAt = undefined;
-          progress.rebootRequestedAt = undefined;
-          progress.lastOperation = op("Start", "Succeeded", `started on ${this.o.nodeName}`);
-          log.info({ domain: domainName, id: dom.id }, "domain started");
-          void this.event(vm, "Normal", "Started", `domain ${domainName} started`);
-          break;
-        }
-        case "shutdown":
-          await this.o.libvirt.shutdownDomain(dom, DomainShutdownFlags.AcpiPowerButton);
-          progress.shutdownRequestedAt = Date.now();
-          progress.lastOperation = op("Stop", "Running", "ACPI shutdown requested; waiting for the guest");
-          log.info({ domain: domainName }, "ACPI shutdown requested");
-          void this.event(
-            vm,
-            "Normal",
-            "Stopping",
-            "ACPI shutdown requested; forced off if the guest does not stop in time",
-          );
-          requeueAfterMs = POLL_MS;
-          break;
-        case "wait-shutdown":
-        case "wait-reboot":
-          requeueAfterMs = Math.min(action.remainingMs, POLL_MS);
-          break;
-        case "destroy":
-          await this.o.libvirt.destroyDomain(dom);
-          progress.shutdownRequestedAt = undefined;
-          progress.lastOperation = finished(
-            progress.lastOperation ?? op("Stop", "Running", ""),
-            "Succeeded",
-            action.why === "force"
-              ? "forced off (grace period 0)"
-              : "forced off after the grace period expired",
-          );
-          log.info({ domain: domainName, why: action.why }, "domain forced off");
-          void this.event(vm, "Normal", "ForcedOff", progress.lastOperation.message ?? "forced off");
-          break;
-        case "suspend":
-          await this.o.libvirt.suspendDomain(dom);
-          progress.lastOperation = op("Pause", "Succeeded", "vCPUs suspended");
-          void this.event(vm, "Normal", "Paused", "the VM was paused");
-          break;
-        case "resume":
-          await this.o.libvirt.resumeDomain(dom);
-          progress.lastOperation = op("Unpause", "Succeeded", "vCPUs resumed");
-          void this.event(vm, "Normal", "Resumed", "the VM was resumed");
-          break;
-        case "power-cycle":
-          await this.o.libvirt.shutdownDomain(dom, DomainShutdownFlags.AcpiPowerButton);
-          progress.shutdownRequestedAt = Date.now();
-          progress.restartHandled = action.value;
-          progress.lastOperation = op(
-            "Restart",
-            "Running",
-            `restart requested at ${action.value}; stopping to apply the new definition`,
-          );
-          log.info({ domain: domainName, value: action.value }, "power cycle: ACPI shutdown, then start");
-          void this.event(
-            vm,
-            "Normal",
-            "Restarting",
-            `restart requested (${action.value}); the VM stops and starts with its new definition`,
-          );
-          requeueAfterMs = POLL_MS;
-          break;
-        case "reboot":
-          await this.o.libvirt.rebootDomain(dom, DomainRebootFlags.AcpiPowerButton);
-          progress.rebootRequestedAt = Date.now();
-          progress.restartHandled = action.value;
-          progress.lastOperation = op("Reboot", "Running", `restart requested at ${action.value}`);
-          log.info({ domain: domainName, value: action.value }, "ACPI reboot requested");
-          void this.event(vm, "Normal", "Rebooting", `restart requested (${action.value})`);
-          requeueAfterMs = POLL_MS;
-          break;
-        case "reset":
-          await this.o.libvirt.resetDomain(dom);
-          progress.rebootRequestedAt = undefined;
-          progress.lastOperation = finished(
-            progress.lastOperation,
-            "Succeeded",
-            "reset after the grace period expired",
-          );
-          void this.event(vm, "Normal", "Reset", "the guest did not reboot in time and was reset");
-          break;
-        case "mark-restart-handled":
-          progress.restartHandled = action.value;
-          break;
-        case "none":
-          break;
-      }
+      const done = await applyPowerAction(
+        {
+          libvirt: this.o.libvirt,
+          host: this.o.host,
+          nodeName: this.o.nodeName,
+          log,
+          event: (type, reason, message) => void this.event(vm, type, reason, message),
+        },
+        vm,
+        definition,
+        dom,
+        action,
+        progress,
+      );
+      dom = done.dom;
+      requeueAfterMs = done.requeueAfterMs;
     } catch (err) {
       return this.failed(vm, domainName, observation, `${capitalize(action.type)}Failed`, err, log);
     }
@@ -337,17 +228,7 @@ export class NodeVmReconciler {
   private progressOf(key: string, vm: VirtualMachine): Progress {
     let p = this.progress.get(key);
     if (!p) {
-      // After an agent restart: pick up a shutdown or reboot that was in progress.
-      const last = vm.status?.lastOperation;
-      const startedAt = last?.startedAt ? Date.parse(last.startedAt) : undefined;
-      p = {
-        lastOperation: last,
-        startCount: vm.status?.startCount ?? 0,
-        ...(vm.status?.restartRequestHandled ? { restartHandled: vm.status.restartRequestHandled } : {}),
-        ...(vm.status?.cdromBootedImage ? { cdromBootedImage: vm.status.cdromBootedImage } : {}),
-      };
-      if (last?.phase === "Running" && last.type === "Stop") p.shutdownRequestedAt = startedAt;
-      if (last?.phase === "Running" && last.type === "Reboot") p.rebootRequestedAt = startedAt;
+      p = progressFromStatus(vm);
       this.progress.set(key, p);
     }
     return p;
@@ -484,33 +365,6 @@ export class NodeVmReconciler {
   private event(vm: VirtualMachine, type: "Normal" | "Warning", reason: string, message: string) {
     return recordEvent(this.o.kube, COMPONENT, vm as AnyObject, type, reason, message);
   }
-}
-
-/** VM as the agent knows it: its own status fields from memory, which is never behind. */
-function withMemory(vm: VirtualMachine, p: Progress): VirtualMachine {
-  return {
-    ...vm,
-    status: {
-      ...vm.status,
-      startCount: p.startCount,
-      ...(p.restartHandled ? { restartRequestHandled: p.restartHandled } : {}),
-      ...(p.cdromBootedImage ? { cdromBootedImage: p.cdromBootedImage } : {}),
-    },
-  };
-}
-
-function op(type: string, phase: LastOperation["phase"], message: string): LastOperation {
-  const now = new Date().toISOString();
-  return { type, phase, startedAt: now, ...(phase === "Running" ? {} : { completedAt: now }), message };
-}
-
-function finished(
-  prev: LastOperation | undefined,
-  phase: LastOperation["phase"],
-  message: string,
-): LastOperation {
-  const now = new Date().toISOString();
-  return { type: prev?.type ?? "Stop", phase, startedAt: prev?.startedAt ?? now, completedAt: now, message };
 }
 
 function capitalize(s: string): string {

@@ -1,0 +1,145 @@
+// Carrying out one power action on a domain (the node agent's decision, from vm-decide.ts),
+// and recording what it started in the VM's progress.
+import type { VirtualMachine } from "../../api/virtualmachine.ts";
+import { buildDomainXml, type DomainDefinition, type HostFacts } from "../../hypervisor/domain/xml.ts";
+import {
+  DomainRebootFlags,
+  type DomainRef,
+  DomainShutdownFlags,
+  type LibvirtClient,
+} from "../../hypervisor/libvirt/index.ts";
+import type { Logger } from "../../runtime/logging.ts";
+import type { PowerAction } from "./vm-decide.ts";
+import { finished, op, type Progress } from "./vm-progress.ts";
+
+/** While waiting on a guest (shutdown, reboot), look again at least this often. */
+export const POLL_MS = 2000;
+
+export interface PowerContext {
+  libvirt: LibvirtClient;
+  host: HostFacts;
+  nodeName: string;
+  log: Logger;
+  event: (type: "Normal" | "Warning", reason: string, message: string) => void;
+}
+
+/** Runs ACTION; returns the domain (a start gives it an id) and when to look again. */
+export async function applyPowerAction(
+  ctx: PowerContext,
+  vm: VirtualMachine,
+  definition: DomainDefinition,
+  domain: DomainRef,
+  action: PowerAction,
+  progress: Progress,
+): Promise<{ dom: DomainRef; requeueAfterMs?: number }> {
+  let dom = domain;
+  let requeueAfterMs: number | undefined;
+  const domainName = definition.name;
+  switch (action.type) {
+    case "start": {
+      // seed 004 cdimage_once: this one boot comes from the CD-ROM, later ones from the disks.
+      const cdrom = definition.cdrom;
+      const bootOnce = Boolean(
+        vm.spec.cdrom?.bootOnce && cdrom?.image && progress.cdromBootedImage !== cdrom.image,
+      );
+      if (bootOnce && cdrom) {
+        await ctx.libvirt.defineDomain(
+          buildDomainXml({ ...definition, cdrom: { ...cdrom, bootFirst: true } }, ctx.host),
+        );
+      }
+      dom = await ctx.libvirt.startDomain(dom);
+      if (bootOnce && cdrom) {
+        await ctx.libvirt.defineDomain(buildDomainXml(definition, ctx.host));
+        progress.cdromBootedImage = cdrom.image;
+        ctx.log.info({ domain: domainName, image: cdrom.image }, "booted once from the CD-ROM");
+      }
+      progress.startCount++;
+      // Whatever stop or reboot was awaited has ended with the domain off.
+      progress.shutdownRequestedAt = undefined;
+      progress.rebootRequestedAt = undefined;
+      progress.lastOperation = op("Start", "Succeeded", `started on ${ctx.nodeName}`);
+      ctx.log.info({ domain: domainName, id: dom.id }, "domain started");
+      ctx.event("Normal", "Started", `domain ${domainName} started`);
+      break;
+    }
+    case "shutdown":
+      await ctx.libvirt.shutdownDomain(dom, DomainShutdownFlags.AcpiPowerButton);
+      progress.shutdownRequestedAt = Date.now();
+      progress.lastOperation = op("Stop", "Running", "ACPI shutdown requested; waiting for the guest");
+      ctx.log.info({ domain: domainName }, "ACPI shutdown requested");
+      ctx.event(
+        "Normal",
+        "Stopping",
+        "ACPI shutdown requested; forced off if the guest does not stop in time",
+      );
+      requeueAfterMs = POLL_MS;
+      break;
+    case "wait-shutdown":
+    case "wait-reboot":
+      requeueAfterMs = Math.min(action.remainingMs, POLL_MS);
+      break;
+    case "destroy":
+      await ctx.libvirt.destroyDomain(dom);
+      progress.shutdownRequestedAt = undefined;
+      progress.lastOperation = finished(
+        progress.lastOperation ?? op("Stop", "Running", ""),
+        "Succeeded",
+        action.why === "force" ? "forced off (grace period 0)" : "forced off after the grace period expired",
+      );
+      ctx.log.info({ domain: domainName, why: action.why }, "domain forced off");
+      ctx.event("Normal", "ForcedOff", progress.lastOperation.message ?? "forced off");
+      break;
+    case "suspend":
+      await ctx.libvirt.suspendDomain(dom);
+      progress.lastOperation = op("Pause", "Succeeded", "vCPUs suspended");
+      ctx.event("Normal", "Paused", "the VM was paused");
+      break;
+    case "resume":
+      await ctx.libvirt.resumeDomain(dom);
+      progress.lastOperation = op("Unpause", "Succeeded", "vCPUs resumed");
+      ctx.event("Normal", "Resumed", "the VM was resumed");
+      break;
+    case "power-cycle":
+      await ctx.libvirt.shutdownDomain(dom, DomainShutdownFlags.AcpiPowerButton);
+      progress.shutdownRequestedAt = Date.now();
+      progress.restartHandled = action.value;
+      progress.lastOperation = op(
+        "Restart",
+        "Running",
+        `restart requested at ${action.value}; stopping to apply the new definition`,
+      );
+      ctx.log.info({ domain: domainName, value: action.value }, "power cycle: ACPI shutdown, then start");
+      ctx.event(
+        "Normal",
+        "Restarting",
+        `restart requested (${action.value}); the VM stops and starts with its new definition`,
+      );
+      requeueAfterMs = POLL_MS;
+      break;
+    case "reboot":
+      await ctx.libvirt.rebootDomain(dom, DomainRebootFlags.AcpiPowerButton);
+      progress.rebootRequestedAt = Date.now();
+      progress.restartHandled = action.value;
+      progress.lastOperation = op("Reboot", "Running", `restart requested at ${action.value}`);
+      ctx.log.info({ domain: domainName, value: action.value }, "ACPI reboot requested");
+      ctx.event("Normal", "Rebooting", `restart requested (${action.value})`);
+      requeueAfterMs = POLL_MS;
+      break;
+    case "reset":
+      await ctx.libvirt.resetDomain(dom);
+      progress.rebootRequestedAt = undefined;
+      progress.lastOperation = finished(
+        progress.lastOperation,
+        "Succeeded",
+        "reset after the grace period expired",
+      );
+      ctx.event("Normal", "Reset", "the guest did not reboot in time and was reset");
+      break;
+    case "mark-restart-handled":
+      progress.restartHandled = action.value;
+      break;
+    case "none":
+      break;
+  }
+  return { dom, ...(requeueAfterMs === undefined ? {} : { requeueAfterMs }) };
+}
