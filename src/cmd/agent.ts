@@ -9,6 +9,7 @@ import { runNodePublisher } from "../controllers/node/node-publisher.ts";
 import { StatsCollector } from "../controllers/node/stats-collector.ts";
 import { NodeVmReconciler } from "../controllers/node/vm-reconciler.ts";
 import { parseCapabilities } from "../hypervisor/capabilities.ts";
+import { keyOfDomain } from "../hypervisor/domain/from-spec.ts";
 import { parseOwnership } from "../hypervisor/domain/xml.ts";
 import { DomainXmlFlags, LibvirtClient, type LifecycleEvent } from "../hypervisor/libvirt/index.ts";
 import { connectKube, describeError, keyOf, kindInformer, startInformerSynced } from "../runtime/kube.ts";
@@ -23,12 +24,6 @@ const libvirtUri = process.env.LIBVIRT_URI ?? "qemu:///system";
 const consoleLogDir = process.env.CONSOLE_LOG_DIR ?? "/var/log/libvirt/qemu";
 const port = Number(process.env.METRICS_PORT ?? 9091);
 const statisticsIntervalMs = Number(process.env.STATISTICS_INTERVAL_SECONDS ?? 60) * 1000;
-
-/** libvirt domain names are <namespace>_<name>; namespaces cannot contain "_". */
-function keyOfDomain(domainName: string): string | undefined {
-  const i = domainName.indexOf("_");
-  return i > 0 ? `${domainName.slice(0, i)}/${domainName.slice(i + 1)}` : undefined;
-}
 
 async function main() {
   const controller = new AbortController();

@@ -5,7 +5,12 @@ import { describe, it } from "node:test";
 import yaml from "js-yaml";
 import type { VirtualMachine } from "../../src/api/virtualmachine.ts";
 import { parseCapabilities } from "../../src/hypervisor/capabilities.ts";
-import { domainDefinitionFor, resourcesOf } from "../../src/hypervisor/domain/from-spec.ts";
+import {
+  domainDefinitionFor,
+  domainNameOf,
+  keyOfDomain,
+  resourcesOf,
+} from "../../src/hypervisor/domain/from-spec.ts";
 import { buildDomainXml, parseLiveDevices, parseOwnership } from "../../src/hypervisor/domain/xml.ts";
 
 const testdata = join(import.meta.dirname, "testdata");
@@ -88,6 +93,12 @@ describe("domain XML", () => {
       links: { eth0: true, backend: false },
       cdromImage: "/var/lib/libvirt/images/installer.iso",
     });
+  });
+
+  it("domain names and VM keys map to each other, names with '_' included", () => {
+    assert.equal(domainNameOf("ns", "a_b"), "ns_a_b");
+    assert.equal(keyOfDomain(domainNameOf("ns", "a_b")), "ns/a_b");
+    assert.equal(keyOfDomain("nounderscore"), undefined);
   });
 
   it("counts a VM's resources as sockets × cores × threads and bytes", () => {

@@ -83,9 +83,8 @@ export class NodeVmReconciler {
     const domainName = domainNameOf(namespace, name);
     const log = forObject(this.o.log, "VirtualMachine", key);
     const found = await this.lookup(domainName);
-    const record = found
-      ? parseOwnership(await this.o.libvirt.domainXml(found, DomainXmlFlags.Inactive))
-      : undefined;
+    const inactiveXml = found ? await this.o.libvirt.domainXml(found, DomainXmlFlags.Inactive) : undefined;
+    const record = inactiveXml ? parseOwnership(inactiveXml) : undefined;
     // Domains of another cluster sharing this host are never ours.
     const owner = record?.cluster === this.o.clusterId ? record : undefined;
 
@@ -125,9 +124,11 @@ export class NodeVmReconciler {
     });
     const wantHash = specHash(definition);
     let dom = found;
+    let defined = false;
     try {
       if (!dom || owner?.specHash !== wantHash) {
         dom = await this.o.libvirt.defineDomain(buildDomainXml(definition, this.o.host));
+        defined = true;
         log.info(
           { domain: domainName, redefined: Boolean(found) },
           found ? "domain redefined" : "domain defined",
@@ -146,7 +147,11 @@ export class NodeVmReconciler {
     let state = await this.o.libvirt.domainState(dom);
     const active = state.state !== DomainState.Shutoff;
     // Link state and CD-ROM medium change in place: live and persistent when running.
-    const currentXml = await this.o.libvirt.domainXml(dom, active ? 0 : DomainXmlFlags.Inactive);
+    // A shut-off domain's definition was read above, unless it was just (re)defined.
+    const currentXml =
+      !active && !defined && inactiveXml
+        ? inactiveXml
+        : await this.o.libvirt.domainXml(dom, active ? 0 : DomainXmlFlags.Inactive);
     const runningInSync = !active || parseOwnership(currentXml)?.specHash === wantHash;
     const updates = liveDeviceUpdates(definition, parseLiveDevices(currentXml));
     for (const xml of updates) {

@@ -9,6 +9,12 @@ export function domainNameOf(namespace: string, name: string): string {
   return `${namespace}_${name}`;
 }
 
+/** The VM key (<namespace>/<name>) of a domain name; namespaces cannot contain "_". */
+export function keyOfDomain(domainName: string): string | undefined {
+  const i = domainName.indexOf("_");
+  return i > 0 ? `${domainName.slice(0, i)}/${domainName.slice(i + 1)}` : undefined;
+}
+
 /** The VM's NICs: spec.interfaces, or one default NIC when the list is absent (seed 001). */
 export function desiredInterfaces(vm: VirtualMachine) {
   const spec = vm.spec.interfaces ?? [{ name: "default" }];
