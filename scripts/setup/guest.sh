@@ -6,7 +6,7 @@
 source "$(dirname "$0")/lib.sh"
 
 # Bump when what this script builds changes (init script, modules, vmlinuz form).
-GUEST_REVISION=1
+GUEST_REVISION=2
 # Modules the guest loads, in this order (their dependencies first, from modules.dep):
 # evdev+button turn the ACPI power button into an input event acpid can read; the
 # rest let hot-plugged disks, NICs and CD-ROMs show up (all are =m in Debian 6.1);
@@ -113,7 +113,24 @@ while read -r m; do insmod "/lib/modules/$m.ko" || echo "insmod $m failed"; done
 # acpid opens the input devices when it starts: wait (briefly) for the power button.
 i=0; while [ ! -e /dev/input/event0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 acpid
-disks() { ls /sys/block | grep -v -e '^loop' -e '^ram' | tr '\n' ' '; }
+# Disks as "name:bytes" (the size the guest sees), so tests see hot-plug and growth.
+disks() {
+  for d in /sys/block/*; do
+    n=${d##*/}; case $n in loop*|ram*) continue ;; esac
+    printf '%s:%s ' "$n" "$(( $(cat "$d/size") * 512 ))"
+  done
+}
+# lvo.write=<dev>:<text> on the kernel command line: write <text> at the start of /dev/<dev>,
+# then 1 MiB of zeros after it (so disk statistics move), and say so.
+for arg in $(cat /proc/cmdline); do
+  case $arg in lvo.write=*:*)
+    spec=${arg#lvo.write=}; dev=${spec%%:*}; text=${spec#*:}
+    i=0; while [ ! -b "/dev/$dev" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    printf '%s' "$text" | dd of="/dev/$dev" bs=512 conv=notrunc,fsync 2>/dev/null &&
+      dd if=/dev/zero of="/dev/$dev" bs=64k seek=1 count=16 conv=notrunc,fsync 2>/dev/null &&
+      echo "LIBVIRT-OPERATOR-GUEST-WROTE $dev" || echo "LIBVIRT-OPERATOR-GUEST-WRITE-FAILED $dev"
+  ;; esac
+done
 echo "LIBVIRT-OPERATOR-GUEST-DISKS $(disks)"
 echo LIBVIRT-OPERATOR-GUEST-BOOTED
 echo "LIBVIRT-OPERATOR-GUEST-BOOTED uptime=$(cut -d' ' -f1 /proc/uptime)"

@@ -13,7 +13,7 @@ import {
   StringEnum,
   withRules,
 } from "./common.ts";
-import type { KindDefinition } from "./kind.ts";
+import type { CustomObject, KindDefinition } from "./kind.ts";
 
 export const DISK_FORMATS = ["qcow2", "raw"] as const;
 export const DISK_PHASES = [
@@ -158,6 +158,9 @@ export const VMDiskStatus = Type.Object(
     attachedTo: Type.Optional(
       Type.Array(Type.String(), { description: "VirtualMachines the disk is attached to." }),
     ),
+    storagePoolShared: Type.Optional(
+      Type.Boolean({ description: "The pool is shared storage (NFS, Ceph …): every node can use the disk." }),
+    ),
     progress: Type.Optional(
       Type.Integer({ description: "Percent done of a running import or copy.", minimum: 0, maximum: 100 }),
     ),
@@ -168,6 +171,11 @@ export const VMDiskStatus = Type.Object(
           writeBytesPerSecond: Type.Optional(Type.Integer({ description: "Writes, bytes per second." })),
           readOpsPerSecond: Type.Optional(Type.Integer({ description: "Read operations per second." })),
           writeOpsPerSecond: Type.Optional(Type.Integer({ description: "Write operations per second." })),
+          readBytes: Type.Optional(Type.Integer({ description: "Bytes read since the VM started." })),
+          writeBytes: Type.Optional(Type.Integer({ description: "Bytes written since the VM started." })),
+          updatedAt: Type.Optional(
+            Type.String({ format: "date-time", description: "When the figures were sampled." }),
+          ),
         },
         { description: "I/O rates while attached to a running VM (seed 002 disk statistics)." },
       ),
@@ -199,3 +207,10 @@ export const VMDiskKind: KindDefinition = {
 
 export type VMDiskSpec = Static<typeof VMDiskSpec>;
 export type VMDiskStatus = Static<typeof VMDiskStatus>;
+
+export type VMDisk = CustomObject<VMDiskSpec, VMDiskStatus>;
+
+/** Held by the node agent until the volume is gone from the pool (wiped first when asked). */
+export const VOLUME_FINALIZER = "vm.libvirt-operator.io/volume";
+/** Held by the controller while a VirtualMachine uses the disk (like kubernetes.io/pvc-protection). */
+export const DISK_PROTECTION_FINALIZER = "vm.libvirt-operator.io/disk-protection";

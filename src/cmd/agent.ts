@@ -1,12 +1,17 @@
 // The node agent: one per VM node. Converges the domains of VirtualMachines placed on this
 // node through libvirt and publishes the node's capacity and heartbeat.
 //   env: NODE_NAME, POD_NAMESPACE, LIBVIRT_URI, METRICS_PORT, CONSOLE_LOG_DIR,
-//        STATISTICS_INTERVAL_SECONDS (default 60), LOG_LEVEL
+//        STATISTICS_INTERVAL_SECONDS (default 60), LOG_LEVEL, STORAGE_POOL_NAME,
+//        STORAGE_POOL_PATH (the default pool), IMAGE_IMPORT_DIRS (":"-separated; where
+//        source.image may name node files)
 import { hostname } from "node:os";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { NODE_LABEL, type VirtualMachine, VirtualMachineKind } from "../api/virtualmachine.ts";
+import { type VMDisk, VMDiskKind } from "../api/vmdisk.ts";
+import { NodeDiskReconciler } from "../controllers/node/disk-reconciler.ts";
 import { runNodePublisher } from "../controllers/node/node-publisher.ts";
 import { StatsCollector } from "../controllers/node/stats-collector.ts";
+import { ensureDefaultPool } from "../controllers/node/storage-pools.ts";
 import { NodeVmReconciler } from "../controllers/node/vm-reconciler.ts";
 import { parseCapabilities } from "../hypervisor/capabilities.ts";
 import { keyOfDomain } from "../hypervisor/domain/from-spec.ts";
@@ -24,6 +29,13 @@ const libvirtUri = process.env.LIBVIRT_URI ?? "qemu:///system";
 const consoleLogDir = process.env.CONSOLE_LOG_DIR ?? "/var/log/libvirt/qemu";
 const port = Number(process.env.METRICS_PORT ?? 9091);
 const statisticsIntervalMs = Number(process.env.STATISTICS_INTERVAL_SECONDS ?? 60) * 1000;
+const defaultPool = {
+  name: process.env.STORAGE_POOL_NAME ?? "libvirt-operator",
+  path: process.env.STORAGE_POOL_PATH ?? "/var/lib/libvirt/libvirt-operator",
+};
+const importDirs = (process.env.IMAGE_IMPORT_DIRS ?? "/var/lib/libvirt/images")
+  .split(":")
+  .filter((d) => d.startsWith("/"));
 
 async function main() {
   const controller = new AbortController();
@@ -36,11 +48,14 @@ async function main() {
     VirtualMachineKind,
     `${NODE_LABEL}=${nodeName}`,
   );
+  const diskInformer = kindInformer<VMDisk & KubernetesObject>(kube, VMDiskKind, `${NODE_LABEL}=${nodeName}`);
   const clusterId = (await kube.core.readNamespace({ name: "kube-system" })).metadata?.uid ?? "";
+  await ensureDefaultPool(libvirt, defaultPool, log);
   const reconciler = new NodeVmReconciler({
     kube,
     libvirt,
     cache: informer,
+    disks: diskInformer,
     nodeName,
     clusterId,
     host,
@@ -55,9 +70,33 @@ async function main() {
     onError: (key, err, attempt) => log.warn({ key, attempt, err: describeError(err) }, "reconcile failed"),
   });
 
+  const diskReconciler = new NodeDiskReconciler({
+    kube,
+    libvirt,
+    cache: diskInformer,
+    nodeName,
+    defaultPool: defaultPool.name,
+    importDirs,
+    refreshMs: statisticsIntervalMs,
+    log,
+  });
+  const diskQueue = new WorkQueue("vmdisk-node", (key) => diskReconciler.reconcile(key), {
+    registry,
+    onError: (key, err, attempt) =>
+      log.warn({ kind: "VMDisk", key, attempt, err: describeError(err) }, "reconcile failed"),
+  });
+
   let ready = false;
   const server = await startHttpServer(port, registry, () => ready && libvirt.connected);
-  for (const verb of ["add", "update", "delete"] as const) informer.on(verb, (vm) => queue.add(keyOf(vm)));
+  for (const verb of ["add", "update", "delete"] as const) {
+    informer.on(verb, (vm) => queue.add(keyOf(vm)));
+    diskInformer.on(verb, (disk) => {
+      diskQueue.add(keyOf(disk));
+      // VMs using the disk: it may have become ready, grown, or changed hands.
+      for (const vm of informer.list(disk.metadata?.namespace))
+        if (vm.spec.disks?.some((d) => d.diskRef.name === disk.metadata?.name)) queue.add(keyOf(vm));
+    });
+  }
 
   libvirt.on("lifecycle", (e: LifecycleEvent) => {
     const key = keyOfDomain(e.domain.name);
@@ -77,6 +116,7 @@ async function main() {
     for (const vm of informer.list()) queue.add(keyOf(vm));
   });
   await libvirt.enableDomainEvents();
+  await startInformerSynced(diskInformer, "vmdisks", log);
   await startInformerSynced(informer, "virtualmachines", log);
 
   // Domains of ours whose VM is gone (deleted while the agent was down) get reconciled too.
@@ -84,11 +124,18 @@ async function main() {
     const owner = parseOwnership(await libvirt.domainXml(dom, DomainXmlFlags.Inactive));
     if (owner?.cluster === clusterId) queue.add(`${owner.namespace}/${owner.name}`);
   }
-  await runNodePublisher(kube, libvirt, { nodeName, namespace, log, signal: controller.signal });
+  await runNodePublisher(kube, libvirt, {
+    nodeName,
+    namespace,
+    defaultStoragePool: defaultPool.name,
+    log,
+    signal: controller.signal,
+  });
   new StatsCollector({
     kube,
     libvirt,
     vms: informer,
+    disks: diskInformer,
     nodeName,
     registry,
     intervalMs: statisticsIntervalMs,
@@ -101,8 +148,8 @@ async function main() {
     log.info({ signal }, "agent stopping; guests keep running");
     ready = false;
     controller.abort();
-    await informer.stop();
-    await queue.shutdown();
+    await Promise.all([informer.stop(), diskInformer.stop()]);
+    await Promise.all([queue.shutdown(), diskQueue.shutdown()]);
     await libvirt.close();
     server.close();
     process.exit(0);

@@ -1,5 +1,6 @@
 // What agents publish about their node and how the controller reads it back: capacity and
 // hypervisors in a Node annotation, liveness in a heartbeat Lease. Shared by both sides.
+import type { V1Lease } from "@kubernetes/client-node";
 import { PREFIX } from "../api/common.ts";
 import type { NetworkPools } from "../hypervisor/network.ts";
 
@@ -16,9 +17,20 @@ export interface NodeCapacity {
   hypervisors: Array<"kvm" | "qemu">;
   /** Active libvirt networks and their DHCP pools, for address allocation. */
   networks?: Record<string, NetworkPools>;
+  /** Active storage pools (sizes rounded down to GiB so small writes cause no Node updates). */
+  storagePools?: Record<string, StoragePoolFacts>;
+  /** The pool a VMDisk without spec.storagePool goes to. */
+  defaultStoragePool?: string;
   /** libvirt and hypervisor versions, for humans. */
   libvirtVersion?: string;
   hypervisorVersion?: string;
+}
+
+export interface StoragePoolFacts {
+  type: string;
+  shared: boolean;
+  capacityBytes: number;
+  availableBytes: number;
 }
 
 export function heartbeatLeaseName(node: string): string {
@@ -40,8 +52,22 @@ export function parseCapacity(annotation: string | undefined): NodeCapacity | un
       memoryBytes: v.memoryBytes,
       hypervisors: v.hypervisors,
       ...(v.networks && typeof v.networks === "object" ? { networks: v.networks } : {}),
+      ...(v.storagePools && typeof v.storagePools === "object" ? { storagePools: v.storagePools } : {}),
+      ...(typeof v.defaultStoragePool === "string" ? { defaultStoragePool: v.defaultStoragePool } : {}),
     };
   } catch {
     return undefined;
   }
+}
+
+/** The node's agent renewed its heartbeat recently enough to be given new work. */
+export function heartbeatFresh(
+  leases: { get(name: string, namespace?: string): V1Lease | undefined },
+  leaseNamespace: string,
+  nodeName: string,
+  now = Date.now(),
+): boolean {
+  const lease = leases.get(heartbeatLeaseName(nodeName), leaseNamespace);
+  const renewed = lease?.spec?.renewTime ? new Date(lease.spec.renewTime).getTime() : 0;
+  return now - renewed < HEARTBEAT_FRESH_MS;
 }

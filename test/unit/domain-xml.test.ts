@@ -4,7 +4,9 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import yaml from "js-yaml";
 import type { VirtualMachine } from "../../src/api/virtualmachine.ts";
+import type { VMDisk } from "../../src/api/vmdisk.ts";
 import { parseCapabilities } from "../../src/hypervisor/capabilities.ts";
+import { resolveDisks } from "../../src/hypervisor/domain/disks.ts";
 import {
   domainDefinitionFor,
   domainNameOf,
@@ -21,6 +23,27 @@ const inputs = {
   macs: { eth0: "52:54:00:00:00:01", backend: "52:54:00:00:00:02", default: "52:54:00:00:00:03" },
   disks: [],
   consoleLog: "/var/log/libvirt/qemu/ns_web-console.log",
+};
+
+/** The VMDisks of the examples, Ready in /pool and held by VM "web". */
+function readyDisk(name: string): VMDisk {
+  return {
+    apiVersion: "vm.libvirt-operator.io/v1alpha1",
+    kind: "VMDisk",
+    metadata: { name, namespace: "ns" },
+    spec: { provisionedSize: "1Gi" },
+    status: {
+      phase: "Ready",
+      nodeName: "n1",
+      path: `/pool/ns_${name}.qcow2`,
+      format: "qcow2",
+      attachedTo: ["web"],
+    },
+  };
+}
+const fullInputs = {
+  ...inputs,
+  disks: resolveDisks(example("vm-full.yaml"), readyDisk, "n1").devices,
 };
 
 function example(file: string): VirtualMachine {
@@ -41,7 +64,10 @@ function golden(name: string, actual: string) {
 
 describe("domain XML", () => {
   it("the full example matches its golden file", () => {
-    golden("domain-vm-full.xml", buildDomainXml(domainDefinitionFor(example("vm-full.yaml"), inputs), host));
+    golden(
+      "domain-vm-full.xml",
+      buildDomainXml(domainDefinitionFor(example("vm-full.yaml"), fullInputs), host),
+    );
   });
 
   it("the minimal example matches its golden file", () => {
@@ -88,10 +114,20 @@ describe("domain XML", () => {
   });
 
   it("reads NIC link states and the CD-ROM medium back from live XML", () => {
-    const xml = buildDomainXml(domainDefinitionFor(example("vm-full.yaml"), inputs), host);
+    const xml = buildDomainXml(domainDefinitionFor(example("vm-full.yaml"), fullInputs), host);
     assert.deepEqual(parseLiveDevices(xml), {
       links: { eth0: true, backend: false },
       cdromImage: "/var/lib/libvirt/images/installer.iso",
+      disks: {
+        root: {
+          name: "root",
+          path: "/pool/ns_debian-root.qcow2",
+          target: "vda",
+          bus: "virtio",
+          readOnly: false,
+        },
+        data: { name: "data", path: "/pool/ns_data.qcow2", target: "vdb", bus: "virtio", readOnly: false },
+      },
     });
   });
 

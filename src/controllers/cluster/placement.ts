@@ -20,6 +20,8 @@ export interface PlacementRequest {
   nodeSelector?: Record<string, string>;
   /** libvirt networks the VM's NICs attach to. */
   networks?: string[];
+  /** The node holding the VM's node-local disks: the VM can only run there. */
+  disksNode?: { node: string; disk: string };
 }
 
 export interface PlacementPolicy {
@@ -89,6 +91,19 @@ function freeScore(node: NodeView, req: PlacementRequest, policy: PlacementPolic
 }
 
 export function place(req: PlacementRequest, nodes: readonly NodeView[], policy: PlacementPolicy): Placement {
+  if (req.disksNode) {
+    const { node: name, disk } = req.disksNode;
+    if (req.nodeName && req.nodeName !== name)
+      return {
+        error: `spec.nodeName ${req.nodeName} conflicts with VMDisk ${disk}, which lives on node ${name}`,
+      };
+    const node = nodes.find((n) => n.name === name);
+    if (!node) return { error: `node ${name}, which holds VMDisk ${disk}, does not exist` };
+    const why = unfitReason(node, req, policy);
+    return why
+      ? { error: `node ${name} holds VMDisk ${disk} but cannot run the VM: it ${why.message}` }
+      : { node: name };
+  }
   if (req.nodeName) {
     const node = nodes.find((n) => n.name === req.nodeName);
     if (!node) return { error: `node ${req.nodeName} (spec.nodeName) does not exist` };

@@ -10,6 +10,7 @@ import {
   VirtualMachineKind,
   type VirtualMachineStatus,
 } from "../../api/virtualmachine.ts";
+import type { VMDisk } from "../../api/vmdisk.ts";
 import { desiredInterfaces, resourcesOf } from "../../hypervisor/domain/from-spec.ts";
 import {
   type AnyObject,
@@ -22,14 +23,10 @@ import {
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import type { ReconcileResult } from "../../runtime/workqueue.ts";
 import { type Condition, ownConditions, setCondition } from "../conditions.ts";
-import {
-  CAPACITY_ANNOTATION,
-  HEARTBEAT_FRESH_MS,
-  heartbeatLeaseName,
-  NODE_ENABLED_LABEL,
-  parseCapacity,
-} from "../node-facts.ts";
+import { CAPACITY_ANNOTATION, heartbeatFresh, NODE_ENABLED_LABEL, parseCapacity } from "../node-facts.ts";
 import { CONDITIONS_RULE, ownedStatusChanged } from "../status-diff.ts";
+import { nodeOfVmDisks } from "./disk-placement.ts";
+import type { PlacementBook } from "./disk-reconciler.ts";
 import { assignAddresses } from "./ipam.ts";
 import { type NodeView, type PlacementPolicy, place } from "./placement.ts";
 
@@ -53,6 +50,8 @@ export interface ClusterVmReconcilerOptions {
   leases: Lister<V1Lease>;
   leaseNamespace: string;
   policy: PlacementPolicy;
+  disks: Lister<VMDisk & KubernetesObject>;
+  book: PlacementBook;
   log: Logger;
 }
 
@@ -80,6 +79,7 @@ export class ClusterVmReconciler {
     const vm = this.o.vms.get(name, namespace);
     if (!vm) {
       this.assumed.delete(key);
+      this.o.book.vmNodes.delete(key);
       this.reservedAddresses.delete(key);
       return undefined;
     }
@@ -93,6 +93,7 @@ export class ClusterVmReconciler {
         });
       }
       this.assumed.delete(key);
+      this.o.book.vmNodes.delete(key);
       return undefined;
     }
 
@@ -114,24 +115,33 @@ export class ClusterVmReconciler {
     }
 
     const need = resourcesOf(vm);
-    const result = place(
-      {
-        hypervisor: vm.spec.hypervisor ?? "kvm",
-        cpus: need.cpus,
-        memoryBytes: need.memoryBytes,
-        ...(vm.spec.nodeName ? { nodeName: vm.spec.nodeName } : {}),
-        ...(vm.spec.nodeSelector ? { nodeSelector: vm.spec.nodeSelector } : {}),
-        networks: [
-          ...new Set(
-            desiredInterfaces(vm)
-              .filter((i) => i.plugged)
-              .map((i) => i.network),
-          ),
-        ],
-      },
-      this.nodeViews(key),
-      this.o.policy,
+    const disksOn = nodeOfVmDisks(
+      vm,
+      (disk) => this.o.disks.get(disk, namespace),
+      (disk) => this.o.book.diskNodes.get(`${namespace}/${disk}`),
     );
+    const result =
+      "error" in disksOn
+        ? disksOn
+        : place(
+            {
+              hypervisor: vm.spec.hypervisor ?? "kvm",
+              cpus: need.cpus,
+              memoryBytes: need.memoryBytes,
+              ...(vm.spec.nodeName ? { nodeName: vm.spec.nodeName } : {}),
+              ...(vm.spec.nodeSelector ? { nodeSelector: vm.spec.nodeSelector } : {}),
+              ...(disksOn.node ? { disksNode: { node: disksOn.node, disk: disksOn.disk ?? "" } } : {}),
+              networks: [
+                ...new Set(
+                  desiredInterfaces(vm)
+                    .filter((i) => i.plugged)
+                    .map((i) => i.network),
+                ),
+              ],
+            },
+            this.nodeViews(key),
+            this.o.policy,
+          );
     if ("error" in result) {
       const previous = vm.status?.conditions?.find((c) => c.type === "Scheduled")?.message;
       if (previous !== result.error) {
@@ -143,6 +153,7 @@ export class ClusterVmReconciler {
     }
 
     this.assumed.set(key, { node: result.node, ...need });
+    this.o.book.vmNodes.set(key, result.node);
     // Label and finalizer first (guarded by the cached resourceVersion), then status by apply.
     await this.labelAndHold(vm, result.node);
     await this.applyIfChanged(vm, this.placedStatus(vm, result.node));
@@ -182,17 +193,14 @@ export class ClusterVmReconciler {
       add(node, resourcesOf(vm));
     }
     for (const [key, a] of this.assumed) if (!counted.has(key) && key !== exceptKey) add(a.node, a);
-    const now = Date.now();
     return this.o.nodes.list().map((n) => {
       const name = n.metadata?.name ?? "";
-      const lease = this.o.leases.get(heartbeatLeaseName(name), this.o.leaseNamespace);
-      const renewed = lease?.spec?.renewTime ? new Date(lease.spec.renewTime).getTime() : 0;
       const capacity = parseCapacity(n.metadata?.annotations?.[CAPACITY_ANNOTATION]);
       return {
         name,
         labels: n.metadata?.labels ?? {},
         enabled: n.metadata?.labels?.[NODE_ENABLED_LABEL] === "true",
-        heartbeatFresh: now - renewed < HEARTBEAT_FRESH_MS,
+        heartbeatFresh: heartbeatFresh(this.o.leases, this.o.leaseNamespace, name),
         ...(capacity ? { capacity } : {}),
         allocated: allocated.get(name) ?? { cpus: 0, memoryBytes: 0 },
       };

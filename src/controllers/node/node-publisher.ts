@@ -14,14 +14,19 @@ import {
   hypervisorLabel,
   type NodeCapacity,
 } from "../node-facts.ts";
+import { readStoragePools } from "./storage-pools.ts";
 
-export async function readCapacity(libvirt: LibvirtClient): Promise<NodeCapacity> {
-  const [info, caps, libvirtVersion, hypervisorVersion, nets] = await Promise.all([
+export async function readCapacity(
+  libvirt: LibvirtClient,
+  defaultStoragePool?: string,
+): Promise<NodeCapacity> {
+  const [info, caps, libvirtVersion, hypervisorVersion, nets, storagePools] = await Promise.all([
     libvirt.nodeInfo(),
     libvirt.capabilities(),
     libvirt.libVersion(),
     libvirt.version(),
     libvirt.listNetworks(ListNetworks.Active),
+    readStoragePools(libvirt),
   ]);
   const networks: Record<string, NetworkPools> = {};
   for (const net of nets) networks[net.name] = parseNetworkPools(await libvirt.networkXml(net));
@@ -30,6 +35,8 @@ export async function readCapacity(libvirt: LibvirtClient): Promise<NodeCapacity
     memoryBytes: info.memoryKiB * 1024,
     hypervisors: parseCapabilities(caps).hypervisors,
     networks,
+    storagePools,
+    ...(defaultStoragePool ? { defaultStoragePool } : {}),
     libvirtVersion,
     hypervisorVersion,
   };
@@ -77,13 +84,19 @@ export async function renewHeartbeat(kube: Kube, namespace: string, nodeName: st
 export async function runNodePublisher(
   kube: Kube,
   libvirt: LibvirtClient,
-  opts: { nodeName: string; namespace: string; log: Logger; signal: AbortSignal },
+  opts: {
+    nodeName: string;
+    namespace: string;
+    defaultStoragePool?: string;
+    log: Logger;
+    signal: AbortSignal;
+  },
 ): Promise<void> {
   const { nodeName, namespace, log, signal } = opts;
   let published = "";
   const beat = async () => {
     try {
-      const capacity = await readCapacity(libvirt);
+      const capacity = await readCapacity(libvirt, opts.defaultStoragePool);
       const serialized = JSON.stringify(capacity);
       if (serialized !== published) {
         await publishNode(kube, nodeName, capacity);

@@ -94,3 +94,44 @@ export function statisticsBetween(prev: Sample, cur: Sample): VmStatistics {
     networkErrors: b.netRxErrors + b.netTxErrors,
   };
 }
+
+/** One disk's cumulative I/O counters in a domain's statistics (block.<i>.*), by volume path. */
+export interface DiskCounters {
+  path: string;
+  readBytes: number;
+  writeBytes: number;
+  readOps: number;
+  writeOps: number;
+}
+
+export function diskCountersOf(stats: Record<string, TypedValue>): DiskCounters[] {
+  const out: DiskCounters[] = [];
+  for (let i = 0; i < num(stats["block.count"]); i++) {
+    const path = stats[`block.${i}.path`];
+    if (typeof path !== "string" || !path) continue;
+    out.push({
+      path,
+      readBytes: num(stats[`block.${i}.rd.bytes`]),
+      writeBytes: num(stats[`block.${i}.wr.bytes`]),
+      readOps: num(stats[`block.${i}.rd.reqs`]),
+      writeOps: num(stats[`block.${i}.wr.reqs`]),
+    });
+  }
+  return out;
+}
+
+/** A VMDisk's status.statistics (seed 002 disk statistics) between two samples of its counters. */
+export function diskStatisticsBetween(
+  prev: { at: number; c: DiskCounters },
+  cur: { at: number; c: DiskCounters },
+) {
+  const seconds = (cur.at - prev.at) / 1000;
+  return {
+    readBytesPerSecond: rate(cur.c.readBytes - prev.c.readBytes, seconds),
+    writeBytesPerSecond: rate(cur.c.writeBytes - prev.c.writeBytes, seconds),
+    readOpsPerSecond: rate(cur.c.readOps - prev.c.readOps, seconds),
+    writeOpsPerSecond: rate(cur.c.writeOps - prev.c.writeOps, seconds),
+    readBytes: cur.c.readBytes,
+    writeBytes: cur.c.writeBytes,
+  };
+}

@@ -4,10 +4,19 @@ import { isDeepStrictEqual } from "node:util";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
+import { type VMDisk, VMDiskKind } from "../../api/vmdisk.ts";
 import { DomainStats, type LibvirtClient } from "../../hypervisor/libvirt/index.ts";
 import { applyStatus, describeError, type Kube } from "../../runtime/kube.ts";
 import type { Logger } from "../../runtime/logging.ts";
-import { type Counters, countersOf, type Sample, statisticsBetween } from "./statistics.ts";
+import {
+  type Counters,
+  countersOf,
+  type DiskCounters,
+  diskCountersOf,
+  diskStatisticsBetween,
+  type Sample,
+  statisticsBetween,
+} from "./statistics.ts";
 
 export const STATISTICS_FIELD_MANAGER = "libvirt-operator-agent-statistics";
 
@@ -15,10 +24,15 @@ interface VmLister {
   list(): ReadonlyArray<VirtualMachine & KubernetesObject>;
 }
 
+interface DiskLister {
+  list(): ReadonlyArray<VMDisk & KubernetesObject>;
+}
+
 export interface StatsCollectorOptions {
   kube: Kube;
   libvirt: LibvirtClient;
   vms: VmLister;
+  disks: DiskLister;
   nodeName: string;
   registry: Registry;
   intervalMs: number;
@@ -26,10 +40,14 @@ export interface StatsCollectorOptions {
 }
 
 const LABELS = ["namespace", "name"] as const;
+const DISK_LABELS = ["namespace", "name", "vm"] as const;
+type DiskGauge = { gauge: Gauge; value: (c: DiskCounters) => number };
 
 export class StatsCollector {
   private readonly o: StatsCollectorOptions;
   private readonly previous = new Map<string, Sample>();
+  private readonly previousDisk = new Map<string, { at: number; c: DiskCounters; vm: string }>();
+  private readonly diskGauges: DiskGauge[];
   private readonly gauges: Record<string, { gauge: Gauge; value: (c: Counters) => number }>;
   private readonly ready: Gauge;
   private readonly writes: Counter;
@@ -53,6 +71,16 @@ export class StatsCollector {
       rd: gauge("disk_read_bytes_total", "Bytes read from all disks", (c) => c.diskReadBytes),
       wr: gauge("disk_write_bytes_total", "Bytes written to all disks", (c) => c.diskWriteBytes),
     };
+    const diskGauge = (name: string, help: string, value: (c: DiskCounters) => number): DiskGauge => ({
+      gauge: new Gauge({ name: `libvirt_operator_vmdisk_${name}`, help, labelNames: DISK_LABELS, registers }),
+      value,
+    });
+    this.diskGauges = [
+      diskGauge("read_bytes_total", "Bytes the guest read from the disk", (c) => c.readBytes),
+      diskGauge("write_bytes_total", "Bytes the guest wrote to the disk", (c) => c.writeBytes),
+      diskGauge("read_operations_total", "Read requests the guest made to the disk", (c) => c.readOps),
+      diskGauge("write_operations_total", "Write requests the guest made to the disk", (c) => c.writeOps),
+    ];
     this.writes = new Counter({
       name: "libvirt_operator_statistics_writes_total",
       help: "status.statistics writes (made only when a figure changed)",
@@ -93,11 +121,22 @@ export class StatsCollector {
       DomainStats.Block;
     const records = await this.o.libvirt.allDomainStats(stats);
     const now = Date.now();
+    const disksByPath = new Map(
+      this.o.disks
+        .list()
+        .filter((d) => d.status?.path)
+        .map((d) => [d.status!.path!, d]),
+    );
+    const seenDisks = new Set<string>();
     for (const rec of records) {
       const vm = byDomain.get(rec.domain.name);
       if (!vm) continue;
       const key = `${vm.metadata.namespace}/${vm.metadata.name}`;
       seen.add(key);
+      for (const c of diskCountersOf(rec.stats)) {
+        const disk = disksByPath.get(c.path);
+        if (disk) await this.sampleDisk(disk, vm.metadata.name, c, now, seenDisks);
+      }
       const labels = { namespace: vm.metadata.namespace ?? "", name: vm.metadata.name };
       const counters = countersOf(rec.stats);
       for (const { gauge, value } of Object.values(this.gauges)) gauge.set(labels, value(counters));
@@ -113,6 +152,12 @@ export class StatsCollector {
         statistics: { ...statistics, updatedAt: new Date(now).toISOString() },
       }).catch((err) => this.o.log.warn({ key, err: describeError(err) }, "statistics write failed"));
     }
+    for (const [key, prev] of [...this.previousDisk]) {
+      if (seenDisks.has(key)) continue;
+      this.previousDisk.delete(key);
+      const [namespace = "", name = ""] = key.split("/");
+      for (const { gauge } of this.diskGauges) gauge.remove({ namespace, name, vm: prev.vm });
+    }
     // VMs gone or stopped: forget their samples and series.
     for (const key of [...this.previous.keys()]) {
       if (seen.has(key)) continue;
@@ -124,5 +169,30 @@ export class StatsCollector {
       if (vm.status?.nodeName !== this.o.nodeName)
         this.ready.remove({ namespace: vm.metadata.namespace ?? "", name: vm.metadata.name });
     }
+  }
+
+  /** Metrics and status.statistics of one VMDisk attached to a running VM. */
+  private async sampleDisk(
+    disk: VMDisk & KubernetesObject,
+    vm: string,
+    c: DiskCounters,
+    now: number,
+    seen: Set<string>,
+  ) {
+    const key = `${disk.metadata.namespace}/${disk.metadata.name}`;
+    if (seen.has(key)) return; // a shareable disk in two VMs on this node: counted once per sample
+    seen.add(key);
+    const labels = { namespace: disk.metadata.namespace ?? "", name: disk.metadata.name, vm };
+    for (const { gauge, value } of this.diskGauges) gauge.set(labels, value(c));
+    const prev = this.previousDisk.get(key);
+    this.previousDisk.set(key, { at: now, c, vm });
+    if (!prev || prev.vm !== vm) return;
+    const statistics = diskStatisticsBetween(prev, { at: now, c });
+    const { updatedAt: _old, ...written } = disk.status?.statistics ?? {};
+    if (isDeepStrictEqual(written, statistics)) return;
+    this.writes.inc();
+    await applyStatus(this.o.kube, VMDiskKind, disk, STATISTICS_FIELD_MANAGER, {
+      statistics: { ...statistics, updatedAt: new Date(now).toISOString() },
+    }).catch((err) => this.o.log.warn({ key, err: describeError(err) }, "disk statistics write failed"));
   }
 }

@@ -4,6 +4,8 @@ import { join } from "node:path";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { GROUP, VERSION } from "../../api/common.ts";
 import { DOMAIN_FINALIZER, type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
+import type { VMDisk } from "../../api/vmdisk.ts";
+import { resolveDisks } from "../../hypervisor/domain/disks.ts";
 import { domainDefinitionFor, domainNameOf } from "../../hypervisor/domain/from-spec.ts";
 import {
   buildDomainXml,
@@ -38,6 +40,7 @@ import type { ReconcileResult } from "../../runtime/workqueue.ts";
 import { CONDITIONS_RULE, ownedStatusChanged } from "../status-diff.ts";
 import { desiredReservations, syncReservations } from "./dhcp.ts";
 import { type DomainObservation, decidePower } from "./vm-decide.ts";
+import { diskStatus, plugDisks } from "./vm-disks.ts";
 import { applyPowerAction, POLL_MS } from "./vm-power.ts";
 import { finished, op, type Progress, progressFromStatus, withMemory } from "./vm-progress.ts";
 import { AGENT_FIELD_MANAGER, AGENT_STATUS_FIELDS, type AgentObservation, agentStatus } from "./vm-status.ts";
@@ -48,10 +51,15 @@ export interface VmCache {
   get(name: string, namespace?: string): (VirtualMachine & KubernetesObject) | undefined;
 }
 
+export interface DiskCache {
+  get(name: string, namespace?: string): (VMDisk & KubernetesObject) | undefined;
+}
+
 export interface NodeVmReconcilerOptions {
   kube: Kube;
   libvirt: LibvirtClient;
   cache: VmCache;
+  disks: DiskCache;
   nodeName: string;
   /** UID of the cluster's kube-system namespace: domains of other clusters are not ours. */
   clusterId: string;
@@ -113,13 +121,14 @@ export class NodeVmReconciler {
     const uuid = vm.status?.uuid;
     if (!uuid || !vm.metadata.finalizers?.includes(DOMAIN_FINALIZER)) return undefined; // the controller is not done yet
 
+    const disks = resolveDisks(vm, (disk) => this.o.disks.get(disk, namespace), this.o.nodeName);
     const definition = domainDefinitionFor(vm, {
       cluster: this.o.clusterId,
       uuid,
       macs: Object.fromEntries(
         (vm.status?.interfaces ?? []).flatMap((i) => (i.mac ? [[i.name, i.mac]] : [])),
       ),
-      disks: [],
+      disks: disks.devices,
       consoleLog: join(this.o.consoleLogDir, `${domainName}-console.log`),
     });
     const wantHash = specHash(definition);
@@ -162,11 +171,27 @@ export class NodeVmReconciler {
       );
       log.info({ domain: domainName, device: xml.split("\n")[0] }, "device updated in place");
     }
+    const plugged = await plugDisks(this.o.libvirt, dom, definition.disks, {
+      persistentXml: defined ? undefined : inactiveXml,
+      liveXml: active ? currentXml : undefined,
+      log,
+    });
     await this.reserveAddresses(vm, desiredReservations(vm), log);
 
     const progress = this.progressOf(key, vm);
     let observation: DomainObservation = { ...state, id: dom.id };
-    const action = decidePower(withMemory(vm, progress), observation, progress, Date.now(), runningInSync);
+    let action = decidePower(withMemory(vm, progress), observation, progress, Date.now(), runningInSync);
+    // A guest starts only with all its disks (KubeVirt waits for its volumes the same way).
+    const diskWait = [...disks.blocked, ...disks.waiting].join("; ");
+    const diskFailure = disks.blocked.length
+      ? { reason: "DiskUnavailable", message: disks.blocked.join("; ") }
+      : plugged.failure;
+    if (action.type === "start" && diskWait) action = { type: "none" };
+    if (
+      diskFailure &&
+      vm.status?.conditions?.find((c) => c.type === "Failure")?.message !== diskFailure.message
+    )
+      void this.event(vm, "Warning", diskFailure.reason, diskFailure.message);
     let requeueAfterMs: number | undefined;
     try {
       const done = await applyPowerAction(
@@ -199,7 +224,8 @@ export class NodeVmReconciler {
     }
     const liveXml = state.state === DomainState.Shutoff ? undefined : await this.o.libvirt.domainXml(dom);
     const live = liveXml ? parseOwnership(liveXml) : undefined;
-    const links = liveXml ? parseLiveDevices(liveXml).links : {};
+    const devices = liveXml ? parseLiveDevices(liveXml) : undefined;
+    const attached = devices ? Object.values(devices.disks) : definition.disks;
     return this.report(
       vm,
       domainName,
@@ -208,9 +234,12 @@ export class NodeVmReconciler {
         definitionInSync: (live ?? { specHash: wantHash }).specHash === wantHash,
         stopping: progress.shutdownRequestedAt !== undefined,
         lastOperation: progress.lastOperation,
-        links,
+        links: devices?.links ?? {},
+        ...diskStatus(vm, attached, (disk) => this.o.disks.get(disk, namespace)),
+        ...(diskWait ? { waiting: diskWait } : {}),
+        ...(diskFailure ? { failure: diskFailure } : {}),
       },
-      requeueAfterMs,
+      plugged.retry && requeueAfterMs === undefined ? POLL_MS : requeueAfterMs,
     );
   }
 
@@ -355,6 +384,8 @@ export class NodeVmReconciler {
         ? { restartRequestHandled: memory?.restartHandled ?? vm.status?.restartRequestHandled }
         : {}),
       ...(partial.links ? { links: partial.links } : {}),
+      ...(partial.disks ? { disks: partial.disks, storedData: partial.storedData ?? 0 } : {}),
+      ...(partial.waiting ? { waiting: partial.waiting } : {}),
       ...((memory?.cdromBootedImage ?? vm.status?.cdromBootedImage)
         ? { cdromBootedImage: memory?.cdromBootedImage ?? vm.status?.cdromBootedImage }
         : {}),

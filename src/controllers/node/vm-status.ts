@@ -27,6 +27,8 @@ export const AGENT_STATUS_FIELDS = [
   "conditions",
   "interfaces",
   "cdromBootedImage",
+  "disks",
+  "storedData",
 ] as const;
 
 export function hypervisorStatusOf(state: number): HypervisorStatus {
@@ -64,6 +66,11 @@ export interface AgentObservation {
   cdromBootedImage?: string;
   /** Link state per interface name, read from the running domain. */
   links?: Record<string, boolean>;
+  /** Disks the domain has, with their volumes' sizes. */
+  disks?: NonNullable<VirtualMachineStatus["disks"]>;
+  storedData?: number;
+  /** What the VM waits for before it can start (its disks). */
+  waiting?: string;
 }
 
 export type AgentStatus = Pick<
@@ -81,13 +88,15 @@ export type AgentStatus = Pick<
   | "conditions"
   | "interfaces"
   | "cdromBootedImage"
+  | "disks"
+  | "storedData"
 >;
 
 function printable(vm: VirtualMachine, o: AgentObservation): PrintableStatus {
   if (vm.metadata.deletionTimestamp) return "Terminating";
   if (o.failure && !o.domain) return "Failed";
   const d = o.domain;
-  if (!d) return "Provisioning";
+  if (!d || (o.waiting && d.state === DomainState.Shutoff && shouldRun(vm, d))) return "Provisioning";
   switch (d.state) {
     case DomainState.Running:
     case DomainState.Blocked:
@@ -171,11 +180,13 @@ export function agentStatus(vm: VirtualMachine, o: AgentObservation, now: Date):
     ...(o.links && Object.keys(o.links).length
       ? { interfaces: Object.entries(o.links).map(([name, linked]) => ({ name, linked })) }
       : {}),
+    ...(o.disks ? { disks: o.disks, storedData: o.storedData ?? 0 } : {}),
   };
 }
 
 function readyMessage(vm: VirtualMachine, o: AgentObservation, p: PrintableStatus): string {
   if (o.failure) return o.failure.message;
+  if (o.waiting && p === "Provisioning") return `waiting for disks: ${o.waiting}`;
   if (p === "Stopped") return `the VM is stopped (runStrategy ${vm.spec.runStrategy ?? "Always"})`;
   if (p === "Paused") return "the VM is paused";
   return `the VM is ${p.toLowerCase()}`;

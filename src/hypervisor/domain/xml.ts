@@ -2,6 +2,7 @@
 // (identity, memory, cpu, os, devices …), every value escaped by the XML library.
 import { createHash } from "node:crypto";
 import { XMLBuilder, XMLParser } from "fast-xml-parser";
+import { isHotpluggable, type ObservedDisk } from "./disks.ts";
 
 export const OWNER_NS = "https://vm.libvirt-operator.io/xmlns/owner/v1alpha1";
 
@@ -221,6 +222,8 @@ function devices(d: DomainDefinition, host: HostFacts): Node {
     devices: {
       emulator: host.emulator,
       ...(disks.length ? { disk: disks } : {}),
+      // virtio-scsi, so SCSI disks can be hot-plugged (libvirt's default controller is LSI).
+      controller: { "@_type": "scsi", "@_index": 0, "@_model": "virtio-scsi" },
       ...(d.nics.length ? { interface: d.nics.map(nicXml) } : {}),
       serial: { "@_type": "pty", target: { "@_port": 0 }, ...consoleLog },
       console: { "@_type": "pty", target: { "@_type": "serial", "@_port": 0 } },
@@ -242,11 +245,18 @@ export function specHash(d: DomainDefinition): string {
   const { owner: _owner, ...shape } = d;
   const stable = {
     ...shape,
+    // Hot-pluggable disks come and go live (attach/detach); only their boot order shapes the domain.
+    disks: shape.disks.map((x) => (isHotpluggable(x.bus) ? { name: x.name, bootOrder: x.bootOrder } : x)),
     nics: shape.nics.map(({ linked: _linked, ...nic }) => nic),
     // The medium changes live; booting from it first is a one-boot variant of the same domain.
     ...(shape.cdrom ? { cdrom: { ...shape.cdrom, image: undefined, bootFirst: undefined } } : {}),
   };
   return createHash("sha256").update(JSON.stringify(stable)).digest("hex").slice(0, 16);
+}
+
+/** XML of one disk, to attach it to (or detach it from) a domain. */
+export function diskDeviceXml(x: DiskDevice): string {
+  return deviceXml("disk", disk(x, 0));
 }
 
 /** Device changes that apply to a domain in place: NIC link states and the CD-ROM medium. */
@@ -324,15 +334,23 @@ export function parseOwnership(xml: string): DomainOwnership | undefined {
   return undefined;
 }
 
-/** The interface link states and CD-ROM medium of a live domain, to change them in place. */
-export function parseLiveDevices(xml: string): { links: Record<string, boolean>; cdromImage?: string } {
+/** Interface link states, CD-ROM medium and our disks of a domain, to change them in place. */
+export function parseLiveDevices(xml: string): {
+  links: Record<string, boolean>;
+  cdromImage?: string;
+  disks: Record<string, ObservedDisk>;
+} {
   const doc = parser.parse(xml) as { domain?: { devices?: { interface?: unknown; disk?: unknown } } };
   interface El {
     "@_name"?: string;
     "@_state"?: string;
     "@_file"?: string;
     "@_device"?: string;
+    "@_dev"?: string;
+    "@_bus"?: string;
     alias?: El;
+    target?: El;
+    readonly?: unknown;
     link?: El;
     source?: El;
   }
@@ -342,6 +360,20 @@ export function parseLiveDevices(xml: string): { links: Record<string, boolean>;
     const alias = nic.alias?.["@_name"];
     if (alias?.startsWith("ua-net-")) links[alias.slice("ua-net-".length)] = nic.link?.["@_state"] !== "down";
   }
-  const cd = asList(doc.domain?.devices?.disk).find((x) => x["@_device"] === "cdrom");
-  return { links, ...(cd ? { cdromImage: cd.source?.["@_file"] ?? "" } : {}) };
+  const diskEls = asList(doc.domain?.devices?.disk);
+  const disks: Record<string, ObservedDisk> = {};
+  for (const x of diskEls) {
+    const alias = x.alias?.["@_name"];
+    if (x["@_device"] !== "disk" || !alias?.startsWith("ua-disk-")) continue;
+    const name = alias.slice("ua-disk-".length);
+    disks[name] = {
+      name,
+      path: x.source?.["@_file"] ?? "",
+      target: x.target?.["@_dev"] ?? "",
+      bus: x.target?.["@_bus"] ?? "",
+      readOnly: x.readonly !== undefined,
+    };
+  }
+  const cd = diskEls.find((x) => x["@_device"] === "cdrom");
+  return { links, ...(cd ? { cdromImage: cd.source?.["@_file"] ?? "" } : {}), disks };
 }

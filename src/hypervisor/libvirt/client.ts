@@ -30,6 +30,7 @@ import {
   type StorageVolRef,
   type TypedValue,
 } from "./protocol.ts";
+import { type DownloadOptions, downloadStream, type UploadOptions, uploadStream } from "./stream.ts";
 import { type Endpoint, parseLibvirtUri } from "./uri.ts";
 
 export interface LibvirtClientOptions extends ConnectionOptions {
@@ -449,6 +450,27 @@ export class LibvirtClient extends EventEmitter {
   }
   async deleteVolume(vol: StorageVolRef, flags = 0): Promise<void> {
     await this.call(P.StorageVolDelete, { vol, flags });
+  }
+  /**
+   * virStorageVolUpload: writes DATA into VOL from OFFSET (LENGTH 0 = no limit), in packets of at
+   * most 256 KiB, at the pace the socket takes them. Resolves with the bytes sent once libvirt
+   * confirmed the end of the stream; a libvirt stream error rejects with its LibvirtError.
+   */
+  uploadVolume(
+    vol: StorageVolRef,
+    data: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+    options: UploadOptions & { offset?: number; length?: number } = {},
+  ): Promise<number> {
+    const args = { vol, offset: options.offset ?? 0, length: options.length ?? 0, flags: 0 };
+    return uploadStream(this.conn, P.StorageVolUpload, args, data, options);
+  }
+  /** virStorageVolDownload: VOL's bytes from OFFSET (LENGTH 0 = to the end), as they arrive. */
+  downloadVolume(
+    vol: StorageVolRef,
+    options: DownloadOptions & { offset?: number; length?: number } = {},
+  ): AsyncGenerator<Uint8Array, void, undefined> {
+    const args = { vol, offset: options.offset ?? 0, length: options.length ?? 0, flags: 0 };
+    return downloadStream(this.conn, P.StorageVolDownload, args, options);
   }
 
   // ---- networks ----

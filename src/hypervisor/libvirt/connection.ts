@@ -1,6 +1,7 @@
 // One RPC connection to libvirtd: many calls in flight matched by serial, keepalive, server
-// events, and a close that settles every pending call. It knows framing and errors, not
-// what the procedures mean (client.ts does).
+// events, data streams routed by serial, and a close that settles every pending call and
+// stream. It knows framing and errors, not what the procedures mean (client.ts does) nor
+// the stream handshakes (stream.ts does).
 import { EventEmitter } from "node:events";
 import type { Socket } from "node:net";
 import { CallTimeoutError, ConnectionClosedError, LibvirtError } from "./errors.ts";
@@ -8,7 +9,9 @@ import { type Procedure, RemoteError } from "./protocol.ts";
 import {
   decodeMessage,
   encodeMessage,
+  encodeStreamPacket,
   Framer,
+  type Header,
   KEEPALIVE_PROC_PING,
   KEEPALIVE_PROC_PONG,
   KEEPALIVE_PROGRAM,
@@ -40,6 +43,20 @@ interface Pending {
 
 export type EventHandler = (reader: XdrReader) => void;
 
+/** Receives the STREAM packets of one call (see callStream). */
+export interface StreamSink {
+  /** A STREAM or STREAM_HOLE packet with the call's procedure and serial; BODY is the raw payload. */
+  packet(header: Header, body: Buffer): void;
+  /** The connection is gone; no more packets will come. */
+  closed(error: Error): void;
+}
+
+/** The LibvirtError a status-ERROR message carries (a remote_error body). */
+export function remoteErrorOf(body: Buffer, procedure: string): LibvirtError {
+  const e = RemoteError.decode(new XdrReader(body));
+  return new LibvirtError(e.code, e.domain, e.level, e.message ?? `libvirt error ${e.code}`, procedure);
+}
+
 /**
  * Events: "close" (error?: Error) once, when the socket is gone for whatever reason.
  */
@@ -48,6 +65,9 @@ export class RpcConnection extends EventEmitter {
   private readonly framer = new Framer();
   private readonly pending = new Map<number, Pending>();
   private readonly eventHandlers = new Map<number, EventHandler>();
+  private readonly streams = new Map<number, { procedure: number; sink: StreamSink }>();
+  /** Who asked to stop reading the socket (a stream consumer that is behind). */
+  private readonly pausedBy = new Set<object>();
   private readonly options: Required<ConnectionOptions>;
   private serial = 1;
   private lastHeard = Date.now();
@@ -60,6 +80,7 @@ export class RpcConnection extends EventEmitter {
     this.options = { keepaliveIntervalMs: 5000, keepaliveCount: 5, callTimeoutMs: 0, ...options };
     socket.setNoDelay?.(true);
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    socket.on("drain", () => this.emit("drain"));
     socket.on("error", (err) =>
       this.shutdown(new ConnectionClosedError(`libvirt connection failed: ${err.message}`)),
     );
@@ -76,13 +97,19 @@ export class RpcConnection extends EventEmitter {
     return this.pending.size;
   }
 
+  /** True while the socket holds more unsent data than it wants: wait for "drain". */
+  get needsDrain(): boolean {
+    return this.socket.writableNeedDrain;
+  }
+
   /** Starts answering and sending keepalives (after the server agreed to the feature). */
   startKeepalive() {
     const interval = this.options.keepaliveIntervalMs;
     if (!interval || this.keepaliveTimer) return;
     this.keepaliveTimer = setInterval(() => {
       const silentFor = Date.now() - this.lastHeard;
-      if (silentFor >= interval * this.options.keepaliveCount) {
+      // While we hold reading back the server's answers wait unread: only keep it hearing from us.
+      if (silentFor >= interval * this.options.keepaliveCount && this.pausedBy.size === 0) {
         this.shutdown(new ConnectionClosedError(`libvirt peer unresponsive for ${silentFor} ms (keepalive)`));
         this.socket.destroy();
       } else if (silentFor >= interval) {
@@ -97,7 +124,66 @@ export class RpcConnection extends EventEmitter {
   }
 
   call<A, R>(p: Procedure<A, R>, args: A, options: { timeoutMs?: number } = {}): Promise<R> {
-    if (this.closedWith) return Promise.reject(this.closedWith);
+    return this.request(p, args, options).reply;
+  }
+
+  /**
+   * Calls P like call() and, from the moment the call is written, routes the STREAM packets
+   * carrying its procedure and serial to SINK, until endStream(serial) or the connection closes.
+   */
+  callStream<A, R>(
+    p: Procedure<A, R>,
+    args: A,
+    sink: StreamSink,
+    options: { timeoutMs?: number } = {},
+  ): { serial: number; reply: Promise<R> } {
+    return this.request(p, args, options, sink);
+  }
+
+  /** Stops routing packets to a stream's sink (late packets are then dropped, as libvirt does). */
+  endStream(serial: number) {
+    this.streams.delete(serial);
+  }
+
+  /**
+   * Writes one STREAM packet of the call SERIAL of PROCEDURE (DATA only with status CONTINUE).
+   * False means the socket buffer is full: wait for "drain" (needsDrain) before writing more.
+   */
+  sendStream(procedure: number, serial: number, status: number, data?: Uint8Array): boolean {
+    if (this.closedWith) throw this.closedWith;
+    const packet = encodeStreamPacket(
+      {
+        program: REMOTE_PROGRAM,
+        version: REMOTE_PROTOCOL_VERSION,
+        procedure,
+        type: MessageType.Stream,
+        serial,
+        status,
+      },
+      data,
+    );
+    return this.socket.write(packet);
+  }
+
+  /** Stops reading the socket until every OWNER that paused it resumed (download backpressure). */
+  pauseReading(owner: object) {
+    this.pausedBy.add(owner);
+    this.socket.pause();
+  }
+
+  resumeReading(owner: object) {
+    if (!this.pausedBy.delete(owner) || this.pausedBy.size > 0) return;
+    this.lastHeard = Date.now(); // the silence was ours
+    this.socket.resume();
+  }
+
+  private request<A, R>(
+    p: Procedure<A, R>,
+    args: A,
+    options: { timeoutMs?: number },
+    sink?: StreamSink,
+  ): { serial: number; reply: Promise<R> } {
+    if (this.closedWith) return { serial: 0, reply: Promise.reject(this.closedWith) };
     const serial = this.serial;
     this.serial = (this.serial + 1) >>> 0 || 1;
     let frame: Buffer;
@@ -114,9 +200,9 @@ export class RpcConnection extends EventEmitter {
         (w) => p.args.encode(w, args),
       );
     } catch (err) {
-      return Promise.reject(err);
+      return { serial: 0, reply: Promise.reject(err) };
     }
-    return new Promise<R>((resolve, reject) => {
+    const reply = new Promise<R>((resolve, reject) => {
       const entry: Pending = {
         procedure: p.name,
         decode: (body) => {
@@ -136,8 +222,10 @@ export class RpcConnection extends EventEmitter {
         }, timeout);
       }
       this.pending.set(serial, entry);
+      if (sink) this.streams.set(serial, { procedure: p.number, sink });
       this.socket.write(frame);
     });
+    return { serial, reply };
   }
 
   /** Closes the socket; pending calls fail with ConnectionClosedError. */
@@ -206,6 +294,12 @@ export class RpcConnection extends EventEmitter {
       }
       return;
     }
+    if (header.type === MessageType.Stream || header.type === MessageType.StreamHole) {
+      const stream = this.streams.get(header.serial);
+      // Packets of a stream we ended (or never had) are dropped, as libvirt's client does.
+      if (stream?.procedure === header.procedure) stream.sink.packet(header, body);
+      return;
+    }
     if (header.type !== MessageType.Reply && header.type !== MessageType.ReplyWithFds) return;
     const entry = this.pending.get(header.serial);
     if (!entry) return; // a reply to a call that already timed out
@@ -213,16 +307,7 @@ export class RpcConnection extends EventEmitter {
     if (entry.timer) clearTimeout(entry.timer);
     try {
       if (header.status === MessageStatus.Error) {
-        const e = RemoteError.decode(new XdrReader(body));
-        entry.reject(
-          new LibvirtError(
-            e.code,
-            e.domain,
-            e.level,
-            e.message ?? `libvirt error ${e.code}`,
-            entry.procedure,
-          ),
-        );
+        entry.reject(remoteErrorOf(body, entry.procedure));
       } else {
         entry.resolve(entry.decode(body));
       }
@@ -244,6 +329,9 @@ export class RpcConnection extends EventEmitter {
       entry.reject(new ConnectionClosedError(`${entry.procedure}: ${error.message}`));
     }
     this.pending.clear();
+    const streams = [...this.streams.values()];
+    this.streams.clear();
+    for (const { sink } of streams) sink.closed(error);
     this.emit("close", error);
   }
 }

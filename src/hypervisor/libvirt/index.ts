@@ -10,4 +10,6 @@ export type {
   StorageVolRef,
   TypedValue,
 } from "./protocol.ts";
+export type { DownloadOptions, UploadOptions } from "./stream.ts";
 export { parseLibvirtUri } from "./uri.ts";
+export { STREAM_PACKET_MAX } from "./wire.ts";

@@ -137,6 +137,8 @@ const poolRet = struct({ pool: StoragePool });
 const volOnly = struct({ vol: StorageVol });
 const volFlags = struct({ vol: StorageVol, flags });
 const volRet = struct({ vol: StorageVol });
+/** remote_storage_vol_upload_args and remote_storage_vol_download_args (the same shape). */
+const volStream = struct({ vol: StorageVol, offset: uhyperNumber, length: uhyperNumber, flags });
 const netOnly = struct({ net: Network });
 const netRet = struct({ net: Network });
 const listArgs = struct({ need_results: int, flags });
@@ -266,6 +268,10 @@ export const P = {
   DomainRevertToSnapshot: proc(192, "domain-revert-to-snapshot", snapFlags, xdrVoid),
   DomainSnapshotDelete: proc(193, "domain-snapshot-delete", snapFlags, xdrVoid),
   DomainCreateWithFlags: proc(196, "domain-create-with-flags", domFlags, domRet),
+  /** Opens a write stream into the volume; the data follows as STREAM packets (stream.ts). */
+  StorageVolUpload: proc(208, "storage-vol-upload", volStream, xdrVoid),
+  /** Opens a read stream from the volume; the data follows as STREAM packets (stream.ts). */
+  StorageVolDownload: proc(209, "storage-vol-download", volStream, xdrVoid),
   DomainGetState: proc(212, "domain-get-state", domFlags, struct({ state: int, reason: int })),
   DomainUndefineFlags: proc(231, "domain-undefine-flags", domFlags, xdrVoid),
   DomainDestroyFlags: proc(234, "domain-destroy-flags", domFlags, xdrVoid),

@@ -10,6 +10,11 @@ export const KEEPALIVE_PROC_PING = 1;
 export const KEEPALIVE_PROC_PONG = 2;
 
 export const MESSAGE_MAX = 33554432;
+/**
+ * Largest data payload of one STREAM packet we send: VIR_NET_MESSAGE_LEGACY_PAYLOAD_MAX
+ * (256 KiB minus the header), the chunk libvirt's own client and daemon use for streams.
+ */
+export const STREAM_PACKET_MAX = 262120;
 const LEN_BYTES = 4;
 const HEADER_BYTES = 24;
 
@@ -54,6 +59,20 @@ export function encodeMessage(header: Header, body?: (w: XdrWriter) => void): Bu
   if (w.length > MESSAGE_MAX) throw new RangeError(`message of ${w.length} bytes exceeds ${MESSAGE_MAX}`);
   w.patchUint(0, w.length);
   return w.finish();
+}
+
+/** A STREAM packet: the header, then DATA as raw bytes (no XDR length word, no padding). */
+export function encodeStreamPacket(header: Header, data?: Uint8Array): Buffer {
+  const head = encodeMessage(header);
+  if (!data?.length) return head;
+  if (data.length > STREAM_PACKET_MAX) {
+    throw new RangeError(`stream packet of ${data.length} bytes exceeds ${STREAM_PACKET_MAX}`);
+  }
+  const out = Buffer.allocUnsafe(head.length + data.length);
+  head.copy(out, 0);
+  out.set(data, head.length);
+  out.writeUInt32BE(out.length, 0);
+  return out;
 }
 
 /** Parses one complete message (without its length word). */

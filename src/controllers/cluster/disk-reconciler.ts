@@ -1,0 +1,281 @@
+// Cluster side of VMDisk: places each disk on a node (status.nodeName + the node label the
+// agent selects on + the volume finalizer), records which VMs use it (status.attachedTo),
+// protects it from deletion while they do, and removes disks created for a VM that is gone.
+import type { KubernetesObject, V1Lease, V1Node } from "@kubernetes/client-node";
+import { GROUP, VERSION } from "../../api/common.ts";
+import { NODE_LABEL, type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
+import { DISK_PROTECTION_FINALIZER, type VMDisk, VMDiskKind, VOLUME_FINALIZER } from "../../api/vmdisk.ts";
+import {
+  type AnyObject,
+  applyStatus,
+  describeError,
+  httpStatus,
+  type Kube,
+  patchMetadata,
+  recordEvent,
+  splitKey,
+} from "../../runtime/kube.ts";
+import { forObject, type Logger } from "../../runtime/logging.ts";
+import type { ReconcileResult } from "../../runtime/workqueue.ts";
+import { type Condition, ownConditions, setCondition } from "../conditions.ts";
+import { CAPACITY_ANNOTATION, heartbeatFresh, NODE_ENABLED_LABEL, parseCapacity } from "../node-facts.ts";
+import { CONDITIONS_RULE, ownedStatusChanged } from "../status-diff.ts";
+import {
+  type DiskNodeView,
+  diskHolders,
+  diskNodeDecision,
+  placeFloatingDisk,
+  usesDisk,
+} from "./disk-placement.ts";
+
+const COMPONENT = "libvirt-operator-controller";
+export const DISK_CONTROLLER_CONDITIONS = ["Scheduled", "InUse"] as const;
+const FIELD_MANAGER = "libvirt-operator-controller";
+const RETRY_MS = 30_000;
+
+interface Lister<T> {
+  get(name: string, namespace?: string): T | undefined;
+  list(namespace?: string): ReadonlyArray<T>;
+}
+
+type Vm = VirtualMachine & KubernetesObject;
+type Disk = VMDisk & KubernetesObject;
+
+/** Placements made by this process and not yet seen in the caches, shared by the VM and disk sides. */
+export interface PlacementBook {
+  vmNodes: Map<string, string>;
+  diskNodes: Map<string, string>;
+}
+
+export interface ClusterDiskReconcilerOptions {
+  kube: Kube;
+  disks: Lister<Disk>;
+  vms: Lister<Vm>;
+  nodes: Lister<V1Node>;
+  leases: Lister<V1Lease>;
+  leaseNamespace: string;
+  book: PlacementBook;
+  log: Logger;
+}
+
+export class ClusterDiskReconciler {
+  private readonly o: ClusterDiskReconcilerOptions;
+  /** Last "deletion blocked" message per disk, so the Event is recorded once per change. */
+  private readonly blockedMessages = new Map<string, string>();
+
+  constructor(options: ClusterDiskReconcilerOptions) {
+    this.o = options;
+  }
+
+  /** Disks a VM uses now or used before (they must look again at who holds them). */
+  keysForVm(vm: Vm): string[] {
+    const ns = vm.metadata.namespace ?? "";
+    return this.o.disks
+      .list(ns)
+      .filter((d) => usesDisk(vm, d) || d.status?.attachedTo?.includes(vm.metadata.name))
+      .map((d) => `${ns}/${d.metadata.name}`);
+  }
+
+  /** Disks waiting for a node: node or heartbeat changes give them another try. */
+  unplacedKeys(): string[] {
+    return this.o.disks
+      .list()
+      .filter((d) => !d.status?.nodeName && !d.metadata.deletionTimestamp)
+      .map((d) => `${d.metadata.namespace}/${d.metadata.name}`);
+  }
+
+  async reconcile(key: string): Promise<ReconcileResult | undefined> {
+    const { namespace, name } = splitKey(key);
+    const disk = this.o.disks.get(name, namespace);
+    if (!disk) {
+      this.o.book.diskNodes.delete(key);
+      this.blockedMessages.delete(key);
+      return undefined;
+    }
+    const log = forObject(this.o.log, "VMDisk", key);
+    const users = this.o.vms.list(namespace).filter((vm) => usesDisk(vm, disk));
+    const holders = diskHolders(disk, users);
+    if (await this.collectGarbage(disk, log)) return undefined;
+
+    let node = disk.status?.nodeName ?? this.o.book.diskNodes.get(key);
+    let scheduled: Omit<Condition, "lastTransitionTime">;
+    let retry: number | undefined;
+    if (node) {
+      scheduled = { type: "Scheduled", status: "True", reason: "Scheduled", message: `on node ${node}` };
+    } else if (disk.metadata.deletionTimestamp) {
+      // Never placed: no agent will release the volume finalizer, so the controller does.
+      await this.holdAndLabel(disk, undefined, holders.length > 0);
+      return undefined;
+    } else {
+      const sourceName = disk.spec.source?.disk?.name;
+      const source = sourceName ? this.o.disks.get(sourceName, namespace) : undefined;
+      // Users the cache has not seen placed yet may have been placed by this process a moment ago.
+      const seen = users.map((vm) => {
+        const assumed = this.o.book.vmNodes.get(`${namespace}/${vm.metadata.name}`);
+        return !vm.status?.nodeName && assumed ? { ...vm, status: { ...vm.status, nodeName: assumed } } : vm;
+      });
+      const decision = diskNodeDecision(disk, seen, source);
+      const placed = "floating" in decision ? placeFloatingDisk(disk, this.nodeViews()) : decision;
+      if ("node" in placed) {
+        node = placed.node;
+        this.o.book.diskNodes.set(key, node);
+        const why = "why" in placed ? placed.why : "the most free space in its pool";
+        scheduled = {
+          type: "Scheduled",
+          status: "True",
+          reason: "Scheduled",
+          message: `on node ${node} (${why})`,
+        };
+        log.info({ node, why }, "VMDisk placed");
+        void this.event(disk, "Normal", "Scheduled", `placed on node ${node} (${why})`);
+      } else {
+        const message = "wait" in placed ? `waiting: ${placed.wait}` : placed.error;
+        scheduled = {
+          type: "Scheduled",
+          status: "False",
+          reason: "wait" in placed ? "Waiting" : "Unschedulable",
+          message,
+        };
+        retry = RETRY_MS;
+      }
+    }
+    await this.holdAndLabel(disk, node, holders.length > 0);
+    const inUse = this.inUseCondition(key, disk, holders, log);
+    await this.applyIfChanged(disk, {
+      ...(node ? { nodeName: node } : {}),
+      attachedTo: holders,
+      conditions: this.conditions(disk, [scheduled, inUse]),
+    });
+    return retry ? { requeueAfterMs: retry } : undefined;
+  }
+
+  private inUseCondition(key: string, disk: Disk, holders: string[], log: Logger) {
+    const names = holders.join(", ");
+    if (!holders.length) {
+      this.blockedMessages.delete(key);
+      return {
+        type: "InUse",
+        status: "False" as const,
+        reason: "NotAttached",
+        message: "no VirtualMachine uses the disk",
+      };
+    }
+    if (disk.metadata.deletionTimestamp) {
+      const message = `deletion waits: VirtualMachine ${names} uses the disk; remove it from their spec.disks`;
+      if (this.blockedMessages.get(key) !== message) {
+        this.blockedMessages.set(key, message);
+        log.info({ holders }, "VMDisk deletion blocked");
+        void this.event(disk, "Warning", "DeletionBlocked", message);
+      }
+      return { type: "InUse", status: "True" as const, reason: "DeletionBlocked", message };
+    }
+    return {
+      type: "InUse",
+      status: "True" as const,
+      reason: "Attached",
+      message: `used by VirtualMachine ${names}`,
+    };
+  }
+
+  /**
+   * One metadata patch: the node label and the volume finalizer once placed (before the agent
+   * creates anything; released here when a disk is deleted before placement), and the
+   * protection finalizer exactly while a VM uses the disk.
+   */
+  private async holdAndLabel(disk: Disk, node: string | undefined, used: boolean) {
+    const current = disk.metadata.finalizers ?? [];
+    const deleting = Boolean(disk.metadata.deletionTimestamp);
+    const want = (f: string, on: boolean, keepIfPresent: boolean) =>
+      on || (keepIfPresent && current.includes(f)) ? [f] : [];
+    const others = current.filter((f) => f !== VOLUME_FINALIZER && f !== DISK_PROTECTION_FINALIZER);
+    const finalizers = [
+      ...others,
+      // Placed: held until the agent has removed the volume; never placed and deleting: released.
+      ...want(VOLUME_FINALIZER, Boolean(node) && !deleting, Boolean(node)),
+      ...want(DISK_PROTECTION_FINALIZER, used && !deleting, used),
+    ];
+    const sameFinalizers =
+      finalizers.length === current.length && finalizers.every((f) => current.includes(f));
+    const labelled = !node || disk.metadata.labels?.[NODE_LABEL] === node;
+    if (sameFinalizers && labelled) return;
+    await patchMetadata(this.o.kube, VMDiskKind, disk as AnyObject, {
+      ...(node ? { labels: { [NODE_LABEL]: node } } : {}),
+      finalizers,
+    });
+  }
+
+  /**
+   * A disk created for a VM (its controller ownerReference) goes with it, as Kubernetes' garbage
+   * collector would; only the API server's word that the VM is gone counts.
+   */
+  private async collectGarbage(disk: Disk, log: Logger): Promise<boolean> {
+    const owner = disk.metadata.ownerReferences?.find(
+      (r) => r.controller && r.kind === VirtualMachineKind.kind && r.apiVersion === `${GROUP}/${VERSION}`,
+    );
+    if (!owner || disk.metadata.deletionTimestamp) return false;
+    const cached = this.o.vms.get(owner.name, disk.metadata.namespace);
+    if (cached?.metadata.uid === owner.uid) return false;
+    try {
+      const current = (await this.o.kube.custom.getNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: VirtualMachineKind.plural,
+        namespace: disk.metadata.namespace ?? "",
+        name: owner.name,
+      })) as Vm;
+      if (current.metadata.uid === owner.uid) return false;
+    } catch (err) {
+      if (httpStatus(err) !== 404) throw err;
+    }
+    log.info({ owner: owner.name }, "VMDisk's VirtualMachine is gone; deleting the disk created for it");
+    await this.o.kube.custom
+      .deleteNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: VMDiskKind.plural,
+        namespace: disk.metadata.namespace ?? "",
+        name: disk.metadata.name,
+        propagationPolicy: "Background",
+      })
+      .catch((err) => {
+        if (httpStatus(err) !== 404) log.warn({ err: describeError(err) }, "deleting the VMDisk failed");
+      });
+    return true;
+  }
+
+  private nodeViews(): DiskNodeView[] {
+    return this.o.nodes.list().map((n) => {
+      const name = n.metadata?.name ?? "";
+      const capacity = parseCapacity(n.metadata?.annotations?.[CAPACITY_ANNOTATION]);
+      return {
+        name,
+        usable:
+          n.metadata?.labels?.[NODE_ENABLED_LABEL] === "true" &&
+          heartbeatFresh(this.o.leases, this.o.leaseNamespace, name),
+        ...(capacity?.storagePools ? { storagePools: capacity.storagePools } : {}),
+        ...(capacity?.defaultStoragePool ? { defaultStoragePool: capacity.defaultStoragePool } : {}),
+      };
+    });
+  }
+
+  private conditions(disk: Disk, wanted: Array<Omit<Condition, "lastTransitionTime">>): Condition[] {
+    let all = (disk.status?.conditions ?? []) as Condition[];
+    const generation = disk.metadata.generation ?? 0;
+    for (const c of wanted) all = setCondition(all, { ...c, observedGeneration: generation }, new Date());
+    return ownConditions(all, DISK_CONTROLLER_CONDITIONS);
+  }
+
+  private async applyIfChanged(disk: Disk, status: Record<string, unknown>) {
+    if (
+      ownedStatusChanged(disk.status as Record<string, unknown>, status, Object.keys(status), {
+        conditions: CONDITIONS_RULE,
+      })
+    ) {
+      await applyStatus(this.o.kube, VMDiskKind, disk, FIELD_MANAGER, status);
+    }
+  }
+
+  private event(disk: Disk, type: "Normal" | "Warning", reason: string, message: string) {
+    return recordEvent(this.o.kube, COMPONENT, disk as AnyObject, type, reason, message);
+  }
+}

@@ -1,0 +1,91 @@
+// Where an imported image's bytes come from: a file on the node (only inside the directories
+// the agent is configured to import from) or an http(s) URL, streamed, never held in memory.
+import { createReadStream } from "node:fs";
+import { realpath, stat } from "node:fs/promises";
+import { sep } from "node:path";
+import { IMAGE_HEADER_BYTES } from "../../hypervisor/storage/volume.ts";
+
+export interface ImageSource {
+  /** Bytes the image has. */
+  length: number;
+  /** Its first bytes (up to IMAGE_HEADER_BYTES), to tell qcow2 from raw before anything is written. */
+  header: Uint8Array;
+  /** Every byte, header included. */
+  chunks: AsyncIterable<Uint8Array>;
+}
+
+/** A problem with the image the user has to fix (wrong URL, missing file, refused path). */
+export class ImageSourceError extends Error {}
+
+export async function openImage(
+  url: string,
+  importDirs: readonly string[],
+  signal?: AbortSignal,
+): Promise<ImageSource> {
+  return /^https?:\/\//.test(url) ? openHttp(url, signal) : openFile(url, importDirs);
+}
+
+async function openFile(path: string, importDirs: readonly string[]): Promise<ImageSource> {
+  let real: string;
+  try {
+    real = await realpath(path);
+  } catch {
+    throw new ImageSourceError(`image file ${path} does not exist on this node`);
+  }
+  const allowed = importDirs.some(
+    (dir) => real === dir || real.startsWith(dir.endsWith(sep) ? dir : dir + sep),
+  );
+  if (!allowed)
+    throw new ImageSourceError(
+      `image file ${path} is outside the directories this node imports from (${importDirs.join(", ") || "none"})`,
+    );
+  const info = await stat(real);
+  if (!info.isFile()) throw new ImageSourceError(`image ${path} is not a regular file`);
+  const header = await firstBytes(createReadStream(real, { end: IMAGE_HEADER_BYTES - 1 }));
+  return { length: info.size, header, chunks: createReadStream(real, { highWaterMark: 256 * 1024 }) };
+}
+
+async function openHttp(url: string, signal?: AbortSignal): Promise<ImageSource> {
+  let response: Response;
+  try {
+    response = await fetch(url, { redirect: "follow", ...(signal ? { signal } : {}) });
+  } catch (err) {
+    throw new ImageSourceError(`cannot fetch ${url}: ${(err as Error).cause ?? (err as Error).message}`);
+  }
+  if (!response.ok || !response.body) {
+    throw new ImageSourceError(`fetching ${url} answered HTTP ${response.status} ${response.statusText}`);
+  }
+  const length = Number(response.headers.get("content-length"));
+  if (!Number.isSafeInteger(length) || length <= 0) {
+    await response.body.cancel();
+    throw new ImageSourceError(
+      `${url} does not say how long it is (Content-Length); the volume size must be known`,
+    );
+  }
+  const iterator = (response.body as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
+  // Read until the header is complete, then hand on those bytes followed by the rest.
+  const buffered: Uint8Array[] = [];
+  let have = 0;
+  while (have < Math.min(IMAGE_HEADER_BYTES, length)) {
+    const next = await iterator.next();
+    if (next.done) break;
+    buffered.push(next.value);
+    have += next.value.byteLength;
+  }
+  const joined = Buffer.concat(buffered);
+  async function* all() {
+    if (joined.byteLength) yield joined;
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done) return;
+      yield next.value;
+    }
+  }
+  return { length, header: joined.subarray(0, IMAGE_HEADER_BYTES), chunks: all() };
+}
+
+async function firstBytes(stream: AsyncIterable<Buffer>): Promise<Uint8Array> {
+  const parts: Buffer[] = [];
+  for await (const part of stream) parts.push(part);
+  return Buffer.concat(parts);
+}

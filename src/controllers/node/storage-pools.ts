@@ -1,0 +1,66 @@
+// The node's storage pools: the agent's default directory pool is created and started when
+// missing; every active pool is published (type, shared, sizes) for placement.
+
+import {
+  type LibvirtClient,
+  LibvirtError,
+  type StoragePoolRef,
+  StoragePoolState,
+} from "../../hypervisor/libvirt/index.ts";
+import { dirPoolXml, parsePoolXml } from "../../hypervisor/storage/volume.ts";
+import type { Logger } from "../../runtime/logging.ts";
+import type { StoragePoolFacts } from "../node-facts.ts";
+
+const GIB = 2 ** 30;
+
+export interface DefaultPool {
+  name: string;
+  path: string;
+}
+
+/** Looks a pool up by name; undefined when libvirt has none of that name. */
+export async function findPool(libvirt: LibvirtClient, name: string): Promise<StoragePoolRef | undefined> {
+  try {
+    return await libvirt.lookupStoragePool(name);
+  } catch (err) {
+    if (err instanceof LibvirtError && err.isNotFound) return undefined;
+    throw err;
+  }
+}
+
+/** Defines, builds (creates the directory), starts and autostarts the default pool as needed. */
+export async function ensureDefaultPool(
+  libvirt: LibvirtClient,
+  pool: DefaultPool,
+  log: Logger,
+): Promise<void> {
+  let ref = await findPool(libvirt, pool.name);
+  if (!ref) {
+    ref = await libvirt.defineStoragePool(dirPoolXml(pool.name, pool.path));
+    await libvirt.buildStoragePool(ref);
+    await libvirt.setStoragePoolAutostart(ref, true);
+    log.info({ pool: pool.name, path: pool.path }, "default storage pool defined");
+  }
+  const info = await libvirt.storagePoolInfo(ref);
+  if (info.state !== StoragePoolState.Running) {
+    await libvirt.startStoragePool(ref);
+    log.info({ pool: pool.name }, "storage pool started");
+  }
+}
+
+/** Active pools with their sizes, rounded down to whole GiB (no Node write for every small change). */
+export async function readStoragePools(libvirt: LibvirtClient): Promise<Record<string, StoragePoolFacts>> {
+  const pools: Record<string, StoragePoolFacts> = {};
+  for (const ref of await libvirt.listStoragePools()) {
+    const info = await libvirt.storagePoolInfo(ref);
+    if (info.state !== StoragePoolState.Running) continue;
+    const { type, shared } = parsePoolXml(await libvirt.storagePoolXml(ref));
+    pools[ref.name] = {
+      type,
+      shared,
+      capacityBytes: Math.floor(info.capacity / GIB) * GIB,
+      availableBytes: Math.floor(info.available / GIB) * GIB,
+    };
+  }
+  return pools;
+}

@@ -1,0 +1,89 @@
+// A VM's disks on its domain: hot-plug (attach/detach) of virtio and SCSI disks into the
+// running guest and the persistent definition, and the disks as status reports them.
+import type { VirtualMachine, VirtualMachineStatus } from "../../api/virtualmachine.ts";
+import type { VMDisk } from "../../api/vmdisk.ts";
+import { diskChanges, type ObservedDisk } from "../../hypervisor/domain/disks.ts";
+import { type DiskDevice, diskDeviceXml, parseLiveDevices } from "../../hypervisor/domain/xml.ts";
+import { DomainAffect, type DomainRef, type LibvirtClient } from "../../hypervisor/libvirt/index.ts";
+import { describeError } from "../../runtime/kube.ts";
+import type { Logger } from "../../runtime/logging.ts";
+
+export interface PlugResult {
+  /** An attach libvirt refused: the user sees it as the VM's Failure condition. */
+  failure?: { reason: string; message: string };
+  /** Something is still in flight (a guest acknowledging an unplug): look again soon. */
+  retry: boolean;
+}
+
+/**
+ * Brings the domain's hot-pluggable disks to WANTED: in the persistent definition (when it was
+ * not just rewritten whole) and in the running guest, each by its own diff.
+ */
+export async function plugDisks(
+  libvirt: LibvirtClient,
+  dom: DomainRef,
+  wanted: readonly DiskDevice[],
+  xml: { persistentXml: string | undefined; liveXml: string | undefined; log: Logger },
+): Promise<PlugResult> {
+  const result: PlugResult = { retry: false };
+  const targets: Array<[string, number]> = [];
+  if (xml.persistentXml) targets.push([xml.persistentXml, DomainAffect.Config]);
+  if (xml.liveXml) targets.push([xml.liveXml, DomainAffect.Live]);
+  for (const [domainXml, flags] of targets) {
+    const where = flags === DomainAffect.Live ? "live" : "persistent";
+    const { attach, detach } = diskChanges(wanted, parseLiveDevices(domainXml).disks);
+    for (const d of detach) {
+      try {
+        await libvirt.detachDevice(dom, diskDeviceXml(asDevice(d)), flags);
+        xml.log.info({ disk: d.name, target: d.target, where }, "disk detached");
+      } catch (err) {
+        // An unplug the guest has not acknowledged yet shows up again here; it finishes later.
+        xml.log.warn({ disk: d.name, where, err: describeError(err) }, "disk detach not done yet");
+        result.retry = true;
+      }
+    }
+    for (const d of attach) {
+      try {
+        await libvirt.attachDevice(dom, diskDeviceXml(d), flags);
+        xml.log.info({ disk: d.name, target: d.target, where }, "disk attached");
+      } catch (err) {
+        const message = `attaching disk ${d.name} (${where}) failed: ${describeError(err)}`;
+        xml.log.warn({ disk: d.name, where, err: describeError(err) }, "disk attach failed");
+        result.failure = { reason: "HotplugFailed", message };
+        result.retry = true;
+      }
+    }
+  }
+  return result;
+}
+
+/** libvirt finds the disk to detach by its target; the rest only has to be well-formed. */
+function asDevice(d: ObservedDisk): DiskDevice {
+  const bus = (["virtio", "scsi", "sata", "ide"] as const).find((b) => b === d.bus) ?? "virtio";
+  return { name: d.name, path: d.path, format: "raw", bus, target: d.target, readOnly: d.readOnly };
+}
+
+type DiskStatus = NonNullable<VirtualMachineStatus["disks"]>[number];
+
+/** status.disks (seed 000 vdisks/vpools) and storedData from the disks the domain has. */
+export function diskStatus(
+  vm: VirtualMachine,
+  attached: ReadonlyArray<{ name: string; path: string }>,
+  diskNamed: (name: string) => VMDisk | undefined,
+): { disks: DiskStatus[]; storedData: number } {
+  const refs = new Map((vm.spec.disks ?? []).map((d) => [d.name, d.diskRef.name]));
+  let storedData = 0;
+  const disks = attached.map((a) => {
+    const ref = refs.get(a.name);
+    const s = ref ? diskNamed(ref)?.status : undefined;
+    storedData += s?.actualSize ?? 0;
+    return {
+      name: a.name,
+      path: a.path,
+      ...(s?.pool ? { pool: s.pool } : {}),
+      ...(s?.provisionedSize !== undefined ? { provisionedSize: s.provisionedSize } : {}),
+      ...(s?.actualSize !== undefined ? { actualSize: s.actualSize } : {}),
+    };
+  });
+  return { disks, storedData };
+}

@@ -1,0 +1,371 @@
+// Pure disk logic: which devices a VM's domain gets, hot-plug diffs, volume names and XML,
+// image sniffing, and where disks (and the VMs using them) are placed.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import type { VirtualMachine } from "../../src/api/virtualmachine.ts";
+import type { VMDisk } from "../../src/api/vmdisk.ts";
+import {
+  diskHolders,
+  diskNodeDecision,
+  nodeOfVmDisks,
+  placeFloatingDisk,
+} from "../../src/controllers/cluster/disk-placement.ts";
+import { diskCountersOf, diskStatisticsBetween } from "../../src/controllers/node/statistics.ts";
+import { diskChanges, diskTargets, resolveDisks } from "../../src/hypervisor/domain/disks.ts";
+import { type DiskDevice, type DomainDefinition, specHash } from "../../src/hypervisor/domain/xml.ts";
+import {
+  dirPoolXml,
+  parsePoolXml,
+  sniffImage,
+  UnsafeNameError,
+  volumeNameOf,
+  volumeXml,
+} from "../../src/hypervisor/storage/volume.ts";
+
+function vm(
+  name: string,
+  disks: VirtualMachine["spec"]["disks"],
+  status?: VirtualMachine["status"],
+  created = 0,
+): VirtualMachine {
+  return {
+    apiVersion: "vm.libvirt-operator.io/v1alpha1",
+    kind: "VirtualMachine",
+    metadata: { name, namespace: "ns", creationTimestamp: new Date(created * 1000).toISOString() },
+    spec: { memory: "1Gi", disks },
+    ...(status ? { status } : {}),
+  };
+}
+
+function disk(name: string, spec: Partial<VMDisk["spec"]> = {}, status: VMDisk["status"] = {}): VMDisk {
+  return {
+    apiVersion: "vm.libvirt-operator.io/v1alpha1",
+    kind: "VMDisk",
+    metadata: { name, namespace: "ns" },
+    spec: { provisionedSize: "1Gi", ...spec },
+    status,
+  };
+}
+
+const ready = (name: string, holders: string[], extra: VMDisk["status"] = {}) => ({
+  phase: "Ready" as const,
+  nodeName: "n1",
+  path: `/pool/ns_${name}.qcow2`,
+  format: "qcow2",
+  attachedTo: holders,
+  ...extra,
+});
+
+describe("a VM's disks on its domain", () => {
+  it("targets are stable per bus and keep sdz/hdc for the CD-ROM", () => {
+    const many = Array.from({ length: 27 }, (_, i) => ({ name: `s${i}`, bus: "sata" as const }));
+    const t = diskTargets([{ name: "a" }, { name: "b", bus: "virtio" }, { name: "c", bus: "ide" }, ...many]);
+    assert.equal(t.a, "vda");
+    assert.equal(t.b, "vdb");
+    assert.equal(t.c, "hda");
+    assert.equal(t.s0, "sda");
+    assert.equal(t.s24, "sdy");
+    assert.equal(t.s25, "sdaa", "sdz is skipped");
+    const ide = diskTargets(["a", "b", "c"].map((name) => ({ name, bus: "ide" as const })));
+    assert.deepEqual(Object.values(ide), ["hda", "hdb", "hdd"]);
+  });
+
+  it("a ready disk becomes a device; read-only, shareable and error policy come from both sides", () => {
+    const v = vm("web", [
+      { name: "root", diskRef: { name: "r" }, bootOrder: 1 },
+      { name: "data", diskRef: { name: "d" }, bus: "scsi", readOnly: true },
+      { name: "off", diskRef: { name: "x" }, active: false },
+    ]);
+    const disks: Record<string, VMDisk> = {
+      r: disk("r", { propagateErrors: true }, ready("r", ["web"])),
+      d: disk("d", { shareable: true }, ready("d", ["other", "web"], { format: "raw" })),
+    };
+    const r = resolveDisks(v, (n) => disks[n], "n1");
+    assert.deepEqual(r.waiting, []);
+    assert.deepEqual(r.blocked, []);
+    assert.deepEqual(r.devices, [
+      {
+        name: "root",
+        path: "/pool/ns_r.qcow2",
+        format: "qcow2",
+        bus: "virtio",
+        target: "vda",
+        bootOrder: 1,
+        propagateErrors: true,
+      },
+      {
+        name: "data",
+        path: "/pool/ns_d.qcow2",
+        format: "raw",
+        bus: "scsi",
+        target: "sda",
+        readOnly: true,
+        shareable: true,
+      },
+    ]);
+  });
+
+  it("waits for missing, unready and unrecorded disks; refuses another node's and another VM's", () => {
+    const v = vm(
+      "web",
+      ["a", "b", "c", "d", "e"].map((n) => ({ name: n, diskRef: { name: n } })),
+    );
+    const disks: Record<string, VMDisk> = {
+      b: disk("b", {}, { phase: "Creating" }),
+      c: disk("c", {}, ready("c", [])),
+      d: disk("d", {}, ready("d", ["web"], { nodeName: "n2" })),
+      e: disk("e", {}, ready("e", ["db", "web"])),
+    };
+    const r = resolveDisks(v, (n) => disks[n], "n1");
+    assert.deepEqual(r.devices, []);
+    assert.deepEqual(r.waiting, [
+      "VMDisk a does not exist",
+      "VMDisk b is Creating",
+      "VMDisk c has not recorded the attachment yet",
+    ]);
+    assert.deepEqual(r.blocked, [
+      "VMDisk d lives on node n2, the VM runs on n1",
+      "VMDisk e is attached to VirtualMachine db and is not shareable (spec.shareable)",
+    ]);
+    // A shared pool is seen from every node.
+    disks.d = disk("d", {}, ready("d", ["web"], { nodeName: "n2", storagePoolShared: true }));
+    assert.equal(resolveDisks(v, (n) => disks[n], "n1").devices.length, 1);
+  });
+
+  it("hot-plug diff: attach new, detach removed, replace changed, leave SATA/IDE to a redefinition", () => {
+    const dev = (name: string, target: string, extra: Partial<DiskDevice> = {}): DiskDevice => ({
+      name,
+      path: `/p/${name}`,
+      format: "qcow2",
+      bus: "virtio",
+      target,
+      ...extra,
+    });
+    const seen = (d: DiskDevice) => ({
+      name: d.name,
+      path: d.path,
+      target: d.target,
+      bus: d.bus,
+      readOnly: Boolean(d.readOnly),
+    });
+    const current = {
+      keep: seen(dev("keep", "vda")),
+      gone: seen(dev("gone", "vdb")),
+      ro: seen(dev("ro", "vdc")),
+      sata: seen(dev("sata", "sda", { bus: "sata" })),
+    };
+    const wanted = [
+      dev("keep", "vda", { bootOrder: 2 }),
+      dev("ro", "vdc", { readOnly: true }),
+      dev("new", "vdd"),
+      dev("sata2", "sdb", { bus: "sata" }),
+    ];
+    const { attach, detach } = diskChanges(wanted, current);
+    assert.deepEqual(
+      detach.map((d) => d.name),
+      ["gone", "ro"],
+    );
+    assert.deepEqual(
+      attach.map((d) => d.name),
+      ["ro", "new"],
+    );
+  });
+
+  it("the spec hash ignores hot-pluggable disks except their boot order", () => {
+    const base: DomainDefinition = {
+      name: "ns_web",
+      uuid: "u",
+      owner: { cluster: "c", namespace: "ns", name: "web", uid: "1" },
+      hypervisor: "qemu",
+      memoryBytes: 1 << 30,
+      cpu: { sockets: 1, cores: 1, threads: 1 },
+      boot: {},
+      disks: [],
+      nics: [],
+    };
+    const virtio: DiskDevice = { name: "d", path: "/p/d", format: "qcow2", bus: "virtio", target: "vda" };
+    const h = specHash(base);
+    assert.equal(
+      specHash({ ...base, disks: [virtio] }),
+      specHash({ ...base, disks: [{ ...virtio, path: "/p/other" }] }),
+    );
+    assert.notEqual(
+      specHash({ ...base, disks: [virtio] }),
+      specHash({ ...base, disks: [{ ...virtio, bootOrder: 1 }] }),
+    );
+    assert.notEqual(h, specHash({ ...base, disks: [{ ...virtio, bus: "sata", target: "sda" }] }));
+  });
+});
+
+describe("volumes and pools", () => {
+  it("volume names stay inside the pool", () => {
+    assert.equal(volumeNameOf("ns", "data", "qcow2"), "ns_data.qcow2");
+    assert.equal(volumeNameOf("ns", "a.b", "raw"), "ns_a.b.img");
+    for (const bad of ["../etc", "a/b", "a\0b", "a..b", "", "UPPER", ".hidden"])
+      assert.throws(() => volumeNameOf("ns", bad, "qcow2"), UnsafeNameError, bad);
+    assert.throws(() => dirPoolXml("p", "relative/path"), UnsafeNameError);
+    assert.throws(() => dirPoolXml("p", "/var/../etc"), UnsafeNameError);
+  });
+
+  it("volume and pool XML escape what they carry", () => {
+    const xml = volumeXml({
+      name: "ns_a.qcow2",
+      format: "qcow2",
+      capacityBytes: 10 * 2 ** 30,
+      allocationBytes: 0,
+    });
+    assert.match(xml, /<capacity unit="bytes">10737418240<\/capacity>/);
+    assert.match(xml, /<allocation unit="bytes">0<\/allocation>/);
+    assert.match(xml, /<format type="qcow2"/);
+    assert.match(
+      dirPoolXml("p<&>", "/srv/a&b"),
+      /<name>p&lt;&amp;&gt;<\/name>[\s\S]*<path>\/srv\/a&amp;b<\/path>/,
+    );
+    assert.deepEqual(
+      parsePoolXml("<pool type='netfs'><name>n</name><target><path>/mnt</path></target></pool>"),
+      {
+        type: "netfs",
+        path: "/mnt",
+        shared: true,
+      },
+    );
+    assert.equal(parsePoolXml("<pool type='dir'><name>n</name></pool>").shared, false);
+  });
+
+  it("sniffs qcow2 (size, backing file, external data) and raw", () => {
+    const qcow2 = (version: number, backing: bigint, size: bigint, incompatible = 0n) => {
+      const b = new Uint8Array(512);
+      const v = new DataView(b.buffer);
+      v.setUint32(0, 0x514649fb);
+      v.setUint32(4, version);
+      v.setBigUint64(8, backing);
+      v.setBigUint64(24, size);
+      v.setBigUint64(72, incompatible);
+      return b;
+    };
+    assert.deepEqual(sniffImage(qcow2(3, 0n, 1n << 30n)), { format: "qcow2", virtualSize: 2 ** 30 });
+    assert.match(sniffImage(qcow2(3, 512n, 1n << 30n)).refused ?? "", /backing file/);
+    assert.match(sniffImage(qcow2(3, 0n, 1n << 30n, 4n)).refused ?? "", /external file/);
+    assert.equal(sniffImage(qcow2(2, 0n, 1n << 30n, 4n)).refused, undefined, "v2 has no feature bits");
+    assert.deepEqual(sniffImage(new Uint8Array(512), 4096), { format: "raw", virtualSize: 4096 });
+    assert.deepEqual(sniffImage(new Uint8Array(3), 3), { format: "raw", virtualSize: 3 });
+  });
+});
+
+describe("disk placement", () => {
+  it("holders: attached VMs first, then the oldest", () => {
+    const d = disk("d", {}, { path: "/p/d" });
+    const users = [
+      vm("young", [{ name: "x", diskRef: { name: "d" } }], undefined, 3),
+      vm("old", [{ name: "x", diskRef: { name: "d" } }], undefined, 1),
+      vm("attached", [], { disks: [{ name: "x", path: "/p/d" }] }, 5),
+      vm("other", [{ name: "x", diskRef: { name: "e" } }], undefined, 0),
+    ];
+    assert.deepEqual(diskHolders(d, users), ["attached", "old", "young"]);
+  });
+
+  it("a disk follows spec.nodeName, its clone source, a placed user, or floats", () => {
+    const user = (node?: string) =>
+      vm("web", [{ name: "x", diskRef: { name: "d" } }], node ? { nodeName: node } : undefined);
+    assert.deepEqual(diskNodeDecision(disk("d", { nodeName: "n9" }), [user("n1")], undefined), {
+      node: "n9",
+      why: "spec.nodeName",
+    });
+    const clone = disk("d", { source: { disk: { name: "src" } } });
+    assert.match((diskNodeDecision(clone, [], undefined) as { wait: string }).wait, /src .*does not exist/);
+    assert.equal(
+      (diskNodeDecision(clone, [], disk("src", {}, { nodeName: "n3" })) as { node: string }).node,
+      "n3",
+    );
+    assert.equal(
+      (diskNodeDecision(disk("d"), [user(), user("n2")], undefined) as { node: string }).node,
+      "n2",
+    );
+    assert.match(
+      (diskNodeDecision(disk("d"), [user()], undefined) as { wait: string }).wait,
+      /not placed yet/,
+    );
+    assert.deepEqual(diskNodeDecision(disk("d"), [], undefined), { floating: true });
+  });
+
+  it("a floating disk goes where its pool has most room; preallocated disks need the space", () => {
+    const pool = (gib: number) => ({
+      default: { type: "dir", shared: false, capacityBytes: 100 * 2 ** 30, availableBytes: gib * 2 ** 30 },
+    });
+    const nodes = [
+      { name: "a", usable: true, storagePools: pool(5), defaultStoragePool: "default" },
+      { name: "b", usable: true, storagePools: pool(20), defaultStoragePool: "default" },
+      { name: "c", usable: false, storagePools: pool(90), defaultStoragePool: "default" },
+    ];
+    assert.deepEqual(placeFloatingDisk(disk("d"), nodes), { node: "b" });
+    const big = disk("d", { provisionedSize: "50Gi", sparse: false });
+    assert.match(
+      (placeFloatingDisk(big, nodes) as { error: string }).error,
+      /a: pool default has too little free space.*c: no node agent/,
+    );
+    assert.match(
+      (placeFloatingDisk(disk("d", { storagePool: "fast" }), nodes) as { error: string }).error,
+      /no active storage pool fast/,
+    );
+  });
+
+  it("a VM goes to the node of its node-local disks; spread disks are an error", () => {
+    const v = vm("web", [
+      { name: "a", diskRef: { name: "a" } },
+      { name: "b", diskRef: { name: "b" } },
+      { name: "s", diskRef: { name: "s" } },
+    ]);
+    const disks: Record<string, VMDisk> = {
+      a: disk("a", {}, { nodeName: "n1" }),
+      s: disk("s", {}, { nodeName: "n7", storagePoolShared: true }),
+    };
+    assert.deepEqual(
+      nodeOfVmDisks(
+        v,
+        (n) => disks[n],
+        () => undefined,
+      ),
+      { node: "n1", disk: "a" },
+    );
+    assert.deepEqual(
+      nodeOfVmDisks(
+        v,
+        (n) => disks[n],
+        (n) => (n === "b" ? "n1" : undefined),
+      ),
+      { node: "n1", disk: "a" },
+    );
+    disks.b = disk("b", {}, {});
+    const spread = nodeOfVmDisks(
+      v,
+      (n) => disks[n],
+      (n) => (n === "b" ? "n2" : undefined),
+    );
+    assert.match((spread as { error: string }).error, /a \(node n1\) and b \(node n2\)/);
+  });
+});
+
+describe("disk statistics", () => {
+  it("per-disk counters by path, and rates between samples", () => {
+    const stats = {
+      "block.count": 2,
+      "block.0.path": "/p/a",
+      "block.0.rd.bytes": 1000,
+      "block.0.wr.bytes": 4000,
+      "block.0.rd.reqs": 10,
+      "block.0.wr.reqs": 40,
+      "block.1.name": "sdz", // an empty CD-ROM has no path
+    };
+    const [a] = diskCountersOf(stats);
+    assert.deepEqual(diskCountersOf(stats).length, 1);
+    const later = { ...a!, readBytes: 3000, writeBytes: 8000, readOps: 30, writeOps: 80 };
+    assert.deepEqual(diskStatisticsBetween({ at: 0, c: a! }, { at: 2000, c: later }), {
+      readBytesPerSecond: 1000,
+      writeBytesPerSecond: 2000,
+      readOpsPerSecond: 10,
+      writeOpsPerSecond: 20,
+      readBytes: 3000,
+      writeBytes: 8000,
+    });
+  });
+});
