@@ -68,3 +68,4 @@ bench-libvirt: setup
 
 bench: setup
 	@node bench/vm.ts
+	@node bench/disk.ts

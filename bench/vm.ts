@@ -7,42 +7,24 @@ import { readFileSync } from "node:fs";
 import { request } from "node:https";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { CustomObjectsApi, KubeConfig, Watch } from "@kubernetes/client-node";
+import { Watch } from "@kubernetes/client-node";
 import { API_VERSION, GROUP, VERSION } from "../src/api/common.ts";
 import type { VirtualMachine } from "../src/api/virtualmachine.ts";
-import { kubectl, localNodeName } from "../src/cmd/local/kube.ts";
+import { kubectl } from "../src/cmd/local/kube.ts";
 import { runningPid } from "../src/cmd/local/processes.ts";
-import { kubeconfigPath, type StackConfig, stackDown, stackUp } from "../src/cmd/local/stack.ts";
+import { stackDown } from "../src/cmd/local/stack.ts";
 import { REPO_ROOT, run } from "../src/cmd/local/tools.ts";
 import { parseCapabilities } from "../src/hypervisor/capabilities.ts";
 import { domainDefinitionFor } from "../src/hypervisor/domain/from-spec.ts";
 import { buildDomainXml } from "../src/hypervisor/domain/xml.ts";
 import { DomainUndefineFlags, LibvirtClient } from "../src/hypervisor/libvirt/index.ts";
+import { apiClient, freshStack, KUBECONFIG, NS, progress, STACK } from "./stack.ts";
 import { summarize, table } from "./stats.ts";
 
-const STACK: StackConfig = {
-  stateDir: join(REPO_ROOT, ".local", "bench-stack"),
-  ports: {
-    etcdClient: 23792,
-    etcdPeer: 23802,
-    apiserver: 16445,
-    controllerMetrics: 19290,
-    agentMetrics: 19291,
-  },
-  libvirt: true,
-  operator: true,
-  nodeName: localNodeName(),
-};
-const KUBECONFIG = kubeconfigPath(STACK);
-const NS = "bench";
 const BURST = Number(process.env.BENCH_BURST ?? 20);
 const SINGLE_RUNS = Number(process.env.BENCH_SINGLE_RUNS ?? 5);
 const STEADY_SECONDS = Number(process.env.BENCH_STEADY_SECONDS ?? 60);
 const STATISTICS_SECONDS = Number(process.env.STATISTICS_INTERVAL_SECONDS ?? 60);
-
-function progress(msg: string) {
-  process.stderr.write(`==> ${msg}\n`);
-}
 
 async function guestFiles(): Promise<{ kernel: string; initrd: string }> {
   const { stdout } = await run("bash", [join(REPO_ROOT, "scripts", "setup", "guest.sh")], {
@@ -118,27 +100,8 @@ function rssMiB(pid: number | undefined): number {
 }
 
 /** Creates VMs NAMES at once and resolves with each one's create → Running latency (ms). */
-let benchKc: KubeConfig | undefined;
-let benchApi: CustomObjectsApi | undefined;
-
-/** One API client for every run, warmed up, so no run pays for a TLS handshake. */
-async function apiClient(): Promise<{ kc: KubeConfig; api: CustomObjectsApi }> {
-  if (!benchKc || !benchApi) {
-    benchKc = new KubeConfig();
-    benchKc.loadFromFile(KUBECONFIG);
-    benchApi = benchKc.makeApiClient(CustomObjectsApi);
-    await benchApi.listNamespacedCustomObject({
-      group: GROUP,
-      version: VERSION,
-      namespace: NS,
-      plural: "virtualmachines",
-    });
-  }
-  return { kc: benchKc, api: benchApi };
-}
-
 async function operatorRun(names: string[], guest: { kernel: string; initrd: string }): Promise<number[]> {
-  const { kc, api } = await apiClient();
+  const { kc, api } = await apiClient("virtualmachines");
   const created = new Map<string, number>();
   const running = new Map<string, number>();
   let done: () => void = () => undefined;
@@ -225,9 +188,7 @@ async function main() {
   // 2 host CPUs here; the burst needs room for 20 one-vCPU guests.
   process.env.CPU_OVERCOMMIT ??= "16";
   progress("starting the bench stack");
-  await stackDown(STACK);
-  await run("rm", ["-rf", join(STACK.stateDir, "etcd")]);
-  await stackUp(STACK);
+  await freshStack();
   const libvirt = await LibvirtClient.connect({ uri: "qemu:///system" });
   try {
     await kubectl(KUBECONFIG, ["create", "namespace", NS]);

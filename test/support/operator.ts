@@ -24,48 +24,73 @@ export function agentPid(): number | undefined {
   return runningPid(TEST_STACK.stateDir, "agent");
 }
 
+/** Server-side applies one of our objects (field manager "e2e"). */
+export async function applyObject(
+  kind: string,
+  namespace: string,
+  name: string,
+  spec: Record<string, unknown>,
+  metadata: Record<string, unknown> = {},
+) {
+  const obj = { apiVersion: API_VERSION, kind, metadata: { name, namespace, ...metadata }, spec };
+  await kubectl(["apply", "--server-side", "--field-manager=e2e", "-f", "-"], toYaml(obj));
+}
+
 export async function applyVm(
   namespace: string,
   name: string,
   spec: Record<string, unknown>,
   annotations?: Record<string, string>,
 ) {
-  const obj = {
-    apiVersion: API_VERSION,
-    kind: "VirtualMachine",
-    metadata: { name, namespace, ...(annotations ? { annotations } : {}) },
-    spec,
-  };
-  await kubectl(["apply", "--server-side", "--field-manager=e2e", "-f", "-"], toYaml(obj));
+  await applyObject("VirtualMachine", namespace, name, spec, annotations ? { annotations } : {});
 }
 
-export async function getVm(namespace: string, name: string): Promise<VirtualMachine | undefined> {
+export async function getObject<T>(
+  resource: string,
+  namespace: string,
+  name: string,
+): Promise<T | undefined> {
   try {
-    const { stdout } = await kubectl(["get", "virtualmachine", name, "-n", namespace, "-o", "json"]);
-    return JSON.parse(stdout) as VirtualMachine;
+    const { stdout } = await kubectl(["get", resource, name, "-n", namespace, "-o", "json"]);
+    return JSON.parse(stdout) as T;
   } catch {
     return undefined;
   }
 }
 
-/** Polls the VM until CHECK passes; the error shows the last status seen. */
-export async function waitForVm(
+export function getVm(namespace: string, name: string): Promise<VirtualMachine | undefined> {
+  return getObject<VirtualMachine>("virtualmachine", namespace, name);
+}
+
+/** Polls the object until CHECK passes; the error shows the last status seen. */
+export async function waitForObject<T extends { status?: unknown }>(
+  resource: string,
+  namespace: string,
+  name: string,
+  check: (obj: T | undefined) => boolean,
+  what: string,
+  timeoutMs = 90_000,
+): Promise<T | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  let last: T | undefined;
+  while (Date.now() < deadline) {
+    last = await getObject<T>(resource, namespace, name);
+    if (check(last)) return last;
+    await sleep(250);
+  }
+  throw new Error(
+    `${resource} ${namespace}/${name} never became ${what}; last status: ${JSON.stringify(last?.status, null, 1)}`,
+  );
+}
+
+export function waitForVm(
   namespace: string,
   name: string,
   check: (vm: VirtualMachine | undefined) => boolean,
   what: string,
   timeoutMs = 90_000,
 ): Promise<VirtualMachine | undefined> {
-  const deadline = Date.now() + timeoutMs;
-  let last: VirtualMachine | undefined;
-  while (Date.now() < deadline) {
-    last = await getVm(namespace, name);
-    if (check(last)) return last;
-    await sleep(250);
-  }
-  throw new Error(
-    `VM ${namespace}/${name} never became ${what}; last status: ${JSON.stringify(last?.status, null, 1)}`,
-  );
+  return waitForObject("virtualmachine", namespace, name, check, what, timeoutMs);
 }
 
 export const isPrintable = (s: string) => (vm: VirtualMachine | undefined) =>

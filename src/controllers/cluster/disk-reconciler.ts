@@ -67,12 +67,19 @@ export class ClusterDiskReconciler {
     this.o = options;
   }
 
-  /** Disks a VM uses now or used before (they must look again at who holds them). */
+  /** Disks a VM uses, used before or owns (they must look again at who holds them, or go with it). */
   keysForVm(vm: Vm): string[] {
     const ns = vm.metadata.namespace ?? "";
     return this.o.disks
       .list(ns)
-      .filter((d) => usesDisk(vm, d) || d.status?.attachedTo?.includes(vm.metadata.name))
+      .filter(
+        (d) =>
+          usesDisk(vm, d) ||
+          d.status?.attachedTo?.includes(vm.metadata.name) ||
+          d.metadata.ownerReferences?.some(
+            (r) => r.kind === VirtualMachineKind.kind && r.name === vm.metadata.name,
+          ),
+      )
       .map((d) => `${ns}/${d.metadata.name}`);
   }
 
