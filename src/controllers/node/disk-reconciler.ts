@@ -3,6 +3,7 @@
 // when attached), reports it in status, and wipes and deletes it when the disk is deleted.
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { parseQuantity } from "../../api/quantity.ts";
+import { NODE_LABEL } from "../../api/virtualmachine.ts";
 import { DISK_PROTECTION_FINALIZER, type VMDisk, VMDiskKind, VOLUME_FINALIZER } from "../../api/vmdisk.ts";
 import { domainNameOf } from "../../hypervisor/domain/from-spec.ts";
 import { parseLiveDevices } from "../../hypervisor/domain/xml.ts";
@@ -107,8 +108,12 @@ export class NodeDiskReconciler {
       this.memory.delete(key);
       return undefined;
     }
-    // The controller places the disk and adds the volume finalizer before anything is created.
-    if (disk.status?.nodeName !== this.o.nodeName || !disk.metadata.finalizers?.includes(VOLUME_FINALIZER))
+    // The controller places the disk (node label, then status.nodeName) and adds the volume
+    // finalizer in the same patch as the label, before anything is created.
+    if (
+      disk.metadata.labels?.[NODE_LABEL] !== this.o.nodeName ||
+      !disk.metadata.finalizers?.includes(VOLUME_FINALIZER)
+    )
       return undefined;
     const log = forObject(this.o.log, "VMDisk", key);
     const mem = this.memoryOf(key, disk);
@@ -253,7 +258,8 @@ export class NodeDiskReconciler {
 
     mem.phase = "Creating";
     mem.lastOperation = op("Create", "Running", `creating a blank ${format} volume`);
-    await this.report(disk, mem, {});
+    // A sparse volume is there in milliseconds; only preallocation takes long enough to show.
+    if (!sparse) await this.report(disk, mem, {});
     const vol = await this.o.libvirt.createVolume(pool, volumeXml(definition), flags, LONG_CALL_MS);
     this.done(disk, mem, log, "Created", `blank ${format} volume created`, started);
     return vol;
