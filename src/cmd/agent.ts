@@ -33,7 +33,7 @@ const defaultPool = {
   name: process.env.STORAGE_POOL_NAME ?? "libvirt-operator",
   path: process.env.STORAGE_POOL_PATH ?? "/var/lib/libvirt/libvirt-operator",
 };
-const importDirs = (process.env.IMAGE_IMPORT_DIRS ?? "/var/lib/libvirt/images")
+const importDirs = (process.env.IMAGE_IMPORT_DIRS ?? "/var/lib/libvirt-operator/images")
   .split(":")
   .filter((d) => d.startsWith("/"));
 

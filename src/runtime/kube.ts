@@ -119,6 +119,20 @@ export async function patchMetadata(
   );
 }
 
+/** Removes FINALIZER from a fresh read of OBJ (our own status writes move its resourceVersion). */
+export async function removeFinalizer(kube: Kube, def: KindDefinition, obj: AnyObject, finalizer: string) {
+  let current: AnyObject;
+  try {
+    current = (await kube.custom.getNamespacedCustomObject(address(def, obj))) as AnyObject;
+  } catch (err) {
+    if (httpStatus(err) === 404) return;
+    throw err;
+  }
+  const finalizers = current.metadata.finalizers ?? [];
+  if (!finalizers.includes(finalizer)) return;
+  await patchMetadata(kube, def, current, { finalizers: finalizers.filter((f) => f !== finalizer) });
+}
+
 /** HTTP status of a client-node API error, if it is one. */
 export function httpStatus(err: unknown): number | undefined {
   const code = (err as { code?: unknown })?.code;

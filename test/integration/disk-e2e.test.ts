@@ -107,11 +107,23 @@ async function events(name: string): Promise<string> {
 before(async () => {
   guest = await ensureGuest();
   workDir = await mkdtemp(join(tmpdir(), "lvo-disk-e2e-"));
-  process.env.IMAGE_IMPORT_DIRS = workDir;
+  // The pool directory is listed too: the agent must still refuse volumes as images.
+  process.env.IMAGE_IMPORT_DIRS = `${workDir}:/var/lib/libvirt/libvirt-operator`;
   // An 8 MiB raw image with a marker, and the same image as qcow2, served on loopback.
   const raw = Buffer.alloc(8 * MiB);
   raw.write("IMPORTED-IMAGE-MARKER", 0, "latin1");
   writeFileSync(join(workDir, "image.raw"), raw);
+  await run("qemu-img", [
+    "create",
+    "-q",
+    "-f",
+    "qcow2",
+    "-F",
+    "raw",
+    "-b",
+    "/etc/hostname",
+    join(workDir, "backed.qcow2"),
+  ]);
   await run("qemu-img", [
     "convert",
     "-f",
@@ -156,7 +168,7 @@ describe("VMDisk end to end (TCG guests)", () => {
     const s = created!.status!;
     assert.equal(s.provisionedSize, 64 * MiB);
     assert.ok((s.actualSize ?? 0) > 0 && (s.actualSize ?? 0) < 64 * MiB, "sparse");
-    assert.match(s.path ?? "", /\/disk-e2e-[^/]*_data\.qcow2$|_data\.qcow2$/);
+    assert.match(s.path ?? "", new RegExp(`/${ns}_data\\.qcow2$`));
     assert.equal(s.format, "qcow2");
     assert.ok(existsSync(s.path!));
 
@@ -333,6 +345,19 @@ describe("VMDisk end to end (TCG guests)", () => {
     const hot = await waitForDisk("hot", (d) => (d?.status?.attachedTo ?? []).length === 0, "detached");
     assert.equal(hot!.status!.phase, "Ready");
     assert.ok(existsSync(hot!.status!.path!));
+    // Floating now: it grows offline.
+    await kubectl([
+      "patch",
+      "vmdisk",
+      "hot",
+      "-n",
+      ns,
+      "--type=merge",
+      "-p",
+      '{"spec":{"provisionedSize":"64Mi"}}',
+    ]);
+    const offline = await waitForDisk("hot", (d) => d?.status?.provisionedSize === 64 * MiB, "64Mi");
+    assert.match(offline!.status!.lastOperation?.message ?? "", /offline/);
   });
 
   it("imports a raw file from the node and a qcow2 image over http, converting formats; refuses bad sources", async () => {
@@ -357,6 +382,12 @@ describe("VMDisk end to end (TCG guests)", () => {
     assert.equal((await volumeStart(http!.status!.path!, "raw")).slice(0, 21), "IMPORTED-IMAGE-MARKER");
 
     await applyDisk("outside", { provisionedSize: "1Mi", source: { image: { url: "/etc/hostname" } } });
+    await applyDisk("backed", {
+      provisionedSize: "1Mi",
+      source: { image: { url: join(workDir, "backed.qcow2") } },
+    });
+    const hotPath = (await getDisk("hot"))!.status!.path!;
+    await applyDisk("volume", { provisionedSize: "1Mi", source: { image: { url: hotPath } } });
     await applyDisk("missing", {
       provisionedSize: "1Mi",
       source: { image: { url: `${baseUrl}/image.none` } },
@@ -365,5 +396,9 @@ describe("VMDisk end to end (TCG guests)", () => {
     assert.match(condition(outside, "Ready")!.message, /outside the directories this node imports from/);
     const missing = await waitForDisk("missing", phaseIs("Illegal"), "Illegal");
     assert.match(condition(missing, "Ready")!.message, /HTTP 404/);
+    const backed = await waitForDisk("backed", phaseIs("Illegal"), "Illegal");
+    assert.match(condition(backed, "Ready")!.message, /names a backing file/);
+    const volume = await waitForDisk("volume", phaseIs("Illegal"), "Illegal");
+    assert.match(condition(volume, "Ready")!.message, /inside a storage pool/);
   });
 });

@@ -18,6 +18,7 @@ import {
   parsePoolXml,
   sniffImage,
   UnsafeNameError,
+  uncopyableReason,
   volumeNameOf,
   volumeXml,
 } from "../../src/hypervisor/storage/volume.ts";
@@ -367,5 +368,81 @@ describe("disk statistics", () => {
       readBytes: 3000,
       writeBytes: 8000,
     });
+  });
+});
+
+describe("disks a domain already has", () => {
+  const seen = (name: string, target: string, path = `/pool/ns_${name}.qcow2`) => ({
+    name,
+    path,
+    target,
+    bus: "virtio",
+    readOnly: false,
+  });
+
+  it("keep their targets when entries before them go, and new disks take free targets", () => {
+    const current = { b: seen("b", "vdb"), c: seen("c", "vdc") };
+    assert.deepEqual(diskTargets([{ name: "b" }, { name: "c" }, { name: "new" }], current), {
+      b: "vdb",
+      c: "vdc",
+      new: "vda",
+    });
+    // A disk moved to another bus gets a target of that bus.
+    assert.deepEqual(diskTargets([{ name: "b", bus: "sata" }], current), { b: "sda" });
+  });
+
+  it("stay attached while their VMDisk is Illegal, Pending or not yet recorded", () => {
+    const v = vm("web", [
+      { name: "a", diskRef: { name: "a" } },
+      { name: "b", diskRef: { name: "b" } },
+    ]);
+    const disks: Record<string, VMDisk> = {
+      a: disk("a", {}, { ...ready("a", []), phase: "Illegal" }),
+      b: disk("b", {}, { phase: "Pending", nodeName: "n1", attachedTo: [] }),
+    };
+    const current = { a: seen("a", "vdc"), b: seen("b", "vdd", "/pool/ns_b.qcow2") };
+    const r = resolveDisks(v, (n) => disks[n], "n1", current);
+    assert.deepEqual(r.waiting, []);
+    assert.deepEqual(
+      r.devices.map((d) => [d.name, d.target, d.path]),
+      [
+        ["a", "vdc", "/pool/ns_a.qcow2"],
+        ["b", "vdd", "/pool/ns_b.qcow2"],
+      ],
+    );
+    // Without the domain having them, the same disks wait.
+    assert.equal(resolveDisks(v, (n) => disks[n], "n1").waiting.length, 2);
+    // Removing an entry re-plugs nothing: the diff against the domain is empty for the other.
+    const only = resolveDisks(
+      vm("web", [{ name: "b", diskRef: { name: "b" } }]),
+      (n) => disks[n],
+      "n1",
+      current,
+    );
+    const { attach, detach } = diskChanges(only.devices, current);
+    assert.deepEqual([attach.map((d) => d.name), detach.map((d) => d.name)], [[], ["a"]]);
+  });
+});
+
+describe("a disk being deleted", () => {
+  it("is held only by VMs whose domain still has it", () => {
+    const d = disk("d", {}, { path: "/p/d" });
+    d.metadata.deletionTimestamp = "2026-01-01T00:00:00Z";
+    const users = [
+      vm("asks", [{ name: "x", diskRef: { name: "d" } }]),
+      vm("has", [{ name: "x", diskRef: { name: "d" } }], { disks: [{ name: "x", path: "/p/d" }] }),
+    ];
+    assert.deepEqual(diskHolders(d, users), ["has"]);
+  });
+});
+
+describe("volumes libvirt may copy", () => {
+  const xml = (format: string, backing = "") =>
+    `<volume><name>v</name><target><path>/p/v</path><format type='${format}'/></target>${backing}</volume>`;
+  it("only when libvirt reads them in their recorded format, without a backing file", () => {
+    assert.equal(uncopyableReason(xml("qcow2"), "qcow2"), undefined);
+    assert.match(uncopyableReason(xml("qcow2"), "raw") ?? "", /reads the volume as qcow2, not raw/);
+    const backed = xml("qcow2", "<backingStore><path>/etc/shadow</path><format type='raw'/></backingStore>");
+    assert.match(uncopyableReason(backed, "qcow2") ?? "", /backing file \(\/etc\/shadow\)/);
   });
 });

@@ -20,14 +20,16 @@ export function usesDisk(vm: VirtualMachine, disk: VMDisk): boolean {
 /**
  * Names of the VMs using DISK, the one that holds it first: VMs whose domain has it attached
  * come before those that only ask for it, older before newer (a non-shareable disk goes to
- * the first only).
+ * the first only). While the disk is being deleted, only VMs that have it attached hold it.
  */
 export function diskHolders(disk: VMDisk, vms: readonly VirtualMachine[]): string[] {
   const path = disk.status?.path;
   const attached = (vm: VirtualMachine) =>
     path && (vm.status?.disks ?? []).some((d) => d.path === path) ? 0 : 1;
+  // A disk being deleted is held only by VMs whose domain still has it: no new attachments.
+  const deleting = Boolean(disk.metadata.deletionTimestamp);
   return vms
-    .filter((vm) => usesDisk(vm, disk))
+    .filter((vm) => usesDisk(vm, disk) && (!deleting || attached(vm) === 0))
     .sort(
       (a, b) =>
         attached(a) - attached(b) ||

@@ -104,7 +104,8 @@ export class ClusterDiskReconciler {
     const holders = diskHolders(disk, users);
     if (await this.collectGarbage(disk, log)) return undefined;
 
-    let node = disk.status?.nodeName ?? this.o.book.diskNodes.get(key);
+    // The label is set first (the agent acts on it); status.nodeName follows. Either is the placement.
+    let node = disk.status?.nodeName ?? disk.metadata.labels?.[NODE_LABEL] ?? this.o.book.diskNodes.get(key);
     let scheduled: Omit<Condition, "lastTransitionTime">;
     let retry: number | undefined;
     if (node) {
@@ -144,6 +145,9 @@ export class ClusterDiskReconciler {
           message,
         };
         retry = RETRY_MS;
+        const previous = disk.status?.conditions?.find((c) => c.type === "Scheduled")?.message;
+        if (scheduled.reason === "Unschedulable" && previous !== message)
+          void this.event(disk, "Warning", "Unschedulable", message);
       }
     }
     await this.holdAndLabel(disk, node, holders.length > 0);

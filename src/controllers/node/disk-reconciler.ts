@@ -5,21 +5,22 @@ import type { KubernetesObject } from "@kubernetes/client-node";
 import { parseQuantity } from "../../api/quantity.ts";
 import { NODE_LABEL } from "../../api/virtualmachine.ts";
 import { DISK_PROTECTION_FINALIZER, type VMDisk, VMDiskKind, VOLUME_FINALIZER } from "../../api/vmdisk.ts";
-import { domainNameOf } from "../../hypervisor/domain/from-spec.ts";
+import { keyOfDomain } from "../../hypervisor/domain/from-spec.ts";
 import { parseLiveDevices } from "../../hypervisor/domain/xml.ts";
 import {
-  DomainState,
   type LibvirtClient,
   LibvirtError,
+  ListDomains,
   type StoragePoolRef,
   StorageVolCreateFlags,
   type StorageVolRef,
+  StorageVolResizeFlags,
 } from "../../hypervisor/libvirt/index.ts";
 import {
   parsePoolXml,
-  parseVolumeFormat,
   sniffImage,
   UnsafeNameError,
+  uncopyableReason,
   type VolumeFormat,
   volumeNameOf,
   volumeXml,
@@ -29,8 +30,8 @@ import {
   applyStatus,
   describeError,
   type Kube,
-  patchMetadata,
   recordEvent,
+  removeFinalizer,
   splitKey,
 } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
@@ -141,14 +142,9 @@ export class NodeDiskReconciler {
     let vol = await this.lookupVolume(pool, volName);
     if (disk.metadata.deletionTimestamp) return this.remove(key, disk, mem, vol, log);
 
-    if (
-      vol &&
-      !mem.complete &&
-      (mem.phase === "Creating" || mem.phase === "Locked") &&
-      disk.spec.source &&
-      !disk.spec.source.blank
-    ) {
-      // A copy or import cut short (agent restart): its volume holds partial data.
+    if (vol && !mem.complete && !disk.status?.path && (disk.spec.source?.disk || disk.spec.source?.image)) {
+      // A copy or import never reported Ready (cut short by an agent restart or a failed call):
+      // its volume may hold partial data. libvirt refuses while it is still being written.
       log.warn({ volume: volName }, "volume of an interrupted copy found; starting over");
       await this.o.libvirt.deleteVolume(vol);
       vol = undefined;
@@ -171,12 +167,19 @@ export class NodeDiskReconciler {
       mem.lastOperation = op("Resize", "Running", `growing to ${wantBytes} bytes`);
       await this.report(disk, mem, { path, pool: poolName, format, info });
       try {
-        const how = await this.grow(disk, vol, path, wantBytes);
+        const how = await this.grow(vol, path, wantBytes, disk.spec.sparse === false);
         mem.lastOperation = finished(mem.lastOperation, "Succeeded", `grown to ${wantBytes} bytes ${how}`);
         log.info({ bytes: wantBytes, how }, "volume grown");
         void this.event(disk, "Normal", "Resized", `grown to ${wantBytes} bytes ${how}`);
       } catch (err) {
-        return this.failed(disk, mem, err, log);
+        // The volume is as usable as before: it stays Ready; the failure is told and retried.
+        const message = `growing to ${wantBytes} bytes failed: ${describeError(err)}`;
+        mem.phase = "Ready";
+        mem.lastOperation = finished(mem.lastOperation, "Failed", message);
+        log.warn({ err: describeError(err) }, "volume resize failed");
+        void this.event(disk, "Warning", "ResizeFailed", message);
+        await this.report(disk, mem, { path, pool: poolName, format, info }).catch(() => undefined);
+        throw err;
       }
       info = await this.o.libvirt.volumeInfo(vol);
     }
@@ -227,6 +230,8 @@ export class NodeDiskReconciler {
         ));
       if (!fromVol)
         throw new Error(`the volume of VMDisk ${source.disk.name} is missing from pool ${from.status.pool}`);
+      const refused = uncopyableReason(await this.o.libvirt.volumeXml(fromVol), fromFormat);
+      if (refused) throw new ImageSourceError(`VMDisk ${source.disk.name}: ${refused}`);
       const fromInfo = await this.o.libvirt.volumeInfo(fromVol);
       mem.phase = "Locked";
       mem.lastOperation = op("Clone", "Running", `copying VMDisk ${source.disk.name}`);
@@ -279,9 +284,12 @@ export class NodeDiskReconciler {
     log: Logger,
   ): Promise<StorageVolRef> {
     const started = Date.now();
-    const image = await openImage(url, this.o.importDirs);
+    const image = await openImage(url, this.o.importDirs, await this.poolDirs());
     const facts = sniffImage(image.header, image.length);
-    if (facts.refused) throw new ImageSourceError(`${url}: ${facts.refused}`);
+    if (facts.refused) {
+      image.close();
+      throw new ImageSourceError(`${url}: ${facts.refused}`);
+    }
     mem.phase = "Locked";
     mem.progress = 0;
     mem.lastOperation = op("Import", "Running", `importing ${facts.format} image from ${url}`);
@@ -290,10 +298,17 @@ export class NodeDiskReconciler {
     const stagingName = `${definition.name}.import`;
     const leftover = await this.lookupVolume(pool, stagingName);
     if (leftover) await this.o.libvirt.deleteVolume(leftover);
-    const staging = await this.o.libvirt.createVolume(
-      pool,
-      volumeXml({ name: stagingName, format: "raw", capacityBytes: image.length, allocationBytes: 0 }),
-    );
+    // Staged in its own format; the upload replaces the staged file's bytes with the image's.
+    const capacityBytes = facts.virtualSize ?? image.length;
+    const staging = await this.o.libvirt
+      .createVolume(
+        pool,
+        volumeXml({ name: stagingName, format: facts.format, capacityBytes, allocationBytes: 0 }),
+      )
+      .catch((err) => {
+        image.close();
+        throw err;
+      });
     try {
       let lastWrite = Date.now();
       await this.o.libvirt.uploadVolume(staging, image.chunks, {
@@ -307,15 +322,10 @@ export class NodeDiskReconciler {
           void this.report(disk, mem, {}).catch(() => undefined);
         },
       });
-      // A refresh makes libvirt probe the staging file: qcow2 images are then read as qcow2.
-      await this.o.libvirt.refreshStoragePool(pool);
       const probed = await this.lookupVolume(pool, stagingName);
       if (!probed) throw new Error(`staging volume ${stagingName} vanished during the import`);
-      const probedFormat = parseVolumeFormat(await this.o.libvirt.volumeXml(probed));
-      if (probedFormat !== facts.format)
-        throw new ImageSourceError(
-          `${url}: libvirt reads the image as ${probedFormat}, its header says ${facts.format}`,
-        );
+      const refused = uncopyableReason(await this.o.libvirt.volumeXml(probed), facts.format);
+      if (refused) throw new ImageSourceError(`${url}: ${refused}`);
       mem.progress = 90;
       await this.report(disk, mem, {});
       const vol = await this.o.libvirt.cloneVolume(
@@ -354,22 +364,26 @@ export class NodeDiskReconciler {
     void this.event(disk, "Normal", reason, message);
   }
 
-  /** Live through the running guest that has the volume open, else offline. */
-  private async grow(disk: Disk, vol: StorageVolRef, path: string, bytes: number): Promise<string> {
-    for (const vmName of disk.status?.attachedTo ?? []) {
-      const dom = await this.o.libvirt
-        .lookupDomainByName(domainNameOf(disk.metadata.namespace ?? "", vmName))
-        .catch(() => undefined);
-      if (!dom) continue;
-      const state = await this.o.libvirt.domainState(dom);
-      if (state.state === DomainState.Shutoff) continue;
+  /** Live through a running guest on this node that has the volume open, else offline. */
+  private async grow(vol: StorageVolRef, path: string, bytes: number, preallocate: boolean): Promise<string> {
+    for (const dom of await this.o.libvirt.listAllDomains(ListDomains.Active)) {
       const disks = parseLiveDevices(await this.o.libvirt.domainXml(dom)).disks;
       if (!Object.values(disks).some((d) => d.path === path)) continue;
       await this.o.libvirt.blockResize(dom, path, bytes);
-      return `live (VirtualMachine ${vmName} is running)`;
+      return `live (VirtualMachine ${keyOfDomain(dom.name)?.split("/")[1] ?? dom.name} is running)`;
     }
-    await this.o.libvirt.resizeVolume(vol, bytes);
+    await this.o.libvirt.resizeVolume(vol, bytes, preallocate ? StorageVolResizeFlags.Allocate : 0);
     return "offline";
+  }
+
+  /** Target directories of this node's pools: images are never imported from a volume. */
+  private async poolDirs(): Promise<string[]> {
+    const dirs: string[] = [];
+    for (const ref of await this.o.libvirt.listStoragePools()) {
+      const { path } = parsePoolXml(await this.o.libvirt.storagePoolXml(ref));
+      if (path) dirs.push(path);
+    }
+    return dirs;
   }
 
   /** Deleting: only once no VM uses the disk; wipe when asked, delete, release the finalizer. */
@@ -399,10 +413,8 @@ export class NodeDiskReconciler {
   }
 
   private async release(disk: Disk, log: Logger, why: string) {
-    const finalizers = disk.metadata.finalizers ?? [];
-    await patchMetadata(this.o.kube, VMDiskKind, disk as AnyObject, {
-      finalizers: finalizers.filter((f) => f !== VOLUME_FINALIZER),
-    });
+    // The Deleting status write changed the resourceVersion: the finalizer goes from a fresh read.
+    await removeFinalizer(this.o.kube, VMDiskKind, disk as AnyObject, VOLUME_FINALIZER);
     log.info({ why }, "volume finalizer removed");
     return undefined;
   }
@@ -485,7 +497,8 @@ export class NodeDiskReconciler {
       ),
       ["Ready"],
     );
-    const path = seen.path ?? (ready ? prev.path : undefined);
+    // Once the volume exists its path stays in status (VMs keep using it whatever the phase).
+    const path = seen.path ?? prev.path;
     const status: Record<string, unknown> = {
       observedGeneration: generation,
       phase,

@@ -1,5 +1,6 @@
 // Where an imported image's bytes come from: a file on the node (only inside the directories
-// the agent is configured to import from) or an http(s) URL, streamed, never held in memory.
+// the agent is configured to import from, never inside a storage pool) or an http(s) URL,
+// streamed, never held in memory.
 import { createReadStream } from "node:fs";
 import { realpath, stat } from "node:fs/promises";
 import { sep } from "node:path";
@@ -12,43 +13,64 @@ export interface ImageSource {
   header: Uint8Array;
   /** Every byte, header included. */
   chunks: AsyncIterable<Uint8Array>;
+  /** Releases the file or connection when the bytes are not wanted after all. */
+  close(): void;
 }
 
 /** A problem with the image the user has to fix (wrong URL, missing file, refused path). */
 export class ImageSourceError extends Error {}
 
+/**
+ * IMPORT_DIRS: where node files may come from. POOL_DIRS: never from there, even inside an
+ * import directory (they hold other namespaces' volumes).
+ */
 export async function openImage(
   url: string,
   importDirs: readonly string[],
-  signal?: AbortSignal,
+  poolDirs: readonly string[],
 ): Promise<ImageSource> {
-  return /^https?:\/\//.test(url) ? openHttp(url, signal) : openFile(url, importDirs);
+  return /^https?:\/\//.test(url) ? openHttp(url) : openFile(url, importDirs, poolDirs);
 }
 
-async function openFile(path: string, importDirs: readonly string[]): Promise<ImageSource> {
+async function realDirs(dirs: readonly string[]): Promise<string[]> {
+  return Promise.all(dirs.map((dir) => realpath(dir).catch(() => dir)));
+}
+
+function inside(path: string, dir: string): boolean {
+  return path === dir || path.startsWith(dir.endsWith(sep) ? dir : dir + sep);
+}
+
+async function openFile(
+  path: string,
+  importDirs: readonly string[],
+  poolDirs: readonly string[],
+): Promise<ImageSource> {
   let real: string;
   try {
     real = await realpath(path);
   } catch {
     throw new ImageSourceError(`image file ${path} does not exist on this node`);
   }
-  const allowed = importDirs.some(
-    (dir) => real === dir || real.startsWith(dir.endsWith(sep) ? dir : dir + sep),
-  );
-  if (!allowed)
+  if (!(await realDirs(importDirs)).some((dir) => inside(real, dir)))
     throw new ImageSourceError(
       `image file ${path} is outside the directories this node imports from (${importDirs.join(", ") || "none"})`,
+    );
+  if ((await realDirs(poolDirs)).some((dir) => inside(real, dir)))
+    throw new ImageSourceError(
+      `image file ${path} is inside a storage pool; copy a disk with spec.source.disk`,
     );
   const info = await stat(real);
   if (!info.isFile()) throw new ImageSourceError(`image ${path} is not a regular file`);
   const header = await firstBytes(createReadStream(real, { end: IMAGE_HEADER_BYTES - 1 }));
-  return { length: info.size, header, chunks: createReadStream(real, { highWaterMark: 256 * 1024 }) };
+  const chunks = createReadStream(real, { highWaterMark: 256 * 1024 });
+  return { length: info.size, header, chunks, close: () => chunks.destroy() };
 }
 
-async function openHttp(url: string, signal?: AbortSignal): Promise<ImageSource> {
+async function openHttp(url: string): Promise<ImageSource> {
   let response: Response;
   try {
-    response = await fetch(url, { redirect: "follow", ...(signal ? { signal } : {}) });
+    // identity: Content-Length must be the image's own length, not a compressed body's.
+    response = await fetch(url, { redirect: "follow", headers: { "accept-encoding": "identity" } });
   } catch (err) {
     throw new ImageSourceError(`cannot fetch ${url}: ${(err as Error).cause ?? (err as Error).message}`);
   }
@@ -81,7 +103,12 @@ async function openHttp(url: string, signal?: AbortSignal): Promise<ImageSource>
       yield next.value;
     }
   }
-  return { length, header: joined.subarray(0, IMAGE_HEADER_BYTES), chunks: all() };
+  return {
+    length,
+    header: joined.subarray(0, IMAGE_HEADER_BYTES),
+    chunks: all(),
+    close: () => void iterator.return?.()?.catch(() => undefined),
+  };
 }
 
 async function firstBytes(stream: AsyncIterable<Buffer>): Promise<Uint8Array> {

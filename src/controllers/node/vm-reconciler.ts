@@ -121,7 +121,12 @@ export class NodeVmReconciler {
     const uuid = vm.status?.uuid;
     if (!uuid || !vm.metadata.finalizers?.includes(DOMAIN_FINALIZER)) return undefined; // the controller is not done yet
 
-    const disks = resolveDisks(vm, (disk) => this.o.disks.get(disk, namespace), this.o.nodeName);
+    const disks = resolveDisks(
+      vm,
+      (disk) => this.o.disks.get(disk, namespace),
+      this.o.nodeName,
+      inactiveXml && owner ? parseLiveDevices(inactiveXml).disks : {},
+    );
     const definition = domainDefinitionFor(vm, {
       cluster: this.o.clusterId,
       uuid,

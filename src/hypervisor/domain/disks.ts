@@ -31,34 +31,48 @@ function letters(i: number): string {
 }
 
 /**
- * Target device per disk name, stable whatever is active: by position among disks of the same
- * device prefix. sdz and hdc stay free for the CD-ROM.
+ * Target device per disk name. A disk the domain already has keeps its target (removing or
+ * inserting entries never moves the others); new disks take the first free one of their bus's
+ * prefix. sdz and hdc stay free for the CD-ROM.
  */
-export function diskTargets(entries: ReadonlyArray<Pick<DiskEntry, "name" | "bus">>): Record<string, string> {
+export function diskTargets(
+  entries: ReadonlyArray<Pick<DiskEntry, "name" | "bus">>,
+  current: Readonly<Record<string, { target: string }>> = {},
+): Record<string, string> {
   const prefixOf = (bus: Bus) => (bus === "virtio" ? "vd" : bus === "ide" ? "hd" : "sd");
-  const reserved = new Set(["sdz", "hdc"]);
-  const next: Record<string, number> = {};
+  const used = new Set(["sdz", "hdc"]);
   const out: Record<string, string> = {};
   for (const e of entries) {
+    const kept = current[e.name]?.target;
+    if (kept?.startsWith(prefixOf(e.bus ?? "virtio")) && !used.has(kept)) {
+      out[e.name] = kept;
+      used.add(kept);
+    }
+  }
+  for (const e of entries) {
+    if (out[e.name]) continue;
     const prefix = prefixOf(e.bus ?? "virtio");
-    let target: string;
-    do {
-      const i = next[prefix] ?? 0;
-      next[prefix] = i + 1;
-      target = prefix + letters(i);
-    } while (reserved.has(target));
-    out[e.name] = target;
+    let i = 0;
+    while (used.has(prefix + letters(i))) i++;
+    out[e.name] = prefix + letters(i);
+    used.add(out[e.name]!);
   }
   return out;
 }
 
+/**
+ * CURRENT: our disks in the domain's definition. A disk the domain already has stays while its
+ * VMDisk passes through other phases (a failed grow, a pool being repaired): a guest never
+ * loses a disk it uses because of the disk's status.
+ */
 export function resolveDisks(
   vm: VirtualMachine,
   diskNamed: (name: string) => VMDisk | undefined,
   nodeName: string,
+  current: Readonly<Record<string, ObservedDisk>> = {},
 ): DiskResolution {
   const entries = vm.spec.disks ?? [];
-  const targets = diskTargets(entries);
+  const targets = diskTargets(entries, current);
   const result: DiskResolution = { devices: [], waiting: [], blocked: [] };
   for (const e of entries) {
     if (e.active === false) continue;
@@ -69,7 +83,10 @@ export function resolveDisks(
       result.waiting.push(`VMDisk ${ref} does not exist`);
       continue;
     }
-    if (disk.metadata.deletionTimestamp && !s?.attachedTo?.includes(vm.metadata.name)) {
+    const have = current[e.name];
+    const attachedNow = Boolean(have) && (!s?.path || have!.path === s.path);
+    const path = s?.path ?? (attachedNow ? have!.path : undefined);
+    if (disk.metadata.deletionTimestamp && !attachedNow) {
       result.blocked.push(`VMDisk ${ref} is being deleted`);
       continue;
     }
@@ -77,16 +94,16 @@ export function resolveDisks(
       result.blocked.push(`VMDisk ${ref} lives on node ${s.nodeName}, the VM runs on ${nodeName}`);
       continue;
     }
-    if (!s?.phase || !USABLE_PHASES.has(s.phase) || !s.path) {
+    if (!attachedNow && (!s?.phase || !USABLE_PHASES.has(s.phase) || !path)) {
       result.waiting.push(`VMDisk ${ref} is ${s?.phase ?? "Pending"}`);
       continue;
     }
-    const holders = s.attachedTo ?? [];
-    if (!holders.includes(vm.metadata.name)) {
+    const holders = s?.attachedTo ?? [];
+    if (!holders.includes(vm.metadata.name) && !attachedNow) {
       result.waiting.push(`VMDisk ${ref} has not recorded the attachment yet`);
       continue;
     }
-    if (!disk.spec.shareable && holders[0] !== vm.metadata.name) {
+    if (!disk.spec.shareable && holders[0] !== vm.metadata.name && !attachedNow) {
       result.blocked.push(
         `VMDisk ${ref} is attached to VirtualMachine ${holders[0]} and is not shareable (spec.shareable)`,
       );
@@ -94,8 +111,8 @@ export function resolveDisks(
     }
     result.devices.push({
       name: e.name,
-      path: s.path,
-      format: s.format === "raw" ? "raw" : "qcow2",
+      path: path!,
+      format: (s?.format ?? disk.spec.format) === "raw" ? "raw" : "qcow2",
       bus: e.bus ?? "virtio",
       target: targets[e.name]!,
       ...(e.bootOrder !== undefined ? { bootOrder: e.bootOrder } : {}),

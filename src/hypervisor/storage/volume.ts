@@ -74,10 +74,29 @@ export function parsePoolXml(xml: string): PoolDescription {
   return { type, ...(typeof path === "string" ? { path } : {}), shared: SHARED_POOL_TYPES.has(type) };
 }
 
-/** The format libvirt reports for a volume (<target><format type=…>). */
-export function parseVolumeFormat(xml: string): string | undefined {
-  const doc = parser.parse(xml) as { volume?: { target?: { format?: { "@_type"?: string } } } };
-  return doc.volume?.target?.format?.["@_type"];
+/** The format libvirt reports for a volume (<target><format type=…>) and its backing file, if any. */
+export function parseVolume(xml: string): { format?: string; backingPath?: string } {
+  const doc = parser.parse(xml) as {
+    volume?: { target?: { format?: { "@_type"?: string } }; backingStore?: { path?: unknown } };
+  };
+  const format = doc.volume?.target?.format?.["@_type"];
+  const backing = doc.volume?.backingStore?.path;
+  return {
+    ...(format ? { format } : {}),
+    ...(typeof backing === "string" && backing ? { backingPath: backing } : {}),
+  };
+}
+
+/**
+ * Why libvirt must not copy a volume: libvirt probes file contents, so a raw disk whose guest
+ * wrote a qcow2 header naming a host file would be copied together with that file.
+ */
+export function uncopyableReason(xml: string, expectedFormat: string): string | undefined {
+  const v = parseVolume(xml);
+  if (v.backingPath) return `libvirt sees a backing file (${v.backingPath}) in the volume; it is not copied`;
+  if (v.format !== expectedFormat)
+    return `libvirt reads the volume as ${v.format ?? "unknown"}, not ${expectedFormat}; it is not copied`;
+  return undefined;
 }
 
 export interface ImageFacts {
