@@ -3,12 +3,14 @@
 //   env: NODE_NAME, POD_NAMESPACE, LIBVIRT_URI, METRICS_PORT, CONSOLE_LOG_DIR,
 //        STATISTICS_INTERVAL_SECONDS (default 60), LOG_LEVEL, STORAGE_POOL_NAME,
 //        STORAGE_POOL_PATH (the default pool), IMAGE_IMPORT_DIRS (":"-separated; where
-//        source.image may name node files)
+//        source.image may name node files), IMAGE_IMPORT_BLOCKED_NETWORKS (CIDRs source.image
+//        URLs may not reach; default link-local)
 import { hostname } from "node:os";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { NODE_LABEL, type VirtualMachine, VirtualMachineKind } from "../api/virtualmachine.ts";
 import { type VMDisk, VMDiskKind } from "../api/vmdisk.ts";
 import { NodeDiskReconciler } from "../controllers/node/disk-reconciler.ts";
+import { blockedNetworksOf, DEFAULT_BLOCKED_NETWORKS } from "../controllers/node/image-source.ts";
 import { runNodePublisher } from "../controllers/node/node-publisher.ts";
 import { StatsCollector } from "../controllers/node/stats-collector.ts";
 import { ensureDefaultPool } from "../controllers/node/storage-pools.ts";
@@ -48,7 +50,9 @@ async function main() {
     VirtualMachineKind,
     `${NODE_LABEL}=${nodeName}`,
   );
-  const diskInformer = kindInformer<VMDisk & KubernetesObject>(kube, VMDiskKind, `${NODE_LABEL}=${nodeName}`);
+  // Every VMDisk, not only this node's: VMs here may use disks of shared pools placed elsewhere.
+  // The disk reconciler acts only on disks labelled for this node.
+  const diskInformer = kindInformer<VMDisk & KubernetesObject>(kube, VMDiskKind);
   const clusterId = (await kube.core.readNamespace({ name: "kube-system" })).metadata?.uid ?? "";
   await ensureDefaultPool(libvirt, defaultPool, log);
   const reconciler = new NodeVmReconciler({
@@ -77,6 +81,7 @@ async function main() {
     nodeName,
     defaultPool: defaultPool.name,
     importDirs,
+    blockedNetworks: blockedNetworksOf(process.env.IMAGE_IMPORT_BLOCKED_NETWORKS ?? DEFAULT_BLOCKED_NETWORKS),
     refreshMs: statisticsIntervalMs,
     log,
   });
@@ -91,7 +96,7 @@ async function main() {
   for (const verb of ["add", "update", "delete"] as const) {
     informer.on(verb, (vm) => queue.add(keyOf(vm)));
     diskInformer.on(verb, (disk) => {
-      diskQueue.add(keyOf(disk));
+      if (disk.metadata?.labels?.[NODE_LABEL] === nodeName || verb === "delete") diskQueue.add(keyOf(disk));
       // VMs using the disk: it may have become ready, grown, or changed hands.
       for (const vm of informer.list(disk.metadata?.namespace))
         if (vm.spec.disks?.some((d) => d.diskRef.name === disk.metadata?.name)) queue.add(keyOf(vm));

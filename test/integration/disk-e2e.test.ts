@@ -31,6 +31,10 @@ let ns = "";
 let workDir = "";
 let server: Server | undefined;
 let baseUrl = "";
+const port = () => {
+  const address = server?.address();
+  return typeof address === "object" && address ? address.port : 0;
+};
 const MiB = 2 ** 20;
 
 const getDisk = (name: string) => getObject<VMDisk>("vmdisk", ns, name);
@@ -109,6 +113,7 @@ before(async () => {
   workDir = await mkdtemp(join(tmpdir(), "lvo-disk-e2e-"));
   // The pool directory is listed too: the agent must still refuse volumes as images.
   process.env.IMAGE_IMPORT_DIRS = `${workDir}:/var/lib/libvirt/libvirt-operator`;
+  process.env.IMAGE_IMPORT_BLOCKED_NETWORKS = "169.254.0.0/16,127.0.0.2/32";
   // An 8 MiB raw image with a marker, and the same image as qcow2, served on loopback.
   const raw = Buffer.alloc(8 * MiB);
   raw.write("IMPORTED-IMAGE-MARKER", 0, "latin1");
@@ -134,6 +139,10 @@ before(async () => {
     join(workDir, "image.qcow2"),
   ]);
   server = createServer((req, res) => {
+    if (req.url === "/redirect") {
+      res.writeHead(302, { location: `http://127.0.0.2:${port()}/image.raw` }).end();
+      return;
+    }
     const file = join(workDir, (req.url ?? "").replace(/^\/+/, ""));
     if (!req.url?.startsWith("/image.") || !existsSync(file)) {
       res.writeHead(404).end("not found");
@@ -145,8 +154,7 @@ before(async () => {
       .end(body);
   });
   await new Promise<void>((resolve) => server!.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  baseUrl = `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`;
+  baseUrl = `http://127.0.0.1:${port()}`;
   ns = await testNamespace("disk-e2e");
   await startTestOperator();
 });
@@ -382,6 +390,10 @@ describe("VMDisk end to end (TCG guests)", () => {
     assert.equal((await volumeStart(http!.status!.path!, "raw")).slice(0, 21), "IMPORTED-IMAGE-MARKER");
 
     await applyDisk("outside", { provisionedSize: "1Mi", source: { image: { url: "/etc/hostname" } } });
+    await applyDisk("redirected", {
+      provisionedSize: "1Mi",
+      source: { image: { url: `${baseUrl}/redirect` } },
+    });
     await applyDisk("backed", {
       provisionedSize: "1Mi",
       source: { image: { url: join(workDir, "backed.qcow2") } },
@@ -396,6 +408,11 @@ describe("VMDisk end to end (TCG guests)", () => {
     assert.match(condition(outside, "Ready")!.message, /outside the directories this node imports from/);
     const missing = await waitForDisk("missing", phaseIs("Illegal"), "Illegal");
     assert.match(condition(missing, "Ready")!.message, /HTTP 404/);
+    const redirected = await waitForDisk("redirected", phaseIs("Illegal"), "Illegal");
+    assert.match(
+      condition(redirected, "Ready")!.message,
+      /127\.0\.0\.2 is in a network images may not come from/,
+    );
     const backed = await waitForDisk("backed", phaseIs("Illegal"), "Illegal");
     assert.match(condition(backed, "Ready")!.message, /names a backing file/);
     const volume = await waitForDisk("volume", phaseIs("Illegal"), "Illegal");

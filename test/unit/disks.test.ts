@@ -10,6 +10,7 @@ import {
   nodeOfVmDisks,
   placeFloatingDisk,
 } from "../../src/controllers/cluster/disk-placement.ts";
+import { blockedNetworksOf } from "../../src/controllers/node/image-source.ts";
 import { diskCountersOf, diskStatisticsBetween } from "../../src/controllers/node/statistics.ts";
 import { diskChanges, diskTargets, resolveDisks } from "../../src/hypervisor/domain/disks.ts";
 import { type DiskDevice, type DomainDefinition, specHash } from "../../src/hypervisor/domain/xml.ts";
@@ -444,5 +445,16 @@ describe("volumes libvirt may copy", () => {
     assert.match(uncopyableReason(xml("qcow2"), "raw") ?? "", /reads the volume as qcow2, not raw/);
     const backed = xml("qcow2", "<backingStore><path>/etc/shadow</path><format type='raw'/></backingStore>");
     assert.match(uncopyableReason(backed, "qcow2") ?? "", /backing file \(\/etc\/shadow\)/);
+  });
+});
+
+describe("networks images may not come from", () => {
+  it("parses CIDR lists of both families", () => {
+    const b = blockedNetworksOf("169.254.0.0/16, fe80::/10,10.1.2.3");
+    assert.equal(b.check("169.254.169.254", "ipv4"), true);
+    assert.equal(b.check("fe80::1", "ipv6"), true);
+    assert.equal(b.check("10.1.2.3", "ipv4"), true);
+    assert.equal(b.check("10.1.2.4", "ipv4"), false);
+    assert.equal(b.check("192.168.1.1", "ipv4"), false);
   });
 });

@@ -1,6 +1,7 @@
 // Node side of VMDisk: creates the volume of each disk placed on this node (blank, cloned from
 // another VMDisk, or imported from a file or URL), grows it (live through the running guest
 // when attached), reports it in status, and wipes and deletes it when the disk is deleted.
+import type { BlockList } from "node:net";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { parseQuantity } from "../../api/quantity.ts";
 import { NODE_LABEL } from "../../api/virtualmachine.ts";
@@ -80,6 +81,8 @@ export interface NodeDiskReconcilerOptions {
   defaultPool: string;
   /** Directories on the node that source.image may name files in. */
   importDirs: string[];
+  /** Networks source.image URLs may not reach (cloud metadata by default). */
+  blockedNetworks: BlockList;
   /** How often a Ready disk's allocation is read again. */
   refreshMs: number;
   log: Logger;
@@ -284,7 +287,7 @@ export class NodeDiskReconciler {
     log: Logger,
   ): Promise<StorageVolRef> {
     const started = Date.now();
-    const image = await openImage(url, this.o.importDirs, await this.poolDirs());
+    const image = await openImage(url, this.o.importDirs, await this.poolDirs(), this.o.blockedNetworks);
     const facts = sniffImage(image.header, image.length);
     if (facts.refused) {
       image.close();
@@ -311,7 +314,7 @@ export class NodeDiskReconciler {
       });
     try {
       let lastWrite = Date.now();
-      await this.o.libvirt.uploadVolume(staging, image.chunks, {
+      const sent = await this.o.libvirt.uploadVolume(staging, image.chunks, {
         length: image.length,
         timeoutMs: LONG_CALL_MS,
         onProgress: (sent) => {
@@ -322,6 +325,8 @@ export class NodeDiskReconciler {
           void this.report(disk, mem, {}).catch(() => undefined);
         },
       });
+      if (sent !== image.length)
+        throw new ImageSourceError(`${url} ended after ${sent} of ${image.length} bytes`);
       const probed = await this.lookupVolume(pool, stagingName);
       if (!probed) throw new Error(`staging volume ${stagingName} vanished during the import`);
       const refused = uncopyableReason(await this.o.libvirt.volumeXml(probed), facts.format);

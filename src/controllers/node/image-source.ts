@@ -1,8 +1,10 @@
 // Where an imported image's bytes come from: a file on the node (only inside the directories
 // the agent is configured to import from, never inside a storage pool) or an http(s) URL,
 // streamed, never held in memory.
+import { lookup } from "node:dns/promises";
 import { createReadStream } from "node:fs";
 import { realpath, stat } from "node:fs/promises";
+import { BlockList, isIP } from "node:net";
 import { sep } from "node:path";
 import { IMAGE_HEADER_BYTES } from "../../hypervisor/storage/volume.ts";
 
@@ -28,8 +30,36 @@ export async function openImage(
   url: string,
   importDirs: readonly string[],
   poolDirs: readonly string[],
+  blockedNetworks: BlockList = blockedNetworksOf(DEFAULT_BLOCKED_NETWORKS),
 ): Promise<ImageSource> {
-  return /^https?:\/\//.test(url) ? openHttp(url) : openFile(url, importDirs, poolDirs);
+  return /^https?:\/\//.test(url) ? openHttp(url, blockedNetworks) : openFile(url, importDirs, poolDirs);
+}
+
+/** Link-local: the cloud metadata services a URL must not reach from the privileged agent. */
+export const DEFAULT_BLOCKED_NETWORKS = "169.254.0.0/16,fe80::/10";
+
+/** "cidr,cidr,…" → a BlockList (IMAGE_IMPORT_BLOCKED_NETWORKS). */
+export function blockedNetworksOf(spec: string): BlockList {
+  const list = new BlockList();
+  for (const cidr of spec
+    .split(",")
+    .map((c) => c.trim())
+    .filter(Boolean)) {
+    const [address = "", bits = ""] = cidr.split("/");
+    const family = isIP(address) === 6 ? "ipv6" : "ipv4";
+    list.addSubnet(address, Number(bits || (family === "ipv6" ? 128 : 32)), family);
+  }
+  return list;
+}
+
+/** Refuses a URL whose host resolves into a blocked network (checked again on every redirect). */
+async function checkHost(url: URL, blocked: BlockList): Promise<void> {
+  const host = url.hostname.replace(/^\[|\]$/g, "");
+  const addresses = isIP(host) ? [{ address: host, family: isIP(host) }] : await lookup(host, { all: true });
+  for (const a of addresses) {
+    if (blocked.check(a.address, a.family === 6 ? "ipv6" : "ipv4"))
+      throw new ImageSourceError(`${url.href}: ${a.address} is in a network images may not come from`);
+  }
 }
 
 async function realDirs(dirs: readonly string[]): Promise<string[]> {
@@ -66,13 +96,24 @@ async function openFile(
   return { length: info.size, header, chunks, close: () => chunks.destroy() };
 }
 
-async function openHttp(url: string): Promise<ImageSource> {
-  let response: Response;
-  try {
-    // identity: Content-Length must be the image's own length, not a compressed body's.
-    response = await fetch(url, { redirect: "follow", headers: { "accept-encoding": "identity" } });
-  } catch (err) {
-    throw new ImageSourceError(`cannot fetch ${url}: ${(err as Error).cause ?? (err as Error).message}`);
+async function openHttp(url: string, blocked: BlockList): Promise<ImageSource> {
+  let response: Response | undefined;
+  let at = new URL(url);
+  for (let hop = 0; ; hop++) {
+    await checkHost(at, blocked);
+    try {
+      // identity: Content-Length must be the image's own length, not a compressed body's.
+      response = await fetch(at, { redirect: "manual", headers: { "accept-encoding": "identity" } });
+    } catch (err) {
+      throw new ImageSourceError(
+        `cannot fetch ${at.href}: ${(err as Error).cause ?? (err as Error).message}`,
+      );
+    }
+    const location = response.headers.get("location");
+    if (response.status < 300 || response.status >= 400 || !location) break;
+    await response.body?.cancel();
+    if (hop >= 5) throw new ImageSourceError(`${url}: more than 5 redirects`);
+    at = new URL(location, at);
   }
   if (!response.ok || !response.body) {
     throw new ImageSourceError(`fetching ${url} answered HTTP ${response.status} ${response.statusText}`);
