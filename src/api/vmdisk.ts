@@ -57,8 +57,10 @@ const DiskSource = withRules(
           {
             url: Type.String({
               description:
-                "Where the image comes from: an absolute path on the node or an http(s) URL. qcow2 and raw " +
-                "are detected.",
+                "Where the image comes from: an absolute path on the node, inside the agent's image import " +
+                "directories (chart value agent.imageImportDirs), or an http(s) URL with a Content-Length. " +
+                "qcow2 and raw are detected and converted to spec.format; qcow2 images that name a backing " +
+                "file are refused.",
               pattern: "^(/|https?://)",
               maxLength: 4096,
             }),

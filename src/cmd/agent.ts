@@ -5,6 +5,7 @@
 //        STORAGE_POOL_PATH (the default pool), IMAGE_IMPORT_DIRS (":"-separated; where
 //        source.image may name node files), IMAGE_IMPORT_BLOCKED_NETWORKS (CIDRs source.image
 //        URLs may not reach; default link-local)
+import { mkdir } from "node:fs/promises";
 import { hostname } from "node:os";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { NODE_LABEL, type VirtualMachine, VirtualMachineKind } from "../api/virtualmachine.ts";
@@ -55,6 +56,8 @@ async function main() {
   const diskInformer = kindInformer<VMDisk & KubernetesObject>(kube, VMDiskKind);
   const clusterId = (await kube.core.readNamespace({ name: "kube-system" })).metadata?.uid ?? "";
   await ensureDefaultPool(libvirt, defaultPool, log);
+  // The import directories exist from the start, so users know where images go.
+  for (const dir of importDirs) await mkdir(dir, { recursive: true }).catch(() => undefined);
   const reconciler = new NodeVmReconciler({
     kube,
     libvirt,

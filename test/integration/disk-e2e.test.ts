@@ -193,6 +193,7 @@ describe("VMDisk end to end (TCG guests)", () => {
     const vm = await waitForVm(ns, "writer", (v) => (v?.status?.disks ?? []).length === 1, "status.disks");
     assert.equal(vm!.status!.disks![0]!.path, s.path);
     assert.equal(vm!.status!.disks![0]!.provisionedSize, 64 * MiB);
+    assert.ok((vm!.status!.storedData ?? 0) > 0, "storedData counts the disk's allocation");
     const attached = await waitForDisk("data", (d) => condition(d, "InUse")?.status === "True", "InUse");
     assert.deepEqual(attached!.status!.attachedTo, ["writer"]);
     assert.ok(attached!.metadata.finalizers?.includes("vm.libvirt-operator.io/disk-protection"));

@@ -6,22 +6,17 @@ import type { KubernetesObject } from "@kubernetes/client-node";
 import { parseQuantity } from "../../api/quantity.ts";
 import { NODE_LABEL } from "../../api/virtualmachine.ts";
 import { DISK_PROTECTION_FINALIZER, type VMDisk, VMDiskKind, VOLUME_FINALIZER } from "../../api/vmdisk.ts";
-import { keyOfDomain } from "../../hypervisor/domain/from-spec.ts";
-import { parseLiveDevices } from "../../hypervisor/domain/xml.ts";
 import {
   type LibvirtClient,
-  LibvirtError,
-  ListDomains,
   type StoragePoolRef,
   StorageVolCreateFlags,
   type StorageVolRef,
-  StorageVolResizeFlags,
 } from "../../hypervisor/libvirt/index.ts";
 import {
   parsePoolXml,
-  sniffImage,
   UnsafeNameError,
   uncopyableReason,
+  type VolumeDefinition,
   type VolumeFormat,
   volumeNameOf,
   volumeXml,
@@ -37,33 +32,17 @@ import {
 } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type ReconcileResult, TerminalError } from "../../runtime/workqueue.ts";
-import { type Condition, ownConditions, setCondition } from "../conditions.ts";
 import { CONDITIONS_RULE, ownedStatusChanged } from "../status-diff.ts";
-import { ImageSourceError, openImage } from "./image-source.ts";
+import { AGENT_DISK_FIELDS, agentDiskStatus, type DiskMemory, type VolumeSeen } from "./disk-status.ts";
+import { ImageSourceError } from "./image-source.ts";
 import { findPool } from "./storage-pools.ts";
 import { finished, op } from "./vm-progress.ts";
+import { growVolume, importImage, LONG_CALL_MS, lookupVolume } from "./volume-ops.ts";
 
 type Disk = VMDisk & KubernetesObject;
-type Phase = NonNullable<NonNullable<VMDisk["status"]>["phase"]>;
-type LastOperation = NonNullable<NonNullable<VMDisk["status"]>["lastOperation"]>;
 
 const COMPONENT = "libvirt-operator-agent";
 const FIELD_MANAGER = "libvirt-operator-agent";
-export const AGENT_DISK_FIELDS = [
-  "observedGeneration",
-  "phase",
-  "provisionedSize",
-  "actualSize",
-  "path",
-  "pool",
-  "format",
-  "storagePoolShared",
-  "progress",
-  "lastOperation",
-  "conditions",
-] as const;
-/** Copies and imports may take long; libvirt answers when they are done. */
-const LONG_CALL_MS = 6 * 3600_000;
 /** Source disks, pools and files may appear later: look again this often. */
 const RETRY_MS = 15_000;
 /** At most one progress write per this interval during an import. */
@@ -88,18 +67,9 @@ export interface NodeDiskReconcilerOptions {
   log: Logger;
 }
 
-/** What the agent knows ahead of its informer cache, per disk. */
-interface Memory {
-  phase?: Phase;
-  lastOperation?: LastOperation;
-  progress?: number;
-  /** The volume was created (or found complete) by this process: never recreate it. */
-  complete: boolean;
-}
-
 export class NodeDiskReconciler {
   private readonly o: NodeDiskReconcilerOptions;
-  private readonly memory = new Map<string, Memory>();
+  private readonly memory = new Map<string, DiskMemory>();
 
   constructor(options: NodeDiskReconcilerOptions) {
     this.o = options;
@@ -142,7 +112,7 @@ export class NodeDiskReconciler {
       await this.report(disk, mem, { phase: "Pending", failure: { reason: "PoolMissing", message } });
       return { requeueAfterMs: RETRY_MS };
     }
-    let vol = await this.lookupVolume(pool, volName);
+    let vol = await lookupVolume(this.o.libvirt, pool, volName);
     if (disk.metadata.deletionTimestamp) return this.remove(key, disk, mem, vol, log);
 
     if (vol && !mem.complete && !disk.status?.path && (disk.spec.source?.disk || disk.spec.source?.image)) {
@@ -170,7 +140,7 @@ export class NodeDiskReconciler {
       mem.lastOperation = op("Resize", "Running", `growing to ${wantBytes} bytes`);
       await this.report(disk, mem, { path, pool: poolName, format, info });
       try {
-        const how = await this.grow(vol, path, wantBytes, disk.spec.sparse === false);
+        const how = await growVolume(this.o.libvirt, vol, path, wantBytes, disk.spec.sparse === false);
         mem.lastOperation = finished(mem.lastOperation, "Succeeded", `grown to ${wantBytes} bytes ${how}`);
         log.info({ bytes: wantBytes, how }, "volume grown");
         void this.event(disk, "Normal", "Resized", `grown to ${wantBytes} bytes ${how}`);
@@ -196,7 +166,7 @@ export class NodeDiskReconciler {
   /** Creates the volume from its source; undefined when the source is not there yet. */
   private async create(
     disk: Disk,
-    mem: Memory,
+    mem: DiskMemory,
     pool: StoragePoolRef,
     volName: string,
     format: VolumeFormat,
@@ -218,7 +188,7 @@ export class NodeDiskReconciler {
     if (source.disk) {
       const from = this.o.cache.get(source.disk.name, disk.metadata.namespace);
       const fromPath = from?.status?.path;
-      if (!from || from.status?.phase !== "Ready" || !fromPath || !from.status?.pool) {
+      if (from?.status?.phase !== "Ready" || !fromPath || !from.status?.pool) {
         const message = `waiting for VMDisk ${source.disk.name} (spec.source.disk) to be Ready on this node`;
         await this.report(disk, mem, { phase: "Pending", waiting: message });
         return undefined;
@@ -227,7 +197,8 @@ export class NodeDiskReconciler {
       const fromFormat = (from.status.format as VolumeFormat | undefined) ?? from.spec.format ?? "qcow2";
       const fromVol =
         fromPool &&
-        (await this.lookupVolume(
+        (await lookupVolume(
+          this.o.libvirt,
           fromPool,
           volumeNameOf(from.metadata.namespace ?? "", from.metadata.name, fromFormat),
         ));
@@ -273,126 +244,65 @@ export class NodeDiskReconciler {
     return vol;
   }
 
-  /**
-   * Streams the image into a raw staging volume, lets libvirt probe its format, then converts it
-   * into the disk's own volume (qemu-img through virStorageVolCreateXMLFrom) and drops the staging.
-   */
+  /** Imports source.image (volume-ops.ts), showing progress in status while it runs. */
   private async importImage(
     disk: Disk,
-    mem: Memory,
+    mem: DiskMemory,
     pool: StoragePoolRef,
-    definition: Parameters<typeof volumeXml>[0],
-    flags: number,
+    definition: VolumeDefinition,
+    createFlags: number,
     url: string,
     log: Logger,
   ): Promise<StorageVolRef> {
     const started = Date.now();
-    const image = await openImage(url, this.o.importDirs, await this.poolDirs(), this.o.blockedNetworks);
-    const facts = sniffImage(image.header, image.length);
-    if (facts.refused) {
-      image.close();
-      throw new ImageSourceError(`${url}: ${facts.refused}`);
-    }
-    mem.phase = "Locked";
-    mem.progress = 0;
-    mem.lastOperation = op("Import", "Running", `importing ${facts.format} image from ${url}`);
-    await this.report(disk, mem, {});
-
-    const stagingName = `${definition.name}.import`;
-    const leftover = await this.lookupVolume(pool, stagingName);
-    if (leftover) await this.o.libvirt.deleteVolume(leftover);
-    // Staged in its own format; the upload replaces the staged file's bytes with the image's.
-    const capacityBytes = facts.virtualSize ?? image.length;
-    const staging = await this.o.libvirt
-      .createVolume(
-        pool,
-        volumeXml({ name: stagingName, format: facts.format, capacityBytes, allocationBytes: 0 }),
-      )
-      .catch((err) => {
-        image.close();
-        throw err;
-      });
-    try {
-      let lastWrite = Date.now();
-      const sent = await this.o.libvirt.uploadVolume(staging, image.chunks, {
-        length: image.length,
-        timeoutMs: LONG_CALL_MS,
-        onProgress: (sent) => {
-          // The copy after the upload is the last tenth.
-          mem.progress = Math.min(90, Math.floor((sent / image.length) * 90));
-          if (Date.now() - lastWrite < PROGRESS_WRITE_MS) return;
-          lastWrite = Date.now();
-          void this.report(disk, mem, {}).catch(() => undefined);
-        },
-      });
-      if (sent !== image.length)
-        throw new ImageSourceError(`${url} ended after ${sent} of ${image.length} bytes`);
-      const probed = await this.lookupVolume(pool, stagingName);
-      if (!probed) throw new Error(`staging volume ${stagingName} vanished during the import`);
-      const refused = uncopyableReason(await this.o.libvirt.volumeXml(probed), facts.format);
-      if (refused) throw new ImageSourceError(`${url}: ${refused}`);
-      mem.progress = 90;
-      await this.report(disk, mem, {});
-      const vol = await this.o.libvirt.cloneVolume(
-        pool,
-        volumeXml({
-          ...definition,
-          capacityBytes: Math.max(definition.capacityBytes, facts.virtualSize ?? 0),
-        }),
-        probed,
-        flags,
-        LONG_CALL_MS,
-      );
-      mem.progress = 100;
-      this.done(
-        disk,
-        mem,
-        log,
-        "Imported",
-        `imported ${facts.format} image from ${url} (${image.length} bytes)`,
-        started,
-      );
-      return vol;
-    } finally {
-      const left = await this.lookupVolume(pool, stagingName).catch(() => undefined);
-      if (left)
-        await this.o.libvirt
-          .deleteVolume(left)
-          .catch((err) => log.warn({ err: describeError(err) }, "staging volume not deleted"));
-    }
+    let lastWrite = 0;
+    const { vol, facts, bytes } = await importImage(this.o.libvirt, {
+      pool,
+      definition,
+      createFlags,
+      url,
+      importDirs: this.o.importDirs,
+      blockedNetworks: this.o.blockedNetworks,
+      log,
+      started: async (f) => {
+        mem.phase = "Locked";
+        mem.progress = 0;
+        mem.lastOperation = op("Import", "Running", `importing ${f.format} image from ${url}`);
+        await this.report(disk, mem, {});
+      },
+      progress: (percent) => {
+        mem.progress = percent;
+        if (Date.now() - lastWrite < PROGRESS_WRITE_MS && percent < 90) return;
+        lastWrite = Date.now();
+        void this.report(disk, mem, {}).catch(() => undefined);
+      },
+    });
+    this.done(
+      disk,
+      mem,
+      log,
+      "Imported",
+      `imported ${facts.format} image from ${url} (${bytes} bytes)`,
+      started,
+    );
+    return vol;
   }
 
-  private done(disk: Disk, mem: Memory, log: Logger, reason: string, message: string, started: number) {
+  private done(disk: Disk, mem: DiskMemory, log: Logger, reason: string, message: string, started: number) {
     const ms = Date.now() - started;
     mem.lastOperation = finished(mem.lastOperation, "Succeeded", `${message} in ${ms} ms`);
     log.info({ ms }, message);
     void this.event(disk, "Normal", reason, message);
   }
 
-  /** Live through a running guest on this node that has the volume open, else offline. */
-  private async grow(vol: StorageVolRef, path: string, bytes: number, preallocate: boolean): Promise<string> {
-    for (const dom of await this.o.libvirt.listAllDomains(ListDomains.Active)) {
-      const disks = parseLiveDevices(await this.o.libvirt.domainXml(dom)).disks;
-      if (!Object.values(disks).some((d) => d.path === path)) continue;
-      await this.o.libvirt.blockResize(dom, path, bytes);
-      return `live (VirtualMachine ${keyOfDomain(dom.name)?.split("/")[1] ?? dom.name} is running)`;
-    }
-    await this.o.libvirt.resizeVolume(vol, bytes, preallocate ? StorageVolResizeFlags.Allocate : 0);
-    return "offline";
-  }
-
-  /** Target directories of this node's pools: images are never imported from a volume. */
-  private async poolDirs(): Promise<string[]> {
-    const dirs: string[] = [];
-    for (const ref of await this.o.libvirt.listStoragePools()) {
-      const { path } = parsePoolXml(await this.o.libvirt.storagePoolXml(ref));
-      if (path) dirs.push(path);
-    }
-    return dirs;
-  }
-
   /** Deleting: only once no VM uses the disk; wipe when asked, delete, release the finalizer. */
-  private async remove(key: string, disk: Disk, mem: Memory, vol: StorageVolRef | undefined, log: Logger) {
+  private async remove(
+    key: string,
+    disk: Disk,
+    mem: DiskMemory,
+    vol: StorageVolRef | undefined,
+    log: Logger,
+  ) {
     if (disk.metadata.finalizers?.includes(DISK_PROTECTION_FINALIZER) || disk.status?.attachedTo?.length) {
       return undefined; // the controller says who uses it (condition InUse) and requeues us through events
     }
@@ -424,7 +334,7 @@ export class NodeDiskReconciler {
     return undefined;
   }
 
-  private async failed(disk: Disk, mem: Memory, err: unknown, log: Logger): Promise<ReconcileResult> {
+  private async failed(disk: Disk, mem: DiskMemory, err: unknown, log: Logger): Promise<ReconcileResult> {
     const message = describeError(err);
     const userError = err instanceof ImageSourceError;
     mem.phase = "Illegal";
@@ -439,7 +349,7 @@ export class NodeDiskReconciler {
     throw err;
   }
 
-  private memoryOf(key: string, disk: Disk): Memory {
+  private memoryOf(key: string, disk: Disk): DiskMemory {
     let m = this.memory.get(key);
     if (!m) {
       m = {
@@ -452,80 +362,10 @@ export class NodeDiskReconciler {
     return m;
   }
 
-  private async lookupVolume(pool: StoragePoolRef, name: string): Promise<StorageVolRef | undefined> {
-    try {
-      return await this.o.libvirt.lookupVolume(pool, name);
-    } catch (err) {
-      if (err instanceof LibvirtError && err.isNotFound) return undefined;
-      throw err;
-    }
-  }
-
-  private async report(
-    disk: Disk,
-    mem: Memory,
-    seen: {
-      phase?: Phase;
-      path?: string;
-      pool?: string;
-      format?: string;
-      info?: { capacity: number; allocation: number };
-      shared?: boolean;
-      waiting?: string;
-      failure?: { reason: string; message: string };
-    },
-  ) {
-    const prev = disk.status ?? {};
-    const phase = seen.phase ?? mem.phase ?? "Pending";
-    const generation = disk.metadata.generation ?? 0;
-    const ready = phase === "Ready" || phase === "Resizing";
-    const readyCondition: Omit<Condition, "lastTransitionTime"> = seen.failure
-      ? { type: "Ready", status: "False", reason: seen.failure.reason, message: seen.failure.message }
-      : ready
-        ? {
-            type: "Ready",
-            status: "True",
-            reason: phase,
-            message: `volume ${seen.path ?? prev.path ?? ""} is usable`,
-          }
-        : {
-            type: "Ready",
-            status: "False",
-            reason: phase,
-            message: seen.waiting ?? mem.lastOperation?.message ?? `the volume is ${phase.toLowerCase()}`,
-          };
-    const conditions = ownConditions(
-      setCondition(
-        (prev.conditions ?? []) as Condition[],
-        { ...readyCondition, observedGeneration: generation },
-        new Date(),
-      ),
-      ["Ready"],
-    );
-    // Once the volume exists its path stays in status (VMs keep using it whatever the phase).
-    const path = seen.path ?? prev.path;
-    const status: Record<string, unknown> = {
-      observedGeneration: generation,
-      phase,
-      ...(seen.info ? { provisionedSize: seen.info.capacity, actualSize: seen.info.allocation } : {}),
-      ...(!seen.info && ready && prev.provisionedSize !== undefined
-        ? { provisionedSize: prev.provisionedSize, actualSize: prev.actualSize }
-        : {}),
-      ...(path ? { path } : {}),
-      ...((seen.pool ?? prev.pool) ? { pool: seen.pool ?? prev.pool } : {}),
-      ...((seen.format ?? prev.format) ? { format: seen.format ?? prev.format } : {}),
-      ...((seen.shared ?? prev.storagePoolShared)
-        ? { storagePoolShared: seen.shared ?? prev.storagePoolShared }
-        : {}),
-      ...(mem.progress !== undefined ? { progress: mem.progress } : {}),
-      ...(mem.lastOperation ? { lastOperation: mem.lastOperation } : {}),
-      conditions,
-    };
-    if (
-      ownedStatusChanged(prev as Record<string, unknown>, status, AGENT_DISK_FIELDS, {
-        conditions: CONDITIONS_RULE,
-      })
-    ) {
+  private async report(disk: Disk, mem: DiskMemory, seen: VolumeSeen) {
+    const status = agentDiskStatus(disk, mem, seen, new Date());
+    const rules = { conditions: CONDITIONS_RULE };
+    if (ownedStatusChanged(disk.status as Record<string, unknown>, status, AGENT_DISK_FIELDS, rules)) {
       await applyStatus(this.o.kube, VMDiskKind, disk, FIELD_MANAGER, status);
     }
   }

@@ -157,6 +157,7 @@ export class StatsCollector {
       this.previousDisk.delete(key);
       const [namespace = "", name = ""] = key.split("/");
       for (const { gauge } of this.diskGauges) gauge.remove({ namespace, name, vm: prev.vm });
+      await this.idleDisk(namespace, name);
     }
     // VMs gone or stopped: forget their samples and series.
     for (const key of [...this.previous.keys()]) {
@@ -169,6 +170,26 @@ export class StatsCollector {
       if (vm.status?.nodeName !== this.o.nodeName)
         this.ready.remove({ namespace: vm.metadata.namespace ?? "", name: vm.metadata.name });
     }
+  }
+
+  /** A disk no running VM uses any more: its rates drop to zero (totals stay). */
+  private async idleDisk(namespace: string, name: string) {
+    const disk = this.o.disks
+      .list()
+      .find((d) => d.metadata.namespace === namespace && d.metadata.name === name);
+    const st = disk?.status?.statistics;
+    if (!disk || !st) return;
+    const zero = { readBytesPerSecond: 0, writeBytesPerSecond: 0, readOpsPerSecond: 0, writeOpsPerSecond: 0 };
+    if (Object.entries(zero).every(([k]) => !st[k as keyof typeof zero])) return;
+    this.writes.inc();
+    await applyStatus(this.o.kube, VMDiskKind, disk, STATISTICS_FIELD_MANAGER, {
+      statistics: { ...st, ...zero, updatedAt: new Date().toISOString() },
+    }).catch((err) =>
+      this.o.log.warn(
+        { key: `${namespace}/${name}`, err: describeError(err) },
+        "disk statistics write failed",
+      ),
+    );
   }
 
   /** Metrics and status.statistics of one VMDisk attached to a running VM. */
