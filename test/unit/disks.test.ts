@@ -10,6 +10,7 @@ import {
   nodeOfVmDisks,
   placeFloatingDisk,
 } from "../../src/controllers/cluster/disk-placement.ts";
+import { agentDiskStatus } from "../../src/controllers/node/disk-status.ts";
 import { blockedNetworksOf } from "../../src/controllers/node/image-source.ts";
 import { diskCountersOf, diskStatisticsBetween } from "../../src/controllers/node/statistics.ts";
 import { diskChanges, diskTargets, resolveDisks } from "../../src/hypervisor/domain/disks.ts";
@@ -456,5 +457,55 @@ describe("networks images may not come from", () => {
     assert.equal(b.check("10.1.2.3", "ipv4"), true);
     assert.equal(b.check("10.1.2.4", "ipv4"), false);
     assert.equal(b.check("192.168.1.1", "ipv4"), false);
+  });
+});
+
+describe("the agent's VMDisk status", () => {
+  const now = new Date("2026-01-01T00:00:00Z");
+  it("Ready with sizes, then a failure keeps path, sizes and the transition time of what did not change", () => {
+    const d = disk("d");
+    const ready = agentDiskStatus(
+      d,
+      { phase: "Ready", complete: true },
+      {
+        path: "/p/d",
+        pool: "pool",
+        format: "qcow2",
+        info: { capacity: 100, allocation: 7 },
+      },
+      now,
+    );
+    assert.equal(ready.phase, "Ready");
+    assert.equal(ready.provisionedSize, 100);
+    assert.equal(ready.actualSize, 7);
+    const cond = (s: Record<string, unknown>) =>
+      (
+        s.conditions as Array<{ type: string; status: string; message: string; lastTransitionTime: string }>
+      )[0]!;
+    assert.equal(cond(ready).status, "True");
+    d.status = ready as VMDisk["status"];
+    const later = new Date("2026-01-01T01:00:00Z");
+    const failed = agentDiskStatus(
+      d,
+      { phase: "Pending", complete: false },
+      {
+        failure: { reason: "PoolMissing", message: "storage pool pool does not exist on node n1" },
+      },
+      later,
+    );
+    assert.equal(failed.path, "/p/d", "a VM may still use it: the path stays");
+    assert.equal(failed.provisionedSize, 100);
+    assert.equal(cond(failed).status, "False");
+    assert.match(cond(failed).message, /does not exist/);
+    assert.equal(cond(failed).lastTransitionTime, later.toISOString());
+    const pending = agentDiskStatus(
+      disk("e"),
+      { complete: false },
+      { waiting: "waiting for VMDisk src" },
+      now,
+    );
+    assert.equal(pending.phase, "Pending");
+    assert.equal(cond(pending).message, "waiting for VMDisk src");
+    assert.equal(pending.path, undefined);
   });
 });

@@ -75,4 +75,24 @@ describe("place", () => {
     assert.deepEqual(place(req, [n], { cpuOvercommit: 2 }), { node: "a" });
     assert.ok("error" in place({ ...req, memoryBytes: 9 * GiB }, [n], { cpuOvercommit: 8 }));
   });
+
+  it("a VM with node-local disks goes to their node, or is refused naming the disk", () => {
+    const nodes = [node("a"), node("b", { allocated: { cpus: 0, memoryBytes: 0 } })];
+    const disksNode = { node: "a", disk: "data" };
+    assert.deepEqual(place({ ...req, disksNode }, nodes, policy), { node: "a" });
+    assert.match(
+      (place({ ...req, disksNode, nodeName: "b" }, nodes, policy) as { error: string }).error,
+      /spec.nodeName b conflicts with VMDisk data, which lives on node a/,
+    );
+    assert.match(
+      (place({ ...req, disksNode: { node: "gone", disk: "data" } }, nodes, policy) as { error: string })
+        .error,
+      /node gone, which holds VMDisk data, does not exist/,
+    );
+    const full = [node("a", { allocated: { cpus: 0, memoryBytes: 100 * GiB } })];
+    assert.match(
+      (place({ ...req, disksNode }, full, policy) as { error: string }).error,
+      /node a holds VMDisk data but cannot run the VM: it has .* free memory/,
+    );
+  });
 });
