@@ -13,6 +13,7 @@ import { run } from "../../src/cmd/local/tools.ts";
 import { BOOTED, consoleText, ensureGuest, type Guest, waitForConsole } from "../support/guest.ts";
 import {
   agentMetrics,
+  agentPid,
   applyObject,
   applyVm,
   consoleLogOf,
@@ -139,6 +140,22 @@ before(async () => {
     join(workDir, "image.qcow2"),
   ]);
   server = createServer((req, res) => {
+    if (req.url === "/slow") {
+      // The raw image, trickled out over ~5 s, so an agent can be killed in the middle.
+      const body = readFileSync(join(workDir, "image.raw"));
+      res.writeHead(200, { "content-length": body.length, "content-type": "application/octet-stream" });
+      let at = 0;
+      const timer = setInterval(() => {
+        if (res.destroyed || at >= body.length) {
+          clearInterval(timer);
+          res.end();
+          return;
+        }
+        res.write(body.subarray(at, at + 256 * 1024));
+        at += 256 * 1024;
+      }, 150);
+      return;
+    }
     if (req.url === "/redirect") {
       res.writeHead(302, { location: `http://127.0.0.2:${port()}/image.raw` }).end();
       return;
@@ -405,6 +422,17 @@ describe("VMDisk end to end (TCG guests)", () => {
       provisionedSize: "1Mi",
       source: { image: { url: `${baseUrl}/image.none` } },
     });
+    await applyDisk("nowhere", { provisionedSize: "1Mi", nodeName: "no-such-node" });
+    const nowhere = await waitForDisk(
+      "nowhere",
+      (d) => condition(d, "Scheduled")?.status === "False",
+      "unschedulable",
+    );
+    assert.match(
+      condition(nowhere, "Scheduled")!.message,
+      /node no-such-node \(spec.nodeName\) does not exist/,
+    );
+    assert.match(await events("nowhere"), /"reason": "Unschedulable"/);
     const outside = await waitForDisk("outside", phaseIs("Illegal"), "Illegal");
     assert.match(condition(outside, "Ready")!.message, /outside the directories this node imports from/);
     const missing = await waitForDisk("missing", phaseIs("Illegal"), "Illegal");
@@ -418,5 +446,27 @@ describe("VMDisk end to end (TCG guests)", () => {
     assert.match(condition(backed, "Ready")!.message, /names a backing file/);
     const volume = await waitForDisk("volume", phaseIs("Illegal"), "Illegal");
     assert.match(condition(volume, "Ready")!.message, /inside a storage pool/);
+  });
+
+  it("an import cut short by an agent crash is done again from the start when it returns", async () => {
+    await applyDisk("slow", {
+      provisionedSize: "8Mi",
+      format: "raw",
+      source: { image: { url: `${baseUrl}/slow` } },
+    });
+    const importing = await waitForDisk(
+      "slow",
+      (d) => d?.status?.phase === "Locked" && (d.status.progress ?? 0) > 0,
+      "importing with progress",
+      30_000,
+    );
+    assert.ok((importing!.status!.progress ?? 0) < 100);
+    process.kill(agentPid()!, "SIGKILL");
+    await new Promise((r) => setTimeout(r, 500));
+    await startTestOperator();
+    const done = await waitForDisk("slow", phaseIs("Ready"), "Ready after the agent returned", 90_000);
+    assert.equal(done!.status!.provisionedSize, 8 * MiB);
+    assert.equal((await volumeStart(done!.status!.path!, "raw")).slice(0, 21), "IMPORTED-IMAGE-MARKER");
+    assert.ok(!existsSync(`${done!.status!.path!}.import`), "no staging volume left behind");
   });
 });

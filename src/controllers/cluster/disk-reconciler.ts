@@ -123,7 +123,12 @@ export class ClusterDiskReconciler {
         return !vm.status?.nodeName && assumed ? { ...vm, status: { ...vm.status, nodeName: assumed } } : vm;
       });
       const decision = diskNodeDecision(disk, seen, source);
-      const placed = "floating" in decision ? placeFloatingDisk(disk, this.nodeViews()) : decision;
+      const placed =
+        "floating" in decision
+          ? placeFloatingDisk(disk, this.nodeViews())
+          : "node" in decision && !this.o.nodes.get(decision.node)
+            ? { error: `node ${decision.node} (${decision.why}) does not exist` }
+            : decision;
       if ("node" in placed) {
         node = placed.node;
         this.o.book.diskNodes.set(key, node);
