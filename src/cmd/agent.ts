@@ -10,6 +10,7 @@ import { hostname } from "node:os";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { NODE_LABEL, type VirtualMachine, VirtualMachineKind } from "../api/virtualmachine.ts";
 import { type VMDisk, VMDiskKind } from "../api/vmdisk.ts";
+import { namesDisk } from "../controllers/cluster/disk-placement.ts";
 import { NodeDiskReconciler } from "../controllers/node/disk-reconciler.ts";
 import { blockedNetworksOf, DEFAULT_BLOCKED_NETWORKS } from "../controllers/node/image-source.ts";
 import { runNodePublisher } from "../controllers/node/node-publisher.ts";
@@ -102,7 +103,7 @@ async function main() {
       if (disk.metadata?.labels?.[NODE_LABEL] === nodeName || verb === "delete") diskQueue.add(keyOf(disk));
       // VMs using the disk: it may have become ready, grown, or changed hands.
       for (const vm of informer.list(disk.metadata?.namespace))
-        if (vm.spec.disks?.some((d) => d.diskRef.name === disk.metadata?.name)) queue.add(keyOf(vm));
+        if (namesDisk(vm, disk.metadata?.name)) queue.add(keyOf(vm));
     });
   }
 

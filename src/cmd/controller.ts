@@ -6,6 +6,7 @@ import { hostname } from "node:os";
 import { type KubernetesObject, makeInformer, type V1Lease, type V1Node } from "@kubernetes/client-node";
 import { type VirtualMachine, VirtualMachineKind } from "../api/virtualmachine.ts";
 import { type VMDisk, VMDiskKind } from "../api/vmdisk.ts";
+import { namesDisk } from "../controllers/cluster/disk-placement.ts";
 import { ClusterDiskReconciler, type PlacementBook } from "../controllers/cluster/disk-reconciler.ts";
 import { ClusterVmReconciler } from "../controllers/cluster/vm-reconciler.ts";
 import { connectKube, describeError, keyOf, kindInformer, startInformerSynced } from "../runtime/kube.ts";
@@ -77,8 +78,7 @@ async function main() {
         diskQueue.add(keyOf(disk));
         // VMs not placed yet may now know the node their disks are on.
         for (const vm of vms.list(disk.metadata?.namespace)) {
-          if (!vm.status?.nodeName && vm.spec.disks?.some((d) => d.diskRef.name === disk.metadata?.name))
-            queue.add(keyOf(vm));
+          if (!vm.status?.nodeName && namesDisk(vm, disk.metadata?.name)) queue.add(keyOf(vm));
         }
       });
     }

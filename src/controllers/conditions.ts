@@ -29,6 +29,24 @@ export function findCondition(
   return conditions?.find((c) => c.type === type);
 }
 
+/**
+ * The conditions one writer applies: WANTED set on an object's current conditions at its
+ * GENERATION, and only the types it sets (other writers' conditions stay theirs).
+ */
+export function writerConditions(
+  current: readonly Condition[] | undefined,
+  wanted: ReadonlyArray<Omit<Condition, "lastTransitionTime" | "observedGeneration">>,
+  generation: number,
+  now: Date,
+): Condition[] {
+  let all = [...(current ?? [])];
+  for (const c of wanted) all = setCondition(all, { ...c, observedGeneration: generation }, now);
+  return ownConditions(
+    all,
+    wanted.map((c) => c.type),
+  );
+}
+
 /** Only these condition types are written by OWNER; others' conditions are left out of its apply. */
 export function ownConditions(conditions: readonly Condition[], types: readonly string[]): Condition[] {
   return conditions.filter((c) => types.includes(c.type));

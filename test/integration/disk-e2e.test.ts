@@ -94,6 +94,11 @@ async function waitForGuestDisks(name: string, check: (line: string) => boolean,
   throw new Error(`guest ${name} never showed ${what}; last: ${guestDisks(name)}`);
 }
 
+/** Merge-patches the object's spec (null removes a field). */
+function patchSpec(resource: string, name: string, spec: Record<string, unknown>) {
+  return kubectl(["patch", resource, name, "-n", ns, "--type=merge", "-p", JSON.stringify({ spec })]);
+}
+
 async function events(name: string): Promise<string> {
   return (
     await kubectl([
@@ -249,16 +254,7 @@ describe("VMDisk end to end (TCG guests)", () => {
     await kubectl(["delete", "vm", "thief", "-n", ns, "--wait=true"]);
 
     // Stopped, the marker is on the volume.
-    await kubectl([
-      "patch",
-      "vm",
-      "writer",
-      "-n",
-      ns,
-      "--type=merge",
-      "-p",
-      '{"spec":{"runStrategy":"Halted"}}',
-    ]);
+    await patchSpec("vm", "writer", { runStrategy: "Halted" });
     await waitForVm(ns, "writer", isPrintable("Stopped"), "Stopped");
     assert.equal((await volumeStart(s.path!, "qcow2")).slice(0, 14), "DISK-MARKER-42");
 
@@ -285,7 +281,7 @@ describe("VMDisk end to end (TCG guests)", () => {
     await new Promise((r) => setTimeout(r, 2000));
     assert.ok(existsSync(path), "the volume stays while attached");
 
-    await kubectl(["patch", "vm", "writer", "-n", ns, "--type=merge", "-p", '{"spec":{"disks":null}}']);
+    await patchSpec("vm", "writer", { disks: null });
     await waitForDisk("data", (d) => d === undefined, "deleted", 60_000);
     assert.ok(!existsSync(path), "the volume is gone");
     assert.match(await events("data"), /"reason": "Wiped"/);
@@ -302,30 +298,19 @@ describe("VMDisk end to end (TCG guests)", () => {
     await waitForConsole(consoleLogOf(ns, "plug"), BOOTED, 90_000);
     assert.doesNotMatch(guestDisks("plug"), /vda/);
 
-    const disks = (active: boolean) => ({
-      spec: { disks: [{ name: "hot", diskRef: { name: "hot" }, active }] },
-    });
-    await kubectl(["patch", "vm", "plug", "-n", ns, "--type=merge", "-p", JSON.stringify(disks(true))]);
+    const disks = (active: boolean) => ({ disks: [{ name: "hot", diskRef: { name: "hot" }, active }] });
+    await patchSpec("vm", "plug", disks(true));
     await waitForGuestDisks("plug", (l) => /vda:33554432/.test(l), "vda plugged");
     const starts = (await getVm(ns, "plug"))!.status!.startCount;
 
-    await kubectl(["patch", "vm", "plug", "-n", ns, "--type=merge", "-p", JSON.stringify(disks(false))]);
+    await patchSpec("vm", "plug", disks(false));
     await waitForGuestDisks("plug", (l) => !/vda/.test(l), "vda unplugged");
     await waitForVm(ns, "plug", (v) => (v?.status?.disks ?? []).length === 0, "status.disks empty");
 
-    await kubectl(["patch", "vm", "plug", "-n", ns, "--type=merge", "-p", JSON.stringify(disks(true))]);
+    await patchSpec("vm", "plug", disks(true));
     await waitForGuestDisks("plug", (l) => /vda:33554432/.test(l), "vda plugged again");
 
-    await kubectl([
-      "patch",
-      "vmdisk",
-      "hot",
-      "-n",
-      ns,
-      "--type=merge",
-      "-p",
-      '{"spec":{"provisionedSize":"48Mi"}}',
-    ]);
+    await patchSpec("vmdisk", "hot", { provisionedSize: "48Mi" });
     await waitForGuestDisks("plug", (l) => /vda:50331648/.test(l), "vda grown to 48 MiB");
     const grown = await waitForDisk("hot", (d) => d?.status?.provisionedSize === 48 * MiB, "48Mi");
     assert.match(grown!.status!.lastOperation?.message ?? "", /live \(VirtualMachine plug is running\)/);
@@ -333,16 +318,9 @@ describe("VMDisk end to end (TCG guests)", () => {
     assert.equal(after.status!.startCount, starts, "no restart");
     assert.equal(after.status!.printableStatus, "Running");
     // Shrinking is refused by the API server.
-    const refused = await kubectl([
-      "patch",
-      "vmdisk",
-      "hot",
-      "-n",
-      ns,
-      "--type=merge",
-      "-p",
-      '{"spec":{"provisionedSize":"16Mi"}}',
-    ]).catch((err: Error) => err.message);
+    const refused = await patchSpec("vmdisk", "hot", { provisionedSize: "16Mi" }).catch(
+      (err: Error) => err.message,
+    );
     assert.match(String(refused), /provisionedSize/);
   });
 
@@ -372,16 +350,7 @@ describe("VMDisk end to end (TCG guests)", () => {
     assert.equal(hot!.status!.phase, "Ready");
     assert.ok(existsSync(hot!.status!.path!));
     // Floating now: it grows offline.
-    await kubectl([
-      "patch",
-      "vmdisk",
-      "hot",
-      "-n",
-      ns,
-      "--type=merge",
-      "-p",
-      '{"spec":{"provisionedSize":"64Mi"}}',
-    ]);
+    await patchSpec("vmdisk", "hot", { provisionedSize: "64Mi" });
     const offline = await waitForDisk("hot", (d) => d?.status?.provisionedSize === 64 * MiB, "64Mi");
     assert.match(offline!.status!.lastOperation?.message ?? "", /offline/);
   });

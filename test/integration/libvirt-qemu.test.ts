@@ -25,6 +25,7 @@ import {
   POWEROFF,
   waitForConsole,
 } from "../support/guest.ts";
+import { createTestPool, removeTestPool } from "../support/pool.ts";
 
 let client: LibvirtClient;
 let guest: Guest;
@@ -42,11 +43,7 @@ before(async () => {
   client.on("lifecycle", (e: LifecycleEvent) => {
     if (e.domain.name === DOMAIN) events.push(e);
   });
-  pool = await client.defineStoragePool(
-    `<pool type='dir'><name>${POOL}</name><target><path>${join(workDir, "pool")}</path></target></pool>`,
-  );
-  await client.buildStoragePool(pool);
-  await client.startStoragePool(pool);
+  pool = await createTestPool(client, POOL, join(workDir, "pool"));
 });
 
 after(async () => {
@@ -56,10 +53,7 @@ after(async () => {
     await client.destroyDomain(dom).catch(() => undefined);
     await client.undefineDomain(dom, DomainUndefineFlags.SnapshotsMetadata).catch(() => undefined);
   }
-  for (const vol of await client.listVolumes(pool).catch(() => []))
-    await client.deleteVolume(vol).catch(() => undefined);
-  await client.destroyStoragePool(pool).catch(() => undefined);
-  await client.undefineStoragePool(pool).catch(() => undefined);
+  await removeTestPool(client, pool);
   await client.close();
   await rm(workDir, { recursive: true, force: true });
 });

@@ -13,6 +13,7 @@ import {
   type StoragePoolRef,
   type StorageVolRef,
 } from "../../src/hypervisor/libvirt/index.ts";
+import { createTestPool, removeTestPool } from "../support/pool.ts";
 
 const MiB = 2 ** 20;
 const POOL = `lvo-stream-pool-${process.pid}`;
@@ -23,19 +24,12 @@ let workDir: string;
 before(async () => {
   workDir = await mkdtemp(join(tmpdir(), "lvo-stream-"));
   client = await LibvirtClient.connect({ uri: "qemu:///system" });
-  pool = await client.defineStoragePool(
-    `<pool type='dir'><name>${POOL}</name><target><path>${join(workDir, "pool")}</path></target></pool>`,
-  );
-  await client.buildStoragePool(pool);
-  await client.startStoragePool(pool);
+  pool = await createTestPool(client, POOL, join(workDir, "pool"));
 });
 
 after(async () => {
   // Only what this file created: its own pool and the volumes in it.
-  for (const vol of await client.listVolumes(pool).catch(() => []))
-    await client.deleteVolume(vol).catch(() => undefined);
-  await client.destroyStoragePool(pool).catch(() => undefined);
-  await client.undefineStoragePool(pool).catch(() => undefined);
+  await removeTestPool(client, pool);
   await client.close();
   await rm(workDir, { recursive: true, force: true });
 });

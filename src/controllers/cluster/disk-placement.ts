@@ -9,10 +9,15 @@ import type { StoragePoolFacts } from "../node-facts.ts";
 const created = (o: { metadata: { creationTimestamp?: string | Date } }) =>
   o.metadata.creationTimestamp ? new Date(o.metadata.creationTimestamp).getTime() : 0;
 
+/** spec.disks names the VMDisk DISK_NAME (of the VM's namespace). */
+export function namesDisk(vm: VirtualMachine, diskName: string | undefined): boolean {
+  return (vm.spec.disks ?? []).some((d) => d.diskRef.name === diskName);
+}
+
 /** The VM uses the disk: named in spec.disks, or still attached to its domain (status.disks). */
 export function usesDisk(vm: VirtualMachine, disk: VMDisk): boolean {
   if (vm.metadata.namespace !== disk.metadata.namespace) return false;
-  if ((vm.spec.disks ?? []).some((d) => d.diskRef.name === disk.metadata.name)) return true;
+  if (namesDisk(vm, disk.metadata.name)) return true;
   const path = disk.status?.path;
   return Boolean(path) && (vm.status?.disks ?? []).some((d) => d.path === path);
 }

@@ -17,7 +17,7 @@ import {
 } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import type { ReconcileResult } from "../../runtime/workqueue.ts";
-import { type Condition, ownConditions, setCondition } from "../conditions.ts";
+import { type Condition, writerConditions } from "../conditions.ts";
 import { CAPACITY_ANNOTATION, heartbeatFresh, NODE_ENABLED_LABEL, parseCapacity } from "../node-facts.ts";
 import { CONDITIONS_RULE, ownedStatusChanged } from "../status-diff.ts";
 import {
@@ -29,7 +29,6 @@ import {
 } from "./disk-placement.ts";
 
 const COMPONENT = "libvirt-operator-controller";
-export const DISK_CONTROLLER_CONDITIONS = ["Scheduled", "InUse"] as const;
 const FIELD_MANAGER = "libvirt-operator-controller";
 const RETRY_MS = 30_000;
 
@@ -275,10 +274,12 @@ export class ClusterDiskReconciler {
   }
 
   private conditions(disk: Disk, wanted: Array<Omit<Condition, "lastTransitionTime">>): Condition[] {
-    let all = (disk.status?.conditions ?? []) as Condition[];
-    const generation = disk.metadata.generation ?? 0;
-    for (const c of wanted) all = setCondition(all, { ...c, observedGeneration: generation }, new Date());
-    return ownConditions(all, DISK_CONTROLLER_CONDITIONS);
+    return writerConditions(
+      disk.status?.conditions as Condition[] | undefined,
+      wanted,
+      disk.metadata.generation ?? 0,
+      new Date(),
+    );
   }
 
   private async applyIfChanged(disk: Disk, status: Record<string, unknown>) {

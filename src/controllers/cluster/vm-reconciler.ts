@@ -22,7 +22,7 @@ import {
 } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import type { ReconcileResult } from "../../runtime/workqueue.ts";
-import { type Condition, ownConditions, setCondition } from "../conditions.ts";
+import { type Condition, writerConditions } from "../conditions.ts";
 import { CAPACITY_ANNOTATION, heartbeatFresh, NODE_ENABLED_LABEL, parseCapacity } from "../node-facts.ts";
 import { CONDITIONS_RULE, ownedStatusChanged } from "../status-diff.ts";
 import { nodeOfVmDisks } from "./disk-placement.ts";
@@ -232,12 +232,11 @@ export class ClusterVmReconciler {
   }
 
   private conditions(vm: Vm, wanted: Array<Omit<Condition, "lastTransitionTime">>): Condition[] {
-    let all = (vm.status?.conditions ?? []) as Condition[];
-    const generation = vm.metadata.generation ?? 0;
-    for (const c of wanted) all = setCondition(all, { ...c, observedGeneration: generation }, new Date());
-    return ownConditions(
-      all,
-      wanted.map((c) => c.type),
+    return writerConditions(
+      vm.status?.conditions as Condition[] | undefined,
+      wanted,
+      vm.metadata.generation ?? 0,
+      new Date(),
     );
   }
 

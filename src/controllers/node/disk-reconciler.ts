@@ -11,6 +11,7 @@ import {
   type StoragePoolRef,
   StorageVolCreateFlags,
   type StorageVolRef,
+  unlessNotFound,
 } from "../../hypervisor/libvirt/index.ts";
 import {
   parsePoolXml,
@@ -35,9 +36,8 @@ import { type ReconcileResult, TerminalError } from "../../runtime/workqueue.ts"
 import { CONDITIONS_RULE, ownedStatusChanged } from "../status-diff.ts";
 import { AGENT_DISK_FIELDS, agentDiskStatus, type DiskMemory, type VolumeSeen } from "./disk-status.ts";
 import { ImageSourceError } from "./image-source.ts";
-import { findPool } from "./storage-pools.ts";
 import { finished, op } from "./vm-progress.ts";
-import { growVolume, importImage, LONG_CALL_MS, lookupVolume } from "./volume-ops.ts";
+import { growVolume, importImage, LONG_CALL_MS } from "./volume-ops.ts";
 
 type Disk = VMDisk & KubernetesObject;
 
@@ -104,7 +104,7 @@ export class NodeDiskReconciler {
       });
       throw new TerminalError(err.message);
     }
-    const pool = await findPool(this.o.libvirt, poolName);
+    const pool = await unlessNotFound(this.o.libvirt.lookupStoragePool(poolName));
     if (!pool) {
       const message = `storage pool ${poolName} does not exist on node ${this.o.nodeName}`;
       if (disk.metadata.deletionTimestamp)
@@ -112,7 +112,7 @@ export class NodeDiskReconciler {
       await this.report(disk, mem, { phase: "Pending", failure: { reason: "PoolMissing", message } });
       return { requeueAfterMs: RETRY_MS };
     }
-    let vol = await lookupVolume(this.o.libvirt, pool, volName);
+    let vol = await unlessNotFound(this.o.libvirt.lookupVolume(pool, volName));
     if (disk.metadata.deletionTimestamp) return this.remove(key, disk, mem, vol, log);
 
     if (vol && !mem.complete && !disk.status?.path && (disk.spec.source?.disk || disk.spec.source?.image)) {
@@ -193,14 +193,15 @@ export class NodeDiskReconciler {
         await this.report(disk, mem, { phase: "Pending", waiting: message });
         return undefined;
       }
-      const fromPool = await findPool(this.o.libvirt, from.status.pool);
+      const fromPool = await unlessNotFound(this.o.libvirt.lookupStoragePool(from.status.pool));
       const fromFormat = (from.status.format as VolumeFormat | undefined) ?? from.spec.format ?? "qcow2";
       const fromVol =
         fromPool &&
-        (await lookupVolume(
-          this.o.libvirt,
-          fromPool,
-          volumeNameOf(from.metadata.namespace ?? "", from.metadata.name, fromFormat),
+        (await unlessNotFound(
+          this.o.libvirt.lookupVolume(
+            fromPool,
+            volumeNameOf(from.metadata.namespace ?? "", from.metadata.name, fromFormat),
+          ),
         ));
       if (!fromVol)
         throw new Error(`the volume of VMDisk ${source.disk.name} is missing from pool ${from.status.pool}`);

@@ -2,7 +2,7 @@
 // Written by server-side apply as field manager "libvirt-operator-agent"; the controller owns
 // nodeName, attachedTo and the Scheduled/InUse conditions.
 import type { VMDisk } from "../../api/vmdisk.ts";
-import { type Condition, ownConditions, setCondition } from "../conditions.ts";
+import { type Condition, writerConditions } from "../conditions.ts";
 
 export type DiskPhase = NonNullable<NonNullable<VMDisk["status"]>["phase"]>;
 type LastOperation = NonNullable<NonNullable<VMDisk["status"]>["lastOperation"]>;
@@ -64,13 +64,11 @@ export function agentDiskStatus(
           reason: phase,
           message: seen.waiting ?? mem.lastOperation?.message ?? `the volume is ${phase.toLowerCase()}`,
         };
-  const conditions = ownConditions(
-    setCondition(
-      (prev.conditions ?? []) as Condition[],
-      { ...readyCondition, observedGeneration: generation },
-      now,
-    ),
-    ["Ready"],
+  const conditions = writerConditions(
+    prev.conditions as Condition[] | undefined,
+    [readyCondition],
+    generation,
+    now,
   );
   const pool = seen.pool ?? prev.pool;
   const format = seen.format ?? prev.format;

@@ -3,6 +3,7 @@
 import { isDeepStrictEqual } from "node:util";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { Counter, Gauge, type Registry } from "prom-client";
+import type { KindDefinition } from "../../api/kind.ts";
 import { type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
 import { type VMDisk, VMDiskKind } from "../../api/vmdisk.ts";
 import { DomainStats, type LibvirtClient } from "../../hypervisor/libvirt/index.ts";
@@ -26,6 +27,7 @@ interface VmLister {
 
 interface DiskLister {
   list(): ReadonlyArray<VMDisk & KubernetesObject>;
+  get(name: string, namespace?: string): (VMDisk & KubernetesObject) | undefined;
 }
 
 export interface StatsCollectorOptions {
@@ -145,12 +147,7 @@ export class StatsCollector {
       this.previous.set(key, current);
       if (!prev) continue;
       const statistics = statisticsBetween(prev, current);
-      const { updatedAt: _old, ...written } = vm.status?.statistics ?? {};
-      if (isDeepStrictEqual(written, statistics)) continue;
-      this.writes.inc();
-      await applyStatus(this.o.kube, VirtualMachineKind, vm, STATISTICS_FIELD_MANAGER, {
-        statistics: { ...statistics, updatedAt: new Date(now).toISOString() },
-      }).catch((err) => this.o.log.warn({ key, err: describeError(err) }, "statistics write failed"));
+      await this.writeIfChanged(VirtualMachineKind, vm, statistics, now);
     }
     for (const [key, prev] of [...this.previousDisk]) {
       if (seenDisks.has(key)) continue;
@@ -174,20 +171,29 @@ export class StatsCollector {
 
   /** A disk no running VM uses any more: its rates drop to zero (totals stay). */
   private async idleDisk(namespace: string, name: string) {
-    const disk = this.o.disks
-      .list()
-      .find((d) => d.metadata.namespace === namespace && d.metadata.name === name);
-    const st = disk?.status?.statistics;
-    if (!disk || !st) return;
+    const disk = this.o.disks.get(name, namespace);
+    const { updatedAt: _old, ...last } = disk?.status?.statistics ?? {};
+    if (!disk || !Object.keys(last).length) return;
     const zero = { readBytesPerSecond: 0, writeBytesPerSecond: 0, readOpsPerSecond: 0, writeOpsPerSecond: 0 };
-    if (Object.entries(zero).every(([k]) => !st[k as keyof typeof zero])) return;
+    await this.writeIfChanged(VMDiskKind, disk, { ...last, ...zero }, Date.now());
+  }
+
+  /** status.statistics by its own field manager, only when a figure changed. */
+  private async writeIfChanged(
+    def: KindDefinition,
+    obj: { metadata: { name: string; namespace?: string }; status?: { statistics?: { updatedAt?: string } } },
+    statistics: object,
+    at: number,
+  ) {
+    const { updatedAt: _old, ...written } = obj.status?.statistics ?? {};
+    if (isDeepStrictEqual(written, statistics)) return;
     this.writes.inc();
-    await applyStatus(this.o.kube, VMDiskKind, disk, STATISTICS_FIELD_MANAGER, {
-      statistics: { ...st, ...zero, updatedAt: new Date().toISOString() },
+    await applyStatus(this.o.kube, def, obj, STATISTICS_FIELD_MANAGER, {
+      statistics: { ...statistics, updatedAt: new Date(at).toISOString() },
     }).catch((err) =>
       this.o.log.warn(
-        { key: `${namespace}/${name}`, err: describeError(err) },
-        "disk statistics write failed",
+        { kind: def.kind, key: `${obj.metadata.namespace}/${obj.metadata.name}`, err: describeError(err) },
+        "statistics write failed",
       ),
     );
   }
@@ -209,11 +215,6 @@ export class StatsCollector {
     this.previousDisk.set(key, { at: now, c, vm });
     if (!prev || prev.vm !== vm) return;
     const statistics = diskStatisticsBetween(prev, { at: now, c });
-    const { updatedAt: _old, ...written } = disk.status?.statistics ?? {};
-    if (isDeepStrictEqual(written, statistics)) return;
-    this.writes.inc();
-    await applyStatus(this.o.kube, VMDiskKind, disk, STATISTICS_FIELD_MANAGER, {
-      statistics: { ...statistics, updatedAt: new Date(now).toISOString() },
-    }).catch((err) => this.o.log.warn({ key, err: describeError(err) }, "disk statistics write failed"));
+    await this.writeIfChanged(VMDiskKind, disk, statistics, now);
   }
 }

@@ -1,12 +1,7 @@
 // The node's storage pools: the agent's default directory pool is created and started when
 // missing; every active pool is published (type, shared, sizes) for placement.
 
-import {
-  type LibvirtClient,
-  LibvirtError,
-  type StoragePoolRef,
-  StoragePoolState,
-} from "../../hypervisor/libvirt/index.ts";
+import { type LibvirtClient, StoragePoolState, unlessNotFound } from "../../hypervisor/libvirt/index.ts";
 import { dirPoolXml, parsePoolXml } from "../../hypervisor/storage/volume.ts";
 import type { Logger } from "../../runtime/logging.ts";
 import type { StoragePoolFacts } from "../node-facts.ts";
@@ -18,23 +13,13 @@ export interface DefaultPool {
   path: string;
 }
 
-/** Looks a pool up by name; undefined when libvirt has none of that name. */
-export async function findPool(libvirt: LibvirtClient, name: string): Promise<StoragePoolRef | undefined> {
-  try {
-    return await libvirt.lookupStoragePool(name);
-  } catch (err) {
-    if (err instanceof LibvirtError && err.isNotFound) return undefined;
-    throw err;
-  }
-}
-
 /** Defines, builds (creates the directory), starts and autostarts the default pool as needed. */
 export async function ensureDefaultPool(
   libvirt: LibvirtClient,
   pool: DefaultPool,
   log: Logger,
 ): Promise<void> {
-  let ref = await findPool(libvirt, pool.name);
+  let ref = await unlessNotFound(libvirt.lookupStoragePool(pool.name));
   if (!ref) {
     ref = await libvirt.defineStoragePool(dirPoolXml(pool.name, pool.path));
     await libvirt.buildStoragePool(ref);

@@ -3,7 +3,7 @@
 import type { VirtualMachine, VirtualMachineStatus } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
 import { diskChanges, type ObservedDisk } from "../../hypervisor/domain/disks.ts";
-import { type DiskDevice, diskDeviceXml, parseLiveDevices } from "../../hypervisor/domain/xml.ts";
+import { type DiskDevice, diskDeviceXml } from "../../hypervisor/domain/xml.ts";
 import { DomainAffect, type DomainRef, type LibvirtClient } from "../../hypervisor/libvirt/index.ts";
 import { describeError } from "../../runtime/kube.ts";
 import type { Logger } from "../../runtime/logging.ts";
@@ -16,39 +16,44 @@ export interface PlugResult {
 }
 
 /**
- * Brings the domain's hot-pluggable disks to WANTED: in the persistent definition (when it was
- * not just rewritten whole) and in the running guest, each by its own diff.
+ * Brings the domain's hot-pluggable disks to WANTED: in the persistent definition and in the
+ * running guest (CURRENT: what each has now, parsed once by the caller), each by its own diff.
  */
 export async function plugDisks(
   libvirt: LibvirtClient,
   dom: DomainRef,
   wanted: readonly DiskDevice[],
-  xml: { persistentXml: string | undefined; liveXml: string | undefined; log: Logger },
+  current: {
+    persistent: Readonly<Record<string, ObservedDisk>> | undefined;
+    live: Readonly<Record<string, ObservedDisk>> | undefined;
+    log: Logger;
+  },
 ): Promise<PlugResult> {
   const result: PlugResult = { retry: false };
-  const targets: Array<[string, number]> = [];
-  if (xml.persistentXml) targets.push([xml.persistentXml, DomainAffect.Config]);
-  if (xml.liveXml) targets.push([xml.liveXml, DomainAffect.Live]);
-  for (const [domainXml, flags] of targets) {
+  const log = current.log;
+  const targets: Array<[Readonly<Record<string, ObservedDisk>>, number]> = [];
+  if (current.persistent) targets.push([current.persistent, DomainAffect.Config]);
+  if (current.live) targets.push([current.live, DomainAffect.Live]);
+  for (const [have, flags] of targets) {
     const where = flags === DomainAffect.Live ? "live" : "persistent";
-    const { attach, detach } = diskChanges(wanted, parseLiveDevices(domainXml).disks);
+    const { attach, detach } = diskChanges(wanted, have);
     for (const d of detach) {
       try {
         await libvirt.detachDevice(dom, diskDeviceXml(asDevice(d)), flags);
-        xml.log.info({ disk: d.name, target: d.target, where }, "disk detached");
+        log.info({ disk: d.name, target: d.target, where }, "disk detached");
       } catch (err) {
         // An unplug the guest has not acknowledged yet shows up again here; it finishes later.
-        xml.log.warn({ disk: d.name, where, err: describeError(err) }, "disk detach not done yet");
+        log.warn({ disk: d.name, where, err: describeError(err) }, "disk detach not done yet");
         result.retry = true;
       }
     }
     for (const d of attach) {
       try {
         await libvirt.attachDevice(dom, diskDeviceXml(d), flags);
-        xml.log.info({ disk: d.name, target: d.target, where }, "disk attached");
+        log.info({ disk: d.name, target: d.target, where }, "disk attached");
       } catch (err) {
         const message = `attaching disk ${d.name} (${where}) failed: ${describeError(err)}`;
-        xml.log.warn({ disk: d.name, where, err: describeError(err) }, "disk attach failed");
+        log.warn({ disk: d.name, where, err: describeError(err) }, "disk attach failed");
         result.failure = { reason: "HotplugFailed", message };
         result.retry = true;
       }

@@ -23,7 +23,7 @@ import {
   DomainUndefineFlags,
   DomainXmlFlags,
   type LibvirtClient,
-  LibvirtError,
+  unlessNotFound,
 } from "../../hypervisor/libvirt/index.ts";
 import {
   type AnyObject,
@@ -90,7 +90,7 @@ export class NodeVmReconciler {
     const vm = this.o.cache.get(name, namespace);
     const domainName = domainNameOf(namespace, name);
     const log = forObject(this.o.log, "VirtualMachine", key);
-    const found = await this.lookup(domainName);
+    const found = await unlessNotFound(this.o.libvirt.lookupDomainByName(domainName));
     const inactiveXml = found ? await this.o.libvirt.domainXml(found, DomainXmlFlags.Inactive) : undefined;
     const record = inactiveXml ? parseOwnership(inactiveXml) : undefined;
     // Domains of another cluster sharing this host are never ours.
@@ -121,11 +121,13 @@ export class NodeVmReconciler {
     const uuid = vm.status?.uuid;
     if (!uuid || !vm.metadata.finalizers?.includes(DOMAIN_FINALIZER)) return undefined; // the controller is not done yet
 
+    // Our disks in the persistent definition: they keep their targets and stay attached.
+    const persistentDisks = inactiveXml && owner ? parseLiveDevices(inactiveXml).disks : {};
     const disks = resolveDisks(
       vm,
       (disk) => this.o.disks.get(disk, namespace),
       this.o.nodeName,
-      inactiveXml && owner ? parseLiveDevices(inactiveXml).disks : {},
+      persistentDisks,
     );
     const definition = domainDefinitionFor(vm, {
       cluster: this.o.clusterId,
@@ -167,7 +169,8 @@ export class NodeVmReconciler {
         ? inactiveXml
         : await this.o.libvirt.domainXml(dom, active ? 0 : DomainXmlFlags.Inactive);
     const runningInSync = !active || parseOwnership(currentXml)?.specHash === wantHash;
-    const updates = liveDeviceUpdates(definition, parseLiveDevices(currentXml));
+    const currentDevices = parseLiveDevices(currentXml);
+    const updates = liveDeviceUpdates(definition, currentDevices);
     for (const xml of updates) {
       await this.o.libvirt.updateDevice(
         dom,
@@ -177,8 +180,9 @@ export class NodeVmReconciler {
       log.info({ domain: domainName, device: xml.split("\n")[0] }, "device updated in place");
     }
     const plugged = await plugDisks(this.o.libvirt, dom, definition.disks, {
-      persistentXml: defined ? undefined : inactiveXml,
-      liveXml: active ? currentXml : undefined,
+      // A definition just written whole already has the wanted disks.
+      persistent: defined ? undefined : persistentDisks,
+      live: active ? currentDevices.disks : undefined,
       log,
     });
     await this.reserveAddresses(vm, desiredReservations(vm), log);
@@ -285,15 +289,6 @@ export class NodeVmReconciler {
     } catch (err) {
       log.warn({ err: describeError(err) }, "DHCP reservation failed");
       void this.event(vm, "Warning", "DhcpReservationFailed", describeError(err));
-    }
-  }
-
-  private async lookup(name: string): Promise<DomainRef | undefined> {
-    try {
-      return await this.o.libvirt.lookupDomainByName(name);
-    } catch (err) {
-      if (err instanceof LibvirtError && err.isNotFound) return undefined;
-      throw err;
     }
   }
 

@@ -5,11 +5,11 @@ import { keyOfDomain } from "../../hypervisor/domain/from-spec.ts";
 import { parseLiveDevices } from "../../hypervisor/domain/xml.ts";
 import {
   type LibvirtClient,
-  LibvirtError,
   ListDomains,
   type StoragePoolRef,
   type StorageVolRef,
   StorageVolResizeFlags,
+  unlessNotFound,
 } from "../../hypervisor/libvirt/index.ts";
 import {
   type ImageFacts,
@@ -25,19 +25,6 @@ import { ImageSourceError, openImage } from "./image-source.ts";
 
 /** Copies and imports may take long; libvirt answers when they are done. */
 export const LONG_CALL_MS = 6 * 3600_000;
-
-export async function lookupVolume(
-  libvirt: LibvirtClient,
-  pool: StoragePoolRef,
-  name: string,
-): Promise<StorageVolRef | undefined> {
-  try {
-    return await libvirt.lookupVolume(pool, name);
-  } catch (err) {
-    if (err instanceof LibvirtError && err.isNotFound) return undefined;
-    throw err;
-  }
-}
 
 /** Target directories of this node's pools: images are never imported from a volume. */
 export async function poolDirs(libvirt: LibvirtClient): Promise<string[]> {
@@ -98,7 +85,7 @@ export async function importImage(
   try {
     if (facts.refused) throw new ImageSourceError(`${r.url}: ${facts.refused}`);
     await r.started(facts);
-    const leftover = await lookupVolume(libvirt, r.pool, stagingName);
+    const leftover = await unlessNotFound(libvirt.lookupVolume(r.pool, stagingName));
     if (leftover) await libvirt.deleteVolume(leftover);
     // The upload replaces the staged file's bytes with the image's.
     staging = await libvirt.createVolume(
@@ -122,7 +109,7 @@ export async function importImage(
     });
     if (sent !== image.length)
       throw new ImageSourceError(`${r.url} ended after ${sent} of ${image.length} bytes`);
-    const staged = await lookupVolume(libvirt, r.pool, stagingName);
+    const staged = await unlessNotFound(libvirt.lookupVolume(r.pool, stagingName));
     if (!staged) throw new Error(`staging volume ${stagingName} vanished during the import`);
     const refused = uncopyableReason(await libvirt.volumeXml(staged), facts.format);
     if (refused) throw new ImageSourceError(`${r.url}: ${refused}`);
@@ -138,7 +125,7 @@ export async function importImage(
     r.progress(100);
     return { vol, facts, bytes: image.length };
   } finally {
-    const left = await lookupVolume(libvirt, r.pool, stagingName).catch(() => undefined);
+    const left = await unlessNotFound(libvirt.lookupVolume(r.pool, stagingName)).catch(() => undefined);
     if (left)
       await libvirt
         .deleteVolume(left)

@@ -56,3 +56,13 @@ export class ConnectionClosedError extends Error {
 export class CallTimeoutError extends Error {
   override name = "CallTimeoutError";
 }
+
+/** The call's result, or undefined when libvirt says the object does not exist (lookups). */
+export async function unlessNotFound<T>(call: Promise<T>): Promise<T | undefined> {
+  try {
+    return await call;
+  } catch (err) {
+    if (err instanceof LibvirtError && err.isNotFound) return undefined;
+    throw err;
+  }
+}

@@ -13,7 +13,7 @@ import {
   ConnectionClosedError,
   LibvirtError,
 } from "../../../src/hypervisor/libvirt/errors.ts";
-import { P, RemoteError } from "../../../src/hypervisor/libvirt/protocol.ts";
+import { P } from "../../../src/hypervisor/libvirt/protocol.ts";
 import {
   decodeMessage,
   encodeMessage,
@@ -27,6 +27,7 @@ import {
   REMOTE_PROGRAM,
 } from "../../../src/hypervisor/libvirt/wire.ts";
 import { XdrDecodeError, type XdrWriter } from "../../../src/hypervisor/libvirt/xdr.ts";
+import { encodeRemoteError } from "./stream-peer.ts";
 
 type OnMessage = (header: Header, peer: Socket) => void;
 
@@ -104,20 +105,7 @@ describe("RpcConnection", () => {
       reply(
         peer,
         h,
-        (w) =>
-          RemoteError.encode(w, {
-            code: 42,
-            domain: 10,
-            message: "Domain not found: no domain with matching name 'x'",
-            level: 2,
-            dom: null,
-            str1: null,
-            str2: null,
-            str3: null,
-            int1: 0,
-            int2: 0,
-            net: null,
-          }),
+        (w) => encodeRemoteError(w, 42, 10, "Domain not found: no domain with matching name 'x'"),
         MessageStatus.Error,
       ),
     );

@@ -17,6 +17,7 @@ import {
   MessageStatus,
   MessageType,
 } from "../../../src/hypervisor/libvirt/wire.ts";
+import type { XdrWriter } from "../../../src/hypervisor/libvirt/xdr.ts";
 
 export type OnMessage = (header: Header, body: Buffer, peer: Socket) => void;
 
@@ -80,20 +81,25 @@ export function errorPacket(
   type: number = MessageType.Stream,
 ): Buffer {
   return encodeMessage({ ...call, type, status: MessageStatus.Error }, (w) =>
-    RemoteError.encode(w, {
-      code,
-      domain: 18, // VIR_FROM_STORAGE
-      message,
-      level: 2,
-      dom: null,
-      str1: null,
-      str2: null,
-      str3: null,
-      int1: 0,
-      int2: 0,
-      net: null,
-    }),
+    encodeRemoteError(w, code, 18 /* VIR_FROM_STORAGE */, message),
   );
+}
+
+/** A remote_error body as libvirtd sends it (level error, no object names). */
+export function encodeRemoteError(w: XdrWriter, code: number, domain: number, message: string): void {
+  RemoteError.encode(w, {
+    code,
+    domain,
+    message,
+    level: 2,
+    dom: null,
+    str1: null,
+    str2: null,
+    str3: null,
+    int1: 0,
+    int2: 0,
+    net: null,
+  });
 }
 
 /** A source (of 256 MiB, "endless" for these tests) that counts what was taken from it. */
