@@ -13,6 +13,8 @@ export const STACK: StackConfig = {
     etcdClient: 23792,
     etcdPeer: 23802,
     apiserver: 16445,
+    controllerManager: 17252,
+    scheduler: 17262,
     controllerMetrics: 19290,
     agentMetrics: 19291,
   },

@@ -316,8 +316,10 @@ export const VirtualMachineSpec = withRules(
         StringEnum(RUN_STRATEGIES, {
           description:
             "When the VM runs. Always (default): keep it running. RerunOnFailure: restart it when it fails, " +
-            "not when the guest powers off. Once: run until the guest stops, then leave it. Manual: only " +
-            "start/stop through kubectl vm. Halted: keep it stopped.",
+            "not when the guest powers off. Once: run until the guest stops, then leave it. Manual: never " +
+            "started or stopped by the operator on its own; start or stop it by setting the annotation " +
+            "vm.libvirt-operator.io/start-requested-at or …/stop-requested-at to the current time (the " +
+            "later of the two wins). Halted: keep it stopped.",
           default: "Always",
         }),
       ),
@@ -493,6 +495,13 @@ export const VirtualMachineStatus = Type.Object(
           "The restart-requested-at annotation value the operator last acted on; a new value reboots once.",
       }),
     ),
+    powerRequestHandled: Type.Optional(
+      Type.String({
+        description:
+          "The last start or stop request of a Manual VM the operator carried out, as start@<time> or " +
+          "stop@<time> (the value of the start-requested-at or stop-requested-at annotation).",
+      }),
+    ),
     conditions: Type.Optional(Conditions()),
   },
   { description: "Observed state of the virtual machine." },
@@ -524,6 +533,10 @@ export type VirtualMachine = CustomObject<VirtualMachineSpec, VirtualMachineStat
 
 /** Annotation whose every new value reboots the VM once (like `kubectl rollout restart`). */
 export const RESTART_ANNOTATION = "vm.libvirt-operator.io/restart-requested-at";
+/** Manual VMs: a new value (the current time, RFC 3339) starts the VM once. */
+export const START_ANNOTATION = "vm.libvirt-operator.io/start-requested-at";
+/** Manual VMs: a new value (the current time, RFC 3339) stops the VM once, gracefully. */
+export const STOP_ANNOTATION = "vm.libvirt-operator.io/stop-requested-at";
 /** Label the controller sets to the node it placed the VM on; the node agent selects on it. */
 export const NODE_LABEL = "vm.libvirt-operator.io/node";
 /** Finalizer held until the VM's domain is gone from its node. */

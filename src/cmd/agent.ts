@@ -4,26 +4,28 @@
 //        STATISTICS_INTERVAL_SECONDS (default 60), LOG_LEVEL, STORAGE_POOL_NAME,
 //        STORAGE_POOL_PATH (the default pool), IMAGE_IMPORT_DIRS (":"-separated; where
 //        source.image may name node files), IMAGE_IMPORT_BLOCKED_NETWORKS (CIDRs source.image
-//        URLs may not reach; default link-local)
+//        URLs may not reach; default link-local), LIBVIRT_TEST_DRIVER ("true": tests and
+//        benchmarks on libvirt's test driver, see offerTestDriverDomains; never in the chart),
+//        STUCK_WORKER_SECONDS (liveness fails when a reconcile runs longer; default 1800),
+//        LIBVIRT_UNREACHABLE_SECONDS (liveness fails when libvirt is away longer; default 120)
 import { mkdir } from "node:fs/promises";
 import { hostname } from "node:os";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { NODE_LABEL, type VirtualMachine, VirtualMachineKind } from "../api/virtualmachine.ts";
 import { type VMDisk, VMDiskKind } from "../api/vmdisk.ts";
-import { namesDisk } from "../controllers/cluster/disk-placement.ts";
-import { NodeDiskReconciler } from "../controllers/node/disk-reconciler.ts";
+import { NodeDiskReconciler, watchNodeDisks } from "../controllers/node/disk-reconciler.ts";
 import { blockedNetworksOf, DEFAULT_BLOCKED_NETWORKS } from "../controllers/node/image-source.ts";
 import { runNodePublisher } from "../controllers/node/node-publisher.ts";
 import { StatsCollector } from "../controllers/node/stats-collector.ts";
 import { ensureDefaultPool } from "../controllers/node/storage-pools.ts";
-import { NodeVmReconciler } from "../controllers/node/vm-reconciler.ts";
-import { parseCapabilities } from "../hypervisor/capabilities.ts";
-import { keyOfDomain } from "../hypervisor/domain/from-spec.ts";
+import { NodeVmReconciler, watchNodeVms } from "../controllers/node/vm-reconciler.ts";
+import { offerTestDriverDomains, parseCapabilities } from "../hypervisor/capabilities.ts";
 import { parseOwnership } from "../hypervisor/domain/xml.ts";
-import { DomainXmlFlags, LibvirtClient, type LifecycleEvent } from "../hypervisor/libvirt/index.ts";
-import { connectKube, describeError, keyOf, kindInformer, startInformerSynced } from "../runtime/kube.ts";
+import { DomainXmlFlags, LibvirtClient } from "../hypervisor/libvirt/index.ts";
+import { connectKube, kindInformer, startInformerSynced } from "../runtime/kube.ts";
 import { createLogger } from "../runtime/logging.ts";
-import { newRegistry, startHttpServer } from "../runtime/server.ts";
+import { newRegistry, startHttpServer, stuckWorkers } from "../runtime/server.ts";
+import { logFailures } from "../runtime/watch.ts";
 import { WorkQueue } from "../runtime/workqueue.ts";
 
 const log = createLogger("agent");
@@ -32,6 +34,10 @@ const namespace = process.env.POD_NAMESPACE ?? "libvirt-operator";
 const libvirtUri = process.env.LIBVIRT_URI ?? "qemu:///system";
 const consoleLogDir = process.env.CONSOLE_LOG_DIR ?? "/var/log/libvirt/qemu";
 const port = Number(process.env.METRICS_PORT ?? 9091);
+// Liveness: a reconcile running longer than this holds a stuck call (every call has a
+// deadline; the longest, an image import, is bounded by its minimum throughput).
+const stuckWorkerMs = Number(process.env.STUCK_WORKER_SECONDS ?? 1800) * 1000;
+const libvirtUnreachableMs = Number(process.env.LIBVIRT_UNREACHABLE_SECONDS ?? 120) * 1000;
 const statisticsIntervalMs = Number(process.env.STATISTICS_INTERVAL_SECONDS ?? 60) * 1000;
 const defaultPool = {
   name: process.env.STORAGE_POOL_NAME ?? "libvirt-operator",
@@ -45,6 +51,7 @@ async function main() {
   const controller = new AbortController();
   const kube = connectKube();
   const libvirt = await LibvirtClient.connect({ uri: libvirtUri });
+  offerTestDriverDomains(process.env.LIBVIRT_TEST_DRIVER === "true");
   const host = parseCapabilities(await libvirt.capabilities());
   const registry = newRegistry("agent");
   const informer = kindInformer<VirtualMachine & KubernetesObject>(
@@ -75,7 +82,7 @@ async function main() {
   const queue = new WorkQueue("virtualmachine-node", (key) => reconciler.reconcile(key), {
     concurrency: Number(process.env.RECONCILE_WORKERS ?? 4),
     registry,
-    onError: (key, err, attempt) => log.warn({ key, attempt, err: describeError(err) }, "reconcile failed"),
+    onError: logFailures(log, "VirtualMachine"),
   });
 
   const diskReconciler = new NodeDiskReconciler({
@@ -91,39 +98,24 @@ async function main() {
   });
   const diskQueue = new WorkQueue("vmdisk-node", (key) => diskReconciler.reconcile(key), {
     registry,
-    onError: (key, err, attempt) =>
-      log.warn({ kind: "VMDisk", key, attempt, err: describeError(err) }, "reconcile failed"),
+    onError: logFailures(log, "VMDisk"),
   });
 
   let ready = false;
-  const server = await startHttpServer(port, registry, () => ready && libvirt.connected);
-  for (const verb of ["add", "update", "delete"] as const) {
-    informer.on(verb, (vm) => queue.add(keyOf(vm)));
-    diskInformer.on(verb, (disk) => {
-      if (disk.metadata?.labels?.[NODE_LABEL] === nodeName || verb === "delete") diskQueue.add(keyOf(disk));
-      // VMs using the disk: it may have become ready, grown, or changed hands.
-      for (const vm of informer.list(disk.metadata?.namespace))
-        if (namesDisk(vm, disk.metadata?.name)) queue.add(keyOf(vm));
-    });
-  }
-
-  libvirt.on("lifecycle", (e: LifecycleEvent) => {
-    const key = keyOfDomain(e.domain.name);
-    if (key) queue.add(key);
-  });
-  libvirt.on("reboot", (dom: { name: string }) => {
-    const key = keyOfDomain(dom.name);
-    if (!key) return;
-    reconciler.rebooted(key);
-    queue.add(key);
-  });
+  const stuck = stuckWorkers({ virtualmachines: queue, vmdisks: diskQueue }, stuckWorkerMs);
+  const live = () => {
+    const lost = libvirt.disconnectedSince();
+    if (lost !== undefined && Date.now() - lost > libvirtUnreachableMs)
+      return `libvirt (${libvirtUri}) unreachable for ${Math.round((Date.now() - lost) / 1000)}s`;
+    return stuck();
+  };
+  const server = await startHttpServer(port, registry, () => ready && libvirt.connected, live);
+  watchNodeVms(queue, reconciler, informer, diskInformer, libvirt);
+  watchNodeDisks(diskQueue, diskInformer, nodeName);
   libvirt.on("disconnected", (err: Error) =>
     log.warn({ err: err.message }, "libvirt connection lost; reconnecting"),
   );
-  libvirt.on("reconnected", async () => {
-    log.info("libvirt reconnected; resyncing every VM");
-    for (const vm of informer.list()) queue.add(keyOf(vm));
-  });
+  libvirt.on("reconnected", () => log.info("libvirt reconnected; resyncing every VM"));
   await libvirt.enableDomainEvents();
   await startInformerSynced(diskInformer, "vmdisks", log);
   await startInformerSynced(informer, "virtualmachines", log);

@@ -1,18 +1,27 @@
 // The cluster-side controller: places VirtualMachines and VMDisks on nodes, assigns addresses,
 // guards disks in use (and, as the kinds grow, templates, clones, restores, rotation).
 // Leader-elected; one active replica.
-//   env: POD_NAMESPACE, POD_NAME, LEADER_ELECTION, METRICS_PORT, CPU_OVERCOMMIT, LOG_LEVEL
+//   env: POD_NAMESPACE, POD_NAME, LEADER_ELECTION, METRICS_PORT, CPU_OVERCOMMIT, LOG_LEVEL,
+//        STUCK_WORKER_SECONDS (liveness fails when a reconcile runs longer; default 300)
 import { hostname } from "node:os";
 import { type KubernetesObject, makeInformer, type V1Lease, type V1Node } from "@kubernetes/client-node";
 import { type VirtualMachine, VirtualMachineKind } from "../api/virtualmachine.ts";
 import { type VMDisk, VMDiskKind } from "../api/vmdisk.ts";
-import { namesDisk } from "../controllers/cluster/disk-placement.ts";
-import { ClusterDiskReconciler, type PlacementBook } from "../controllers/cluster/disk-reconciler.ts";
-import { ClusterVmReconciler } from "../controllers/cluster/vm-reconciler.ts";
-import { connectKube, describeError, keyOf, kindInformer, startInformerSynced } from "../runtime/kube.ts";
+import {
+  ClusterDiskReconciler,
+  type PlacementBook,
+  watchClusterDisks,
+} from "../controllers/cluster/disk-reconciler.ts";
+import {
+  UNSUPPORTED_KINDS,
+  UnsupportedKindReconciler,
+} from "../controllers/cluster/unsupported-reconciler.ts";
+import { ClusterVmReconciler, watchClusterVms } from "../controllers/cluster/vm-reconciler.ts";
+import { connectKube, kindInformer, startInformerSynced } from "../runtime/kube.ts";
 import { type Leadership, runLeaderElection } from "../runtime/leader.ts";
 import { createLogger } from "../runtime/logging.ts";
-import { newRegistry, startHttpServer } from "../runtime/server.ts";
+import { newRegistry, startHttpServer, stuckWorkers } from "../runtime/server.ts";
+import { logFailures } from "../runtime/watch.ts";
 import { WorkQueue } from "../runtime/workqueue.ts";
 
 const log = createLogger("controller");
@@ -25,7 +34,10 @@ async function main() {
   const kube = connectKube();
   const registry = newRegistry("controller");
   let ready = false;
-  const server = await startHttpServer(port, registry, () => ready);
+  // Queues are made below; liveness looks at them once they exist.
+  const queues: Record<string, WorkQueue> = {};
+  const stuckWorkerMs = Number(process.env.STUCK_WORKER_SECONDS ?? 300) * 1000;
+  const server = await startHttpServer(port, registry, () => ready, stuckWorkers(queues, stuckWorkerMs));
 
   const vms = kindInformer<VirtualMachine & KubernetesObject>(kube, VirtualMachineKind);
   const nodes = makeInformer<V1Node>(kube.kc, "/api/v1/nodes", () => kube.core.listNode());
@@ -57,42 +69,36 @@ async function main() {
     book,
     log,
   });
-  const onError = (kind: string) => (key: string, err: unknown, attempt: number) =>
-    log.warn({ kind, key, attempt, err: describeError(err) }, "reconcile failed");
   const queue = new WorkQueue("virtualmachine-cluster", (key) => reconciler.reconcile(key), {
     registry,
-    onError: onError("VirtualMachine"),
+    onError: logFailures(log, "VirtualMachine"),
   });
   const diskQueue = new WorkQueue("vmdisk-cluster", (key) => diskReconciler.reconcile(key), {
     registry,
-    onError: onError("VMDisk"),
+    onError: logFailures(log, "VMDisk"),
   });
 
+  const unsupported = UNSUPPORTED_KINDS.map((kind) => {
+    const informer = kindInformer<KubernetesObject>(kube, kind);
+    const r = new UnsupportedKindReconciler(kube, kind, informer);
+    const q = new WorkQueue(`${kind.singular}-cluster`, (key) => r.reconcile(key), {
+      registry,
+      onError: logFailures(log, kind.kind),
+    });
+    return { kind, informer, reconciler: r, queue: q };
+  });
+
+  Object.assign(queues, { virtualmachines: queue, vmdisks: diskQueue });
+  for (const u of unsupported) queues[u.kind.plural] = u.queue;
+
   const start = async () => {
-    for (const verb of ["add", "update", "delete"] as const) {
-      vms.on(verb, (vm) => {
-        queue.add(keyOf(vm));
-        for (const key of diskReconciler.keysForVm(vm)) diskQueue.add(key);
-      });
-      disks.on(verb, (disk) => {
-        diskQueue.add(keyOf(disk));
-        // VMs not placed yet may now know the node their disks are on.
-        for (const vm of vms.list(disk.metadata?.namespace)) {
-          if (!vm.status?.nodeName && namesDisk(vm, disk.metadata?.name)) queue.add(keyOf(vm));
-        }
-      });
-    }
-    const retryUnplaced = () => {
-      for (const key of reconciler.unplacedKeys()) queue.add(key);
-      for (const key of diskReconciler.unplacedKeys()) diskQueue.add(key);
-    };
-    for (const verb of ["add", "update", "delete"] as const) {
-      nodes.on(verb, retryUnplaced);
-      leases.on(verb, retryUnplaced);
-    }
+    for (const u of unsupported) u.reconciler.watch(u.queue, u.informer);
+    watchClusterVms(queue, reconciler, { vms, disks, nodes, leases });
+    watchClusterDisks(diskQueue, diskReconciler, { disks, vms, nodes, leases });
     await Promise.all([startInformerSynced(nodes, "nodes", log), startInformerSynced(leases, "leases", log)]);
     await startInformerSynced(disks, "vmdisks", log);
     await startInformerSynced(vms, "virtualmachines", log);
+    for (const u of unsupported) await startInformerSynced(u.informer, u.kind.plural, log);
     ready = true;
     log.info({ namespace, identity, port }, "controller started");
   };
@@ -103,7 +109,12 @@ async function main() {
     ready = false;
     if (why !== "lost leadership") await leadership?.release().catch(() => undefined);
     await Promise.all([vms.stop(), disks.stop(), nodes.stop(), leases.stop()]);
-    await Promise.all([queue.shutdown(), diskQueue.shutdown()]);
+    await Promise.all(unsupported.map((u) => u.informer.stop()));
+    await Promise.all([
+      queue.shutdown(),
+      diskQueue.shutdown(),
+      ...unsupported.map((u) => u.queue.shutdown()),
+    ]);
     server.close();
     process.exit(why === "lost leadership" ? 1 : 0);
   };

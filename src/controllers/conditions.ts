@@ -51,3 +51,32 @@ export function writerConditions(
 export function ownConditions(conditions: readonly Condition[], types: readonly string[]): Condition[] {
   return conditions.filter((c) => types.includes(c.type));
 }
+
+/**
+ * Where an object stands, as Flux, Argo CD and kstatus read it: as its spec asks (Ready),
+ * still converging (Reconciling), or unable to get there without the user (Stalled).
+ */
+export interface Standing {
+  state: "ready" | "reconciling" | "stalled";
+  reason: string;
+  message: string;
+}
+
+export const STANDING_CONDITIONS = ["Ready", "Reconciling", "Stalled"] as const;
+
+/** Ready, Reconciling and Stalled for STANDING: exactly one of them is True. */
+export function standingConditions(
+  s: Standing,
+): Array<Omit<Condition, "lastTransitionTime" | "observedGeneration">> {
+  const one = (type: string, state: Standing["state"], idle: string) =>
+    s.state === state
+      ? { type, status: "True" as const, reason: s.reason, message: s.message }
+      : { type, status: "False" as const, reason: idle, message: "" };
+  return [
+    s.state === "ready"
+      ? { type: "Ready", status: "True", reason: s.reason, message: s.message }
+      : { type: "Ready", status: "False", reason: s.reason, message: s.message },
+    one("Reconciling", "reconciling", s.state === "ready" ? "Reconciled" : "Stalled"),
+    one("Stalled", "stalled", s.state === "ready" ? "Reconciled" : "Progressing"),
+  ];
+}

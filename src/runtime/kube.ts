@@ -13,6 +13,7 @@ import {
 } from "@kubernetes/client-node";
 import { GROUP, VERSION } from "../api/common.ts";
 import type { CustomObject, KindDefinition } from "../api/kind.ts";
+import { KUBE_REQUEST_DEADLINE_MS, makeApiClientWithDeadline } from "./kube-deadline.ts";
 import type { Logger } from "./logging.ts";
 
 export interface Kube {
@@ -22,14 +23,15 @@ export interface Kube {
   coordination: CoordinationV1Api;
 }
 
-export function connectKube(): Kube {
+/** Clients whose every request (watches aside) fails after REQUEST_DEADLINE_MS (kube-deadline.ts). */
+export function connectKube(requestDeadlineMs = KUBE_REQUEST_DEADLINE_MS): Kube {
   const kc = new KubeConfig();
   kc.loadFromDefault();
   return {
     kc,
-    custom: kc.makeApiClient(CustomObjectsApi),
-    core: kc.makeApiClient(CoreV1Api),
-    coordination: kc.makeApiClient(CoordinationV1Api),
+    custom: makeApiClientWithDeadline(kc, CustomObjectsApi, requestDeadlineMs),
+    core: makeApiClientWithDeadline(kc, CoreV1Api, requestDeadlineMs),
+    coordination: makeApiClientWithDeadline(kc, CoordinationV1Api, requestDeadlineMs),
   };
 }
 
@@ -141,7 +143,16 @@ export function httpStatus(err: unknown): number | undefined {
 
 export type EventType = "Normal" | "Warning";
 
-/** Records a Kubernetes Event on OBJ (what `kubectl describe` shows). Never throws. */
+/** Events recorded lately, by object, type, reason and message: repeats only count. */
+const recentEvents = new Map<string, { name: string; namespace: string; count: number; at: number }>();
+const EVENT_CORRELATION_MS = 30 * 60_000;
+const RECENT_EVENTS_MAX = 4096;
+
+/**
+ * Records a Kubernetes Event on OBJ (what `kubectl describe` shows). The same event again
+ * (as a retried failure gives) raises the existing Event's count, as kubectl's "(x5 over
+ * 3m)" shows, instead of creating another. Never throws.
+ */
 export async function recordEvent(
   kube: Kube,
   component: string,
@@ -151,9 +162,26 @@ export async function recordEvent(
   message: string,
 ): Promise<void> {
   const now = new Date();
-  await kube.core
+  const text = message.slice(0, 1024);
+  const namespace = obj.metadata.namespace ?? "default";
+  const id = `${obj.metadata.uid ?? keyOf(obj)}|${type}|${reason}|${text}`;
+  const seen = recentEvents.get(id);
+  if (seen && now.getTime() - seen.at < EVENT_CORRELATION_MS) {
+    seen.count++;
+    seen.at = now.getTime();
+    const patched = await kube.core
+      .patchNamespacedEvent(
+        { name: seen.name, namespace: seen.namespace, body: { count: seen.count, lastTimestamp: now } },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      )
+      .then(() => true)
+      .catch(() => false);
+    if (patched) return;
+    recentEvents.delete(id); // expired or deleted meanwhile: record it anew
+  }
+  const created = await kube.core
     .createNamespacedEvent({
-      namespace: obj.metadata.namespace ?? "default",
+      namespace,
       body: {
         metadata: { generateName: `${obj.metadata.name}.`, namespace: obj.metadata.namespace },
         involvedObject: {
@@ -166,7 +194,7 @@ export async function recordEvent(
         },
         type,
         reason,
-        message: message.slice(0, 1024),
+        message: text,
         source: { component },
         reportingComponent: component,
         reportingInstance: process.env.NODE_NAME ?? process.env.POD_NAME ?? component,
@@ -177,6 +205,10 @@ export async function recordEvent(
       },
     })
     .catch(() => undefined);
+  const name = created?.metadata?.name;
+  if (!name) return;
+  if (recentEvents.size >= RECENT_EVENTS_MAX) recentEvents.delete(recentEvents.keys().next().value ?? "");
+  recentEvents.set(id, { name, namespace, count: 1, at: now.getTime() });
 }
 
 /**

@@ -9,10 +9,20 @@ export function newRegistry(component: string): Registry {
   return registry;
 }
 
-export function startHttpServer(port: number, registry: Registry, ready: () => boolean): Promise<Server> {
+/**
+ * Serves the probes and metrics. LIVE returns why the process is not live (a worker stuck
+ * past its deadline, libvirt unreachable too long) — the kubelet then restarts it.
+ */
+export function startHttpServer(
+  port: number,
+  registry: Registry,
+  ready: () => boolean,
+  live: () => string | undefined = () => undefined,
+): Promise<Server> {
   const server = createServer(async (req, res) => {
     if (req.url === "/healthz") {
-      res.writeHead(200).end("ok");
+      const problem = live();
+      res.writeHead(problem ? 503 : 200).end(problem ?? "ok");
     } else if (req.url === "/readyz") {
       const ok = ready();
       res.writeHead(ok ? 200 : 503).end(ok ? "ok" : "not ready");
@@ -23,4 +33,15 @@ export function startHttpServer(port: number, registry: Registry, ready: () => b
     }
   });
   return new Promise((resolve) => server.listen(port, "0.0.0.0", () => resolve(server)));
+}
+
+/** Liveness from work queues: a key held by a worker longer than STUCK_MS means a stuck call. */
+export function stuckWorkers(queues: Record<string, { stuck(limitMs: number): string[] }>, stuckMs: number) {
+  return (): string | undefined => {
+    for (const [name, q] of Object.entries(queues)) {
+      const keys = q.stuck(stuckMs);
+      if (keys.length) return `${name}: ${keys.join(", ")} held by a worker for over ${stuckMs / 1000}s`;
+    }
+    return undefined;
+  };
 }

@@ -1,6 +1,9 @@
 // A work queue keyed by namespace/name, as controller-runtime's: duplicate keys collapse, a
 // key is reconciled by one worker at a time (a key added while it runs runs again after),
 // failures back off exponentially per key, and a reconcile may ask to run again later.
+// A key that is backing off ignores add(): our own status and Event writes, and events of
+// related objects, would otherwise retry it at once, forever. forget() (the user changed
+// the object) starts it over at once.
 import type { Registry } from "prom-client";
 import { Counter, Gauge, Histogram } from "prom-client";
 
@@ -21,7 +24,16 @@ export interface WorkQueueOptions {
   baseDelayMs?: number;
   maxDelayMs?: number;
   registry?: Registry;
-  onError?: (key: string, err: unknown, attempt: number) => void;
+  onError?: (key: string, err: unknown, failure: FailureInfo) => void;
+}
+
+export interface FailureInfo {
+  /** Failures in a row for this key (1 = the first). */
+  attempt: number;
+  /** The same message as the previous failure of this key: say it once, then count. */
+  repeated: boolean;
+  /** When it runs again (undefined: a terminal error, not retried). */
+  retryInMs?: number;
 }
 
 interface QueueMetrics {
@@ -95,6 +107,10 @@ export class WorkQueue {
   private readonly processing = new Set<string>();
   private readonly enqueuedAt = new Map<string, number>();
   private readonly failures = new Map<string, number>();
+  private readonly lastErrors = new Map<string, string>();
+  /** forget() was called while the key ran: its failure does not count. */
+  private readonly resetWhileRunning = new Set<string>();
+  private readonly startedAt = new Map<string, number>();
   private readonly timers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
   private running = 0;
   private stopped = false;
@@ -118,6 +134,8 @@ export class WorkQueue {
 
   add(key: string): void {
     if (this.stopped || this.dirty.has(key)) return;
+    // Backing off: the backoff timer adds it; nothing else may shorten the wait.
+    if (this.failures.has(key) && this.timers.has(key)) return;
     this.dirty.add(key);
     this.metrics?.adds.inc({ controller: this.name });
     if (!this.enqueuedAt.has(key)) this.enqueuedAt.set(key, performance.now());
@@ -145,6 +163,32 @@ export class WorkQueue {
     }, delayMs);
     timer.unref();
     this.timers.set(key, { at, timer });
+  }
+
+  /**
+   * Starts KEY over: its failures are forgotten and it runs at once (the user changed the
+   * object, or it was deleted; a backed-off key must not hold either).
+   */
+  forget(key: string): void {
+    this.failures.delete(key);
+    this.lastErrors.delete(key);
+    const pending = this.timers.get(key);
+    if (pending) {
+      clearTimeout(pending.timer);
+      this.timers.delete(key);
+    }
+    if (this.processing.has(key)) this.resetWhileRunning.add(key);
+    this.add(key);
+  }
+
+  /** Keys a worker has held longer than LIMIT (a stuck call): liveness fails on them. */
+  stuck(limitMs: number, now = performance.now()): string[] {
+    return [...this.startedAt].filter(([, at]) => now - at > limitMs).map(([key]) => key);
+  }
+
+  /** Failures in a row of KEY (0 when its last reconcile succeeded). */
+  failuresOf(key: string): number {
+    return this.failures.get(key) ?? 0;
   }
 
   /** Stops taking keys; resolves when running reconciles have finished. */
@@ -181,21 +225,18 @@ export class WorkQueue {
 
   private async work(key: string) {
     const started = performance.now();
+    this.startedAt.set(key, started);
     try {
       const result = await this.reconcile(key);
       this.failures.delete(key);
+      this.lastErrors.delete(key);
       if (result?.requeueAfterMs !== undefined) this.addAfter(key, result.requeueAfterMs);
     } catch (err) {
       this.metrics?.errors.inc({ controller: this.name });
-      const attempt = (this.failures.get(key) ?? 0) + 1;
-      this.opts.onError?.(key, err, attempt);
-      if (err instanceof TerminalError) {
-        this.failures.delete(key);
-      } else {
-        this.failures.set(key, attempt);
-        this.addAfter(key, this.backoff(attempt));
-      }
+      this.failed(key, err);
     } finally {
+      this.startedAt.delete(key);
+      this.resetWhileRunning.delete(key);
       this.metrics?.total.inc({ controller: this.name });
       this.metrics?.duration.observe({ controller: this.name }, (performance.now() - started) / 1000);
       this.processing.delete(key);
@@ -207,6 +248,31 @@ export class WorkQueue {
         for (const w of this.idleWaiters.splice(0)) w();
       }
     }
+  }
+
+  private failed(key: string, err: unknown) {
+    const message = err instanceof Error ? err.message : String(err);
+    const repeated = this.lastErrors.get(key) === message;
+    this.lastErrors.set(key, message);
+    if (this.resetWhileRunning.has(key)) {
+      // The object changed while this attempt ran: the next attempt is a fresh one, now.
+      this.failures.delete(key);
+      this.opts.onError?.(key, err, { attempt: 1, repeated, retryInMs: 0 });
+      this.dirty.add(key);
+      return;
+    }
+    const attempt = (this.failures.get(key) ?? 0) + 1;
+    if (err instanceof TerminalError) {
+      this.failures.delete(key);
+      this.opts.onError?.(key, err, { attempt, repeated });
+      return;
+    }
+    this.failures.set(key, attempt);
+    const retryInMs = this.backoff(attempt);
+    this.opts.onError?.(key, err, { attempt, repeated, retryInMs });
+    // Events seen while it ran (often our own status write) do not cut the wait short.
+    this.dirty.delete(key);
+    this.addAfter(key, retryInMs);
   }
 
   /** Exponential per-key backoff: base, 2×base, 4×base … up to the maximum. */

@@ -6,14 +6,22 @@ import { kubectl as kubectlWith, localNodeName } from "../../src/cmd/local/kube.
 import { kubeconfigPath, type StackConfig } from "../../src/cmd/local/stack.ts";
 import { REPO_ROOT } from "../../src/cmd/local/tools.ts";
 
+// TEST_STACK_SLOT=N gives a second stack (other ports, other state) for running tests beside
+// another run on the same machine; libvirtd is shared, each stack's agent owns only its own
+// cluster's domains.
+const SLOT = Number(process.env.TEST_STACK_SLOT ?? 0);
+const port = (base: number) => base + SLOT * 20;
+
 export const TEST_STACK: StackConfig = {
-  stateDir: join(REPO_ROOT, ".local", "test-stack"),
+  stateDir: join(REPO_ROOT, ".local", SLOT ? `test-stack-${SLOT}` : "test-stack"),
   ports: {
-    etcdClient: 23791,
-    etcdPeer: 23801,
-    apiserver: 16444,
-    controllerMetrics: 19190,
-    agentMetrics: 19191,
+    etcdClient: port(23791),
+    etcdPeer: port(23801),
+    apiserver: port(16444),
+    controllerManager: port(17251),
+    scheduler: port(17261),
+    controllerMetrics: port(19190),
+    agentMetrics: port(19191),
   },
   operator: false,
   libvirt: true,

@@ -14,6 +14,10 @@ export interface Pki {
   adminKey: string;
   saKey: string;
   saPub: string;
+  controllerManagerCert: string;
+  controllerManagerKey: string;
+  schedulerCert: string;
+  schedulerKey: string;
 }
 
 export function pkiPaths(dir: string): Pki {
@@ -28,6 +32,10 @@ export function pkiPaths(dir: string): Pki {
     adminKey: p("admin.key"),
     saKey: p("sa.key"),
     saPub: p("sa.pub"),
+    controllerManagerCert: p("kube-controller-manager.crt"),
+    controllerManagerKey: p("kube-controller-manager.key"),
+    schedulerCert: p("kube-scheduler.crt"),
+    schedulerKey: p("kube-scheduler.key"),
   };
 }
 
@@ -90,6 +98,16 @@ export async function ensurePki(dir: string): Promise<Pki> {
   }
   if (!existsSync(pki.adminCert)) {
     await signed(pki, "admin", "/O=system:masters/CN=kubernetes-admin", "extendedKeyUsage=clientAuth\n");
+  }
+  // kube-controller-manager and kube-scheduler authenticate as the users their bootstrap RBAC
+  // roles are bound to (system:kube-controller-manager, system:kube-scheduler), not as admin.
+  // The same certificate serves their loopback HTTPS port (/healthz), so it is signed for both.
+  const component = "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=clientAuth,serverAuth\n";
+  if (!existsSync(pki.controllerManagerCert)) {
+    await signed(pki, "kube-controller-manager", "/CN=system:kube-controller-manager", component);
+  }
+  if (!existsSync(pki.schedulerCert)) {
+    await signed(pki, "kube-scheduler", "/CN=system:kube-scheduler", component);
   }
   if (!existsSync(pki.saKey)) {
     await run("openssl", ["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", pki.saKey]);

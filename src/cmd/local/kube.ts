@@ -15,6 +15,9 @@ export interface KubePorts {
   etcdClient: number;
   etcdPeer: number;
   apiserver: number;
+  /** Secure (HTTPS) ports of kube-controller-manager and kube-scheduler, on 127.0.0.1. */
+  controllerManager: number;
+  scheduler: number;
 }
 
 /** The label that marks nodes allowed to run VMs (the agent DaemonSet selects on it). */
@@ -29,7 +32,7 @@ export function localNodeName(): string {
   return name || "localhost";
 }
 
-async function httpOk(url: string, tls?: { ca: Buffer; cert: Buffer; key: Buffer }): Promise<boolean> {
+export async function httpOk(url: string, tls?: { ca: Buffer; cert: Buffer; key: Buffer }): Promise<boolean> {
   if (!tls) return (await fetch(url).catch(() => undefined))?.ok ?? false;
   return new Promise((resolve) => {
     const req = request(url, { ...tls, timeout: 2000 }, (res) => {
@@ -105,7 +108,17 @@ export async function startApiserver(stateDir: string, ports: KubePorts, pki: Pk
   });
 }
 
-export async function writeKubeconfig(path: string, ports: KubePorts, pki: Pki): Promise<void> {
+/** A kubeconfig for the local API server; the admin user unless USER names another client cert. */
+export async function writeKubeconfig(
+  path: string,
+  ports: KubePorts,
+  pki: Pki,
+  user: { name: string; cert: string; key: string } = {
+    name: "admin",
+    cert: pki.adminCert,
+    key: pki.adminKey,
+  },
+): Promise<void> {
   const b64 = async (f: string) => (await readFile(f)).toString("base64");
   const config = {
     apiVersion: "v1",
@@ -121,15 +134,15 @@ export async function writeKubeconfig(path: string, ports: KubePorts, pki: Pki):
     ],
     users: [
       {
-        name: "admin",
+        name: user.name,
         user: {
-          "client-certificate-data": await b64(pki.adminCert),
-          "client-key-data": await b64(pki.adminKey),
+          "client-certificate-data": await b64(user.cert),
+          "client-key-data": await b64(user.key),
         },
       },
     ],
     contexts: [
-      { name: "libvirt-operator-local", context: { cluster: "libvirt-operator-local", user: "admin" } },
+      { name: "libvirt-operator-local", context: { cluster: "libvirt-operator-local", user: user.name } },
     ],
     "current-context": "libvirt-operator-local",
   };
@@ -172,10 +185,12 @@ export async function registerNode(kubeconfig: string, nodeName: string): Promis
   );
 }
 
-export async function startKubernetes(stateDir: string, ports: KubePorts, kubeconfig: string): Promise<void> {
+/** etcd, kube-apiserver, the admin kubeconfig and our CRDs; returns the PKI they use. */
+export async function startKubernetes(stateDir: string, ports: KubePorts, kubeconfig: string): Promise<Pki> {
   const pki = await ensurePki(join(stateDir, "pki"));
   await startEtcd(stateDir, ports);
   await startApiserver(stateDir, ports, pki);
   await writeKubeconfig(kubeconfig, ports, pki);
   await installCrds(kubeconfig);
+  return pki;
 }

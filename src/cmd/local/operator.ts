@@ -17,12 +17,8 @@ async function ready(port: number): Promise<boolean> {
   return res?.status === 200;
 }
 
-export async function startOperator(
-  stateDir: string,
-  kubeconfig: string,
-  nodeName: string,
-  ports: OperatorPorts,
-): Promise<void> {
+/** The namespace the agents' heartbeat Leases (and a cluster install) live in. */
+export async function ensureOperatorNamespace(kubeconfig: string): Promise<void> {
   await kubectl(kubeconfig, [
     "create",
     "namespace",
@@ -31,39 +27,76 @@ export async function startOperator(
     "-o",
     "yaml",
   ]).then(({ stdout }) => kubectl(kubeconfig, ["apply", "--server-side", "-f", "-"], stdout));
-  const env = {
+}
+
+function operatorEnv(kubeconfig: string): NodeJS.ProcessEnv {
+  return {
     ...process.env,
     KUBECONFIG: kubeconfig,
     POD_NAMESPACE: OPERATOR_NAMESPACE,
     LOG_LEVEL: process.env.LOG_LEVEL ?? "info",
   };
+}
+
+export interface AgentOptions {
+  /** Name of the daemon (its pid and log files in the state directory). */
+  daemon: string;
+  nodeName: string;
+  metricsPort: number;
+  libvirtUri: string;
+  /** More environment for this agent (test driver, storage pool, …). */
+  env?: Record<string, string>;
+}
+
+/** Starts a node agent (unless its daemon already runs) and waits until it is ready. */
+export async function startAgent(stateDir: string, kubeconfig: string, options: AgentOptions): Promise<void> {
+  const pid = await startDaemon(stateDir, {
+    name: options.daemon,
+    command: process.execPath,
+    args: [join(REPO_ROOT, "src", "cmd", "agent.ts")],
+    env: {
+      ...operatorEnv(kubeconfig),
+      METRICS_PORT: String(options.metricsPort),
+      NODE_NAME: options.nodeName,
+      LIBVIRT_URI: options.libvirtUri,
+      ...options.env,
+    },
+  });
+  await waitUntil(options.daemon, () => ready(options.metricsPort), {
+    timeoutMs: 60_000,
+    stateDir,
+    daemon: options.daemon,
+    pid,
+  });
+}
+
+export async function startOperator(
+  stateDir: string,
+  kubeconfig: string,
+  nodeName: string,
+  ports: OperatorPorts,
+): Promise<void> {
+  await ensureOperatorNamespace(kubeconfig);
   const controllerPid = await startDaemon(stateDir, {
     name: "controller",
     command: process.execPath,
     args: [join(REPO_ROOT, "src", "cmd", "controller.ts")],
-    env: { ...env, METRICS_PORT: String(ports.controllerMetrics), POD_NAME: `local-${nodeName}` },
-  });
-  const agentPid = await startDaemon(stateDir, {
-    name: "agent",
-    command: process.execPath,
-    args: [join(REPO_ROOT, "src", "cmd", "agent.ts")],
     env: {
-      ...env,
-      METRICS_PORT: String(ports.agentMetrics),
-      NODE_NAME: nodeName,
-      LIBVIRT_URI: "qemu:///system",
+      ...operatorEnv(kubeconfig),
+      METRICS_PORT: String(ports.controllerMetrics),
+      POD_NAME: `local-${nodeName}`,
     },
+  });
+  await startAgent(stateDir, kubeconfig, {
+    daemon: "agent",
+    nodeName,
+    metricsPort: ports.agentMetrics,
+    libvirtUri: "qemu:///system",
   });
   await waitUntil("controller", () => ready(ports.controllerMetrics), {
     timeoutMs: 60_000,
     stateDir,
     daemon: "controller",
     pid: controllerPid,
-  });
-  await waitUntil("agent", () => ready(ports.agentMetrics), {
-    timeoutMs: 60_000,
-    stateDir,
-    daemon: "agent",
-    pid: agentPid,
   });
 }

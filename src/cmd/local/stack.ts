@@ -4,6 +4,7 @@ import { mkdir, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { LibvirtClient, ListNetworks, NetworkXmlFlags } from "../../hypervisor/libvirt/index.ts";
 import { parseNetworkPools } from "../../hypervisor/network.ts";
+import { startControlPlane } from "./control-plane.ts";
 import { type KubePorts, localNodeName, registerNode, startKubernetes } from "./kube.ts";
 import { startLibvirt } from "./libvirt.ts";
 import { type OperatorPorts, startOperator } from "./operator.ts";
@@ -50,6 +51,8 @@ export const LOCAL_STACK: StackConfig = {
     etcdClient: 23790,
     etcdPeer: 23800,
     apiserver: 16443,
+    controllerManager: 17250,
+    scheduler: 17260,
     controllerMetrics: 19090,
     agentMetrics: 19091,
   },
@@ -63,7 +66,16 @@ export function kubeconfigPath(config: StackConfig): string {
 }
 
 // Stop order: what depends on others goes first.
-const STOP_ORDER = ["agent", "controller", "kube-apiserver", "etcd", "libvirtd", "virtlogd"];
+const STOP_ORDER = [
+  "agent",
+  "controller",
+  "kube-scheduler",
+  "kube-controller-manager",
+  "kube-apiserver",
+  "etcd",
+  "libvirtd",
+  "virtlogd",
+];
 
 function progress(message: string) {
   process.stderr.write(`==> ${message}\n`);
@@ -76,7 +88,13 @@ export async function stackUp(config: StackConfig): Promise<void> {
   const kubeconfig = kubeconfigPath(config);
   const started = Date.now();
   progress(`etcd :${config.ports.etcdClient} and kube-apiserver :${config.ports.apiserver}`);
-  await startKubernetes(config.stateDir, config.ports, kubeconfig);
+  const pki = await startKubernetes(config.stateDir, config.ports, kubeconfig);
+  // After the CRDs: the garbage collector and the quota controller find our kinds at their
+  // first discovery instead of at the next periodic resync (30 s).
+  progress(
+    `kube-controller-manager :${config.ports.controllerManager} and kube-scheduler :${config.ports.scheduler}`,
+  );
+  await startControlPlane(config.stateDir, config.ports, pki);
   progress(`node ${config.nodeName} registered`);
   await registerNode(kubeconfig, config.nodeName);
   if (config.libvirt) {

@@ -1,25 +1,17 @@
 // Cluster side of VMDisk: places each disk on a node (status.nodeName + the node label the
 // agent selects on + the volume finalizer), records which VMs use it (status.attachedTo),
-// protects it from deletion while they do, and removes disks created for a VM that is gone.
+// and protects it from deletion while they do. Disks a VM owns (a controller ownerReference)
+// go with it through Kubernetes' own garbage collector.
 import type { KubernetesObject, V1Lease, V1Node } from "@kubernetes/client-node";
-import { GROUP, VERSION } from "../../api/common.ts";
-import { NODE_LABEL, type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
+import { NODE_LABEL, type VirtualMachine } from "../../api/virtualmachine.ts";
 import { DISK_PROTECTION_FINALIZER, type VMDisk, VMDiskKind, VOLUME_FINALIZER } from "../../api/vmdisk.ts";
-import {
-  type AnyObject,
-  applyStatus,
-  describeError,
-  httpStatus,
-  type Kube,
-  patchMetadata,
-  recordEvent,
-  splitKey,
-} from "../../runtime/kube.ts";
+import { type AnyObject, type Kube, patchMetadata, recordEvent, splitKey } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
-import type { ReconcileResult } from "../../runtime/workqueue.ts";
-import { type Condition, writerConditions } from "../conditions.ts";
+import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
+import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
+import { type Condition, standingConditions, writerConditions } from "../conditions.ts";
 import { CAPACITY_ANNOTATION, heartbeatFresh, NODE_ENABLED_LABEL, parseCapacity } from "../node-facts.ts";
-import { CONDITIONS_RULE, ownedStatusChanged } from "../status-diff.ts";
+import { StatusWriter } from "../status-writer.ts";
 import {
   type DiskNodeView,
   diskHolders,
@@ -57,28 +49,44 @@ export interface ClusterDiskReconcilerOptions {
   log: Logger;
 }
 
+/**
+ * What disk placement and protection react to: every disk; VMs (the disks they use, used
+ * before or own); nodes and heartbeats (for disks waiting for a node).
+ */
+export function watchClusterDisks(
+  queue: WorkQueue,
+  reconciler: ClusterDiskReconciler,
+  sources: {
+    disks: Watchable<Disk>;
+    vms: Watchable<Vm>;
+    nodes: Watchable<V1Node>;
+    leases: Watchable<V1Lease>;
+  },
+): void {
+  watchOwn(sources.disks, queue);
+  watchRelated(sources.vms, queue, (vm) => reconciler.keysForVm(vm));
+  watchRelated(sources.nodes, queue, () => reconciler.unplacedKeys());
+  watchRelated(sources.leases, queue, () => reconciler.unplacedKeys());
+}
+
 export class ClusterDiskReconciler {
   private readonly o: ClusterDiskReconcilerOptions;
   /** Last "deletion blocked" message per disk, so the Event is recorded once per change. */
   private readonly blockedMessages = new Map<string, string>();
 
+  private readonly status: StatusWriter;
+
   constructor(options: ClusterDiskReconcilerOptions) {
     this.o = options;
+    this.status = new StatusWriter(options.kube, { kind: VMDiskKind, fieldManager: FIELD_MANAGER });
   }
 
-  /** Disks a VM uses, used before or owns (they must look again at who holds them, or go with it). */
+  /** Disks a VM uses or used before (they must look again at who holds them). */
   keysForVm(vm: Vm): string[] {
     const ns = vm.metadata.namespace ?? "";
     return this.o.disks
       .list(ns)
-      .filter(
-        (d) =>
-          usesDisk(vm, d) ||
-          d.status?.attachedTo?.includes(vm.metadata.name) ||
-          d.metadata.ownerReferences?.some(
-            (r) => r.kind === VirtualMachineKind.kind && r.name === vm.metadata.name,
-          ),
-      )
+      .filter((d) => usesDisk(vm, d) || d.status?.attachedTo?.includes(vm.metadata.name))
       .map((d) => `${ns}/${d.metadata.name}`);
   }
 
@@ -101,7 +109,6 @@ export class ClusterDiskReconciler {
     const log = forObject(this.o.log, "VMDisk", key);
     const users = this.o.vms.list(namespace).filter((vm) => usesDisk(vm, disk));
     const holders = diskHolders(disk, users);
-    if (await this.collectGarbage(disk, log)) return undefined;
 
     // The label is set first (the agent acts on it); status.nodeName follows. Either is the placement.
     let node = disk.status?.nodeName ?? disk.metadata.labels?.[NODE_LABEL] ?? this.o.book.diskNodes.get(key);
@@ -156,10 +163,20 @@ export class ClusterDiskReconciler {
     }
     await this.holdAndLabel(disk, node, holders.length > 0);
     const inUse = this.inUseCondition(key, disk, holders, log);
-    await this.applyIfChanged(disk, {
+    // Until the node agent reports (its phase), the controller says where the disk stands.
+    const standing =
+      disk.status?.phase !== undefined
+        ? []
+        : standingConditions(
+            scheduled.reason === "Unschedulable"
+              ? { state: "stalled", reason: "Unschedulable", message: scheduled.message }
+              : { state: "reconciling", reason: scheduled.reason, message: scheduled.message },
+          );
+    await this.status.write(disk, {
+      ...(disk.status?.phase === undefined ? { observedGeneration: disk.metadata.generation ?? 0 } : {}),
       ...(node ? { nodeName: node } : {}),
       attachedTo: holders,
-      conditions: this.conditions(disk, [scheduled, inUse]),
+      conditions: this.conditions(disk, [scheduled, inUse, ...standing]),
     });
     return retry ? { requeueAfterMs: retry } : undefined;
   }
@@ -219,45 +236,6 @@ export class ClusterDiskReconciler {
     });
   }
 
-  /**
-   * A disk created for a VM (its controller ownerReference) goes with it, as Kubernetes' garbage
-   * collector would; only the API server's word that the VM is gone counts.
-   */
-  private async collectGarbage(disk: Disk, log: Logger): Promise<boolean> {
-    const owner = disk.metadata.ownerReferences?.find(
-      (r) => r.controller && r.kind === VirtualMachineKind.kind && r.apiVersion === `${GROUP}/${VERSION}`,
-    );
-    if (!owner || disk.metadata.deletionTimestamp) return false;
-    const cached = this.o.vms.get(owner.name, disk.metadata.namespace);
-    if (cached?.metadata.uid === owner.uid) return false;
-    try {
-      const current = (await this.o.kube.custom.getNamespacedCustomObject({
-        group: GROUP,
-        version: VERSION,
-        plural: VirtualMachineKind.plural,
-        namespace: disk.metadata.namespace ?? "",
-        name: owner.name,
-      })) as Vm;
-      if (current.metadata.uid === owner.uid) return false;
-    } catch (err) {
-      if (httpStatus(err) !== 404) throw err;
-    }
-    log.info({ owner: owner.name }, "VMDisk's VirtualMachine is gone; deleting the disk created for it");
-    await this.o.kube.custom
-      .deleteNamespacedCustomObject({
-        group: GROUP,
-        version: VERSION,
-        plural: VMDiskKind.plural,
-        namespace: disk.metadata.namespace ?? "",
-        name: disk.metadata.name,
-        propagationPolicy: "Background",
-      })
-      .catch((err) => {
-        if (httpStatus(err) !== 404) log.warn({ err: describeError(err) }, "deleting the VMDisk failed");
-      });
-    return true;
-  }
-
   private nodeViews(): DiskNodeView[] {
     return this.o.nodes.list().map((n) => {
       const name = n.metadata?.name ?? "";
@@ -280,16 +258,6 @@ export class ClusterDiskReconciler {
       disk.metadata.generation ?? 0,
       new Date(),
     );
-  }
-
-  private async applyIfChanged(disk: Disk, status: Record<string, unknown>) {
-    if (
-      ownedStatusChanged(disk.status as Record<string, unknown>, status, Object.keys(status), {
-        conditions: CONDITIONS_RULE,
-      })
-    ) {
-      await applyStatus(this.o.kube, VMDiskKind, disk, FIELD_MANAGER, status);
-    }
   }
 
   private event(disk: Disk, type: "Normal" | "Warning", reason: string, message: string) {

@@ -14,18 +14,20 @@ import type { VMDisk } from "../../api/vmdisk.ts";
 import { desiredInterfaces, resourcesOf } from "../../hypervisor/domain/from-spec.ts";
 import {
   type AnyObject,
-  applyStatus,
   type Kube,
+  keyOf,
   patchMetadata,
   recordEvent,
   splitKey,
 } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
-import type { ReconcileResult } from "../../runtime/workqueue.ts";
-import { type Condition, writerConditions } from "../conditions.ts";
+import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
+import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
+import { type Condition, standingConditions, writerConditions } from "../conditions.ts";
 import { CAPACITY_ANNOTATION, heartbeatFresh, NODE_ENABLED_LABEL, parseCapacity } from "../node-facts.ts";
-import { CONDITIONS_RULE, ownedStatusChanged } from "../status-diff.ts";
-import { nodeOfVmDisks } from "./disk-placement.ts";
+import { CONDITIONS_RULE } from "../status-diff.ts";
+import { StatusWriter } from "../status-writer.ts";
+import { namesDisk, nodeOfVmDisks } from "./disk-placement.ts";
 import type { PlacementBook } from "./disk-reconciler.ts";
 import { assignAddresses } from "./ipam.ts";
 import { type NodeView, type PlacementPolicy, place } from "./placement.ts";
@@ -55,15 +57,47 @@ export interface ClusterVmReconcilerOptions {
   log: Logger;
 }
 
+/**
+ * What VM placement reacts to: every VM; disks (a VM not placed yet may now know the node
+ * its disks are on); nodes and agent heartbeats (room, or a node, for VMs waiting for one).
+ */
+export function watchClusterVms(
+  queue: WorkQueue,
+  reconciler: ClusterVmReconciler,
+  sources: {
+    vms: Watchable<Vm>;
+    disks: Watchable<VMDisk & KubernetesObject>;
+    nodes: Watchable<V1Node>;
+    leases: Watchable<V1Lease>;
+  },
+): void {
+  watchOwn(sources.vms, queue);
+  watchRelated(sources.disks, queue, (disk) =>
+    reconciler.o.vms
+      .list(disk.metadata?.namespace)
+      .filter((vm) => !vm.status?.nodeName && namesDisk(vm, disk.metadata?.name))
+      .map((vm) => keyOf(vm)),
+  );
+  watchRelated(sources.nodes, queue, () => reconciler.unplacedKeys());
+  watchRelated(sources.leases, queue, () => reconciler.unplacedKeys());
+}
+
 export class ClusterVmReconciler {
-  private readonly o: ClusterVmReconcilerOptions;
+  readonly o: ClusterVmReconcilerOptions;
   /** Placements made but not yet seen in the cache (so two reconciles do not fill one node twice). */
   private readonly assumed = new Map<string, { node: string; cpus: number; memoryBytes: number }>();
   /** Addresses handed out by this process, held until the VM is gone (the cache may lag). */
   private readonly reservedAddresses = new Map<string, Array<{ network: string; ip: string }>>();
 
+  private readonly status: StatusWriter;
+
   constructor(options: ClusterVmReconcilerOptions) {
     this.o = options;
+    this.status = new StatusWriter(options.kube, {
+      kind: VirtualMachineKind,
+      fieldManager: CONTROLLER_FIELD_MANAGER,
+      listMaps: { conditions: CONDITIONS_RULE, interfaces: { key: "name", ownsSet: true } },
+    });
   }
 
   /** Keys of VMs waiting for a node: node or heartbeat changes give them another try. */
@@ -114,6 +148,19 @@ export class ClusterVmReconciler {
       return undefined;
     }
 
+    if (vm.spec.source) {
+      // Cloning from a template or snapshot is not built yet: never run such a VM diskless.
+      const message = `spec.source (${Object.keys(vm.spec.source).join(", ")}) is not supported by this operator version yet; the VM is not placed`;
+      await this.applyIfChanged(vm, {
+        observedGeneration: vm.metadata.generation ?? 0,
+        printableStatus: "Failed",
+        conditions: this.conditions(vm, [
+          { type: "Scheduled", status: "False", reason: "SourceNotSupported", message },
+          ...standingConditions({ state: "stalled", reason: "SourceNotSupported", message }),
+        ]),
+      });
+      return undefined;
+    }
     const need = resourcesOf(vm);
     const disksOn = nodeOfVmDisks(
       vm,
@@ -208,10 +255,23 @@ export class ClusterVmReconciler {
   }
 
   private placedStatus(vm: Vm, node: string): Record<string, unknown> {
+    // Until the node agent reports (its domainName), the controller says the VM is on its way,
+    // so Flux and Argo CD never take a VM nobody has looked at yet for ready. The agent's
+    // own apply takes these conditions over; the controller then leaves them out.
+    const awaitingAgent = !vm.status?.domainName;
     const conditions = this.conditions(vm, [
       { type: "Scheduled", status: "True", reason: "Scheduled", message: `placed on node ${node}` },
+      ...(awaitingAgent
+        ? standingConditions({
+            state: "reconciling",
+            reason: "Scheduled",
+            message: `placed on node ${node}; waiting for its node agent`,
+          })
+        : []),
+      ...snapshotPolicyCondition(vm),
     ]);
     return {
+      ...(awaitingAgent ? { observedGeneration: vm.metadata.generation ?? 0 } : {}),
       nodeName: node,
       uuid: vm.status?.uuid ?? vm.spec.uuid ?? randomUUID(),
       interfaces: this.interfaces(vm, node),
@@ -222,7 +282,8 @@ export class ClusterVmReconciler {
   private unschedulableStatus(vm: Vm, message: string): Record<string, unknown> {
     const conditions = this.conditions(vm, [
       { type: "Scheduled", status: "False", reason: "Unschedulable", message },
-      { type: "Ready", status: "False", reason: "ErrorUnschedulable", message },
+      ...standingConditions({ state: "stalled", reason: "ErrorUnschedulable", message }),
+      ...snapshotPolicyCondition(vm),
     ]);
     return {
       observedGeneration: vm.metadata.generation ?? 0,
@@ -290,11 +351,25 @@ export class ClusterVmReconciler {
   }
 
   private async applyIfChanged(vm: Vm, status: Record<string, unknown>) {
-    const listMaps = { conditions: CONDITIONS_RULE, interfaces: { key: "name", ownsSet: true } };
-    if (ownedStatusChanged(vm.status as Record<string, unknown>, status, Object.keys(status), listMaps)) {
-      await applyStatus(this.o.kube, VirtualMachineKind, vm, CONTROLLER_FIELD_MANAGER, status);
-    }
+    await this.status.write(vm, status);
   }
+}
+
+/**
+ * Scheduled snapshots are not taken yet: a VM that asks for them says so, rather than let
+ * the user believe their VM is protected.
+ */
+function snapshotPolicyCondition(vm: Vm): Array<Omit<Condition, "lastTransitionTime">> {
+  return vm.spec.snapshotPolicy
+    ? [
+        {
+          type: "SnapshotPolicy",
+          status: "False",
+          reason: "NotSupported",
+          message: "spec.snapshotPolicy is accepted but no snapshots are taken by this operator version yet",
+        },
+      ]
+    : [];
 }
 
 /** A locally administered MAC in QEMU's 52:54:00 range that no VM uses. */

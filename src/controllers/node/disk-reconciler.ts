@@ -24,7 +24,6 @@ import {
 } from "../../hypervisor/storage/volume.ts";
 import {
   type AnyObject,
-  applyStatus,
   describeError,
   type Kube,
   recordEvent,
@@ -32,8 +31,9 @@ import {
   splitKey,
 } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
-import { type ReconcileResult, TerminalError } from "../../runtime/workqueue.ts";
-import { CONDITIONS_RULE, ownedStatusChanged } from "../status-diff.ts";
+import { type Watchable, watchOwn } from "../../runtime/watch.ts";
+import { type ReconcileResult, TerminalError, type WorkQueue } from "../../runtime/workqueue.ts";
+import { StatusWriter } from "../status-writer.ts";
 import { AGENT_DISK_FIELDS, agentDiskStatus, type DiskMemory, type VolumeSeen } from "./disk-status.ts";
 import { ImageSourceError } from "./image-source.ts";
 import { finished, op } from "./vm-progress.ts";
@@ -47,6 +47,15 @@ const FIELD_MANAGER = "libvirt-operator-agent";
 const RETRY_MS = 15_000;
 /** At most one progress write per this interval during an import. */
 const PROGRESS_WRITE_MS = 2_000;
+
+/** The node disk reconciler reacts to the disks placed on this node (and deletions). */
+export function watchNodeDisks(queue: WorkQueue, disks: Watchable<Disk>, nodeName: string): void {
+  watchOwn(
+    disks,
+    queue,
+    (disk, verb) => verb === "delete" || disk.metadata?.labels?.[NODE_LABEL] === nodeName,
+  );
+}
 
 interface DiskLister {
   get(name: string, namespace?: string): Disk | undefined;
@@ -70,9 +79,15 @@ export interface NodeDiskReconcilerOptions {
 export class NodeDiskReconciler {
   private readonly o: NodeDiskReconcilerOptions;
   private readonly memory = new Map<string, DiskMemory>();
+  private readonly status: StatusWriter;
 
   constructor(options: NodeDiskReconcilerOptions) {
     this.o = options;
+    this.status = new StatusWriter(options.kube, {
+      kind: VMDiskKind,
+      fieldManager: FIELD_MANAGER,
+      owns: AGENT_DISK_FIELDS,
+    });
   }
 
   async reconcile(key: string): Promise<ReconcileResult | undefined> {
@@ -335,18 +350,21 @@ export class NodeDiskReconciler {
     return undefined;
   }
 
-  private async failed(disk: Disk, mem: DiskMemory, err: unknown, log: Logger): Promise<ReconcileResult> {
+  /**
+   * Says a failure once (status, Event, log) and throws, so the work queue retries with
+   * backoff; a retry that fails the same way changes nothing in status.
+   */
+  private async failed(disk: Disk, mem: DiskMemory, err: unknown, log: Logger): Promise<never> {
     const message = describeError(err);
-    const userError = err instanceof ImageSourceError;
+    const reason = err instanceof ImageSourceError ? "ImportFailed" : "VolumeFailed";
     mem.phase = "Illegal";
-    mem.lastOperation = finished(mem.lastOperation, "Failed", message);
-    log.warn({ err: message }, "volume operation failed");
-    void this.event(disk, "Warning", userError ? "ImportFailed" : "VolumeFailed", message);
-    await this.report(disk, mem, {
-      failure: { reason: userError ? "ImportFailed" : "VolumeFailed", message },
-    }).catch(() => undefined);
-    // A user's mistake is retried slowly (the URL may come back); libvirt failures back off.
-    if (userError) return { requeueAfterMs: RETRY_MS * 4 };
+    const same = mem.lastOperation?.phase === "Failed" && mem.lastOperation.message === message;
+    if (!same) {
+      mem.lastOperation = finished(mem.lastOperation, "Failed", message);
+      log.warn({ err: message }, "volume operation failed");
+    }
+    void this.event(disk, "Warning", reason, message);
+    await this.report(disk, mem, { failure: { reason, message } }).catch(() => undefined);
     throw err;
   }
 
@@ -364,11 +382,7 @@ export class NodeDiskReconciler {
   }
 
   private async report(disk: Disk, mem: DiskMemory, seen: VolumeSeen) {
-    const status = agentDiskStatus(disk, mem, seen, new Date());
-    const rules = { conditions: CONDITIONS_RULE };
-    if (ownedStatusChanged(disk.status as Record<string, unknown>, status, AGENT_DISK_FIELDS, rules)) {
-      await applyStatus(this.o.kube, VMDiskKind, disk, FIELD_MANAGER, status);
-    }
+    await this.status.write(disk, agentDiskStatus(disk, mem, seen, new Date()));
   }
 
   private event(disk: Disk, type: "Normal" | "Warning", reason: string, message: string) {

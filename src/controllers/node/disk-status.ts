@@ -2,7 +2,7 @@
 // Written by server-side apply as field manager "libvirt-operator-agent"; the controller owns
 // nodeName, attachedTo and the Scheduled/InUse conditions.
 import type { VMDisk } from "../../api/vmdisk.ts";
-import { type Condition, writerConditions } from "../conditions.ts";
+import { type Condition, type Standing, standingConditions, writerConditions } from "../conditions.ts";
 
 export type DiskPhase = NonNullable<NonNullable<VMDisk["status"]>["phase"]>;
 type LastOperation = NonNullable<NonNullable<VMDisk["status"]>["lastOperation"]>;
@@ -54,19 +54,19 @@ export function agentDiskStatus(
   const ready = phase === "Ready" || phase === "Resizing";
   // Once the volume exists its path stays in status (VMs keep using it whatever the phase).
   const path = seen.path ?? prev.path;
-  const readyCondition: Omit<Condition, "lastTransitionTime"> = seen.failure
-    ? { type: "Ready", status: "False", reason: seen.failure.reason, message: seen.failure.message }
+  // Ready: usable; Stalled: cannot become usable without the user; else on its way.
+  const standing: Standing = seen.failure
+    ? { state: "stalled", reason: seen.failure.reason, message: seen.failure.message }
     : ready
-      ? { type: "Ready", status: "True", reason: phase, message: `volume ${path ?? ""} is usable` }
+      ? { state: "ready", reason: phase, message: `volume ${path ?? ""} is usable` }
       : {
-          type: "Ready",
-          status: "False",
+          state: "reconciling",
           reason: phase,
           message: seen.waiting ?? mem.lastOperation?.message ?? `the volume is ${phase.toLowerCase()}`,
         };
   const conditions = writerConditions(
     prev.conditions as Condition[] | undefined,
-    [readyCondition],
+    standingConditions(standing),
     generation,
     now,
   );

@@ -7,6 +7,12 @@ import { realpath, stat } from "node:fs/promises";
 import { BlockList, isIP } from "node:net";
 import { sep } from "node:path";
 import { IMAGE_HEADER_BYTES } from "../../hypervisor/storage/volume.ts";
+import {
+  DEFAULT_DOWNLOAD_DEADLINES,
+  type DownloadDeadlines,
+  formatSeconds,
+  withThroughputDeadline,
+} from "./download-deadlines.ts";
 
 export interface ImageSource {
   /** Bytes the image has. */
@@ -24,15 +30,19 @@ export class ImageSourceError extends Error {}
 
 /**
  * IMPORT_DIRS: where node files may come from. POOL_DIRS: never from there, even inside an
- * import directory (they hold other namespaces' volumes).
+ * import directory (they hold other namespaces' volumes). DEADLINES (http only, over
+ * DEFAULT_DOWNLOAD_DEADLINES): how long the headers may take and the least throughput.
  */
 export async function openImage(
   url: string,
   importDirs: readonly string[],
   poolDirs: readonly string[],
   blockedNetworks: BlockList = blockedNetworksOf(DEFAULT_BLOCKED_NETWORKS),
+  deadlines: Partial<DownloadDeadlines> = {},
 ): Promise<ImageSource> {
-  return /^https?:\/\//.test(url) ? openHttp(url, blockedNetworks) : openFile(url, importDirs, poolDirs);
+  return /^https?:\/\//.test(url)
+    ? openHttp(url, blockedNetworks, { ...DEFAULT_DOWNLOAD_DEADLINES, ...deadlines })
+    : openFile(url, importDirs, poolDirs);
 }
 
 /** Link-local: the cloud metadata services a URL must not reach from the privileged agent. */
@@ -96,19 +106,51 @@ async function openFile(
   return { length: info.size, header, chunks, close: () => chunks.destroy() };
 }
 
-async function openHttp(url: string, blocked: BlockList): Promise<ImageSource> {
+/**
+ * GETs AT with a deadline for the response headers. The returned controller aborts the
+ * request (and its body) later; the stall watch uses it.
+ */
+async function fetchWithHeadersDeadline(
+  at: URL,
+  headersTimeoutMs: number,
+): Promise<{ response: Response; controller: AbortController }> {
+  const controller = new AbortController();
+  const timer =
+    headersTimeoutMs > 0
+      ? setTimeout(
+          () =>
+            controller.abort(
+              new ImageSourceError(
+                `cannot fetch ${at.href}: no response headers within ${formatSeconds(headersTimeoutMs)}`,
+              ),
+            ),
+          headersTimeoutMs,
+        )
+      : undefined;
+  try {
+    // identity: Content-Length must be the image's own length, not a compressed body's.
+    const response = await fetch(at, {
+      redirect: "manual",
+      headers: { "accept-encoding": "identity" },
+      signal: controller.signal,
+    });
+    return { response, controller };
+  } catch (err) {
+    if (controller.signal.aborted && controller.signal.reason instanceof ImageSourceError)
+      throw controller.signal.reason;
+    throw new ImageSourceError(`cannot fetch ${at.href}: ${(err as Error).cause ?? (err as Error).message}`);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function openHttp(url: string, blocked: BlockList, deadlines: DownloadDeadlines): Promise<ImageSource> {
   let response: Response | undefined;
+  let controller: AbortController;
   let at = new URL(url);
   for (let hop = 0; ; hop++) {
     await checkHost(at, blocked);
-    try {
-      // identity: Content-Length must be the image's own length, not a compressed body's.
-      response = await fetch(at, { redirect: "manual", headers: { "accept-encoding": "identity" } });
-    } catch (err) {
-      throw new ImageSourceError(
-        `cannot fetch ${at.href}: ${(err as Error).cause ?? (err as Error).message}`,
-      );
-    }
+    ({ response, controller } = await fetchWithHeadersDeadline(at, deadlines.headersTimeoutMs));
     const location = response.headers.get("location");
     if (response.status < 300 || response.status >= 400 || !location) break;
     await response.body?.cancel();
@@ -116,6 +158,7 @@ async function openHttp(url: string, blocked: BlockList): Promise<ImageSource> {
     at = new URL(location, at);
   }
   if (!response.ok || !response.body) {
+    await response.body?.cancel();
     throw new ImageSourceError(`fetching ${url} answered HTTP ${response.status} ${response.statusText}`);
   }
   const length = Number(response.headers.get("content-length"));
@@ -125,30 +168,41 @@ async function openHttp(url: string, blocked: BlockList): Promise<ImageSource> {
       `${url} does not say how long it is (Content-Length); the volume size must be known`,
     );
   }
-  const iterator = (response.body as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
+  const body = (response.body as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
+  // The whole body, header bytes included, is read under the throughput deadline.
+  const iterator = withThroughputDeadline(body, deadlines, {
+    url,
+    length,
+    error: (message) => new ImageSourceError(message),
+    abort: (error) => controller.abort(error),
+  });
   // Read until the header is complete, then hand on those bytes followed by the rest.
   const buffered: Uint8Array[] = [];
   let have = 0;
-  while (have < Math.min(IMAGE_HEADER_BYTES, length)) {
-    const next = await iterator.next();
-    if (next.done) break;
-    buffered.push(next.value);
-    have += next.value.byteLength;
+  try {
+    while (have < Math.min(IMAGE_HEADER_BYTES, length)) {
+      const next = await iterator.next();
+      if (next.done) break;
+      buffered.push(next.value);
+      have += next.value.byteLength;
+    }
+  } catch (err) {
+    controller.abort();
+    throw err;
   }
   const joined = Buffer.concat(buffered);
   async function* all() {
     if (joined.byteLength) yield joined;
-    for (;;) {
-      const next = await iterator.next();
-      if (next.done) return;
-      yield next.value;
-    }
+    yield* iterator;
   }
   return {
     length,
     header: joined.subarray(0, IMAGE_HEADER_BYTES),
     chunks: all(),
-    close: () => void iterator.return?.()?.catch(() => undefined),
+    close: () => {
+      void iterator.return().catch(() => undefined);
+      controller.abort();
+    },
   };
 }
 

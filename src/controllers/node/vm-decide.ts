@@ -1,11 +1,22 @@
 // Pure: from a VirtualMachine and what libvirt reports about its domain, what the node agent
 // should do next (KubeVirt's shouldStart / shouldShutdown, one step at a time).
-import { RESTART_ANNOTATION, type VirtualMachine } from "../../api/virtualmachine.ts";
+import {
+  RESTART_ANNOTATION,
+  START_ANNOTATION,
+  STOP_ANNOTATION,
+  type VirtualMachine,
+} from "../../api/virtualmachine.ts";
 import { DomainState } from "../../hypervisor/libvirt/constants.ts";
 
 /** Why a shut-off domain stopped (virDomainShutoffReason). */
 export const ShutoffReason = { Unknown: 0, Shutdown: 1, Destroyed: 2, Crashed: 3, Failed: 6 } as const;
-const PAUSED_REASON_USER = 1;
+/** Why a paused domain is paused (virDomainPausedReason): the ones we act on. */
+export const PausedReason = { User: 1, ShuttingDown: 8, Crashed: 10 } as const;
+/**
+ * A guest that has not reacted to the ACPI button (still booting, acpid not up yet) gets it
+ * pressed again this often until the grace period ends: one press during boot is lost.
+ */
+export const REPRESS_MS = 5_000;
 
 export interface DomainObservation {
   state: number;
@@ -18,6 +29,12 @@ export interface PowerProgress {
   shutdownRequestedAt?: number;
   /** When the agent asked the guest to reboot, if it is waiting for the reboot. */
   rebootRequestedAt?: number;
+  /** When the ACPI button was last pressed for the shutdown or reboot awaited. */
+  lastPressAt?: number;
+  /** The shutdown awaited is half of a power cycle (restart with a new definition). */
+  powerCycle?: boolean;
+  /** The Manual start/stop request already carried out ("start@<value>", "stop@<value>"). */
+  powerRequestHandled?: string;
 }
 
 export type PowerAction =
@@ -32,7 +49,41 @@ export type PowerAction =
   | { type: "reboot"; value: string }
   | { type: "reset"; why: "grace-expired" }
   | { type: "wait-reboot"; remainingMs: number }
-  | { type: "mark-restart-handled"; value: string };
+  | { type: "mark-restart-handled"; value: string }
+  /** Press the ACPI button again for the shutdown (or reboot) already under way. */
+  | { type: "press-again"; for: "shutdown" | "reboot" }
+  /** The user wants the VM running again while it stops: stop waiting for the shutdown. */
+  | { type: "cancel-stop" }
+  /** QEMU left the guest needing a reset (crash, panic): force it off; runStrategy decides the rest. */
+  | { type: "recover"; why: string }
+  | { type: "mark-request-handled"; value: string };
+
+/** A Manual VM's start or stop request not carried out yet (the newer of the two). */
+export function pendingPowerRequest(
+  vm: VirtualMachine,
+  handled = vm.status?.powerRequestHandled,
+): { verb: "start" | "stop"; tag: string } | undefined {
+  if ((vm.spec.runStrategy ?? "Always") !== "Manual") return undefined;
+  const a = vm.metadata.annotations ?? {};
+  const requests = (["start", "stop"] as const)
+    .map((verb) => ({ verb, value: a[verb === "start" ? START_ANNOTATION : STOP_ANNOTATION] }))
+    .filter((r): r is { verb: "start" | "stop"; value: string } => Boolean(r.value));
+  if (!requests.length) return undefined;
+  // The later request wins; a value that is no timestamp sorts before every timestamp.
+  const at = (v: string) => (Number.isNaN(Date.parse(v)) ? -1 : Date.parse(v));
+  const latest = requests.reduce((x, y) => (at(y.value) >= at(x.value) ? y : x));
+  const tag = `${latest.verb}@${latest.value}`;
+  return tag === handled ? undefined : { verb: latest.verb, tag };
+}
+
+/** QEMU needs a reset before this guest can run again: resuming it only fails. */
+export function needsReset(domain: DomainObservation): boolean {
+  return (
+    domain.state === DomainState.Crashed ||
+    (domain.state === DomainState.Paused &&
+      (domain.reason === PausedReason.Crashed || domain.reason === PausedReason.ShuttingDown))
+  );
+}
 
 export function gracePeriodMs(vm: VirtualMachine): number {
   return (vm.spec.shutdown?.gracePeriodSeconds ?? 180) * 1000;
@@ -62,8 +113,10 @@ export function shouldRun(vm: VirtualMachine, domain: DomainObservation | undefi
       return active || !(domain?.state === DomainState.Shutoff && domain.reason === ShutoffReason.Shutdown);
     case "Once":
       return active || (vm.status?.startCount ?? 0) === 0;
-    case "Manual":
-      return active;
+    case "Manual": {
+      const request = pendingPowerRequest(vm);
+      return request ? request.verb === "start" : active;
+    }
   }
 }
 
@@ -78,23 +131,25 @@ export function decidePower(
 ): PowerAction {
   const run = shouldRun(vm, domain);
   const active = isActive(domain.state);
+  if (needsReset(domain)) return { type: "recover", why: describeState(domain) };
+  const request = pendingPowerRequest(vm, progress.powerRequestHandled ?? vm.status?.powerRequestHandled);
+  if (request && !vm.metadata.deletionTimestamp && (request.verb === "start") === active)
+    return { type: "mark-request-handled", value: request.tag };
   if (!run) {
     if (!active) return { type: "none" };
     const grace = gracePeriodMs(vm);
     if (grace === 0) return { type: "destroy", why: "force" };
     // A paused guest cannot see the power button; let it run to shut down.
     if (domain.state === DomainState.Paused) return { type: "resume" };
-    if (progress.shutdownRequestedAt === undefined) return { type: "shutdown" };
-    const remainingMs = progress.shutdownRequestedAt + grace - now;
-    if (remainingMs <= 0) return { type: "destroy", why: "grace-expired" };
-    return { type: "wait-shutdown", remainingMs };
+    if (progress.shutdownRequestedAt === undefined || progress.powerCycle) return { type: "shutdown" };
+    return waitForShutdown(progress, grace, now);
   }
   if (!active) return { type: "start" };
-  // A power cycle (restart with changes pending) is under way: wait for the guest to stop.
   if (progress.shutdownRequestedAt !== undefined) {
-    const remainingMs = progress.shutdownRequestedAt + gracePeriodMs(vm) - now;
-    if (remainingMs <= 0) return { type: "destroy", why: "grace-expired" };
-    return { type: "wait-shutdown", remainingMs };
+    // A power cycle (restart with changes pending) is under way: wait for the guest to stop.
+    if (progress.powerCycle) return waitForShutdown(progress, gracePeriodMs(vm), now);
+    // A stop the user took back (runStrategy, or a start request, says run again).
+    return { type: "cancel-stop" };
   }
 
   const restart = vm.metadata.annotations?.[RESTART_ANNOTATION];
@@ -108,10 +163,29 @@ export function decidePower(
   if (progress.rebootRequestedAt !== undefined) {
     const remainingMs = progress.rebootRequestedAt + gracePeriodMs(vm) - now;
     if (remainingMs <= 0) return { type: "reset", why: "grace-expired" };
-    return { type: "wait-reboot", remainingMs };
+    const sincePress = now - (progress.lastPressAt ?? progress.rebootRequestedAt);
+    if (sincePress >= REPRESS_MS) return { type: "press-again", for: "reboot" };
+    return { type: "wait-reboot", remainingMs: Math.min(remainingMs, REPRESS_MS - sincePress) };
   }
   const paused = domain.state === DomainState.Paused;
   if (vm.spec.paused && !paused) return { type: "suspend" };
-  if (!vm.spec.paused && paused && domain.reason === PAUSED_REASON_USER) return { type: "resume" };
+  if (!vm.spec.paused && paused && domain.reason === PausedReason.User) return { type: "resume" };
   return { type: "none" };
+}
+
+/** Waiting for an ACPI shutdown: press again now and then, force off when the grace ends. */
+function waitForShutdown(progress: PowerProgress, graceMs: number, now: number): PowerAction {
+  const requested = progress.shutdownRequestedAt ?? now;
+  const remainingMs = requested + graceMs - now;
+  if (remainingMs <= 0) return { type: "destroy", why: "grace-expired" };
+  const sincePress = now - (progress.lastPressAt ?? requested);
+  if (sincePress >= REPRESS_MS) return { type: "press-again", for: "shutdown" };
+  return { type: "wait-shutdown", remainingMs: Math.min(remainingMs, REPRESS_MS - sincePress) };
+}
+
+function describeState(d: DomainObservation): string {
+  if (d.state === DomainState.Crashed) return "the guest crashed";
+  return d.reason === PausedReason.Crashed
+    ? "the guest panicked and QEMU paused it"
+    : "the guest shut down but QEMU kept it paused";
 }

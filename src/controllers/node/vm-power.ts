@@ -23,6 +23,27 @@ export interface PowerContext {
   event: (type: "Normal" | "Warning", reason: string, message: string) => void;
 }
 
+/** QEMU's refusal to continue a guest that must be reset first (after a panic, say). */
+const RESET_REQUIRED = /Resetting the Virtual Machine is required/i;
+
+/** A guest QEMU cannot continue is forced off; runStrategy decides whether it starts again. */
+async function recover(
+  ctx: PowerContext,
+  dom: DomainRef,
+  progress: Progress,
+  why: string,
+  runStrategy: string,
+) {
+  await ctx.libvirt.destroyDomain(dom);
+  progress.shutdownRequestedAt = undefined;
+  progress.rebootRequestedAt = undefined;
+  progress.powerCycle = undefined;
+  const message = `${why}; QEMU needs a reset: the guest was forced off and runStrategy ${runStrategy} decides whether it starts again`;
+  progress.lastOperation = op("Recover", "Succeeded", message);
+  ctx.log.warn({ domain: dom.name, why }, "guest needed a reset; forced off");
+  ctx.event("Warning", "GuestNeedsReset", message);
+}
+
 /** Runs ACTION; returns the domain (a start gives it an id) and when to look again. */
 export async function applyPowerAction(
   ctx: PowerContext,
@@ -57,6 +78,7 @@ export async function applyPowerAction(
       // Whatever stop or reboot was awaited has ended with the domain off.
       progress.shutdownRequestedAt = undefined;
       progress.rebootRequestedAt = undefined;
+      progress.powerCycle = undefined;
       progress.lastOperation = op("Start", "Succeeded", `started on ${ctx.nodeName}`);
       ctx.log.info({ domain: domainName, id: dom.id }, "domain started");
       ctx.event("Normal", "Started", `domain ${domainName} started`);
@@ -65,6 +87,8 @@ export async function applyPowerAction(
     case "shutdown":
       await ctx.libvirt.shutdownDomain(dom, DomainShutdownFlags.AcpiPowerButton);
       progress.shutdownRequestedAt = Date.now();
+      progress.lastPressAt = progress.shutdownRequestedAt;
+      progress.powerCycle = undefined;
       progress.lastOperation = op("Stop", "Running", "ACPI shutdown requested; waiting for the guest");
       ctx.log.info({ domain: domainName }, "ACPI shutdown requested");
       ctx.event(
@@ -73,6 +97,35 @@ export async function applyPowerAction(
         "ACPI shutdown requested; forced off if the guest does not stop in time",
       );
       requeueAfterMs = POLL_MS;
+      break;
+    case "press-again":
+      // A guest still booting ignores the button; press until it listens or the grace ends.
+      if (action.for === "shutdown")
+        await ctx.libvirt.shutdownDomain(dom, DomainShutdownFlags.AcpiPowerButton);
+      else await ctx.libvirt.rebootDomain(dom, DomainRebootFlags.AcpiPowerButton);
+      progress.lastPressAt = Date.now();
+      ctx.log.info({ domain: domainName, for: action.for }, "ACPI button pressed again");
+      requeueAfterMs = POLL_MS;
+      break;
+    case "cancel-stop":
+      progress.shutdownRequestedAt = undefined;
+      progress.lastPressAt = undefined;
+      progress.lastOperation = finished(
+        progress.lastOperation,
+        "Failed",
+        "stop cancelled: the VM should run again",
+      );
+      ctx.log.info({ domain: domainName }, "stop cancelled; the VM runs on");
+      ctx.event("Normal", "StopCancelled", "the VM should run again; no longer waiting for it to stop");
+      requeueAfterMs = 0;
+      break;
+    case "recover":
+      await recover(ctx, dom, progress, action.why, vm.spec.runStrategy ?? "Always");
+      requeueAfterMs = 0;
+      break;
+    case "mark-request-handled":
+      progress.powerRequestHandled = action.value;
+      ctx.log.info({ domain: domainName, request: action.value }, "power request carried out");
       break;
     case "wait-shutdown":
     case "wait-reboot":
@@ -95,13 +148,22 @@ export async function applyPowerAction(
       ctx.event("Normal", "Paused", "the VM was paused");
       break;
     case "resume":
-      await ctx.libvirt.resumeDomain(dom);
+      try {
+        await ctx.libvirt.resumeDomain(dom);
+      } catch (err) {
+        if (!RESET_REQUIRED.test((err as Error).message)) throw err;
+        await recover(ctx, dom, progress, (err as Error).message, vm.spec.runStrategy ?? "Always");
+        requeueAfterMs = 0;
+        break;
+      }
       progress.lastOperation = op("Unpause", "Succeeded", "vCPUs resumed");
       ctx.event("Normal", "Resumed", "the VM was resumed");
       break;
     case "power-cycle":
       await ctx.libvirt.shutdownDomain(dom, DomainShutdownFlags.AcpiPowerButton);
       progress.shutdownRequestedAt = Date.now();
+      progress.lastPressAt = progress.shutdownRequestedAt;
+      progress.powerCycle = true;
       progress.restartHandled = action.value;
       progress.lastOperation = op(
         "Restart",
@@ -119,6 +181,7 @@ export async function applyPowerAction(
     case "reboot":
       await ctx.libvirt.rebootDomain(dom, DomainRebootFlags.AcpiPowerButton);
       progress.rebootRequestedAt = Date.now();
+      progress.lastPressAt = progress.rebootRequestedAt;
       progress.restartHandled = action.value;
       progress.lastOperation = op("Reboot", "Running", `restart requested at ${action.value}`);
       ctx.log.info({ domain: domainName, value: action.value }, "ACPI reboot requested");

@@ -26,9 +26,11 @@ export function progressFromStatus(vm: VirtualMachine): Progress {
     startCount: vm.status?.startCount ?? 0,
     ...(vm.status?.restartRequestHandled ? { restartHandled: vm.status.restartRequestHandled } : {}),
     ...(vm.status?.cdromBootedImage ? { cdromBootedImage: vm.status.cdromBootedImage } : {}),
+    ...(vm.status?.powerRequestHandled ? { powerRequestHandled: vm.status.powerRequestHandled } : {}),
   };
   if (last?.phase === "Running" && (last.type === "Stop" || last.type === "Restart"))
     p.shutdownRequestedAt = startedAt;
+  if (last?.phase === "Running" && last.type === "Restart") p.powerCycle = true;
   if (last?.phase === "Running" && last.type === "Reboot") p.rebootRequestedAt = startedAt;
   return p;
 }
@@ -42,6 +44,7 @@ export function withMemory(vm: VirtualMachine, p: Progress): VirtualMachine {
       startCount: p.startCount,
       ...(p.restartHandled ? { restartRequestHandled: p.restartHandled } : {}),
       ...(p.cdromBootedImage ? { cdromBootedImage: p.cdromBootedImage } : {}),
+      ...(p.powerRequestHandled ? { powerRequestHandled: p.powerRequestHandled } : {}),
     },
   };
 }

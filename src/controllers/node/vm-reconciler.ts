@@ -6,7 +6,7 @@ import { GROUP, VERSION } from "../../api/common.ts";
 import { DOMAIN_FINALIZER, type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
 import { resolveDisks } from "../../hypervisor/domain/disks.ts";
-import { domainDefinitionFor, domainNameOf } from "../../hypervisor/domain/from-spec.ts";
+import { domainDefinitionFor, domainNameOf, keyOfDomain } from "../../hypervisor/domain/from-spec.ts";
 import {
   buildDomainXml,
   type HostFacts,
@@ -23,21 +23,25 @@ import {
   DomainUndefineFlags,
   DomainXmlFlags,
   type LibvirtClient,
+  type LifecycleEvent,
   unlessNotFound,
 } from "../../hypervisor/libvirt/index.ts";
 import {
   type AnyObject,
-  applyStatus,
   describeError,
   httpStatus,
   type Kube,
+  keyOf,
   patchMetadata,
   recordEvent,
   splitKey,
 } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
-import type { ReconcileResult } from "../../runtime/workqueue.ts";
-import { CONDITIONS_RULE, ownedStatusChanged } from "../status-diff.ts";
+import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
+import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
+import { namesDisk } from "../cluster/disk-placement.ts";
+import { CONDITIONS_RULE } from "../status-diff.ts";
+import { StatusWriter } from "../status-writer.ts";
 import { desiredReservations, syncReservations } from "./dhcp.ts";
 import { type DomainObservation, decidePower } from "./vm-decide.ts";
 import { diskStatus, plugDisks } from "./vm-disks.ts";
@@ -49,6 +53,42 @@ const COMPONENT = "libvirt-operator-agent";
 
 export interface VmCache {
   get(name: string, namespace?: string): (VirtualMachine & KubernetesObject) | undefined;
+}
+
+type Vm = VirtualMachine & KubernetesObject;
+
+/**
+ * What the node VM reconciler reacts to: the VMs placed on this node, the disks they use
+ * (ready, grown, changed hands), and libvirt's events for our domains.
+ */
+export function watchNodeVms(
+  queue: WorkQueue,
+  reconciler: NodeVmReconciler,
+  vms: Watchable<Vm> & { list(namespace?: string): readonly Vm[] },
+  disks: Watchable<VMDisk & KubernetesObject>,
+  libvirt: LibvirtClient,
+): void {
+  watchOwn(vms, queue);
+  watchRelated(disks, queue, (disk) =>
+    vms
+      .list(disk.metadata?.namespace)
+      .filter((vm) => namesDisk(vm, disk.metadata?.name))
+      .map((vm) => keyOf(vm)),
+  );
+  libvirt.on("lifecycle", (e: LifecycleEvent) => {
+    const key = keyOfDomain(e.domain.name);
+    if (key) queue.add(key);
+  });
+  libvirt.on("reboot", (dom: { name: string }) => {
+    const key = keyOfDomain(dom.name);
+    if (!key) return;
+    reconciler.rebooted(key);
+    queue.add(key);
+  });
+  // What failed while libvirt was away deserves a fresh try now, not after its backoff.
+  libvirt.on("reconnected", () => {
+    for (const vm of vms.list()) queue.forget(keyOf(vm));
+  });
 }
 
 export interface DiskCache {
@@ -71,9 +111,16 @@ export interface NodeVmReconcilerOptions {
 export class NodeVmReconciler {
   private readonly o: NodeVmReconcilerOptions;
   private readonly progress = new Map<string, Progress>();
+  private readonly status: StatusWriter;
 
   constructor(options: NodeVmReconcilerOptions) {
     this.o = options;
+    this.status = new StatusWriter(options.kube, {
+      kind: VirtualMachineKind,
+      fieldManager: AGENT_FIELD_MANAGER,
+      owns: AGENT_STATUS_FIELDS,
+      listMaps: { conditions: CONDITIONS_RULE, interfaces: { key: "name", ownsSet: false } },
+    });
   }
 
   /** The guest rebooted (libvirt reboot event): a pending restart is done. */
@@ -306,9 +353,16 @@ export class NodeVmReconciler {
           { stopping: true, lastOperation: progress.lastOperation },
           requeueAfterMs,
         );
+      if (action.type === "press-again") {
+        await this.o.libvirt.shutdownDomain(dom, DomainShutdownFlags.AcpiPowerButton);
+        progress.lastPressAt = Date.now();
+        return terminating(POLL_MS);
+      }
       if (action.type === "shutdown") {
         await this.o.libvirt.shutdownDomain(dom, DomainShutdownFlags.AcpiPowerButton);
         progress.shutdownRequestedAt = Date.now();
+        progress.lastPressAt = progress.shutdownRequestedAt;
+        progress.powerCycle = undefined;
         progress.lastOperation = op(
           "Delete",
           "Running",
@@ -354,7 +408,9 @@ export class NodeVmReconciler {
     log: Logger,
   ): Promise<never> {
     const message = describeError(err);
-    log.warn({ reason, err: message }, "domain action failed");
+    // Said once; retries (with backoff) that fail the same way only count.
+    if (vm.status?.conditions?.find((c) => c.type === "Failure")?.message !== message)
+      log.warn({ reason, err: message }, "domain action failed");
     void this.event(vm, "Warning", reason, message);
     await this.report(vm, domainName, domain, { failure: { reason, message } }).catch(() => undefined);
     throw err;
@@ -383,6 +439,9 @@ export class NodeVmReconciler {
       ...((memory?.restartHandled ?? vm.status?.restartRequestHandled)
         ? { restartRequestHandled: memory?.restartHandled ?? vm.status?.restartRequestHandled }
         : {}),
+      ...((memory?.powerRequestHandled ?? vm.status?.powerRequestHandled)
+        ? { powerRequestHandled: memory?.powerRequestHandled ?? vm.status?.powerRequestHandled }
+        : {}),
       ...(partial.links ? { links: partial.links } : {}),
       ...(partial.disks ? { disks: partial.disks, storedData: partial.storedData ?? 0 } : {}),
       ...(partial.waiting ? { waiting: partial.waiting } : {}),
@@ -390,11 +449,7 @@ export class NodeVmReconciler {
         ? { cdromBootedImage: memory?.cdromBootedImage ?? vm.status?.cdromBootedImage }
         : {}),
     };
-    const status = agentStatus(memory ? withMemory(vm, memory) : vm, observation, new Date());
-    const listMaps = { conditions: CONDITIONS_RULE, interfaces: { key: "name", ownsSet: false } };
-    if (ownedStatusChanged(vm.status as Record<string, unknown>, status, AGENT_STATUS_FIELDS, listMaps)) {
-      await applyStatus(this.o.kube, VirtualMachineKind, vm, AGENT_FIELD_MANAGER, status);
-    }
+    await this.status.write(vm, agentStatus(memory ? withMemory(vm, memory) : vm, observation, new Date()));
     return requeueAfterMs === undefined ? undefined : { requeueAfterMs };
   }
 

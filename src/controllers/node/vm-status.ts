@@ -3,7 +3,7 @@
 // nodeName, uuid, interfaces and the Scheduled condition.
 import type { VirtualMachine, VirtualMachineStatus } from "../../api/virtualmachine.ts";
 import { DomainState } from "../../hypervisor/libvirt/constants.ts";
-import { type Condition, ownConditions, setCondition } from "../conditions.ts";
+import { type Condition, type Standing, standingConditions, writerConditions } from "../conditions.ts";
 import { type DomainObservation, shouldRun } from "./vm-decide.ts";
 
 type HypervisorStatus = NonNullable<VirtualMachineStatus["hypervisorStatus"]>;
@@ -11,7 +11,15 @@ type PrintableStatus = NonNullable<VirtualMachineStatus["printableStatus"]>;
 type LastOperation = NonNullable<VirtualMachineStatus["lastOperation"]>;
 
 export const AGENT_FIELD_MANAGER = "libvirt-operator-agent";
-export const AGENT_CONDITIONS = ["Ready", "Synchronized", "Paused", "Failure"] as const;
+export const AGENT_CONDITIONS = [
+  "Ready",
+  "Reconciling",
+  "Stalled",
+  "RestartRequired",
+  "Synchronized",
+  "Paused",
+  "Failure",
+] as const;
 /** Every status field the agent owns (absent from its apply = removed). */
 export const AGENT_STATUS_FIELDS = [
   "observedGeneration",
@@ -23,6 +31,7 @@ export const AGENT_STATUS_FIELDS = [
   "statusChangedAt",
   "lastOperation",
   "restartRequestHandled",
+  "powerRequestHandled",
   "startCount",
   "conditions",
   "interfaces",
@@ -62,6 +71,7 @@ export interface AgentObservation {
   failure?: { reason: string; message: string };
   lastOperation?: LastOperation;
   restartRequestHandled?: string;
+  powerRequestHandled?: string;
   startCount: number;
   cdromBootedImage?: string;
   /** Link state per interface name, read from the running domain. */
@@ -84,6 +94,7 @@ export type AgentStatus = Pick<
   | "statusChangedAt"
   | "lastOperation"
   | "restartRequestHandled"
+  | "powerRequestHandled"
   | "startCount"
   | "conditions"
   | "interfaces"
@@ -125,36 +136,39 @@ export function agentStatus(vm: VirtualMachine, o: AgentObservation, now: Date):
   const inSync = Boolean(o.domain) && o.definitionInSync && !o.failure;
   const printableStatus = printable(vm, o);
 
-  let conditions: Condition[] = (prev.conditions ?? []) as Condition[];
-  const cond = (type: string, status: Condition["status"], reason: string, message: string) => {
-    conditions = setCondition(
-      conditions,
-      { type, status, reason, message, observedGeneration: generation },
-      now,
-    );
-  };
-  if (running && wantRun && inSync && !vm.spec.paused) {
-    cond("Ready", "True", "Running", `domain ${o.domainName} is running as specified`);
-  } else {
-    cond("Ready", "False", printableStatus, readyMessage(vm, o, printableStatus));
-  }
-  cond(
-    "Synchronized",
-    inSync ? "True" : "False",
-    inSync ? "InSync" : o.failure ? o.failure.reason : "Pending",
-    inSync ? "the domain definition matches the spec" : (o.failure?.message ?? "the domain is being defined"),
-  );
-  cond(
-    "Paused",
-    paused ? "True" : "False",
-    paused ? "Paused" : "NotPaused",
-    paused ? "vCPUs are suspended" : "",
-  );
-  cond(
-    "Failure",
-    o.failure ? "True" : "False",
-    o.failure ? o.failure.reason : "NoFailure",
-    o.failure ? o.failure.message : "",
+  // Changes waiting for the next boot leave a running VM Ready (it runs as asked) and say so.
+  const restartRequired = running && !o.definitionInSync && !o.failure;
+  const conditions = writerConditions(
+    prev.conditions as Condition[] | undefined,
+    [
+      ...standingConditions(standing(vm, o, printableStatus, wantRun)),
+      restartRequired
+        ? {
+            type: "RestartRequired",
+            status: "True",
+            reason: "PendingChanges",
+            message:
+              "the spec changed in a way that applies at the next start; restart the VM (annotation vm.libvirt-operator.io/restart-requested-at) to apply it now",
+          }
+        : { type: "RestartRequired", status: "False", reason: "NoPendingChanges", message: "" },
+      {
+        type: "Synchronized",
+        status: inSync ? "True" : "False",
+        reason: inSync ? "InSync" : o.failure ? o.failure.reason : o.domain ? "PendingChanges" : "Pending",
+        message: inSync
+          ? "the domain definition matches the spec"
+          : (o.failure?.message ??
+            (o.domain ? "the running domain predates the definition" : "the domain is being defined")),
+      },
+      paused
+        ? { type: "Paused", status: "True", reason: "Paused", message: "vCPUs are suspended" }
+        : { type: "Paused", status: "False", reason: "NotPaused", message: "" },
+      o.failure
+        ? { type: "Failure", status: "True", reason: o.failure.reason, message: o.failure.message }
+        : { type: "Failure", status: "False", reason: "NoFailure", message: "" },
+    ],
+    generation,
+    now,
   );
 
   return {
@@ -174,14 +188,37 @@ export function agentStatus(vm: VirtualMachine, o: AgentObservation, now: Date):
       : {}),
     ...(o.lastOperation ? { lastOperation: o.lastOperation } : {}),
     ...(o.restartRequestHandled ? { restartRequestHandled: o.restartRequestHandled } : {}),
+    ...(o.powerRequestHandled ? { powerRequestHandled: o.powerRequestHandled } : {}),
     startCount: o.startCount,
     ...(o.cdromBootedImage ? { cdromBootedImage: o.cdromBootedImage } : {}),
-    conditions: ownConditions(conditions, AGENT_CONDITIONS),
+    conditions,
     ...(o.links && Object.keys(o.links).length
       ? { interfaces: Object.entries(o.links).map(([name, linked]) => ({ name, linked })) }
       : {}),
     ...(o.disks ? { disks: o.disks, storedData: o.storedData ?? 0 } : {}),
   };
+}
+
+/**
+ * Ready: the VM is as its spec asks (running, paused, or stopped when it should be stopped);
+ * Stalled: it cannot get there without the user; otherwise it is on its way.
+ */
+function standing(vm: VirtualMachine, o: AgentObservation, p: PrintableStatus, wantRun: boolean): Standing {
+  if (o.failure) return { state: "stalled", reason: o.failure.reason, message: o.failure.message };
+  if (p === "Failed") return { state: "stalled", reason: "Crashed", message: "the guest crashed" };
+  const asked = wantRun
+    ? (p === "Running" && !vm.spec.paused) || (p === "Paused" && Boolean(vm.spec.paused))
+    : p === "Stopped";
+  if (asked && !o.stopping) {
+    const message =
+      p === "Stopped"
+        ? `the VM is stopped as asked (runStrategy ${vm.spec.runStrategy ?? "Always"})`
+        : p === "Paused"
+          ? "the VM is paused as asked"
+          : `domain ${o.domainName} is running as specified`;
+    return { state: "ready", reason: p, message };
+  }
+  return { state: "reconciling", reason: p, message: readyMessage(vm, o, p) };
 }
 
 function readyMessage(vm: VirtualMachine, o: AgentObservation, p: PrintableStatus): string {

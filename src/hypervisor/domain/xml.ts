@@ -11,6 +11,11 @@ export interface HostFacts {
   emulator: string;
   arch: string;
   machine: string;
+  /**
+   * The libvirt domain type when it is not the VM's hypervisor: "test" for libvirt's test
+   * driver (tests and benchmarks only), which runs every VM in memory whatever it asks for.
+   */
+  domainType?: "test";
 }
 
 export interface DiskDevice {
@@ -277,7 +282,7 @@ export function liveDeviceUpdates(
 
 export function buildDomainXml(d: DomainDefinition, host: HostFacts): string {
   const domain: Node = {
-    "@_type": d.hypervisor,
+    "@_type": host.domainType ?? d.hypervisor,
     ...identity(d),
     ...memory(d),
     ...cpu(d),

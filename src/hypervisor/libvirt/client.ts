@@ -1,21 +1,14 @@
-// The libvirt client the agent uses: opens an RPC connection (auth + connect-open +
-// keepalive), offers typed promise-based calls, turns server messages into events, and
-// reconnects with backoff when the daemon goes away, registering its callbacks again.
+// The libvirt client the agent uses: opens an RPC connection (handshake.ts), offers typed
+// promise-based calls, each with the deadline of its class (deadlines.ts), turns server
+// messages into events, and reconnects with backoff when the daemon goes away, registering its
+// callbacks again.
 import { EventEmitter } from "node:events";
-import { connect as netConnect, type Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
-import { type ConnectionOptions, RpcConnection } from "./connection.ts";
-import {
-  AuthType,
-  ConnectFlags,
-  DomainEventId,
-  FEATURE_NETWORK_UPDATE_HAS_CORRECT_ORDER,
-  FEATURE_PROGRAM_KEEPALIVE,
-  NetworkSection,
-  NetworkUpdateAffect,
-  NetworkUpdateCommand,
-} from "./constants.ts";
+import type { ConnectionOptions, RpcConnection } from "./connection.ts";
+import { DomainEventId, NetworkSection, NetworkUpdateAffect, NetworkUpdateCommand } from "./constants.ts";
+import { type Deadlines, deadlineOf, deadlinesWith, type InFlightCall } from "./deadlines.ts";
 import { ConnectionClosedError } from "./errors.ts";
+import { handshake, type Opened, type ServerFeatures } from "./handshake.ts";
 import {
   DeviceRemovedEventMsg,
   type DomainRef,
@@ -31,16 +24,23 @@ import {
   type TypedValue,
 } from "./protocol.ts";
 import { type DownloadOptions, downloadStream, type UploadOptions, uploadStream } from "./stream.ts";
-import { type Endpoint, parseLibvirtUri } from "./uri.ts";
 
-export interface LibvirtClientOptions extends ConnectionOptions {
+export type { DeadlineClass, Deadlines, InFlightCall } from "./deadlines.ts";
+export { DEFAULT_DEADLINES, overdueBy } from "./deadlines.ts";
+
+export interface LibvirtClientOptions extends Omit<ConnectionOptions, "callTimeoutMs"> {
   uri: string;
   readOnly?: boolean;
   /** Reconnect after the daemon goes away (default true). */
   reconnect?: boolean;
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
-  connectTimeoutMs?: number;
+  /**
+   * Deadlines per class of call, in ms, over DEFAULT_DEADLINES (deadlines.ts says which
+   * procedure is in which class and why). `handshake` bounds each (re)connect attempt,
+   * `streamStall` the silence an upload or download may have.
+   */
+  deadlines?: Partial<Deadlines>;
 }
 
 export interface LifecycleEvent {
@@ -71,37 +71,6 @@ export function uuidFromString(uuid: string): Buffer {
   return Buffer.from(hex, "hex");
 }
 
-interface ServerFeatures {
-  networkUpdateCorrectOrder: boolean;
-}
-
-interface Opened {
-  conn: RpcConnection;
-  features: ServerFeatures;
-}
-
-function openSocket(endpoint: Endpoint, timeoutMs: number): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket =
-      endpoint.transport === "unix" ? netConnect(endpoint.path) : netConnect(endpoint.port, endpoint.host);
-    const where = endpoint.transport === "unix" ? endpoint.path : `${endpoint.host}:${endpoint.port}`;
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(
-        new ConnectionClosedError(`cannot connect to libvirt at ${where}: timed out after ${timeoutMs} ms`),
-      );
-    }, timeoutMs);
-    socket.once("connect", () => {
-      clearTimeout(timer);
-      resolve(socket);
-    });
-    socket.once("error", (err) => {
-      clearTimeout(timer);
-      reject(new ConnectionClosedError(`cannot connect to libvirt at ${where}: ${err.message}`));
-    });
-  });
-}
-
 /**
  * Events: "lifecycle" (LifecycleEvent), "reboot" (DomainRef), "deviceRemoved"
  * ({domain, alias}), "disconnected" (Error), "reconnected" (), "error" is never emitted.
@@ -110,51 +79,25 @@ export class LibvirtClient extends EventEmitter {
   private conn: RpcConnection;
   private features: ServerFeatures;
   private readonly options: LibvirtClientOptions;
+  private readonly deadlines: Deadlines;
   private closing = false;
   private eventsWanted = false;
   private reconnecting?: Promise<void>;
+  /** Date.now() when the connection was lost; undefined while connected. */
+  private lostAt?: number;
 
-  private constructor(opened: Opened, options: LibvirtClientOptions) {
+  private constructor(opened: Opened, options: LibvirtClientOptions, deadlines: Deadlines) {
     super();
     this.conn = opened.conn;
     this.features = opened.features;
     this.options = options;
+    this.deadlines = deadlines;
     this.watch(this.conn);
   }
 
   static async connect(options: LibvirtClientOptions): Promise<LibvirtClient> {
-    return new LibvirtClient(await LibvirtClient.open(options), options);
-  }
-
-  private static async open(options: LibvirtClientOptions): Promise<Opened> {
-    const parsed = parseLibvirtUri(options.uri, { readOnly: options.readOnly });
-    const socket = await openSocket(parsed.endpoint, options.connectTimeoutMs ?? 10_000);
-    const conn = new RpcConnection(socket, options);
-    try {
-      const { types } = await conn.call(P.AuthList, undefined);
-      if (!types.includes(AuthType.None)) {
-        if (!types.includes(AuthType.Polkit)) {
-          throw new Error(
-            `libvirt at ${options.uri} asks for authentication we do not speak (types ${types.join(",")})`,
-          );
-        }
-        await conn.call(P.AuthPolkit, undefined);
-      }
-      await conn.call(P.ConnectOpen, {
-        name: parsed.name,
-        flags: options.readOnly ? ConnectFlags.ReadOnly : 0,
-      });
-      const supports = async (feature: number) =>
-        (await conn.call(P.ConnectSupportsFeature, { feature })).supported !== 0;
-      if (await supports(FEATURE_PROGRAM_KEEPALIVE)) conn.startKeepalive();
-      const features = {
-        networkUpdateCorrectOrder: await supports(FEATURE_NETWORK_UPDATE_HAS_CORRECT_ORDER),
-      };
-      return { conn, features };
-    } catch (err) {
-      conn.close();
-      throw err;
-    }
+    const deadlines = deadlinesWith(options.deadlines);
+    return new LibvirtClient(await handshake(options, deadlines.handshake), options, deadlines);
   }
 
   private watch(conn: RpcConnection) {
@@ -174,6 +117,7 @@ export class LibvirtClient extends EventEmitter {
     });
     conn.once("close", (error: Error) => {
       if (this.closing || conn !== this.conn) return;
+      this.lostAt = Date.now();
       this.emit("disconnected", error);
       if (this.options.reconnect !== false) this.reconnecting ??= this.reconnectLoop();
     });
@@ -185,20 +129,23 @@ export class LibvirtClient extends EventEmitter {
     while (!this.closing) {
       await sleep(delay + Math.random() * delay * 0.2);
       if (this.closing) break;
+      let opened: Opened | undefined;
       try {
-        const opened = await LibvirtClient.open(this.options);
-        if (this.closing) {
-          opened.conn.close();
-          break;
-        }
+        opened = await handshake(this.options, this.deadlines.handshake);
+        // Handlers first (events may follow the registration at once); the close handler
+        // ignores this connection until it becomes this.conn.
+        this.watch(opened.conn);
+        if (this.eventsWanted) await this.registerEvents(opened.conn);
+        if (this.closing || opened.conn.closed) throw new ConnectionClosedError("lost while reconnecting");
         this.conn = opened.conn;
         this.features = opened.features;
-        this.watch(opened.conn);
-        if (this.eventsWanted) await this.registerEvents();
+        this.lostAt = undefined;
         this.reconnecting = undefined;
         this.emit("reconnected");
         return;
       } catch {
+        // Never leave a half-set-up connection open beside the next attempt.
+        opened?.conn.close();
         delay = Math.min(delay * 2, max);
       }
     }
@@ -208,6 +155,24 @@ export class LibvirtClient extends EventEmitter {
   /** True while a connection is open (false between a drop and the reconnect). */
   get connected(): boolean {
     return !this.conn.closed;
+  }
+
+  /**
+   * Date.now() when the connection was lost and not yet re-established (undefined while
+   * connected, and after close()): a liveness check fails the agent when this gets old.
+   */
+  disconnectedSince(): number | undefined {
+    return this.closing ? undefined : this.lostAt;
+  }
+
+  /**
+   * The calls waiting for libvirtd now, oldest first, with their deadlines (streams: the longest
+   * silence allowed, measured from lastProgressAt). A call past its deadline has already been
+   * rejected, so one that shows up overdue (deadlines.ts overdueBy) means a stuck event loop
+   * or a call made without a deadline.
+   */
+  inFlight(): InFlightCall[] {
+    return this.conn.closed ? [] : this.conn.calls();
   }
 
   /** Resolves when connected again (immediately when connected). */
@@ -223,8 +188,9 @@ export class LibvirtClient extends EventEmitter {
     this.conn.close();
   }
 
+  /** Calls P with TIMEOUT_MS, or else the deadline of P's class. */
   private call<A, R>(p: Procedure<A, R>, args: A, timeoutMs?: number): Promise<R> {
-    return this.conn.call(p, args, timeoutMs === undefined ? {} : { timeoutMs });
+    return this.conn.call(p, args, { timeoutMs: timeoutMs ?? deadlineOf(p, this.deadlines) });
   }
 
   /** Receives lifecycle, reboot and device-removed events for every domain, also after reconnects. */
@@ -233,9 +199,10 @@ export class LibvirtClient extends EventEmitter {
     await this.registerEvents();
   }
 
-  private async registerEvents() {
+  private async registerEvents(conn = this.conn) {
+    const p = P.ConnectDomainEventCallbackRegisterAny;
     for (const eventID of [DomainEventId.Lifecycle, DomainEventId.Reboot, DomainEventId.DeviceRemoved]) {
-      await this.call(P.ConnectDomainEventCallbackRegisterAny, { eventID, dom: null });
+      await conn.call(p, { eventID, dom: null }, { timeoutMs: deadlineOf(p, this.deadlines) });
     }
   }
 
@@ -462,7 +429,8 @@ export class LibvirtClient extends EventEmitter {
     options: UploadOptions & { offset?: number; length?: number } = {},
   ): Promise<number> {
     const args = { vol, offset: options.offset ?? 0, length: options.length ?? 0, flags: 0 };
-    return uploadStream(this.conn, P.StorageVolUpload, args, data, options);
+    const timeoutMs = options.timeoutMs ?? this.deadlines.streamStall;
+    return uploadStream(this.conn, P.StorageVolUpload, args, data, { ...options, timeoutMs });
   }
   /** virStorageVolDownload: VOL's bytes from OFFSET (LENGTH 0 = to the end), as they arrive. */
   downloadVolume(
@@ -470,7 +438,8 @@ export class LibvirtClient extends EventEmitter {
     options: DownloadOptions & { offset?: number; length?: number } = {},
   ): AsyncGenerator<Uint8Array, void, undefined> {
     const args = { vol, offset: options.offset ?? 0, length: options.length ?? 0, flags: 0 };
-    return downloadStream(this.conn, P.StorageVolDownload, args, options);
+    const timeoutMs = options.timeoutMs ?? this.deadlines.streamStall;
+    return downloadStream(this.conn, P.StorageVolDownload, args, { ...options, timeoutMs });
   }
 
   // ---- networks ----

@@ -4,6 +4,7 @@
 // the stream handshakes (stream.ts does).
 import { EventEmitter } from "node:events";
 import type { Socket } from "node:net";
+import type { InFlightCall } from "./deadlines.ts";
 import { CallTimeoutError, ConnectionClosedError, LibvirtError } from "./errors.ts";
 import { type Procedure, RemoteError } from "./protocol.ts";
 import {
@@ -29,12 +30,14 @@ export interface ConnectionOptions {
   keepaliveIntervalMs?: number;
   /** Declare the peer dead after this many intervals without any message. */
   keepaliveCount?: number;
-  /** Default per-call timeout (0 = none). */
+  /** Per-call deadline when the caller gives none (0 = none); LibvirtClient always gives one. */
   callTimeoutMs?: number;
 }
 
 interface Pending {
   procedure: string;
+  startedAt: number;
+  deadlineMs: number;
   decode: (body: Buffer) => unknown;
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
@@ -42,6 +45,16 @@ interface Pending {
 }
 
 export type EventHandler = (reader: XdrReader) => void;
+
+interface OpenStream {
+  procedure: number;
+  name: string;
+  sink: StreamSink;
+  startedAt: number;
+  deadlineMs: number;
+  /** When a packet of this stream last went either way (for liveness, see calls()). */
+  lastProgressAt: number;
+}
 
 /** Receives the STREAM packets of one call (see callStream). */
 export interface StreamSink {
@@ -65,7 +78,7 @@ export class RpcConnection extends EventEmitter {
   private readonly framer = new Framer();
   private readonly pending = new Map<number, Pending>();
   private readonly eventHandlers = new Map<number, EventHandler>();
-  private readonly streams = new Map<number, { procedure: number; sink: StreamSink }>();
+  private readonly streams = new Map<number, OpenStream>();
   /** Who asked to stop reading the socket (a stream consumer that is behind). */
   private readonly pausedBy = new Set<object>();
   private readonly options: Required<ConnectionOptions>;
@@ -95,6 +108,24 @@ export class RpcConnection extends EventEmitter {
 
   get inFlight(): number {
     return this.pending.size;
+  }
+
+  /** Calls waiting for their reply, and streams still open after it, oldest first. */
+  calls(): InFlightCall[] {
+    const out: InFlightCall[] = [];
+    for (const entry of this.pending.values()) {
+      out.push({ procedure: entry.procedure, startedAt: entry.startedAt, deadlineMs: entry.deadlineMs });
+    }
+    for (const [serial, s] of this.streams) {
+      if (this.pending.has(serial)) continue; // listed above, still waiting for the call's reply
+      out.push({
+        procedure: s.name,
+        startedAt: s.startedAt,
+        deadlineMs: s.deadlineMs,
+        lastProgressAt: s.lastProgressAt,
+      });
+    }
+    return out.sort((a, b) => a.startedAt - b.startedAt);
   }
 
   /** True while the socket holds more unsent data than it wants: wait for "drain". */
@@ -151,6 +182,8 @@ export class RpcConnection extends EventEmitter {
    */
   sendStream(procedure: number, serial: number, status: number, data?: Uint8Array): boolean {
     if (this.closedWith) throw this.closedWith;
+    const open = this.streams.get(serial);
+    if (open) open.lastProgressAt = Date.now();
     const packet = encodeStreamPacket(
       {
         program: REMOTE_PROGRAM,
@@ -202,9 +235,13 @@ export class RpcConnection extends EventEmitter {
     } catch (err) {
       return { serial: 0, reply: Promise.reject(err) };
     }
+    const startedAt = Date.now();
+    const timeout = options.timeoutMs ?? this.options.callTimeoutMs;
     const reply = new Promise<R>((resolve, reject) => {
       const entry: Pending = {
         procedure: p.name,
+        startedAt,
+        deadlineMs: timeout,
         decode: (body) => {
           const r = new XdrReader(body);
           const v = p.ret.decode(r);
@@ -214,15 +251,23 @@ export class RpcConnection extends EventEmitter {
         resolve: resolve as (v: unknown) => void,
         reject,
       };
-      const timeout = options.timeoutMs ?? this.options.callTimeoutMs;
       if (timeout > 0) {
         entry.timer = setTimeout(() => {
+          // libvirtd may still run the call; its late reply finds no entry and is dropped.
           this.pending.delete(serial);
-          reject(new CallTimeoutError(`${p.name} got no reply within ${timeout} ms`));
+          reject(
+            new CallTimeoutError(`libvirt call ${p.name} got no reply within its deadline of ${timeout} ms`, {
+              procedure: p.name,
+              deadlineMs: timeout,
+            }),
+          );
         }, timeout);
       }
       this.pending.set(serial, entry);
-      if (sink) this.streams.set(serial, { procedure: p.number, sink });
+      if (sink) {
+        const stream = { procedure: p.number, name: p.name, sink, startedAt, deadlineMs: timeout };
+        this.streams.set(serial, { ...stream, lastProgressAt: startedAt });
+      }
       this.socket.write(frame);
     });
     return { serial, reply };
@@ -297,7 +342,10 @@ export class RpcConnection extends EventEmitter {
     if (header.type === MessageType.Stream || header.type === MessageType.StreamHole) {
       const stream = this.streams.get(header.serial);
       // Packets of a stream we ended (or never had) are dropped, as libvirt's client does.
-      if (stream?.procedure === header.procedure) stream.sink.packet(header, body);
+      if (stream?.procedure === header.procedure) {
+        stream.lastProgressAt = Date.now();
+        stream.sink.packet(header, body);
+      }
       return;
     }
     if (header.type !== MessageType.Reply && header.type !== MessageType.ReplyWithFds) return;

@@ -55,6 +55,16 @@ export class ConnectionClosedError extends Error {
 
 export class CallTimeoutError extends Error {
   override name = "CallTimeoutError";
+  /** The procedure (or handshake step) that ran out of time, when known. */
+  readonly procedure?: string;
+  /** The deadline it had, in ms, when known. */
+  readonly deadlineMs?: number;
+
+  constructor(message: string, details: { procedure?: string; deadlineMs?: number } = {}) {
+    super(message);
+    if (details.procedure !== undefined) this.procedure = details.procedure;
+    if (details.deadlineMs !== undefined) this.deadlineMs = details.deadlineMs;
+  }
 }
 
 /** The call's result, or undefined when libvirt says the object does not exist (lookups). */

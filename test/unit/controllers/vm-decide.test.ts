@@ -1,7 +1,19 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { RESTART_ANNOTATION, type VirtualMachine } from "../../../src/api/virtualmachine.ts";
-import { decidePower, ShutoffReason, shouldRun } from "../../../src/controllers/node/vm-decide.ts";
+import {
+  RESTART_ANNOTATION,
+  START_ANNOTATION,
+  STOP_ANNOTATION,
+  type VirtualMachine,
+} from "../../../src/api/virtualmachine.ts";
+import {
+  decidePower,
+  PausedReason,
+  pendingPowerRequest,
+  REPRESS_MS,
+  ShutoffReason,
+  shouldRun,
+} from "../../../src/controllers/node/vm-decide.ts";
 import { DomainState } from "../../../src/hypervisor/libvirt/constants.ts";
 
 function vm(
@@ -60,8 +72,15 @@ describe("decidePower", () => {
     assert.deepEqual(decidePower(v, running, {}, now), { type: "shutdown" });
     assert.deepEqual(decidePower(v, running, { shutdownRequestedAt: now - 4000 }, now), {
       type: "wait-shutdown",
-      remainingMs: 6000,
+      remainingMs: 1000,
     });
+    assert.deepEqual(
+      decidePower(v, running, { shutdownRequestedAt: now - 8000, lastPressAt: now - 3000 }, now),
+      {
+        type: "wait-shutdown",
+        remainingMs: 2000,
+      },
+    );
     assert.deepEqual(decidePower(v, running, { shutdownRequestedAt: now - 10_000 }, now), {
       type: "destroy",
       why: "grace-expired",
@@ -120,14 +139,85 @@ describe("decidePower: restart with changes pending", () => {
       { restartRequestHandled: "t2" },
       { [RESTART_ANNOTATION]: "t2" },
     );
-    assert.deepEqual(decidePower(handled, running, { shutdownRequestedAt: now - 1000 }, now, false), {
-      type: "wait-shutdown",
-      remainingMs: 4000,
-    });
-    assert.deepEqual(decidePower(handled, running, { shutdownRequestedAt: now - 6000 }, now, false), {
-      type: "destroy",
-      why: "grace-expired",
-    });
+    const cycling = { powerCycle: true };
+    assert.deepEqual(
+      decidePower(handled, running, { ...cycling, shutdownRequestedAt: now - 1000 }, now, false),
+      { type: "wait-shutdown", remainingMs: 4000 },
+    );
+    assert.deepEqual(
+      decidePower(handled, running, { ...cycling, shutdownRequestedAt: now - 6000 }, now, false),
+      {
+        type: "destroy",
+        why: "grace-expired",
+      },
+    );
     assert.deepEqual(decidePower(handled, off(ShutoffReason.Shutdown), {}, now, false), { type: "start" });
+  });
+});
+
+describe("decidePower: a user's intent", () => {
+  it("presses the ACPI button again every few seconds while a stop or reboot is awaited", () => {
+    const halted = vm({ runStrategy: "Halted" });
+    assert.deepEqual(decidePower(halted, running, { shutdownRequestedAt: now - REPRESS_MS }, now), {
+      type: "press-again",
+      for: "shutdown",
+    });
+    const rebooting = vm({}, { restartRequestHandled: "t1" }, { [RESTART_ANNOTATION]: "t1" });
+    assert.deepEqual(decidePower(rebooting, running, { rebootRequestedAt: now - REPRESS_MS - 1 }, now), {
+      type: "press-again",
+      for: "reboot",
+    });
+  });
+
+  it("a change of mind while stopping is honoured at once: the wait ends, the VM runs on", () => {
+    assert.deepEqual(decidePower(vm(), running, { shutdownRequestedAt: now - 1000 }, now), {
+      type: "cancel-stop",
+    });
+  });
+
+  it("Manual VMs start and stop on request, the later request winning, each carried out once", () => {
+    const manual = (annotations: Record<string, string>, status = {}) =>
+      vm({ runStrategy: "Manual" }, status, annotations);
+    const t1 = "2026-11-26T10:00:00Z";
+    const t2 = "2026-11-26T10:00:05Z";
+    assert.deepEqual(decidePower(manual({}), off(), {}, now), { type: "none" });
+    assert.deepEqual(decidePower(manual({ [START_ANNOTATION]: t1 }), off(), {}, now), { type: "start" });
+    assert.deepEqual(decidePower(manual({ [START_ANNOTATION]: t1 }), running, {}, now), {
+      type: "mark-request-handled",
+      value: `start@${t1}`,
+    });
+    const handled = { powerRequestHandled: `start@${t1}` };
+    assert.deepEqual(decidePower(manual({ [START_ANNOTATION]: t1 }, handled), running, {}, now), {
+      type: "none",
+    });
+    // Handled: a guest that powers itself off stays off.
+    assert.deepEqual(decidePower(manual({ [START_ANNOTATION]: t1 }, handled), off(), {}, now), {
+      type: "none",
+    });
+    const stop = manual({ [START_ANNOTATION]: t1, [STOP_ANNOTATION]: t2 }, handled);
+    assert.deepEqual(decidePower(stop, running, {}, now), { type: "shutdown" });
+    assert.deepEqual(decidePower(stop, off(ShutoffReason.Shutdown), {}, now), {
+      type: "mark-request-handled",
+      value: `stop@${t2}`,
+    });
+    assert.deepEqual(pendingPowerRequest(stop), { verb: "stop", tag: `stop@${t2}` });
+    // Requests mean nothing to other run strategies (they say themselves what should run).
+    assert.equal(pendingPowerRequest(vm({}, {}, { [STOP_ANNOTATION]: t2 })), undefined);
+  });
+
+  it("a guest QEMU must reset is forced off, whatever the run strategy, never resumed", () => {
+    const panicked = { state: DomainState.Paused, reason: PausedReason.Crashed, id: 3 };
+    assert.equal(decidePower(vm(), panicked, {}, now).type, "recover");
+    assert.equal(decidePower(vm({ runStrategy: "Halted" }), panicked, {}, now).type, "recover");
+    assert.equal(
+      decidePower(vm(), { state: DomainState.Crashed, reason: 0, id: 3 }, {}, now).type,
+      "recover",
+    );
+    // After the forced off, runStrategy decides: Always starts it, Once leaves it.
+    assert.deepEqual(decidePower(vm(), off(ShutoffReason.Destroyed), {}, now), { type: "start" });
+    assert.deepEqual(
+      decidePower(vm({ runStrategy: "Once" }, { startCount: 1 }), off(ShutoffReason.Destroyed), {}, now),
+      { type: "none" },
+    );
   });
 });

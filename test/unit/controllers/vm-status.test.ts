@@ -32,6 +32,13 @@ const base: AgentObservation = {
   startCount: 1,
 };
 
+type Status = ReturnType<typeof agentStatus>;
+const condition = (s: Status, type: string) => {
+  const c = s.conditions?.find((x) => x.type === type);
+  return `${c?.status}/${c?.reason}`;
+};
+const standing = (s: Status) => ["Ready", "Reconciling", "Stalled"].map((t) => condition(s, t));
+
 describe("agentStatus", () => {
   it("a running, in-sync VM is Running, Ready and SYNC, with the seeds' fields", () => {
     const s = agentStatus(vm(), base, t0);
@@ -47,7 +54,7 @@ describe("agentStatus", () => {
     assert.equal(ready?.observedGeneration, 3);
     assert.deepEqual(
       s.conditions?.map((c) => c.type),
-      ["Ready", "Synchronized", "Paused", "Failure"],
+      ["Ready", "Reconciling", "Stalled", "RestartRequired", "Synchronized", "Paused", "Failure"],
     );
   });
 
@@ -67,7 +74,9 @@ describe("agentStatus", () => {
     );
     assert.equal(paused.printableStatus, "Paused");
     assert.equal(paused.statusChangedAt, t1.toISOString());
-    assert.equal(paused.conditions?.find((c) => c.type === "Ready")?.lastTransitionTime, t1.toISOString());
+    // Paused as asked: still Ready (as its spec asks); the Paused condition moves.
+    assert.equal(paused.conditions?.find((c) => c.type === "Ready")?.status, "True");
+    assert.equal(paused.conditions?.find((c) => c.type === "Paused")?.lastTransitionTime, t1.toISOString());
     assert.equal(paused.conditions?.find((c) => c.type === "Paused")?.status, "True");
     assert.equal(ownedStatusChanged(first as Record<string, unknown>, paused, AGENT_STATUS_FIELDS), true);
   });
@@ -96,10 +105,22 @@ describe("agentStatus", () => {
     );
   });
 
-  it("a definition changed while running is SYNC_NOK until the next boot", () => {
+  it("a definition changed while running is SYNC_NOK and RestartRequired, and still Ready", () => {
     const s = agentStatus(vm(), { ...base, definitionInSync: false }, t0);
     assert.equal(s.syncStatus, "SYNC_NOK");
-    assert.equal(s.conditions?.find((c) => c.type === "Ready")?.status, "False");
+    assert.equal(condition(s, "Ready"), "True/Running");
+    assert.equal(condition(s, "RestartRequired"), "True/PendingChanges");
+  });
+
+  it("Ready means as the spec asks: a stopped VM that should be stopped is Ready", () => {
+    const shutoff = { ...base, domain: { state: DomainState.Shutoff, reason: 1, id: -1 } };
+    const halted = agentStatus(vm({}, { runStrategy: "Halted" }), shutoff, t0);
+    assert.deepEqual(standing(halted), ["True/Stopped", "False/Reconciled", "False/Reconciled"]);
+    const starting = agentStatus(vm(), shutoff, t0);
+    assert.deepEqual(standing(starting), ["False/Starting", "True/Starting", "False/Progressing"]);
+    const failed = agentStatus(vm(), { ...base, failure: { reason: "StartFailed", message: "no" } }, t0);
+    assert.deepEqual(standing(failed), ["False/StartFailed", "False/Stalled", "True/StartFailed"]);
+    for (const c of failed.conditions ?? []) assert.equal(c.observedGeneration, vm().metadata.generation);
   });
 
   it("leaves the controller's conditions out of its own apply", () => {

@@ -1,0 +1,40 @@
+// The one way our reconcilers write status: server-side apply of the fields one writer owns,
+// only when applying them would change something (steady state writes nothing). Which writer
+// owns which field is listed in the README ("Who writes what").
+import type { KindDefinition } from "../api/kind.ts";
+import { applyStatus, type Kube } from "../runtime/kube.ts";
+import { CONDITIONS_RULE, type ListMapRule, ownedStatusChanged } from "./status-diff.ts";
+
+export interface StatusWriterOptions {
+  kind: KindDefinition;
+  fieldManager: string;
+  /**
+   * Every field this writer owns: one it leaves out of an apply is removed. Without it, the
+   * fields of each apply are compared (writers whose set of fields varies by case).
+   */
+  owns?: readonly string[];
+  /** List-map fields (conditions by type are one). */
+  listMaps?: Record<string, ListMapRule>;
+}
+
+type Writable = { metadata: { name: string; namespace?: string }; status?: unknown };
+
+export class StatusWriter {
+  private readonly kube: Kube;
+  private readonly o: StatusWriterOptions;
+
+  constructor(kube: Kube, options: StatusWriterOptions) {
+    this.kube = kube;
+    this.o = options;
+  }
+
+  /** Applies STATUS to OBJ when it differs from OBJ's status; true when it wrote. */
+  async write(obj: Writable, status: Record<string, unknown>): Promise<boolean> {
+    const listMaps = this.o.listMaps ?? { conditions: CONDITIONS_RULE };
+    const fields = this.o.owns ?? Object.keys(status);
+    if (!ownedStatusChanged(obj.status as Record<string, unknown> | undefined, status, fields, listMaps))
+      return false;
+    await applyStatus(this.kube, this.o.kind, obj, this.o.fieldManager, status);
+    return true;
+  }
+}

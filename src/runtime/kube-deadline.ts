@@ -1,0 +1,106 @@
+// A deadline for every Kubernetes API request (get, list, patch, create …): an API server or a
+// network path that stops answering must fail the reconcile, which then backs off and retries,
+// rather than hang it and hold its key forever. client-node 2.x sends through an HttpLibrary
+// (undici's fetch) that honours the request's AbortSignal for the headers and the body alike;
+// we wrap that library, so the deadline covers the whole exchange.
+//
+// Watches are left alone: they are long-lived by design and never pass through here anyway
+// (client-node's Watch calls fetch itself, with its own inactivity timeout after which the
+// informer's ListWatch reconnects from the last resourceVersion). The informer's *list*, which
+// goes through the API client, does get the deadline.
+import {
+  type ApiConstructor,
+  type ApiType,
+  type Configuration,
+  type HttpLibrary,
+  type KubeConfig,
+  type RequestContext,
+  ResponseContext,
+  wrapHttpLibrary,
+} from "@kubernetes/client-node";
+
+/** Longest a request may take, headers and body. Ample for lists of thousands of objects. */
+export const KUBE_REQUEST_DEADLINE_MS = 30_000;
+
+export class KubeRequestTimeoutError extends Error {
+  override name = "KubeRequestTimeoutError";
+  readonly method: string;
+  readonly url: string;
+  readonly deadlineMs: number;
+
+  constructor(method: string, url: string, deadlineMs: number) {
+    super(`Kubernetes API request ${method} ${url} got no complete answer within ${deadlineMs} ms`);
+    this.method = method;
+    this.url = url;
+    this.deadlineMs = deadlineMs;
+  }
+}
+
+/** Requests that stream by design (watch, log follow) keep no deadline. */
+export function isLongLived(url: string): boolean {
+  const params = new URL(url).searchParams;
+  return ["watch", "follow"].some((p) => params.get(p) === "true" || params.get(p) === "1");
+}
+
+/** INNER with a deadline of DEADLINE_MS (0 = none) on every request but long-lived ones. */
+export function withDeadline(inner: HttpLibrary, deadlineMs: number): HttpLibrary {
+  return wrapHttpLibrary({
+    async send(request: RequestContext): Promise<ResponseContext> {
+      if (deadlineMs <= 0 || isLongLived(request.getUrl())) return inner.send(request).toPromise();
+      const path = new URL(request.getUrl());
+      const timeout = new KubeRequestTimeoutError(
+        request.getHttpMethod(),
+        `${path.pathname}${path.search}`,
+        deadlineMs,
+      );
+      const controller = new AbortController();
+      // undici rejects the fetch, or the body read, with the abort's reason: our message.
+      const timer = setTimeout(() => controller.abort(timeout), deadlineMs);
+      const own = request.getSignal();
+      request.setSignal(own ? AbortSignal.any([own, controller.signal]) : controller.signal);
+      const done = () => clearTimeout(timer);
+      let response: ResponseContext;
+      try {
+        response = await inner.send(request).toPromise();
+      } catch (err) {
+        done();
+        throw controller.signal.aborted ? timeout : err;
+      }
+      const body = response.body;
+      const settle = async <T>(read: Promise<T>): Promise<T> => {
+        try {
+          return await read;
+        } catch (err) {
+          throw controller.signal.aborted ? timeout : err;
+        } finally {
+          done();
+        }
+      };
+      return new ResponseContext(response.httpStatusCode, response.headers, {
+        text: () => settle(body.text()),
+        binary: () => settle(body.binary()),
+        stream: () => {
+          done(); // whoever streams a body reads it at their own pace
+          return body.stream();
+        },
+      });
+    },
+  });
+}
+
+/**
+ * kc.makeApiClient(API) whose requests have a deadline. The Proxy swaps only the HTTP library
+ * in the Configuration makeApiClient builds, so server, authentication and User-Agent stay
+ * exactly client-node's.
+ */
+export function makeApiClientWithDeadline<T extends ApiType>(
+  kc: KubeConfig,
+  api: ApiConstructor<T>,
+  deadlineMs = KUBE_REQUEST_DEADLINE_MS,
+): T {
+  const withDeadlineApi = new Proxy(api, {
+    construct: (target, [config]: [Configuration]) =>
+      new target({ ...config, httpApi: withDeadline(config.httpApi, deadlineMs) }),
+  });
+  return kc.makeApiClient(withDeadlineApi);
+}

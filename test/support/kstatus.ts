@@ -1,0 +1,45 @@
+// What kstatus (upstream sigs.k8s.io/cli-utils and Flux's fork) says about an object, through
+// the checker that scripts/setup/kstatus.sh builds: GitOps tools judge our resources with this
+// Go code, so tests ask it rather than re-implementing its rules.
+import { access, constants } from "node:fs/promises";
+import { join } from "node:path";
+import { CACHE_BIN, run } from "../../src/cmd/local/tools.ts";
+
+export interface KstatusVerdict {
+  status: string;
+  message: string;
+}
+
+export interface KstatusResult {
+  kind: string;
+  namespace: string;
+  name: string;
+  upstream: KstatusVerdict;
+  flux: KstatusVerdict;
+}
+
+// Not cachedBinary(): its name list is for the kube binaries; this one lives beside them.
+export const KSTATUS_BIN = join(CACHE_BIN, "kstatus");
+
+/** kstatus' verdicts on each object, in input order. */
+export async function kstatusMany(objs: readonly unknown[], timeoutMs = 30_000): Promise<KstatusResult[]> {
+  // A missing binary would otherwise surface as a bare ENOENT; say how to get it.
+  await access(KSTATUS_BIN, constants.X_OK).catch((err: unknown) => {
+    throw new Error(`${KSTATUS_BIN} is missing: run scripts/setup/kstatus.sh (make deps)`, { cause: err });
+  });
+  const { stdout } = await run(KSTATUS_BIN, [], { input: JSON.stringify(objs), timeoutMs });
+  const results = stdout
+    .split("\n")
+    .filter((l) => l !== "")
+    .map((l) => JSON.parse(l) as KstatusResult);
+  if (results.length !== objs.length) {
+    throw new Error(`kstatus answered ${results.length} lines for ${objs.length} objects`);
+  }
+  return results;
+}
+
+/** kstatus' verdicts on one object. */
+export async function kstatus(obj: unknown, timeoutMs?: number): Promise<KstatusResult> {
+  const [result] = await kstatusMany([obj], timeoutMs);
+  return result!;
+}
