@@ -12,7 +12,7 @@ NODE_TEST := node --test --test-concurrency=1 \
 	--test-reporter=spec --test-reporter-destination=stdout \
 	--test-reporter=./test/summary-reporter.ts --test-reporter-destination=stdout
 
-.PHONY: help setup deps local local-down generate check-generated lint test test-unit test-integration bench-libvirt bench
+.PHONY: help setup deps local local-down generate check-generated lint test test-unit test-integration bench-libvirt bench soak
 
 help:
 	@echo "make local       start the local stack (etcd, kube-apiserver, libvirtd, …) on loopback"
@@ -21,6 +21,7 @@ help:
 	@echo "make generate    regenerate crds/ and the chart's CRDs from src/api"
 	@echo "make bench-libvirt  our libvirt RPC client against virsh per call (prints figures)"
 	@echo "make bench       VM create → Running vs raw libvirt, API writes, memory (prints figures)"
+	@echo "make soak        failing VMDisks left ten minutes: attempts, agent CPU and RSS (prints figures)"
 
 setup: deps node_modules/.installed
 
@@ -70,3 +71,8 @@ bench-libvirt: setup
 bench: setup
 	@node bench/vm.ts
 	@node bench/disk.ts
+
+# The backoff test of make test (one minute), left ten minutes.
+soak: setup
+	@BACKOFF_SOAK_SECONDS=600 $(NODE_TEST) --test-global-setup=./test/integration/global-setup.ts \
+		test/integration/backoff-e2e.test.ts

@@ -18,10 +18,12 @@ import { blockedNetworksOf, DEFAULT_BLOCKED_NETWORKS } from "../controllers/node
 import { runNodePublisher } from "../controllers/node/node-publisher.ts";
 import { StatsCollector } from "../controllers/node/stats-collector.ts";
 import { ensureDefaultPool } from "../controllers/node/storage-pools.ts";
-import { NodeVmReconciler, watchNodeVms } from "../controllers/node/vm-reconciler.ts";
+import { NodeVmReconciler } from "../controllers/node/vm-reconciler.ts";
+import { watchNodeVms } from "../controllers/node/vm-watches.ts";
 import { offerTestDriverDomains, parseCapabilities } from "../hypervisor/capabilities.ts";
 import { parseOwnership } from "../hypervisor/domain/xml.ts";
 import { DomainXmlFlags, LibvirtClient } from "../hypervisor/libvirt/index.ts";
+import { fitTestDriver } from "../hypervisor/test-driver.ts";
 import { connectKube, kindInformer, startInformerSynced } from "../runtime/kube.ts";
 import { createLogger } from "../runtime/logging.ts";
 import { newRegistry, startHttpServer, stuckWorkers } from "../runtime/server.ts";
@@ -51,7 +53,9 @@ async function main() {
   const controller = new AbortController();
   const kube = connectKube();
   const libvirt = await LibvirtClient.connect({ uri: libvirtUri });
-  offerTestDriverDomains(process.env.LIBVIRT_TEST_DRIVER === "true");
+  const testDriver = process.env.LIBVIRT_TEST_DRIVER === "true";
+  offerTestDriverDomains(testDriver);
+  if (testDriver) fitTestDriver(libvirt);
   const host = parseCapabilities(await libvirt.capabilities());
   const registry = newRegistry("agent");
   const informer = kindInformer<VirtualMachine & KubernetesObject>(

@@ -135,6 +135,25 @@ export async function removeFinalizer(kube: Kube, def: KindDefinition, obj: AnyO
   await patchMetadata(kube, def, current, { finalizers: finalizers.filter((f) => f !== finalizer) });
 }
 
+/**
+ * True only when the API server says the object with this uid no longer exists (a cache may
+ * lag; only this lets a guest or volume be destroyed).
+ */
+export async function objectGone(
+  kube: Kube,
+  def: KindDefinition,
+  owner: { namespace: string; name: string; uid: string },
+): Promise<boolean> {
+  try {
+    const current = (await kube.custom.getNamespacedCustomObject(
+      address(def, { metadata: { name: owner.name, namespace: owner.namespace } }),
+    )) as AnyObject;
+    return current.metadata.uid !== owner.uid;
+  } catch (err) {
+    return httpStatus(err) === 404;
+  }
+}
+
 /** HTTP status of a client-node API error, if it is one. */
 export function httpStatus(err: unknown): number | undefined {
   const code = (err as { code?: unknown })?.code;

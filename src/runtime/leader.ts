@@ -3,6 +3,7 @@
 // past the deadline. Its own API client, so renewals never queue behind reconcile traffic.
 import { CoordinationV1Api, KubeConfig, type V1Lease } from "@kubernetes/client-node";
 import { httpStatus, MicroTime } from "./kube.ts";
+import { makeApiClientWithDeadline } from "./kube-deadline.ts";
 import type { Logger } from "./logging.ts";
 
 export interface LeaderElectionOptions {
@@ -31,7 +32,7 @@ export async function runLeaderElection(
   const retryPeriodMs = options.retryPeriodMs ?? 2_000;
   const kc = new KubeConfig();
   kc.loadFromDefault();
-  const api = kc.makeApiClient(CoordinationV1Api);
+  const api = makeApiClientWithDeadline(kc, CoordinationV1Api);
 
   const tryAcquireOrRenew = async (): Promise<boolean> => {
     const now = new MicroTime();

@@ -3,11 +3,10 @@
 // counts our kinds, the garbage collector follows ownerReferences, and a deleted namespace is
 // emptied and goes away.
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { API_VERSION, GROUP } from "../../src/api/common.ts";
-import { CONTROLLER_MANAGER, SCHEDULER } from "../../src/cmd/local/control-plane.ts";
+import { CONTROLLER_MANAGER, componentKubeconfig, SCHEDULER } from "../../src/cmd/local/control-plane.ts";
 import { kubectl as kubectlWith } from "../../src/cmd/local/kube.ts";
 import { runningPid } from "../../src/cmd/local/processes.ts";
 import { stackUp } from "../../src/cmd/local/stack.ts";
@@ -67,9 +66,11 @@ async function quotaStatus(
 describe("kube-controller-manager and kube-scheduler", () => {
   it("authenticate as their own users, not as admin", async () => {
     for (const component of [CONTROLLER_MANAGER, SCHEDULER]) {
-      const kubeconfig = join(TEST_STACK.stateDir, `${component}.kubeconfig`);
+      const kubeconfig = componentKubeconfig(TEST_STACK.stateDir, component);
       const { stdout } = await kubectlWith(kubeconfig, ["auth", "whoami", "-o", "json"]);
-      const { userInfo } = JSON.parse(stdout) as { userInfo: { username: string; groups?: string[] } };
+      const { userInfo } = (
+        JSON.parse(stdout) as { status: { userInfo: { username: string; groups?: string[] } } }
+      ).status;
       assert.equal(userInfo.username, `system:${component}`);
       assert.ok(!userInfo.groups?.includes("system:masters"), `${component} is no cluster admin`);
     }

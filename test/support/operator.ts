@@ -121,3 +121,37 @@ export async function virsh(...args: string[]): Promise<string> {
 export async function agentMetrics(): Promise<string> {
   return (await fetch(`http://127.0.0.1:${TEST_STACK.ports.agentMetrics}/metrics`)).text();
 }
+
+export interface EventSeen {
+  reason: string;
+  type: string;
+  message: string;
+  count: number;
+}
+
+/** Events recorded on one object (kubectl describe's list), with their counts. */
+export async function eventsOf(namespace: string, name: string): Promise<EventSeen[]> {
+  const { stdout } = await kubectl([
+    "get",
+    "events",
+    "-n",
+    namespace,
+    "--field-selector",
+    `involvedObject.name=${name}`,
+    "-o",
+    "json",
+  ]);
+  return (JSON.parse(stdout).items as Array<Record<string, unknown>>).map((e) => ({
+    reason: String(e.reason),
+    type: String(e.type),
+    message: String(e.message),
+    count: Number(e.count ?? 1),
+  }));
+}
+
+/** Sets annotation NAME of a VM to the current time (what `kubectl annotate … --overwrite` does). */
+export async function requestNow(namespace: string, vm: string, annotation: string): Promise<string> {
+  const value = new Date().toISOString();
+  await kubectl(["annotate", "vm", vm, "-n", namespace, "--overwrite", `${annotation}=${value}`]);
+  return value;
+}

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Registry } from "prom-client";
-import { TerminalError, WorkQueue } from "../../src/runtime/workqueue.ts";
+import { type FailureInfo, TerminalError, WorkQueue } from "../../src/runtime/workqueue.ts";
 
 describe("WorkQueue", () => {
   it("collapses duplicate keys that are waiting", async () => {
@@ -114,5 +114,90 @@ describe("WorkQueue", () => {
     q.add("late");
     await sleep(20);
     assert.equal(runs, 0);
+  });
+
+  it("a key backing off ignores add() (our own writes, related events) until its backoff ends", async () => {
+    let runs = 0;
+    const failures: FailureInfo[] = [];
+    const q = new WorkQueue(
+      "t",
+      async () => {
+        runs++;
+        throw new Error("cannot succeed");
+      },
+      { baseDelayMs: 200, maxDelayMs: 200, onError: (_k, _e, f) => failures.push(f) },
+    );
+    q.add("k");
+    await sleep(20);
+    for (let i = 0; i < 50; i++) q.add("k"); // a status write, an Event, a disk event …
+    await sleep(100);
+    assert.equal(runs, 1, "nothing ran it again before the backoff ended");
+    await sleep(200);
+    assert.equal(runs, 2);
+    assert.deepEqual(
+      failures.map((f) => [f.attempt, f.repeated, f.retryInMs]),
+      [
+        [1, false, 200],
+        [2, true, 200],
+      ],
+    );
+    await q.shutdown();
+  });
+
+  it("forget() starts a backed-off key over at once (the user changed or deleted it)", async () => {
+    let runs = 0;
+    let fixed = false;
+    const q = new WorkQueue(
+      "t",
+      async () => {
+        runs++;
+        if (!fixed) throw new Error("bad spec");
+        return undefined;
+      },
+      { baseDelayMs: 60_000 },
+    );
+    q.add("k");
+    await sleep(20);
+    assert.equal(runs, 1);
+    assert.equal(q.failuresOf("k"), 1);
+    fixed = true;
+    q.forget("k");
+    await q.idle();
+    assert.equal(runs, 2);
+    assert.equal(q.failuresOf("k"), 0);
+    await q.shutdown();
+  });
+
+  it("a change while a failing reconcile runs is retried at once, not after the backoff", async () => {
+    let runs = 0;
+    const q = new WorkQueue(
+      "t",
+      async () => {
+        runs++;
+        await sleep(30);
+        if (runs === 1) throw new Error("old spec fails");
+        return undefined;
+      },
+      { baseDelayMs: 60_000 },
+    );
+    q.add("k");
+    await sleep(5);
+    q.forget("k"); // the user edits the object while the first attempt runs
+    await sleep(100);
+    assert.equal(runs, 2);
+    await q.shutdown();
+  });
+
+  it("reports keys held by a worker past a limit (liveness)", async () => {
+    const q = new WorkQueue("t", async () => {
+      await sleep(80);
+      return undefined;
+    });
+    q.add("slow");
+    await sleep(40);
+    assert.deepEqual(q.stuck(20), ["slow"]);
+    assert.deepEqual(q.stuck(1000), []);
+    await q.idle();
+    assert.deepEqual(q.stuck(0), []);
   });
 });

@@ -37,7 +37,7 @@ import { StatusWriter } from "../status-writer.ts";
 import { AGENT_DISK_FIELDS, agentDiskStatus, type DiskMemory, type VolumeSeen } from "./disk-status.ts";
 import { ImageSourceError } from "./image-source.ts";
 import { finished, op } from "./vm-progress.ts";
-import { growVolume, importImage, LONG_CALL_MS } from "./volume-ops.ts";
+import { growVolume, importImage } from "./volume-ops.ts";
 
 type Disk = VMDisk & KubernetesObject;
 
@@ -231,7 +231,6 @@ export class NodeDiskReconciler {
         volumeXml({ ...definition, capacityBytes: Math.max(wantBytes, fromInfo.capacity) }),
         fromVol,
         flags,
-        LONG_CALL_MS,
       );
       this.done(disk, mem, log, "Cloned", `copied from VMDisk ${source.disk.name}`, started);
       return vol;
@@ -255,7 +254,7 @@ export class NodeDiskReconciler {
     mem.lastOperation = op("Create", "Running", `creating a blank ${format} volume`);
     // A sparse volume is there in milliseconds; only preallocation takes long enough to show.
     if (!sparse) await this.report(disk, mem, {});
-    const vol = await this.o.libvirt.createVolume(pool, volumeXml(definition), flags, LONG_CALL_MS);
+    const vol = await this.o.libvirt.createVolume(pool, volumeXml(definition), flags);
     this.done(disk, mem, log, "Created", `blank ${format} volume created`, started);
     return vol;
   }
@@ -332,7 +331,7 @@ export class NodeDiskReconciler {
       await this.report(disk, mem, {});
       if (disk.spec.wipeAfterDelete) {
         const started = Date.now();
-        await this.o.libvirt.wipeVolume(vol, LONG_CALL_MS);
+        await this.o.libvirt.wipeVolume(vol);
         log.info({ ms: Date.now() - started }, "volume wiped (zeroed)");
         void this.event(disk, "Normal", "Wiped", "the volume was zeroed before deletion (wipeAfterDelete)");
       }

@@ -2,11 +2,10 @@
 // (define, power, pause, restart, deletion) and writes what it observed into status.
 import { join } from "node:path";
 import type { KubernetesObject } from "@kubernetes/client-node";
-import { GROUP, VERSION } from "../../api/common.ts";
 import { DOMAIN_FINALIZER, type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
 import { resolveDisks } from "../../hypervisor/domain/disks.ts";
-import { domainDefinitionFor, domainNameOf, keyOfDomain } from "../../hypervisor/domain/from-spec.ts";
+import { domainDefinitionFor, domainNameOf } from "../../hypervisor/domain/from-spec.ts";
 import {
   buildDomainXml,
   type HostFacts,
@@ -23,23 +22,19 @@ import {
   DomainUndefineFlags,
   DomainXmlFlags,
   type LibvirtClient,
-  type LifecycleEvent,
   unlessNotFound,
 } from "../../hypervisor/libvirt/index.ts";
 import {
   type AnyObject,
   describeError,
-  httpStatus,
   type Kube,
-  keyOf,
+  objectGone,
   patchMetadata,
   recordEvent,
   splitKey,
 } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
-import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
-import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
-import { namesDisk } from "../cluster/disk-placement.ts";
+import type { ReconcileResult } from "../../runtime/workqueue.ts";
 import { CONDITIONS_RULE } from "../status-diff.ts";
 import { StatusWriter } from "../status-writer.ts";
 import { desiredReservations, syncReservations } from "./dhcp.ts";
@@ -53,42 +48,6 @@ const COMPONENT = "libvirt-operator-agent";
 
 export interface VmCache {
   get(name: string, namespace?: string): (VirtualMachine & KubernetesObject) | undefined;
-}
-
-type Vm = VirtualMachine & KubernetesObject;
-
-/**
- * What the node VM reconciler reacts to: the VMs placed on this node, the disks they use
- * (ready, grown, changed hands), and libvirt's events for our domains.
- */
-export function watchNodeVms(
-  queue: WorkQueue,
-  reconciler: NodeVmReconciler,
-  vms: Watchable<Vm> & { list(namespace?: string): readonly Vm[] },
-  disks: Watchable<VMDisk & KubernetesObject>,
-  libvirt: LibvirtClient,
-): void {
-  watchOwn(vms, queue);
-  watchRelated(disks, queue, (disk) =>
-    vms
-      .list(disk.metadata?.namespace)
-      .filter((vm) => namesDisk(vm, disk.metadata?.name))
-      .map((vm) => keyOf(vm)),
-  );
-  libvirt.on("lifecycle", (e: LifecycleEvent) => {
-    const key = keyOfDomain(e.domain.name);
-    if (key) queue.add(key);
-  });
-  libvirt.on("reboot", (dom: { name: string }) => {
-    const key = keyOfDomain(dom.name);
-    if (!key) return;
-    reconciler.rebooted(key);
-    queue.add(key);
-  });
-  // What failed while libvirt was away deserves a fresh try now, not after its backoff.
-  libvirt.on("reconnected", () => {
-    for (const vm of vms.list()) queue.forget(keyOf(vm));
-  });
 }
 
 export interface DiskCache {
@@ -146,7 +105,7 @@ export class NodeVmReconciler {
     if (!vm || (owner && vm.metadata.uid && owner.uid !== vm.metadata.uid)) {
       // The VM is gone (or this domain belonged to an earlier VM of the same name). The cache
       // may lag; only the API server's word that the owner is gone lets a guest be destroyed.
-      if (found && owner && (await this.ownerGone(owner))) {
+      if (found && owner && (await objectGone(this.o.kube, VirtualMachineKind, owner))) {
         await this.removeDomain(found, log, "orphaned domain of a deleted VirtualMachine");
       }
       if (!vm) {
@@ -297,22 +256,6 @@ export class NodeVmReconciler {
       },
       plugged.retry && requeueAfterMs === undefined ? POLL_MS : requeueAfterMs,
     );
-  }
-
-  /** True only when the API server says the VirtualMachine with the owner's uid no longer exists. */
-  private async ownerGone(owner: { namespace: string; name: string; uid: string }): Promise<boolean> {
-    try {
-      const current = (await this.o.kube.custom.getNamespacedCustomObject({
-        group: GROUP,
-        version: VERSION,
-        plural: VirtualMachineKind.plural,
-        namespace: owner.namespace,
-        name: owner.name,
-      })) as VirtualMachine;
-      return current.metadata.uid !== owner.uid;
-    } catch (err) {
-      return httpStatus(err) === 404;
-    }
   }
 
   private progressOf(key: string, vm: VirtualMachine): Progress {

@@ -23,9 +23,6 @@ import { describeError } from "../../runtime/kube.ts";
 import type { Logger } from "../../runtime/logging.ts";
 import { ImageSourceError, openImage } from "./image-source.ts";
 
-/** Copies and imports may take long; libvirt answers when they are done. */
-export const LONG_CALL_MS = 6 * 3600_000;
-
 /** Target directories of this node's pools: images are never imported from a volume. */
 export async function poolDirs(libvirt: LibvirtClient): Promise<string[]> {
   const dirs: string[] = [];
@@ -104,7 +101,6 @@ export async function importImage(
   try {
     const sent = await libvirt.uploadVolume(staging, image.chunks, {
       length: image.length,
-      timeoutMs: LONG_CALL_MS,
       onProgress: (n) => r.progress(Math.min(90, Math.floor((n / image.length) * 90))),
     });
     if (sent !== image.length)
@@ -120,7 +116,6 @@ export async function importImage(
       volumeXml({ ...r.definition, capacityBytes }),
       staged,
       r.createFlags,
-      LONG_CALL_MS,
     );
     r.progress(100);
     return { vol, facts, bytes: image.length };

@@ -1,0 +1,47 @@
+// What the node VM reconciler (vm-reconciler.ts) reacts to.
+import type { KubernetesObject } from "@kubernetes/client-node";
+import type { VirtualMachine } from "../../api/virtualmachine.ts";
+import type { VMDisk } from "../../api/vmdisk.ts";
+import { keyOfDomain } from "../../hypervisor/domain/from-spec.ts";
+import type { LibvirtClient, LifecycleEvent } from "../../hypervisor/libvirt/index.ts";
+import { keyOf } from "../../runtime/kube.ts";
+import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
+import type { WorkQueue } from "../../runtime/workqueue.ts";
+import { namesDisk } from "../cluster/disk-placement.ts";
+import type { NodeVmReconciler } from "./vm-reconciler.ts";
+
+type Vm = VirtualMachine & KubernetesObject;
+
+/**
+ * What the node VM reconciler reacts to: the VMs placed on this node, the disks they use
+ * (ready, grown, changed hands), and libvirt's events for our domains.
+ */
+export function watchNodeVms(
+  queue: WorkQueue,
+  reconciler: NodeVmReconciler,
+  vms: Watchable<Vm> & { list(namespace?: string): readonly Vm[] },
+  disks: Watchable<VMDisk & KubernetesObject>,
+  libvirt: LibvirtClient,
+): void {
+  watchOwn(vms, queue);
+  watchRelated(disks, queue, (disk) =>
+    vms
+      .list(disk.metadata?.namespace)
+      .filter((vm) => namesDisk(vm, disk.metadata?.name))
+      .map((vm) => keyOf(vm)),
+  );
+  libvirt.on("lifecycle", (e: LifecycleEvent) => {
+    const key = keyOfDomain(e.domain.name);
+    if (key) queue.add(key);
+  });
+  libvirt.on("reboot", (dom: { name: string }) => {
+    const key = keyOfDomain(dom.name);
+    if (!key) return;
+    reconciler.rebooted(key);
+    queue.add(key);
+  });
+  // What failed while libvirt was away deserves a fresh try now, not after its backoff.
+  libvirt.on("reconnected", () => {
+    for (const vm of vms.list()) queue.forget(keyOf(vm));
+  });
+}

@@ -1,0 +1,125 @@
+// Conditions that mean one thing: kstatus itself (upstream cli-utils and Flux's fork, the code
+// Flux and Argo CD-style tooling judge resources with) against live objects in each phase of
+// the README's condition table. Current = as the spec asks; InProgress = on its way;
+// Failed = cannot get there without the user.
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { ensureGuest, type Guest } from "../support/guest.ts";
+import { kstatus } from "../support/kstatus.ts";
+import { applyObject, getObject, startTestOperator, stopTestOperator } from "../support/operator.ts";
+import { kubectl, testNamespace } from "../support/stack.ts";
+
+let guest: Guest;
+let ns = "";
+
+function vmSpec(extra: Record<string, unknown> = {}) {
+  return {
+    hypervisor: "qemu",
+    memory: "128Mi",
+    cpu: { cores: 1 },
+    boot: { kernel: guest.kernel, initrd: guest.initrd, cmdline: "console=ttyS0 panic=-1" },
+    shutdown: { gracePeriodSeconds: 0 },
+    ...extra,
+  };
+}
+
+/** Waits until both kstatus builds say EXPECTED of the object (status converges). */
+async function expectKstatus(resource: string, name: string, expected: string, timeoutMs = 60_000) {
+  const deadline = Date.now() + timeoutMs;
+  let last = "";
+  while (Date.now() < deadline) {
+    const obj = await getObject<{ status?: unknown }>(resource, ns, name);
+    if (obj) {
+      const r = await kstatus(obj);
+      last = `upstream ${r.upstream.status} (${r.upstream.message}), flux ${r.flux.status} (${r.flux.message}); status ${JSON.stringify(obj.status)}`;
+      if (r.upstream.status === expected && r.flux.status === expected) return;
+    }
+    await sleep(500);
+  }
+  assert.fail(`${resource} ${name}: expected ${expected}; ${last}`);
+}
+
+before(async () => {
+  guest = await ensureGuest();
+  ns = await testNamespace("kstatus-e2e");
+  await startTestOperator();
+});
+
+after(async () => {
+  await kubectl([
+    "delete",
+    "vm,vmdisk,vmsnapshot,vmrestore,vmtemplate",
+    "--all",
+    "-n",
+    ns,
+    "--wait=true",
+    "--timeout=120s",
+  ]).catch(() => undefined);
+  await stopTestOperator();
+});
+
+const patch = (name: string, spec: Record<string, unknown>) =>
+  kubectl(["patch", "vm", name, "-n", ns, "--type=merge", "-p", JSON.stringify({ spec })]);
+
+describe("kstatus (upstream and Flux) on every kind, in every phase", () => {
+  it("VirtualMachine: running, restart required, paused, halted are Current", async () => {
+    await applyObject("VirtualMachine", ns, "vm", vmSpec());
+    await expectKstatus("virtualmachine", "vm", "Current");
+    await patch("vm", { description: "changed: applies at the next boot" });
+    await expectKstatus("virtualmachine", "vm", "Current");
+    const vm = await getObject<{ status: { conditions: Array<{ type: string; status: string }> } }>(
+      "virtualmachine",
+      ns,
+      "vm",
+    );
+    assert.equal(vm?.status.conditions.find((c) => c.type === "RestartRequired")?.status, "True");
+    await patch("vm", { paused: true });
+    await expectKstatus("virtualmachine", "vm", "Current");
+    await patch("vm", { paused: false, runStrategy: "Halted" });
+    await expectKstatus("virtualmachine", "vm", "Current");
+  });
+
+  it("VirtualMachine: unschedulable, failing to start, or from an unsupported source is Failed", async () => {
+    await applyObject("VirtualMachine", ns, "pinned", vmSpec({ nodeName: "no-such-node" }));
+    await applyObject(
+      "VirtualMachine",
+      ns,
+      "nokernel",
+      vmSpec({ boot: { kernel: "/nonexistent/vmlinuz", initrd: guest.initrd } }),
+    );
+    await applyObject("VirtualMachine", ns, "cloned", { ...vmSpec(), source: { template: "some-template" } });
+    await expectKstatus("virtualmachine", "pinned", "Failed");
+    await expectKstatus("virtualmachine", "nokernel", "Failed");
+    await expectKstatus("virtualmachine", "cloned", "Failed");
+  });
+
+  it("VMDisk and a VM waiting for it are InProgress; a usable disk Current; a failed one Failed", async () => {
+    await applyObject("VMDisk", ns, "clone", {
+      provisionedSize: "64Mi",
+      source: { disk: { name: "origin" } },
+    });
+    await applyObject(
+      "VirtualMachine",
+      ns,
+      "waiting",
+      vmSpec({ disks: [{ name: "clone", diskRef: { name: "clone" } }] }),
+    );
+    await expectKstatus("vmdisk", "clone", "InProgress");
+    await expectKstatus("virtualmachine", "waiting", "InProgress");
+    await applyObject("VMDisk", ns, "origin", { provisionedSize: "64Mi" });
+    await expectKstatus("vmdisk", "origin", "Current");
+    await expectKstatus("vmdisk", "clone", "Current");
+    await applyObject("VMDisk", ns, "too-large", { provisionedSize: "1Ei", format: "qcow2" });
+    await expectKstatus("vmdisk", "too-large", "Failed");
+  });
+
+  it("VMSnapshot, VMRestore and VMTemplate, which nothing acts on yet, are Failed (NotSupported)", async () => {
+    await applyObject("VMSnapshot", ns, "snap", { vmName: "vm" });
+    await applyObject("VMRestore", ns, "restore", { vmName: "vm", snapshotName: "snap" });
+    await applyObject("VMTemplate", ns, "tpl", { template: { memory: "128Mi" } });
+    await expectKstatus("vmsnapshot", "snap", "Failed");
+    await expectKstatus("vmrestore", "restore", "Failed");
+    await expectKstatus("vmtemplate", "tpl", "Failed");
+  });
+});

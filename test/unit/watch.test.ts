@@ -1,0 +1,52 @@
+import assert from "node:assert/strict";
+import { EventEmitter } from "node:events";
+import { describe, it } from "node:test";
+import type { KubernetesObject } from "@kubernetes/client-node";
+import { intentOf, type WatchVerb, watchOwn } from "../../src/runtime/watch.ts";
+
+function obj(
+  generation: number,
+  annotations: Record<string, string> = {},
+  extra: object = {},
+): KubernetesObject {
+  return { metadata: { name: "v", namespace: "ns", generation, annotations, ...extra } };
+}
+
+class FakeInformer extends EventEmitter {
+  emitVerb(verb: WatchVerb, o: KubernetesObject) {
+    this.emit(verb, o);
+  }
+}
+
+describe("watchOwn", () => {
+  it("forgets a key's backoff only when the user's intent changes", () => {
+    const calls: string[] = [];
+    const informer = new FakeInformer();
+    watchOwn(informer, { add: (k) => calls.push(`add ${k}`), forget: (k) => calls.push(`forget ${k}`) });
+    informer.emitVerb("add", obj(1));
+    // Our own status write, labels, finalizers: same intent.
+    informer.emitVerb("update", obj(1, { "example.com/other": "x" }));
+    informer.emitVerb("update", obj(2)); // spec changed
+    informer.emitVerb("update", obj(2, { "vm.libvirt-operator.io/stop-requested-at": "t1" }));
+    informer.emitVerb("update", obj(2, { "vm.libvirt-operator.io/stop-requested-at": "t1" }));
+    informer.emitVerb("update", obj(2, {}, { deletionTimestamp: new Date(0) }));
+    informer.emitVerb("delete", obj(2));
+    assert.deepEqual(calls, [
+      "add ns/v",
+      "add ns/v",
+      "forget ns/v",
+      "forget ns/v",
+      "add ns/v",
+      "forget ns/v",
+      "forget ns/v",
+    ]);
+  });
+
+  it("intent ignores annotations that are not requests", () => {
+    assert.equal(intentOf(obj(1, { a: "1" })), intentOf(obj(1, { a: "2" })));
+    assert.notEqual(
+      intentOf(obj(1)),
+      intentOf(obj(1, { "vm.libvirt-operator.io/restart-requested-at": "now" })),
+    );
+  });
+});
