@@ -15,7 +15,7 @@ NODE_TEST := node --test --test-concurrency=1 \
 .PHONY: help setup deps local local-down generate check-generated lint test test-unit test-integration bench-libvirt bench soak
 
 help:
-	@echo "make local       start the local stack (etcd, kube-apiserver, libvirtd, …) on loopback"
+	@echo "make local       start the local stack (etcd, kube-apiserver, controller-manager, scheduler, libvirtd, …) on loopback"
 	@echo "make local-down  stop what make local started"
 	@echo "make test        install what is missing and run every test"
 	@echo "make generate    regenerate crds/ and the chart's CRDs from src/api"

@@ -2,8 +2,7 @@
 // the checker that scripts/setup/kstatus.sh builds: GitOps tools judge our resources with this
 // Go code, so tests ask it rather than re-implementing its rules.
 import { access, constants } from "node:fs/promises";
-import { join } from "node:path";
-import { CACHE_BIN, run } from "../../src/cmd/local/tools.ts";
+import { cachedBinary, run } from "../../src/cmd/local/tools.ts";
 
 export interface KstatusVerdict {
   status: string;
@@ -18,8 +17,7 @@ export interface KstatusResult {
   flux: KstatusVerdict;
 }
 
-// Not cachedBinary(): its name list is for the kube binaries; this one lives beside them.
-export const KSTATUS_BIN = join(CACHE_BIN, "kstatus");
+export const KSTATUS_BIN = cachedBinary("kstatus");
 
 /** kstatus' verdicts on each object, in input order. */
 export async function kstatusMany(objs: readonly unknown[], timeoutMs = 30_000): Promise<KstatusResult[]> {

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import type { Pki } from "./certs.ts";
 import { httpOk, type KubePorts, writeKubeconfig } from "./kube.ts";
 import { startDaemon, waitUntil } from "./processes.ts";
-import { CACHE_BIN } from "./tools.ts";
+import { cachedBinary } from "./tools.ts";
 
 export const CONTROLLER_MANAGER = "kube-controller-manager";
 export const SCHEDULER = "kube-scheduler";
@@ -36,7 +36,7 @@ export function componentKubeconfig(stateDir: string, component: string): string
 
 /** One of the two: its daemon name, HTTPS port, client-and-serving certificate, own flags. */
 interface Component {
-  name: string;
+  name: "kube-controller-manager" | "kube-scheduler";
   port: number;
   cert: string;
   key: string;
@@ -67,7 +67,7 @@ async function startComponent(stateDir: string, ports: KubePorts, pki: Pki, c: C
   await writeKubeconfig(kubeconfig, ports, pki, { name: `system:${c.name}`, cert: c.cert, key: c.key });
   return startDaemon(stateDir, {
     name: c.name,
-    command: join(CACHE_BIN, c.name),
+    command: cachedBinary(c.name),
     args: [
       `--kubeconfig=${kubeconfig}`,
       // Authentication and authorization of requests to its own HTTPS port go to the API server

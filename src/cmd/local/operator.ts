@@ -70,6 +70,28 @@ export async function startAgent(stateDir: string, kubeconfig: string, options: 
   });
 }
 
+/** Starts the controller (unless its daemon already runs) and waits until it is ready. */
+export async function startController(
+  stateDir: string,
+  kubeconfig: string,
+  podName: string,
+  metricsPort: number,
+): Promise<void> {
+  await ensureOperatorNamespace(kubeconfig);
+  const pid = await startDaemon(stateDir, {
+    name: "controller",
+    command: process.execPath,
+    args: [join(REPO_ROOT, "src", "cmd", "controller.ts")],
+    env: { ...operatorEnv(kubeconfig), METRICS_PORT: String(metricsPort), POD_NAME: podName },
+  });
+  await waitUntil("controller", () => ready(metricsPort), {
+    timeoutMs: 60_000,
+    stateDir,
+    daemon: "controller",
+    pid,
+  });
+}
+
 export async function startOperator(
   stateDir: string,
   kubeconfig: string,
@@ -77,26 +99,13 @@ export async function startOperator(
   ports: OperatorPorts,
 ): Promise<void> {
   await ensureOperatorNamespace(kubeconfig);
-  const controllerPid = await startDaemon(stateDir, {
-    name: "controller",
-    command: process.execPath,
-    args: [join(REPO_ROOT, "src", "cmd", "controller.ts")],
-    env: {
-      ...operatorEnv(kubeconfig),
-      METRICS_PORT: String(ports.controllerMetrics),
-      POD_NAME: `local-${nodeName}`,
-    },
-  });
-  await startAgent(stateDir, kubeconfig, {
-    daemon: "agent",
-    nodeName,
-    metricsPort: ports.agentMetrics,
-    libvirtUri: "qemu:///system",
-  });
-  await waitUntil("controller", () => ready(ports.controllerMetrics), {
-    timeoutMs: 60_000,
-    stateDir,
-    daemon: "controller",
-    pid: controllerPid,
-  });
+  await Promise.all([
+    startController(stateDir, kubeconfig, `local-${nodeName}`, ports.controllerMetrics),
+    startAgent(stateDir, kubeconfig, {
+      daemon: "agent",
+      nodeName,
+      metricsPort: ports.agentMetrics,
+      libvirtUri: "qemu:///system",
+    }),
+  ]);
 }

@@ -11,7 +11,16 @@ export const CACHE_DIR = process.env.LIBVIRT_OPERATOR_CACHE ?? join(homedir(), "
 export const CACHE_BIN = join(CACHE_DIR, "bin");
 
 /** Path of a binary built by scripts/setup/kube-binaries.sh. */
-export function cachedBinary(name: "etcd" | "kube-apiserver" | "kubectl" | "helm"): string {
+export type CachedBinary =
+  | "etcd"
+  | "kube-apiserver"
+  | "kube-controller-manager"
+  | "kube-scheduler"
+  | "kubectl"
+  | "helm"
+  | "kstatus";
+
+export function cachedBinary(name: CachedBinary): string {
   return join(CACHE_BIN, name);
 }
 
