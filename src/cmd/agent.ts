@@ -22,7 +22,7 @@ import { NodeVmReconciler } from "../controllers/node/vm-reconciler.ts";
 import { watchNodeVms } from "../controllers/node/vm-watches.ts";
 import { offerTestDriverDomains, parseCapabilities } from "../hypervisor/capabilities.ts";
 import { parseOwnership } from "../hypervisor/domain/xml.ts";
-import { DomainXmlFlags, LibvirtClient } from "../hypervisor/libvirt/index.ts";
+import { DomainXmlFlags, LibvirtClient, unlessNotFound } from "../hypervisor/libvirt/index.ts";
 import { fitTestDriver } from "../hypervisor/test-driver.ts";
 import { connectKube, kindInformer, startInformerSynced } from "../runtime/kube.ts";
 import { createLogger } from "../runtime/logging.ts";
@@ -126,7 +126,9 @@ async function main() {
 
   // Domains of ours whose VM is gone (deleted while the agent was down) get reconciled too.
   for (const dom of await libvirt.listAllDomains()) {
-    const owner = parseOwnership(await libvirt.domainXml(dom, DomainXmlFlags.Inactive));
+    // A domain undefined since the list was taken is simply gone.
+    const xml = await unlessNotFound(libvirt.domainXml(dom, DomainXmlFlags.Inactive));
+    const owner = xml ? parseOwnership(xml) : undefined;
     if (owner?.cluster === clusterId) queue.add(`${owner.namespace}/${owner.name}`);
   }
   await runNodePublisher(kube, libvirt, {

@@ -188,7 +188,8 @@ export async function stopTestNodes(nodes: readonly TestNode[]): Promise<void> {
 
 /**
  * The VMs (namespace/name) whose domains the node's agent sees on its libvirt connection, from
- * the per-VM series it exports for every domain in libvirt's statistics. This is the only view
+ * the per-VM series it exports for every domain in libvirt's statistics (as fresh as its
+ * STATISTICS_INTERVAL_SECONDS, taken from this process's environment). This is the only view
  * from outside: virsh or a LibvirtClient on the node's URI would open a hypervisor of its own.
  */
 export async function domainsOn(node: TestNode): Promise<Set<string>> {
