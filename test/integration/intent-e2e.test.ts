@@ -62,7 +62,11 @@ describe("a user's intent (TCG guests, 180 s grace periods)", () => {
     await patchSpec("stop-early", { runStrategy: "Halted" });
     const vm = await waitForVm(ns, "stop-early", isPrintable("Stopped"), "Stopped", 30_000);
     process.stderr.write(`    stopped ${since(asked)} s after the stop was asked\n`);
-    assert.doesNotMatch(vm?.status?.lastOperation?.message ?? "", /forced/, "an ACPI shutdown, not a forced off");
+    assert.doesNotMatch(
+      vm?.status?.lastOperation?.message ?? "",
+      /forced/,
+      "an ACPI shutdown, not a forced off",
+    );
     // Stopped as asked: Ready (Flux and Argo CD must not wait on it forever).
     assert.equal(readyCondition(vm)?.status, "True");
   });
