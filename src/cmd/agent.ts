@@ -6,7 +6,7 @@
 //        source.image may name node files), IMAGE_IMPORT_BLOCKED_NETWORKS (CIDRs source.image
 //        URLs may not reach; default link-local), LIBVIRT_TEST_DRIVER ("true": tests and
 //        benchmarks on libvirt's test driver, see offerTestDriverDomains; never in the chart),
-//        STUCK_WORKER_SECONDS (liveness fails when a reconcile runs longer; default 1800),
+//        STUCK_WORKER_SECONDS (liveness fails when a reconcile runs longer; default 8 h),
 //        LIBVIRT_UNREACHABLE_SECONDS (liveness fails when libvirt is away longer; default 120)
 import { mkdir } from "node:fs/promises";
 import { hostname } from "node:os";
@@ -22,6 +22,7 @@ import { NodeVmReconciler } from "../controllers/node/vm-reconciler.ts";
 import { watchNodeVms } from "../controllers/node/vm-watches.ts";
 import { offerTestDriverDomains, parseCapabilities } from "../hypervisor/capabilities.ts";
 import { parseOwnership } from "../hypervisor/domain/xml.ts";
+import { overdueBy } from "../hypervisor/libvirt/deadlines.ts";
 import { DomainXmlFlags, LibvirtClient, unlessNotFound } from "../hypervisor/libvirt/index.ts";
 import { fitTestDriver } from "../hypervisor/test-driver.ts";
 import { connectKube, kindInformer, startInformerSynced } from "../runtime/kube.ts";
@@ -36,9 +37,11 @@ const namespace = process.env.POD_NAMESPACE ?? "libvirt-operator";
 const libvirtUri = process.env.LIBVIRT_URI ?? "qemu:///system";
 const consoleLogDir = process.env.CONSOLE_LOG_DIR ?? "/var/log/libvirt/qemu";
 const port = Number(process.env.METRICS_PORT ?? 9091);
-// Liveness: a reconcile running longer than this holds a stuck call (every call has a
-// deadline; the longest, an image import, is bounded by its minimum throughput).
-const stuckWorkerMs = Number(process.env.STUCK_WORKER_SECONDS ?? 1800) * 1000;
+// Liveness: a reconcile running longer than this is stuck. Every call in it has a deadline
+// (the longest class, a volume copy, allows 6 h; an import must keep a minimum throughput),
+// so the default is beyond any legitimate one; calls past their own deadline are caught sooner.
+const stuckWorkerMs = Number(process.env.STUCK_WORKER_SECONDS ?? 8 * 3600) * 1000;
+const OVERDUE_SLACK_MS = 30_000;
 const libvirtUnreachableMs = Number(process.env.LIBVIRT_UNREACHABLE_SECONDS ?? 120) * 1000;
 const statisticsIntervalMs = Number(process.env.STATISTICS_INTERVAL_SECONDS ?? 60) * 1000;
 const defaultPool = {
@@ -111,6 +114,9 @@ async function main() {
     const lost = libvirt.disconnectedSince();
     if (lost !== undefined && Date.now() - lost > libvirtUnreachableMs)
       return `libvirt (${libvirtUri}) unreachable for ${Math.round((Date.now() - lost) / 1000)}s`;
+    // A call is rejected at its deadline; one still waiting well past it means a stuck loop.
+    const overdue = libvirt.inFlight().find((c) => overdueBy(c) > OVERDUE_SLACK_MS);
+    if (overdue) return `libvirt call ${overdue.procedure} is past its deadline of ${overdue.deadlineMs} ms`;
     return stuck();
   };
   const server = await startHttpServer(port, registry, () => ready && libvirt.connected, live);

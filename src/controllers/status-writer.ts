@@ -2,8 +2,11 @@
 // only when applying them would change something (steady state writes nothing). Which writer
 // owns which field is listed in the README ("Who writes what").
 import type { KindDefinition } from "../api/kind.ts";
-import { applyStatus, type Kube } from "../runtime/kube.ts";
+import { applyStatus, httpStatus, type Kube } from "../runtime/kube.ts";
 import { CONDITIONS_RULE, type ListMapRule, ownedStatusChanged } from "./status-diff.ts";
+
+/** The controller's word on where an object stands until its node agent reports; yields to the agent. */
+export const STANDING_FIELD_MANAGER = "libvirt-operator-controller-standing";
 
 export interface StatusWriterOptions {
   kind: KindDefinition;
@@ -15,6 +18,11 @@ export interface StatusWriterOptions {
   owns?: readonly string[];
   /** List-map fields (conditions by type are one). */
   listMaps?: Record<string, ListMapRule>;
+  /**
+   * Yield to other writers: a field another manager holds with another value is left to it
+   * (the write is skipped) instead of taken over.
+   */
+  yieldToOthers?: boolean;
 }
 
 type Writable = { metadata: { name: string; namespace?: string }; status?: unknown };
@@ -34,7 +42,12 @@ export class StatusWriter {
     const fields = this.o.owns ?? Object.keys(status);
     if (!ownedStatusChanged(obj.status as Record<string, unknown> | undefined, status, fields, listMaps))
       return false;
-    await applyStatus(this.kube, this.o.kind, obj, this.o.fieldManager, status);
+    try {
+      await applyStatus(this.kube, this.o.kind, obj, this.o.fieldManager, status, !this.o.yieldToOthers);
+    } catch (err) {
+      if (this.o.yieldToOthers && httpStatus(err) === 409) return false;
+      throw err;
+    }
     return true;
   }
 }

@@ -80,7 +80,8 @@ function address(def: KindDefinition, obj: { metadata: { name: string; namespace
 
 /**
  * Server-side apply of STATUS on the status subresource as FIELD_MANAGER. Fields this manager
- * set before and leaves out now are removed; fields of other managers stay.
+ * set before and leaves out now are removed; fields of other managers stay. Without FORCE, a
+ * field another manager set to another value is a conflict (HTTP 409) and nothing is written.
  */
 export async function applyStatus(
   kube: Kube,
@@ -88,12 +89,13 @@ export async function applyStatus(
   obj: { metadata: { name: string; namespace?: string } },
   fieldManager: string,
   status: Record<string, unknown>,
+  force = true,
 ): Promise<void> {
   await kube.custom.patchNamespacedCustomObjectStatus(
     {
       ...address(def, obj),
       fieldManager,
-      force: true,
+      force,
       body: {
         apiVersion: `${GROUP}/${VERSION}`,
         kind: def.kind,
@@ -137,7 +139,8 @@ export async function removeFinalizer(kube: Kube, def: KindDefinition, obj: AnyO
 
 /**
  * True only when the API server says the object with this uid no longer exists (a cache may
- * lag; only this lets a guest or volume be destroyed).
+ * lag; only this lets a guest or volume be destroyed). Throws when the API server does not
+ * answer.
  */
 export async function objectGone(
   kube: Kube,
@@ -150,8 +153,23 @@ export async function objectGone(
     )) as AnyObject;
     return current.metadata.uid !== owner.uid;
   } catch (err) {
-    return httpStatus(err) === 404;
+    if (httpStatus(err) === 404) return true;
+    throw err; // not an answer: the caller retries with backoff, never destroys on a guess
   }
+}
+
+/**
+ * A failure that retrying may fix without the user (a deadline hit, a dropped connection, a
+ * busy or conflicting API server): reported as Reconciling, not Stalled.
+ */
+export function isTransient(err: unknown): boolean {
+  const name = (err as { name?: string })?.name;
+  if (name === "CallTimeoutError" || name === "ConnectionClosedError" || name === "KubeRequestTimeoutError")
+    return true;
+  const status = httpStatus(err);
+  if (status !== undefined) return status === 409 || status === 429 || status >= 500;
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === "string" && ["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE"].includes(code);
 }
 
 /** HTTP status of a client-node API error, if it is one. */
@@ -162,8 +180,17 @@ export function httpStatus(err: unknown): number | undefined {
 
 export type EventType = "Normal" | "Warning";
 
-/** Events recorded lately, by object, type, reason and message: repeats only count. */
-const recentEvents = new Map<string, { name: string; namespace: string; count: number; at: number }>();
+/**
+ * Events recorded lately, by object, type, reason and message: repeats only count. Work on
+ * one entry is chained, so a burst of repeats creates one Event and raises its count in order.
+ */
+interface RecentEvent {
+  name?: string;
+  count: number;
+  at: number;
+  chain: Promise<void>;
+}
+const recentEvents = new Map<string, RecentEvent>();
 const EVENT_CORRELATION_MS = 30 * 60_000;
 const RECENT_EVENTS_MAX = 4096;
 
@@ -172,7 +199,7 @@ const RECENT_EVENTS_MAX = 4096;
  * (as a retried failure gives) raises the existing Event's count, as kubectl's "(x5 over
  * 3m)" shows, instead of creating another. Never throws.
  */
-export async function recordEvent(
+export function recordEvent(
   kube: Kube,
   component: string,
   obj: AnyObject,
@@ -180,25 +207,33 @@ export async function recordEvent(
   reason: string,
   message: string,
 ): Promise<void> {
-  const now = new Date();
+  const now = Date.now();
   const text = message.slice(0, 1024);
   const namespace = obj.metadata.namespace ?? "default";
   const id = `${obj.metadata.uid ?? keyOf(obj)}|${type}|${reason}|${text}`;
   const seen = recentEvents.get(id);
-  if (seen && now.getTime() - seen.at < EVENT_CORRELATION_MS) {
+  if (seen && now - seen.at < EVENT_CORRELATION_MS) {
     seen.count++;
-    seen.at = now.getTime();
-    const patched = await kube.core
-      .patchNamespacedEvent(
-        { name: seen.name, namespace: seen.namespace, body: { count: seen.count, lastTimestamp: now } },
-        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
-      )
-      .then(() => true)
-      .catch(() => false);
-    if (patched) return;
-    recentEvents.delete(id); // expired or deleted meanwhile: record it anew
+    seen.at = now;
+    seen.chain = seen.chain.then(async () => {
+      if (!seen.name) return; // its creation failed; this repeat is dropped
+      const count = seen.count;
+      await kube.core
+        .patchNamespacedEvent(
+          { name: seen.name, namespace, body: { count, lastTimestamp: new Date(seen.at) } },
+          setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+        )
+        .catch((err) => {
+          // Expired or deleted meanwhile: the next repeat records it anew.
+          if (httpStatus(err) === 404) recentEvents.delete(id);
+        });
+    });
+    return seen.chain;
   }
-  const created = await kube.core
+  if (recentEvents.size >= RECENT_EVENTS_MAX) recentEvents.delete(recentEvents.keys().next().value ?? "");
+  const entry: RecentEvent = { count: 1, at: now, chain: Promise.resolve() };
+  recentEvents.set(id, entry);
+  entry.chain = kube.core
     .createNamespacedEvent({
       namespace,
       body: {
@@ -217,17 +252,19 @@ export async function recordEvent(
         source: { component },
         reportingComponent: component,
         reportingInstance: process.env.NODE_NAME ?? process.env.POD_NAME ?? component,
-        firstTimestamp: now,
-        lastTimestamp: now,
+        firstTimestamp: new Date(now),
+        lastTimestamp: new Date(now),
         eventTime: undefined,
         count: 1,
       },
     })
-    .catch(() => undefined);
-  const name = created?.metadata?.name;
-  if (!name) return;
-  if (recentEvents.size >= RECENT_EVENTS_MAX) recentEvents.delete(recentEvents.keys().next().value ?? "");
-  recentEvents.set(id, { name, namespace, count: 1, at: now.getTime() });
+    .then((created) => {
+      entry.name = created.metadata?.name;
+    })
+    .catch(() => {
+      recentEvents.delete(id);
+    });
+  return entry.chain;
 }
 
 /**

@@ -170,6 +170,7 @@ export class WorkQueue {
    * object, or it was deleted; a backed-off key must not hold either).
    */
   forget(key: string): void {
+    if (this.stopped) return;
     this.failures.delete(key);
     this.lastErrors.delete(key);
     const pending = this.timers.get(key);
@@ -242,7 +243,7 @@ export class WorkQueue {
       this.processing.delete(key);
       this.running--;
       // Added while it ran: run it again now that the previous run is done.
-      if (this.dirty.has(key) && !this.queue.includes(key)) this.queue.push(key);
+      if (!this.stopped && this.dirty.has(key) && !this.queue.includes(key)) this.queue.push(key);
       this.pump();
       if (this.running === 0 && this.queue.length === 0) {
         for (const w of this.idleWaiters.splice(0)) w();
@@ -254,6 +255,10 @@ export class WorkQueue {
     const message = err instanceof Error ? err.message : String(err);
     const repeated = this.lastErrors.get(key) === message;
     this.lastErrors.set(key, message);
+    if (this.stopped) {
+      this.opts.onError?.(key, err, { attempt: (this.failures.get(key) ?? 0) + 1, repeated });
+      return;
+    }
     if (this.resetWhileRunning.has(key)) {
       // The object changed while this attempt ran: the next attempt is a fresh one, now.
       this.failures.delete(key);

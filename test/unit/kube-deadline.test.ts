@@ -73,7 +73,7 @@ describe("Kubernetes API request deadline", () => {
       error.message,
       "Kubernetes API request GET /api/v1/namespaces got no complete answer within 300 ms",
     );
-    assert.ok(ms >= 290 && ms < 1500, `${ms} ms`);
+    assert.ok(ms >= 290 && ms < 5000, `${ms} ms`);
   });
 
   it("covers the body too: headers then silence still fail", T, async () => {
@@ -84,7 +84,7 @@ describe("Kubernetes API request deadline", () => {
     const core = makeApiClientWithDeadline(kubeConfig(server), CoreV1Api, 300);
     const { ms, error } = await failure(core.listNamespace());
     assert.ok(error instanceof KubeRequestTimeoutError, String(error));
-    assert.ok(ms >= 290 && ms < 1500, `${ms} ms`);
+    assert.ok(ms >= 290 && ms < 5000, `${ms} ms`);
   });
 
   it("lets a healthy server answer, with client-node's own authentication and User-Agent", T, async () => {
@@ -116,7 +116,7 @@ describe("Kubernetes API request deadline", () => {
         kube.custom.listClusterCustomObject({ group: "g.example", version: "v1", plural: "things" }),
       );
       assert.ok(error instanceof KubeRequestTimeoutError, String(error));
-      assert.ok(ms >= 240 && ms < 1500, `${ms} ms`);
+      assert.ok(ms >= 240 && ms < 5000, `${ms} ms`);
       await assert.rejects(kube.coordination.listLeaseForAllNamespaces(), KubeRequestTimeoutError);
       await assert.rejects(kube.core.listNode(), KubeRequestTimeoutError);
     } finally {

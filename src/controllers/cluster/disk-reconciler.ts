@@ -11,7 +11,7 @@ import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
 import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
 import { type Condition, standingConditions, writerConditions } from "../conditions.ts";
 import { CAPACITY_ANNOTATION, heartbeatFresh, NODE_ENABLED_LABEL, parseCapacity } from "../node-facts.ts";
-import { StatusWriter } from "../status-writer.ts";
+import { STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
 import {
   type DiskNodeView,
   diskHolders,
@@ -75,10 +75,16 @@ export class ClusterDiskReconciler {
   private readonly blockedMessages = new Map<string, string>();
 
   private readonly status: StatusWriter;
+  private readonly standing: StatusWriter;
 
   constructor(options: ClusterDiskReconcilerOptions) {
     this.o = options;
     this.status = new StatusWriter(options.kube, { kind: VMDiskKind, fieldManager: FIELD_MANAGER });
+    this.standing = new StatusWriter(options.kube, {
+      kind: VMDiskKind,
+      fieldManager: STANDING_FIELD_MANAGER,
+      yieldToOthers: true,
+    });
   }
 
   /** Disks a VM uses or used before (they must look again at who holds them). */
@@ -163,21 +169,24 @@ export class ClusterDiskReconciler {
     }
     await this.holdAndLabel(disk, node, holders.length > 0);
     const inUse = this.inUseCondition(key, disk, holders, log);
-    // Until the node agent reports (its phase), the controller says where the disk stands.
-    const standing =
-      disk.status?.phase !== undefined
-        ? []
-        : standingConditions(
-            scheduled.reason === "Unschedulable"
-              ? { state: "stalled", reason: "Unschedulable", message: scheduled.message }
-              : { state: "reconciling", reason: scheduled.reason, message: scheduled.message },
-          );
     await this.status.write(disk, {
-      ...(disk.status?.phase === undefined ? { observedGeneration: disk.metadata.generation ?? 0 } : {}),
       ...(node ? { nodeName: node } : {}),
       attachedTo: holders,
-      conditions: this.conditions(disk, [scheduled, inUse, ...standing]),
+      conditions: this.conditions(disk, [scheduled, inUse]),
     });
+    // Until the node agent reports (its phase), where the disk stands is said here, by a
+    // manager that yields to the agent (a stale cache cannot overwrite the agent's word).
+    if (disk.status?.phase === undefined) {
+      const standing = standingConditions(
+        scheduled.reason === "Unschedulable"
+          ? { state: "stalled", reason: "Unschedulable", message: scheduled.message }
+          : { state: "reconciling", reason: scheduled.reason, message: scheduled.message },
+      );
+      await this.standing.write(disk, {
+        observedGeneration: disk.metadata.generation ?? 0,
+        conditions: this.conditions(disk, standing),
+      });
+    }
     return retry ? { requeueAfterMs: retry } : undefined;
   }
 

@@ -26,7 +26,7 @@ import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
 import { type Condition, standingConditions, writerConditions } from "../conditions.ts";
 import { CAPACITY_ANNOTATION, heartbeatFresh, NODE_ENABLED_LABEL, parseCapacity } from "../node-facts.ts";
 import { CONDITIONS_RULE } from "../status-diff.ts";
-import { StatusWriter } from "../status-writer.ts";
+import { STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
 import { namesDisk, nodeOfVmDisks } from "./disk-placement.ts";
 import type { PlacementBook } from "./disk-reconciler.ts";
 import { assignAddresses } from "./ipam.ts";
@@ -90,9 +90,15 @@ export class ClusterVmReconciler {
   private readonly reservedAddresses = new Map<string, Array<{ network: string; ip: string }>>();
 
   private readonly status: StatusWriter;
+  private readonly standing: StatusWriter;
 
   constructor(options: ClusterVmReconcilerOptions) {
     this.o = options;
+    this.standing = new StatusWriter(options.kube, {
+      kind: VirtualMachineKind,
+      fieldManager: STANDING_FIELD_MANAGER,
+      yieldToOthers: true,
+    });
     this.status = new StatusWriter(options.kube, {
       kind: VirtualMachineKind,
       fieldManager: CONTROLLER_FIELD_MANAGER,
@@ -144,6 +150,7 @@ export class ClusterVmReconciler {
         await this.labelAndHold(vm, placedOn);
       }
       await this.applyIfChanged(vm, this.placedStatus(vm, placedOn));
+      await this.awaitingAgent(vm, placedOn);
       if (vm.metadata.labels?.[NODE_LABEL] === placedOn) this.assumed.delete(key);
       return undefined;
     }
@@ -204,6 +211,7 @@ export class ClusterVmReconciler {
     // Label and finalizer first (guarded by the cached resourceVersion), then status by apply.
     await this.labelAndHold(vm, result.node);
     await this.applyIfChanged(vm, this.placedStatus(vm, result.node));
+    await this.awaitingAgent(vm, result.node);
     log.info({ node: result.node }, "VM placed");
     void recordEvent(
       this.o.kube,
@@ -254,24 +262,33 @@ export class ClusterVmReconciler {
     });
   }
 
+  /**
+   * Until the node agent reports (its domainName), the VM is said to be on its way, so Flux
+   * and Argo CD never take a VM nobody has looked at yet for ready. Written by a manager of
+   * its own that yields: once the agent holds these conditions, a stale cache here cannot
+   * overwrite them.
+   */
+  private async awaitingAgent(vm: Vm, node: string) {
+    if (vm.status?.domainName) return;
+    await this.standing.write(vm, {
+      observedGeneration: vm.metadata.generation ?? 0,
+      conditions: this.conditions(
+        vm,
+        standingConditions({
+          state: "reconciling",
+          reason: "Scheduled",
+          message: `placed on node ${node}; waiting for its node agent`,
+        }),
+      ),
+    });
+  }
+
   private placedStatus(vm: Vm, node: string): Record<string, unknown> {
-    // Until the node agent reports (its domainName), the controller says the VM is on its way,
-    // so Flux and Argo CD never take a VM nobody has looked at yet for ready. The agent's
-    // own apply takes these conditions over; the controller then leaves them out.
-    const awaitingAgent = !vm.status?.domainName;
     const conditions = this.conditions(vm, [
       { type: "Scheduled", status: "True", reason: "Scheduled", message: `placed on node ${node}` },
-      ...(awaitingAgent
-        ? standingConditions({
-            state: "reconciling",
-            reason: "Scheduled",
-            message: `placed on node ${node}; waiting for its node agent`,
-          })
-        : []),
       ...snapshotPolicyCondition(vm),
     ]);
     return {
-      ...(awaitingAgent ? { observedGeneration: vm.metadata.generation ?? 0 } : {}),
       nodeName: node,
       uuid: vm.status?.uuid ?? vm.spec.uuid ?? randomUUID(),
       interfaces: this.interfaces(vm, node),

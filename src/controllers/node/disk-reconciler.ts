@@ -25,6 +25,7 @@ import {
 import {
   type AnyObject,
   describeError,
+  isTransient,
   type Kube,
   recordEvent,
   removeFinalizer,
@@ -147,6 +148,7 @@ export class NodeDiskReconciler {
       if (!vol) return { requeueAfterMs: RETRY_MS };
     }
     mem.complete = true;
+    mem.failedOperation = undefined;
 
     let info = await this.o.libvirt.volumeInfo(vol);
     const path = await this.o.libvirt.volumePath(vol);
@@ -357,13 +359,16 @@ export class NodeDiskReconciler {
     const message = describeError(err);
     const reason = err instanceof ImageSourceError ? "ImportFailed" : "VolumeFailed";
     mem.phase = "Illegal";
-    const same = mem.lastOperation?.phase === "Failed" && mem.lastOperation.message === message;
-    if (!same) {
+    if (mem.failedOperation?.message === message) {
+      mem.lastOperation = mem.failedOperation; // the same failure again: status stays as it was
+    } else {
       mem.lastOperation = finished(mem.lastOperation, "Failed", message);
+      mem.failedOperation = mem.lastOperation;
       log.warn({ err: message }, "volume operation failed");
     }
     void this.event(disk, "Warning", reason, message);
-    await this.report(disk, mem, { failure: { reason, message } }).catch(() => undefined);
+    const failure = { reason, message, ...(isTransient(err) ? { transient: true } : {}) };
+    await this.report(disk, mem, { failure }).catch(() => undefined);
     throw err;
   }
 
@@ -381,6 +386,9 @@ export class NodeDiskReconciler {
   }
 
   private async report(disk: Disk, mem: DiskMemory, seen: VolumeSeen) {
+    // Retrying a failed create: its steps (Creating, Locked) are not news until it succeeds.
+    const phase = seen.phase ?? mem.phase;
+    if (mem.failedOperation && !seen.failure && phase !== "Ready" && phase !== "Resizing") return;
     await this.status.write(disk, agentDiskStatus(disk, mem, seen, new Date()));
   }
 

@@ -28,6 +28,8 @@ export interface DiskMemory {
   progress?: number;
   /** The volume was created (or found complete) by this process: never recreate it. */
   complete: boolean;
+  /** The last failed operation while creating: retries that fail the same way show it as it was. */
+  failedOperation?: LastOperation;
 }
 
 /** What a reconcile saw of the volume (all optional: a report may know little). */
@@ -39,7 +41,7 @@ export interface VolumeSeen {
   info?: { capacity: number; allocation: number };
   shared?: boolean;
   waiting?: string;
-  failure?: { reason: string; message: string };
+  failure?: { reason: string; message: string; transient?: boolean };
 }
 
 export function agentDiskStatus(
@@ -56,7 +58,11 @@ export function agentDiskStatus(
   const path = seen.path ?? prev.path;
   // Ready: usable; Stalled: cannot become usable without the user; else on its way.
   const standing: Standing = seen.failure
-    ? { state: "stalled", reason: seen.failure.reason, message: seen.failure.message }
+    ? {
+        state: seen.failure.transient ? "reconciling" : "stalled",
+        reason: seen.failure.reason,
+        message: seen.failure.message,
+      }
     : ready
       ? { state: "ready", reason: phase, message: `volume ${path ?? ""} is usable` }
       : {

@@ -90,7 +90,7 @@ export class StatsCollector {
     });
     this.ready = new Gauge({
       name: "libvirt_operator_vm_ready",
-      help: "1 when the VM runs as its spec says (Ready condition), else 0",
+      help: "1 when the VM is as its spec asks — running, paused or stopped (Ready condition), else 0",
       labelNames: LABELS,
       registers,
     });

@@ -17,6 +17,13 @@ export const PausedReason = { User: 1, ShuttingDown: 8, Crashed: 10 } as const;
  * pressed again this often until the grace period ends: one press during boot is lost.
  */
 export const REPRESS_MS = 5_000;
+/** A guest that crashes this soon after starting is crash-looping: its next start waits. */
+export const QUICK_CRASH_MS = 120_000;
+
+/** How long a crash-looping guest waits before start N+1: 10 s doubling to 5 min. */
+export function crashLoopDelay(quickCrashes: number): number {
+  return Math.min(300_000, 10_000 * 2 ** quickCrashes);
+}
 
 export interface DomainObservation {
   state: number;
@@ -35,6 +42,14 @@ export interface PowerProgress {
   powerCycle?: boolean;
   /** The Manual start/stop request already carried out ("start@<value>", "stop@<value>"). */
   powerRequestHandled?: string;
+  /** When the user called a stop off: a power-off our press still causes is started again. */
+  stopCancelledAt?: number;
+  /** When the agent last started the domain. */
+  lastStartAt?: number;
+  /** When a crash (or a guest needing a reset) was first seen, until the next start. */
+  crashSeenAt?: number;
+  /** Crashes in a row, each soon after its start (crash-loop backoff). */
+  quickCrashes?: number;
 }
 
 export type PowerAction =
@@ -49,6 +64,8 @@ export type PowerAction =
   | { type: "reboot"; value: string }
   | { type: "reset"; why: "grace-expired" }
   | { type: "wait-reboot"; remainingMs: number }
+  /** A crash-looping guest waits before it is started again. */
+  | { type: "wait-start"; remainingMs: number }
   | { type: "mark-restart-handled"; value: string }
   /** Press the ACPI button again for the shutdown (or reboot) already under way. */
   | { type: "press-again"; for: "shutdown" | "reboot" }
@@ -133,18 +150,26 @@ export function decidePower(
   const active = isActive(domain.state);
   if (needsReset(domain)) return { type: "recover", why: describeState(domain) };
   const request = pendingPowerRequest(vm, progress.powerRequestHandled ?? vm.status?.powerRequestHandled);
-  if (request && !vm.metadata.deletionTimestamp && (request.verb === "start") === active)
-    return { type: "mark-request-handled", value: request.tag };
+  const stopping = progress.shutdownRequestedAt !== undefined;
+  if (request && !vm.metadata.deletionTimestamp) {
+    // A stop is done once the domain is off; a start that met a stop in flight waits for it.
+    if (request.verb === "stop" && !active) return { type: "mark-request-handled", value: request.tag };
+    if (request.verb === "start" && active && !stopping)
+      return { type: "mark-request-handled", value: request.tag };
+  }
+  // Off because of us (a restart's shutdown, or a stop called off too late): start it again,
+  // whatever runStrategy would say of a guest that powered itself off.
+  if (!active && offByUs(vm, progress, request, now)) return startOrWait(progress, now);
   if (!run) {
     if (!active) return { type: "none" };
     const grace = gracePeriodMs(vm);
     if (grace === 0) return { type: "destroy", why: "force" };
     // A paused guest cannot see the power button; let it run to shut down.
     if (domain.state === DomainState.Paused) return { type: "resume" };
-    if (progress.shutdownRequestedAt === undefined || progress.powerCycle) return { type: "shutdown" };
+    if (!stopping || progress.powerCycle) return { type: "shutdown" };
     return waitForShutdown(progress, grace, now);
   }
-  if (!active) return { type: "start" };
+  if (!active) return startOrWait(progress, now);
   if (progress.shutdownRequestedAt !== undefined) {
     // A power cycle (restart with changes pending) is under way: wait for the guest to stop.
     if (progress.powerCycle) return waitForShutdown(progress, gracePeriodMs(vm), now);
@@ -171,6 +196,29 @@ export function decidePower(
   if (vm.spec.paused && !paused) return { type: "suspend" };
   if (!vm.spec.paused && paused && domain.reason === PausedReason.User) return { type: "resume" };
   return { type: "none" };
+}
+
+function offByUs(
+  vm: VirtualMachine,
+  progress: PowerProgress,
+  request: ReturnType<typeof pendingPowerRequest>,
+  now: number,
+): boolean {
+  if (vm.metadata.deletionTimestamp || (vm.spec.runStrategy ?? "Always") === "Halted") return false;
+  if (request?.verb === "stop") return false;
+  const cancelled =
+    progress.stopCancelledAt !== undefined && now - progress.stopCancelledAt < gracePeriodMs(vm);
+  return Boolean(progress.powerCycle) || cancelled;
+}
+
+/** Start, unless the guest is crash-looping: then wait, longer each time. */
+function startOrWait(progress: PowerProgress, now: number): PowerAction {
+  const { crashSeenAt, lastStartAt } = progress;
+  if (crashSeenAt !== undefined && lastStartAt !== undefined && crashSeenAt - lastStartAt < QUICK_CRASH_MS) {
+    const at = crashSeenAt + crashLoopDelay(progress.quickCrashes ?? 0);
+    if (now < at) return { type: "wait-start", remainingMs: at - now };
+  }
+  return { type: "start" };
 }
 
 /** Waiting for an ACPI shutdown: press again now and then, force off when the grace ends. */

@@ -92,3 +92,32 @@ export function diskStatus(
   });
   return { disks, storedData };
 }
+
+/**
+ * Applies in-place device changes (NIC link, CD-ROM medium): live and persistent on a running
+ * domain. Returns the first refusal as a failure to report instead of throwing.
+ */
+export async function updateDevicesInPlace(
+  libvirt: LibvirtClient,
+  dom: DomainRef,
+  updates: readonly string[],
+  active: boolean,
+  log: Logger,
+): Promise<{ reason: string; message: string } | undefined> {
+  for (const xml of updates) {
+    try {
+      await libvirt.updateDevice(
+        dom,
+        xml,
+        active ? DomainAffect.Live | DomainAffect.Config : DomainAffect.Config,
+      );
+      log.info({ domain: dom.name, device: xml.split("\n")[0] }, "device updated in place");
+    } catch (err) {
+      return {
+        reason: "DeviceUpdateFailed",
+        message: `changing a device in place failed: ${describeError(err)}`,
+      };
+    }
+  }
+  return undefined;
+}

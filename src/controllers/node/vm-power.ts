@@ -1,15 +1,18 @@
 // Carrying out one power action on a domain (the node agent's decision, from vm-decide.ts),
 // and recording what it started in the VM's progress.
-import type { VirtualMachine } from "../../api/virtualmachine.ts";
+import { RESTART_ANNOTATION, type VirtualMachine } from "../../api/virtualmachine.ts";
 import { buildDomainXml, type DomainDefinition, type HostFacts } from "../../hypervisor/domain/xml.ts";
 import {
   DomainRebootFlags,
   type DomainRef,
   DomainShutdownFlags,
+  DomainState,
+  ErrorCode,
   type LibvirtClient,
+  LibvirtError,
 } from "../../hypervisor/libvirt/index.ts";
 import type { Logger } from "../../runtime/logging.ts";
-import type { PowerAction } from "./vm-decide.ts";
+import { type PowerAction, pendingPowerRequest, QUICK_CRASH_MS, ShutoffReason } from "./vm-decide.ts";
 import { finished, op, type Progress } from "./vm-progress.ts";
 
 /** While waiting on a guest (shutdown, reboot), look again at least this often. */
@@ -35,6 +38,7 @@ async function recover(
   runStrategy: string,
 ) {
   await ctx.libvirt.destroyDomain(dom);
+  progress.crashSeenAt ??= Date.now();
   progress.shutdownRequestedAt = undefined;
   progress.rebootRequestedAt = undefined;
   progress.powerCycle = undefined;
@@ -42,6 +46,34 @@ async function recover(
   progress.lastOperation = op("Recover", "Succeeded", message);
   ctx.log.warn({ domain: dom.name, why }, "guest needed a reset; forced off");
   ctx.event("Warning", "GuestNeedsReset", message);
+}
+
+/** Notes a crash the domain's state shows (libvirt destroyed it: on_crash), once per crash. */
+export function noteCrash(progress: Progress, state: { state: number; reason: number }, now: number) {
+  const crashed =
+    state.state === DomainState.Shutoff &&
+    (state.reason === ShutoffReason.Crashed || state.reason === ShutoffReason.Failed);
+  if (crashed && progress.crashSeenAt === undefined && progress.lastStartAt !== undefined)
+    progress.crashSeenAt = now;
+}
+
+/** What a fresh start settles: awaited stops and reboots, pending restart and start requests. */
+function startedFresh(vm: VirtualMachine, progress: Progress, now: number) {
+  const { crashSeenAt, lastStartAt } = progress;
+  const quick =
+    crashSeenAt !== undefined && lastStartAt !== undefined && crashSeenAt - lastStartAt < QUICK_CRASH_MS;
+  progress.quickCrashes = quick ? (progress.quickCrashes ?? 0) + 1 : 0;
+  progress.crashSeenAt = undefined;
+  progress.lastStartAt = now;
+  progress.shutdownRequestedAt = undefined;
+  progress.rebootRequestedAt = undefined;
+  progress.powerCycle = undefined;
+  progress.stopCancelledAt = undefined;
+  // A fresh boot is what a restart request asks for.
+  const restart = vm.metadata.annotations?.[RESTART_ANNOTATION];
+  if (restart) progress.restartHandled = restart;
+  const request = pendingPowerRequest(vm, progress.powerRequestHandled ?? vm.status?.powerRequestHandled);
+  if (request?.verb === "start") progress.powerRequestHandled = request.tag;
 }
 
 /** Runs ACTION; returns the domain (a start gives it an id) and when to look again. */
@@ -75,10 +107,7 @@ export async function applyPowerAction(
         ctx.log.info({ domain: domainName, image: cdrom.image }, "booted once from the CD-ROM");
       }
       progress.startCount++;
-      // Whatever stop or reboot was awaited has ended with the domain off.
-      progress.shutdownRequestedAt = undefined;
-      progress.rebootRequestedAt = undefined;
-      progress.powerCycle = undefined;
+      startedFresh(vm, progress, Date.now());
       progress.lastOperation = op("Start", "Succeeded", `started on ${ctx.nodeName}`);
       ctx.log.info({ domain: domainName, id: dom.id }, "domain started");
       ctx.event("Normal", "Started", `domain ${domainName} started`);
@@ -100,9 +129,14 @@ export async function applyPowerAction(
       break;
     case "press-again":
       // A guest still booting ignores the button; press until it listens or the grace ends.
-      if (action.for === "shutdown")
-        await ctx.libvirt.shutdownDomain(dom, DomainShutdownFlags.AcpiPowerButton);
-      else await ctx.libvirt.rebootDomain(dom, DomainRebootFlags.AcpiPowerButton);
+      try {
+        if (action.for === "shutdown")
+          await ctx.libvirt.shutdownDomain(dom, DomainShutdownFlags.AcpiPowerButton);
+        else await ctx.libvirt.rebootDomain(dom, DomainRebootFlags.AcpiPowerButton);
+      } catch (err) {
+        // It powered off between our look and the press: the next look sees that.
+        if (!(err instanceof LibvirtError && err.code === ErrorCode.OperationInvalid)) throw err;
+      }
       progress.lastPressAt = Date.now();
       ctx.log.info({ domain: domainName, for: action.for }, "ACPI button pressed again");
       requeueAfterMs = POLL_MS;
@@ -110,6 +144,7 @@ export async function applyPowerAction(
     case "cancel-stop":
       progress.shutdownRequestedAt = undefined;
       progress.lastPressAt = undefined;
+      progress.stopCancelledAt = Date.now();
       progress.lastOperation = finished(
         progress.lastOperation,
         "Failed",
@@ -126,6 +161,14 @@ export async function applyPowerAction(
     case "mark-request-handled":
       progress.powerRequestHandled = action.value;
       ctx.log.info({ domain: domainName, request: action.value }, "power request carried out");
+      break;
+    case "wait-start":
+      if (progress.lastOperation?.phase !== "Pending") {
+        const message = `the guest crashed ${(progress.quickCrashes ?? 0) + 1} time(s) in a row soon after starting; starting it again in ${Math.ceil(action.remainingMs / 1000)} s`;
+        progress.lastOperation = op("Start", "Pending", message);
+        ctx.event("Warning", "CrashLoopBackOff", message);
+      }
+      requeueAfterMs = action.remainingMs;
       break;
     case "wait-shutdown":
     case "wait-reboot":

@@ -15,7 +15,6 @@ import {
   specHash,
 } from "../../hypervisor/domain/xml.ts";
 import {
-  DomainAffect,
   type DomainRef,
   DomainShutdownFlags,
   DomainState,
@@ -27,6 +26,7 @@ import {
 import {
   type AnyObject,
   describeError,
+  isTransient,
   type Kube,
   objectGone,
   patchMetadata,
@@ -39,8 +39,8 @@ import { CONDITIONS_RULE } from "../status-diff.ts";
 import { StatusWriter } from "../status-writer.ts";
 import { desiredReservations, syncReservations } from "./dhcp.ts";
 import { type DomainObservation, decidePower } from "./vm-decide.ts";
-import { diskStatus, plugDisks } from "./vm-disks.ts";
-import { applyPowerAction, POLL_MS } from "./vm-power.ts";
+import { diskStatus, plugDisks, updateDevicesInPlace } from "./vm-disks.ts";
+import { applyPowerAction, noteCrash, POLL_MS } from "./vm-power.ts";
 import { finished, op, type Progress, progressFromStatus, withMemory } from "./vm-progress.ts";
 import { AGENT_FIELD_MANAGER, AGENT_STATUS_FIELDS, type AgentObservation, agentStatus } from "./vm-status.ts";
 
@@ -112,7 +112,7 @@ export class NodeVmReconciler {
         this.progress.delete(key);
         return undefined;
       }
-      return { requeueAfterMs: 0 };
+      return { requeueAfterMs: POLL_MS }; // the cache is behind the API server: look again shortly
     }
     if (vm.status?.nodeName !== this.o.nodeName) return undefined;
     if (vm.metadata.deletionTimestamp) return this.finalize(key, vm, owner ? found : undefined, log);
@@ -176,15 +176,15 @@ export class NodeVmReconciler {
         : await this.o.libvirt.domainXml(dom, active ? 0 : DomainXmlFlags.Inactive);
     const runningInSync = !active || parseOwnership(currentXml)?.specHash === wantHash;
     const currentDevices = parseLiveDevices(currentXml);
-    const updates = liveDeviceUpdates(definition, currentDevices);
-    for (const xml of updates) {
-      await this.o.libvirt.updateDevice(
-        dom,
-        xml,
-        active ? DomainAffect.Live | DomainAffect.Config : DomainAffect.Config,
-      );
-      log.info({ domain: domainName, device: xml.split("\n")[0] }, "device updated in place");
-    }
+    // A refused change (a CD-ROM image that is not there, a locked tray) is reported and never
+    // holds back what follows: a stop or restart must still happen.
+    const deviceFailure = await updateDevicesInPlace(
+      this.o.libvirt,
+      dom,
+      liveDeviceUpdates(definition, currentDevices),
+      active,
+      log,
+    );
     const plugged = await plugDisks(this.o.libvirt, dom, definition.disks, {
       // A definition just written whole already has the wanted disks.
       persistent: defined ? undefined : persistentDisks,
@@ -194,13 +194,14 @@ export class NodeVmReconciler {
     await this.reserveAddresses(vm, desiredReservations(vm), log);
 
     const progress = this.progressOf(key, vm);
+    noteCrash(progress, state, Date.now());
     let observation: DomainObservation = { ...state, id: dom.id };
     let action = decidePower(withMemory(vm, progress), observation, progress, Date.now(), runningInSync);
     // A guest starts only with all its disks (KubeVirt waits for its volumes the same way).
     const diskWait = [...disks.blocked, ...disks.waiting].join("; ");
     const diskFailure = disks.blocked.length
       ? { reason: "DiskUnavailable", message: disks.blocked.join("; ") }
-      : plugged.failure;
+      : (plugged.failure ?? deviceFailure);
     if (action.type === "start" && diskWait) action = { type: "none" };
     if (
       diskFailure &&
@@ -355,7 +356,8 @@ export class NodeVmReconciler {
     if (vm.status?.conditions?.find((c) => c.type === "Failure")?.message !== message)
       log.warn({ reason, err: message }, "domain action failed");
     void this.event(vm, "Warning", reason, message);
-    await this.report(vm, domainName, domain, { failure: { reason, message } }).catch(() => undefined);
+    const failure = { reason, message, ...(isTransient(err) ? { transient: true } : {}) };
+    await this.report(vm, domainName, domain, { failure }).catch(() => undefined);
     throw err;
   }
 

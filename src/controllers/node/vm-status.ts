@@ -67,8 +67,9 @@ export interface AgentObservation {
   /** The domain's definition carries the spec hash we want. */
   definitionInSync: boolean;
   stopping: boolean;
-  /** A problem the user must fix (conflicting domain, bad spec, libvirt refusal). */
-  failure?: { reason: string; message: string };
+  /** A problem the user must fix (conflicting domain, bad spec, libvirt refusal), or, when
+   * transient, one a retry may fix (a deadline, a dropped connection). */
+  failure?: { reason: string; message: string; transient?: boolean };
   lastOperation?: LastOperation;
   restartRequestHandled?: string;
   powerRequestHandled?: string;
@@ -204,7 +205,12 @@ export function agentStatus(vm: VirtualMachine, o: AgentObservation, now: Date):
  * Stalled: it cannot get there without the user; otherwise it is on its way.
  */
 function standing(vm: VirtualMachine, o: AgentObservation, p: PrintableStatus, wantRun: boolean): Standing {
-  if (o.failure) return { state: "stalled", reason: o.failure.reason, message: o.failure.message };
+  if (o.failure)
+    return {
+      state: o.failure.transient ? "reconciling" : "stalled",
+      reason: o.failure.reason,
+      message: o.failure.message,
+    };
   if (p === "Failed") return { state: "stalled", reason: "Crashed", message: "the guest crashed" };
   const asked = wantRun
     ? (p === "Running" && !vm.spec.paused) || (p === "Paused" && Boolean(vm.spec.paused))

@@ -220,4 +220,52 @@ describe("decidePower: a user's intent", () => {
       { type: "none" },
     );
   });
+
+  it("a shutdown we caused (a restart's, or a stop called off too late) is started again", () => {
+    for (const runStrategy of ["RerunOnFailure", "Once", "Manual"] as const) {
+      const v = vm({ runStrategy }, { startCount: 1 });
+      assert.deepEqual(decidePower(v, off(ShutoffReason.Shutdown), { powerCycle: true }, now), {
+        type: "start",
+      });
+    }
+    const rerun = vm({ runStrategy: "RerunOnFailure" });
+    assert.deepEqual(decidePower(rerun, off(ShutoffReason.Shutdown), { stopCancelledAt: now - 2000 }, now), {
+      type: "start",
+    });
+    // The user asked to stop again meanwhile: it stays off.
+    assert.deepEqual(
+      decidePower(vm({ runStrategy: "Halted" }), off(ShutoffReason.Shutdown), { powerCycle: true }, now),
+      { type: "none" },
+    );
+  });
+
+  it("a Manual start request that meets a stop in flight is carried out after the stop", () => {
+    const t1 = "2026-11-26T10:00:00Z";
+    const t2 = "2026-11-26T10:00:05Z";
+    const v = vm(
+      { runStrategy: "Manual" },
+      { powerRequestHandled: `stop@${t1}` },
+      { [STOP_ANNOTATION]: t1, [START_ANNOTATION]: t2 },
+    );
+    const stopping = { shutdownRequestedAt: now - 1000 };
+    assert.deepEqual(decidePower(v, running, stopping, now), { type: "cancel-stop" });
+    assert.deepEqual(decidePower(v, off(ShutoffReason.Shutdown), {}, now), { type: "start" });
+  });
+
+  it("a guest that keeps crashing soon after starting waits longer before each start", () => {
+    const crashed = off(ShutoffReason.Crashed);
+    const first = { lastStartAt: now - 30_000, crashSeenAt: now - 1000, quickCrashes: 0 };
+    assert.deepEqual(decidePower(vm(), crashed, first, now), { type: "wait-start", remainingMs: 9000 });
+    assert.deepEqual(decidePower(vm(), crashed, { ...first, quickCrashes: 3 }, now), {
+      type: "wait-start",
+      remainingMs: 79_000,
+    });
+    assert.deepEqual(decidePower(vm(), crashed, { ...first, crashSeenAt: now - 10_000 }, now), {
+      type: "start",
+    });
+    // A crash after a long, stable run starts again at once.
+    assert.deepEqual(decidePower(vm(), crashed, { lastStartAt: now - 3_600_000, crashSeenAt: now }, now), {
+      type: "start",
+    });
+  });
 });

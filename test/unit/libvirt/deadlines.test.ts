@@ -125,11 +125,11 @@ describe("client deadlines against a scripted daemon", () => {
     assert.ok(q.error instanceof CallTimeoutError);
     assert.equal(q.error.procedure, "connect-get-hostname");
     assert.equal(q.error.deadlineMs, 150);
-    assert.ok(q.ms >= 140 && q.ms < 1000, `${q.ms} ms`);
+    assert.ok(q.ms >= 140 && q.ms < 5000, `${q.ms} ms`);
     const d = await timing(c.defineDomain("<domain/>"));
     assert.ok(d.error instanceof CallTimeoutError);
     assert.equal(d.error.procedure, "domain-define-xml-flags");
-    assert.ok(d.ms >= 290 && d.ms < 1200, `${d.ms} ms`);
+    assert.ok(d.ms >= 290 && d.ms < 5000, `${d.ms} ms`);
     // An explicit deadline still wins over the class's.
     const e = await timing(c.wipeVolume(vol, 100));
     assert.ok(e.error instanceof CallTimeoutError && e.error.deadlineMs === 100);
@@ -141,7 +141,7 @@ describe("client deadlines against a scripted daemon", () => {
     assert.ok(r.error instanceof CallTimeoutError, String(r.error));
     assert.equal(r.error.procedure, "connect-open");
     assert.match(r.error.message, /handshake .* within its deadline of 250 ms \(stuck in connect-open\)/);
-    assert.ok(r.ms >= 240 && r.ms < 1200, `${r.ms} ms`);
+    assert.ok(r.ms >= 240 && r.ms < 5000, `${r.ms} ms`);
   });
 
   it("lets a stream run longer than its stall deadline while packets keep coming", T, async () => {
@@ -195,6 +195,6 @@ describe("client deadlines against a scripted daemon", () => {
     assert.equal(bytes, 1000);
     assert.ok(r.error instanceof CallTimeoutError, String(r.error));
     assert.match(r.error.message, /storage-vol-download: no data within 200 ms/);
-    assert.ok(r.ms >= 190 && r.ms < 1500, `${r.ms} ms`);
+    assert.ok(r.ms >= 190 && r.ms < 5000, `${r.ms} ms`);
   });
 });

@@ -132,14 +132,16 @@ describe("download stream", () => {
           }
           streamPacket(peer, h, MessageStatus.Continue);
         } else if (isStream(h) && h.status === MessageStatus.Ok) streamPacket(peer, h, MessageStatus.Ok);
-      }, 50);
+        // Keepalive every 250 ms (dead after ~750 ms of silence): the fake peer's 40 MiB of
+        // synchronous writes block this one event loop for a while on a loaded machine.
+      }, 250);
       c.startKeepalive();
       const stream = downloadStream(c, P.StorageVolDownload, volArgs, {
         highWaterMark: 4 * STREAM_PACKET_MAX,
       });
       const first = await stream.next();
       assert.equal(first.done, false);
-      await sleep(400); // more than the 150 ms keepalive window
+      await sleep(1500); // more than the keepalive window
       const backlog = peerSocket?.writableLength ?? 0;
       assert.ok(backlog > 16 * 2 ** 20, `only ${backlog} bytes wait at the server: the client read them all`);
       assert.equal(c.closed, false, "keepalive did not give up while we held reading back");
