@@ -6,13 +6,14 @@
 source "$(dirname "$0")/lib.sh"
 
 # Bump when what this script builds changes (init script, modules, vmlinuz form).
-GUEST_REVISION=2
+GUEST_REVISION=3
 # Modules the guest loads, in this order (their dependencies first, from modules.dep):
 # evdev+button turn the ACPI power button into an input event acpid can read; the
 # rest let hot-plugged disks, NICs and CD-ROMs show up (all are =m in Debian 6.1);
-# ext4 finds the crc32c it needs at mount time through the crypto API, not modules.dep.
+# ext4 finds the crc32c it needs at mount time through the crypto API, not modules.dep;
+# pvpanic_mmio reports a kernel panic to QEMU's ISA pvpanic device (crash tests).
 MODULES=(evdev button virtio_pci virtio_blk virtio_net virtio_console virtio_scsi
-         ata_piix ahci sd_mod sr_mod crc32c_generic ext4 isofs)
+         ata_piix ahci sd_mod sr_mod crc32c_generic ext4 isofs pvpanic_mmio)
 
 # The version key pins every input: kernel and busybox package versions + revision.
 # One apt-cache call (each costs ~0.7 s), parsed into "package version" lines.
@@ -134,6 +135,9 @@ done
 echo "LIBVIRT-OPERATOR-GUEST-DISKS $(disks)"
 echo LIBVIRT-OPERATOR-GUEST-BOOTED
 echo "LIBVIRT-OPERATOR-GUEST-BOOTED uptime=$(cut -d' ' -f1 /proc/uptime)"
+# lvo.panic on the kernel command line: the kernel panics right after booting (crash tests).
+case " $(cat /proc/cmdline) " in *" lvo.panic "*)
+  echo LIBVIRT-OPERATOR-GUEST-PANIC; echo c > /proc/sysrq-trigger ;; esac
 # Report the disks again whenever the set changes (hot-plug, slow CD-ROM probing).
 (last=$(disks); while sleep 1; do
   now=$(disks); [ "$now" = "$last" ] || printf '\nLIBVIRT-OPERATOR-GUEST-DISKS %s\n' "$now"; last=$now

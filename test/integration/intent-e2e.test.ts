@@ -39,6 +39,9 @@ async function patchSpec(name: string, patch: Record<string, unknown>) {
   await kubectl(["patch", "vm", name, "-n", ns, "--type=merge", "-p", JSON.stringify({ spec: patch })]);
 }
 
+/** Times VM's guest has booted, from its console log. */
+const boots = (vm: string) => consoleText(consoleLogOf(ns, vm)).split(BOOTED).length - 1;
+
 /** Seconds since START, for messages. */
 const since = (start: number) => ((Date.now() - start) / 1000).toFixed(1);
 
@@ -157,5 +160,31 @@ describe("a user's intent (TCG guests, 180 s grace periods)", () => {
     });
     await waitForVm(ns, "fixme", isPrintable("Running"), "Running", 5_000);
     process.stderr.write(`    ${failures} failed starts; Running ${since(fixed)} s after the fix\n`);
+  });
+
+  it("a guest that keeps crashing is started again as runStrategy says, waiting longer each time", async () => {
+    rmSync(consoleLogOf(ns, "crashy"), { force: true });
+    // The test guest panics right after booting (lvo.panic); pvpanic tells QEMU, libvirt ends it.
+    const cmdline = "console=ttyS0 lvo.panic panic=0";
+    await applyVm(ns, "crashy", spec({ boot: { kernel: guest.kernel, initrd: guest.initrd, cmdline } }));
+    await waitForVm(ns, "crashy", isPrintable("Running"), "Running");
+    const started = Date.now();
+    const deadline = started + 60_000;
+    let events: Awaited<ReturnType<typeof eventsOf>> = [];
+    while (Date.now() < deadline) {
+      events = await eventsOf(ns, "crashy");
+      if (events.some((e) => e.reason === "CrashLoopBackOff") && boots("crashy") >= 2) break;
+      await sleep(1000);
+    }
+    const backoff = events.find((e) => e.reason === "CrashLoopBackOff");
+    assert.match(backoff?.message ?? JSON.stringify(events), /crashed .* starting it again in \d+ s/);
+    // Within a minute: started again, but a handful of times, not every few seconds.
+    await sleep(Math.max(0, started + 60_000 - Date.now()));
+    const n = boots("crashy");
+    process.stderr.write(`    ${n} boots in 60 s of crashing\n`);
+    assert.ok(n >= 2 && n <= 4, `${n} boots`);
+    // Once: a crash ends it; it is not started again.
+    await patchSpec("crashy", { runStrategy: "Once" });
+    await waitForVm(ns, "crashy", isPrintable("Stopped"), "Stopped after its crash (Once)", 90_000);
   });
 });

@@ -167,6 +167,7 @@ export class NodeVmReconciler {
     }
 
     let state = await this.o.libvirt.domainState(dom);
+    noteCrash(this.progressOf(key, vm), state, Date.now()); // when it was seen, not when decided
     const active = state.state !== DomainState.Shutoff;
     // Link state and CD-ROM medium change in place: live and persistent when running.
     // A shut-off domain's definition was read above, unless it was just (re)defined.
@@ -194,7 +195,6 @@ export class NodeVmReconciler {
     await this.reserveAddresses(vm, desiredReservations(vm), log);
 
     const progress = this.progressOf(key, vm);
-    noteCrash(progress, state, Date.now());
     let observation: DomainObservation = { ...state, id: dom.id };
     let action = decidePower(withMemory(vm, progress), observation, progress, Date.now(), runningInSync);
     // A guest starts only with all its disks (KubeVirt waits for its volumes the same way).

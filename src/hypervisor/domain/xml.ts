@@ -238,6 +238,9 @@ function devices(d: DomainDefinition, host: HostFacts): Node {
       },
       memballoon: { "@_model": "virtio", stats: { "@_period": 10 } },
       rng: { "@_model": "virtio", backend: { "@_model": "random", "#text": "/dev/urandom" } },
+      // A guest kernel that panics tells QEMU (pvpanic): libvirt then ends the domain as a
+      // crash (on_crash), so RerunOnFailure restarts it, instead of it hanging as "running".
+      panic: { "@_model": "isa" },
     },
   };
 }
