@@ -126,7 +126,10 @@ export const Condition = Type.Object(
 export function Conditions() {
   return Type.Array(Condition, {
     description:
-      "Latest observations of the object's state, keyed by type. Ready is True when the object is as its spec says.",
+      "Latest observations of the object's state, keyed by type. Exactly one of Ready, Reconciling " +
+      "and Stalled is True: Ready when the object is as its spec asks (a VM stopped as asked is " +
+      "Ready), Reconciling while it gets there, Stalled when it cannot without you (reason and " +
+      "message say why). Each carries the generation it judged.",
     "x-kubernetes-list-type": "map",
     "x-kubernetes-list-map-keys": ["type"],
     maxItems: 16,
