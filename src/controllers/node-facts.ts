@@ -71,3 +71,24 @@ export function heartbeatFresh(
   const renewed = lease?.spec?.renewTime ? new Date(lease.spec.renewTime).getTime() : 0;
   return now - renewed < HEARTBEAT_FRESH_MS;
 }
+
+/**
+ * A filter for Lease events that change which nodes can take work: a heartbeat that appears,
+ * goes, or renews after it had gone stale. A fresh heartbeat's renewals (every few seconds
+ * per node) and other Leases (the controller's own) are no news.
+ */
+export function heartbeatRevivals(): (lease: V1Lease, verb: "add" | "update" | "delete") => boolean {
+  const lastRenew = new Map<string, number>();
+  return (lease, verb) => {
+    const name = lease.metadata?.name ?? "";
+    if (!name.startsWith(HEARTBEAT_LEASE_PREFIX)) return false;
+    if (verb === "delete") {
+      lastRenew.delete(name);
+      return true;
+    }
+    const renew = new Date(lease.spec?.renewTime ?? 0).getTime();
+    const before = lastRenew.get(name);
+    lastRenew.set(name, renew);
+    return before === undefined || renew - before > HEARTBEAT_FRESH_MS;
+  };
+}

@@ -137,6 +137,22 @@ export async function removeFinalizer(kube: Kube, def: KindDefinition, obj: AnyO
   await patchMetadata(kube, def, current, { finalizers: finalizers.filter((f) => f !== finalizer) });
 }
 
+/** The object as the API server has it now; undefined when it does not exist (404). */
+export async function readObject<T extends AnyObject>(
+  kube: Kube,
+  def: KindDefinition,
+  where: { namespace: string; name: string },
+): Promise<T | undefined> {
+  try {
+    return (await kube.custom.getNamespacedCustomObject(
+      address(def, { metadata: { name: where.name, namespace: where.namespace } }),
+    )) as T;
+  } catch (err) {
+    if (httpStatus(err) === 404) return undefined;
+    throw err; // not an answer: the caller retries with backoff, never acts on a guess
+  }
+}
+
 /**
  * True only when the API server says the object with this uid no longer exists (a cache may
  * lag; only this lets a guest or volume be destroyed). Throws when the API server does not
@@ -147,15 +163,8 @@ export async function objectGone(
   def: KindDefinition,
   owner: { namespace: string; name: string; uid: string },
 ): Promise<boolean> {
-  try {
-    const current = (await kube.custom.getNamespacedCustomObject(
-      address(def, { metadata: { name: owner.name, namespace: owner.namespace } }),
-    )) as AnyObject;
-    return current.metadata.uid !== owner.uid;
-  } catch (err) {
-    if (httpStatus(err) === 404) return true;
-    throw err; // not an answer: the caller retries with backoff, never destroys on a guess
-  }
+  const current = await readObject(kube, def, owner);
+  return current?.metadata.uid !== owner.uid;
 }
 
 /**
@@ -213,6 +222,9 @@ export function recordEvent(
   const id = `${obj.metadata.uid ?? keyOf(obj)}|${type}|${reason}|${text}`;
   const seen = recentEvents.get(id);
   if (seen && now - seen.at < EVENT_CORRELATION_MS) {
+    // Least recently used goes first when the cache is full: move this one to the end.
+    recentEvents.delete(id);
+    recentEvents.set(id, seen);
     seen.count++;
     seen.at = now;
     seen.chain = seen.chain.then(async () => {

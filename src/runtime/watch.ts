@@ -59,15 +59,14 @@ export function watchOwn<T extends KubernetesObject>(
 export function watchRelated<T>(
   informer: Watchable<T>,
   queue: Pick<WorkQueue, "add">,
-  map: (obj: T) => Iterable<string>,
+  map: (obj: T, verb: WatchVerb) => Iterable<string>,
 ) {
   for (const verb of ["add", "update", "delete"] as const) {
     informer.on(verb, (obj) => {
-      for (const key of map(obj)) queue.add(key);
+      for (const key of map(obj, verb)) queue.add(key);
     });
   }
 }
-
 /** A work queue's onError for KIND: a failure is logged once, repeats only count (debug). */
 export function logFailures(log: Logger, kind: string) {
   return (key: string, err: unknown, f: FailureInfo) => {

@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
 import { describe, it } from "node:test";
-import type { KubernetesObject } from "@kubernetes/client-node";
+import type { KubernetesObject, V1Lease } from "@kubernetes/client-node";
+import {
+  HEARTBEAT_FRESH_MS,
+  HEARTBEAT_LEASE_PREFIX,
+  heartbeatRevivals,
+} from "../../src/controllers/node-facts.ts";
 import { intentOf, type WatchVerb, watchOwn } from "../../src/runtime/watch.ts";
 
 function obj(
@@ -48,5 +53,19 @@ describe("watchOwn", () => {
       intentOf(obj(1)),
       intentOf(obj(1, { "vm.libvirt-operator.io/restart-requested-at": "now" })),
     );
+  });
+});
+
+describe("heartbeatRevivals", () => {
+  it("passes heartbeats that appear, go, or renew after going stale; not fresh renewals or other Leases", () => {
+    const revived = heartbeatRevivals();
+    const lease = (name: string, renewTime: number) =>
+      ({ metadata: { name }, spec: { renewTime: new Date(renewTime) } }) as V1Lease;
+    const hb = `${HEARTBEAT_LEASE_PREFIX}node-a`;
+    assert.equal(revived(lease(hb, 0), "add"), true);
+    assert.equal(revived(lease(hb, 10_000), "update"), false);
+    assert.equal(revived(lease(hb, 10_000 + HEARTBEAT_FRESH_MS + 1), "update"), true);
+    assert.equal(revived(lease("libvirt-operator-controller", 0), "update"), false);
+    assert.equal(revived(lease(hb, 0), "delete"), true);
   });
 });

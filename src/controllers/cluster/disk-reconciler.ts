@@ -10,7 +10,13 @@ import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
 import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
 import { type Condition, standingConditions, writerConditions } from "../conditions.ts";
-import { CAPACITY_ANNOTATION, heartbeatFresh, NODE_ENABLED_LABEL, parseCapacity } from "../node-facts.ts";
+import {
+  CAPACITY_ANNOTATION,
+  heartbeatFresh,
+  heartbeatRevivals,
+  NODE_ENABLED_LABEL,
+  parseCapacity,
+} from "../node-facts.ts";
 import { STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
 import {
   type DiskNodeView,
@@ -66,7 +72,10 @@ export function watchClusterDisks(
   watchOwn(sources.disks, queue);
   watchRelated(sources.vms, queue, (vm) => reconciler.keysForVm(vm));
   watchRelated(sources.nodes, queue, () => reconciler.unplacedKeys());
-  watchRelated(sources.leases, queue, () => reconciler.unplacedKeys());
+  const revived = heartbeatRevivals();
+  watchRelated(sources.leases, queue, (lease, verb) =>
+    revived(lease, verb) ? reconciler.unplacedKeys() : [],
+  );
 }
 
 export class ClusterDiskReconciler {

@@ -24,7 +24,13 @@ import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
 import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
 import { type Condition, standingConditions, writerConditions } from "../conditions.ts";
-import { CAPACITY_ANNOTATION, heartbeatFresh, NODE_ENABLED_LABEL, parseCapacity } from "../node-facts.ts";
+import {
+  CAPACITY_ANNOTATION,
+  heartbeatFresh,
+  heartbeatRevivals,
+  NODE_ENABLED_LABEL,
+  parseCapacity,
+} from "../node-facts.ts";
 import { CONDITIONS_RULE } from "../status-diff.ts";
 import { STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
 import { namesDisk, nodeOfVmDisks } from "./disk-placement.ts";
@@ -79,7 +85,10 @@ export function watchClusterVms(
       .map((vm) => keyOf(vm)),
   );
   watchRelated(sources.nodes, queue, () => reconciler.unplacedKeys());
-  watchRelated(sources.leases, queue, () => reconciler.unplacedKeys());
+  const revived = heartbeatRevivals();
+  watchRelated(sources.leases, queue, (lease, verb) =>
+    revived(lease, verb) ? reconciler.unplacedKeys() : [],
+  );
 }
 
 export class ClusterVmReconciler {
@@ -130,6 +139,11 @@ export class ClusterVmReconciler {
       if (!placedOn && vm.metadata.finalizers?.includes(DOMAIN_FINALIZER)) {
         await patchMetadata(this.o.kube, VirtualMachineKind, vm as AnyObject, {
           finalizers: vm.metadata.finalizers.filter((f) => f !== DOMAIN_FINALIZER),
+        });
+      } else if (placedOn && vm.metadata.labels?.[NODE_LABEL] !== placedOn) {
+        // The node's agent finds its VMs by this label; it must see this one to stop its guest.
+        await patchMetadata(this.o.kube, VirtualMachineKind, vm as AnyObject, {
+          labels: { [NODE_LABEL]: placedOn },
         });
       }
       this.assumed.delete(key);

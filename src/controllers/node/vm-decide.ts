@@ -17,7 +17,9 @@ export const PausedReason = { User: 1, ShuttingDown: 8, Crashed: 10 } as const;
  * pressed again this often until the grace period ends: one press during boot is lost.
  */
 export const REPRESS_MS = 5_000;
-/** A guest that crashes this soon after starting is crash-looping: its next start waits. */
+/** After a stop is called off, a power-off this soon is still our press's doing. */
+export const CANCELLED_STOP_WINDOW_MS = 120_000;
+/** A guest that stops on its own this soon after starting is looping: its next start waits. */
 export const QUICK_CRASH_MS = 120_000;
 
 /** How long a crash-looping guest waits before start N+1: 10 s doubling to 5 min. */
@@ -206,8 +208,9 @@ function offByUs(
 ): boolean {
   if (vm.metadata.deletionTimestamp || (vm.spec.runStrategy ?? "Always") === "Halted") return false;
   if (request?.verb === "stop") return false;
-  const cancelled =
-    progress.stopCancelledAt !== undefined && now - progress.stopCancelledAt < gracePeriodMs(vm);
+  // A guest reacts to a press within a couple of minutes; a power-off later is its own.
+  const window = Math.min(gracePeriodMs(vm), CANCELLED_STOP_WINDOW_MS);
+  const cancelled = progress.stopCancelledAt !== undefined && now - progress.stopCancelledAt < window;
   return Boolean(progress.powerCycle) || cancelled;
 }
 

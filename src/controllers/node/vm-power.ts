@@ -48,12 +48,21 @@ async function recover(
   ctx.event("Warning", "GuestNeedsReset", message);
 }
 
-/** Notes a crash the domain's state shows (libvirt destroyed it: on_crash), once per crash. */
+/**
+ * Notes, once per stop, a guest that stopped without us: a crash (libvirt ended it: on_crash),
+ * a failure, or a power-off from inside. One that does so soon after every start is looping,
+ * whichever way it stops, and waits before it is started again.
+ */
 export function noteCrash(progress: Progress, state: { state: number; reason: number }, now: number) {
-  const crashed =
+  const unasked =
     state.state === DomainState.Shutoff &&
-    (state.reason === ShutoffReason.Crashed || state.reason === ShutoffReason.Failed);
-  if (crashed && progress.crashSeenAt === undefined && progress.lastStartAt !== undefined)
+    (state.reason === ShutoffReason.Crashed ||
+      state.reason === ShutoffReason.Failed ||
+      state.reason === ShutoffReason.Shutdown) &&
+    progress.shutdownRequestedAt === undefined &&
+    !progress.powerCycle &&
+    progress.stopCancelledAt === undefined;
+  if (unasked && progress.crashSeenAt === undefined && progress.lastStartAt !== undefined)
     progress.crashSeenAt = now;
 }
 

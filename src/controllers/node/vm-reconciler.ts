@@ -30,6 +30,7 @@ import {
   type Kube,
   objectGone,
   patchMetadata,
+  readObject,
   recordEvent,
   splitKey,
 } from "../../runtime/kube.ts";
@@ -38,13 +39,17 @@ import type { ReconcileResult } from "../../runtime/workqueue.ts";
 import { CONDITIONS_RULE } from "../status-diff.ts";
 import { StatusWriter } from "../status-writer.ts";
 import { desiredReservations, syncReservations } from "./dhcp.ts";
-import { type DomainObservation, decidePower } from "./vm-decide.ts";
+import { type DomainObservation, decidePower, QUICK_CRASH_MS } from "./vm-decide.ts";
 import { diskStatus, plugDisks, updateDevicesInPlace } from "./vm-disks.ts";
 import { applyPowerAction, noteCrash, POLL_MS } from "./vm-power.ts";
 import { finished, op, type Progress, progressFromStatus, withMemory } from "./vm-progress.ts";
 import { AGENT_FIELD_MANAGER, AGENT_STATUS_FIELDS, type AgentObservation, agentStatus } from "./vm-status.ts";
 
 const COMPONENT = "libvirt-operator-agent";
+/** A disk attach libvirt refused (reported in status) is tried again this often, not at once. */
+const PLUG_RETRY_MS = 60_000;
+/** A VM of ours missing from the cache is read from the API server again this often. */
+const UNCACHED_POLL_MS = 10_000;
 
 export interface VmCache {
   get(name: string, namespace?: string): (VirtualMachine & KubernetesObject) | undefined;
@@ -70,6 +75,8 @@ export interface NodeVmReconcilerOptions {
 export class NodeVmReconciler {
   private readonly o: NodeVmReconcilerOptions;
   private readonly progress = new Map<string, Progress>();
+  /** VMs last read from the API server because the cache lacks them. */
+  private readonly uncached = new Set<string>();
   private readonly status: StatusWriter;
 
   constructor(options: NodeVmReconcilerOptions) {
@@ -92,8 +99,16 @@ export class NodeVmReconciler {
   }
 
   async reconcile(key: string): Promise<ReconcileResult | undefined> {
+    const result = await this.converge(key);
+    // Read from the API server (not in the cache): no watch event will say it changed.
+    if (!this.uncached.has(key)) return result;
+    return { requeueAfterMs: Math.min(result?.requeueAfterMs ?? UNCACHED_POLL_MS, UNCACHED_POLL_MS) };
+  }
+
+  private async converge(key: string): Promise<ReconcileResult | undefined> {
     const { namespace, name } = splitKey(key);
-    const vm = this.o.cache.get(name, namespace);
+    let vm = this.o.cache.get(name, namespace);
+    this.uncached.delete(key);
     const domainName = domainNameOf(namespace, name);
     const log = forObject(this.o.log, "VirtualMachine", key);
     const found = await unlessNotFound(this.o.libvirt.lookupDomainByName(domainName));
@@ -102,6 +117,15 @@ export class NodeVmReconciler {
     // Domains of another cluster sharing this host are never ours.
     const owner = record?.cluster === this.o.clusterId ? record : undefined;
 
+    if (!vm && found && owner) {
+      // Ours, yet not in the cache (its node label removed, or the cache behind): the API
+      // server says whether it is still this node's VM, so its guest is never left running.
+      const current = await readObject<VirtualMachine & AnyObject>(this.o.kube, VirtualMachineKind, owner);
+      if (current?.metadata.uid === owner.uid && current.status?.nodeName === this.o.nodeName) {
+        vm = current;
+        this.uncached.add(key);
+      }
+    }
     if (!vm || (owner && vm.metadata.uid && owner.uid !== vm.metadata.uid)) {
       // The VM is gone (or this domain belonged to an earlier VM of the same name). The cache
       // may lag; only the API server's word that the owner is gone lets a guest be destroyed.
@@ -253,9 +277,10 @@ export class NodeVmReconciler {
         links: devices?.links ?? {},
         ...diskStatus(vm, attached, (disk) => this.o.disks.get(disk, namespace)),
         ...(diskWait ? { waiting: diskWait } : {}),
+        ...(crashLooping(progress, state.state, Date.now()) ? { crashLoops: progress.quickCrashes } : {}),
         ...(diskFailure ? { failure: diskFailure } : {}),
       },
-      plugged.retry && requeueAfterMs === undefined ? POLL_MS : requeueAfterMs,
+      requeueAfterMs ?? (plugged.failure ? PLUG_RETRY_MS : plugged.retry ? POLL_MS : undefined),
     );
   }
 
@@ -390,6 +415,7 @@ export class NodeVmReconciler {
       ...(partial.links ? { links: partial.links } : {}),
       ...(partial.disks ? { disks: partial.disks, storedData: partial.storedData ?? 0 } : {}),
       ...(partial.waiting ? { waiting: partial.waiting } : {}),
+      ...(partial.crashLoops ? { crashLoops: partial.crashLoops } : {}),
       ...((memory?.cdromBootedImage ?? vm.status?.cdromBootedImage)
         ? { cdromBootedImage: memory?.cdromBootedImage ?? vm.status?.cdromBootedImage }
         : {}),
@@ -401,6 +427,12 @@ export class NodeVmReconciler {
   private event(vm: VirtualMachine, type: "Normal" | "Warning", reason: string, message: string) {
     return recordEvent(this.o.kube, COMPONENT, vm as AnyObject, type, reason, message);
   }
+}
+
+/** Looping: stopped soon after starts several times, and off or just started again. */
+function crashLooping(p: Progress, state: number, now: number): boolean {
+  const recent = p.lastStartAt !== undefined && now - p.lastStartAt < QUICK_CRASH_MS;
+  return (p.quickCrashes ?? 0) > 0 && (state === DomainState.Shutoff || recent);
 }
 
 function capitalize(s: string): string {

@@ -4,7 +4,10 @@
 import type { VirtualMachine, VirtualMachineStatus } from "../../api/virtualmachine.ts";
 import { DomainState } from "../../hypervisor/libvirt/constants.ts";
 import { type Condition, type Standing, standingConditions, writerConditions } from "../conditions.ts";
-import { type DomainObservation, shouldRun } from "./vm-decide.ts";
+import { type DomainObservation, ShutoffReason, shouldRun } from "./vm-decide.ts";
+
+/** Crash loops in a row after which a VM is Stalled (it is still started again). */
+export const CRASH_LOOPS_STALLED = 3;
 
 type HypervisorStatus = NonNullable<VirtualMachineStatus["hypervisorStatus"]>;
 type PrintableStatus = NonNullable<VirtualMachineStatus["printableStatus"]>;
@@ -82,6 +85,8 @@ export interface AgentObservation {
   storedData?: number;
   /** What the VM waits for before it can start (its disks). */
   waiting?: string;
+  /** The guest keeps stopping soon after each start: how many times in a row. */
+  crashLoops?: number;
 }
 
 export type AgentStatus = Pick<
@@ -212,6 +217,22 @@ function standing(vm: VirtualMachine, o: AgentObservation, p: PrintableStatus, w
       message: o.failure.message,
     };
   if (p === "Failed") return { state: "stalled", reason: "Crashed", message: "the guest crashed" };
+  if ((o.crashLoops ?? 0) >= CRASH_LOOPS_STALLED)
+    return {
+      state: "stalled",
+      reason: "CrashLoopBackOff",
+      message: `the guest stopped ${o.crashLoops} times in a row soon after starting; it is started again, waiting longer each time`,
+    };
+  // Off by a crash, and not to be started again (Manual, Once): not what was asked.
+  const crashed =
+    o.domain?.state === DomainState.Shutoff &&
+    (o.domain.reason === ShutoffReason.Crashed || o.domain.reason === ShutoffReason.Failed);
+  if (crashed && !wantRun)
+    return {
+      state: "stalled",
+      reason: "Crashed",
+      message: `the guest crashed and runStrategy ${vm.spec.runStrategy ?? "Always"} does not start it again`,
+    };
   const asked = wantRun
     ? (p === "Running" && !vm.spec.paused) || (p === "Paused" && Boolean(vm.spec.paused))
     : p === "Stopped";

@@ -249,6 +249,12 @@ function devices(d: DomainDefinition, host: HostFacts): Node {
  * Hash of everything that shapes the domain (a changed spec is seen without parsing libvirt's
  * XML). NIC link state and the CD-ROM medium are left out: they change live, in place.
  */
+/**
+ * Bumped when buildDomainXml makes a different domain from the same spec (2: the pvpanic
+ * device): existing domains are redefined and say RestartRequired until their next boot.
+ */
+export const XML_BUILDER_REVISION = 2;
+
 export function specHash(d: DomainDefinition): string {
   const { owner: _owner, ...shape } = d;
   const stable = {
@@ -259,7 +265,10 @@ export function specHash(d: DomainDefinition): string {
     // The medium changes live; booting from it first is a one-boot variant of the same domain.
     ...(shape.cdrom ? { cdrom: { ...shape.cdrom, image: undefined, bootFirst: undefined } } : {}),
   };
-  return createHash("sha256").update(JSON.stringify(stable)).digest("hex").slice(0, 16);
+  return createHash("sha256")
+    .update(JSON.stringify({ builder: XML_BUILDER_REVISION, ...stable }))
+    .digest("hex")
+    .slice(0, 16);
 }
 
 /** XML of one disk, to attach it to (or detach it from) a domain. */

@@ -123,6 +123,16 @@ describe("agentStatus", () => {
     for (const c of failed.conditions ?? []) assert.equal(c.observedGeneration, vm().metadata.generation);
   });
 
+  it("a crash that runStrategy does not restart, and a crash loop, are Stalled", () => {
+    const crashed = { ...base, domain: { state: DomainState.Shutoff, reason: 3, id: -1 } };
+    const once = agentStatus(vm({ startCount: 1 }, { runStrategy: "Once" }), crashed, t0);
+    assert.deepEqual(standing(once), ["False/Crashed", "False/Stalled", "True/Crashed"]);
+    const looping = agentStatus(vm(), { ...crashed, crashLoops: 3 }, t0);
+    assert.deepEqual(standing(looping), ["False/CrashLoopBackOff", "False/Stalled", "True/CrashLoopBackOff"]);
+    const once2 = agentStatus(vm(), { ...crashed, crashLoops: 1 }, t0);
+    assert.equal(condition(once2, "Reconciling"), "True/Starting", "one quick crash: still on its way");
+  });
+
   it("leaves the controller's conditions out of its own apply", () => {
     const withScheduled = vm({
       conditions: [
