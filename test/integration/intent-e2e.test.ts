@@ -6,7 +6,14 @@ import { rmSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { RESTART_ANNOTATION, START_ANNOTATION, STOP_ANNOTATION } from "../../src/api/virtualmachine.ts";
-import { BOOTED, consoleText, ensureGuest, type Guest, waitForConsole } from "../support/guest.ts";
+import {
+  BOOTED,
+  consoleText,
+  ensureGuest,
+  type Guest,
+  guestVmSpec,
+  waitForConsole,
+} from "../support/guest.ts";
 import {
   applyVm,
   consoleLogOf,
@@ -25,14 +32,7 @@ let guest: Guest;
 let ns = "";
 
 function spec(extra: Record<string, unknown> = {}) {
-  return {
-    hypervisor: "qemu",
-    memory: "256Mi",
-    cpu: { cores: 1 },
-    boot: { kernel: guest.kernel, initrd: guest.initrd, cmdline: "console=ttyS0 panic=-1" },
-    shutdown: { gracePeriodSeconds: 180 },
-    ...extra,
-  };
+  return guestVmSpec(guest, { shutdown: { gracePeriodSeconds: 180 }, ...extra });
 }
 
 async function patchSpec(name: string, patch: Record<string, unknown>) {

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { ensureGuest, type Guest } from "../support/guest.ts";
+import { ensureGuest, type Guest, guestVmSpec } from "../support/guest.ts";
 import { kstatus } from "../support/kstatus.ts";
 import { applyObject, getObject, startTestOperator, stopTestOperator } from "../support/operator.ts";
 import { kubectl, testNamespace } from "../support/stack.ts";
@@ -14,14 +14,7 @@ let guest: Guest;
 let ns = "";
 
 function vmSpec(extra: Record<string, unknown> = {}) {
-  return {
-    hypervisor: "qemu",
-    memory: "128Mi",
-    cpu: { cores: 1 },
-    boot: { kernel: guest.kernel, initrd: guest.initrd, cmdline: "console=ttyS0 panic=-1" },
-    shutdown: { gracePeriodSeconds: 0 },
-    ...extra,
-  };
+  return guestVmSpec(guest, { memory: "128Mi", shutdown: { gracePeriodSeconds: 0 }, ...extra });
 }
 
 type Status = { printableStatus?: string; conditions?: Array<{ type: string; status: string }> };

@@ -11,7 +11,15 @@ import { RESTART_ANNOTATION } from "../../src/api/virtualmachine.ts";
 import { startLibvirt } from "../../src/cmd/local/libvirt.ts";
 import { runningPid, stopDaemon } from "../../src/cmd/local/processes.ts";
 import { run } from "../../src/cmd/local/tools.ts";
-import { BOOTED, consoleText, ensureGuest, type Guest, POWEROFF, waitForConsole } from "../support/guest.ts";
+import {
+  BOOTED,
+  consoleText,
+  ensureGuest,
+  type Guest,
+  guestVmSpec,
+  POWEROFF,
+  waitForConsole,
+} from "../support/guest.ts";
 import {
   agentMetrics,
   agentPid,
@@ -45,14 +53,7 @@ async function waitForVmDomain(domain: string, check: (blklist: string) => boole
 }
 
 function guestSpec(extra: Record<string, unknown> = {}) {
-  return {
-    hypervisor: "qemu",
-    memory: "256Mi",
-    cpu: { cores: 1 },
-    boot: { kernel: guest.kernel, initrd: guest.initrd, cmdline: "console=ttyS0 panic=-1" },
-    shutdown: { gracePeriodSeconds: 60 },
-    ...extra,
-  };
+  return guestVmSpec(guest, extra);
 }
 
 function bootCount(name: string): number {

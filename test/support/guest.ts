@@ -23,6 +23,18 @@ export async function ensureGuest(): Promise<Guest> {
   return { kernel: join(dir, "vmlinuz"), initrd: join(dir, "initramfs.img") };
 }
 
+/** A VirtualMachine spec that boots the test guest under TCG, with EXTRA laid over it. */
+export function guestVmSpec(guest: Guest, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    hypervisor: "qemu",
+    memory: "256Mi",
+    cpu: { cores: 1 },
+    boot: { kernel: guest.kernel, initrd: guest.initrd, cmdline: "console=ttyS0 panic=-1" },
+    shutdown: { gracePeriodSeconds: 60 },
+    ...extra,
+  };
+}
+
 export interface GuestDomainOptions {
   name: string;
   guest: Guest;

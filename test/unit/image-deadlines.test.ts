@@ -3,8 +3,6 @@
 // (a consumer slower than the window, a healthy server).
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import { afterEach, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
@@ -12,22 +10,14 @@ import {
   ThroughputWindow,
 } from "../../src/controllers/node/download-deadlines.ts";
 import { blockedNetworksOf, ImageSourceError, openImage } from "../../src/controllers/node/image-source.ts";
+import { closeAll, serve as serveHttp } from "../support/http-servers.ts";
 
 const T = { timeout: 10_000 };
-const servers: Server[] = [];
+afterEach(closeAll);
 
-afterEach(async () => {
-  for (const s of servers.splice(0)) {
-    s.closeAllConnections();
-    await new Promise<void>((r) => s.close(() => r()));
-  }
-});
-
-async function serve(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<string> {
-  const server = createServer(handler);
-  servers.push(server);
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}/disk.img`;
+/** A server answering with HANDLER; the URL of an image on it. */
+async function serve(handler: Parameters<typeof serveHttp>[0]): Promise<string> {
+  return `${await serveHttp(handler)}/disk.img`;
 }
 
 /** Loopback is where these servers are; nothing is blocked. */

@@ -3,8 +3,7 @@
 // a watch, which keeps no deadline.
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { IncomingMessage } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, it } from "node:test";
@@ -23,23 +22,10 @@ import {
   makeApiClientWithDeadline,
   withDeadline,
 } from "../../src/runtime/kube-deadline.ts";
+import { closeAll, serve } from "../support/http-servers.ts";
 
 const T = { timeout: 10_000 };
-const servers: Server[] = [];
-
-afterEach(async () => {
-  for (const s of servers.splice(0)) {
-    s.closeAllConnections();
-    await new Promise<void>((r) => s.close(() => r()));
-  }
-});
-
-async function serve(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<string> {
-  const server = createServer(handler);
-  servers.push(server);
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
+afterEach(closeAll);
 
 function kubeConfig(server: string): KubeConfig {
   const kc = new KubeConfig();

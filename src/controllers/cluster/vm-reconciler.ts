@@ -78,12 +78,7 @@ export function watchClusterVms(
   },
 ): void {
   watchOwn(sources.vms, queue);
-  watchRelated(sources.disks, queue, (disk) =>
-    reconciler.o.vms
-      .list(disk.metadata?.namespace)
-      .filter((vm) => !vm.status?.nodeName && namesDisk(vm, disk.metadata?.name))
-      .map((vm) => keyOf(vm)),
-  );
+  watchRelated(sources.disks, queue, (disk) => reconciler.unplacedUsersOf(disk));
   watchRelated(sources.nodes, queue, () => reconciler.unplacedKeys());
   const revived = heartbeatRevivals();
   watchRelated(sources.leases, queue, (lease, verb) =>
@@ -92,7 +87,7 @@ export function watchClusterVms(
 }
 
 export class ClusterVmReconciler {
-  readonly o: ClusterVmReconcilerOptions;
+  private readonly o: ClusterVmReconcilerOptions;
   /** Placements made but not yet seen in the cache (so two reconciles do not fill one node twice). */
   private readonly assumed = new Map<string, { node: string; cpus: number; memoryBytes: number }>();
   /** Addresses handed out by this process, held until the VM is gone (the cache may lag). */
@@ -113,6 +108,14 @@ export class ClusterVmReconciler {
       fieldManager: CONTROLLER_FIELD_MANAGER,
       listMaps: { conditions: CONDITIONS_RULE, interfaces: { key: "name", ownsSet: true } },
     });
+  }
+
+  /** Keys of VMs not placed yet that use DISK: it may now say where they must go. */
+  unplacedUsersOf(disk: VMDisk & KubernetesObject): string[] {
+    return this.o.vms
+      .list(disk.metadata?.namespace)
+      .filter((vm) => !vm.status?.nodeName && namesDisk(vm, disk.metadata?.name))
+      .map((vm) => keyOf(vm));
   }
 
   /** Keys of VMs waiting for a node: node or heartbeat changes give them another try. */
@@ -163,7 +166,7 @@ export class ClusterVmReconciler {
       ) {
         await this.labelAndHold(vm, placedOn);
       }
-      await this.applyIfChanged(vm, this.placedStatus(vm, placedOn));
+      await this.status.write(vm, this.placedStatus(vm, placedOn));
       await this.awaitingAgent(vm, placedOn);
       if (vm.metadata.labels?.[NODE_LABEL] === placedOn) this.assumed.delete(key);
       return undefined;
@@ -172,7 +175,7 @@ export class ClusterVmReconciler {
     if (vm.spec.source) {
       // Cloning from a template or snapshot is not built yet: never run such a VM diskless.
       const message = `spec.source (${Object.keys(vm.spec.source).join(", ")}) is not supported by this operator version yet; the VM is not placed`;
-      await this.applyIfChanged(vm, {
+      await this.status.write(vm, {
         observedGeneration: vm.metadata.generation ?? 0,
         printableStatus: "Failed",
         conditions: this.conditions(vm, [
@@ -216,7 +219,7 @@ export class ClusterVmReconciler {
         log.info({ reason: result.error }, "VM unschedulable");
         void recordEvent(this.o.kube, COMPONENT, vm as AnyObject, "Warning", "Unschedulable", result.error);
       }
-      await this.applyIfChanged(vm, this.unschedulableStatus(vm, result.error));
+      await this.status.write(vm, this.unschedulableStatus(vm, result.error));
       return { requeueAfterMs: UNSCHEDULABLE_RETRY_MS };
     }
 
@@ -224,7 +227,7 @@ export class ClusterVmReconciler {
     this.o.book.vmNodes.set(key, result.node);
     // Label and finalizer first (guarded by the cached resourceVersion), then status by apply.
     await this.labelAndHold(vm, result.node);
-    await this.applyIfChanged(vm, this.placedStatus(vm, result.node));
+    await this.status.write(vm, this.placedStatus(vm, result.node));
     await this.awaitingAgent(vm, result.node);
     log.info({ node: result.node }, "VM placed");
     void recordEvent(
@@ -379,10 +382,6 @@ export class ClusterVmReconciler {
       result.flatMap((i) => [i.ipv4, i.ipv6].flatMap((ip) => (ip ? [{ network: i.network, ip }] : []))),
     );
     return result;
-  }
-
-  private async applyIfChanged(vm: Vm, status: Record<string, unknown>) {
-    await this.status.write(vm, status);
   }
 }
 

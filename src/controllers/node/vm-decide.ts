@@ -214,11 +214,16 @@ function offByUs(
   return Boolean(progress.powerCycle) || cancelled;
 }
 
+/** The guest stopped on its own soon after the agent last started it (a loop, if repeated). */
+export function stoppedSoonAfterStart(progress: PowerProgress): boolean {
+  const { crashSeenAt, lastStartAt } = progress;
+  return crashSeenAt !== undefined && lastStartAt !== undefined && crashSeenAt - lastStartAt < QUICK_CRASH_MS;
+}
+
 /** Start, unless the guest is crash-looping: then wait, longer each time. */
 function startOrWait(progress: PowerProgress, now: number): PowerAction {
-  const { crashSeenAt, lastStartAt } = progress;
-  if (crashSeenAt !== undefined && lastStartAt !== undefined && crashSeenAt - lastStartAt < QUICK_CRASH_MS) {
-    const at = crashSeenAt + crashLoopDelay(progress.quickCrashes ?? 0);
+  if (stoppedSoonAfterStart(progress)) {
+    const at = (progress.crashSeenAt ?? now) + crashLoopDelay(progress.quickCrashes ?? 0);
     if (now < at) return { type: "wait-start", remainingMs: at - now };
   }
   return { type: "start" };

@@ -12,7 +12,7 @@ import {
   LibvirtError,
 } from "../../hypervisor/libvirt/index.ts";
 import type { Logger } from "../../runtime/logging.ts";
-import { type PowerAction, pendingPowerRequest, QUICK_CRASH_MS, ShutoffReason } from "./vm-decide.ts";
+import { type PowerAction, pendingPowerRequest, ShutoffReason, stoppedSoonAfterStart } from "./vm-decide.ts";
 import { finished, op, type Progress } from "./vm-progress.ts";
 
 /** While waiting on a guest (shutdown, reboot), look again at least this often. */
@@ -68,9 +68,7 @@ export function noteCrash(progress: Progress, state: { state: number; reason: nu
 
 /** What a fresh start settles: awaited stops and reboots, pending restart and start requests. */
 function startedFresh(vm: VirtualMachine, progress: Progress, now: number) {
-  const { crashSeenAt, lastStartAt } = progress;
-  const quick =
-    crashSeenAt !== undefined && lastStartAt !== undefined && crashSeenAt - lastStartAt < QUICK_CRASH_MS;
+  const quick = stoppedSoonAfterStart(progress);
   progress.quickCrashes = quick ? (progress.quickCrashes ?? 0) + 1 : 0;
   progress.crashSeenAt = undefined;
   progress.lastStartAt = now;
