@@ -5,7 +5,7 @@
 //  - controller and agent resident memory.
 import { readFileSync } from "node:fs";
 import { request } from "node:https";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Watch } from "@kubernetes/client-node";
 import { API_VERSION, GROUP, VERSION } from "../src/api/common.ts";
@@ -162,7 +162,13 @@ async function rawRun(libvirt: LibvirtClient, names: string[], guest: { kernel: 
           metadata: { name: `raw-${name}`, namespace: NS, uid: name },
           spec: vmSpec(guest),
         } as VirtualMachine,
-        { cluster: "bench", uuid: crypto.randomUUID(), macs: {}, disks: [] },
+        {
+          cluster: "bench",
+          uuid: crypto.randomUUID(),
+          macs: {},
+          disks: [],
+          media: { kernel: guest.kernel, initrd: guest.initrd },
+        },
       ),
       host,
     ),
@@ -187,6 +193,8 @@ async function main() {
   const guest = await guestFiles();
   // 2 host CPUs here; the burst needs room for 20 one-vCPU guests.
   process.env.CPU_OVERCOMMIT ??= "16";
+  // The guest's kernel and initrd are host paths: the agent accepts them from a media directory.
+  process.env.MEDIA_DIRS ??= dirname(guest.kernel);
   progress("starting the bench stack");
   await freshStack();
   const libvirt = await LibvirtClient.connect({ uri: "qemu:///system" });

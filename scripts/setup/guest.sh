@@ -6,7 +6,7 @@
 source "$(dirname "$0")/lib.sh"
 
 # Bump when what this script builds changes (init script, modules, vmlinuz form).
-GUEST_REVISION=3
+GUEST_REVISION=4
 # Modules the guest loads, in this order (their dependencies first, from modules.dep):
 # evdev+button turn the ACPI power button into an input event acpid can read; the
 # rest let hot-plugged disks, NICs and CD-ROMs show up (all are =m in Debian 6.1);
@@ -133,6 +133,15 @@ for arg in $(cat /proc/cmdline); do
   ;; esac
 done
 echo "LIBVIRT-OPERATOR-GUEST-DISKS $(disks)"
+# lvo.fill=<dev> on the kernel command line: write zeros over all of /dev/<dev> in the background
+# (storage tests: a disk larger than its pool fills the pool, and QEMU pauses the guest).
+for arg in $(cat /proc/cmdline); do
+  case $arg in lvo.fill=*)
+    dev=${arg#lvo.fill=}
+    echo "LIBVIRT-OPERATOR-GUEST-FILLING $dev"
+    (dd if=/dev/zero of="/dev/$dev" bs=1M conv=fsync 2>/dev/null; echo "LIBVIRT-OPERATOR-GUEST-FILLED $dev") &
+  ;; esac
+done
 echo LIBVIRT-OPERATOR-GUEST-BOOTED
 echo "LIBVIRT-OPERATOR-GUEST-BOOTED uptime=$(cut -d' ' -f1 /proc/uptime)"
 # lvo.panic on the kernel command line: the kernel panics right after booting (crash tests).

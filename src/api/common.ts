@@ -56,7 +56,25 @@ export function ObjectName(description: string, options: SchemaOptions = {}) {
   });
 }
 
-/** Names that become libvirt or file names: the charset of seed 003 snapshot names. */
+/**
+ * Longest name of an object whose name reaches libvirt and the node's file system as
+ * <namespace>_<name> plus a suffix the node adds (".qcow2", "-console.log", ".xml.new"):
+ * 255 bytes per file name − 63 (longest namespace) − 1 ("_") − 15 (suffixes).
+ */
+export const HOST_NAME_MAX = 176;
+
+/** Root rule: the object's name fits HOST_NAME_MAX, said with the reason. */
+export function nameFitsHost(kind: string): CelRule {
+  return {
+    rule: `size(self.metadata.name) <= ${HOST_NAME_MAX}`,
+    message:
+      `metadata.name: a ${kind} name may have at most ${HOST_NAME_MAX} characters, so that ` +
+      "<namespace>_<name> and the file name extensions the node adds fit libvirt's and the file system's " +
+      "255-byte limit",
+  };
+}
+
+/** Names that become libvirt or file names: letters, digits, '_', '.' and '-'. */
 export const SAFE_NAME_PATTERN = "^[a-zA-Z0-9_.-]+$";
 
 /** A positive Kubernetes quantity: a non-zero number, then an optional binary/decimal suffix or exponent. */
@@ -168,5 +186,8 @@ export const LastOperation = Type.Object(
     completedAt: Type.Optional(Timestamp("When the operation ended.")),
     message: Type.Optional(Type.String({ description: "Outcome or error in words.", maxLength: 4096 })),
   },
-  { description: "The last operation the operator carried out on the object (the seeds' tasks)." },
+  {
+    description:
+      "The last operation the operator carried out on the object (create, start, stop, snapshot …).",
+  },
 );

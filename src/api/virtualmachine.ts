@@ -2,9 +2,11 @@
 import { type Static, Type } from "@sinclair/typebox";
 import {
   Conditions,
+  HOST_NAME_MAX,
   immutable,
   LastOperation,
   NamedList,
+  nameFitsHost,
   ObjectName,
   ObservedGeneration,
   presenceImmutable,
@@ -53,7 +55,7 @@ const CpuTune = Type.Object(
       Type.Integer({
         description:
           "Enforcement interval of the cgroup CPU bandwidth controller, in microseconds (1000–1000000). " +
-          "Together with quota it limits CPU time (seed 001 cputime_limit).",
+          "Together with quota it limits CPU time.",
         minimum: 1000,
         maximum: 1000000,
       }),
@@ -88,8 +90,7 @@ const NumaCell = Type.Object(
     }),
     hostNodes: Type.Optional(
       Type.String({
-        description:
-          "Host NUMA nodes this virtual node is pinned to, e.g. 0 or 0-1 (seed 002 numa_node_pins).",
+        description: "Host NUMA nodes this virtual node is pinned to, e.g. 0 or 0-1.",
         pattern: "^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$",
         maxLength: 256,
       }),
@@ -102,7 +103,7 @@ const Cpu = Type.Object(
   {
     cores: Type.Optional(
       Type.Integer({
-        description: "Number of vCPU cores per socket (seed 001 cores). Default 1.",
+        description: "Number of vCPU cores per socket. Default 1.",
         minimum: 1,
         maximum: 512,
         default: 1,
@@ -117,7 +118,7 @@ const Cpu = Type.Object(
     cputune: Type.Optional(CpuTune),
     numa: Type.Optional(
       Type.Array(NumaCell, {
-        description: "Virtual NUMA topology and its pinning to host NUMA nodes (seed 002 numanodes).",
+        description: "Virtual NUMA topology and its pinning to host NUMA nodes.",
         maxItems: 64,
         "x-kubernetes-list-type": "map",
         "x-kubernetes-list-map-keys": ["index"],
@@ -157,7 +158,7 @@ const VmDisk = Type.Object(
     active: Type.Optional(
       Type.Boolean({
         description:
-          "Whether the disk is connected (seed 002 activate/deactivate). Setting false on a running VM " +
+          "Whether the disk is connected. Setting false on a running VM " +
           "hot-unplugs it; true plugs it back. Default true.",
         default: true,
       }),
@@ -166,28 +167,80 @@ const VmDisk = Type.Object(
   { description: "A VMDisk attached to this VM." },
 );
 
-const Cdrom = Type.Object(
-  {
-    image: Type.String({
+/**
+ * Rules the API server applies to a host path (CD-ROM image, kernel, initrd): what is never
+ * valid anywhere. The node agent judges the rest (media directories, symlinks) on its node.
+ */
+function hostPathRules(field: string, allowEmpty: boolean) {
+  return [
+    {
+      rule: allowEmpty ? "self == '' || self.startsWith('/')" : "self.startsWith('/')",
+      message: `${field} must be an absolute path (starting with /)${allowEmpty ? ", or empty for an empty drive" : ""}`,
+    },
+    { rule: "!self.contains('\\u0000')", message: `${field} must not contain a NUL character` },
+    {
+      rule: "!self.matches('(^|/)\\\\.\\\\.(/|$)')",
+      message: `${field} must not contain a '..' segment: name the file inside a media directory directly`,
+    },
+  ];
+}
+
+/** Said in every host path's description: where such a path may point. */
+const HOST_PATH_RULE =
+  "For admins: the node agent accepts only a regular file inside one of the media directories its admin " +
+  "configured (chart value agent.mediaDirs), judged after following symlinks and '..', and never inside a " +
+  "storage pool, an image import directory or the agent's own state; the resolved path is what the VM gets. " +
+  "Anything else is refused with a Failure condition and a Warning Event, and the domain is left unchanged.";
+
+const Cdrom = withRules(
+  Type.Object(
+    {
+      image: Type.Optional(
+        withRules(
+          Type.String({
+            description:
+              "Path of an ISO image on the node, or empty for an empty drive (ejected). Changing it on a running " +
+              `VM changes the medium live. ${HOST_PATH_RULE} Tenants use diskRef instead.`,
+            maxLength: 4096,
+          }),
+          ...hostPathRules("spec.cdrom.image", true),
+        ),
+      ),
+      diskRef: Type.Optional(
+        Type.Object(
+          { name: ObjectName("Name of the VMDisk in the VM's namespace.") },
+          {
+            description:
+              "A VMDisk of the VM's namespace as the medium (an ISO imported like any image, spec.format raw), " +
+              "attached read-only. The VM runs on the disk's node and holds the disk while it names it, as " +
+              "with spec.disks: a disk that is not shareable goes to one VM only. Changing it on a running " +
+              "VM changes the medium live.",
+          },
+        ),
+      ),
+      bootOnce: Type.Optional(
+        Type.Boolean({
+          description: "Boot from the CD-ROM only at the next start, then from the disks.",
+        }),
+      ),
+      bus: Type.Optional(
+        StringEnum(["sata", "ide", "scsi"] as const, {
+          description: "Bus of the CD-ROM drive. Default sata.",
+          default: "sata",
+        }),
+      ),
+    },
+    {
       description:
-        "Path of an ISO image on the node, or empty for an empty drive (ejected). Changing it on a running " +
-        "VM changes the medium live (seed 002 change/eject).",
-      maxLength: 4096,
-    }),
-    bootOnce: Type.Optional(
-      Type.Boolean({
-        description:
-          "Boot from the CD-ROM only at the next start, then from the disks (seed 004 cdimage_once).",
-      }),
-    ),
-    bus: Type.Optional(
-      StringEnum(["sata", "ide", "scsi"] as const, {
-        description: "Bus of the CD-ROM drive. Default sata.",
-        default: "sata",
-      }),
-    ),
+        "The VM's CD-ROM drive and its medium: exactly one of image (a host path, for admins; empty for an " +
+        "empty drive) or diskRef (a VMDisk).",
+    },
+  ),
+  {
+    rule: "has(self.image) != has(self.diskRef)",
+    message:
+      "spec.cdrom needs exactly one of image (a path, or empty for an empty drive) or diskRef (a VMDisk)",
   },
-  { description: "The VM's CD-ROM drive (seeds 002, 004)." },
 );
 
 const Interface = Type.Object(
@@ -224,7 +277,7 @@ const Interface = Type.Object(
       }),
     ),
   },
-  { description: "A network interface (seed 002 nics)." },
+  { description: "A network interface." },
 );
 
 const Boot = Type.Object(
@@ -239,10 +292,22 @@ const Boot = Type.Object(
       StringEnum(["bios", "uefi"] as const, { description: "Firmware: bios (default) or uefi." }),
     ),
     kernel: Type.Optional(
-      Type.String({ description: "Path of a kernel on the node for direct kernel boot.", maxLength: 4096 }),
+      withRules(
+        Type.String({
+          description: `Path of a kernel on the node for direct kernel boot. ${HOST_PATH_RULE}`,
+          maxLength: 4096,
+        }),
+        ...hostPathRules("spec.boot.kernel", false),
+      ),
     ),
     initrd: Type.Optional(
-      Type.String({ description: "Path of an initrd on the node for direct kernel boot.", maxLength: 4096 }),
+      withRules(
+        Type.String({
+          description: `Path of an initrd on the node for direct kernel boot. ${HOST_PATH_RULE}`,
+          maxLength: 4096,
+        }),
+        ...hostPathRules("spec.boot.initrd", false),
+      ),
     ),
     cmdline: Type.Optional(
       Type.String({ description: "Kernel command line for direct kernel boot.", maxLength: 4096 }),
@@ -257,7 +322,7 @@ const Shutdown = Type.Object(
       Type.Integer({
         description:
           "Seconds the guest gets to power off after an ACPI shutdown or reboot request before it is " +
-          "forced off (seed 004 timeout). 0 forces at once. Default 180.",
+          "forced off. 0 forces at once. Default 180.",
         minimum: 0,
         maximum: 86400,
         default: 180,
@@ -303,15 +368,13 @@ const SnapshotPolicy = Type.Object(
     memory: Type.Optional(Type.Boolean({ description: "Include memory state of a running VM." })),
     consistent: Type.Optional(Type.Boolean({ description: "Quiesce through the guest agent when present." })),
   },
-  { description: "Automatic snapshots with rotation (seeds 000, 003)." },
+  { description: "Automatic snapshots with rotation." },
 );
 
 export const VirtualMachineSpec = withRules(
   Type.Object(
     {
-      description: Type.Optional(
-        Type.String({ description: "Free text about the VM (seed 000 description).", maxLength: 4096 }),
-      ),
+      description: Type.Optional(Type.String({ description: "Free text about the VM.", maxLength: 4096 })),
       runStrategy: Type.Optional(
         StringEnum(RUN_STRATEGIES, {
           description:
@@ -327,7 +390,7 @@ export const VirtualMachineSpec = withRules(
         Type.Boolean({ description: "Suspend the running domain (freeze its vCPUs); false resumes it." }),
       ),
       cpu: Type.Optional(Cpu),
-      memory: Quantity("Memory of the VM (seed 001 ram)."),
+      memory: Quantity("Memory of the VM."),
       uuid: Type.Optional(
         withRules(
           Type.String({
@@ -340,15 +403,13 @@ export const VirtualMachineSpec = withRules(
       hypervisor: Type.Optional(
         StringEnum(HYPERVISORS, {
           description:
-            "Virtualisation technology (seed 001 virt_method): kvm (hardware, default) or qemu (full " +
+            "Virtualisation technology: kvm (hardware, default) or qemu (full " +
             "emulation, TCG). The operator places the VM on a node that offers it.",
           default: "kvm",
         }),
       ),
       nodeName: Type.Optional(
-        ObjectName(
-          "Run on this node (seed 001 node.id). A missing or unfit node is reported as ErrorUnschedulable.",
-        ),
+        ObjectName("Run on this node. A missing or unfit node is reported as ErrorUnschedulable."),
       ),
       nodeSelector: Type.Optional(
         Type.Record(Type.String(), Type.String(), {
@@ -362,7 +423,7 @@ export const VirtualMachineSpec = withRules(
         NamedList(
           Interface,
           "Network interfaces. When absent, the VM gets one virtio NIC on the default network with a " +
-            "free IPv4 and IPv6 address (seed 001); an empty list means no NIC.",
+            "free IPv4 and IPv6 address; an empty list means no NIC.",
           16,
         ),
       ),
@@ -394,8 +455,8 @@ const InterfaceStatus = Type.Object(
 const DiskStatus = Type.Object(
   {
     name: Type.String({ description: "Disk name from spec.disks." }),
-    path: Type.Optional(Type.String({ description: "Volume path on the node (seed 000 vdisks)." })),
-    pool: Type.Optional(Type.String({ description: "Storage pool (seed 000 vpools)." })),
+    path: Type.Optional(Type.String({ description: "Volume path on the node." })),
+    pool: Type.Optional(Type.String({ description: "Storage pool." })),
     provisionedSize: Type.Optional(Type.Integer({ description: "Provisioned size in bytes." })),
     actualSize: Type.Optional(Type.Integer({ description: "Allocated size in bytes." })),
   },
@@ -405,14 +466,14 @@ const DiskStatus = Type.Object(
 const SnapshotSummary = Type.Object(
   {
     name: Type.String({ description: "VMSnapshot name." }),
-    timestamp: Type.Optional(Type.Integer({ description: "Creation time, unix seconds (seed 000)." })),
+    timestamp: Type.Optional(Type.Integer({ description: "Creation time, unix seconds." })),
     label: Type.Optional(Type.String({ description: "Description of the snapshot." })),
     isAutomatic: Type.Optional(Type.Boolean({ description: "Taken by spec.snapshotPolicy." })),
     isConsistent: Type.Optional(Type.Boolean({ description: "Guest file systems were quiesced." })),
     sticky: Type.Optional(Type.Boolean({ description: "Excluded from rotation." })),
     storedBytes: Type.Optional(Type.Integer({ description: "Bytes the snapshot holds." })),
   },
-  { description: "A snapshot of this VM (seed 000 snapshots)." },
+  { description: "A snapshot of this VM." },
 );
 
 const Statistics = Type.Object(
@@ -432,8 +493,7 @@ const Statistics = Type.Object(
     updatedAt: Type.Optional(Timestamp("When the figures were sampled.")),
   },
   {
-    description:
-      "Resource usage sampled at the agent's statistics interval (seeds 000, 002, 003 load_stats).",
+    description: "Resource usage sampled at the agent's statistics interval.",
   },
 );
 
@@ -443,38 +503,32 @@ export const VirtualMachineStatus = Type.Object(
     printableStatus: Type.Optional(
       StringEnum(PRINTABLE_STATUSES, { description: "One word for humans: Running, Stopped, …" }),
     ),
-    uuid: Type.Optional(Type.String({ description: "Domain UUID (seed 000 guid, seed 001 uuid)." })),
-    hypervisorId: Type.Optional(
-      Type.Integer({ description: "libvirt domain id while running (seed 000 hypervisorid)." }),
-    ),
+    uuid: Type.Optional(Type.String({ description: "Domain UUID." })),
+    hypervisorId: Type.Optional(Type.Integer({ description: "libvirt domain id while running." })),
     syncStatus: Type.Optional(
       StringEnum(SYNC_STATUSES, {
         description:
-          "Whether the domain matches the spec (seed 000 status): SYNC in step, SYNC_NOK out of step, " +
+          "Whether the domain matches the spec: SYNC in step, SYNC_NOK out of step, " +
           "CREATED defined but not yet converged, OK/NOK for the last action.",
       }),
     ),
     hypervisorStatus: Type.Optional(
-      StringEnum(HYPERVISOR_STATUSES, { description: "Domain state on the hypervisor (seed 000)." }),
+      StringEnum(HYPERVISOR_STATUSES, { description: "Domain state on the hypervisor." }),
     ),
-    domainName: Type.Optional(
-      Type.String({ description: "libvirt domain name, <namespace>_<name> (seed 000 devicename)." }),
-    ),
-    nodeName: Type.Optional(Type.String({ description: "Node the VM is placed on (seed 000 pmachine)." })),
+    domainName: Type.Optional(Type.String({ description: "libvirt domain name, <namespace>_<name>." })),
+    nodeName: Type.Optional(Type.String({ description: "Node the VM is placed on." })),
     interfaces: Type.Optional(
       NamedList(
         InterfaceStatus,
-        "Interfaces with their MAC and the IPv4/IPv6 addresses reserved for them (seed 001); the addresses stay the same across restarts.",
+        "Interfaces with their MAC and the IPv4/IPv6 addresses reserved for them; the addresses stay the same across restarts.",
         16,
       ),
     ),
     disks: Type.Optional(Type.Array(DiskStatus, { description: "Disks with paths and sizes." })),
     snapshots: Type.Optional(Type.Array(SnapshotSummary, { description: "Snapshots of this VM." })),
-    storedData: Type.Optional(
-      Type.Integer({ description: "Bytes stored by the VM's disks and snapshots (seed 000 stored_data)." }),
-    ),
+    storedData: Type.Optional(Type.Integer({ description: "Bytes stored by the VM's disks and snapshots." })),
     statistics: Type.Optional(Statistics),
-    statusChangedAt: Type.Optional(Timestamp("When hypervisorStatus last changed (seed 004 status_change).")),
+    statusChangedAt: Type.Optional(Timestamp("When hypervisorStatus last changed.")),
     lastOperation: Type.Optional(LastOperation),
     startCount: Type.Optional(
       Type.Integer({
@@ -514,9 +568,11 @@ export const VirtualMachineKind: KindDefinition = {
   shortNames: ["vm", "vms"],
   description:
     "A virtual machine run by libvirt on a labelled node. Apply it and the operator places it, defines " +
-    "the domain and keeps it as spec says; status mirrors what the hypervisor reports.",
+    "the domain and keeps it as spec says; status mirrors what the hypervisor reports. " +
+    `Names have at most ${HOST_NAME_MAX} characters (they become file names on the node).`,
   spec: VirtualMachineSpec,
   status: VirtualMachineStatus,
+  rootRules: [nameFitsHost("VirtualMachine")],
   printerColumns: [
     { name: "Status", type: "string", jsonPath: ".status.printableStatus" },
     { name: "Node", type: "string", jsonPath: ".status.nodeName" },

@@ -3,8 +3,10 @@ import { type Static, Type } from "@sinclair/typebox";
 import {
   Conditions,
   growOnly,
+  HOST_NAME_MAX,
   immutable,
   LastOperation,
+  nameFitsHost,
   ObjectName,
   ObservedGeneration,
   presenceImmutable,
@@ -16,6 +18,8 @@ import {
 import type { CustomObject, KindDefinition } from "./kind.ts";
 
 export const DISK_FORMATS = ["qcow2", "raw"] as const;
+/** The largest disk the API server accepts (a qcow2 volume can be far larger; no pool here is). */
+export const MAX_PROVISIONED_SIZE = "64Ti";
 export const DISK_PHASES = [
   "Pending",
   "Creating",
@@ -58,9 +62,15 @@ const DiskSource = withRules(
             url: Type.String({
               description:
                 "Where the image comes from: an absolute path on the node, inside the agent's image import " +
-                "directories (chart value agent.imageImportDirs), or an http(s) URL with a Content-Length. " +
-                "qcow2 and raw are detected and converted to spec.format; qcow2 images that name a backing " +
-                "file are refused.",
+                "directories (chart value agent.imageImportDirs), or an http(s) URL. A URL may reach only " +
+                "global unicast addresses (no loopback, private, link-local, unique local, NAT64, 6to4 or " +
+                "multicast address, however written), unless the node's admin allows the range " +
+                "(agent.imageImport.allowedNetworks); every redirect (at most 5) is checked the same way. " +
+                "The image may not be larger than the node's maximum (agent.imageImport.maxBytes, default " +
+                "64Gi): its length, its qcow2 virtual size and the bytes received count, and a download " +
+                "stops the moment it passes it. user:password@ in the URL is sent as basic auth and never " +
+                "shown in status, Events or logs. qcow2 and raw are detected and converted to spec.format; " +
+                "qcow2 images that name a backing file are refused.",
               pattern: "^(/|https?://)",
               maxLength: 4096,
             }),
@@ -83,8 +93,11 @@ export const VMDiskSpec = withRules(
     {
       description: Type.Optional(Type.String({ description: "Free text about the disk.", maxLength: 4096 })),
       provisionedSize: Quantity(
-        "Size the guest sees (seed 002 provisioned_size). It may grow, also while attached and running; " +
-          "it never shrinks.",
+        `Size the guest sees, at most ${MAX_PROVISIONED_SIZE}. It may grow, also while attached and running; ` +
+          "it never shrinks. It counts in full against the storage pool (times the admin's overcommit ratio, " +
+          "sparse or not) and against the namespace's disk byte limit (Namespace annotation " +
+          "vm.libvirt-operator.io/disk-bytes-limit, else the chart's tenancy.diskBytesPerNamespace): a disk " +
+          "over either waits unplaced, or keeps its size, with a condition saying why.",
       ),
       format: Type.Optional(
         withRules(
@@ -104,7 +117,10 @@ export const VMDiskSpec = withRules(
       storagePool: Type.Optional(
         withRules(
           Type.String({
-            description: "libvirt storage pool of the node. Default: the agent's default pool. Immutable.",
+            description:
+              "libvirt storage pool of the node. Default: the agent's default pool. Only pools the namespace " +
+              "may use are accepted (Namespace annotation vm.libvirt-operator.io/allowed-storage-pools, else " +
+              "the chart's tenancy.allowedStoragePools); another is refused with a condition. Immutable.",
             pattern: SAFE_NAME_PATTERN,
             maxLength: 63,
           }),
@@ -127,18 +143,24 @@ export const VMDiskSpec = withRules(
       ),
       readOnly: Type.Optional(Type.Boolean({ description: "Every VM gets the disk read-only." })),
       wipeAfterDelete: Type.Optional(
-        Type.Boolean({ description: "Zero the data before the volume is deleted (seed 002)." }),
+        Type.Boolean({ description: "Zero the data before the volume is deleted." }),
       ),
       propagateErrors: Type.Optional(
         Type.Boolean({
-          description:
-            "Pass I/O errors to the guest instead of pausing the VM (seed 002 propagate_errors). Default false.",
+          description: "Pass I/O errors to the guest instead of pausing the VM. Default false.",
         }),
       ),
     },
     { description: "Desired state of the disk." },
   ),
   growOnly("provisionedSize", "spec.provisionedSize"),
+  {
+    rule:
+      "!isQuantity(string(self.provisionedSize)) || " +
+      `quantity(string(self.provisionedSize)).compareTo(quantity('${MAX_PROVISIONED_SIZE}')) <= 0`,
+    message: `spec.provisionedSize may be at most ${MAX_PROVISIONED_SIZE}`,
+    fieldPath: ".provisionedSize",
+  },
   presenceImmutable("source", "spec.source"),
 );
 
@@ -179,7 +201,7 @@ export const VMDiskStatus = Type.Object(
             Type.String({ format: "date-time", description: "When the figures were sampled." }),
           ),
         },
-        { description: "I/O rates while attached to a running VM (seed 002 disk statistics)." },
+        { description: "I/O rates while attached to a running VM." },
       ),
     ),
     lastOperation: Type.Optional(LastOperation),
@@ -195,9 +217,11 @@ export const VMDiskKind: KindDefinition = {
   shortNames: ["vmdisk", "vmdisks"],
   description:
     "A virtual disk: a volume in a node's libvirt storage pool, created blank, cloned or imported, and " +
-    "attached to VirtualMachines through spec.disks.",
+    "attached to VirtualMachines through spec.disks. " +
+    `Names have at most ${HOST_NAME_MAX} characters (they become file names on the node).`,
   spec: VMDiskSpec,
   status: VMDiskStatus,
+  rootRules: [nameFitsHost("VMDisk")],
   printerColumns: [
     { name: "Phase", type: "string", jsonPath: ".status.phase" },
     { name: "Size", type: "string", jsonPath: ".spec.provisionedSize" },

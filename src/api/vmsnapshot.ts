@@ -3,6 +3,7 @@ import { type Static, Type } from "@sinclair/typebox";
 import {
   Conditions,
   immutable,
+  nameFitsHost,
   ObjectName,
   ObservedGeneration,
   SAFE_NAME_PATTERN,
@@ -17,20 +18,17 @@ export const SNAPSHOT_INDICATIONS = ["Online", "GuestAgent", "NoGuestAgent", "Me
 
 const snapshotNameRule = {
   rule: `self.metadata.name.matches('${SAFE_NAME_PATTERN}')`,
-  message: "snapshot names may use only letters, digits, '_', '.' and '-' (seed 003)",
+  message: "snapshot names may use only letters, digits, '_', '.' and '-'",
 };
 
 export const VMSnapshotSpec = withRules(
   Type.Object(
     {
       vmName: ObjectName("The VirtualMachine to snapshot, in the same namespace."),
-      description: Type.Optional(
-        Type.String({ description: "Label of the snapshot (seed 000 label).", maxLength: 4096 }),
-      ),
+      description: Type.Optional(Type.String({ description: "Label of the snapshot.", maxLength: 4096 })),
       memory: Type.Optional(
         Type.Boolean({
-          description:
-            "Also save the memory of a running VM, so a restore resumes it (seed 002 persist_memorystate).",
+          description: "Also save the memory of a running VM, so a restore resumes it.",
         }),
       ),
       consistent: Type.Optional(
@@ -40,9 +38,7 @@ export const VMSnapshotSpec = withRules(
             "whether it happened.",
         }),
       ),
-      sticky: Type.Optional(
-        Type.Boolean({ description: "Never remove this snapshot in rotation (seed 000 sticky)." }),
-      ),
+      sticky: Type.Optional(Type.Boolean({ description: "Never remove this snapshot in rotation." })),
     },
     { description: "What to snapshot. Immutable after creation." },
   ),
@@ -55,10 +51,10 @@ export const VMSnapshotStatus = Type.Object(
     phase: Type.Optional(StringEnum(SNAPSHOT_PHASES, { description: "InProgress, Succeeded or Failed." })),
     readyToUse: Type.Optional(Type.Boolean({ description: "The snapshot can be restored or cloned from." })),
     creationTime: Type.Optional(Timestamp("When the snapshot was taken.")),
-    timestamp: Type.Optional(Type.Integer({ description: "Creation time in unix seconds (seed 000)." })),
+    timestamp: Type.Optional(Type.Integer({ description: "Creation time in unix seconds." })),
     isAutomatic: Type.Optional(Type.Boolean({ description: "Taken by the VM's snapshotPolicy." })),
     isConsistent: Type.Optional(Type.Boolean({ description: "Guest file systems were quiesced." })),
-    storedBytes: Type.Optional(Type.Integer({ description: "Bytes the snapshot holds (seed 000 stored)." })),
+    storedBytes: Type.Optional(Type.Integer({ description: "Bytes the snapshot holds." })),
     nodeName: Type.Optional(Type.String({ description: "Node holding the snapshot." })),
     indications: Type.Optional(
       Type.Array(StringEnum(SNAPSHOT_INDICATIONS, { description: "An indication." }), {
@@ -82,7 +78,7 @@ export const VMSnapshotKind: KindDefinition = {
     "Restore it with a VMRestore or clone it with a VirtualMachine whose spec.source.snapshot names it.",
   spec: VMSnapshotSpec,
   status: VMSnapshotStatus,
-  rootRules: [snapshotNameRule],
+  rootRules: [nameFitsHost("VMSnapshot"), snapshotNameRule],
   printerColumns: [
     { name: "VM", type: "string", jsonPath: ".spec.vmName" },
     { name: "Phase", type: "string", jsonPath: ".status.phase" },
@@ -125,8 +121,7 @@ export const VMRestoreKind: KindDefinition = {
   plural: "vmrestores",
   singular: "vmrestore",
   shortNames: ["vmrestore", "vmrestores"],
-  description:
-    "Rolls a VirtualMachine back to one of its VMSnapshots (seed 000 rollback, 003 restore_snapshot).",
+  description: "Rolls a VirtualMachine back to one of its VMSnapshots.",
   spec: VMRestoreSpec,
   status: VMRestoreStatus,
   printerColumns: [

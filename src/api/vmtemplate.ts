@@ -1,9 +1,10 @@
-// VMTemplate: a VM blueprint (seed 000 vTemplates) that VirtualMachines are created from.
+// VMTemplate: a VM blueprint that VirtualMachines are created from.
 import { type Static, Type } from "@sinclair/typebox";
 import {
   Conditions,
   immutable,
   NamedList,
+  nameFitsHost,
   ObjectName,
   ObservedGeneration,
   presenceImmutable,
@@ -71,9 +72,7 @@ export const VMTemplateSpec = withRules(
         withRules(
           Type.Object(
             {
-              vmName: ObjectName(
-                "Turn this stopped VirtualMachine into the template (seed 000 set_as_template).",
-              ),
+              vmName: ObjectName("Turn this stopped VirtualMachine into the template."),
             },
             { description: "Make the template from an existing VM. Immutable." },
           ),
@@ -113,10 +112,11 @@ export const VMTemplateKind: KindDefinition = {
   singular: "vmtemplate",
   shortNames: ["vmtpl", "vmtpls"],
   description:
-    "A blueprint for VirtualMachines (seed 000 vTemplate). A VM with spec.source.template gets the " +
+    "A blueprint for VirtualMachines. A VM with spec.source.template gets the " +
     "template's shape and clones of its disks. A template with children cannot be deleted.",
   spec: VMTemplateSpec,
   status: VMTemplateStatus,
+  rootRules: [nameFitsHost("VMTemplate")],
   printerColumns: [
     { name: "Phase", type: "string", jsonPath: ".status.phase" },
     { name: "Children", type: "string", jsonPath: ".status.children" },

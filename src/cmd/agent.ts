@@ -3,23 +3,34 @@
 //   env: NODE_NAME, POD_NAMESPACE, LIBVIRT_URI, METRICS_PORT, CONSOLE_LOG_DIR,
 //        STATISTICS_INTERVAL_SECONDS (default 60), LOG_LEVEL, STORAGE_POOL_NAME,
 //        STORAGE_POOL_PATH (the default pool), IMAGE_IMPORT_DIRS (":"-separated; where
-//        source.image may name node files), IMAGE_IMPORT_BLOCKED_NETWORKS (CIDRs source.image
-//        URLs may not reach; default link-local), LIBVIRT_TEST_DRIVER ("true": tests and
+//        source.image may name node files), IMAGE_IMPORT_ALLOWED_NETWORKS (CIDRs source.image
+//        URLs may reach besides global unicast addresses), IMAGE_MAX_BYTES (largest image;
+//        default 64Gi), LIBVIRT_TEST_DRIVER ("true": tests and
 //        benchmarks on libvirt's test driver, see offerTestDriverDomains; never in the chart),
 //        STUCK_WORKER_SECONDS (liveness fails when a reconcile runs longer; default 8 h),
-//        LIBVIRT_UNREACHABLE_SECONDS (liveness fails when libvirt is away longer; default 120)
+//        LIBVIRT_UNREACHABLE_SECONDS (liveness fails when libvirt is away longer; default 120),
+//        TENANT_ALLOWED_NETWORKS, TENANT_ALLOWED_STORAGE_POOLS, TENANT_DISK_BYTES_LIMIT (what
+//        namespaces may use unless their annotations say otherwise; the controller's values,
+//        checked here again)
+//        MEDIA_DIRS (":"-separated; the only directories spec.cdrom.image, spec.boot.kernel and
+//        spec.boot.initrd may name files in; default none)
 import { mkdir } from "node:fs/promises";
 import { hostname } from "node:os";
-import type { KubernetesObject } from "@kubernetes/client-node";
+import { type KubernetesObject, makeInformer, type V1Namespace } from "@kubernetes/client-node";
 import { NODE_LABEL, type VirtualMachine, VirtualMachineKind } from "../api/virtualmachine.ts";
 import { type VMDisk, VMDiskKind } from "../api/vmdisk.ts";
+import { diskRefusal } from "../controllers/disk-limits.ts";
 import { NodeDiskReconciler, watchNodeDisks } from "../controllers/node/disk-reconciler.ts";
-import { blockedNetworksOf, DEFAULT_BLOCKED_NETWORKS } from "../controllers/node/image-source.ts";
+import { ImportConfigError, type ImportLimits, importLimitsFromEnv } from "../controllers/node/image-limits.ts";
+import { agentStateDirsOf, mediaDirsFromEnv } from "../controllers/node/media-paths.ts";
 import { runNodePublisher } from "../controllers/node/node-publisher.ts";
 import { StatsCollector } from "../controllers/node/stats-collector.ts";
 import { ensureDefaultPool } from "../controllers/node/storage-pools.ts";
+import { poolTargets } from "../controllers/node/vm-media.ts";
 import { NodeVmReconciler } from "../controllers/node/vm-reconciler.ts";
+import { libvirtDomainHolding } from "../controllers/node/vm-identity-check.ts";
 import { watchNodeVms } from "../controllers/node/vm-watches.ts";
+import { tenancyDefaultsFromEnv, tenantPolicy } from "../controllers/tenant-policy.ts";
 import { offerTestDriverDomains, parseCapabilities } from "../hypervisor/capabilities.ts";
 import { parseOwnership } from "../hypervisor/domain/xml.ts";
 import { overdueBy } from "../hypervisor/libvirt/deadlines.ts";
@@ -48,11 +59,27 @@ const defaultPool = {
   name: process.env.STORAGE_POOL_NAME ?? "libvirt-operator",
   path: process.env.STORAGE_POOL_PATH ?? "/var/lib/libvirt/libvirt-operator",
 };
+const mediaDirs = mediaDirsFromEnv(process.env.MEDIA_DIRS);
 const importDirs = (process.env.IMAGE_IMPORT_DIRS ?? "/var/lib/libvirt-operator/images")
   .split(":")
   .filter((d) => d.startsWith("/"));
+const imports = importLimitsOrExit();
+
+/** A bad IMAGE_* setting stops the agent with one line naming it, not a stack trace. */
+function importLimitsOrExit(): ImportLimits {
+  if (process.env.IMAGE_IMPORT_BLOCKED_NETWORKS !== undefined)
+    log.warn("IMAGE_IMPORT_BLOCKED_NETWORKS is no longer read: see IMAGE_IMPORT_ALLOWED_NETWORKS");
+  try {
+    return importLimitsFromEnv(process.env);
+  } catch (err) {
+    if (!(err instanceof ImportConfigError)) throw err;
+    log.fatal({ variable: err.variable, entry: err.entry }, err.message);
+    process.exit(1);
+  }
+}
 
 async function main() {
+  const tenancy = tenancyDefaultsFromEnv(process.env);
   const controller = new AbortController();
   const kube = connectKube();
   const libvirt = await LibvirtClient.connect({ uri: libvirtUri });
@@ -69,6 +96,9 @@ async function main() {
   // Every VMDisk, not only this node's: VMs here may use disks of shared pools placed elsewhere.
   // The disk reconciler acts only on disks labelled for this node.
   const diskInformer = kindInformer<VMDisk & KubernetesObject>(kube, VMDiskKind);
+  const namespaces = makeInformer<V1Namespace>(kube.kc, "/api/v1/namespaces", () =>
+    kube.core.listNamespace(),
+  );
   const clusterId = (await kube.core.readNamespace({ name: "kube-system" })).metadata?.uid ?? "";
   await ensureDefaultPool(libvirt, defaultPool, log);
   // The import directories exist from the start, so users know where images go.
@@ -82,6 +112,26 @@ async function main() {
     clusterId,
     host,
     consoleLogDir,
+    defaultPool: defaultPool.name,
+    admission: {
+      policyOf: (ns) => tenantPolicy(namespaces.get(ns), tenancy),
+      identities: {
+        clusterId,
+        nodeName,
+        vmsOnNode: () => informer.list(),
+        domainHolding: libvirtDomainHolding(libvirt),
+      },
+      media: {
+        nodeName,
+        mediaDirs,
+        importDirs,
+        agentStateDirs: agentStateDirsOf(process.env, consoleLogDir),
+        poolDirs: () => poolTargets(libvirt),
+        libvirt,
+        diskNamed: (ns, name) => diskInformer.get(name, ns),
+        defaultPool: defaultPool.name,
+      },
+    },
     log,
   });
   // Four at a time measured better than sixteen for a burst of 20 (make bench): QEMU start-up
@@ -99,8 +149,14 @@ async function main() {
     nodeName,
     defaultPool: defaultPool.name,
     importDirs,
-    blockedNetworks: blockedNetworksOf(process.env.IMAGE_IMPORT_BLOCKED_NETWORKS ?? DEFAULT_BLOCKED_NETWORKS),
+    imports,
     refreshMs: statisticsIntervalMs,
+    tenancy: {
+      refusal: (disk) => {
+        const ns = disk.metadata.namespace ?? "";
+        return diskRefusal(disk, diskInformer.list(ns), tenantPolicy(namespaces.get(ns), tenancy));
+      },
+    },
     log,
   });
   const diskQueue = new WorkQueue("vmdisk-node", (key) => diskReconciler.reconcile(key), {
@@ -120,13 +176,14 @@ async function main() {
     return stuck();
   };
   const server = await startHttpServer(port, registry, () => ready && libvirt.connected, live);
-  watchNodeVms(queue, reconciler, informer, diskInformer, libvirt);
+  watchNodeVms(queue, reconciler, informer, diskInformer, namespaces, libvirt);
   watchNodeDisks(diskQueue, diskInformer, nodeName);
   libvirt.on("disconnected", (err: Error) =>
     log.warn({ err: err.message }, "libvirt connection lost; reconnecting"),
   );
   libvirt.on("reconnected", () => log.info("libvirt reconnected; resyncing every VM"));
   await libvirt.enableDomainEvents();
+  await startInformerSynced(namespaces, "namespaces", log);
   await startInformerSynced(diskInformer, "vmdisks", log);
   await startInformerSynced(informer, "virtualmachines", log);
 
@@ -161,7 +218,7 @@ async function main() {
     log.info({ signal }, "agent stopping; guests keep running");
     ready = false;
     controller.abort();
-    await Promise.all([informer.stop(), diskInformer.stop()]);
+    await Promise.all([informer.stop(), diskInformer.stop(), namespaces.stop()]);
     await Promise.all([queue.shutdown(), diskQueue.shutdown()]);
     await libvirt.close();
     server.close();

@@ -2,9 +2,18 @@
 // guards disks in use (and, as the kinds grow, templates, clones, restores, rotation).
 // Leader-elected; one active replica.
 //   env: POD_NAMESPACE, POD_NAME, LEADER_ELECTION, METRICS_PORT, CPU_OVERCOMMIT, LOG_LEVEL,
-//        STUCK_WORKER_SECONDS (liveness fails when a reconcile runs longer; default 300)
+//        STUCK_WORKER_SECONDS (liveness fails when a reconcile runs longer; default 300),
+//        TENANT_ALLOWED_NETWORKS, TENANT_ALLOWED_STORAGE_POOLS, TENANT_DISK_BYTES_LIMIT (what
+//        namespaces may use unless their annotations say otherwise; see tenant-policy.ts),
+//        STORAGE_OVERCOMMIT (provisioned bytes a pool may be promised per byte of capacity; default 1)
 import { hostname } from "node:os";
-import { type KubernetesObject, makeInformer, type V1Lease, type V1Node } from "@kubernetes/client-node";
+import {
+  type KubernetesObject,
+  makeInformer,
+  type V1Lease,
+  type V1Namespace,
+  type V1Node,
+} from "@kubernetes/client-node";
 import { type VirtualMachine, VirtualMachineKind } from "../api/virtualmachine.ts";
 import { type VMDisk, VMDiskKind } from "../api/vmdisk.ts";
 import {
@@ -12,11 +21,13 @@ import {
   type PlacementBook,
   watchClusterDisks,
 } from "../controllers/cluster/disk-reconciler.ts";
+import { storageOvercommitFromEnv } from "../controllers/cluster/pool-capacity.ts";
 import {
   UNSUPPORTED_KINDS,
   UnsupportedKindReconciler,
 } from "../controllers/cluster/unsupported-reconciler.ts";
 import { ClusterVmReconciler, watchClusterVms } from "../controllers/cluster/vm-reconciler.ts";
+import { tenancyDefaultsFromEnv } from "../controllers/tenant-policy.ts";
 import { connectKube, kindInformer, startInformerSynced } from "../runtime/kube.ts";
 import { type Leadership, runLeaderElection } from "../runtime/leader.ts";
 import { createLogger } from "../runtime/logging.ts";
@@ -31,6 +42,8 @@ const port = Number(process.env.METRICS_PORT ?? 9090);
 const cpuOvercommit = Number(process.env.CPU_OVERCOMMIT ?? 8);
 
 async function main() {
+  const tenancy = tenancyDefaultsFromEnv(process.env);
+  const storageOvercommit = storageOvercommitFromEnv(process.env.STORAGE_OVERCOMMIT);
   const kube = connectKube();
   const registry = newRegistry("controller");
   let ready = false;
@@ -47,6 +60,9 @@ async function main() {
     () => kube.coordination.listNamespacedLease({ namespace }),
   );
   const disks = kindInformer<VMDisk & KubernetesObject>(kube, VMDiskKind);
+  const namespaces = makeInformer<V1Namespace>(kube.kc, "/api/v1/namespaces", () =>
+    kube.core.listNamespace(),
+  );
   const book: PlacementBook = { vmNodes: new Map(), diskNodes: new Map() };
   const reconciler = new ClusterVmReconciler({
     kube,
@@ -57,6 +73,8 @@ async function main() {
     policy: { cpuOvercommit },
     disks,
     book,
+    namespaces,
+    tenancy,
     log,
   });
   const diskReconciler = new ClusterDiskReconciler({
@@ -67,6 +85,9 @@ async function main() {
     leases,
     leaseNamespace: namespace,
     book,
+    namespaces,
+    tenancy,
+    storageOvercommit,
     log,
   });
   const queue = new WorkQueue("virtualmachine-cluster", (key) => reconciler.reconcile(key), {
@@ -93,9 +114,13 @@ async function main() {
 
   const start = async () => {
     for (const u of unsupported) u.reconciler.watch(u.queue, u.informer);
-    watchClusterVms(queue, reconciler, { vms, disks, nodes, leases });
-    watchClusterDisks(diskQueue, diskReconciler, { disks, vms, nodes, leases });
-    await Promise.all([startInformerSynced(nodes, "nodes", log), startInformerSynced(leases, "leases", log)]);
+    watchClusterVms(queue, reconciler, { vms, disks, nodes, leases, namespaces });
+    watchClusterDisks(diskQueue, diskReconciler, { disks, vms, nodes, leases, namespaces });
+    await Promise.all([
+      startInformerSynced(nodes, "nodes", log),
+      startInformerSynced(leases, "leases", log),
+      startInformerSynced(namespaces, "namespaces", log),
+    ]);
     await startInformerSynced(disks, "vmdisks", log);
     await startInformerSynced(vms, "virtualmachines", log);
     for (const u of unsupported) await startInformerSynced(u.informer, u.kind.plural, log);
@@ -108,7 +133,7 @@ async function main() {
     log.info({ why }, "controller stopping");
     ready = false;
     if (why !== "lost leadership") await leadership?.release().catch(() => undefined);
-    await Promise.all([vms.stop(), disks.stop(), nodes.stop(), leases.stop()]);
+    await Promise.all([vms.stop(), disks.stop(), nodes.stop(), leases.stop(), namespaces.stop()]);
     await Promise.all(unsupported.map((u) => u.informer.stop()));
     await Promise.all([
       queue.shutdown(),

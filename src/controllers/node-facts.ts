@@ -17,7 +17,7 @@ export interface NodeCapacity {
   hypervisors: Array<"kvm" | "qemu">;
   /** Active libvirt networks and their DHCP pools, for address allocation. */
   networks?: Record<string, NetworkPools>;
-  /** Active storage pools (sizes rounded down to GiB so small writes cause no Node updates). */
+  /** Active storage pools (free space rounded down to GiB so small writes cause no Node updates). */
   storagePools?: Record<string, StoragePoolFacts>;
   /** The pool a VMDisk without spec.storagePool goes to. */
   defaultStoragePool?: string;

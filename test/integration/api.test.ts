@@ -5,7 +5,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import yaml from "js-yaml";
-import { API_VERSION } from "../../src/api/common.ts";
+import { API_VERSION, HOST_NAME_MAX } from "../../src/api/common.ts";
 import { KINDS } from "../../src/api/index.ts";
 import { kubectl, kubectlError, testNamespace, toYaml } from "../support/stack.ts";
 
@@ -81,6 +81,22 @@ const disk = (extra: Record<string, unknown> = {}) => ({ provisionedSize: "10Gi"
 const uuid = "6f1c2a3e-0b7d-4c55-9e3f-2a1b0c9d8e7f";
 
 const BAD: BadCase[] = [
+  {
+    title: "a name too long for the node's files",
+    kind: "VirtualMachine",
+    name: "a".repeat(240),
+    spec: vm(),
+    field: "metadata.name",
+    why: new RegExp(`at most ${HOST_NAME_MAX} characters.*255-byte limit`),
+  },
+  {
+    title: "a name too long for the node's files",
+    kind: "VMDisk",
+    name: "d".repeat(HOST_NAME_MAX + 1),
+    spec: disk(),
+    field: "metadata.name",
+    why: new RegExp(`at most ${HOST_NAME_MAX} characters`),
+  },
   {
     title: "unknown hypervisor",
     kind: "VirtualMachine",
@@ -319,6 +335,18 @@ describe("bad manifests are rejected by the API server, naming the field", () =>
       assert.match(message, c.why);
     });
   });
+});
+
+it("a VM and a disk with names of the longest length allowed are accepted", async () => {
+  for (const [kind, spec] of [
+    ["VirtualMachine", vm()],
+    ["VMDisk", disk()],
+  ] as const) {
+    const name = `${kind.toLowerCase()}-`.padEnd(HOST_NAME_MAX, "x");
+    const obj = { apiVersion: API_VERSION, kind, metadata: { name, namespace: ns }, spec };
+    assert.equal(await kubectlError(["apply", "--server-side", "-f", "-"], toYaml(obj)), "");
+    await kubectl(["delete", kind, name, "-n", ns, "--wait=true"]);
+  }
 });
 
 describe("kubectl explain", () => {

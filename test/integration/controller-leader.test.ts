@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { OPERATOR_NAMESPACE } from "../../src/cmd/local/operator.ts";
+import { controllerKubeconfig, OPERATOR_NAMESPACE } from "../../src/cmd/local/operator.ts";
 import { runningPid, startDaemon, stopDaemon } from "../../src/cmd/local/processes.ts";
 import { REPO_ROOT } from "../../src/cmd/local/tools.ts";
 import { applyVm, isPrintable, waitForVm } from "../support/operator.ts";
@@ -41,6 +41,8 @@ before(async () => {
   await kubectl(["create", "namespace", OPERATOR_NAMESPACE, "--dry-run=client", "-o", "yaml"]).then(
     ({ stdout }) => kubectl(["apply", "--server-side", "-f", "-"], stdout),
   );
+  // Both under the controller's ServiceAccount, as the chart's replicas run.
+  const own = await controllerKubeconfig(TEST_STACK.stateDir, KUBECONFIG);
   for (const [i, name] of CONTROLLERS.entries()) {
     await startDaemon(TEST_STACK.stateDir, {
       name,
@@ -48,7 +50,7 @@ before(async () => {
       args: [join(REPO_ROOT, "src", "cmd", "controller.ts")],
       env: {
         ...process.env,
-        KUBECONFIG,
+        KUBECONFIG: own,
         POD_NAMESPACE: OPERATOR_NAMESPACE,
         POD_NAME: name,
         METRICS_PORT: String(19390 + i),

@@ -6,7 +6,14 @@ import { after, before, describe, it } from "node:test";
 import yaml from "js-yaml";
 import { crdName } from "../../src/api/crd.ts";
 import { KINDS } from "../../src/api/index.ts";
+import { DOMAIN_FINALIZER, NODE_LABEL } from "../../src/api/virtualmachine.ts";
+import { VOLUME_FINALIZER } from "../../src/api/vmdisk.ts";
 import { cachedBinary, REPO_ROOT, run } from "../../src/cmd/local/tools.ts";
+import {
+  CAPACITY_ANNOTATION,
+  HEARTBEAT_LEASE_PREFIX,
+  hypervisorLabel,
+} from "../../src/controllers/node-facts.ts";
 import { KUBECONFIG, kubectl, kubectlError } from "../support/stack.ts";
 
 const chart = join(REPO_ROOT, "helm", "libvirt-operator");
@@ -81,12 +88,93 @@ describe("helm chart (rendered)", () => {
     assert.ok(withMonitoring.includes("PrometheusRule"));
   });
 
+  it("the agent's policies name the operator's own label, finalizers, annotation and Lease", async () => {
+    const policies = JSON.stringify((await render()).filter((o) => o.kind === "ValidatingAdmissionPolicy"));
+    for (const name of [
+      NODE_LABEL,
+      DOMAIN_FINALIZER,
+      VOLUME_FINALIZER,
+      CAPACITY_ANNOTATION,
+      hypervisorLabel(""),
+      HEARTBEAT_LEASE_PREFIX,
+      "authentication.kubernetes.io/node-name",
+    ])
+      assert.ok(policies.includes(name), `${name} in the agent's policies`);
+  });
+
+  it("tenant roles aggregate into view, edit and admin, without any subresource", async () => {
+    const roles = (await render()).filter(
+      (o) => o.kind === "ClusterRole" && o.metadata.name.includes("-tenant-"),
+    ) as Array<
+      K8sObject & {
+        metadata: { labels: Record<string, string> };
+        rules: Array<{ resources: string[]; verbs: string[] }>;
+      }
+    >;
+    const aggregatesTo = (role: string) =>
+      roles.filter((r) => r.metadata.labels[`rbac.authorization.k8s.io/aggregate-to-${role}`] === "true");
+    assert.deepEqual(
+      aggregatesTo("view").flatMap((r) => r.rules.flatMap((rule) => rule.verbs)),
+      ["get", "list", "watch"],
+    );
+    assert.ok(aggregatesTo("edit").some((r) => r.rules.some((rule) => rule.verbs.includes("create"))));
+    assert.equal(aggregatesTo("admin").length, 2);
+    const resources = roles.flatMap((r) => r.rules.flatMap((rule) => rule.resources));
+    assert.deepEqual(
+      resources.filter((res) => res.includes("/")),
+      [],
+    );
+  });
+
   it("values.schema.json rejects a misspelt value, naming it", async () => {
     const message = await render("agent.nodeSelektor.x=y").then(
       () => "",
       (err: Error) => err.message,
     );
     assert.match(message, /nodeSelektor/);
+  });
+
+  it("imports: allowed networks and the maximum reach the agent; a malformed CIDR or size is rejected", async () => {
+    const env = (objects: K8sObject[]) =>
+      Object.fromEntries(
+        (
+          (podSpec(objects, "DaemonSet").containers[0] as { env?: Array<{ name: string; value?: string }> })
+            .env ?? []
+        ).map((e) => [e.name, e.value]),
+      );
+    const defaults = env(await render());
+    assert.equal(defaults.IMAGE_IMPORT_ALLOWED_NETWORKS, "");
+    assert.equal(defaults.IMAGE_MAX_BYTES, "64Gi");
+    const set = env(
+      await render(
+        "agent.imageImport.allowedNetworks={10.20.0.0/16,fd00::/8}",
+        "agent.imageImport.maxBytes=8Gi",
+      ),
+    );
+    assert.equal(set.IMAGE_IMPORT_ALLOWED_NETWORKS, "10.20.0.0/16,fd00::/8");
+    assert.equal(set.IMAGE_MAX_BYTES, "8Gi");
+    for (const bad of [
+      "agent.imageImport.allowedNetworks={10.0.0/8}",
+      "agent.imageImport.allowedNetworks={10.0.0.0/33}",
+    ]) {
+      const message = await render(bad).then(
+        () => "",
+        (err: Error) => err.message,
+      );
+      assert.match(message, /\/agent\/imageImport\/allowedNetworks\/0.*does not match pattern/, bad);
+    }
+    const size = await render("agent.imageImport.maxBytes=lots").then(
+      () => "",
+      (err: Error) => err.message,
+    );
+    assert.match(size, /\/agent\/imageImport\/maxBytes.*does not match pattern/);
+    await helm([
+      "lint",
+      "--strict",
+      chart,
+      "--set",
+      "agent.imageImport.allowedNetworks={127.0.0.0/8,::1/128}",
+    ]);
   });
 });
 
@@ -137,12 +225,19 @@ describe("helm install into the real API server", () => {
     return /^yes/m.test(out);
   };
 
-  it("grants the controller what it needs and nothing more", async () => {
-    assert.ok(await can("controller", "create", "vmsnapshots.vm.libvirt-operator.io", "default"));
+  it("grants the controller what it calls and nothing more", async () => {
+    assert.ok(await can("controller", "patch", "virtualmachines.vm.libvirt-operator.io", "default"));
     assert.ok(await can("controller", "patch", "virtualmachines.vm.libvirt-operator.io/status", "default"));
     assert.ok(await can("controller", "list", "nodes"));
+    assert.ok(await can("controller", "watch", "namespaces"));
     assert.ok(await can("controller", "update", "leases.coordination.k8s.io"));
     assert.ok(!(await can("controller", "update", "leases.coordination.k8s.io", "kube-system")));
+    // It creates and deletes none of our objects, and sets no owner references that block deletion.
+    assert.ok(!(await can("controller", "create", "vmsnapshots.vm.libvirt-operator.io", "default")));
+    assert.ok(!(await can("controller", "delete", "virtualmachines.vm.libvirt-operator.io", "default")));
+    assert.ok(
+      !(await can("controller", "update", "virtualmachines.vm.libvirt-operator.io/finalizers", "default")),
+    );
     assert.ok(!(await can("controller", "patch", "nodes")));
     assert.ok(!(await can("controller", "get", "secrets")));
     assert.ok(!(await can("controller", "create", "pods")));
@@ -152,38 +247,41 @@ describe("helm install into the real API server", () => {
     assert.ok(await can("agent", "patch", "virtualmachines.vm.libvirt-operator.io/status", "default"));
     assert.ok(await can("agent", "patch", "nodes"));
     assert.ok(await can("agent", "update", "leases.coordination.k8s.io"));
-    assert.ok(
-      !(await can("controller", "update", "virtualmachines.vm.libvirt-operator.io/scale", "default")),
-    );
+    assert.ok(await can("agent", "get", "namespaces"));
+    assert.ok(!(await can("agent", "update", "virtualmachines.vm.libvirt-operator.io/scale", "default")));
+    assert.ok(!(await can("agent", "patch", "vmsnapshots.vm.libvirt-operator.io/status", "default")));
+    assert.ok(!(await can("agent", "patch", "nodes/status")));
     assert.ok(!(await can("agent", "delete", "virtualmachines.vm.libvirt-operator.io", "default")));
     assert.ok(!(await can("agent", "delete", "nodes")));
     assert.ok(!(await can("agent", "get", "secrets")));
   });
 
-  it("the agent's patches may remove a finalizer but not touch spec, labels or annotations", async () => {
+  it("the agent's patches need its node name and may remove its finalizer only", async () => {
+    // Impersonation stands in for the agent's node-bound token here; agent-reach.test.ts uses a real one.
+    const node = "policy-node";
     const vm = {
       apiVersion: "vm.libvirt-operator.io/v1alpha1",
       kind: "VirtualMachine",
-      metadata: { name: "policy-probe", namespace: ns, finalizers: ["vm.libvirt-operator.io/domain"] },
+      metadata: {
+        name: "policy-probe",
+        namespace: ns,
+        labels: { [NODE_LABEL]: node },
+        finalizers: [DOMAIN_FINALIZER],
+      },
       spec: { memory: "64Mi", runStrategy: "Halted" },
     };
     await kubectl(["apply", "--server-side", "-f", "-"], JSON.stringify(vm));
-    const asAgent = ["--as", `system:serviceaccount:${ns}:${release}-libvirt-operator-agent`];
-    const patch = (p: unknown) =>
-      kubectlError([
-        "patch",
-        "vm",
-        "policy-probe",
-        "-n",
-        ns,
-        "--type=merge",
-        "-p",
-        JSON.stringify(p),
-        ...asAgent,
-      ]);
-    assert.match(await patch({ spec: { memory: "2Gi" } }), /the node agent may not change spec/);
-    assert.match(await patch({ metadata: { labels: { x: "y" } } }), /may not change labels/);
-    assert.equal(await patch({ metadata: { finalizers: null } }), "");
+    const agent = ["--as", `system:serviceaccount:${ns}:${release}-libvirt-operator-agent`];
+    const patch = (p: unknown, as: string[]) =>
+      kubectlError(["patch", "vm", "policy-probe", "-n", ns, "--type=merge", "-p", JSON.stringify(p), ...as]);
+    const onNode = [...agent, "--as-user-extra", `authentication.kubernetes.io/node-name=${node}`];
+    assert.match(
+      await patch({ metadata: { finalizers: null } }, agent),
+      /must authenticate with a token bound/,
+    );
+    assert.match(await patch({ spec: { memory: "2Gi" } }, onNode), /the node agent may not change spec/);
+    assert.match(await patch({ metadata: { labels: { x: "y" } } }, onNode), /may not change labels/);
+    assert.equal(await patch({ metadata: { finalizers: null } }, onNode), "");
     await kubectl(["delete", "vm", "policy-probe", "-n", ns]);
   });
 

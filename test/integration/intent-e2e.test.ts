@@ -24,6 +24,7 @@ import {
   requestNow,
   startTestOperator,
   stopTestOperator,
+  unbootableKernel,
   waitForVm,
 } from "../support/operator.ts";
 import { kubectl, testNamespace } from "../support/stack.ts";
@@ -140,7 +141,7 @@ describe("a user's intent (TCG guests, 180 s grace periods)", () => {
   });
 
   it("a failing VM the user fixes is retried at once, however long its backoff has grown", async () => {
-    await applyVm(ns, "fixme", spec({ boot: { kernel: "/nonexistent/vmlinuz", initrd: guest.initrd } }));
+    await applyVm(ns, "fixme", spec({ boot: { kernel: unbootableKernel(), initrd: guest.initrd } }));
     // Let the failures build a backoff of several seconds (5 ms doubling: the 11th waits ~5 s).
     const deadline = Date.now() + 60_000;
     let failures = 0;

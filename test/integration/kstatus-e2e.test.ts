@@ -7,7 +7,13 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ensureGuest, type Guest, guestVmSpec } from "../support/guest.ts";
 import { kstatus } from "../support/kstatus.ts";
-import { applyObject, getObject, startTestOperator, stopTestOperator } from "../support/operator.ts";
+import {
+  applyObject,
+  getObject,
+  startTestOperator,
+  stopTestOperator,
+  unbootableKernel,
+} from "../support/operator.ts";
 import { kubectl, testNamespace } from "../support/stack.ts";
 
 let guest: Guest;
@@ -84,7 +90,7 @@ describe("kstatus (upstream and Flux) on every kind, in every phase", () => {
       "VirtualMachine",
       ns,
       "nokernel",
-      vmSpec({ boot: { kernel: "/nonexistent/vmlinuz", initrd: guest.initrd } }),
+      vmSpec({ boot: { kernel: unbootableKernel(), initrd: guest.initrd } }),
     );
     await applyObject("VirtualMachine", ns, "cloned", { ...vmSpec(), source: { template: "some-template" } });
     await expectKstatus("virtualmachine", "pinned", "Failed");

@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import {
+  DomainDiskError,
   DomainEventType,
   DomainState,
   ErrorCode,
@@ -103,6 +104,24 @@ describe("libvirt client: domains", () => {
     assert.equal((await client.domainState(dom)).state, DomainState.Shutoff);
     await client.undefineDomain(dom);
     await assert.rejects(client.lookupDomainByName("t1"), (e: LibvirtError) => e.isNotFound);
+  });
+
+  it("reads a domain's disk errors (the test driver reports unspecified, no space, … by disk order)", async () => {
+    const disk = (dev: string) =>
+      `<disk type='file' device='disk'><source file='/nonexistent/${dev}.img'/><target dev='${dev}' bus='virtio'/></disk>`;
+    const dom = await client.defineDomain(
+      DOMAIN_XML("disk-errors").replace(
+        "</domain>",
+        `<devices>${disk("vda")}${disk("vdb")}</devices></domain>`,
+      ),
+    );
+    const running = await client.startDomain(dom);
+    assert.deepEqual(await client.domainDiskErrors(running), [
+      { disk: "vda", error: DomainDiskError.Unspecified },
+      { disk: "vdb", error: DomainDiskError.NoSpace },
+    ]);
+    await client.destroyDomain(running);
+    await client.undefineDomain(dom);
   });
 
   it("looks domains up by name and UUID, lists them, and returns their XML", async () => {

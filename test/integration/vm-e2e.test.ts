@@ -31,6 +31,7 @@ import {
   readyCondition,
   startTestOperator,
   stopTestOperator,
+  TEST_MEDIA_DIR,
   virsh,
   waitForVm,
 } from "../support/operator.ts";
@@ -39,6 +40,8 @@ import { kubectl, TEST_STACK, testNamespace } from "../support/stack.ts";
 let guest: Guest;
 let ns = "";
 let workDir = "";
+/** ISOs VMs name by path: inside the test operator's media directory (MEDIA_DIRS). */
+let mediaDir = "";
 
 /** Polls `virsh domblklist` of DOMAIN until CHECK passes. */
 async function waitForVmDomain(domain: string, check: (blklist: string) => boolean, timeoutMs = 30_000) {
@@ -79,6 +82,8 @@ async function patchSpec(name: string, patch: Record<string, unknown>) {
 before(async () => {
   guest = await ensureGuest();
   workDir = await mkdtemp(join(tmpdir(), "lvo-e2e-"));
+  await mkdir(TEST_MEDIA_DIR, { recursive: true });
+  mediaDir = await mkdtemp(join(TEST_MEDIA_DIR, "vm-e2e-"));
   await mkdir(join(workDir, "iso-content"));
   writeFileSync(join(workDir, "iso-content", "README"), "an ISO's content\n");
   ns = await testNamespace("vm-e2e");
@@ -89,6 +94,7 @@ after(async () => {
   await kubectl(["delete", "vm", "--all", "-n", ns, "--wait=true", "--timeout=120s"]).catch(() => undefined);
   await stopTestOperator();
   await rm(workDir, { recursive: true, force: true });
+  await rm(mediaDir, { recursive: true, force: true });
 });
 
 describe("VirtualMachine end to end (TCG guests)", () => {
@@ -264,8 +270,8 @@ describe("VirtualMachine end to end (TCG guests)", () => {
   });
 
   it("the CD-ROM medium is changed and ejected on the running VM", async () => {
-    const iso = join(workDir, "disc.iso");
-    const iso2 = join(workDir, "disc2.iso");
+    const iso = join(mediaDir, "disc.iso");
+    const iso2 = join(mediaDir, "disc2.iso");
     await run("xorriso", [
       "-as",
       "mkisofs",
@@ -296,7 +302,7 @@ describe("VirtualMachine end to end (TCG guests)", () => {
   });
 
   it("cdrom.bootOnce boots once from the CD-ROM, later boots from the disks", async () => {
-    const iso = join(workDir, "once.iso");
+    const iso = join(mediaDir, "once.iso");
     await run("xorriso", ["-as", "mkisofs", "-quiet", "-o", iso, "-V", "ONCE", join(workDir, "iso-content")]);
     await runningVm("once", { cdrom: { image: iso, bootOnce: true } });
     const vm = await waitForVm(

@@ -1,17 +1,34 @@
 // The operator's processes for end-to-end tests: started against the test stack and stopped
 // (or killed, to test recovery) by the tests themselves.
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { API_VERSION } from "../../src/api/common.ts";
 import type { VirtualMachine } from "../../src/api/virtualmachine.ts";
 import { startOperator } from "../../src/cmd/local/operator.ts";
 import { runningPid, stopDaemon } from "../../src/cmd/local/processes.ts";
-import { run } from "../../src/cmd/local/tools.ts";
+import { CACHE_DIR, run } from "../../src/cmd/local/tools.ts";
 import { KUBECONFIG, kubectl, TEST_STACK, toYaml } from "./stack.ts";
+
+/** The test stack's media directory for host paths (ISOs), apart from its state and pools. */
+export const TEST_MEDIA_DIR = `${TEST_STACK.stateDir}-media`;
+
+/** A file in the media directory QEMU cannot boot: a VM naming it as its kernel fails to start. */
+export function unbootableKernel(): string {
+  const path = join(TEST_MEDIA_DIR, "unbootable-vmlinuz");
+  mkdirSync(TEST_MEDIA_DIR, { recursive: true });
+  writeFileSync(path, "not a kernel\n");
+  return path;
+}
 
 export async function startTestOperator(): Promise<void> {
   // Statistics every 2 s so tests see them without waiting a minute.
   process.env.STATISTICS_INTERVAL_SECONDS ??= "2";
+  // Host paths VMs may name: the test guest's kernel and initrd, and the tests' ISOs.
+  process.env.MEDIA_DIRS ??= `${join(CACHE_DIR, "guest")}:${TEST_MEDIA_DIR}`;
+  mkdirSync(TEST_MEDIA_DIR, { recursive: true });
+  // Tests serve images from loopback, which agents refuse by default (import-security.test.ts).
+  process.env.IMAGE_IMPORT_ALLOWED_NETWORKS ??= "127.0.0.0/8,::1/128";
   await startOperator(TEST_STACK.stateDir, KUBECONFIG, TEST_STACK.nodeName, TEST_STACK.ports);
 }
 

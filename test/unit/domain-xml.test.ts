@@ -41,9 +41,18 @@ function readyDisk(name: string): VMDisk {
     },
   };
 }
+/** The host paths of VM as the node agent passes them on once checked (media-paths.ts). */
+function checkedMedia(vm: VirtualMachine) {
+  return {
+    ...(vm.spec.cdrom?.image ? { cdromImage: vm.spec.cdrom.image } : {}),
+    ...(vm.spec.boot?.kernel ? { kernel: vm.spec.boot.kernel } : {}),
+    ...(vm.spec.boot?.initrd ? { initrd: vm.spec.boot.initrd } : {}),
+  };
+}
 const fullInputs = {
   ...inputs,
-  disks: resolveDisks(example("vm-full.yaml"), readyDisk, "n1").devices,
+  disks: resolveDisks(example("vm-full.yaml"), readyDisk, "n1", {}, (n) => readyDisk(n).status?.path).devices,
+  media: checkedMedia(example("vm-full.yaml")),
 };
 
 function example(file: string): VirtualMachine {
@@ -80,7 +89,13 @@ describe("domain XML", () => {
   it("direct kernel boot carries kernel, initrd and cmdline and no boot devices", () => {
     golden(
       "domain-vm-direct-kernel.xml",
-      buildDomainXml(domainDefinitionFor(example("vm-direct-kernel.yaml"), inputs), host),
+      buildDomainXml(
+        domainDefinitionFor(example("vm-direct-kernel.yaml"), {
+          ...inputs,
+          media: checkedMedia(example("vm-direct-kernel.yaml")),
+        }),
+        host,
+      ),
     );
   });
 
@@ -88,7 +103,7 @@ describe("domain XML", () => {
     const vm = example("vm-minimal.yaml");
     vm.spec.description = `</description><devices><hostdev/></devices><description>`;
     vm.spec.boot = { kernel: `/k'"<>&` };
-    const xml = buildDomainXml(domainDefinitionFor(vm, inputs), host);
+    const xml = buildDomainXml(domainDefinitionFor(vm, { ...inputs, media: checkedMedia(vm) }), host);
     assert.ok(!xml.includes("<hostdev"), "no element smuggled in");
     assert.match(xml, /<description>&lt;\/description&gt;&lt;devices&gt;/);
     assert.match(xml, /<kernel>\/k&apos;&quot;&lt;&gt;&amp;<\/kernel>/);

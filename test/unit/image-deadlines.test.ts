@@ -5,11 +5,13 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { afterEach, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { parseNetworks } from "../../src/controllers/node/address-policy.ts";
 import {
   DEFAULT_DOWNLOAD_DEADLINES,
+  type DownloadDeadlines,
   ThroughputWindow,
 } from "../../src/controllers/node/download-deadlines.ts";
-import { blockedNetworksOf, ImageSourceError, openImage } from "../../src/controllers/node/image-source.ts";
+import { ImageSourceError, openImage } from "../../src/controllers/node/image-source.ts";
 import { closeAll, serve as serveHttp } from "../support/http-servers.ts";
 
 const T = { timeout: 10_000 };
@@ -20,9 +22,9 @@ async function serve(handler: Parameters<typeof serveHttp>[0]): Promise<string> 
   return `${await serveHttp(handler)}/disk.img`;
 }
 
-/** Loopback is where these servers are; nothing is blocked. */
-const open = (url: string, deadlines: Parameters<typeof openImage>[4]) =>
-  openImage(url, [], [], blockedNetworksOf(""), deadlines);
+/** Loopback is where these servers are: allowed here. */
+const open = (url: string, deadlines: Partial<DownloadDeadlines>) =>
+  openImage(url, [], [], { allowedNetworks: parseNetworks("127.0.0.0/8"), deadlines });
 
 async function drain(
   chunks: AsyncIterable<Uint8Array>,

@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import { assignAddresses } from "../../src/controllers/cluster/ipam.ts";
-import { dhcpHostName } from "../../src/controllers/node/dhcp.ts";
 import {
   bigIntToIp,
   dhcpHostXml,
@@ -88,15 +87,5 @@ describe("assignAddresses", () => {
 
   it("gives nothing on a network without pools", () => {
     assert.deepEqual(assignAddresses([{ name: "a", network: "isolated" }], pools, new Map()), [{}]);
-  });
-});
-
-describe("dhcpHostName", () => {
-  it("is a DNS label, unique per VM and interface, at most 63 characters", () => {
-    assert.equal(dhcpHostName("ns", "web", "default"), "web-ns");
-    assert.equal(dhcpHostName("ns", "web", "eth1"), "web-eth1-ns");
-    const long = dhcpHostName("namespace", "a".repeat(200), "default");
-    assert.ok(long.length <= 63 && /^[a-z0-9-]+$/.test(long));
-    assert.notEqual(long, dhcpHostName("namespace", `${"a".repeat(199)}b`, "default"));
   });
 });

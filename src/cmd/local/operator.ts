@@ -1,6 +1,8 @@
 // The operator's own processes in the local stack: controller and node agent, started from
-// this checkout with the admin kubeconfig (a cluster install uses the chart's RBAC instead).
+// this checkout under their own ServiceAccounts, with the chart's RBAC and admission policies
+// (identities.ts), never with the admin kubeconfig.
 import { join } from "node:path";
+import { identityKubeconfig } from "./identities.ts";
 import { kubectl } from "./kube.ts";
 import { startDaemon, waitUntil } from "./processes.ts";
 import { REPO_ROOT } from "./tools.ts";
@@ -48,14 +50,20 @@ export interface AgentOptions {
   env?: Record<string, string>;
 }
 
-/** Starts a node agent (unless its daemon already runs) and waits until it is ready. */
+/**
+ * Starts a node agent (unless its daemon already runs) and waits until it is ready. It runs
+ * with a token bound to its Node, which must be registered first; KUBECONFIG is the admin's,
+ * used only to set up that identity.
+ */
 export async function startAgent(stateDir: string, kubeconfig: string, options: AgentOptions): Promise<void> {
+  await ensureOperatorNamespace(kubeconfig);
+  const own = await identityKubeconfig(stateDir, kubeconfig, OPERATOR_NAMESPACE, "agent", options.nodeName);
   const pid = await startDaemon(stateDir, {
     name: options.daemon,
     command: process.execPath,
     args: [join(REPO_ROOT, "src", "cmd", "agent.ts")],
     env: {
-      ...operatorEnv(kubeconfig),
+      ...operatorEnv(own),
       METRICS_PORT: String(options.metricsPort),
       NODE_NAME: options.nodeName,
       LIBVIRT_URI: options.libvirtUri,
@@ -70,19 +78,28 @@ export async function startAgent(stateDir: string, kubeconfig: string, options: 
   });
 }
 
-/** Starts the controller (unless its daemon already runs) and waits until it is ready. */
+/** The kubeconfig a controller runs with: a token of its ServiceAccount (KUBECONFIG is the admin's). */
+export async function controllerKubeconfig(stateDir: string, kubeconfig: string): Promise<string> {
+  await ensureOperatorNamespace(kubeconfig);
+  return identityKubeconfig(stateDir, kubeconfig, OPERATOR_NAMESPACE, "controller");
+}
+
+/**
+ * Starts the controller (unless its daemon already runs) under its own ServiceAccount and waits
+ * until it is ready.
+ */
 export async function startController(
   stateDir: string,
   kubeconfig: string,
   podName: string,
   metricsPort: number,
 ): Promise<void> {
-  await ensureOperatorNamespace(kubeconfig);
+  const own = await controllerKubeconfig(stateDir, kubeconfig);
   const pid = await startDaemon(stateDir, {
     name: "controller",
     command: process.execPath,
     args: [join(REPO_ROOT, "src", "cmd", "controller.ts")],
-    env: { ...operatorEnv(kubeconfig), METRICS_PORT: String(metricsPort), POD_NAME: podName },
+    env: { ...operatorEnv(own), METRICS_PORT: String(metricsPort), POD_NAME: podName },
   });
   await waitUntil("controller", () => ready(metricsPort), {
     timeoutMs: 60_000,

@@ -5,21 +5,37 @@ import { parseQuantity } from "../../api/quantity.ts";
 import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
 import type { StoragePoolFacts } from "../node-facts.ts";
+import { poolRoom } from "./pool-capacity.ts";
 
 const created = (o: { metadata: { creationTimestamp?: string | Date } }) =>
   o.metadata.creationTimestamp ? new Date(o.metadata.creationTimestamp).getTime() : 0;
 
-/** spec.disks names the VMDisk DISK_NAME (of the VM's namespace). */
-export function namesDisk(vm: VirtualMachine, diskName: string | undefined): boolean {
-  return (vm.spec.disks ?? []).some((d) => d.diskRef.name === diskName);
+/** Names of the VMDisks (of the VM's namespace) the VM asks for: spec.disks and the CD-ROM medium. */
+export function diskNamesOf(vm: VirtualMachine): string[] {
+  const names = (vm.spec.disks ?? []).map((d) => d.diskRef.name);
+  const medium = vm.spec.cdrom?.diskRef?.name;
+  return medium ? [...names, medium] : names;
 }
 
-/** The VM uses the disk: named in spec.disks, or still attached to its domain (status.disks). */
+/** The VM names the VMDisk DISK_NAME (of its namespace): in spec.disks or as spec.cdrom.diskRef. */
+export function namesDisk(vm: VirtualMachine, diskName: string | undefined): boolean {
+  return diskName !== undefined && diskNamesOf(vm).includes(diskName);
+}
+
+/**
+ * The VM's domain has the disk: attached (status.disks), or as the CD-ROM medium of a placed VM
+ * (counted while named, so the medium is never deleted under a running guest).
+ */
+function hasAttached(vm: VirtualMachine, disk: VMDisk): boolean {
+  const path = disk.status?.path;
+  if (path && (vm.status?.disks ?? []).some((d) => d.path === path)) return true;
+  return Boolean(vm.status?.nodeName) && vm.spec.cdrom?.diskRef?.name === disk.metadata.name;
+}
+
+/** The VM uses the disk: named in spec, or still attached to its domain. */
 export function usesDisk(vm: VirtualMachine, disk: VMDisk): boolean {
   if (vm.metadata.namespace !== disk.metadata.namespace) return false;
-  if (namesDisk(vm, disk.metadata.name)) return true;
-  const path = disk.status?.path;
-  return Boolean(path) && (vm.status?.disks ?? []).some((d) => d.path === path);
+  return namesDisk(vm, disk.metadata.name) || hasAttached(vm, disk);
 }
 
 /**
@@ -28,9 +44,7 @@ export function usesDisk(vm: VirtualMachine, disk: VMDisk): boolean {
  * the first only). While the disk is being deleted, only VMs that have it attached hold it.
  */
 export function diskHolders(disk: VMDisk, vms: readonly VirtualMachine[]): string[] {
-  const path = disk.status?.path;
-  const attached = (vm: VirtualMachine) =>
-    path && (vm.status?.disks ?? []).some((d) => d.path === path) ? 0 : 1;
+  const attached = (vm: VirtualMachine) => (hasAttached(vm, disk) ? 0 : 1);
   // A disk being deleted is held only by VMs whose domain still has it: no new attachments.
   const deleting = Boolean(disk.metadata.deletionTimestamp);
   return vms
@@ -75,34 +89,51 @@ export interface DiskNodeView {
   usable: boolean;
   storagePools?: Record<string, StoragePoolFacts>;
   defaultStoragePool?: string;
+  /** Bytes already promised per pool of the node (pool-capacity.ts), the disk placed left out. */
+  provisioned?: Record<string, number>;
 }
 
-/** Bytes a disk takes from its pool when created: nothing for sparse volumes. */
-export function bytesNeeded(disk: VMDisk): number {
-  return disk.spec.sparse === false ? parseQuantity(disk.spec.provisionedSize) : 0;
+/** The pool a disk goes to on node N, its facts, and whether it has room for the disk. */
+export function poolFit(
+  disk: VMDisk,
+  n: DiskNodeView,
+  overcommit: number,
+): { pool: string; room: number; free: number } | { pool: string; refusal: string } {
+  const pool = disk.spec.storagePool ?? n.defaultStoragePool ?? "";
+  const facts = n.storagePools?.[pool];
+  if (!facts) return { pool, refusal: `no active storage pool ${pool || "(default)"} on node ${n.name}` };
+  const need = { bytes: parseQuantity(disk.spec.provisionedSize), preallocated: disk.spec.sparse === false };
+  const fit = poolRoom({ name: pool, node: n.name, facts }, n.provisioned?.[pool] ?? 0, need, overcommit);
+  return fit.refusal ? { pool, refusal: fit.refusal } : { pool, room: fit.room, free: facts.availableBytes };
 }
 
-/** The node whose pool has the most room for a disk no VM uses yet. */
+type Room = { node: string; room: number; free: number };
+const roomier = (a: Room, b: Room) =>
+  a.room !== b.room ? a.room > b.room : a.free !== b.free ? a.free > b.free : a.node < b.node;
+
+/**
+ * The node whose pool has the most room (capacity × overcommit − provisioned) for a disk no VM
+ * uses yet; on a tie, the most free space, then the first name.
+ */
 export function placeFloatingDisk(
   disk: VMDisk,
   nodes: readonly DiskNodeView[],
+  overcommit = 1,
 ): { node: string } | { error: string } {
-  const need = bytesNeeded(disk);
-  let best: { node: string; free: number } | undefined;
+  let best: Room | undefined;
   const reasons: string[] = [];
   for (const n of nodes) {
-    const poolName = disk.spec.storagePool ?? n.defaultStoragePool ?? "";
-    const pool = n.storagePools?.[poolName];
-    if (!n.usable) reasons.push(`${n.name}: no node agent or not enabled for VMs`);
-    else if (!pool) reasons.push(`${n.name}: no active storage pool ${poolName || "(default)"}`);
-    else if (pool.availableBytes < need)
-      reasons.push(`${n.name}: pool ${poolName} has too little free space`);
-    else if (
-      !best ||
-      pool.availableBytes > best.free ||
-      (pool.availableBytes === best.free && n.name < best.node)
-    )
-      best = { node: n.name, free: pool.availableBytes };
+    if (!n.usable) {
+      reasons.push(`${n.name}: no node agent or not enabled for VMs`);
+      continue;
+    }
+    const fit = poolFit(disk, n, overcommit);
+    if ("refusal" in fit) {
+      reasons.push(`${n.name}: ${fit.refusal}`);
+      continue;
+    }
+    const candidate = { node: n.name, room: fit.room, free: fit.free };
+    if (!best || roomier(candidate, best)) best = candidate;
   }
   if (best) return { node: best.node };
   return {
@@ -120,8 +151,7 @@ export function nodeOfVmDisks(
   assumedNode: (name: string) => string | undefined,
 ): { node?: string; disk?: string } | { error: string } {
   let found: { node: string; disk: string } | undefined;
-  for (const entry of vm.spec.disks ?? []) {
-    const name = entry.diskRef.name;
+  for (const name of diskNamesOf(vm)) {
     const disk = diskNamed(name);
     if (!disk || disk.status?.storagePoolShared) continue;
     const node = disk.status?.nodeName ?? disk.spec.nodeName ?? assumedNode(name);

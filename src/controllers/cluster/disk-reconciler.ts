@@ -2,7 +2,7 @@
 // agent selects on + the volume finalizer), records which VMs use it (status.attachedTo),
 // and protects it from deletion while they do. Disks a VM owns (a controller ownerReference)
 // go with it through Kubernetes' own garbage collector.
-import type { KubernetesObject, V1Lease, V1Node } from "@kubernetes/client-node";
+import type { KubernetesObject, V1Lease, V1Namespace, V1Node } from "@kubernetes/client-node";
 import { NODE_LABEL, type VirtualMachine } from "../../api/virtualmachine.ts";
 import { DISK_PROTECTION_FINALIZER, type VMDisk, VMDiskKind, VOLUME_FINALIZER } from "../../api/vmdisk.ts";
 import { type AnyObject, type Kube, patchMetadata, recordEvent, splitKey } from "../../runtime/kube.ts";
@@ -10,6 +10,7 @@ import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
 import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
 import { type Condition, standingConditions, writerConditions } from "../conditions.ts";
+import { diskRefusal, isPlaced } from "../disk-limits.ts";
 import {
   CAPACITY_ANNOTATION,
   heartbeatFresh,
@@ -18,13 +19,16 @@ import {
   parseCapacity,
 } from "../node-facts.ts";
 import { STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
+import { type Refusal, type TenancyDefaults, tenantPolicy } from "../tenant-policy.ts";
 import {
   type DiskNodeView,
   diskHolders,
   diskNodeDecision,
   placeFloatingDisk,
+  poolFit,
   usesDisk,
 } from "./disk-placement.ts";
+import { type DiskLocation, provisionedInPool } from "./pool-capacity.ts";
 
 const COMPONENT = "libvirt-operator-controller";
 const FIELD_MANAGER = "libvirt-operator-controller";
@@ -52,6 +56,11 @@ export interface ClusterDiskReconcilerOptions {
   leases: Lister<V1Lease>;
   leaseNamespace: string;
   book: PlacementBook;
+  /** Namespaces (their annotations narrow or widen the tenancy defaults). */
+  namespaces: Lister<V1Namespace>;
+  tenancy: TenancyDefaults;
+  /** Provisioned bytes a pool may be promised per byte of capacity (STORAGE_OVERCOMMIT). */
+  storageOvercommit: number;
   log: Logger;
 }
 
@@ -67,9 +76,13 @@ export function watchClusterDisks(
     vms: Watchable<Vm>;
     nodes: Watchable<V1Node>;
     leases: Watchable<V1Lease>;
+    namespaces: Watchable<V1Namespace>;
   },
 ): void {
   watchOwn(sources.disks, queue);
+  // A deleted disk frees pool room and namespace bytes; an admin may raise a namespace's limits.
+  watchRelated(sources.disks, queue, (_d, verb) => (verb === "delete" ? reconciler.unplacedKeys() : []));
+  watchRelated(sources.namespaces, queue, (ns) => reconciler.unplacedKeys(ns.metadata?.name));
   watchRelated(sources.vms, queue, (vm) => reconciler.keysForVm(vm));
   watchRelated(sources.nodes, queue, () => reconciler.unplacedKeys());
   const revived = heartbeatRevivals();
@@ -106,9 +119,9 @@ export class ClusterDiskReconciler {
   }
 
   /** Disks waiting for a node: node or heartbeat changes give them another try. */
-  unplacedKeys(): string[] {
+  unplacedKeys(namespace?: string): string[] {
     return this.o.disks
-      .list()
+      .list(namespace)
       .filter((d) => !d.status?.nodeName && !d.metadata.deletionTimestamp)
       .map((d) => `${d.metadata.namespace}/${d.metadata.name}`);
   }
@@ -144,11 +157,17 @@ export class ClusterDiskReconciler {
         return !vm.status?.nodeName && assumed ? { ...vm, status: { ...vm.status, nodeName: assumed } } : vm;
       });
       const decision = diskNodeDecision(disk, seen, source);
-      const placed =
-        "floating" in decision
-          ? placeFloatingDisk(disk, this.nodeViews())
-          : "node" in decision && !this.o.nodes.get(decision.node)
-            ? { error: `node ${decision.node} (${decision.why}) does not exist` }
+      const refusal = this.refusal(disk);
+      const placed:
+        | { node: string; why?: string }
+        | { wait: string }
+        | { error: string }
+        | { refusal: Refusal } = refusal
+        ? { refusal }
+        : "floating" in decision
+          ? placeFloatingDisk(disk, this.nodeViews(disk), this.o.storageOvercommit)
+          : "node" in decision
+            ? this.checkNode(disk, decision)
             : decision;
       if ("node" in placed) {
         node = placed.node;
@@ -163,17 +182,21 @@ export class ClusterDiskReconciler {
         log.info({ node, why }, "VMDisk placed");
         void this.event(disk, "Normal", "Scheduled", `placed on node ${node} (${why})`);
       } else {
-        const message = "wait" in placed ? `waiting: ${placed.wait}` : placed.error;
-        scheduled = {
-          type: "Scheduled",
-          status: "False",
-          reason: "wait" in placed ? "Waiting" : "Unschedulable",
-          message,
-        };
+        const message =
+          "wait" in placed
+            ? `waiting: ${placed.wait}`
+            : "refusal" in placed
+              ? placed.refusal.message
+              : placed.error;
+        const reason =
+          "wait" in placed ? "Waiting" : "refusal" in placed ? placed.refusal.reason : "Unschedulable";
+        scheduled = { type: "Scheduled", status: "False", reason, message };
         retry = RETRY_MS;
         const previous = disk.status?.conditions?.find((c) => c.type === "Scheduled")?.message;
-        if (scheduled.reason === "Unschedulable" && previous !== message)
-          void this.event(disk, "Warning", "Unschedulable", message);
+        if (reason !== "Waiting" && previous !== message) {
+          log.info({ reason, message }, "VMDisk not placed");
+          void this.event(disk, "Warning", reason, message);
+        }
       }
     }
     await this.holdAndLabel(disk, node, holders.length > 0);
@@ -187,8 +210,8 @@ export class ClusterDiskReconciler {
     // manager that yields to the agent (a stale cache cannot overwrite the agent's word).
     if (disk.status?.phase === undefined) {
       const standing = standingConditions(
-        scheduled.reason === "Unschedulable"
-          ? { state: "stalled", reason: "Unschedulable", message: scheduled.message }
+        scheduled.status === "False" && scheduled.reason !== "Waiting"
+          ? { state: "stalled", reason: scheduled.reason, message: scheduled.message }
           : { state: "reconciling", reason: scheduled.reason, message: scheduled.message },
       );
       await this.standing.write(disk, {
@@ -211,7 +234,7 @@ export class ClusterDiskReconciler {
       };
     }
     if (disk.metadata.deletionTimestamp) {
-      const message = `deletion waits: VirtualMachine ${names} uses the disk; remove it from their spec.disks`;
+      const message = `deletion waits: VirtualMachine ${names} uses the disk; remove it from their spec.disks (or spec.cdrom.diskRef)`;
       if (this.blockedMessages.get(key) !== message) {
         this.blockedMessages.set(key, message);
         log.info({ holders }, "VMDisk deletion blocked");
@@ -254,15 +277,47 @@ export class ClusterDiskReconciler {
     });
   }
 
-  private nodeViews(): DiskNodeView[] {
-    return this.o.nodes.list().map((n) => {
+  /** The pool policy and byte budget of the disk's namespace, judged with this process's placements. */
+  private refusal(disk: Disk): Refusal | undefined {
+    const ns = disk.metadata.namespace ?? "";
+    const policy = tenantPolicy(this.o.namespaces.get(ns), this.o.tenancy);
+    const placed = (d: VMDisk) => isPlaced(d) || this.o.book.diskNodes.has(`${ns}/${d.metadata.name}`);
+    return diskRefusal(disk, this.o.disks.list(ns), policy, placed);
+  }
+
+  /** A node chosen by the disk's users or spec must exist and, when its pools are known, have room. */
+  private checkNode(disk: Disk, decision: { node: string; why: string }) {
+    if (!this.o.nodes.get(decision.node))
+      return { error: `node ${decision.node} (${decision.why}) does not exist` };
+    const view = this.nodeViews(disk).find((v) => v.name === decision.node);
+    if (!view?.storagePools) return decision; // no agent report yet: the agent says what it finds
+    const fit = poolFit(disk, view, this.o.storageOvercommit);
+    return "refusal" in fit ? { error: `node ${decision.node} (${decision.why}): ${fit.refusal}` } : decision;
+  }
+
+  private nodeViews(disk: Disk): DiskNodeView[] {
+    const nodes = this.o.nodes.list().map((n) => {
       const name = n.metadata?.name ?? "";
-      const capacity = parseCapacity(n.metadata?.annotations?.[CAPACITY_ANNOTATION]);
+      return { name, n, capacity: parseCapacity(n.metadata?.annotations?.[CAPACITY_ANNOTATION]) };
+    });
+    const defaultPool = new Map(nodes.map((v) => [v.name, v.capacity?.defaultStoragePool]));
+    const all = this.o.disks.list();
+    const locate = (d: VMDisk): DiskLocation | undefined => {
+      const key = `${d.metadata.namespace}/${d.metadata.name}`;
+      const node = d.status?.nodeName ?? d.metadata.labels?.[NODE_LABEL] ?? this.o.book.diskNodes.get(key);
+      const pool = d.status?.pool ?? d.spec.storagePool ?? (node ? defaultPool.get(node) : undefined);
+      return node && pool ? { node, pool } : undefined;
+    };
+    return nodes.map(({ name, n, capacity }) => {
+      const provisioned: Record<string, number> = {};
+      for (const [pool, facts] of Object.entries(capacity?.storagePools ?? {}))
+        provisioned[pool] = provisionedInPool(all, { node: name, pool, shared: facts.shared }, locate, disk);
       return {
         name,
         usable:
           n.metadata?.labels?.[NODE_ENABLED_LABEL] === "true" &&
           heartbeatFresh(this.o.leases, this.o.leaseNamespace, name),
+        provisioned,
         ...(capacity?.storagePools ? { storagePools: capacity.storagePools } : {}),
         ...(capacity?.defaultStoragePool ? { defaultStoragePool: capacity.defaultStoragePool } : {}),
       };

@@ -1,14 +1,13 @@
 // Cluster side of VirtualMachine: places each VM on a node (status.nodeName + the node label
 // the agent selects on + the domain finalizer), gives it a UUID and stable MAC addresses, and
 // says clearly when no node can take it.
-import { randomBytes, randomUUID } from "node:crypto";
-import type { KubernetesObject, V1Lease, V1Node } from "@kubernetes/client-node";
+import { randomUUID } from "node:crypto";
+import type { KubernetesObject, V1Lease, V1Namespace, V1Node } from "@kubernetes/client-node";
 import {
   DOMAIN_FINALIZER,
   NODE_LABEL,
   type VirtualMachine,
   VirtualMachineKind,
-  type VirtualMachineStatus,
 } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
 import { desiredInterfaces, resourcesOf } from "../../hypervisor/domain/from-spec.ts";
@@ -23,7 +22,7 @@ import {
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
 import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
-import { type Condition, standingConditions, writerConditions } from "../conditions.ts";
+import { type Condition, findCondition, standingConditions, writerConditions } from "../conditions.ts";
 import {
   CAPACITY_ANNOTATION,
   heartbeatFresh,
@@ -33,10 +32,13 @@ import {
 } from "../node-facts.ts";
 import { CONDITIONS_RULE } from "../status-diff.ts";
 import { STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
+import { type Refusal, type TenancyDefaults, tenantPolicy } from "../tenant-policy.ts";
+import { waitingForIdentity } from "../vm-identities.ts";
 import { namesDisk, nodeOfVmDisks } from "./disk-placement.ts";
 import type { PlacementBook } from "./disk-reconciler.ts";
-import { assignAddresses } from "./ipam.ts";
 import { type NodeView, type PlacementPolicy, place } from "./placement.ts";
+import { ADMITTED_CONDITION, clusterRefusal } from "./vm-admission.ts";
+import { InterfaceAssigner } from "./vm-interfaces.ts";
 
 export const CONTROLLER_FIELD_MANAGER = "libvirt-operator-controller";
 const COMPONENT = "libvirt-operator-controller";
@@ -49,7 +51,6 @@ interface Lister<T> {
 }
 
 type Vm = VirtualMachine & KubernetesObject;
-type InterfaceStatus = NonNullable<VirtualMachineStatus["interfaces"]>[number];
 
 export interface ClusterVmReconcilerOptions {
   kube: Kube;
@@ -60,6 +61,9 @@ export interface ClusterVmReconcilerOptions {
   policy: PlacementPolicy;
   disks: Lister<VMDisk & KubernetesObject>;
   book: PlacementBook;
+  namespaces: Lister<V1Namespace>;
+  /** What tenants may use unless their Namespace says otherwise. */
+  tenancy: TenancyDefaults;
   log: Logger;
 }
 
@@ -75,9 +79,14 @@ export function watchClusterVms(
     disks: Watchable<VMDisk & KubernetesObject>;
     nodes: Watchable<V1Node>;
     leases: Watchable<V1Lease>;
+    namespaces: Watchable<V1Namespace>;
   },
 ): void {
   watchOwn(sources.vms, queue);
+  // A VM gone or changed may free the MAC or UUID another waits for.
+  watchRelated(sources.vms, queue, () => waitingForIdentity(reconciler.allVms(), "Admitted"));
+  // An admin changing what a namespace may use: its VMs are judged again.
+  watchRelated(sources.namespaces, queue, (ns) => reconciler.keysIn(ns.metadata?.name ?? ""));
   watchRelated(sources.disks, queue, (disk) => reconciler.unplacedUsersOf(disk));
   watchRelated(sources.nodes, queue, () => reconciler.unplacedKeys());
   const revived = heartbeatRevivals();
@@ -90,14 +99,15 @@ export class ClusterVmReconciler {
   private readonly o: ClusterVmReconcilerOptions;
   /** Placements made but not yet seen in the cache (so two reconciles do not fill one node twice). */
   private readonly assumed = new Map<string, { node: string; cpus: number; memoryBytes: number }>();
-  /** Addresses handed out by this process, held until the VM is gone (the cache may lag). */
-  private readonly reservedAddresses = new Map<string, Array<{ network: string; ip: string }>>();
+  /** MACs and addresses of each VM's interfaces. */
+  private readonly nics: InterfaceAssigner;
 
   private readonly status: StatusWriter;
   private readonly standing: StatusWriter;
 
   constructor(options: ClusterVmReconcilerOptions) {
     this.o = options;
+    this.nics = new InterfaceAssigner(options.vms, options.nodes);
     this.standing = new StatusWriter(options.kube, {
       kind: VirtualMachineKind,
       fieldManager: STANDING_FIELD_MANAGER,
@@ -118,6 +128,16 @@ export class ClusterVmReconciler {
       .map((vm) => keyOf(vm));
   }
 
+  /** Every VM in the cache. */
+  allVms(): ReadonlyArray<Vm> {
+    return this.o.vms.list();
+  }
+
+  /** Keys of every VM of NAMESPACE. */
+  keysIn(namespace: string): string[] {
+    return this.o.vms.list(namespace).map((vm) => keyOf(vm));
+  }
+
   /** Keys of VMs waiting for a node: node or heartbeat changes give them another try. */
   unplacedKeys(): string[] {
     return this.o.vms
@@ -132,7 +152,7 @@ export class ClusterVmReconciler {
     if (!vm) {
       this.assumed.delete(key);
       this.o.book.vmNodes.delete(key);
-      this.reservedAddresses.delete(key);
+      this.nics.release(key);
       return undefined;
     }
     const log = forObject(this.o.log, "VirtualMachine", key);
@@ -154,6 +174,27 @@ export class ClusterVmReconciler {
       return undefined;
     }
 
+    const refusal = clusterRefusal(vm, {
+      policy: tenantPolicy(this.o.namespaces.get(namespace), this.o.tenancy),
+      vms: this.o.vms.list(),
+    });
+    if (refusal && findCondition(vm.status?.conditions, ADMITTED_CONDITION)?.message !== refusal.message) {
+      log.info({ reason: refusal.reason, err: refusal.message }, "VM refused");
+      void recordEvent(this.o.kube, COMPONENT, vm as AnyObject, "Warning", refusal.reason, refusal.message);
+    }
+    if (refusal && !placedOn) {
+      await this.status.write(vm, {
+        observedGeneration: vm.metadata.generation ?? 0,
+        printableStatus: "Failed",
+        conditions: this.conditions(vm, [
+          { type: "Scheduled", status: "False", reason: refusal.reason, message: refusal.message },
+          ...admissionConditions(vm, refusal),
+          ...standingConditions({ state: "stalled", reason: refusal.reason, message: refusal.message }),
+        ]),
+      });
+      return undefined;
+    }
+
     const pending = this.assumed.get(key);
     if (!placedOn && pending && vm.metadata.labels?.[NODE_LABEL] === pending.node) {
       // Placed a moment ago; the cache has the label but not yet the status we applied.
@@ -166,7 +207,7 @@ export class ClusterVmReconciler {
       ) {
         await this.labelAndHold(vm, placedOn);
       }
-      await this.status.write(vm, this.placedStatus(vm, placedOn));
+      await this.status.write(vm, this.placedStatus(vm, placedOn, refusal));
       await this.awaitingAgent(vm, placedOn);
       if (vm.metadata.labels?.[NODE_LABEL] === placedOn) this.assumed.delete(key);
       return undefined;
@@ -300,15 +341,18 @@ export class ClusterVmReconciler {
     });
   }
 
-  private placedStatus(vm: Vm, node: string): Record<string, unknown> {
+  private placedStatus(vm: Vm, node: string, refusal?: Refusal): Record<string, unknown> {
     const conditions = this.conditions(vm, [
       { type: "Scheduled", status: "True", reason: "Scheduled", message: `placed on node ${node}` },
+      ...admissionConditions(vm, refusal),
       ...snapshotPolicyCondition(vm),
     ]);
+    // While refused, nothing new is taken on (a MAC or UUID another VM holds stays its own).
+    const uuid = refusal ? vm.status?.uuid : (vm.status?.uuid ?? vm.spec.uuid ?? randomUUID());
     return {
       nodeName: node,
-      uuid: vm.status?.uuid ?? vm.spec.uuid ?? randomUUID(),
-      interfaces: this.interfaces(vm, node),
+      ...(uuid ? { uuid } : {}),
+      interfaces: refusal ? (vm.status?.interfaces ?? []) : this.nics.interfaces(vm, node),
       conditions,
     };
   }
@@ -317,6 +361,7 @@ export class ClusterVmReconciler {
     const conditions = this.conditions(vm, [
       { type: "Scheduled", status: "False", reason: "Unschedulable", message },
       ...standingConditions({ state: "stalled", reason: "ErrorUnschedulable", message }),
+      ...admissionConditions(vm, undefined),
       ...snapshotPolicyCondition(vm),
     ]);
     return {
@@ -334,55 +379,18 @@ export class ClusterVmReconciler {
       new Date(),
     );
   }
+}
 
-  /**
-   * One entry per interface: a stable MAC (kept once assigned, unique across VMs) and stable
-   * IPv4/IPv6 addresses from the pools NODE's agent published for the interface's network.
-   */
-  private interfaces(vm: Vm, node: string): InterfaceStatus[] {
-    const key = `${vm.metadata.namespace}/${vm.metadata.name}`;
-    const previous = new Map((vm.status?.interfaces ?? []).map((i) => [i.name, i]));
-    const macsInUse = new Set<string>();
-    const addressesInUse = new Map<string, Set<string>>();
-    const hold = (network: string | undefined, ip: string | undefined) => {
-      if (!network || !ip) return;
-      const set = addressesInUse.get(network) ?? new Set<string>();
-      set.add(ip);
-      addressesInUse.set(network, set);
-    };
-    for (const other of this.o.vms.list()) {
-      if (`${other.metadata?.namespace}/${other.metadata?.name}` === key) continue;
-      for (const i of other.status?.interfaces ?? []) {
-        if (i.mac) macsInUse.add(i.mac.toLowerCase());
-        hold(i.network, i.ipv4);
-        hold(i.network, i.ipv6);
-      }
-      for (const i of other.spec.interfaces ?? [])
-        if (i.macAddress) macsInUse.add(i.macAddress.toLowerCase());
-    }
-    for (const [otherKey, held] of this.reservedAddresses) {
-      if (otherKey !== key) for (const h of held) hold(h.network, h.ip);
-    }
-    const wanted = desiredInterfaces(vm);
-    const pools = parseCapacity(
-      this.o.nodes.get(node)?.metadata?.annotations?.[CAPACITY_ANNOTATION],
-    )?.networks;
-    const addresses = assignAddresses(
-      wanted.map((i) => ({ name: i.name, network: i.network, previous: previous.get(i.name) })),
-      pools,
-      addressesInUse,
-    );
-    const result = wanted.map((i, idx) => {
-      const mac = i.macAddress?.toLowerCase() ?? previous.get(i.name)?.mac ?? freshMac(macsInUse);
-      macsInUse.add(mac);
-      return { name: i.name, mac, network: i.network, ...addresses[idx] };
-    });
-    this.reservedAddresses.set(
-      key,
-      result.flatMap((i) => [i.ipv4, i.ipv6].flatMap((ip) => (ip ? [{ network: i.network, ip }] : []))),
-    );
-    return result;
-  }
+/** Admitted=False while refused; True once a refused VM was fixed; absent when never refused. */
+function admissionConditions(
+  vm: Vm,
+  refusal: Refusal | undefined,
+): Array<Omit<Condition, "lastTransitionTime">> {
+  if (refusal)
+    return [{ type: ADMITTED_CONDITION, status: "False", reason: refusal.reason, message: refusal.message }];
+  return findCondition(vm.status?.conditions, ADMITTED_CONDITION)
+    ? [{ type: ADMITTED_CONDITION, status: "True", reason: "Admitted", message: "" }]
+    : [];
 }
 
 /**
@@ -400,13 +408,4 @@ function snapshotPolicyCondition(vm: Vm): Array<Omit<Condition, "lastTransitionT
         },
       ]
     : [];
-}
-
-/** A locally administered MAC in QEMU's 52:54:00 range that no VM uses. */
-function freshMac(inUse: Set<string>): string {
-  for (;;) {
-    const b = randomBytes(3);
-    const mac = `52:54:00:${[...b].map((x) => x.toString(16).padStart(2, "0")).join(":")}`;
-    if (!inUse.has(mac)) return mac;
-  }
 }

@@ -1,15 +1,63 @@
 // DHCP reservations for a VM's addresses in the node's libvirt networks: <host/> entries
 // added for what the controller assigned, stale ones of the same VM removed.
+// Names are exact: a readable part for people reading `virsh net-dumpxml`, then a hash of the
+// exact (namespace, name, interface) triple, so no two VMs of any namespaces share a name and
+// one VM's reconcile never takes another's entry for its own.
 import { createHash } from "node:crypto";
 import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import type { LibvirtClient } from "../../hypervisor/libvirt/index.ts";
 import { type DhcpHost, dhcpHostXml, ipElementIndex, parseDhcpHosts } from "../../hypervisor/network.ts";
 
-/** A DNS label naming the VM's interface in dnsmasq (IPv6 reservations are keyed by name). */
-export function dhcpHostName(namespace: string, name: string, nic: string): string {
+/** Base32 characters of the hash in a host name: 100 bits, beyond reach of a crafted collision. */
+const HASH_CHARS = 20;
+const DNS_LABEL_MAX = 63;
+const BASE32 = "abcdefghijklmnopqrstuvwxyz234567";
+
+function base32(bytes: Uint8Array): string {
+  let bits = 0;
+  let value = 0;
+  let out = "";
+  for (const b of bytes) {
+    value = (value << 8) | b;
+    bits += 8;
+    while (bits >= 5) {
+      out += BASE32[(value >>> (bits - 5)) & 31];
+      bits -= 5;
+    }
+  }
+  return out;
+}
+
+function readablePart(namespace: string, name: string, nic: string): string {
   const full = nic === "default" ? `${name}-${namespace}` : `${name}-${nic}-${namespace}`;
-  const clean = full.toLowerCase().replace(/[^a-z0-9-]/g, "-");
-  if (clean.length <= 63) return clean;
+  return full.toLowerCase().replace(/[^a-z0-9-]/g, "-");
+}
+
+/**
+ * A DNS label naming the VM's interface in dnsmasq (IPv6 reservations are keyed by name):
+ * `<name>-[<nic>-]<namespace>` cut to fit, then a hash of the exact triple. Unique per
+ * (namespace, name, interface): `b-c`/`a` and `c`/`a-b` read alike but hash apart.
+ */
+export function dhcpHostName(namespace: string, name: string, nic: string): string {
+  const digest = createHash("sha256")
+    .update(JSON.stringify([namespace, name, nic]))
+    .digest();
+  const hash = base32(digest).slice(0, HASH_CHARS);
+  const readable = readablePart(namespace, name, nic)
+    .slice(0, DNS_LABEL_MAX - HASH_CHARS - 1)
+    .replace(/-+$/, "");
+  return `${readable}-${hash}`;
+}
+
+/**
+ * The name earlier versions gave (`<name>-[<nic>-]<namespace>`, hashed only when too long). It
+ * is ambiguous across namespaces, so an entry under it counts as the VM's only when its MAC
+ * or address is the VM's too; such entries are replaced by ones under the exact name.
+ */
+export function legacyDhcpHostName(namespace: string, name: string, nic: string): string {
+  const full = nic === "default" ? `${name}-${namespace}` : `${name}-${nic}-${namespace}`;
+  const clean = readablePart(namespace, name, nic);
+  if (clean.length <= DNS_LABEL_MAX) return clean;
   const hash = createHash("sha256").update(full).digest("hex").slice(0, 8);
   return `${clean.slice(0, 54)}-${hash}`;
 }
@@ -33,23 +81,72 @@ export function desiredReservations(vm: VirtualMachine): Reservation[] {
   });
 }
 
-/** Pure: whether an existing entry belongs to the VM (its MACs or its names). */
-function belongsTo(h: DhcpHost, macs: Set<string>, names: Set<string>): boolean {
-  return (h.mac !== undefined && macs.has(h.mac)) || (h.name !== undefined && names.has(h.name));
+/** What identifies a VM's own entries on one network. */
+export interface Ownership {
+  /** Its exact names (one per interface). */
+  names: ReadonlySet<string>;
+  /** Names of the earlier scheme: its only when the MAC or address is its own too. */
+  legacyNames: ReadonlySet<string>;
+  macs: ReadonlySet<string>;
+  /** Addresses its status holds on this network. */
+  addresses: ReadonlySet<string>;
 }
 
+export function ownershipOf(vm: VirtualMachine, network: string): Ownership {
+  const ns = vm.metadata.namespace ?? "default";
+  const nics = vm.status?.interfaces ?? [];
+  const here = nics.filter((i) => i.network === network);
+  return {
+    names: new Set(nics.map((i) => dhcpHostName(ns, vm.metadata.name, i.name))),
+    legacyNames: new Set(nics.map((i) => legacyDhcpHostName(ns, vm.metadata.name, i.name))),
+    macs: new Set(nics.flatMap((i) => (i.mac ? [i.mac.toLowerCase()] : []))),
+    addresses: new Set(here.flatMap((i) => [i.ipv4, i.ipv6].flatMap((ip) => (ip ? [ip] : [])))),
+  };
+}
+
+/** Pure: whether an existing entry is the VM's: its exact name, or an old-scheme one that is provably its. */
+export function ownsEntry(h: DhcpHost, own: Ownership): boolean {
+  if (h.name === undefined) return h.mac !== undefined && own.macs.has(h.mac);
+  if (own.names.has(h.name)) return true;
+  return (
+    own.legacyNames.has(h.name) && ((h.mac !== undefined && own.macs.has(h.mac)) || own.addresses.has(h.ip))
+  );
+}
+
+const sameEntry = (a: DhcpHost, b: DhcpHost) => a.ip === b.ip && a.mac === b.mac && a.name === b.name;
+
 /**
- * Makes the networks hold exactly WANTED for this VM. Entries that collide with a wanted one
- * (same MAC, name or address, left by a VM whose agent died) are replaced. Returns what changed.
+ * Pure: the changes that make one network hold exactly WANT for this VM. Its own entries that
+ * are not wanted go; so does any entry that would block a wanted one in dnsmasq (same MAC,
+ * same address, or same exact name in the same family: left by a VM whose agent died, as the
+ * controller hands out each MAC and address once). Entries of other VMs stay untouched.
  */
+export function planReservations(
+  existing: readonly DhcpHost[],
+  want: readonly DhcpHost[],
+  own: Ownership,
+): { remove: DhcpHost[]; add: DhcpHost[] } {
+  const remove = existing.filter((h) => {
+    const stale = ownsEntry(h, own) && !want.some((w) => sameEntry(w, h));
+    const blocks = want.some(
+      (w) =>
+        !sameEntry(w, h) &&
+        (w.ip === h.ip ||
+          (w.mac !== undefined && w.mac === h.mac) ||
+          (w.name !== undefined && w.name === h.name && w.ip.includes(":") === h.ip.includes(":"))),
+    );
+    return stale || blocks;
+  });
+  const add = want.filter((w) => !existing.some((h) => sameEntry(w, h)));
+  return { remove, add };
+}
+
+/** Makes the networks hold exactly WANTED for this VM (planReservations). Returns what changed. */
 export async function syncReservations(
   libvirt: LibvirtClient,
   vm: VirtualMachine,
   wanted: Reservation[],
 ): Promise<string[]> {
-  const ns = vm.metadata.namespace ?? "default";
-  const macs = new Set((vm.status?.interfaces ?? []).flatMap((i) => (i.mac ? [i.mac.toLowerCase()] : [])));
-  const names = new Set((vm.status?.interfaces ?? []).map((i) => dhcpHostName(ns, vm.metadata.name, i.name)));
   const networks = new Set([
     ...wanted.map((w) => w.network),
     ...(vm.status?.interfaces ?? []).flatMap((i) => (i.network ? [i.network] : [])),
@@ -59,26 +156,14 @@ export async function syncReservations(
     const net = await libvirt.lookupNetwork(network).catch(() => undefined);
     if (!net) continue;
     const xml = await libvirt.networkXml(net);
-    const existing = parseDhcpHosts(xml);
     const parentOf = (h: DhcpHost) => ipElementIndex(xml, h.ip.includes(":") ? "ipv6" : "ipv4");
     const want = wanted.filter((w) => w.network === network).map((w) => w.host);
-    const same = (a: DhcpHost, b: DhcpHost) => a.ip === b.ip && a.mac === b.mac && a.name === b.name;
-    for (const h of existing) {
-      const stale = belongsTo(h, macs, names) && !want.some((w) => same(w, h));
-      const collides = want.some(
-        (w) =>
-          !same(w, h) &&
-          (w.ip === h.ip ||
-            (w.mac && w.mac === h.mac) ||
-            (w.name && w.name === h.name && w.ip.includes(":") === h.ip.includes(":"))),
-      );
-      if (stale || collides) {
-        await libvirt.removeDhcpHost(net, dhcpHostXml(h), parentOf(h));
-        changes.push(`removed ${h.ip} from ${network}`);
-      }
+    const plan = planReservations(parseDhcpHosts(xml), want, ownershipOf(vm, network));
+    for (const h of plan.remove) {
+      await libvirt.removeDhcpHost(net, dhcpHostXml(h), parentOf(h));
+      changes.push(`removed ${h.ip} from ${network}`);
     }
-    for (const w of want) {
-      if (existing.some((h) => same(w, h))) continue;
+    for (const w of plan.add) {
       if (parentOf(w) < 0) continue; // the network has no pool of that family
       await libvirt.addDhcpHost(net, dhcpHostXml(w), parentOf(w));
       changes.push(`reserved ${w.ip} in ${network}`);

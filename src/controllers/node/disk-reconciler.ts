@@ -1,7 +1,6 @@
 // Node side of VMDisk: creates the volume of each disk placed on this node (blank, cloned from
 // another VMDisk, or imported from a file or URL), grows it (live through the running guest
 // when attached), reports it in status, and wipes and deletes it when the disk is deleted.
-import type { BlockList } from "node:net";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { parseQuantity } from "../../api/quantity.ts";
 import { NODE_LABEL } from "../../api/virtualmachine.ts";
@@ -34,9 +33,13 @@ import {
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn } from "../../runtime/watch.ts";
 import { type ReconcileResult, TerminalError, type WorkQueue } from "../../runtime/workqueue.ts";
+import { findCondition } from "../conditions.ts";
 import { StatusWriter } from "../status-writer.ts";
+import type { Refusal } from "../tenant-policy.ts";
 import { AGENT_DISK_FIELDS, agentDiskStatus, type DiskMemory, type VolumeSeen } from "./disk-status.ts";
+import type { ImportLimits } from "./image-limits.ts";
 import { ImageSourceError } from "./image-source.ts";
+import { redactUrls } from "./url-redaction.ts";
 import { finished, op } from "./vm-progress.ts";
 import { growVolume, importImage } from "./volume-ops.ts";
 
@@ -70,10 +73,12 @@ export interface NodeDiskReconcilerOptions {
   defaultPool: string;
   /** Directories on the node that source.image may name files in. */
   importDirs: string[];
-  /** Networks source.image URLs may not reach (cloud metadata by default). */
-  blockedNetworks: BlockList;
+  /** Networks source.image URLs may reach besides global unicast, and the largest image. */
+  imports: ImportLimits;
   /** How often a Ready disk's allocation is read again. */
   refreshMs: number;
+  /** Why the disk's namespace may not have it as asked (pool, byte limit: disk-limits.ts). */
+  tenancy?: { refusal(disk: Disk): Refusal | undefined };
   log: Logger;
 }
 
@@ -107,6 +112,16 @@ export class NodeDiskReconciler {
       return undefined;
     const log = forObject(this.o.log, "VMDisk", key);
     const mem = this.memoryOf(key, disk);
+    // Judged again here, whatever placed the disk: a refused pool or byte limit creates and grows nothing.
+    const refusal = disk.metadata.deletionTimestamp ? undefined : this.o.tenancy?.refusal(disk);
+    if (refusal) {
+      if (findCondition(disk.status?.conditions, "Stalled")?.message !== refusal.message) {
+        log.warn({ reason: refusal.reason, field: refusal.field }, refusal.message);
+        void this.event(disk, "Warning", refusal.reason, refusal.message);
+      }
+      await this.report(disk, mem, { failure: { reason: refusal.reason, message: refusal.message } });
+      return { requeueAfterMs: RETRY_MS };
+    }
     const format: VolumeFormat = disk.spec.format ?? "qcow2";
     const poolName = disk.spec.storagePool ?? this.o.defaultPool;
     let volName: string;
@@ -273,18 +288,19 @@ export class NodeDiskReconciler {
   ): Promise<StorageVolRef> {
     const started = Date.now();
     let lastWrite = 0;
+    const shown = redactUrls(url);
     const { vol, facts, bytes } = await importImage(this.o.libvirt, {
       pool,
       definition,
       createFlags,
       url,
       importDirs: this.o.importDirs,
-      blockedNetworks: this.o.blockedNetworks,
+      limits: this.o.imports,
       log,
       started: async (f) => {
         mem.phase = "Locked";
         mem.progress = 0;
-        mem.lastOperation = op("Import", "Running", `importing ${f.format} image from ${url}`);
+        mem.lastOperation = op("Import", "Running", `importing ${f.format} image from ${shown}`);
         await this.report(disk, mem, {});
       },
       progress: (percent) => {
@@ -299,7 +315,7 @@ export class NodeDiskReconciler {
       mem,
       log,
       "Imported",
-      `imported ${facts.format} image from ${url} (${bytes} bytes)`,
+      `imported ${facts.format} image from ${shown} (${bytes} bytes)`,
       started,
     );
     return vol;
@@ -356,7 +372,8 @@ export class NodeDiskReconciler {
    * backoff; a retry that fails the same way changes nothing in status.
    */
   private async failed(disk: Disk, mem: DiskMemory, err: unknown, log: Logger): Promise<never> {
-    const message = describeError(err);
+    // Whatever failed, a URL in the message shows no credentials.
+    const message = redactUrls(describeError(err));
     const reason = err instanceof ImageSourceError ? "ImportFailed" : "VolumeFailed";
     mem.phase = "Illegal";
     if (mem.failedOperation?.message === message) {

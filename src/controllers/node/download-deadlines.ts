@@ -26,6 +26,7 @@ export const DEFAULT_DOWNLOAD_DEADLINES: Readonly<DownloadDeadlines> = {
 };
 
 export function formatBytes(n: number): string {
+  if (n >= 2 ** 30 && n % 2 ** 30 === 0) return `${n / 2 ** 30} GiB`;
   if (n >= 1024 * 1024 && n % (1024 * 1024) === 0) return `${n / (1024 * 1024)} MiB`;
   if (n >= 1024 && n % 1024 === 0) return `${n / 1024} KiB`;
   return `${n} bytes`;
@@ -82,8 +83,8 @@ export class ThroughputWindow {
 
 export interface StallWatch {
   url: string;
-  /** The image's length (for the message). */
-  length: number;
+  /** The image's length when known (for the message). */
+  length?: number;
   /** The error to fail with (the caller's kind, so reconcilers classify it as theirs). */
   error: (message: string) => Error;
   /** Called with that error: should make the pending read fail (abort the request). */
@@ -108,7 +109,7 @@ export async function* withThroughputDeadline(
     failure = watch.error(
       `image download stalled: less than ${formatBytes(limits.minBytesPerWindow)} in ` +
         `${formatSeconds(limits.windowMs)} from ${watch.url} ` +
-        `(${received} of ${watch.length} bytes so far)`,
+        `(${received}${watch.length === undefined ? "" : ` of ${watch.length}`} bytes so far)`,
     );
     watch.abort(failure);
   };

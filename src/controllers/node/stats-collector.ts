@@ -4,7 +4,7 @@ import { isDeepStrictEqual } from "node:util";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { Counter, Gauge, type Registry } from "prom-client";
 import type { KindDefinition } from "../../api/kind.ts";
-import { type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
+import { NODE_LABEL, type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
 import { type VMDisk, VMDiskKind } from "../../api/vmdisk.ts";
 import { DomainStats, type LibvirtClient } from "../../hypervisor/libvirt/index.ts";
 import { applyStatus, describeError, type Kube } from "../../runtime/kube.ts";
@@ -173,9 +173,18 @@ export class StatsCollector {
   private async idleDisk(namespace: string, name: string) {
     const disk = this.o.disks.get(name, namespace);
     const { updatedAt: _old, ...last } = disk?.status?.statistics ?? {};
-    if (!disk || !Object.keys(last).length) return;
+    if (!disk || !this.placedHere(disk) || !Object.keys(last).length) return;
     const zero = { readBytesPerSecond: 0, writeBytesPerSecond: 0, readOpsPerSecond: 0, writeOpsPerSecond: 0 };
     await this.writeIfChanged(VMDiskKind, disk, { ...last, ...zero }, Date.now());
+  }
+
+  /**
+   * Decision: status.statistics only of disks placed on this node. A disk of a shared pool
+   * placed on another node, used by a VM here, gets metrics here but no status write: the API
+   * server lets an agent write only objects labelled for its node (agent-policy.yaml).
+   */
+  private placedHere(disk: VMDisk & KubernetesObject): boolean {
+    return disk.metadata.labels?.[NODE_LABEL] === this.o.nodeName;
   }
 
   /** status.statistics by its own field manager, only when a figure changed. */
@@ -213,7 +222,7 @@ export class StatsCollector {
     for (const { gauge, value } of this.diskGauges) gauge.set(labels, value(c));
     const prev = this.previousDisk.get(key);
     this.previousDisk.set(key, { at: now, c, vm });
-    if (!prev || prev.vm !== vm) return;
+    if (!prev || prev.vm !== vm || !this.placedHere(disk)) return;
     const statistics = diskStatisticsBetween(prev, { at: now, c });
     await this.writeIfChanged(VMDiskKind, disk, statistics, now);
   }

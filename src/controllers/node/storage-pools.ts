@@ -33,7 +33,11 @@ export async function ensureDefaultPool(
   }
 }
 
-/** Active pools with their sizes, rounded down to whole GiB (no Node write for every small change). */
+/**
+ * Active pools with their sizes: capacity exact (it seldom changes, and placement counts what
+ * disks are promised against it, small pools included), free space rounded down to whole GiB
+ * (no Node write for every guest write).
+ */
 export async function readStoragePools(libvirt: LibvirtClient): Promise<Record<string, StoragePoolFacts>> {
   const pools: Record<string, StoragePoolFacts> = {};
   for (const ref of await libvirt.listStoragePools()) {
@@ -43,7 +47,7 @@ export async function readStoragePools(libvirt: LibvirtClient): Promise<Record<s
     pools[ref.name] = {
       type,
       shared,
-      capacityBytes: Math.floor(info.capacity / GIB) * GIB,
+      capacityBytes: info.capacity,
       availableBytes: Math.floor(info.available / GIB) * GIB,
     };
   }

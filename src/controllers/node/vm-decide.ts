@@ -11,7 +11,7 @@ import { DomainState } from "../../hypervisor/libvirt/constants.ts";
 /** Why a shut-off domain stopped (virDomainShutoffReason). */
 export const ShutoffReason = { Unknown: 0, Shutdown: 1, Destroyed: 2, Crashed: 3, Failed: 6 } as const;
 /** Why a paused domain is paused (virDomainPausedReason): the ones we act on. */
-export const PausedReason = { User: 1, ShuttingDown: 8, Crashed: 10 } as const;
+export const PausedReason = { User: 1, IoError: 5, ShuttingDown: 8, Crashed: 10 } as const;
 /**
  * A guest that has not reacted to the ACPI button (still booting, acpid not up yet) gets it
  * pressed again this often until the grace period ends: one press during boot is lost.

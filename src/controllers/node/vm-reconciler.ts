@@ -38,12 +38,21 @@ import { forObject, type Logger } from "../../runtime/logging.ts";
 import type { ReconcileResult } from "../../runtime/workqueue.ts";
 import { CONDITIONS_RULE } from "../status-diff.ts";
 import { StatusWriter } from "../status-writer.ts";
+import type { Refusal } from "../tenant-policy.ts";
 import { desiredReservations, syncReservations } from "./dhcp.ts";
-import { type DomainObservation, decidePower, QUICK_CRASH_MS } from "./vm-decide.ts";
+import { admitOnNode, type NodeAdmissionContext } from "./vm-admission.ts";
+import { type DomainObservation, decidePower, PausedReason, QUICK_CRASH_MS } from "./vm-decide.ts";
 import { diskStatus, plugDisks, updateDevicesInPlace } from "./vm-disks.ts";
+import { volumePathsOf } from "./volume-paths.ts";
 import { applyPowerAction, noteCrash, POLL_MS } from "./vm-power.ts";
 import { finished, op, type Progress, progressFromStatus, withMemory } from "./vm-progress.ts";
-import { AGENT_FIELD_MANAGER, AGENT_STATUS_FIELDS, type AgentObservation, agentStatus } from "./vm-status.ts";
+import {
+  AGENT_FIELD_MANAGER,
+  AGENT_STATUS_FIELDS,
+  type AgentObservation,
+  agentStatus,
+  diskErrorsSeen,
+} from "./vm-status.ts";
 
 const COMPONENT = "libvirt-operator-agent";
 /** A disk attach libvirt refused (reported in status) is tried again this often, not at once. */
@@ -69,6 +78,10 @@ export interface NodeVmReconcilerOptions {
   clusterId: string;
   host: HostFacts;
   consoleLogDir: string;
+  /** The node's default storage pool: where a VMDisk naming none has its volume. */
+  defaultPool: string;
+  /** What the agent checks itself before a VM reaches libvirt (tenant rules, host paths). */
+  admission: NodeAdmissionContext;
   log: Logger;
 }
 
@@ -150,15 +163,23 @@ export class NodeVmReconciler {
     }
     const uuid = vm.status?.uuid;
     if (!uuid || !vm.metadata.finalizers?.includes(DOMAIN_FINALIZER)) return undefined; // the controller is not done yet
+    const admission = await admitOnNode(vm, this.o.admission);
+    if ("refused" in admission) return this.refuse(vm, domainName, found, admission.refused, log);
 
     // Our disks in the persistent definition: they keep their targets and stay attached.
     const persistentDisks = inactiveXml && owner ? parseLiveDevices(inactiveXml).disks : {};
+    const vmDisks = (vm.spec.disks ?? []).flatMap((d) => this.o.disks.get(d.diskRef.name, namespace) ?? []);
+    const paths = await volumePathsOf(this.o.libvirt, namespace, vmDisks, this.o.defaultPool);
     const disks = resolveDisks(
       vm,
       (disk) => this.o.disks.get(disk, namespace),
       this.o.nodeName,
       persistentDisks,
+      (disk) => paths.get(disk),
     );
+    const { media } = admission.admitted;
+    if (media.cdromWaiting) disks.waiting.push(media.cdromWaiting);
+    if (media.cdromBlocked) disks.blocked.push(media.cdromBlocked);
     const definition = domainDefinitionFor(vm, {
       cluster: this.o.clusterId,
       uuid,
@@ -167,6 +188,7 @@ export class NodeVmReconciler {
       ),
       disks: disks.devices,
       consoleLog: join(this.o.consoleLogDir, `${domainName}-console.log`),
+      media,
     });
     const wantHash = specHash(definition);
     let dom = found;
@@ -266,6 +288,11 @@ export class NodeVmReconciler {
     const live = liveXml ? parseOwnership(liveXml) : undefined;
     const devices = liveXml ? parseLiveDevices(liveXml) : undefined;
     const attached = devices ? Object.values(devices.disks) : definition.disks;
+    // QEMU paused the guest on a disk error (error_policy stop): which disk, and is its pool full?
+    const diskErrors =
+      state.state === DomainState.Paused && state.reason === PausedReason.IoError
+        ? diskErrorsSeen(vm, attached, await this.o.libvirt.domainDiskErrors(dom))
+        : undefined;
     return this.report(
       vm,
       domainName,
@@ -279,6 +306,7 @@ export class NodeVmReconciler {
         ...(diskWait ? { waiting: diskWait } : {}),
         ...(crashLooping(progress, state.state, Date.now()) ? { crashLoops: progress.quickCrashes } : {}),
         ...(diskFailure ? { failure: diskFailure } : {}),
+        ...(diskErrors ? { diskErrors } : {}),
       },
       requeueAfterMs ?? (plugged.failure ? PLUG_RETRY_MS : plugged.retry ? POLL_MS : undefined),
     );
@@ -366,6 +394,30 @@ export class NodeVmReconciler {
       DomainUndefineFlags.ManagedSave | DomainUndefineFlags.SnapshotsMetadata | DomainUndefineFlags.Nvram,
     );
     log.info({ domain: dom.name, why }, "domain destroyed and undefined");
+  }
+
+  /** Refused before libvirt: nothing changes there; said once in a Failure condition and an Event. */
+  private async refuse(
+    vm: VirtualMachine,
+    domainName: string,
+    dom: DomainRef | undefined,
+    refusal: Refusal,
+    log: Logger,
+  ): Promise<undefined> {
+    if (vm.status?.conditions?.find((c) => c.type === "Failure")?.message !== refusal.message) {
+      log.warn(
+        { reason: refusal.reason, field: refusal.field, err: refusal.message },
+        "VM refused on the node",
+      );
+      void this.event(vm, "Warning", refusal.reason, refusal.message);
+    }
+    const state = dom ? await this.o.libvirt.domainState(dom) : undefined;
+    const domain =
+      dom && state ? { ...state, id: state.state === DomainState.Shutoff ? -1 : dom.id } : undefined;
+    await this.report(vm, domainName, domain, {
+      failure: { reason: refusal.reason, message: refusal.message },
+    });
+    return undefined;
   }
 
   private async failed(

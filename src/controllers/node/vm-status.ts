@@ -2,7 +2,7 @@
 // Written by server-side apply as field manager "libvirt-operator-agent"; the controller owns
 // nodeName, uuid, interfaces and the Scheduled condition.
 import type { VirtualMachine, VirtualMachineStatus } from "../../api/virtualmachine.ts";
-import { DomainState } from "../../hypervisor/libvirt/constants.ts";
+import { DomainDiskError, DomainState } from "../../hypervisor/libvirt/constants.ts";
 import { type Condition, type Standing, standingConditions, writerConditions } from "../conditions.ts";
 import { type DomainObservation, ShutoffReason, shouldRun } from "./vm-decide.ts";
 
@@ -87,6 +87,55 @@ export interface AgentObservation {
   waiting?: string;
   /** The guest keeps stopping soon after each start: how many times in a row. */
   crashLoops?: number;
+  /** Disks whose I/O failed while the domain is paused for an I/O error (diskErrorsPaused). */
+  diskErrors?: DiskErrorSeen[];
+}
+
+/** A disk libvirt reports an I/O error for: its target, the VMDisk behind it, and whether it is out of space. */
+export interface DiskErrorSeen {
+  target: string;
+  vmDisk?: string;
+  noSpace: boolean;
+}
+
+/** libvirt's disk errors (virDomainGetDiskErrors) with the VMDisk behind each target. */
+export function diskErrorsSeen(
+  vm: VirtualMachine,
+  attached: ReadonlyArray<{ name: string; target?: string }>,
+  errors: ReadonlyArray<{ disk: string; error: number }>,
+): DiskErrorSeen[] {
+  const refs = new Map((vm.spec.disks ?? []).map((d) => [d.name, d.diskRef.name]));
+  return errors
+    .filter((e) => e.error !== DomainDiskError.None)
+    .map((e) => {
+      const name = attached.find((a) => a.target === e.disk)?.name;
+      const vmDisk = name ? refs.get(name) : undefined;
+      return { target: e.disk, ...(vmDisk ? { vmDisk } : {}), noSpace: e.error === DomainDiskError.NoSpace };
+    });
+}
+
+/**
+ * Why a domain paused for an I/O error: out of space when any disk says so (the pool is full),
+ * else another I/O error. Undefined when no disk reports one.
+ */
+export function diskErrorStanding(errors: readonly DiskErrorSeen[]): Standing | undefined {
+  if (!errors.length) return undefined;
+  const name = (e: DiskErrorSeen) =>
+    e.vmDisk ? `disk ${e.target} (VMDisk ${e.vmDisk})` : `disk ${e.target}`;
+  const full = errors.filter((e) => e.noSpace);
+  if (full.length)
+    return {
+      state: "stalled",
+      reason: "DiskFull",
+      message:
+        `the VM is paused: ${full.map(name).join(", ")} ran out of space in its storage pool (the pool is ` +
+        "full; its disks promise more than it holds). Free space in the pool, then stop and start the VM",
+    };
+  return {
+    state: "stalled",
+    reason: "DiskError",
+    message: `the VM is paused: an I/O error on ${errors.map(name).join(", ")}; stop and start the VM once the storage is fixed`,
+  };
 }
 
 export type AgentStatus = Pick<
@@ -166,9 +215,16 @@ export function agentStatus(vm: VirtualMachine, o: AgentObservation, now: Date):
           : (o.failure?.message ??
             (o.domain ? "the running domain predates the definition" : "the domain is being defined")),
       },
-      paused
-        ? { type: "Paused", status: "True", reason: "Paused", message: "vCPUs are suspended" }
-        : { type: "Paused", status: "False", reason: "NotPaused", message: "" },
+      paused && o.diskErrors?.length
+        ? {
+            type: "Paused",
+            status: "True",
+            reason: "IOError",
+            message: "QEMU paused the VM on a disk I/O error",
+          }
+        : paused
+          ? { type: "Paused", status: "True", reason: "Paused", message: "vCPUs are suspended" }
+          : { type: "Paused", status: "False", reason: "NotPaused", message: "" },
       o.failure
         ? { type: "Failure", status: "True", reason: o.failure.reason, message: o.failure.message }
         : { type: "Failure", status: "False", reason: "NoFailure", message: "" },
@@ -217,6 +273,9 @@ function standing(vm: VirtualMachine, o: AgentObservation, p: PrintableStatus, w
       message: o.failure.message,
     };
   if (p === "Failed") return { state: "stalled", reason: "Crashed", message: "the guest crashed" };
+  const diskError =
+    o.domain?.state === DomainState.Paused ? diskErrorStanding(o.diskErrors ?? []) : undefined;
+  if (diskError) return diskError;
   if ((o.crashLoops ?? 0) >= CRASH_LOOPS_STALLED)
     return {
       state: "stalled",

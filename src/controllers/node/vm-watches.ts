@@ -1,5 +1,5 @@
 // What the node VM reconciler (vm-reconciler.ts) reacts to.
-import type { KubernetesObject } from "@kubernetes/client-node";
+import type { KubernetesObject, V1Namespace } from "@kubernetes/client-node";
 import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
 import { keyOfDomain } from "../../hypervisor/domain/from-spec.ts";
@@ -8,22 +8,29 @@ import { keyOf } from "../../runtime/kube.ts";
 import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
 import type { WorkQueue } from "../../runtime/workqueue.ts";
 import { namesDisk } from "../cluster/disk-placement.ts";
+import { waitingForIdentity } from "../vm-identities.ts";
 import type { NodeVmReconciler } from "./vm-reconciler.ts";
 
 type Vm = VirtualMachine & KubernetesObject;
 
 /**
  * What the node VM reconciler reacts to: the VMs placed on this node, the disks they use
- * (ready, grown, changed hands), and libvirt's events for our domains.
+ * (ready, grown, changed hands), their namespaces' tenant rules, and libvirt's events for
+ * our domains.
  */
 export function watchNodeVms(
   queue: WorkQueue,
   reconciler: NodeVmReconciler,
   vms: Watchable<Vm> & { list(namespace?: string): readonly Vm[] },
   disks: Watchable<VMDisk & KubernetesObject>,
+  namespaces: Watchable<V1Namespace>,
   libvirt: LibvirtClient,
 ): void {
   watchOwn(vms, queue);
+  // A VM gone or changed here may free the MAC or UUID another waits for.
+  watchRelated(vms, queue, () => waitingForIdentity(vms.list(), "Failure"));
+  // An admin changing what a namespace may use: its VMs here are judged again.
+  watchRelated(namespaces, queue, (ns) => vms.list(ns.metadata?.name).map((vm) => keyOf(vm)));
   watchRelated(disks, queue, (disk) =>
     vms
       .list(disk.metadata?.namespace)

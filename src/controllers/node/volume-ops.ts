@@ -1,6 +1,6 @@
 // libvirt volume work the node's disk reconciler does: look volumes up, grow them (live
 // through a running guest when one has them open), and import images through a staging volume.
-import type { BlockList } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 import { keyOfDomain } from "../../hypervisor/domain/from-spec.ts";
 import { parseLiveDevices } from "../../hypervisor/domain/xml.ts";
 import {
@@ -21,7 +21,9 @@ import {
 } from "../../hypervisor/storage/volume.ts";
 import { describeError } from "../../runtime/kube.ts";
 import type { Logger } from "../../runtime/logging.ts";
+import { type ImportLimits, maximumText } from "./image-limits.ts";
 import { ImageSourceError, openImage } from "./image-source.ts";
+import { redactUrls } from "./url-redaction.ts";
 
 /** Target directories of this node's pools: images are never imported from a volume. */
 export async function poolDirs(libvirt: LibvirtClient): Promise<string[]> {
@@ -58,7 +60,7 @@ export interface ImportRequest {
   createFlags: number;
   url: string;
   importDirs: readonly string[];
-  blockedNetworks: BlockList;
+  limits: ImportLimits;
   log: Logger;
   /** The image is open and checked: the copy starts. */
   started(facts: ImageFacts): Promise<void>;
@@ -69,28 +71,36 @@ export interface ImportRequest {
 /**
  * Streams the image into a staging volume of its own format, checks that libvirt reads it the
  * same way (no backing file), converts it into the disk's volume (qemu-img through
- * virStorageVolCreateXMLFrom), and drops the staging volume.
+ * virStorageVolCreateXMLFrom), and drops the staging volume. On any failure (a refused or too
+ * large image, a stopped download) the staging volume goes and the disk's volume was never
+ * made: nothing is left in the pool.
  */
 export async function importImage(
   libvirt: LibvirtClient,
   r: ImportRequest,
 ): Promise<{ vol: StorageVolRef; facts: ImageFacts; bytes: number }> {
-  const image = await openImage(r.url, r.importDirs, await poolDirs(libvirt), r.blockedNetworks);
+  const shown = redactUrls(r.url);
+  const image = await openImage(r.url, r.importDirs, await poolDirs(libvirt), r.limits);
   const facts = sniffImage(image.header, image.length);
   const stagingName = `${r.definition.name}.import`;
   let staging: StorageVolRef;
   try {
-    if (facts.refused) throw new ImageSourceError(`${r.url}: ${facts.refused}`);
+    if (facts.refused) throw new ImageSourceError(`${shown}: ${facts.refused}`);
+    if ((facts.virtualSize ?? 0) > r.limits.maxBytes)
+      throw new ImageSourceError(
+        `${shown}: the ${facts.format} image's virtual size, ${facts.virtualSize} bytes, is more than ` +
+          maximumText(r.limits.maxBytes),
+      );
     await r.started(facts);
-    const leftover = await unlessNotFound(libvirt.lookupVolume(r.pool, stagingName));
-    if (leftover) await libvirt.deleteVolume(leftover);
-    // The upload replaces the staged file's bytes with the image's.
+    await deleteStaging(libvirt, r.pool, stagingName, r.log);
+    // The upload replaces the staged file's bytes with the image's (a raw image of unknown
+    // length grows the file as it comes).
     staging = await libvirt.createVolume(
       r.pool,
       volumeXml({
         name: stagingName,
         format: facts.format,
-        capacityBytes: facts.virtualSize ?? image.length,
+        capacityBytes: facts.virtualSize ?? image.length ?? 0,
         allocationBytes: 0,
       }),
     );
@@ -99,18 +109,20 @@ export async function importImage(
     throw err;
   }
   try {
+    const length = image.length;
     const sent = await libvirt.uploadVolume(staging, image.chunks, {
-      length: image.length,
-      onProgress: (n) => r.progress(Math.min(90, Math.floor((n / image.length) * 90))),
+      ...(length !== undefined
+        ? { length, onProgress: (n: number) => r.progress(Math.min(90, Math.floor((n / length) * 90))) }
+        : {}),
     });
-    if (sent !== image.length)
-      throw new ImageSourceError(`${r.url} ended after ${sent} of ${image.length} bytes`);
+    if (length !== undefined && sent !== length)
+      throw new ImageSourceError(`${shown} ended after ${sent} of ${length} bytes`);
     const staged = await unlessNotFound(libvirt.lookupVolume(r.pool, stagingName));
     if (!staged) throw new Error(`staging volume ${stagingName} vanished during the import`);
     const refused = uncopyableReason(await libvirt.volumeXml(staged), facts.format);
-    if (refused) throw new ImageSourceError(`${r.url}: ${refused}`);
+    if (refused) throw new ImageSourceError(`${shown}: ${refused}`);
     r.progress(90);
-    const capacityBytes = Math.max(r.definition.capacityBytes, facts.virtualSize ?? 0);
+    const capacityBytes = Math.max(r.definition.capacityBytes, facts.virtualSize ?? sent);
     const vol = await libvirt.cloneVolume(
       r.pool,
       volumeXml({ ...r.definition, capacityBytes }),
@@ -118,12 +130,29 @@ export async function importImage(
       r.createFlags,
     );
     r.progress(100);
-    return { vol, facts, bytes: image.length };
+    return { vol, facts, bytes: sent };
   } finally {
-    const left = await unlessNotFound(libvirt.lookupVolume(r.pool, stagingName)).catch(() => undefined);
-    if (left)
-      await libvirt
-        .deleteVolume(left)
-        .catch((err) => r.log.warn({ err: describeError(err) }, "staging volume not deleted"));
+    image.close();
+    await deleteStaging(libvirt, r.pool, stagingName, r.log);
+  }
+}
+
+/**
+ * Deletes the staging volume if it is there. libvirt refuses while an aborted upload is still
+ * being closed on its side, so a refusal is tried again for a few seconds.
+ */
+async function deleteStaging(libvirt: LibvirtClient, pool: StoragePoolRef, name: string, log: Logger) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const left = await unlessNotFound(libvirt.lookupVolume(pool, name));
+      if (left) await unlessNotFound(libvirt.deleteVolume(left));
+      return;
+    } catch (err) {
+      if (attempt >= 20) {
+        log.warn({ err: describeError(err), volume: name }, "staging volume not deleted");
+        return;
+      }
+      await sleep(250);
+    }
   }
 }

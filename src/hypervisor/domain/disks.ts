@@ -63,13 +63,16 @@ export function diskTargets(
 /**
  * CURRENT: our disks in the domain's definition. A disk the domain already has stays while its
  * VMDisk passes through other phases (a failed grow, a pool being repaired): a guest never
- * loses a disk it uses because of the disk's status.
+ * loses a disk it uses because of the disk's status. VOLUME_PATH: where the disk's volume is
+ * on this node, as libvirt says (never status.path: a path written by anyone else would reach
+ * the guest).
  */
 export function resolveDisks(
   vm: VirtualMachine,
   diskNamed: (name: string) => VMDisk | undefined,
   nodeName: string,
-  current: Readonly<Record<string, ObservedDisk>> = {},
+  current: Readonly<Record<string, ObservedDisk>>,
+  volumePath: (name: string) => string | undefined,
 ): DiskResolution {
   const entries = vm.spec.disks ?? [];
   const targets = diskTargets(entries, current);
@@ -84,8 +87,11 @@ export function resolveDisks(
       continue;
     }
     const have = current[e.name];
-    const attachedNow = Boolean(have) && (!s?.path || have!.path === s.path);
-    const path = s?.path ?? (attachedNow ? have!.path : undefined);
+    const found = volumePath(ref);
+    // Attached with the volume libvirt has for this disk; or attached while the volume cannot be
+    // looked up right now (a pool being repaired): it stays.
+    const attachedNow = Boolean(have) && (!found || have!.path === found);
+    const path = found ?? (attachedNow ? have!.path : undefined);
     if (disk.metadata.deletionTimestamp && !attachedNow) {
       result.blocked.push(`VMDisk ${ref} is being deleted`);
       continue;

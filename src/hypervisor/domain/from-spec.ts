@@ -38,6 +38,11 @@ export interface ResolvedInputs {
   consoleLog?: string;
   /** The next boot is the CD-ROM's one boot (seed 004 cdimage_once). */
   bootCdromFirst?: boolean;
+  /**
+   * Host files as the node agent resolved and checked them (CD-ROM medium, kernel, initrd): the
+   * only paths the domain gets; spec paths never reach it unchecked. No CD-ROM medium: empty drive.
+   */
+  media?: { cdromImage?: string; kernel?: string; initrd?: string };
 }
 
 export function domainDefinitionFor(vm: VirtualMachine, inputs: ResolvedInputs): DomainDefinition {
@@ -74,12 +79,19 @@ export function domainDefinitionFor(vm: VirtualMachine, inputs: ResolvedInputs):
           }
         : {}),
     },
-    boot: { ...(spec.boot ?? {}) },
+    // Keys in the API server's (alphabetical) order: the spec hash of existing domains stays.
+    boot: {
+      ...(spec.boot?.cmdline !== undefined ? { cmdline: spec.boot.cmdline } : {}),
+      ...(spec.boot?.firmware ? { firmware: spec.boot.firmware } : {}),
+      ...(inputs.media?.initrd ? { initrd: inputs.media.initrd } : {}),
+      ...(inputs.media?.kernel ? { kernel: inputs.media.kernel } : {}),
+      ...(spec.boot?.order ? { order: spec.boot.order } : {}),
+    },
     disks: inputs.disks,
     ...(spec.cdrom
       ? {
           cdrom: {
-            image: spec.cdrom.image,
+            image: inputs.media?.cdromImage ?? "",
             bus: spec.cdrom.bus ?? "sata",
             bootFirst: Boolean(inputs.bootCdromFirst),
           },

@@ -272,6 +272,10 @@ export class LibvirtClient extends EventEmitter {
   async domainState(dom: DomainRef): Promise<{ state: number; reason: number }> {
     return this.call(P.DomainGetState, { dom, flags: 0 });
   }
+  /** Disks with an I/O error since the guest last ran (virDomainGetDiskErrors): target and DomainDiskError. */
+  async domainDiskErrors(dom: DomainRef): Promise<Array<{ disk: string; error: number }>> {
+    return (await this.call(P.DomainGetDiskErrors, { dom, maxerrors: 256, flags: 0 })).errors;
+  }
   async domainInfo(dom: DomainRef) {
     const i = await this.call(P.DomainGetInfo, { dom });
     return {

@@ -11,6 +11,9 @@ export const DomainState = {
   PmSuspended: 7,
 } as const;
 
+/** What went wrong on a disk (virDomainDiskErrorCode). */
+export const DomainDiskError = { None: 0, Unspecified: 1, NoSpace: 2 } as const;
+
 export const DomainEventType = {
   Defined: 0,
   Undefined: 1,

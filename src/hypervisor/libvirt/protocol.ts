@@ -21,6 +21,8 @@ import {
 
 const STRING_MAX = 4194304;
 const LIST_MAX = 16384;
+/** REMOTE_DOMAIN_DISK_ERRORS_MAX. */
+const DISK_ERRORS_MAX = 256;
 
 export const nonnullString = string(STRING_MAX);
 export const remoteString = optional(nonnullString);
@@ -288,6 +290,13 @@ export const P = {
     "storage-vol-resize",
     struct({ vol: StorageVol, capacity: uhyperNumber, flags }),
     xdrVoid,
+  ),
+  /** The disks whose I/O failed (their target, e.g. vda) and why; read after a pause with reason I/O error. */
+  DomainGetDiskErrors: proc(
+    263,
+    "domain-get-disk-errors",
+    struct({ dom: Domain, maxerrors: uint, flags }),
+    struct({ errors: array(struct({ disk: nonnullString, error: int }), DISK_ERRORS_MAX), nerrors: int }),
   ),
   ConnectListAllDomains: proc(
     273,

@@ -1,0 +1,25 @@
+// Pure: the controller's judgement of a VM before it is placed (and again on every change):
+// what only the cluster-wide view can tell, and the tenant rules the node agent checks again.
+// A refusal is reported as the Admitted=False condition; the agent refuses that generation too.
+import type { VirtualMachine } from "../../api/virtualmachine.ts";
+import { desiredInterfaces } from "../../hypervisor/domain/from-spec.ts";
+import { networkRefusal, type Refusal, type TenantPolicy } from "../tenant-policy.ts";
+import { identityRefusal } from "../vm-identities.ts";
+
+/** Present (False) only while the controller refuses the VM; absent once it is admitted. */
+export const ADMITTED_CONDITION = "Admitted";
+
+export interface ClusterAdmissionContext {
+  policy: TenantPolicy;
+  /** Every VM in the cluster (the informer's view): who already holds a MAC or UUID. */
+  vms: ReadonlyArray<VirtualMachine>;
+}
+
+export function clusterRefusal(vm: VirtualMachine, ctx: ClusterAdmissionContext): Refusal | undefined {
+  return (
+    networkRefusal(
+      desiredInterfaces(vm).filter((i) => i.plugged),
+      ctx.policy,
+    ) ?? identityRefusal(vm, ctx.vms)
+  );
+}

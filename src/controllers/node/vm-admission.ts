@@ -1,0 +1,48 @@
+// The node agent's own judgement of a VM before anything reaches libvirt: the agent acts only
+// on what it checked itself, never on the controller's word alone (a forged or stale object
+// would otherwise reach the host). A refusal changes nothing in libvirt; the reconciler reports
+// it as a Failure condition and one Warning Event.
+import type { VirtualMachine } from "../../api/virtualmachine.ts";
+import { desiredInterfaces } from "../../hypervisor/domain/from-spec.ts";
+import { ADMITTED_CONDITION } from "../cluster/vm-admission.ts";
+import { findCondition } from "../conditions.ts";
+import { networkRefusal, type Refusal, type TenantPolicy } from "../tenant-policy.ts";
+import { type NodeIdentityContext, nodeIdentityRefusal } from "./vm-identity-check.ts";
+import { type MediaContext, type ResolvedMedia, resolveVmMedia } from "./vm-media.ts";
+
+export interface NodeAdmissionContext {
+  /** The tenant policy of a namespace (its annotations over the cluster defaults). */
+  policyOf(namespace: string): TenantPolicy;
+  /** Media directories, the places host paths never reach, and where CD-ROM VMDisks are. */
+  media: MediaContext;
+  /** The VMs placed here and libvirt's domains: whether a UUID or MAC is already taken. */
+  identities: NodeIdentityContext;
+}
+
+/** What the checks resolved, to be used as resolved (no second lookup between check and use). */
+export interface Admitted {
+  /** CD-ROM medium, kernel and initrd as checked: the paths the domain gets. */
+  media: ResolvedMedia;
+}
+
+export type Admission = { admitted: Admitted } | { refused: Refusal };
+
+export async function admitOnNode(vm: VirtualMachine, ctx: NodeAdmissionContext): Promise<Admission> {
+  const namespace = vm.metadata.namespace ?? "default";
+  // The controller judged what only it can see (the whole cluster): its refusal of this
+  // generation stands here too.
+  const judged = findCondition(vm.status?.conditions, ADMITTED_CONDITION);
+  if (judged?.status === "False" && judged.observedGeneration === vm.metadata.generation)
+    return { refused: { field: "", reason: judged.reason, message: judged.message } };
+  const policy = ctx.policyOf(namespace);
+  const network = networkRefusal(
+    desiredInterfaces(vm).filter((i) => i.plugged),
+    policy,
+  );
+  if (network) return { refused: network };
+  const identity = await nodeIdentityRefusal(vm, ctx.identities);
+  if (identity) return { refused: identity };
+  const media = await resolveVmMedia(vm, ctx.media);
+  if ("refused" in media) return media;
+  return { admitted: { media: media.media } };
+}

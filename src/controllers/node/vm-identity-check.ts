@@ -1,0 +1,120 @@
+// The node agent's own check that a VM's UUID and MACs are its alone before its domain is
+// defined: against the VMs placed on this node (the same rule as the controller's, see
+// vm-identities.ts) and against the domains libvirt already has here — another VM's, an
+// orphan still being removed, another cluster's or an admin's own. A duplicate UUID would
+// otherwise surface as libvirt's raw error, and a duplicate MAC would silently break both guests.
+import type { VirtualMachine } from "../../api/virtualmachine.ts";
+import { domainNameOf } from "../../hypervisor/domain/from-spec.ts";
+import { parseOwnership } from "../../hypervisor/domain/xml.ts";
+import { DomainXmlFlags, type LibvirtClient, unlessNotFound } from "../../hypervisor/libvirt/index.ts";
+import type { Refusal } from "../tenant-policy.ts";
+import {
+  claimedIdentities,
+  describeHolder,
+  type Identity,
+  identityRefusal,
+  inUseRefusal,
+} from "../vm-identities.ts";
+
+export interface NodeIdentityContext {
+  /** UID of the cluster's kube-system namespace, as in the domains' owner records. */
+  clusterId: string;
+  nodeName: string;
+  /** The VMs placed on this node (the agent's cache). */
+  vmsOnNode(): ReadonlyArray<VirtualMachine>;
+  /** Domains on this node, other than VM's own, using one of CLAIMS: the first one found. */
+  domainHolding(vm: VirtualMachine, claims: readonly Identity[]): Promise<DomainHolder | undefined>;
+}
+
+export interface DomainHolder {
+  claim: Identity;
+  /** The domain's owner record, when the operator of some cluster defined it. */
+  owner?: { cluster: string; namespace: string; name: string };
+}
+
+/** Pure: the MAC addresses in a domain's XML (lower case). */
+export function domainMacs(xml: string): string[] {
+  return [...xml.matchAll(/<mac\s+address=['"]([0-9a-fA-F:]{17})['"]/g)].map((m) => m[1]!.toLowerCase());
+}
+
+/** Pure: the refusal for a domain holding one of VM's identities, naming no other tenant. */
+export function domainHolderRefusal(
+  vm: VirtualMachine,
+  holder: DomainHolder,
+  clusterId: string,
+  node: string,
+): Refusal {
+  const ours = holder.owner?.cluster === clusterId ? holder.owner : undefined;
+  const where = ours
+    ? describeHolder(vm, ours.namespace, ours.name)
+    : `in use by a libvirt domain on node ${node} that this operator does not manage here`;
+  return inUseRefusal(holder.claim, where);
+}
+
+/**
+ * Refusal when another VM placed here holds one of VM's identities first, or a domain here
+ * that belongs to no VM in the cache already uses one (VMs in the cache are judged by the rule
+ * above, so a holder's domain never makes the holder itself yield).
+ */
+export async function nodeIdentityRefusal(
+  vm: VirtualMachine,
+  ctx: NodeIdentityContext,
+): Promise<Refusal | undefined> {
+  const placedHere = ctx.vmsOnNode();
+  const refused = identityRefusal(vm, placedHere);
+  if (refused) return refused;
+  const claims = claimedIdentities(vm);
+  if (!claims.length) return undefined;
+  const holder = await ctx.domainHolding(vm, claims);
+  if (!holder) return undefined;
+  const inCache =
+    holder.owner?.cluster === ctx.clusterId &&
+    placedHere.some(
+      (o) => o.metadata.namespace === holder.owner?.namespace && o.metadata.name === holder.owner?.name,
+    );
+  return inCache ? undefined : domainHolderRefusal(vm, holder, ctx.clusterId, ctx.nodeName);
+}
+
+/**
+ * domainHolding on a libvirt connection. The search reads every other domain's definition,
+ * so a VM found clear is not searched again until its identities change.
+ */
+export function libvirtDomainHolding(libvirt: LibvirtClient): NodeIdentityContext["domainHolding"] {
+  const clear = new Map<string, string>();
+  return async (vm, claims) => {
+    const namespace = vm.metadata.namespace ?? "default";
+    const own = domainNameOf(namespace, vm.metadata.name);
+    const key = `${namespace}/${vm.metadata.name}`;
+    const signature = JSON.stringify([vm.metadata.uid, claims.map((c) => `${c.kind}=${c.value}`).sort()]);
+    if (clear.get(key) === signature) return undefined;
+    const ownerOf = (xml: string) => {
+      const o = parseOwnership(xml);
+      return o ? { cluster: o.cluster, namespace: o.namespace, name: o.name } : undefined;
+    };
+    const uuid = claims.find((c) => c.kind === "uuid");
+    if (uuid) {
+      const dom = await unlessNotFound(libvirt.lookupDomainByUuid(uuid.value));
+      if (dom && dom.name !== own) {
+        const xml = await unlessNotFound(libvirt.domainXml(dom, DomainXmlFlags.Inactive));
+        const owner = xml ? ownerOf(xml) : undefined;
+        return { claim: uuid, ...(owner ? { owner } : {}) };
+      }
+    }
+    const macs = claims.filter((c) => c.kind === "mac");
+    if (macs.length) {
+      for (const dom of await libvirt.listAllDomains()) {
+        if (dom.name === own) continue;
+        const xml = await unlessNotFound(libvirt.domainXml(dom, DomainXmlFlags.Inactive));
+        if (!xml) continue; // gone meanwhile
+        const used = new Set(domainMacs(xml));
+        const claim = macs.find((c) => used.has(c.value));
+        if (claim) {
+          const owner = ownerOf(xml);
+          return { claim, ...(owner ? { owner } : {}) };
+        }
+      }
+    }
+    clear.set(key, signature);
+    return undefined;
+  };
+}

@@ -1,0 +1,139 @@
+// Pure: a VM's hypervisor identities — its domain UUID and its NICs' MAC addresses — are its
+// alone in the cluster. When two VMs claim one, exactly one holds it: the one whose status
+// already carries it (the controller assigned it, a domain may use it), else the older one
+// (then the namespace/name order, so every judge picks the same). The other is refused with a
+// message that names the holder only within its own namespace: a tenant learns nothing about
+// another namespace's VMs but that the value is taken.
+// The controller judges with every VM in the cluster; the node agent again with the VMs
+// placed on its node and the domains libvirt has there.
+import type { VirtualMachine } from "../api/virtualmachine.ts";
+import { desiredInterfaces } from "../hypervisor/domain/from-spec.ts";
+import type { Refusal } from "./tenant-policy.ts";
+
+export type IdentityKind = "uuid" | "mac";
+
+export interface Identity {
+  kind: IdentityKind;
+  /** Lower case, as libvirt compares them. */
+  value: string;
+  /** Already in the VM's status (assigned by the controller): it holds this one first. */
+  assigned: boolean;
+  /** Where the VM asks for it, for messages. */
+  field: string;
+}
+
+type VmLike = Pick<VirtualMachine, "metadata" | "spec" | "status">;
+
+const lower = (s: string) => s.toLowerCase();
+
+/** What VM wants to run with: status.uuid (else spec.uuid), and per NIC spec.macAddress (else the status MAC). */
+export function claimedIdentities(vm: VmLike): Identity[] {
+  const out: Identity[] = [];
+  const statusUuid = vm.status?.uuid ? lower(vm.status.uuid) : undefined;
+  const specUuid = vm.spec.uuid ? lower(vm.spec.uuid) : undefined;
+  const uuid = statusUuid ?? specUuid;
+  if (uuid) out.push({ kind: "uuid", value: uuid, assigned: statusUuid !== undefined, field: "spec.uuid" });
+  const statusMacs = new Map(
+    (vm.status?.interfaces ?? []).map((i) => [i.name, i.mac ? lower(i.mac) : undefined]),
+  );
+  const assignedMacs = new Set([...statusMacs.values()].filter((m): m is string => Boolean(m)));
+  desiredInterfaces(vm as VirtualMachine).forEach((nic, index) => {
+    const mac = nic.macAddress ? lower(nic.macAddress) : statusMacs.get(nic.name);
+    if (!mac) return;
+    out.push({
+      kind: "mac",
+      value: mac,
+      assigned: assignedMacs.has(mac),
+      field: `spec.interfaces[${index}].macAddress`,
+    });
+  });
+  return out;
+}
+
+/** What VM holds against others: what it claims, plus what its status still carries. */
+export function heldIdentities(vm: VmLike): Identity[] {
+  const held = claimedIdentities(vm);
+  const has = (kind: IdentityKind, value: string) => held.some((h) => h.kind === kind && h.value === value);
+  for (const nic of vm.status?.interfaces ?? []) {
+    const mac = nic.mac ? lower(nic.mac) : undefined;
+    if (mac && !has("mac", mac))
+      held.push({ kind: "mac", value: mac, assigned: true, field: "status.interfaces" });
+  }
+  return held;
+}
+
+/** Creation time in ms (a string from JSON, or a Date from some clients); unknown counts as newest. */
+function createdAt(vm: VmLike): number {
+  const t = vm.metadata.creationTimestamp as unknown;
+  const ms = t instanceof Date ? t.getTime() : typeof t === "string" ? Date.parse(t) : Number.NaN;
+  return Number.isNaN(ms) ? Number.POSITIVE_INFINITY : ms;
+}
+
+const keyOf = (vm: VmLike) => `${vm.metadata.namespace ?? ""}/${vm.metadata.name ?? ""}`;
+
+/** Whether OTHER comes first for a value both claim: it holds it in status while VM does not, else older. */
+function precedes(other: VmLike, otherAssigned: boolean, vm: VmLike, vmAssigned: boolean): boolean {
+  if (otherAssigned !== vmAssigned) return otherAssigned;
+  const ta = createdAt(other);
+  const tb = createdAt(vm);
+  if (ta !== tb) return ta < tb;
+  return keyOf(other) < keyOf(vm);
+}
+
+const WHAT: Record<IdentityKind, string> = { uuid: "UUID", mac: "MAC address" };
+const REASON: Record<IdentityKind, string> = { uuid: "UuidInUse", mac: "MacAddressInUse" };
+
+/** The refusal for a claimed identity already taken; WHERE says by whom (describeHolder). */
+export function inUseRefusal(claim: Identity, where: string): Refusal {
+  return {
+    field: claim.field,
+    reason: REASON[claim.kind],
+    message: `${claim.field}: ${WHAT[claim.kind]} ${claim.value} is already ${where}; each VM needs its own`,
+  };
+}
+
+/** How a holder is named to VM's owner: by name in its own namespace, not at all elsewhere. */
+export function describeHolder(vm: VmLike, holderNamespace: string, holderName: string): string {
+  return holderNamespace === (vm.metadata.namespace ?? "")
+    ? `used by VirtualMachine ${holderName}`
+    : "in use in another namespace";
+}
+
+/**
+ * The first identity VM claims that another VM of OTHERS holds before it (see precedes).
+ * OTHERS may include VM itself (skipped by namespace/name).
+ */
+export function identityRefusal(vm: VmLike, others: Iterable<VmLike>): Refusal | undefined {
+  const claims = claimedIdentities(vm);
+  if (!claims.length) return undefined;
+  const self = keyOf(vm);
+  for (const claim of claims) {
+    for (const other of others) {
+      if (keyOf(other) === self) continue;
+      const held = heldIdentities(other).find((h) => h.kind === claim.kind && h.value === claim.value);
+      if (held && precedes(other, held.assigned, vm, claim.assigned))
+        return inUseRefusal(
+          claim,
+          describeHolder(vm, other.metadata.namespace ?? "", other.metadata.name ?? ""),
+        );
+    }
+  }
+  return undefined;
+}
+
+const IDENTITY_REASONS = new Set(Object.values(REASON));
+
+/**
+ * Keys of the VMs among VMS that wait for a MAC or UUID another VM holds (refused with
+ * CONDITION: the controller's Admitted, the agent's Failure): any VM's change or deletion may
+ * free it, so they are judged again.
+ */
+export function waitingForIdentity(vms: Iterable<VmLike>, condition: "Admitted" | "Failure"): string[] {
+  const keys: string[] = [];
+  for (const vm of vms) {
+    const c = vm.status?.conditions?.find((x) => x.type === condition);
+    const refused = condition === "Admitted" ? c?.status === "False" : c?.status === "True";
+    if (c && refused && IDENTITY_REASONS.has(c.reason)) keys.push(keyOf(vm));
+  }
+  return keys;
+}
