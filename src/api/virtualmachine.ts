@@ -252,7 +252,9 @@ const Interface = Type.Object(
     }),
     network: Type.Optional(
       Type.String({
-        description: "libvirt network the NIC connects to. Default: the network named default.",
+        description:
+          "libvirt network the NIC connects to. Default: the network named default. Only networks " +
+          "the namespace may use (set by the admin) are accepted; another gets Admitted=False, reason NetworkNotAllowed.",
         pattern: SAFE_NAME_PATTERN,
         maxLength: 63,
         default: "default",
@@ -263,7 +265,9 @@ const Interface = Type.Object(
     ),
     macAddress: Type.Optional(
       Type.String({
-        description: "MAC address. Generated when absent and then kept for the VM's lifetime.",
+        description:
+          "MAC address. Generated when absent and then kept for the VM's lifetime. One VM's only: a MAC " +
+          "another VM already uses gets Admitted=False, reason MacAddressInUse.",
         pattern: "^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$",
       }),
     ),
@@ -394,7 +398,9 @@ export const VirtualMachineSpec = withRules(
       uuid: Type.Optional(
         withRules(
           Type.String({
-            description: "Domain UUID. Generated when absent (see status.uuid); immutable.",
+            description:
+              "Domain UUID. Generated when absent (see status.uuid); immutable. One VM's only: a UUID " +
+              "another VM already uses gets Admitted=False, reason UuidInUse.",
             pattern: "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
           }),
           immutable("spec.uuid"),

@@ -362,13 +362,13 @@ describe("storage limits", () => {
     });
     const boot = spec.boot as { cmdline: string };
     await applyVm(ns, "filler", { ...spec, boot: { ...boot, cmdline: `${boot.cmdline} lvo.fill=vda` } });
-    await waitForConsole(consoleLogOf(ns, "filler"), "LIBVIRT-OPERATOR-GUEST-FILLING vda", 120_000);
+    await waitForConsole(consoleLogOf(ns, "filler"), "LIBVIRT-OPERATOR-GUEST-FILLING vda", 300_000);
     const vm = await waitForVm(
       ns,
       "filler",
       (v) => condition(v, "Ready")?.reason === "DiskFull",
       "Ready False (DiskFull)",
-      120_000,
+      180_000,
     );
     const ready = condition(vm, "Ready")!;
     assert.equal(ready.status, "False");

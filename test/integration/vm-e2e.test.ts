@@ -11,6 +11,7 @@ import { RESTART_ANNOTATION } from "../../src/api/virtualmachine.ts";
 import { startLibvirt } from "../../src/cmd/local/libvirt.ts";
 import { runningPid, stopDaemon } from "../../src/cmd/local/processes.ts";
 import { run } from "../../src/cmd/local/tools.ts";
+import { dhcpHostName } from "../../src/controllers/node/dhcp.ts";
 import {
   BOOTED,
   consoleText,
@@ -248,11 +249,12 @@ describe("VirtualMachine end to end (TCG guests)", () => {
     assert.notEqual(a.ipv6, b.ipv6);
     assert.match(await virsh("dumpxml", `${ns}_boot`), new RegExp(`<mac address='${a.mac}'/>`));
     const net = await virsh("net-dumpxml", "default");
+    const host = dhcpHostName(ns, "boot", "default");
     assert.match(
       net,
-      new RegExp(`<host mac='${a.mac}' name='boot-${ns}' ip='${a.ipv4.replaceAll(".", "\\.")}'/>`),
+      new RegExp(`<host mac='${a.mac}' name='${host}' ip='${a.ipv4.replaceAll(".", "\\.")}'/>`),
     );
-    assert.match(net, new RegExp(`<host name='boot-${ns}' ip='${a.ipv6}'/>`));
+    assert.match(net, new RegExp(`<host name='${host}' ip='${a.ipv6}'/>`));
     // Addresses survive a stop and start.
     assert.equal(a.ipv4, (await getVm(ns, "boot"))?.status?.interfaces?.[0]?.ipv4);
   });
@@ -398,7 +400,7 @@ describe("VirtualMachine end to end (TCG guests)", () => {
     await kubectl(["delete", "vm", "force", "-n", ns, "--wait=true", "--timeout=60s"]);
     assert.doesNotMatch(
       await virsh("net-dumpxml", "default"),
-      new RegExp(`'${force?.mac}'|name='force-${ns}'`),
+      new RegExp(`'${force?.mac}'|name='${dhcpHostName(ns, "force", "default")}'`),
     );
     await assert.rejects(virsh("dominfo", `${ns}_force`), /failed to get domain|Domain not found/);
     await kubectl(["delete", "vm", "restart", "-n", ns, "--wait=true", "--timeout=120s"]);

@@ -308,7 +308,8 @@ export class NodeVmReconciler {
         ...(diskFailure ? { failure: diskFailure } : {}),
         ...(diskErrors ? { diskErrors } : {}),
       },
-      requeueAfterMs ?? (plugged.failure ? PLUG_RETRY_MS : plugged.retry ? POLL_MS : undefined),
+      // Paused on an I/O error: look again soon (libvirt may name the disk a moment later).
+      requeueAfterMs ?? (plugged.failure ? PLUG_RETRY_MS : plugged.retry || diskErrors ? POLL_MS : undefined),
     );
   }
 

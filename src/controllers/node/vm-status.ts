@@ -87,7 +87,7 @@ export interface AgentObservation {
   waiting?: string;
   /** The guest keeps stopping soon after each start: how many times in a row. */
   crashLoops?: number;
-  /** Disks whose I/O failed while the domain is paused for an I/O error (diskErrorsPaused). */
+  /** Set when QEMU paused the domain for an I/O error: the disks libvirt reports (maybe none yet). */
   diskErrors?: DiskErrorSeen[];
 }
 
@@ -116,10 +116,9 @@ export function diskErrorsSeen(
 
 /**
  * Why a domain paused for an I/O error: out of space when any disk says so (the pool is full),
- * else another I/O error. Undefined when no disk reports one.
+ * else another I/O error (also while libvirt names no disk yet).
  */
-export function diskErrorStanding(errors: readonly DiskErrorSeen[]): Standing | undefined {
-  if (!errors.length) return undefined;
+export function diskErrorStanding(errors: readonly DiskErrorSeen[]): Standing {
   const name = (e: DiskErrorSeen) =>
     e.vmDisk ? `disk ${e.target} (VMDisk ${e.vmDisk})` : `disk ${e.target}`;
   const full = errors.filter((e) => e.noSpace);
@@ -131,10 +130,11 @@ export function diskErrorStanding(errors: readonly DiskErrorSeen[]): Standing | 
         `the VM is paused: ${full.map(name).join(", ")} ran out of space in its storage pool (the pool is ` +
         "full; its disks promise more than it holds). Free space in the pool, then stop and start the VM",
     };
+  const which = errors.length ? errors.map(name).join(", ") : "a disk";
   return {
     state: "stalled",
     reason: "DiskError",
-    message: `the VM is paused: an I/O error on ${errors.map(name).join(", ")}; stop and start the VM once the storage is fixed`,
+    message: `the VM is paused: an I/O error on ${which}; stop and start the VM once the storage is fixed`,
   };
 }
 
@@ -215,7 +215,7 @@ export function agentStatus(vm: VirtualMachine, o: AgentObservation, now: Date):
           : (o.failure?.message ??
             (o.domain ? "the running domain predates the definition" : "the domain is being defined")),
       },
-      paused && o.diskErrors?.length
+      paused && o.diskErrors
         ? {
             type: "Paused",
             status: "True",
@@ -273,9 +273,7 @@ function standing(vm: VirtualMachine, o: AgentObservation, p: PrintableStatus, w
       message: o.failure.message,
     };
   if (p === "Failed") return { state: "stalled", reason: "Crashed", message: "the guest crashed" };
-  const diskError =
-    o.domain?.state === DomainState.Paused ? diskErrorStanding(o.diskErrors ?? []) : undefined;
-  if (diskError) return diskError;
+  if (o.domain?.state === DomainState.Paused && o.diskErrors) return diskErrorStanding(o.diskErrors);
   if ((o.crashLoops ?? 0) >= CRASH_LOOPS_STALLED)
     return {
       state: "stalled",

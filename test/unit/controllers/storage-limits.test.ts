@@ -230,7 +230,7 @@ describe("a VM paused by a full pool", () => {
     assert.equal(cond(s, "Paused")?.reason, "IOError");
   });
 
-  it("another I/O error is DiskError; no error reported leaves the usual paused status", () => {
+  it("another I/O error is DiskError, also while libvirt names no disk; a pause without I/O error is the usual one", () => {
     const other = agentStatus(
       vm,
       observation([{ disk: "vdb", error: DomainDiskError.Unspecified }]),
@@ -238,6 +238,9 @@ describe("a VM paused by a full pool", () => {
     );
     assert.equal(cond(other, "Ready")?.reason, "DiskError");
     const none = agentStatus(vm, observation([{ disk: "vdb", error: DomainDiskError.None }]), new Date());
-    assert.equal(cond(none, "Ready")?.reason, "Paused");
+    assert.equal(cond(none, "Ready")?.reason, "DiskError", "paused for an I/O error, no disk named yet");
+    assert.match(cond(none, "Ready")!.message, /an I\/O error on a disk/);
+    const { diskErrors: _, ...notIo } = observation([]);
+    assert.equal(cond(agentStatus(vm, notIo, new Date()), "Ready")?.reason, "Paused", "paused by the user");
   });
 });
