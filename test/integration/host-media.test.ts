@@ -64,7 +64,7 @@ async function expectRefused(name: string, field: string, rule: RegExp) {
     name,
     (v) => failureOf(v)?.reason === "HostPathRefused" && failureOf(v)!.message.startsWith(`${field}:`),
     `refused for ${field}`,
-    60_000,
+    180_000,
   );
   const message = failureOf(vm)!.message;
   assert.match(message, rule, `${name}: ${message}`);
@@ -239,8 +239,8 @@ describe("host paths: only the admin's media directories, resolved", () => {
   it("an ISO in a media directory works, resolved; a change to a forbidden path leaves the domain as it is", async () => {
     const disc = join(media, "real", "disc.iso");
     await applyVm(ns, "admin-iso", guestVmSpec(guest, { cdrom: { image: join(media, "link.iso") } }));
-    await waitForVm(ns, "admin-iso", isPrintable("Running"), "Running");
-    await waitForConsole(consoleLogOf(ns, "admin-iso"), BOOTED, 90_000);
+    await waitForVm(ns, "admin-iso", isPrintable("Running"), "Running", 300_000);
+    await waitForConsole(consoleLogOf(ns, "admin-iso"), BOOTED, 180_000);
     const live = cdromOf(await virsh("dumpxml", domainOf("admin-iso")));
     assert.match(live, new RegExp(`<source file='${disc}'`), "the resolved path, not the symlink");
     const inactiveBefore = await virsh("dumpxml", "--inactive", domainOf("admin-iso"));
@@ -268,7 +268,7 @@ describe("host paths: only the admin's media directories, resolved", () => {
     );
 
     await patchSpec("admin-iso", { boot: { kernel: guest.kernel } });
-    await waitForVm(ns, "admin-iso", (v) => failureOf(v)?.status === "False", "no longer refused", 30_000);
+    await waitForVm(ns, "admin-iso", (v) => failureOf(v)?.status === "False", "no longer refused", 120_000);
   });
 });
 
@@ -280,7 +280,7 @@ describe("a tenant's ISO as a VMDisk (spec.cdrom.diskRef)", () => {
       source: { image: { url: join(importDir, "tenant.iso") } },
     });
     await applyVm(ns, "from-disk", guestVmSpec(guest, { cdrom: { diskRef: { name: "installer" } } }));
-    await waitForVm(ns, "from-disk", isPrintable("Running"), "Running", 120_000);
+    await waitForVm(ns, "from-disk", isPrintable("Running"), "Running", 300_000);
     const volume = (await virsh("vol-path", "--pool", "libvirt-operator", `${ns}_installer.img`)).trim();
     const cd = cdromOf(await virsh("dumpxml", domainOf("from-disk")));
     assert.match(cd, new RegExp(`<source file='${volume}'`), cd);
@@ -317,6 +317,7 @@ describe("a tenant's ISO as a VMDisk (spec.cdrom.diskRef)", () => {
           c.message.includes("VMDisk victim (spec.cdrom.diskRef) does not exist"),
         ) ?? false,
       "waiting for its own VMDisk victim",
+      180_000,
     );
     assert.notEqual(vm?.status?.printableStatus, "Running");
     if (await domainExists("cross-ns"))
@@ -324,7 +325,7 @@ describe("a tenant's ISO as a VMDisk (spec.cdrom.diskRef)", () => {
   });
 });
 
-async function waitForCdrom(name: string, check: (cdrom: string) => boolean, timeoutMs = 30_000) {
+async function waitForCdrom(name: string, check: (cdrom: string) => boolean, timeoutMs = 120_000) {
   const deadline = Date.now() + timeoutMs;
   let last = "";
   while (Date.now() < deadline) {

@@ -48,7 +48,7 @@ const condition = (d: { status?: { conditions?: Array<{ type: string }> } } | un
     | { type: string; status: string; reason: string; message: string }
     | undefined;
 const waitForDisk = (ns: string, name: string, check: (d: VMDisk | undefined) => boolean, what: string) =>
-  waitForObject<VMDisk>("vmdisk", ns, name, check, what, 90_000);
+  waitForObject<VMDisk>("vmdisk", ns, name, check, what, 180_000);
 const applyDisk = (ns: string, name: string, spec: Record<string, unknown>) =>
   applyObject("VMDisk", ns, name, spec);
 const reasonIs = (type: string, reason: string) => (d: VMDisk | undefined) =>
@@ -361,6 +361,7 @@ describe("storage limits", () => {
       shutdown: { gracePeriodSeconds: 0 },
     });
     const boot = spec.boot as { cmdline: string };
+    await rm(consoleLogOf(ns, "filler"), { force: true }); // an earlier run's console shows nothing of this one
     await applyVm(ns, "filler", { ...spec, boot: { ...boot, cmdline: `${boot.cmdline} lvo.fill=vda` } });
     await waitForConsole(consoleLogOf(ns, "filler"), "LIBVIRT-OPERATOR-GUEST-FILLING vda", 300_000);
     const vm = await waitForVm(
@@ -368,7 +369,7 @@ describe("storage limits", () => {
       "filler",
       (v) => condition(v, "Ready")?.reason === "DiskFull",
       "Ready False (DiskFull)",
-      180_000,
+      240_000,
     );
     const ready = condition(vm, "Ready")!;
     assert.equal(ready.status, "False");
