@@ -21,14 +21,18 @@ import { NODE_LABEL, type VirtualMachine, VirtualMachineKind } from "../api/virt
 import { type VMDisk, VMDiskKind } from "../api/vmdisk.ts";
 import { diskRefusal } from "../controllers/disk-limits.ts";
 import { NodeDiskReconciler, watchNodeDisks } from "../controllers/node/disk-reconciler.ts";
-import { ImportConfigError, type ImportLimits, importLimitsFromEnv } from "../controllers/node/image-limits.ts";
+import {
+  ImportConfigError,
+  type ImportLimits,
+  importLimitsFromEnv,
+} from "../controllers/node/image-limits.ts";
 import { agentStateDirsOf, mediaDirsFromEnv } from "../controllers/node/media-paths.ts";
 import { runNodePublisher } from "../controllers/node/node-publisher.ts";
 import { StatsCollector } from "../controllers/node/stats-collector.ts";
 import { ensureDefaultPool } from "../controllers/node/storage-pools.ts";
+import { libvirtDomainHolding } from "../controllers/node/vm-identity-check.ts";
 import { poolTargets } from "../controllers/node/vm-media.ts";
 import { NodeVmReconciler } from "../controllers/node/vm-reconciler.ts";
-import { libvirtDomainHolding } from "../controllers/node/vm-identity-check.ts";
 import { watchNodeVms } from "../controllers/node/vm-watches.ts";
 import { tenancyDefaultsFromEnv, tenantPolicy } from "../controllers/tenant-policy.ts";
 import { offerTestDriverDomains, parseCapabilities } from "../hypervisor/capabilities.ts";

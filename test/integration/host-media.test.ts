@@ -209,6 +209,7 @@ describe("host paths: only the admin's media directories, resolved", () => {
     await Promise.all(attacks.map((a) => applyVm(ns, a.name, specWith(a.field, a.path()))));
     for (const a of attacks) await expectRefused(a.name, a.field, a.rule);
     for (const a of attacks) assert.equal(await domainExists(a.name), false, `${a.name}: no domain defined`);
+    await deleteVms(attacks.map((a) => a.name)); // they hold vCPUs of the small test node
   });
 
   it("the API server refuses '..', NUL and relative paths with a clear message", async () => {
@@ -275,6 +276,7 @@ describe("host paths: only the admin's media directories, resolved", () => {
 
     await patchSpec("admin-iso", { boot: { kernel: guest.kernel } });
     await waitForVm(ns, "admin-iso", (v) => failureOf(v)?.status === "False", "no longer refused", 120_000);
+    await deleteVms(["admin-iso"]);
   });
 });
 
@@ -303,7 +305,7 @@ describe("a tenant's ISO as a VMDisk (spec.cdrom.diskRef)", () => {
 
     // Eject (an empty drive), then insert again: live, no restart.
     await patchSpec("from-disk", { cdrom: { diskRef: null, image: "" } });
-    await waitForCdrom("from-disk", (xml) => !xml.includes("<source"));
+    await waitForCdrom("from-disk", (xml) => !xml.includes("<source file="));
     await patchSpec("from-disk", { cdrom: { image: null, diskRef: { name: "installer" } } });
     await waitForCdrom("from-disk", (xml) => xml.includes(`<source file='${volume}'`));
     assert.equal((await getVm(ns, "from-disk"))?.status?.syncStatus, "SYNC", "changed in place");
@@ -330,6 +332,10 @@ describe("a tenant's ISO as a VMDisk (spec.cdrom.diskRef)", () => {
       assert.doesNotMatch(cdromOf(await virsh("dumpxml", "--inactive", domainOf("cross-ns"))), /<source/);
   });
 });
+
+async function deleteVms(names: string[]) {
+  await kubectl(["delete", "vm", ...names, "-n", ns, "--wait=true", "--timeout=180s"]);
+}
 
 async function waitForCdrom(name: string, check: (cdrom: string) => boolean, timeoutMs = 120_000) {
   const deadline = Date.now() + timeoutMs;

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { identityKubeconfig } from "./identities.ts";
 import { kubectl } from "./kube.ts";
 import { startDaemon, waitUntil } from "./processes.ts";
-import { REPO_ROOT } from "./tools.ts";
+import { CACHE_DIR, REPO_ROOT } from "./tools.ts";
 
 export const OPERATOR_NAMESPACE = "libvirt-operator";
 
@@ -123,6 +123,8 @@ export async function startOperator(
       nodeName,
       metricsPort: ports.agentMetrics,
       libvirtUri: "qemu:///system",
+      // Host media only from these (examples/vm-direct-kernel.yaml and the test guest's kernel).
+      env: { MEDIA_DIRS: process.env.MEDIA_DIRS ?? `/var/lib/libvirt/boot:${join(CACHE_DIR, "guest")}` },
     }),
   ]);
 }

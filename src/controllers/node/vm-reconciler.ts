@@ -43,7 +43,6 @@ import { desiredReservations, syncReservations } from "./dhcp.ts";
 import { admitOnNode, type NodeAdmissionContext } from "./vm-admission.ts";
 import { type DomainObservation, decidePower, PausedReason, QUICK_CRASH_MS } from "./vm-decide.ts";
 import { diskStatus, plugDisks, updateDevicesInPlace } from "./vm-disks.ts";
-import { volumePathsOf } from "./volume-paths.ts";
 import { applyPowerAction, noteCrash, POLL_MS } from "./vm-power.ts";
 import { finished, op, type Progress, progressFromStatus, withMemory } from "./vm-progress.ts";
 import {
@@ -53,6 +52,7 @@ import {
   agentStatus,
   diskErrorsSeen,
 } from "./vm-status.ts";
+import { volumePathsOf } from "./volume-paths.ts";
 
 const COMPONENT = "libvirt-operator-agent";
 /** A disk attach libvirt refused (reported in status) is tried again this often, not at once. */

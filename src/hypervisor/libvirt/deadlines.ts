@@ -72,6 +72,7 @@ export const PROCEDURE_CLASS: Readonly<Record<ProcedureName, DeadlineClass>> = {
   "domain-lookup-by-name": "query",
   "domain-lookup-by-uuid": "query",
   "domain-get-state": "query",
+  "domain-get-disk-errors": "query",
   "domain-get-info": "query",
   "domain-get-xml-desc": "query",
   "domain-get-autostart": "query",
