@@ -154,6 +154,8 @@ export const VMDiskSpec = withRules(
     { description: "Desired state of the disk." },
   ),
   growOnly("provisionedSize", "spec.provisionedSize"),
+  presenceImmutable("storagePool", "spec.storagePool"),
+  presenceImmutable("nodeName", "spec.nodeName"),
   {
     rule:
       "!isQuantity(string(self.provisionedSize)) || " +

@@ -340,6 +340,65 @@ describe("a tenant bound to the built-in edit role", () => {
     );
   });
 
+  it("cannot place its objects by hand nor strip the operator's finalizers", async () => {
+    const vms = `${GROUP_PATH}/namespaces/tenant-a/virtualmachines`;
+    assertRefused(
+      await call(
+        tenantToken,
+        "POST",
+        vms,
+        {
+          apiVersion: API_VERSION,
+          kind: "VirtualMachine",
+          metadata: {
+            name: "placed",
+            namespace: "tenant-a",
+            labels: { "vm.libvirt-operator.io/node": "n1" },
+          },
+          spec: { memory: "64Mi", runStrategy: "Halted" },
+        },
+        "json",
+      ),
+      /label vm.libvirt-operator.io\/node is set by the operator/,
+    );
+    // The finalizer the controller adds when it places a VM (added here by the admin).
+    const finalizers = (list: string[] | null) =>
+      kubectl([
+        "patch",
+        "vm",
+        "mine",
+        "-n",
+        "tenant-a",
+        "--type=merge",
+        "-p",
+        JSON.stringify({ metadata: { finalizers: list } }),
+      ]);
+    await finalizers(["vm.libvirt-operator.io/domain"]);
+    try {
+      assertRefused(
+        await call(tenantToken, "PATCH", `${vms}/mine`, { metadata: { finalizers: null } }),
+        /finalizers are added and removed by the operator/,
+      );
+      assertRefused(
+        await call(tenantToken, "PATCH", `${vms}/mine`, {
+          metadata: { labels: { "vm.libvirt-operator.io/node": "n1" } },
+        }),
+        /label vm.libvirt-operator.io\/node is set by the operator/,
+      );
+      // Its own labels and finalizers stay the tenant's.
+      assertAllowed(
+        await call(tenantToken, "PATCH", `${vms}/mine`, {
+          metadata: {
+            labels: { team: "a" },
+            finalizers: ["vm.libvirt-operator.io/domain", "example.com/mine"],
+          },
+        }),
+      );
+    } finally {
+      await finalizers(null);
+    }
+  });
+
   it("cannot patch the status of its own VM", async () => {
     assertRefused(
       await call(tenantToken, "PATCH", `${GROUP_PATH}/namespaces/tenant-a/virtualmachines/mine/status`, {

@@ -62,7 +62,7 @@ describe("failures back off", () => {
       provisionedSize: "1Gi",
       source: { image: { url: "http://does-not-resolve.invalid/disk.qcow2" } },
     });
-    await applyObject("VMDisk", ns, "too-large", { provisionedSize: "1Ei", format: "qcow2" });
+    await applyObject("VMDisk", ns, "too-large", { provisionedSize: "60Ti", format: "qcow2" });
     for (const name of ["unresolvable", "too-large"])
       await waitForObject<Disk>(
         "vmdisk",

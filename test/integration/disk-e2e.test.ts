@@ -404,7 +404,10 @@ describe("VMDisk end to end (TCG guests)", () => {
     );
     assert.match(await events("nowhere"), /"reason": "Unschedulable"/);
     const outside = await waitForDisk("outside", phaseIs("Illegal"), "Illegal");
-    assert.match(condition(outside, "Ready")!.message, /outside the directories this node imports from/);
+    assert.match(
+      condition(outside, "Ready")!.message,
+      /not a regular file inside the directories this node imports from/,
+    );
     const missing = await waitForDisk("missing", phaseIs("Illegal"), "Illegal");
     assert.match(condition(missing, "Ready")!.message, /HTTP 404/);
     const redirected = await waitForDisk("redirected", phaseIs("Illegal"), "Illegal");
@@ -415,7 +418,10 @@ describe("VMDisk end to end (TCG guests)", () => {
     const backed = await waitForDisk("backed", phaseIs("Illegal"), "Illegal");
     assert.match(condition(backed, "Ready")!.message, /names a backing file/);
     const volume = await waitForDisk("volume", phaseIs("Illegal"), "Illegal");
-    assert.match(condition(volume, "Ready")!.message, /inside a storage pool/);
+    assert.match(
+      condition(volume, "Ready")!.message,
+      /not a regular file inside the directories this node imports from/,
+    );
   });
 
   it("an import cut short by an agent crash is done again from the start when it returns", async () => {

@@ -114,7 +114,7 @@ describe("kstatus (upstream and Flux) on every kind, in every phase", () => {
     await applyObject("VMDisk", ns, "origin", { provisionedSize: "64Mi" });
     await expectKstatus("vmdisk", "origin", "Current");
     await expectKstatus("vmdisk", "clone", "Current");
-    await applyObject("VMDisk", ns, "too-large", { provisionedSize: "1Ei", format: "qcow2" });
+    await applyObject("VMDisk", ns, "too-large", { provisionedSize: "60Ti", format: "qcow2" });
     await expectKstatus("vmdisk", "too-large", "Failed");
   });
 

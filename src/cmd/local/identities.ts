@@ -19,6 +19,7 @@ export const IDENTITY_TEMPLATES = [
   "serviceaccounts.yaml",
   "rbac-controller.yaml",
   "rbac-agent.yaml",
+  "metadata-policy.yaml",
   "agent-policy.yaml",
   "tenant-roles.yaml",
 ];

@@ -39,7 +39,7 @@ import type { Refusal } from "../tenant-policy.ts";
 import { AGENT_DISK_FIELDS, agentDiskStatus, type DiskMemory, type VolumeSeen } from "./disk-status.ts";
 import type { ImportLimits } from "./image-limits.ts";
 import { ImageSourceError } from "./image-source.ts";
-import { redactUrls } from "./url-redaction.ts";
+import { redactUrl, redactUrls } from "./url-redaction.ts";
 import { finished, op } from "./vm-progress.ts";
 import { growVolume, importImage } from "./volume-ops.ts";
 
@@ -105,9 +105,12 @@ export class NodeDiskReconciler {
     }
     // The controller places the disk (node label, then status.nodeName) and adds the volume
     // finalizer in the same patch as the label, before anything is created.
+    // A disk the controller placed on another node (status.nodeName) is never made here, even
+    // when its label says this node: the label alone could have been moved by hand.
     if (
       disk.metadata.labels?.[NODE_LABEL] !== this.o.nodeName ||
-      !disk.metadata.finalizers?.includes(VOLUME_FINALIZER)
+      !disk.metadata.finalizers?.includes(VOLUME_FINALIZER) ||
+      (disk.status?.nodeName !== undefined && disk.status.nodeName !== this.o.nodeName)
     )
       return undefined;
     const log = forObject(this.o.log, "VMDisk", key);
@@ -288,7 +291,7 @@ export class NodeDiskReconciler {
   ): Promise<StorageVolRef> {
     const started = Date.now();
     let lastWrite = 0;
-    const shown = redactUrls(url);
+    const shown = redactUrl(url);
     const { vol, facts, bytes } = await importImage(this.o.libvirt, {
       pool,
       definition,

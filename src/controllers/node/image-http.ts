@@ -10,7 +10,7 @@ import { IMAGE_HEADER_BYTES } from "../../hypervisor/storage/volume.ts";
 import { ipLiteralOf, judgeAddress, type Network } from "./address-policy.ts";
 import { type DownloadDeadlines, formatSeconds, withThroughputDeadline } from "./download-deadlines.ts";
 import { type ImageSource, ImageSourceError, limitImageBytes, maximumText } from "./image-limits.ts";
-import { redactUrls } from "./url-redaction.ts";
+import { redactUrl, redactUrls } from "./url-redaction.ts";
 
 export interface ResolvedAddress {
   address: string;
@@ -38,26 +38,24 @@ const MAX_REDIRECTS = 5;
 export async function checkedAddress(at: URL, o: HttpImageOptions): Promise<ResolvedAddress> {
   const shown = redactUrls(at.href);
   const literal = ipLiteralOf(at.hostname);
+  const rule =
+    "Images come only from global unicast addresses unless the node's admin allows the range " +
+    "(agent.imageImport.allowedNetworks)";
   let candidates: ResolvedAddress[];
   if (literal) candidates = [{ address: literal, family: isIP(literal) }];
-  else {
-    try {
-      candidates = await o.resolve(at.hostname);
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      throw new ImageSourceError(`cannot resolve ${at.hostname} (${shown}): ${e.code ?? e.message}`);
-    }
-  }
+  else candidates = await o.resolve(at.hostname).catch(() => []);
   const reasons: string[] = [];
   for (const candidate of candidates) {
     const verdict = judgeAddress(candidate.address, o.allowedNetworks);
     if (verdict.allowed) return candidate;
     reasons.push(verdict.reason);
   }
+  // A name's addresses (or that it has none) are not told: the agent resolves with the
+  // cluster's DNS, and a tenant must not map other namespaces' Services through it.
   throw new ImageSourceError(
-    `${shown}: refused to connect: ${reasons.join("; ") || `${at.hostname} has no address`}. ` +
-      "Images come only from global unicast addresses unless the node's admin allows the range " +
-      "(agent.imageImport.allowedNetworks)",
+    literal
+      ? `${shown}: refused to connect: ${reasons.join("; ")}. ${rule}`
+      : `${shown}: refused to connect: ${at.hostname} does not resolve to an address images may come from. ${rule}`,
   );
 }
 
@@ -112,14 +110,14 @@ async function follow(url: string, o: HttpImageOptions): Promise<IncomingMessage
   for (let hop = 0; ; hop++) {
     if (at.protocol !== "http:" && at.protocol !== "https:")
       throw new ImageSourceError(
-        `${redactUrls(url)} redirects to a ${at.protocol} URL; only http(s) is followed`,
+        `${redactUrl(url)} redirects to a ${at.protocol} URL; only http(s) is followed`,
       );
     const res = await get(at, await checkedAddress(at, o), o.deadlines.headersTimeoutMs);
     const location = res.headers.location;
     const status = res.statusCode ?? 0;
     if (status < 300 || status >= 400 || !location) return res;
     res.destroy();
-    if (hop >= MAX_REDIRECTS) throw new ImageSourceError(`${redactUrls(url)}: more than 5 redirects`);
+    if (hop >= MAX_REDIRECTS) throw new ImageSourceError(`${redactUrl(url)}: more than 5 redirects`);
     try {
       at = new URL(location, at);
     } catch {

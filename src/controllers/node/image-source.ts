@@ -3,7 +3,7 @@
 // streamed, never held in memory.
 import { createReadStream } from "node:fs";
 import { realpath, stat } from "node:fs/promises";
-import { sep } from "node:path";
+import { posix, sep } from "node:path";
 import { IMAGE_HEADER_BYTES } from "../../hypervisor/storage/volume.ts";
 import { DEFAULT_DOWNLOAD_DEADLINES, type DownloadDeadlines } from "./download-deadlines.ts";
 import { openHttp, type Resolver, systemResolver } from "./image-http.ts";
@@ -15,7 +15,7 @@ import {
   limitImageBytes,
   maximumText,
 } from "./image-limits.ts";
-import { redactUrls } from "./url-redaction.ts";
+import { redactUrl } from "./url-redaction.ts";
 
 export { type ImageSource, ImageSourceError } from "./image-limits.ts";
 
@@ -39,7 +39,7 @@ export async function openImage(
 ): Promise<ImageSource> {
   const limits = { ...DEFAULT_IMPORT_LIMITS, ...options };
   if (!/^https?:\/\//i.test(url)) return openFile(url, importDirs, poolDirs, limits.maxBytes);
-  if (!URL.canParse(url)) throw new ImageSourceError(`${redactUrls(url)} is not a valid URL`);
+  if (!URL.canParse(url)) throw new ImageSourceError(`${redactUrl(url)} is not a valid URL`);
   return openHttp(url, {
     allowedNetworks: limits.allowedNetworks,
     maxBytes: limits.maxBytes,
@@ -62,22 +62,22 @@ async function openFile(
   poolDirs: readonly string[],
   maxBytes: number,
 ): Promise<ImageSource> {
-  let real: string;
-  try {
-    real = await realpath(path);
-  } catch {
-    throw new ImageSourceError(`image file ${path} does not exist on this node`);
-  }
-  if (!(await realDirs(importDirs)).some((dir) => inside(real, dir)))
-    throw new ImageSourceError(
-      `image file ${path} is outside the directories this node imports from (${importDirs.join(", ") || "none"})`,
+  // One answer for every refusal, and the path judged as written before the file system is
+  // touched: a tenant learns nothing about files outside the import directories (another
+  // namespace's volumes included), not even whether they exist.
+  const refused = () =>
+    new ImageSourceError(
+      `image file ${path}: not a regular file inside the directories this node imports from ` +
+        `(${importDirs.join(", ") || "none"}), outside every storage pool; copy a disk with spec.source.disk`,
     );
-  if ((await realDirs(poolDirs)).some((dir) => inside(real, dir)))
-    throw new ImageSourceError(
-      `image file ${path} is inside a storage pool; copy a disk with spec.source.disk`,
-    );
+  const written = posix.normalize(path);
+  if (written !== path.replace(/\/+$/, "") || !importDirs.some((dir) => inside(written, dir)))
+    throw refused();
+  const real = await realpath(path).catch(() => undefined);
+  if (!real || !(await realDirs(importDirs)).some((dir) => inside(real, dir))) throw refused();
+  if ((await realDirs(poolDirs)).some((dir) => inside(real, dir))) throw refused();
   const info = await stat(real);
-  if (!info.isFile()) throw new ImageSourceError(`image ${path} is not a regular file`);
+  if (!info.isFile()) throw refused();
   if (info.size > maxBytes)
     throw new ImageSourceError(
       `image file ${path} is ${info.size} bytes, more than ${maximumText(maxBytes)}`,

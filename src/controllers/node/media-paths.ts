@@ -58,7 +58,20 @@ export function mediaDirsFromEnv(value: string | undefined): string[] {
  * pod's service account, a kubeconfig's directory), libvirt's sockets and domain state.
  */
 export function agentStateDirsOf(env: NodeJS.ProcessEnv, consoleLogDir: string): string[] {
-  const dirs = [consoleLogDir, "/var/run/libvirt", "/var/lib/libvirt/qemu", "/var/run/secrets"];
+  // Also the host's own secrets and kernel interfaces, whatever media directory an admin names.
+  const dirs = [
+    consoleLogDir,
+    "/var/run/libvirt",
+    "/run/libvirt",
+    "/var/lib/libvirt/qemu",
+    "/var/run/secrets",
+    "/run/secrets",
+    "/var/lib/kubelet",
+    "/etc/kubernetes",
+    "/proc",
+    "/sys",
+    "/dev",
+  ];
   if (env.KUBECONFIG?.startsWith("/")) dirs.push(posix.dirname(env.KUBECONFIG));
   return dirs;
 }

@@ -22,3 +22,19 @@ export function redactUrls(text: string): string {
       ),
   );
 }
+
+/**
+ * One URL as the user wrote it, credentials removed by parsing it as the download does (so
+ * no spelling of a password — quotes, spaces — slips past a pattern). Not a URL: said as such.
+ */
+export function redactUrl(url: string): string {
+  if (!URL.canParse(url)) return /^[a-z][a-z0-9+.-]*:/i.test(url) ? "(an invalid URL)" : url;
+  const parsed = new URL(url);
+  if (parsed.username || parsed.password) {
+    parsed.username = REDACTED;
+    parsed.password = "";
+  }
+  for (const name of [...parsed.searchParams.keys()])
+    if (SECRET_PARAM.test(name)) parsed.searchParams.set(name, REDACTED);
+  return parsed.href;
+}

@@ -23,7 +23,7 @@ import { describeError } from "../../runtime/kube.ts";
 import type { Logger } from "../../runtime/logging.ts";
 import { type ImportLimits, maximumText } from "./image-limits.ts";
 import { ImageSourceError, openImage } from "./image-source.ts";
-import { redactUrls } from "./url-redaction.ts";
+import { redactUrl } from "./url-redaction.ts";
 
 /** Target directories of this node's pools: images are never imported from a volume. */
 export async function poolDirs(libvirt: LibvirtClient): Promise<string[]> {
@@ -79,7 +79,7 @@ export async function importImage(
   libvirt: LibvirtClient,
   r: ImportRequest,
 ): Promise<{ vol: StorageVolRef; facts: ImageFacts; bytes: number }> {
-  const shown = redactUrls(r.url);
+  const shown = redactUrl(r.url);
   const image = await openImage(r.url, r.importDirs, await poolDirs(libvirt), r.limits);
   const facts = sniffImage(image.header, image.length);
   const stagingName = `${r.definition.name}.import`;

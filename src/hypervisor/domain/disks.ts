@@ -118,7 +118,9 @@ export function resolveDisks(
     result.devices.push({
       name: e.name,
       path: path!,
-      format: (s?.format ?? disk.spec.format) === "raw" ? "raw" : "qcow2",
+      // The spec's format (immutable), never status: a format another writer claims would make
+      // QEMU read guest-written bytes as a qcow2 header (and follow its backing file).
+      format: disk.spec.format === "raw" ? "raw" : "qcow2",
       bus: e.bus ?? "virtio",
       target: targets[e.name]!,
       ...(e.bootOrder !== undefined ? { bootOrder: e.bootOrder } : {}),
