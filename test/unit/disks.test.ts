@@ -83,7 +83,8 @@ describe("a VM's disks on its domain", () => {
     ]);
     const disks: Record<string, VMDisk> = {
       r: disk("r", { propagateErrors: true }, ready("r", ["web"])),
-      d: disk("d", { shareable: true }, ready("d", ["other", "web"], { format: "raw" })),
+      // The format is the spec's: a status claiming another never reaches QEMU.
+      d: disk("d", { shareable: true, format: "raw" }, ready("d", ["other", "web"], { format: "qcow2" })),
     };
     const r = resolveDisks(v, (n) => disks[n], "n1", {}, statusPath(disks));
     assert.deepEqual(r.waiting, []);

@@ -94,8 +94,15 @@ describe("media paths: the rules", () => {
     assert.deepEqual(dirs, [
       "/var/log/libvirt/qemu",
       "/var/run/libvirt",
+      "/run/libvirt",
       "/var/lib/libvirt/qemu",
       "/var/run/secrets",
+      "/run/secrets",
+      "/var/lib/kubelet",
+      "/etc/kubernetes",
+      "/proc",
+      "/sys",
+      "/dev",
       "/etc/agent",
     ]);
   });
