@@ -41,8 +41,9 @@ import { StatusWriter } from "../status-writer.ts";
 import type { Refusal } from "../tenant-policy.ts";
 import { desiredReservations, syncReservations } from "./dhcp.ts";
 import { admitOnNode, type NodeAdmissionContext } from "./vm-admission.ts";
-import { type DomainObservation, decidePower, PausedReason, QUICK_CRASH_MS } from "./vm-decide.ts";
+import { type DomainObservation, decidePower, PausedReason } from "./vm-decide.ts";
 import { diskStatus, plugDisks, updateDevicesInPlace } from "./vm-disks.ts";
+import { agentObservation, crashLooping } from "./vm-observation.ts";
 import { applyPowerAction, noteCrash, POLL_MS } from "./vm-power.ts";
 import { finished, op, type Progress, progressFromStatus, withMemory } from "./vm-progress.ts";
 import {
@@ -447,32 +448,7 @@ export class NodeVmReconciler {
     requeueAfterMs?: number,
   ): Promise<ReconcileResult | undefined> {
     const memory = this.progress.get(`${vm.metadata.namespace}/${vm.metadata.name}`);
-    const observation: AgentObservation = {
-      domainName,
-      ...(domain ? { domain } : {}),
-      definitionInSync: partial.definitionInSync ?? false,
-      stopping: partial.stopping ?? false,
-      startCount: memory?.startCount ?? vm.status?.startCount ?? 0,
-      ...(partial.failure ? { failure: partial.failure } : {}),
-      ...(partial.lastOperation
-        ? { lastOperation: partial.lastOperation }
-        : vm.status?.lastOperation
-          ? { lastOperation: vm.status.lastOperation }
-          : {}),
-      ...((memory?.restartHandled ?? vm.status?.restartRequestHandled)
-        ? { restartRequestHandled: memory?.restartHandled ?? vm.status?.restartRequestHandled }
-        : {}),
-      ...((memory?.powerRequestHandled ?? vm.status?.powerRequestHandled)
-        ? { powerRequestHandled: memory?.powerRequestHandled ?? vm.status?.powerRequestHandled }
-        : {}),
-      ...(partial.links ? { links: partial.links } : {}),
-      ...(partial.disks ? { disks: partial.disks, storedData: partial.storedData ?? 0 } : {}),
-      ...(partial.waiting ? { waiting: partial.waiting } : {}),
-      ...(partial.crashLoops ? { crashLoops: partial.crashLoops } : {}),
-      ...((memory?.cdromBootedImage ?? vm.status?.cdromBootedImage)
-        ? { cdromBootedImage: memory?.cdromBootedImage ?? vm.status?.cdromBootedImage }
-        : {}),
-    };
+    const observation = agentObservation(vm, memory, domainName, domain, partial);
     await this.status.write(vm, agentStatus(memory ? withMemory(vm, memory) : vm, observation, new Date()));
     return requeueAfterMs === undefined ? undefined : { requeueAfterMs };
   }
@@ -480,12 +456,6 @@ export class NodeVmReconciler {
   private event(vm: VirtualMachine, type: "Normal" | "Warning", reason: string, message: string) {
     return recordEvent(this.o.kube, COMPONENT, vm as AnyObject, type, reason, message);
   }
-}
-
-/** Looping: stopped soon after starts several times, and off or just started again. */
-function crashLooping(p: Progress, state: number, now: number): boolean {
-  const recent = p.lastStartAt !== undefined && now - p.lastStartAt < QUICK_CRASH_MS;
-  return (p.quickCrashes ?? 0) > 0 && (state === DomainState.Shutoff || recent);
 }
 
 function capitalize(s: string): string {
