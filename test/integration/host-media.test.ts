@@ -14,6 +14,7 @@ import { DISK_PROTECTION_FINALIZER, type VMDisk } from "../../src/api/vmdisk.ts"
 import { run } from "../../src/cmd/local/tools.ts";
 import { BOOTED, ensureGuest, type Guest, guestVmSpec, waitForConsole } from "../support/guest.ts";
 import {
+  actAsTenant,
   applyObject,
   applyVm,
   consoleLogOf,
@@ -133,6 +134,8 @@ before(async () => {
   // The media directory holds an import directory of its own: never a source of media.
   process.env.IMAGE_IMPORT_DIRS = `${importDir}:${join(media, "imports")}`;
   await startTestOperator();
+  // The attacker: a tenant of the namespace with the built-in edit role, nothing more.
+  await actAsTenant(ns);
   // Another tenant's disk: its volume file is what an attacker would point at.
   await applyObject("VMDisk", other, "victim", { provisionedSize: "16Mi", format: "raw" });
   const victim = await waitForObject<VMDisk>(

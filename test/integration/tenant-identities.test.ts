@@ -15,6 +15,7 @@ import { dhcpHostName, legacyDhcpHostName } from "../../src/controllers/node/dhc
 import { ALLOWED_NETWORKS_ANNOTATION } from "../../src/controllers/tenant-policy.ts";
 import { parseDhcpHosts } from "../../src/hypervisor/network.ts";
 import {
+  actAsTenant,
   applyVm,
   eventsOf,
   getVm,
@@ -97,6 +98,8 @@ async function ns(name: string, allowedNetworks?: string): Promise<string> {
       `${ALLOWED_NETWORKS_ANNOTATION}=${allowedNetworks}`,
     ]);
   namespaces.push(name);
+  // Its VMs are applied by its tenant (the built-in edit role), as an attacker would.
+  await actAsTenant(name);
   return name;
 }
 

@@ -50,7 +50,55 @@ export async function applyObject(
   metadata: Record<string, unknown> = {},
 ) {
   const obj = { apiVersion: API_VERSION, kind, metadata: { name, namespace, ...metadata }, spec };
-  await kubectl(["apply", "--server-side", "--field-manager=e2e", "-f", "-"], toYaml(obj));
+  const as = tenants.get(namespace);
+  await kubectl(
+    ["apply", "--server-side", "--field-manager=e2e", ...(as ? ["--as", as] : []), "-f", "-"],
+    toYaml(obj),
+  );
+}
+
+/** Namespaces whose objects the tests apply as the namespace's tenant, and that tenant's user. */
+const tenants = new Map<string, string>();
+
+/**
+ * From now on, objects applied in NAMESPACE (applyObject, applyVm) are applied as its tenant: a
+ * ServiceAccount bound to the built-in edit role, impersonated, so the API server judges them
+ * with exactly the rights the chart gives tenants (attacks are tried as a tenant would).
+ */
+export async function actAsTenant(namespace: string): Promise<void> {
+  const user = `system:serviceaccount:${namespace}:tenant`;
+  const apply = (args: string[]) =>
+    kubectl([...args, "--dry-run=client", "-o", "yaml"]).then(({ stdout }) =>
+      kubectl(["apply", "--server-side", "-f", "-"], stdout),
+    );
+  await apply(["create", "serviceaccount", "tenant", "-n", namespace]);
+  await apply([
+    "create",
+    "rolebinding",
+    "tenant-edit",
+    "--clusterrole=edit",
+    `--serviceaccount=${namespace}:tenant`,
+    "-n",
+    namespace,
+  ]);
+  // The chart's tenant roles join edit by aggregation, a moment after they are applied.
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const { stdout } = await kubectl([
+      "auth",
+      "can-i",
+      "create",
+      "virtualmachines.vm.libvirt-operator.io",
+      "-n",
+      namespace,
+      "--as",
+      user,
+    ]).catch(() => ({ stdout: "no" }));
+    if (stdout.trim() === "yes") break;
+    if (Date.now() > deadline) throw new Error(`${user} never got the tenant roles through edit`);
+    await sleep(250);
+  }
+  tenants.set(namespace, user);
 }
 
 export async function applyVm(
