@@ -30,6 +30,8 @@ const SLOT = Number(process.env.TEST_STACK_SLOT ?? 0);
 /** A libvirt network of this slot's own (libvirtd is shared by the slots): DHCP pools of both families. */
 const NET = `lvo-tid-${SLOT}`;
 const SUBNET = `10.251.${SLOT}`;
+// Never a zero group (fd00:7a1:251:0:: would be written fd00:7a1:251:: in status).
+const SUBNET6 = `fd00:7a1:251:${SLOT + 1}`;
 /** Locally administered MACs of this slot; the generated ones are 52:54:00:…. */
 const mac = (n: number) =>
   `02:71:d0:${SLOT.toString(16).padStart(2, "0")}:00:${n.toString(16).padStart(2, "0")}`;
@@ -48,8 +50,8 @@ function networkXml(seed: string): string {
   <ip address='${SUBNET}.1' netmask='255.255.255.0'>
     <dhcp><range start='${SUBNET}.2' end='${SUBNET}.254'/>${seed}</dhcp>
   </ip>
-  <ip family='ipv6' address='fd00:7a1:251:${SLOT}::1' prefix='64'>
-    <dhcp><range start='fd00:7a1:251:${SLOT}::100' end='fd00:7a1:251:${SLOT}::1ff'/></dhcp>
+  <ip family='ipv6' address='${SUBNET6}::1' prefix='64'>
+    <dhcp><range start='${SUBNET6}::100' end='${SUBNET6}::1ff'/></dhcp>
   </ip>
 </network>`;
 }
@@ -218,7 +220,7 @@ describe("DHCP reservations of VMs whose names read alike", () => {
     }, "saw both VMs' reservations");
     process.stderr.write(`# both reservations in place in ${Date.now() - t} ms\n`);
     assert.ok(vmP?.status?.interfaces?.[0]?.ipv4?.startsWith(`${SUBNET}.`));
-    assert.ok(vmP?.status?.interfaces?.[0]?.ipv6?.startsWith(`fd00:7a1:251:${SLOT}::`));
+    assert.ok(vmP?.status?.interfaces?.[0]?.ipv6?.startsWith(`${SUBNET6}::`));
 
     // Reconciles go on (a spec change on each); nobody's entries are taken back and forth.
     for (const [n, name] of [
