@@ -1,13 +1,16 @@
 // The Helm chart: lints, renders what users expect, installs into the real API server with
 // least-privilege RBAC, and keeps the CRDs on uninstall when asked.
+
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import yaml from "js-yaml";
 import { crdName } from "../../src/api/crd.ts";
 import { KINDS } from "../../src/api/index.ts";
 import { DOMAIN_FINALIZER, NODE_LABEL } from "../../src/api/virtualmachine.ts";
 import { VOLUME_FINALIZER } from "../../src/api/vmdisk.ts";
+import { RELEASE as STACK_RELEASE } from "../../src/cmd/local/identities.ts";
 import { cachedBinary, REPO_ROOT, run } from "../../src/cmd/local/tools.ts";
 import {
   CAPACITY_ANNOTATION,
@@ -258,6 +261,16 @@ describe("helm install into the real API server", () => {
 
   it("the agent's patches need its node name and may remove its finalizer only", async () => {
     // Impersonation stands in for the agent's node-bound token here; agent-reach.test.ts uses a real one.
+    // One operator per cluster: the test stack's own install guards its finalizers against every
+    // other identity, this release's agent included. Its binding goes for this test (the next
+    // test file's operator applies it again).
+    await kubectl([
+      "delete",
+      "validatingadmissionpolicybinding",
+      `${STACK_RELEASE}-operator-metadata`,
+      "--ignore-not-found",
+      "--wait=true",
+    ]);
     const node = "policy-node";
     const vm = {
       apiVersion: "vm.libvirt-operator.io/v1alpha1",
@@ -268,21 +281,30 @@ describe("helm install into the real API server", () => {
         labels: { [NODE_LABEL]: node },
         finalizers: [DOMAIN_FINALIZER],
       },
-      spec: { memory: "64Mi", runStrategy: "Halted" },
+      // Pinned to a node that does not exist: no controller of a later test places it.
+      spec: { memory: "64Mi", runStrategy: "Halted", nodeName: node },
     };
     await kubectl(["apply", "--server-side", "-f", "-"], JSON.stringify(vm));
     const agent = ["--as", `system:serviceaccount:${ns}:${release}-libvirt-operator-agent`];
     const patch = (p: unknown, as: string[]) =>
       kubectlError(["patch", "vm", "policy-probe", "-n", ns, "--type=merge", "-p", JSON.stringify(p), ...as]);
     const onNode = [...agent, "--as-user-extra", `authentication.kubernetes.io/node-name=${node}`];
-    assert.match(
-      await patch({ metadata: { finalizers: null } }, agent),
-      /must authenticate with a token bound/,
-    );
-    assert.match(await patch({ spec: { memory: "2Gi" } }, onNode), /the node agent may not change spec/);
-    assert.match(await patch({ metadata: { labels: { x: "y" } } }, onNode), /may not change labels/);
-    assert.equal(await patch({ metadata: { finalizers: null } }, onNode), "");
-    await kubectl(["delete", "vm", "policy-probe", "-n", ns]);
+    try {
+      // Policies reach admission a moment after they change: the removed binding too.
+      const deadline = Date.now() + 30_000;
+      let unbound = await patch({ metadata: { finalizers: null } }, agent);
+      while (/added and removed by the operator/.test(unbound) && Date.now() < deadline) {
+        await sleep(250);
+        unbound = await patch({ metadata: { finalizers: null } }, agent);
+      }
+      assert.match(unbound, /must authenticate with a token bound/);
+      assert.match(await patch({ spec: { memory: "2Gi" } }, onNode), /the node agent may not change spec/);
+      assert.match(await patch({ metadata: { labels: { x: "y" } } }, onNode), /may not change labels/);
+      assert.equal(await patch({ metadata: { finalizers: null } }, onNode), "");
+    } finally {
+      await patch({ metadata: { finalizers: null } }, []);
+      await kubectl(["delete", "vm", "policy-probe", "-n", ns, "--ignore-not-found"]);
+    }
   });
 
   it("the controller pod passes Pod Security restricted; the privileged agent pod does not", async () => {

@@ -17,6 +17,7 @@ import type { VMDisk } from "../../src/api/vmdisk.ts";
 import { logFile } from "../../src/cmd/local/processes.ts";
 import { run } from "../../src/cmd/local/tools.ts";
 import {
+  actAsTenant,
   applyObject,
   eventsOf,
   getObject,
@@ -124,6 +125,8 @@ before(async () => {
   process.env.IMAGE_IMPORT_DIRS = workDir;
   // What a cluster install does by default: nothing beyond global unicast.
   await restartAgent({ IMAGE_IMPORT_ALLOWED_NETWORKS: "", IMAGE_MAX_BYTES: "8Mi" });
+  // The attacker: a tenant of the namespace with the built-in edit role, nothing more.
+  await actAsTenant(ns);
 });
 
 after(async () => {

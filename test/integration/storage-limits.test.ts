@@ -20,6 +20,7 @@ import {
 } from "../../src/controllers/tenant-policy.ts";
 import { ensureGuest, type Guest, guestVmSpec, waitForConsole } from "../support/guest.ts";
 import {
+  actAsTenant,
   applyObject,
   applyVm,
   consoleLogOf,
@@ -147,6 +148,7 @@ describe("storage limits", () => {
 
   it("ResourceQuota: the real quota controller counts VMs and VMDisks and the API server refuses one over", async () => {
     const ns = await testNamespace("storage-quota");
+    await actAsTenant(ns);
     const vmCount = "count/virtualmachines.vm.libvirt-operator.io";
     const diskCount = "count/vmdisks.vm.libvirt-operator.io";
     await kubectl(
@@ -214,6 +216,7 @@ describe("storage limits", () => {
 
   it("a namespace's disk byte limit: a disk over it waits unplaced, a growth over it keeps the size; both proceed once there is room", async () => {
     const ns = await testNamespace("storage-budget");
+    await actAsTenant(ns);
     await annotateNamespace(ns, { [DISK_BYTES_LIMIT_ANNOTATION]: "3Gi" });
     await applyDisk(ns, "a", { provisionedSize: "2Gi" });
     await waitForDisk(ns, "a", (d) => d?.status?.phase === "Ready", "Ready");
@@ -257,6 +260,7 @@ describe("storage limits", () => {
 
   it("a pool outside the namespace's allowlist is refused by the controller; the admin's annotation allows it", async () => {
     const ns = await testNamespace("storage-pools");
+    await actAsTenant(ns);
     await waitForPublishedPool(OTHER_POOL);
     await applyDisk(ns, "elsewhere", { provisionedSize: "1Mi", storagePool: OTHER_POOL });
     const refused = await waitForDisk(

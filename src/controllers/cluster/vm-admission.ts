@@ -6,7 +6,7 @@ import { desiredInterfaces } from "../../hypervisor/domain/from-spec.ts";
 import { networkRefusal, type Refusal, type TenantPolicy } from "../tenant-policy.ts";
 import { identityRefusal } from "../vm-identities.ts";
 
-/** Present (False) only while the controller refuses the VM; absent once it is admitted. */
+/** False while the controller refuses the VM; True once a refused VM is fixed; absent if never refused. */
 export const ADMITTED_CONDITION = "Admitted";
 
 export interface ClusterAdmissionContext {
