@@ -472,6 +472,7 @@ const DiskStatus = Type.Object(
 const SnapshotSummary = Type.Object(
   {
     name: Type.String({ description: "VMSnapshot name." }),
+    displayName: Type.Optional(Type.String({ description: "The snapshot's spec.displayName." })),
     timestamp: Type.Optional(Type.Integer({ description: "Creation time, unix seconds." })),
     label: Type.Optional(Type.String({ description: "Description of the snapshot." })),
     isAutomatic: Type.Optional(Type.Boolean({ description: "Taken by spec.snapshotPolicy." })),
@@ -531,8 +532,16 @@ export const VirtualMachineStatus = Type.Object(
       ),
     ),
     disks: Type.Optional(Type.Array(DiskStatus, { description: "Disks with paths and sizes." })),
-    snapshots: Type.Optional(Type.Array(SnapshotSummary, { description: "Snapshots of this VM." })),
-    storedData: Type.Optional(Type.Integer({ description: "Bytes stored by the VM's disks and snapshots." })),
+    snapshots: Type.Optional(
+      Type.Array(SnapshotSummary, {
+        description: "The VM's snapshots that were taken (VMSnapshots naming it), oldest first.",
+      }),
+    ),
+    storedData: Type.Optional(
+      Type.Integer({
+        description: "Bytes the VM's disks take on their nodes plus what its snapshots stored.",
+      }),
+    ),
     statistics: Type.Optional(Statistics),
     statusChangedAt: Type.Optional(Timestamp("When hypervisorStatus last changed.")),
     lastOperation: Type.Optional(LastOperation),

@@ -16,12 +16,19 @@ import {
 } from "@kubernetes/client-node";
 import { type VirtualMachine, VirtualMachineKind } from "../api/virtualmachine.ts";
 import { type VMDisk, VMDiskKind } from "../api/vmdisk.ts";
+import { type VMRestore, VMRestoreKind, type VMSnapshot, VMSnapshotKind } from "../api/vmsnapshot.ts";
 import {
   ClusterDiskReconciler,
   type PlacementBook,
   watchClusterDisks,
 } from "../controllers/cluster/disk-reconciler.ts";
 import { storageOvercommitFromEnv } from "../controllers/cluster/pool-capacity.ts";
+import { ClusterRestoreReconciler, watchClusterRestores } from "../controllers/cluster/restore-reconciler.ts";
+import { SnapshotMirrorWriter, watchSnapshotMirror } from "../controllers/cluster/snapshot-mirror.ts";
+import {
+  ClusterSnapshotReconciler,
+  watchClusterSnapshots,
+} from "../controllers/cluster/snapshot-reconciler.ts";
 import {
   UNSUPPORTED_KINDS,
   UnsupportedKindReconciler,
@@ -63,6 +70,8 @@ async function main() {
   const namespaces = makeInformer<V1Namespace>(kube.kc, "/api/v1/namespaces", () =>
     kube.core.listNamespace(),
   );
+  const snapshots = kindInformer<VMSnapshot & KubernetesObject>(kube, VMSnapshotKind);
+  const restores = kindInformer<VMRestore & KubernetesObject>(kube, VMRestoreKind);
   const book: PlacementBook = { vmNodes: new Map(), diskNodes: new Map() };
   const reconciler = new ClusterVmReconciler({
     kube,
@@ -99,6 +108,25 @@ async function main() {
     onError: logFailures(log, "VMDisk"),
   });
 
+  // One at a time: timestamps and "one restore per VM" are decided against what was handed out.
+  const snapshotReconciler = new ClusterSnapshotReconciler({ kube, snapshots, vms, log });
+  const snapshotQueue = new WorkQueue("vmsnapshot-cluster", (key) => snapshotReconciler.reconcile(key), {
+    concurrency: 1,
+    registry,
+    onError: logFailures(log, "VMSnapshot"),
+  });
+  const restoreReconciler = new ClusterRestoreReconciler({ kube, restores, snapshots, vms, log });
+  const restoreQueue = new WorkQueue("vmrestore-cluster", (key) => restoreReconciler.reconcile(key), {
+    concurrency: 1,
+    registry,
+    onError: logFailures(log, "VMRestore"),
+  });
+  const mirror = new SnapshotMirrorWriter(kube, vms, snapshots);
+  const mirrorQueue = new WorkQueue("vm-snapshots-cluster", (key) => mirror.reconcile(key), {
+    registry,
+    onError: logFailures(log, "VirtualMachine"),
+  });
+
   const unsupported = UNSUPPORTED_KINDS.map((kind) => {
     const informer = kindInformer<KubernetesObject>(kube, kind);
     const r = new UnsupportedKindReconciler(kube, kind, informer);
@@ -109,13 +137,22 @@ async function main() {
     return { kind, informer, reconciler: r, queue: q };
   });
 
-  Object.assign(queues, { virtualmachines: queue, vmdisks: diskQueue });
+  Object.assign(queues, {
+    virtualmachines: queue,
+    vmdisks: diskQueue,
+    vmsnapshots: snapshotQueue,
+    vmrestores: restoreQueue,
+    "virtualmachines-snapshots": mirrorQueue,
+  });
   for (const u of unsupported) queues[u.kind.plural] = u.queue;
 
   const start = async () => {
     for (const u of unsupported) u.reconciler.watch(u.queue, u.informer);
     watchClusterVms(queue, reconciler, { vms, disks, nodes, leases, namespaces });
     watchClusterDisks(diskQueue, diskReconciler, { disks, vms, nodes, leases, namespaces });
+    watchClusterSnapshots(snapshotQueue, { snapshots, vms }, snapshotReconciler);
+    watchClusterRestores(restoreQueue, { restores, snapshots, vms }, restoreReconciler);
+    watchSnapshotMirror(mirrorQueue, { vms, snapshots });
     await Promise.all([
       startInformerSynced(nodes, "nodes", log),
       startInformerSynced(leases, "leases", log),
@@ -123,6 +160,8 @@ async function main() {
     ]);
     await startInformerSynced(disks, "vmdisks", log);
     await startInformerSynced(vms, "virtualmachines", log);
+    await startInformerSynced(snapshots, "vmsnapshots", log);
+    await startInformerSynced(restores, "vmrestores", log);
     for (const u of unsupported) await startInformerSynced(u.informer, u.kind.plural, log);
     ready = true;
     log.info({ namespace, identity, port }, "controller started");
@@ -133,11 +172,14 @@ async function main() {
     log.info({ why }, "controller stopping");
     ready = false;
     if (why !== "lost leadership") await leadership?.release().catch(() => undefined);
-    await Promise.all([vms.stop(), disks.stop(), nodes.stop(), leases.stop(), namespaces.stop()]);
+    await Promise.all([vms, disks, nodes, leases, namespaces, snapshots, restores].map((i) => i.stop()));
     await Promise.all(unsupported.map((u) => u.informer.stop()));
     await Promise.all([
       queue.shutdown(),
       diskQueue.shutdown(),
+      snapshotQueue.shutdown(),
+      restoreQueue.shutdown(),
+      mirrorQueue.shutdown(),
       ...unsupported.map((u) => u.queue.shutdown()),
     ]);
     server.close();

@@ -112,7 +112,11 @@ export async function patchMetadata(
   kube: Kube,
   def: KindDefinition,
   obj: AnyObject,
-  metadata: { labels?: Record<string, string | null>; finalizers?: string[] },
+  metadata: {
+    labels?: Record<string, string | null>;
+    finalizers?: string[];
+    ownerReferences?: NonNullable<AnyObject["metadata"]["ownerReferences"]>;
+  },
 ): Promise<void> {
   await kube.custom.patchNamespacedCustomObject(
     {

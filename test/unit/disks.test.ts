@@ -21,6 +21,7 @@ import {
   UnsafeNameError,
   uncopyableReason,
   volumeNameOf,
+  snapshotVolumeNameOf,
   volumeXml,
 } from "../../src/hypervisor/storage/volume.ts";
 
@@ -207,6 +208,9 @@ describe("volumes and pools", () => {
   it("volume names stay inside the pool", () => {
     assert.equal(volumeNameOf("ns", "data", "qcow2"), "ns_data.qcow2");
     assert.equal(volumeNameOf("ns", "a.b", "raw"), "ns_a.b.img");
+    // A snapshot's copy carries "_", which no disk's own volume name can: never the name of a disk.
+    assert.equal(snapshotVolumeNameOf("ns", "a.b", "raw", 1700000000), "ns_a.b_snap-1700000000.img");
+    assert.throws(() => snapshotVolumeNameOf("ns", "../x", "raw", 1), UnsafeNameError);
     for (const bad of ["../etc", "a/b", "a\0b", "a..b", "", "UPPER", ".hidden"])
       assert.throws(() => volumeNameOf("ns", bad, "qcow2"), UnsafeNameError, bad);
     assert.throws(() => dirPoolXml("p", "relative/path"), UnsafeNameError);
@@ -222,7 +226,8 @@ describe("volumes and pools", () => {
     });
     assert.match(xml, /<capacity unit="bytes">10737418240<\/capacity>/);
     assert.match(xml, /<allocation unit="bytes">0<\/allocation>/);
-    assert.match(xml, /<format type="qcow2"/);
+    assert.match(xml, /<format type="qcow2"><\/format>\s*<compat>1.1<\/compat>/, "qcow2 v3");
+    assert.doesNotMatch(volumeXml({ name: "r.img", format: "raw", capacityBytes: 1, allocationBytes: 0 }), /compat/);
     assert.match(
       dirPoolXml("p<&>", "/srv/a&b"),
       /<name>p&lt;&amp;&gt;<\/name>[\s\S]*<path>\/srv\/a&amp;b<\/path>/,

@@ -1,9 +1,8 @@
-// Kinds the API accepts but this operator version does not act on yet (VMSnapshot, VMRestore,
-// VMTemplate): each object says so in status (phase Failed, Stalled with the reason), so
+// Kinds the API accepts but this operator version does not act on yet (VMTemplate): each
+// object says so in status (phase Failed, Stalled with the reason), so
 // nobody — user, Flux, Argo CD — takes a snapshot or template that nothing made for done.
 import type { KubernetesObject } from "@kubernetes/client-node";
 import type { KindDefinition } from "../../api/kind.ts";
-import { VMRestoreKind, VMSnapshotKind } from "../../api/vmsnapshot.ts";
 import { VMTemplateKind } from "../../api/vmtemplate.ts";
 import type { Kube } from "../../runtime/kube.ts";
 import { splitKey } from "../../runtime/kube.ts";
@@ -12,7 +11,7 @@ import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
 import { type Condition, standingConditions, writerConditions } from "../conditions.ts";
 import { StatusWriter } from "../status-writer.ts";
 
-export const UNSUPPORTED_KINDS: readonly KindDefinition[] = [VMSnapshotKind, VMRestoreKind, VMTemplateKind];
+export const UNSUPPORTED_KINDS: readonly KindDefinition[] = [VMTemplateKind];
 const FIELD_MANAGER = "libvirt-operator-controller";
 
 type Obj = KubernetesObject & { status?: { conditions?: Condition[] } };
@@ -28,9 +27,6 @@ export function unsupportedStatus(kind: KindDefinition, obj: Obj, now: Date): Re
   return {
     observedGeneration: generation,
     phase: "Failed",
-    ...(kind === VMTemplateKind ? {} : { error: message }),
-    ...(kind === VMSnapshotKind ? { readyToUse: false } : {}),
-    ...(kind === VMRestoreKind ? { complete: false } : {}),
     conditions: writerConditions(
       obj.status?.conditions,
       standingConditions({ state: "stalled", reason: "NotSupported", message }),

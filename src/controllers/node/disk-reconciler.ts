@@ -37,6 +37,7 @@ import { findCondition } from "../conditions.ts";
 import { StatusWriter } from "../status-writer.ts";
 import type { Refusal } from "../tenant-policy.ts";
 import { AGENT_DISK_FIELDS, agentDiskStatus, type DiskMemory, type VolumeSeen } from "./disk-status.ts";
+import { type DomainLocks, diskLockKey } from "./domain-locks.ts";
 import type { ImportLimits } from "./image-limits.ts";
 import { ImageSourceError } from "./image-source.ts";
 import { redactUrl, redactUrls } from "./url-redaction.ts";
@@ -79,6 +80,8 @@ export interface NodeDiskReconcilerOptions {
   refreshMs: number;
   /** Why the disk's namespace may not have it as asked (pool, byte limit: disk-limits.ts). */
   tenancy?: { refusal(disk: Disk): Refusal | undefined };
+  /** Shared with the VM, snapshot and restore reconcilers of this node. */
+  locks: DomainLocks;
   log: Logger;
 }
 
@@ -98,6 +101,13 @@ export class NodeDiskReconciler {
 
   async reconcile(key: string): Promise<ReconcileResult | undefined> {
     const { namespace, name } = splitKey(key);
+    // A restore putting this disk's volume back holds its lock.
+    return this.o.locks.run(diskLockKey(namespace, name), "reconcile", () =>
+      this.converge(namespace, name, key),
+    );
+  }
+
+  private async converge(namespace: string, name: string, key: string): Promise<ReconcileResult | undefined> {
     const disk = this.o.cache.get(name, namespace);
     if (!disk) {
       this.memory.delete(key);

@@ -57,6 +57,12 @@ export function mediaDirsFromEnv(value: string | undefined): string[] {
  * The agent's own files a host path must never reach: its console logs, its credentials (the
  * pod's service account, a kubeconfig's directory), libvirt's sockets and domain state.
  */
+/** Where the agent keeps the memory images of snapshots that copy volumes (SNAPSHOT_MEMORY_DIR). */
+export function snapshotMemoryDirOf(env: NodeJS.ProcessEnv): string {
+  const dir = env.SNAPSHOT_MEMORY_DIR;
+  return dir?.startsWith("/") ? dir : "/var/lib/libvirt/libvirt-operator-snapshots";
+}
+
 export function agentStateDirsOf(env: NodeJS.ProcessEnv, consoleLogDir: string): string[] {
   // Also the host's own secrets and kernel interfaces, whatever media directory an admin names.
   const dirs = [
@@ -73,6 +79,7 @@ export function agentStateDirsOf(env: NodeJS.ProcessEnv, consoleLogDir: string):
     "/dev",
   ];
   if (env.KUBECONFIG?.startsWith("/")) dirs.push(posix.dirname(env.KUBECONFIG));
+  dirs.push(snapshotMemoryDirOf(env));
   return dirs;
 }
 

@@ -40,6 +40,7 @@ import { CONDITIONS_RULE } from "../status-diff.ts";
 import { StatusWriter } from "../status-writer.ts";
 import type { Refusal } from "../tenant-policy.ts";
 import { desiredReservations, syncReservations } from "./dhcp.ts";
+import type { DomainLocks } from "./domain-locks.ts";
 import { admitOnNode, type NodeAdmissionContext } from "./vm-admission.ts";
 import { type DomainObservation, decidePower, PausedReason } from "./vm-decide.ts";
 import { diskStatus, plugDisks, updateDevicesInPlace } from "./vm-disks.ts";
@@ -83,6 +84,8 @@ export interface NodeVmReconcilerOptions {
   defaultPool: string;
   /** What the agent checks itself before a VM reaches libvirt (tenant rules, host paths). */
   admission: NodeAdmissionContext;
+  /** Held for each reconcile: snapshots and restores of the VM hold it too. */
+  locks: DomainLocks;
   log: Logger;
 }
 
@@ -112,8 +115,24 @@ export class NodeVmReconciler {
     }
   }
 
+  /**
+   * A restore stopped the guest and left it RUNNING or not: nothing of that was a crash or a
+   * stop the VM's own reconcile waits for.
+   */
+  restored(key: string, message: string, running: boolean) {
+    const p = this.progress.get(key);
+    if (!p) return;
+    p.shutdownRequestedAt = undefined;
+    p.rebootRequestedAt = undefined;
+    p.powerCycle = undefined;
+    p.crashSeenAt = undefined;
+    p.quickCrashes = 0;
+    p.lastStartAt = running ? Date.now() : undefined;
+    p.lastOperation = op("Restore", "Succeeded", message);
+  }
+
   async reconcile(key: string): Promise<ReconcileResult | undefined> {
-    const result = await this.converge(key);
+    const result = await this.o.locks.run(key, "reconcile", () => this.converge(key));
     // Read from the API server (not in the cache): no watch event will say it changed.
     if (!this.uncached.has(key)) return result;
     return { requeueAfterMs: Math.min(result?.requeueAfterMs ?? UNCACHED_POLL_MS, UNCACHED_POLL_MS) };
@@ -391,6 +410,10 @@ export class NodeVmReconciler {
   private async removeDomain(dom: DomainRef, log: Logger, why: string) {
     const state = await this.o.libvirt.domainState(dom);
     if (state.state !== DomainState.Shutoff) await this.o.libvirt.destroyDomain(dom);
+    // The VM's snapshots go with it (they are its dependents): what libvirt holds of them inside
+    // the disks' qcow2 files is freed here, while the domain still names it.
+    for (const snap of await this.o.libvirt.listSnapshots(dom))
+      await unlessNotFound(this.o.libvirt.deleteSnapshot(snap));
     await this.o.libvirt.undefineDomain(
       dom,
       DomainUndefineFlags.ManagedSave | DomainUndefineFlags.SnapshotsMetadata | DomainUndefineFlags.Nvram,

@@ -49,9 +49,23 @@ export function volumeXml(v: VolumeDefinition): string {
       name: v.name,
       capacity: { "@_unit": "bytes", "#text": String(v.capacityBytes) },
       allocation: { "@_unit": "bytes", "#text": String(v.allocationBytes) },
-      target: { format: { "@_type": v.format } },
+      // qcow2 v3 (compat 1.1), not libvirt's default v2: v2 cannot be resized once it holds
+      // internal snapshots, and lacks zero clusters.
+      target: { format: { "@_type": v.format }, ...(v.format === "qcow2" ? { compat: "1.1" } : {}) },
     },
   }) as string;
+}
+
+/** Name of the copy of a disk's volume that snapshot TIMESTAMP holds ("_" never occurs in a disk's own). */
+export function snapshotVolumeNameOf(
+  namespace: string,
+  name: string,
+  format: VolumeFormat,
+  timestamp: number,
+): string {
+  const own = volumeNameOf(namespace, name, format);
+  const dot = own.lastIndexOf(".");
+  return `${own.slice(0, dot)}_snap-${Math.trunc(timestamp)}${own.slice(dot)}`;
 }
 
 /** A directory pool (the agent's default): libvirt creates the directory when it builds the pool. */

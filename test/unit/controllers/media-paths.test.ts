@@ -89,8 +89,11 @@ describe("media paths: the rules", () => {
     assert.ok(!outside.includes("/etc/shadow"), "the target of an admin's symlink is not told");
   });
 
-  it("the agent's own state: console logs, credentials, libvirt's sockets and domain state", () => {
-    const dirs = agentStateDirsOf({ KUBECONFIG: "/etc/agent/kubeconfig" }, "/var/log/libvirt/qemu");
+  it("the agent's own state: console logs, credentials, libvirt's sockets and domain state, snapshots' memory", () => {
+    const dirs = agentStateDirsOf(
+      { KUBECONFIG: "/etc/agent/kubeconfig", SNAPSHOT_MEMORY_DIR: "/srv/memory" },
+      "/var/log/libvirt/qemu",
+    );
     assert.deepEqual(dirs, [
       "/var/log/libvirt/qemu",
       "/var/run/libvirt",
@@ -104,7 +107,9 @@ describe("media paths: the rules", () => {
       "/sys",
       "/dev",
       "/etc/agent",
+      "/srv/memory",
     ]);
+    assert.ok(agentStateDirsOf({}, "/c").includes("/var/lib/libvirt/libvirt-operator-snapshots"));
   });
 });
 

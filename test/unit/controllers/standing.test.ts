@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { VMRestoreKind, VMSnapshotKind } from "../../../src/api/vmsnapshot.ts";
 import { VMTemplateKind } from "../../../src/api/vmtemplate.ts";
 import { unsupportedStatus } from "../../../src/controllers/cluster/unsupported-reconciler.ts";
 import { type Condition, standingConditions } from "../../../src/controllers/conditions.ts";
@@ -22,7 +21,7 @@ describe("standing conditions", () => {
   });
 
   it("kinds nothing acts on yet are Failed and Stalled (NotSupported), at their generation", () => {
-    for (const kind of [VMSnapshotKind, VMRestoreKind, VMTemplateKind]) {
+    for (const kind of [VMTemplateKind]) {
       const s = unsupportedStatus(kind, { metadata: { name: "x", generation: 4 } }, now);
       assert.equal(s.phase, "Failed");
       assert.equal(s.observedGeneration, 4);

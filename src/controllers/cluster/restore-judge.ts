@@ -1,0 +1,76 @@
+// Pure: whether a VMRestore may go ahead, must wait, or is refused, and why in words.
+import type { VirtualMachine } from "../../api/virtualmachine.ts";
+import type { VMRestore, VMSnapshot } from "../../api/vmsnapshot.ts";
+
+export type RestoreJudgement =
+  | { hand: { node: string } }
+  | { wait: string }
+  | { refuse: { reason: string; message: string } };
+
+/** A restore handed to a node that has not finished: the VM is taken. */
+function inFlight(r: VMRestore): boolean {
+  return Boolean(r.status?.nodeName) && r.status?.phase !== "Succeeded" && r.status?.phase !== "Failed";
+}
+
+export function judgeRestore(
+  restore: VMRestore,
+  vm: VirtualMachine | undefined,
+  snap: VMSnapshot | undefined,
+  restoresOfNamespace: readonly VMRestore[],
+): RestoreJudgement {
+  const refuse = (reason: string, message: string): RestoreJudgement => ({ refuse: { reason, message } });
+  const { vmName, snapshotName } = restore.spec;
+  if (!vm) return refuse("VMNotFound", `VirtualMachine ${vmName} does not exist`);
+  if (vm.metadata.deletionTimestamp) return refuse("VMDeleted", `VirtualMachine ${vmName} is being deleted`);
+  if (!snap) return refuse("SnapshotNotFound", `VMSnapshot ${snapshotName} does not exist`);
+  if (snap.spec.vmName !== vmName)
+    return refuse(
+      "WrongVM",
+      `VMSnapshot ${snapshotName} is a snapshot of VirtualMachine ${snap.spec.vmName}, not of ${vmName}: ` +
+        "to make a VM from it, create a VirtualMachine with spec.source.snapshot",
+    );
+  const st = snap.status;
+  if (st?.vmUID && st.vmUID !== vm.metadata.uid)
+    return refuse(
+      "EarlierVM",
+      `VMSnapshot ${snapshotName} was taken of an earlier VirtualMachine named ${vmName} (uid ${st.vmUID}), ` +
+        `not of this one (uid ${vm.metadata.uid}): it cannot be restored to it`,
+    );
+  if (st?.phase === "Failed")
+    return refuse("SnapshotFailed", `VMSnapshot ${snapshotName} failed: ${st.error ?? ""}`);
+  if (st?.phase === "Succeeded" && !st.readyToUse) {
+    const why = st.conditions?.find((c) => c.type === "Ready")?.message;
+    return refuse(
+      "SnapshotNotReady",
+      `VMSnapshot ${snapshotName} cannot be restored${why ? `: ${why}` : ""}`,
+    );
+  }
+  if (st?.phase !== "Succeeded") return { wait: `VMSnapshot ${snapshotName} is still being taken` };
+  const other = restoresOfNamespace.find(
+    (r) => r.metadata.name !== restore.metadata.name && r.spec.vmName === vmName && inFlight(r),
+  );
+  if (other)
+    return refuse(
+      "RestoreInProgress",
+      `VMRestore ${other.metadata.name} is restoring VirtualMachine ${vmName} now; create this one again once it has finished`,
+    );
+  if (st.method === "Internal") {
+    const attached = new Set((vm.spec.disks ?? []).map((d) => d.diskRef.name));
+    const detached = (st.disks ?? []).filter((d) => !attached.has(d.vmDisk));
+    if (detached.length)
+      return refuse(
+        "DiskDetached",
+        `disk${detached.length > 1 ? "s" : ""} ${detached.map((d) => `${d.name} (VMDisk ${d.vmDisk})`).join(", ")} ` +
+          "left the VM since the snapshot, and libvirt's internal snapshot restores every disk it holds: attach " +
+          "them again, or clone the snapshot into a new VM",
+      );
+  }
+  const node = vm.status?.nodeName;
+  if (!node) return { wait: `VirtualMachine ${vmName} is not placed on a node` };
+  if (st.nodeName && st.nodeName !== node)
+    return refuse(
+      "OtherNode",
+      `VMSnapshot ${snapshotName} is stored on node ${st.nodeName}, the VM is on ${node}`,
+    );
+  return { hand: { node } };
+}

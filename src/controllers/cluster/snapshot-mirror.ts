@@ -1,0 +1,86 @@
+// The VM mirrors its snapshots (seed 000): status.snapshots and storedData, written by a
+// manager of their own whenever a snapshot of the VM, or the VM's disks, change.
+import type { KubernetesObject } from "@kubernetes/client-node";
+import { type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
+import type { VMSnapshot } from "../../api/vmsnapshot.ts";
+import { type AnyObject, type Kube, splitKey } from "../../runtime/kube.ts";
+import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
+import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
+import { StatusWriter } from "../status-writer.ts";
+
+type Vm = VirtualMachine & KubernetesObject;
+type Snapshot = VMSnapshot & KubernetesObject;
+export const SNAPSHOT_MIRROR_FIELD_MANAGER = "libvirt-operator-controller-snapshots";
+export const SNAPSHOT_MIRROR_FIELDS = ["snapshots", "storedData"] as const;
+
+interface Lister<T> {
+  get(name: string, namespace?: string): T | undefined;
+  list(namespace?: string): ReadonlyArray<T>;
+}
+
+/** Pure: the VM's status.snapshots and storedData from its snapshots and its disks' sizes. */
+export function snapshotMirror(
+  vm: VirtualMachine,
+  snapshots: readonly VMSnapshot[],
+): Record<string, unknown> {
+  const mine = snapshots
+    .filter(
+      (s) =>
+        s.spec.vmName === vm.metadata.name &&
+        s.status?.phase === "Succeeded" &&
+        s.status.vmUID === vm.metadata.uid &&
+        !s.metadata.deletionTimestamp,
+    )
+    .sort((a, b) => (a.status?.timestamp ?? 0) - (b.status?.timestamp ?? 0));
+  const summaries = mine.map((s) => ({
+    name: s.metadata.name,
+    ...(s.spec.displayName ? { displayName: s.spec.displayName } : {}),
+    ...(s.status?.timestamp !== undefined ? { timestamp: s.status.timestamp } : {}),
+    ...(s.spec.description ? { label: s.spec.description } : {}),
+    isAutomatic: Boolean(s.status?.isAutomatic),
+    isConsistent: Boolean(s.status?.isConsistent),
+    sticky: Boolean(s.spec.sticky),
+    storedBytes: s.status?.storedBytes ?? 0,
+  }));
+  const disks = (vm.status?.disks ?? []).reduce((sum, d) => sum + (d.actualSize ?? 0), 0);
+  const snaps = summaries.reduce((sum, s) => sum + s.storedBytes, 0);
+  return { snapshots: summaries, storedData: disks + snaps };
+}
+
+export function watchSnapshotMirror(
+  queue: WorkQueue,
+  sources: { vms: Watchable<Vm>; snapshots: Watchable<Snapshot> },
+): void {
+  watchOwn(sources.vms, queue, (_vm, verb) => verb !== "delete");
+  watchRelated(sources.snapshots, queue, (s) =>
+    s.metadata?.namespace ? [`${s.metadata.namespace}/${s.spec.vmName}`] : [],
+  );
+}
+
+export class SnapshotMirrorWriter {
+  private readonly writer: StatusWriter;
+  private readonly vms: Lister<Vm>;
+  private readonly snapshots: Lister<Snapshot>;
+
+  constructor(kube: Kube, vms: Lister<Vm>, snapshots: Lister<Snapshot>) {
+    this.vms = vms;
+    this.snapshots = snapshots;
+    this.writer = new StatusWriter(kube, {
+      kind: VirtualMachineKind,
+      fieldManager: SNAPSHOT_MIRROR_FIELD_MANAGER,
+      owns: SNAPSHOT_MIRROR_FIELDS,
+    });
+  }
+
+  async reconcile(key: string): Promise<ReconcileResult | undefined> {
+    const { namespace, name } = splitKey(key);
+    const vm = this.vms.get(name, namespace);
+    if (!vm || vm.metadata.deletionTimestamp) return undefined;
+    const mirror = snapshotMirror(vm, this.snapshots.list(namespace));
+    // A VM that never had a snapshot gets no write of its own for this.
+    const never = vm.status?.snapshots === undefined && vm.status?.storedData === undefined;
+    if (never && (mirror.snapshots as unknown[]).length === 0) return undefined;
+    await this.writer.write(vm as AnyObject & { metadata: { name: string } }, mirror);
+    return undefined;
+  }
+}

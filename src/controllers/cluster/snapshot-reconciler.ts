@@ -1,0 +1,166 @@
+// Cluster side of VMSnapshot: hands each new snapshot to the node of its VM (node label, a
+// unique timestamp, the VM's UID, the snapshot finalizer, the VM as owner so the snapshots go
+// with it), says where it stands until the node agent reports, and releases snapshots that
+// never reached a node.
+import type { KubernetesObject } from "@kubernetes/client-node";
+import { API_VERSION } from "../../api/common.ts";
+import { NODE_LABEL, type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
+import { SNAPSHOT_FINALIZER, VM_NAME_LABEL, type VMSnapshot, VMSnapshotKind } from "../../api/vmsnapshot.ts";
+import {
+  type AnyObject,
+  type Kube,
+  patchMetadata,
+  recordEvent,
+  removeFinalizer,
+  splitKey,
+} from "../../runtime/kube.ts";
+import { forObject, type Logger } from "../../runtime/logging.ts";
+import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
+import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
+import { type Standing, standingConditions, writerConditions } from "../conditions.ts";
+import { STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
+import { acceptSnapshot, uniqueTimestamp } from "./snapshot-accept.ts";
+
+type Snapshot = VMSnapshot & KubernetesObject;
+type Vm = VirtualMachine & KubernetesObject;
+const COMPONENT = "libvirt-operator-controller";
+/** The fields the controller owns on a VMSnapshot; the rest is the node agent's. */
+export const CONTROLLER_SNAPSHOT_FIELDS = ["timestamp", "vmUID", "nodeName", "isAutomatic"] as const;
+
+interface Lister<T> {
+  get(name: string, namespace?: string): T | undefined;
+  list(namespace?: string): ReadonlyArray<T>;
+}
+
+export interface ClusterSnapshotReconcilerOptions {
+  kube: Kube;
+  snapshots: Lister<Snapshot>;
+  vms: Lister<Vm>;
+  log: Logger;
+}
+
+/** Snapshots react to themselves and to their VM (placed at last, deleted). */
+export function watchClusterSnapshots(
+  queue: WorkQueue,
+  sources: { snapshots: Watchable<Snapshot>; vms: Watchable<Vm> },
+  reconciler: ClusterSnapshotReconciler,
+): void {
+  watchOwn(sources.snapshots, queue);
+  watchRelated(sources.vms, queue, (vm) => reconciler.waitingFor(vm));
+}
+
+export class ClusterSnapshotReconciler {
+  private readonly o: ClusterSnapshotReconcilerOptions;
+  private readonly status: StatusWriter;
+  private readonly standing: StatusWriter;
+  /** Timestamps handed out, ahead of the cache: two snapshots in one second get two. */
+  private readonly handedOut = new Map<string, Set<number>>();
+
+  constructor(options: ClusterSnapshotReconcilerOptions) {
+    this.o = options;
+    this.status = new StatusWriter(options.kube, {
+      kind: VMSnapshotKind,
+      fieldManager: COMPONENT,
+      owns: CONTROLLER_SNAPSHOT_FIELDS,
+    });
+    this.standing = new StatusWriter(options.kube, {
+      kind: VMSnapshotKind,
+      fieldManager: STANDING_FIELD_MANAGER,
+      yieldToOthers: true,
+    });
+  }
+
+  /** Snapshots of VM not handed to a node yet. */
+  waitingFor(vm: Vm): string[] {
+    const ns = vm.metadata?.namespace;
+    return this.o.snapshots
+      .list(ns)
+      .filter((s) => s.spec.vmName === vm.metadata?.name && s.status?.timestamp === undefined)
+      .map((s) => `${ns}/${s.metadata?.name}`);
+  }
+
+  async reconcile(key: string): Promise<ReconcileResult | undefined> {
+    const { namespace, name } = splitKey(key);
+    const snap = this.o.snapshots.get(name, namespace);
+    if (!snap) return undefined;
+    const log = forObject(this.o.log, "VMSnapshot", key);
+    if (snap.metadata.deletionTimestamp) {
+      // Never handed to a node: nothing is stored anywhere.
+      if (!snap.metadata.labels?.[NODE_LABEL])
+        await removeFinalizer(this.o.kube, VMSnapshotKind, snap as AnyObject, SNAPSHOT_FINALIZER);
+      return undefined;
+    }
+    if (snap.status?.timestamp !== undefined) return undefined; // the node agent has it
+    const vm = this.o.vms.get(snap.spec.vmName, namespace);
+    const decision = acceptSnapshot(snap, vm, Date.now());
+    if ("wait" in decision) {
+      await this.stand(
+        snap,
+        { phase: "InProgress", readyToUse: false },
+        { state: "reconciling", reason: "Waiting", message: decision.wait },
+      );
+      return { requeueAfterMs: decision.retryAfterMs };
+    }
+    if ("fail" in decision) {
+      const { reason, message } = decision.fail;
+      await this.stand(
+        snap,
+        { phase: "Failed", readyToUse: false, error: message },
+        { state: "stalled", reason, message },
+      );
+      void recordEvent(this.o.kube, COMPONENT, snap as AnyObject, "Warning", "SnapshotFailed", message);
+      return undefined;
+    }
+    const { node, vmUID } = decision.hand;
+    const vmKey = `${namespace}/${snap.spec.vmName}`;
+    const taken = this.o.snapshots
+      .list(namespace)
+      .filter((s) => s.spec.vmName === snap.spec.vmName)
+      .map((s) => s.status?.timestamp)
+      .filter((t): t is number => t !== undefined);
+    const handed = this.handedOut.get(vmKey) ?? new Set<number>();
+    const timestamp = uniqueTimestamp(Date.now(), [...taken, ...handed]);
+    await patchMetadata(this.o.kube, VMSnapshotKind, snap as AnyObject, {
+      labels: { [NODE_LABEL]: node, [VM_NAME_LABEL]: snap.spec.vmName },
+      finalizers: [...new Set([...(snap.metadata.finalizers ?? []), SNAPSHOT_FINALIZER])],
+      ownerReferences: [
+        ...(snap.metadata.ownerReferences ?? []).filter((r) => r.uid !== vmUID),
+        { apiVersion: API_VERSION, kind: VirtualMachineKind.kind, name: snap.spec.vmName, uid: vmUID },
+      ],
+    });
+    handed.add(timestamp);
+    this.handedOut.set(vmKey, handed);
+    await this.status.write(snap as AnyObject & { metadata: { name: string } }, {
+      timestamp,
+      vmUID,
+      nodeName: node,
+      isAutomatic: snap.status?.isAutomatic ?? false,
+    });
+    await this.stand(
+      snap,
+      { phase: "InProgress", readyToUse: false },
+      {
+        state: "reconciling",
+        reason: "Handed",
+        message: `handed to the node agent of ${node}`,
+      },
+    );
+    log.info({ node, timestamp }, "snapshot handed to its VM's node");
+    return undefined;
+  }
+
+  /** Where the snapshot stands until its node agent reports (yields to the agent's word). */
+  private async stand(snap: Snapshot, fields: Record<string, unknown>, standing: Standing) {
+    const generation = snap.metadata.generation ?? 0;
+    await this.standing.write(snap as AnyObject & { metadata: { name: string } }, {
+      ...fields,
+      observedGeneration: generation,
+      conditions: writerConditions(
+        snap.status?.conditions,
+        standingConditions(standing),
+        generation,
+        new Date(),
+      ),
+    });
+  }
+}

@@ -1,0 +1,162 @@
+// Rolling a domain on this node back to one of its snapshots: stop the guest (gracefully), put
+// the disks back, then resume the saved memory or boot, as the VM should run.
+import type { VMSnapshotStatus } from "../../api/vmsnapshot.ts";
+import {
+  type DomainRef,
+  DomainSaveRestoreFlags,
+  DomainShutdownFlags,
+  DomainState,
+  type LibvirtClient,
+  SnapshotRevertFlags,
+  unlessNotFound,
+} from "../../hypervisor/libvirt/index.ts";
+import { type VolumeFormat, volumeNameOf, volumeXml } from "../../hypervisor/storage/volume.ts";
+import { describeError } from "../../runtime/kube.ts";
+import type { Logger } from "../../runtime/logging.ts";
+
+export interface RestoreContext {
+  libvirt: LibvirtClient;
+  log: Logger;
+}
+
+export interface RestoreRequest {
+  namespace: string;
+  snapshot: VMSnapshotStatus;
+  /** VMDisks the VM has now: a copied disk no longer attached is not put back. */
+  attachedDisks: ReadonlySet<string>;
+  /** The VM should run afterwards. */
+  run: boolean;
+  gracePeriodMs: number;
+}
+
+export interface Restored {
+  restoredDisks: string[];
+  memoryRestored: boolean;
+  notes: string[];
+}
+
+const POLL_MS = 250;
+const CALL_MS = 120_000;
+
+function isActive(state: number): boolean {
+  return state === DomainState.Running || state === DomainState.Paused || state === DomainState.Blocked;
+}
+
+/** ACPI shutdown, then forced off when the grace period ends; a paused guest cannot hear the button. */
+export async function stopGracefully(
+  libvirt: LibvirtClient,
+  dom: DomainRef,
+  gracePeriodMs: number,
+  log: Logger,
+): Promise<"stopped" | "forced" | "was-stopped"> {
+  const { state } = await libvirt.domainState(dom);
+  if (!isActive(state)) return "was-stopped";
+  if (state !== DomainState.Paused && gracePeriodMs > 0) {
+    await libvirt.shutdownDomain(dom, DomainShutdownFlags.AcpiPowerButton).catch(() => undefined);
+    const until = Date.now() + gracePeriodMs;
+    let lastPress = Date.now();
+    while (Date.now() < until) {
+      await new Promise((r) => setTimeout(r, POLL_MS));
+      if (!isActive((await libvirt.domainState(dom)).state)) return "stopped";
+      // A guest still booting ignores the first press.
+      if (Date.now() - lastPress > 5000) {
+        lastPress = Date.now();
+        await libvirt.shutdownDomain(dom, DomainShutdownFlags.AcpiPowerButton).catch(() => undefined);
+      }
+    }
+    log.info({ gracePeriodMs }, "guest did not power off within its grace period; forcing it off");
+  }
+  await unlessNotFound(libvirt.destroyDomain(dom));
+  return "forced";
+}
+
+export async function restoreSnapshot(
+  ctx: RestoreContext,
+  dom: DomainRef,
+  req: RestoreRequest,
+): Promise<Restored> {
+  const snap = req.snapshot;
+  const online = snap.indications?.includes("Online") ?? false;
+  const hasMemory = online && (snap.indications?.includes("Memory") ?? false);
+  const useMemory = hasMemory && req.run;
+  const notes: string[] = [];
+  const disks = snap.disks ?? [];
+  let restoredDisks: string[];
+  let memoryRestored = false;
+  if (snap.method === "Internal") {
+    const found = await unlessNotFound(ctx.libvirt.lookupSnapshot(dom, snap.libvirtName ?? ""));
+    if (!found) throw new Error(`libvirt has no snapshot ${snap.libvirtName} of the domain any more`);
+    if (online && useMemory) {
+      await ctx.libvirt.revertToSnapshot(
+        found,
+        SnapshotRevertFlags.Running | SnapshotRevertFlags.Force,
+        CALL_MS,
+      );
+      memoryRestored = true;
+    } else if (online) {
+      // libvirt brings a running snapshot back with its memory; stopping it before a vCPU runs
+      // leaves the disks as they were at the snapshot.
+      await ctx.libvirt.revertToSnapshot(
+        found,
+        SnapshotRevertFlags.Paused | SnapshotRevertFlags.Force,
+        CALL_MS,
+      );
+      await ctx.libvirt.destroyDomain(dom);
+    } else {
+      await ctx.libvirt.revertToSnapshot(found, SnapshotRevertFlags.Force, CALL_MS);
+    }
+    restoredDisks = disks.map((d) => d.name);
+  } else {
+    restoredDisks = [];
+    for (const d of disks) {
+      if (!req.attachedDisks.has(d.vmDisk)) {
+        notes.push(`disk ${d.name} (VMDisk ${d.vmDisk}) is no longer attached: not restored`);
+        continue;
+      }
+      const format = d.format === "raw" ? "raw" : "qcow2";
+      const own = volumeNameOf(req.namespace, d.vmDisk, format);
+      await putBack(ctx.libvirt, d.pool ?? "", own, d.volume ?? "", format);
+      restoredDisks.push(d.name);
+    }
+    const whole = restoredDisks.length === disks.length;
+    if (useMemory && snap.memoryImage && whole) {
+      await ctx.libvirt.domainRestoreFlags(snap.memoryImage, null, DomainSaveRestoreFlags.Running, CALL_MS);
+      memoryRestored = true;
+    } else if (useMemory) {
+      notes.push("the memory state was not used: not every disk it belongs with was restored");
+    }
+  }
+  if (memoryRestored && snap.indications?.includes("GuestAgent")) {
+    // The guest was frozen for the snapshot and wakes up frozen: thaw it.
+    await ctx.libvirt.domainFSThaw(dom, [], 0, 30_000).catch((err: unknown) => {
+      notes.push(`thawing the guest's file systems after the restore failed: ${describeError(err)}`);
+    });
+  }
+  if (!memoryRestored && req.run) await ctx.libvirt.startDomain(dom);
+  if (hasMemory && !req.run)
+    notes.push("the VM should not run: only its disks were restored, not its memory");
+  return { restoredDisks, memoryRestored, notes };
+}
+
+/** Replaces VOLUME with a copy of COPY (libvirt cannot copy into an existing volume). */
+async function putBack(
+  libvirt: LibvirtClient,
+  poolName: string,
+  volume: string,
+  copy: string,
+  format: VolumeFormat,
+) {
+  const pool = await libvirt.lookupStoragePool(poolName);
+  const source = await unlessNotFound(libvirt.lookupVolume(pool, copy));
+  if (!source) throw new Error(`the snapshot's copy ${copy} is missing from pool ${poolName}`);
+  const { capacity } = await libvirt.volumeInfo(source);
+  const current = await unlessNotFound(libvirt.lookupVolume(pool, volume));
+  if (current) await libvirt.deleteVolume(current);
+  const xml = volumeXml({
+    name: volume,
+    format,
+    capacityBytes: capacity,
+    allocationBytes: 0,
+  });
+  await libvirt.cloneVolume(pool, xml, source, 0, CALL_MS);
+}

@@ -1,0 +1,224 @@
+// Taking one snapshot of a domain on this node, the way its storage allows (snapshot-plan.ts):
+// libvirt's internal qcow2 snapshot, or our own volume copies with the memory saved to a file.
+// Whatever fails or runs out of time, the guest is left running as it was and nothing partial
+// stays behind.
+import { mkdir, rm, stat } from "node:fs/promises";
+import { dirname } from "node:path";
+import type { SNAPSHOT_INDICATIONS } from "../../api/vmsnapshot.ts";
+import type { ObservedDisk } from "../../hypervisor/domain/disks.ts";
+import {
+  type DomainRef,
+  DomainSaveRestoreFlags,
+  DomainState,
+  isGuestAgentUnavailable,
+  type LibvirtClient,
+  SnapshotCreateFlags,
+  unlessNotFound,
+} from "../../hypervisor/libvirt/index.ts";
+import { volumeXml } from "../../hypervisor/storage/volume.ts";
+import { describeError } from "../../runtime/kube.ts";
+import type { Logger } from "../../runtime/logging.ts";
+import {
+  internalSnapshotXml,
+  libvirtSnapshotName,
+  memoryImagePath,
+  type SnapshotPlan,
+} from "./snapshot-plan.ts";
+
+type Indication = (typeof SNAPSHOT_INDICATIONS)[number];
+
+export interface TakeContext {
+  libvirt: LibvirtClient;
+  log: Logger;
+  /** Where memory images of VolumeCopy snapshots are kept (agent state, not a pool). */
+  memoryDir: string;
+  /** Epoch ms past which the snapshot has failed. */
+  deadlineAt: number;
+}
+
+export interface TakeRequest {
+  namespace: string;
+  vmName: string;
+  timestamp: number;
+  description: string;
+  memory: boolean;
+  consistent: boolean;
+  domainDisks: Readonly<Record<string, ObservedDisk>>;
+}
+
+export interface Taken {
+  libvirtName?: string;
+  memoryImage?: string;
+  storedBytes: number;
+  indications: Indication[];
+  isConsistent: boolean;
+  /** What the user should know (a thaw that failed, a freeze nobody answered). */
+  notes: string[];
+}
+
+export class SnapshotTimeout extends Error {}
+
+/** Milliseconds left before the deadline, at least one (a call still gets its own deadline). */
+function left(ctx: TakeContext): number {
+  const ms = ctx.deadlineAt - Date.now();
+  if (ms <= 0) throw new SnapshotTimeout("the snapshot's failureDeadline passed");
+  return ms;
+}
+
+export async function takeSnapshot(
+  ctx: TakeContext,
+  dom: DomainRef,
+  plan: SnapshotPlan,
+  req: TakeRequest,
+): Promise<Taken> {
+  const { state } = await ctx.libvirt.domainState(dom);
+  const active =
+    state === DomainState.Running || state === DomainState.Paused || state === DomainState.Blocked;
+  const paused = state === DomainState.Paused;
+  const indications: Indication[] = active ? ["Online"] : [];
+  const notes: string[] = [];
+  // A stopped VM's disks are at rest: consistent without an agent.
+  let isConsistent = !active;
+  let frozen = false;
+  if (active && req.consistent) {
+    if (paused) {
+      indications.push("NoGuestAgent");
+      notes.push("the guest is paused, so its agent cannot freeze file systems: crash-consistent");
+    } else {
+      try {
+        const n = await ctx.libvirt.domainFSFreeze(dom, [], 0, Math.min(left(ctx), 30_000));
+        frozen = true;
+        isConsistent = true;
+        indications.push("GuestAgent");
+        ctx.log.info({ frozen: n }, "guest file systems frozen");
+      } catch (err) {
+        if (!isGuestAgentUnavailable(err)) {
+          // Our deadline passed with the freeze in flight: the agent may still freeze; thaw below.
+          frozen = true;
+        }
+        indications.push("NoGuestAgent");
+        notes.push(`no guest agent froze the file systems (${describeError(err)}): crash-consistent`);
+      }
+    }
+  }
+  const withMemory = active && req.memory;
+  if (withMemory) indications.push("Memory");
+  try {
+    const stored =
+      plan.method === "Internal"
+        ? await internal(ctx, dom, plan, req, active)
+        : await volumeCopy(ctx, dom, plan, req, active, paused, withMemory);
+    return { ...stored, indications, isConsistent, notes };
+  } finally {
+    if (frozen) {
+      try {
+        await ctx.libvirt.domainFSThaw(dom, [], 0, 30_000);
+      } catch (err) {
+        notes.push(`thawing the guest's file systems failed: ${describeError(err)}`);
+        ctx.log.warn({ err: describeError(err) }, "thaw failed");
+      }
+    }
+  }
+}
+
+async function allocation(ctx: TakeContext, plan: SnapshotPlan): Promise<number> {
+  let sum = 0;
+  for (const d of plan.disks) {
+    const pool = await ctx.libvirt.lookupStoragePool(d.pool);
+    const vol = await unlessNotFound(ctx.libvirt.lookupVolume(pool, d.volume));
+    if (vol) sum += (await ctx.libvirt.volumeInfo(vol)).allocation;
+  }
+  return sum;
+}
+
+async function internal(
+  ctx: TakeContext,
+  dom: DomainRef,
+  plan: SnapshotPlan,
+  req: TakeRequest,
+  active: boolean,
+): Promise<Pick<Taken, "libvirtName" | "storedBytes">> {
+  const name = libvirtSnapshotName(req.timestamp);
+  const before = await allocation(ctx, plan);
+  const xml = internalSnapshotXml(name, req.description, plan, req.domainDisks, active);
+  try {
+    await ctx.libvirt.createSnapshot(dom, xml, SnapshotCreateFlags.Atomic, left(ctx));
+  } catch (err) {
+    await removeInternal(ctx.libvirt, dom, name).catch(() => undefined);
+    throw err;
+  }
+  const after = await allocation(ctx, plan);
+  return { libvirtName: name, storedBytes: Math.max(0, after - before) };
+}
+
+/**
+ * Copies every planned volume. A running guest is saved to a file first (QEMU flushes and
+ * closes its disks, so the copies are whole) and restored right after; its memory image is the
+ * snapshot's memory state when asked for, and removed otherwise.
+ */
+async function volumeCopy(
+  ctx: TakeContext,
+  dom: DomainRef,
+  plan: SnapshotPlan,
+  req: TakeRequest,
+  active: boolean,
+  paused: boolean,
+  withMemory: boolean,
+): Promise<Pick<Taken, "memoryImage" | "storedBytes">> {
+  const image = memoryImagePath(ctx.memoryDir, req.namespace, req.vmName, req.timestamp);
+  const copied: Array<{ pool: string; volume: string }> = [];
+  let saved = false;
+  let storedBytes = 0;
+  try {
+    if (active) {
+      await mkdir(dirname(image), { recursive: true, mode: 0o700 });
+      await ctx.libvirt.domainSaveFlags(dom, image, null, 0, left(ctx));
+      saved = true;
+    }
+    for (const d of plan.disks) {
+      const pool = await ctx.libvirt.lookupStoragePool(d.pool);
+      const source = await ctx.libvirt.lookupVolume(pool, d.volume);
+      const { capacity } = await ctx.libvirt.volumeInfo(source);
+      const xml = volumeXml({
+        name: d.copyVolume,
+        format: d.format,
+        capacityBytes: capacity,
+        allocationBytes: 0,
+      });
+      const copy = await ctx.libvirt.cloneVolume(pool, xml, source, 0, left(ctx));
+      copied.push({ pool: d.pool, volume: d.copyVolume });
+      storedBytes += (await ctx.libvirt.volumeInfo(copy)).allocation;
+    }
+  } catch (err) {
+    for (const c of copied) await removeVolume(ctx.libvirt, c.pool, c.volume).catch(() => undefined);
+    // A save cut off by the deadline may still have stopped the guest: bring it back from its image.
+    if (!saved && active) saved = (await ctx.libvirt.domainState(dom)).state === DomainState.Shutoff;
+    if (saved) await resume(ctx, image, paused);
+    await rm(image, { force: true });
+    throw err;
+  }
+  if (saved) {
+    await resume(ctx, image, paused);
+    if (withMemory) storedBytes += (await stat(image)).size;
+    else await rm(image, { force: true });
+  }
+  return { ...(withMemory ? { memoryImage: image } : {}), storedBytes };
+}
+
+/** Brings a saved guest back as it was (running or paused); never bounded by the snapshot's deadline. */
+async function resume(ctx: TakeContext, image: string, paused: boolean) {
+  const flags = paused ? DomainSaveRestoreFlags.Paused : DomainSaveRestoreFlags.Running;
+  await ctx.libvirt.domainRestoreFlags(image, null, flags, 120_000);
+}
+
+export async function removeInternal(libvirt: LibvirtClient, dom: DomainRef, name: string): Promise<void> {
+  const snap = await unlessNotFound(libvirt.lookupSnapshot(dom, name));
+  if (snap) await unlessNotFound(libvirt.deleteSnapshot(snap));
+}
+
+export async function removeVolume(libvirt: LibvirtClient, poolName: string, volume: string): Promise<void> {
+  const pool = await unlessNotFound(libvirt.lookupStoragePool(poolName));
+  if (!pool) return;
+  const vol = await unlessNotFound(libvirt.lookupVolume(pool, volume));
+  if (vol) await unlessNotFound(libvirt.deleteVolume(vol));
+}
