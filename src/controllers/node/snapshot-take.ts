@@ -58,6 +58,9 @@ export interface Taken {
 
 export class SnapshotTimeout extends Error {}
 
+/** A thaw waits this long: an agent that does not answer it will not answer a longer wait either. */
+const THAW_MS = 10_000;
+
 /** Milliseconds left before the deadline, at least one (a call still gets its own deadline). */
 function left(ctx: TakeContext): number {
   const ms = ctx.deadlineAt - Date.now();
@@ -92,10 +95,10 @@ export async function takeSnapshot(
         indications.push("GuestAgent");
         ctx.log.info({ frozen: n }, "guest file systems frozen");
       } catch (err) {
-        if (!isGuestAgentUnavailable(err)) {
-          // Our deadline passed with the freeze in flight: the agent may still freeze; thaw below.
-          frozen = true;
-        }
+        // An agent that answers late may still freeze (our deadline passed, the agent hung):
+        // thaw below, unless the domain has no agent channel at all.
+        frozen = !/not configured/i.test(describeError(err));
+        if (!isGuestAgentUnavailable(err)) ctx.log.warn({ err: describeError(err) }, "freeze failed");
         indications.push("NoGuestAgent");
         notes.push(`no guest agent froze the file systems (${describeError(err)}): crash-consistent`);
       }
@@ -112,9 +115,10 @@ export async function takeSnapshot(
   } finally {
     if (frozen) {
       try {
-        await ctx.libvirt.domainFSThaw(dom, [], 0, 30_000);
+        await ctx.libvirt.domainFSThaw(dom, [], 0, THAW_MS);
       } catch (err) {
-        notes.push(`thawing the guest's file systems failed: ${describeError(err)}`);
+        if (isConsistent) notes.push(`thawing the guest's file systems failed: ${describeError(err)}`);
+        else notes.push(`a late freeze could not be undone: thawing failed (${describeError(err)})`);
         ctx.log.warn({ err: describeError(err) }, "thaw failed");
       }
     }

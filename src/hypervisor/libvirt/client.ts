@@ -2,7 +2,6 @@
 // promise-based calls, each with the deadline of its class (deadlines.ts), turns server
 // messages into events, and reconnects with backoff when the daemon goes away, registering its
 // callbacks again.
-import { EventEmitter } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ConnectionOptions, RpcConnection } from "./connection.ts";
 import { DomainEventId, NetworkSection, NetworkUpdateAffect, NetworkUpdateCommand } from "./constants.ts";
@@ -18,11 +17,11 @@ import {
   P,
   type Procedure,
   RebootEventMsg,
-  type SnapshotRef,
   type StoragePoolRef,
   type StorageVolRef,
   type TypedValue,
 } from "./protocol.ts";
+import { SnapshotCalls } from "./snapshots.ts";
 import { type DownloadOptions, downloadStream, type UploadOptions, uploadStream } from "./stream.ts";
 
 export type { DeadlineClass, Deadlines, InFlightCall } from "./deadlines.ts";
@@ -74,8 +73,9 @@ export function uuidFromString(uuid: string): Buffer {
 /**
  * Events: "lifecycle" (LifecycleEvent), "reboot" (DomainRef), "deviceRemoved"
  * ({domain, alias}), "disconnected" (Error), "reconnected" (), "error" is never emitted.
+ * Snapshots, save/restore and file-system freeze come from SnapshotCalls (snapshots.ts).
  */
-export class LibvirtClient extends EventEmitter {
+export class LibvirtClient extends SnapshotCalls {
   private conn: RpcConnection;
   private features: ServerFeatures;
   private readonly options: LibvirtClientOptions;
@@ -189,7 +189,7 @@ export class LibvirtClient extends EventEmitter {
   }
 
   /** Calls P with TIMEOUT_MS, or else the deadline of P's class. */
-  private call<A, R>(p: Procedure<A, R>, args: A, timeoutMs?: number): Promise<R> {
+  protected override call<A, R>(p: Procedure<A, R>, args: A, timeoutMs?: number): Promise<R> {
     return this.conn.call(p, args, { timeoutMs: timeoutMs ?? deadlineOf(p, this.deadlines) });
   }
 
@@ -315,30 +315,6 @@ export class LibvirtClient extends EventEmitter {
       domain: rec.dom,
       stats: Object.fromEntries(rec.params.map((p) => [p.field, p.value])),
     }));
-  }
-
-  // ---- snapshots ----
-
-  async createSnapshot(dom: DomainRef, xml: string, flags = 0, timeoutMs?: number): Promise<SnapshotRef> {
-    return (await this.call(P.DomainSnapshotCreateXml, { dom, xml_desc: xml, flags }, timeoutMs)).snap;
-  }
-  async listSnapshots(dom: DomainRef, flags = 0): Promise<SnapshotRef[]> {
-    return (await this.call(P.DomainListAllSnapshots, { dom, need_results: 1, flags })).snapshots;
-  }
-  async lookupSnapshot(dom: DomainRef, name: string): Promise<SnapshotRef> {
-    return (await this.call(P.DomainSnapshotLookupByName, { dom, name, flags: 0 })).snap;
-  }
-  async snapshotXml(snap: SnapshotRef, flags = 0): Promise<string> {
-    return (await this.call(P.DomainSnapshotGetXmlDesc, { snap, flags })).xml;
-  }
-  async currentSnapshot(dom: DomainRef): Promise<SnapshotRef> {
-    return (await this.call(P.DomainSnapshotCurrent, { dom, flags: 0 })).snap;
-  }
-  async revertToSnapshot(snap: SnapshotRef, flags = 0, timeoutMs?: number): Promise<void> {
-    await this.call(P.DomainRevertToSnapshot, { snap, flags }, timeoutMs);
-  }
-  async deleteSnapshot(snap: SnapshotRef, flags = 0): Promise<void> {
-    await this.call(P.DomainSnapshotDelete, { snap, flags });
   }
 
   // ---- storage pools ----

@@ -87,6 +87,17 @@ export const SnapshotCreateFlags = {
 } as const;
 export const SnapshotRevertFlags = { Running: 1 << 0, Paused: 1 << 1, Force: 1 << 2 } as const;
 export const SnapshotDeleteFlags = { Children: 1 << 0, MetadataOnly: 1 << 1, ChildrenOnly: 1 << 2 } as const;
+/** virDomainSaveRestoreFlags: for save, restore (and managed save). */
+export const DomainSaveRestoreFlags = {
+  BypassCache: 1 << 0,
+  /** Start the restored guest running, whatever state it was saved in. */
+  Running: 1 << 1,
+  /** Leave the restored guest paused. */
+  Paused: 1 << 2,
+  ResetNvram: 1 << 3,
+} as const;
+/** virDomainSaveImageXMLFlags. */
+export const SaveImageXmlFlags = { Secure: 1 << 0 } as const;
 
 export const StoragePoolState = {
   Inactive: 0,

@@ -101,10 +101,18 @@ export const PROCEDURE_CLASS: Readonly<Record<ProcedureName, DeadlineClass>> = {
   "domain-snapshot-create-xml": "long",
   "domain-revert-to-snapshot": "long",
   "domain-snapshot-delete": "long",
-  // not issued yet; classified so that adding them needs no decision
+  // save/restore write or read the guest's whole memory, like a snapshot with memory; reading
+  // a save image's XML only reads its header
   "domain-save-flags": "long",
   "domain-restore-flags": "long",
+  "domain-save-image-get-xml-desc": "query",
+  // not issued yet; classified so that adding it needs no decision
   "domain-managed-save": "long",
+  // guest agent freeze/thaw: the agent job wait (30 s), the agent's sync (5 s), then the guest
+  // flushes its dirty pages and runs its fsfreeze hooks, for which libvirt waits without limit.
+  // Writes in the guest stall while it is frozen, so a caller wants an answer in minutes.
+  "domain-fsfreeze": "lifecycle",
+  "domain-fsthaw": "lifecycle",
   // storage pools
   "connect-list-all-storage-pools": "query",
   "storage-pool-lookup-by-name": "query",

@@ -13,11 +13,15 @@ export const ErrorCode = {
   NoStorageVol: 50,
   OperationTimeout: 68,
   NoDomainSnapshot: 72,
+  ArgumentUnsupported: 74,
   AuthFailed: 45,
   DomainExists: 28,
   OperationUnsupported: 84,
   AgentUnresponsive: 86,
+  AgentUnsynced: 97,
   DeviceMissing: 99,
+  /** Newer daemons than Debian 12's 9.0 (which says AgentUnresponsive for a timed-out agent). */
+  AgentCommandTimeout: 112,
 } as const;
 
 export class LibvirtError extends Error {
@@ -74,5 +78,40 @@ export async function unlessNotFound<T>(call: Promise<T>): Promise<T | undefined
   } catch (err) {
     if (err instanceof LibvirtError && err.isNotFound) return undefined;
     throw err;
+  }
+}
+
+/** Procedures that are guest agent commands (their only slow part is the agent). */
+const AGENT_PROCEDURES = new Set(["domain-fsfreeze", "domain-fsthaw"]);
+
+/**
+ * True when a guest agent call (fsfreeze/thaw, quiesced snapshot, …) failed because the agent
+ * cannot be reached, not because of what it was asked: the domain has no agent channel (libvirt
+ * 9.0: ArgumentUnsupported, "QEMU guest agent is not configured"), the agent is not connected,
+ * broken or did not answer its sync in time (AgentUnresponsive, AgentUnsynced; newer daemons:
+ * AgentCommandTimeout), or an earlier agent command is still waiting for it (OperationTimeout,
+ * "held by agent="). libvirt 9.0 waits for an agent command without limit once the agent has
+ * synced, so a hung agent shows as our own deadline (CallTimeoutError) on a freeze or thaw.
+ * A caller may then go on without the agent (e.g. a crash-consistent snapshot), but a freeze that
+ * was sent may still reach the guest later: thaw after a failed freeze.
+ */
+export function isGuestAgentUnavailable(err: unknown): boolean {
+  if (err instanceof CallTimeoutError) return AGENT_PROCEDURES.has(err.procedure ?? "");
+  if (!(err instanceof LibvirtError)) return false;
+  switch (err.code) {
+    case ErrorCode.AgentUnresponsive:
+    case ErrorCode.AgentUnsynced:
+    case ErrorCode.AgentCommandTimeout:
+      return true;
+    // These codes also mean "unsupported flag/argument"; only the agent's wording counts.
+    case ErrorCode.ArgumentUnsupported:
+    case ErrorCode.OperationUnsupported:
+      return /guest agent is not (configured|available|connected)/i.test(err.message);
+    // An earlier agent command still waits for the agent and holds the domain's agent job:
+    // "cannot acquire state change lock (held by agent=remoteDispatchDomainFSFreeze)".
+    case ErrorCode.OperationTimeout:
+      return /held by agent=/.test(err.message);
+    default:
+      return false;
   }
 }

@@ -23,6 +23,8 @@ const STRING_MAX = 4194304;
 const LIST_MAX = 16384;
 /** REMOTE_DOMAIN_DISK_ERRORS_MAX. */
 const DISK_ERRORS_MAX = 256;
+/** REMOTE_DOMAIN_FSFREEZE_MOUNTPOINTS_MAX. */
+export const FSFREEZE_MOUNTPOINTS_MAX = 256;
 
 export const nonnullString = string(STRING_MAX);
 export const remoteString = optional(nonnullString);
@@ -145,6 +147,13 @@ const netOnly = struct({ net: Network });
 const netRet = struct({ net: Network });
 const listArgs = struct({ need_results: int, flags });
 const domDevice = struct({ dom: Domain, xml: nonnullString, flags });
+/** remote_domain_fsfreeze_args / _fsthaw_args (the same shape); an empty list means every file system. */
+const fsFreezeArgs = struct({
+  dom: Domain,
+  mountpoints: array(nonnullString, FSFREEZE_MOUNTPOINTS_MAX),
+  flags,
+});
+const fsFreezeRet = struct({ filesystems: int });
 
 export const P = {
   ConnectOpen: proc(1, "connect-open", struct({ name: remoteString, flags }), xdrVoid),
@@ -276,7 +285,26 @@ export const P = {
   StorageVolDownload: proc(209, "storage-vol-download", volStream, xdrVoid),
   DomainGetState: proc(212, "domain-get-state", domFlags, struct({ state: int, reason: int })),
   DomainUndefineFlags: proc(231, "domain-undefine-flags", domFlags, xdrVoid),
+  /** dxml: a replacement domain XML for the image (same ABI), or null. */
+  DomainSaveFlags: proc(
+    232,
+    "domain-save-flags",
+    struct({ dom: Domain, to: nonnullString, dxml: remoteString, flags }),
+    xdrVoid,
+  ),
+  DomainRestoreFlags: proc(
+    233,
+    "domain-restore-flags",
+    struct({ from: nonnullString, dxml: remoteString, flags }),
+    xdrVoid,
+  ),
   DomainDestroyFlags: proc(234, "domain-destroy-flags", domFlags, xdrVoid),
+  DomainSaveImageGetXmlDesc: proc(
+    235,
+    "domain-save-image-get-xml-desc",
+    struct({ file: nonnullString, flags }),
+    xmlRet,
+  ),
   DomainReset: proc(245, "domain-reset", domFlags, xdrVoid),
   DomainBlockResize: proc(
     251,
@@ -346,6 +374,9 @@ export const P = {
     struct({ callbackID: int }),
     xdrVoid,
   ),
+  /** Guest agent: freezes the guest's file systems; returns how many it froze (thaw: thawed). */
+  DomainFsFreeze: proc(335, "domain-fsfreeze", fsFreezeArgs, fsFreezeRet),
+  DomainFsThaw: proc(336, "domain-fsthaw", fsFreezeArgs, fsFreezeRet),
   NetworkGetDhcpLeases: proc(
     341,
     "network-get-dhcp-leases",
