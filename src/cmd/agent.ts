@@ -48,7 +48,7 @@ import { fitTestDriver } from "../hypervisor/test-driver.ts";
 import { connectKube, kindInformer, startInformerSynced } from "../runtime/kube.ts";
 import { createLogger } from "../runtime/logging.ts";
 import { newRegistry, startHttpServer, stuckWorkers } from "../runtime/server.ts";
-import { logFailures } from "../runtime/watch.ts";
+import { logFailures, watchRelated } from "../runtime/watch.ts";
 import { WorkQueue } from "../runtime/workqueue.ts";
 
 const log = createLogger("agent");
@@ -146,6 +146,11 @@ async function main() {
       },
     },
     locks,
+    snapshotBytes: (vm) =>
+      snapshotInformer
+        .list(vm.metadata.namespace)
+        .filter((s) => s.spec.vmName === vm.metadata.name && s.status?.vmUID === vm.metadata.uid)
+        .reduce((sum, s) => sum + (s.status?.storedBytes ?? 0), 0),
     log,
   });
   // Four at a time measured better than sixteen for a burst of 20 (make bench): QEMU start-up
@@ -234,6 +239,10 @@ async function main() {
   watchNodeDisks(diskQueue, diskInformer, nodeName);
   watchNodeSnapshots(snapshotQueue, snapshotInformer, restoreInformer, nodeName);
   watchNodeRestores(restoreQueue, restoreInformer, nodeName);
+  // A snapshot taken or removed changes its VM's storedData.
+  watchRelated(snapshotInformer, queue, (s) =>
+    s.metadata?.namespace ? [`${s.metadata.namespace}/${s.spec.vmName}`] : [],
+  );
   libvirt.on("disconnected", (err: Error) =>
     log.warn({ err: err.message }, "libvirt connection lost; reconnecting"),
   );

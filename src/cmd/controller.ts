@@ -24,6 +24,7 @@ import {
 } from "../controllers/cluster/disk-reconciler.ts";
 import { storageOvercommitFromEnv } from "../controllers/cluster/pool-capacity.ts";
 import { ClusterRestoreReconciler, watchClusterRestores } from "../controllers/cluster/restore-reconciler.ts";
+import { registerSnapshotMetrics } from "../controllers/cluster/snapshot-metrics.ts";
 import { SnapshotMirrorWriter, watchSnapshotMirror } from "../controllers/cluster/snapshot-mirror.ts";
 import {
   ClusterSnapshotReconciler,
@@ -122,6 +123,7 @@ async function main() {
     onError: logFailures(log, "VMRestore"),
   });
   const mirror = new SnapshotMirrorWriter(kube, vms, snapshots);
+  registerSnapshotMetrics(registry, snapshots);
   const mirrorQueue = new WorkQueue("vm-snapshots-cluster", (key) => mirror.reconcile(key), {
     registry,
     onError: logFailures(log, "VirtualMachine"),

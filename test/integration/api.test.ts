@@ -278,12 +278,42 @@ const BAD: BadCase[] = [
     why: /at most one/,
   },
   {
-    title: "changing a snapshot",
+    title: "changing what a snapshot holds",
+    kind: "VMSnapshot",
+    spec: { vmName: "web", memory: true },
+    update: { vmName: "web", memory: false },
+    field: "spec.memory",
+    why: /immutable/,
+  },
+  {
+    title: "adding to a snapshot later",
     kind: "VMSnapshot",
     spec: { vmName: "web" },
-    update: { vmName: "web", memory: true },
-    field: "spec",
+    update: { vmName: "web", consistent: true },
+    field: "spec.consistent",
+    why: /cannot be added or removed/,
+  },
+  {
+    title: "a snapshot of another VM",
+    kind: "VMSnapshot",
+    spec: { vmName: "web" },
+    update: { vmName: "db" },
+    field: "spec.vmName",
     why: /immutable/,
+  },
+  {
+    title: "a snapshot deadline that is no duration",
+    kind: "VMSnapshot",
+    spec: { vmName: "web", failureDeadline: "5 minutes" },
+    field: "spec.failureDeadline",
+    why: /should match/,
+  },
+  {
+    title: "a display name with a slash",
+    kind: "VMSnapshot",
+    spec: { vmName: "web", displayName: "Before_Upgrade/2" },
+    field: "spec.displayName",
+    why: /should match/,
   },
   {
     title: "snapshot without vmName",
@@ -335,6 +365,24 @@ describe("bad manifests are rejected by the API server, naming the field", () =>
       assert.match(message, c.why);
     });
   });
+});
+
+it("a snapshot's sticky flag changes after creation, and its deadline defaults to 5m", async () => {
+  const obj = (sticky: boolean) =>
+    toYaml({
+      apiVersion: API_VERSION,
+      kind: "VMSnapshot",
+      metadata: { name: "keep-me", namespace: ns },
+      spec: { vmName: "web", displayName: "Before_Upgrade.1", sticky },
+    });
+  const apply = ["apply", "--server-side", "--field-manager=test", "-f", "-"];
+  assert.equal(await kubectlError(apply, obj(false)), "");
+  assert.equal(await kubectlError(apply, obj(true)), "");
+  const { stdout } = await kubectl(["get", "vmsnapshot", "keep-me", "-n", ns, "-o", "json"]);
+  const spec = JSON.parse(stdout).spec;
+  assert.equal(spec.sticky, true);
+  assert.equal(spec.failureDeadline, "5m");
+  await kubectl(["delete", "vmsnapshot", "keep-me", "-n", ns, "--wait=true", "--timeout=30s"]);
 });
 
 it("a VM and a disk with names of the longest length allowed are accepted", async () => {

@@ -118,11 +118,13 @@ describe("kstatus (upstream and Flux) on every kind, in every phase", () => {
     await expectKstatus("vmdisk", "too-large", "Failed");
   });
 
-  it("VMSnapshot, VMRestore and VMTemplate, which nothing acts on yet, are Failed (NotSupported)", async () => {
-    await applyObject("VMSnapshot", ns, "snap", { vmName: "vm" });
+  it("a snapshot waiting for its VM is InProgress, Failed past its deadline; a restore of it Failed; VMTemplate NotSupported", async () => {
+    await applyObject("VMSnapshot", ns, "waiting", { vmName: "later", failureDeadline: "10m" });
+    await expectKstatus("vmsnapshot", "waiting", "InProgress");
+    await applyObject("VMSnapshot", ns, "snap", { vmName: "vm", failureDeadline: "2s" });
+    await expectKstatus("vmsnapshot", "snap", "Failed");
     await applyObject("VMRestore", ns, "restore", { vmName: "vm", snapshotName: "snap" });
     await applyObject("VMTemplate", ns, "tpl", { template: { memory: "128Mi" } });
-    await expectKstatus("vmsnapshot", "snap", "Failed");
     await expectKstatus("vmrestore", "restore", "Failed");
     await expectKstatus("vmtemplate", "tpl", "Failed");
   });

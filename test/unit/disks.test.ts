@@ -17,11 +17,11 @@ import { type DiskDevice, type DomainDefinition, specHash } from "../../src/hype
 import {
   dirPoolXml,
   parsePoolXml,
+  snapshotVolumeNameOf,
   sniffImage,
   UnsafeNameError,
   uncopyableReason,
   volumeNameOf,
-  snapshotVolumeNameOf,
   volumeXml,
 } from "../../src/hypervisor/storage/volume.ts";
 
@@ -227,7 +227,10 @@ describe("volumes and pools", () => {
     assert.match(xml, /<capacity unit="bytes">10737418240<\/capacity>/);
     assert.match(xml, /<allocation unit="bytes">0<\/allocation>/);
     assert.match(xml, /<format type="qcow2"><\/format>\s*<compat>1.1<\/compat>/, "qcow2 v3");
-    assert.doesNotMatch(volumeXml({ name: "r.img", format: "raw", capacityBytes: 1, allocationBytes: 0 }), /compat/);
+    assert.doesNotMatch(
+      volumeXml({ name: "r.img", format: "raw", capacityBytes: 1, allocationBytes: 0 }),
+      /compat/,
+    );
     assert.match(
       dirPoolXml("p<&>", "/srv/a&b"),
       /<name>p&lt;&amp;&gt;<\/name>[\s\S]*<path>\/srv\/a&amp;b<\/path>/,

@@ -128,6 +128,16 @@ describe("domain XML", () => {
     assert.notEqual(hashOf(vm), hashOf({ ...vm, spec: { ...vm.spec, memory: "512Mi" } }));
   });
 
+  it("always has the guest agent's channel, for QEMU and libvirt's test driver alike", () => {
+    const channel =
+      /<channel type="unix">\s*<source mode="bind"\/>\s*<target type="virtio" name="org\.qemu\.guest_agent\.0"\/>\s*<\/channel>/;
+    for (const vm of [example("vm-minimal.yaml"), example("vm-direct-kernel.yaml")]) {
+      const definition = domainDefinitionFor(vm, inputs);
+      assert.match(buildDomainXml(definition, host), channel);
+      assert.match(buildDomainXml(definition, { ...host, domainType: "test" }), channel);
+    }
+  });
+
   it("reads NIC link states and the CD-ROM medium back from live XML", () => {
     const xml = buildDomainXml(domainDefinitionFor(example("vm-full.yaml"), fullInputs), host);
     assert.deepEqual(parseLiveDevices(xml), {

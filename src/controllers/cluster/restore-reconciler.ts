@@ -51,6 +51,8 @@ export class ClusterRestoreReconciler {
   private readonly standing: StatusWriter;
   /** Restores handed out per VM, ahead of the cache: two applied at once never both run. */
   private readonly handed = new Map<string, string>();
+  /** Restores judged for good whose status the cache may not show yet. */
+  private readonly judged = new Set<string>();
 
   constructor(options: ClusterRestoreReconcilerOptions) {
     this.o = options;
@@ -80,6 +82,7 @@ export class ClusterRestoreReconciler {
     const restore = this.o.restores.get(name, namespace);
     if (!restore || restore.metadata.deletionTimestamp) return undefined;
     if (restore.status?.nodeName || restore.status?.phase === "Failed") return undefined; // judged
+    if (this.judged.has(restore.metadata.uid ?? "")) return undefined; // the cache is behind
     const vmKey = `${namespace}/${restore.spec.vmName}`;
     const all = this.o.restores.list(namespace);
     const earlier = this.handed.get(vmKey);
@@ -124,6 +127,7 @@ export class ClusterRestoreReconciler {
         { phase: "Failed", complete: false, error: message },
         { state: "stalled", reason, message },
       );
+      this.judged.add(restore.metadata.uid ?? "");
       void recordEvent(this.o.kube, COMPONENT, restore as AnyObject, "Warning", reason, message);
       return undefined;
     }
@@ -132,6 +136,7 @@ export class ClusterRestoreReconciler {
       labels: { [NODE_LABEL]: node, [VM_NAME_LABEL]: restore.spec.vmName },
     });
     this.handed.set(vmKey, name);
+    this.judged.add(restore.metadata.uid ?? "");
     await this.status.write(restore as AnyObject & { metadata: { name: string } }, { nodeName: node });
     await this.stand(
       restore,

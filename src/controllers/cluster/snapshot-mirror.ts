@@ -1,5 +1,6 @@
-// The VM mirrors its snapshots (seed 000): status.snapshots and storedData, written by a
-// manager of their own whenever a snapshot of the VM, or the VM's disks, change.
+// The VM mirrors its snapshots (seed 000): status.snapshots, written by a manager of its own
+// whenever a snapshot of the VM changes. (storedData, which counts their bytes, is the node
+// agent's: it knows the disks' sizes.)
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
 import type { VMSnapshot } from "../../api/vmsnapshot.ts";
@@ -11,14 +12,14 @@ import { StatusWriter } from "../status-writer.ts";
 type Vm = VirtualMachine & KubernetesObject;
 type Snapshot = VMSnapshot & KubernetesObject;
 export const SNAPSHOT_MIRROR_FIELD_MANAGER = "libvirt-operator-controller-snapshots";
-export const SNAPSHOT_MIRROR_FIELDS = ["snapshots", "storedData"] as const;
+export const SNAPSHOT_MIRROR_FIELDS = ["snapshots"] as const;
 
 interface Lister<T> {
   get(name: string, namespace?: string): T | undefined;
   list(namespace?: string): ReadonlyArray<T>;
 }
 
-/** Pure: the VM's status.snapshots and storedData from its snapshots and its disks' sizes. */
+/** Pure: the VM's status.snapshots from its snapshots. */
 export function snapshotMirror(
   vm: VirtualMachine,
   snapshots: readonly VMSnapshot[],
@@ -42,16 +43,15 @@ export function snapshotMirror(
     sticky: Boolean(s.spec.sticky),
     storedBytes: s.status?.storedBytes ?? 0,
   }));
-  const disks = (vm.status?.disks ?? []).reduce((sum, d) => sum + (d.actualSize ?? 0), 0);
-  const snaps = summaries.reduce((sum, s) => sum + s.storedBytes, 0);
-  return { snapshots: summaries, storedData: disks + snaps };
+  return { snapshots: summaries };
 }
 
 export function watchSnapshotMirror(
   queue: WorkQueue,
   sources: { vms: Watchable<Vm>; snapshots: Watchable<Snapshot> },
 ): void {
-  watchOwn(sources.vms, queue, (_vm, verb) => verb !== "delete");
+  // A VM made anew under the same name: the old VM's snapshots are not its own.
+  watchOwn(sources.vms, queue, (_vm, verb) => verb === "add");
   watchRelated(sources.snapshots, queue, (s) =>
     s.metadata?.namespace ? [`${s.metadata.namespace}/${s.spec.vmName}`] : [],
   );
@@ -78,7 +78,7 @@ export class SnapshotMirrorWriter {
     if (!vm || vm.metadata.deletionTimestamp) return undefined;
     const mirror = snapshotMirror(vm, this.snapshots.list(namespace));
     // A VM that never had a snapshot gets no write of its own for this.
-    const never = vm.status?.snapshots === undefined && vm.status?.storedData === undefined;
+    const never = vm.status?.snapshots === undefined;
     if (never && (mirror.snapshots as unknown[]).length === 0) return undefined;
     await this.writer.write(vm as AnyObject & { metadata: { name: string } }, mirror);
     return undefined;

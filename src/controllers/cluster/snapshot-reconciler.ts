@@ -55,6 +55,8 @@ export class ClusterSnapshotReconciler {
   private readonly standing: StatusWriter;
   /** Timestamps handed out, ahead of the cache: two snapshots in one second get two. */
   private readonly handedOut = new Map<string, Set<number>>();
+  /** Snapshots handed over whose status the cache may not show yet. */
+  private readonly handedUids = new Set<string>();
 
   constructor(options: ClusterSnapshotReconcilerOptions) {
     this.o = options;
@@ -85,12 +87,14 @@ export class ClusterSnapshotReconciler {
     if (!snap) return undefined;
     const log = forObject(this.o.log, "VMSnapshot", key);
     if (snap.metadata.deletionTimestamp) {
+      this.handedUids.delete(snap.metadata.uid ?? "");
       // Never handed to a node: nothing is stored anywhere.
       if (!snap.metadata.labels?.[NODE_LABEL])
         await removeFinalizer(this.o.kube, VMSnapshotKind, snap as AnyObject, SNAPSHOT_FINALIZER);
       return undefined;
     }
     if (snap.status?.timestamp !== undefined) return undefined; // the node agent has it
+    if (this.handedUids.has(snap.metadata.uid ?? "")) return undefined; // the cache is behind
     const vm = this.o.vms.get(snap.spec.vmName, namespace);
     const decision = acceptSnapshot(snap, vm, Date.now());
     if ("wait" in decision) {
@@ -130,6 +134,7 @@ export class ClusterSnapshotReconciler {
     });
     handed.add(timestamp);
     this.handedOut.set(vmKey, handed);
+    this.handedUids.add(snap.metadata.uid ?? "");
     await this.status.write(snap as AnyObject & { metadata: { name: string } }, {
       timestamp,
       vmUID,

@@ -54,6 +54,8 @@ export function watchNodeRestores(queue: WorkQueue, restores: Watchable<Restore>
 export class NodeRestoreReconciler {
   private readonly o: NodeRestoreReconcilerOptions;
   private readonly status: StatusWriter;
+  /** Restores this agent finished, by UID, until the cache shows it. */
+  private readonly settled = new Set<string>();
 
   constructor(options: NodeRestoreReconcilerOptions) {
     this.o = options;
@@ -73,7 +75,13 @@ export class NodeRestoreReconciler {
       restore.status?.nodeName !== this.o.nodeName
     )
       return undefined; // not (yet) handed to this node by the controller
-    if (restore.status?.phase === "Succeeded" || restore.status?.phase === "Failed") return undefined;
+    const uid = restore.metadata.uid ?? "";
+    if (restore.status?.phase === "Succeeded" || restore.status?.phase === "Failed") {
+      this.settled.delete(uid);
+      return undefined;
+    }
+    // Finished here, and the cache has not caught up yet: a restore runs once.
+    if (this.settled.has(uid)) return undefined;
     const vmKey = `${namespace}/${restore.spec.vmName}`;
     const log = forObject(this.o.log, "VMRestore", key);
     return this.o.locks.run(vmKey, `restore ${key}`, () => this.restore(restore, log));
@@ -175,6 +183,8 @@ export class NodeRestoreReconciler {
 
   private async write(restore: Restore, fields: Record<string, unknown>, standing: Standing) {
     const generation = restore.metadata.generation ?? 0;
+    if (fields.phase === "Succeeded" || fields.phase === "Failed")
+      this.settled.add(restore.metadata.uid ?? "");
     await this.status.write(restore as AnyObject & { metadata: { name: string } }, {
       ...fields,
       observedGeneration: generation,

@@ -103,6 +103,8 @@ export function restoreInFlight(r: VMRestore): boolean {
 export class NodeSnapshotReconciler {
   private readonly o: NodeSnapshotReconcilerOptions;
   private readonly status: StatusWriter;
+  /** Snapshots this agent finished, by UID, until the cache shows it (phase written). */
+  private readonly settled = new Map<string, string>();
 
   constructor(options: NodeSnapshotReconcilerOptions) {
     this.o = options;
@@ -135,6 +137,10 @@ export class NodeSnapshotReconciler {
     }
     const st = snap.status;
     if (st?.timestamp === undefined || !st.vmUID) return undefined; // the controller has not handed it over
+    // Finished here, and the cache has not caught up yet: never take it a second time.
+    const settled = this.settled.get(snap.metadata.uid ?? "");
+    if (settled && settled !== st.phase) return undefined;
+    this.settled.delete(snap.metadata.uid ?? "");
     if (st.phase === "Succeeded") return this.verify(snap);
     if (st.phase === "Failed" && st.observedGeneration !== undefined) {
       // Level-triggered cleanup: whatever a failed attempt left is removed, however often asked.
@@ -358,6 +364,8 @@ export class NodeSnapshotReconciler {
 
   private async write(snap: Snapshot, fields: Record<string, unknown>, standing: Standing) {
     const generation = snap.metadata.generation ?? 0;
+    if (fields.phase === "Succeeded" || fields.phase === "Failed")
+      this.settled.set(snap.metadata.uid ?? "", fields.phase);
     const keep = (snap.status ?? {}) as Record<string, unknown>;
     // Fields this writer set earlier and does not change now stay (one apply holds them all).
     const kept = Object.fromEntries(

@@ -70,14 +70,18 @@ function asDevice(d: ObservedDisk): DiskDevice {
 
 type DiskStatus = NonNullable<VirtualMachineStatus["disks"]>[number];
 
-/** status.disks (seed 000 vdisks/vpools) and storedData from the disks the domain has. */
+/**
+ * status.disks (seed 000 vdisks/vpools) from the disks the domain has, and storedData: what they
+ * take on the node plus SNAPSHOT_BYTES, what the VM's snapshots stored.
+ */
 export function diskStatus(
   vm: VirtualMachine,
   attached: ReadonlyArray<{ name: string; path: string }>,
   diskNamed: (name: string) => VMDisk | undefined,
+  snapshotBytes = 0,
 ): { disks: DiskStatus[]; storedData: number } {
   const refs = new Map((vm.spec.disks ?? []).map((d) => [d.name, d.diskRef.name]));
-  let storedData = 0;
+  let storedData = snapshotBytes;
   const disks = attached.map((a) => {
     const ref = refs.get(a.name);
     const s = ref ? diskNamed(ref)?.status : undefined;

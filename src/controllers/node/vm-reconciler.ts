@@ -86,6 +86,8 @@ export interface NodeVmReconcilerOptions {
   admission: NodeAdmissionContext;
   /** Held for each reconcile: snapshots and restores of the VM hold it too. */
   locks: DomainLocks;
+  /** Bytes the VM's snapshots stored (they count in status.storedData). */
+  snapshotBytes?: (vm: VirtualMachine) => number;
   log: Logger;
 }
 
@@ -322,7 +324,12 @@ export class NodeVmReconciler {
         stopping: progress.shutdownRequestedAt !== undefined,
         lastOperation: progress.lastOperation,
         links: devices?.links ?? {},
-        ...diskStatus(vm, attached, (disk) => this.o.disks.get(disk, namespace)),
+        ...diskStatus(
+          vm,
+          attached,
+          (disk) => this.o.disks.get(disk, namespace),
+          this.o.snapshotBytes?.(vm) ?? 0,
+        ),
         ...(diskWait ? { waiting: diskWait } : {}),
         ...(crashLooping(progress, state.state, Date.now()) ? { crashLoops: progress.quickCrashes } : {}),
         ...(diskFailure ? { failure: diskFailure } : {}),

@@ -5,6 +5,7 @@ import type { VMDisk } from "../../../src/api/vmdisk.ts";
 import type { VMRestore, VMSnapshot } from "../../../src/api/vmsnapshot.ts";
 import { judgeRestore } from "../../../src/controllers/cluster/restore-judge.ts";
 import { acceptSnapshot, uniqueTimestamp } from "../../../src/controllers/cluster/snapshot-accept.ts";
+import { snapshotFigures } from "../../../src/controllers/cluster/snapshot-metrics.ts";
 import { snapshotMirror } from "../../../src/controllers/cluster/snapshot-mirror.ts";
 import { DomainLocks } from "../../../src/controllers/node/domain-locks.ts";
 import { hardwareChanges, shouldRunAfterRestore } from "../../../src/controllers/node/restore-plan.ts";
@@ -233,7 +234,7 @@ describe("judging a restore", () => {
 });
 
 describe("the VM mirrors its snapshots", () => {
-  it("lists its taken snapshots oldest first and counts their bytes with its disks'", () => {
+  it("lists its taken snapshots oldest first, only its own", () => {
     const v = vm({}, { disks: [{ name: "root", actualSize: 1000 }] });
     const mk = (name: string, ts: number, extra: Partial<VMSnapshot["status"]> = {}): VMSnapshot => ({
       ...snapshot(
@@ -255,7 +256,32 @@ describe("the VM mirrors its snapshots", () => {
         ["b", "Snap_b"],
       ],
     );
-    assert.equal(out.storedData, 1020);
+  });
+});
+
+describe("snapshot metrics", () => {
+  it("count, bytes and last success of taken snapshots; failed ones apart", () => {
+    const mk = (name: string, vmName: string, status: VMSnapshot["status"]): VMSnapshot => ({
+      ...snapshot(status, { vmName }),
+      metadata: { name, namespace: "team" },
+    });
+    const figures = snapshotFigures([
+      mk("a", "web", { phase: "Succeeded", storedBytes: 5, creationTime: "2026-11-26T10:00:00Z" }),
+      mk("b", "web", { phase: "Succeeded", storedBytes: 7, creationTime: "2026-11-26T11:00:00Z" }),
+      mk("c", "web", { phase: "Failed" }),
+      mk("d", "db", { phase: "InProgress" }),
+    ]);
+    assert.deepEqual(figures, [
+      {
+        namespace: "team",
+        name: "web",
+        count: 2,
+        storedBytes: 12,
+        failed: 1,
+        lastSuccessSeconds: Date.parse("2026-11-26T11:00:00Z") / 1000,
+      },
+      { namespace: "team", name: "db", count: 0, storedBytes: 0, failed: 0 },
+    ]);
   });
 });
 

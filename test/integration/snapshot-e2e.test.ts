@@ -1,0 +1,276 @@
+// Snapshots and restores against real TCG guests, as a tenant would use them. The guest keeps a
+// counter on its disk and prints it every second (lvo.counter), so a restore shows on the
+// console: a disk restore boots with the counter of the snapshot (COUNTER-BOOT), a memory
+// restore goes on counting from the snapshot's value with its uptime gone back and no boot at
+// all. A plain restart would show neither, so each test fails if the restore were one.
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { VirtualMachine } from "../../src/api/virtualmachine.ts";
+import type { VMRestore, VMSnapshot } from "../../src/api/vmsnapshot.ts";
+import { consoleText, ensureGuest, type Guest, guestVmSpec, POWEROFF } from "../support/guest.ts";
+import {
+  actAsTenant,
+  applyObject,
+  applyVm,
+  consoleLogOf,
+  getObject,
+  isPrintable,
+  startTestOperator,
+  stopTestOperator,
+  virsh,
+  waitForObject,
+  waitForVm,
+} from "../support/operator.ts";
+import { kubectl, testNamespace } from "../support/stack.ts";
+
+let guest: Guest;
+let ns = "";
+
+const COUNTER = /LIBVIRT-OPERATOR-GUEST-COUNTER (\d+) uptime=([\d.]+)/g;
+const COUNTER_BOOT = /LIBVIRT-OPERATOR-GUEST-COUNTER-BOOT (\d+)/g;
+
+interface Tick {
+  n: number;
+  uptime: number;
+}
+
+/**
+ * VM's console from character FROM on; with AFTER_STOP, only what follows the guest's power-off
+ * after FROM (the restore stops the guest gracefully: what comes after is the restored guest).
+ */
+function consoleFrom(vm: string, from: number, afterStop: boolean): string {
+  const text = consoleText(consoleLogOf(ns, vm)).slice(from);
+  if (!afterStop) return text;
+  const stop = text.indexOf(POWEROFF);
+  return stop < 0 ? "" : text.slice(stop + POWEROFF.length);
+}
+
+/** Counter lines of VM's console from character FROM on. */
+function ticks(vm: string, from = 0, afterStop = false): Tick[] {
+  return [...consoleFrom(vm, from, afterStop).matchAll(COUNTER)].map((m) => ({
+    n: Number(m[1]),
+    uptime: Number(m[2]),
+  }));
+}
+function boots(vm: string, from = 0, afterStop = false): number[] {
+  return [...consoleFrom(vm, from, afterStop).matchAll(COUNTER_BOOT)].map((m) => Number(m[1]));
+}
+const lastTick = (vm: string) => ticks(vm).at(-1)?.n ?? -1;
+const consoleLength = (vm: string) => consoleText(consoleLogOf(ns, vm)).length;
+
+async function waitForTick(
+  vm: string,
+  atLeast: number,
+  from = 0,
+  timeoutMs = 60_000,
+  afterStop = false,
+): Promise<Tick> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const t = ticks(vm, from, afterStop).at(-1);
+    if (t && t.n >= atLeast) return t;
+    await sleep(200);
+  }
+  throw new Error(
+    `${vm}: the counter never reached ${atLeast}: ${consoleText(consoleLogOf(ns, vm)).slice(-1500)}`,
+  );
+}
+
+const snapshotOf = (name: string) => getObject<VMSnapshot>("vmsnapshot", ns, name);
+const waitForSnapshot = (
+  name: string,
+  check: (s: VMSnapshot | undefined) => boolean,
+  what: string,
+  ms = 120_000,
+) => waitForObject<VMSnapshot>("vmsnapshot", ns, name, check, what, ms);
+const waitForRestore = (
+  name: string,
+  check: (r: VMRestore | undefined) => boolean,
+  what: string,
+  ms = 240_000,
+) => waitForObject<VMRestore>("vmrestore", ns, name, check, what, ms);
+const finished = (r: VMRestore | undefined) =>
+  r?.status?.phase === "Succeeded" || r?.status?.phase === "Failed";
+
+/** Takes snapshot NAME of VM and returns the counter range it must hold. */
+async function snapshotNow(vm: string, name: string, spec: Record<string, unknown> = {}) {
+  const before = lastTick(vm);
+  await applyObject("VMSnapshot", ns, name, { vmName: vm, ...spec });
+  const snap = await waitForSnapshot(
+    name,
+    (s) => s?.status?.phase === "Succeeded" || s?.status?.phase === "Failed",
+    "taken",
+  );
+  assert.equal(snap?.status?.phase, "Succeeded", JSON.stringify(snap?.status));
+  const afterTick = lastTick(vm);
+  return { snap: snap!, low: before, high: afterTick + 1 };
+}
+
+async function restoreNow(vm: string, name: string, snapshot: string) {
+  const from = consoleLength(vm);
+  await applyObject("VMRestore", ns, name, { vmName: vm, snapshotName: snapshot });
+  const r = await waitForRestore(name, finished, "finished");
+  assert.equal(r?.status?.phase, "Succeeded", JSON.stringify(r?.status));
+  return { restore: r!, from };
+}
+
+before(async () => {
+  guest = await ensureGuest();
+  ns = await testNamespace("snapshot-e2e");
+  await startTestOperator();
+  await actAsTenant(ns);
+});
+
+after(async () => {
+  await kubectl(["delete", "vm", "--all", "-n", ns, "--wait=true", "--timeout=120s"]).catch(() => undefined);
+  await kubectl(["delete", "vmdisk", "--all", "-n", ns, "--wait=true", "--timeout=60s"]).catch(
+    () => undefined,
+  );
+  await stopTestOperator();
+});
+
+/** A running guest counting on a FORMAT disk; returns once it counts. */
+async function countingVm(vm: string, format: "qcow2" | "raw") {
+  await applyObject("VMDisk", ns, `${vm}-counter`, { provisionedSize: "16Mi", format });
+  await applyVm(
+    ns,
+    vm,
+    guestVmSpec(guest, {
+      memory: "128Mi",
+      boot: { kernel: guest.kernel, initrd: guest.initrd, cmdline: "console=ttyS0 panic=-1 lvo.counter=vda" },
+      disks: [{ name: "counter", diskRef: { name: `${vm}-counter` } }],
+    }),
+  );
+  await waitForVm(ns, vm, isPrintable("Running"), "Running", 120_000);
+  await waitForTick(vm, 3);
+}
+
+/** Disk-only and memory snapshots of a running VM, each restored; every check fails for a plain restart. */
+async function roundTrip(vm: string, format: "qcow2" | "raw", method: string) {
+  await countingVm(vm, format);
+  const disk = await snapshotNow(vm, `${vm}-disk`);
+  assert.equal(disk.snap.status?.method, method);
+  assert.deepEqual(disk.snap.status?.indications, ["Online"]);
+  assert.ok((disk.snap.status?.storedBytes ?? 0) >= 0);
+  assert.deepEqual(
+    disk.snap.status?.disks?.map((d) => [d.name, d.vmDisk]),
+    [["counter", `${vm}-counter`]],
+  );
+  await waitForTick(vm, disk.high + 3); // marker B: written after the snapshot
+  const mem = await snapshotNow(vm, `${vm}-mem`, { memory: true });
+  assert.deepEqual(mem.snap.status?.indications, ["Online", "Memory"]);
+  const memUptime = ticks(vm).find((t) => t.n === mem.low)?.uptime ?? 0;
+  await waitForTick(vm, mem.high + 3);
+
+  // The VM mirrors both, oldest first, with unique timestamps.
+  const v = await waitForVm(
+    ns,
+    vm,
+    (x) => (x?.status?.snapshots?.length ?? 0) === 2,
+    "two snapshots in status",
+  );
+  const stamps = v!.status!.snapshots!.map((s) => s.timestamp);
+  assert.deepEqual(
+    v!.status!.snapshots!.map((s) => s.name),
+    [`${vm}-disk`, `${vm}-mem`],
+  );
+  assert.notEqual(stamps[0], stamps[1]);
+
+  // Disk restore: the guest boots with the snapshot's counter, earlier than what it had written.
+  const beforeRestore = lastTick(vm);
+  const r1 = await restoreNow(vm, `${vm}-r1`, `${vm}-disk`);
+  assert.equal(r1.restore.status?.memoryRestored, false);
+  assert.deepEqual(r1.restore.status?.restoredDisks, ["counter"]);
+  await waitForTick(vm, 0, r1.from, 60_000, true);
+  const booted = boots(vm, r1.from, true);
+  assert.equal(booted.length, 1, "one boot after the disk restore");
+  assert.ok(
+    booted[0]! >= disk.low && booted[0]! <= disk.high && booted[0]! < beforeRestore,
+    `booted with ${booted[0]}, the snapshot held ${disk.low}..${disk.high}, the disk had ${beforeRestore}`,
+  );
+  await waitForVm(ns, vm, isPrintable("Running"), "Running after the disk restore");
+
+  // Memory restore: no boot; the counter and the uptime go back to the snapshot's moment.
+  const r2 = await restoreNow(vm, `${vm}-r2`, `${vm}-mem`);
+  assert.equal(r2.restore.status?.memoryRestored, true, JSON.stringify(r2.restore.status));
+  const first = ticks(vm, r2.from, true)[0] ?? (await waitForTick(vm, 0, r2.from, 60_000, true));
+  assert.deepEqual(boots(vm, r2.from, true), [], "the guest resumed, it did not boot");
+  assert.ok(
+    first.n >= mem.low && first.n <= mem.high + 1,
+    `resumed counting at ${first.n}; the snapshot was taken at ${mem.low}..${mem.high}`,
+  );
+  assert.ok(
+    first.uptime < memUptime + 5,
+    `uptime ${first.uptime} s went back to the snapshot's (~${memUptime} s)`,
+  );
+  await waitForVm(ns, vm, isPrintable("Running"), "Running after the memory restore");
+  process.stderr.write(
+    `    ${format}: disk restore booted at ${booted[0]} (had ${beforeRestore}); memory restore resumed at ${first.n}\n`,
+  );
+}
+
+describe("snapshots and restores (TCG guests)", () => {
+  it("qcow2: libvirt's internal snapshots, disk-only and with memory, of a running VM, each restored", async () => {
+    await roundTrip("q", "qcow2", "Internal");
+    assert.match(await virsh("snapshot-list", `${ns}_q`, "--name"), /lvo-\d+/);
+  });
+
+  it("raw: volume copies and a memory image, each restored", async () => {
+    await roundTrip("r", "raw", "VolumeCopy");
+    const vols = await virsh("vol-list", "libvirt-operator");
+    assert.match(vols, new RegExp(`${ns}_r-counter_snap-\\d+\\.img`));
+  });
+
+  it("refuses a snapshot of another VM, a missing or failed snapshot, and a second restore in flight", async () => {
+    await applyObject("VMSnapshot", ns, "orphan", { vmName: "no-such-vm", failureDeadline: "3s" });
+    const failed = await waitForSnapshot("orphan", (s) => s?.status?.phase === "Failed", "Failed");
+    assert.match(failed?.status?.error ?? "", /no-such-vm does not exist; its failureDeadline passed/);
+    const cases: Array<[string, Record<string, string>, RegExp]> = [
+      ["wrong-vm", { vmName: "q", snapshotName: "r-disk" }, /snapshot of VirtualMachine r, not of q/],
+      ["missing", { vmName: "q", snapshotName: "nope" }, /VMSnapshot nope does not exist/],
+      ["failed", { vmName: "q", snapshotName: "orphan" }, /snapshot of VirtualMachine no-such-vm|failed/],
+    ];
+    for (const [name, spec, message] of cases) {
+      await applyObject("VMRestore", ns, name, spec);
+      const r = await waitForRestore(name, (x) => x?.status?.phase === "Failed", "refused", 30_000);
+      assert.match(r?.status?.error ?? "", message, name);
+      assert.equal(r?.status?.conditions?.find((c) => c.type === "Stalled")?.status, "True");
+    }
+    // Two restores at once: one runs, the other is refused while it does.
+    await applyObject("VMRestore", ns, "twin-a", { vmName: "q", snapshotName: "q-disk" });
+    await applyObject("VMRestore", ns, "twin-b", { vmName: "q", snapshotName: "q-disk" });
+    const a = await waitForRestore("twin-a", finished, "finished");
+    const b = await waitForRestore("twin-b", finished, "finished");
+    const phases = [a?.status?.phase, b?.status?.phase].sort();
+    assert.deepEqual(phases, ["Failed", "Succeeded"], JSON.stringify([a?.status, b?.status]));
+    const refused = a?.status?.phase === "Failed" ? a : b;
+    assert.match(refused?.status?.error ?? "", /is restoring VirtualMachine q now/);
+    await waitForVm(ns, "q", isPrintable("Running"), "Running after the twin restores");
+  });
+
+  it("a deleted snapshot is removed from the node; a deleted VM takes its snapshots with it", async () => {
+    await kubectl(["delete", "vmsnapshot", "q-mem", "-n", ns, "--wait=true", "--timeout=60s"]);
+    const left = await virsh("snapshot-list", `${ns}_q`, "--name");
+    const kept = (await snapshotOf("q-disk"))?.status?.libvirtName;
+    assert.deepEqual(
+      left.trim().split(/\s+/).filter(Boolean),
+      [kept],
+      "only q-disk's libvirt snapshot is left",
+    );
+    await kubectl(["delete", "vmsnapshot", "r-mem", "-n", ns, "--wait=true", "--timeout=60s"]);
+    const copies =
+      (await virsh("vol-list", "libvirt-operator")).match(/^\s*\S*_r-counter_snap-\d+\.img/gm) ?? [];
+    assert.equal(copies.length, 1, `only r-disk's copy is left: ${copies}`);
+    await kubectl(["delete", "vm", "r", "-n", ns, "--wait=true", "--timeout=120s"]);
+    const deadline = Date.now() + 60_000;
+    while ((await snapshotOf("r-disk")) && Date.now() < deadline) await sleep(500);
+    assert.equal(await snapshotOf("r-disk"), undefined, "the VM's snapshots went with it");
+    assert.doesNotMatch(await virsh("vol-list", "libvirt-operator"), /r-counter_snap-/, "and their copies");
+    const vm = await getObject<VirtualMachine>("virtualmachine", ns, "q");
+    assert.deepEqual(
+      vm?.status?.snapshots?.map((s) => s.name),
+      ["q-disk"],
+    );
+  });
+});
