@@ -1,11 +1,16 @@
 // The bench stack (its own ports and state, apart from make local and the tests) and the
-// pieces every benchmark uses: progress lines and one warmed-up API client.
+// pieces every benchmark uses: progress lines, one warmed-up API client, the test guest and
+// the domain XML the agent would define, for the raw libvirt runs.
 import { join } from "node:path";
 import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
-import { GROUP, VERSION } from "../src/api/common.ts";
+import { API_VERSION, GROUP, VERSION } from "../src/api/common.ts";
+import type { VirtualMachine } from "../src/api/virtualmachine.ts";
 import { localNodeName } from "../src/cmd/local/kube.ts";
 import { kubeconfigPath, type StackConfig, stackDown, stackUp } from "../src/cmd/local/stack.ts";
 import { REPO_ROOT, run } from "../src/cmd/local/tools.ts";
+import type { HostCapabilities } from "../src/hypervisor/capabilities.ts";
+import { domainDefinitionFor } from "../src/hypervisor/domain/from-spec.ts";
+import { buildDomainXml, type DiskDevice } from "../src/hypervisor/domain/xml.ts";
 
 export const STACK: StackConfig = {
   stateDir: join(REPO_ROOT, ".local", "bench-stack"),
@@ -47,4 +52,50 @@ export async function apiClient(plural: string): Promise<{ kc: KubeConfig; api: 
   }
   await client.api.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural });
   return client;
+}
+
+export interface Guest {
+  kernel: string;
+  initrd: string;
+}
+
+/** The TCG test guest (scripts/setup/guest.sh), built when missing. */
+export async function guestFiles(): Promise<Guest> {
+  const { stdout } = await run("bash", [join(REPO_ROOT, "scripts", "setup", "guest.sh")], {
+    timeoutMs: 600_000,
+  });
+  const dir = stdout.trim().split("\n").at(-1)!;
+  return { kernel: join(dir, "vmlinuz"), initrd: join(dir, "initramfs.img") };
+}
+
+/**
+ * The XML the agent would define for a VM with SPEC, as domain <NS>_raw-NAME owned by no cluster
+ * of ours (the agents leave it alone): the raw libvirt side of a comparison.
+ */
+export function rawDomainXml(
+  host: HostCapabilities,
+  name: string,
+  spec: Record<string, unknown>,
+  guest: Guest,
+  inputs: { disks?: DiskDevice[]; consoleLog?: string } = {},
+): string {
+  return buildDomainXml(
+    domainDefinitionFor(
+      {
+        apiVersion: API_VERSION,
+        kind: "VirtualMachine",
+        metadata: { name: `raw-${name}`, namespace: NS, uid: name },
+        spec,
+      } as VirtualMachine,
+      {
+        cluster: "bench",
+        uuid: crypto.randomUUID(),
+        macs: {},
+        disks: inputs.disks ?? [],
+        ...(inputs.consoleLog ? { consoleLog: inputs.consoleLog } : {}),
+        media: { kernel: guest.kernel, initrd: guest.initrd },
+      },
+    ),
+    host,
+  );
 }

@@ -13,26 +13,15 @@ import type { VirtualMachine } from "../src/api/virtualmachine.ts";
 import { kubectl } from "../src/cmd/local/kube.ts";
 import { runningPid } from "../src/cmd/local/processes.ts";
 import { stackDown } from "../src/cmd/local/stack.ts";
-import { REPO_ROOT, run } from "../src/cmd/local/tools.ts";
 import { parseCapabilities } from "../src/hypervisor/capabilities.ts";
-import { domainDefinitionFor } from "../src/hypervisor/domain/from-spec.ts";
-import { buildDomainXml } from "../src/hypervisor/domain/xml.ts";
 import { DomainUndefineFlags, LibvirtClient } from "../src/hypervisor/libvirt/index.ts";
-import { apiClient, freshStack, KUBECONFIG, NS, progress, STACK } from "./stack.ts";
+import { apiClient, freshStack, guestFiles, KUBECONFIG, NS, progress, rawDomainXml, STACK } from "./stack.ts";
 import { summarize, table } from "./stats.ts";
 
 const BURST = Number(process.env.BENCH_BURST ?? 20);
 const SINGLE_RUNS = Number(process.env.BENCH_SINGLE_RUNS ?? 5);
 const STEADY_SECONDS = Number(process.env.BENCH_STEADY_SECONDS ?? 60);
 const STATISTICS_SECONDS = Number(process.env.STATISTICS_INTERVAL_SECONDS ?? 60);
-
-async function guestFiles(): Promise<{ kernel: string; initrd: string }> {
-  const { stdout } = await run("bash", [join(REPO_ROOT, "scripts", "setup", "guest.sh")], {
-    timeoutMs: 600_000,
-  });
-  const dir = stdout.trim().split("\n").at(-1)!;
-  return { kernel: join(dir, "vmlinuz"), initrd: join(dir, "initramfs.img") };
-}
 
 function vmSpec(guest: { kernel: string; initrd: string }) {
   return {
@@ -153,26 +142,7 @@ async function deleteAll() {
 /** The same domains straight through libvirt: define + start, then destroy + undefine. */
 async function rawRun(libvirt: LibvirtClient, names: string[], guest: { kernel: string; initrd: string }) {
   const host = parseCapabilities(await libvirt.capabilities());
-  const xmls = names.map((name) =>
-    buildDomainXml(
-      domainDefinitionFor(
-        {
-          apiVersion: API_VERSION,
-          kind: "VirtualMachine",
-          metadata: { name: `raw-${name}`, namespace: NS, uid: name },
-          spec: vmSpec(guest),
-        } as VirtualMachine,
-        {
-          cluster: "bench",
-          uuid: crypto.randomUUID(),
-          macs: {},
-          disks: [],
-          media: { kernel: guest.kernel, initrd: guest.initrd },
-        },
-      ),
-      host,
-    ),
-  );
+  const xmls = names.map((name) => rawDomainXml(host, name, vmSpec(guest), guest));
   const latencies = await Promise.all(
     xmls.map(async (xml) => {
       const t = performance.now();

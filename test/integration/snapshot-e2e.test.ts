@@ -4,11 +4,20 @@
 // restore goes on counting from the snapshot's value with its uptime gone back and no boot at
 // all. A plain restart would show neither, so each test fails if the restore were one.
 import assert from "node:assert/strict";
+import { readFileSync, rmSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { VirtualMachine } from "../../src/api/virtualmachine.ts";
 import type { VMRestore, VMSnapshot } from "../../src/api/vmsnapshot.ts";
-import { consoleText, ensureGuest, type Guest, guestVmSpec, POWEROFF } from "../support/guest.ts";
+import {
+  AGENT_STARTED,
+  consoleText,
+  ensureGuest,
+  type Guest,
+  guestVmSpec,
+  POWEROFF,
+  waitForConsole,
+} from "../support/guest.ts";
 import {
   actAsTenant,
   applyObject,
@@ -132,6 +141,7 @@ after(async () => {
 
 /** A running guest counting on a FORMAT disk; returns once it counts. */
 async function countingVm(vm: string, format: "qcow2" | "raw") {
+  rmSync(consoleLogOf(ns, vm), { force: true }); // an earlier run's console is appended to
   await applyObject("VMDisk", ns, `${vm}-counter`, { provisionedSize: "16Mi", format });
   await applyVm(
     ns,
@@ -157,6 +167,16 @@ async function roundTrip(vm: string, format: "qcow2" | "raw", method: string) {
     disk.snap.status?.disks?.map((d) => [d.name, d.vmDisk]),
     [["counter", `${vm}-counter`]],
   );
+  if (method === "VolumeCopy") {
+    // The copy beside the volume holds the counter as it was.
+    const copy = disk.snap.status?.disks?.[0]?.volume ?? "";
+    const path = (await virsh("vol-path", copy, "--pool", "libvirt-operator")).trim();
+    const held = Number(readFileSync(path).subarray(0, 32).toString().split("\n")[0]);
+    assert.ok(
+      held >= disk.low && held <= disk.high,
+      `the copy ${copy} holds ${held}, not ${disk.low}..${disk.high}`,
+    );
+  }
   await waitForTick(vm, disk.high + 3); // marker B: written after the snapshot
   const mem = await snapshotNow(vm, `${vm}-mem`, { memory: true });
   assert.deepEqual(mem.snap.status?.indications, ["Online", "Memory"]);
@@ -222,6 +242,105 @@ describe("snapshots and restores (TCG guests)", () => {
     assert.match(vols, new RegExp(`${ns}_r-counter_snap-\\d+\\.img`));
   });
 
+  it("consistent: the real guest agent freezes the guest's file system; a hung agent gives a crash-consistent snapshot in time", async () => {
+    rmSync(consoleLogOf(ns, "c"), { force: true });
+    await applyObject("VMDisk", ns, "c-counter", { provisionedSize: "16Mi" });
+    await applyObject("VMDisk", ns, "c-data", { provisionedSize: "64Mi" });
+    await applyVm(
+      ns,
+      "c",
+      guestVmSpec(guest, {
+        memory: "128Mi",
+        boot: {
+          kernel: guest.kernel,
+          initrd: guest.initrd,
+          cmdline: "console=ttyS0 panic=-1 lvo.counter=vda lvo.ext4=vdb",
+        },
+        disks: [
+          { name: "counter", diskRef: { name: "c-counter" } },
+          { name: "data", diskRef: { name: "c-data" } },
+        ],
+      }),
+    );
+    await waitForVm(ns, "c", isPrintable("Running"), "Running", 120_000);
+    await waitForConsole(consoleLogOf(ns, "c"), AGENT_STARTED, 90_000);
+    const frozen = await snapshotNow("c", "c-consistent", { consistent: true });
+    assert.deepEqual(frozen.snap.status?.indications, ["Online", "GuestAgent"]);
+    assert.equal(frozen.snap.status?.isConsistent, true);
+    const taken = frozen.snap.status?.conditions?.find((c) => c.type === "Ready")?.message ?? "";
+    assert.match(taken, /the guest agent froze 1 file system\b/);
+
+    // The agent stops itself (SIGSTOP, through its own guest-exec) and never answers again.
+    await virsh(
+      "qemu-agent-command",
+      `${ns}_c`,
+      JSON.stringify({
+        execute: "guest-exec",
+        arguments: { path: "/bin/sh", arg: ["-c", "sleep 1; kill -STOP $(pidof qemu-ga)"] },
+      }),
+    );
+    await sleep(2000);
+    const started = Date.now();
+    const hung = await snapshotNow("c", "c-hung-agent", { consistent: true, failureDeadline: "2m" });
+    const tookMs = Date.now() - started;
+    assert.deepEqual(hung.snap.status?.indications, ["Online", "NoGuestAgent"]);
+    assert.equal(hung.snap.status?.isConsistent, false);
+    assert.match(
+      hung.snap.status?.conditions?.find((c) => c.type === "Ready")?.message ?? "",
+      /crash-consistent/,
+    );
+    assert.ok(tookMs < 120_000, `within its deadline (${tookMs} ms)`);
+    // The guest runs on.
+    await waitForTick("c", lastTick("c") + 3);
+    process.stderr.write(`    hung agent: crash-consistent snapshot in ${(tookMs / 1000).toFixed(1)} s\n`);
+  });
+
+  it("a VM with snapshots: its disk grows, a disk plugged later stays through a restore, a detached one refuses it", async () => {
+    // Grow (qcow2 v3 grows with internal snapshots inside) while the guest runs.
+    await applyObject("VMDisk", ns, "q-counter", { provisionedSize: "32Mi", format: "qcow2" });
+    await waitForObject<{ status?: { provisionedSize?: number; phase?: string } }>(
+      "vmdisk",
+      ns,
+      "q-counter",
+      (d) => d?.status?.provisionedSize === 32 * 2 ** 20 && d.status.phase === "Ready",
+      "grown to 32Mi",
+    );
+    // Hot-plug a disk the snapshots do not hold, then restore the memory snapshot.
+    await applyObject("VMDisk", ns, "q-extra", { provisionedSize: "8Mi" });
+    const vm = (await getObject<VirtualMachine>("virtualmachine", ns, "q"))!;
+    const withExtra = [...(vm.spec.disks ?? []), { name: "extra", diskRef: { name: "q-extra" } }];
+    await applyVm(ns, "q", { ...vm.spec, disks: withExtra });
+    const hasExtra = (v: VirtualMachine | undefined) =>
+      Boolean(v?.status?.disks?.some((d) => d.name === "extra"));
+    await waitForVm(ns, "q", hasExtra, "with the extra disk plugged");
+    await snapshotNow("q", "q-mem2", { memory: true });
+    const r = await restoreNow("q", "q-r3", "q-mem2");
+    assert.equal(r.restore.status?.memoryRestored, true);
+    await waitForVm(ns, "q", (v) => hasExtra(v) && isPrintable("Running")(v), "Running with the extra disk");
+    // Unplug the disk the snapshots hold: an internal snapshot cannot restore without it.
+    await applyVm(ns, "q", { ...vm.spec, disks: [{ name: "extra", diskRef: { name: "q-extra" } }] });
+    await waitForVm(
+      ns,
+      "q",
+      (v) => !v?.status?.disks?.some((d) => d.name === "counter"),
+      "counter unplugged",
+    );
+    await applyObject("VMRestore", ns, "q-r4", { vmName: "q", snapshotName: "q-mem2" });
+    const refused = await waitForRestore("q-r4", finished, "refused", 30_000);
+    assert.equal(refused?.status?.phase, "Failed");
+    assert.match(
+      refused?.status?.error ?? "",
+      /disk counter \(VMDisk q-counter\) left the VM since the snapshot/,
+    );
+    await applyVm(ns, "q", vm.spec);
+    await waitForVm(
+      ns,
+      "q",
+      (v) => Boolean(v?.status?.disks?.some((d) => d.name === "counter")),
+      "counter back",
+    );
+  });
+
   it("refuses a snapshot of another VM, a missing or failed snapshot, and a second restore in flight", async () => {
     await applyObject("VMSnapshot", ns, "orphan", { vmName: "no-such-vm", failureDeadline: "3s" });
     const failed = await waitForSnapshot("orphan", (s) => s?.status?.phase === "Failed", "Failed");
@@ -250,14 +369,13 @@ describe("snapshots and restores (TCG guests)", () => {
   });
 
   it("a deleted snapshot is removed from the node; a deleted VM takes its snapshots with it", async () => {
-    await kubectl(["delete", "vmsnapshot", "q-mem", "-n", ns, "--wait=true", "--timeout=60s"]);
-    const left = await virsh("snapshot-list", `${ns}_q`, "--name");
-    const kept = (await snapshotOf("q-disk"))?.status?.libvirtName;
-    assert.deepEqual(
-      left.trim().split(/\s+/).filter(Boolean),
-      [kept],
-      "only q-disk's libvirt snapshot is left",
+    const gone = (await snapshotOf("q-mem"))?.status?.libvirtName;
+    const wanted = await Promise.all(
+      ["q-disk", "q-mem2"].map(async (n) => (await snapshotOf(n))?.status?.libvirtName),
     );
+    await kubectl(["delete", "vmsnapshot", "q-mem", "-n", ns, "--wait=true", "--timeout=60s"]);
+    const left = (await virsh("snapshot-list", `${ns}_q`, "--name")).trim().split(/\s+/).filter(Boolean);
+    assert.deepEqual(left.sort(), wanted.sort(), `${gone} is gone from libvirt, the others stay`);
     await kubectl(["delete", "vmsnapshot", "r-mem", "-n", ns, "--wait=true", "--timeout=60s"]);
     const copies =
       (await virsh("vol-list", "libvirt-operator")).match(/^\s*\S*_r-counter_snap-\d+\.img/gm) ?? [];
@@ -267,10 +385,11 @@ describe("snapshots and restores (TCG guests)", () => {
     while ((await snapshotOf("r-disk")) && Date.now() < deadline) await sleep(500);
     assert.equal(await snapshotOf("r-disk"), undefined, "the VM's snapshots went with it");
     assert.doesNotMatch(await virsh("vol-list", "libvirt-operator"), /r-counter_snap-/, "and their copies");
-    const vm = await getObject<VirtualMachine>("virtualmachine", ns, "q");
+    const vm = await waitForVm(ns, "q", (v) => v?.status?.snapshots?.length === 2, "two snapshots left");
     assert.deepEqual(
       vm?.status?.snapshots?.map((s) => s.name),
-      ["q-disk"],
+      ["q-disk", "q-mem2"],
     );
+    assert.ok((vm?.status?.storedData ?? 0) > 0, "storedData counts disks and snapshots");
   });
 });

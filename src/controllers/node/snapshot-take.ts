@@ -93,6 +93,7 @@ export async function takeSnapshot(
         frozen = true;
         isConsistent = true;
         indications.push("GuestAgent");
+        notes.push(`the guest agent froze ${n} file system${n === 1 ? "" : "s"}`);
         ctx.log.info({ frozen: n }, "guest file systems frozen");
       } catch (err) {
         // An agent that answers late may still freeze (our deadline passed, the agent hung):
