@@ -65,7 +65,8 @@ function vmSpec(guest: Guest, disk?: string): Record<string, unknown> {
   };
 }
 
-type Obj = { status?: { phase?: string; printableStatus?: string; error?: string } };
+type Status = { phase?: string; printableStatus?: string; conditions?: { type: string; message?: string }[] };
+type Obj = { status?: Status };
 
 /** Creates KIND NAME and resolves with its create → DONE latency (ms), seen through a watch. */
 async function createUntil(kind: string, name: string, spec: object, done: (o: Obj) => boolean) {
@@ -75,9 +76,9 @@ async function createUntil(kind: string, name: string, spec: object, done: (o: O
   let finish: (ms: number) => void = () => undefined;
   let fail: (err: Error) => void = () => undefined;
   const reached = new Promise<number>((resolve, reject) => {
-    finish = resolve;
-    fail = reject;
+    [finish, fail] = [resolve, reject];
   });
+  const timer = setTimeout(() => fail(new Error(`${kind} ${name}: not there in 5 minutes`)), 300_000);
   const watch = await new Watch(kc).watch(
     `/apis/${GROUP}/${VERSION}/namespaces/${NS}/${plural}`,
     { fieldSelector: `metadata.name=${name}` },
@@ -97,11 +98,9 @@ async function createUntil(kind: string, name: string, spec: object, done: (o: O
     body: { apiVersion: API_VERSION, kind, metadata: { name, namespace: NS }, spec },
   });
   try {
-    return await Promise.race([
-      reached,
-      sleep(300_000).then(() => Promise.reject(new Error(`${kind} ${name} did not get there`))),
-    ]);
+    return await reached;
   } finally {
+    clearTimeout(timer);
     watch.abort();
   }
 }
@@ -113,34 +112,20 @@ async function remove(kind: string, name: string) {
   await kubectl(KUBECONFIG, ["delete", kind, name, "-n", NS, "--wait=true", "--timeout=120s"]);
 }
 
+async function get(plural: string, name: string): Promise<Obj> {
+  const { api } = await apiClient(plural);
+  return api.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural, name });
+}
+
 async function waitRunning(vm: string) {
-  const { api } = await apiClient("virtualmachines");
-  const get = () =>
-    api.getNamespacedCustomObject({
-      group: GROUP,
-      version: VERSION,
-      namespace: NS,
-      plural: "virtualmachines",
-      name: vm,
-    });
-  for (let t = Date.now(); !running((await get()) as Obj); await sleep(100))
+  for (let t = Date.now(); !running(await get("virtualmachines", vm)); await sleep(100))
     if (Date.now() - t > 120_000) throw new Error(`VM ${vm} is not Running after its restore`);
 }
 
 /** The agent's own duration of snapshot NAME ("taken in N ms" in its Ready condition). */
 async function agentMs(name: string): Promise<number> {
-  const { api } = await apiClient("vmsnapshots");
-  const o = (await api.getNamespacedCustomObject({
-    group: GROUP,
-    version: VERSION,
-    namespace: NS,
-    plural: "vmsnapshots",
-    name,
-  })) as {
-    status?: { conditions?: Array<{ type: string; message?: string }> };
-  };
-  const msg = o.status?.conditions?.find((x) => x.type === "Ready")?.message ?? "";
-  return Number(/taken in (\d+) ms/.exec(msg)?.[1] ?? Number.NaN);
+  const ready = (await get("vmsnapshots", name)).status?.conditions?.find((x) => x.type === "Ready");
+  return Number(/taken in (\d+) ms/.exec(ready?.message ?? "")?.[1] ?? Number.NaN);
 }
 
 async function waitForConsole(path: string, timeoutMs = 180_000) {
@@ -153,8 +138,7 @@ async function waitForConsole(path: string, timeoutMs = 180_000) {
 
 async function timed(fn: () => Promise<unknown>): Promise<number> {
   const t = performance.now();
-  await fn();
-  return performance.now() - t;
+  return fn().then(() => performance.now() - t);
 }
 
 /**
@@ -175,15 +159,13 @@ async function rawTwin(libvirt: LibvirtClient, pool: StoragePoolRef, c: Case, gu
   const xml = rawDomainXml(host, c.vm, vmSpec(guest), guest, { disks: [disk], consoleLog });
   const dom = await lv.startDomain(await lv.defineDomain(xml));
   const domainDisks = parseLiveDevices(await lv.domainXml(dom)).disks;
-  const plan: SnapshotPlan = { method: "Internal", why: "", skipped: [], disks: [] };
-  plan.disks = Object.values(domainDisks).map((d) => ({
-    ...d,
-    vmDisk: d.name,
-    format: c.format,
-    pool: POOL,
-    volume: own,
-    copyVolume: "",
-  }));
+  const planned = Object.values(domainDisks).map((d) => ({ ...d, vmDisk: d.name, pool: POOL, volume: own }));
+  const plan: SnapshotPlan = {
+    method: "Internal",
+    why: "",
+    disks: planned.map((d) => ({ ...d, format: c.format, copyVolume: "" })),
+    skipped: [],
+  };
 
   /** One snapshot, timed, and how to restore it (timed) and remove it. */
   async function snapshot(i: number, memory: boolean) {
@@ -231,10 +213,7 @@ async function rawTwin(libvirt: LibvirtClient, pool: StoragePoolRef, c: Case, gu
   return { consoleLog, snapshot };
 }
 
-/**
- * Whatever this benchmark made in libvirt, also what a run cut short left (a leftover domain of
- * an earlier bench cluster would refuse the new VM): domains, volumes, copies, memory images.
- */
+/** What this benchmark made in libvirt, or a run cut short left (it would refuse the new VMs). */
 async function removeLeftovers(libvirt: LibvirtClient, pool: StoragePoolRef) {
   for (const vm of METHODS.flatMap((c) => [c.vm, `raw-${c.vm}`])) {
     const dom = await unlessNotFound(libvirt.lookupDomainByName(`${NS}_${vm}`));
@@ -259,7 +238,7 @@ async function main() {
   await freshStack();
   const libvirt = await LibvirtClient.connect({ uri: "qemu:///system" });
   const pool = await libvirt.lookupStoragePool(POOL);
-  // samples[method][op] = { op: operator, raw: libvirt, agent: the agent's own "taken in N ms" }
+  // samples[method][op]: operator, raw libvirt, and the agent's own "taken in N ms"
   const samples = METHODS.map(() =>
     OPS.map(() => ({ op: [] as number[], raw: [] as number[], agent: [] as number[] })),
   );
@@ -272,9 +251,8 @@ async function main() {
       const log = join(CONSOLE_DIR, `${NS}_${c.vm}-console.log`);
       rmSync(log, { force: true });
       consoles.push(log);
-      await createUntil("VMDisk", `${c.vm}-data`, { provisionedSize: "64Mi", format: c.format }, (o) =>
-        ["Ready"].includes(o.status?.phase ?? ""),
-      );
+      const ready = (o: Obj) => o.status?.phase === "Ready";
+      await createUntil("VMDisk", `${c.vm}-data`, { provisionedSize: "64Mi", format: c.format }, ready);
       await createUntil("VirtualMachine", c.vm, vmSpec(guest, `${c.vm}-data`), running);
     }
     const raws = [];
@@ -323,8 +301,7 @@ async function main() {
     for (const [m, c] of METHODS.entries()) {
       for (const [k, what] of OPS.entries()) {
         const { op, raw, agent } = samples[m]![k]!;
-        const o = summarize(op);
-        const r = summarize(raw);
+        const [o, r] = [summarize(op), summarize(raw)];
         const label = `${c.method} (${c.format}), ${what}`;
         rows.push([`${label}: operator`, o.count, o.p50, o.p99]);
         if (agent.length) {
@@ -345,7 +322,9 @@ async function main() {
         "create → Succeeded through a watch; ms)",
     );
     console.log(
-      "VMs have shutdown.gracePeriodSeconds 0: a restore forces the guest off at once instead of an ACPI shutdown.\n",
+      "VMs have shutdown.gracePeriodSeconds 0: a restore forces the guest off at once instead of an ACPI shutdown.\n" +
+        "raw libvirt: Internal = createSnapshot (the agent's snapshot XML) / revertToSnapshot(Running|Force);\n" +
+        "VolumeCopy = save → cloneVolume → restore / destroy → volume put back (delete + clone) → restore.\n",
     );
     console.log(table(["path", "runs", "p50", "p99"], rows));
     console.log("");

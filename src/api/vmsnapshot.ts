@@ -107,6 +107,9 @@ const SnapshotDisk = Type.Object(
   {
     name: Type.String({ description: "The disk's name in the VM (spec.disks[].name)." }),
     vmDisk: Type.String({ description: "The VMDisk whose content the snapshot holds." }),
+    vmDiskUID: Type.Optional(
+      Type.String({ description: "UID of that VMDisk: a disk made anew under its name is another disk." }),
+    ),
     format: Type.Optional(Type.String({ description: "Volume format: qcow2 or raw." })),
     pool: Type.Optional(Type.String({ description: "Storage pool holding the state." })),
     volume: Type.Optional(

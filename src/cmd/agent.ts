@@ -177,6 +177,7 @@ async function main() {
       },
     },
     locks,
+    stateDirs: agentStateDirsOf(process.env, consoleLogDir),
     log,
   });
   const diskQueue = new WorkQueue("vmdisk-node", (key) => diskReconciler.reconcile(key), {
@@ -192,6 +193,7 @@ async function main() {
     vms: informer,
     disks: diskInformer,
     nodeName,
+    clusterId,
     defaultPool: defaultPool.name,
     memoryDir: snapshotMemoryDirOf(process.env),
     locks,
@@ -207,7 +209,10 @@ async function main() {
     restores: restoreInformer,
     snapshots: snapshotInformer,
     vms: informer,
+    disks: diskInformer,
     nodeName,
+    clusterId,
+    memoryDir: snapshotMemoryDirOf(process.env),
     locks,
     restored: (vmKey, message, running) => {
       reconciler.restored(vmKey, message, running);

@@ -35,7 +35,7 @@ import {
   UnsupportedKindReconciler,
 } from "../controllers/cluster/unsupported-reconciler.ts";
 import { ClusterVmReconciler, watchClusterVms } from "../controllers/cluster/vm-reconciler.ts";
-import { tenancyDefaultsFromEnv } from "../controllers/tenant-policy.ts";
+import { tenancyDefaultsFromEnv, tenantPolicy } from "../controllers/tenant-policy.ts";
 import { connectKube, kindInformer, startInformerSynced } from "../runtime/kube.ts";
 import { type Leadership, runLeaderElection } from "../runtime/leader.ts";
 import { createLogger } from "../runtime/logging.ts";
@@ -68,11 +68,11 @@ async function main() {
     () => kube.coordination.listNamespacedLease({ namespace }),
   );
   const disks = kindInformer<VMDisk & KubernetesObject>(kube, VMDiskKind);
+  const snapshots = kindInformer<VMSnapshot & KubernetesObject>(kube, VMSnapshotKind);
+  const restores = kindInformer<VMRestore & KubernetesObject>(kube, VMRestoreKind);
   const namespaces = makeInformer<V1Namespace>(kube.kc, "/api/v1/namespaces", () =>
     kube.core.listNamespace(),
   );
-  const snapshots = kindInformer<VMSnapshot & KubernetesObject>(kube, VMSnapshotKind);
-  const restores = kindInformer<VMRestore & KubernetesObject>(kube, VMRestoreKind);
   const book: PlacementBook = { vmNodes: new Map(), diskNodes: new Map() };
   const reconciler = new ClusterVmReconciler({
     kube,
@@ -98,6 +98,7 @@ async function main() {
     namespaces,
     tenancy,
     storageOvercommit,
+    snapshots,
     log,
   });
   const queue = new WorkQueue("virtualmachine-cluster", (key) => reconciler.reconcile(key), {
@@ -110,13 +111,20 @@ async function main() {
   });
 
   // One at a time: timestamps and "one restore per VM" are decided against what was handed out.
-  const snapshotReconciler = new ClusterSnapshotReconciler({ kube, snapshots, vms, log });
+  const snapshotReconciler = new ClusterSnapshotReconciler({
+    kube,
+    snapshots,
+    vms,
+    disks,
+    policyOf: (ns) => tenantPolicy(namespaces.get(ns), tenancy),
+    log,
+  });
   const snapshotQueue = new WorkQueue("vmsnapshot-cluster", (key) => snapshotReconciler.reconcile(key), {
     concurrency: 1,
     registry,
     onError: logFailures(log, "VMSnapshot"),
   });
-  const restoreReconciler = new ClusterRestoreReconciler({ kube, restores, snapshots, vms, log });
+  const restoreReconciler = new ClusterRestoreReconciler({ kube, restores, snapshots, vms, disks, log });
   const restoreQueue = new WorkQueue("vmrestore-cluster", (key) => restoreReconciler.reconcile(key), {
     concurrency: 1,
     registry,

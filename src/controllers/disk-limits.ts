@@ -2,8 +2,9 @@
 // in its provisioned-bytes budget. The controller judges before placing a disk; the node agent
 // judges again before creating or growing its volume (a forged placement gets nothing).
 import { parseQuantity } from "../api/quantity.ts";
-import { NODE_LABEL } from "../api/virtualmachine.ts";
+import { NODE_LABEL, type VirtualMachine } from "../api/virtualmachine.ts";
 import type { VMDisk } from "../api/vmdisk.ts";
+import type { VMSnapshot } from "../api/vmsnapshot.ts";
 import { poolRefusal, type Refusal, type TenantPolicy } from "./tenant-policy.ts";
 
 const UNITS: Array<[string, number]> = [
@@ -31,8 +32,8 @@ export function isPlaced(disk: VMDisk): boolean {
 /**
  * Bytes DISK holds in its namespace's budget: the size its volume has (status.provisionedSize),
  * or, placed but not yet created, the size it was placed with; nothing while it waits unplaced.
- * A growth not granted yet holds nothing more. Snapshots and template bases will add what they
- * store (see README, Storage limits).
+ * A growth not granted yet holds nothing more. What snapshots store counts apart
+ * (snapshotBytesOf); template bases will add theirs (see README, Storage limits).
  */
 export function heldBytes(disk: VMDisk, placed: (d: VMDisk) => boolean = isPlaced): number {
   if (!placed(disk)) return 0;
@@ -50,6 +51,13 @@ export function bytesHeldByOthers(
     .reduce((sum, d) => sum + heldBytes(d, placed), 0);
 }
 
+/** Bytes the namespace's snapshots stored (those taken; a snapshot being taken is estimated by its judge). */
+export function snapshotBytesOf(snapshots: readonly VMSnapshot[]): number {
+  return snapshots
+    .filter((s) => s.status?.phase === "Succeeded" && !s.metadata.deletionTimestamp)
+    .reduce((sum, s) => sum + (s.status?.storedBytes ?? 0), 0);
+}
+
 /**
  * Refusal when DISK would take its namespace over its disk byte limit: creating it, or growing
  * it past what its volume has. A disk that already holds what it asks is never refused (an
@@ -60,13 +68,14 @@ export function budgetRefusal(
   namespaceDisks: readonly VMDisk[],
   policy: TenantPolicy,
   placed: (d: VMDisk) => boolean = isPlaced,
+  snapshotBytes = 0,
 ): Refusal | undefined {
   const limit = policy.diskBytesLimit;
   if (limit === undefined) return undefined;
   const want = parseQuantity(disk.spec.provisionedSize);
   const has = disk.status?.provisionedSize;
   if (has !== undefined && want <= has) return undefined;
-  const others = bytesHeldByOthers(disk, namespaceDisks, placed);
+  const others = bytesHeldByOthers(disk, namespaceDisks, placed) + snapshotBytes;
   if (others + want <= limit) return undefined;
   const what =
     has === undefined
@@ -78,7 +87,7 @@ export function budgetRefusal(
     message:
       `spec.provisionedSize: ${what} would bring the namespace's provisioned disk bytes to ` +
       `${formatBytes(others + want)}, over its limit of ${formatBytes(limit)} (set by ` +
-      `${policy.source.diskBytesLimit}); its other VMDisks hold ${formatBytes(others)}. ` +
+      `${policy.source.diskBytesLimit}); its other VMDisks${snapshotBytes ? " and its snapshots" : ""} hold ${formatBytes(others)}. ` +
       (has === undefined
         ? "The disk waits and is created once the limit rises or other disks are deleted."
         : `The volume stays at ${formatBytes(has)} until the limit rises or other disks are deleted.`),
@@ -91,6 +100,46 @@ export function diskRefusal(
   namespaceDisks: readonly VMDisk[],
   policy: TenantPolicy,
   placed: (d: VMDisk) => boolean = isPlaced,
+  snapshotBytes = 0,
 ): Refusal | undefined {
-  return poolRefusal(disk.spec.storagePool, policy) ?? budgetRefusal(disk, namespaceDisks, policy, placed);
+  return (
+    poolRefusal(disk.spec.storagePool, policy) ??
+    budgetRefusal(disk, namespaceDisks, policy, placed, snapshotBytes)
+  );
+}
+
+/**
+ * Refusal when a snapshot of VM would take its namespace over its disk byte limit, judged on
+ * what it will store at most: a copy of each writable disk when one is raw or the VM boots UEFI
+ * (VolumeCopy), the guest's memory when it runs (Internal always stores it; VolumeCopy when
+ * asked).
+ */
+export function snapshotRefusal(
+  vm: VirtualMachine,
+  memory: boolean,
+  namespaceDisks: readonly VMDisk[],
+  namespaceSnapshots: readonly VMSnapshot[],
+  policy: TenantPolicy,
+): Refusal | undefined {
+  const limit = policy.diskBytesLimit;
+  if (limit === undefined) return undefined;
+  const byName = new Map(namespaceDisks.map((d) => [d.metadata.name, d]));
+  const writable = (vm.spec.disks ?? [])
+    .map((e) => byName.get(e.diskRef.name))
+    .filter((d): d is VMDisk => Boolean(d && !d.spec.readOnly && !d.spec.shareable));
+  const copies = writable.some((d) => d.spec.format === "raw") || vm.spec.boot?.firmware === "uefi";
+  const running = vm.status?.printableStatus === "Running" || vm.status?.printableStatus === "Paused";
+  const memoryBytes = running && (memory || !copies) ? parseQuantity(vm.spec.memory) : 0;
+  const estimate = memoryBytes + (copies ? writable.reduce((sum, d) => sum + heldBytes(d), 0) : 0);
+  const held = namespaceDisks.reduce((sum, d) => sum + heldBytes(d), 0) + snapshotBytesOf(namespaceSnapshots);
+  if (held + estimate <= limit) return undefined;
+  return {
+    field: "spec.vmName",
+    reason: "DiskBytesLimitExceeded",
+    message:
+      `the snapshot may store up to ${formatBytes(estimate)} (${copies ? "a copy of each disk" : "libvirt's internal snapshot"}` +
+      `${memoryBytes ? " and the guest's memory" : ""}); with the ${formatBytes(held)} the namespace's disks and ` +
+      `snapshots hold, that is over its limit of ${formatBytes(limit)} (set by ${policy.source.diskBytesLimit}). ` +
+      "Delete snapshots or disks, or ask for a higher limit.",
+  };
 }

@@ -252,7 +252,9 @@ describe("helm install into the real API server", () => {
     assert.ok(await can("agent", "update", "leases.coordination.k8s.io"));
     assert.ok(await can("agent", "get", "namespaces"));
     assert.ok(!(await can("agent", "update", "virtualmachines.vm.libvirt-operator.io/scale", "default")));
-    assert.ok(!(await can("agent", "patch", "vmsnapshots.vm.libvirt-operator.io/status", "default")));
+    assert.ok(await can("agent", "patch", "vmsnapshots.vm.libvirt-operator.io/status", "default"));
+    assert.ok(!(await can("agent", "delete", "vmsnapshots.vm.libvirt-operator.io", "default")));
+    assert.ok(!(await can("agent", "create", "vmrestores.vm.libvirt-operator.io", "default")));
     assert.ok(!(await can("agent", "patch", "nodes/status")));
     assert.ok(!(await can("agent", "delete", "virtualmachines.vm.libvirt-operator.io", "default")));
     assert.ok(!(await can("agent", "delete", "nodes")));

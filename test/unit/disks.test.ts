@@ -211,6 +211,11 @@ describe("volumes and pools", () => {
     // A snapshot's copy carries "_", which no disk's own volume name can: never the name of a disk.
     assert.equal(snapshotVolumeNameOf("ns", "a.b", "raw", 1700000000), "ns_a.b_snap-1700000000.img");
     assert.throws(() => snapshotVolumeNameOf("ns", "../x", "raw", 1), UnsafeNameError);
+    // The longest namespace and disk names still give a file name the node takes, unique by hash.
+    const ns63 = "n".repeat(63);
+    const long = snapshotVolumeNameOf(ns63, "d".repeat(176), "qcow2", 1795682291);
+    assert.ok(long.length <= 255 && long.endsWith("_snap-1795682291.qcow2"), long);
+    assert.notEqual(long, snapshotVolumeNameOf(ns63, `${"d".repeat(175)}e`, "qcow2", 1795682291));
     for (const bad of ["../etc", "a/b", "a\0b", "a..b", "", "UPPER", ".hidden"])
       assert.throws(() => volumeNameOf("ns", bad, "qcow2"), UnsafeNameError, bad);
     assert.throws(() => dirPoolXml("p", "relative/path"), UnsafeNameError);

@@ -5,12 +5,13 @@
 import type { KubernetesObject, V1Lease, V1Namespace, V1Node } from "@kubernetes/client-node";
 import { NODE_LABEL, type VirtualMachine } from "../../api/virtualmachine.ts";
 import { DISK_PROTECTION_FINALIZER, type VMDisk, VMDiskKind, VOLUME_FINALIZER } from "../../api/vmdisk.ts";
+import type { VMSnapshot } from "../../api/vmsnapshot.ts";
 import { type AnyObject, type Kube, patchMetadata, recordEvent, splitKey } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
 import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
 import { type Condition, standingConditions, writerConditions } from "../conditions.ts";
-import { diskRefusal, isPlaced } from "../disk-limits.ts";
+import { diskRefusal, isPlaced, snapshotBytesOf } from "../disk-limits.ts";
 import {
   CAPACITY_ANNOTATION,
   heartbeatFresh,
@@ -61,6 +62,8 @@ export interface ClusterDiskReconcilerOptions {
   tenancy: TenancyDefaults;
   /** Provisioned bytes a pool may be promised per byte of capacity (STORAGE_OVERCOMMIT). */
   storageOvercommit: number;
+  /** What the namespace's snapshots stored counts in its byte budget. */
+  snapshots?: Pick<Lister<VMSnapshot>, "list">;
   log: Logger;
 }
 
@@ -282,7 +285,8 @@ export class ClusterDiskReconciler {
     const ns = disk.metadata.namespace ?? "";
     const policy = tenantPolicy(this.o.namespaces.get(ns), this.o.tenancy);
     const placed = (d: VMDisk) => isPlaced(d) || this.o.book.diskNodes.has(`${ns}/${d.metadata.name}`);
-    return diskRefusal(disk, this.o.disks.list(ns), policy, placed);
+    const snapshotBytes = snapshotBytesOf(this.o.snapshots?.list(ns) ?? []);
+    return diskRefusal(disk, this.o.disks.list(ns), policy, placed, snapshotBytes);
   }
 
   /** A node chosen by the disk's users or spec must exist and, when its pools are known, have room. */

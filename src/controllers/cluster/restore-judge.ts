@@ -1,5 +1,6 @@
 // Pure: whether a VMRestore may go ahead, must wait, or is refused, and why in words.
 import type { VirtualMachine } from "../../api/virtualmachine.ts";
+import type { VMDisk } from "../../api/vmdisk.ts";
 import type { VMRestore, VMSnapshot } from "../../api/vmsnapshot.ts";
 
 export type RestoreJudgement =
@@ -17,6 +18,8 @@ export function judgeRestore(
   vm: VirtualMachine | undefined,
   snap: VMSnapshot | undefined,
   restoresOfNamespace: readonly VMRestore[],
+  disksOfNamespace: readonly VMDisk[] = [],
+  snapshotsOfNamespace: readonly VMSnapshot[] = [],
 ): RestoreJudgement {
   const refuse = (reason: string, message: string): RestoreJudgement => ({ refuse: { reason, message } });
   const { vmName, snapshotName } = restore.spec;
@@ -63,6 +66,36 @@ export function judgeRestore(
         `disk${detached.length > 1 ? "s" : ""} ${detached.map((d) => `${d.name} (VMDisk ${d.vmDisk})`).join(", ")} ` +
           "left the VM since the snapshot, and libvirt's internal snapshot restores every disk it holds: attach " +
           "them again, or clone the snapshot into a new VM",
+      );
+  }
+  // A disk made anew under its name since the snapshot is another disk: nothing of it to restore.
+  const byName = new Map(disksOfNamespace.map((d) => [d.metadata.name, d]));
+  const replaced = (st.disks ?? []).filter((d) => {
+    const now = byName.get(d.vmDisk);
+    return now && d.vmDiskUID !== undefined && now.metadata.uid !== d.vmDiskUID;
+  });
+  if (replaced.length)
+    return refuse(
+      "DiskReplaced",
+      `VMDisk ${replaced.map((d) => d.vmDisk).join(", ")} was deleted and made anew since the snapshot: ` +
+        "it is another disk now, and the snapshot cannot be restored onto it",
+    );
+  if (st.method === "VolumeCopy") {
+    // Putting a copy back replaces the disk's file, and with it the internal snapshots inside it.
+    const copied = new Set((st.disks ?? []).map((d) => d.vmDisk));
+    const inside = snapshotsOfNamespace.filter(
+      (s) =>
+        s.metadata.name !== snap.metadata.name &&
+        !s.metadata.deletionTimestamp &&
+        s.status?.method === "Internal" &&
+        s.status.readyToUse &&
+        (s.status.disks ?? []).some((d) => copied.has(d.vmDisk)),
+    );
+    if (inside.length)
+      return refuse(
+        "InternalSnapshotsInside",
+        `restoring it would replace the files of disks that the internal snapshots ${inside.map((s) => s.metadata.name).join(", ")} ` +
+          "are kept in, and lose them: delete those snapshots first",
       );
   }
   const node = vm.status?.nodeName;

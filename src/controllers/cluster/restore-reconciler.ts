@@ -3,6 +3,7 @@
 // and an Event. The restore itself runs on the node (node/restore-reconciler.ts).
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { NODE_LABEL, type VirtualMachine } from "../../api/virtualmachine.ts";
+import type { VMDisk } from "../../api/vmdisk.ts";
 import { VM_NAME_LABEL, type VMRestore, VMRestoreKind, type VMSnapshot } from "../../api/vmsnapshot.ts";
 import { type AnyObject, type Kube, patchMetadata, recordEvent, splitKey } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
@@ -27,6 +28,7 @@ export interface ClusterRestoreReconcilerOptions {
   restores: Lister<Restore>;
   snapshots: Lister<VMSnapshot & KubernetesObject>;
   vms: Lister<VirtualMachine & KubernetesObject>;
+  disks: Lister<VMDisk & KubernetesObject>;
   log: Logger;
 }
 
@@ -105,6 +107,8 @@ export class ClusterRestoreReconciler {
           this.o.vms.get(restore.spec.vmName, namespace),
           this.o.snapshots.get(restore.spec.snapshotName, namespace),
           all,
+          this.o.disks.list(namespace),
+          this.o.snapshots.list(namespace),
         );
     const log = forObject(this.o.log, "VMRestore", key);
     if ("wait" in judgement) {
@@ -136,8 +140,8 @@ export class ClusterRestoreReconciler {
       labels: { [NODE_LABEL]: node, [VM_NAME_LABEL]: restore.spec.vmName },
     });
     this.handed.set(vmKey, name);
-    this.judged.add(restore.metadata.uid ?? "");
     await this.status.write(restore as AnyObject & { metadata: { name: string } }, { nodeName: node });
+    this.judged.add(restore.metadata.uid ?? "");
     await this.stand(
       restore,
       { phase: "InProgress", complete: false },

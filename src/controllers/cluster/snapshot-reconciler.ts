@@ -5,7 +5,14 @@
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { API_VERSION } from "../../api/common.ts";
 import { NODE_LABEL, type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
-import { SNAPSHOT_FINALIZER, VM_NAME_LABEL, type VMSnapshot, VMSnapshotKind } from "../../api/vmsnapshot.ts";
+import type { VMDisk } from "../../api/vmdisk.ts";
+import {
+  DEFAULT_SNAPSHOT_DEADLINE,
+  SNAPSHOT_FINALIZER,
+  VM_NAME_LABEL,
+  type VMSnapshot,
+  VMSnapshotKind,
+} from "../../api/vmsnapshot.ts";
 import {
   type AnyObject,
   type Kube,
@@ -18,12 +25,19 @@ import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
 import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
 import { type Standing, standingConditions, writerConditions } from "../conditions.ts";
+import { snapshotRefusal } from "../disk-limits.ts";
+import { parseDuration } from "../node/snapshot-plan.ts";
 import { STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
+import type { TenantPolicy } from "../tenant-policy.ts";
 import { acceptSnapshot, uniqueTimestamp } from "./snapshot-accept.ts";
 
 type Snapshot = VMSnapshot & KubernetesObject;
 type Vm = VirtualMachine & KubernetesObject;
 const COMPONENT = "libvirt-operator-controller";
+/** Past its deadline by this much, a snapshot its node agent has not finished is failed here. */
+const AGENT_GRACE_MS = 30_000;
+/** Writes the Failed of a snapshot its agent left unfinished (takes the fields from the agent). */
+export const DEADLINE_FIELD_MANAGER = "libvirt-operator-controller-deadline";
 /** The fields the controller owns on a VMSnapshot; the rest is the node agent's. */
 export const CONTROLLER_SNAPSHOT_FIELDS = ["timestamp", "vmUID", "nodeName", "isAutomatic"] as const;
 
@@ -36,6 +50,9 @@ export interface ClusterSnapshotReconcilerOptions {
   kube: Kube;
   snapshots: Lister<Snapshot>;
   vms: Lister<Vm>;
+  disks: Lister<VMDisk & KubernetesObject>;
+  /** The namespace's tenancy rules (its disk byte budget counts snapshots). */
+  policyOf: (namespace: string) => TenantPolicy;
   log: Logger;
 }
 
@@ -53,7 +70,8 @@ export class ClusterSnapshotReconciler {
   private readonly o: ClusterSnapshotReconcilerOptions;
   private readonly status: StatusWriter;
   private readonly standing: StatusWriter;
-  /** Timestamps handed out, ahead of the cache: two snapshots in one second get two. */
+  private readonly deadline: StatusWriter;
+  /** Timestamps handed out per namespace, ahead of the cache: two snapshots in one second get two. */
   private readonly handedOut = new Map<string, Set<number>>();
   /** Snapshots handed over whose status the cache may not show yet. */
   private readonly handedUids = new Set<string>();
@@ -69,6 +87,10 @@ export class ClusterSnapshotReconciler {
       kind: VMSnapshotKind,
       fieldManager: STANDING_FIELD_MANAGER,
       yieldToOthers: true,
+    });
+    this.deadline = new StatusWriter(options.kube, {
+      kind: VMSnapshotKind,
+      fieldManager: DEADLINE_FIELD_MANAGER,
     });
   }
 
@@ -93,7 +115,7 @@ export class ClusterSnapshotReconciler {
         await removeFinalizer(this.o.kube, VMSnapshotKind, snap as AnyObject, SNAPSHOT_FINALIZER);
       return undefined;
     }
-    if (snap.status?.timestamp !== undefined) return undefined; // the node agent has it
+    if (snap.status?.timestamp !== undefined) return this.overdue(snap); // the node agent has it
     if (this.handedUids.has(snap.metadata.uid ?? "")) return undefined; // the cache is behind
     const vm = this.o.vms.get(snap.spec.vmName, namespace);
     const decision = acceptSnapshot(snap, vm, Date.now());
@@ -116,13 +138,29 @@ export class ClusterSnapshotReconciler {
       return undefined;
     }
     const { node, vmUID } = decision.hand;
-    const vmKey = `${namespace}/${snap.spec.vmName}`;
+    const refusal = snapshotRefusal(
+      vm!,
+      Boolean(snap.spec.memory),
+      this.o.disks.list(namespace),
+      this.o.snapshots.list(namespace),
+      this.o.policyOf(namespace),
+    );
+    if (refusal) {
+      await this.stand(
+        snap,
+        { phase: "Failed", readyToUse: false, error: refusal.message },
+        { state: "stalled", reason: refusal.reason, message: refusal.message },
+      );
+      void recordEvent(this.o.kube, COMPONENT, snap as AnyObject, "Warning", refusal.reason, refusal.message);
+      return undefined;
+    }
+    // Unique in the namespace, not only per VM: the copies a snapshot stores are named by disk
+    // and timestamp, and a disk may move from one VM to another.
     const taken = this.o.snapshots
       .list(namespace)
-      .filter((s) => s.spec.vmName === snap.spec.vmName)
       .map((s) => s.status?.timestamp)
       .filter((t): t is number => t !== undefined);
-    const handed = this.handedOut.get(vmKey) ?? new Set<number>();
+    const handed = this.handedOut.get(namespace) ?? new Set<number>();
     const timestamp = uniqueTimestamp(Date.now(), [...taken, ...handed]);
     await patchMetadata(this.o.kube, VMSnapshotKind, snap as AnyObject, {
       labels: { [NODE_LABEL]: node, [VM_NAME_LABEL]: snap.spec.vmName },
@@ -133,14 +171,14 @@ export class ClusterSnapshotReconciler {
       ],
     });
     handed.add(timestamp);
-    this.handedOut.set(vmKey, handed);
-    this.handedUids.add(snap.metadata.uid ?? "");
+    this.handedOut.set(namespace, handed);
     await this.status.write(snap as AnyObject & { metadata: { name: string } }, {
       timestamp,
       vmUID,
       nodeName: node,
       isAutomatic: snap.status?.isAutomatic ?? false,
     });
+    this.handedUids.add(snap.metadata.uid ?? "");
     await this.stand(
       snap,
       { phase: "InProgress", readyToUse: false },
@@ -151,6 +189,34 @@ export class ClusterSnapshotReconciler {
       },
     );
     log.info({ node, timestamp }, "snapshot handed to its VM's node");
+    return undefined;
+  }
+
+  /**
+   * A snapshot its node agent has not finished well past its deadline (the agent is gone, or
+   * stuck) is Failed here, so nobody waits on it forever; an agent that comes back cleans up.
+   */
+  private async overdue(snap: Snapshot): Promise<ReconcileResult | undefined> {
+    const phase = snap.status?.phase;
+    if (phase === "Succeeded" || phase === "Failed") return undefined;
+    const deadlineMs = parseDuration(snap.spec.failureDeadline ?? DEFAULT_SNAPSHOT_DEADLINE) ?? 300_000;
+    const due = Date.parse(snap.metadata.creationTimestamp ?? "") + deadlineMs + AGENT_GRACE_MS;
+    if (Date.now() < due) return { requeueAfterMs: due - Date.now() };
+    const message = `the node agent of ${snap.status?.nodeName} did not finish it within its failureDeadline`;
+    const generation = snap.metadata.generation ?? 0;
+    await this.deadline.write(snap as AnyObject & { metadata: { name: string } }, {
+      phase: "Failed",
+      readyToUse: false,
+      error: message,
+      observedGeneration: generation,
+      conditions: writerConditions(
+        snap.status?.conditions,
+        standingConditions({ state: "stalled", reason: "Timeout", message }),
+        generation,
+        new Date(),
+      ),
+    });
+    void recordEvent(this.o.kube, COMPONENT, snap as AnyObject, "Warning", "SnapshotFailed", message);
     return undefined;
   }
 

@@ -37,7 +37,7 @@ import { findCondition } from "../conditions.ts";
 import { StatusWriter } from "../status-writer.ts";
 import type { Refusal } from "../tenant-policy.ts";
 import { AGENT_DISK_FIELDS, agentDiskStatus, type DiskMemory, type VolumeSeen } from "./disk-status.ts";
-import { type DomainLocks, diskLockKey } from "./domain-locks.ts";
+import { type DomainLocks, diskLockKey, LOCK_RETRY_MS } from "./domain-locks.ts";
 import type { ImportLimits } from "./image-limits.ts";
 import { ImageSourceError } from "./image-source.ts";
 import { redactUrl, redactUrls } from "./url-redaction.ts";
@@ -82,6 +82,8 @@ export interface NodeDiskReconcilerOptions {
   tenancy?: { refusal(disk: Disk): Refusal | undefined };
   /** Shared with the VM, snapshot and restore reconcilers of this node. */
   locks: DomainLocks;
+  /** The agent's own state (snapshots' memory images among it): never read by a file import. */
+  stateDirs?: readonly string[];
   log: Logger;
 }
 
@@ -102,9 +104,10 @@ export class NodeDiskReconciler {
   async reconcile(key: string): Promise<ReconcileResult | undefined> {
     const { namespace, name } = splitKey(key);
     // A restore putting this disk's volume back holds its lock.
-    return this.o.locks.run(diskLockKey(namespace, name), "reconcile", () =>
+    const locked = await this.o.locks.tryRun([diskLockKey(namespace, name)], "reconcile", () =>
       this.converge(namespace, name, key),
     );
+    return "busy" in locked ? { requeueAfterMs: LOCK_RETRY_MS } : locked.done;
   }
 
   private async converge(namespace: string, name: string, key: string): Promise<ReconcileResult | undefined> {
@@ -308,6 +311,7 @@ export class NodeDiskReconciler {
       createFlags,
       url,
       importDirs: this.o.importDirs,
+      refusedDirs: this.o.stateDirs ?? [],
       limits: this.o.imports,
       log,
       started: async (f) => {

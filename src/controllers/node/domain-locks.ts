@@ -1,43 +1,43 @@
-// One piece of work at a time per VM on this node: the VM's reconcile, a snapshot of it, a
-// restore of it. A snapshot pauses or saves the guest and a restore stops it; without the lock
-// the VM's reconcile would see that and "repair" it (resume, start) in the middle.
+// One piece of work at a time per VM (and per VMDisk) on this node: the VM's reconcile, a
+// snapshot of it, a restore of it, its disks' own reconciles. A snapshot pauses or saves the
+// guest and a restore stops it; without the lock the VM's reconcile would see that and
+// "repair" it (resume, start) in the middle. Nobody waits for a lock: a worker that finds one
+// taken is told so at once and looks again later, so a long restore never holds other
+// workers (or other tenants' VMs) up.
 
-/** What holds a VM's lock now, for logs and liveness ("snapshot ns/snap"). */
+/** What holds a lock now, for logs ("restore ns/r1"). */
 export interface LockHolder {
   what: string;
   since: number;
 }
 
+/** How soon work that found its lock taken looks again. */
+export const LOCK_RETRY_MS = 1000;
+
 export class DomainLocks {
-  private readonly tails = new Map<string, Promise<void>>();
   private readonly holders = new Map<string, LockHolder>();
 
-  /** Runs WORK once every earlier holder of KEY's lock is done; returns its result. */
-  async run<T>(key: string, what: string, work: () => Promise<T>): Promise<T> {
-    const before = this.tails.get(key) ?? Promise.resolve();
-    let release!: () => void;
-    const mine = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    const tail = before.then(() => mine);
-    this.tails.set(key, tail);
-    await before;
-    this.holders.set(key, { what, since: Date.now() });
-    try {
-      return await work();
-    } finally {
-      this.holders.delete(key);
-      release();
-      if (this.tails.get(key) === tail) this.tails.delete(key);
+  /**
+   * Runs WORK holding every lock of KEYS, or returns the holder of the first one taken (and
+   * runs nothing). Checking and taking happen in one step, with nothing awaited between.
+   */
+  async tryRun<T>(
+    keys: readonly string[],
+    what: string,
+    work: () => Promise<T>,
+  ): Promise<{ done: T } | { busy: LockHolder & { key: string } }> {
+    const unique = [...new Set(keys)];
+    for (const key of unique) {
+      const holder = this.holders.get(key);
+      if (holder) return { busy: { ...holder, key } };
     }
-  }
-
-  /** Runs WORK holding every lock of KEYS, taken in one order (so two callers never deadlock). */
-  async runAll<T>(keys: readonly string[], what: string, work: () => Promise<T>): Promise<T> {
-    const sorted = [...new Set(keys)].sort();
-    const step = (i: number): Promise<T> =>
-      i === sorted.length ? work() : this.run(sorted[i]!, what, () => step(i + 1));
-    return step(0);
+    const mine = { what, since: Date.now() };
+    for (const key of unique) this.holders.set(key, mine);
+    try {
+      return { done: await work() };
+    } finally {
+      for (const key of unique) if (this.holders.get(key) === mine) this.holders.delete(key);
+    }
   }
 
   /** Who holds KEY's lock, if anyone. */

@@ -3,16 +3,17 @@
 // what was restored and what was not.
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { NODE_LABEL, type VirtualMachine } from "../../api/virtualmachine.ts";
+import type { VMDisk } from "../../api/vmdisk.ts";
 import { type VMRestore, VMRestoreKind, type VMSnapshot } from "../../api/vmsnapshot.ts";
-import { domainNameOf } from "../../hypervisor/domain/from-spec.ts";
-import { DomainState, type LibvirtClient, unlessNotFound } from "../../hypervisor/libvirt/index.ts";
+import { DomainState, type LibvirtClient } from "../../hypervisor/libvirt/index.ts";
 import { type AnyObject, describeError, type Kube, recordEvent, splitKey } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn } from "../../runtime/watch.ts";
 import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
 import { type Standing, standingConditions, writerConditions } from "../conditions.ts";
 import { StatusWriter } from "../status-writer.ts";
-import { type DomainLocks, diskLockKey } from "./domain-locks.ts";
+import { type DomainLocks, diskLockKey, LOCK_RETRY_MS } from "./domain-locks.ts";
+import { ownedDomain } from "./owned-domain.ts";
 import { hardwareChanges, shouldRunAfterRestore } from "./restore-plan.ts";
 import { restoreSnapshot, stopGracefully } from "./snapshot-restore.ts";
 
@@ -29,6 +30,17 @@ export const AGENT_RESTORE_FIELDS = [
   "conditions",
 ] as const;
 const DEFAULT_GRACE_SECONDS = 180;
+/** A restore waits at most this long for a guest to power off, whatever its grace period. */
+const MAX_RESTORE_GRACE_SECONDS = 600;
+/** The agent's Reconciling reason while it restores: written before the guest is touched. */
+const RESTORING = "Restoring";
+
+type Vm = VirtualMachine & KubernetesObject;
+
+interface Outcome {
+  fields: Record<string, unknown>;
+  standing: Standing;
+}
 
 interface Getter<T> {
   get(name: string, namespace?: string): T | undefined;
@@ -40,7 +52,12 @@ export interface NodeRestoreReconcilerOptions {
   restores: Getter<Restore>;
   snapshots: Getter<VMSnapshot & KubernetesObject>;
   vms: Getter<VirtualMachine & KubernetesObject>;
+  disks: Getter<VMDisk & KubernetesObject>;
   nodeName: string;
+  /** UID of the cluster's kube-system namespace: domains of other clusters are not ours. */
+  clusterId: string;
+  /** Where memory images of VolumeCopy snapshots live. */
+  memoryDir: string;
   locks: DomainLocks;
   /** Tells the VM's own reconciler what happened to its guest, and has it look again. */
   restored: (vmKey: string, message: string, running: boolean) => void;
@@ -56,6 +73,10 @@ export class NodeRestoreReconciler {
   private readonly status: StatusWriter;
   /** Restores this agent finished, by UID, until the cache shows it. */
   private readonly settled = new Set<string>();
+  /** Restores running in this process now, by UID. */
+  private readonly running = new Set<string>();
+  /** Outcomes of restores that ran, not yet written. */
+  private readonly outcomes = new Map<string, Outcome>();
 
   constructor(options: NodeRestoreReconcilerOptions) {
     this.o = options;
@@ -82,93 +103,125 @@ export class NodeRestoreReconciler {
     }
     // Finished here, and the cache has not caught up yet: a restore runs once.
     if (this.settled.has(uid)) return undefined;
-    const vmKey = `${namespace}/${restore.spec.vmName}`;
+    const outcome = this.outcomes.get(uid);
+    if (outcome) {
+      await this.writeUntilDone(restore, outcome);
+      return undefined;
+    }
     const log = forObject(this.o.log, "VMRestore", key);
-    return this.o.locks.run(vmKey, `restore ${key}`, () => this.restore(restore, log));
+    // Begun before this agent started (it restarted midway): never run twice, it could roll
+    // back what the guest wrote since.
+    const began = restore.status?.conditions?.find((c) => c.type === "Reconciling" && c.reason === RESTORING);
+    if (began?.status === "True" && !this.running.has(uid))
+      return this.fail(
+        restore,
+        "Interrupted",
+        "the node agent restarted while this restore ran; it is not run again (the VM may be stopped or partly restored): create a new VMRestore",
+      );
+    const vm = this.o.vms.get(restore.spec.vmName, namespace);
+    const disks = (vm?.spec.disks ?? []).map((d) => diskLockKey(namespace, d.diskRef.name));
+    const locked = await this.o.locks.tryRun(
+      [`${namespace}/${restore.spec.vmName}`, ...disks],
+      `restore ${key}`,
+      () => this.restore(restore, vm, log),
+    );
+    return "busy" in locked ? { requeueAfterMs: LOCK_RETRY_MS } : locked.done;
   }
 
-  private async restore(restore: Restore, log: Logger): Promise<undefined> {
+  private async restore(restore: Restore, vm: Vm | undefined, log: Logger): Promise<undefined> {
     const ns = restore.metadata.namespace ?? "";
-    const vm = this.o.vms.get(restore.spec.vmName, ns);
     const snap = this.o.snapshots.get(restore.spec.snapshotName, ns);
     // The controller judged these; the node checks again what it is about to act on.
     if (!vm) return this.fail(restore, "VMGone", `VirtualMachine ${restore.spec.vmName} is gone`);
+    if (vm.metadata.deletionTimestamp)
+      return this.fail(restore, "VMDeleted", `VirtualMachine ${vm.metadata.name} is being deleted`);
     if (!snap?.status?.readyToUse || snap.status.vmUID !== vm.metadata.uid)
       return this.fail(
         restore,
         "SnapshotNotUsable",
         `VMSnapshot ${restore.spec.snapshotName} cannot be restored to this VM`,
       );
-    const dom = await unlessNotFound(this.o.libvirt.lookupDomainByName(domainNameOf(ns, vm.metadata.name)));
-    if (!dom)
+    const owned = await ownedDomain(
+      this.o.libvirt,
+      this.o.clusterId,
+      ns,
+      vm.metadata.name,
+      vm.metadata.uid ?? "",
+    );
+    if ("foreign" in owned) return this.fail(restore, "DomainConflict", owned.foreign);
+    if ("missing" in owned)
       return this.fail(
         restore,
         "NoDomain",
         `VirtualMachine ${vm.metadata.name} has no domain on ${this.o.nodeName}`,
       );
+    const dom = owned.dom;
     const started = Date.now();
     const { state } = await this.o.libvirt.domainState(dom);
     const wasRunning =
       state === DomainState.Running || state === DomainState.Paused || state === DomainState.Blocked;
     const run = shouldRunAfterRestore(vm.spec.runStrategy, wasRunning);
-    await this.write(
-      restore,
-      { phase: "InProgress", complete: false },
-      {
-        state: "reconciling",
-        reason: "Restoring",
-        message: `stopping ${vm.metadata.name}, then restoring snapshot ${snap.metadata.name}`,
-      },
-    );
+    const grace =
+      Math.min(vm.spec.shutdown?.gracePeriodSeconds ?? DEFAULT_GRACE_SECONDS, MAX_RESTORE_GRACE_SECONDS) *
+      1000;
+    this.running.add(restore.metadata.uid ?? "");
+    let done: Awaited<ReturnType<typeof restoreSnapshot>>;
+    let stop: Awaited<ReturnType<typeof stopGracefully>>;
     try {
-      const grace = (vm.spec.shutdown?.gracePeriodSeconds ?? DEFAULT_GRACE_SECONDS) * 1000;
-      const stop = await stopGracefully(this.o.libvirt, dom, grace, log);
-      log.info({ stop, run }, "restoring");
-      const attached = new Set((vm.spec.disks ?? []).map((d) => d.diskRef.name));
-      // The disks' own reconciler stays off them while their volumes are put back.
-      const diskLocks = [...attached].map((d) => diskLockKey(ns, d));
-      const done = await this.o.locks.runAll(diskLocks, `restore ${restore.metadata.name}`, () =>
-        restoreSnapshot({ libvirt: this.o.libvirt, log }, dom, {
-          namespace: ns,
-          snapshot: snap.status!,
-          attachedDisks: attached,
-          run,
-          gracePeriodMs: grace,
-        }),
-      );
-      const notes = [...done.notes, ...hardwareChanges(snap.status.vmSpec, vm.spec, done.memoryRestored)];
-      const what =
-        `restored ${done.restoredDisks.length ? `disks ${done.restoredDisks.join(", ")}` : "no disk"}` +
-        (done.memoryRestored ? " and the memory state (the guest resumed at the snapshot's moment)" : "") +
-        ` in ${Math.round((Date.now() - started) / 100) / 10} s` +
-        (stop === "forced" ? "; the guest was forced off (it did not stop within its grace period)" : "") +
-        (notes.length ? `; ${notes.join("; ")}` : "");
+      // Said before the guest is touched: an agent restarting midway knows not to run it again.
       await this.write(
         restore,
+        { phase: "InProgress", complete: false },
         {
-          phase: "Succeeded",
-          complete: true,
-          restoreTime: new Date().toISOString(),
-          restoredDisks: done.restoredDisks,
-          memoryRestored: done.memoryRestored,
+          state: "reconciling",
+          reason: RESTORING,
+          message: `stopping ${vm.metadata.name}, then restoring snapshot ${snap.metadata.name}`,
         },
-        { state: "ready", reason: "Restored", message: what },
       );
-      log.info({ ms: Date.now() - started, memory: done.memoryRestored }, "restored");
-      this.event(restore, "Normal", "Restored", what);
-      this.event(vm as AnyObject, "Normal", "Restored", `from snapshot ${snap.metadata.name}: ${what}`);
-      this.o.restored(`${ns}/${vm.metadata.name}`, `restored from snapshot ${snap.metadata.name}`, run);
-      return undefined;
+      stop = await stopGracefully(this.o.libvirt, dom, grace, log);
+      log.info({ stop, run }, "restoring");
+      done = await restoreSnapshot({ libvirt: this.o.libvirt, log, memoryDir: this.o.memoryDir }, dom, {
+        namespace: ns,
+        vmName: vm.metadata.name,
+        snapshot: snap.status,
+        diskNamed: (n) => this.o.disks.get(n, ns),
+        run,
+        gracePeriodMs: grace,
+      });
     } catch (err) {
       const after = await this.o.libvirt.domainState(dom).catch(() => ({ state: DomainState.Shutoff }));
-      const running = after.state !== DomainState.Shutoff;
       this.o.restored(
         `${ns}/${vm.metadata.name}`,
         `restore from snapshot ${snap.metadata.name} failed`,
-        running,
+        after.state !== DomainState.Shutoff,
       );
       return this.fail(restore, "RestoreFailed", `the restore failed: ${describeError(err)}`);
+    } finally {
+      this.running.delete(restore.metadata.uid ?? "");
     }
+    const notes = [...done.notes, ...hardwareChanges(snap.status.vmSpec, vm.spec, done.memoryRestored)];
+    const what =
+      `restored ${done.restoredDisks.length ? `disks ${done.restoredDisks.join(", ")}` : "no disk"}` +
+      (done.memoryRestored ? " and the memory state (the guest resumed at the snapshot's moment)" : "") +
+      ` in ${Math.round((Date.now() - started) / 100) / 10} s` +
+      (stop === "forced" ? "; the guest was forced off (it did not stop within its grace period)" : "") +
+      (notes.length ? `; ${notes.join("; ")}` : "");
+    this.o.restored(`${ns}/${vm.metadata.name}`, `restored from snapshot ${snap.metadata.name}`, run);
+    log.info({ ms: Date.now() - started, memory: done.memoryRestored }, "restored");
+    this.event(restore, "Normal", "Restored", what);
+    this.event(vm as AnyObject, "Normal", "Restored", `from snapshot ${snap.metadata.name}: ${what}`);
+    // Done on the node whatever the API server says now: a failed write is retried, never the restore.
+    await this.writeUntilDone(restore, {
+      fields: {
+        phase: "Succeeded",
+        complete: true,
+        restoreTime: new Date().toISOString(),
+        restoredDisks: done.restoredDisks,
+        memoryRestored: done.memoryRestored,
+      },
+      standing: { state: "ready", reason: "Restored", message: what },
+    });
+    return undefined;
   }
 
   private async fail(restore: Restore, reason: string, message: string): Promise<undefined> {
@@ -181,10 +234,18 @@ export class NodeRestoreReconciler {
     return undefined;
   }
 
+  /**
+   * Records the outcome of a restore that ran: kept until written, so a failed write is tried
+   * again by the next reconcile (the queue's backoff) and the restore itself never is.
+   */
+  private async writeUntilDone(restore: Restore, outcome: Outcome) {
+    this.outcomes.set(restore.metadata.uid ?? "", outcome);
+    await this.write(restore, outcome.fields, outcome.standing);
+    this.outcomes.delete(restore.metadata.uid ?? "");
+  }
+
   private async write(restore: Restore, fields: Record<string, unknown>, standing: Standing) {
     const generation = restore.metadata.generation ?? 0;
-    if (fields.phase === "Succeeded" || fields.phase === "Failed")
-      this.settled.add(restore.metadata.uid ?? "");
     await this.status.write(restore as AnyObject & { metadata: { name: string } }, {
       ...fields,
       observedGeneration: generation,
@@ -195,6 +256,8 @@ export class NodeRestoreReconciler {
         new Date(),
       ),
     });
+    if (fields.phase === "Succeeded" || fields.phase === "Failed")
+      this.settled.add(restore.metadata.uid ?? "");
   }
 
   private event(obj: AnyObject, type: "Normal" | "Warning", reason: string, message: string) {

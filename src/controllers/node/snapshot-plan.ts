@@ -5,7 +5,12 @@ import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
 import { DURATION_PATTERN } from "../../api/vmsnapshot.ts";
 import type { ObservedDisk } from "../../hypervisor/domain/disks.ts";
-import { snapshotVolumeNameOf, type VolumeFormat, volumeNameOf } from "../../hypervisor/storage/volume.ts";
+import {
+  fileNameFitting,
+  snapshotVolumeNameOf,
+  type VolumeFormat,
+  volumeNameOf,
+} from "../../hypervisor/storage/volume.ts";
 
 export type SnapshotMethod = "Internal" | "VolumeCopy";
 
@@ -13,8 +18,9 @@ export type SnapshotMethod = "Internal" | "VolumeCopy";
 export interface PlannedDisk {
   /** Name in the VM (spec.disks[].name). */
   name: string;
-  /** The VMDisk behind it. */
+  /** The VMDisk behind it, and its UID. */
   vmDisk: string;
+  vmDiskUID?: string;
   /** Target device in the domain (vda …). */
   target: string;
   format: VolumeFormat;
@@ -44,7 +50,7 @@ export function memoryImagePath(dir: string, namespace: string, vm: string, time
   // Both names are Kubernetes names (no "/", no "_", no ".." segment): "_" keeps them apart.
   if (!/^[a-z0-9][a-z0-9.-]*$/.test(namespace) || !/^[a-z0-9][a-z0-9.-]*$/.test(vm) || vm.includes(".."))
     throw new Error(`"${namespace}/${vm}" cannot name a file`);
-  return `${dir.replace(/\/+$/, "")}/${namespace}_${vm}_snap-${Math.trunc(timestamp)}.mem`;
+  return `${dir.replace(/\/+$/, "")}/${fileNameFitting(`${namespace}_${vm}`, `_snap-${Math.trunc(timestamp)}.mem`)}`;
 }
 
 /**
@@ -86,6 +92,7 @@ export function planSnapshot(
     disks.push({
       name: entry.name,
       vmDisk: disk.metadata.name,
+      ...(disk.metadata.uid ? { vmDiskUID: disk.metadata.uid } : {}),
       target: have.target,
       format,
       pool: disk.spec.storagePool ?? defaultPool,

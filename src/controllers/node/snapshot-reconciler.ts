@@ -1,8 +1,8 @@
 // Node side of VMSnapshot: takes each snapshot the controller handed to this node (label
 // vm.libvirt-operator.io/node), reports what it holds, notices when it can no longer be
-// restored, and removes what it stored when it is deleted. What is stored is named from the
-// snapshot's namespace, VM and timestamp, never from a path in status.
-import { access, rm } from "node:fs/promises";
+// restored, and removes what it stored when it is deleted (snapshot-storage.ts). It acts only
+// on the VM's own domain (owned-domain.ts), and only while it holds the VM's and its disks'
+// locks; finding them taken, it looks again shortly.
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { NODE_LABEL, type VirtualMachine } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
@@ -13,16 +13,8 @@ import {
   type VMSnapshot,
   VMSnapshotKind,
 } from "../../api/vmsnapshot.ts";
-import { domainNameOf } from "../../hypervisor/domain/from-spec.ts";
 import { parseLiveDevices } from "../../hypervisor/domain/xml.ts";
-import {
-  type DomainRef,
-  DomainState,
-  type LibvirtClient,
-  LibvirtError,
-  unlessNotFound,
-} from "../../hypervisor/libvirt/index.ts";
-import { snapshotVolumeNameOf, volumeNameOf } from "../../hypervisor/storage/volume.ts";
+import { type DomainRef, type LibvirtClient, LibvirtError } from "../../hypervisor/libvirt/index.ts";
 import {
   type AnyObject,
   describeError,
@@ -36,9 +28,11 @@ import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
 import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
 import { type Standing, standingConditions, writerConditions } from "../conditions.ts";
 import { StatusWriter } from "../status-writer.ts";
-import type { DomainLocks } from "./domain-locks.ts";
-import { libvirtSnapshotName, memoryImagePath, parseDuration, planSnapshot } from "./snapshot-plan.ts";
-import { removeInternal, removeVolume, SnapshotTimeout, takeSnapshot } from "./snapshot-take.ts";
+import { type DomainLocks, diskLockKey, LOCK_RETRY_MS } from "./domain-locks.ts";
+import { ownedDomain } from "./owned-domain.ts";
+import { parseDuration, planSnapshot } from "./snapshot-plan.ts";
+import { missingPart, recoverSavedGuest, removeStored, type StorageContext } from "./snapshot-storage.ts";
+import { SnapshotRefused, SnapshotTimeout, takeSnapshot } from "./snapshot-take.ts";
 
 type Snapshot = VMSnapshot & KubernetesObject;
 const COMPONENT = "libvirt-operator-agent";
@@ -74,6 +68,8 @@ export interface NodeSnapshotReconcilerOptions {
   vms: Pick<Lister<VirtualMachine & KubernetesObject>, "get">;
   disks: Pick<Lister<VMDisk & KubernetesObject>, "get">;
   nodeName: string;
+  /** UID of the cluster's kube-system namespace: domains of other clusters are not ours. */
+  clusterId: string;
   defaultPool: string;
   /** Where memory images of VolumeCopy snapshots live (agent state, never a pool). */
   memoryDir: string;
@@ -103,11 +99,13 @@ export function restoreInFlight(r: VMRestore): boolean {
 export class NodeSnapshotReconciler {
   private readonly o: NodeSnapshotReconcilerOptions;
   private readonly status: StatusWriter;
+  private readonly storage: StorageContext;
   /** Snapshots this agent finished, by UID, until the cache shows it (phase written). */
   private readonly settled = new Map<string, string>();
 
   constructor(options: NodeSnapshotReconcilerOptions) {
     this.o = options;
+    this.storage = options;
     this.status = new StatusWriter(options.kube, {
       kind: VMSnapshotKind,
       fieldManager: COMPONENT,
@@ -119,32 +117,53 @@ export class NodeSnapshotReconciler {
     const { namespace, name } = splitKey(key);
     const snap = this.o.snapshots.get(name, namespace);
     if (!snap || snap.metadata.labels?.[NODE_LABEL] !== this.o.nodeName) return undefined;
-    const vmKey = `${namespace}/${snap.spec.vmName}`;
+    const st = snap.status;
+    const uid = snap.metadata.uid ?? "";
+    // Finished here, and the cache has not caught up yet: never take it a second time.
+    const settled = this.settled.get(uid);
+    if (settled && settled !== st?.phase && !snap.metadata.deletionTimestamp) return undefined;
+    this.settled.delete(uid);
+    if (!snap.metadata.deletionTimestamp && (st?.timestamp === undefined || !st.vmUID)) return undefined; // not handed over yet
+    const vm = this.o.vms.get(snap.spec.vmName, namespace);
+    const locks = [`${namespace}/${snap.spec.vmName}`, ...this.diskLocks(snap, vm)];
     const log = forObject(this.o.log, "VMSnapshot", key);
+    const locked = await this.o.locks.tryRun(locks, `snapshot ${key}`, () => this.converge(snap, vm, log));
+    if ("busy" in locked) {
+      log.debug({ holder: locked.busy.what }, "VM busy; looking again shortly");
+      return { requeueAfterMs: LOCK_RETRY_MS };
+    }
+    return locked.done;
+  }
+
+  private async converge(
+    snap: Snapshot,
+    vm: VirtualMachine | undefined,
+    log: Logger,
+  ): Promise<ReconcileResult | undefined> {
+    const ns = snap.metadata.namespace ?? "";
+    const st = snap.status;
+    const owned = await ownedDomain(this.o.libvirt, this.o.clusterId, ns, snap.spec.vmName, st?.vmUID ?? "");
+    const dom = "dom" in owned ? owned.dom : undefined;
     if (snap.metadata.deletionTimestamp) {
       if (!snap.metadata.finalizers?.includes(SNAPSHOT_FINALIZER)) return undefined;
       const user = this.o.restores
-        .list(namespace)
-        .find((r) => r.spec.snapshotName === name && restoreInFlight(r));
+        .list(ns)
+        .find((r) => r.spec.snapshotName === snap.metadata.name && restoreInFlight(r));
       if (user) {
         log.info({ restore: user.metadata.name }, "snapshot in use by a restore; deleting it afterwards");
         return { requeueAfterMs: IN_USE_POLL_MS };
       }
-      await this.o.locks.run(vmKey, `delete snapshot ${key}`, () => this.removeStored(snap));
+      await recoverSavedGuest(this.storage, snap, dom);
+      await removeStored(this.storage, snap, vm, dom);
       await removeFinalizer(this.o.kube, VMSnapshotKind, snap as AnyObject, SNAPSHOT_FINALIZER);
       log.info("snapshot removed from the node");
       return undefined;
     }
-    const st = snap.status;
-    if (st?.timestamp === undefined || !st.vmUID) return undefined; // the controller has not handed it over
-    // Finished here, and the cache has not caught up yet: never take it a second time.
-    const settled = this.settled.get(snap.metadata.uid ?? "");
-    if (settled && settled !== st.phase) return undefined;
-    this.settled.delete(snap.metadata.uid ?? "");
-    if (st.phase === "Succeeded") return this.verify(snap);
-    if (st.phase === "Failed" && st.observedGeneration !== undefined) {
+    if (st?.phase === "Succeeded") return this.verify(snap, dom);
+    if (st?.phase === "Failed" && st.observedGeneration !== undefined) {
       // Level-triggered cleanup: whatever a failed attempt left is removed, however often asked.
-      await this.o.locks.run(vmKey, `clean failed snapshot ${key}`, () => this.removeStored(snap));
+      await recoverSavedGuest(this.storage, snap, dom);
+      await removeStored(this.storage, snap, vm, dom);
       if (st.observedGeneration !== snap.metadata.generation) {
         const stalled = st.conditions?.find((c) => c.type === "Stalled");
         await this.write(
@@ -157,34 +176,36 @@ export class NodeSnapshotReconciler {
     }
     const deadlineMs = parseDuration(snap.spec.failureDeadline ?? DEFAULT_SNAPSHOT_DEADLINE) ?? 300_000;
     const deadlineAt = Date.parse(snap.metadata.creationTimestamp ?? "") + deadlineMs;
-    return this.o.locks.run(vmKey, `snapshot ${key}`, () => this.take(snap, deadlineAt, log));
-  }
-
-  private async take(snap: Snapshot, deadlineAt: number, log: Logger): Promise<undefined> {
-    const ns = snap.metadata.namespace ?? "";
-    const st = snap.status!;
-    const timestamp = st.timestamp!;
+    if ("foreign" in owned) return this.fail(snap, dom, "DomainConflict", owned.foreign);
+    // A take cut short (the agent restarted) may have left the guest saved: bring it back first.
+    if (await recoverSavedGuest(this.storage, snap, dom))
+      log.warn("an interrupted snapshot left the guest saved; restored it");
     if (!(Date.now() < deadlineAt))
-      return this.fail(snap, "Timeout", "its failureDeadline passed before it could be taken");
-    const vm = this.o.vms.get(snap.spec.vmName, ns);
-    if (!vm || vm.metadata.uid !== st.vmUID)
+      return this.fail(snap, dom, "Timeout", "its failureDeadline passed before it could be taken");
+    if (!vm || vm.metadata.uid !== st?.vmUID)
       return this.fail(
         snap,
+        dom,
         "VMGone",
         `VirtualMachine ${snap.spec.vmName} is gone or was replaced by a new one`,
       );
-    const dom = await unlessNotFound(this.o.libvirt.lookupDomainByName(domainNameOf(ns, vm.metadata.name)));
     if (!dom)
       return this.fail(
         snap,
+        dom,
         "NoDomain",
         `VirtualMachine ${vm.metadata.name} has no domain on ${this.o.nodeName}`,
       );
-    // A take cut short (the agent restarted) leaves a saved guest or a partial copy: undo that first.
-    await this.recoverInterrupted(snap, dom, log);
+    return this.take(snap, vm, dom, deadlineAt, log);
+  }
+
+  private async take(snap: Snapshot, vm: VirtualMachine, dom: DomainRef, deadlineAt: number, log: Logger) {
+    const ns = snap.metadata.namespace ?? "";
+    const timestamp = snap.status!.timestamp!;
+    await removeStored(this.storage, snap, vm, dom); // what an interrupted attempt left
     const domainDisks = parseLiveDevices(await this.o.libvirt.domainXml(dom)).disks;
     const plan = planSnapshot(vm, domainDisks, (n) => this.o.disks.get(n, ns), this.o.defaultPool, timestamp);
-    if ("refused" in plan) return this.fail(snap, "NotPossible", plan.refused);
+    if ("refused" in plan) return this.fail(snap, dom, "NotPossible", plan.refused);
     await this.write(
       snap,
       { phase: "InProgress" },
@@ -195,8 +216,9 @@ export class NodeSnapshotReconciler {
       "taking snapshot",
     );
     const started = Date.now();
+    let taken: Awaited<ReturnType<typeof takeSnapshot>>;
     try {
-      const taken = await takeSnapshot(
+      taken = await takeSnapshot(
         { libvirt: this.o.libvirt, log, memoryDir: this.o.memoryDir, deadlineAt },
         dom,
         plan,
@@ -210,94 +232,55 @@ export class NodeSnapshotReconciler {
           domainDisks,
         },
       );
-      const notes = [plan.why, ...plan.skipped.map((s) => `not included: ${s}`), ...taken.notes];
-      const message = `taken in ${Date.now() - started} ms: ${notes.join("; ")}`;
-      await this.write(
-        snap,
-        {
-          phase: "Succeeded",
-          readyToUse: true,
-          creationTime: new Date().toISOString(),
-          isConsistent: taken.isConsistent,
-          storedBytes: taken.storedBytes,
-          method: plan.method,
-          ...(taken.libvirtName ? { libvirtName: taken.libvirtName } : {}),
-          ...(taken.memoryImage ? { memoryImage: taken.memoryImage } : {}),
-          disks: plan.disks.map((d) => ({
-            name: d.name,
-            vmDisk: d.vmDisk,
-            format: d.format,
-            pool: d.pool,
-            volume: plan.method === "Internal" ? d.volume : d.copyVolume,
-          })),
-          vmSpec: vm.spec as Record<string, unknown>,
-          indications: taken.indications,
-        },
-        { state: "ready", reason: "Taken", message },
-      );
-      log.info(
-        { storedBytes: taken.storedBytes, ms: Date.now() - started, indications: taken.indications },
-        "snapshot taken",
-      );
-      this.event(snap, "Normal", "SnapshotTaken", message);
-      this.event(vm as AnyObject, "Normal", "SnapshotTaken", `snapshot ${snap.metadata.name}: ${message}`);
-      return undefined;
     } catch (err) {
       const pastDeadline = err instanceof SnapshotTimeout || Date.now() >= deadlineAt;
       // A dropped libvirt connection is retried until the deadline; libvirt's refusals are not.
-      if (!pastDeadline && !(err instanceof LibvirtError)) throw err;
+      if (!pastDeadline && !(err instanceof LibvirtError) && !(err instanceof SnapshotRefused)) throw err;
       const why = pastDeadline
         ? `its failureDeadline passed: ${describeError(err)}`
-        : `libvirt refused it: ${describeError(err)}`;
-      return this.fail(snap, pastDeadline ? "Timeout" : "LibvirtError", why);
+        : err instanceof SnapshotRefused
+          ? describeError(err)
+          : `libvirt refused it: ${describeError(err)}`;
+      return this.fail(snap, dom, pastDeadline ? "Timeout" : "LibvirtError", why);
     }
-  }
-
-  /** A VolumeCopy take that stopped after saving the guest: the guest is brought back. */
-  private async recoverInterrupted(snap: Snapshot, dom: DomainRef, log: Logger) {
-    const ns = snap.metadata.namespace ?? "";
-    const image = memoryImagePath(this.o.memoryDir, ns, snap.spec.vmName, snap.status!.timestamp!);
-    const exists = await access(image).then(
-      () => true,
-      () => false,
+    const notes = [plan.why, ...plan.skipped.map((s) => `not included: ${s}`), ...taken.notes];
+    const message = `taken in ${Date.now() - started} ms: ${notes.join("; ")}`;
+    await this.write(
+      snap,
+      {
+        phase: "Succeeded",
+        readyToUse: true,
+        creationTime: new Date().toISOString(),
+        isConsistent: taken.isConsistent,
+        storedBytes: taken.storedBytes,
+        method: plan.method,
+        ...(taken.libvirtName ? { libvirtName: taken.libvirtName } : {}),
+        ...(taken.memoryImage ? { memoryImage: taken.memoryImage } : {}),
+        disks: plan.disks.map((d) => ({
+          name: d.name,
+          vmDisk: d.vmDisk,
+          ...(d.vmDiskUID ? { vmDiskUID: d.vmDiskUID } : {}),
+          format: d.format,
+          pool: d.pool,
+          volume: plan.method === "Internal" ? d.volume : d.copyVolume,
+        })),
+        vmSpec: vm.spec as Record<string, unknown>,
+        indications: taken.indications,
+      },
+      { state: "ready", reason: "Taken", message },
     );
-    if (exists && (await this.o.libvirt.domainState(dom)).state === DomainState.Shutoff) {
-      log.warn({ image }, "an interrupted snapshot left the guest saved; restoring it");
-      await this.o.libvirt.domainRestoreFlags(image, null, 0, 120_000);
-    }
-    await this.removeStored(snap);
-  }
-
-  /** Removes everything snapshot SNAP may have stored on this node; idempotent. */
-  private async removeStored(snap: Snapshot) {
-    const ns = snap.metadata.namespace ?? "";
-    const ts = snap.status?.timestamp;
-    if (ts === undefined) return;
-    const dom = await unlessNotFound(this.o.libvirt.lookupDomainByName(domainNameOf(ns, snap.spec.vmName)));
-    if (dom) await removeInternal(this.o.libvirt, dom, libvirtSnapshotName(ts));
-    // The copies status lists, and those a take cut short may have made of the VM's disks.
-    const copies = new Map<string, { pool: string; format: "qcow2" | "raw" }>();
-    for (const d of snap.status?.disks ?? [])
-      copies.set(d.vmDisk, {
-        pool: d.pool ?? this.o.defaultPool,
-        format: d.format === "raw" ? "raw" : "qcow2",
-      });
-    for (const entry of this.o.vms.get(snap.spec.vmName, ns)?.spec.disks ?? []) {
-      const disk = this.o.disks.get(entry.diskRef.name, ns);
-      if (disk && !copies.has(disk.metadata.name))
-        copies.set(disk.metadata.name, {
-          pool: disk.spec.storagePool ?? this.o.defaultPool,
-          format: disk.spec.format === "raw" ? "raw" : "qcow2",
-        });
-    }
-    for (const [vmDisk, c] of copies)
-      await removeVolume(this.o.libvirt, c.pool, snapshotVolumeNameOf(ns, vmDisk, c.format, ts));
-    await rm(memoryImagePath(this.o.memoryDir, ns, snap.spec.vmName, ts), { force: true });
+    log.info(
+      { storedBytes: taken.storedBytes, ms: Date.now() - started, indications: taken.indications },
+      "snapshot taken",
+    );
+    this.event(snap, "Normal", "SnapshotTaken", message);
+    this.event(vm as AnyObject, "Normal", "SnapshotTaken", `snapshot ${snap.metadata.name}: ${message}`);
+    return undefined;
   }
 
   /** A Succeeded snapshot whose stored state went away (a disk deleted) says it cannot be used. */
-  private async verify(snap: Snapshot): Promise<undefined> {
-    const lost = await this.missing(snap);
+  private async verify(snap: Snapshot, dom: DomainRef | undefined): Promise<undefined> {
+    const lost = await missingPart(this.storage, snap, dom);
     if (lost) {
       await this.write(
         snap,
@@ -316,41 +299,22 @@ export class NodeSnapshotReconciler {
     return undefined;
   }
 
-  private async missing(snap: Snapshot): Promise<string | undefined> {
-    const ns = snap.metadata.namespace ?? "";
-    const st = snap.status!;
-    for (const d of st.disks ?? []) {
-      const format = d.format === "raw" ? "raw" : "qcow2";
-      const pool = await unlessNotFound(this.o.libvirt.lookupStoragePool(d.pool ?? this.o.defaultPool));
-      const volume =
-        st.method === "Internal"
-          ? volumeNameOf(ns, d.vmDisk, format)
-          : snapshotVolumeNameOf(ns, d.vmDisk, format, st.timestamp!);
-      const vol = pool && (await unlessNotFound(this.o.libvirt.lookupVolume(pool, volume)));
-      if (!vol)
-        return `the volume holding disk ${d.name} (VMDisk ${d.vmDisk}) is gone: the snapshot cannot be restored`;
-    }
-    if (st.method === "Internal") {
-      const dom = await unlessNotFound(this.o.libvirt.lookupDomainByName(domainNameOf(ns, snap.spec.vmName)));
-      const found =
-        dom && (await unlessNotFound(this.o.libvirt.lookupSnapshot(dom, libvirtSnapshotName(st.timestamp!))));
-      if (!found) return "libvirt no longer has this snapshot of the VM's domain: it cannot be restored";
-    }
-    if (st.memoryImage) {
-      const image = memoryImagePath(this.o.memoryDir, ns, snap.spec.vmName, st.timestamp!);
-      if (
-        !(await access(image).then(
-          () => true,
-          () => false,
-        ))
-      )
-        return `the memory image ${image} is gone`;
-    }
-    return undefined;
-  }
-
-  private async fail(snap: Snapshot, reason: string, message: string): Promise<undefined> {
-    await this.removeStored(snap).catch((err: unknown) =>
+  private async fail(
+    snap: Snapshot,
+    dom: DomainRef | undefined,
+    reason: string,
+    message: string,
+  ): Promise<undefined> {
+    // The guest is never left saved or frozen by a snapshot that failed.
+    await recoverSavedGuest(this.storage, snap, dom).catch(() => undefined);
+    if (snap.spec.consistent && dom)
+      await this.o.libvirt.domainFSThaw(dom, [], 0, 10_000).catch(() => undefined);
+    await removeStored(
+      this.storage,
+      snap,
+      this.o.vms.get(snap.spec.vmName, snap.metadata.namespace),
+      dom,
+    ).catch((err: unknown) =>
       this.o.log.warn({ err: describeError(err) }, "cleaning a failed snapshot failed; tried again later"),
     );
     await this.write(
@@ -362,10 +326,16 @@ export class NodeSnapshotReconciler {
     return undefined;
   }
 
+  /** The locks of the disks the snapshot holds, or would hold. */
+  private diskLocks(snap: Snapshot, vm: VirtualMachine | undefined): string[] {
+    const ns = snap.metadata.namespace ?? "";
+    const names =
+      snap.status?.disks?.map((d) => d.vmDisk) ?? vm?.spec.disks?.map((d) => d.diskRef.name) ?? [];
+    return names.map((n) => diskLockKey(ns, n));
+  }
+
   private async write(snap: Snapshot, fields: Record<string, unknown>, standing: Standing) {
     const generation = snap.metadata.generation ?? 0;
-    if (fields.phase === "Succeeded" || fields.phase === "Failed")
-      this.settled.set(snap.metadata.uid ?? "", fields.phase);
     const keep = (snap.status ?? {}) as Record<string, unknown>;
     // Fields this writer set earlier and does not change now stay (one apply holds them all).
     const kept = Object.fromEntries(
@@ -384,6 +354,8 @@ export class NodeSnapshotReconciler {
         new Date(),
       ),
     });
+    if (fields.phase === "Succeeded" || fields.phase === "Failed")
+      this.settled.set(snap.metadata.uid ?? "", fields.phase);
   }
 
   private event(obj: AnyObject, type: "Normal" | "Warning", reason: string, message: string) {

@@ -1,5 +1,7 @@
 // Rolling a domain on this node back to one of its snapshots: stop the guest (gracefully), put
 // the disks back, then resume the saved memory or boot, as the VM should run.
+
+import type { VMDisk } from "../../api/vmdisk.ts";
 import type { VMSnapshotStatus } from "../../api/vmsnapshot.ts";
 import {
   type DomainRef,
@@ -10,20 +12,29 @@ import {
   SnapshotRevertFlags,
   unlessNotFound,
 } from "../../hypervisor/libvirt/index.ts";
-import { type VolumeFormat, volumeNameOf, volumeXml } from "../../hypervisor/storage/volume.ts";
+import {
+  snapshotVolumeNameOf,
+  type VolumeFormat,
+  volumeNameOf,
+  volumeXml,
+} from "../../hypervisor/storage/volume.ts";
 import { describeError } from "../../runtime/kube.ts";
 import type { Logger } from "../../runtime/logging.ts";
+import { memoryImagePath } from "./snapshot-plan.ts";
 
 export interface RestoreContext {
   libvirt: LibvirtClient;
   log: Logger;
+  /** Where memory images of VolumeCopy snapshots live. */
+  memoryDir: string;
 }
 
 export interface RestoreRequest {
   namespace: string;
+  vmName: string;
   snapshot: VMSnapshotStatus;
-  /** VMDisks the VM has now: a copied disk no longer attached is not put back. */
-  attachedDisks: ReadonlySet<string>;
+  /** The VMDisks of the namespace as they are now. */
+  diskNamed: (name: string) => VMDisk | undefined;
   /** The VM should run afterwards. */
   run: boolean;
   gracePeriodMs: number;
@@ -108,19 +119,32 @@ export async function restoreSnapshot(
     restoredDisks = disks.map((d) => d.name);
   } else {
     restoredDisks = [];
+    const ts = snap.timestamp ?? 0;
     for (const d of disks) {
-      if (!req.attachedDisks.has(d.vmDisk)) {
-        notes.push(`disk ${d.name} (VMDisk ${d.vmDisk}) is no longer attached: not restored`);
+      // The same disk as at the snapshot (not one made anew under its name), as the VM has it now.
+      const disk = req.diskNamed(d.vmDisk);
+      const format: VolumeFormat = disk?.spec.format === "raw" ? "raw" : "qcow2";
+      if (!disk || (d.vmDiskUID && disk.metadata.uid !== d.vmDiskUID) || format !== (d.format ?? "qcow2")) {
+        notes.push(
+          `disk ${d.name}: VMDisk ${d.vmDisk} is not the disk of the snapshot any more: not restored`,
+        );
         continue;
       }
-      const format = d.format === "raw" ? "raw" : "qcow2";
+      const pool = disk.spec.storagePool ?? d.pool ?? "";
       const own = volumeNameOf(req.namespace, d.vmDisk, format);
-      await putBack(ctx.libvirt, d.pool ?? "", own, d.volume ?? "", format);
+      await putBack(
+        ctx.libvirt,
+        pool,
+        own,
+        snapshotVolumeNameOf(req.namespace, d.vmDisk, format, ts),
+        format,
+      );
       restoredDisks.push(d.name);
     }
     const whole = restoredDisks.length === disks.length;
-    if (useMemory && snap.memoryImage && whole) {
-      await ctx.libvirt.domainRestoreFlags(snap.memoryImage, null, DomainSaveRestoreFlags.Running, CALL_MS);
+    const image = memoryImagePath(ctx.memoryDir, req.namespace, req.vmName, ts);
+    if (useMemory && whole) {
+      await ctx.libvirt.domainRestoreFlags(image, null, DomainSaveRestoreFlags.Running, CALL_MS);
       memoryRestored = true;
     } else if (useMemory) {
       notes.push("the memory state was not used: not every disk it belongs with was restored");
@@ -138,7 +162,10 @@ export async function restoreSnapshot(
   return { restoredDisks, memoryRestored, notes };
 }
 
-/** Replaces VOLUME with a copy of COPY (libvirt cannot copy into an existing volume). */
+/**
+ * Replaces VOLUME with a copy of COPY (libvirt cannot copy into an existing volume). The pool
+ * must have room for the copy first: the volume is deleted only when it can be made again.
+ */
 async function putBack(
   libvirt: LibvirtClient,
   poolName: string,
@@ -149,14 +176,15 @@ async function putBack(
   const pool = await libvirt.lookupStoragePool(poolName);
   const source = await unlessNotFound(libvirt.lookupVolume(pool, copy));
   if (!source) throw new Error(`the snapshot's copy ${copy} is missing from pool ${poolName}`);
-  const { capacity } = await libvirt.volumeInfo(source);
+  const { capacity, allocation } = await libvirt.volumeInfo(source);
   const current = await unlessNotFound(libvirt.lookupVolume(pool, volume));
+  const freed = current ? (await libvirt.volumeInfo(current)).allocation : 0;
+  const { available } = await libvirt.storagePoolInfo(pool);
+  if (available + freed < allocation)
+    throw new Error(
+      `pool ${poolName} has ${available} bytes free, the copy of ${volume} needs ${allocation}: the disk was left as it is`,
+    );
   if (current) await libvirt.deleteVolume(current);
-  const xml = volumeXml({
-    name: volume,
-    format,
-    capacityBytes: capacity,
-    allocationBytes: 0,
-  });
+  const xml = volumeXml({ name: volume, format, capacityBytes: capacity, allocationBytes: 0 });
   await libvirt.cloneVolume(pool, xml, source, 0, CALL_MS);
 }

@@ -2,7 +2,7 @@
 // libvirt's internal qcow2 snapshot, or our own volume copies with the memory saved to a file.
 // Whatever fails or runs out of time, the guest is left running as it was and nothing partial
 // stays behind.
-import { mkdir, rm, stat } from "node:fs/promises";
+import { mkdir, rm, stat, statfs } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { SNAPSHOT_INDICATIONS } from "../../api/vmsnapshot.ts";
 import type { ObservedDisk } from "../../hypervisor/domain/disks.ts";
@@ -57,6 +57,9 @@ export interface Taken {
 }
 
 export class SnapshotTimeout extends Error {}
+
+/** Free space kept in the memory image directory beyond a guest's memory. */
+const MEMORY_DIR_RESERVE = 1024 * 2 ** 20;
 
 /** A thaw waits this long: an agent that does not answer it will not answer a longer wait either. */
 const THAW_MS = 10_000;
@@ -177,6 +180,7 @@ async function volumeCopy(
   try {
     if (active) {
       await mkdir(dirname(image), { recursive: true, mode: 0o700 });
+      await roomForMemory(ctx, dom, dirname(image));
       await ctx.libvirt.domainSaveFlags(dom, image, null, 0, left(ctx));
       saved = true;
     }
@@ -208,6 +212,21 @@ async function volumeCopy(
     else await rm(image, { force: true });
   }
   return { ...(withMemory ? { memoryImage: image } : {}), storedBytes };
+}
+
+/** Refused before anything happens: the snapshot cannot be taken as things are. */
+export class SnapshotRefused extends Error {}
+
+/** The guest's memory must fit where its image goes, with room to spare: the node's disk is not filled. */
+async function roomForMemory(ctx: TakeContext, dom: DomainRef, dir: string) {
+  const { maxMemKiB } = await ctx.libvirt.domainInfo(dom);
+  const need = Number(maxMemKiB) * 1024 + MEMORY_DIR_RESERVE;
+  const fs = await statfs(dir);
+  const free = Number(fs.bavail) * Number(fs.bsize);
+  if (free < need)
+    throw new SnapshotRefused(
+      `${dir} has ${free} bytes free; saving the guest's memory there needs ${need} (its memory and a reserve)`,
+    );
 }
 
 /** Brings a saved guest back as it was (running or paused); never bounded by the snapshot's deadline. */

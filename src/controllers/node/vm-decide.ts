@@ -9,7 +9,14 @@ import {
 import { DomainState } from "../../hypervisor/libvirt/constants.ts";
 
 /** Why a shut-off domain stopped (virDomainShutoffReason). */
-export const ShutoffReason = { Unknown: 0, Shutdown: 1, Destroyed: 2, Crashed: 3, Failed: 6 } as const;
+export const ShutoffReason = {
+  Unknown: 0,
+  Shutdown: 1,
+  Destroyed: 2,
+  Crashed: 3,
+  Saved: 5,
+  Failed: 6,
+} as const;
 /** Why a paused domain is paused (virDomainPausedReason): the ones we act on. */
 export const PausedReason = { User: 1, IoError: 5, ShuttingDown: 8, Crashed: 10 } as const;
 /**

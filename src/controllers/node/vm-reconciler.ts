@@ -40,7 +40,7 @@ import { CONDITIONS_RULE } from "../status-diff.ts";
 import { StatusWriter } from "../status-writer.ts";
 import type { Refusal } from "../tenant-policy.ts";
 import { desiredReservations, syncReservations } from "./dhcp.ts";
-import type { DomainLocks } from "./domain-locks.ts";
+import { type DomainLocks, LOCK_RETRY_MS } from "./domain-locks.ts";
 import { admitOnNode, type NodeAdmissionContext } from "./vm-admission.ts";
 import { type DomainObservation, decidePower, PausedReason } from "./vm-decide.ts";
 import { diskStatus, plugDisks, updateDevicesInPlace } from "./vm-disks.ts";
@@ -134,7 +134,10 @@ export class NodeVmReconciler {
   }
 
   async reconcile(key: string): Promise<ReconcileResult | undefined> {
-    const result = await this.o.locks.run(key, "reconcile", () => this.converge(key));
+    const locked = await this.o.locks.tryRun([key], "reconcile", () => this.converge(key));
+    // A snapshot or restore of this VM is under way: look again once it is done.
+    if ("busy" in locked) return { requeueAfterMs: LOCK_RETRY_MS };
+    const result = locked.done;
     // Read from the API server (not in the cache): no watch event will say it changed.
     if (!this.uncached.has(key)) return result;
     return { requeueAfterMs: Math.min(result?.requeueAfterMs ?? UNCACHED_POLL_MS, UNCACHED_POLL_MS) };

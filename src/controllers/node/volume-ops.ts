@@ -60,6 +60,8 @@ export interface ImportRequest {
   createFlags: number;
   url: string;
   importDirs: readonly string[];
+  /** Directories no file import may read, even inside importDirs (the agent's own state). */
+  refusedDirs?: readonly string[];
   limits: ImportLimits;
   log: Logger;
   /** The image is open and checked: the copy starts. */
@@ -80,7 +82,8 @@ export async function importImage(
   r: ImportRequest,
 ): Promise<{ vol: StorageVolRef; facts: ImageFacts; bytes: number }> {
   const shown = redactUrl(r.url);
-  const image = await openImage(r.url, r.importDirs, await poolDirs(libvirt), r.limits);
+  const refused = [...(await poolDirs(libvirt)), ...(r.refusedDirs ?? [])];
+  const image = await openImage(r.url, r.importDirs, refused, r.limits);
   const facts = sniffImage(image.header, image.length);
   const stagingName = `${r.definition.name}.import`;
   let staging: StorageVolRef;

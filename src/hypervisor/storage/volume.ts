@@ -1,5 +1,6 @@
 // Pure: libvirt storage pool and volume XML, volume names that stay inside their pool, and
 // what an image to import is (qcow2 or raw, its size, whether it is safe to use).
+import { createHash } from "node:crypto";
 import { XMLBuilder, XMLParser } from "fast-xml-parser";
 
 export type VolumeFormat = "qcow2" | "raw";
@@ -56,6 +57,19 @@ export function volumeXml(v: VolumeDefinition): string {
   }) as string;
 }
 
+/** Longest file name the node's file systems take (bytes; our names are ASCII). */
+export const FILE_NAME_MAX = 255;
+
+/**
+ * STEM + SUFFIX as a file name. One that would be too long keeps the start of STEM and a hash
+ * of all of it, so it stays unique and the same every time.
+ */
+export function fileNameFitting(stem: string, suffix: string): string {
+  if (stem.length + suffix.length <= FILE_NAME_MAX) return stem + suffix;
+  const hash = createHash("sha256").update(stem).digest("hex").slice(0, 16);
+  return `${stem.slice(0, FILE_NAME_MAX - suffix.length - hash.length - 1)}-${hash}${suffix}`;
+}
+
 /** Name of the copy of a disk's volume that snapshot TIMESTAMP holds ("_" never occurs in a disk's own). */
 export function snapshotVolumeNameOf(
   namespace: string,
@@ -65,7 +79,7 @@ export function snapshotVolumeNameOf(
 ): string {
   const own = volumeNameOf(namespace, name, format);
   const dot = own.lastIndexOf(".");
-  return `${own.slice(0, dot)}_snap-${Math.trunc(timestamp)}${own.slice(dot)}`;
+  return fileNameFitting(own.slice(0, dot), `_snap-${Math.trunc(timestamp)}${own.slice(dot)}`);
 }
 
 /** A directory pool (the agent's default): libvirt creates the directory when it builds the pool. */

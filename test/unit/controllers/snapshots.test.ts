@@ -286,24 +286,29 @@ describe("snapshot metrics", () => {
 });
 
 describe("one piece of work per VM at a time", () => {
-  it("runs holders of one key in order, other keys at once, and several keys without deadlock", async () => {
+  it("a lock taken is never waited for: the second caller hears who holds it; other keys run", async () => {
     const locks = new DomainLocks();
-    const order: string[] = [];
     let release!: () => void;
-    const first = locks.run("a", "first", () =>
-      new Promise<void>((r) => (release = r)).then(() => order.push("first")),
+    const first = locks.tryRun(
+      ["vm", "disk-a"],
+      "restore",
+      () => new Promise<string>((r) => (release = () => r("restored"))),
     );
-    const second = locks.run("a", "second", async () => order.push("second"));
-    await locks.run("b", "other", async () => order.push("other"));
-    assert.equal(locks.holder("a")?.what, "first");
+    const second = await locks.tryRun(["disk-a"], "disk reconcile", async () => "ran");
+    assert.ok("busy" in second && second.busy.what === "restore" && second.busy.key === "disk-a");
+    assert.deepEqual(await locks.tryRun(["other-vm"], "reconcile", async () => "ran"), { done: "ran" });
+    assert.equal(locks.holder("vm")?.what, "restore");
     release();
-    await Promise.all([first, second]);
-    assert.deepEqual(order, ["other", "first", "second"]);
-    await Promise.all([
-      locks.runAll(["x", "y"], "xy", async () => order.push("xy")),
-      locks.runAll(["y", "x"], "yx", async () => order.push("yx")),
-    ]);
-    assert.deepEqual(order.slice(3), ["xy", "yx"]);
-    assert.equal(locks.holder("a"), undefined);
+    assert.deepEqual(await first, { done: "restored" });
+    assert.equal(locks.holder("vm"), undefined);
+    assert.deepEqual(await locks.tryRun(["vm", "disk-a"], "snapshot", async () => "taken"), {
+      done: "taken",
+    });
+  });
+
+  it("releases its locks when the work fails", async () => {
+    const locks = new DomainLocks();
+    await assert.rejects(locks.tryRun(["vm"], "x", async () => Promise.reject(new Error("boom"))));
+    assert.equal(locks.holder("vm"), undefined);
   });
 });
