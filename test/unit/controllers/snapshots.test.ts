@@ -7,6 +7,7 @@ import { judgeRestore } from "../../../src/controllers/cluster/restore-judge.ts"
 import { acceptSnapshot, uniqueTimestamp } from "../../../src/controllers/cluster/snapshot-accept.ts";
 import { snapshotFigures } from "../../../src/controllers/cluster/snapshot-metrics.ts";
 import { snapshotMirror } from "../../../src/controllers/cluster/snapshot-mirror.ts";
+import { snapshotBytesOf, snapshotRefusal } from "../../../src/controllers/disk-limits.ts";
 import { DomainLocks } from "../../../src/controllers/node/domain-locks.ts";
 import { hardwareChanges, shouldRunAfterRestore } from "../../../src/controllers/node/restore-plan.ts";
 import {
@@ -197,6 +198,32 @@ describe("judging a restore", () => {
     assert.equal(reason(judgeRestore(restore(), detached, ready, [])), "DiskDetached");
   });
 
+  it("refuses a disk made anew since the snapshot, and a copy restore over internal snapshots", () => {
+    const withUid = {
+      ...ready,
+      status: { ...ready.status, disks: [{ name: "root", vmDisk: "root", vmDiskUID: "d1" }] },
+    };
+    const remade = { ...disk("root"), metadata: { name: "root", namespace: "team", uid: "d2" } };
+    assert.equal(reason(judgeRestore(restore(), placed, withUid, [], [remade])), "DiskReplaced");
+    const same = { ...remade, metadata: { ...remade.metadata, uid: "d1" } };
+    assert.equal(reason(judgeRestore(restore(), placed, withUid, [], [same])), "hand");
+    const copy = { ...withUid, status: { ...withUid.status, method: "VolumeCopy" as const } };
+    const internal: VMSnapshot = {
+      ...ready,
+      metadata: { name: "older", namespace: "team" },
+      status: {
+        ...ready.status,
+        method: "Internal",
+        readyToUse: true,
+        disks: [{ name: "root", vmDisk: "root" }],
+      },
+    };
+    const j = judgeRestore(restore(), placed, copy, [], [same], [copy, internal]);
+    assert.ok(
+      "refuse" in j && j.refuse.reason === "InternalSnapshotsInside" && /older/.test(j.refuse.message),
+    );
+  });
+
   it("waits for a snapshot still being taken", () => {
     assert.equal(
       reason(judgeRestore(restore(), placed, snapshot({ phase: "InProgress", vmUID: "uid-1" }), [])),
@@ -256,6 +283,41 @@ describe("the VM mirrors its snapshots", () => {
         ["b", "Snap_b"],
       ],
     );
+  });
+});
+
+describe("snapshots in the namespace's disk byte budget", () => {
+  const policy = (limit?: number) =>
+    ({
+      networks: ["default"],
+      storagePools: ["p"],
+      ...(limit !== undefined ? { diskBytesLimit: limit } : {}),
+      source: { networks: "", storagePools: "", diskBytesLimit: "the namespace annotation" },
+    }) as unknown as Parameters<typeof snapshotRefusal>[4];
+  const placedDisk = (name: string, size: string, format: "qcow2" | "raw" = "qcow2") => ({
+    ...disk(name, { format, provisionedSize: size }),
+    status: { nodeName: "n1", provisionedSize: Number.parseInt(size, 10) * 2 ** 30 },
+  });
+  const running = vm(
+    { memory: "1Gi", disks: [{ name: "root", diskRef: { name: "root" } }] },
+    { printableStatus: "Running" },
+  );
+
+  it("counts a copy of each disk when one is raw, the memory when the guest runs", () => {
+    const raw = [placedDisk("root", "4Gi", "raw")];
+    assert.equal(snapshotRefusal(running, false, raw, [], policy()), undefined, "no limit, no refusal");
+    assert.equal(snapshotRefusal(running, false, raw, [], policy(8 * 2 ** 30)), undefined, "4 + 4 fits 8");
+    const over = snapshotRefusal(running, true, raw, [], policy(8 * 2 ** 30));
+    assert.match(over?.message ?? "", /up to 5Gi \(a copy of each disk and the guest's memory\)/);
+    const qcow = [placedDisk("root", "4Gi")];
+    assert.equal(
+      snapshotRefusal(running, false, qcow, [], policy(5 * 2 ** 30)),
+      undefined,
+      "internal: 4 + 1",
+    );
+    const taken = snapshot({ phase: "Succeeded", storedBytes: 2 ** 30 });
+    assert.ok(snapshotRefusal(running, false, qcow, [taken], policy(5 * 2 ** 30)), "stored snapshots count");
+    assert.equal(snapshotBytesOf([taken, snapshot({ phase: "Failed", storedBytes: 5 })]), 2 ** 30);
   });
 });
 
