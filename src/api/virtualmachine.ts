@@ -386,15 +386,19 @@ export const VirtualMachineSpec = withRules(
             "not when the guest powers off. Once: run until the guest stops, then leave it. Manual: never " +
             "started or stopped by the operator on its own; start or stop it by setting the annotation " +
             "vm.libvirt-operator.io/start-requested-at or …/stop-requested-at to the current time (the " +
-            "later of the two wins). Halted: keep it stopped.",
-          default: "Always",
+            "later of the two wins). Halted: keep it stopped. A clone (spec.source.snapshot) takes the " +
+            "snapshotted VM's when it gives none.",
         }),
       ),
       paused: Type.Optional(
         Type.Boolean({ description: "Suspend the running domain (freeze its vCPUs); false resumes it." }),
       ),
       cpu: Type.Optional(Cpu),
-      memory: Quantity("Memory of the VM."),
+      memory: Type.Optional(
+        Quantity(
+          "Memory of the VM. Required, except for a clone (spec.source.snapshot), which takes the snapshotted VM's.",
+        ),
+      ),
       uuid: Type.Optional(
         withRules(
           Type.String({
@@ -410,8 +414,8 @@ export const VirtualMachineSpec = withRules(
         StringEnum(HYPERVISORS, {
           description:
             "Virtualisation technology: kvm (hardware, default) or qemu (full " +
-            "emulation, TCG). The operator places the VM on a node that offers it.",
-          default: "kvm",
+            "emulation, TCG). The operator places the VM on a node that offers it. A clone takes the " +
+            "snapshotted VM's when it gives none.",
         }),
       ),
       nodeName: Type.Optional(
@@ -444,6 +448,12 @@ export const VirtualMachineSpec = withRules(
   ),
   presenceImmutable("uuid", "spec.uuid"),
   presenceImmutable("source", "spec.source"),
+  {
+    rule: "has(self.memory) || has(self.source)",
+    message: "spec.memory is required (only a VM made from spec.source may leave it out)",
+    fieldPath: ".memory",
+    reason: "FieldValueRequired",
+  },
 );
 
 const InterfaceStatus = Type.Object(
@@ -563,6 +573,29 @@ export const VirtualMachineStatus = Type.Object(
         description:
           "The restart-requested-at annotation value the operator last acted on; a new value reboots once.",
       }),
+    ),
+    clonedFrom: Type.Optional(
+      Type.Object(
+        {
+          snapshot: Type.String({ description: "The VMSnapshot the VM was made from." }),
+          snapshotUID: Type.String({ description: "Its UID." }),
+          vmName: Type.String({ description: "The VM the snapshot was taken of." }),
+          spec: Type.Object(
+            {},
+            {
+              description:
+                "The hardware the clone has where its own spec says nothing: the snapshotted VM's spec at the " +
+                "snapshot, without its UUID, MAC and IP addresses, its disks pointing to the clone's own.",
+              "x-kubernetes-preserve-unknown-fields": true,
+            },
+          ),
+        },
+        {
+          description:
+            "For a VM made from spec.source.snapshot: where it came from and the hardware it took, kept when " +
+            "the snapshot is deleted.",
+        },
+      ),
     ),
     powerRequestHandled: Type.Optional(
       Type.String({

@@ -40,6 +40,7 @@ import { poolTargets } from "../controllers/node/vm-media.ts";
 import { NodeVmReconciler } from "../controllers/node/vm-reconciler.ts";
 import { watchNodeVms } from "../controllers/node/vm-watches.ts";
 import { tenancyDefaultsFromEnv, tenantPolicy } from "../controllers/tenant-policy.ts";
+import { effectiveVms } from "../controllers/vm-clone.ts";
 import { offerTestDriverDomains, parseCapabilities } from "../hypervisor/capabilities.ts";
 import { parseOwnership } from "../hypervisor/domain/xml.ts";
 import { overdueBy } from "../hypervisor/libvirt/deadlines.ts";
@@ -102,6 +103,8 @@ async function main() {
     VirtualMachineKind,
     `${NODE_LABEL}=${nodeName}`,
   );
+  // Reconcilers see each VM as it runs: a clone with the hardware it took from its snapshot.
+  const vms = effectiveVms(informer);
   // Every VMDisk, not only this node's: VMs here may use disks of shared pools placed elsewhere.
   // The disk reconciler acts only on disks labelled for this node.
   const diskInformer = kindInformer<VMDisk & KubernetesObject>(kube, VMDiskKind);
@@ -119,7 +122,7 @@ async function main() {
   const reconciler = new NodeVmReconciler({
     kube,
     libvirt,
-    cache: informer,
+    cache: vms,
     disks: diskInformer,
     nodeName,
     clusterId,
@@ -131,7 +134,7 @@ async function main() {
       identities: {
         clusterId,
         nodeName,
-        vmsOnNode: () => informer.list(),
+        vmsOnNode: () => vms.list(),
         domainHolding: libvirtDomainHolding(libvirt),
       },
       media: {
@@ -178,6 +181,7 @@ async function main() {
     },
     locks,
     stateDirs: agentStateDirsOf(process.env, consoleLogDir),
+    snapshots: snapshotInformer,
     log,
   });
   const diskQueue = new WorkQueue("vmdisk-node", (key) => diskReconciler.reconcile(key), {
@@ -190,7 +194,7 @@ async function main() {
     libvirt,
     snapshots: snapshotInformer,
     restores: restoreInformer,
-    vms: informer,
+    vms,
     disks: diskInformer,
     nodeName,
     clusterId,
@@ -208,7 +212,7 @@ async function main() {
     libvirt,
     restores: restoreInformer,
     snapshots: snapshotInformer,
-    vms: informer,
+    vms,
     disks: diskInformer,
     nodeName,
     clusterId,
@@ -244,6 +248,13 @@ async function main() {
   watchNodeDisks(diskQueue, diskInformer, nodeName);
   watchNodeSnapshots(snapshotQueue, snapshotInformer, restoreInformer, nodeName);
   watchNodeRestores(restoreQueue, restoreInformer, nodeName);
+  // A disk made from a snapshot waits for it to be taken.
+  watchRelated(snapshotInformer, diskQueue, (s) =>
+    diskInformer
+      .list(s.metadata?.namespace)
+      .filter((d) => d.spec.source?.snapshot?.name === s.metadata?.name)
+      .map((d) => `${d.metadata?.namespace}/${d.metadata?.name}`),
+  );
   // A snapshot taken or removed changes its VM's storedData.
   watchRelated(snapshotInformer, queue, (s) =>
     s.metadata?.namespace ? [`${s.metadata.namespace}/${s.spec.vmName}`] : [],
@@ -276,7 +287,7 @@ async function main() {
   new StatsCollector({
     kube,
     libvirt,
-    vms: informer,
+    vms,
     disks: diskInformer,
     nodeName,
     registry,

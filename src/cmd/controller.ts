@@ -36,6 +36,7 @@ import {
 } from "../controllers/cluster/unsupported-reconciler.ts";
 import { ClusterVmReconciler, watchClusterVms } from "../controllers/cluster/vm-reconciler.ts";
 import { tenancyDefaultsFromEnv, tenantPolicy } from "../controllers/tenant-policy.ts";
+import { effectiveVms } from "../controllers/vm-clone.ts";
 import { connectKube, kindInformer, startInformerSynced } from "../runtime/kube.ts";
 import { type Leadership, runLeaderElection } from "../runtime/leader.ts";
 import { createLogger } from "../runtime/logging.ts";
@@ -60,7 +61,9 @@ async function main() {
   const stuckWorkerMs = Number(process.env.STUCK_WORKER_SECONDS ?? 300) * 1000;
   const server = await startHttpServer(port, registry, () => ready, stuckWorkers(queues, stuckWorkerMs));
 
-  const vms = kindInformer<VirtualMachine & KubernetesObject>(kube, VirtualMachineKind);
+  const vmInformer = kindInformer<VirtualMachine & KubernetesObject>(kube, VirtualMachineKind);
+  // Reconcilers see each VM as it runs: a clone with the hardware it took from its snapshot.
+  const vms = effectiveVms(vmInformer);
   const nodes = makeInformer<V1Node>(kube.kc, "/api/v1/nodes", () => kube.core.listNode());
   const leases = makeInformer<V1Lease>(
     kube.kc,
@@ -82,6 +85,7 @@ async function main() {
     leaseNamespace: namespace,
     policy: { cpuOvercommit },
     disks,
+    snapshots,
     book,
     namespaces,
     tenancy,
@@ -158,18 +162,25 @@ async function main() {
 
   const start = async () => {
     for (const u of unsupported) u.reconciler.watch(u.queue, u.informer);
-    watchClusterVms(queue, reconciler, { vms, disks, nodes, leases, namespaces });
-    watchClusterDisks(diskQueue, diskReconciler, { disks, vms, nodes, leases, namespaces });
-    watchClusterSnapshots(snapshotQueue, { snapshots, vms }, snapshotReconciler);
-    watchClusterRestores(restoreQueue, { restores, snapshots, vms }, restoreReconciler);
-    watchSnapshotMirror(mirrorQueue, { vms, snapshots });
+    watchClusterVms(queue, reconciler, { vms: vmInformer, disks, nodes, leases, namespaces, snapshots });
+    watchClusterDisks(diskQueue, diskReconciler, {
+      disks,
+      vms: vmInformer,
+      nodes,
+      leases,
+      namespaces,
+      snapshots,
+    });
+    watchClusterSnapshots(snapshotQueue, { snapshots, vms: vmInformer }, snapshotReconciler);
+    watchClusterRestores(restoreQueue, { restores, snapshots, vms: vmInformer }, restoreReconciler);
+    watchSnapshotMirror(mirrorQueue, { vms: vmInformer, snapshots });
     await Promise.all([
       startInformerSynced(nodes, "nodes", log),
       startInformerSynced(leases, "leases", log),
       startInformerSynced(namespaces, "namespaces", log),
     ]);
     await startInformerSynced(disks, "vmdisks", log);
-    await startInformerSynced(vms, "virtualmachines", log);
+    await startInformerSynced(vmInformer, "virtualmachines", log);
     await startInformerSynced(snapshots, "vmsnapshots", log);
     await startInformerSynced(restores, "vmrestores", log);
     for (const u of unsupported) await startInformerSynced(u.informer, u.kind.plural, log);
@@ -182,7 +193,9 @@ async function main() {
     log.info({ why }, "controller stopping");
     ready = false;
     if (why !== "lost leadership") await leadership?.release().catch(() => undefined);
-    await Promise.all([vms, disks, nodes, leases, namespaces, snapshots, restores].map((i) => i.stop()));
+    await Promise.all(
+      [vmInformer, disks, nodes, leases, namespaces, snapshots, restores].map((i) => i.stop()),
+    );
     await Promise.all(unsupported.map((u) => u.informer.stop()));
     await Promise.all([
       queue.shutdown(),

@@ -129,7 +129,8 @@ export function snapshotRefusal(
     .filter((d): d is VMDisk => Boolean(d && !d.spec.readOnly && !d.spec.shareable));
   const copies = writable.some((d) => d.spec.format === "raw") || vm.spec.boot?.firmware === "uefi";
   const running = vm.status?.printableStatus === "Running" || vm.status?.printableStatus === "Paused";
-  const memoryBytes = running && (memory || !copies) ? parseQuantity(vm.spec.memory) : 0;
+  const memoryBytes =
+    running && (memory || !copies) && vm.spec.memory !== undefined ? parseQuantity(vm.spec.memory) : 0;
   const estimate = memoryBytes + (copies ? writable.reduce((sum, d) => sum + heldBytes(d), 0) : 0);
   const held = namespaceDisks.reduce((sum, d) => sum + heldBytes(d), 0) + snapshotBytesOf(namespaceSnapshots);
   if (held + estimate <= limit) return undefined;

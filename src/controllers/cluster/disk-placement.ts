@@ -4,6 +4,7 @@
 import { parseQuantity } from "../../api/quantity.ts";
 import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
+import type { VMSnapshot } from "../../api/vmsnapshot.ts";
 import type { StoragePoolFacts } from "../node-facts.ts";
 import { poolRoom } from "./pool-capacity.ts";
 
@@ -65,8 +66,18 @@ export function diskNodeDecision(
   disk: VMDisk,
   users: readonly VirtualMachine[],
   source: VMDisk | undefined,
+  snapshot?: VMSnapshot,
 ): DiskNodeDecision {
   if (disk.spec.nodeName) return { node: disk.spec.nodeName, why: "spec.nodeName" };
+  const fromSnapshot = disk.spec.source?.snapshot?.name;
+  if (fromSnapshot) {
+    const node = snapshot?.status?.nodeName;
+    return node && snapshot?.status?.phase === "Succeeded"
+      ? { node, why: `the node of VMSnapshot ${fromSnapshot} it is made from` }
+      : {
+          wait: `VMSnapshot ${fromSnapshot} (spec.source.snapshot) ${snapshot ? "is not taken yet" : "does not exist"}`,
+        };
+  }
   const sourceName = disk.spec.source?.disk?.name;
   if (sourceName) {
     const node = source?.status?.nodeName;

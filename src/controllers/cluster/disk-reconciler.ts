@@ -62,8 +62,8 @@ export interface ClusterDiskReconcilerOptions {
   tenancy: TenancyDefaults;
   /** Provisioned bytes a pool may be promised per byte of capacity (STORAGE_OVERCOMMIT). */
   storageOvercommit: number;
-  /** What the namespace's snapshots stored counts in its byte budget. */
-  snapshots?: Pick<Lister<VMSnapshot>, "list">;
+  /** What the namespace's snapshots stored counts in its byte budget; disks made from one go to its node. */
+  snapshots?: Pick<Lister<VMSnapshot>, "list" | "get">;
   log: Logger;
 }
 
@@ -80,9 +80,13 @@ export function watchClusterDisks(
     nodes: Watchable<V1Node>;
     leases: Watchable<V1Lease>;
     namespaces: Watchable<V1Namespace>;
+    snapshots?: Watchable<VMSnapshot & KubernetesObject>;
   },
 ): void {
   watchOwn(sources.disks, queue);
+  // A snapshot taken (or one deleted: its bytes leave the budget) moves disks that wait.
+  if (sources.snapshots)
+    watchRelated(sources.snapshots, queue, (s) => reconciler.unplacedKeys(s.metadata?.namespace));
   // A deleted disk frees pool room and namespace bytes; an admin may raise a namespace's limits.
   watchRelated(sources.disks, queue, (_d, verb) => (verb === "delete" ? reconciler.unplacedKeys() : []));
   watchRelated(sources.namespaces, queue, (ns) => reconciler.unplacedKeys(ns.metadata?.name));
@@ -159,7 +163,9 @@ export class ClusterDiskReconciler {
         const assumed = this.o.book.vmNodes.get(`${namespace}/${vm.metadata.name}`);
         return !vm.status?.nodeName && assumed ? { ...vm, status: { ...vm.status, nodeName: assumed } } : vm;
       });
-      const decision = diskNodeDecision(disk, seen, source);
+      const fromSnapshot = disk.spec.source?.snapshot?.name;
+      const snapshot = fromSnapshot ? this.o.snapshots?.get(fromSnapshot, namespace) : undefined;
+      const decision = diskNodeDecision(disk, seen, source, snapshot);
       const refusal = this.refusal(disk);
       const placed:
         | { node: string; why?: string }

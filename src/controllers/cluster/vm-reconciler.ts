@@ -10,6 +10,7 @@ import {
   VirtualMachineKind,
 } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
+import type { VMSnapshot } from "../../api/vmsnapshot.ts";
 import { desiredInterfaces, resourcesOf } from "../../hypervisor/domain/from-spec.ts";
 import {
   type AnyObject,
@@ -34,6 +35,7 @@ import { CONDITIONS_RULE } from "../status-diff.ts";
 import { STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
 import { type Refusal, type TenancyDefaults, tenantPolicy } from "../tenant-policy.ts";
 import { waitingForIdentity } from "../vm-identities.ts";
+import { clonePlan, createCloneDisks } from "./clone-prep.ts";
 import { namesDisk, nodeOfVmDisks } from "./disk-placement.ts";
 import type { PlacementBook } from "./disk-reconciler.ts";
 import { type NodeView, type PlacementPolicy, place } from "./placement.ts";
@@ -41,6 +43,9 @@ import { ADMITTED_CONDITION, clusterRefusal } from "./vm-admission.ts";
 import { InterfaceAssigner } from "./vm-interfaces.ts";
 
 export const CONTROLLER_FIELD_MANAGER = "libvirt-operator-controller";
+export const CLONE_FIELD_MANAGER = "libvirt-operator-controller-clone";
+/** A clone waiting for its snapshot looks again this often (and whenever the snapshot changes). */
+const CLONE_POLL_MS = 5000;
 const COMPONENT = "libvirt-operator-controller";
 /** Unschedulable VMs are looked at again this often even without node changes. */
 const UNSCHEDULABLE_RETRY_MS = 30_000;
@@ -60,6 +65,8 @@ export interface ClusterVmReconcilerOptions {
   leaseNamespace: string;
   policy: PlacementPolicy;
   disks: Lister<VMDisk & KubernetesObject>;
+  /** The snapshots clones are made from (spec.source.snapshot). */
+  snapshots?: Pick<Lister<VMSnapshot & KubernetesObject>, "get">;
   book: PlacementBook;
   namespaces: Lister<V1Namespace>;
   /** What tenants may use unless their Namespace says otherwise. */
@@ -80,9 +87,12 @@ export function watchClusterVms(
     nodes: Watchable<V1Node>;
     leases: Watchable<V1Lease>;
     namespaces: Watchable<V1Namespace>;
+    snapshots?: Watchable<VMSnapshot & KubernetesObject>;
   },
 ): void {
   watchOwn(sources.vms, queue);
+  // A clone waits for its snapshot to be taken.
+  if (sources.snapshots) watchRelated(sources.snapshots, queue, (snap) => reconciler.clonesOf(snap));
   // A VM gone or changed may free the MAC or UUID another waits for.
   watchRelated(sources.vms, queue, () => waitingForIdentity(reconciler.allVms(), "Admitted"));
   // An admin changing what a namespace may use: its VMs are judged again.
@@ -104,6 +114,8 @@ export class ClusterVmReconciler {
 
   private readonly status: StatusWriter;
   private readonly standing: StatusWriter;
+  /** status.clonedFrom, written once, by a manager of its own (no other apply removes it). */
+  private readonly clone: StatusWriter;
 
   constructor(options: ClusterVmReconcilerOptions) {
     this.o = options;
@@ -113,11 +125,24 @@ export class ClusterVmReconciler {
       fieldManager: STANDING_FIELD_MANAGER,
       yieldToOthers: true,
     });
+    this.clone = new StatusWriter(options.kube, {
+      kind: VirtualMachineKind,
+      fieldManager: CLONE_FIELD_MANAGER,
+      owns: ["clonedFrom"],
+    });
     this.status = new StatusWriter(options.kube, {
       kind: VirtualMachineKind,
       fieldManager: CONTROLLER_FIELD_MANAGER,
       listMaps: { conditions: CONDITIONS_RULE, interfaces: { key: "name", ownsSet: true } },
     });
+  }
+
+  /** Keys of clones of SNAP not made yet. */
+  clonesOf(snap: VMSnapshot & KubernetesObject): string[] {
+    return this.o.vms
+      .list(snap.metadata?.namespace)
+      .filter((vm) => vm.spec.source?.snapshot === snap.metadata?.name && !vm.status?.clonedFrom)
+      .map((vm) => keyOf(vm));
   }
 
   /** Keys of VMs not placed yet that use DISK: it may now say where they must go. */
@@ -213,17 +238,12 @@ export class ClusterVmReconciler {
       return undefined;
     }
 
-    if (vm.spec.source) {
-      // Cloning from a template or snapshot is not built yet: never run such a VM diskless.
-      const message = `spec.source (${Object.keys(vm.spec.source).join(", ")}) is not supported by this operator version yet; the VM is not placed`;
-      await this.status.write(vm, {
-        observedGeneration: vm.metadata.generation ?? 0,
-        printableStatus: "Failed",
-        conditions: this.conditions(vm, [
-          { type: "Scheduled", status: "False", reason: "SourceNotSupported", message },
-          ...standingConditions({ state: "stalled", reason: "SourceNotSupported", message }),
-        ]),
-      });
+    if (vm.spec.source?.snapshot && !vm.status?.clonedFrom) return this.prepareClone(vm);
+    if (vm.spec.source?.template) {
+      // Templates are not built yet: never run such a VM diskless.
+      const message =
+        "spec.source.template is not supported by this operator version yet; the VM is not placed";
+      await this.status.write(vm, this.notPlacedStatus(vm, "SourceNotSupported", message, "stalled"));
       return undefined;
     }
     const need = resourcesOf(vm);
@@ -280,6 +300,54 @@ export class ClusterVmReconciler {
       `placed on node ${result.node}`,
     );
     return undefined;
+  }
+
+  /**
+   * A clone waits for its snapshot; then its disks are made and the hardware it takes recorded
+   * (status.clonedFrom), and the next reconcile places it like any VM.
+   */
+  private async prepareClone(vm: Vm): Promise<ReconcileResult | undefined> {
+    const ns = vm.metadata.namespace ?? "";
+    const snap = this.o.snapshots?.get(vm.spec.source?.snapshot ?? "", ns);
+    const plan = clonePlan(vm, snap, (n) => this.o.disks.get(n, ns));
+    if ("wait" in plan) {
+      await this.status.write(vm, this.notPlacedStatus(vm, "WaitingForSnapshot", plan.wait, "reconciling"));
+      return { requeueAfterMs: CLONE_POLL_MS };
+    }
+    if ("refuse" in plan) {
+      await this.status.write(
+        vm,
+        this.notPlacedStatus(vm, plan.refuse.reason, plan.refuse.message, "stalled"),
+      );
+      return undefined;
+    }
+    await createCloneDisks(this.o.kube, vm, plan.disks ?? []);
+    await this.clone.write(vm, { clonedFrom: plan.record });
+    void recordEvent(
+      this.o.kube,
+      COMPONENT,
+      vm as AnyObject,
+      "Normal",
+      "Cloning",
+      `made from VMSnapshot ${plan.record.snapshot} of ${plan.record.vmName}: disks ${(plan.disks ?? []).map((d) => d.name).join(", ") || "none"}`,
+    );
+    return undefined;
+  }
+
+  private notPlacedStatus(
+    vm: Vm,
+    reason: string,
+    message: string,
+    state: "reconciling" | "stalled",
+  ): Record<string, unknown> {
+    return {
+      observedGeneration: vm.metadata.generation ?? 0,
+      printableStatus: state === "stalled" ? "Failed" : "Provisioning",
+      conditions: this.conditions(vm, [
+        { type: "Scheduled", status: "False", reason, message },
+        ...standingConditions({ state, reason, message }),
+      ]),
+    };
   }
 
   /** The node label the agent selects on, and the finalizer, before any libvirt side effect. */

@@ -5,6 +5,7 @@ import type { KubernetesObject } from "@kubernetes/client-node";
 import { parseQuantity } from "../../api/quantity.ts";
 import { NODE_LABEL } from "../../api/virtualmachine.ts";
 import { DISK_PROTECTION_FINALIZER, type VMDisk, VMDiskKind, VOLUME_FINALIZER } from "../../api/vmdisk.ts";
+import type { VMSnapshot } from "../../api/vmsnapshot.ts";
 import {
   type LibvirtClient,
   type StoragePoolRef,
@@ -42,6 +43,7 @@ import type { ImportLimits } from "./image-limits.ts";
 import { ImageSourceError } from "./image-source.ts";
 import { redactUrl, redactUrls } from "./url-redaction.ts";
 import { finished, op } from "./vm-progress.ts";
+import { SnapshotSourceError, snapshotDisk, volumeFromSnapshot } from "./volume-from-snapshot.ts";
 import { growVolume, importImage } from "./volume-ops.ts";
 
 type Disk = VMDisk & KubernetesObject;
@@ -82,6 +84,8 @@ export interface NodeDiskReconcilerOptions {
   tenancy?: { refusal(disk: Disk): Refusal | undefined };
   /** Shared with the VM, snapshot and restore reconcilers of this node. */
   locks: DomainLocks;
+  /** This node's snapshots (spec.source.snapshot). */
+  snapshots?: { get(name: string, namespace?: string): VMSnapshot | undefined };
   /** The agent's own state (snapshots' memory images among it): never read by a file import. */
   stateDirs?: readonly string[];
   log: Logger;
@@ -104,9 +108,13 @@ export class NodeDiskReconciler {
   async reconcile(key: string): Promise<ReconcileResult | undefined> {
     const { namespace, name } = splitKey(key);
     // A restore putting this disk's volume back holds its lock.
-    const locked = await this.o.locks.tryRun([diskLockKey(namespace, name)], "reconcile", () =>
-      this.converge(namespace, name, key),
-    );
+    // A disk made from a snapshot also holds the disk the snapshot is kept in, or its copy.
+    const from = this.o.cache.get(name, namespace)?.spec.source?.snapshot;
+    const held = from
+      ? this.o.snapshots?.get(from.name, namespace)?.status?.disks?.find((d) => d.name === from.disk)
+      : undefined;
+    const keys = [diskLockKey(namespace, name), ...(held ? [diskLockKey(namespace, held.vmDisk)] : [])];
+    const locked = await this.o.locks.tryRun(keys, "reconcile", () => this.converge(namespace, name, key));
     return "busy" in locked ? { requeueAfterMs: LOCK_RETRY_MS } : locked.done;
   }
 
@@ -272,15 +280,38 @@ export class NodeDiskReconciler {
     if (source.image) return this.importImage(disk, mem, pool, definition, flags, source.image.url, log);
 
     if (source.snapshot) {
-      await this.report(disk, mem, {
-        phase: "Pending",
-        failure: {
-          reason: "SourceUnsupported",
-          message:
-            "spec.source.snapshot needs VMSnapshot support, which this operator version does not have yet",
-        },
-      });
-      return undefined;
+      const snap = this.o.snapshots?.get(source.snapshot.name, disk.metadata.namespace);
+      try {
+        snapshotDisk(snap, source.snapshot.name, source.snapshot.disk);
+      } catch (err) {
+        if (!(err instanceof SnapshotSourceError)) throw err;
+        await this.report(disk, mem, { phase: "Pending", waiting: err.message });
+        return undefined;
+      }
+      mem.phase = "Locked";
+      mem.lastOperation = op(
+        "Clone",
+        "Running",
+        `copying disk ${source.snapshot.disk} of VMSnapshot ${source.snapshot.name}`,
+      );
+      await this.report(disk, mem, {});
+      const vol = await volumeFromSnapshot(
+        this.o.libvirt,
+        pool,
+        definition,
+        snap!,
+        source.snapshot.disk,
+        flags,
+      );
+      this.done(
+        disk,
+        mem,
+        log,
+        "Cloned",
+        `copied from disk ${source.snapshot.disk} of VMSnapshot ${source.snapshot.name}`,
+        started,
+      );
+      return vol;
     }
 
     mem.phase = "Creating";

@@ -66,7 +66,7 @@ export interface NodeSnapshotReconcilerOptions {
   snapshots: Lister<Snapshot>;
   restores: Lister<VMRestore & KubernetesObject>;
   vms: Pick<Lister<VirtualMachine & KubernetesObject>, "get">;
-  disks: Pick<Lister<VMDisk & KubernetesObject>, "get">;
+  disks: Lister<VMDisk & KubernetesObject>;
   nodeName: string;
   /** UID of the cluster's kube-system namespace: domains of other clusters are not ours. */
   clusterId: string;
@@ -151,6 +151,21 @@ export class NodeSnapshotReconciler {
         .find((r) => r.spec.snapshotName === snap.metadata.name && restoreInFlight(r));
       if (user) {
         log.info({ restore: user.metadata.name }, "snapshot in use by a restore; deleting it afterwards");
+        return { requeueAfterMs: IN_USE_POLL_MS };
+      }
+      const cloning = this.o.disks
+        .list(ns)
+        .find(
+          (d) =>
+            d.spec.source?.snapshot?.name === snap.metadata.name &&
+            !d.metadata.deletionTimestamp &&
+            (d.status?.phase === "Locked" || d.status?.phase === "Creating"),
+        );
+      if (cloning) {
+        log.info(
+          { disk: cloning.metadata.name },
+          "snapshot in use by a disk made from it; deleting it afterwards",
+        );
         return { requeueAfterMs: IN_USE_POLL_MS };
       }
       await recoverSavedGuest(this.storage, snap, dom);
@@ -263,6 +278,7 @@ export class NodeSnapshotReconciler {
           format: d.format,
           pool: d.pool,
           volume: plan.method === "Internal" ? d.volume : d.copyVolume,
+          ...(taken.capacities[d.name] !== undefined ? { provisionedSize: taken.capacities[d.name] } : {}),
         })),
         vmSpec: vm.spec as Record<string, unknown>,
         indications: taken.indications,

@@ -50,6 +50,8 @@ export interface Taken {
   libvirtName?: string;
   memoryImage?: string;
   storedBytes: number;
+  /** Size of each disk (by its name in the VM) at the snapshot, bytes. */
+  capacities: Record<string, number>;
   indications: Indication[];
   isConsistent: boolean;
   /** What the user should know (a thaw that failed, a freeze nobody answered). */
@@ -129,14 +131,19 @@ export async function takeSnapshot(
   }
 }
 
-async function allocation(ctx: TakeContext, plan: SnapshotPlan): Promise<number> {
+/** Bytes the planned disks' volumes take now, and each one's size. */
+async function allocation(ctx: TakeContext, plan: SnapshotPlan) {
   let sum = 0;
+  const capacities: Record<string, number> = {};
   for (const d of plan.disks) {
     const pool = await ctx.libvirt.lookupStoragePool(d.pool);
     const vol = await unlessNotFound(ctx.libvirt.lookupVolume(pool, d.volume));
-    if (vol) sum += (await ctx.libvirt.volumeInfo(vol)).allocation;
+    if (!vol) continue;
+    const info = await ctx.libvirt.volumeInfo(vol);
+    sum += info.allocation;
+    capacities[d.name] = info.capacity;
   }
-  return sum;
+  return { sum, capacities };
 }
 
 async function internal(
@@ -145,7 +152,7 @@ async function internal(
   plan: SnapshotPlan,
   req: TakeRequest,
   active: boolean,
-): Promise<Pick<Taken, "libvirtName" | "storedBytes">> {
+): Promise<Pick<Taken, "libvirtName" | "storedBytes" | "capacities">> {
   const name = libvirtSnapshotName(req.timestamp);
   const before = await allocation(ctx, plan);
   const xml = internalSnapshotXml(name, req.description, plan, req.domainDisks, active);
@@ -156,7 +163,11 @@ async function internal(
     throw err;
   }
   const after = await allocation(ctx, plan);
-  return { libvirtName: name, storedBytes: Math.max(0, after - before) };
+  return {
+    libvirtName: name,
+    storedBytes: Math.max(0, after.sum - before.sum),
+    capacities: before.capacities,
+  };
 }
 
 /**
@@ -172,11 +183,12 @@ async function volumeCopy(
   active: boolean,
   paused: boolean,
   withMemory: boolean,
-): Promise<Pick<Taken, "memoryImage" | "storedBytes">> {
+): Promise<Pick<Taken, "memoryImage" | "storedBytes" | "capacities">> {
   const image = memoryImagePath(ctx.memoryDir, req.namespace, req.vmName, req.timestamp);
   const copied: Array<{ pool: string; volume: string }> = [];
   let saved = false;
   let storedBytes = 0;
+  const capacities: Record<string, number> = {};
   try {
     if (active) {
       await mkdir(dirname(image), { recursive: true, mode: 0o700 });
@@ -188,6 +200,7 @@ async function volumeCopy(
       const pool = await ctx.libvirt.lookupStoragePool(d.pool);
       const source = await ctx.libvirt.lookupVolume(pool, d.volume);
       const { capacity } = await ctx.libvirt.volumeInfo(source);
+      capacities[d.name] = capacity;
       const xml = volumeXml({
         name: d.copyVolume,
         format: d.format,
@@ -211,7 +224,7 @@ async function volumeCopy(
     if (withMemory) storedBytes += (await stat(image)).size;
     else await rm(image, { force: true });
   }
-  return { ...(withMemory ? { memoryImage: image } : {}), storedBytes };
+  return { ...(withMemory ? { memoryImage: image } : {}), storedBytes, capacities };
 }
 
 /** Refused before anything happens: the snapshot cannot be taken as things are. */

@@ -39,6 +39,7 @@ import type { ReconcileResult } from "../../runtime/workqueue.ts";
 import { CONDITIONS_RULE } from "../status-diff.ts";
 import { StatusWriter } from "../status-writer.ts";
 import type { Refusal } from "../tenant-policy.ts";
+import { effectiveVm } from "../vm-clone.ts";
 import { desiredReservations, syncReservations } from "./dhcp.ts";
 import { type DomainLocks, LOCK_RETRY_MS } from "./domain-locks.ts";
 import { admitOnNode, type NodeAdmissionContext } from "./vm-admission.ts";
@@ -160,7 +161,7 @@ export class NodeVmReconciler {
       // server says whether it is still this node's VM, so its guest is never left running.
       const current = await readObject<VirtualMachine & AnyObject>(this.o.kube, VirtualMachineKind, owner);
       if (current?.metadata.uid === owner.uid && current.status?.nodeName === this.o.nodeName) {
-        vm = current;
+        vm = effectiveVm(current);
         this.uncached.add(key);
       }
     }

@@ -62,7 +62,7 @@ export function domainDefinitionFor(vm: VirtualMachine, inputs: ResolvedInputs):
     owner: { cluster: inputs.cluster, namespace, name: metadata.name, uid: metadata.uid ?? "" },
     ...(spec.description ? { description: spec.description } : {}),
     hypervisor: spec.hypervisor ?? "kvm",
-    memoryBytes: parseQuantity(spec.memory),
+    memoryBytes: spec.memory === undefined ? 0 : parseQuantity(spec.memory),
     cpu: {
       sockets: spec.cpu?.sockets ?? 1,
       cores: spec.cpu?.cores ?? 1,
@@ -107,6 +107,6 @@ export function resourcesOf(vm: VirtualMachine): { cpus: number; memoryBytes: nu
   const c = vm.spec.cpu;
   return {
     cpus: (c?.sockets ?? 1) * (c?.cores ?? 1) * (c?.threads ?? 1),
-    memoryBytes: parseQuantity(vm.spec.memory),
+    memoryBytes: vm.spec.memory === undefined ? 0 : parseQuantity(vm.spec.memory),
   };
 }

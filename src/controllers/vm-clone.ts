@@ -1,0 +1,76 @@
+// Pure: a VM made from a snapshot (spec.source.snapshot). It gets disks of its own with the
+// snapshot's content, and the snapshotted VM's hardware wherever its own spec says nothing —
+// never its identity: a clone has its own UUID, MAC and IP addresses, and DHCP names.
+import { createHash } from "node:crypto";
+import { HOST_NAME_MAX } from "../api/common.ts";
+import type { VirtualMachine, VirtualMachineSpec } from "../api/virtualmachine.ts";
+import type { VMSnapshotStatus } from "../api/vmsnapshot.ts";
+
+type SnapshotDisk = NonNullable<VMSnapshotStatus["disks"]>[number];
+type DiskEntry = NonNullable<VirtualMachineSpec["disks"]>[number];
+
+/** The clone's own VMDisk for DISK (a name in the VM): "<vm>-<disk>", shortened by a hash when too long. */
+export function cloneDiskName(vmName: string, disk: string): string {
+  const name = `${vmName}-${disk}`;
+  if (name.length <= HOST_NAME_MAX) return name;
+  const hash = createHash("sha256").update(name).digest("hex").slice(0, 10);
+  return `${name.slice(0, HOST_NAME_MAX - hash.length - 1).replace(/[-.]+$/, "")}-${hash}`;
+}
+
+/** Fields of the snapshotted VM a clone never takes: identity, origin, schedules, placement, pause. */
+const NOT_INHERITED = ["uuid", "source", "snapshotPolicy", "nodeName", "paused"] as const;
+
+/**
+ * What a clone records as its hardware: the snapshot's VM spec without what identifies that
+ * VM, interfaces without their MAC addresses (the clone gets new ones, and new IPs), and the
+ * disks the snapshot holds pointing to the clone's own VMDisks.
+ */
+export function cloneBaseSpec(
+  vmName: string,
+  recorded: Record<string, unknown>,
+  held: readonly SnapshotDisk[],
+): Record<string, unknown> {
+  const base: Record<string, unknown> = { ...recorded };
+  for (const field of NOT_INHERITED) delete base[field];
+  const interfaces = recorded.interfaces as Array<Record<string, unknown>> | undefined;
+  if (interfaces) base.interfaces = interfaces.map(({ macAddress: _mac, ...rest }) => rest);
+  const copied = new Set(held.map((d) => d.name));
+  const disks = (recorded.disks as DiskEntry[] | undefined) ?? [];
+  base.disks = disks.map((d) =>
+    copied.has(d.name) ? { ...d, diskRef: { name: cloneDiskName(vmName, d.name) } } : d,
+  );
+  return base;
+}
+
+/**
+ * The spec a clone runs with: its own fields over the recorded hardware; its disks are the
+ * recorded ones plus any it names itself (its own win by name). Any other VM: its spec.
+ */
+export function effectiveSpec(vm: VirtualMachine): VirtualMachineSpec {
+  const base = vm.status?.clonedFrom?.spec as Partial<VirtualMachineSpec> | undefined;
+  if (!vm.spec.source?.snapshot || !base) return vm.spec;
+  const own = Object.fromEntries(Object.entries(vm.spec).filter(([, v]) => v !== undefined));
+  const mine = new Set((vm.spec.disks ?? []).map((d) => d.name));
+  const disks = [...(base.disks ?? []).filter((d) => !mine.has(d.name)), ...(vm.spec.disks ?? [])];
+  return { ...base, ...own, disks } as VirtualMachineSpec;
+}
+
+/** VM as it runs: a clone with its effective spec (status and metadata as they are). */
+export function effectiveVm<T extends VirtualMachine>(vm: T): T {
+  const spec = effectiveSpec(vm);
+  return spec === vm.spec ? vm : { ...vm, spec };
+}
+
+/** A cache of VMs that hands out each one as it runs (effectiveVm). */
+export function effectiveVms<T extends VirtualMachine>(cache: {
+  get(name: string, namespace?: string): T | undefined;
+  list(namespace?: string): readonly T[];
+}): { get(name: string, namespace?: string): T | undefined; list(namespace?: string): T[] } {
+  return {
+    get: (name, namespace) => {
+      const vm = cache.get(name, namespace);
+      return vm ? effectiveVm(vm) : undefined;
+    },
+    list: (namespace) => cache.list(namespace).map((vm) => effectiveVm(vm)),
+  };
+}
