@@ -6,6 +6,7 @@ import yaml from "js-yaml";
 import { KINDS } from "../../src/api/index.ts";
 import { validateSpec } from "../../src/api/validate.ts";
 import { VirtualMachineKind } from "../../src/api/virtualmachine.ts";
+import { VMSnapshotKind } from "../../src/api/vmsnapshot.ts";
 
 const examplesDir = join(import.meta.dirname, "..", "..", "examples");
 
@@ -40,6 +41,6 @@ describe("validateSpec", () => {
   });
 
   it("reports a missing required field", () => {
-    assert.deepEqual(validateSpec(VirtualMachineKind, {}), ["spec.memory: Required value"]);
+    assert.deepEqual(validateSpec(VMSnapshotKind, {}), ["spec.vmName: Required value"]);
   });
 });
