@@ -204,7 +204,9 @@ export class NodeRestoreReconciler {
       `restored ${done.restoredDisks.length ? `disks ${done.restoredDisks.join(", ")}` : "no disk"}` +
       (done.memoryRestored ? " and the memory state (the guest resumed at the snapshot's moment)" : "") +
       ` in ${Math.round((Date.now() - started) / 100) / 10} s` +
-      (stop === "forced" ? "; the guest was forced off (it did not stop within its grace period)" : "") +
+      (stop === "forced" && grace > 0
+        ? "; the guest was forced off (it did not stop within its grace period)"
+        : "") +
       (notes.length ? `; ${notes.join("; ")}` : "");
     this.o.restored(`${ns}/${vm.metadata.name}`, `restored from snapshot ${snap.metadata.name}`, run);
     log.info({ ms: Date.now() - started, memory: done.memoryRestored }, "restored");
