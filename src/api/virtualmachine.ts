@@ -360,19 +360,65 @@ const Source = withRules(
 const SnapshotPolicy = Type.Object(
   {
     schedule: Type.String({
-      description: "Cron schedule (5 fields, UTC) of automatic snapshots, e.g. '0 */6 * * *'.",
+      description:
+        "When to take automatic snapshots: a cron schedule of 5 fields in UTC, e.g. '0 */6 * * *', or " +
+        "@hourly, @daily, @weekly, @monthly, @yearly. Schedules missed while the operator was down give one " +
+        "snapshot when it is back, not one per missed time.",
       pattern: "^(@(hourly|daily|weekly|monthly|yearly))|(\\S+\\s+\\S+\\s+\\S+\\s+\\S+\\s+\\S+)$",
       maxLength: 128,
     }),
     keep: Type.Integer({
-      description: "How many automatic snapshots to keep; older ones are rotated out. Sticky ones never are.",
+      description:
+        "How many automatic snapshots to keep: the oldest beyond this are deleted. Never deleted by rotation: " +
+        "sticky snapshots, those named in exclude, snapshots you took yourself, and one a restore or a clone " +
+        "is using. Failed automatic snapshots do not count, and are deleted after an hour.",
       minimum: 1,
       maximum: 1000,
     }),
-    memory: Type.Optional(Type.Boolean({ description: "Include memory state of a running VM." })),
-    consistent: Type.Optional(Type.Boolean({ description: "Quiesce through the guest agent when present." })),
+    memory: Type.Optional(
+      Type.Boolean({ description: "Save the memory of a running VM with each snapshot." }),
+    ),
+    consistent: Type.Optional(
+      Type.Boolean({
+        description: "Freeze the guest's file systems through its guest agent for each snapshot.",
+      }),
+    ),
+    failureDeadline: Type.Optional(
+      Type.String({
+        description: "spec.failureDeadline of each automatic snapshot (default 5m).",
+        pattern: "^([0-9]{1,4}h)?([0-9]{1,5}m)?([0-9]{1,6}s)?$",
+        minLength: 2,
+        maxLength: 16,
+      }),
+    ),
+    exclude: Type.Optional(
+      Type.Array(ObjectName("A VMSnapshot of this VM never deleted by rotation."), {
+        description: "Automatic snapshots to keep out of rotation, by name (changeable at any time).",
+        maxItems: 100,
+      }),
+    ),
+    suspend: Type.Optional(
+      Type.Boolean({ description: "Take no automatic snapshots and rotate none while true." }),
+    ),
+    maxFailures: Type.Optional(
+      Type.Integer({
+        description:
+          "After this many automatic snapshots in a row failed, the policy suspends itself (condition " +
+          "SnapshotPolicy=False, reason TooManyFailures) until you set resume to a new value. Default 5.",
+        minimum: 1,
+        maximum: 100,
+      }),
+    ),
+    resume: Type.Optional(
+      Type.String({
+        description:
+          "Set to a new value (e.g. the current time) to resume a policy that suspended itself after maxFailures " +
+          "failures; failures before it no longer count.",
+        maxLength: 64,
+      }),
+    ),
   },
-  { description: "Automatic snapshots with rotation." },
+  { description: "Automatic snapshots on a schedule, with rotation." },
 );
 
 export const VirtualMachineSpec = withRules(
@@ -573,6 +619,29 @@ export const VirtualMachineStatus = Type.Object(
         description:
           "The restart-requested-at annotation value the operator last acted on; a new value reboots once.",
       }),
+    ),
+    snapshotPolicy: Type.Optional(
+      Type.Object(
+        {
+          lastScheduleTime: Type.Optional(Timestamp("When the policy last took a snapshot.")),
+          nextScheduleTime: Type.Optional(Timestamp("When it takes the next.")),
+          lastSuccessTime: Type.Optional(Timestamp("When its last snapshot succeeded.")),
+          consecutiveFailures: Type.Optional(
+            Type.Integer({
+              description: "Automatic snapshots that failed in a row, the latest first.",
+              minimum: 0,
+            }),
+          ),
+          resumedWith: Type.Optional(
+            Type.String({ description: "The spec.snapshotPolicy.resume value failures are counted from." }),
+          ),
+          resumedAt: Type.Optional(Timestamp("When that value was seen: earlier failures no longer count.")),
+        },
+        {
+          description:
+            "Where spec.snapshotPolicy stands (condition SnapshotPolicy says whether it is active).",
+        },
+      ),
     ),
     clonedFrom: Type.Optional(
       Type.Object(

@@ -27,6 +27,10 @@ import { ClusterRestoreReconciler, watchClusterRestores } from "../controllers/c
 import { registerSnapshotMetrics } from "../controllers/cluster/snapshot-metrics.ts";
 import { SnapshotMirrorWriter, watchSnapshotMirror } from "../controllers/cluster/snapshot-mirror.ts";
 import {
+  SnapshotPolicyReconciler,
+  watchSnapshotPolicies,
+} from "../controllers/cluster/snapshot-policy-reconciler.ts";
+import {
   ClusterSnapshotReconciler,
   watchClusterSnapshots,
 } from "../controllers/cluster/snapshot-reconciler.ts";
@@ -134,6 +138,11 @@ async function main() {
     registry,
     onError: logFailures(log, "VMRestore"),
   });
+  const policyReconciler = new SnapshotPolicyReconciler({ kube, vms, snapshots, restores, disks, log });
+  const policyQueue = new WorkQueue("vm-snapshot-policy-cluster", (key) => policyReconciler.reconcile(key), {
+    registry,
+    onError: logFailures(log, "VirtualMachine"),
+  });
   const mirror = new SnapshotMirrorWriter(kube, vms, snapshots);
   registerSnapshotMetrics(registry, snapshots);
   const mirrorQueue = new WorkQueue("vm-snapshots-cluster", (key) => mirror.reconcile(key), {
@@ -157,6 +166,7 @@ async function main() {
     vmsnapshots: snapshotQueue,
     vmrestores: restoreQueue,
     "virtualmachines-snapshots": mirrorQueue,
+    "virtualmachines-snapshot-policy": policyQueue,
   });
   for (const u of unsupported) queues[u.kind.plural] = u.queue;
 
@@ -174,6 +184,7 @@ async function main() {
     watchClusterSnapshots(snapshotQueue, { snapshots, vms: vmInformer }, snapshotReconciler);
     watchClusterRestores(restoreQueue, { restores, snapshots, vms: vmInformer }, restoreReconciler);
     watchSnapshotMirror(mirrorQueue, { vms: vmInformer, snapshots });
+    watchSnapshotPolicies(policyQueue, { vms: vmInformer, snapshots, restores });
     await Promise.all([
       startInformerSynced(nodes, "nodes", log),
       startInformerSynced(leases, "leases", log),
@@ -203,6 +214,7 @@ async function main() {
       snapshotQueue.shutdown(),
       restoreQueue.shutdown(),
       mirrorQueue.shutdown(),
+      policyQueue.shutdown(),
       ...unsupported.map((u) => u.queue.shutdown()),
     ]);
     server.close();

@@ -1,20 +1,16 @@
 // Pure: a VM made from a snapshot (spec.source.snapshot). It gets disks of its own with the
 // snapshot's content, and the snapshotted VM's hardware wherever its own spec says nothing —
 // never its identity: a clone has its own UUID, MAC and IP addresses, and DHCP names.
-import { createHash } from "node:crypto";
-import { HOST_NAME_MAX } from "../api/common.ts";
 import type { VirtualMachine, VirtualMachineSpec } from "../api/virtualmachine.ts";
 import type { VMSnapshotStatus } from "../api/vmsnapshot.ts";
+import { derivedName } from "./object-names.ts";
 
 type SnapshotDisk = NonNullable<VMSnapshotStatus["disks"]>[number];
 type DiskEntry = NonNullable<VirtualMachineSpec["disks"]>[number];
 
 /** The clone's own VMDisk for DISK (a name in the VM): "<vm>-<disk>", shortened by a hash when too long. */
 export function cloneDiskName(vmName: string, disk: string): string {
-  const name = `${vmName}-${disk}`;
-  if (name.length <= HOST_NAME_MAX) return name;
-  const hash = createHash("sha256").update(name).digest("hex").slice(0, 10);
-  return `${name.slice(0, HOST_NAME_MAX - hash.length - 1).replace(/[-.]+$/, "")}-${hash}`;
+  return derivedName(vmName, `-${disk}`);
 }
 
 /** Fields of the snapshotted VM a clone never takes: identity, origin, schedules, placement, pause. */

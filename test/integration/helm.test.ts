@@ -236,7 +236,8 @@ describe("helm install into the real API server", () => {
     assert.ok(await can("controller", "update", "leases.coordination.k8s.io"));
     assert.ok(!(await can("controller", "update", "leases.coordination.k8s.io", "kube-system")));
     // It creates and deletes none of our objects, and sets no owner references that block deletion.
-    assert.ok(!(await can("controller", "create", "vmsnapshots.vm.libvirt-operator.io", "default")));
+    assert.ok(await can("controller", "create", "vmsnapshots.vm.libvirt-operator.io", "default"));
+    assert.ok(!(await can("controller", "create", "vmrestores.vm.libvirt-operator.io", "default")));
     assert.ok(!(await can("controller", "delete", "virtualmachines.vm.libvirt-operator.io", "default")));
     assert.ok(
       !(await can("controller", "update", "virtualmachines.vm.libvirt-operator.io/finalizers", "default")),

@@ -30,6 +30,7 @@ import { parseDuration } from "../node/snapshot-plan.ts";
 import { STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
 import type { TenantPolicy } from "../tenant-policy.ts";
 import { acceptSnapshot, uniqueTimestamp } from "./snapshot-accept.ts";
+import { AUTOMATIC_LABEL } from "./snapshot-schedule.ts";
 
 type Snapshot = VMSnapshot & KubernetesObject;
 type Vm = VirtualMachine & KubernetesObject;
@@ -176,7 +177,10 @@ export class ClusterSnapshotReconciler {
       timestamp,
       vmUID,
       nodeName: node,
-      isAutomatic: snap.status?.isAutomatic ?? false,
+      // Made by the VM's snapshotPolicy (snapshot-schedule.ts): the VM's own, labelled so.
+      isAutomatic:
+        snap.metadata.labels?.[AUTOMATIC_LABEL] === "true" &&
+        (snap.metadata.ownerReferences ?? []).some((r) => r.uid === vmUID),
     });
     this.handedUids.add(snap.metadata.uid ?? "");
     await this.stand(

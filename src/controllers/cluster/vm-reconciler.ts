@@ -413,7 +413,6 @@ export class ClusterVmReconciler {
     const conditions = this.conditions(vm, [
       { type: "Scheduled", status: "True", reason: "Scheduled", message: `placed on node ${node}` },
       ...admissionConditions(vm, refusal),
-      ...snapshotPolicyCondition(vm),
     ]);
     // While refused, nothing new is taken on (a MAC or UUID another VM holds stays its own).
     const uuid = refusal ? vm.status?.uuid : (vm.status?.uuid ?? vm.spec.uuid ?? randomUUID());
@@ -430,7 +429,6 @@ export class ClusterVmReconciler {
       { type: "Scheduled", status: "False", reason: "Unschedulable", message },
       ...standingConditions({ state: "stalled", reason: "ErrorUnschedulable", message }),
       ...admissionConditions(vm, undefined),
-      ...snapshotPolicyCondition(vm),
     ]);
     return {
       observedGeneration: vm.metadata.generation ?? 0,
@@ -458,22 +456,5 @@ function admissionConditions(
     return [{ type: ADMITTED_CONDITION, status: "False", reason: refusal.reason, message: refusal.message }];
   return findCondition(vm.status?.conditions, ADMITTED_CONDITION)
     ? [{ type: ADMITTED_CONDITION, status: "True", reason: "Admitted", message: "" }]
-    : [];
-}
-
-/**
- * Scheduled snapshots are not taken yet: a VM that asks for them says so, rather than let
- * the user believe their VM is protected.
- */
-function snapshotPolicyCondition(vm: Vm): Array<Omit<Condition, "lastTransitionTime">> {
-  return vm.spec.snapshotPolicy
-    ? [
-        {
-          type: "SnapshotPolicy",
-          status: "False",
-          reason: "NotSupported",
-          message: "spec.snapshotPolicy is accepted but no snapshots are taken by this operator version yet",
-        },
-      ]
     : [];
 }

@@ -1,0 +1,177 @@
+// Cluster side of spec.snapshotPolicy: takes the automatic snapshots a VM's schedule asks for
+// (ordinary VMSnapshots, owned by the VM, labelled automatic), rotates out the oldest beyond
+// keep, and reports where the policy stands (status.snapshotPolicy, condition SnapshotPolicy).
+// Decisions are snapshot-schedule.ts's.
+import type { KubernetesObject } from "@kubernetes/client-node";
+import { API_VERSION, GROUP, VERSION } from "../../api/common.ts";
+import { type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
+import type { VMDisk } from "../../api/vmdisk.ts";
+import { type VMRestore, type VMSnapshot, VMSnapshotKind } from "../../api/vmsnapshot.ts";
+import { type AnyObject, httpStatus, type Kube, recordEvent, splitKey } from "../../runtime/kube.ts";
+import { forObject, type Logger } from "../../runtime/logging.ts";
+import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
+import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
+import { writerConditions } from "../conditions.ts";
+import { StatusWriter } from "../status-writer.ts";
+import { AUTOMATIC_LABEL, decidePolicy, snapshotsInUse } from "./snapshot-schedule.ts";
+
+type Vm = VirtualMachine & KubernetesObject;
+const COMPONENT = "libvirt-operator-controller";
+export const POLICY_FIELD_MANAGER = "libvirt-operator-controller-policy";
+/** A snapshot just made is not looked for again this soon (the cache may not show it yet). */
+const JUST_MADE_MS = 30_000;
+
+interface Lister<T> {
+  get(name: string, namespace?: string): T | undefined;
+  list(namespace?: string): ReadonlyArray<T>;
+}
+
+export interface SnapshotPolicyReconcilerOptions {
+  kube: Kube;
+  vms: Lister<Vm>;
+  snapshots: Lister<VMSnapshot & KubernetesObject>;
+  restores: Lister<VMRestore & KubernetesObject>;
+  disks: Lister<VMDisk & KubernetesObject>;
+  log: Logger;
+}
+
+/** A VM's policy reacts to the VM, its snapshots, and restores (a snapshot in use is not rotated). */
+export function watchSnapshotPolicies(
+  queue: WorkQueue,
+  sources: {
+    vms: Watchable<Vm>;
+    snapshots: Watchable<VMSnapshot & KubernetesObject>;
+    restores: Watchable<VMRestore & KubernetesObject>;
+  },
+): void {
+  watchOwn(sources.vms, queue, (vm) => Boolean(vm.spec?.snapshotPolicy || vm.status?.snapshotPolicy));
+  const ofVm = (o: { metadata?: { namespace?: string }; spec: { vmName: string } }) =>
+    o.metadata?.namespace ? [`${o.metadata.namespace}/${o.spec.vmName}`] : [];
+  watchRelated(sources.snapshots, queue, ofVm);
+  watchRelated(sources.restores, queue, ofVm);
+}
+
+export class SnapshotPolicyReconciler {
+  private readonly o: SnapshotPolicyReconcilerOptions;
+  private readonly status: StatusWriter;
+  /** Automatic snapshots made lately, by VM: the cache may not show them yet. */
+  private readonly justMade = new Map<string, number>();
+
+  constructor(options: SnapshotPolicyReconcilerOptions) {
+    this.o = options;
+    this.status = new StatusWriter(options.kube, {
+      kind: VirtualMachineKind,
+      fieldManager: POLICY_FIELD_MANAGER,
+      owns: ["snapshotPolicy", "conditions"],
+    });
+  }
+
+  async reconcile(key: string): Promise<ReconcileResult | undefined> {
+    const { namespace, name } = splitKey(key);
+    const vm = this.o.vms.get(name, namespace);
+    if (!vm || vm.metadata.deletionTimestamp) {
+      this.justMade.delete(key);
+      return undefined;
+    }
+    const now = Date.now();
+    const inUse = snapshotsInUse(
+      this.o.restores.list(namespace),
+      this.o.disks.list(namespace),
+      this.o.vms.list(namespace),
+    );
+    const decision = decidePolicy(vm, this.o.snapshots.list(namespace), inUse, now);
+    if (!decision) {
+      // The policy was removed: what it said goes too.
+      if (vm.status?.snapshotPolicy)
+        await this.status.write(vm as AnyObject & { metadata: { name: string } }, {});
+      return undefined;
+    }
+    const log = forObject(this.o.log, "VirtualMachine", key);
+    const made = this.justMade.get(key);
+    if (decision.create && !(made && now - made < JUST_MADE_MS)) {
+      await this.create(vm, decision.create.name, decision.create.spec);
+      this.justMade.set(key, now);
+      log.info({ snapshot: decision.create.name }, "automatic snapshot taken");
+    } else if (decision.create) {
+      decision.status.lastScheduleTime =
+        vm.status?.snapshotPolicy?.lastScheduleTime ?? decision.status.lastScheduleTime;
+    }
+    for (const d of decision.delete) {
+      await this.remove(namespace, d.name);
+      log.info({ snapshot: d.name, why: d.why }, "automatic snapshot deleted");
+      void recordEvent(
+        this.o.kube,
+        COMPONENT,
+        vm as AnyObject,
+        "Normal",
+        "SnapshotRotated",
+        `VMSnapshot ${d.name}: ${d.why}`,
+      );
+    }
+    const before = vm.status?.conditions?.find((c) => c.type === "SnapshotPolicy");
+    if (decision.condition.status === "False" && before?.reason !== decision.condition.reason)
+      void recordEvent(
+        this.o.kube,
+        COMPONENT,
+        vm as AnyObject,
+        "Warning",
+        decision.condition.reason,
+        decision.condition.message,
+      );
+    await this.status.write(vm as AnyObject & { metadata: { name: string } }, {
+      snapshotPolicy: decision.status,
+      conditions: writerConditions(
+        vm.status?.conditions,
+        [{ type: "SnapshotPolicy", ...decision.condition }],
+        vm.metadata.generation ?? 0,
+        new Date(now),
+      ),
+    });
+    return decision.requeueAfterMs !== undefined ? { requeueAfterMs: decision.requeueAfterMs } : undefined;
+  }
+
+  private async create(vm: Vm, name: string, spec: Record<string, unknown>) {
+    try {
+      await this.o.kube.custom.createNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: VMSnapshotKind.plural,
+        namespace: vm.metadata.namespace ?? "",
+        body: {
+          apiVersion: API_VERSION,
+          kind: VMSnapshotKind.kind,
+          metadata: {
+            name,
+            namespace: vm.metadata.namespace,
+            labels: { [AUTOMATIC_LABEL]: "true" },
+            ownerReferences: [
+              {
+                apiVersion: API_VERSION,
+                kind: VirtualMachineKind.kind,
+                name: vm.metadata.name,
+                uid: vm.metadata.uid ?? "",
+              },
+            ],
+          },
+          spec,
+        },
+      });
+    } catch (err) {
+      if (httpStatus(err) !== 409) throw err; // made a moment ago
+    }
+  }
+
+  private async remove(namespace: string, name: string) {
+    try {
+      await this.o.kube.custom.deleteNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: VMSnapshotKind.plural,
+        namespace,
+        name,
+      });
+    } catch (err) {
+      if (httpStatus(err) !== 404) throw err;
+    }
+  }
+}
