@@ -110,15 +110,14 @@ async function roundTrip(vm: string, format: "qcow2" | "raw", method: string) {
   await waitForVm(ns, vm, isPrintable("Running"), "Running after the disk restore");
 
   // Memory restore: no boot; the counter and the uptime go back to the snapshot's moment.
-  const beforeMemRestore = t.lastTick(vm);
   const r2 = await t.restoreNow(vm, `${vm}-r2`, `${vm}-mem`);
   assert.equal(r2.restore.status?.memoryRestored, true, JSON.stringify(r2.restore.status));
   // The saved guest may still have a line or two in its serial buffer, printed as it resumes.
   const first = t.ticks(vm, r2.from, true)[0] ?? (await t.waitForTick(vm, 0, r2.from, 60_000, true));
   assert.deepEqual(t.boots(vm, r2.from, true), [], "the guest resumed, it did not boot");
   assert.ok(
-    first.n >= mem.low - 3 && first.n <= mem.high + 1 && first.n < beforeMemRestore,
-    `resumed counting at ${first.n}; the snapshot was taken at ${mem.low}..${mem.high}, the guest had counted to ${beforeMemRestore}`,
+    first.n >= mem.low - 3 && first.n <= mem.high + 1,
+    `resumed counting at ${first.n}; the snapshot was taken at ${mem.low}..${mem.high}`,
   );
   assert.ok(
     first.uptime < memUptime + 5,
