@@ -149,6 +149,15 @@ async function main() {
       },
     },
     locks,
+    snapshotInProgress: (vm) =>
+      snapshotInformer
+        .list(vm.metadata.namespace)
+        .some(
+          (s) =>
+            s.spec.vmName === vm.metadata.name &&
+            s.status?.phase === "InProgress" &&
+            s.status.vmUID === vm.metadata.uid,
+        ),
     snapshotBytes: (vm) =>
       snapshotInformer
         .list(vm.metadata.namespace)
@@ -248,6 +257,15 @@ async function main() {
   watchNodeDisks(diskQueue, diskInformer, nodeName);
   watchNodeSnapshots(snapshotQueue, snapshotInformer, restoreInformer, nodeName);
   watchNodeRestores(restoreQueue, restoreInformer, nodeName);
+  // A disk gone takes what snapshots kept inside it along: they say so.
+  watchRelated(diskInformer, snapshotQueue, (d, verb) =>
+    verb !== "delete"
+      ? []
+      : snapshotInformer
+          .list(d.metadata?.namespace)
+          .filter((s) => s.status?.disks?.some((x) => x.vmDisk === d.metadata?.name))
+          .map((s) => `${s.metadata?.namespace}/${s.metadata?.name}`),
+  );
   // A disk made from a snapshot waits for it to be taken.
   watchRelated(snapshotInformer, diskQueue, (s) =>
     diskInformer

@@ -240,6 +240,36 @@ describe("snapshots and restores (TCG guests)", () => {
     );
   });
 
+  it("a paused VM's memory snapshot restored to a Halted VM gives back only the disks; a deleted disk's snapshot is Lost", async () => {
+    await t.countingVm("h", "qcow2");
+    const vm = (await getObject<VirtualMachine>("virtualmachine", ns, "h"))!;
+    await applyVm(ns, "h", { ...vm.spec, paused: true });
+    await waitForVm(ns, "h", isPrintable("Paused"), "Paused");
+    const paused = await t.snapshotNow("h", "h-paused", { memory: true });
+    assert.deepEqual(paused.snap.status?.indications, ["Online", "Memory"]);
+    await applyVm(ns, "h", { ...vm.spec, paused: false, runStrategy: "Halted" });
+    await waitForVm(ns, "h", isPrintable("Stopped"), "Stopped");
+    const r = await t.restoreNow("h", "h-r1", "h-paused");
+    assert.equal(r.restore.status?.memoryRestored, false);
+    const said = r.restore.status?.conditions?.find((c) => c.type === "Ready")?.message ?? "";
+    assert.match(said, /should not run: only its disks were restored, not its memory/);
+    await sleep(3000);
+    assert.equal(
+      (await getObject<VirtualMachine>("virtualmachine", ns, "h"))?.status?.printableStatus,
+      "Stopped",
+    );
+    // The disk the internal snapshot lives in is detached and deleted: the snapshot says it is lost.
+    await applyVm(ns, "h", { ...vm.spec, runStrategy: "Halted", disks: [] });
+    await kubectl(["delete", "vmdisk", "h-counter", "-n", ns, "--wait=true", "--timeout=60s"]);
+    const lost = await t.waitForSnapshot(
+      "h-paused",
+      (s) => s?.status?.readyToUse === false,
+      "not ready to use",
+      60_000,
+    );
+    assert.equal(lost?.status?.conditions?.find((c) => c.type === "Stalled")?.reason, "Lost");
+  });
+
   it("refuses a snapshot of another VM, a missing or failed snapshot, and a second restore in flight", async () => {
     await applyObject("VMSnapshot", ns, "orphan", { vmName: "no-such-vm", failureDeadline: "3s" });
     const failed = await t.waitForSnapshot("orphan", (s) => s?.status?.phase === "Failed", "Failed");

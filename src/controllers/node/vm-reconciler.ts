@@ -43,7 +43,7 @@ import { effectiveVm } from "../vm-clone.ts";
 import { desiredReservations, syncReservations } from "./dhcp.ts";
 import { type DomainLocks, LOCK_RETRY_MS } from "./domain-locks.ts";
 import { admitOnNode, type NodeAdmissionContext } from "./vm-admission.ts";
-import { type DomainObservation, decidePower, PausedReason } from "./vm-decide.ts";
+import { type DomainObservation, decidePower, PausedReason, ShutoffReason } from "./vm-decide.ts";
 import { diskStatus, plugDisks, updateDevicesInPlace } from "./vm-disks.ts";
 import { agentObservation, crashLooping } from "./vm-observation.ts";
 import { applyPowerAction, noteCrash, POLL_MS } from "./vm-power.ts";
@@ -87,6 +87,8 @@ export interface NodeVmReconcilerOptions {
   admission: NodeAdmissionContext;
   /** Held for each reconcile: snapshots and restores of the VM hold it too. */
   locks: DomainLocks;
+  /** Whether a snapshot of the VM is being taken (it may hold the guest saved). */
+  snapshotInProgress?: (vm: VirtualMachine) => boolean;
   /** Bytes the VM's snapshots stored (they count in status.storedData). */
   snapshotBytes?: (vm: VirtualMachine) => number;
   log: Logger;
@@ -186,6 +188,13 @@ export class NodeVmReconciler {
           message: `a libvirt domain named ${domainName} exists on ${this.o.nodeName} and is not managed by libvirt-operator in this cluster; it is left untouched`,
         },
       });
+    }
+    if (found && this.o.snapshotInProgress?.(vm)) {
+      // A snapshot saved the guest (VolumeCopy) and its reconcile brings it back, memory and all;
+      // starting it here would boot it afresh. (After an agent restart this reconcile may come first.)
+      const st = await this.o.libvirt.domainState(found);
+      if (st.state === DomainState.Shutoff && st.reason === ShutoffReason.Saved)
+        return { requeueAfterMs: POLL_MS };
     }
     const uuid = vm.status?.uuid;
     if (!uuid || !vm.metadata.finalizers?.includes(DOMAIN_FINALIZER)) return undefined; // the controller is not done yet
