@@ -184,7 +184,12 @@ async function rawTwin(libvirt: LibvirtClient, pool: StoragePoolRef, c: Case, gu
       const flags = SnapshotRevertFlags.Running | SnapshotRevertFlags.Force;
       return {
         ms,
-        restore: () => timed(() => lv.revertToSnapshot(snap, flags)),
+        // The same work as the operator's restore: the guest is stopped first (grace 0: forced).
+        restore: () =>
+          timed(async () => {
+            await lv.destroyDomain(dom);
+            await lv.revertToSnapshot(snap, flags);
+          }),
         remove: () => lv.deleteSnapshot(snap),
       };
     }
@@ -323,7 +328,7 @@ async function main() {
     );
     console.log(
       "VMs have shutdown.gracePeriodSeconds 0: a restore forces the guest off at once instead of an ACPI shutdown.\n" +
-        "raw libvirt: Internal = createSnapshot (the agent's snapshot XML) / revertToSnapshot(Running|Force);\n" +
+        "raw libvirt: Internal = createSnapshot (the agent's snapshot XML) / destroy + revertToSnapshot(Running|Force);\n" +
         "VolumeCopy = save → cloneVolume → restore / destroy → volume put back (delete + clone) → restore.\n",
     );
     console.log(table(["path", "runs", "p50", "p99"], rows));
