@@ -461,6 +461,9 @@ describe("volumes libvirt may copy", () => {
   it("only when libvirt reads them in their recorded format, without a backing file", () => {
     assert.equal(uncopyableReason(xml("qcow2"), "qcow2"), undefined);
     assert.match(uncopyableReason(xml("qcow2"), "raw") ?? "", /reads the volume as qcow2, not raw/);
+    // An ISO image is raw to QEMU, whatever name libvirt's content probe gives it.
+    assert.equal(uncopyableReason(xml("iso"), "raw"), undefined);
+    assert.match(uncopyableReason(xml("iso"), "qcow2") ?? "", /reads the volume as iso, not qcow2/);
     const backed = xml("qcow2", "<backingStore><path>/etc/shadow</path><format type='raw'/></backingStore>");
     assert.match(uncopyableReason(backed, "qcow2") ?? "", /backing file \(\/etc\/shadow\)/);
   });

@@ -122,7 +122,10 @@ export function parseVolume(xml: string): { format?: string; backingPath?: strin
 export function uncopyableReason(xml: string, expectedFormat: string): string | undefined {
   const v = parseVolume(xml);
   if (v.backingPath) return `libvirt sees a backing file (${v.backingPath}) in the volume; it is not copied`;
-  if (v.format !== expectedFormat)
+  // An ISO 9660 image is raw bytes to QEMU; libvirt names it "iso" when it probes the content
+  // (a pool refresh may do so at any moment).
+  const readsAs = v.format === "iso" ? "raw" : v.format;
+  if (readsAs !== expectedFormat)
     return `libvirt reads the volume as ${v.format ?? "unknown"}, not ${expectedFormat}; it is not copied`;
   return undefined;
 }
