@@ -20,7 +20,8 @@ import {
 } from "../../hypervisor/storage/volume.ts";
 import { describeError } from "../../runtime/kube.ts";
 import type { Logger } from "../../runtime/logging.ts";
-import { memoryImagePath } from "./snapshot-plan.ts";
+import { qemuImg } from "./qemu-img.ts";
+import { libvirtSnapshotName, memoryImagePath } from "./snapshot-plan.ts";
 
 export interface RestoreContext {
   libvirt: LibvirtClient;
@@ -95,8 +96,9 @@ export async function restoreSnapshot(
   let restoredDisks: string[];
   let memoryRestored = false;
   if (snap.method === "Internal") {
-    const found = await unlessNotFound(ctx.libvirt.lookupSnapshot(dom, snap.libvirtName ?? ""));
-    if (!found) throw new Error(`libvirt has no snapshot ${snap.libvirtName} of the domain any more`);
+    const name = libvirtSnapshotName(snap.timestamp ?? 0);
+    const found = await unlessNotFound(ctx.libvirt.lookupSnapshot(dom, name));
+    if (!found) throw new Error(`libvirt has no snapshot ${name} of the domain any more`);
     if (online && useMemory) {
       await ctx.libvirt.revertToSnapshot(
         found,
@@ -105,14 +107,13 @@ export async function restoreSnapshot(
       );
       memoryRestored = true;
     } else if (online) {
-      // libvirt brings a running snapshot back with its memory; stopping it before a vCPU runs
-      // leaves the disks as they were at the snapshot.
-      await ctx.libvirt.revertToSnapshot(
-        found,
-        SnapshotRevertFlags.Paused | SnapshotRevertFlags.Force,
-        CALL_MS,
-      );
-      await ctx.libvirt.destroyDomain(dom);
+      // libvirt would bring a running snapshot back with its memory (starting QEMU for it): the
+      // stopped disks are put back to the snapshot by qemu-img instead; QEMU never starts.
+      for (const d of disks) {
+        const pool = await ctx.libvirt.lookupStoragePool(d.pool ?? "");
+        const vol = await ctx.libvirt.lookupVolume(pool, volumeNameOf(req.namespace, d.vmDisk, "qcow2"));
+        await qemuImg(["snapshot", "-a", name, await ctx.libvirt.volumePath(vol)], CALL_MS);
+      }
     } else {
       await ctx.libvirt.revertToSnapshot(found, SnapshotRevertFlags.Force, CALL_MS);
     }

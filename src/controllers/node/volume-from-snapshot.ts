@@ -2,8 +2,6 @@
 // snapshot's own copy (VolumeCopy), or the disk's state inside its qcow2 file read out by
 // qemu-img (Internal: libvirt has no call that extracts an internal snapshot). The snapshot and
 // its VM are untouched; a volume left half made is removed.
-import { execFile } from "node:child_process";
-import { promisify } from "node:util";
 import type { VMSnapshot } from "../../api/vmsnapshot.ts";
 import {
   type LibvirtClient,
@@ -17,9 +15,9 @@ import {
   volumeNameOf,
   volumeXml,
 } from "../../hypervisor/storage/volume.ts";
+import { qemuImg } from "./qemu-img.ts";
 import { libvirtSnapshotName } from "./snapshot-plan.ts";
 
-const run = promisify(execFile);
 /** How long qemu-img may take to read a disk out of a snapshot. */
 const CONVERT_TIMEOUT_MS = 60 * 60_000;
 
@@ -84,8 +82,7 @@ export async function volumeFromSnapshot(
   try {
     // -U: the source may be in use by its running VM; an internal snapshot's clusters never
     // change while it exists (the snapshot reconciler holds the disk while one is made or removed).
-    await run(
-      "qemu-img",
+    await qemuImg(
       [
         "convert",
         "-U",
@@ -99,14 +96,11 @@ export async function volumeFromSnapshot(
         await libvirt.volumePath(source),
         await libvirt.volumePath(vol),
       ],
-      { timeout: CONVERT_TIMEOUT_MS, maxBuffer: 1 << 20 },
+      CONVERT_TIMEOUT_MS,
     );
   } catch (err) {
     await unlessNotFound(libvirt.deleteVolume(vol)).catch(() => undefined);
-    const stderr = (err as { stderr?: string }).stderr?.trim();
-    throw new Error(
-      `qemu-img could not read disk ${disk} out of the snapshot: ${stderr || (err as Error).message}`,
-    );
+    throw new Error(`disk ${disk} could not be read out of the snapshot: ${(err as Error).message}`);
   }
   return vol;
 }
