@@ -3,6 +3,7 @@
 // owns which field is listed in the README ("Who writes what").
 import type { KindDefinition } from "../api/kind.ts";
 import { applyStatus, httpStatus, type Kube } from "../runtime/kube.ts";
+import { type Condition, type Standing, standingConditions, writerConditions } from "./conditions.ts";
 import { CONDITIONS_RULE, type ListMapRule, ownedStatusChanged } from "./status-diff.ts";
 
 /** The controller's word on where an object stands until its node agent reports; yields to the agent. */
@@ -26,6 +27,10 @@ export interface StatusWriterOptions {
 }
 
 type Writable = { metadata: { name: string; namespace?: string }; status?: unknown };
+type Judged = {
+  metadata: { name: string; namespace?: string; generation?: number };
+  status?: { conditions?: Condition[] };
+};
 
 export class StatusWriter {
   private readonly kube: Kube;
@@ -49,5 +54,20 @@ export class StatusWriter {
       throw err;
     }
     return true;
+  }
+
+  /** Applies FIELDS with Ready/Reconciling/Stalled saying STANDING, judged at OBJ's generation. */
+  async writeStanding(obj: Judged, fields: Record<string, unknown>, standing: Standing): Promise<boolean> {
+    const generation = obj.metadata.generation ?? 0;
+    return this.write(obj, {
+      ...fields,
+      observedGeneration: generation,
+      conditions: writerConditions(
+        obj.status?.conditions,
+        standingConditions(standing),
+        generation,
+        new Date(),
+      ),
+    });
   }
 }

@@ -8,16 +8,7 @@ import { readFileSync, rmSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { VirtualMachine } from "../../src/api/virtualmachine.ts";
-import type { VMRestore, VMSnapshot } from "../../src/api/vmsnapshot.ts";
-import {
-  AGENT_STARTED,
-  consoleText,
-  ensureGuest,
-  type Guest,
-  guestVmSpec,
-  POWEROFF,
-  waitForConsole,
-} from "../support/guest.ts";
+import { AGENT_STARTED, ensureGuest, type Guest, guestVmSpec, waitForConsole } from "../support/guest.ts";
 import {
   actAsTenant,
   applyObject,

@@ -9,7 +9,7 @@ import { type AnyObject, type Kube, patchMetadata, recordEvent, splitKey } from 
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
 import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
-import { type Standing, standingConditions, writerConditions } from "../conditions.ts";
+import type { Standing } from "../conditions.ts";
 import { STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
 import { judgeRestore } from "./restore-judge.ts";
 
@@ -156,16 +156,6 @@ export class ClusterRestoreReconciler {
   }
 
   private async stand(restore: Restore, fields: Record<string, unknown>, standing: Standing) {
-    const generation = restore.metadata.generation ?? 0;
-    await this.standing.write(restore as AnyObject & { metadata: { name: string } }, {
-      ...fields,
-      observedGeneration: generation,
-      conditions: writerConditions(
-        restore.status?.conditions,
-        standingConditions(standing),
-        generation,
-        new Date(),
-      ),
-    });
+    await this.standing.writeStanding(restore as Restore & { metadata: { name: string } }, fields, standing);
   }
 }

@@ -24,7 +24,7 @@ import {
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
 import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
-import { type Standing, standingConditions, writerConditions } from "../conditions.ts";
+import type { Standing } from "../conditions.ts";
 import { snapshotRefusal } from "../disk-limits.ts";
 import { parseDuration } from "../node/snapshot-plan.ts";
 import { STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
@@ -207,35 +207,17 @@ export class ClusterSnapshotReconciler {
     const due = Date.parse(snap.metadata.creationTimestamp ?? "") + deadlineMs + AGENT_GRACE_MS;
     if (Date.now() < due) return { requeueAfterMs: due - Date.now() };
     const message = `the node agent of ${snap.status?.nodeName} did not finish it within its failureDeadline`;
-    const generation = snap.metadata.generation ?? 0;
-    await this.deadline.write(snap as AnyObject & { metadata: { name: string } }, {
-      phase: "Failed",
-      readyToUse: false,
-      error: message,
-      observedGeneration: generation,
-      conditions: writerConditions(
-        snap.status?.conditions,
-        standingConditions({ state: "stalled", reason: "Timeout", message }),
-        generation,
-        new Date(),
-      ),
-    });
+    await this.deadline.writeStanding(
+      snap as Snapshot & { metadata: { name: string } },
+      { phase: "Failed", readyToUse: false, error: message },
+      { state: "stalled", reason: "Timeout", message },
+    );
     void recordEvent(this.o.kube, COMPONENT, snap as AnyObject, "Warning", "SnapshotFailed", message);
     return undefined;
   }
 
   /** Where the snapshot stands until its node agent reports (yields to the agent's word). */
   private async stand(snap: Snapshot, fields: Record<string, unknown>, standing: Standing) {
-    const generation = snap.metadata.generation ?? 0;
-    await this.standing.write(snap as AnyObject & { metadata: { name: string } }, {
-      ...fields,
-      observedGeneration: generation,
-      conditions: writerConditions(
-        snap.status?.conditions,
-        standingConditions(standing),
-        generation,
-        new Date(),
-      ),
-    });
+    await this.standing.writeStanding(snap as Snapshot & { metadata: { name: string } }, fields, standing);
   }
 }

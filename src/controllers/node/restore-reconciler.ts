@@ -10,7 +10,7 @@ import { type AnyObject, describeError, type Kube, recordEvent, splitKey } from 
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn } from "../../runtime/watch.ts";
 import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
-import { type Standing, standingConditions, writerConditions } from "../conditions.ts";
+import type { Standing } from "../conditions.ts";
 import { StatusWriter } from "../status-writer.ts";
 import { type DomainLocks, diskLockKey, LOCK_RETRY_MS } from "./domain-locks.ts";
 import { ownedDomain } from "./owned-domain.ts";
@@ -247,17 +247,7 @@ export class NodeRestoreReconciler {
   }
 
   private async write(restore: Restore, fields: Record<string, unknown>, standing: Standing) {
-    const generation = restore.metadata.generation ?? 0;
-    await this.status.write(restore as AnyObject & { metadata: { name: string } }, {
-      ...fields,
-      observedGeneration: generation,
-      conditions: writerConditions(
-        restore.status?.conditions,
-        standingConditions(standing),
-        generation,
-        new Date(),
-      ),
-    });
+    await this.status.writeStanding(restore as Restore & { metadata: { name: string } }, fields, standing);
     if (fields.phase === "Succeeded" || fields.phase === "Failed")
       this.settled.add(restore.metadata.uid ?? "");
   }

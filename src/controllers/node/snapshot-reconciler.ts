@@ -26,7 +26,7 @@ import {
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
 import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
-import { type Standing, standingConditions, writerConditions } from "../conditions.ts";
+import type { Standing } from "../conditions.ts";
 import { StatusWriter } from "../status-writer.ts";
 import { type DomainLocks, diskLockKey, LOCK_RETRY_MS } from "./domain-locks.ts";
 import { ownedDomain } from "./owned-domain.ts";
@@ -351,7 +351,6 @@ export class NodeSnapshotReconciler {
   }
 
   private async write(snap: Snapshot, fields: Record<string, unknown>, standing: Standing) {
-    const generation = snap.metadata.generation ?? 0;
     const keep = (snap.status ?? {}) as Record<string, unknown>;
     // Fields this writer set earlier and does not change now stay (one apply holds them all).
     const kept = Object.fromEntries(
@@ -359,17 +358,11 @@ export class NodeSnapshotReconciler {
         (f) => [f, keep[f]],
       ),
     );
-    await this.status.write(snap as AnyObject & { metadata: { name: string } }, {
-      ...kept,
-      ...fields,
-      observedGeneration: generation,
-      conditions: writerConditions(
-        snap.status?.conditions,
-        standingConditions(standing),
-        generation,
-        new Date(),
-      ),
-    });
+    await this.status.writeStanding(
+      snap as Snapshot & { metadata: { name: string } },
+      { ...kept, ...fields },
+      standing,
+    );
     if (fields.phase === "Succeeded" || fields.phase === "Failed")
       this.settled.set(snap.metadata.uid ?? "", fields.phase);
   }
