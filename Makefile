@@ -20,7 +20,7 @@ help:
 	@echo "make test        install what is missing and run every test"
 	@echo "make generate    regenerate crds/ and the chart's CRDs from src/api"
 	@echo "make bench-libvirt  our libvirt RPC client against virsh per call (prints figures)"
-	@echo "make bench       VMs, disks, snapshots and restores vs raw libvirt, API writes, memory (prints figures)"
+	@echo "make bench       VMs, disks, snapshots, restores and templates vs raw libvirt, API writes, memory (prints figures)"
 	@echo "make soak        failing VMDisks left ten minutes: attempts, agent CPU and RSS (prints figures)"
 
 setup: deps node_modules/.installed
@@ -72,6 +72,7 @@ bench: setup
 	@node bench/vm.ts
 	@node bench/disk.ts
 	@node bench/snapshot.ts
+	@node bench/template.ts
 
 # The backoff test of make test (one minute), left ten minutes.
 soak: setup

@@ -339,7 +339,14 @@ const Shutdown = Type.Object(
 const Source = withRules(
   Type.Object(
     {
-      template: Type.Optional(ObjectName("Create the VM from this VMTemplate: its disks are cloned.")),
+      template: Type.Optional(
+        ObjectName(
+          "Create the VM from this VMTemplate of the namespace: it gets the template's hardware wherever its " +
+            "own spec says nothing, and disks of its own (VMDisks <vm>-<disk>, owned by the VM) that are " +
+            "linked clones of the template's bases, or full copies. What it took is kept in " +
+            "status.template: later edits of the template do not change it.",
+        ),
+      ),
       snapshot: Type.Optional(
         Type.String({
           description: "Create the VM as a clone of this VMSnapshot's VM at the snapshot.",
@@ -432,8 +439,8 @@ export const VirtualMachineSpec = withRules(
             "not when the guest powers off. Once: run until the guest stops, then leave it. Manual: never " +
             "started or stopped by the operator on its own; start or stop it by setting the annotation " +
             "vm.libvirt-operator.io/start-requested-at or …/stop-requested-at to the current time (the " +
-            "later of the two wins). Halted: keep it stopped. A clone (spec.source.snapshot) takes the " +
-            "snapshotted VM's when it gives none.",
+            "later of the two wins). Halted: keep it stopped. A VM made from spec.source takes its " +
+            "template's or snapshotted VM's when it gives none.",
         }),
       ),
       paused: Type.Optional(
@@ -442,7 +449,8 @@ export const VirtualMachineSpec = withRules(
       cpu: Type.Optional(Cpu),
       memory: Type.Optional(
         Quantity(
-          "Memory of the VM. Required, except for a clone (spec.source.snapshot), which takes the snapshotted VM's.",
+          "Memory of the VM. Required, except for a VM made from spec.source, which takes its template's or " +
+            "snapshotted VM's.",
         ),
       ),
       uuid: Type.Optional(
@@ -460,8 +468,8 @@ export const VirtualMachineSpec = withRules(
         StringEnum(HYPERVISORS, {
           description:
             "Virtualisation technology: kvm (hardware, default) or qemu (full " +
-            "emulation, TCG). The operator places the VM on a node that offers it. A clone takes the " +
-            "snapshotted VM's when it gives none.",
+            "emulation, TCG). The operator places the VM on a node that offers it. A VM made from " +
+            "spec.source takes its template's or snapshotted VM's when it gives none.",
         }),
       ),
       nodeName: Type.Optional(
@@ -663,6 +671,49 @@ export const VirtualMachineStatus = Type.Object(
           description:
             "For a VM made from spec.source.snapshot: where it came from and the hardware it took, kept when " +
             "the snapshot is deleted.",
+        },
+      ),
+    ),
+    template: Type.Optional(
+      Type.Object(
+        {
+          name: Type.String({ description: "The VMTemplate the VM was made from." }),
+          uid: Type.String({ description: "Its UID." }),
+          generation: Type.Integer({ description: "The template's generation the VM was made from." }),
+          spec: Type.Object(
+            {},
+            {
+              description:
+                "The hardware the VM has where its own spec says nothing: the template's at that generation, " +
+                "its disks pointing to the VM's own.",
+              "x-kubernetes-preserve-unknown-fields": true,
+            },
+          ),
+          disks: Type.Array(
+            Type.Object(
+              {
+                name: Type.String({ description: "The disk's name in the VM." }),
+                vmDisk: Type.String({ description: "The VM's own VMDisk for it." }),
+                size: Type.String({ description: "Its provisioned size." }),
+                format: Type.String({ description: "Its format." }),
+                from: Type.Optional(
+                  Type.String({
+                    description:
+                      "What it is made from: a base VMDisk's name, or 'image' (the template's base for the " +
+                      "VM's node). Absent: a blank disk.",
+                  }),
+                ),
+                fullCopy: Type.Optional(Type.Boolean({ description: "A full copy, not a linked clone." })),
+              },
+              { description: "A disk the VM gets from the template." },
+            ),
+            { description: "The disks the VM gets from the template." },
+          ),
+        },
+        {
+          description:
+            "For a VM made from spec.source.template: the template and generation it came from and what it " +
+            "took; later edits of the template do not change it.",
         },
       ),
     ),

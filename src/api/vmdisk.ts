@@ -9,6 +9,7 @@ import {
   nameFitsHost,
   ObjectName,
   ObservedGeneration,
+  PREFIX,
   presenceImmutable,
   Quantity,
   SAFE_NAME_PATTERN,
@@ -36,7 +37,17 @@ const DiskSource = withRules(
       blank: Type.Optional(Type.Object({}, { description: "An empty volume (the default)." })),
       disk: Type.Optional(
         Type.Object(
-          { name: ObjectName("The VMDisk to copy; it must be on the same node.") },
+          {
+            name: ObjectName("The VMDisk to copy; the new disk goes to its node."),
+            linked: Type.Optional(
+              Type.Boolean({
+                description:
+                  "Make a thin qcow2 volume on top of the source instead of a full copy: only what the " +
+                  "guest changes is stored, the rest is read from the source. The source must be a " +
+                  "VMTemplate's base (status.baseOf), which no VM ever writes. Default false.",
+              }),
+            ),
+          },
           { description: "Clone another VMDisk." },
         ),
       ),
@@ -87,6 +98,11 @@ const DiskSource = withRules(
     message: "spec.source takes at most one of blank, disk, snapshot or image",
   },
 );
+
+/** Labels of a base the operator made for a VMTemplate: which template, generation and disk. */
+export const TEMPLATE_LABEL = `${PREFIX}template`;
+export const TEMPLATE_GENERATION_LABEL = `${PREFIX}template-generation`;
+export const TEMPLATE_DISK_LABEL = `${PREFIX}template-disk`;
 
 export const VMDiskSpec = withRules(
   Type.Object(
@@ -164,6 +180,11 @@ export const VMDiskSpec = withRules(
     fieldPath: ".provisionedSize",
   },
   presenceImmutable("source", "spec.source"),
+  {
+    rule: "!has(self.source) || !has(self.source.disk) || !has(self.source.disk.linked) || !self.source.disk.linked || !has(self.format) || self.format == 'qcow2'",
+    message: "a linked clone (spec.source.disk.linked) is a qcow2 volume",
+    fieldPath: ".format",
+  },
 );
 
 export const VMDiskStatus = Type.Object(
@@ -207,6 +228,19 @@ export const VMDiskStatus = Type.Object(
       ),
     ),
     lastOperation: Type.Optional(LastOperation),
+    baseOf: Type.Optional(
+      Type.Object(
+        {
+          template: Type.String({ description: "The VMTemplate." }),
+          templateUID: Type.String({ description: "Its UID." }),
+        },
+        {
+          description:
+            "The disk is a base of this VMTemplate: VMs made from the template have linked clones of it. A " +
+            "base is attached read-only to any VM, never grown, and not deleted while a clone of it exists.",
+        },
+      ),
+    ),
     conditions: Type.Optional(Conditions()),
   },
   { description: "Observed state of the disk." },

@@ -266,6 +266,20 @@ async function main() {
           .filter((s) => s.status?.disks?.some((x) => x.vmDisk === d.metadata?.name))
           .map((s) => `${s.metadata?.namespace}/${s.metadata?.name}`),
   );
+  // A disk made from another waits for it (Ready; a VMTemplate's base for a linked clone); a
+  // disk being deleted waits for its linked clones to go.
+  watchRelated(diskInformer, diskQueue, (d) =>
+    diskInformer
+      .list(d.metadata?.namespace)
+      .filter((other) =>
+        other.spec.source?.disk?.name === d.metadata?.name
+          ? other.status?.phase !== "Ready"
+          : other.metadata?.deletionTimestamp !== undefined &&
+            d.spec.source?.disk?.linked === true &&
+            d.spec.source.disk.name === other.metadata?.name,
+      )
+      .map((other) => `${other.metadata?.namespace}/${other.metadata?.name}`),
+  );
   // A disk made from a snapshot waits for it to be taken.
   watchRelated(snapshotInformer, diskQueue, (s) =>
     diskInformer

@@ -17,6 +17,7 @@ import {
 import { type VirtualMachine, VirtualMachineKind } from "../api/virtualmachine.ts";
 import { type VMDisk, VMDiskKind } from "../api/vmdisk.ts";
 import { type VMRestore, VMRestoreKind, type VMSnapshot, VMSnapshotKind } from "../api/vmsnapshot.ts";
+import { type VMTemplate, VMTemplateKind } from "../api/vmtemplate.ts";
 import {
   ClusterDiskReconciler,
   type PlacementBook,
@@ -34,10 +35,8 @@ import {
   ClusterSnapshotReconciler,
   watchClusterSnapshots,
 } from "../controllers/cluster/snapshot-reconciler.ts";
-import {
-  UNSUPPORTED_KINDS,
-  UnsupportedKindReconciler,
-} from "../controllers/cluster/unsupported-reconciler.ts";
+import { TemplateReconciler, watchTemplates } from "../controllers/cluster/template-reconciler.ts";
+import { probeDisk } from "../controllers/cluster/template-targets.ts";
 import { ClusterVmReconciler, watchClusterVms } from "../controllers/cluster/vm-reconciler.ts";
 import { tenancyDefaultsFromEnv, tenantPolicy } from "../controllers/tenant-policy.ts";
 import { effectiveVms } from "../controllers/vm-clone.ts";
@@ -77,6 +76,7 @@ async function main() {
   const disks = kindInformer<VMDisk & KubernetesObject>(kube, VMDiskKind);
   const snapshots = kindInformer<VMSnapshot & KubernetesObject>(kube, VMSnapshotKind);
   const restores = kindInformer<VMRestore & KubernetesObject>(kube, VMRestoreKind);
+  const templates = kindInformer<VMTemplate & KubernetesObject>(kube, VMTemplateKind);
   const namespaces = makeInformer<V1Namespace>(kube.kc, "/api/v1/namespaces", () =>
     kube.core.listNamespace(),
   );
@@ -90,6 +90,7 @@ async function main() {
     policy: { cpuOvercommit },
     disks,
     snapshots,
+    templates,
     book,
     namespaces,
     tenancy,
@@ -150,14 +151,21 @@ async function main() {
     onError: logFailures(log, "VirtualMachine"),
   });
 
-  const unsupported = UNSUPPORTED_KINDS.map((kind) => {
-    const informer = kindInformer<KubernetesObject>(kube, kind);
-    const r = new UnsupportedKindReconciler(kube, kind, informer);
-    const q = new WorkQueue(`${kind.singular}-cluster`, (key) => r.reconcile(key), {
-      registry,
-      onError: logFailures(log, kind.kind),
-    });
-    return { kind, informer, reconciler: r, queue: q };
+  const templateReconciler = new TemplateReconciler({
+    kube,
+    templates,
+    vms: vmInformer,
+    disks,
+    snapshots,
+    nodes,
+    leases,
+    leaseNamespace: namespace,
+    poolRefusal: (ns, node, bytes) => diskReconciler.poolRefusalOn(probeDisk(ns, bytes), node),
+    log,
+  });
+  const templateQueue = new WorkQueue("vmtemplate-cluster", (key) => templateReconciler.reconcile(key), {
+    registry,
+    onError: logFailures(log, "VMTemplate"),
   });
 
   Object.assign(queues, {
@@ -167,12 +175,20 @@ async function main() {
     vmrestores: restoreQueue,
     "virtualmachines-snapshots": mirrorQueue,
     "virtualmachines-snapshot-policy": policyQueue,
+    vmtemplates: templateQueue,
   });
-  for (const u of unsupported) queues[u.kind.plural] = u.queue;
 
   const start = async () => {
-    for (const u of unsupported) u.reconciler.watch(u.queue, u.informer);
-    watchClusterVms(queue, reconciler, { vms: vmInformer, disks, nodes, leases, namespaces, snapshots });
+    watchClusterVms(queue, reconciler, {
+      vms: vmInformer,
+      disks,
+      nodes,
+      leases,
+      namespaces,
+      snapshots,
+      templates,
+    });
+    watchTemplates(templateQueue, { templates, vms: vmInformer, disks, snapshots, nodes, leases });
     watchClusterDisks(diskQueue, diskReconciler, {
       disks,
       vms: vmInformer,
@@ -194,7 +210,7 @@ async function main() {
     await startInformerSynced(vmInformer, "virtualmachines", log);
     await startInformerSynced(snapshots, "vmsnapshots", log);
     await startInformerSynced(restores, "vmrestores", log);
-    for (const u of unsupported) await startInformerSynced(u.informer, u.kind.plural, log);
+    await startInformerSynced(templates, "vmtemplates", log);
     ready = true;
     log.info({ namespace, identity, port }, "controller started");
   };
@@ -205,9 +221,8 @@ async function main() {
     ready = false;
     if (why !== "lost leadership") await leadership?.release().catch(() => undefined);
     await Promise.all(
-      [vmInformer, disks, nodes, leases, namespaces, snapshots, restores].map((i) => i.stop()),
+      [vmInformer, disks, nodes, leases, namespaces, snapshots, restores, templates].map((i) => i.stop()),
     );
-    await Promise.all(unsupported.map((u) => u.informer.stop()));
     await Promise.all([
       queue.shutdown(),
       diskQueue.shutdown(),
@@ -215,7 +230,7 @@ async function main() {
       restoreQueue.shutdown(),
       mirrorQueue.shutdown(),
       policyQueue.shutdown(),
-      ...unsupported.map((u) => u.queue.shutdown()),
+      templateQueue.shutdown(),
     ]);
     server.close();
     process.exit(why === "lost leadership" ? 1 : 0);

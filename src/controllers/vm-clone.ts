@@ -1,6 +1,7 @@
-// Pure: a VM made from a snapshot (spec.source.snapshot). It gets disks of its own with the
-// snapshot's content, and the snapshotted VM's hardware wherever its own spec says nothing —
-// never its identity: a clone has its own UUID, MAC and IP addresses, and DHCP names.
+// Pure: a VM made from a snapshot (spec.source.snapshot) or a template (spec.source.template).
+// It gets disks of its own with the snapshot's content (or clones of the template's bases), and
+// the recorded hardware wherever its own spec says nothing — never another VM's identity: it has
+// its own UUID, MAC and IP addresses, and DHCP names.
 import type { VirtualMachine, VirtualMachineSpec } from "../api/virtualmachine.ts";
 import type { VMSnapshotStatus } from "../api/vmsnapshot.ts";
 import { derivedName } from "./object-names.ts";
@@ -38,20 +39,28 @@ export function cloneBaseSpec(
   return base;
 }
 
+/** The hardware a VM made from spec.source took: its clone's or its template's record. */
+function recordedSpec(vm: VirtualMachine): Partial<VirtualMachineSpec> | undefined {
+  if (vm.spec.source?.snapshot) return vm.status?.clonedFrom?.spec as Partial<VirtualMachineSpec> | undefined;
+  if (vm.spec.source?.template) return vm.status?.template?.spec as Partial<VirtualMachineSpec> | undefined;
+  return undefined;
+}
+
 /**
- * The spec a clone runs with: its own fields over the recorded hardware; its disks are the
- * recorded ones plus any it names itself (its own win by name). Any other VM: its spec.
+ * The spec a VM made from a snapshot or a template runs with: its own fields over the recorded
+ * hardware; its disks are the recorded ones plus any it names itself (its own win by name).
+ * Any other VM: its spec.
  */
 export function effectiveSpec(vm: VirtualMachine): VirtualMachineSpec {
-  const base = vm.status?.clonedFrom?.spec as Partial<VirtualMachineSpec> | undefined;
-  if (!vm.spec.source?.snapshot || !base) return vm.spec;
+  const base = recordedSpec(vm);
+  if (!base) return vm.spec;
   const own = Object.fromEntries(Object.entries(vm.spec).filter(([, v]) => v !== undefined));
   const mine = new Set((vm.spec.disks ?? []).map((d) => d.name));
   const disks = [...(base.disks ?? []).filter((d) => !mine.has(d.name)), ...(vm.spec.disks ?? [])];
   return { ...base, ...own, disks } as VirtualMachineSpec;
 }
 
-/** VM as it runs: a clone with its effective spec (status and metadata as they are). */
+/** VM as it runs: a clone or a template's VM with its effective spec (status and metadata as they are). */
 export function effectiveVm<T extends VirtualMachine>(vm: T): T {
   const spec = effectiveSpec(vm);
   return spec === vm.spec ? vm : { ...vm, spec };

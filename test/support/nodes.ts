@@ -42,6 +42,8 @@ export interface TestNodeOptions {
   memoryBytes?: number;
   /** More labels on every Node object. */
   labels?: Record<string, string>;
+  /** Name of each node's NAT network ("default" by default). */
+  network?: string;
 }
 
 const builder = new XMLBuilder({
@@ -56,11 +58,11 @@ const builder = new XMLBuilder({
  * IPv4 and an IPv6 DHCP pool (a subnet of its own per node, so addresses tell nodes apart).
  * The agent defines its storage pool itself: the test driver keeps pools and volumes in memory.
  */
-export function testNodeXml(index: number, cpus: number, memoryBytes: number): string {
+export function testNodeXml(index: number, cpus: number, memoryBytes: number, network = "default"): string {
   const net = index % 256;
   const node = {
     network: {
-      name: "default",
+      name: network,
       forward: { "@_mode": "nat" },
       bridge: { "@_name": `lvotest${net}` },
       ip: [
@@ -125,7 +127,10 @@ export async function startTestNodes(count: number, options: TestNodeOptions): P
     names.map(async (nodeName, i): Promise<TestNode> => {
       const dir = await mkdtemp(join(tmpdir(), `${nodeName}-`));
       const config = join(dir, "node.xml");
-      await writeFile(config, testNodeXml(i + 1, options.cpus ?? 8, options.memoryBytes ?? 16 * 2 ** 30));
+      await writeFile(
+        config,
+        testNodeXml(i + 1, options.cpus ?? 8, options.memoryBytes ?? 16 * 2 ** 30, options.network),
+      );
       const daemon = `agent-${nodeName}`;
       const node: TestNode = {
         nodeName,

@@ -59,6 +59,19 @@ export function diskHolders(disk: VMDisk, vms: readonly VirtualMachine[]): strin
     .map((vm) => vm.metadata.name);
 }
 
+/** Names of the VMDisks in DISKS that are linked clones of DISK (they read from its volume). */
+export function linkedClonesOf(disk: VMDisk, disks: readonly VMDisk[]): string[] {
+  return disks
+    .filter(
+      (d) =>
+        d.metadata.namespace === disk.metadata.namespace &&
+        d.spec.source?.disk?.linked === true &&
+        d.spec.source.disk.name === disk.metadata.name,
+    )
+    .map((d) => d.metadata.name)
+    .sort();
+}
+
 export type DiskNodeDecision = { node: string; why: string } | { wait: string } | { floating: true };
 
 /** Where an unplaced disk goes, from the VMs that use it and the disk it copies. */

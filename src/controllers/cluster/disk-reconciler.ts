@@ -25,6 +25,7 @@ import {
   type DiskNodeView,
   diskHolders,
   diskNodeDecision,
+  linkedClonesOf,
   placeFloatingDisk,
   poolFit,
   usesDisk,
@@ -89,6 +90,11 @@ export function watchClusterDisks(
     watchRelated(sources.snapshots, queue, (s) => reconciler.unplacedKeys(s.metadata?.namespace));
   // A deleted disk frees pool room and namespace bytes; an admin may raise a namespace's limits.
   watchRelated(sources.disks, queue, (_d, verb) => (verb === "delete" ? reconciler.unplacedKeys() : []));
+  // A linked clone made or gone holds or frees the disk it reads from.
+  watchRelated(sources.disks, queue, (d) => {
+    const from = d.spec.source?.disk;
+    return from?.linked ? [`${d.metadata?.namespace}/${from.name}`] : [];
+  });
   watchRelated(sources.namespaces, queue, (ns) => reconciler.unplacedKeys(ns.metadata?.name));
   watchRelated(sources.vms, queue, (vm) => reconciler.keysForVm(vm));
   watchRelated(sources.nodes, queue, () => reconciler.unplacedKeys());
@@ -144,6 +150,8 @@ export class ClusterDiskReconciler {
     const log = forObject(this.o.log, "VMDisk", key);
     const users = this.o.vms.list(namespace).filter((vm) => usesDisk(vm, disk));
     const holders = diskHolders(disk, users);
+    // A linked clone reads what its guest did not change from this disk: it holds it too.
+    const clones = linkedClonesOf(disk, this.o.disks.list(namespace));
 
     // The label is set first (the agent acts on it); status.nodeName follows. Either is the placement.
     let node = disk.status?.nodeName ?? disk.metadata.labels?.[NODE_LABEL] ?? this.o.book.diskNodes.get(key);
@@ -153,7 +161,7 @@ export class ClusterDiskReconciler {
       scheduled = { type: "Scheduled", status: "True", reason: "Scheduled", message: `on node ${node}` };
     } else if (disk.metadata.deletionTimestamp) {
       // Never placed: no agent will release the volume finalizer, so the controller does.
-      await this.holdAndLabel(disk, undefined, holders.length > 0);
+      await this.holdAndLabel(disk, undefined, holders.length > 0 || clones.length > 0);
       return undefined;
     } else {
       const sourceName = disk.spec.source?.disk?.name;
@@ -208,8 +216,8 @@ export class ClusterDiskReconciler {
         }
       }
     }
-    await this.holdAndLabel(disk, node, holders.length > 0);
-    const inUse = this.inUseCondition(key, disk, holders, log);
+    await this.holdAndLabel(disk, node, holders.length > 0 || clones.length > 0);
+    const inUse = this.inUseCondition(key, disk, holders, clones, log);
     await this.status.write(disk, {
       ...(node ? { nodeName: node } : {}),
       attachedTo: holders,
@@ -231,8 +239,20 @@ export class ClusterDiskReconciler {
     return retry ? { requeueAfterMs: retry } : undefined;
   }
 
-  private inUseCondition(key: string, disk: Disk, holders: string[], log: Logger) {
+  private inUseCondition(key: string, disk: Disk, holders: string[], clones: string[], log: Logger) {
     const names = holders.join(", ");
+    if (!holders.length && clones.length) {
+      const cloned = `VMDisk ${clones.join(", ")} ${clones.length === 1 ? "is a linked clone" : "are linked clones"} of the disk`;
+      if (!disk.metadata.deletionTimestamp)
+        return { type: "InUse", status: "True" as const, reason: "Cloned", message: cloned };
+      const message = `deletion waits: ${cloned}; it goes once they are deleted`;
+      if (this.blockedMessages.get(key) !== message) {
+        this.blockedMessages.set(key, message);
+        log.info({ clones }, "VMDisk deletion blocked");
+        void this.event(disk, "Warning", "DeletionBlocked", message);
+      }
+      return { type: "InUse", status: "True" as const, reason: "DeletionBlocked", message };
+    }
     if (!holders.length) {
       this.blockedMessages.delete(key);
       return {
@@ -293,6 +313,14 @@ export class ClusterDiskReconciler {
     const placed = (d: VMDisk) => isPlaced(d) || this.o.book.diskNodes.has(`${ns}/${d.metadata.name}`);
     const snapshotBytes = snapshotBytesOf(this.o.snapshots?.list(ns) ?? []);
     return diskRefusal(disk, this.o.disks.list(ns), policy, placed, snapshotBytes);
+  }
+
+  /** Why NODE's pool cannot take DISK (not placed anywhere yet), or undefined when it can. */
+  poolRefusalOn(disk: Disk, node: string): string | undefined {
+    const view = this.nodeViews(disk).find((v) => v.name === node);
+    if (!view) return `node ${node} does not exist`;
+    const fit = poolFit(disk, view, this.o.storageOvercommit);
+    return "refusal" in fit ? fit.refusal : undefined;
   }
 
   /** A node chosen by the disk's users or spec must exist and, when its pools are known, have room. */

@@ -1,6 +1,8 @@
 // Pure: which node a VirtualMachine runs on. Nodes must be labelled for VMs, have a live
 // agent, offer the hypervisor, match nodeSelector and have room; least allocated wins.
 // A pinned nodeName that cannot take the VM is an error naming the node and why.
+import type { V1Node } from "@kubernetes/client-node";
+import { CAPACITY_ANNOTATION, NODE_ENABLED_LABEL, parseCapacity } from "../node-facts.ts";
 
 export interface NodeView {
   name: string;
@@ -10,6 +12,23 @@ export interface NodeView {
   capacity?: { cpus: number; memoryBytes: number; hypervisors: string[]; networks?: Record<string, unknown> };
   /** vCPUs and bytes of the VMs already placed there. */
   allocated: { cpus: number; memoryBytes: number };
+}
+
+/** NODE as placement sees it, with ALLOCATED already taken by the VMs placed there. */
+export function nodeView(
+  n: V1Node,
+  heartbeatFresh: boolean,
+  allocated: { cpus: number; memoryBytes: number } = { cpus: 0, memoryBytes: 0 },
+): NodeView {
+  const capacity = parseCapacity(n.metadata?.annotations?.[CAPACITY_ANNOTATION]);
+  return {
+    name: n.metadata?.name ?? "",
+    labels: n.metadata?.labels ?? {},
+    enabled: n.metadata?.labels?.[NODE_ENABLED_LABEL] === "true",
+    heartbeatFresh,
+    ...(capacity ? { capacity } : {}),
+    allocated,
+  };
 }
 
 export interface PlacementRequest {

@@ -11,6 +11,7 @@ import {
 } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
 import type { VMSnapshot } from "../../api/vmsnapshot.ts";
+import type { VMTemplate } from "../../api/vmtemplate.ts";
 import { desiredInterfaces, resourcesOf } from "../../hypervisor/domain/from-spec.ts";
 import {
   type AnyObject,
@@ -24,13 +25,7 @@ import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
 import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
 import { type Condition, findCondition, standingConditions, writerConditions } from "../conditions.ts";
-import {
-  CAPACITY_ANNOTATION,
-  heartbeatFresh,
-  heartbeatRevivals,
-  NODE_ENABLED_LABEL,
-  parseCapacity,
-} from "../node-facts.ts";
+import { heartbeatFresh, heartbeatRevivals } from "../node-facts.ts";
 import { CONDITIONS_RULE } from "../status-diff.ts";
 import { STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
 import { type Refusal, type TenancyDefaults, tenantPolicy } from "../tenant-policy.ts";
@@ -38,7 +33,8 @@ import { waitingForIdentity } from "../vm-identities.ts";
 import { clonePlan, createCloneDisks } from "./clone-prep.ts";
 import { namesDisk, nodeOfVmDisks } from "./disk-placement.ts";
 import type { PlacementBook } from "./disk-reconciler.ts";
-import { type NodeView, type PlacementPolicy, place } from "./placement.ts";
+import { type NodeView, nodeView, type PlacementPolicy, place } from "./placement.ts";
+import { childDiskSpecs, sourceBaseNode, takenDiskName, templateRecord } from "./template-plan.ts";
 import { ADMITTED_CONDITION, clusterRefusal } from "./vm-admission.ts";
 import { InterfaceAssigner } from "./vm-interfaces.ts";
 
@@ -67,6 +63,8 @@ export interface ClusterVmReconcilerOptions {
   disks: Lister<VMDisk & KubernetesObject>;
   /** The snapshots clones are made from (spec.source.snapshot). */
   snapshots?: Pick<Lister<VMSnapshot & KubernetesObject>, "get">;
+  /** The templates VMs are made from (spec.source.template). */
+  templates?: Pick<Lister<VMTemplate & KubernetesObject>, "get">;
   book: PlacementBook;
   namespaces: Lister<V1Namespace>;
   /** What tenants may use unless their Namespace says otherwise. */
@@ -88,9 +86,12 @@ export function watchClusterVms(
     leases: Watchable<V1Lease>;
     namespaces: Watchable<V1Namespace>;
     snapshots?: Watchable<VMSnapshot & KubernetesObject>;
+    templates?: Watchable<VMTemplate & KubernetesObject>;
   },
 ): void {
   watchOwn(sources.vms, queue);
+  // A VM made from a template waits for it (a template made from a VM: until it took the VM).
+  if (sources.templates) watchRelated(sources.templates, queue, (tpl) => reconciler.madeFrom(tpl));
   // A clone waits for its snapshot to be taken.
   if (sources.snapshots) watchRelated(sources.snapshots, queue, (snap) => reconciler.clonesOf(snap));
   // A VM gone or changed may free the MAC or UUID another waits for.
@@ -114,7 +115,7 @@ export class ClusterVmReconciler {
 
   private readonly status: StatusWriter;
   private readonly standing: StatusWriter;
-  /** status.clonedFrom, written once, by a manager of its own (no other apply removes it). */
+  /** status.clonedFrom or status.template, written once, by a manager of its own (no other apply removes it). */
   private readonly clone: StatusWriter;
 
   constructor(options: ClusterVmReconcilerOptions) {
@@ -128,7 +129,7 @@ export class ClusterVmReconciler {
     this.clone = new StatusWriter(options.kube, {
       kind: VirtualMachineKind,
       fieldManager: CLONE_FIELD_MANAGER,
-      owns: ["clonedFrom"],
+      owns: ["clonedFrom", "template"],
     });
     this.status = new StatusWriter(options.kube, {
       kind: VirtualMachineKind,
@@ -142,6 +143,14 @@ export class ClusterVmReconciler {
     return this.o.vms
       .list(snap.metadata?.namespace)
       .filter((vm) => vm.spec.source?.snapshot === snap.metadata?.name && !vm.status?.clonedFrom)
+      .map((vm) => keyOf(vm));
+  }
+
+  /** Keys of VMs made from TPL that have not taken from it yet. */
+  madeFrom(tpl: VMTemplate & KubernetesObject): string[] {
+    return this.o.vms
+      .list(tpl.metadata?.namespace)
+      .filter((vm) => vm.spec.source?.template === tpl.metadata?.name && !vm.status?.template)
       .map((vm) => keyOf(vm));
   }
 
@@ -233,19 +242,15 @@ export class ClusterVmReconciler {
         await this.labelAndHold(vm, placedOn);
       }
       await this.status.write(vm, this.placedStatus(vm, placedOn, refusal));
+      // A template's VM gets its disks on its node (the base for that node is the template's work).
+      if (vm.status?.template) await this.makeTemplateDisks(vm, placedOn);
       await this.awaitingAgent(vm, placedOn);
       if (vm.metadata.labels?.[NODE_LABEL] === placedOn) this.assumed.delete(key);
       return undefined;
     }
 
     if (vm.spec.source?.snapshot && !vm.status?.clonedFrom) return this.prepareClone(vm);
-    if (vm.spec.source?.template) {
-      // Templates are not built yet: never run such a VM diskless.
-      const message =
-        "spec.source.template is not supported by this operator version yet; the VM is not placed";
-      await this.status.write(vm, this.notPlacedStatus(vm, "SourceNotSupported", message, "stalled"));
-      return undefined;
-    }
+    if (vm.spec.source?.template && !vm.status?.template) return this.prepareFromTemplate(vm);
     const need = resourcesOf(vm);
     const disksOn = nodeOfVmDisks(
       vm,
@@ -334,6 +339,61 @@ export class ClusterVmReconciler {
     return undefined;
   }
 
+  /**
+   * A VM made from a template records what it takes (status.template) once the template is
+   * there; a template made from a VM has its bases on their node already, so the VM's disks are
+   * made at once (the VM then goes where they are); otherwise they are made once it is placed.
+   */
+  private async prepareFromTemplate(vm: Vm): Promise<ReconcileResult | undefined> {
+    const ns = vm.metadata.namespace ?? "";
+    const tpl = this.o.templates?.get(vm.spec.source?.template ?? "", ns);
+    const plan = templateRecord(vm, tpl, (n) => this.o.disks.get(n, ns));
+    if ("wait" in plan) {
+      await this.status.write(vm, this.notPlacedStatus(vm, "WaitingForTemplate", plan.wait, "reconciling"));
+      return { requeueAfterMs: CLONE_POLL_MS };
+    }
+    const taken =
+      "record" in plan ? takenDiskName(vm, plan.record, (n) => this.o.disks.get(n, ns)) : undefined;
+    const refuse =
+      "refuse" in plan
+        ? plan.refuse
+        : taken
+          ? {
+              reason: "DiskNameTaken",
+              message: `the VM's disk would be VMDisk ${taken}, which exists and is not this VM's: rename or delete it`,
+            }
+          : undefined;
+    if (refuse || !("record" in plan)) {
+      const r = refuse ?? { reason: "TemplateRefused", message: "" };
+      await this.status.write(vm, this.notPlacedStatus(vm, r.reason, r.message, "stalled"));
+      return undefined;
+    }
+    await this.clone.write(vm, { template: plan.record });
+    const baseNode = sourceBaseNode(plan.record, (n) => this.o.disks.get(n, ns));
+    if (baseNode) await createCloneDisks(this.o.kube, vm, childDiskSpecs(plan.record, baseNode));
+    void recordEvent(
+      this.o.kube,
+      COMPONENT,
+      vm as AnyObject,
+      "Normal",
+      "FromTemplate",
+      `made from VMTemplate ${plan.record.name} (generation ${plan.record.generation}): disks ${plan.record.disks.map((d) => d.vmDisk).join(", ") || "none"}`,
+    );
+    return undefined;
+  }
+
+  /** The VM's own disks from its template record, on NODE, made where missing. */
+  private async makeTemplateDisks(vm: Vm, node: string) {
+    const record = vm.status?.template;
+    if (!record) return;
+    const ns = vm.metadata.namespace ?? "";
+    const missing = childDiskSpecs(
+      record,
+      sourceBaseNode(record, (n) => this.o.disks.get(n, ns)) ?? node,
+    ).filter((d) => !this.o.disks.get(d.name, ns));
+    if (missing.length) await createCloneDisks(this.o.kube, vm, missing);
+  }
+
   private notPlacedStatus(
     vm: Vm,
     reason: string,
@@ -376,15 +436,7 @@ export class ClusterVmReconciler {
     for (const [key, a] of this.assumed) if (!counted.has(key) && key !== exceptKey) add(a.node, a);
     return this.o.nodes.list().map((n) => {
       const name = n.metadata?.name ?? "";
-      const capacity = parseCapacity(n.metadata?.annotations?.[CAPACITY_ANNOTATION]);
-      return {
-        name,
-        labels: n.metadata?.labels ?? {},
-        enabled: n.metadata?.labels?.[NODE_ENABLED_LABEL] === "true",
-        heartbeatFresh: heartbeatFresh(this.o.leases, this.o.leaseNamespace, name),
-        ...(capacity ? { capacity } : {}),
-        allocated: allocated.get(name) ?? { cpus: 0, memoryBytes: 0 },
-      };
+      return nodeView(n, heartbeatFresh(this.o.leases, this.o.leaseNamespace, name), allocated.get(name));
     });
   }
 

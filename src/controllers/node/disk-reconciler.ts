@@ -16,7 +16,6 @@ import {
 import {
   parsePoolXml,
   UnsafeNameError,
-  uncopyableReason,
   type VolumeDefinition,
   type VolumeFormat,
   volumeNameOf,
@@ -34,9 +33,11 @@ import {
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn } from "../../runtime/watch.ts";
 import { type ReconcileResult, TerminalError, type WorkQueue } from "../../runtime/workqueue.ts";
+import { linkedClonesOf } from "../cluster/disk-placement.ts";
 import { findCondition } from "../conditions.ts";
 import { StatusWriter } from "../status-writer.ts";
 import type { Refusal } from "../tenant-policy.ts";
+import { volumeFromDisk } from "./disk-from-disk.ts";
 import { AGENT_DISK_FIELDS, agentDiskStatus, type DiskMemory, type VolumeSeen } from "./disk-status.ts";
 import { type DomainLocks, diskLockKey, LOCK_RETRY_MS } from "./domain-locks.ts";
 import type { ImportLimits } from "./image-limits.ts";
@@ -66,6 +67,7 @@ export function watchNodeDisks(queue: WorkQueue, disks: Watchable<Disk>, nodeNam
 
 interface DiskLister {
   get(name: string, namespace?: string): Disk | undefined;
+  list(namespace?: string): readonly Disk[];
 }
 
 export interface NodeDiskReconcilerOptions {
@@ -191,7 +193,16 @@ export class NodeDiskReconciler {
 
     let info = await this.o.libvirt.volumeInfo(vol);
     const path = await this.o.libvirt.volumePath(vol);
-    if (info.capacity < wantBytes) {
+    const baseOf = disk.status?.baseOf?.template;
+    if (info.capacity < wantBytes && baseOf) {
+      // Its linked clones read it as it is: a base never changes. Said once, not each reconcile.
+      const message = `not grown to ${wantBytes} bytes: a VMTemplate's base never grows (VMTemplate ${baseOf}); a VM made from it may have a larger disk`;
+      if (mem.lastOperation?.message !== message) {
+        mem.lastOperation = op("Resize", "Failed", message);
+        log.warn({ bytes: wantBytes }, message);
+        void this.event(disk, "Warning", "ResizeRefused", message);
+      }
+    } else if (info.capacity < wantBytes) {
       mem.phase = "Resizing";
       mem.lastOperation = op("Resize", "Running", `growing to ${wantBytes} bytes`);
       await this.report(disk, mem, { path, pool: poolName, format, info });
@@ -241,76 +252,45 @@ export class NodeDiskReconciler {
     const flags = !sparse && format === "qcow2" ? StorageVolCreateFlags.PreallocMetadata : 0;
     const started = Date.now();
 
+    const waiting = (message: string) => this.report(disk, mem, { phase: "Pending", waiting: message });
+    // A clone that takes long shows it (Locked); one made at once only reports Ready.
+    const cloning = async (message: string, slow = true) => {
+      mem.phase = slow ? "Locked" : "Creating";
+      mem.lastOperation = op("Clone", "Running", message);
+      if (slow) await this.report(disk, mem, {});
+    };
+
     if (source.disk) {
-      const from = this.o.cache.get(source.disk.name, disk.metadata.namespace);
-      const fromPath = from?.status?.path;
-      if (from?.status?.phase !== "Ready" || !fromPath || !from.status?.pool) {
-        const message = `waiting for VMDisk ${source.disk.name} (spec.source.disk) to be Ready on this node`;
-        await this.report(disk, mem, { phase: "Pending", waiting: message });
-        return undefined;
-      }
-      const fromPool = await unlessNotFound(this.o.libvirt.lookupStoragePool(from.status.pool));
-      const fromFormat = (from.status.format as VolumeFormat | undefined) ?? from.spec.format ?? "qcow2";
-      const fromVol =
-        fromPool &&
-        (await unlessNotFound(
-          this.o.libvirt.lookupVolume(
-            fromPool,
-            volumeNameOf(from.metadata.namespace ?? "", from.metadata.name, fromFormat),
-          ),
-        ));
-      if (!fromVol)
-        throw new Error(`the volume of VMDisk ${source.disk.name} is missing from pool ${from.status.pool}`);
-      const refused = uncopyableReason(await this.o.libvirt.volumeXml(fromVol), fromFormat);
-      if (refused) throw new ImageSourceError(`VMDisk ${source.disk.name}: ${refused}`);
-      const fromInfo = await this.o.libvirt.volumeInfo(fromVol);
-      mem.phase = "Locked";
-      mem.lastOperation = op("Clone", "Running", `copying VMDisk ${source.disk.name}`);
-      await this.report(disk, mem, {});
-      const vol = await this.o.libvirt.cloneVolume(
+      const made = await volumeFromDisk(this.o.libvirt, {
+        disk,
         pool,
-        volumeXml({ ...definition, capacityBytes: Math.max(wantBytes, fromInfo.capacity) }),
-        fromVol,
-        flags,
-      );
-      this.done(disk, mem, log, "Cloned", `copied from VMDisk ${source.disk.name}`, started);
-      return vol;
+        definition,
+        createFlags: flags,
+        diskNamed: (n) => this.o.cache.get(n, disk.metadata.namespace),
+        defaultPool: this.o.defaultPool,
+        waiting,
+        starting: cloning,
+      });
+      if (made) this.done(disk, mem, log, "Cloned", made.message, started);
+      return made?.vol;
     }
 
     if (source.image) return this.importImage(disk, mem, pool, definition, flags, source.image.url, log);
 
     if (source.snapshot) {
-      const snap = this.o.snapshots?.get(source.snapshot.name, disk.metadata.namespace);
+      const { name: snapName, disk: snapDisk } = source.snapshot;
+      const snap = this.o.snapshots?.get(snapName, disk.metadata.namespace);
       try {
-        snapshotDisk(snap, source.snapshot.name, source.snapshot.disk);
+        snapshotDisk(snap, snapName, snapDisk);
       } catch (err) {
         if (!(err instanceof SnapshotSourceError)) throw err;
-        await this.report(disk, mem, { phase: "Pending", waiting: err.message });
+        await waiting(err.message);
         return undefined;
       }
-      mem.phase = "Locked";
-      mem.lastOperation = op(
-        "Clone",
-        "Running",
-        `copying disk ${source.snapshot.disk} of VMSnapshot ${source.snapshot.name}`,
-      );
-      await this.report(disk, mem, {});
-      const vol = await volumeFromSnapshot(
-        this.o.libvirt,
-        pool,
-        definition,
-        snap!,
-        source.snapshot.disk,
-        flags,
-      );
-      this.done(
-        disk,
-        mem,
-        log,
-        "Cloned",
-        `copied from disk ${source.snapshot.disk} of VMSnapshot ${source.snapshot.name}`,
-        started,
-      );
+      const what = `disk ${snapDisk} of VMSnapshot ${snapName}`;
+      await cloning(`copying ${what}`);
+      const vol = await volumeFromSnapshot(this.o.libvirt, pool, definition, snap!, snapDisk, flags);
+      this.done(disk, mem, log, "Cloned", `copied from ${what}`, started);
       return vol;
     }
 
@@ -386,6 +366,17 @@ export class NodeDiskReconciler {
   ) {
     if (disk.metadata.finalizers?.includes(DISK_PROTECTION_FINALIZER) || disk.status?.attachedTo?.length) {
       return undefined; // the controller says who uses it (condition InUse) and requeues us through events
+    }
+    // Linked clones read from the volume: it stays until they are gone (the node's own check).
+    const clones = linkedClonesOf(disk, this.o.cache.list(disk.metadata.namespace));
+    if (vol && clones.length) {
+      const message = `deletion waits: VMDisk ${clones.join(", ")} ${clones.length === 1 ? "is a linked clone" : "are linked clones"} of the disk; the volume goes once they are deleted`;
+      if (mem.lastOperation?.message !== message) {
+        mem.lastOperation = op("Delete", "Pending", message);
+        log.info({ clones }, "volume kept: linked clones read from it");
+      }
+      await this.report(disk, mem, {});
+      return { requeueAfterMs: RETRY_MS };
     }
     if (vol) {
       mem.phase = "Deleting";

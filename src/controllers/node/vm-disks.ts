@@ -18,6 +18,7 @@ export interface PlugResult {
 /**
  * Brings the domain's hot-pluggable disks to WANTED: in the persistent definition and in the
  * running guest (CURRENT: what each has now, parsed once by the caller), each by its own diff.
+ * The running guest keeps the disks of KEEP_LIVE_WRITABLE writable if it has them so.
  */
 export async function plugDisks(
   libvirt: LibvirtClient,
@@ -26,6 +27,7 @@ export async function plugDisks(
   current: {
     persistent: Readonly<Record<string, ObservedDisk>> | undefined;
     live: Readonly<Record<string, ObservedDisk>> | undefined;
+    keepLiveWritable?: ReadonlySet<string>;
     log: Logger;
   },
 ): Promise<PlugResult> {
@@ -36,7 +38,8 @@ export async function plugDisks(
   if (current.live) targets.push([current.live, DomainAffect.Live]);
   for (const [have, flags] of targets) {
     const where = flags === DomainAffect.Live ? "live" : "persistent";
-    const { attach, detach } = diskChanges(wanted, have);
+    const keep = flags === DomainAffect.Live ? current.keepLiveWritable : undefined;
+    const { attach, detach } = diskChanges(wanted, have, keep);
     for (const d of detach) {
       try {
         await libvirt.detachDevice(dom, diskDeviceXml(asDevice(d)), flags);

@@ -34,6 +34,7 @@ export function agentObservation(
     ...(partial.links ? { links: partial.links } : {}),
     ...(partial.disks ? { disks: partial.disks, storedData: partial.storedData ?? 0 } : {}),
     ...(partial.waiting ? { waiting: partial.waiting } : {}),
+    ...(partial.startRefused ? { startRefused: partial.startRefused } : {}),
     ...(partial.crashLoops ? { crashLoops: partial.crashLoops } : {}),
     ...(partial.diskErrors ? { diskErrors: partial.diskErrors } : {}),
     ...((memory?.cdromBootedImage ?? vm.status?.cdromBootedImage)

@@ -15,6 +15,8 @@ export interface Progress extends PowerProgress {
   startCount: number;
   restartHandled?: string;
   cdromBootedImage?: string;
+  /** The start refusal last told (Event and log): said once, not at every reconcile. */
+  startRefusalSaid?: string;
 }
 
 /** Progress as the status last recorded it: after an agent restart, a shutdown or reboot in flight goes on. */

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { DOMAIN_FINALIZER, type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
-import { resolveDisks } from "../../hypervisor/domain/disks.ts";
+import { resolveDisks, templateBaseRefusal } from "../../hypervisor/domain/disks.ts";
 import { domainDefinitionFor, domainNameOf } from "../../hypervisor/domain/from-spec.ts";
 import {
   buildDomainXml,
@@ -36,6 +36,7 @@ import {
 } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import type { ReconcileResult } from "../../runtime/workqueue.ts";
+import { findCondition } from "../conditions.ts";
 import { CONDITIONS_RULE } from "../status-diff.ts";
 import { StatusWriter } from "../status-writer.ts";
 import type { Refusal } from "../tenant-policy.ts";
@@ -271,6 +272,7 @@ export class NodeVmReconciler {
       // A definition just written whole already has the wanted disks.
       persistent: defined ? undefined : persistentDisks,
       live: active ? currentDevices.disks : undefined,
+      keepLiveWritable: new Set(disks.bases.map((b) => b.name)),
       log,
     });
     await this.reserveAddresses(vm, desiredReservations(vm), log);
@@ -283,6 +285,18 @@ export class NodeVmReconciler {
     const diskFailure = disks.blocked.length
       ? { reason: "DiskUnavailable", message: disks.blocked.join("; ") }
       : (plugged.failure ?? deviceFailure);
+    // The VM made into a template never starts again while its disks are bases (one running
+    // already is left running).
+    const baseRefusal = templateBaseRefusal(disks.bases);
+    if (action.type === "start" && baseRefusal) {
+      const said = progress.startRefusalSaid ?? findCondition(vm.status?.conditions, "Ready")?.message;
+      if (said !== baseRefusal.message) {
+        log.warn({ reason: baseRefusal.reason }, baseRefusal.message);
+        void this.event(vm, "Warning", baseRefusal.reason, baseRefusal.message);
+      }
+      progress.startRefusalSaid = baseRefusal.message;
+      action = { type: "none" };
+    } else if (!baseRefusal) progress.startRefusalSaid = undefined;
     if (action.type === "start" && diskWait) action = { type: "none" };
     if (
       diskFailure &&
@@ -344,6 +358,7 @@ export class NodeVmReconciler {
           this.o.snapshotBytes?.(vm) ?? 0,
         ),
         ...(diskWait ? { waiting: diskWait } : {}),
+        ...(baseRefusal ? { startRefused: baseRefusal } : {}),
         ...(crashLooping(progress, state.state, Date.now()) ? { crashLoops: progress.quickCrashes } : {}),
         ...(diskFailure ? { failure: diskFailure } : {}),
         ...(diskErrors ? { diskErrors } : {}),

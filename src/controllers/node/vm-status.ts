@@ -85,6 +85,8 @@ export interface AgentObservation {
   storedData?: number;
   /** What the VM waits for before it can start (its disks). */
   waiting?: string;
+  /** Why the VM may not start at all as it is (a disk is a VMTemplate's base): it stays off. */
+  startRefused?: { reason: string; message: string };
   /** The guest keeps stopping soon after each start: how many times in a row. */
   crashLoops?: number;
   /** Set when QEMU paused the domain for an I/O error: the disks libvirt reports (maybe none yet). */
@@ -162,6 +164,7 @@ function printable(vm: VirtualMachine, o: AgentObservation): PrintableStatus {
   if (vm.metadata.deletionTimestamp) return "Terminating";
   if (o.failure && !o.domain) return "Failed";
   const d = o.domain;
+  if (d?.state === DomainState.Shutoff && o.startRefused) return "Stopped";
   if (!d || (o.waiting && d.state === DomainState.Shutoff && shouldRun(vm, d))) return "Provisioning";
   switch (d.state) {
     case DomainState.Running:
@@ -273,6 +276,9 @@ function standing(vm: VirtualMachine, o: AgentObservation, p: PrintableStatus, w
       message: o.failure.message,
     };
   if (p === "Failed") return { state: "stalled", reason: "Crashed", message: "the guest crashed" };
+  // Off and refused a start it should have: only the user can change that.
+  const refused = o.domain?.state === DomainState.Shutoff ? o.startRefused : undefined;
+  if (refused && wantRun) return { state: "stalled", reason: refused.reason, message: refused.message };
   if (o.domain?.state === DomainState.Paused && o.diskErrors) return diskErrorStanding(o.diskErrors);
   if ((o.crashLoops ?? 0) >= CRASH_LOOPS_STALLED)
     return {
@@ -296,7 +302,7 @@ function standing(vm: VirtualMachine, o: AgentObservation, p: PrintableStatus, w
   if (asked && !o.stopping) {
     const message =
       p === "Stopped"
-        ? `the VM is stopped as asked (runStrategy ${vm.spec.runStrategy ?? "Always"})`
+        ? `the VM is stopped as asked (runStrategy ${vm.spec.runStrategy ?? "Always"})${refused ? `; it does not start: ${refused.message}` : ""}`
         : p === "Paused"
           ? "the VM is paused as asked"
           : `domain ${o.domainName} is running as specified`;

@@ -1,5 +1,6 @@
 // Pure: a VM's spec.disks + the VMDisks they name → the disk devices its domain gets, what it
-// still waits for, and what stops it (a disk on another node, or held by another VM).
+// still waits for, and what stops it (a disk on another node, or held by another VM, or a
+// VMTemplate's base it may not start with).
 import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
 import type { DiskDevice } from "./xml.ts";
@@ -18,6 +19,18 @@ export interface DiskResolution {
   waiting: string[];
   /** Disks this VM must not use: the user has to act. */
   blocked: string[];
+  /** Disks that are a VMTemplate's base (attached read-only, whatever the spec says). */
+  bases: BaseUse[];
+}
+
+/** A disk of the VM whose VMDisk is a VMTemplate's base (status.baseOf). */
+export interface BaseUse {
+  /** Name in the VM. */
+  name: string;
+  vmDisk: string;
+  template: string;
+  /** The VM's spec asks for it read-only: a VM that only reads a base may start. */
+  askedReadOnly: boolean;
 }
 
 /** Phases in which a volume exists and may be used by a guest. */
@@ -76,7 +89,7 @@ export function resolveDisks(
 ): DiskResolution {
   const entries = vm.spec.disks ?? [];
   const targets = diskTargets(entries, current);
-  const result: DiskResolution = { devices: [], waiting: [], blocked: [] };
+  const result: DiskResolution = { devices: [], waiting: [], blocked: [], bases: [] };
   for (const e of entries) {
     if (e.active === false) continue;
     const ref = e.diskRef.name;
@@ -86,6 +99,10 @@ export function resolveDisks(
       result.waiting.push(`VMDisk ${ref} does not exist`);
       continue;
     }
+    // Linked clones read a base: no VM ever writes it.
+    const baseOf = s?.baseOf?.template;
+    if (baseOf)
+      result.bases.push({ name: e.name, vmDisk: ref, template: baseOf, askedReadOnly: e.readOnly === true });
     const have = current[e.name];
     const found = volumePath(ref);
     // Attached with the volume libvirt has for this disk; or attached while the volume cannot be
@@ -124,12 +141,31 @@ export function resolveDisks(
       bus: e.bus ?? "virtio",
       target: targets[e.name]!,
       ...(e.bootOrder !== undefined ? { bootOrder: e.bootOrder } : {}),
-      ...(e.readOnly || disk.spec.readOnly ? { readOnly: true } : {}),
+      ...(e.readOnly || disk.spec.readOnly || baseOf ? { readOnly: true } : {}),
       ...(disk.spec.shareable ? { shareable: true } : {}),
       ...(disk.spec.propagateErrors ? { propagateErrors: true } : {}),
     });
   }
   return result;
+}
+
+/**
+ * Why the VM must not start: a disk of it is a VMTemplate's base that its spec does not attach
+ * read-only (explicitly, readOnly: true). That is the VM made into the template; it stays
+ * stopped so that its disks stay as the template's VMs were made from.
+ */
+export function templateBaseRefusal(
+  bases: readonly BaseUse[],
+): { reason: string; message: string } | undefined {
+  const refused = bases.filter((b) => !b.askedReadOnly);
+  if (!refused.length) return undefined;
+  const which = refused
+    .map((b) => `disk ${b.name} (VMDisk ${b.vmDisk}) is a base of VMTemplate ${b.template}`)
+    .join("; ");
+  return {
+    reason: "TemplateBase",
+    message: `${which}; a VM made into a template does not run: make a VM from the template instead`,
+  };
 }
 
 /** A disk of ours as a domain's XML shows it (alias ua-disk-<name>). */
@@ -143,11 +179,14 @@ export interface ObservedDisk {
 
 /**
  * Hot-pluggable disks to attach and detach so that a domain (live or persistent definition)
- * carries the wanted ones. A disk whose file, target or read-only flag changed is replaced.
+ * carries the wanted ones. A disk whose file, target or read-only flag changed is replaced,
+ * except a writable disk in KEEP_WRITABLE wanted read-only: a running guest keeps a disk it
+ * writes (pulling it out from under the guest is worse); the next start has it read-only.
  */
 export function diskChanges(
   wanted: readonly DiskDevice[],
   current: Readonly<Record<string, ObservedDisk>>,
+  keepWritable: ReadonlySet<string> = new Set(),
 ): { attach: DiskDevice[]; detach: ObservedDisk[] } {
   const attach: DiskDevice[] = [];
   const detach: ObservedDisk[] = [];
@@ -159,7 +198,7 @@ export function diskChanges(
       !want ||
       want.path !== have.path ||
       want.target !== have.target ||
-      Boolean(want.readOnly) !== have.readOnly
+      (Boolean(want.readOnly) !== have.readOnly && !(keepWritable.has(have.name) && !have.readOnly))
     )
       detach.push(have);
   }

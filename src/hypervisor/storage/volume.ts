@@ -11,6 +11,14 @@ export interface VolumeDefinition {
   capacityBytes: number;
   /** Bytes allocated up front: 0 for sparse volumes, the capacity when preallocated. */
   allocationBytes: number;
+  /** A thin qcow2 volume on top of this one (a linked clone): what it does not hold is read from it. */
+  backing?: BackingFile;
+}
+
+/** A backing file and its format: recorded in the qcow2 header, so nobody probes the file's content. */
+export interface BackingFile {
+  path: string;
+  format: VolumeFormat;
 }
 
 /** Pool types whose volumes every node sees (a disk there is not tied to one node). */
@@ -53,6 +61,9 @@ export function volumeXml(v: VolumeDefinition): string {
       // qcow2 v3 (compat 1.1), not libvirt's default v2: v2 cannot be resized once it holds
       // internal snapshots, and lacks zero clusters.
       target: { format: { "@_type": v.format }, ...(v.format === "qcow2" ? { compat: "1.1" } : {}) },
+      ...(v.backing
+        ? { backingStore: { path: v.backing.path, format: { "@_type": v.backing.format } } }
+        : {}),
     },
   }) as string;
 }
@@ -103,25 +114,38 @@ export function parsePoolXml(xml: string): PoolDescription {
 }
 
 /** The format libvirt reports for a volume (<target><format type=…>) and its backing file, if any. */
-export function parseVolume(xml: string): { format?: string; backingPath?: string } {
+export function parseVolume(xml: string): { format?: string; backingPath?: string; backingFormat?: string } {
   const doc = parser.parse(xml) as {
-    volume?: { target?: { format?: { "@_type"?: string } }; backingStore?: { path?: unknown } };
+    volume?: {
+      target?: { format?: { "@_type"?: string } };
+      backingStore?: { path?: unknown; format?: { "@_type"?: string } };
+    };
   };
   const format = doc.volume?.target?.format?.["@_type"];
   const backing = doc.volume?.backingStore?.path;
+  const backingFormat = doc.volume?.backingStore?.format?.["@_type"];
   return {
     ...(format ? { format } : {}),
     ...(typeof backing === "string" && backing ? { backingPath: backing } : {}),
+    ...(typeof backing === "string" && backing && backingFormat ? { backingFormat } : {}),
   };
 }
 
 /**
  * Why libvirt must not copy a volume: libvirt probes file contents, so a raw disk whose guest
- * wrote a qcow2 header naming a host file would be copied together with that file.
+ * wrote a qcow2 header naming a host file would be copied together with that file. OURS is
+ * the one backing file allowed: the base of a linked clone we made (its path as libvirt has
+ * it, and its format), which the copy reads through.
  */
-export function uncopyableReason(xml: string, expectedFormat: string): string | undefined {
+export function uncopyableReason(
+  xml: string,
+  expectedFormat: string,
+  ours?: BackingFile,
+): string | undefined {
   const v = parseVolume(xml);
-  if (v.backingPath) return `libvirt sees a backing file (${v.backingPath}) in the volume; it is not copied`;
+  const isOurs = ours && v.backingPath === ours.path && v.backingFormat === ours.format;
+  if (v.backingPath && !isOurs)
+    return `libvirt sees a backing file (${v.backingPath}) in the volume; it is not copied`;
   // An ISO 9660 image is raw bytes to QEMU; libvirt names it "iso" when it probes the content
   // (a pool refresh may do so at any moment).
   const readsAs = v.format === "iso" ? "raw" : v.format;

@@ -1,7 +1,5 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { VMTemplateKind } from "../../../src/api/vmtemplate.ts";
-import { unsupportedStatus } from "../../../src/controllers/cluster/unsupported-reconciler.ts";
 import { type Condition, standingConditions } from "../../../src/controllers/conditions.ts";
 import { agentDiskStatus } from "../../../src/controllers/node/disk-status.ts";
 
@@ -17,15 +15,6 @@ describe("standing conditions", () => {
     for (const state of ["ready", "reconciling", "stalled"] as const) {
       const cs = standingConditions({ state, reason: "R", message: "m" });
       assert.equal(cs.filter((c) => c.status === "True").length, 1, state);
-    }
-  });
-
-  it("kinds nothing acts on yet are Failed and Stalled (NotSupported), at their generation", () => {
-    for (const kind of [VMTemplateKind]) {
-      const s = unsupportedStatus(kind, { metadata: { name: "x", generation: 4 } }, now);
-      assert.equal(s.phase, "Failed");
-      assert.equal(s.observedGeneration, 4);
-      assert.deepEqual(summary(s.conditions), ["False/NotSupported", "False/Stalled", "True/NotSupported"]);
     }
   });
 
