@@ -65,7 +65,8 @@ async function poolDir(libvirt: LibvirtClient, pool: StoragePoolRef): Promise<st
 }
 
 /** Domains and volumes of this benchmark that a run cut short left (they would refuse new ones). */
-async function removeLeftovers(libvirt: LibvirtClient, pool: StoragePoolRef) {
+async function removeLeftovers(libvirt: LibvirtClient) {
+  const pool = await libvirt.lookupStoragePool(POOL);
   for (const dom of await libvirt.listAllDomains()) {
     if (!OURS.test(dom.name)) continue;
     await libvirt.destroyDomain(dom).catch(() => undefined);
@@ -173,7 +174,8 @@ async function operatorRun(names: string[]): Promise<number[]> {
   const { kc, api } = await apiClient("virtualmachines");
   const created = new Map<string, number>();
   const running = new Map<string, number>();
-  const seen = new Map<string, VirtualMachine>();
+  const where = { group: GROUP, version: VERSION, namespace: NS, plural: "virtualmachines" };
+  let watchEnd = "open";
   let done: () => void = () => undefined;
   const allRunning = new Promise<void>((r) => {
     done = r;
@@ -183,13 +185,14 @@ async function operatorRun(names: string[]): Promise<number[]> {
     {},
     (_type: string, vm: VirtualMachine) => {
       const name = vm.metadata.name;
-      seen.set(name, vm);
       if (vm.status?.printableStatus === "Running" && created.has(name) && !running.has(name)) {
         running.set(name, performance.now());
         if (names.every((n) => running.has(n))) done();
       }
     },
-    () => undefined,
+    (err: unknown) => {
+      watchEnd = `ended: ${err ?? "closed"}`;
+    },
   );
   // All at once, as `helm install` of examples/vms-from-template sends them.
   await Promise.all(
@@ -209,15 +212,17 @@ async function operatorRun(names: string[]): Promise<number[]> {
       });
     }),
   );
-  const timeout = sleep(300_000).then(() => {
-    const late = names
-      .filter((n) => !running.has(n))
-      .map((n) => {
-        const s = seen.get(n)?.status;
-        const why = s?.conditions?.find((c) => c.status !== "True" && c.type === "Ready");
-        return `${n}: ${s?.printableStatus ?? "no status"} (${why?.reason ?? ""}: ${why?.message ?? ""})`;
-      });
-    throw new Error(`VMs not Running in 5 minutes:\n  ${late.join("\n  ")}`);
+  const timeout = sleep(300_000).then(async () => {
+    // What the API server holds now, not the last event this watch saw.
+    const late = [];
+    for (const name of names.filter((n) => !running.has(n))) {
+      const vm = (await api.getNamespacedCustomObject({ ...where, name })) as VirtualMachine;
+      const conditions = (vm.status?.conditions ?? []).map(
+        (c) => `${c.type}=${c.status} ${c.reason}: ${c.message}`,
+      );
+      late.push(`${name}: ${vm.status?.printableStatus ?? "no status"}; ${conditions.join("; ")}`);
+    }
+    throw new Error(`VMs not Running in 5 minutes (watch ${watchEnd}):\n  ${late.join("\n  ")}`);
   });
   try {
     await Promise.race([allRunning, timeout]);
@@ -243,93 +248,93 @@ async function deleteVms() {
   }
 }
 
+/** Both sides, RUNS times, then the figures. */
+async function measure(libvirt: LibvirtClient, image: string, guest: Guest) {
+  const pool = await libvirt.lookupStoragePool(POOL);
+  const dir = await poolDir(libvirt, pool);
+  const samples = { op: [] as number[], raw: [] as number[], clone: [] as number[] };
+  let templateMs = Number.NaN;
+  await removeLeftovers(libvirt);
+  await kubectl(KUBECONFIG, ["create", "namespace", NS]);
+  // The bases, before any VM on either side: a copy of the image into the pool.
+  const base = join(dir, `${NS}_raw-${TEMPLATE}-base.qcow2`);
+  const t = performance.now();
+  await copyFile(image, base);
+  const baseCopyMs = performance.now() - t;
+  if (!RAW_ONLY) {
+    progress(`VMTemplate ${TEMPLATE}, its base imported onto ${STACK.nodeName}`);
+    templateMs = await createTemplate(image, guest);
+  }
+  const figures = (ms: number[]) =>
+    `p50 ${summarize(ms).p50.toFixed(0)} ms, max ${summarize(ms).max.toFixed(0)} ms`;
+  for (let i = 0; i < RUNS; i++) {
+    progress(`run ${i + 1}/${RUNS}: ${VMS} VMs, raw libvirt${RAW_ONLY ? "" : ", then the operator"}`);
+    // Each path runs alone: no guest of the other one is booting on the same CPUs meanwhile.
+    const names = Array.from({ length: VMS }, (_, k) => `${TEMPLATE}-${i}-${k}`);
+    const raw = await rawRun(libvirt, dir, base, names, guest);
+    samples.raw.push(...raw.total);
+    samples.clone.push(...raw.clone);
+    progress(`raw libvirt: ${figures(raw.total)}`);
+    if (RAW_ONLY) continue;
+    const op = await operatorRun(names);
+    samples.op.push(...op);
+    progress(`operator: ${figures(op)}`);
+    await deleteVms();
+  }
+  if (!RAW_ONLY) {
+    progress("cleaning up");
+    await kubectl(KUBECONFIG, ["delete", "vmtemplate", TEMPLATE, "-n", NS, "--wait=true", "--timeout=300s"]);
+  }
+
+  const [o, r, c] = [summarize(samples.op), summarize(samples.raw), summarize(samples.clone)];
+  console.log(
+    `\nVMTemplate benchmark (${VMS} VMs at once × ${RUNS} runs, 128 MiB TCG guests, one linked-clone ` +
+      `disk on a ${IMAGE_SIZE} qcow2 base holding ${IMAGE_DATA}; create → Running through a watch; ms)\n`,
+  );
+  console.log(
+    table(
+      ["path", "VMs", "p50", "p99"],
+      [
+        ["operator, VM from the template", o.count, o.p50, o.p99],
+        ["raw libvirt, qemu-img linked clone + define + start", r.count, r.p50, r.p99],
+        ["  of which qemu-img create -b base", c.count, c.p50, c.p99],
+      ],
+    ),
+  );
+  console.log("");
+  if (!RAW_ONLY)
+    console.log(
+      `per VM: operator overhead p50 ${(o.p50 - r.p50).toFixed(0)} ms, p99 ${(o.p99 - r.p99).toFixed(0)} ms ` +
+        `(ratio p50 ${(o.p50 / r.p50).toFixed(2)}x, p99 ${(o.p99 / r.p99).toFixed(2)}x)`,
+    );
+  console.log(
+    `the base, once: VMTemplate create → Ready with its base imported ${templateMs.toFixed(0)} ms; ` +
+      `raw copy of the image into the pool ${baseCopyMs.toFixed(0)} ms`,
+  );
+}
+
 async function main() {
   const guest = await guestFiles();
   // 2 host CPUs here; ten one-vCPU guests at once need the room.
   process.env.CPU_OVERCOMMIT ??= "16";
   process.env.MEDIA_DIRS ??= dirname(guest.kernel);
   const work = await mkdtemp("/var/tmp/lvo-bench-template-");
-  const image = await makeBaseImage(work);
   // The template's image is imported by the agent, only from its import directories.
   process.env.IMAGE_IMPORT_DIRS = work;
-  progress("starting the bench stack");
-  await freshStack();
-  const libvirt = await LibvirtClient.connect({ uri: "qemu:///system" });
-  const pool = await libvirt.lookupStoragePool(POOL);
-  const dir = await poolDir(libvirt, pool);
-  const samples = { op: [] as number[], raw: [] as number[], clone: [] as number[] };
-  let templateMs = Number.NaN;
-  let baseCopyMs = Number.NaN;
+  let libvirt: LibvirtClient | undefined;
   try {
-    await removeLeftovers(libvirt, pool);
-    await kubectl(KUBECONFIG, ["create", "namespace", NS]);
-    // The bases, before any VM on either side: a copy of the image into the pool.
-    const base = join(dir, `${NS}_raw-${TEMPLATE}-base.qcow2`);
-    const t = performance.now();
-    await copyFile(image, base);
-    baseCopyMs = performance.now() - t;
-    if (!RAW_ONLY) {
-      progress(`VMTemplate ${TEMPLATE}, its base imported onto ${STACK.nodeName}`);
-      templateMs = await createTemplate(image, guest);
-    }
-    for (let i = 0; i < RUNS; i++) {
-      progress(`run ${i + 1}/${RUNS}: ${VMS} VMs, raw libvirt${RAW_ONLY ? "" : ", then the operator"}`);
-      // Each path runs alone: no guest of the other one is booting on the same CPUs meanwhile.
-      const names = Array.from({ length: VMS }, (_, k) => `${TEMPLATE}-${i}-${k}`);
-      const raw = await rawRun(libvirt, dir, base, names, guest);
-      samples.raw.push(...raw.total);
-      samples.clone.push(...raw.clone);
-      progress(
-        `raw libvirt: p50 ${summarize(raw.total).p50.toFixed(0)} ms, max ${summarize(raw.total).max.toFixed(0)} ms`,
-      );
-      if (RAW_ONLY) continue;
-      const op = await operatorRun(names);
-      samples.op.push(...op);
-      progress(`operator: p50 ${summarize(op).p50.toFixed(0)} ms, max ${summarize(op).max.toFixed(0)} ms`);
-      await deleteVms();
-    }
-    if (!RAW_ONLY) {
-      progress("cleaning up");
-      await kubectl(KUBECONFIG, [
-        "delete",
-        "vmtemplate",
-        TEMPLATE,
-        "-n",
-        NS,
-        "--wait=true",
-        "--timeout=300s",
-      ]);
-    }
-
-    const [o, r, c] = [summarize(samples.op), summarize(samples.raw), summarize(samples.clone)];
-    console.log(
-      `\nVMTemplate benchmark (${VMS} VMs at once × ${RUNS} runs, 128 MiB TCG guests, one linked-clone ` +
-        `disk on a ${IMAGE_SIZE} qcow2 base holding ${IMAGE_DATA}; create → Running through a watch; ms)\n`,
-    );
-    console.log(
-      table(
-        ["path", "VMs", "p50", "p99"],
-        [
-          ["operator, VM from the template", o.count, o.p50, o.p99],
-          ["raw libvirt, qemu-img linked clone + define + start", r.count, r.p50, r.p99],
-          ["  of which qemu-img create -b base", c.count, c.p50, c.p99],
-        ],
-      ),
-    );
-    console.log("");
-    if (!RAW_ONLY)
-      console.log(
-        `per VM: operator overhead p50 ${(o.p50 - r.p50).toFixed(0)} ms, p99 ${(o.p99 - r.p99).toFixed(0)} ms ` +
-          `(ratio p50 ${(o.p50 / r.p50).toFixed(2)}x, p99 ${(o.p99 / r.p99).toFixed(2)}x)`,
-      );
-    console.log(
-      `the base, once: VMTemplate create → Ready with its base imported ${templateMs.toFixed(0)} ms; ` +
-        `raw copy of the image into the pool ${baseCopyMs.toFixed(0)} ms`,
-    );
+    const image = await makeBaseImage(work);
+    progress("starting the bench stack");
+    await freshStack();
+    libvirt = await LibvirtClient.connect({ uri: "qemu:///system" });
+    await measure(libvirt, image, guest);
   } finally {
+    // The agent first, so that nothing it still reconciles comes back.
     await stackDown(STACK);
-    await removeLeftovers(libvirt, pool).catch((err: unknown) => progress(`cleanup: ${err}`));
-    await libvirt.close();
+    if (libvirt) {
+      await removeLeftovers(libvirt).catch((err: unknown) => progress(`cleanup: ${err}`));
+      await libvirt.close();
+    }
     rmSync(work, { recursive: true, force: true });
   }
 }

@@ -4,7 +4,6 @@ import {
   Conditions,
   immutable,
   NamedList,
-  nameFitsHost,
   ObjectName,
   ObservedGeneration,
   presenceImmutable,
@@ -14,7 +13,7 @@ import {
 } from "./common.ts";
 import type { CustomObject, KindDefinition } from "./kind.ts";
 import { DISK_BUSES, VirtualMachineSpec } from "./virtualmachine.ts";
-import { DISK_FORMATS } from "./vmdisk.ts";
+import { DISK_FORMATS, MAX_PROVISIONED_SIZE } from "./vmdisk.ts";
 
 export const TEMPLATE_PHASES = ["Pending", "Ready", "Failed"] as const;
 
@@ -26,7 +25,7 @@ const DiskTemplate = Type.Object(
       maxLength: 63,
     }),
     size: Quantity(
-      "Provisioned size of the disk each VM gets (at least the image's size; a larger disk grows it).",
+      `Provisioned size of the disk each VM gets, at most ${MAX_PROVISIONED_SIZE} (at least the image's size; a larger disk grows it).`,
     ),
     format: Type.Optional(
       StringEnum(DISK_FORMATS, {
@@ -215,7 +214,13 @@ export const VMTemplateKind: KindDefinition = {
     "A template with VMs made from it cannot be deleted until they are gone.",
   spec: VMTemplateSpec,
   status: VMTemplateStatus,
-  rootRules: [nameFitsHost("VMTemplate")],
+  rootRules: [
+    {
+      rule: "size(self.metadata.name) <= 63",
+      message:
+        "metadata.name: a VMTemplate name may have at most 63 characters (it labels the template's bases)",
+    },
+  ],
   printerColumns: [
     { name: "Phase", type: "string", jsonPath: ".status.phase" },
     { name: "Children", type: "string", jsonPath: ".status.children" },

@@ -154,7 +154,7 @@ async function main() {
   const templateReconciler = new TemplateReconciler({
     kube,
     templates,
-    vms: vmInformer,
+    vms,
     disks,
     snapshots,
     nodes,

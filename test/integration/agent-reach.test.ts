@@ -361,6 +361,31 @@ describe("a tenant bound to the built-in edit role", () => {
       ),
       /label vm.libvirt-operator.io\/node is set by the operator/,
     );
+    // Nor make a disk of its own pass for a template's base.
+    const disks = `${GROUP_PATH}/namespaces/tenant-a/vmdisks`;
+    const forged = (metadata: Record<string, unknown>) =>
+      call(
+        tenantToken,
+        "POST",
+        disks,
+        {
+          apiVersion: API_VERSION,
+          kind: "VMDisk",
+          metadata: { name: "forged", namespace: "tenant-a", ...metadata },
+          spec: { provisionedSize: "1Mi" },
+        },
+        "json",
+      );
+    assertRefused(
+      await forged({ labels: { "vm.libvirt-operator.io/template": "t" } }),
+      /bases are the operator's/,
+    );
+    assertRefused(
+      await forged({
+        ownerReferences: [{ apiVersion: API_VERSION, kind: "VMTemplate", name: "t", uid: "0000" }],
+      }),
+      /bases are the operator's/,
+    );
     // The finalizer the controller adds when it places a VM (added here by the admin).
     const finalizers = (list: string[] | null) =>
       kubectl([

@@ -343,6 +343,35 @@ const BAD: BadCase[] = [
     field: "spec.template.disks[0].size",
     why: /greater than or equal to 1/,
   },
+  {
+    title: "template shape without memory",
+    kind: "VMTemplate",
+    spec: { template: { hypervisor: "qemu" } },
+    field: "spec.template.memory",
+    why: /Required value/,
+  },
+  {
+    title: "prefetch nodes for a template made from a VM",
+    kind: "VMTemplate",
+    spec: { source: { vmName: "web" }, prefetchNodes: ["n1"] },
+    field: "spec.prefetchNodes",
+    why: /spec.template/,
+  },
+  {
+    title: "a template name too long to label its bases",
+    kind: "VMTemplate",
+    name: "t".repeat(64),
+    spec: { template: { memory: "1Gi" } },
+    field: "metadata.name",
+    why: /at most 63 characters/,
+  },
+  {
+    title: "a raw linked clone",
+    kind: "VMDisk",
+    spec: { provisionedSize: "1Gi", format: "raw", source: { disk: { name: "base", linked: true } } },
+    field: "spec.format",
+    why: /linked clone/,
+  },
 ];
 
 describe("bad manifests are rejected by the API server, naming the field", () => {

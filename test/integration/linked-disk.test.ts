@@ -1,7 +1,8 @@
 // Linked clones of a VMTemplate's base on the real agent and libvirtd: a thin qcow2 volume whose
 // backing file (and its format) is the base's volume; a guest boots from it and its writes stay
-// in the clone; a full copy of it is flat; the base is never grown, never deleted while a clone
-// reads it, and the VM whose disk it is does not start unless it asks for it read-only.
+// in the clone; a snapshot of it and a full copy of it are read out flat; the base is never
+// grown, never deleted while a clone reads it, and the VM whose disk it is does not start
+// unless it asks for it read-only.
 // The controller writes status.baseOf in production; here the admin patches it in.
 import assert from "node:assert/strict";
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -103,7 +104,9 @@ before(async () => {
 });
 
 after(async () => {
-  await kubectl(["delete", "vm", "--all", "-n", ns, "--wait=true", "--timeout=120s"]).catch(() => undefined);
+  await kubectl(["delete", "vm,vmsnapshot", "--all", "-n", ns, "--wait=true", "--timeout=120s"]).catch(
+    () => undefined,
+  );
   await kubectl(["delete", "vmdisk", "--all", "-n", ns, "--wait=true", "--timeout=120s"]).catch(
     () => undefined,
   );
@@ -185,6 +188,24 @@ describe("linked clones of a VMTemplate's base (real agent, libvirtd, TCG guests
     assert.ok(Number(await firstSector(clonePath)) >= 44, "the clone holds the guest's writes");
     assert.equal(await firstSector(basePath), "41\n", "the base is as it was");
     assert.equal((await imageInfo(basePath))["backing-filename"], undefined);
+  });
+
+  it("a VM on a linked clone is snapshotted (Internal); a disk read out of the snapshot is flat", async () => {
+    const at = await firstSector(clonePath);
+    const { snap } = await t.snapshotNow("child", "snap");
+    assert.equal(snap.status?.method, "Internal");
+    await applyObject("VMDisk", ns, "from-snap", {
+      provisionedSize: "16Mi",
+      source: { snapshot: { name: "snap", disk: "counter" } },
+    });
+    const disk = await waitForDisk("from-snap", phaseIs("Ready"), "Ready (from the snapshot)");
+    assert.equal((await imageInfo(disk!.status!.path!))["backing-filename"], undefined, "no backing file");
+    assert.equal(await firstSector(disk!.status!.path!), at);
+    assert.equal(
+      (await imageInfo(clonePath))["backing-filename"],
+      basePath,
+      "the clone still reads the base",
+    );
   });
 
   it("a full copy of the linked clone is flat and has its content", async () => {
@@ -287,8 +308,19 @@ describe("linked clones of a VMTemplate's base (real agent, libvirtd, TCG guests
     assert.ok(await getObject("vmdisk", ns, "base"), "and so does its VMDisk");
     await startTestOperator();
 
+    await kubectl(["delete", "vmsnapshot", "snap", "-n", ns, "--wait=true", "--timeout=120s"]);
     await kubectl(["delete", "vm", "child", "-n", ns, "--wait=true", "--timeout=120s"]);
-    await kubectl(["delete", "vmdisk", "clone", "flat", "-n", ns, "--wait=true", "--timeout=120s"]);
+    await kubectl([
+      "delete",
+      "vmdisk",
+      "clone",
+      "flat",
+      "from-snap",
+      "-n",
+      ns,
+      "--wait=true",
+      "--timeout=120s",
+    ]);
     await waitForDisk("base", (d) => d === undefined, "deleted once the clone is gone");
     assert.ok(!existsSync(basePath), "the base's volume is gone");
     assert.ok(!existsSync(clonePath));

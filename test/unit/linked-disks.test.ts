@@ -8,6 +8,7 @@ import { describe, it } from "node:test";
 import type { VirtualMachine } from "../../src/api/virtualmachine.ts";
 import type { VMDisk } from "../../src/api/vmdisk.ts";
 import { linkedBaseOf, sourceDiskWait } from "../../src/controllers/node/disk-from-disk.ts";
+import { planSnapshot } from "../../src/controllers/node/snapshot-plan.ts";
 import { type AgentObservation, agentStatus } from "../../src/controllers/node/vm-status.ts";
 import {
   diskChanges,
@@ -253,5 +254,39 @@ describe("the status of a VM refused a start for a base", () => {
     );
     assert.equal(s.printableStatus, "Running");
     assert.equal(conditions(s).Ready, "True/Running");
+  });
+});
+
+describe("a snapshot of a VM with a base", () => {
+  it("leaves the base out: nothing is written into it", () => {
+    const disks: Record<string, VMDisk> = {
+      root: disk("root", {}, ready("root", { baseOf })),
+      data: disk("data", {}, ready("data")),
+    };
+    const observed = (name: string, target: string): ObservedDisk => ({
+      name,
+      path: `/pool/ns_${name}.qcow2`,
+      target,
+      bus: "virtio",
+      readOnly: false,
+    });
+    const plan = planSnapshot(
+      vm({
+        disks: [
+          { name: "root", diskRef: { name: "root" } },
+          { name: "data", diskRef: { name: "data" } },
+        ],
+      }),
+      { root: observed("root", "vda"), data: observed("data", "vdb") },
+      (n) => disks[n],
+      "pool",
+      1,
+    );
+    assert.ok(!("refused" in plan));
+    assert.deepEqual(
+      plan.disks.map((d) => d.name),
+      ["data"],
+    );
+    assert.deepEqual(plan.skipped, ["root: a base of VMTemplate tpl (never written)"]);
   });
 });

@@ -80,6 +80,14 @@ export function judgeRestore(
       `VMDisk ${replaced.map((d) => d.vmDisk).join(", ")} was deleted and made anew since the snapshot: ` +
         "it is another disk now, and the snapshot cannot be restored onto it",
     );
+  // A template's base is read by linked clones: restoring it would change what they read.
+  const bases = (st.disks ?? []).filter((d) => byName.get(d.vmDisk)?.status?.baseOf);
+  if (bases.length)
+    return refuse(
+      "DiskIsTemplateBase",
+      `VMDisk ${bases.map((d) => d.vmDisk).join(", ")} is a base of VMTemplate ` +
+        `${byName.get(bases[0]!.vmDisk)?.status?.baseOf?.template}: VMs made from it read it, so it is never restored`,
+    );
   if (st.method === "VolumeCopy") {
     // Putting a copy back replaces the disk's file, and with it the internal snapshots inside it.
     const copied = new Set((st.disks ?? []).map((d) => d.vmDisk));

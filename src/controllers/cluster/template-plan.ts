@@ -1,7 +1,10 @@
 // Pure: what a VM made from a VMTemplate takes (status.template), the VMDisks it gets, and the
 // bases a template keeps: one read-only VMDisk per image disk, node and template generation.
+
+import { parseQuantity } from "../../api/quantity.ts";
 import type { VirtualMachine, VirtualMachineSpec, VirtualMachineStatus } from "../../api/virtualmachine.ts";
 import {
+  MAX_PROVISIONED_SIZE,
   TEMPLATE_DISK_LABEL,
   TEMPLATE_GENERATION_LABEL,
   TEMPLATE_LABEL,
@@ -42,6 +45,9 @@ export function templateRecord(
   if (!tpl) return { wait: `VMTemplate ${name} (spec.source.template) does not exist` };
   if (tpl.metadata.deletionTimestamp)
     return { refuse: { reason: "TemplateDeleting", message: `VMTemplate ${name} is being deleted` } };
+  const refused = shapeRefusal(tpl);
+  if (refused)
+    return { refuse: { reason: "TemplateFailed", message: `VMTemplate ${name}: ${refused.message}` } };
   const base = { name, uid: tpl.metadata.uid ?? "", generation: tpl.metadata.generation ?? 1 };
   const vmName = vm.metadata.name;
   if (tpl.spec.template) {
@@ -204,7 +210,7 @@ export function wantedBases(
   diskNamed: (name: string) => VMDisk | undefined,
 ): WantedBase[] {
   const shape = tpl.spec.template;
-  if (!shape || tpl.metadata.deletionTimestamp) return [];
+  if (!shape || tpl.metadata.deletionTimestamp || shapeRefusal(tpl)) return [];
   const current = tpl.metadata.generation ?? 1;
   const wanted = new Map<string, WantedBase>();
   const add = (w: WantedBase) => wanted.set(w.name, w);
@@ -256,15 +262,23 @@ export function unwantedBases<T extends VMDisk>(
   existing: readonly T[],
   wanted: readonly WantedBase[],
   allDisks: readonly VMDisk[],
+  children: readonly VirtualMachine[] = [],
 ): T[] {
   const keep = new Set(wanted.map((w) => w.name));
   const current = String(tpl.metadata.generation ?? 1);
+  // A VM not placed yet will want its generation's base made like these: they stay till then.
+  const pending = new Set(
+    children
+      .filter((vm) => vm.status?.template?.uid === tpl.metadata.uid && !vm.status?.nodeName)
+      .map((vm) => String(vm.status?.template?.generation)),
+  );
   return existing.filter((b) => {
     if (b.metadata.deletionTimestamp) return false;
     if (tpl.metadata.deletionTimestamp) return true;
     if (keep.has(b.metadata.name)) return false;
     // The current generation's stay where they are (the next VM there starts at once).
-    if (b.metadata.labels?.[TEMPLATE_GENERATION_LABEL] === current) return false;
+    const generation = b.metadata.labels?.[TEMPLATE_GENERATION_LABEL];
+    if (generation === current || (generation !== undefined && pending.has(generation))) return false;
     return !allDisks.some(
       (d) =>
         d.spec.source?.disk?.name === b.metadata.name &&
@@ -279,6 +293,18 @@ export function childrenOf<T extends VirtualMachine>(tpl: VMTemplate, vms: reado
     (vm) =>
       vm.metadata.namespace === tpl.metadata.namespace && vm.spec.source?.template === tpl.metadata.name,
   );
+}
+
+/** Why the template's shape cannot be made (a disk too large for a VMDisk), or undefined. */
+export function shapeRefusal(tpl: VMTemplate): { reason: string; message: string } | undefined {
+  const max = parseQuantity(MAX_PROVISIONED_SIZE);
+  const big = (tpl.spec.template?.disks ?? []).find((d) => parseQuantity(d.size) > max);
+  return big
+    ? {
+        reason: "DiskTooLarge",
+        message: `disk ${big.name}: ${big.size} is more than a VMDisk may have, ${MAX_PROVISIONED_SIZE}`,
+      }
+    : undefined;
 }
 
 export type TemplatePhase = {

@@ -27,8 +27,9 @@ import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
 import type { ReconcileResult } from "../../runtime/workqueue.ts";
 import type { Standing } from "../conditions.ts";
-import { heartbeatFresh } from "../node-facts.ts";
+import { heartbeatFresh, heartbeatRevivals } from "../node-facts.ts";
 import { StatusWriter } from "../status-writer.ts";
+import { linkedClonesOf } from "./disk-placement.ts";
 import { nodeView } from "./placement.ts";
 import {
   childrenOf,
@@ -115,7 +116,9 @@ export function watchTemplates(
       .map((t) => keyOf(t)),
   );
   watchRelated(sources.nodes, queue, all);
-  watchRelated(sources.leases, queue, all);
+  // A heartbeat only matters when an agent comes back (or goes: a node is no target then).
+  const revived = heartbeatRevivals();
+  watchRelated(sources.leases, queue, (lease, verb) => (revived(lease, verb) ? all() : []));
 }
 
 export class TemplateReconciler {
@@ -172,8 +175,12 @@ export class TemplateReconciler {
     if (tpl.spec.source) {
       if (!taken) {
         const vm = this.o.vms.get(tpl.spec.source.vmName, namespace);
-        const verdict = sourceVerdict(tpl, vm, this.o.snapshots.list(namespace), (n) =>
-          this.o.disks.get(n, namespace),
+        const verdict = sourceVerdict(
+          tpl,
+          vm,
+          this.o.snapshots.list(namespace),
+          (n) => this.o.disks.get(n, namespace),
+          this.o.templates.list(namespace),
         );
         if ("wait" in verdict) waiting = verdict.wait;
         else {
@@ -192,14 +199,16 @@ export class TemplateReconciler {
     } else {
       wanted = wantedBases(tpl, children, bases, (n) => this.o.disks.get(n, namespace));
       await this.makeBases(tpl, wanted, bases, log);
-      for (const gone of unwantedBases(tpl, bases, wanted, disks))
+      for (const gone of unwantedBases(tpl, bases, wanted, disks, children))
         await this.deleteDisk(gone, log, "base no longer needed");
     }
     const baseDisks = taken
       ? taken.disks.map((d) => this.o.disks.get(d.vmDisk, namespace)).filter((d): d is Disk => Boolean(d))
       : bases;
     const phase = templatePhase(tpl, baseDisks, waiting);
-    const targets = this.targets(tpl, taken, baseDisks);
+    const { targets, unfit } = this.targets(tpl, taken, baseDisks);
+    if (JSON.stringify(targets) !== JSON.stringify(tpl.status?.targetNodes ?? []))
+      log.info({ targets, unfit }, "target nodes changed");
     const standing: Standing =
       phase.phase === "Ready"
         ? { state: "ready", reason: phase.reason, message: phase.message }
@@ -225,7 +234,8 @@ export class TemplateReconciler {
       },
       standing,
     );
-    return waiting || phase.phase === "Pending" ? { requeueAfterMs: RECHECK_MS } : undefined;
+    // Also when nothing changes here: a node whose agent stopped is no target any more.
+    return { requeueAfterMs: RECHECK_MS };
   }
 
   /** The VM's disks are the template's: owned by it, and marked as bases. */
@@ -289,14 +299,18 @@ export class TemplateReconciler {
   }
 
   /** Target nodes: where a VM made from the template could run now. */
-  private targets(tpl: Tpl, taken: TakenVm | undefined, baseDisks: readonly Disk[]): string[] {
+  private targets(
+    tpl: Tpl,
+    taken: TakenVm | undefined,
+    baseDisks: readonly Disk[],
+  ): { targets: string[]; unfit: Record<string, string> } {
     const ns = tpl.metadata.namespace ?? "";
     const probe = templateRecord(
       { metadata: { name: "probe", namespace: ns }, spec: { source: { template: tpl.metadata.name } } } as Vm,
       { ...tpl, status: { ...tpl.status, ...(taken ? { vm: taken } : {}) } },
       (n) => this.o.disks.get(n, ns),
     );
-    if (!("record" in probe)) return [];
+    if (!("record" in probe)) return { targets: [], unfit: {} };
     const record = probe.record;
     const current = String(tpl.metadata.generation ?? 1);
     const firstBase = taken ? baseDisks[0] : undefined;
@@ -306,7 +320,7 @@ export class TemplateReconciler {
       .list()
       .map((n) => nodeView(n, heartbeatFresh(this.o.leases, this.o.leaseNamespace, n.metadata?.name ?? "")));
     const imageDisks = (tpl.spec.template?.disks ?? []).filter((d) => d.image);
-    const { targets } = targetNodes(
+    return targetNodes(
       {
         hardware: record.spec,
         childDiskBytes: bytesOf(record.disks.map((d) => d.size)),
@@ -327,7 +341,6 @@ export class TemplateReconciler {
       views,
       (node, bytes) => this.o.poolRefusal(ns, node, bytes),
     );
-    return targets;
   }
 
   /** Deletion: waits for the VMs made from the template, then lets its bases go. */
@@ -341,16 +354,39 @@ export class TemplateReconciler {
         log.info({ children: names }, "VMTemplate deletion blocked");
         void this.event(tpl, "Warning", "DeletionBlocked", message);
       }
+      // The same fields as every write of this manager: what an apply leaves out, it removes.
+      const { phase, progress, targetNodes, bases } = tpl.status ?? {};
       await this.status.writeStanding(
         tpl,
-        { children: names },
+        {
+          ...(phase ? { phase } : {}),
+          ...(progress !== undefined ? { progress } : {}),
+          targetNodes: targetNodes ?? [],
+          bases: bases ?? [],
+          children: names,
+        },
         { state: "reconciling", reason: "DeletionBlocked", message },
       );
       return undefined;
     }
     for (const b of unwantedBases(tpl, bases, [], [])) await this.deleteDisk(b, log, "template deleted");
     const taken = tpl.status?.vm;
-    if (taken) await this.giveBack(tpl, taken, log);
+    if (taken) {
+      const ns = tpl.metadata.namespace ?? "";
+      const cloned = taken.disks.flatMap((t) => {
+        const d = this.o.disks.get(t.vmDisk, ns);
+        return d ? linkedClonesOf(d, this.o.disks.list(ns)) : [];
+      });
+      if (cloned.length) {
+        const message = `deletion waits: VMDisk ${cloned.join(", ")} ${cloned.length === 1 ? "is a linked clone" : "are linked clones"} of the template's disks; delete ${cloned.length === 1 ? "it" : "them"} first`;
+        if (this.blocked.get(key) !== message) {
+          this.blocked.set(key, message);
+          void this.event(tpl, "Warning", "DeletionBlocked", message);
+        }
+        return undefined;
+      }
+      await this.giveBack(tpl, taken, log);
+    }
     await removeFinalizer(this.o.kube, VMTemplateKind, tpl as AnyObject, TEMPLATE_FINALIZER);
     log.info({}, "VMTemplate deleted");
     return undefined;

@@ -36,6 +36,7 @@ export function sourceVerdict(
   vm: VirtualMachine | undefined,
   snapshots: readonly VMSnapshot[],
   diskNamed: (name: string) => VMDisk | undefined,
+  templates: readonly VMTemplate[] = [],
 ): SourceVerdict {
   const name = tpl.spec.source?.vmName ?? "";
   const wait = (reason: string, message: string): SourceVerdict => ({ wait: { reason, message } });
@@ -50,11 +51,28 @@ export function sourceVerdict(
   const printable = vm.status?.printableStatus;
   if (printable !== "Stopped")
     return wait("VMNotStopped", `VirtualMachine ${name} is ${printable ?? "not reported yet"}, not Stopped`);
-  const held = snapshots.filter((s) => s.spec.vmName === name).map((s) => s.metadata.name);
+  // One template per VM: the oldest (then the first by name) takes it.
+  const rival = templates.find(
+    (t) =>
+      t.metadata.uid !== tpl.metadata.uid &&
+      !t.metadata.deletionTimestamp &&
+      (t.status?.vm?.uid === vm.metadata.uid ||
+        (t.spec.source?.vmName === name && !t.status?.vm && earlier(t, tpl))),
+  );
+  if (rival)
+    return wait(
+      "VMTakenByOther",
+      `VirtualMachine ${name} is made into VMTemplate ${rival.metadata.name} already`,
+    );
+  const diskNames = new Set((vm.spec.disks ?? []).map((d) => d.diskRef.name));
+  // A snapshot holding one of its disks (of this VM or one it was attached to) could be restored onto a base.
+  const held = snapshots
+    .filter((s) => s.spec.vmName === name || (s.status?.disks ?? []).some((d) => diskNames.has(d.vmDisk)))
+    .map((s) => s.metadata.name);
   if (held.length)
     return wait(
       "VMHasSnapshots",
-      `VirtualMachine ${name} has VMSnapshots (${held.join(", ")}): a template's disks hold no snapshots; delete them first`,
+      `VMSnapshots ${held.join(", ")} hold disks of VirtualMachine ${name}: a template's disks are never restored; delete them first`,
     );
   const entries = vm.spec.disks ?? [];
   if (!entries.length) return wait("VMHasNoDisks", `VirtualMachine ${name} has no disks to make bases of`);
@@ -80,6 +98,11 @@ export function sourceVerdict(
   const interfaces = vm.spec.interfaces;
   if (interfaces) spec.interfaces = interfaces.map(({ macAddress: _mac, ...rest }) => rest);
   return { take: { name, uid: vm.metadata.uid ?? "", spec, disks } };
+}
+
+function earlier(a: VMTemplate, b: VMTemplate): boolean {
+  const time = (t: VMTemplate) => new Date(t.metadata.creationTimestamp ?? 0).getTime();
+  return time(a) !== time(b) ? time(a) < time(b) : a.metadata.name < b.metadata.name;
 }
 
 /** TPL as the controlling owner of what it keeps. */

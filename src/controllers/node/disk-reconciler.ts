@@ -175,6 +175,7 @@ export class NodeDiskReconciler {
     if (vol && !mem.complete && !disk.status?.path && (disk.spec.source?.disk || disk.spec.source?.image)) {
       // A copy or import never reported Ready (cut short by an agent restart or a failed call):
       // its volume may hold partial data. libvirt refuses while it is still being written.
+      // A linked clone is made again just as well: no VM wrote to it before it was Ready.
       log.warn({ volume: volName }, "volume of an interrupted copy found; starting over");
       await this.o.libvirt.deleteVolume(vol);
       vol = undefined;

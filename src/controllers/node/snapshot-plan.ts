@@ -54,9 +54,9 @@ export function memoryImagePath(dir: string, namespace: string, vm: string, time
 }
 
 /**
- * The disks a snapshot of VM keeps: the writable disks its domain has. Read-only disks and
- * CD-ROMs never change; a shareable disk is written by other VMs too, so no one VM's snapshot
- * can hold it.
+ * The disks a snapshot of VM keeps: the writable disks its domain has. Read-only disks,
+ * VMTemplates' bases and CD-ROMs never change; a shareable disk is written by other VMs too,
+ * so no one VM's snapshot can hold it.
  */
 export function planSnapshot(
   vm: VirtualMachine,
@@ -81,6 +81,11 @@ export function planSnapshot(
     if (!disk) return { refused: `VMDisk ${entry.diskRef.name} (disk ${entry.name}) does not exist` };
     if (have.readOnly || disk.spec.readOnly) {
       skipped.push(`${entry.name}: read-only`);
+      continue;
+    }
+    // Linked clones read it: nothing, not even a snapshot, is written into a base.
+    if (disk.status?.baseOf) {
+      skipped.push(`${entry.name}: a base of VMTemplate ${disk.status.baseOf.template} (never written)`);
       continue;
     }
     if (disk.spec.format === "raw") rawWritable.push(entry.name);
