@@ -84,7 +84,7 @@ describe("kstatus (upstream and Flux) on every kind, in every phase", () => {
     await expectKstatus("virtualmachine", "vm", "Current", is("Stopped"));
   });
 
-  it("VirtualMachine: unschedulable, failing to start, or from an unsupported source is Failed", async () => {
+  it("VirtualMachine: unschedulable, failing to start, or from a template that cannot be made is Failed; one waiting for its template InProgress", async () => {
     await applyObject("VirtualMachine", ns, "pinned", vmSpec({ nodeName: "no-such-node" }));
     await applyObject(
       "VirtualMachine",
@@ -92,10 +92,16 @@ describe("kstatus (upstream and Flux) on every kind, in every phase", () => {
       "nokernel",
       vmSpec({ boot: { kernel: unbootableKernel(), initrd: guest.initrd } }),
     );
-    await applyObject("VirtualMachine", ns, "cloned", { ...vmSpec(), source: { template: "some-template" } });
+    await applyObject("VMTemplate", ns, "huge", {
+      template: { memory: "128Mi", disks: [{ name: "root", size: "65Ti" }] },
+    });
+    await applyObject("VirtualMachine", ns, "from-huge", { source: { template: "huge" } });
+    await applyObject("VirtualMachine", ns, "from-later", { source: { template: "later" } });
     await expectKstatus("virtualmachine", "pinned", "Failed");
     await expectKstatus("virtualmachine", "nokernel", "Failed");
-    await expectKstatus("virtualmachine", "cloned", "Failed");
+    await expectKstatus("vmtemplate", "huge", "Failed");
+    await expectKstatus("virtualmachine", "from-huge", "Failed");
+    await expectKstatus("virtualmachine", "from-later", "InProgress");
   });
 
   it("VMDisk and a VM waiting for it are InProgress; a usable disk Current; a failed one Failed", async () => {
@@ -118,7 +124,7 @@ describe("kstatus (upstream and Flux) on every kind, in every phase", () => {
     await expectKstatus("vmdisk", "too-large", "Failed");
   });
 
-  it("a snapshot waiting for its VM is InProgress, Failed past its deadline; a restore of it Failed; VMTemplate NotSupported", async () => {
+  it("a snapshot waiting for its VM is InProgress, Failed past its deadline; a restore of it Failed; a VMTemplate Current", async () => {
     await applyObject("VMSnapshot", ns, "waiting", { vmName: "later", failureDeadline: "10m" });
     await expectKstatus("vmsnapshot", "waiting", "InProgress");
     await applyObject("VMSnapshot", ns, "snap", { vmName: "vm", failureDeadline: "2s" });
@@ -126,6 +132,6 @@ describe("kstatus (upstream and Flux) on every kind, in every phase", () => {
     await applyObject("VMRestore", ns, "restore", { vmName: "vm", snapshotName: "snap" });
     await applyObject("VMTemplate", ns, "tpl", { template: { memory: "128Mi" } });
     await expectKstatus("vmrestore", "restore", "Failed");
-    await expectKstatus("vmtemplate", "tpl", "Failed");
+    await expectKstatus("vmtemplate", "tpl", "Current");
   });
 });

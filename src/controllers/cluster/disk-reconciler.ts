@@ -21,6 +21,7 @@ import {
 } from "../node-facts.ts";
 import { STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
 import { type Refusal, type TenancyDefaults, tenantPolicy } from "../tenant-policy.ts";
+import { effectiveVm } from "../vm-clone.ts";
 import {
   type DiskNodeView,
   diskHolders,
@@ -123,7 +124,9 @@ export class ClusterDiskReconciler {
   }
 
   /** Disks a VM uses or used before (they must look again at who holds them). */
-  keysForVm(vm: Vm): string[] {
+  keysForVm(raw: Vm): string[] {
+    // A clone's or a template's VM names its disks in what it recorded, not in its own spec.
+    const vm = effectiveVm(raw);
     const ns = vm.metadata.namespace ?? "";
     return this.o.disks
       .list(ns)

@@ -319,8 +319,18 @@ export function templatePhase(
   tpl: VMTemplate,
   bases: readonly VMDisk[],
   waiting?: { reason: string; message: string },
+  notMadeYet: readonly string[] = [],
 ): TemplatePhase {
+  const refused = shapeRefusal(tpl);
+  if (refused) return { phase: "Failed", ...refused };
   if (waiting) return { phase: "Pending", ...waiting };
+  if (notMadeYet.length)
+    return {
+      phase: "Pending",
+      progress: 0,
+      reason: "ImportingBases",
+      message: `making ${notMadeYet.join(", ")}`,
+    };
   const current = String(tpl.metadata.generation ?? 1);
   const now = tpl.spec.template
     ? bases.filter((b) => b.metadata.labels?.[TEMPLATE_GENERATION_LABEL] === current)

@@ -205,7 +205,11 @@ export class TemplateReconciler {
     const baseDisks = taken
       ? taken.disks.map((d) => this.o.disks.get(d.vmDisk, namespace)).filter((d): d is Disk => Boolean(d))
       : bases;
-    const phase = templatePhase(tpl, baseDisks, waiting);
+    const current = String(tpl.metadata.generation ?? 1);
+    const notMadeYet = wanted
+      .filter((w) => String(w.generation) === current && !bases.some((b) => b.metadata.name === w.name))
+      .map((w) => w.name);
+    const phase = templatePhase(tpl, baseDisks, waiting, notMadeYet);
     const { targets, unfit } = this.targets(tpl, taken, baseDisks);
     if (JSON.stringify(targets) !== JSON.stringify(tpl.status?.targetNodes ?? []))
       log.info({ targets, unfit }, "target nodes changed");

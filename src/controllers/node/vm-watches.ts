@@ -8,6 +8,7 @@ import { keyOf } from "../../runtime/kube.ts";
 import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
 import type { WorkQueue } from "../../runtime/workqueue.ts";
 import { namesDisk } from "../cluster/disk-placement.ts";
+import { effectiveVm } from "../vm-clone.ts";
 import { waitingForIdentity } from "../vm-identities.ts";
 import type { NodeVmReconciler } from "./vm-reconciler.ts";
 
@@ -34,7 +35,8 @@ export function watchNodeVms(
   watchRelated(disks, queue, (disk) =>
     vms
       .list(disk.metadata?.namespace)
-      .filter((vm) => namesDisk(vm, disk.metadata?.name))
+      // A clone's or a template's VM names its disks in what it recorded, not in its own spec.
+      .filter((vm) => namesDisk(effectiveVm(vm), disk.metadata?.name))
       .map((vm) => keyOf(vm)),
   );
   libvirt.on("lifecycle", (e: LifecycleEvent) => {

@@ -244,6 +244,13 @@ describe("a template's bases", () => {
       "Ready",
       "an earlier generation's state does not count",
     );
+    assert.equal(templatePhase(t, [], undefined, ["web-g3-root-n1"]).phase, "Pending", "a base not made yet");
+    const huge = tpl({ template: { ...shape, disks: [{ name: "root", size: "65Ti" }] } });
+    assert.deepEqual(
+      [templatePhase(huge, []).phase, templatePhase(huge, []).reason],
+      ["Failed", "DiskTooLarge"],
+    );
+    assert.ok("refuse" in templateRecord(vm("a", { source: { template: "web" } }), huge, () => undefined));
   });
 });
 
