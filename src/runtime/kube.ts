@@ -107,6 +107,38 @@ export async function applyStatus(
   );
 }
 
+/** Creates OBJ, one of our kinds (DEF); false when one of its name exists (made a moment ago). */
+export async function createObject(
+  kube: Kube,
+  def: KindDefinition,
+  obj: { metadata: { name: string; namespace?: string } & Record<string, unknown>; spec: unknown },
+): Promise<boolean> {
+  const { name: _name, ...where } = address(def, obj);
+  try {
+    await kube.custom.createNamespacedCustomObject({
+      ...where,
+      body: { apiVersion: `${GROUP}/${VERSION}`, kind: def.kind, ...obj },
+    });
+    return true;
+  } catch (err) {
+    if (httpStatus(err) === 409) return false;
+    throw err;
+  }
+}
+
+/** Deletes OBJ, one of our kinds (DEF); one already gone is fine. */
+export async function deleteObject(
+  kube: Kube,
+  def: KindDefinition,
+  obj: { metadata: { name: string; namespace?: string } },
+): Promise<void> {
+  try {
+    await kube.custom.deleteNamespacedCustomObject(address(def, obj));
+  } catch (err) {
+    if (httpStatus(err) !== 404) throw err;
+  }
+}
+
 /** Merge-patches metadata (labels, finalizers), failing with 409 if the object changed meanwhile. */
 export async function patchMetadata(
   kube: Kube,

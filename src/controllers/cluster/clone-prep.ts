@@ -7,7 +7,7 @@ import { API_VERSION } from "../../api/common.ts";
 import { type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
 import { type VMDisk, VMDiskKind } from "../../api/vmdisk.ts";
 import type { VMSnapshot } from "../../api/vmsnapshot.ts";
-import { httpStatus, type Kube } from "../../runtime/kube.ts";
+import { createObject, type Kube } from "../../runtime/kube.ts";
 import { cloneBaseSpec, cloneDiskName } from "../vm-clone.ts";
 
 export type ClonePrep =
@@ -74,9 +74,7 @@ export async function createCloneDisks(
   disks: ReadonlyArray<{ name: string; spec: Record<string, unknown> }>,
 ): Promise<void> {
   for (const d of disks) {
-    const body = {
-      apiVersion: API_VERSION,
-      kind: VMDiskKind.kind,
+    await createObject(kube, VMDiskKind, {
       metadata: {
         name: d.name,
         namespace: vm.metadata.namespace,
@@ -92,17 +90,6 @@ export async function createCloneDisks(
         ],
       },
       spec: d.spec,
-    };
-    try {
-      await kube.custom.createNamespacedCustomObject({
-        group: API_VERSION.split("/")[0]!,
-        version: API_VERSION.split("/")[1]!,
-        plural: VMDiskKind.plural,
-        namespace: vm.metadata.namespace ?? "",
-        body,
-      });
-    } catch (err) {
-      if (httpStatus(err) !== 409) throw err; // made by an earlier reconcile
-    }
+    }); // false: made by an earlier reconcile
   }
 }

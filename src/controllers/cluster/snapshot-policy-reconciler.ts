@@ -3,11 +3,18 @@
 // keep, and reports where the policy stands (status.snapshotPolicy, condition SnapshotPolicy).
 // Decisions are snapshot-schedule.ts's.
 import type { KubernetesObject } from "@kubernetes/client-node";
-import { API_VERSION, GROUP, VERSION } from "../../api/common.ts";
+import { API_VERSION } from "../../api/common.ts";
 import { type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
 import { type VMRestore, type VMSnapshot, VMSnapshotKind } from "../../api/vmsnapshot.ts";
-import { type AnyObject, httpStatus, type Kube, recordEvent, splitKey } from "../../runtime/kube.ts";
+import {
+  type AnyObject,
+  createObject,
+  deleteObject,
+  type Kube,
+  recordEvent,
+  splitKey,
+} from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
 import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
@@ -131,47 +138,26 @@ export class SnapshotPolicyReconciler {
   }
 
   private async create(vm: Vm, name: string, spec: Record<string, unknown>) {
-    try {
-      await this.o.kube.custom.createNamespacedCustomObject({
-        group: GROUP,
-        version: VERSION,
-        plural: VMSnapshotKind.plural,
-        namespace: vm.metadata.namespace ?? "",
-        body: {
-          apiVersion: API_VERSION,
-          kind: VMSnapshotKind.kind,
-          metadata: {
-            name,
-            namespace: vm.metadata.namespace,
-            labels: { [AUTOMATIC_LABEL]: "true" },
-            ownerReferences: [
-              {
-                apiVersion: API_VERSION,
-                kind: VirtualMachineKind.kind,
-                name: vm.metadata.name,
-                uid: vm.metadata.uid ?? "",
-              },
-            ],
+    // false: made a moment ago
+    await createObject(this.o.kube, VMSnapshotKind, {
+      metadata: {
+        name,
+        namespace: vm.metadata.namespace,
+        labels: { [AUTOMATIC_LABEL]: "true" },
+        ownerReferences: [
+          {
+            apiVersion: API_VERSION,
+            kind: VirtualMachineKind.kind,
+            name: vm.metadata.name,
+            uid: vm.metadata.uid ?? "",
           },
-          spec,
-        },
-      });
-    } catch (err) {
-      if (httpStatus(err) !== 409) throw err; // made a moment ago
-    }
+        ],
+      },
+      spec,
+    });
   }
 
   private async remove(namespace: string, name: string) {
-    try {
-      await this.o.kube.custom.deleteNamespacedCustomObject({
-        group: GROUP,
-        version: VERSION,
-        plural: VMSnapshotKind.plural,
-        namespace,
-        name,
-      });
-    } catch (err) {
-      if (httpStatus(err) !== 404) throw err;
-    }
+    await deleteObject(this.o.kube, VMSnapshotKind, { metadata: { name, namespace } });
   }
 }

@@ -2,7 +2,6 @@
 // made from it need them, takes the disks of a VM made into a template, says which VMs were made
 // from it and where one could run, and holds its deletion until those VMs are gone.
 import type { KubernetesObject, V1Lease, V1Node } from "@kubernetes/client-node";
-import { API_VERSION } from "../../api/common.ts";
 import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import {
   TEMPLATE_DISK_LABEL,
@@ -15,7 +14,8 @@ import type { VMSnapshot } from "../../api/vmsnapshot.ts";
 import { TEMPLATE_FINALIZER, type VMTemplate, VMTemplateKind } from "../../api/vmtemplate.ts";
 import {
   type AnyObject,
-  httpStatus,
+  createObject,
+  deleteObject,
   type Kube,
   keyOf,
   patchMetadata,
@@ -266,34 +266,18 @@ export class TemplateReconciler {
         log.warn({ vmDisk: w.name }, "a VMDisk not made by the template has its base's name; not touched");
         continue;
       }
-      try {
-        await this.o.kube.custom.createNamespacedCustomObject({
-          group: API_VERSION.split("/")[0]!,
-          version: API_VERSION.split("/")[1]!,
-          plural: VMDiskKind.plural,
-          namespace: ns,
-          body: {
-            apiVersion: API_VERSION,
-            kind: VMDiskKind.kind,
-            metadata: {
-              name: w.name,
-              namespace: ns,
-              labels: w.labels,
-              ownerReferences: [templateOwner(tpl)],
-            },
-            spec: w.spec,
-          },
-        });
-        log.info({ vmDisk: w.name, node: w.node, generation: w.generation }, "base created");
-        void this.event(
-          tpl,
-          "Normal",
-          "BaseCreated",
-          `base ${w.name} of disk ${w.disk} (generation ${w.generation}) is being fetched to node ${w.node}`,
-        );
-      } catch (err) {
-        if (httpStatus(err) !== 409) throw err;
-      }
+      const made = await createObject(this.o.kube, VMDiskKind, {
+        metadata: { name: w.name, namespace: ns, labels: w.labels, ownerReferences: [templateOwner(tpl)] },
+        spec: w.spec,
+      });
+      if (!made) continue;
+      log.info({ vmDisk: w.name, node: w.node, generation: w.generation }, "base created");
+      void this.event(
+        tpl,
+        "Normal",
+        "BaseCreated",
+        `base ${w.name} of disk ${w.disk} (generation ${w.generation}) is being fetched to node ${w.node}`,
+      );
     }
     for (const b of bases)
       if (!b.metadata.deletionTimestamp)
@@ -423,18 +407,8 @@ export class TemplateReconciler {
   }
 
   private async deleteDisk(disk: Disk, log: Logger, why: string) {
-    try {
-      await this.o.kube.custom.deleteNamespacedCustomObject({
-        group: API_VERSION.split("/")[0]!,
-        version: API_VERSION.split("/")[1]!,
-        plural: VMDiskKind.plural,
-        namespace: disk.metadata.namespace ?? "",
-        name: disk.metadata.name,
-      });
-      log.info({ vmDisk: disk.metadata.name, why }, "base deleted");
-    } catch (err) {
-      if (httpStatus(err) !== 404) throw err;
-    }
+    await deleteObject(this.o.kube, VMDiskKind, disk);
+    log.info({ vmDisk: disk.metadata.name, why }, "base deleted");
   }
 
   private event(tpl: Tpl, type: "Normal" | "Warning", reason: string, message: string) {
