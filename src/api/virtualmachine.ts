@@ -25,6 +25,7 @@ export const NIC_MODELS = ["virtio", "e1000", "rtl8139"] as const;
 export const BOOT_DEVICES = ["hd", "cdrom", "network"] as const;
 export const PRINTABLE_STATUSES = [
   "Stopped",
+  "Frozen",
   "Scheduling",
   "Provisioning",
   "Starting",
@@ -717,6 +718,40 @@ export const VirtualMachineStatus = Type.Object(
         },
       ),
     ),
+    refreshHandled: Type.Optional(
+      Type.String({
+        description:
+          "The refresh-requested-at annotation value the node agent last answered: status and statistics " +
+          "were read from the node after it was set.",
+      }),
+    ),
+    guestFilesystems: Type.Optional(
+      Type.Object(
+        {
+          frozen: Type.Boolean({
+            description:
+              "Whether the guest's file systems are frozen (writes held) by the operator's request.",
+          }),
+          requestHandled: Type.Optional(
+            Type.String({
+              description:
+                "The last freeze or thaw request answered, as freeze@<time> or thaw@<time> (the value of the " +
+                "fsfreeze-requested-at or fsthaw-requested-at annotation).",
+            }),
+          ),
+          message: Type.Optional(
+            Type.String({
+              description: "Why the last request failed (no guest agent, the VM not running, …).",
+            }),
+          ),
+        },
+        {
+          description:
+            "File systems frozen through the QEMU guest agent (kubectl vm fsfreeze / fsthaw); the VM keeps " +
+            "running. Not the same as the frozen annotation, which keeps the whole VM stopped.",
+        },
+      ),
+    ),
     powerRequestHandled: Type.Optional(
       Type.String({
         description:
@@ -761,6 +796,31 @@ export const RESTART_ANNOTATION = "vm.libvirt-operator.io/restart-requested-at";
 export const START_ANNOTATION = "vm.libvirt-operator.io/start-requested-at";
 /** Manual VMs: a new value (the current time, RFC 3339) stops the VM once, gracefully. */
 export const STOP_ANNOTATION = "vm.libvirt-operator.io/stop-requested-at";
+/**
+ * Seconds the guest gets to power off for the stop the latest stop-requested-at asks for (any
+ * run strategy), instead of spec.shutdown.gracePeriodSeconds; 0 forces it off at once. Used
+ * until the VM is off (`kubectl vm stop --force | --grace-period N`).
+ */
+export const STOP_GRACE_ANNOTATION = "vm.libvirt-operator.io/stop-grace-period-seconds";
+/**
+ * Seconds the guest gets to reboot for the restart restart-requested-at asks for, instead of
+ * spec.shutdown.gracePeriodSeconds; 0 resets it at once (`kubectl vm restart --force`).
+ */
+export const RESTART_GRACE_ANNOTATION = "vm.libvirt-operator.io/restart-grace-period-seconds";
+/**
+ * Any value: the VM is stopped and stays stopped, whatever asks it to start (run strategy, start
+ * or restart requests), until the annotation is removed (`kubectl vm freeze` / `unfreeze`).
+ */
+export const FROZEN_ANNOTATION = "vm.libvirt-operator.io/frozen";
+/** A new value (the current time) freezes the guest's file systems through its guest agent. */
+export const FSFREEZE_ANNOTATION = "vm.libvirt-operator.io/fsfreeze-requested-at";
+/** A new value (the current time) thaws them; the later of the two requests wins. */
+export const FSTHAW_ANNOTATION = "vm.libvirt-operator.io/fsthaw-requested-at";
+/**
+ * A new value (the current time) makes the node agent look at the domain and sample its
+ * statistics now; status.refreshHandled says when that is in status (`kubectl vm status --refresh`).
+ */
+export const REFRESH_ANNOTATION = "vm.libvirt-operator.io/refresh-requested-at";
 /** Label the controller sets to the node it placed the VM on; the node agent selects on it. */
 export const NODE_LABEL = "vm.libvirt-operator.io/node";
 /** Finalizer held until the VM's domain is gone from its node. */

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // kubectl-vm: the kubectl plugin (`kubectl vm VERB …`); `kubectl vm help` lists the verbs.
 // Exit codes: 0 done, 1 the server or the cluster refused or failed, 2 usage error.
-import { parseCommandLine, UsageError } from "../plugin/args.ts";
-import { formatError } from "../plugin/client.ts";
-import { helpText } from "../plugin/help.ts";
+import { parseCommandLine, UsageError } from "../cli/args.ts";
+import { formatError } from "../cli/client.ts";
+import { helpText } from "../cli/help.ts";
 
 async function main(argv: string[]): Promise<number> {
   const out = (s: string) => process.stdout.write(s);
@@ -14,8 +14,8 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     // The client library takes most of a call's time to load; help and usage errors skip it.
-    const { connect } = await import("../plugin/client.ts");
-    const { Verbs } = await import("../plugin/verbs.ts");
+    const { connect } = await import("../cli/client.ts");
+    const { Verbs } = await import("../cli/verbs.ts");
     await new Verbs(await connect(cmd.global), cmd, out).run();
     return 0;
   } catch (err) {

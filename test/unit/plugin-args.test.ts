@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { DEFAULT_WAIT_MS, parseCommandLine, parseDuration, UsageError } from "../../src/plugin/args.ts";
+import { DEFAULT_WAIT_MS, parseCommandLine, parseDuration, UsageError } from "../../src/cli/args.ts";
 
 describe("kubectl vm argument parsing", () => {
   it("reads global flags before and after the verb", () => {

@@ -6,16 +6,16 @@ import {
   STOP_ANNOTATION,
   type VirtualMachine,
 } from "../../src/api/virtualmachine.ts";
-import { UsageError } from "../../src/plugin/args.ts";
+import { UsageError } from "../../src/cli/args.ts";
 import {
   buildRestore,
   buildSnapshot,
   buildVmsFromTemplate,
   powerPatch,
   statusRow,
-} from "../../src/plugin/builders.ts";
-import { formatError, resolveNamespace } from "../../src/plugin/client.ts";
-import { helpText } from "../../src/plugin/help.ts";
+} from "../../src/cli/builders.ts";
+import { formatError, resolveNamespace } from "../../src/cli/client.ts";
+import { helpText } from "../../src/cli/help.ts";
 
 const now = new Date("2025-03-04T05:06:07.890Z");
 const vm = (runStrategy?: VirtualMachine["spec"]["runStrategy"]): VirtualMachine => ({

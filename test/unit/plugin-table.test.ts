@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { age, humanDuration, renderTable } from "../../src/plugin/table.ts";
+import { age, humanDuration, renderTable } from "../../src/cli/table.ts";
 
 describe("renderTable", () => {
   it("aligns like kubectl's tabwriter: upper-case headers, width+3, at least 6, last column unpadded", () => {
