@@ -119,9 +119,11 @@ async function main() {
   await ensureDefaultPool(libvirt, defaultPool, log);
   // The import directories exist from the start, so users know where images go.
   for (const dir of importDirs) await mkdir(dir, { recursive: true }).catch(() => undefined);
+  let statistics: StatsCollector | undefined;
   const reconciler = new NodeVmReconciler({
     kube,
     libvirt,
+    refreshStatistics: () => statistics?.sampleNow() ?? Promise.resolve(),
     cache: vms,
     disks: diskInformer,
     nodeName,
@@ -316,7 +318,7 @@ async function main() {
     log,
     signal: controller.signal,
   });
-  new StatsCollector({
+  statistics = new StatsCollector({
     kube,
     libvirt,
     vms,
@@ -325,7 +327,8 @@ async function main() {
     registry,
     intervalMs: statisticsIntervalMs,
     log,
-  }).start(controller.signal);
+  });
+  statistics.start(controller.signal);
   ready = true;
   log.info({ nodeName, clusterId, libvirtUri, hypervisors: host.hypervisors, port }, "agent started");
 

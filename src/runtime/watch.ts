@@ -14,9 +14,9 @@ export interface Watchable<T> {
   on(verb: WatchVerb, cb: (obj: T) => void): void;
 }
 
-/** Annotations a user writes to ask for something (restart, start, stop: `…-requested-at`). */
+/** Annotations a user writes to ask for something (restart, start, stop: `…-requested-at`; frozen). */
 export function isRequestAnnotation(name: string): boolean {
-  return name.startsWith(PREFIX) && name.endsWith("-requested-at");
+  return name.startsWith(PREFIX) && (name.endsWith("-requested-at") || name === `${PREFIX}frozen`);
 }
 
 /** What the user asked for, as far as retrying goes: spec generation, deletion, requests. */

@@ -54,6 +54,8 @@ export class StatsCollector {
   private readonly ready: Gauge;
   private readonly writes: Counter;
   private timer?: NodeJS.Timeout;
+  /** Samples run one after another: a refresh waits for the one under way, then takes its own. */
+  private queue: Promise<void> = Promise.resolve();
 
   constructor(options: StatsCollectorOptions) {
     this.o = options;
@@ -98,11 +100,20 @@ export class StatsCollector {
 
   start(signal: AbortSignal) {
     const tick = () =>
-      this.sample().catch((err) => this.o.log.warn({ err: describeError(err) }, "statistics sample failed"));
+      this.sampleNow().catch((err) =>
+        this.o.log.warn({ err: describeError(err) }, "statistics sample failed"),
+      );
     void tick();
     this.timer = setInterval(tick, this.o.intervalMs);
     this.timer.unref();
     signal.addEventListener("abort", () => clearInterval(this.timer), { once: true });
+  }
+
+  /** A sample taken after every one already asked for (what a refresh request needs). */
+  sampleNow(): Promise<void> {
+    const next = this.queue.then(() => this.sample());
+    this.queue = next.catch(() => undefined);
+    return next;
   }
 
   async sample(): Promise<void> {

@@ -1,9 +1,12 @@
 // Pure: from a VirtualMachine and what libvirt reports about its domain, what the node agent
 // should do next (KubeVirt's shouldStart / shouldShutdown, one step at a time).
 import {
+  FROZEN_ANNOTATION,
   RESTART_ANNOTATION,
+  RESTART_GRACE_ANNOTATION,
   START_ANNOTATION,
   STOP_ANNOTATION,
+  STOP_GRACE_ANNOTATION,
   type VirtualMachine,
 } from "../../api/virtualmachine.ts";
 import { DomainState } from "../../hypervisor/libvirt/constants.ts";
@@ -66,12 +69,14 @@ export type PowerAction =
   | { type: "power-cycle"; value: string }
   | { type: "start" }
   | { type: "shutdown" }
-  | { type: "destroy"; why: "grace-expired" | "force" }
+  | { type: "destroy"; why: "grace-expired" | "force" | "asked" }
   | { type: "wait-shutdown"; remainingMs: number }
   | { type: "suspend" }
   | { type: "resume" }
   | { type: "reboot"; value: string }
   | { type: "reset"; why: "grace-expired" }
+  /** A restart asked with no grace (kubectl vm restart --force): reset the guest at once. */
+  | { type: "reset"; why: "asked"; value: string }
   | { type: "wait-reboot"; remainingMs: number }
   /** A crash-looping guest waits before it is started again. */
   | { type: "wait-start"; remainingMs: number }
@@ -82,7 +87,9 @@ export type PowerAction =
   | { type: "cancel-stop" }
   /** QEMU left the guest needing a reset (crash, panic): force it off; runStrategy decides the rest. */
   | { type: "recover"; why: string }
-  | { type: "mark-request-handled"; value: string };
+  | { type: "mark-request-handled"; value: string }
+  /** A start request met a frozen VM: it is answered, not carried out. */
+  | { type: "refuse-start"; value: string };
 
 /** A Manual VM's start or stop request not carried out yet (the newer of the two). */
 export function pendingPowerRequest(
@@ -90,12 +97,35 @@ export function pendingPowerRequest(
   handled = vm.status?.powerRequestHandled,
 ): { verb: "start" | "stop"; tag: string } | undefined {
   if ((vm.spec.runStrategy ?? "Always") !== "Manual") return undefined;
+  return latestPowerRequest(vm, handled);
+}
+
+/**
+ * The newer of the start and stop requests, whatever the run strategy, unless handled. Only a
+ * Manual VM is started or stopped by them; any VM's stop request carries its own grace period
+ * (STOP_GRACE_ANNOTATION) until the VM is off.
+ */
+export function latestPowerRequest(
+  vm: VirtualMachine,
+  handled = vm.status?.powerRequestHandled,
+): { verb: "start" | "stop"; tag: string } | undefined {
+  return newestRequest(vm, { start: START_ANNOTATION, stop: STOP_ANNOTATION }, handled);
+}
+
+/**
+ * Of two opposite requests (annotations holding the time they were made), the later one as
+ * "<verb>@<value>", unless that is HANDLED already. A value that is no timestamp sorts first.
+ */
+export function newestRequest<V extends string>(
+  vm: VirtualMachine,
+  annotationOf: Record<V, string>,
+  handled: string | undefined,
+): { verb: V; tag: string } | undefined {
   const a = vm.metadata.annotations ?? {};
-  const requests = (["start", "stop"] as const)
-    .map((verb) => ({ verb, value: a[verb === "start" ? START_ANNOTATION : STOP_ANNOTATION] }))
-    .filter((r): r is { verb: "start" | "stop"; value: string } => Boolean(r.value));
+  const requests = (Object.entries(annotationOf) as Array<[V, string]>)
+    .map(([verb, annotation]) => ({ verb, value: a[annotation] }))
+    .filter((r): r is { verb: V; value: string } => Boolean(r.value));
   if (!requests.length) return undefined;
-  // The later request wins; a value that is no timestamp sorts before every timestamp.
   const at = (v: string) => (Number.isNaN(Date.parse(v)) ? -1 : Date.parse(v));
   const latest = requests.reduce((x, y) => (at(y.value) >= at(x.value) ? y : x));
   const tag = `${latest.verb}@${latest.value}`;
@@ -115,6 +145,32 @@ export function gracePeriodMs(vm: VirtualMachine): number {
   return (vm.spec.shutdown?.gracePeriodSeconds ?? 180) * 1000;
 }
 
+/** Milliseconds from an annotation of whole seconds (at most a day); undefined if it is not one. */
+function annotatedSecondsMs(vm: VirtualMachine, annotation: string): number | undefined {
+  const value = vm.metadata.annotations?.[annotation]?.trim();
+  if (!value || !/^\d{1,5}$/.test(value) || Number(value) > 86_400) return undefined;
+  return Number(value) * 1000;
+}
+
+/** The grace period of the stop under way: the stop request's own, while it is pending, else the spec's. */
+export function stopGraceMs(vm: VirtualMachine, handled = vm.status?.powerRequestHandled): number {
+  const asked =
+    latestPowerRequest(vm, handled)?.verb === "stop"
+      ? annotatedSecondsMs(vm, STOP_GRACE_ANNOTATION)
+      : undefined;
+  return asked ?? gracePeriodMs(vm);
+}
+
+/** The grace period of a restart: the restart request's own (0: reset at once), else the spec's. */
+export function restartGraceMs(vm: VirtualMachine): number {
+  return annotatedSecondsMs(vm, RESTART_GRACE_ANNOTATION) ?? gracePeriodMs(vm);
+}
+
+/** Frozen (kubectl vm freeze): kept stopped whatever asks it to start, until the annotation goes. */
+export function isFrozen(vm: VirtualMachine): boolean {
+  return vm.metadata.annotations?.[FROZEN_ANNOTATION] !== undefined;
+}
+
 function isActive(state: number): boolean {
   return (
     state === DomainState.Running ||
@@ -127,7 +183,7 @@ function isActive(state: number): boolean {
 
 /** Whether the VM should be running now, per spec.runStrategy (never starts a deleted VM). */
 export function shouldRun(vm: VirtualMachine, domain: DomainObservation | undefined): boolean {
-  if (vm.metadata.deletionTimestamp) return false;
+  if (vm.metadata.deletionTimestamp || isFrozen(vm)) return false;
   const active = domain ? isActive(domain.state) : false;
   switch (vm.spec.runStrategy ?? "Always") {
     case "Always":
@@ -158,21 +214,27 @@ export function decidePower(
   const run = shouldRun(vm, domain);
   const active = isActive(domain.state);
   if (needsReset(domain)) return { type: "recover", why: describeState(domain) };
-  const request = pendingPowerRequest(vm, progress.powerRequestHandled ?? vm.status?.powerRequestHandled);
+  const handled = progress.powerRequestHandled ?? vm.status?.powerRequestHandled;
+  const request = pendingPowerRequest(vm, handled);
   const stopping = progress.shutdownRequestedAt !== undefined;
   if (request && !vm.metadata.deletionTimestamp) {
+    if (request.verb === "start" && isFrozen(vm)) return { type: "refuse-start", value: request.tag };
     // A stop is done once the domain is off; a start that met a stop in flight waits for it.
     if (request.verb === "stop" && !active) return { type: "mark-request-handled", value: request.tag };
     if (request.verb === "start" && active && !stopping)
       return { type: "mark-request-handled", value: request.tag };
   }
+  // Any VM's stop request is done once it is off: its grace period no longer applies.
+  const stopRequest = latestPowerRequest(vm, handled);
+  if (stopRequest?.verb === "stop" && !active && !vm.metadata.deletionTimestamp)
+    return { type: "mark-request-handled", value: stopRequest.tag };
   // Off because of us (a restart's shutdown, or a stop called off too late): start it again,
   // whatever runStrategy would say of a guest that powered itself off.
   if (!active && offByUs(vm, progress, request, now)) return startOrWait(progress, now);
   if (!run) {
     if (!active) return { type: "none" };
-    const grace = gracePeriodMs(vm);
-    if (grace === 0) return { type: "destroy", why: "force" };
+    const grace = stopGraceMs(vm, handled);
+    if (grace === 0) return { type: "destroy", why: gracePeriodMs(vm) === 0 ? "force" : "asked" };
     // A paused guest cannot see the power button; let it run to shut down.
     if (domain.state === DomainState.Paused) return { type: "resume" };
     if (!stopping || progress.powerCycle) return { type: "shutdown" };
@@ -181,7 +243,7 @@ export function decidePower(
   if (!active) return startOrWait(progress, now);
   if (progress.shutdownRequestedAt !== undefined) {
     // A power cycle (restart with changes pending) is under way: wait for the guest to stop.
-    if (progress.powerCycle) return waitForShutdown(progress, gracePeriodMs(vm), now);
+    if (progress.powerCycle) return waitForShutdown(progress, restartGraceMs(vm), now);
     // A stop the user took back (runStrategy, or a start request, says run again).
     return { type: "cancel-stop" };
   }
@@ -190,12 +252,15 @@ export function decidePower(
   if (restart && restart !== vm.status?.restartRequestHandled) {
     // A reboot keeps the running definition; pending changes need a stop and a fresh start.
     if (domain.state === DomainState.Running) {
+      // No grace asked: a reset now; a definition to apply needs the power cycle (forced at once).
+      if (definitionInSync && restartGraceMs(vm) === 0)
+        return { type: "reset", why: "asked", value: restart };
       return definitionInSync ? { type: "reboot", value: restart } : { type: "power-cycle", value: restart };
     }
     return { type: "mark-restart-handled", value: restart };
   }
   if (progress.rebootRequestedAt !== undefined) {
-    const remainingMs = progress.rebootRequestedAt + gracePeriodMs(vm) - now;
+    const remainingMs = progress.rebootRequestedAt + restartGraceMs(vm) - now;
     if (remainingMs <= 0) return { type: "reset", why: "grace-expired" };
     const sincePress = now - (progress.lastPressAt ?? progress.rebootRequestedAt);
     if (sincePress >= REPRESS_MS) return { type: "press-again", for: "reboot" };
@@ -213,7 +278,8 @@ function offByUs(
   request: ReturnType<typeof pendingPowerRequest>,
   now: number,
 ): boolean {
-  if (vm.metadata.deletionTimestamp || (vm.spec.runStrategy ?? "Always") === "Halted") return false;
+  if (vm.metadata.deletionTimestamp || isFrozen(vm) || (vm.spec.runStrategy ?? "Always") === "Halted")
+    return false;
   if (request?.verb === "stop") return false;
   // A guest reacts to a press within a couple of minutes; a power-off later is its own.
   const window = Math.min(gracePeriodMs(vm), CANCELLED_STOP_WINDOW_MS);

@@ -31,6 +31,12 @@ export function agentObservation(
     ...((memory?.powerRequestHandled ?? vm.status?.powerRequestHandled)
       ? { powerRequestHandled: memory?.powerRequestHandled ?? vm.status?.powerRequestHandled }
       : {}),
+    ...((partial.refreshHandled ?? memory?.refreshHandled ?? vm.status?.refreshHandled)
+      ? { refreshHandled: partial.refreshHandled ?? memory?.refreshHandled ?? vm.status?.refreshHandled }
+      : {}),
+    ...((memory?.guestFilesystems ?? vm.status?.guestFilesystems)
+      ? { guestFilesystems: memory?.guestFilesystems ?? vm.status?.guestFilesystems }
+      : {}),
     ...(partial.links ? { links: partial.links } : {}),
     ...(partial.disks ? { disks: partial.disks, storedData: partial.storedData ?? 0 } : {}),
     ...(partial.waiting ? { waiting: partial.waiting } : {}),

@@ -1,6 +1,6 @@
 // Carrying out one power action on a domain (the node agent's decision, from vm-decide.ts),
 // and recording what it started in the VM's progress.
-import { RESTART_ANNOTATION, type VirtualMachine } from "../../api/virtualmachine.ts";
+import { FROZEN_ANNOTATION, RESTART_ANNOTATION, type VirtualMachine } from "../../api/virtualmachine.ts";
 import { buildDomainXml, type DomainDefinition, type HostFacts } from "../../hypervisor/domain/xml.ts";
 import {
   DomainRebootFlags,
@@ -165,6 +165,14 @@ export async function applyPowerAction(
       await recover(ctx, dom, progress, action.why, vm.spec.runStrategy ?? "Always");
       requeueAfterMs = 0;
       break;
+    case "refuse-start": {
+      progress.powerRequestHandled = action.value;
+      const message = `start request ${action.value.replace(/^start@/, "")} refused: the VM is frozen (annotation ${FROZEN_ANNOTATION}); unfreeze it first (kubectl vm unfreeze)`;
+      progress.lastOperation = op("Start", "Failed", message);
+      ctx.log.info({ domain: domainName, request: action.value }, "start request refused: frozen");
+      ctx.event("Warning", "StartRefused", message);
+      break;
+    }
     case "mark-request-handled":
       progress.powerRequestHandled = action.value;
       ctx.log.info({ domain: domainName, request: action.value }, "power request carried out");
@@ -187,7 +195,11 @@ export async function applyPowerAction(
       progress.lastOperation = finished(
         progress.lastOperation ?? op("Stop", "Running", ""),
         "Succeeded",
-        action.why === "force" ? "forced off (grace period 0)" : "forced off after the grace period expired",
+        action.why === "force"
+          ? "forced off (grace period 0)"
+          : action.why === "asked"
+            ? "forced off at once, as the stop request asked (grace period 0)"
+            : "forced off after the grace period expired",
       );
       ctx.log.info({ domain: domainName, why: action.why }, "domain forced off");
       ctx.event("Normal", "ForcedOff", progress.lastOperation.message ?? "forced off");
@@ -241,6 +253,21 @@ export async function applyPowerAction(
     case "reset":
       await ctx.libvirt.resetDomain(dom);
       progress.rebootRequestedAt = undefined;
+      if (action.why === "asked") {
+        progress.restartHandled = action.value;
+        progress.lastOperation = op(
+          "Reboot",
+          "Succeeded",
+          `reset at once, as the restart request asked (${action.value})`,
+        );
+        ctx.log.info({ domain: domainName, value: action.value }, "guest reset (restart without grace)");
+        ctx.event(
+          "Normal",
+          "Reset",
+          `restart requested (${action.value}) without grace: the guest was reset`,
+        );
+        break;
+      }
       progress.lastOperation = finished(
         progress.lastOperation,
         "Succeeded",

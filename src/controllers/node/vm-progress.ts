@@ -15,6 +15,10 @@ export interface Progress extends PowerProgress {
   startCount: number;
   restartHandled?: string;
   cdromBootedImage?: string;
+  /** The refresh request last answered (status.refreshHandled). */
+  refreshHandled?: string;
+  /** Where the guest's file systems stand after the last freeze or thaw request. */
+  guestFilesystems?: NonNullable<VirtualMachineStatus["guestFilesystems"]>;
   /** The start refusal last told (Event and log): said once, not at every reconcile. */
   startRefusalSaid?: string;
 }
@@ -29,6 +33,8 @@ export function progressFromStatus(vm: VirtualMachine): Progress {
     ...(vm.status?.restartRequestHandled ? { restartHandled: vm.status.restartRequestHandled } : {}),
     ...(vm.status?.cdromBootedImage ? { cdromBootedImage: vm.status.cdromBootedImage } : {}),
     ...(vm.status?.powerRequestHandled ? { powerRequestHandled: vm.status.powerRequestHandled } : {}),
+    ...(vm.status?.refreshHandled ? { refreshHandled: vm.status.refreshHandled } : {}),
+    ...(vm.status?.guestFilesystems ? { guestFilesystems: vm.status.guestFilesystems } : {}),
   };
   if (last?.phase === "Running" && (last.type === "Stop" || last.type === "Restart"))
     p.shutdownRequestedAt = startedAt;

@@ -49,6 +49,7 @@ import { diskStatus, plugDisks, updateDevicesInPlace } from "./vm-disks.ts";
 import { agentObservation, crashLooping } from "./vm-observation.ts";
 import { applyPowerAction, noteCrash, POLL_MS } from "./vm-power.ts";
 import { finished, op, type Progress, progressFromStatus, withMemory } from "./vm-progress.ts";
+import { answerFilesystemRequest, pendingRefresh } from "./vm-requests.ts";
 import {
   AGENT_FIELD_MANAGER,
   AGENT_STATUS_FIELDS,
@@ -90,6 +91,8 @@ export interface NodeVmReconcilerOptions {
   locks: DomainLocks;
   /** Whether a snapshot of the VM is being taken (it may hold the guest saved). */
   snapshotInProgress?: (vm: VirtualMachine) => boolean;
+  /** Samples the node's statistics now (a refresh request waits for it). */
+  refreshStatistics?: () => Promise<void>;
   /** Bytes the VM's snapshots stored (they count in status.storedData). */
   snapshotBytes?: (vm: VirtualMachine) => number;
   log: Logger;
@@ -333,6 +336,17 @@ export class NodeVmReconciler {
       void this.event(vm, "Normal", "Stopped", "the guest powered off");
       requeueAfterMs = 0; // a power cycle starts it again at once
     }
+    progress.guestFilesystems = await answerFilesystemRequest(
+      {
+        libvirt: this.o.libvirt,
+        log,
+        event: (type, reason, message) => void this.event(vm, type, reason, message),
+      },
+      vm,
+      dom,
+      state.state !== DomainState.Shutoff,
+      progress.guestFilesystems,
+    );
     const liveXml = state.state === DomainState.Shutoff ? undefined : await this.o.libvirt.domainXml(dom);
     const live = liveXml ? parseOwnership(liveXml) : undefined;
     const devices = liveXml ? parseLiveDevices(liveXml) : undefined;
@@ -506,7 +520,20 @@ export class NodeVmReconciler {
     requeueAfterMs?: number,
   ): Promise<ReconcileResult | undefined> {
     const memory = this.progress.get(`${vm.metadata.namespace}/${vm.metadata.name}`);
-    const observation = agentObservation(vm, memory, domainName, domain, partial);
+    // Asked to look now: the domain was just read; the statistics are sampled before answering.
+    const refresh = pendingRefresh(vm, memory?.refreshHandled);
+    if (refresh) {
+      await this.o
+        .refreshStatistics?.()
+        .catch((err: unknown) =>
+          this.o.log.warn({ err: describeError(err) }, "statistics for a refresh request failed"),
+        );
+      if (memory) memory.refreshHandled = refresh;
+    }
+    const observation = agentObservation(vm, memory, domainName, domain, {
+      ...partial,
+      ...(refresh ? { refreshHandled: refresh } : {}),
+    });
     await this.status.write(vm, agentStatus(memory ? withMemory(vm, memory) : vm, observation, new Date()));
     return requeueAfterMs === undefined ? undefined : { requeueAfterMs };
   }

@@ -1,10 +1,14 @@
 // Pure: the part of a VirtualMachine's status the node agent owns, from what it observed.
 // Written by server-side apply as field manager "libvirt-operator-agent"; the controller owns
 // nodeName, uuid, interfaces and the Scheduled condition.
-import type { VirtualMachine, VirtualMachineStatus } from "../../api/virtualmachine.ts";
+import {
+  FROZEN_ANNOTATION,
+  type VirtualMachine,
+  type VirtualMachineStatus,
+} from "../../api/virtualmachine.ts";
 import { DomainDiskError, DomainState } from "../../hypervisor/libvirt/constants.ts";
 import { type Condition, type Standing, standingConditions, writerConditions } from "../conditions.ts";
-import { type DomainObservation, ShutoffReason, shouldRun } from "./vm-decide.ts";
+import { type DomainObservation, isFrozen, ShutoffReason, shouldRun } from "./vm-decide.ts";
 
 /** Crash loops in a row after which a VM is Stalled (it is still started again). */
 export const CRASH_LOOPS_STALLED = 3;
@@ -35,6 +39,8 @@ export const AGENT_STATUS_FIELDS = [
   "lastOperation",
   "restartRequestHandled",
   "powerRequestHandled",
+  "refreshHandled",
+  "guestFilesystems",
   "startCount",
   "conditions",
   "interfaces",
@@ -76,6 +82,9 @@ export interface AgentObservation {
   lastOperation?: LastOperation;
   restartRequestHandled?: string;
   powerRequestHandled?: string;
+  /** The refresh request answered by this look. */
+  refreshHandled?: string;
+  guestFilesystems?: NonNullable<VirtualMachineStatus["guestFilesystems"]>;
   startCount: number;
   cdromBootedImage?: string;
   /** Link state per interface name, read from the running domain. */
@@ -152,6 +161,8 @@ export type AgentStatus = Pick<
   | "lastOperation"
   | "restartRequestHandled"
   | "powerRequestHandled"
+  | "refreshHandled"
+  | "guestFilesystems"
   | "startCount"
   | "conditions"
   | "interfaces"
@@ -164,7 +175,7 @@ function printable(vm: VirtualMachine, o: AgentObservation): PrintableStatus {
   if (vm.metadata.deletionTimestamp) return "Terminating";
   if (o.failure && !o.domain) return "Failed";
   const d = o.domain;
-  if (d?.state === DomainState.Shutoff && o.startRefused) return "Stopped";
+  if (d?.state === DomainState.Shutoff && o.startRefused) return isFrozen(vm) ? "Frozen" : "Stopped";
   if (!d || (o.waiting && d.state === DomainState.Shutoff && shouldRun(vm, d))) return "Provisioning";
   switch (d.state) {
     case DomainState.Running:
@@ -177,7 +188,7 @@ function printable(vm: VirtualMachine, o: AgentObservation): PrintableStatus {
     case DomainState.Crashed:
       return "Failed";
     case DomainState.Shutoff:
-      return shouldRun(vm, d) ? "Starting" : "Stopped";
+      return shouldRun(vm, d) ? "Starting" : isFrozen(vm) ? "Frozen" : "Stopped";
     default:
       return "Unknown";
   }
@@ -254,6 +265,8 @@ export function agentStatus(vm: VirtualMachine, o: AgentObservation, now: Date):
     ...(o.lastOperation ? { lastOperation: o.lastOperation } : {}),
     ...(o.restartRequestHandled ? { restartRequestHandled: o.restartRequestHandled } : {}),
     ...(o.powerRequestHandled ? { powerRequestHandled: o.powerRequestHandled } : {}),
+    ...(o.refreshHandled ? { refreshHandled: o.refreshHandled } : {}),
+    ...(o.guestFilesystems ? { guestFilesystems: o.guestFilesystems } : {}),
     startCount: o.startCount,
     ...(o.cdromBootedImage ? { cdromBootedImage: o.cdromBootedImage } : {}),
     conditions,
@@ -298,14 +311,16 @@ function standing(vm: VirtualMachine, o: AgentObservation, p: PrintableStatus, w
     };
   const asked = wantRun
     ? (p === "Running" && !vm.spec.paused) || (p === "Paused" && Boolean(vm.spec.paused))
-    : p === "Stopped";
+    : p === "Stopped" || p === "Frozen";
   if (asked && !o.stopping) {
     const message =
-      p === "Stopped"
-        ? `the VM is stopped as asked (runStrategy ${vm.spec.runStrategy ?? "Always"})${refused ? `; it does not start: ${refused.message}` : ""}`
-        : p === "Paused"
-          ? "the VM is paused as asked"
-          : `domain ${o.domainName} is running as specified`;
+      p === "Frozen"
+        ? `the VM is frozen: it stays stopped until the annotation ${FROZEN_ANNOTATION} is removed (kubectl vm unfreeze)`
+        : p === "Stopped"
+          ? `the VM is stopped as asked (runStrategy ${vm.spec.runStrategy ?? "Always"})${refused ? `; it does not start: ${refused.message}` : ""}`
+          : p === "Paused"
+            ? "the VM is paused as asked"
+            : `domain ${o.domainName} is running as specified`;
     return { state: "ready", reason: p, message };
   }
   return { state: "reconciling", reason: p, message: readyMessage(vm, o, p) };
