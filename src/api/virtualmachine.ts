@@ -327,7 +327,9 @@ const Shutdown = Type.Object(
       Type.Integer({
         description:
           "Seconds the guest gets to power off after an ACPI shutdown or reboot request before it is " +
-          "forced off. 0 forces at once. Default 180.",
+          "forced off. 0 forces at once. Default 180. One stop or restart may ask for another (kubectl vm " +
+          "stop|restart --grace-period N or --force: annotations vm.libvirt-operator.io/stop-grace-period-seconds " +
+          "and …/restart-grace-period-seconds).",
         minimum: 0,
         maximum: 86400,
         default: 180,
@@ -438,9 +440,10 @@ export const VirtualMachineSpec = withRules(
           description:
             "When the VM runs. Always (default): keep it running. RerunOnFailure: restart it when it fails, " +
             "not when the guest powers off. Once: run until the guest stops, then leave it. Manual: never " +
-            "started or stopped by the operator on its own; start or stop it by setting the annotation " +
-            "vm.libvirt-operator.io/start-requested-at or …/stop-requested-at to the current time (the " +
-            "later of the two wins). Halted: keep it stopped. A VM made from spec.source takes its " +
+            "started or stopped by the operator on its own; start or stop it with kubectl vm start|stop, which set the " +
+            "annotation vm.libvirt-operator.io/start-requested-at or …/stop-requested-at to the current time (the " +
+            "later of the two wins). Halted: keep it stopped. Whatever the strategy, a VM with the annotation " +
+            "vm.libvirt-operator.io/frozen (kubectl vm freeze) is stopped and stays stopped until it is removed. A VM made from spec.source takes its " +
             "template's or snapshotted VM's when it gives none.",
         }),
       ),
