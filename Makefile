@@ -12,7 +12,7 @@ NODE_TEST := node --test --test-concurrency=1 \
 	--test-reporter=spec --test-reporter-destination=stdout \
 	--test-reporter=./test/summary-reporter.ts --test-reporter-destination=stdout
 
-.PHONY: help setup deps local local-down generate check-generated lint test test-unit test-integration bench-libvirt bench soak
+.PHONY: help setup deps local local-down generate check-generated lint test test-unit test-integration bench-libvirt bench-plugin bench soak
 
 help:
 	@echo "make local       start the local stack (etcd, kube-apiserver, controller-manager, scheduler, libvirtd, …) on loopback"
@@ -20,7 +20,8 @@ help:
 	@echo "make test        install what is missing and run every test"
 	@echo "make generate    regenerate crds/ and the chart's CRDs from src/api"
 	@echo "make bench-libvirt  our libvirt RPC client against virsh per call (prints figures)"
-	@echo "make bench       VMs, disks, snapshots, restores and templates vs raw libvirt, API writes, memory (prints figures)"
+	@echo "make bench-plugin  kubectl vm writes vs kubectl annotate and node -e '', where the time goes (prints figures)"
+	@echo "make bench       VMs, disks, snapshots, restores and templates vs raw libvirt, API writes, memory, the plugin (prints figures)"
 	@echo "make soak        failing VMDisks left ten minutes: attempts, agent CPU and RSS (prints figures)"
 
 setup: deps node_modules/.installed
@@ -68,11 +69,15 @@ test: setup lint check-generated
 bench-libvirt: setup
 	@node bench/libvirt.ts
 
+bench-plugin: setup
+	@node bench/plugin.ts
+
 bench: setup
 	@node bench/vm.ts
 	@node bench/disk.ts
 	@node bench/snapshot.ts
 	@node bench/template.ts
+	@node bench/plugin.ts
 
 # The backoff test of make test (one minute), left ten minutes.
 soak: setup

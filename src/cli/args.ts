@@ -1,11 +1,11 @@
-// Command-line parsing for kubectl-vm: kubectl's global flags, a verb, its arguments and flags.
-// Pure (no I/O) so every usage error is unit-testable; errors are UsageError with kubectl's wording.
+// Command-line parsing for kubectl-vm: kubectl's global flags, a verb (or a group and its
+// sub-verb: "cdrom insert"), its arguments and flags. Pure (no I/O) so every usage error is
+// unit-testable; errors are UsageError with kubectl's wording.
+import { DEFAULT_WAIT_MS, findVerb, subVerbs, VERB_GROUPS, type VerbSpec } from "./commands.ts";
+import { DISK_BUSES, RUN_STRATEGIES } from "./contract.ts";
 
 export const OUTPUT_FORMATS = ["json", "yaml", "name", "wide"] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
-
-/** How long `--wait` without a value waits. */
-export const DEFAULT_WAIT_MS = 5 * 60_000;
 
 export interface GlobalOptions {
   namespace?: string;
@@ -18,72 +18,22 @@ export interface GlobalOptions {
   waitMs?: number;
 }
 
-type FlagKind = "bool" | "string" | "int";
-
-export interface VerbSpec {
-  name: string;
-  /** Positional argument names, in order; all required. */
-  args: string[];
-  /** Positional arguments that may be left out (after the required ones). */
-  optionalArgs?: string[];
-  flags: Record<string, FlagKind>;
-  /** Where -o/--dry-run/--wait/-A make sense; others reject them. */
-  lists?: boolean;
-  writes?: boolean;
-  waits?: boolean;
-  allNamespaces?: boolean;
-}
-
-export const VERBS: readonly VerbSpec[] = [
-  { name: "help", args: [], optionalArgs: ["VERB"], flags: {} },
-  { name: "status", args: [], optionalArgs: ["NAME"], flags: {}, lists: true, allNamespaces: true },
-  { name: "start", args: ["NAME"], flags: {}, writes: true, waits: true },
-  { name: "stop", args: ["NAME"], flags: {}, writes: true, waits: true },
-  { name: "restart", args: ["NAME"], flags: {}, writes: true, waits: true },
-  { name: "pause", args: ["NAME"], flags: {}, writes: true, waits: true },
-  { name: "unpause", args: ["NAME"], flags: {}, writes: true, waits: true },
-  {
-    name: "snapshot",
-    args: ["VM"],
-    flags: { name: "string", memory: "bool", consistent: "bool", sticky: "bool", description: "string" },
-    writes: true,
-    waits: true,
-  },
-  { name: "snapshots", args: ["VM"], flags: {}, lists: true },
-  { name: "restore", args: ["VM", "SNAPSHOT"], flags: {}, writes: true, waits: true },
-  {
-    name: "create-from-template",
-    args: ["TEMPLATE"],
-    flags: {
-      name: "string",
-      amount: "int",
-      start: "int",
-      nodes: "string",
-      description: "string",
-      "run-strategy": "string",
-    },
-    writes: true,
-    lists: true,
-    waits: true,
-  },
-  { name: "children", args: ["TEMPLATE"], flags: {}, lists: true },
-  { name: "targets", args: ["TEMPLATE"], flags: {}, lists: true },
-];
+export type FlagValue = string | number | boolean;
 
 export interface ParsedCommand {
   global: GlobalOptions;
   verb: VerbSpec;
   args: string[];
-  flags: Record<string, string | number | boolean>;
+  flags: Record<string, FlagValue>;
 }
 
+/** A mistake in the command line: printed as "error: …", exit code 2. */
 export class UsageError extends Error {
   override name = "UsageError";
 }
 
-export function findVerb(name: string): VerbSpec | undefined {
-  return VERBS.find((v) => v.name === name);
-}
+/** Longest grace period a stop or restart may ask for (spec.shutdown.gracePeriodSeconds' bound). */
+export const MAX_GRACE_PERIOD_SECONDS = 86_400;
 
 /** "90s", "5m", "1h30m", "250ms" or a bare number of seconds, as kubectl's --timeout takes them. */
 export function parseDuration(text: string): number {
@@ -120,14 +70,43 @@ function parseInt10(flag: string, value: string): number {
   return Number(value);
 }
 
+const seeHelp = (verb: string) => `See 'kubectl vm help ${verb}'.`;
+
+/**
+ * Takes the verb off the front of POSITIONALS: one word, or a group's word and its sub-verb.
+ * No verb means help.
+ */
+function takeVerb(positionals: string[]): VerbSpec {
+  const first = positionals.shift() ?? "help";
+  if (VERB_GROUPS.includes(first)) {
+    const subs = subVerbs(first);
+    const sub = positionals.shift();
+    if (sub === undefined)
+      throw new UsageError(
+        `"kubectl vm ${first}" needs a sub-command: ${subs.join(", ")}\n${seeHelp(first)}`,
+      );
+    const verb = findVerb(`${first} ${sub}`);
+    if (!verb)
+      throw new UsageError(
+        `unknown command "${sub}" for "kubectl vm ${first}" (one of: ${subs.join(", ")})\n${seeHelp(first)}`,
+      );
+    return verb;
+  }
+  const verb = findVerb(first);
+  if (!verb)
+    throw new UsageError(`unknown command "${first}" for "kubectl vm"\nRun 'kubectl vm help' for usage.`);
+  return verb;
+}
+
 /**
  * Parses argv (without node and the script). Global flags may come before or after the verb,
- * as with kubectl. No verb means help.
+ * as with kubectl.
  */
 export function parseCommandLine(argv: readonly string[]): ParsedCommand {
   const global: GlobalOptions = { allNamespaces: false, dryRun: false };
   const positionals: string[] = [];
   const raw: Array<[string, string | undefined]> = [];
+  let help = false;
   let i = 0;
   const next = (flag: string): string => {
     const v = argv[++i];
@@ -147,7 +126,7 @@ export function parseCommandLine(argv: readonly string[]): ParsedCommand {
     else if (token === "-o") global.output = outputFormat(next("-o"));
     else if (token.startsWith("-o") && !token.startsWith("--"))
       global.output = outputFormat(token.slice(2).replace(/^=/, ""));
-    else if (token === "-h") positionals.unshift("help");
+    else if (token === "-h") help = true;
     else if (token.startsWith("--")) {
       const [name, inline] = splitLong(token);
       switch (name) {
@@ -173,7 +152,7 @@ export function parseCommandLine(argv: readonly string[]): ParsedCommand {
           global.waitMs = inline === undefined ? DEFAULT_WAIT_MS : parseDuration(inline);
           break;
         case "help":
-          positionals.unshift("help");
+          help = true;
           break;
         default:
           raw.push([name, inline]);
@@ -188,16 +167,39 @@ export function parseCommandLine(argv: readonly string[]): ParsedCommand {
     else positionals.push(token);
   }
 
-  const verbName = positionals.shift() ?? "help";
-  const verb = findVerb(verbName);
-  if (!verb)
-    throw new UsageError(`unknown command "${verbName}" for "kubectl vm"\nRun 'kubectl vm help' for usage.`);
-  if (verb.name === "help") positionals.splice(1); // "-h" after a verb: help for that verb
+  // "-h" anywhere: help for the verb typed, or for the group ("kubectl vm disk -h").
+  if (help) {
+    const words = positionals.filter((p) => p !== "help").slice(0, 2);
+    if (words[0] && !VERB_GROUPS.includes(words[0])) words.splice(1);
+    return { global, verb: findVerb("help") as VerbSpec, args: words, flags: {} };
+  }
+  const verb = takeVerb(positionals);
+  const flags = verbFlags(verb, raw, positionals);
+  checkGlobalOptions(verb, global);
+  const max = verb.args.length + (verb.optionalArgs?.length ?? 0);
+  if (positionals.length < verb.args.length) {
+    const missing = verb.args.slice(positionals.length).join(" ");
+    throw new UsageError(`"kubectl vm ${verb.name}" needs ${missing}\n${seeHelp(verb.name)}`);
+  }
+  if (positionals.length > max)
+    throw new UsageError(
+      `"kubectl vm ${verb.name}" takes ${max} argument(s), got ${positionals.length}: ${positionals.join(" ")}`,
+    );
+  const cmd = { global, verb, args: positionals, flags };
+  checkVerbFlags(cmd);
+  return cmd;
+}
 
-  const flags: Record<string, string | number | boolean> = {};
+/** The verb's flags from RAW; a value a bool flag took from the next token goes back to POSITIONALS. */
+function verbFlags(
+  verb: VerbSpec,
+  raw: ReadonlyArray<[string, string | undefined]>,
+  positionals: string[],
+): Record<string, FlagValue> {
+  const flags: Record<string, FlagValue> = {};
   for (const [name, value] of raw) {
     const kind = verb.flags[name];
-    if (!kind) throw new UsageError(`unknown flag: --${name}\nSee 'kubectl vm help ${verb.name}'.`);
+    if (!kind) throw new UsageError(`unknown flag: --${name}\n${seeHelp(verb.name)}`);
     // A "\0" prefix marks a value taken from the next token: a bool flag gives it back.
     const taken = value?.startsWith("\0") ? value.slice(1) : undefined;
     if (kind === "bool") {
@@ -209,18 +211,7 @@ export function parseCommandLine(argv: readonly string[]): ParsedCommand {
       flags[name] = kind === "int" ? parseInt10(name, v) : v;
     }
   }
-
-  checkVerbOptions(verb, global);
-  const max = verb.args.length + (verb.optionalArgs?.length ?? 0);
-  if (positionals.length < verb.args.length) {
-    const missing = verb.args.slice(positionals.length).join(" ");
-    throw new UsageError(`"kubectl vm ${verb.name}" needs ${missing}\nSee 'kubectl vm help ${verb.name}'.`);
-  }
-  if (positionals.length > max)
-    throw new UsageError(
-      `"kubectl vm ${verb.name}" takes ${max} argument(s), got ${positionals.length}: ${positionals.join(" ")}`,
-    );
-  return { global, verb, args: positionals, flags };
+  return flags;
 }
 
 function outputFormat(value: string): OutputFormat {
@@ -231,7 +222,7 @@ function outputFormat(value: string): OutputFormat {
 }
 
 /** Rejects flags the verb would silently ignore: a user who asked to dry-run must not write. */
-function checkVerbOptions(verb: VerbSpec, global: GlobalOptions): void {
+function checkGlobalOptions(verb: VerbSpec, global: GlobalOptions): void {
   if (verb.name === "help") return;
   if (global.dryRun && !verb.writes)
     throw new UsageError(`"kubectl vm ${verb.name}" does not write: --dry-run does not apply`);
@@ -241,4 +232,68 @@ function checkVerbOptions(verb: VerbSpec, global: GlobalOptions): void {
     throw new UsageError(`"kubectl vm ${verb.name}" works in one namespace: -A does not apply`);
   if (global.output && !verb.lists && !verb.writes)
     throw new UsageError(`"kubectl vm ${verb.name}" prints no objects: -o does not apply`);
+}
+
+/** Flags that only make sense together, or not together, per verb. */
+function checkVerbFlags({ verb, args, flags, global }: ParsedCommand): void {
+  const bad = (message: string) => new UsageError(`${message}\n${seeHelp(verb.name)}`);
+  const has = (flag: string) => flags[flag] !== undefined;
+  const oneOf = (flag: string, values: readonly string[]) => {
+    if (has(flag) && !values.includes(flags[flag] as string))
+      throw bad(`--${flag} must be one of ${values.join(", ")}`);
+  };
+  switch (verb.name) {
+    case "status":
+      if (flags.refresh && !args[0]) throw bad("--refresh asks one VM's node: name the VM");
+      if (global.allNamespaces && args[0]) throw bad("-A lists every namespace: leave NAME out");
+      if (global.waitMs !== undefined && !flags.refresh)
+        throw bad("--wait applies to --refresh (how long to wait for the node's answer)");
+      break;
+    case "stop":
+    case "restart":
+    case "freeze": {
+      if (flags.force === true && has("grace-period"))
+        throw bad("--force is --grace-period 0: give one of them");
+      const grace = flags["grace-period"];
+      if (typeof grace === "number" && (grace < 0 || grace > MAX_GRACE_PERIOD_SECONDS))
+        throw bad(`--grace-period must be 0 to ${MAX_GRACE_PERIOD_SECONDS} seconds`);
+      break;
+    }
+    case "start":
+      if (flags.once === true && !has("cdrom")) throw bad("--once boots once from --cdrom: give --cdrom");
+      if (flags.cdrom === "") throw bad("--cdrom needs a VMDisk name or a host path");
+      break;
+    case "rotation":
+      if (flags.off === true) {
+        const others = ["schedule", "keep", "memory", "consistent"].filter(has);
+        if (others.length) throw bad(`--off removes the policy: leave out --${others.join(", --")}`);
+      } else {
+        if (!has("schedule") || !has("keep"))
+          throw bad("give --schedule and --keep to set automatic snapshots, or --off to stop them");
+        if ((flags.keep as number) < 1) throw bad("--keep must be at least 1");
+      }
+      break;
+    case "clone":
+      if (!has("from-snapshot") || !has("to")) throw bad("give --from-snapshot SNAPSHOT and --to NEW_VM");
+      break;
+    case "set-as-template":
+      if (!has("name")) throw bad(`"kubectl vm ${verb.name}" needs --name`);
+      break;
+    case "create-from-template":
+      if (!has("name")) throw bad(`"kubectl vm ${verb.name}" needs --name`);
+      oneOf("run-strategy", RUN_STRATEGIES);
+      if (
+        (global.output === "yaml" || global.output === "json") &&
+        !global.dryRun &&
+        global.waitMs !== undefined
+      )
+        throw bad(`-o ${global.output} prints the VMs and creates none: --wait does not apply`);
+      break;
+    case "disk attach": {
+      oneOf("bus", DISK_BUSES);
+      const order = flags["boot-order"];
+      if (typeof order === "number" && (order < 1 || order > 64)) throw bad("--boot-order must be 1 to 64");
+      break;
+    }
+  }
 }

@@ -1,57 +1,15 @@
-// What each verb writes and prints, as pure functions of what it read: the patches the power
-// verbs send, the objects snapshot/restore/create-from-template create, and the table rows.
-import { API_VERSION } from "../api/common.ts";
-import {
-  RESTART_ANNOTATION,
-  START_ANNOTATION,
-  STOP_ANNOTATION,
-  type VirtualMachine,
-  type VirtualMachineSpec,
-} from "../api/virtualmachine.ts";
+// The objects the verbs create, as pure functions: snapshots, restores, clones, templates and
+// VMs from a template. Creating a new object never touches an existing one's spec.
+import type { VirtualMachine, VirtualMachineSpec } from "../api/virtualmachine.ts";
 import type { VMRestore, VMSnapshot } from "../api/vmsnapshot.ts";
 import type { VMTemplate } from "../api/vmtemplate.ts";
 import { UsageError } from "./args.ts";
-import { age } from "./table.ts";
+import { API_VERSION } from "./contract.ts";
 
-/** A JSON merge patch (RFC 7386) of a VM: only spec fields and annotations, what `edit` may write. */
-export interface VmMergePatch {
-  metadata?: { annotations: Record<string, string> };
-  spec?: Partial<Pick<VirtualMachineSpec, "runStrategy" | "paused">>;
-}
-
-export type PowerVerb = "start" | "stop" | "restart" | "pause" | "unpause";
-
-/**
- * The patch a power verb sends to VM at NOW. Like KubeVirt's virtctl: a Manual VM gets a request
- * (the start/stop-requested-at annotation; the operator acts once per new value), any other run
- * strategy is changed — stop sets Halted, start turns Halted into Always. start on a VM the
- * operator already keeps running (Always, RerunOnFailure, Once) is refused rather than guessed.
- */
-export function powerPatch(verb: PowerVerb, vm: VirtualMachine, now: Date): VmMergePatch {
-  const strategy = vm.spec.runStrategy ?? "Always";
-  const stamp = now.toISOString();
-  const name = vm.metadata.name;
-  switch (verb) {
-    case "start":
-      if (strategy === "Manual") return { metadata: { annotations: { [START_ANNOTATION]: stamp } } };
-      if (strategy === "Halted") return { spec: { runStrategy: "Always" } };
-      throw new UsageError(
-        `VM "${name}" has runStrategy ${strategy}: the operator starts it already ` +
-          `(use "kubectl vm restart ${name}" to reboot it, or set runStrategy Manual to start it by hand)`,
-      );
-    case "stop":
-      if (strategy === "Manual") return { metadata: { annotations: { [STOP_ANNOTATION]: stamp } } };
-      if (strategy === "Halted")
-        throw new UsageError(`VM "${name}" is already asked to stop (runStrategy Halted)`);
-      return { spec: { runStrategy: "Halted" } };
-    case "restart":
-      return { metadata: { annotations: { [RESTART_ANNOTATION]: stamp } } };
-    case "pause":
-      return { spec: { paused: true } };
-    case "unpause":
-      return { spec: { paused: false } };
-  }
-}
+/** Labels of the VMs the plugin creates. Not app.kubernetes.io/instance: Argo CD tracks (and prunes) by it. */
+export const MANAGED_BY_LABEL = "app.kubernetes.io/managed-by";
+/** The --name the VMs were created under, for `kubectl get vm -l vm.libvirt-operator.io/batch=web`. */
+export const BATCH_LABEL = "vm.libvirt-operator.io/batch";
 
 /** Object names from a time: sortable, lower case, what a DNS label allows. */
 export function timeSuffix(now: Date): string {
@@ -99,6 +57,31 @@ export function buildRestore(vmName: string, snapshotName: string, namespace: st
   };
 }
 
+/** clone (seed 000 clone_from_snapshot): a new VM NAME made from SNAPSHOT, nothing else set. */
+export function buildClone(name: string, snapshot: string, namespace: string): VirtualMachine {
+  return {
+    apiVersion: API_VERSION,
+    kind: "VirtualMachine",
+    metadata: { name, namespace, labels: { [MANAGED_BY_LABEL]: "kubectl-vm" } },
+    spec: { source: { snapshot } },
+  };
+}
+
+/** set-as-template (seed 000): VMTemplate NAME made from the stopped VM VM_NAME. */
+export function buildTemplateFromVm(
+  name: string,
+  vmName: string,
+  namespace: string,
+  description?: string,
+): VMTemplate {
+  return {
+    apiVersion: API_VERSION,
+    kind: "VMTemplate",
+    metadata: { name, namespace },
+    spec: { ...(description ? { description } : {}), source: { vmName } },
+  };
+}
+
 export interface FromTemplateOptions {
   template: string;
   name: string;
@@ -129,7 +112,7 @@ export function buildVmsFromTemplate(o: FromTemplateOptions): VirtualMachine[] {
       metadata: {
         name: `${o.name}-${o.start + i}`,
         namespace: o.namespace,
-        labels: { "app.kubernetes.io/instance": o.name, "app.kubernetes.io/managed-by": "kubectl-vm" },
+        labels: { [BATCH_LABEL]: o.name, [MANAGED_BY_LABEL]: "kubectl-vm" },
       },
       spec,
     };
@@ -142,50 +125,4 @@ export function splitList(text: string | undefined): string[] {
     .split(",")
     .map((s) => s.trim())
     .filter((s) => s !== "");
-}
-
-export const STATUS_HEADERS = ["NAME", "STATUS", "NODE", "IPV4", "STATUS-CHANGE", "AGE"];
-export const STATUS_WIDE_HEADERS = [...STATUS_HEADERS, "RUN-STRATEGY", "READY", "MESSAGE"];
-
-/** One `status` row; WIDE adds the run strategy and the Ready condition. */
-export function statusRow(vm: VirtualMachine, now: Date, wide = false): string[] {
-  const s = vm.status;
-  const ipv4 = (s?.interfaces ?? [])
-    .map((i) => i.ipv4)
-    .filter((ip): ip is string => !!ip)
-    .join(",");
-  const row = [
-    vm.metadata.name,
-    s?.printableStatus ?? "",
-    s?.nodeName ?? "",
-    ipv4,
-    s?.statusChangedAt ? age(s.statusChangedAt, now) : "",
-    age(vm.metadata.creationTimestamp, now),
-  ];
-  if (!wide) return row;
-  const ready = s?.conditions?.find((c) => c.type === "Ready");
-  return [...row, vm.spec.runStrategy ?? "Always", ready?.status ?? "", ready?.message ?? ""];
-}
-
-export const SNAPSHOT_HEADERS = ["NAME", "DISPLAY", "PHASE", "READY", "MEMORY", "AGE"];
-
-export function snapshotRow(snap: VMSnapshot, now: Date): string[] {
-  return [
-    snap.metadata.name,
-    snap.spec.displayName ?? "",
-    snap.status?.phase ?? "",
-    String(snap.status?.readyToUse ?? false),
-    String(snap.spec.memory ?? false),
-    age(snap.metadata.creationTimestamp, now),
-  ];
-}
-
-/** The template's children as the controller lists them (status.children). */
-export function templateChildren(t: VMTemplate): string[] {
-  return [...(t.status?.children ?? [])].sort();
-}
-
-/** Nodes a VM from the template could run on now (status.targetNodes). */
-export function templateTargets(t: VMTemplate): string[] {
-  return [...(t.status?.targetNodes ?? [])].sort();
 }

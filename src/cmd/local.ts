@@ -1,11 +1,17 @@
 // `make local` / `make local-down`: the embedded stack on loopback.
 //   node src/cmd/local.ts up | down
-import { relative } from "node:path";
+import { basename, relative } from "node:path";
+import { installPlugin } from "./local/plugin-install.ts";
 import { kubeconfigPath, LOCAL_STACK, stackDown, stackUp } from "./local/stack.ts";
 import { CACHE_BIN } from "./local/tools.ts";
 
 const command = process.argv[2] ?? "up";
 if (command === "up") {
+  // Beside kubectl in the directory the PATH line below names, so `kubectl vm` works with it.
+  const plugin = await installPlugin(CACHE_BIN);
+  process.stderr.write(
+    `==> kubectl vm plugin: ${plugin.map((p) => basename(p)).join(", ")} in ${CACHE_BIN}\n`,
+  );
   await stackUp(LOCAL_STACK);
   const kc = relative(process.cwd(), kubeconfigPath(LOCAL_STACK)) || kubeconfigPath(LOCAL_STACK);
   console.log(`
@@ -15,6 +21,7 @@ The local stack is up. Use it with:
   kubectl get nodes
   kubectl apply -f examples/
   kubectl get libvirt
+  kubectl vm status
 
 Stop it with: make local-down`);
 } else if (command === "down") {

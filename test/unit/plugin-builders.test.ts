@@ -1,58 +1,24 @@
+// The objects the verbs create, the help text, and kubectl's error lines.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import {
-  RESTART_ANNOTATION,
-  START_ANNOTATION,
-  STOP_ANNOTATION,
-  type VirtualMachine,
-} from "../../src/api/virtualmachine.ts";
 import { UsageError } from "../../src/cli/args.ts";
 import {
+  buildClone,
   buildRestore,
   buildSnapshot,
+  buildTemplateFromVm,
   buildVmsFromTemplate,
-  powerPatch,
-  statusRow,
+  splitList,
 } from "../../src/cli/builders.ts";
-import { formatError, resolveNamespace } from "../../src/cli/client.ts";
+import { resolveNamespace } from "../../src/cli/client.ts";
+import { VERBS } from "../../src/cli/commands.ts";
+import { formatError, PluginError } from "../../src/cli/errors.ts";
 import { helpText } from "../../src/cli/help.ts";
 
 const now = new Date("2025-03-04T05:06:07.890Z");
-const vm = (runStrategy?: VirtualMachine["spec"]["runStrategy"]): VirtualMachine => ({
-  apiVersion: "vm.libvirt-operator.io/v1alpha1",
-  kind: "VirtualMachine",
-  metadata: { name: "web", namespace: "ns", creationTimestamp: "2025-03-04T04:06:07Z" },
-  spec: runStrategy ? { runStrategy } : {},
-});
-
-describe("power patches", () => {
-  const stamp = now.toISOString();
-  it("Manual VMs get start/stop requests as annotations", () => {
-    assert.deepEqual(powerPatch("start", vm("Manual"), now), {
-      metadata: { annotations: { [START_ANNOTATION]: stamp } },
-    });
-    assert.deepEqual(powerPatch("stop", vm("Manual"), now), {
-      metadata: { annotations: { [STOP_ANNOTATION]: stamp } },
-    });
-  });
-  it("other strategies: stop sets Halted, start turns Halted into Always (like virtctl)", () => {
-    assert.deepEqual(powerPatch("stop", vm(), now), { spec: { runStrategy: "Halted" } });
-    assert.deepEqual(powerPatch("stop", vm("RerunOnFailure"), now), { spec: { runStrategy: "Halted" } });
-    assert.deepEqual(powerPatch("start", vm("Halted"), now), { spec: { runStrategy: "Always" } });
-    assert.throws(() => powerPatch("start", vm("Always"), now), UsageError);
-    assert.throws(() => powerPatch("stop", vm("Halted"), now), UsageError);
-  });
-  it("restart annotates, pause/unpause set spec.paused", () => {
-    assert.deepEqual(powerPatch("restart", vm(), now), {
-      metadata: { annotations: { [RESTART_ANNOTATION]: stamp } },
-    });
-    assert.deepEqual(powerPatch("pause", vm(), now), { spec: { paused: true } });
-    assert.deepEqual(powerPatch("unpause", vm(), now), { spec: { paused: false } });
-  });
-});
 
 describe("objects the verbs create", () => {
-  it("snapshot: named after the VM and the time unless --name", () => {
+  it("snapshot: named after the VM and the time unless --name; only the options given", () => {
     const s = buildSnapshot("web", "ns", { memory: true, sticky: false }, now);
     assert.equal(s.metadata.name, "web-20250304-050607");
     assert.deepEqual(s.spec, { vmName: "web", memory: true });
@@ -62,6 +28,18 @@ describe("objects the verbs create", () => {
     const r = buildRestore("web", "s1", "ns", now);
     assert.deepEqual(r.spec, { vmName: "web", snapshotName: "s1" });
     assert.equal(r.metadata.name, "web-restore-20250304-050607");
+  });
+  it("clone: a VM with spec.source.snapshot and nothing else", () => {
+    const c = buildClone("web-test", "s1", "ns");
+    assert.deepEqual(c.spec, { source: { snapshot: "s1" } });
+    assert.deepEqual([c.kind, c.metadata.name, c.metadata.namespace], ["VirtualMachine", "web-test", "ns"]);
+  });
+  it("set-as-template: a VMTemplate with spec.source.vmName", () => {
+    assert.deepEqual(buildTemplateFromVm("gold", "web", "ns").spec, { source: { vmName: "web" } });
+    assert.deepEqual(buildTemplateFromVm("gold", "web", "ns", "d").spec, {
+      description: "d",
+      source: { vmName: "web" },
+    });
   });
   it("create-from-template: N VMs from START, round-robin over nodes", () => {
     const vms = buildVmsFromTemplate({
@@ -82,32 +60,23 @@ describe("objects the verbs create", () => {
       ["n1", "n2", "n1"],
     );
     assert.deepEqual(vms[0]?.spec, { source: { template: "t" }, description: "d", nodeName: "n1" });
-    assert.equal(vms[0]?.metadata.labels?.["app.kubernetes.io/instance"], "web");
-    assert.equal(
-      buildVmsFromTemplate({ template: "t", name: "a", namespace: "ns", amount: 1, start: 1, nodes: [] })[0]
-        ?.spec.nodeName,
-      undefined,
-    );
+    assert.equal(vms[0]?.metadata.labels?.["vm.libvirt-operator.io/batch"], "web");
+    const one = buildVmsFromTemplate({
+      template: "t",
+      name: "a",
+      namespace: "ns",
+      amount: 1,
+      start: 1,
+      nodes: [],
+    });
+    assert.deepEqual(one[0]?.spec, { source: { template: "t" } });
     assert.throws(
       () =>
         buildVmsFromTemplate({ template: "t", name: "a", namespace: "ns", amount: 0, start: 1, nodes: [] }),
       UsageError,
     );
   });
-});
-
-describe("status rows", () => {
-  it("name, status, node, addresses, status change, age", () => {
-    const v = vm("Always");
-    v.status = {
-      printableStatus: "Running",
-      nodeName: "n1",
-      interfaces: [{ name: "a", ipv4: "10.0.0.2" }, { name: "b" }, { name: "c", ipv4: "10.0.1.2" }],
-      statusChangedAt: "2025-03-04T05:00:00Z",
-    };
-    assert.deepEqual(statusRow(v, now), ["web", "Running", "n1", "10.0.0.2,10.0.1.2", "6m7s", "60m"]);
-    assert.equal(statusRow(v, now, true)[6], "Always");
-  });
+  it("splitList drops blanks", () => assert.deepEqual(splitList(" a, b,,c "), ["a", "b", "c"]));
 });
 
 describe("client helpers", () => {
@@ -133,14 +102,44 @@ describe("client helpers", () => {
       formatError({ code: 403, body: { reason: "Forbidden", message: "no" } }),
       "Error from server (Forbidden): no",
     );
-    assert.equal(formatError(new Error("boom")), "error: boom");
+    assert.equal(
+      formatError({ code: 502, body: "<html>" }),
+      "Error from server: the server answered HTTP 502",
+    );
+    assert.equal(formatError(new PluginError("boom")), "error: boom");
+    const refused = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:1"), { code: "ECONNREFUSED" });
+    assert.match(formatError(refused), /^error: the connection to the server was refused/);
   });
 });
 
 describe("help", () => {
-  it("lists every verb and explains one", () => {
-    assert.match(helpText(), /create-from-template/);
-    assert.match(helpText("stop"), /runStrategy Halted/);
-    assert.throws(() => helpText("bogus"), UsageError);
+  it("lists every verb and says what writes spec", () => {
+    const all = helpText();
+    for (const verb of VERBS) assert.ok(all.includes(`  ${verb.name} `), verb.name);
+    assert.match(all, /Argo CD or Flux/);
+  });
+  it("explains each verb: usage, GitOps, examples; flags where it has them", () => {
+    for (const verb of VERBS) {
+      const text = helpText(verb.name.split(" "));
+      assert.match(text, /GitOps: /, verb.name);
+      assert.match(text, new RegExp(`kubectl vm ${verb.name}`), verb.name);
+      assert.match(text, /Examples:\n {2}kubectl vm /, verb.name);
+      for (const flag of Object.keys(verb.flags))
+        assert.ok(text.includes(`--${flag}`), `${verb.name} --${flag}`);
+    }
+    assert.match(helpText(["stop"]), /runStrategy Halted/);
+    assert.match(helpText(["freeze"]), /not a file-system freeze: see fsfreeze/);
+    assert.match(helpText(["fsfreeze"]), /Not the same as freeze/);
+    assert.match(helpText(["pause"]), /Changes spec: Argo CD and Flux see drift/);
+    assert.match(helpText(["restart"]), /annotations only/);
+  });
+  it("a group's help shows each sub-verb", () => {
+    const disk = helpText(["disk"]);
+    for (const sub of ["attach", "activate", "deactivate", "detach"])
+      assert.match(disk, new RegExp(`kubectl vm disk ${sub}`));
+  });
+  it("an unknown verb is a usage error", () => {
+    assert.throws(() => helpText(["bogus"]), UsageError);
+    assert.throws(() => helpText(["disk", "spin"]), UsageError);
   });
 });
