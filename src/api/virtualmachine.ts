@@ -328,8 +328,7 @@ const Shutdown = Type.Object(
         description:
           "Seconds the guest gets to power off after an ACPI shutdown or reboot request before it is " +
           "forced off. 0 forces at once. Default 180. One stop or restart may ask for another (kubectl vm " +
-          "stop|restart --grace-period N or --force: annotations vm.libvirt-operator.io/stop-grace-period-seconds " +
-          "and …/restart-grace-period-seconds).",
+          "stop|restart --grace-period N or --force, which add ';grace=N' to the request annotation's time).",
         minimum: 0,
         maximum: 86400,
         default: 180,
@@ -793,23 +792,18 @@ export type VirtualMachineStatus = Static<typeof VirtualMachineStatus>;
 
 export type VirtualMachine = CustomObject<VirtualMachineSpec, VirtualMachineStatus>;
 
-/** Annotation whose every new value reboots the VM once (like `kubectl rollout restart`). */
+/**
+ * Annotation whose every new value reboots the VM once (like `kubectl rollout restart`): the
+ * current time, optionally followed by `;grace=N` (seconds before a reset; 0 resets at once).
+ */
 export const RESTART_ANNOTATION = "vm.libvirt-operator.io/restart-requested-at";
 /** Manual VMs: a new value (the current time, RFC 3339) starts the VM once. */
 export const START_ANNOTATION = "vm.libvirt-operator.io/start-requested-at";
-/** Manual VMs: a new value (the current time, RFC 3339) stops the VM once, gracefully. */
+/**
+ * Manual VMs: a new value (the current time, RFC 3339) stops the VM once, gracefully. On any VM,
+ * `;grace=N` after the time gives that stop its own grace period (0 forces it off at once).
+ */
 export const STOP_ANNOTATION = "vm.libvirt-operator.io/stop-requested-at";
-/**
- * Seconds the guest gets to power off for the stop the latest stop-requested-at asks for (any
- * run strategy), instead of spec.shutdown.gracePeriodSeconds; 0 forces it off at once. Used
- * until the VM is off (`kubectl vm stop --force | --grace-period N`).
- */
-export const STOP_GRACE_ANNOTATION = "vm.libvirt-operator.io/stop-grace-period-seconds";
-/**
- * Seconds the guest gets to reboot for the restart restart-requested-at asks for, instead of
- * spec.shutdown.gracePeriodSeconds; 0 resets it at once (`kubectl vm restart --force`).
- */
-export const RESTART_GRACE_ANNOTATION = "vm.libvirt-operator.io/restart-grace-period-seconds";
 /**
  * Any value: the VM is stopped and stays stopped, whatever asks it to start (run strategy, start
  * or restart requests), until the annotation is removed (`kubectl vm freeze` / `unfreeze`).

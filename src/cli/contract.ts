@@ -12,9 +12,7 @@ export const DISK_BUSES = ["virtio", "scsi", "sata", "ide"] as const;
 
 export const START_ANNOTATION = `${GROUP}/start-requested-at`;
 export const STOP_ANNOTATION = `${GROUP}/stop-requested-at`;
-export const STOP_GRACE_ANNOTATION = `${GROUP}/stop-grace-period-seconds`;
 export const RESTART_ANNOTATION = `${GROUP}/restart-requested-at`;
-export const RESTART_GRACE_ANNOTATION = `${GROUP}/restart-grace-period-seconds`;
 export const FROZEN_ANNOTATION = `${GROUP}/frozen`;
 export const FSFREEZE_ANNOTATION = `${GROUP}/fsfreeze-requested-at`;
 export const FSTHAW_ANNOTATION = `${GROUP}/fsthaw-requested-at`;

@@ -82,7 +82,7 @@ const VERB_HELP: Record<string, VerbHelp> = {
     usage: "stop NAME [--force | --grace-period N] [--wait[=DUR]]",
     summary: "Stop a VM: ACPI shutdown, forced after the grace period.",
     text:
-      "Sets the stop-requested-at annotation (and the stop grace period) for every run strategy; Always,\n" +
+      "Sets the stop-requested-at annotation (its time, and ;grace=N for this stop only) for every run strategy; Always,\n" +
       "RerunOnFailure and Once also get runStrategy Halted, so the operator does not start them again,\n" +
       "as KubeVirt's virtctl does. Stopping a Halted VM again may shorten a stop under way (--force).",
     flags: GRACE_FLAGS,
@@ -98,7 +98,7 @@ const VERB_HELP: Record<string, VerbHelp> = {
   restart: {
     usage: "restart NAME [--force | --grace-period N] [--wait[=DUR]]",
     summary: "Reboot a running VM once (ACPI reboot; --force resets it at once).",
-    text: "Sets the restart-requested-at annotation to now (and the restart grace period). A frozen VM is refused.",
+    text: "Sets the restart-requested-at annotation to now (with ;grace=N for this restart only). A frozen VM is refused.",
     flags: {
       force: "reset the VM at once instead of asking the guest (same as --grace-period 0)",
       "grace-period":

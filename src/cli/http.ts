@@ -55,7 +55,8 @@ async function connectionOptions(config: ResolvedConfig): Promise<RequestOptions
   const { cluster, user } = config;
   const url = new URL(cluster.server);
   const base: RequestOptions = {
-    host: url.hostname,
+    // An IPv6 literal comes bracketed in a URL, not in a host name to connect to.
+    host: url.hostname.replace(/^\[(.*)\]$/, "$1"),
     port: url.port || (url.protocol === "https:" ? 443 : 80),
     protocol: url.protocol,
     headers: {},
@@ -84,7 +85,8 @@ async function connectionOptions(config: ResolvedConfig): Promise<RequestOptions
     ...(cert ? { cert } : {}),
     ...(key ? { key } : {}),
     ...(cluster["tls-server-name"] ? { servername: cluster["tls-server-name"] } : {}),
-    rejectUnauthorized: !cluster["insecure-skip-tls-verify"],
+    // Only a real true turns verification off (a YAML "false" string must not).
+    rejectUnauthorized: cluster["insecure-skip-tls-verify"] !== true,
   };
 }
 

@@ -9,10 +9,8 @@ import {
   FSTHAW_ANNOTATION,
   REFRESH_ANNOTATION,
   RESTART_ANNOTATION,
-  RESTART_GRACE_ANNOTATION,
   START_ANNOTATION,
   STOP_ANNOTATION,
-  STOP_GRACE_ANNOTATION,
 } from "./contract.ts";
 import { PluginError } from "./errors.ts";
 
@@ -39,9 +37,13 @@ export interface GraceOptions {
 }
 
 /** The grace annotation's value: "0" forces, "N" waits N seconds, null (removed) uses the spec's. */
-export function graceValue(o: GraceOptions): string | null {
-  if (o.force) return "0";
-  return o.gracePeriodSeconds === undefined ? null : String(o.gracePeriodSeconds);
+/**
+ * A stop or restart request's annotation value: the time, and the grace period asked for this
+ * request only (`;grace=N`, 0 with --force), so it can never outlive it.
+ */
+export function requestValue(now: Date, o: GraceOptions = {}): string {
+  const grace = o.force ? 0 : o.gracePeriodSeconds;
+  return grace === undefined ? now.toISOString() : `${now.toISOString()};grace=${grace}`;
 }
 
 export function runStrategyOf(vm: VirtualMachine): NonNullable<Spec["runStrategy"]> {
@@ -74,16 +76,14 @@ export interface StartOptions {
 /**
  * start, like KubeVirt's virtctl: a Manual VM gets a request (the start-requested-at annotation;
  * the agent acts once per new value), a Halted one becomes Always. A VM the operator keeps
- * running already (Always, RerunOnFailure, Once) is refused rather than guessed at. A grace
- * period a stop left behind is removed: it was for that stop. A frozen VM gets the request too
+ * running already (Always, RerunOnFailure, Once) is refused rather than guessed at. A frozen VM gets the request too
  * (its agent refuses it and says so in an Event; see frozenWarning).
  */
 export function startPatch(vm: VirtualMachine, now: Date, o: StartOptions = {}): VmMergePatch {
   const strategy = runStrategyOf(vm);
   const name = vm.metadata.name;
-  const annotations: Record<string, string | null> = { [STOP_GRACE_ANNOTATION]: null };
-  const patch: VmMergePatch = { metadata: { annotations } };
-  if (strategy === "Manual") annotations[START_ANNOTATION] = now.toISOString();
+  const patch: VmMergePatch = {};
+  if (strategy === "Manual") patch.metadata = { annotations: { [START_ANNOTATION]: now.toISOString() } };
   else if (strategy === "Halted") patch.spec = { runStrategy: "Always" };
   else
     throw new PluginError(
@@ -104,7 +104,7 @@ export function stopPatch(vm: VirtualMachine, now: Date, grace: GraceOptions = {
   const strategy = runStrategyOf(vm);
   const patch: VmMergePatch = {
     metadata: {
-      annotations: { [STOP_ANNOTATION]: now.toISOString(), [STOP_GRACE_ANNOTATION]: graceValue(grace) },
+      annotations: { [STOP_ANNOTATION]: requestValue(now, grace) },
     },
   };
   if (strategy !== "Manual" && strategy !== "Halted") patch.spec = { runStrategy: "Halted" };
@@ -115,7 +115,7 @@ export function stopPatch(vm: VirtualMachine, now: Date, grace: GraceOptions = {
 export function restartPatch(now: Date, grace: GraceOptions = {}): VmMergePatch {
   return {
     metadata: {
-      annotations: { [RESTART_ANNOTATION]: now.toISOString(), [RESTART_GRACE_ANNOTATION]: graceValue(grace) },
+      annotations: { [RESTART_ANNOTATION]: requestValue(now, grace) },
     },
   };
 }
@@ -134,8 +134,7 @@ export function freezePatch(now: Date, grace: GraceOptions = {}): VmMergePatch {
     metadata: {
       annotations: {
         [FROZEN_ANNOTATION]: stamp,
-        [STOP_ANNOTATION]: stamp,
-        [STOP_GRACE_ANNOTATION]: graceValue(grace),
+        [STOP_ANNOTATION]: requestValue(now, grace),
       },
     },
   };

@@ -7,10 +7,8 @@ import {
   FSTHAW_ANNOTATION,
   REFRESH_ANNOTATION,
   RESTART_ANNOTATION,
-  RESTART_GRACE_ANNOTATION,
   START_ANNOTATION,
   STOP_ANNOTATION,
-  STOP_GRACE_ANNOTATION,
   type VirtualMachine,
 } from "../../src/api/virtualmachine.ts";
 import { PluginError } from "../../src/cli/errors.ts";
@@ -51,16 +49,13 @@ function vm(spec: VirtualMachine["spec"] = {}, annotations?: Record<string, stri
 }
 
 describe("start", () => {
-  it("Manual: the start request (RFC 3339 with ms), and a stop's grace period removed", () => {
+  it("Manual: the start request (RFC 3339 with ms)", () => {
     assert.deepEqual(startPatch(vm({ runStrategy: "Manual" }), now), {
-      metadata: { annotations: { [START_ANNOTATION]: stamp, [STOP_GRACE_ANNOTATION]: null } },
+      metadata: { annotations: { [START_ANNOTATION]: stamp } },
     });
   });
   it("Halted: runStrategy Always", () => {
-    assert.deepEqual(startPatch(vm({ runStrategy: "Halted" }), now), {
-      metadata: { annotations: { [STOP_GRACE_ANNOTATION]: null } },
-      spec: { runStrategy: "Always" },
-    });
+    assert.deepEqual(startPatch(vm({ runStrategy: "Halted" }), now), { spec: { runStrategy: "Always" } });
   });
   it("a VM the operator starts itself is refused", () => {
     for (const runStrategy of [undefined, "Always", "RerunOnFailure", "Once"] as const)
@@ -85,7 +80,7 @@ describe("start", () => {
 
 describe("stop, restart, freeze", () => {
   it("stop: the request for every strategy; Halted only for those the operator would restart", () => {
-    const request = { [STOP_ANNOTATION]: stamp, [STOP_GRACE_ANNOTATION]: null };
+    const request = { [STOP_ANNOTATION]: stamp };
     for (const runStrategy of ["Manual", "Halted"] as const)
       assert.deepEqual(stopPatch(vm({ runStrategy }), now), { metadata: { annotations: request } });
     for (const runStrategy of ["Always", "RerunOnFailure", "Once"] as const)
@@ -94,22 +89,23 @@ describe("stop, restart, freeze", () => {
         spec: { runStrategy: "Halted" },
       });
   });
-  it("--force is grace 0, --grace-period N is N", () => {
-    const grace = (p: ReturnType<typeof stopPatch>) => p.metadata?.annotations?.[STOP_GRACE_ANNOTATION];
-    assert.equal(grace(stopPatch(vm(), now, { force: true })), "0");
-    assert.equal(grace(stopPatch(vm(), now, { gracePeriodSeconds: 5 })), "5");
-    assert.equal(grace(stopPatch(vm(), now, { gracePeriodSeconds: 0 })), "0");
+  it("--force is grace 0, --grace-period N is N, both in the request itself", () => {
+    const request = (p: ReturnType<typeof stopPatch>) => p.metadata?.annotations?.[STOP_ANNOTATION];
+    assert.equal(request(stopPatch(vm(), now, { force: true })), `${stamp};grace=0`);
+    assert.equal(request(stopPatch(vm(), now, { gracePeriodSeconds: 5 })), `${stamp};grace=5`);
+    assert.equal(request(stopPatch(vm(), now, { gracePeriodSeconds: 0 })), `${stamp};grace=0`);
   });
   it("restart: the request and its grace period, annotations only", () => {
-    assert.deepEqual(restartPatch(now), {
-      metadata: { annotations: { [RESTART_ANNOTATION]: stamp, [RESTART_GRACE_ANNOTATION]: null } },
-    });
-    assert.equal(restartPatch(now, { force: true }).metadata?.annotations?.[RESTART_GRACE_ANNOTATION], "0");
+    assert.deepEqual(restartPatch(now), { metadata: { annotations: { [RESTART_ANNOTATION]: stamp } } });
+    assert.equal(
+      restartPatch(now, { force: true }).metadata?.annotations?.[RESTART_ANNOTATION],
+      `${stamp};grace=0`,
+    );
   });
   it("freeze: frozen and a stop request at once, no spec; unfreeze removes frozen only", () => {
     assert.deepEqual(freezePatch(now, { gracePeriodSeconds: 30 }), {
       metadata: {
-        annotations: { [FROZEN_ANNOTATION]: stamp, [STOP_ANNOTATION]: stamp, [STOP_GRACE_ANNOTATION]: "30" },
+        annotations: { [FROZEN_ANNOTATION]: stamp, [STOP_ANNOTATION]: `${stamp};grace=30` },
       },
     });
     assert.deepEqual(unfreezePatch(), { metadata: { annotations: { [FROZEN_ANNOTATION]: null } } });

@@ -3,9 +3,14 @@ import type { VirtualMachineSpec } from "../../api/virtualmachine.ts";
 
 /**
  * Whether the VM runs after a restore: Always and RerunOnFailure always run; Halted never does;
- * Manual and Once keep what they were doing when the restore began.
+ * Manual and Once keep what they were doing when the restore began; a frozen VM never runs.
  */
-export function shouldRunAfterRestore(runStrategy: string | undefined, wasRunning: boolean): boolean {
+export function shouldRunAfterRestore(
+  runStrategy: string | undefined,
+  wasRunning: boolean,
+  frozen = false,
+): boolean {
+  if (frozen) return false;
   switch (runStrategy ?? "Always") {
     case "Always":
     case "RerunOnFailure":

@@ -16,6 +16,7 @@ import { type DomainLocks, diskLockKey, LOCK_RETRY_MS } from "./domain-locks.ts"
 import { ownedDomain } from "./owned-domain.ts";
 import { hardwareChanges, shouldRunAfterRestore } from "./restore-plan.ts";
 import { restoreSnapshot, stopGracefully } from "./snapshot-restore.ts";
+import { isFrozen } from "./vm-decide.ts";
 
 type Restore = VMRestore & KubernetesObject;
 const COMPONENT = "libvirt-operator-agent";
@@ -160,7 +161,7 @@ export class NodeRestoreReconciler {
     const { state } = await this.o.libvirt.domainState(dom);
     const wasRunning =
       state === DomainState.Running || state === DomainState.Paused || state === DomainState.Blocked;
-    const run = shouldRunAfterRestore(vm.spec.runStrategy, wasRunning);
+    const run = shouldRunAfterRestore(vm.spec.runStrategy, wasRunning, isFrozen(vm));
     const grace =
       Math.min(vm.spec.shutdown?.gracePeriodSeconds ?? DEFAULT_GRACE_SECONDS, MAX_RESTORE_GRACE_SECONDS) *
       1000;

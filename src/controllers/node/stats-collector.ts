@@ -20,6 +20,8 @@ import {
 } from "./statistics.ts";
 
 export const STATISTICS_FIELD_MANAGER = "libvirt-operator-agent-statistics";
+/** Refresh requests sample the node at most this often; in between they get the last sample. */
+export const REFRESH_SAMPLE_GAP_MS = 5_000;
 
 interface VmLister {
   list(): ReadonlyArray<VirtualMachine & KubernetesObject>;
@@ -54,6 +56,8 @@ export class StatsCollector {
   private readonly ready: Gauge;
   private readonly writes: Counter;
   private timer?: NodeJS.Timeout;
+  /** When the last sample began. */
+  private lastSampleAt = 0;
   /** The sample under way (or the last one). */
   private current: Promise<void> = Promise.resolve();
   /** The sample that starts when the current one ends; everyone asking meanwhile shares it. */
@@ -102,7 +106,7 @@ export class StatsCollector {
 
   start(signal: AbortSignal) {
     const tick = () =>
-      this.sampleNow().catch((err) =>
+      this.sampleNow(true).catch((err) =>
         this.o.log.warn({ err: describeError(err) }, "statistics sample failed"),
       );
     void tick();
@@ -111,13 +115,20 @@ export class StatsCollector {
     signal.addEventListener("abort", () => clearInterval(this.timer), { once: true });
   }
 
-  /** A sample taken after every one already asked for (what a refresh request needs). */
-  sampleNow(): Promise<void> {
-    // A burst of refresh requests (one tenant patching in a loop) costs two samples, not one each.
-    this.next ??= this.current
+  /**
+   * A sample taken after every one already asked for (what a refresh request needs), unless the
+   * last began less than REFRESH_SAMPLE_GAP_MS ago: refreshes in a loop (one tenant patching
+   * away) then get that one, so they never sample the node more often than that.
+   */
+  sampleNow(evenIfRecent = false): Promise<void> {
+    if (this.next) return this.next;
+    if (!evenIfRecent && Date.now() - this.lastSampleAt < REFRESH_SAMPLE_GAP_MS)
+      return this.current.catch(() => undefined);
+    this.next = this.current
       .catch(() => undefined)
       .then(() => {
         this.next = undefined;
+        this.lastSampleAt = Date.now();
         this.current = this.sample();
         return this.current;
       });

@@ -3,10 +3,8 @@
 import {
   FROZEN_ANNOTATION,
   RESTART_ANNOTATION,
-  RESTART_GRACE_ANNOTATION,
   START_ANNOTATION,
   STOP_ANNOTATION,
-  STOP_GRACE_ANNOTATION,
   type VirtualMachine,
 } from "../../api/virtualmachine.ts";
 import { DomainState } from "../../hypervisor/libvirt/constants.ts";
@@ -102,8 +100,8 @@ export function pendingPowerRequest(
 
 /**
  * The newer of the start and stop requests, whatever the run strategy, unless handled. Only a
- * Manual VM is started or stopped by them; any VM's stop request carries its own grace period
- * (STOP_GRACE_ANNOTATION) until the VM is off.
+ * Manual VM is started or stopped by them; any VM's stop request may carry its own grace period
+ * (`;grace=N`), used until the VM is off.
  */
 export function latestPowerRequest(
   vm: VirtualMachine,
@@ -126,8 +124,7 @@ export function newestRequest<V extends string>(
     .map(([verb, annotation]) => ({ verb, value: a[annotation] }))
     .filter((r): r is { verb: V; value: string } => Boolean(r.value));
   if (!requests.length) return undefined;
-  const at = (v: string) => (Number.isNaN(Date.parse(v)) ? -1 : Date.parse(v));
-  const latest = requests.reduce((x, y) => (at(y.value) >= at(x.value) ? y : x));
+  const latest = requests.reduce((x, y) => (requestTime(y.value) >= requestTime(x.value) ? y : x));
   const tag = `${latest.verb}@${latest.value}`;
   return tag === handled ? undefined : { verb: latest.verb, tag };
 }
@@ -145,25 +142,30 @@ export function gracePeriodMs(vm: VirtualMachine): number {
   return (vm.spec.shutdown?.gracePeriodSeconds ?? 180) * 1000;
 }
 
-/** Milliseconds from an annotation of whole seconds (at most a day); undefined if it is not one. */
-function annotatedSecondsMs(vm: VirtualMachine, annotation: string): number | undefined {
-  const value = vm.metadata.annotations?.[annotation]?.trim();
-  if (!value || !/^\d{1,5}$/.test(value) || Number(value) > 86_400) return undefined;
-  return Number(value) * 1000;
+/** When a request annotation's value was made (the time before any `;`); -1 if it is no time. */
+export function requestTime(value: string): number {
+  const at = Date.parse(value.split(";")[0] ?? "");
+  return Number.isNaN(at) ? -1 : at;
 }
 
-/** The grace period of the stop under way: the stop request's own, while it is pending, else the spec's. */
+/** The grace period a request value asks for itself (`;grace=N`, whole seconds up to a day), in ms. */
+export function requestGraceMs(value: string | undefined): number | undefined {
+  const seconds = value?.match(/;grace=(\d{1,5})(?:;|$)/)?.[1];
+  return seconds !== undefined && Number(seconds) <= 86_400 ? Number(seconds) * 1000 : undefined;
+}
+
+/** The grace period of the stop under way: the pending stop request's own, else the spec's. */
 export function stopGraceMs(vm: VirtualMachine, handled = vm.status?.powerRequestHandled): number {
   const asked =
     latestPowerRequest(vm, handled)?.verb === "stop"
-      ? annotatedSecondsMs(vm, STOP_GRACE_ANNOTATION)
+      ? requestGraceMs(vm.metadata.annotations?.[STOP_ANNOTATION])
       : undefined;
   return asked ?? gracePeriodMs(vm);
 }
 
 /** The grace period of a restart: the restart request's own (0: reset at once), else the spec's. */
 export function restartGraceMs(vm: VirtualMachine): number {
-  return annotatedSecondsMs(vm, RESTART_GRACE_ANNOTATION) ?? gracePeriodMs(vm);
+  return requestGraceMs(vm.metadata.annotations?.[RESTART_ANNOTATION]) ?? gracePeriodMs(vm);
 }
 
 /** Frozen (kubectl vm freeze): kept stopped whatever asks it to start, until the annotation goes. */
@@ -227,6 +229,17 @@ export function decidePower(
   // Any VM's stop request is done once it is off: its grace period no longer applies.
   const stopRequest = latestPowerRequest(vm, handled);
   if (stopRequest?.verb === "stop" && !active && !vm.metadata.deletionTimestamp)
+    return { type: "mark-request-handled", value: stopRequest.tag };
+  // One its run strategy overrode (the VM runs on, GitOps put Always back): done too, so its
+  // grace period cannot force a later stop or deletion.
+  if (
+    stopRequest?.verb === "stop" &&
+    run &&
+    active &&
+    !stopping &&
+    (vm.spec.runStrategy ?? "Always") !== "Manual" &&
+    !vm.metadata.deletionTimestamp
+  )
     return { type: "mark-request-handled", value: stopRequest.tag };
   // Off because of us (a restart's shutdown, or a stop called off too late): start it again,
   // whatever runStrategy would say of a guest that powered itself off.

@@ -234,6 +234,8 @@ describe("judging a restore", () => {
   it("runs the VM afterwards as its runStrategy says", () => {
     assert.equal(shouldRunAfterRestore(undefined, false), true);
     assert.equal(shouldRunAfterRestore("RerunOnFailure", false), true);
+    for (const strategy of ["Always", "RerunOnFailure", "Manual", "Once"])
+      assert.equal(shouldRunAfterRestore(strategy, true, true), false, `frozen ${strategy}`);
     assert.equal(shouldRunAfterRestore("Halted", true), false);
     assert.equal(shouldRunAfterRestore("Manual", true), true);
     assert.equal(shouldRunAfterRestore("Manual", false), false);

@@ -8,10 +8,8 @@ import {
   FSTHAW_ANNOTATION,
   REFRESH_ANNOTATION,
   RESTART_ANNOTATION,
-  RESTART_GRACE_ANNOTATION,
   START_ANNOTATION,
   STOP_ANNOTATION,
-  STOP_GRACE_ANNOTATION,
   type VirtualMachine,
 } from "../../../src/api/virtualmachine.ts";
 import {
@@ -47,7 +45,7 @@ const t2 = "2026-11-26T10:00:05.000Z";
 describe("a stop request's own grace period", () => {
   it("--force (0) forces a VM of any run strategy off at once; the spec's grace is left alone", () => {
     for (const runStrategy of ["Halted", "Manual"] as const) {
-      const v = vm({ runStrategy }, { [STOP_ANNOTATION]: t1, [STOP_GRACE_ANNOTATION]: "0" });
+      const v = vm({ runStrategy }, { [STOP_ANNOTATION]: `${t1};grace=0` });
       assert.deepEqual(decidePower(v, running, { startCount: 1 } as never, now), {
         type: "destroy",
         why: "asked",
@@ -56,7 +54,7 @@ describe("a stop request's own grace period", () => {
   });
 
   it("--grace-period 5 forces off five seconds after the ACPI shutdown", () => {
-    const v = vm({ runStrategy: "Halted" }, { [STOP_ANNOTATION]: t1, [STOP_GRACE_ANNOTATION]: "5" });
+    const v = vm({ runStrategy: "Halted" }, { [STOP_ANNOTATION]: `${t1};grace=5` });
     assert.equal(stopGraceMs(v), 5000);
     assert.equal(decidePower(v, running, {}, now).type, "shutdown");
     const asked = { shutdownRequestedAt: now - 4000, lastPressAt: now - 1000 };
@@ -68,10 +66,13 @@ describe("a stop request's own grace period", () => {
   });
 
   it("applies only while its stop request is pending: once off, it is handled and the spec's grace is back", () => {
-    const annotations = { [STOP_ANNOTATION]: t1, [STOP_GRACE_ANNOTATION]: "0" };
+    const annotations = { [STOP_ANNOTATION]: `${t1};grace=0` };
     const v = vm({ runStrategy: "Halted" }, annotations);
-    assert.deepEqual(decidePower(v, off, {}, now), { type: "mark-request-handled", value: `stop@${t1}` });
-    const later = vm({ runStrategy: "Halted" }, annotations, { powerRequestHandled: `stop@${t1}` });
+    assert.deepEqual(decidePower(v, off, {}, now), {
+      type: "mark-request-handled",
+      value: `stop@${t1};grace=0`,
+    });
+    const later = vm({ runStrategy: "Halted" }, annotations, { powerRequestHandled: `stop@${t1};grace=0` });
     assert.equal(stopGraceMs(later), 180_000);
     // A start request newer than the stop: the stop's grace is no longer asked for.
     const started = vm({ runStrategy: "Manual" }, { ...annotations, [START_ANNOTATION]: t2 });
@@ -80,7 +81,7 @@ describe("a stop request's own grace period", () => {
 
   it("an annotation that is no whole number of seconds is ignored", () => {
     for (const bad of ["-1", "1.5", "soon", "", "99999999"]) {
-      const v = vm({ runStrategy: "Halted" }, { [STOP_ANNOTATION]: t1, [STOP_GRACE_ANNOTATION]: bad });
+      const v = vm({ runStrategy: "Halted" }, { [STOP_ANNOTATION]: `${t1};grace=${bad}` });
       assert.equal(stopGraceMs(v), 180_000, bad);
     }
   });
@@ -88,23 +89,26 @@ describe("a stop request's own grace period", () => {
 
 describe("a restart request's own grace period", () => {
   it("0 resets a running guest at once and marks the request handled", () => {
-    const v = vm({}, { [RESTART_ANNOTATION]: t1, [RESTART_GRACE_ANNOTATION]: "0" });
-    assert.deepEqual(decidePower(v, running, {}, now), { type: "reset", why: "asked", value: t1 });
+    const v = vm({}, { [RESTART_ANNOTATION]: `${t1};grace=0` });
+    assert.deepEqual(decidePower(v, running, {}, now), {
+      type: "reset",
+      why: "asked",
+      value: `${t1};grace=0`,
+    });
   });
 
   it("0 with changes to apply power-cycles (forced off at once) instead", () => {
-    const v = vm({}, { [RESTART_ANNOTATION]: t1, [RESTART_GRACE_ANNOTATION]: "0" });
-    assert.deepEqual(decidePower(v, running, {}, now, false), { type: "power-cycle", value: t1 });
+    const v = vm({}, { [RESTART_ANNOTATION]: `${t1};grace=0` });
+    assert.deepEqual(decidePower(v, running, {}, now, false), {
+      type: "power-cycle",
+      value: `${t1};grace=0`,
+    });
     const cycling = { shutdownRequestedAt: now - 1, powerCycle: true };
     assert.deepEqual(decidePower(v, running, cycling, now, false), { type: "destroy", why: "grace-expired" });
   });
 
   it("N seconds: the ACPI reboot is reset after N", () => {
-    const v = vm(
-      {},
-      { [RESTART_ANNOTATION]: t1, [RESTART_GRACE_ANNOTATION]: "3" },
-      { restartRequestHandled: t1 },
-    );
+    const v = vm({}, { [RESTART_ANNOTATION]: `${t1};grace=3` }, { restartRequestHandled: `${t1};grace=3` });
     const p = { rebootRequestedAt: now - 3000, lastPressAt: now - 1000 };
     assert.deepEqual(decidePower(v, running, p, now), { type: "reset", why: "grace-expired" });
   });
@@ -132,7 +136,7 @@ describe("frozen VMs", () => {
 
   it("a running one is stopped, gracefully unless the stop request says otherwise", () => {
     assert.equal(decidePower(vm({}, frozen), running, {}, now).type, "shutdown");
-    const forced = vm({}, { ...frozen, [STOP_ANNOTATION]: t1, [STOP_GRACE_ANNOTATION]: "0" });
+    const forced = vm({}, { ...frozen, [STOP_ANNOTATION]: `${t1};grace=0` });
     assert.equal(decidePower(forced, running, {}, now).type, "destroy");
   });
 
@@ -168,5 +172,39 @@ describe("file-system freeze and refresh requests", () => {
     assert.equal(pendingRefresh(vm({}, { [REFRESH_ANNOTATION]: t1 })), t1);
     assert.equal(pendingRefresh(vm({}, { [REFRESH_ANNOTATION]: t1 }, { refreshHandled: t1 })), undefined);
     assert.equal(pendingRefresh(vm()), undefined);
+  });
+});
+
+describe("a grace period belongs to its request only", () => {
+  it("a later stop request without one gets the spec's, and so does a later restart", () => {
+    const manual = vm(
+      { runStrategy: "Manual" },
+      { [STOP_ANNOTATION]: t2 },
+      { powerRequestHandled: `stop@${t1};grace=0` },
+    );
+    assert.equal(stopGraceMs(manual), 180_000);
+    assert.equal(decidePower(manual, running, {}, now).type, "shutdown");
+    const restart = vm({}, { [RESTART_ANNOTATION]: t2 }, { restartRequestHandled: `${t1};grace=0` });
+    assert.deepEqual(decidePower(restart, running, {}, now), { type: "reboot", value: t2 });
+  });
+
+  it("a stop its run strategy overrode is done, so it cannot force a later deletion", () => {
+    const v = vm({ runStrategy: "Always" }, { [STOP_ANNOTATION]: `${t1};grace=0` });
+    assert.deepEqual(decidePower(v, running, {}, now), {
+      type: "mark-request-handled",
+      value: `stop@${t1};grace=0`,
+    });
+    const deleting = vm(
+      {},
+      { [STOP_ANNOTATION]: `${t1};grace=0` },
+      { powerRequestHandled: `stop@${t1};grace=0` },
+    );
+    deleting.metadata.deletionTimestamp = t2;
+    assert.equal(decidePower(deleting, running, {}, now).type, "shutdown");
+  });
+
+  it("the later of start and stop is judged by the time before the parameters", () => {
+    const v = vm({ runStrategy: "Manual" }, { [STOP_ANNOTATION]: `${t1};grace=0`, [START_ANNOTATION]: t2 });
+    assert.equal(shouldRun(v, off), true);
   });
 });
