@@ -1,9 +1,12 @@
 // Leader election on a coordination.k8s.io Lease, as client-go's: acquire when free or
-// expired, renew well inside the lease duration, and stop leading (exit) when renewal fails
-// past the deadline. Its own API client, so renewals never queue behind reconcile traffic.
+// expired (judged by this process's own clock: lease-judge.ts), renew well inside the lease
+// duration, and stop leading the moment the renew deadline passes — a timer says so, not the
+// answer of a request that may hang. Its own API client, so renewals never queue behind
+// reconcile traffic.
 import { CoordinationV1Api, KubeConfig, type V1Lease } from "@kubernetes/client-node";
 import { httpStatus, MicroTime } from "./kube.ts";
 import { makeApiClientWithDeadline } from "./kube-deadline.ts";
+import { checkElectionTimings, judgeLease, type LeaseObservation, leadershipLapsed } from "./lease-judge.ts";
 import type { Logger } from "./logging.ts";
 
 export interface LeaderElectionOptions {
@@ -30,9 +33,12 @@ export async function runLeaderElection(
   const leaseDurationMs = options.leaseDurationMs ?? 15_000;
   const renewDeadlineMs = options.renewDeadlineMs ?? 10_000;
   const retryPeriodMs = options.retryPeriodMs ?? 2_000;
+  checkElectionTimings(leaseDurationMs, renewDeadlineMs, retryPeriodMs);
   const kc = new KubeConfig();
   kc.loadFromDefault();
-  const api = makeApiClientWithDeadline(kc, CoordinationV1Api);
+  // A request may not outlast half the renew deadline: one hung renewal leaves time for another.
+  const api = makeApiClientWithDeadline(kc, CoordinationV1Api, Math.floor(renewDeadlineMs / 2));
+  let observed: LeaseObservation | undefined;
 
   const tryAcquireOrRenew = async (): Promise<boolean> => {
     const now = new MicroTime();
@@ -54,11 +60,10 @@ export async function runLeaderElection(
       });
       return true;
     }
-    const holder = lease.spec?.holderIdentity;
-    const renewed = lease.spec?.renewTime ? new Date(lease.spec.renewTime).getTime() : 0;
-    const duration = (lease.spec?.leaseDurationSeconds ?? 0) * 1000;
-    if (holder && holder !== identity && renewed + duration > now.getTime()) return false;
-    const taking = holder !== identity;
+    const judged = judgeLease(lease.spec, identity, observed, performance.now());
+    observed = judged.observation;
+    if (judged.verdict === "held") return false;
+    const taking = judged.verdict !== "ours";
     await api.replaceNamespacedLease({
       name,
       namespace,
@@ -74,9 +79,11 @@ export async function runLeaderElection(
     return true;
   };
 
-  // Acquire.
+  // Acquire. The deadline counts from when the winning write was sent.
+  let lastRenewSent = 0;
   for (;;) {
     try {
+      lastRenewSent = performance.now();
       if (await tryAcquireOrRenew()) break;
     } catch (err) {
       log.warn({ err: (err as Error).message }, "leader election: acquire failed");
@@ -84,24 +91,45 @@ export async function runLeaderElection(
     await new Promise((r) => setTimeout(r, retryPeriodMs));
   }
   log.info({ lease: `${namespace}/${name}`, identity }, "became leader");
-  let lastRenew = Date.now();
+  let leading = true;
+  const lose = (why: string) => {
+    if (!leading) return;
+    leading = false;
+    clearInterval(timer);
+    clearInterval(watchdog);
+    log.error({ why }, "lost leadership");
+    onStoppedLeading();
+  };
+  // Renewals one at a time; each counts from when it was sent (a standby counts from later).
+  let renewing = false;
   const timer = setInterval(async () => {
+    if (renewing || !leading) return;
+    renewing = true;
+    const sent = performance.now();
     try {
-      if (await tryAcquireOrRenew()) lastRenew = Date.now();
+      if (await tryAcquireOrRenew()) lastRenewSent = Math.max(lastRenewSent, sent);
+      else lose("another candidate holds the lease");
     } catch (err) {
       log.warn({ err: (err as Error).message }, "leader election: renew failed");
-    }
-    if (Date.now() - lastRenew > renewDeadlineMs) {
-      clearInterval(timer);
-      log.error("lost leadership");
-      onStoppedLeading();
+    } finally {
+      renewing = false;
     }
   }, retryPeriodMs);
+  // Independent of the renewals: a hung request cannot keep this process leading past its deadline.
+  const watchdog = setInterval(
+    () => {
+      if (leadershipLapsed(lastRenewSent, renewDeadlineMs, performance.now()))
+        lose(`no renewal succeeded within ${renewDeadlineMs} ms`);
+    },
+    Math.min(250, retryPeriodMs),
+  );
   await onStartedLeading();
   return { release };
 
   async function release() {
+    leading = false;
     clearInterval(timer);
+    clearInterval(watchdog);
     const lease = await api.readNamespacedLease({ name, namespace });
     if (lease.spec?.holderIdentity !== identity) return;
     await api.replaceNamespacedLease({
