@@ -59,10 +59,18 @@ async function main() {
   const kube = connectKube();
   const registry = newRegistry("controller");
   let ready = false;
+  // A standby waiting for the lease is Ready too: a rolling upgrade waits for new pods to be
+  // Ready, and only one of them can lead.
+  let standingBy = false;
   // Queues are made below; liveness looks at them once they exist.
   const queues: Record<string, WorkQueue> = {};
   const stuckWorkerMs = Number(process.env.STUCK_WORKER_SECONDS ?? 300) * 1000;
-  const server = await startHttpServer(port, registry, () => ready, stuckWorkers(queues, stuckWorkerMs));
+  const server = await startHttpServer(
+    port,
+    registry,
+    () => ready || standingBy,
+    stuckWorkers(queues, stuckWorkerMs),
+  );
 
   const vmInformer = kindInformer<VirtualMachine & KubernetesObject>(kube, VirtualMachineKind);
   // Reconcilers see each VM as it runs: a clone with the hardware it took from its snapshot.
@@ -219,6 +227,7 @@ async function main() {
   const stop = async (why: string) => {
     log.info({ why }, "controller stopping");
     ready = false;
+    standingBy = false;
     if (why !== "lost leadership") await leadership?.release().catch(() => undefined);
     await Promise.all(
       [vmInformer, disks, nodes, leases, namespaces, snapshots, restores, templates].map((i) => i.stop()),
@@ -241,6 +250,7 @@ async function main() {
   if (process.env.LEADER_ELECTION === "false") {
     await start();
   } else {
+    standingBy = true;
     leadership = await runLeaderElection(
       { namespace, name: "libvirt-operator-controller", identity, log },
       start,

@@ -70,6 +70,11 @@ describe("controller leader election", () => {
     const other = CONTROLLERS.find((c) => c !== first)!;
     await sleep(3000);
     assert.equal(await holder(), first, "the leader keeps renewing; the other waits");
+    // Both Ready, the standby too: a rolling upgrade waits for that.
+    for (const [i, name] of CONTROLLERS.entries()) {
+      const res = await fetch(`http://127.0.0.1:${19390 + i}/readyz`);
+      assert.equal(res.status, 200, `${name} (${name === first ? "leader" : "standby"}) is Ready`);
+    }
 
     process.kill(runningPid(TEST_STACK.stateDir, first)!, "SIGKILL");
     const started = Date.now();
