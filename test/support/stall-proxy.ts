@@ -1,4 +1,5 @@
-// A unix-socket proxy in front of libvirtd's socket that can go silent: while stalled it keeps
+// A proxy in front of a unix socket (libvirtd's) or a TCP port (kube-apiserver's; TLS passes
+// through untouched) that can go silent: while stalled it keeps
 // every connection open and accepts new ones, but forwards nothing either way (what a hung
 // daemon, or a network path that drops packets, looks like to the client). resume() delivers
 // what was held back, in order, and connects the sockets accepted meanwhile.
@@ -13,22 +14,25 @@ interface Pair {
   toClient: Buffer[];
 }
 
+/** A unix socket path, or a TCP port on 127.0.0.1. */
+type Endpoint = string | number;
+
 export class StallProxy {
-  readonly path: string;
-  private readonly target: string;
+  readonly path: Endpoint;
+  private readonly target: Endpoint;
   private server?: Server;
   private readonly pairs = new Set<Pair>();
   private stalled = false;
   /** Connections accepted so far (a reconnecting client opens new ones). */
   accepted = 0;
 
-  constructor(path: string, target: string) {
+  constructor(path: Endpoint, target: Endpoint) {
     this.path = path;
     this.target = target;
   }
 
   async listen(): Promise<void> {
-    rmSync(this.path, { force: true });
+    if (typeof this.path === "string") rmSync(this.path, { force: true });
     this.server = createServer((client) => {
       this.accepted++;
       const pair: Pair = { client, toUpstream: [], toClient: [] };
@@ -44,7 +48,12 @@ export class StallProxy {
       });
       if (!this.stalled) this.connectUpstream(pair);
     });
-    await new Promise<void>((resolve) => this.server!.listen(this.path, resolve));
+    const server = this.server;
+    await new Promise<void>((resolve) =>
+      typeof this.path === "string"
+        ? server.listen(this.path, resolve)
+        : server.listen(this.path, "127.0.0.1", resolve),
+    );
   }
 
   /** From now on nothing passes, and new connections are accepted but not answered. */
@@ -76,7 +85,10 @@ export class StallProxy {
   }
 
   private connectUpstream(pair: Pair) {
-    const upstream = connect(this.target);
+    const upstream =
+      typeof this.target === "string"
+        ? connect(this.target)
+        : connect({ port: this.target, host: "127.0.0.1" });
     pair.upstream = upstream;
     upstream.on("error", () => upstream.destroy());
     upstream.on("close", () => pair.client.destroy());
