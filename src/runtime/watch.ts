@@ -28,23 +28,46 @@ export function intentOf(obj: KubernetesObject): string {
 }
 
 /**
+ * The object without what changes on every write and what the reconciler does not read: an
+ * update whose fingerprint is the one seen before wakes nobody (KubeVirt's "status-only update"
+ * predicate). IGNORED_STATUS names status fields only another writer keeps (statistics).
+ */
+export function fingerprintOf(obj: KubernetesObject, ignoredStatus: readonly string[] = []): string {
+  const { metadata, ...rest } = obj as KubernetesObject & { status?: Record<string, unknown> };
+  const { resourceVersion: _rv, managedFields: _mf, ...meta } = metadata ?? {};
+  const status = rest.status ? { ...rest.status } : undefined;
+  for (const field of ignoredStatus) if (status) delete status[field];
+  return JSON.stringify({ ...rest, metadata: meta, ...(status ? { status } : {}) });
+}
+
+/**
  * Queues every event of INFORMER's objects (those FILTER accepts) under their own key;
- * intent changes and deletions forget the key's backoff.
+ * intent changes and deletions forget the key's backoff. Updates that change only the status
+ * fields IGNORED_STATUS names (and resourceVersion, managedFields) are not queued.
  */
 export function watchOwn<T extends KubernetesObject>(
   informer: Watchable<T>,
   queue: Pick<WorkQueue, "add" | "forget">,
   filter: (obj: T, verb: WatchVerb) => boolean = () => true,
+  ignoredStatus: readonly string[] = [],
 ): void {
   const intents = new Map<string, string>();
+  const fingerprints = new Map<string, string>();
   for (const verb of ["add", "update", "delete"] as const) {
     informer.on(verb, (obj) => {
       if (!filter(obj, verb)) return;
       const key = keyOf(obj);
       if (verb === "delete") {
         intents.delete(key);
+        fingerprints.delete(key);
         queue.forget(key);
         return;
+      }
+      if (ignoredStatus.length) {
+        const fingerprint = fingerprintOf(obj, ignoredStatus);
+        const unchanged = verb === "update" && fingerprints.get(key) === fingerprint;
+        fingerprints.set(key, fingerprint);
+        if (unchanged) return;
       }
       const intent = intentOf(obj);
       const before = intents.get(key);

@@ -69,3 +69,27 @@ describe("heartbeatRevivals", () => {
     assert.equal(revived(lease(hb, 0), "delete"), true);
   });
 });
+
+describe("watchOwn, status-only updates", () => {
+  it("an update that changes only an ignored status field (or resourceVersion) wakes nobody", () => {
+    const calls: string[] = [];
+    const informer = new FakeInformer();
+    watchOwn(informer, { add: (k) => calls.push(`add ${k}`), forget: () => undefined }, undefined, [
+      "statistics",
+    ]);
+    const vm = (rv: string, status: object) => ({
+      ...obj(1),
+      metadata: { ...obj(1).metadata, resourceVersion: rv },
+      status,
+    });
+    informer.emitVerb("add", vm("1", { printableStatus: "Running" }));
+    informer.emitVerb("update", vm("2", { printableStatus: "Running", statistics: { cpuTotalPercent: 3 } }));
+    informer.emitVerb("update", vm("3", { printableStatus: "Running", statistics: { cpuTotalPercent: 4 } }));
+    assert.deepEqual(calls, ["add ns/v"], "statistics writes are not queued");
+    informer.emitVerb("update", vm("4", { printableStatus: "Stopped", statistics: { cpuTotalPercent: 4 } }));
+    informer.emitVerb("update", vm("5", { printableStatus: "Stopped" }));
+    // A resync (same object again) after the informer relisted is queued as before.
+    informer.emitVerb("add", vm("5", { printableStatus: "Stopped" }));
+    assert.deepEqual(calls, ["add ns/v", "add ns/v", "add ns/v"]);
+  });
+});

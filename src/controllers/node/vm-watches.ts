@@ -27,7 +27,8 @@ export function watchNodeVms(
   namespaces: Watchable<V1Namespace>,
   libvirt: LibvirtClient,
 ): void {
-  watchOwn(vms, queue);
+  // The statistics collector's writes change nothing this reconciler reads.
+  watchOwn(vms, queue, undefined, ["statistics"]);
   // A VM gone or changed here may free the MAC or UUID another waits for.
   watchRelated(vms, queue, () => waitingForIdentity(vms.list(), "Failure"));
   // An admin changing what a namespace may use: its VMs here are judged again.
