@@ -29,6 +29,7 @@ export const DISK_PHASES = [
   "Resizing",
   "Illegal",
   "Deleting",
+  "Unknown",
 ] as const;
 
 const DiskSource = withRules(
@@ -193,7 +194,8 @@ export const VMDiskStatus = Type.Object(
     phase: Type.Optional(
       StringEnum(DISK_PHASES, {
         description:
-          "Pending, Creating, Ready, Locked (being copied), Resizing, Illegal (failed; see conditions), Deleting.",
+          "Pending, Creating, Ready, Locked (being copied), Resizing, Illegal (failed; see conditions), Deleting, " +
+          "Unknown (its node's agent is not heard from; see the NodeLost condition).",
       }),
     ),
     provisionedSize: Type.Optional(Type.Integer({ description: "Size the guest sees, bytes." })),

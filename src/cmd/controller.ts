@@ -5,7 +5,8 @@
 //        STUCK_WORKER_SECONDS (liveness fails when a reconcile runs longer; default 300),
 //        TENANT_ALLOWED_NETWORKS, TENANT_ALLOWED_STORAGE_POOLS, TENANT_DISK_BYTES_LIMIT (what
 //        namespaces may use unless their annotations say otherwise; see tenant-policy.ts),
-//        STORAGE_OVERCOMMIT (provisioned bytes a pool may be promised per byte of capacity; default 1)
+//        STORAGE_OVERCOMMIT (provisioned bytes a pool may be promised per byte of capacity; default 1),
+//        NODE_LOST_AFTER_SECONDS (a node agent silent this long makes its VMs and disks Unknown; default 60)
 import { hostname } from "node:os";
 import {
   type KubernetesObject,
@@ -23,6 +24,9 @@ import {
   type PlacementBook,
   watchClusterDisks,
 } from "../controllers/cluster/disk-reconciler.ts";
+import { HeartbeatClock } from "../controllers/cluster/heartbeat-clock.ts";
+import { DEFAULT_NODE_LOST_AFTER_MS } from "../controllers/cluster/node-loss.ts";
+import { NodeLossReconciler, watchNodeLoss } from "../controllers/cluster/node-loss-reconciler.ts";
 import { storageOvercommitFromEnv } from "../controllers/cluster/pool-capacity.ts";
 import { ClusterRestoreReconciler, watchClusterRestores } from "../controllers/cluster/restore-reconciler.ts";
 import { registerSnapshotMetrics } from "../controllers/cluster/snapshot-metrics.ts";
@@ -52,6 +56,7 @@ const namespace = process.env.POD_NAMESPACE ?? "libvirt-operator";
 const identity = process.env.POD_NAME ?? `${hostname()}-${process.pid}`;
 const port = Number(process.env.METRICS_PORT ?? 9090);
 const cpuOvercommit = Number(process.env.CPU_OVERCOMMIT ?? 8);
+const nodeLostAfterMs = positiveSeconds(process.env.NODE_LOST_AFTER_SECONDS, DEFAULT_NODE_LOST_AFTER_MS);
 
 async function main() {
   const tenancy = tenancyDefaultsFromEnv(process.env);
@@ -89,12 +94,13 @@ async function main() {
     kube.core.listNamespace(),
   );
   const book: PlacementBook = { vmNodes: new Map(), diskNodes: new Map() };
+  // Agents' heartbeats as this process sees them change (fed by watchNodeLoss below).
+  const heartbeats = new HeartbeatClock();
   const reconciler = new ClusterVmReconciler({
     kube,
     vms,
     nodes,
-    leases,
-    leaseNamespace: namespace,
+    heartbeats,
     policy: { cpuOvercommit },
     disks,
     snapshots,
@@ -109,8 +115,7 @@ async function main() {
     disks,
     vms,
     nodes,
-    leases,
-    leaseNamespace: namespace,
+    heartbeats,
     book,
     namespaces,
     tenancy,
@@ -166,8 +171,7 @@ async function main() {
     disks,
     snapshots,
     nodes,
-    leases,
-    leaseNamespace: namespace,
+    heartbeats,
     poolRefusal: (ns, node, bytes) => diskReconciler.poolRefusalOn(probeDisk(ns, bytes), node),
     log,
   });
@@ -176,7 +180,22 @@ async function main() {
     onError: logFailures(log, "VMTemplate"),
   });
 
+  const nodeLoss = new NodeLossReconciler({
+    kube,
+    vms,
+    disks,
+    nodes,
+    heartbeats,
+    lostAfterMs: nodeLostAfterMs,
+    log,
+  });
+  const nodeLossQueue = new WorkQueue("node-loss", (node) => nodeLoss.reconcile(node), {
+    registry,
+    onError: logFailures(log, "Node"),
+  });
+
   Object.assign(queues, {
+    nodes: nodeLossQueue,
     virtualmachines: queue,
     vmdisks: diskQueue,
     vmsnapshots: snapshotQueue,
@@ -187,6 +206,8 @@ async function main() {
   });
 
   const start = async () => {
+    // First: the heartbeat clock must see every Lease event, and other reconcilers ask it.
+    watchNodeLoss(nodeLossQueue, nodeLoss, { vms: vmInformer, disks, nodes, leases });
     watchClusterVms(queue, reconciler, {
       vms: vmInformer,
       disks,
@@ -240,6 +261,7 @@ async function main() {
       mirrorQueue.shutdown(),
       policyQueue.shutdown(),
       templateQueue.shutdown(),
+      nodeLossQueue.shutdown(),
     ]);
     server.close();
     process.exit(why === "lost leadership" ? 1 : 0);
@@ -263,3 +285,12 @@ main().catch((err) => {
   log.fatal({ err: (err as Error).message, stack: (err as Error).stack }, "controller failed to start");
   process.exit(1);
 });
+
+/** SECONDS (an environment value) in ms; FALLBACK when unset; refuses nonsense at start. */
+function positiveSeconds(seconds: string | undefined, fallbackMs: number): number {
+  if (seconds === undefined || seconds === "") return fallbackMs;
+  const n = Number(seconds);
+  if (!Number.isFinite(n) || n < 15)
+    throw new Error(`NODE_LOST_AFTER_SECONDS must be 15 or more, not "${seconds}"`);
+  return n * 1000;
+}

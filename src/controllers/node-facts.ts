@@ -1,6 +1,6 @@
 // What agents publish about their node and how the controller reads it back: capacity and
 // hypervisors in a Node annotation, liveness in a heartbeat Lease. Shared by both sides.
-import type { V1Lease } from "@kubernetes/client-node";
+import type { V1Lease, V1Node } from "@kubernetes/client-node";
 import { PREFIX } from "../api/common.ts";
 import type { NetworkPools } from "../hypervisor/network.ts";
 
@@ -33,6 +33,18 @@ export interface StoragePoolFacts {
   availableBytes: number;
 }
 
+/** Kubernetes' non-graceful node shutdown: an admin says the node is shut down for good. */
+export const OUT_OF_SERVICE_TAINT = "node.kubernetes.io/out-of-service";
+
+export function nodeOutOfService(node: V1Node): boolean {
+  return (node.spec?.taints ?? []).some((t) => t.key === OUT_OF_SERVICE_TAINT);
+}
+
+/** No new VMs or disks go to a cordoned (kubectl cordon) or out-of-service node. */
+export function nodeCordoned(node: V1Node): boolean {
+  return node.spec?.unschedulable === true || nodeOutOfService(node);
+}
+
 export function heartbeatLeaseName(node: string): string {
   return `${HEARTBEAT_LEASE_PREFIX}${node}`.slice(0, 253);
 }
@@ -58,18 +70,6 @@ export function parseCapacity(annotation: string | undefined): NodeCapacity | un
   } catch {
     return undefined;
   }
-}
-
-/** The node's agent renewed its heartbeat recently enough to be given new work. */
-export function heartbeatFresh(
-  leases: { get(name: string, namespace?: string): V1Lease | undefined },
-  leaseNamespace: string,
-  nodeName: string,
-  now = Date.now(),
-): boolean {
-  const lease = leases.get(heartbeatLeaseName(nodeName), leaseNamespace);
-  const renewed = lease?.spec?.renewTime ? new Date(lease.spec.renewTime).getTime() : 0;
-  return now - renewed < HEARTBEAT_FRESH_MS;
 }
 
 /**

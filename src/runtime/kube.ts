@@ -107,6 +107,22 @@ export async function applyStatus(
   );
 }
 
+/**
+ * JSON merge patch of FIELDS on the status subresource (null removes a field, whoever set it):
+ * for fields another writer owns that cannot write any more (a gone node's agent).
+ */
+export async function mergePatchStatus(
+  kube: Kube,
+  def: KindDefinition,
+  obj: { metadata: { name: string; namespace?: string } },
+  fields: Record<string, unknown>,
+): Promise<void> {
+  await kube.custom.patchNamespacedCustomObjectStatus(
+    { ...address(def, obj), body: { status: fields } },
+    setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+  );
+}
+
 /** Creates OBJ, one of our kinds (DEF); false when one of its name exists (made a moment ago). */
 export async function createObject(
   kube: Kube,

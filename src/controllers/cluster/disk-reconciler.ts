@@ -14,9 +14,9 @@ import { type Condition, standingConditions, writerConditions } from "../conditi
 import { diskRefusal, isPlaced, snapshotBytesOf } from "../disk-limits.ts";
 import {
   CAPACITY_ANNOTATION,
-  heartbeatFresh,
   heartbeatRevivals,
   NODE_ENABLED_LABEL,
+  nodeCordoned,
   parseCapacity,
 } from "../node-facts.ts";
 import { STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
@@ -31,6 +31,7 @@ import {
   poolFit,
   usesDisk,
 } from "./disk-placement.ts";
+import type { HeartbeatView } from "./heartbeat-clock.ts";
 import { type DiskLocation, provisionedInPool } from "./pool-capacity.ts";
 
 const COMPONENT = "libvirt-operator-controller";
@@ -56,8 +57,8 @@ export interface ClusterDiskReconcilerOptions {
   disks: Lister<Disk>;
   vms: Lister<Vm>;
   nodes: Lister<V1Node>;
-  leases: Lister<V1Lease>;
-  leaseNamespace: string;
+  /** Which nodes' agents were heard from lately (by this controller's clock). */
+  heartbeats: HeartbeatView;
   book: PlacementBook;
   /** Namespaces (their annotations narrow or widen the tenancy defaults). */
   namespaces: Lister<V1Namespace>;
@@ -357,7 +358,8 @@ export class ClusterDiskReconciler {
         name,
         usable:
           n.metadata?.labels?.[NODE_ENABLED_LABEL] === "true" &&
-          heartbeatFresh(this.o.leases, this.o.leaseNamespace, name),
+          !nodeCordoned(n) &&
+          this.o.heartbeats.fresh(name),
         provisioned,
         ...(capacity?.storagePools ? { storagePools: capacity.storagePools } : {}),
         ...(capacity?.defaultStoragePool ? { defaultStoragePool: capacity.defaultStoragePool } : {}),

@@ -2,12 +2,14 @@
 // agent, offer the hypervisor, match nodeSelector and have room; least allocated wins.
 // A pinned nodeName that cannot take the VM is an error naming the node and why.
 import type { V1Node } from "@kubernetes/client-node";
-import { CAPACITY_ANNOTATION, NODE_ENABLED_LABEL, parseCapacity } from "../node-facts.ts";
+import { CAPACITY_ANNOTATION, NODE_ENABLED_LABEL, nodeCordoned, parseCapacity } from "../node-facts.ts";
 
 export interface NodeView {
   name: string;
   labels: Record<string, string>;
   enabled: boolean;
+  /** Cordoned (spec.unschedulable) or tainted out-of-service: nothing new goes there. */
+  cordoned?: boolean;
   heartbeatFresh: boolean;
   capacity?: { cpus: number; memoryBytes: number; hypervisors: string[]; networks?: Record<string, unknown> };
   /** vCPUs and bytes of the VMs already placed there. */
@@ -25,6 +27,7 @@ export function nodeView(
     name: n.metadata?.name ?? "",
     labels: n.metadata?.labels ?? {},
     enabled: n.metadata?.labels?.[NODE_ENABLED_LABEL] === "true",
+    cordoned: nodeCordoned(n),
     heartbeatFresh,
     ...(capacity ? { capacity } : {}),
     allocated,
@@ -52,11 +55,20 @@ export type Placement = { node: string } | { error: string };
 
 const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)}GiB`;
 
-type UnfitCode = "NotEnabled" | "NoAgent" | "NoHypervisor" | "Network" | "Selector" | "Cpu" | "Memory";
+type UnfitCode =
+  | "NotEnabled"
+  | "Cordoned"
+  | "NoAgent"
+  | "NoHypervisor"
+  | "Network"
+  | "Selector"
+  | "Cpu"
+  | "Memory";
 
 /** How the summary counts nodes unfit for one reason, as the scheduler does. */
 const GROUP_PHRASE: Record<UnfitCode, string> = {
   NotEnabled: "are not labelled vm.libvirt-operator.io/enabled=true",
+  Cordoned: "are cordoned or out of service",
   NoAgent: "have no node agent reporting",
   NoHypervisor: "do not offer the hypervisor",
   Network: "lack an active libvirt network the VM uses",
@@ -73,6 +85,7 @@ export function unfitReason(
 ): { code: UnfitCode; message: string } | undefined {
   if (!node.enabled)
     return { code: "NotEnabled", message: "is not labelled vm.libvirt-operator.io/enabled=true" };
+  if (node.cordoned) return { code: "Cordoned", message: "is cordoned or tainted out-of-service" };
   if (!node.heartbeatFresh || !node.capacity)
     return { code: "NoAgent", message: "has no node agent reporting" };
   const cap = node.capacity;

@@ -27,9 +27,10 @@ import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
 import type { ReconcileResult } from "../../runtime/workqueue.ts";
 import type { Standing } from "../conditions.ts";
-import { heartbeatFresh, heartbeatRevivals } from "../node-facts.ts";
+import { heartbeatRevivals } from "../node-facts.ts";
 import { StatusWriter } from "../status-writer.ts";
 import { linkedClonesOf } from "./disk-placement.ts";
+import type { HeartbeatView } from "./heartbeat-clock.ts";
 import { nodeView } from "./placement.ts";
 import {
   childrenOf,
@@ -72,8 +73,8 @@ export interface TemplateReconcilerOptions {
   disks: Lister<Disk>;
   snapshots: Pick<Lister<VMSnapshot & KubernetesObject>, "list">;
   nodes: Lister<V1Node>;
-  leases: Lister<V1Lease>;
-  leaseNamespace: string;
+  /** Which nodes' agents were heard from lately (by this controller's clock). */
+  heartbeats: HeartbeatView;
   /** Why a node's default pool cannot take a disk of these bytes (the disk placement's judgement). */
   poolRefusal(namespace: string, node: string, bytes: number): string | undefined;
   log: Logger;
@@ -306,7 +307,7 @@ export class TemplateReconciler {
       firstBase && !firstBase.status?.storagePoolShared ? firstBase.status?.nodeName : undefined;
     const views = this.o.nodes
       .list()
-      .map((n) => nodeView(n, heartbeatFresh(this.o.leases, this.o.leaseNamespace, n.metadata?.name ?? "")));
+      .map((n) => nodeView(n, this.o.heartbeats.fresh(n.metadata?.name ?? "")));
     const imageDisks = (tpl.spec.template?.disks ?? []).filter((d) => d.image);
     return targetNodes(
       {

@@ -25,7 +25,7 @@ import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
 import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
 import { type Condition, findCondition, standingConditions, writerConditions } from "../conditions.ts";
-import { heartbeatFresh, heartbeatRevivals } from "../node-facts.ts";
+import { heartbeatRevivals } from "../node-facts.ts";
 import { CONDITIONS_RULE } from "../status-diff.ts";
 import { STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
 import { type Refusal, type TenancyDefaults, tenantPolicy } from "../tenant-policy.ts";
@@ -33,6 +33,7 @@ import { waitingForIdentity } from "../vm-identities.ts";
 import { clonePlan, createCloneDisks } from "./clone-prep.ts";
 import { namesDisk, nodeOfVmDisks } from "./disk-placement.ts";
 import type { PlacementBook } from "./disk-reconciler.ts";
+import type { HeartbeatView } from "./heartbeat-clock.ts";
 import { type NodeView, nodeView, type PlacementPolicy, place } from "./placement.ts";
 import { childDiskSpecs, sourceBaseNode, takenDiskName, templateRecord } from "./template-plan.ts";
 import { ADMITTED_CONDITION, clusterRefusal } from "./vm-admission.ts";
@@ -57,8 +58,8 @@ export interface ClusterVmReconcilerOptions {
   kube: Kube;
   vms: Lister<Vm>;
   nodes: Lister<V1Node>;
-  leases: Lister<V1Lease>;
-  leaseNamespace: string;
+  /** Which nodes' agents were heard from lately (by this controller's clock). */
+  heartbeats: HeartbeatView;
   policy: PlacementPolicy;
   disks: Lister<VMDisk & KubernetesObject>;
   /** The snapshots clones are made from (spec.source.snapshot). */
@@ -436,7 +437,7 @@ export class ClusterVmReconciler {
     for (const [key, a] of this.assumed) if (!counted.has(key) && key !== exceptKey) add(a.node, a);
     return this.o.nodes.list().map((n) => {
       const name = n.metadata?.name ?? "";
-      return nodeView(n, heartbeatFresh(this.o.leases, this.o.leaseNamespace, name), allocated.get(name));
+      return nodeView(n, this.o.heartbeats.fresh(name), allocated.get(name));
     });
   }
 

@@ -50,6 +50,16 @@ describe("place", () => {
     );
   });
 
+  it("skips cordoned and out-of-service nodes", () => {
+    const r = place(req, [node("c", { cordoned: true })], policy);
+    assert.deepEqual(r, {
+      error: "0/1 nodes can run the VM (qemu, 1 vCPU, 1.0GiB): 1 are cordoned or out of service",
+    });
+    assert.deepEqual(place({ ...req, nodeName: "c" }, [node("c", { cordoned: true })], policy), {
+      error: "node c (spec.nodeName) cannot run the VM: it is cordoned or tainted out-of-service",
+    });
+  });
+
   it("honours nodeSelector", () => {
     const nodes = [node("a"), node("b", { labels: { zone: "x" } })];
     assert.deepEqual(place({ ...req, nodeSelector: { zone: "x" } }, nodes, policy), { node: "b" });

@@ -1,0 +1,75 @@
+// When each node's agent was last heard from, by this process's own monotonic clock. Agents
+// renew a heartbeat Lease; what counts is that this process SAW it change, never the time the
+// agent wrote into it (its clock may be wrong). Fed by the Lease informer.
+import type { V1Lease } from "@kubernetes/client-node";
+import { HEARTBEAT_FRESH_MS, HEARTBEAT_LEASE_PREFIX, heartbeatLeaseName } from "../node-facts.ts";
+
+/** What placement and lost-node handling ask about a node's agent. */
+export interface HeartbeatView {
+  /** The agent renewed recently enough to be given new work. */
+  fresh(node: string): boolean;
+  /** How long no renewal was seen (ms); counted from the first question when none ever was. */
+  silentMs(node: string): number;
+}
+
+interface Seen {
+  /** The renewal last seen (the Lease's renewTime as written; only its changes count). */
+  renew: string;
+  /** Monotonic ms when this process saw RENEW first. */
+  at: number;
+  /** A change was seen (not only the first read): the agent is known alive at AT. */
+  changed: boolean;
+  /** The holder's own renewTime as wall-clock ms, only for the first read (see fresh). */
+  holderMs: number;
+}
+
+export class HeartbeatClock implements HeartbeatView {
+  private readonly seen = new Map<string, Seen>();
+  private readonly firstAsked = new Map<string, number>();
+  private readonly now: () => number;
+  private readonly wallNow: () => number;
+
+  constructor(now: () => number = () => performance.now(), wallNow: () => number = () => Date.now()) {
+    this.now = now;
+    this.wallNow = wallNow;
+  }
+
+  /** Records a Lease event (adds and updates; a deleted Lease leaves the silence counting). */
+  observe(lease: V1Lease): void {
+    const name = lease.metadata?.name ?? "";
+    if (!name.startsWith(HEARTBEAT_LEASE_PREFIX)) return;
+    const raw = lease.spec?.renewTime as unknown;
+    const renew = raw instanceof Date ? raw.toISOString() : String(raw ?? "");
+    const before = this.seen.get(name);
+    if (before?.renew === renew) return;
+    this.seen.set(name, {
+      renew,
+      at: this.now(),
+      changed: before !== undefined,
+      holderMs: new Date(renew).getTime() || 0,
+    });
+  }
+
+  silentMs(node: string): number {
+    const seen = this.seen.get(heartbeatLeaseName(node));
+    if (seen) return this.now() - seen.at;
+    let asked = this.firstAsked.get(node);
+    if (asked === undefined) {
+      asked = this.now();
+      this.firstAsked.set(node, asked);
+    }
+    return this.now() - asked;
+  }
+
+  /**
+   * Fresh when a renewal was seen within HEARTBEAT_FRESH_MS. A Lease only read once (this
+   * process just started) is fresh if its own renewTime says so too: a node dead for an hour
+   * is not given work for the first 40 s after a restart. The holder's clock can only make a
+   * node look stale, never alive, and only until its next renewal is seen.
+   */
+  fresh(node: string): boolean {
+    const seen = this.seen.get(heartbeatLeaseName(node));
+    if (!seen || this.now() - seen.at >= HEARTBEAT_FRESH_MS) return false;
+    return seen.changed || this.wallNow() - seen.holderMs < HEARTBEAT_FRESH_MS;
+  }
+}

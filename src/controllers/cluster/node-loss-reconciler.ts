@@ -1,0 +1,214 @@
+// Cluster side of lost nodes: one reconcile per node judges its agent's heartbeat (by this
+// controller's clock) and whether an admin confirmed the node gone, then marks, clears,
+// releases or places again its VMs and VMDisks as node-loss.ts decides.
+import type { KubernetesObject, V1Lease, V1Node } from "@kubernetes/client-node";
+import type { KindDefinition } from "../../api/kind.ts";
+import { DOMAIN_FINALIZER, type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
+import { type VMDisk, VMDiskKind, VOLUME_FINALIZER } from "../../api/vmdisk.ts";
+import {
+  type AnyObject,
+  type Kube,
+  mergePatchStatus,
+  recordEvent,
+  removeFinalizer,
+} from "../../runtime/kube.ts";
+import { forObject, type Logger } from "../../runtime/logging.ts";
+import { type Watchable, watchRelated } from "../../runtime/watch.ts";
+import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
+import { type Condition, writerConditions } from "../conditions.ts";
+import { nodeOutOfService } from "../node-facts.ts";
+import { CONDITIONS_RULE } from "../status-diff.ts";
+import { StatusWriter } from "../status-writer.ts";
+import { diskNamesOf } from "./disk-placement.ts";
+import type { HeartbeatClock } from "./heartbeat-clock.ts";
+import { diskLossAction, judgeNode, type LossAction, type NodeFacts, vmLossAction } from "./node-loss.ts";
+
+/** Writes NodeLost and, while a node is lost, the Unknown state; yields nothing it took back. */
+export const NODE_LOSS_FIELD_MANAGER = "libvirt-operator-controller-node-loss";
+const COMPONENT = "libvirt-operator-controller";
+
+/**
+ * Status fields of a VM that describe it on its old node: forgotten when it is placed again
+ * (the new node's agent writes them anew). UUID, MACs, start count and handled requests stay.
+ */
+const NODE_BOUND_VM_STATUS = [
+  "nodeName",
+  "domainName",
+  "hypervisorStatus",
+  "printableStatus",
+  "statusChangedAt",
+  "disks",
+  "statistics",
+  "guestFilesystems",
+  "guestAgent",
+] as const;
+
+interface Lister<T> {
+  get(name: string, namespace?: string): T | undefined;
+  list(namespace?: string): ReadonlyArray<T>;
+}
+type Vm = VirtualMachine & KubernetesObject;
+type Disk = VMDisk & KubernetesObject;
+
+export interface NodeLossOptions {
+  kube: Kube;
+  vms: Lister<Vm>;
+  disks: Lister<Disk>;
+  nodes: Lister<V1Node>;
+  heartbeats: HeartbeatClock;
+  /** A node whose agent was silent this long is lost. */
+  lostAfterMs: number;
+  log: Logger;
+}
+
+/**
+ * What lost-node handling reacts to: heartbeats (fed to the clock; a renewal of a node judged
+ * lost brings it back), Nodes (deleted or tainted out-of-service), and VMs and VMDisks placed on
+ * a node that is not known alive (deleted there, or placed on a node this process never saw).
+ */
+export function watchNodeLoss(
+  queue: WorkQueue,
+  reconciler: NodeLossReconciler,
+  sources: {
+    vms: Watchable<Vm>;
+    disks: Watchable<Disk>;
+    nodes: Watchable<V1Node>;
+    leases: Watchable<V1Lease>;
+  },
+): void {
+  for (const verb of ["add", "update"] as const) sources.leases.on(verb, (l) => reconciler.heard(l, queue));
+  watchRelated(sources.nodes, queue, (n) => [n.metadata?.name ?? ""]);
+  watchRelated(sources.vms, queue, (vm) => reconciler.unsureNode(vm.status?.nodeName));
+  watchRelated(sources.disks, queue, (d) => reconciler.unsureNode(d.status?.nodeName));
+}
+
+export class NodeLossReconciler {
+  private readonly o: NodeLossOptions;
+  /** Nodes judged lost or gone at their last reconcile. */
+  private readonly notAlive = new Set<string>();
+  /** Nodes reconciled at least once (their timer runs). */
+  private readonly watched = new Set<string>();
+  private readonly vmStatus: StatusWriter;
+  private readonly diskStatus: StatusWriter;
+
+  constructor(options: NodeLossOptions) {
+    this.o = options;
+    const writer = (kind: KindDefinition) =>
+      new StatusWriter(options.kube, {
+        kind,
+        fieldManager: NODE_LOSS_FIELD_MANAGER,
+        listMaps: { conditions: CONDITIONS_RULE },
+      });
+    this.vmStatus = writer(VirtualMachineKind);
+    this.diskStatus = writer(VMDiskKind);
+  }
+
+  /** A heartbeat: recorded; a node not known alive is looked at at once. */
+  heard(lease: V1Lease, queue: Pick<WorkQueue, "add">): void {
+    this.o.heartbeats.observe(lease);
+    const node = (lease.spec?.holderIdentity ?? "") || undefined;
+    for (const key of this.unsureNode(node)) queue.add(key);
+  }
+
+  /** NODE when it is not known alive (lost, gone, or never looked at): it needs a look. */
+  unsureNode(node: string | undefined): string[] {
+    return node && (this.notAlive.has(node) || !this.watched.has(node)) ? [node] : [];
+  }
+
+  async reconcile(nodeName: string): Promise<ReconcileResult | undefined> {
+    this.watched.add(nodeName);
+    const node = this.o.nodes.get(nodeName);
+    const facts: NodeFacts = {
+      name: nodeName,
+      exists: node !== undefined,
+      outOfService: node ? nodeOutOfService(node) : false,
+      silentMs: this.o.heartbeats.silentMs(nodeName),
+    };
+    const { health, recheckInMs } = judgeNode(facts, this.o.lostAfterMs);
+    const wasAlive = !this.notAlive.has(nodeName);
+    if (health === "alive") this.notAlive.delete(nodeName);
+    else this.notAlive.add(nodeName);
+    const vms = this.o.vms.list().filter((vm) => vm.status?.nodeName === nodeName);
+    const disks = this.o.disks.list().filter((d) => d.status?.nodeName === nodeName);
+    if (health !== "alive" && wasAlive)
+      this.o.log.warn(
+        {
+          node: nodeName,
+          health,
+          silentSeconds: Math.round(facts.silentMs / 1000),
+          vms: vms.length,
+          disks: disks.length,
+        },
+        "node agent not heard from",
+      );
+    if (!node && health === "alive" && vms.length + disks.length === 0) {
+      // A Node deleted with nothing on it: no timer to keep.
+      this.watched.delete(nodeName);
+      return undefined;
+    }
+    for (const vm of vms) {
+      const shared = diskNamesOf(vm).map(
+        (d) => this.o.disks.get(d, vm.metadata?.namespace)?.status?.storagePoolShared === true,
+      );
+      await this.act(VirtualMachineKind, vm, vmLossAction(vm, facts, health, shared, DOMAIN_FINALIZER));
+    }
+    for (const disk of disks)
+      await this.act(VMDiskKind, disk, diskLossAction(disk, facts, health, VOLUME_FINALIZER));
+    return { requeueAfterMs: recheckInMs };
+  }
+
+  private async act(kind: KindDefinition, obj: Vm | Disk, action: LossAction): Promise<void> {
+    if (action.act === "none") return;
+    const log = forObject(this.o.log, kind.kind, `${obj.metadata?.namespace}/${obj.metadata?.name}`);
+    const writer = kind === VirtualMachineKind ? this.vmStatus : this.diskStatus;
+    const target = obj as AnyObject;
+    switch (action.act) {
+      case "mark":
+      case "clear": {
+        const conditions = writerConditions(
+          obj.status?.conditions as Condition[] | undefined,
+          action.conditions,
+          obj.metadata?.generation ?? 0,
+          new Date(),
+        );
+        const wrote = await writer.write(target, { ...action.fields, conditions });
+        if (!wrote) return;
+        log.info({ act: action.act }, action.message);
+        if (action.act === "clear" || action.news)
+          void recordEvent(
+            this.o.kube,
+            COMPONENT,
+            target,
+            action.act === "clear" ? "Normal" : "Warning",
+            action.act === "clear" ? "NodeReachable" : String(action.conditions[0]?.reason ?? "NodeLost"),
+            action.message,
+          );
+        return;
+      }
+      case "release":
+        await removeFinalizer(this.o.kube, kind, target, action.finalizer);
+        log.info({ finalizer: action.finalizer }, action.message);
+        void recordEvent(this.o.kube, COMPONENT, target, "Warning", "NodeGone", action.message);
+        return;
+      case "replace": {
+        // Merge patch, not apply: the fields are the old node's agent's, and it is gone.
+        await mergePatchStatus(
+          this.o.kube,
+          kind,
+          target,
+          Object.fromEntries(NODE_BOUND_VM_STATUS.map((f) => [f, null])),
+        );
+        const conditions = writerConditions(
+          obj.status?.conditions as Condition[] | undefined,
+          [{ type: "NodeLost", status: "False", reason: "PlacedAgain", message: action.message }],
+          obj.metadata?.generation ?? 0,
+          new Date(),
+        );
+        await writer.write(target, { conditions });
+        log.info({}, action.message);
+        void recordEvent(this.o.kube, COMPONENT, target, "Warning", "NodeGone", action.message);
+        return;
+      }
+    }
+  }
+}

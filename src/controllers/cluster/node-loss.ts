@@ -1,0 +1,176 @@
+// Pure: what happens to the VMs and VMDisks of a node whose agent went quiet. A node is LOST
+// when no heartbeat was seen for the limit: its objects say Unknown (condition NodeLost) and
+// nothing else is done — the guest may still run there. It is GONE only when an admin confirms
+// it (the Node is deleted, or tainted node.kubernetes.io/out-of-service as in Kubernetes'
+// non-graceful node shutdown) while it is lost: then finalizers are released and VMs that can
+// run elsewhere (no node-local disks) and whose runStrategy keeps them running are placed again.
+// Without that confirmation a VM is never started a second time.
+import type { VirtualMachine } from "../../api/virtualmachine.ts";
+import type { VMDisk } from "../../api/vmdisk.ts";
+import { type Condition, findCondition, type Standing, standingConditions } from "../conditions.ts";
+
+export const NODE_LOST_CONDITION = "NodeLost";
+export const DEFAULT_NODE_LOST_AFTER_MS = 60_000;
+
+export type NodeHealth = "alive" | "lost" | "gone";
+
+export interface NodeFacts {
+  name: string;
+  /** The Node object exists. */
+  exists: boolean;
+  /** Tainted node.kubernetes.io/out-of-service (the admin says it is shut down). */
+  outOfService: boolean;
+  /** How long this controller has seen no heartbeat from its agent (ms). */
+  silentMs: number;
+}
+
+/** The node's health, and when to look again if nothing else happens. */
+export function judgeNode(node: NodeFacts, lostAfterMs: number): { health: NodeHealth; recheckInMs: number } {
+  if (node.silentMs < lostAfterMs) return { health: "alive", recheckInMs: lostAfterMs - node.silentMs + 250 };
+  const confirmed = !node.exists || node.outOfService;
+  // Lost nodes are looked at now and then anyway (a missed taint event costs a minute at most).
+  return { health: confirmed ? "gone" : "lost", recheckInMs: 60_000 };
+}
+
+export type LossAction =
+  /** Nothing to write. */
+  | { act: "none" }
+  /** Say the node is lost: status Unknown, NodeLost=True (and an Event when it is news). */
+  | { act: "mark"; fields: Record<string, unknown>; conditions: Wanted; news: boolean; message: string }
+  /** The node answers again: NodeLost=False; its agent writes the rest. */
+  | { act: "clear"; fields: Record<string, unknown>; conditions: Wanted; message: string }
+  /** Deleted while its node is gone: the controller lets the object go. */
+  | { act: "release"; finalizer: string; message: string }
+  /** Its node is gone and it can run elsewhere: forget the placement, the VM is placed again. */
+  | { act: "replace"; message: string };
+
+type Conditions = readonly Condition[] | undefined;
+export type Wanted = Array<Omit<Condition, "lastTransitionTime" | "observedGeneration">>;
+
+function lostConditions(reason: string, message: string, standing: Standing["state"]): Wanted {
+  return [
+    { type: NODE_LOST_CONDITION, status: "True", reason, message },
+    ...standingConditions({ state: standing, reason, message }),
+  ];
+}
+
+/** NodeLost=True with REASON and MESSAGE already there: nothing to say again. */
+function alreadySaid(conditions: Conditions, reason: string, message: string): boolean {
+  const c = findCondition(conditions, NODE_LOST_CONDITION);
+  return c?.status === "True" && c.reason === reason && c.message === message;
+}
+
+function clearAction(conditions: Conditions, node: string): LossAction {
+  if (findCondition(conditions, NODE_LOST_CONDITION)?.status !== "True") return { act: "none" };
+  const message = `the agent of node ${node} is heard from again`;
+  return {
+    act: "clear",
+    message,
+    fields: {},
+    conditions: [{ type: NODE_LOST_CONDITION, status: "False", reason: "NodeReachable", message }],
+  };
+}
+
+const seconds = (ms: number) => `${Math.round(ms / 1000)}s`;
+
+/**
+ * What to do with VM, placed on NODE (judged HEALTH), given whether each of its disks lives in
+ * a shared pool (false for a node-local or unknown disk).
+ */
+export function vmLossAction(
+  vm: VirtualMachine & { metadata?: { deletionTimestamp?: unknown; finalizers?: string[] } },
+  node: NodeFacts,
+  health: NodeHealth,
+  diskShared: readonly boolean[],
+  finalizer: string,
+): LossAction {
+  const conditions = vm.status?.conditions as Conditions;
+  if (health === "alive") return clearAction(conditions, node.name);
+  if (health === "gone") {
+    if (vm.metadata?.deletionTimestamp) {
+      if (!vm.metadata.finalizers?.includes(finalizer)) return { act: "none" };
+      return {
+        act: "release",
+        finalizer,
+        message: `node ${node.name} is gone; the VM's domain went with it`,
+      };
+    }
+    const strategy = vm.spec.runStrategy ?? "Always";
+    const keepsRunning = strategy === "Always" || strategy === "RerunOnFailure";
+    const movable = diskShared.every((shared) => shared);
+    if (keepsRunning && movable)
+      return { act: "replace", message: `node ${node.name} is gone; runStrategy ${strategy}: placed again` };
+    const why = !movable
+      ? "its VMDisks are on that node's local storage: delete the VM, or bring the node back"
+      : `runStrategy ${strategy} does not start it elsewhere: delete it, or set runStrategy Always to run it on another node`;
+    const message = `node ${node.name} is gone (${gone(node)}); ${why}`;
+    return markAction(vm.status?.conditions as Conditions, "NodeGone", message, "stalled", {
+      printableStatus: "Unknown",
+    });
+  }
+  const message = `no heartbeat from the agent of node ${node.name} for ${seconds(node.silentMs)}; the VM's state is unknown (it may still run there). If the node is shut down, taint it node.kubernetes.io/out-of-service or delete the Node`;
+  return markAction(conditions, "NodeLost", message, "reconciling", { printableStatus: "Unknown" });
+}
+
+/** What to do with DISK, placed on NODE (judged HEALTH). */
+export function diskLossAction(
+  disk: VMDisk & { metadata?: { deletionTimestamp?: unknown; finalizers?: string[] } },
+  node: NodeFacts,
+  health: NodeHealth,
+  finalizer: string,
+): LossAction {
+  const conditions = disk.status?.conditions as Conditions;
+  if (health === "alive") return clearAction(conditions, node.name);
+  if (health === "gone") {
+    if (disk.metadata?.deletionTimestamp) {
+      if (!disk.metadata.finalizers?.includes(finalizer)) return { act: "none" };
+      return {
+        act: "release",
+        finalizer,
+        message: `node ${node.name} is gone; its volume cannot be deleted from here`,
+      };
+    }
+    const where = disk.status?.storagePoolShared
+      ? `its volume is in shared storage pool ${disk.status.pool ?? ""} and is not lost, but no node serves it yet`
+      : "its volume was on that node's local storage and is lost unless the node comes back";
+    return markAction(
+      conditions,
+      "NodeGone",
+      `node ${node.name} is gone (${gone(node)}); ${where}`,
+      "stalled",
+      {
+        phase: "Unknown",
+      },
+    );
+  }
+  const message = `no heartbeat from the agent of node ${node.name} for ${seconds(node.silentMs)}; the volume's state is unknown`;
+  return markAction(conditions, "NodeLost", message, "reconciling", { phase: "Unknown" });
+}
+
+function gone(node: NodeFacts): string {
+  return node.exists ? "tainted node.kubernetes.io/out-of-service" : "its Node was deleted";
+}
+
+/**
+ * NodeLost=True with REASON. The message of a lost node counts the silence in seconds; it is
+ * written when the reason changes, not every second (a minute's steps would be writes too).
+ */
+function markAction(
+  conditions: Conditions,
+  reason: string,
+  message: string,
+  standing: Standing["state"],
+  fields: Record<string, unknown>,
+): LossAction {
+  const current = findCondition(conditions, NODE_LOST_CONDITION);
+  const sameReason = current?.status === "True" && current.reason === reason;
+  if (alreadySaid(conditions, reason, message) || (reason === "NodeLost" && sameReason))
+    return { act: "none" };
+  return {
+    act: "mark",
+    news: !sameReason,
+    message,
+    fields,
+    conditions: lostConditions(reason, message, standing),
+  };
+}
