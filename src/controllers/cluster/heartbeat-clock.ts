@@ -34,20 +34,24 @@ export class HeartbeatClock implements HeartbeatView {
     this.wallNow = wallNow;
   }
 
-  /** Records a Lease event (adds and updates; a deleted Lease leaves the silence counting). */
-  observe(lease: V1Lease): void {
+  /**
+   * Records a Lease event (adds and updates; a deleted Lease leaves the silence counting).
+   * False for Leases that are no agent's heartbeat.
+   */
+  observe(lease: V1Lease): boolean {
     const name = lease.metadata?.name ?? "";
-    if (!name.startsWith(HEARTBEAT_LEASE_PREFIX)) return;
+    if (!name.startsWith(HEARTBEAT_LEASE_PREFIX)) return false;
     const raw = lease.spec?.renewTime as unknown;
     const renew = raw instanceof Date ? raw.toISOString() : String(raw ?? "");
     const before = this.seen.get(name);
-    if (before?.renew === renew) return;
+    if (before?.renew === renew) return true;
     this.seen.set(name, {
       renew,
       at: this.now(),
       changed: before !== undefined,
       holderMs: new Date(renew).getTime() || 0,
     });
+    return true;
   }
 
   silentMs(node: string): number {

@@ -7,10 +7,11 @@ import { DOMAIN_FINALIZER, type VirtualMachine, VirtualMachineKind } from "../..
 import { type VMDisk, VMDiskKind, VOLUME_FINALIZER } from "../../api/vmdisk.ts";
 import {
   type AnyObject,
+  httpStatus,
   type Kube,
   mergePatchStatus,
+  patchMetadata,
   recordEvent,
-  removeFinalizer,
 } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchRelated } from "../../runtime/watch.ts";
@@ -21,7 +22,14 @@ import { CONDITIONS_RULE } from "../status-diff.ts";
 import { StatusWriter } from "../status-writer.ts";
 import { diskNamesOf } from "./disk-placement.ts";
 import type { HeartbeatClock } from "./heartbeat-clock.ts";
-import { diskLossAction, judgeNode, type LossAction, type NodeFacts, vmLossAction } from "./node-loss.ts";
+import {
+  diskLossAction,
+  judgeNode,
+  type LossAction,
+  type NodeFacts,
+  notLostConditions,
+  vmLossAction,
+} from "./node-loss.ts";
 
 /** Writes NodeLost and, while a node is lost, the Unknown state; yields nothing it took back. */
 export const NODE_LOSS_FIELD_MANAGER = "libvirt-operator-controller-node-loss";
@@ -105,7 +113,7 @@ export class NodeLossReconciler {
 
   /** A heartbeat: recorded; a node not known alive is looked at at once. */
   heard(lease: V1Lease, queue: Pick<WorkQueue, "add">): void {
-    this.o.heartbeats.observe(lease);
+    if (!this.o.heartbeats.observe(lease)) return;
     const node = (lease.spec?.holderIdentity ?? "") || undefined;
     for (const key of this.unsureNode(node)) queue.add(key);
   }
@@ -130,7 +138,7 @@ export class NodeLossReconciler {
     else this.notAlive.add(nodeName);
     const vms = this.o.vms.list().filter((vm) => vm.status?.nodeName === nodeName);
     const disks = this.o.disks.list().filter((d) => d.status?.nodeName === nodeName);
-    if (health !== "alive" && wasAlive)
+    if (health !== "alive" && wasAlive && vms.length + disks.length > 0)
       this.o.log.warn(
         {
           node: nodeName,
@@ -146,14 +154,24 @@ export class NodeLossReconciler {
       this.watched.delete(nodeName);
       return undefined;
     }
+    // One object that cannot be written does not hold up the others; the node is retried.
+    let failed: unknown;
+    const attempt = (p: Promise<void>) =>
+      p.catch((err: unknown) => {
+        // Gone meanwhile: nothing left to do for it.
+        if (httpStatus(err) !== 404) failed ??= err;
+      });
     for (const vm of vms) {
       const shared = diskNamesOf(vm).map(
         (d) => this.o.disks.get(d, vm.metadata?.namespace)?.status?.storagePoolShared === true,
       );
-      await this.act(VirtualMachineKind, vm, vmLossAction(vm, facts, health, shared, DOMAIN_FINALIZER));
+      await attempt(
+        this.act(VirtualMachineKind, vm, vmLossAction(vm, facts, health, shared, DOMAIN_FINALIZER)),
+      );
     }
     for (const disk of disks)
-      await this.act(VMDiskKind, disk, diskLossAction(disk, facts, health, VOLUME_FINALIZER));
+      await attempt(this.act(VMDiskKind, disk, diskLossAction(disk, facts, health, VOLUME_FINALIZER)));
+    if (failed) throw failed;
     return { requeueAfterMs: recheckInMs };
   }
 
@@ -186,7 +204,10 @@ export class NodeLossReconciler {
         return;
       }
       case "release":
-        await removeFinalizer(this.o.kube, kind, target, action.finalizer);
+        // Guarded by the cached resourceVersion: a 409 is retried from a fresher cache.
+        await patchMetadata(this.o.kube, kind, target, {
+          finalizers: (obj.metadata?.finalizers ?? []).filter((f) => f !== action.finalizer),
+        });
         log.info({ finalizer: action.finalizer }, action.message);
         void recordEvent(this.o.kube, COMPONENT, target, "Warning", "NodeGone", action.message);
         return;
@@ -200,7 +221,7 @@ export class NodeLossReconciler {
         );
         const conditions = writerConditions(
           obj.status?.conditions as Condition[] | undefined,
-          [{ type: "NodeLost", status: "False", reason: "PlacedAgain", message: action.message }],
+          notLostConditions("PlacedAgain", action.message),
           obj.metadata?.generation ?? 0,
           new Date(),
         );

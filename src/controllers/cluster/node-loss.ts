@@ -60,15 +60,23 @@ function alreadySaid(conditions: Conditions, reason: string, message: string): b
   return c?.status === "True" && c.reason === reason && c.message === message;
 }
 
+/**
+ * NodeLost=False with REASON, and Ready/Reconciling/Stalled saying the agent's report is awaited.
+ * The standing conditions are written again rather than left out: this writer took them over
+ * from the agent, which still owns each item's key, and an apply that dropped them would leave
+ * items without a status. The agent takes them back with its next report.
+ */
+export function notLostConditions(reason: string, message: string): Wanted {
+  return [
+    { type: NODE_LOST_CONDITION, status: "False", reason, message },
+    ...standingConditions({ state: "reconciling", reason, message: `${message}; waiting for its report` }),
+  ];
+}
+
 function clearAction(conditions: Conditions, node: string): LossAction {
   if (findCondition(conditions, NODE_LOST_CONDITION)?.status !== "True") return { act: "none" };
   const message = `the agent of node ${node} is heard from again`;
-  return {
-    act: "clear",
-    message,
-    fields: {},
-    conditions: [{ type: NODE_LOST_CONDITION, status: "False", reason: "NodeReachable", message }],
-  };
+  return { act: "clear", message, fields: {}, conditions: notLostConditions("NodeReachable", message) };
 }
 
 const seconds = (ms: number) => `${Math.round(ms / 1000)}s`;
