@@ -62,11 +62,18 @@ function controllerManagerArgs(pki: Pki): string[] {
 }
 
 /** Writes the component's kubeconfig (its own user) and starts it unless it already runs. */
-async function startComponent(stateDir: string, ports: KubePorts, pki: Pki, c: Component): Promise<number> {
+async function startComponent(
+  stateDir: string,
+  ports: KubePorts,
+  pki: Pki,
+  c: Component,
+  supervise: boolean,
+): Promise<number> {
   const kubeconfig = componentKubeconfig(stateDir, c.name);
   await writeKubeconfig(kubeconfig, ports, pki, { name: `system:${c.name}`, cert: c.cert, key: c.key });
   return startDaemon(stateDir, {
     name: c.name,
+    supervise,
     command: cachedBinary(c.name),
     args: [
       `--kubeconfig=${kubeconfig}`,
@@ -92,8 +99,16 @@ async function startComponent(stateDir: string, ports: KubePorts, pki: Pki, c: C
   });
 }
 
-/** Starts both (unless they already run) once the API server is ready; waits for their /healthz. */
-export async function startControlPlane(stateDir: string, ports: KubePorts, pki: Pki): Promise<void> {
+/**
+ * Starts both (unless they already run; restarted when they exit if SUPERVISE) once the API
+ * server is ready; waits for their /healthz.
+ */
+export async function startControlPlane(
+  stateDir: string,
+  ports: KubePorts,
+  pki: Pki,
+  supervise = false,
+): Promise<void> {
   const components: Component[] = [
     {
       name: CONTROLLER_MANAGER,
@@ -107,7 +122,7 @@ export async function startControlPlane(stateDir: string, ports: KubePorts, pki:
   const ca = await readFile(pki.caCert);
   await Promise.all(
     components.map(async (c) => {
-      const pid = await startComponent(stateDir, ports, pki, c);
+      const pid = await startComponent(stateDir, ports, pki, c, supervise);
       const tls = { ca, cert: await readFile(c.cert), key: await readFile(c.key) };
       await waitUntil(c.name, () => httpOk(`https://127.0.0.1:${c.port}/healthz`, tls), {
         timeoutMs: 60_000,

@@ -44,11 +44,12 @@ export async function httpOk(url: string, tls?: { ca: Buffer; cert: Buffer; key:
   });
 }
 
-export async function startEtcd(stateDir: string, ports: KubePorts): Promise<void> {
+export async function startEtcd(stateDir: string, ports: KubePorts, supervise = false): Promise<void> {
   const client = `http://127.0.0.1:${ports.etcdClient}`;
   const peer = `http://127.0.0.1:${ports.etcdPeer}`;
   const pid = await startDaemon(stateDir, {
     name: "etcd",
+    supervise,
     command: cachedBinary("etcd"),
     args: [
       "--name=local",
@@ -72,9 +73,15 @@ export async function startEtcd(stateDir: string, ports: KubePorts): Promise<voi
   });
 }
 
-export async function startApiserver(stateDir: string, ports: KubePorts, pki: Pki): Promise<void> {
+export async function startApiserver(
+  stateDir: string,
+  ports: KubePorts,
+  pki: Pki,
+  supervise = false,
+): Promise<void> {
   const pid = await startDaemon(stateDir, {
     name: "kube-apiserver",
+    supervise,
     command: cachedBinary("kube-apiserver"),
     args: [
       `--etcd-servers=http://127.0.0.1:${ports.etcdClient}`,
@@ -185,11 +192,19 @@ export async function registerNode(kubeconfig: string, nodeName: string): Promis
   );
 }
 
-/** etcd, kube-apiserver, the admin kubeconfig and our CRDs; returns the PKI they use. */
-export async function startKubernetes(stateDir: string, ports: KubePorts, kubeconfig: string): Promise<Pki> {
+/**
+ * etcd, kube-apiserver (restarted when they exit if SUPERVISE), the admin kubeconfig and our
+ * CRDs; returns the PKI they use.
+ */
+export async function startKubernetes(
+  stateDir: string,
+  ports: KubePorts,
+  kubeconfig: string,
+  supervise = false,
+): Promise<Pki> {
   const pki = await ensurePki(join(stateDir, "pki"));
-  await startEtcd(stateDir, ports);
-  await startApiserver(stateDir, ports, pki);
+  await startEtcd(stateDir, ports, supervise);
+  await startApiserver(stateDir, ports, pki, supervise);
   await writeKubeconfig(kubeconfig, ports, pki);
   await installCrds(kubeconfig);
   return pki;

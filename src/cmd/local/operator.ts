@@ -48,6 +48,8 @@ export interface AgentOptions {
   libvirtUri: string;
   /** More environment for this agent (test driver, storage pool, …). */
   env?: Record<string, string>;
+  /** Restarted with backoff whenever it exits (processes.ts, supervise.ts). */
+  supervise?: boolean;
 }
 
 /**
@@ -60,6 +62,7 @@ export async function startAgent(stateDir: string, kubeconfig: string, options: 
   const own = await identityKubeconfig(stateDir, kubeconfig, OPERATOR_NAMESPACE, "agent", options.nodeName);
   const pid = await startDaemon(stateDir, {
     name: options.daemon,
+    supervise: options.supervise,
     command: process.execPath,
     args: [join(REPO_ROOT, "src", "cmd", "agent.ts")],
     env: {
@@ -86,17 +89,20 @@ export async function controllerKubeconfig(stateDir: string, kubeconfig: string)
 
 /**
  * Starts the controller (unless its daemon already runs) under its own ServiceAccount and waits
- * until it is ready.
+ * until it is ready. Supervised, it is restarted whenever it exits — as it does when it loses
+ * its leader Lease, which a Deployment answers by restarting the container.
  */
 export async function startController(
   stateDir: string,
   kubeconfig: string,
   podName: string,
   metricsPort: number,
+  supervise = false,
 ): Promise<void> {
   const own = await controllerKubeconfig(stateDir, kubeconfig);
   const pid = await startDaemon(stateDir, {
     name: "controller",
+    supervise,
     command: process.execPath,
     args: [join(REPO_ROOT, "src", "cmd", "controller.ts")],
     env: { ...operatorEnv(own), METRICS_PORT: String(metricsPort), POD_NAME: podName },
@@ -114,12 +120,14 @@ export async function startOperator(
   kubeconfig: string,
   nodeName: string,
   ports: OperatorPorts,
+  supervise = false,
 ): Promise<void> {
   await ensureOperatorNamespace(kubeconfig);
   await Promise.all([
-    startController(stateDir, kubeconfig, `local-${nodeName}`, ports.controllerMetrics),
+    startController(stateDir, kubeconfig, `local-${nodeName}`, ports.controllerMetrics, supervise),
     startAgent(stateDir, kubeconfig, {
       daemon: "agent",
+      supervise,
       nodeName,
       metricsPort: ports.agentMetrics,
       libvirtUri: "qemu:///system",

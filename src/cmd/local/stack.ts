@@ -1,6 +1,5 @@
 // The embedded local stack: what `make local` starts and `make local-down` stops.
-import { existsSync } from "node:fs";
-import { mkdir, readdir } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { LibvirtClient, ListNetworks, NetworkXmlFlags } from "../../hypervisor/libvirt/index.ts";
 import { parseNetworkPools } from "../../hypervisor/network.ts";
@@ -8,7 +7,8 @@ import { startControlPlane } from "./control-plane.ts";
 import { type KubePorts, localNodeName, registerNode, startKubernetes } from "./kube.ts";
 import { startLibvirt } from "./libvirt.ts";
 import { type OperatorPorts, startOperator } from "./operator.ts";
-import { stopDaemon } from "./processes.ts";
+import { recordedDaemons, runningSupervisor, stopDaemon } from "./processes.ts";
+import { describeRestarts, RESTART_BACKOFF } from "./supervise-policy.ts";
 
 /** An IPv6 pool for the network, so VMs get an IPv4 and an IPv6 address (seed 001). */
 const IPV6_POOL =
@@ -42,6 +42,15 @@ export interface StackConfig {
   libvirt: boolean;
   /** Start the controller and node agent from this checkout (needs libvirt). */
   operator: boolean;
+  /**
+   * Run etcd, kube-apiserver, kube-controller-manager, kube-scheduler, the controller and the
+   * agent each under a supervisor that restarts them with backoff when they exit (`make local`).
+   * libvirtd and virtlogd are not: guests outlive them, but a supervisor that dies takes its
+   * daemon along, and the host's hypervisor services should not hang on ours. Test stacks
+   * leave it off: tests kill daemons on purpose and look at what happens while they are gone
+   * (test/integration/supervision.test.ts starts supervised ones of its own).
+   */
+  supervise?: boolean;
   nodeName: string;
 }
 
@@ -58,6 +67,7 @@ export const LOCAL_STACK: StackConfig = {
   },
   libvirt: true,
   operator: true,
+  supervise: true,
   nodeName: localNodeName(),
 };
 
@@ -86,15 +96,16 @@ export async function stackUp(config: StackConfig): Promise<void> {
     await mkdir(join(config.stateDir, sub), { recursive: true, mode: 0o700 });
   }
   const kubeconfig = kubeconfigPath(config);
+  const supervise = config.supervise ?? false;
   const started = Date.now();
   progress(`etcd :${config.ports.etcdClient} and kube-apiserver :${config.ports.apiserver}`);
-  const pki = await startKubernetes(config.stateDir, config.ports, kubeconfig);
+  const pki = await startKubernetes(config.stateDir, config.ports, kubeconfig, supervise);
   // After the CRDs: the garbage collector and the quota controller find our kinds at their
   // first discovery instead of at the next periodic resync (30 s).
   progress(
     `kube-controller-manager :${config.ports.controllerManager} and kube-scheduler :${config.ports.scheduler}`,
   );
-  await startControlPlane(config.stateDir, config.ports, pki);
+  await startControlPlane(config.stateDir, config.ports, pki, supervise);
   progress(`node ${config.nodeName} registered`);
   await registerNode(kubeconfig, config.nodeName);
   if (config.libvirt) {
@@ -103,18 +114,31 @@ export async function stackUp(config: StackConfig): Promise<void> {
     await ensureNetwork("default");
   }
   if (config.operator) {
-    await startOperator(config.stateDir, kubeconfig, config.nodeName, config.ports);
+    await startOperator(config.stateDir, kubeconfig, config.nodeName, config.ports, supervise);
     progress(
       `controller :${config.ports.controllerMetrics} and node agent :${config.ports.agentMetrics} running`,
     );
   }
+  if (supervise) await reportSupervision(config.stateDir);
   progress(`stack up in ${((Date.now() - started) / 1000).toFixed(1)}s`);
 }
 
+/** Which daemons are supervised and how often each was restarted (on a stack already up, too). */
+async function reportSupervision(stateDir: string): Promise<void> {
+  const supervised = (await recordedDaemons(stateDir)).flatMap((name) => {
+    const state = runningSupervisor(stateDir, name);
+    return state ? [state] : [];
+  });
+  const { firstDelayMs, maxDelayMs, resetAfterMs } = RESTART_BACKOFF;
+  progress(
+    `supervised (restarted when they exit, after ${firstDelayMs / 1000} s doubling to ${maxDelayMs / 1000} s, ` +
+      `reset after ${resetAfterMs / 1000} s up): ${supervised.map((s) => s.daemon).join(", ")}`,
+  );
+  for (const state of supervised) if (state.restarts > 0) progress(describeRestarts(state));
+}
+
 export async function stackDown(config: StackConfig): Promise<string[]> {
-  const pidDir = join(config.stateDir, "pids");
-  if (!existsSync(pidDir)) return [];
-  const recorded = (await readdir(pidDir)).filter((f) => f.endsWith(".pid")).map((f) => f.slice(0, -4));
+  const recorded = await recordedDaemons(config.stateDir);
   const ordered = [
     ...STOP_ORDER.filter((n) => recorded.includes(n)),
     ...recorded.filter((n) => !STOP_ORDER.includes(n)),
