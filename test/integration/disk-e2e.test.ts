@@ -25,7 +25,7 @@ import {
   waitForObject,
   waitForVm,
 } from "../support/operator.ts";
-import { kubectl, testNamespace } from "../support/stack.ts";
+import { eventsJson, kubectl, testNamespace } from "../support/stack.ts";
 
 let guest: Guest;
 let ns = "";
@@ -99,19 +99,8 @@ function patchSpec(resource: string, name: string, spec: Record<string, unknown>
   return kubectl(["patch", resource, name, "-n", ns, "--type=merge", "-p", JSON.stringify({ spec })]);
 }
 
-async function events(name: string): Promise<string> {
-  return (
-    await kubectl([
-      "get",
-      "events",
-      "-n",
-      ns,
-      "--field-selector",
-      `involvedObject.name=${name}`,
-      "-o",
-      "json",
-    ])
-  ).stdout;
+function events(name: string): Promise<string> {
+  return eventsJson(ns, name);
 }
 
 before(async () => {

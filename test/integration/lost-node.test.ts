@@ -12,7 +12,7 @@ import { runningPid, stopDaemon } from "../../src/cmd/local/processes.ts";
 import { HEARTBEAT_INTERVAL_MS } from "../../src/controllers/node-facts.ts";
 import { domainsOn, startTestNodes, stopTestNodes, type TestNode } from "../support/nodes.ts";
 import { applyObject, applyVm, getObject, getVm, waitForObject, waitForVm } from "../support/operator.ts";
-import { KUBECONFIG, kubectl, TEST_STACK, testNamespace } from "../support/stack.ts";
+import { eventsJson, KUBECONFIG, kubectl, TEST_STACK, testNamespace } from "../support/stack.ts";
 
 const LOST_AFTER_SECONDS = 15;
 const POOL_LABEL = "test.vm.libvirt-operator.io/lost-node";
@@ -36,17 +36,8 @@ function agentPid(node: TestNode): number {
 }
 
 async function events(name: string): Promise<string[]> {
-  const { stdout } = await kubectl([
-    "get",
-    "events",
-    "-n",
-    ns,
-    "--field-selector",
-    `involvedObject.name=${name}`,
-    "-o",
-    "json",
-  ]);
-  return (JSON.parse(stdout) as { items: Array<{ reason: string }> }).items.map((e) => e.reason);
+  const list = JSON.parse(await eventsJson(ns, name)) as { items: Array<{ reason: string }> };
+  return list.items.map((e) => e.reason);
 }
 
 before(async () => {
