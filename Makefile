@@ -12,7 +12,7 @@ NODE_TEST := node --test --test-concurrency=1 \
 	--test-reporter=spec --test-reporter-destination=stdout \
 	--test-reporter=./test/summary-reporter.ts --test-reporter-destination=stdout
 
-.PHONY: help setup deps local local-down generate check-generated lint test test-unit test-integration bench-libvirt bench-plugin bench soak
+.PHONY: help setup deps local local-down generate check-generated lint test test-unit test-integration bench-libvirt bench-plugin bench soak soak-faults
 
 help:
 	@echo "make local       start the local stack (etcd, kube-apiserver, controller-manager, scheduler, libvirtd, …) on loopback"
@@ -23,6 +23,7 @@ help:
 	@echo "make bench-plugin  kubectl vm writes vs kubectl annotate and node -e '', where the time goes (prints figures)"
 	@echo "make bench       VMs, disks, snapshots, restores and templates vs raw libvirt, API writes, memory, the plugin (prints figures)"
 	@echo "make soak        failing VMDisks left ten minutes: attempts, agent CPU and RSS (prints figures)"
+	@echo "make soak-faults 20 minutes of random operations and faults (seeded), invariants after every step"
 
 setup: deps node_modules/.installed
 
@@ -78,6 +79,11 @@ bench: setup
 	@node bench/snapshot.ts
 	@node bench/template.ts
 	@node bench/plugin.ts
+
+# Random operations and faults over test-driver nodes, invariants checked after every step
+# (SOAK_SECONDS, default 1200; SOAK_SEED replays a run).
+soak-faults: setup
+	@$(NODE_TEST) --test-global-setup=./test/integration/global-setup.ts test/soak/faults.soak.ts
 
 # The backoff test of make test (one minute), left ten minutes.
 soak: setup

@@ -24,6 +24,8 @@ export interface TestNode {
   metricsPort: number;
   /** The agent's log (pino JSON lines), begun afresh by startTestNodes. */
   log: string;
+  /** Starts its agent again (after a kill), on the same hypervisor config; ready when it returns. */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -132,22 +134,12 @@ export async function startTestNodes(count: number, options: TestNodeOptions): P
         testNodeXml(i + 1, options.cpus ?? 8, options.memoryBytes ?? 16 * 2 ** 30, options.network),
       );
       const daemon = `agent-${nodeName}`;
-      const node: TestNode = {
-        nodeName,
-        uri: `test+unix://${config}`,
-        metricsPort: firstPort + i,
-        log: logFile(stack.stateDir, daemon),
-        stop: () => stopTestNode(stack, daemon, nodeName, dir),
-      };
-      // An agent of an earlier run that died with its test would hold the name and the port.
-      await stopDaemon(stack.stateDir, daemon);
-      await rm(node.log, { force: true });
-      try {
-        await startAgent(stack.stateDir, kubeconfig, {
+      const launch = () =>
+        startAgent(stack.stateDir, kubeconfig, {
           daemon,
           nodeName,
-          metricsPort: node.metricsPort,
-          libvirtUri: node.uri,
+          metricsPort: firstPort + i,
+          libvirtUri: `test+unix://${config}`,
           env: {
             LIBVIRT_TEST_DRIVER: "true",
             STORAGE_POOL_PATH: join(dir, "pool"),
@@ -155,6 +147,22 @@ export async function startTestNodes(count: number, options: TestNodeOptions): P
             CONSOLE_LOG_DIR: join(dir, "console"),
           },
         });
+      const node: TestNode = {
+        nodeName,
+        uri: `test+unix://${config}`,
+        metricsPort: firstPort + i,
+        log: logFile(stack.stateDir, daemon),
+        restart: async () => {
+          await stopDaemon(stack.stateDir, daemon);
+          await launch();
+        },
+        stop: () => stopTestNode(stack, daemon, nodeName, dir),
+      };
+      // An agent of an earlier run that died with its test would hold the name and the port.
+      await stopDaemon(stack.stateDir, daemon);
+      await rm(node.log, { force: true });
+      try {
+        await launch();
       } catch (err) {
         await node.stop();
         throw err;
