@@ -23,8 +23,18 @@ interface Seen {
   holderMs: number;
 }
 
+/**
+ * How much longer than the last Lease event this process saw a node may count as silent. The
+ * Lease watch carries every agent's renewals and the controller's own leader renewals (every few
+ * seconds): when it brings nothing at all, this process is blind (a stalled watch, an API server
+ * away), and that blindness must not make every node look lost.
+ */
+export const WATCH_GRACE_MS = 10_000;
+
 export class HeartbeatClock implements HeartbeatView {
   private readonly seen = new Map<string, Seen>();
+  /** When any Lease event (a heartbeat, the leader's renewal) was last seen. */
+  private lastEventAt: number | undefined;
   private readonly firstAsked = new Map<string, number>();
   private readonly now: () => number;
   private readonly wallNow: () => number;
@@ -39,6 +49,7 @@ export class HeartbeatClock implements HeartbeatView {
    * False for Leases that are no agent's heartbeat.
    */
   observe(lease: V1Lease): boolean {
+    this.lastEventAt = this.now();
     const name = lease.metadata?.name ?? "";
     if (!name.startsWith(HEARTBEAT_LEASE_PREFIX)) return false;
     const raw = lease.spec?.renewTime as unknown;
@@ -55,14 +66,15 @@ export class HeartbeatClock implements HeartbeatView {
   }
 
   silentMs(node: string): number {
+    const now = this.now();
     const seen = this.seen.get(heartbeatLeaseName(node));
-    if (seen) return this.now() - seen.at;
-    let asked = this.firstAsked.get(node);
-    if (asked === undefined) {
-      asked = this.now();
-      this.firstAsked.set(node, asked);
+    let since = seen?.at ?? this.firstAsked.get(node);
+    if (since === undefined) {
+      since = now;
+      this.firstAsked.set(node, since);
     }
-    return this.now() - asked;
+    const watched = this.lastEventAt ?? now;
+    return Math.min(now - since, Math.max(0, watched - since) + WATCH_GRACE_MS);
   }
 
   /**

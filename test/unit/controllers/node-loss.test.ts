@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import type { V1Lease } from "@kubernetes/client-node";
 import type { VirtualMachine } from "../../../src/api/virtualmachine.ts";
 import type { VMDisk } from "../../../src/api/vmdisk.ts";
-import { HeartbeatClock } from "../../../src/controllers/cluster/heartbeat-clock.ts";
+import { HeartbeatClock, WATCH_GRACE_MS } from "../../../src/controllers/cluster/heartbeat-clock.ts";
 import {
   diskLossAction,
   judgeNode,
@@ -40,6 +40,21 @@ describe("HeartbeatClock", () => {
     assert.equal(clock.silentMs("n1"), 31_000);
     now += 10_000;
     assert.equal(clock.fresh("n1"), false);
+  });
+
+  it("a blind watch (no Lease events at all) does not make nodes look silent", () => {
+    let now = 0;
+    const clock = new HeartbeatClock(() => now);
+    clock.observe(lease("n1", "a"));
+    clock.observe(lease("n2", "a"));
+    now = 5_000;
+    clock.observe(lease("n2", "b"));
+    // Nothing arrives for a minute: n1 is silent only as long as the watch was alive, plus grace.
+    now = 65_000;
+    assert.equal(clock.silentMs("n1"), 5_000 + WATCH_GRACE_MS);
+    // The watch brings events again (n2, the leader's lease): n1's silence counts in full.
+    clock.observe({ metadata: { name: "libvirt-operator-controller" }, spec: {} });
+    assert.equal(clock.silentMs("n1"), 65_000);
   });
 
   it("a node never heard from is silent since it was first asked about", () => {
