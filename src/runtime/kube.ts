@@ -109,16 +109,19 @@ export async function applyStatus(
 
 /**
  * JSON merge patch of FIELDS on the status subresource (null removes a field, whoever set it):
- * for fields another writer owns that cannot write any more (a gone node's agent).
+ * for fields another writer owns that cannot write any more (a gone node's agent). With
+ * RESOURCE_VERSION, a 409 when the object changed meanwhile.
  */
 export async function mergePatchStatus(
   kube: Kube,
   def: KindDefinition,
   obj: { metadata: { name: string; namespace?: string } },
   fields: Record<string, unknown>,
+  resourceVersion?: string,
 ): Promise<void> {
+  const metadata = resourceVersion ? { metadata: { resourceVersion } } : {};
   await kube.custom.patchNamespacedCustomObjectStatus(
-    { ...address(def, obj), body: { status: fields } },
+    { ...address(def, obj), body: { ...metadata, status: fields } },
     setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
   );
 }

@@ -14,7 +14,7 @@ import { domainsOn, startTestNodes, stopTestNodes, type TestNode } from "../supp
 import { applyObject, applyVm, getObject, getVm, waitForObject, waitForVm } from "../support/operator.ts";
 import { eventsJson, KUBECONFIG, kubectl, TEST_STACK, testNamespace } from "../support/stack.ts";
 
-const LOST_AFTER_SECONDS = 15;
+const LOST_AFTER_SECONDS = 20;
 const POOL_LABEL = "test.vm.libvirt-operator.io/lost-node";
 let ns = "";
 let first: TestNode[] = [];

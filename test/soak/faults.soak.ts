@@ -23,7 +23,7 @@ import { KUBECONFIG, kubectl, TEST_STACK, testNamespace } from "../support/stack
 
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 1200);
 const SEED = Number(process.env.SOAK_SEED ?? Math.floor(Math.random() * 2 ** 31));
-const LOST_AFTER_SECONDS = 15;
+const LOST_AFTER_SECONDS = 20;
 const MAX_VMS = 12;
 const CONVERGE_MS = 120_000;
 const PREFIX = "soak";

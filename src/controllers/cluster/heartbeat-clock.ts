@@ -10,6 +10,8 @@ export interface HeartbeatView {
   fresh(node: string): boolean;
   /** How long no renewal was seen (ms); counted from the first question when none ever was. */
   silentMs(node: string): number;
+  /** This process has seen the agent renew (not only read its Lease once). */
+  heardRenewing(node: string): boolean;
 }
 
 interface Seen {
@@ -83,6 +85,10 @@ export class HeartbeatClock implements HeartbeatView {
    * is not given work for the first 40 s after a restart. The holder's clock can only make a
    * node look stale, never alive, and only until its next renewal is seen.
    */
+  heardRenewing(node: string): boolean {
+    return this.seen.get(heartbeatLeaseName(node))?.changed === true;
+  }
+
   fresh(node: string): boolean {
     const seen = this.seen.get(heartbeatLeaseName(node));
     if (!seen || this.now() - seen.at >= HEARTBEAT_FRESH_MS) return false;

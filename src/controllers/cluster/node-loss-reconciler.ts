@@ -131,6 +131,7 @@ export class NodeLossReconciler {
       exists: node !== undefined,
       outOfService: node ? nodeOutOfService(node) : false,
       silentMs: this.o.heartbeats.silentMs(nodeName),
+      heardRenewing: this.o.heartbeats.heardRenewing(nodeName),
     };
     const { health, recheckInMs } = judgeNode(facts, this.o.lostAfterMs);
     const wasAlive = !this.notAlive.has(nodeName);
@@ -212,12 +213,14 @@ export class NodeLossReconciler {
         void recordEvent(this.o.kube, COMPONENT, target, "Warning", "NodeGone", action.message);
         return;
       case "replace": {
-        // Merge patch, not apply: the fields are the old node's agent's, and it is gone.
+        // Merge patch, not apply: the fields are the old node's agent's, and it is gone. Guarded
+        // by the cached resourceVersion: a stale cache never unplaces a VM placed again already.
         await mergePatchStatus(
           this.o.kube,
           kind,
           target,
           Object.fromEntries(NODE_BOUND_VM_STATUS.map((f) => [f, null])),
+          obj.metadata?.resourceVersion,
         );
         const conditions = writerConditions(
           obj.status?.conditions as Condition[] | undefined,

@@ -22,6 +22,11 @@ export interface NodeFacts {
   outOfService: boolean;
   /** How long this controller has seen no heartbeat from its agent (ms). */
   silentMs: number;
+  /**
+   * This controller saw the agent renew. A controller just started (or a new leader) has not:
+   * the node is not judged lost yet, but a NodeLost already written is not taken back either.
+   */
+  heardRenewing: boolean;
 }
 
 /** The node's health, and when to look again if nothing else happens. */
@@ -73,10 +78,15 @@ export function notLostConditions(reason: string, message: string): Wanted {
   ];
 }
 
-function clearAction(conditions: Conditions, node: string): LossAction {
-  if (findCondition(conditions, NODE_LOST_CONDITION)?.status !== "True") return { act: "none" };
-  const message = `the agent of node ${node} is heard from again`;
-  return { act: "clear", message, fields: {}, conditions: notLostConditions("NodeReachable", message) };
+/**
+ * NodeLost=False once the agent was seen renewing. The Unknown state stays written (this writer
+ * holds it) until the agent's next report replaces it: dropping it would leave no state at all.
+ */
+function clearAction(conditions: Conditions, node: NodeFacts, fields: Record<string, unknown>): LossAction {
+  if (findCondition(conditions, NODE_LOST_CONDITION)?.status !== "True" || !node.heardRenewing)
+    return { act: "none" };
+  const message = `the agent of node ${node.name} is heard from again`;
+  return { act: "clear", message, fields, conditions: notLostConditions("NodeReachable", message) };
 }
 
 const seconds = (ms: number) => `${Math.round(ms / 1000)}s`;
@@ -93,7 +103,7 @@ export function vmLossAction(
   finalizer: string,
 ): LossAction {
   const conditions = vm.status?.conditions as Conditions;
-  if (health === "alive") return clearAction(conditions, node.name);
+  if (health === "alive") return clearAction(conditions, node, { printableStatus: "Unknown" });
   if (health === "gone") {
     if (vm.metadata?.deletionTimestamp) {
       if (!vm.metadata.finalizers?.includes(finalizer)) return { act: "none" };
@@ -105,12 +115,15 @@ export function vmLossAction(
     }
     const strategy = vm.spec.runStrategy ?? "Always";
     const keepsRunning = strategy === "Always" || strategy === "RerunOnFailure";
-    const movable = diskShared.every((shared) => shared);
+    // Pinned to the gone node (spec.nodeName), it could only be refused elsewhere.
+    const movable = diskShared.every((shared) => shared) && !vm.spec.nodeName;
     if (keepsRunning && movable)
       return { act: "replace", message: `node ${node.name} is gone; runStrategy ${strategy}: placed again` };
-    const why = !movable
-      ? "its VMDisks are on that node's local storage: delete the VM, or bring the node back"
-      : `runStrategy ${strategy} does not start it elsewhere: delete it, or set runStrategy Always to run it on another node`;
+    const why = vm.spec.nodeName
+      ? "spec.nodeName pins the VM to it: delete the VM, or bring the node back"
+      : !movable
+        ? "its VMDisks are on that node's local storage: delete the VM, or bring the node back"
+        : `runStrategy ${strategy} does not start it elsewhere: delete it, or set runStrategy Always to run it on another node`;
     const message = `node ${node.name} is gone (${gone(node)}); ${why}`;
     return markAction(vm.status?.conditions as Conditions, "NodeGone", message, "stalled", {
       printableStatus: "Unknown",
@@ -120,7 +133,12 @@ export function vmLossAction(
   return markAction(conditions, "NodeLost", message, "reconciling", { printableStatus: "Unknown" });
 }
 
-/** What to do with DISK, placed on NODE (judged HEALTH). */
+/**
+ * What to do with DISK, placed on NODE (judged HEALTH). A disk in a shared pool is not lost with
+ * its node (every node reaches its volume, and VMs placed again use it): it is left as it is,
+ * and when deleted while its node is gone it is let go with its volume left in the pool (no
+ * node is asked to delete it yet: the Event names it).
+ */
 export function diskLossAction(
   disk: VMDisk & { metadata?: { deletionTimestamp?: unknown; finalizers?: string[] } },
   node: NodeFacts,
@@ -128,28 +146,19 @@ export function diskLossAction(
   finalizer: string,
 ): LossAction {
   const conditions = disk.status?.conditions as Conditions;
-  if (health === "alive") return clearAction(conditions, node.name);
+  const shared = disk.status?.storagePoolShared === true;
+  if (health === "alive" || (shared && !disk.metadata?.deletionTimestamp))
+    return clearAction(conditions, node, shared ? {} : { phase: "Unknown" });
   if (health === "gone") {
     if (disk.metadata?.deletionTimestamp) {
       if (!disk.metadata.finalizers?.includes(finalizer)) return { act: "none" };
-      return {
-        act: "release",
-        finalizer,
-        message: `node ${node.name} is gone; its volume cannot be deleted from here`,
-      };
+      const message = shared
+        ? `node ${node.name} is gone; its volume ${disk.status?.path ?? ""} is left in shared storage pool ${disk.status?.pool ?? ""} (delete it there)`
+        : `node ${node.name} is gone; its volume went with the node's local storage`;
+      return { act: "release", finalizer, message };
     }
-    const where = disk.status?.storagePoolShared
-      ? `its volume is in shared storage pool ${disk.status.pool ?? ""} and is not lost, but no node serves it yet`
-      : "its volume was on that node's local storage and is lost unless the node comes back";
-    return markAction(
-      conditions,
-      "NodeGone",
-      `node ${node.name} is gone (${gone(node)}); ${where}`,
-      "stalled",
-      {
-        phase: "Unknown",
-      },
-    );
+    const message = `node ${node.name} is gone (${gone(node)}); its volume was on that node's local storage and is lost unless the node comes back`;
+    return markAction(conditions, "NodeGone", message, "stalled", { phase: "Unknown" });
   }
   const message = `no heartbeat from the agent of node ${node.name} for ${seconds(node.silentMs)}; the volume's state is unknown`;
   return markAction(conditions, "NodeLost", message, "reconciling", { phase: "Unknown" });

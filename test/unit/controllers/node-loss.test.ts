@@ -81,6 +81,7 @@ const facts = (extra: Partial<NodeFacts> = {}): NodeFacts => ({
   exists: true,
   outOfService: false,
   silentMs: 90_000,
+  heardRenewing: true,
   ...extra,
 });
 
@@ -144,9 +145,38 @@ describe("vmLossAction", () => {
     );
   });
 
-  it("clears NodeLost when the node is heard from again, and only then", () => {
-    assert.equal(vmLossAction(vm({}, lostCondition("NodeLost")), facts(), "alive", [], "f").act, "clear");
+  it("clears NodeLost when the node is heard renewing again, and only then, keeping Unknown until the agent reports", () => {
+    const cleared = vmLossAction(vm({}, lostCondition("NodeLost")), facts(), "alive", [], "f");
+    assert.equal(cleared.act, "clear");
+    if (cleared.act === "clear") {
+      assert.deepEqual(cleared.fields, { printableStatus: "Unknown" });
+      assert.deepEqual(
+        cleared.conditions.map((c) => [c.type, c.status, c.reason]),
+        [
+          ["NodeLost", "False", "NodeReachable"],
+          ["Ready", "False", "NodeReachable"],
+          ["Reconciling", "True", "NodeReachable"],
+          ["Stalled", "False", "Progressing"],
+        ],
+      );
+    }
     assert.deepEqual(vmLossAction(vm(), facts(), "alive", [], "f"), { act: "none" });
+    // A controller just started has not heard the agent renew: it takes nothing back yet.
+    assert.deepEqual(
+      vmLossAction(
+        vm({}, lostCondition("NodeGone")),
+        facts({ silentMs: 1000, heardRenewing: false }),
+        "alive",
+        [],
+        "f",
+      ),
+      { act: "none" },
+    );
+  });
+
+  it("a VM pinned to the gone node stays, saying so", () => {
+    const a = vmLossAction(vm({ nodeName: "n1" }), facts({ exists: false }), "gone", [], "f");
+    assert.ok(a.act === "mark" && /spec.nodeName pins the VM to it/.test(a.message));
   });
 
   it("never runs a VM twice: a lost node's VM is only marked, whatever its strategy and disks", () => {
@@ -213,8 +243,15 @@ describe("diskLossAction", () => {
     if (lost.act === "mark") assert.deepEqual(lost.fields, { phase: "Unknown" });
     assert.equal(diskLossAction(disk({}, { deletionTimestamp: "x" }), facts(), "lost", "vol").act, "mark");
     assert.equal(diskLossAction(disk({}, { deletionTimestamp: "x" }), facts(), "gone", "vol").act, "release");
-    const shared = diskLossAction(disk({ storagePoolShared: true, pool: "nfs" }), facts(), "gone", "vol");
-    assert.ok(shared.act === "mark" && /shared storage pool nfs and is not lost/.test(shared.message));
+    // A shared pool's volume is not lost with the node: left as it is, let go when deleted.
+    const inShared = { storagePoolShared: true, pool: "nfs", path: "/nfs/t-d" };
+    assert.deepEqual(diskLossAction(disk(inShared), facts(), "lost", "vol"), { act: "none" });
+    assert.deepEqual(diskLossAction(disk(inShared), facts(), "gone", "vol"), { act: "none" });
+    const released = diskLossAction(disk(inShared, { deletionTimestamp: "x" }), facts(), "gone", "vol");
+    assert.ok(
+      released.act === "release" &&
+        /volume \/nfs\/t-d is left in shared storage pool nfs/.test(released.message),
+    );
     const local = diskLossAction(disk(), facts(), "gone", "vol");
     assert.ok(
       local.act === "mark" && /local storage and is lost unless the node comes back/.test(local.message),
