@@ -31,6 +31,7 @@ import {
   poolFit,
   usesDisk,
 } from "./disk-placement.ts";
+import { orphanPlacementOfDisk } from "./orphan-placement.ts";
 import { type DiskLocation, provisionedInPool } from "./pool-capacity.ts";
 
 const COMPONENT = "libvirt-operator-controller";
@@ -176,7 +177,9 @@ export class ClusterDiskReconciler {
       });
       const fromSnapshot = disk.spec.source?.snapshot?.name;
       const snapshot = fromSnapshot ? this.o.snapshots?.get(fromSnapshot, namespace) : undefined;
-      const decision = diskNodeDecision(disk, seen, source, snapshot);
+      // Its volume left on a node by an earlier disk of this name decides first (orphan-placement.ts).
+      const decision =
+        orphanPlacementOfDisk(disk, this.o.nodes.list()) ?? diskNodeDecision(disk, seen, source, snapshot);
       const refusal = this.refusal(disk);
       const placed:
         | { node: string; why?: string }
