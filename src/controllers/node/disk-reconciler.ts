@@ -208,9 +208,13 @@ export class NodeDiskReconciler {
         vol = await this.create(disk, mem, pool, volName, format, wantBytes, log);
         if (vol) await this.marks.complete(pool, volName);
       } catch (err) {
+        await this.marks.abandon(pool, volName).catch(() => undefined);
         return this.failed(disk, mem, err, log);
       }
-      if (!vol) return { requeueAfterMs: RETRY_MS };
+      if (!vol) {
+        await this.marks.abandon(pool, volName);
+        return { requeueAfterMs: RETRY_MS };
+      }
     }
     mem.complete = true;
     mem.failedOperation = undefined;

@@ -1,8 +1,9 @@
 // Pure: whose a VMDisk's volume is, from the ownership marks next to it in its pool.
 // The key of a volume is (cluster, namespace, name): the namespace and name are in the volume's
 // own name (volumeNameOf), the cluster in the name of an empty mark volume beside it:
-//   <volume>.making-<cluster>  made before anything is written (the volume may be partial),
-//   <volume>.owner-<cluster>   made once the volume is complete (then the making mark goes).
+//   lvo-making-<cluster>.<volume>  made before anything is written (the volume may be partial),
+//   lvo-owner-<cluster>.<volume>   made once the volume is complete (then the making mark goes).
+// (Marks do not start with the volume's name: what lists a disk's volumes by it sees none.)
 // The object's UID is not in the key: a restore (Velero, GitOps) gives the object a new one.
 // Marks live in the pool itself, so they survive agent restarts and travel with a shared pool,
 // and they are read through libvirt like the volume (nothing outside the pool is touched).
@@ -20,7 +21,11 @@ function clusterTag(clusterId: string): string {
 
 /** Name of VOLUME's mark of STATE for CLUSTER. */
 export function markNameOf(volume: string, clusterId: string, state: MarkState): string {
-  return fileNameFitting(volume, `.${state}-${clusterTag(clusterId)}`);
+  return fileNameFitting(`${markPrefix(clusterId, state)}${volume}`, "");
+}
+
+function markPrefix(clusterId: string, state: MarkState): string {
+  return `lvo-${state}-${clusterTag(clusterId)}.`;
 }
 
 /** The VMDisk a volume name belongs to ("<namespace>_<name>.qcow2|img"), if it is one of ours. */
@@ -34,9 +39,9 @@ export function diskOfVolumeName(
 
 /** The volume whose owner mark of CLUSTER is named MARK (undefined: not such a mark). */
 export function volumeOfOwnerMark(mark: string, clusterId: string): string | undefined {
-  const suffix = `.owner-${clusterTag(clusterId)}`;
-  if (!mark.endsWith(suffix)) return undefined;
-  const volume = mark.slice(0, -suffix.length);
+  const prefix = markPrefix(clusterId, "owner");
+  if (!mark.startsWith(prefix)) return undefined;
+  const volume = mark.slice(prefix.length);
   // A name shortened to fit (hashed) cannot be read back; it is never reported, only kept.
   return markNameOf(volume, clusterId, "owner") === mark ? volume : undefined;
 }

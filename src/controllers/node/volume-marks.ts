@@ -37,6 +37,12 @@ export class VolumeMarks {
     await this.drop(pool, volume, "making");
   }
 
+  /** Nothing was made after all (a source not there yet, a refused import): the making mark goes. */
+  async abandon(pool: StoragePoolRef, volume: string): Promise<void> {
+    if (await unlessNotFound(this.libvirt.lookupVolume(pool, volume))) return; // partial: restarted later
+    await this.drop(pool, volume, "making");
+  }
+
   /** After VOLUME is deleted: its marks go (owner last, so a crash leaves it claimed). */
   async remove(pool: StoragePoolRef, volume: string): Promise<void> {
     await this.drop(pool, volume, "making");

@@ -74,7 +74,7 @@ describe("decideVolumeClaim: whose the volume of a disk's name is", () => {
 describe("volume marks: names that carry the key", () => {
   it("name the volume and the cluster; an owner mark reads back to its disk", () => {
     const mark = markNameOf("ns-a_data.qcow2", CLUSTER, "owner");
-    assert.equal(mark, `ns-a_data.qcow2.owner-${CLUSTER}`);
+    assert.equal(mark, `lvo-owner-${CLUSTER}.ns-a_data.qcow2`);
     assert.equal(volumeOfOwnerMark(mark, CLUSTER), "ns-a_data.qcow2");
     assert.deepEqual(diskOfVolumeName("ns-a_data.qcow2"), {
       namespace: "ns-a",
@@ -91,7 +91,7 @@ describe("volume marks: names that carry the key", () => {
   });
   it("a cluster identity that is no file-name text is hashed; a name too long keeps within 255 bytes", () => {
     const odd = markNameOf("a_b.qcow2", "Prod Cluster/1", "owner");
-    assert.match(odd, /^a_b\.qcow2\.owner-[0-9a-f]{32}$/);
+    assert.match(odd, /^lvo-owner-[0-9a-f]{32}\.a_b\.qcow2$/);
     const long = markNameOf(`a_${"x".repeat(250)}.qcow2`, CLUSTER, "owner");
     assert.ok(long.length <= 255);
     const readBack = volumeOfOwnerMark(long, CLUSTER);
