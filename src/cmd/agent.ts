@@ -31,6 +31,7 @@ import {
 } from "../controllers/node/image-limits.ts";
 import { agentStateDirsOf, mediaDirsFromEnv, snapshotMemoryDirOf } from "../controllers/node/media-paths.ts";
 import { runNodePublisher } from "../controllers/node/node-publisher.ts";
+import { OrphanReporter } from "../controllers/node/orphans.ts";
 import { NodeRestoreReconciler, watchNodeRestores } from "../controllers/node/restore-reconciler.ts";
 import { NodeSnapshotReconciler, watchNodeSnapshots } from "../controllers/node/snapshot-reconciler.ts";
 import { StatsCollector } from "../controllers/node/stats-collector.ts";
@@ -120,6 +121,16 @@ async function main() {
   // The import directories exist from the start, so users know where images go.
   for (const dir of importDirs) await mkdir(dir, { recursive: true }).catch(() => undefined);
   let statistics: StatsCollector | undefined;
+  const orphans = new OrphanReporter({
+    kube,
+    libvirt,
+    clusterId,
+    nodeName,
+    vmUid: (ns, name) => vms.get(name, ns)?.metadata.uid,
+    diskExists: (ns, name) => diskInformer.get(name, ns) !== undefined,
+    registry,
+    log,
+  });
   const reconciler = new NodeVmReconciler({
     kube,
     libvirt,
@@ -165,6 +176,7 @@ async function main() {
         .list(vm.metadata.namespace)
         .filter((s) => s.spec.vmName === vm.metadata.name && s.status?.vmUID === vm.metadata.uid)
         .reduce((sum, s) => sum + (s.status?.storedBytes ?? 0), 0),
+    orphansChanged: () => orphans.changed(),
     log,
   });
   // Four at a time measured better than sixteen for a burst of 20 (make bench): QEMU start-up
@@ -180,6 +192,7 @@ async function main() {
     libvirt,
     cache: diskInformer,
     nodeName,
+    clusterId,
     defaultPool: defaultPool.name,
     importDirs,
     imports,
@@ -193,6 +206,7 @@ async function main() {
     locks,
     stateDirs: agentStateDirsOf(process.env, consoleLogDir),
     snapshots: snapshotInformer,
+    orphansChanged: () => orphans.changed(),
     log,
   });
   const diskQueue = new WorkQueue("vmdisk-node", (key) => diskReconciler.reconcile(key), {
@@ -311,6 +325,8 @@ async function main() {
     const owner = xml ? parseOwnership(xml) : undefined;
     if (owner?.cluster === clusterId) queue.add(`${owner.namespace}/${owner.name}`);
   }
+  // Domains and volumes whose object went while the agent could not act: kept and reported.
+  void orphans.start(controller.signal);
   await runNodePublisher(kube, libvirt, {
     nodeName,
     namespace,

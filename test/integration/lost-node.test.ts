@@ -169,5 +169,20 @@ describe("a node whose agent stops heartbeating", () => {
     );
     assert.equal(condition(manual, "Stalled")?.status, "True");
     assert.equal((await getObject<VirtualMachine>("vm", ns, "manual"))?.status?.nodeName, a.nodeName);
+
+    // The node comes back after all: its agent stops its copy of the moved VM (fencing).
+    const resumed = Date.now();
+    process.kill(agentPid(a), "SIGCONT");
+    const fenceBy = Date.now() + 30_000;
+    while ((await domainsOn(a)).has(`${ns}/mover`)) {
+      assert.ok(Date.now() < fenceBy, `mover still has a domain on ${a.nodeName}`);
+      await sleep(500);
+    }
+    process.stderr.write(
+      `# the returning node fenced its copy ${Date.now() - resumed} ms after it resumed\n`,
+    );
+    assert.ok((await events("mover")).includes("Fenced"));
+    assert.ok((await domainsOn(b)).has(`${ns}/mover`));
+    assert.equal((await getVm(ns, "mover"))?.status?.printableStatus, "Running");
   });
 });

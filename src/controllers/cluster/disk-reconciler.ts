@@ -32,6 +32,7 @@ import {
   usesDisk,
 } from "./disk-placement.ts";
 import type { HeartbeatView } from "./heartbeat-clock.ts";
+import { orphanPlacementOfDisk } from "./orphan-placement.ts";
 import { type DiskLocation, provisionedInPool } from "./pool-capacity.ts";
 
 const COMPONENT = "libvirt-operator-controller";
@@ -177,7 +178,9 @@ export class ClusterDiskReconciler {
       });
       const fromSnapshot = disk.spec.source?.snapshot?.name;
       const snapshot = fromSnapshot ? this.o.snapshots?.get(fromSnapshot, namespace) : undefined;
-      const decision = diskNodeDecision(disk, seen, source, snapshot);
+      // Its volume left on a node by an earlier disk of this name decides first (orphan-placement.ts).
+      const decision =
+        orphanPlacementOfDisk(disk, this.o.nodes.list()) ?? diskNodeDecision(disk, seen, source, snapshot);
       const refusal = this.refusal(disk);
       const placed:
         | { node: string; why?: string }

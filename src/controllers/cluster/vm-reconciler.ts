@@ -34,6 +34,7 @@ import { clonePlan, createCloneDisks } from "./clone-prep.ts";
 import { namesDisk, nodeOfVmDisks } from "./disk-placement.ts";
 import type { PlacementBook } from "./disk-reconciler.ts";
 import type { HeartbeatView } from "./heartbeat-clock.ts";
+import { orphanPlacementOfVm, withOrphanIdentity } from "./orphan-placement.ts";
 import { type NodeView, nodeView, type PlacementPolicy, place } from "./placement.ts";
 import { childDiskSpecs, sourceBaseNode, takenDiskName, templateRecord } from "./template-plan.ts";
 import { ADMITTED_CONDITION, clusterRefusal } from "./vm-admission.ts";
@@ -258,8 +259,11 @@ export class ClusterVmReconciler {
       (disk) => this.o.disks.get(disk, namespace),
       (disk) => this.o.book.diskNodes.get(`${namespace}/${disk}`),
     );
+    // What an earlier object of this name left on a node (orphan-placement.ts) decides first.
+    const held = orphanPlacementOfVm(vm, this.o.nodes.list(), (d) => this.o.disks.get(d, namespace), disksOn);
     const result =
-      "error" in disksOn
+      held ??
+      ("error" in disksOn
         ? disksOn
         : place(
             {
@@ -279,7 +283,7 @@ export class ClusterVmReconciler {
             },
             this.nodeViews(key),
             this.o.policy,
-          );
+          ));
     if ("error" in result) {
       const previous = vm.status?.conditions?.find((c) => c.type === "Scheduled")?.message;
       if (previous !== result.error) {
@@ -294,7 +298,7 @@ export class ClusterVmReconciler {
     this.o.book.vmNodes.set(key, result.node);
     // Label and finalizer first (guarded by the cached resourceVersion), then status by apply.
     await this.labelAndHold(vm, result.node);
-    await this.status.write(vm, this.placedStatus(vm, result.node));
+    await this.status.write(vm, this.placedStatus(withOrphanIdentity(vm, held), result.node));
     await this.awaitingAgent(vm, result.node);
     log.info({ node: result.node }, "VM placed");
     void recordEvent(

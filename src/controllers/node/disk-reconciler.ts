@@ -44,7 +44,9 @@ import type { ImportLimits } from "./image-limits.ts";
 import { ImageSourceError } from "./image-source.ts";
 import { redactUrl, redactUrls } from "./url-redaction.ts";
 import { finished, op } from "./vm-progress.ts";
+import { decideVolumeClaim, refusedVolumeMessage, type VolumeClaim } from "./volume-claim.ts";
 import { SnapshotSourceError, snapshotDisk, volumeFromSnapshot } from "./volume-from-snapshot.ts";
+import { VolumeMarks } from "./volume-marks.ts";
 import { growVolume, importImage } from "./volume-ops.ts";
 
 type Disk = VMDisk & KubernetesObject;
@@ -55,6 +57,8 @@ const FIELD_MANAGER = "libvirt-operator-agent";
 const RETRY_MS = 15_000;
 /** At most one progress write per this interval during an import. */
 const PROGRESS_WRITE_MS = 2_000;
+/** A volume of the disk's name exists that this cluster's disk cannot prove it made. */
+export const VOLUME_NOT_OWNED = "VolumeNotOwned";
 
 /** The node disk reconciler reacts to the disks placed on this node (and deletions). */
 export function watchNodeDisks(queue: WorkQueue, disks: Watchable<Disk>, nodeName: string): void {
@@ -75,6 +79,8 @@ export interface NodeDiskReconcilerOptions {
   libvirt: LibvirtClient;
   cache: DiskLister;
   nodeName: string;
+  /** UID of the cluster's kube-system namespace: in the volumes' ownership marks (volume-claim.ts). */
+  clusterId: string;
   defaultPool: string;
   /** Directories on the node that source.image may name files in. */
   importDirs: string[];
@@ -90,6 +96,8 @@ export interface NodeDiskReconcilerOptions {
   snapshots?: { get(name: string, namespace?: string): VMSnapshot | undefined };
   /** The agent's own state (snapshots' memory images among it): never read by a file import. */
   stateDirs?: readonly string[];
+  /** A disk went (its volume may be an orphan now) or a volume was taken over. */
+  orphansChanged?: () => void;
   log: Logger;
 }
 
@@ -97,9 +105,11 @@ export class NodeDiskReconciler {
   private readonly o: NodeDiskReconcilerOptions;
   private readonly memory = new Map<string, DiskMemory>();
   private readonly status: StatusWriter;
+  private readonly marks: VolumeMarks;
 
   constructor(options: NodeDiskReconcilerOptions) {
     this.o = options;
+    this.marks = new VolumeMarks(options.libvirt, options.clusterId);
     this.status = new StatusWriter(options.kube, {
       kind: VMDiskKind,
       fieldManager: FIELD_MANAGER,
@@ -124,6 +134,7 @@ export class NodeDiskReconciler {
     const disk = this.o.cache.get(name, namespace);
     if (!disk) {
       this.memory.delete(key);
+      this.o.orphansChanged?.();
       return undefined;
     }
     // The controller places the disk (node label, then status.nodeName) and adds the volume
@@ -170,12 +181,22 @@ export class NodeDiskReconciler {
       return { requeueAfterMs: RETRY_MS };
     }
     let vol = await unlessNotFound(this.o.libvirt.lookupVolume(pool, volName));
-    if (disk.metadata.deletionTimestamp) return this.remove(key, disk, mem, vol, log);
-
-    if (vol && !mem.complete && !disk.status?.path && (disk.spec.source?.disk || disk.spec.source?.image)) {
-      // A copy or import never reported Ready (cut short by an agent restart or a failed call):
-      // its volume may hold partial data. libvirt refuses while it is still being written.
-      // A linked clone is made again just as well: no VM wrote to it before it was Ready.
+    const claim = mem.complete ? { own: true as const } : await this.claim(disk, mem, pool, vol, volName);
+    if (disk.metadata.deletionTimestamp)
+      return this.remove(key, disk, mem, pool, "refuse" in claim ? undefined : vol, volName, log);
+    if ("refuse" in claim) {
+      const message = refusedVolumeMessage(volName, poolName, this.o.nodeName);
+      if (findCondition(disk.status?.conditions, "Stalled")?.message !== message) {
+        log.warn({ volume: volName, pool: poolName }, "volume not this cluster's disk's: left untouched");
+        void this.event(disk, "Warning", VOLUME_NOT_OWNED, message);
+      }
+      await this.report(disk, mem, { phase: "Pending", failure: { reason: VOLUME_NOT_OWNED, message } });
+      return { requeueAfterMs: RETRY_MS };
+    }
+    if ("restart" in claim && vol) {
+      // A copy or import this cluster began never completed (cut short by an agent restart or a
+      // failed call): its volume may hold partial data. libvirt refuses while it is still being
+      // written. A linked clone is made again just as well: no VM wrote to it before it was Ready.
       log.warn({ volume: volName }, "volume of an interrupted copy found; starting over");
       await this.o.libvirt.deleteVolume(vol);
       vol = undefined;
@@ -183,11 +204,17 @@ export class NodeDiskReconciler {
     const wantBytes = parseQuantity(disk.spec.provisionedSize);
     if (!vol) {
       try {
+        await this.marks.making(pool, volName);
         vol = await this.create(disk, mem, pool, volName, format, wantBytes, log);
+        if (vol) await this.marks.complete(pool, volName);
       } catch (err) {
+        await this.marks.abandon(pool, volName).catch(() => undefined);
         return this.failed(disk, mem, err, log);
       }
-      if (!vol) return { requeueAfterMs: RETRY_MS };
+      if (!vol) {
+        await this.marks.abandon(pool, volName);
+        return { requeueAfterMs: RETRY_MS };
+      }
     }
     mem.complete = true;
     mem.failedOperation = undefined;
@@ -229,6 +256,42 @@ export class NodeDiskReconciler {
     const shared = parsePoolXml(await this.o.libvirt.storagePoolXml(pool)).shared;
     await this.report(disk, mem, { path, pool: poolName, format, info, shared });
     return { requeueAfterMs: this.o.refreshMs };
+  }
+
+  /**
+   * Whose the existing volume is (volume-claim.ts). A volume of this cluster's disk of this
+   * namespace and name that is complete is taken as it is — restored or re-applied without
+   * status, it is never deleted to start over; one it cannot prove its own is never touched.
+   */
+  private async claim(
+    disk: Disk,
+    mem: DiskMemory,
+    pool: StoragePoolRef,
+    vol: StorageVolRef | undefined,
+    volName: string,
+  ): Promise<VolumeClaim> {
+    const marks = vol ? await this.marks.read(pool, volName) : { owner: false, making: false };
+    const path = vol ? await this.o.libvirt.volumePath(vol) : undefined;
+    const claim = decideVolumeClaim({
+      exists: vol !== undefined,
+      ...marks,
+      ...(path ? { path } : {}),
+      ...(disk.status?.path ? { statusPath: disk.status.path } : {}),
+      known: mem.complete,
+    });
+    if ("mark" in claim) await this.marks.complete(pool, volName);
+    if ("adopt" in claim && !disk.metadata.deletionTimestamp) {
+      const message = `adopted the existing volume ${volName}: it was made for this cluster's VMDisk of this namespace and name (the disk came back without status)`;
+      mem.lastOperation = op("Adopt", "Succeeded", message);
+      forObject(this.o.log, "VMDisk", `${disk.metadata.namespace}/${disk.metadata.name}`).info(
+        { volume: volName },
+        "volume adopted",
+      );
+      void this.event(disk, "Normal", "Adopted", message);
+      this.o.orphansChanged?.();
+    }
+    if ("own" in claim || "adopt" in claim || "mark" in claim) mem.complete = true;
+    return claim;
   }
 
   /** Creates the volume from its source; undefined when the source is not there yet. */
@@ -362,7 +425,9 @@ export class NodeDiskReconciler {
     key: string,
     disk: Disk,
     mem: DiskMemory,
+    pool: StoragePoolRef,
     vol: StorageVolRef | undefined,
+    volName: string,
     log: Logger,
   ) {
     if (disk.metadata.finalizers?.includes(DISK_PROTECTION_FINALIZER) || disk.status?.attachedTo?.length) {
@@ -396,6 +461,7 @@ export class NodeDiskReconciler {
       await this.o.libvirt.deleteVolume(vol);
       log.info("volume deleted");
     }
+    await this.marks.remove(pool, volName);
     this.memory.delete(key);
     return this.release(disk, log, "volume gone");
   }

@@ -22,6 +22,7 @@ import {
   DomainXmlFlags,
   type LibvirtClient,
   unlessNotFound,
+  uuidToString,
 } from "../../hypervisor/libvirt/index.ts";
 import {
   type AnyObject,
@@ -42,6 +43,7 @@ import { StatusWriter } from "../status-writer.ts";
 import type { Refusal } from "../tenant-policy.ts";
 import { effectiveVm } from "../vm-clone.ts";
 import { desiredReservations, syncReservations } from "./dhcp.ts";
+import { adoptedProgress, decideDomainClaim } from "./domain-claim.ts";
 import { type DomainLocks, LOCK_RETRY_MS } from "./domain-locks.ts";
 import { admitOnNode, type NodeAdmissionContext } from "./vm-admission.ts";
 import { type DomainObservation, decidePower, PausedReason, ShutoffReason } from "./vm-decide.ts";
@@ -95,6 +97,8 @@ export interface NodeVmReconcilerOptions {
   refreshStatistics?: () => Promise<void>;
   /** Bytes the VM's snapshots stored (they count in status.storedData). */
   snapshotBytes?: (vm: VirtualMachine) => number;
+  /** A domain became an orphan or was taken over: the orphan report is made again. */
+  orphansChanged?: () => void;
   log: Logger;
 }
 
@@ -169,21 +173,48 @@ export class NodeVmReconciler {
       if (current?.metadata.uid === owner.uid && current.status?.nodeName === this.o.nodeName) {
         vm = effectiveVm(current);
         this.uncached.add(key);
-      }
-    }
-    if (!vm || (owner && vm.metadata.uid && owner.uid !== vm.metadata.uid)) {
-      // The VM is gone (or this domain belonged to an earlier VM of the same name). The cache
-      // may lag; only the API server's word that the owner is gone lets a guest be destroyed.
-      if (found && owner && (await objectGone(this.o.kube, VirtualMachineKind, owner))) {
-        await this.removeDomain(found, log, "orphaned domain of a deleted VirtualMachine");
-      }
-      if (!vm) {
-        this.progress.delete(key);
+      } else if (current?.metadata.uid === owner.uid) {
+        // The same VM, placed again elsewhere while this node was confirmed gone (lost-node
+        // handling): this node came back and must not run it a second time.
+        await this.fence(found, current, log);
         return undefined;
       }
-      return { requeueAfterMs: POLL_MS }; // the cache is behind the API server: look again shortly
+    }
+    if (!vm) {
+      // The VM is gone without its finalizer having let us remove the domain (removed by force,
+      // lost in a restore): the domain is kept, guest and all, for the VM applied again to take
+      // over; the orphan scan reports it (orphans.ts). Normal deletion goes through finalize.
+      if (found && owner) this.o.orphansChanged?.();
+      this.progress.delete(key);
+      return undefined;
     }
     if (vm.status?.nodeName !== this.o.nodeName) return undefined;
+    let adopted: string | undefined;
+    if (found && owner && vm.metadata.uid && owner.uid !== vm.metadata.uid) {
+      // Left by an earlier object of this name. The cache may lag: only the API server's word
+      // that the earlier object is gone lets the VM take the domain over.
+      const claim = decideDomainClaim(
+        vm,
+        {
+          name: domainName,
+          uuid: uuidToString(found.uuid),
+          recordedUid: owner.uid,
+          recordedOwnerGone: await objectGone(this.o.kube, VirtualMachineKind, owner),
+        },
+        this.o.nodeName,
+      );
+      if ("wait" in claim) return { requeueAfterMs: POLL_MS };
+      if ("refuse" in claim) {
+        // Deleting the VM never touches a domain that was not its own.
+        if (vm.metadata.deletionTimestamp) return this.finalize(key, vm, undefined, log);
+        if (vm.status?.conditions?.find((c) => c.type === "Failure")?.message !== claim.refuse.message) {
+          log.warn({ domain: domainName, err: claim.refuse.message }, "domain not taken over");
+          void this.event(vm, "Warning", claim.refuse.reason, claim.refuse.message);
+        }
+        return this.report(vm, domainName, undefined, { failure: claim.refuse });
+      }
+      if ("adopt" in claim) adopted = claim.adopt;
+    }
     if (vm.metadata.deletionTimestamp) return this.finalize(key, vm, owner ? found : undefined, log);
     if (found && !owner) {
       return this.report(vm, domainName, undefined, {
@@ -232,8 +263,30 @@ export class NodeVmReconciler {
     const wantHash = specHash(definition);
     let dom = found;
     let defined = false;
+    if (adopted && found) {
+      // Taken over only with every disk it has there for it (they are taken over first, each by
+      // its own VMDisk): a definition without them would unplug them from the running guest.
+      const notYet = [...disks.blocked, ...disks.waiting].join("; ");
+      if (notYet) {
+        const state = await this.o.libvirt.domainState(found);
+        return this.report(
+          vm,
+          domainName,
+          { ...state, id: state.state === DomainState.Shutoff ? -1 : found.id },
+          { waiting: `domain ${domainName} is taken over once its disks are there: ${notYet}` },
+          POLL_MS,
+        );
+      }
+      // Its owner record takes this VM's UID (redefining leaves a running guest as it is), and
+      // requests that came with the VM were made for the guest it had.
+      this.progress.set(key, adoptedProgress(vm, this.progressOf(key, vm)));
+      this.progress.get(key)!.lastOperation = op("Adopt", "Succeeded", adopted);
+      log.info({ domain: domainName }, "domain taken over");
+      void this.event(vm, "Normal", "Adopted", adopted);
+      this.o.orphansChanged?.();
+    }
     try {
-      if (!dom || owner?.specHash !== wantHash) {
+      if (!dom || owner?.specHash !== wantHash || adopted) {
         dom = await this.o.libvirt.defineDomain(buildDomainXml(definition, this.o.host));
         defined = true;
         log.info(
@@ -468,6 +521,23 @@ export class NodeVmReconciler {
       DomainUndefineFlags.ManagedSave | DomainUndefineFlags.SnapshotsMetadata | DomainUndefineFlags.Nvram,
     );
     log.info({ domain: dom.name, why }, "domain destroyed and undefined");
+  }
+
+  /**
+   * Stops and undefines this node's domain of a VM that runs elsewhere now. Its disks are not
+   * touched (in a shared pool the other node's guest uses them; internal snapshots stay too).
+   */
+  private async fence(dom: DomainRef, vm: VirtualMachine & AnyObject, log: Logger) {
+    const state = await this.o.libvirt.domainState(dom);
+    if (state.state !== DomainState.Shutoff) await this.o.libvirt.destroyDomain(dom);
+    await this.o.libvirt.undefineDomain(
+      dom,
+      DomainUndefineFlags.ManagedSave | DomainUndefineFlags.SnapshotsMetadata | DomainUndefineFlags.Nvram,
+    );
+    const where = vm.status?.nodeName ? `node ${vm.status.nodeName}` : "another node";
+    const message = `node ${this.o.nodeName} came back after the VM was placed on ${where}: its domain here was stopped and undefined`;
+    log.warn({ domain: dom.name, placedOn: vm.status?.nodeName }, "domain fenced");
+    void this.event(vm, "Warning", "Fenced", message);
   }
 
   /** Refused before libvirt: nothing changes there; said once in a Failure condition and an Event. */

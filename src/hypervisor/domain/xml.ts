@@ -356,6 +356,21 @@ export function parseOwnership(xml: string): DomainOwnership | undefined {
   return undefined;
 }
 
+/** Our NICs of a domain (alias ua-net-<name>): their MAC and network, as libvirt has them. */
+export function parseNics(xml: string): Array<{ name: string; mac: string; network?: string }> {
+  type El = { "@_name"?: string; "@_address"?: string; "@_network"?: string };
+  type Nic = { alias?: El; mac?: El; source?: El };
+  const doc = parser.parse(xml) as { domain?: { devices?: { interface?: Nic | Nic[] } } };
+  const nics = doc.domain?.devices?.interface;
+  return (Array.isArray(nics) ? nics : nics ? [nics] : []).flatMap((nic) => {
+    const alias = nic.alias?.["@_name"];
+    const mac = nic.mac?.["@_address"];
+    if (!alias?.startsWith("ua-net-") || !mac) return [];
+    const network = nic.source?.["@_network"];
+    return [{ name: alias.slice("ua-net-".length), mac: mac.toLowerCase(), ...(network ? { network } : {}) }];
+  });
+}
+
 /** Interface link states, CD-ROM medium and our disks of a domain, to change them in place. */
 export function parseLiveDevices(xml: string): {
   links: Record<string, boolean>;
