@@ -9,8 +9,12 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
+import { GROUP, VERSION } from "../../src/api/common.ts";
+import type { VirtualMachine } from "../../src/api/virtualmachine.ts";
 import { startController } from "../../src/cmd/local/operator.ts";
 import { logFile, runningPid, runningSupervisor, stopDaemon } from "../../src/cmd/local/processes.ts";
+import { httpStatus } from "../../src/runtime/kube.ts";
 import { seconds, within } from "../support/faults.ts";
 import {
   domainsOn,
@@ -38,28 +42,34 @@ const frozen = new Set<number>();
 const CONTENDED = "contended";
 const MiB = 2 ** 20;
 
-/** One client's update: read, change spec.memory, write back under the resourceVersion read. */
-async function updateMemory(memoryMi: number, conflicts: { count: number }): Promise<void> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const { stdout } = await kubectl([
-      "get",
-      "vm",
-      CONTENDED,
-      "-n",
-      ns,
-      "-o",
-      "jsonpath={.metadata.resourceVersion}",
-    ]);
-    const patch = { metadata: { resourceVersion: stdout.trim() }, spec: { memory: `${memoryMi}Mi` } };
+/** A client of its own (its own connections), as another controller or user would be. */
+function apiClient(): CustomObjectsApi {
+  const kc = new KubeConfig();
+  kc.loadFromFile(KUBECONFIG);
+  return kc.makeApiClient(CustomObjectsApi);
+}
+
+/** One update: read, change spec.memory, write back under the resourceVersion read (409 → again). */
+async function updateMemory(api: CustomObjectsApi, memoryMi: number, conflicts: { count: number }) {
+  const at = { group: GROUP, version: VERSION, namespace: ns, plural: "virtualmachines", name: CONTENDED };
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const vm = (await api.getNamespacedCustomObject(at)) as VirtualMachine;
+    const body = {
+      metadata: { resourceVersion: vm.metadata.resourceVersion },
+      spec: { memory: `${memoryMi}Mi` },
+    };
     try {
-      await kubectl(["patch", "vm", CONTENDED, "-n", ns, "--type=merge", "-p", JSON.stringify(patch)]);
+      await api.patchNamespacedCustomObject(
+        { ...at, body },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      );
       return;
     } catch (err) {
-      if (!/Conflict|the object has been modified/i.test((err as Error).message)) throw err;
+      if (httpStatus(err) !== 409) throw err;
       conflicts.count++;
     }
   }
-  throw new Error(`update to ${memoryMi}Mi: still conflicting after 50 attempts`);
+  throw new Error(`update to ${memoryMi}Mi: still conflicting after 100 attempts`);
 }
 
 /** The memory of NAMESPACE/NAME's domain on the system libvirtd, in bytes. */
@@ -105,9 +115,11 @@ describe("faults on the API side", () => {
     await waitForVm(ns, CONTENDED, isPrintable("Stopped"), "Stopped", 60_000);
     const conflicts = { count: 0 };
     const started = Date.now();
+    const generationBefore = (await getVm(ns, CONTENDED))!.metadata.generation!;
     const results = await Promise.allSettled(
       Array.from({ length: 10 }, async (_, client) => {
-        for (let i = 0; i < 10; i++) await updateMemory(65 + client * 10 + i, conflicts);
+        const api = apiClient();
+        for (let i = 0; i < 10; i++) await updateMemory(api, 65 + client * 10 + i, conflicts);
       }),
     );
     const updated = Date.now();
@@ -117,7 +129,7 @@ describe("faults on the API side", () => {
       "every client's updates went through",
     );
     const vm = (await getVm(ns, CONTENDED))!;
-    assert.equal(vm.metadata.generation, 101, "100 updates, each a new generation");
+    assert.equal(vm.metadata.generation, generationBefore + 100, "100 updates, each a new generation");
     const last = vm.spec.memory;
     const converged = await within(async () => {
       const v = await getVm(ns, CONTENDED);
@@ -134,7 +146,7 @@ describe("faults on the API side", () => {
     );
     assert.ok(
       converged !== undefined,
-      `the VM and its domain at generation 101, memory ${last}: ${JSON.stringify((await getVm(ns, CONTENDED))?.status)}`,
+      `the VM and its domain at the last generation, memory ${last}: ${JSON.stringify((await getVm(ns, CONTENDED))?.status)}`,
     );
     assert.equal((await getVm(ns, CONTENDED))?.spec.memory, last, "nobody wrote after the clients");
   });
