@@ -37,7 +37,12 @@ export async function namesOf(resource: string, namespace: string): Promise<stri
 export async function within(check: () => Promise<boolean> | boolean, timeoutMs: number) {
   const started = Date.now();
   while (Date.now() - started < timeoutMs) {
-    if (await Promise.resolve().then(check).catch(() => false)) return Date.now() - started;
+    if (
+      await Promise.resolve()
+        .then(check)
+        .catch(() => false)
+    )
+      return Date.now() - started;
     await sleep(100);
   }
   return undefined;
