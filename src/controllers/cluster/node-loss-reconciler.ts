@@ -26,13 +26,21 @@ import {
   diskLossAction,
   judgeNode,
   type LossAction,
+  NODE_LOST_CONDITION,
   type NodeFacts,
-  notLostConditions,
+  placedAgainConditions,
   vmLossAction,
+  type Wanted,
 } from "./node-loss.ts";
 
-/** Writes NodeLost and, while a node is lost, the Unknown state; yields nothing it took back. */
+/** Writes the NodeLost condition. */
 export const NODE_LOSS_FIELD_MANAGER = "libvirt-operator-controller-node-loss";
+/**
+ * Writes the Unknown state of a lost node's objects (printableStatus or phase, Ready/Reconciling/
+ * Stalled). Never drops them: the agent's next report takes them over (an apply dropping list
+ * items whose keys the agent still owns would leave items without a status).
+ */
+export const NODE_LOSS_STATE_FIELD_MANAGER = "libvirt-operator-controller-node-loss-state";
 const COMPONENT = "libvirt-operator-controller";
 
 /**
@@ -96,19 +104,21 @@ export class NodeLossReconciler {
   private readonly notAlive = new Set<string>();
   /** Nodes reconciled at least once (their timer runs). */
   private readonly watched = new Set<string>();
-  private readonly vmStatus: StatusWriter;
-  private readonly diskStatus: StatusWriter;
+  private readonly writers: Map<KindDefinition, { condition: StatusWriter; state: StatusWriter }>;
 
   constructor(options: NodeLossOptions) {
     this.o = options;
-    const writer = (kind: KindDefinition) =>
-      new StatusWriter(options.kube, {
+    const writer = (kind: KindDefinition, fieldManager: string) =>
+      new StatusWriter(options.kube, { kind, fieldManager, listMaps: { conditions: CONDITIONS_RULE } });
+    this.writers = new Map(
+      [VirtualMachineKind, VMDiskKind].map((kind) => [
         kind,
-        fieldManager: NODE_LOSS_FIELD_MANAGER,
-        listMaps: { conditions: CONDITIONS_RULE },
-      });
-    this.vmStatus = writer(VirtualMachineKind);
-    this.diskStatus = writer(VMDiskKind);
+        {
+          condition: writer(kind, NODE_LOSS_FIELD_MANAGER),
+          state: writer(kind, NODE_LOSS_STATE_FIELD_MANAGER),
+        },
+      ]),
+    );
   }
 
   /** A heartbeat: recorded; a node not known alive is looked at at once. */
@@ -179,19 +189,31 @@ export class NodeLossReconciler {
   private async act(kind: KindDefinition, obj: Vm | Disk, action: LossAction): Promise<void> {
     if (action.act === "none") return;
     const log = forObject(this.o.log, kind.kind, `${obj.metadata?.namespace}/${obj.metadata?.name}`);
-    const writer = kind === VirtualMachineKind ? this.vmStatus : this.diskStatus;
+    const writers = this.writers.get(kind)!;
     const target = obj as AnyObject;
+    const write = async (wanted: Wanted, fields: Record<string, unknown> = {}) => {
+      const conditions = writerConditions(
+        obj.status?.conditions as Condition[] | undefined,
+        wanted.filter((c) => c.type === NODE_LOST_CONDITION),
+        obj.metadata?.generation ?? 0,
+        new Date(),
+      );
+      const standing = writerConditions(
+        obj.status?.conditions as Condition[] | undefined,
+        wanted.filter((c) => c.type !== NODE_LOST_CONDITION),
+        obj.metadata?.generation ?? 0,
+        new Date(),
+      );
+      // The state first: NodeLost=True is never said of an object still saying Running.
+      const state = standing.length
+        ? await writers.state.write(target, { ...fields, conditions: standing })
+        : false;
+      return (await writers.condition.write(target, { conditions })) || state;
+    };
     switch (action.act) {
       case "mark":
       case "clear": {
-        const conditions = writerConditions(
-          obj.status?.conditions as Condition[] | undefined,
-          action.conditions,
-          obj.metadata?.generation ?? 0,
-          new Date(),
-        );
-        const wrote = await writer.write(target, { ...action.fields, conditions });
-        if (!wrote) return;
+        if (!(await write(action.conditions, action.fields))) return;
         log.info({ act: action.act }, action.message);
         if (action.act === "clear" || action.news)
           void recordEvent(
@@ -222,13 +244,7 @@ export class NodeLossReconciler {
           Object.fromEntries(NODE_BOUND_VM_STATUS.map((f) => [f, null])),
           obj.metadata?.resourceVersion,
         );
-        const conditions = writerConditions(
-          obj.status?.conditions as Condition[] | undefined,
-          notLostConditions("PlacedAgain", action.message),
-          obj.metadata?.generation ?? 0,
-          new Date(),
-        );
-        await writer.write(target, { conditions });
+        await write(placedAgainConditions(action.message));
         log.info({}, action.message);
         void recordEvent(this.o.kube, COMPONENT, target, "Warning", "NodeGone", action.message);
         return;

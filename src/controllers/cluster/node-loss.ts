@@ -65,28 +65,29 @@ function alreadySaid(conditions: Conditions, reason: string, message: string): b
   return c?.status === "True" && c.reason === reason && c.message === message;
 }
 
-/**
- * NodeLost=False with REASON, and Ready/Reconciling/Stalled saying the agent's report is awaited.
- * The standing conditions are written again rather than left out: this writer took them over
- * from the agent, which still owns each item's key, and an apply that dropped them would leave
- * items without a status. The agent takes them back with its next report.
- */
-export function notLostConditions(reason: string, message: string): Wanted {
+/** NodeLost=False for a VM placed again, and its standing: waiting for the new node's report. */
+export function placedAgainConditions(message: string): Wanted {
   return [
-    { type: NODE_LOST_CONDITION, status: "False", reason, message },
-    ...standingConditions({ state: "reconciling", reason, message: `${message}; waiting for its report` }),
+    { type: NODE_LOST_CONDITION, status: "False", reason: "PlacedAgain", message },
+    ...standingConditions({ state: "reconciling", reason: "PlacedAgain", message }),
   ];
 }
 
 /**
- * NodeLost=False once the agent was seen renewing. The Unknown state stays written (this writer
- * holds it) until the agent's next report replaces it: dropping it would leave no state at all.
+ * NodeLost=False once the agent was seen renewing. Only the condition: the Unknown state is
+ * another writer's (NODE_LOSS_STATE), left for the agent's next report to take over, so a report
+ * that came first is never overwritten.
  */
-function clearAction(conditions: Conditions, node: NodeFacts, fields: Record<string, unknown>): LossAction {
+function clearAction(conditions: Conditions, node: NodeFacts): LossAction {
   if (findCondition(conditions, NODE_LOST_CONDITION)?.status !== "True" || !node.heardRenewing)
     return { act: "none" };
   const message = `the agent of node ${node.name} is heard from again`;
-  return { act: "clear", message, fields, conditions: notLostConditions("NodeReachable", message) };
+  return {
+    act: "clear",
+    message,
+    fields: {},
+    conditions: [{ type: NODE_LOST_CONDITION, status: "False", reason: "NodeReachable", message }],
+  };
 }
 
 const seconds = (ms: number) => `${Math.round(ms / 1000)}s`;
@@ -103,7 +104,7 @@ export function vmLossAction(
   finalizer: string,
 ): LossAction {
   const conditions = vm.status?.conditions as Conditions;
-  if (health === "alive") return clearAction(conditions, node, { printableStatus: "Unknown" });
+  if (health === "alive") return clearAction(conditions, node);
   if (health === "gone") {
     if (vm.metadata?.deletionTimestamp) {
       if (!vm.metadata.finalizers?.includes(finalizer)) return { act: "none" };
@@ -148,7 +149,7 @@ export function diskLossAction(
   const conditions = disk.status?.conditions as Conditions;
   const shared = disk.status?.storagePoolShared === true;
   if (health === "alive" || (shared && !disk.metadata?.deletionTimestamp))
-    return clearAction(conditions, node, shared ? {} : { phase: "Unknown" });
+    return clearAction(conditions, node);
   if (health === "gone") {
     if (disk.metadata?.deletionTimestamp) {
       if (!disk.metadata.finalizers?.includes(finalizer)) return { act: "none" };
