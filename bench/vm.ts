@@ -4,8 +4,7 @@
 //  - API writes per VM from create to Running, and writes during steady state;
 //  - controller and agent resident memory.
 import { readFileSync } from "node:fs";
-import { request } from "node:https";
-import { dirname, join } from "node:path";
+import { dirname } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Watch } from "@kubernetes/client-node";
 import { API_VERSION, GROUP, VERSION } from "../src/api/common.ts";
@@ -15,6 +14,7 @@ import { runningPid } from "../src/cmd/local/processes.ts";
 import { stackDown } from "../src/cmd/local/stack.ts";
 import { parseCapabilities } from "../src/hypervisor/capabilities.ts";
 import { DomainUndefineFlags, LibvirtClient } from "../src/hypervisor/libvirt/index.ts";
+import { apiWriteRequests, describeWrites, WriteRecorder } from "../test/support/api-writes.ts";
 import { apiClient, freshStack, guestFiles, KUBECONFIG, NS, progress, rawDomainXml, STACK } from "./stack.ts";
 import { summarize, table } from "./stats.ts";
 
@@ -22,6 +22,7 @@ const BURST = Number(process.env.BENCH_BURST ?? 20);
 const SINGLE_RUNS = Number(process.env.BENCH_SINGLE_RUNS ?? 5);
 const STEADY_SECONDS = Number(process.env.BENCH_STEADY_SECONDS ?? 60);
 const STATISTICS_SECONDS = Number(process.env.STATISTICS_INTERVAL_SECONDS ?? 60);
+const SETTLE_SECONDS = Number(process.env.BENCH_SETTLE_SECONDS ?? 15);
 
 function vmSpec(guest: { kernel: string; initrd: string }) {
   return {
@@ -35,51 +36,10 @@ function vmSpec(guest: { kernel: string; initrd: string }) {
 }
 
 /** Counts of write requests the API server has served, by resource (its own /metrics). */
-async function apiWrites(): Promise<Record<string, number>> {
-  const kc = yamlConfig();
-  const text = await new Promise<string>((resolve, reject) => {
-    const req = request(
-      `https://127.0.0.1:${STACK.ports.apiserver}/metrics`,
-      { ca: kc.ca, cert: kc.cert, key: kc.key },
-      (res) => {
-        let body = "";
-        res.on("data", (c) => (body += c));
-        res.on("end", () => resolve(body));
-      },
-    );
-    req.on("error", reject);
-    req.end();
-  });
-  const out: Record<string, number> = {};
-  for (const line of text.split("\n")) {
-    if (!line.startsWith("apiserver_request_total{")) continue;
-    const verb = /verb="([A-Z]+)"/.exec(line)?.[1] ?? "";
-    if (!["POST", "PUT", "PATCH", "APPLY", "DELETE"].includes(verb)) continue;
-    const resource = /resource="([^"]*)"/.exec(line)?.[1] ?? "";
-    const sub = /subresource="([^"]*)"/.exec(line)?.[1] ?? "";
-    const key = sub ? `${resource}/${sub}` : resource;
-    out[key] = (out[key] ?? 0) + Number(line.split(" ").at(-1));
-  }
-  return out;
-}
-
-function yamlConfig() {
-  const pki = join(STACK.stateDir, "pki");
-  return {
-    ca: readFileSync(join(pki, "ca.crt")),
-    cert: readFileSync(join(pki, "admin.crt")),
-    key: readFileSync(join(pki, "admin.key")),
-  };
-}
+const apiWrites = () => apiWriteRequests(STACK);
 
 function diff(after: Record<string, number>, before: Record<string, number>, keys: string[]): number {
   return keys.reduce((n, k) => n + (after[k] ?? 0) - (before[k] ?? 0), 0);
-}
-
-/** status.statistics writes the agent made so far (its own counter). */
-async function statisticsWrites(): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${STACK.ports.agentMetrics}/metrics`)).text();
-  return Number(/^libvirt_operator_statistics_writes_total(?:\{[^}]*\})? (\d+)/m.exec(text)?.[1] ?? 0);
 }
 
 function rssMiB(pid: number | undefined): number {
@@ -198,18 +158,14 @@ async function main() {
     );
     const burst = await operatorRun(names, guest);
 
-    progress(`steady state: ${STEADY_SECONDS}s with ${BURST} VMs running`);
-    const beforeSteady = await apiWrites();
-    const statsBefore = await statisticsWrites();
+    // The last VMs' start-up (their last status writes) is not steady state yet.
+    progress(`settling ${SETTLE_SECONDS}s, then steady state: ${STEADY_SECONDS}s with ${BURST} VMs running`);
+    const recorder = new WriteRecorder(STACK);
+    await recorder.open();
+    await sleep(SETTLE_SECONDS * 1000);
+    await recorder.start();
     await sleep(STEADY_SECONDS * 1000);
-    const statsWrites = (await statisticsWrites()) - statsBefore;
-    const steadyWrites = diff(await apiWrites(), beforeSteady, [
-      "virtualmachines",
-      "virtualmachines/status",
-      "events",
-      "nodes",
-    ]);
-    const leaseWrites = diff(await apiWrites(), beforeSteady, ["leases"]);
+    const steady = await recorder.stop();
     const controllerRss = rssMiB(runningPid(STACK.stateDir, "controller"));
     const agentRss = rssMiB(runningPid(STACK.stateDir, "agent"));
     await deleteAll();
@@ -235,11 +191,15 @@ async function main() {
       `API writes per VM, create → Running (VM object + status, not counting the create): ${(vmWrites / SINGLE_RUNS).toFixed(1)}`,
     );
     console.log(`Events per VM, create → Running: ${(eventWrites / SINGLE_RUNS).toFixed(1)}`);
+    const statsWrites = steady.writes.filter((w) => w.allowed === "statistics").length;
     console.log(
-      `writes to VMs, events and nodes in ${STEADY_SECONDS}s of steady state (${BURST} VMs): ${steadyWrites - statsWrites}` +
-        ` besides ${statsWrites} statistics refreshes (status.statistics, every ${STATISTICS_SECONDS}s when a figure changed)`,
+      `writes in ${STEADY_SECONDS}s of steady state (${BURST} VMs): ${steady.disallowed.length + steady.unseenRequests}` +
+        ` besides ${statsWrites} statistics refreshes (status.statistics, every ${STATISTICS_SECONDS}s when a figure changed)` +
+        ` and ${steady.writes.length - statsWrites - steady.disallowed.length} heartbeat Lease renewals`,
     );
-    console.log(`heartbeat lease renewals in that time: ${leaseWrites}`);
+    if (steady.disallowed.length) console.log(describeWrites(steady.disallowed));
+    if (steady.unseenRequests)
+      console.log(`${steady.unseenRequests} of them changed nothing (no watch saw them)`);
     console.log(`RSS: controller ${controllerRss.toFixed(0)} MiB, agent ${agentRss.toFixed(0)} MiB`);
   } finally {
     await libvirt.close();

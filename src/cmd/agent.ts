@@ -42,6 +42,7 @@ import { NodeVmReconciler } from "../controllers/node/vm-reconciler.ts";
 import { watchNodeVms } from "../controllers/node/vm-watches.ts";
 import { tenancyDefaultsFromEnv, tenantPolicy } from "../controllers/tenant-policy.ts";
 import { effectiveVms } from "../controllers/vm-clone.ts";
+import { DISK_VIEW } from "../controllers/watch-views.ts";
 import { offerTestDriverDomains, parseCapabilities } from "../hypervisor/capabilities.ts";
 import { parseOwnership } from "../hypervisor/domain/xml.ts";
 import { overdueBy } from "../hypervisor/libvirt/deadlines.ts";
@@ -284,17 +285,21 @@ async function main() {
   );
   // A disk made from another waits for it (Ready; a VMTemplate's base for a linked clone); a
   // disk being deleted waits for its linked clones to go.
-  watchRelated(diskInformer, diskQueue, (d) =>
-    diskInformer
-      .list(d.metadata?.namespace)
-      .filter((other) =>
-        other.spec.source?.disk?.name === d.metadata?.name
-          ? other.status?.phase !== "Ready"
-          : other.metadata?.deletionTimestamp !== undefined &&
-            d.spec.source?.disk?.linked === true &&
-            d.spec.source.disk.name === other.metadata?.name,
-      )
-      .map((other) => `${other.metadata?.namespace}/${other.metadata?.name}`),
+  watchRelated(
+    diskInformer,
+    diskQueue,
+    (d) =>
+      diskInformer
+        .list(d.metadata?.namespace)
+        .filter((other) =>
+          other.spec.source?.disk?.name === d.metadata?.name
+            ? other.status?.phase !== "Ready"
+            : other.metadata?.deletionTimestamp !== undefined &&
+              d.spec.source?.disk?.linked === true &&
+              d.spec.source.disk.name === other.metadata?.name,
+        )
+        .map((other) => `${other.metadata?.namespace}/${other.metadata?.name}`),
+    DISK_VIEW,
   );
   // A disk made from a snapshot waits for it to be taken.
   watchRelated(snapshotInformer, diskQueue, (s) =>

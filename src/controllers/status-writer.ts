@@ -24,9 +24,37 @@ export interface StatusWriterOptions {
    * (the write is skipped) instead of taken over.
    */
   yieldToOthers?: boolean;
+  /**
+   * Skip a write judged on an object the cache still shows as it was before this writer's last
+   * write of it (that write's watch event has not come yet): judged on the status before, it
+   * would only write that again with new timestamps, or older values. The event brings the
+   * reconcile back with the status written. Only for writers whose reconciler's watch wakes it
+   * for the fields they write.
+   */
+  waitForOwnWrites?: boolean;
 }
 
-type Writable = { metadata: { name: string; namespace?: string }; status?: unknown };
+/** How long the resourceVersions of a write are kept: far longer than a watch event takes. */
+const OWN_WRITE_MEMORY_MS = 60_000;
+
+interface OwnWrite {
+  /** The object's resourceVersion the write was judged on, and the one it made. */
+  judgedOn: string;
+  made: string;
+  at: number;
+}
+
+/** Pure: the cache shows OBJ (at resourceVersion RV) as it was before LAST, a write of ours. */
+export function behindOwnWrite(last: OwnWrite | undefined, rv: string | undefined, now: number): boolean {
+  return Boolean(
+    last && rv && last.judgedOn === rv && last.made !== rv && now - last.at < OWN_WRITE_MEMORY_MS,
+  );
+}
+
+type Writable = {
+  metadata: { name: string; namespace?: string; resourceVersion?: string };
+  status?: unknown;
+};
 type Judged = {
   metadata: { name: string; namespace?: string; generation?: number };
   status?: { conditions?: Condition[] };
@@ -35,6 +63,8 @@ type Judged = {
 export class StatusWriter {
   private readonly kube: Kube;
   private readonly o: StatusWriterOptions;
+  /** This writer's last write per object (namespace/name), oldest first. */
+  private readonly ownWrites = new Map<string, OwnWrite>();
 
   constructor(kube: Kube, options: StatusWriterOptions) {
     this.kube = kube;
@@ -47,13 +77,35 @@ export class StatusWriter {
     const fields = this.o.owns ?? Object.keys(status);
     if (!ownedStatusChanged(obj.status as Record<string, unknown> | undefined, status, fields, listMaps))
       return false;
+    const key = `${obj.metadata.namespace ?? ""}/${obj.metadata.name}`;
+    const rv = obj.metadata.resourceVersion;
+    const now = Date.now();
+    if (this.o.waitForOwnWrites && behindOwnWrite(this.ownWrites.get(key), rv, now)) return false;
     try {
-      await applyStatus(this.kube, this.o.kind, obj, this.o.fieldManager, status, !this.o.yieldToOthers);
+      const written = await applyStatus(
+        this.kube,
+        this.o.kind,
+        obj,
+        this.o.fieldManager,
+        status,
+        !this.o.yieldToOthers,
+      );
+      const made = written?.metadata?.resourceVersion;
+      if (this.o.waitForOwnWrites && rv && made) this.remember(key, { judgedOn: rv, made, at: now });
     } catch (err) {
       if (this.o.yieldToOthers && httpStatus(err) === 409) return false;
       throw err;
     }
     return true;
+  }
+
+  private remember(key: string, write: OwnWrite) {
+    this.ownWrites.delete(key);
+    this.ownWrites.set(key, write);
+    for (const [k, w] of this.ownWrites) {
+      if (write.at - w.at < OWN_WRITE_MEMORY_MS) break;
+      this.ownWrites.delete(k);
+    }
   }
 
   /** Applies FIELDS with Ready/Reconciling/Stalled saying STANDING, judged at OBJ's generation. */

@@ -82,6 +82,7 @@ function address(def: KindDefinition, obj: { metadata: { name: string; namespace
  * Server-side apply of STATUS on the status subresource as FIELD_MANAGER. Fields this manager
  * set before and leaves out now are removed; fields of other managers stay. Without FORCE, a
  * field another manager set to another value is a conflict (HTTP 409) and nothing is written.
+ * Resolves with the object as the write left it.
  */
 export async function applyStatus(
   kube: Kube,
@@ -90,8 +91,8 @@ export async function applyStatus(
   fieldManager: string,
   status: Record<string, unknown>,
   force = true,
-): Promise<void> {
-  await kube.custom.patchNamespacedCustomObjectStatus(
+): Promise<KubernetesObject> {
+  return await kube.custom.patchNamespacedCustomObjectStatus(
     {
       ...address(def, obj),
       fieldManager,

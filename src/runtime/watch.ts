@@ -2,6 +2,7 @@
 // the user's intent (a new generation, a deletion, a request annotation) also forgets the
 // key's backoff, so a failing object the user fixes or deletes is looked at at once, while
 // our own status and Event writes never shorten the wait.
+import { createHash } from "node:crypto";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { PREFIX } from "../api/common.ts";
 import { describeError, keyOf } from "./kube.ts";
@@ -28,46 +29,113 @@ export function intentOf(obj: KubernetesObject): string {
 }
 
 /**
- * The object without what changes on every write and what the reconciler does not read: an
- * update whose fingerprint is the one seen before wakes nobody (KubeVirt's "status-only update"
- * predicate). IGNORED_STATUS names status fields only another writer keeps (statistics).
+ * The part of an object's status one watcher looks at. `reads` names every status field its
+ * reconciler reads or writes (the ones it writes too: another writer changing one is news to
+ * it); `ignores` names fields it never reads, for reconcilers that read most of their status.
+ * "conditions/Type" names one condition type. An update that changes only what the view
+ * leaves out (another writer's fields: statistics, the other side's conditions) wakes nobody.
  */
-export function fingerprintOf(obj: KubernetesObject, ignoredStatus: readonly string[] = []): string {
-  const { metadata, ...rest } = obj as KubernetesObject & { status?: Record<string, unknown> };
+export type StatusView = { readonly reads: readonly string[] } | { readonly ignores: readonly string[] };
+
+const CONDITION = "conditions/";
+
+type Status = Record<string, unknown>;
+
+/** STATUS as VIEW sees it. */
+export function viewedStatus(status: Status | undefined, view: StatusView): Status | undefined {
+  if (!status) return undefined;
+  const named = "reads" in view ? view.reads : view.ignores;
+  const fields = named.filter((f) => !f.startsWith(CONDITION));
+  const types = named.filter((f) => f.startsWith(CONDITION)).map((f) => f.slice(CONDITION.length));
+  const conditions = Array.isArray(status.conditions) ? (status.conditions as Array<{ type?: string }>) : [];
+  if ("reads" in view) {
+    const out: Status = {};
+    for (const f of fields) if (f in status) out[f] = status[f];
+    if (!fields.includes("conditions") && types.length)
+      out.conditions = conditions.filter((c) => types.includes(c.type ?? ""));
+    return out;
+  }
+  const out: Status = { ...status };
+  for (const f of fields) delete out[f];
+  if (types.length && "conditions" in out)
+    out.conditions = conditions.filter((c) => !types.includes(c.type ?? ""));
+  return out;
+}
+
+/** JSON with object keys sorted: the same object gives the same text whatever the key order. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v && typeof v === "object" && !Array.isArray(v) && !(v instanceof Date)
+      ? Object.fromEntries(Object.entries(v as object).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
+  );
+}
+
+/**
+ * A digest of the object without what changes on every write (resourceVersion, managedFields)
+ * and with its status as VIEW sees it (all of it without a view): two versions of an object
+ * with one fingerprint are the same to the watcher (KubeVirt's "status-only update" predicate).
+ */
+export function fingerprintOf(obj: KubernetesObject, view?: StatusView): string {
+  const { metadata, ...rest } = obj as KubernetesObject & { status?: Status };
   const { resourceVersion: _rv, managedFields: _mf, ...meta } = metadata ?? {};
-  const status = rest.status ? { ...rest.status } : undefined;
-  for (const field of ignoredStatus) if (status) delete status[field];
-  return JSON.stringify({ ...rest, metadata: meta, ...(status ? { status } : {}) });
+  const status = view ? viewedStatus(rest.status, view) : rest.status;
+  const seen = canonicalJson({ ...rest, metadata: meta, ...(status ? { status } : {}) });
+  return createHash("sha256").update(seen).digest("base64");
+}
+
+/**
+ * Remembers each object's fingerprint under VIEW: `changed` says whether an event is news to
+ * the watcher (adds and deletes always are; an update when its fingerprint moved). Without a
+ * view every event is news. Digests, not copies, are kept: a few dozen bytes per object.
+ */
+export function viewTracker(view: StatusView | undefined) {
+  const fingerprints = new Map<string, string>();
+  return {
+    changed(obj: KubernetesObject, verb: WatchVerb): boolean {
+      const key = keyOf(obj);
+      if (verb === "delete") {
+        fingerprints.delete(key);
+        return true;
+      }
+      if (!view) return true;
+      const fingerprint = fingerprintOf(obj, view);
+      const before = fingerprints.get(key);
+      fingerprints.set(key, fingerprint);
+      return verb !== "update" || before !== fingerprint;
+    },
+    /** The watcher stopped looking at KEY (its filter turned the object away). */
+    forget(key: string): void {
+      fingerprints.delete(key);
+    },
+  };
 }
 
 /**
  * Queues every event of INFORMER's objects (those FILTER accepts) under their own key;
- * intent changes and deletions forget the key's backoff. Updates that change only the status
- * fields IGNORED_STATUS names (and resourceVersion, managedFields) are not queued.
+ * intent changes and deletions forget the key's backoff. With a VIEW, updates that change
+ * only what it leaves out (and resourceVersion, managedFields) are not queued.
  */
 export function watchOwn<T extends KubernetesObject>(
   informer: Watchable<T>,
   queue: Pick<WorkQueue, "add" | "forget">,
   filter: (obj: T, verb: WatchVerb) => boolean = () => true,
-  ignoredStatus: readonly string[] = [],
+  view?: StatusView,
 ): void {
   const intents = new Map<string, string>();
-  const fingerprints = new Map<string, string>();
+  const tracker = viewTracker(view);
   for (const verb of ["add", "update", "delete"] as const) {
     informer.on(verb, (obj) => {
-      if (!filter(obj, verb)) return;
       const key = keyOf(obj);
-      if (verb === "delete") {
-        intents.delete(key);
-        fingerprints.delete(key);
-        queue.forget(key);
+      if (!filter(obj, verb)) {
+        tracker.forget(key);
         return;
       }
-      if (ignoredStatus.length) {
-        const fingerprint = fingerprintOf(obj, ignoredStatus);
-        const unchanged = verb === "update" && fingerprints.get(key) === fingerprint;
-        fingerprints.set(key, fingerprint);
-        if (unchanged) return;
+      if (!tracker.changed(obj, verb)) return;
+      if (verb === "delete") {
+        intents.delete(key);
+        queue.forget(key);
+        return;
       }
       const intent = intentOf(obj);
       const before = intents.get(key);
@@ -78,14 +146,20 @@ export function watchOwn<T extends KubernetesObject>(
   }
 }
 
-/** Queues the keys MAP names for every event of INFORMER (objects that depend on it). */
-export function watchRelated<T>(
+/**
+ * Queues the keys MAP names for every event of INFORMER (objects that depend on it); with a
+ * VIEW, not for updates that change only what it leaves out.
+ */
+export function watchRelated<T extends KubernetesObject>(
   informer: Watchable<T>,
   queue: Pick<WorkQueue, "add">,
   map: (obj: T, verb: WatchVerb) => Iterable<string>,
+  view?: StatusView,
 ) {
+  const tracker = viewTracker(view);
   for (const verb of ["add", "update", "delete"] as const) {
     informer.on(verb, (obj) => {
+      if (!tracker.changed(obj, verb)) return;
       for (const key of map(obj, verb)) queue.add(key);
     });
   }

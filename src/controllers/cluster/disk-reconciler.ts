@@ -22,6 +22,7 @@ import {
 import { STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
 import { type Refusal, type TenancyDefaults, tenantPolicy } from "../tenant-policy.ts";
 import { effectiveVm } from "../vm-clone.ts";
+import { CLUSTER_DISK_VIEW, DISK_USERS_VIEW } from "../watch-views.ts";
 import {
   type DiskNodeView,
   diskHolders,
@@ -87,19 +88,24 @@ export function watchClusterDisks(
     snapshots?: Watchable<VMSnapshot & KubernetesObject>;
   },
 ): void {
-  watchOwn(sources.disks, queue);
+  watchOwn(sources.disks, queue, undefined, CLUSTER_DISK_VIEW);
   // A snapshot taken (or one deleted: its bytes leave the budget) moves disks that wait.
   if (sources.snapshots)
     watchRelated(sources.snapshots, queue, (s) => reconciler.unplacedKeys(s.metadata?.namespace));
   // A deleted disk frees pool room and namespace bytes; an admin may raise a namespace's limits.
   watchRelated(sources.disks, queue, (_d, verb) => (verb === "delete" ? reconciler.unplacedKeys() : []));
   // A linked clone made or gone holds or frees the disk it reads from.
-  watchRelated(sources.disks, queue, (d) => {
-    const from = d.spec.source?.disk;
-    return from?.linked ? [`${d.metadata?.namespace}/${from.name}`] : [];
-  });
+  watchRelated(
+    sources.disks,
+    queue,
+    (d) => {
+      const from = d.spec.source?.disk;
+      return from?.linked ? [`${d.metadata?.namespace}/${from.name}`] : [];
+    },
+    CLUSTER_DISK_VIEW,
+  );
   watchRelated(sources.namespaces, queue, (ns) => reconciler.unplacedKeys(ns.metadata?.name));
-  watchRelated(sources.vms, queue, (vm) => reconciler.keysForVm(vm));
+  watchRelated(sources.vms, queue, (vm) => reconciler.keysForVm(vm), DISK_USERS_VIEW);
   watchRelated(sources.nodes, queue, () => reconciler.unplacedKeys());
   const revived = heartbeatRevivals();
   watchRelated(sources.leases, queue, (lease, verb) =>

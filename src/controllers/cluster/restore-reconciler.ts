@@ -11,6 +11,7 @@ import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
 import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
 import type { Standing } from "../conditions.ts";
 import { STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
+import { RESTORE_VM_VIEW } from "../watch-views.ts";
 import { judgeRestore } from "./restore-judge.ts";
 
 type Restore = VMRestore & KubernetesObject;
@@ -44,7 +45,7 @@ export function watchClusterRestores(
 ): void {
   watchOwn(sources.restores, queue);
   watchRelated(sources.snapshots, queue, (s) => reconciler.waiting(s.metadata?.namespace));
-  watchRelated(sources.vms, queue, (vm) => reconciler.waiting(vm.metadata?.namespace));
+  watchRelated(sources.vms, queue, (vm) => reconciler.waiting(vm.metadata?.namespace), RESTORE_VM_VIEW);
 }
 
 export class ClusterRestoreReconciler {

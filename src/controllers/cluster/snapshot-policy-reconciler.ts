@@ -20,6 +20,7 @@ import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
 import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
 import { writerConditions } from "../conditions.ts";
 import { StatusWriter } from "../status-writer.ts";
+import { SNAPSHOT_POLICY_VM_VIEW } from "../watch-views.ts";
 import { AUTOMATIC_LABEL, decidePolicy, snapshotsInUse } from "./snapshot-schedule.ts";
 
 type Vm = VirtualMachine & KubernetesObject;
@@ -51,7 +52,12 @@ export function watchSnapshotPolicies(
     restores: Watchable<VMRestore & KubernetesObject>;
   },
 ): void {
-  watchOwn(sources.vms, queue, (vm) => Boolean(vm.spec?.snapshotPolicy || vm.status?.snapshotPolicy));
+  watchOwn(
+    sources.vms,
+    queue,
+    (vm) => Boolean(vm.spec?.snapshotPolicy || vm.status?.snapshotPolicy),
+    SNAPSHOT_POLICY_VM_VIEW,
+  );
   const ofVm = (o: { metadata?: { namespace?: string }; spec: { vmName: string } }) =>
     o.metadata?.namespace ? [`${o.metadata.namespace}/${o.spec.vmName}`] : [];
   watchRelated(sources.snapshots, queue, ofVm);

@@ -29,6 +29,7 @@ import { snapshotRefusal } from "../disk-limits.ts";
 import { parseDuration } from "../node/snapshot-plan.ts";
 import { STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
 import type { TenantPolicy } from "../tenant-policy.ts";
+import { SNAPSHOT_VM_VIEW } from "../watch-views.ts";
 import { acceptSnapshot, uniqueTimestamp } from "./snapshot-accept.ts";
 import { AUTOMATIC_LABEL } from "./snapshot-schedule.ts";
 
@@ -64,7 +65,7 @@ export function watchClusterSnapshots(
   reconciler: ClusterSnapshotReconciler,
 ): void {
   watchOwn(sources.snapshots, queue);
-  watchRelated(sources.vms, queue, (vm) => reconciler.waitingFor(vm));
+  watchRelated(sources.vms, queue, (vm) => reconciler.waitingFor(vm), SNAPSHOT_VM_VIEW);
 }
 
 export class ClusterSnapshotReconciler {

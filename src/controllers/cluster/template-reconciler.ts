@@ -29,6 +29,7 @@ import type { ReconcileResult } from "../../runtime/workqueue.ts";
 import type { Standing } from "../conditions.ts";
 import { heartbeatRevivals } from "../node-facts.ts";
 import { StatusWriter } from "../status-writer.ts";
+import { DISK_VIEW, TEMPLATE_VM_VIEW } from "../watch-views.ts";
 import { linkedClonesOf } from "./disk-placement.ts";
 import type { HeartbeatView } from "./heartbeat-clock.ts";
 import { nodeView } from "./placement.ts";
@@ -105,11 +106,16 @@ export function watchTemplates(
 ): void {
   const all = () => sources.templates.list().map((t) => keyOf(t));
   watchOwn(sources.templates, queue);
-  watchRelated(sources.vms, queue, (vm) => templatesOfVm(sources.templates, vm));
-  watchRelated(sources.disks, queue, (d) => {
-    const name = d.metadata?.labels?.[TEMPLATE_LABEL] ?? d.status?.baseOf?.template;
-    return name ? [`${d.metadata?.namespace}/${name}`] : [];
-  });
+  watchRelated(sources.vms, queue, (vm) => templatesOfVm(sources.templates, vm), TEMPLATE_VM_VIEW);
+  watchRelated(
+    sources.disks,
+    queue,
+    (d) => {
+      const name = d.metadata?.labels?.[TEMPLATE_LABEL] ?? d.status?.baseOf?.template;
+      return name ? [`${d.metadata?.namespace}/${name}`] : [];
+    },
+    DISK_VIEW,
+  );
   watchRelated(sources.snapshots, queue, (s) =>
     sources.templates
       .list(s.metadata?.namespace)

@@ -30,6 +30,7 @@ import { CONDITIONS_RULE } from "../status-diff.ts";
 import { STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
 import { type Refusal, type TenancyDefaults, tenantPolicy } from "../tenant-policy.ts";
 import { waitingForIdentity } from "../vm-identities.ts";
+import { CLUSTER_DISK_VIEW, CLUSTER_VM_VIEW, VM_IDENTITY_VIEW } from "../watch-views.ts";
 import { clonePlan, createCloneDisks } from "./clone-prep.ts";
 import { namesDisk, nodeOfVmDisks } from "./disk-placement.ts";
 import type { PlacementBook } from "./disk-reconciler.ts";
@@ -91,16 +92,21 @@ export function watchClusterVms(
     templates?: Watchable<VMTemplate & KubernetesObject>;
   },
 ): void {
-  watchOwn(sources.vms, queue);
+  watchOwn(sources.vms, queue, undefined, CLUSTER_VM_VIEW);
   // A VM made from a template waits for it (a template made from a VM: until it took the VM).
   if (sources.templates) watchRelated(sources.templates, queue, (tpl) => reconciler.madeFrom(tpl));
   // A clone waits for its snapshot to be taken.
   if (sources.snapshots) watchRelated(sources.snapshots, queue, (snap) => reconciler.clonesOf(snap));
   // A VM gone or changed may free the MAC or UUID another waits for.
-  watchRelated(sources.vms, queue, () => waitingForIdentity(reconciler.allVms(), "Admitted"));
+  watchRelated(
+    sources.vms,
+    queue,
+    () => waitingForIdentity(reconciler.allVms(), "Admitted"),
+    VM_IDENTITY_VIEW,
+  );
   // An admin changing what a namespace may use: its VMs are judged again.
   watchRelated(sources.namespaces, queue, (ns) => reconciler.keysIn(ns.metadata?.name ?? ""));
-  watchRelated(sources.disks, queue, (disk) => reconciler.unplacedUsersOf(disk));
+  watchRelated(sources.disks, queue, (disk) => reconciler.unplacedUsersOf(disk), CLUSTER_DISK_VIEW);
   watchRelated(sources.nodes, queue, () => reconciler.unplacedKeys());
   const revived = heartbeatRevivals();
   watchRelated(sources.leases, queue, (lease, verb) =>

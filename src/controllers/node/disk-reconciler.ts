@@ -37,6 +37,7 @@ import { linkedClonesOf } from "../cluster/disk-placement.ts";
 import { findCondition } from "../conditions.ts";
 import { StatusWriter } from "../status-writer.ts";
 import type { Refusal } from "../tenant-policy.ts";
+import { DISK_VIEW } from "../watch-views.ts";
 import { volumeFromDisk } from "./disk-from-disk.ts";
 import { AGENT_DISK_FIELDS, agentDiskStatus, type DiskMemory, type VolumeSeen } from "./disk-status.ts";
 import { type DomainLocks, diskLockKey, LOCK_RETRY_MS } from "./domain-locks.ts";
@@ -66,6 +67,7 @@ export function watchNodeDisks(queue: WorkQueue, disks: Watchable<Disk>, nodeNam
     disks,
     queue,
     (disk, verb) => verb === "delete" || disk.metadata?.labels?.[NODE_LABEL] === nodeName,
+    DISK_VIEW,
   );
 }
 

@@ -116,6 +116,8 @@ export class NodeVmReconciler {
       fieldManager: AGENT_FIELD_MANAGER,
       owns: AGENT_STATUS_FIELDS,
       listMaps: { conditions: CONDITIONS_RULE, interfaces: { key: "name", ownsSet: false } },
+      // Lifecycle events come in bursts: a rerun before the cache shows our write would repeat it.
+      waitForOwnWrites: true,
     });
   }
 

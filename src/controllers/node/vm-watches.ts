@@ -10,6 +10,7 @@ import type { WorkQueue } from "../../runtime/workqueue.ts";
 import { namesDisk } from "../cluster/disk-placement.ts";
 import { effectiveVm } from "../vm-clone.ts";
 import { waitingForIdentity } from "../vm-identities.ts";
+import { DISK_VIEW, NODE_VM_VIEW } from "../watch-views.ts";
 import type { NodeVmReconciler } from "./vm-reconciler.ts";
 
 type Vm = VirtualMachine & KubernetesObject;
@@ -27,18 +28,21 @@ export function watchNodeVms(
   namespaces: Watchable<V1Namespace>,
   libvirt: LibvirtClient,
 ): void {
-  // The statistics collector's writes change nothing this reconciler reads.
-  watchOwn(vms, queue, undefined, ["statistics"]);
+  watchOwn(vms, queue, undefined, NODE_VM_VIEW);
   // A VM gone or changed here may free the MAC or UUID another waits for.
-  watchRelated(vms, queue, () => waitingForIdentity(vms.list(), "Failure"));
+  watchRelated(vms, queue, () => waitingForIdentity(vms.list(), "Failure"), NODE_VM_VIEW);
   // An admin changing what a namespace may use: its VMs here are judged again.
   watchRelated(namespaces, queue, (ns) => vms.list(ns.metadata?.name).map((vm) => keyOf(vm)));
-  watchRelated(disks, queue, (disk) =>
-    vms
-      .list(disk.metadata?.namespace)
-      // A clone's or a template's VM names its disks in what it recorded, not in its own spec.
-      .filter((vm) => namesDisk(effectiveVm(vm), disk.metadata?.name))
-      .map((vm) => keyOf(vm)),
+  watchRelated(
+    disks,
+    queue,
+    (disk) =>
+      vms
+        .list(disk.metadata?.namespace)
+        // A clone's or a template's VM names its disks in what it recorded, not in its own spec.
+        .filter((vm) => namesDisk(effectiveVm(vm), disk.metadata?.name))
+        .map((vm) => keyOf(vm)),
+    DISK_VIEW,
   );
   libvirt.on("lifecycle", (e: LifecycleEvent) => {
     const key = keyOfDomain(e.domain.name);

@@ -1,0 +1,74 @@
+// StatusWriter against a stand-in API server: it writes only what changed, and (waitForOwnWrites)
+// never judges a write on a cached object its own last write has not reached yet.
+import assert from "node:assert/strict";
+import { after, before, beforeEach, describe, it } from "node:test";
+import { VirtualMachineKind } from "../../../src/api/virtualmachine.ts";
+import { behindOwnWrite, StatusWriter } from "../../../src/controllers/status-writer.ts";
+import { type StandInApi, standInApi } from "../../support/stand-in-api.ts";
+
+let api: StandInApi;
+/** The resourceVersion the stand-in API server gives each write. */
+let next = 10;
+
+before(async () => {
+  api = await standInApi((req) => ({
+    status: 200,
+    body: {
+      ...(req.body as object),
+      metadata: { name: "v", namespace: "ns", resourceVersion: String(next++) },
+    },
+  }));
+});
+beforeEach(() => {
+  api.requests.length = 0;
+});
+after(() => api.close());
+
+const vm = (rv: string, printableStatus: string) => ({
+  metadata: { name: "v", namespace: "ns", resourceVersion: rv },
+  status: { printableStatus },
+});
+
+describe("StatusWriter", () => {
+  it("writes only when the status would change", async () => {
+    const writer = new StatusWriter(api.kube, { kind: VirtualMachineKind, fieldManager: "t" });
+    assert.equal(await writer.write(vm("1", "Running"), { printableStatus: "Running" }), false);
+    assert.equal(await writer.write(vm("1", "Starting"), { printableStatus: "Running" }), true);
+    assert.equal(api.requests.length, 1);
+    assert.match(api.requests[0]!.url, /\/virtualmachines\/v\/status\?.*fieldManager=t/);
+  });
+
+  it("waitForOwnWrites: a rerun before the cache shows its last write writes nothing", async () => {
+    const writer = new StatusWriter(api.kube, {
+      kind: VirtualMachineKind,
+      fieldManager: "t",
+      waitForOwnWrites: true,
+    });
+    next = 10;
+    assert.equal(await writer.write(vm("5", "Starting"), { printableStatus: "Running" }), true);
+    // The cache still shows resourceVersion 5: judged on it, the write would repeat the last one.
+    assert.equal(await writer.write(vm("5", "Starting"), { printableStatus: "Running" }), false);
+    // The cache caught up (10, the write's own) or moved on (11, someone else's): judged as usual.
+    assert.equal(await writer.write(vm("10", "Running"), { printableStatus: "Paused" }), true);
+    assert.equal(await writer.write(vm("12", "Running"), { printableStatus: "Stopped" }), true);
+    assert.equal(api.requests.length, 3);
+  });
+
+  it("without waitForOwnWrites a stale cache is written from, as before", async () => {
+    const writer = new StatusWriter(api.kube, { kind: VirtualMachineKind, fieldManager: "t" });
+    await writer.write(vm("5", "Starting"), { printableStatus: "Running" });
+    await writer.write(vm("5", "Starting"), { printableStatus: "Running" });
+    assert.equal(api.requests.length, 2);
+  });
+
+  it("behindOwnWrite: only the version the last write was judged on, only for a while", () => {
+    const last = { judgedOn: "5", made: "6", at: 1000 };
+    assert.equal(behindOwnWrite(last, "5", 2000), true);
+    assert.equal(behindOwnWrite(last, "6", 2000), false);
+    assert.equal(behindOwnWrite(last, "7", 2000), false);
+    assert.equal(behindOwnWrite(undefined, "5", 2000), false);
+    assert.equal(behindOwnWrite(last, undefined, 2000), false);
+    assert.equal(behindOwnWrite({ ...last, made: "5" }, "5", 2000), false, "a write that changed nothing");
+    assert.equal(behindOwnWrite(last, "5", 1000 + 61_000), false, "long ago: the event was lost");
+  });
+});
