@@ -3,12 +3,17 @@
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { stackDown, stackUp } from "../../src/cmd/local/stack.ts";
+import { recordTestCluster, sweepTestLeftovers } from "../support/leftovers.ts";
 import { TEST_STACK } from "../support/stack.ts";
 
 export async function globalSetup() {
   await stackDown(TEST_STACK);
   await rm(join(TEST_STACK.stateDir, "etcd"), { recursive: true, force: true });
   await stackUp(TEST_STACK);
+  // Before any agent starts: what runs cut short left in libvirt would conflict with names reused.
+  const say = (line: string) => process.stderr.write(`==> ${line}\n`);
+  await sweepTestLeftovers(say).catch((err) => say(`sweeping what earlier test runs left failed: ${err}`));
+  await recordTestCluster(TEST_STACK.stateDir);
 }
 
 export async function globalTeardown() {

@@ -69,7 +69,18 @@ describe("snapshotPolicy (a stopped TCG guest)", () => {
     let first: VMSnapshot | undefined;
     for (const deadline = Date.now() + 150_000; !first && Date.now() < deadline; await sleep(2000))
       first = (await automatic()).find((s) => s.status?.phase === "Succeeded");
-    assert.ok(first, "an automatic snapshot within two minutes");
+    if (!first) {
+      const vm = await getVm(ns, "sched");
+      const why = (vm?.status?.conditions ?? []).map(
+        (c) => `${c.type}=${c.status} ${c.reason}: ${c.message}`,
+      );
+      const made = (await automatic()).map(
+        (s) => `${s.metadata.name} ${s.status?.phase} ${s.status?.error ?? ""}`,
+      );
+      assert.fail(
+        `no automatic snapshot within two minutes; VM: ${why.join("; ")}; snapshots: ${made.join("; ")}`,
+      );
+    }
     assert.equal(first.status?.isAutomatic, true);
     await applyObject("VMSnapshot", ns, first.metadata.name, { ...first.spec, sticky: true });
     const startedAt = Date.parse(first.metadata.creationTimestamp ?? "");
