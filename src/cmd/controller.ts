@@ -184,6 +184,7 @@ async function main() {
     kube,
     vms,
     disks,
+    snapshots,
     nodes,
     heartbeats,
     lostAfterMs: nodeLostAfterMs,
@@ -207,7 +208,7 @@ async function main() {
 
   const start = async () => {
     // First: the heartbeat clock must see every Lease event, and other reconcilers ask it.
-    watchNodeLoss(nodeLossQueue, nodeLoss, { vms: vmInformer, disks, nodes, leases });
+    watchNodeLoss(nodeLossQueue, nodeLoss, { vms: vmInformer, disks, snapshots, nodes, leases });
     watchClusterVms(queue, reconciler, {
       vms: vmInformer,
       disks,

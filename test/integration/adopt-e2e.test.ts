@@ -7,7 +7,7 @@
 // of the same name in another namespace, or a volume of its name this cluster did not make, is
 // never taken.
 import assert from "node:assert/strict";
-import { readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { rmSync, statSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -43,6 +43,7 @@ import {
   waitForVm,
 } from "../support/operator.ts";
 import { kubectl, TEST_STACK, testNamespace } from "../support/stack.ts";
+import { firstSector } from "../support/volumes.ts";
 
 const MiB = 2 ** 20;
 const POOL = "libvirt-operator";
@@ -63,23 +64,8 @@ const waitForDisk = (
 const ready = (d: VMDisk | undefined) => d?.status?.phase === "Ready";
 
 /** The first sector of a qcow2 volume, up to a NUL (what lvo.counter keeps there). */
-async function firstSector(path: string): Promise<string> {
-  const out = join(workDir, `read-${Date.now()}.raw`);
-  await run("qemu-img", [
-    "dd",
-    "-U",
-    "-f",
-    "qcow2",
-    "-O",
-    "raw",
-    "bs=512",
-    "count=1",
-    `if=${path}`,
-    `of=${out}`,
-  ]);
-  const text = readFileSync(out).toString("latin1").split("\0")[0]!;
-  rmSync(out, { force: true });
-  return text;
+async function sectorText(path: string): Promise<string> {
+  return (await firstSector(path)).toString("latin1").split("\0")[0]!;
 }
 
 const counterSpec = () => ({
@@ -198,7 +184,7 @@ describe("objects applied again without status take over their volumes and runni
       volumes: await poolVolumes(ns),
     };
     assert.ok(before.pid > 0);
-    assert.equal(await firstSector(before.copyPath), "41\n");
+    assert.equal(await sectorText(before.copyPath), "41\n");
     // Each volume and its owner mark, nothing else.
     assert.deepEqual(
       before.volumes.map((v) => v.replace(/^lvo-owner-[0-9a-f-]+\./, "owner:")),
@@ -266,7 +252,7 @@ describe("objects applied again without status take over their volumes and runni
         JSON.stringify(scheduled),
       );
     }
-    assert.equal(await firstSector(before.copyPath), "41\n", "the copy was not made again from the counter");
+    assert.equal(await sectorText(before.copyPath), "41\n", "the copy was not made again from the counter");
     assert.equal(vm.status?.nodeName, TEST_STACK.nodeName);
     assert.equal(vm.status?.uuid, before.uuid, "the domain's UUID, from the orphan report");
     assert.equal(vm.status?.interfaces?.[0]?.mac, before.mac, "the domain's MAC, from the orphan report");
@@ -308,13 +294,13 @@ describe("objects applied again without status take over their volumes and runni
     assert.notEqual(mine?.status?.path, before.counterPath);
     assert.ok((await eventsOf(other, "counter")).some((e) => e.reason === "Imported"));
     assert.equal(
-      await firstSector(mine!.status!.path!),
+      await sectorText(mine!.status!.path!),
       "41\n",
       "the image, not the other namespace's counter",
     );
     assert.equal(statSync(before.counterPath).ino, before.counterInode);
     assert.ok(
-      Number(await firstSector(before.counterPath)) > 41,
+      Number(await sectorText(before.counterPath)) > 41,
       "the first namespace's guest still writes its own",
     );
   });

@@ -32,6 +32,7 @@ import {
 } from "../support/operator.ts";
 import { snapshotTools } from "../support/snapshots.ts";
 import { kubectl, TEST_STACK, testNamespace } from "../support/stack.ts";
+import { firstSector } from "../support/volumes.ts";
 
 const MiB = 2 ** 20;
 let guest: Guest;
@@ -58,23 +59,8 @@ async function imageInfo(path: string): Promise<ImageInfo> {
 }
 
 /** The first sector of a volume as the guest sees it (through its backing file), up to a NUL. */
-async function firstSector(path: string): Promise<string> {
-  const out = join(workDir, `read-${Date.now()}.raw`);
-  await run("qemu-img", [
-    "dd",
-    "-U",
-    "-f",
-    "qcow2",
-    "-O",
-    "raw",
-    "bs=512",
-    "count=1",
-    `if=${path}`,
-    `of=${out}`,
-  ]);
-  const text = readFileSync(out).toString("latin1").split("\0")[0]!;
-  rmSync(out, { force: true });
-  return text;
+async function sectorText(path: string): Promise<string> {
+  return (await firstSector(path)).toString("latin1").split("\0")[0]!;
 }
 
 const patchSpec = (resource: string, name: string, spec: Record<string, unknown>) =>
@@ -162,7 +148,7 @@ describe("linked clones of a VMTemplate's base (real agent, libvirtd, TCG guests
     assert.equal(info["backing-filename-format"], "qcow2", "the backing format is recorded");
     assert.equal(info["virtual-size"], 64 * MiB);
     assert.ok((clone!.status!.actualSize ?? 0) < MiB, "thin");
-    assert.equal(await firstSector(clonePath), "41\n", "reads the base's content");
+    assert.equal(await sectorText(clonePath), "41\n", "reads the base's content");
     assert.ok((await eventsOf(ns, "clone")).some((e) => e.reason === "Cloned"));
   });
 
@@ -185,13 +171,13 @@ describe("linked clones of a VMTemplate's base (real agent, libvirtd, TCG guests
     assert.deepEqual(counterBoots(readFileSync(consoleLogOf(ns, "child"), "utf8")), [41]);
     await patchSpec("vm", "child", { runStrategy: "Halted" });
     await waitForVm(ns, "child", isPrintable("Stopped"), "Stopped", 120_000);
-    assert.ok(Number(await firstSector(clonePath)) >= 44, "the clone holds the guest's writes");
-    assert.equal(await firstSector(basePath), "41\n", "the base is as it was");
+    assert.ok(Number(await sectorText(clonePath)) >= 44, "the clone holds the guest's writes");
+    assert.equal(await sectorText(basePath), "41\n", "the base is as it was");
     assert.equal((await imageInfo(basePath))["backing-filename"], undefined);
   });
 
   it("a VM on a linked clone is snapshotted (Internal); a disk read out of the snapshot is flat", async () => {
-    const at = await firstSector(clonePath);
+    const at = await sectorText(clonePath);
     const { snap } = await t.snapshotNow("child", "snap");
     assert.equal(snap.status?.method, "Internal");
     await applyObject("VMDisk", ns, "from-snap", {
@@ -200,7 +186,7 @@ describe("linked clones of a VMTemplate's base (real agent, libvirtd, TCG guests
     });
     const disk = await waitForDisk("from-snap", phaseIs("Ready"), "Ready (from the snapshot)");
     assert.equal((await imageInfo(disk!.status!.path!))["backing-filename"], undefined, "no backing file");
-    assert.equal(await firstSector(disk!.status!.path!), at);
+    assert.equal(await sectorText(disk!.status!.path!), at);
     assert.equal(
       (await imageInfo(clonePath))["backing-filename"],
       basePath,
@@ -214,7 +200,7 @@ describe("linked clones of a VMTemplate's base (real agent, libvirtd, TCG guests
     const info = await imageInfo(flat!.status!.path!);
     assert.equal(info["backing-filename"], undefined, "no backing file");
     assert.equal(info["virtual-size"], 64 * MiB);
-    assert.equal(await firstSector(flat!.status!.path!), await firstSector(clonePath));
+    assert.equal(await sectorText(flat!.status!.path!), await sectorText(clonePath));
   });
 
   it("the VM whose disk is a base does not start; asking for it read-only, it runs with it read-only", async () => {

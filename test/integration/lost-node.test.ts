@@ -7,6 +7,7 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { VirtualMachine } from "../../src/api/virtualmachine.ts";
 import type { VMDisk } from "../../src/api/vmdisk.ts";
+import type { VMSnapshot } from "../../src/api/vmsnapshot.ts";
 import { OPERATOR_NAMESPACE, startController } from "../../src/cmd/local/operator.ts";
 import { runningPid, stopDaemon } from "../../src/cmd/local/processes.ts";
 import { HEARTBEAT_INTERVAL_MS, heartbeatLeaseName } from "../../src/controllers/node-facts.ts";
@@ -75,7 +76,7 @@ after(async () => {
     const pid = runningPid(TEST_STACK.stateDir, `agent-${node.nodeName}`);
     if (pid) process.kill(pid, "SIGCONT");
   }
-  await kubectl(["delete", "vm,vmdisk", "--all", "-n", ns, "--wait=true", "--timeout=60s"]).catch(
+  await kubectl(["delete", "vmsnapshot,vm,vmdisk", "--all", "-n", ns, "--wait=true", "--timeout=60s"]).catch(
     () => undefined,
   );
   await stopTestNodes([...first, ...second]);
@@ -104,6 +105,15 @@ describe("a node whose agent stops heartbeating", () => {
     await waitForVm(ns, "leaver", (vm) => vm?.status?.printableStatus === "Running", "Running");
     await waitForVm(ns, "manual", (vm) => vm?.status?.printableStatus === "Stopped", "Stopped");
     await waitForObject<VMDisk>("vmdisk", ns, "local", (d) => d?.status?.phase === "Ready", "Ready");
+    // A snapshot handed to the node's agent: its finalizer is the agent's to remove.
+    await applyObject("VMSnapshot", ns, "manual-snap", { vmName: "manual" });
+    await waitForObject<VMSnapshot>(
+      "vmsnapshot",
+      ns,
+      "manual-snap",
+      (s) => s?.status?.nodeName === a.nodeName && Boolean(s.metadata.finalizers?.length),
+      "handed to the node's agent",
+    );
     // Metrics ports count up per group: the second group's first port is after the first's.
     second = await startTestNodes(1, {
       prefix: "lnb",
@@ -164,6 +174,7 @@ describe("a node whose agent stops heartbeating", () => {
     await freezeBeforeRenewal(a);
     await waitForVm(ns, "mover", nodeLost("NodeLost"), "Unknown (NodeLost)", 90_000);
     await kubectl(["delete", "vmdisk", "local", "-n", ns, "--wait=false"]);
+    await kubectl(["delete", "vmsnapshot", "manual-snap", "-n", ns, "--wait=false"]);
     const t = Date.now();
     await kubectl(["taint", "node", a.nodeName, "node.kubernetes.io/out-of-service=nodeshutdown:NoExecute"]);
     const moved = await waitForVm(
@@ -182,6 +193,14 @@ describe("a node whose agent stops heartbeating", () => {
       await sleep(500);
     }
     await waitForObject<VMDisk>("vmdisk", ns, "local", (d) => d === undefined, "released", 30_000);
+    await waitForObject<VMSnapshot>(
+      "vmsnapshot",
+      ns,
+      "manual-snap",
+      (s) => s === undefined,
+      "released",
+      30_000,
+    );
     const manual = await waitForVm(ns, "manual", nodeLost("NodeGone"), "Unknown (NodeGone)", 30_000);
     assert.match(
       condition(manual, "NodeLost")?.message ?? "",

@@ -3,7 +3,7 @@
 // boot from linked clones of its base, a full copy, a later generation, deletion held by the VMs,
 // and a stopped VM made into a template. Real TCG guests counting on their disk.
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -29,42 +29,18 @@ import {
 } from "../support/operator.ts";
 import { snapshotTools } from "../support/snapshots.ts";
 import { kubectl, TEST_STACK, testNamespace } from "../support/stack.ts";
+import { counterImage as counterImageIn, firstSector } from "../support/volumes.ts";
 
 let guest: Guest;
 let ns = "";
 let workDir = "";
 let t: ReturnType<typeof snapshotTools>;
 
-/** A 16 MiB qcow2 image whose first sector holds the counter's start value N. */
-async function counterImage(name: string, n: number): Promise<string> {
-  const raw = join(workDir, `${name}.raw`);
-  const image = Buffer.alloc(16 * 2 ** 20);
-  image.write(`${n}\n`, 0, "latin1");
-  writeFileSync(raw, image);
-  const path = join(workDir, `${name}.qcow2`);
-  await run("qemu-img", ["convert", "-f", "raw", "-O", "qcow2", raw, path]);
-  rmSync(raw);
-  return path;
-}
+const counterImage = (name: string, n: number) => counterImageIn(workDir, name, n);
 
 /** The counter value in the first sector of a volume, as the guest would read it. */
 async function counterIn(path: string, format = "qcow2"): Promise<number> {
-  const out = join(workDir, `read-${Date.now()}.raw`);
-  await run("qemu-img", [
-    "dd",
-    "-U",
-    "-f",
-    format,
-    "-O",
-    "raw",
-    "bs=512",
-    "count=1",
-    `if=${path}`,
-    `of=${out}`,
-  ]);
-  const text = readFileSync(out).subarray(0, 32).toString("latin1");
-  rmSync(out, { force: true });
-  return Number.parseInt(text, 10);
+  return Number.parseInt((await firstSector(path, format)).subarray(0, 32).toString("latin1"), 10);
 }
 
 async function backingOf(path: string): Promise<{ file?: string; format?: string }> {

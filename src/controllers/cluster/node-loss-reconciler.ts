@@ -5,6 +5,7 @@ import type { KubernetesObject, V1Lease, V1Node } from "@kubernetes/client-node"
 import type { KindDefinition } from "../../api/kind.ts";
 import { DOMAIN_FINALIZER, type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
 import { type VMDisk, VMDiskKind, VOLUME_FINALIZER } from "../../api/vmdisk.ts";
+import { SNAPSHOT_FINALIZER, type VMSnapshot, VMSnapshotKind } from "../../api/vmsnapshot.ts";
 import {
   type AnyObject,
   httpStatus,
@@ -29,6 +30,7 @@ import {
   NODE_LOST_CONDITION,
   type NodeFacts,
   placedAgainConditions,
+  snapshotLossAction,
   vmLossAction,
   type Wanted,
 } from "./node-loss.ts";
@@ -65,11 +67,13 @@ interface Lister<T> {
 }
 type Vm = VirtualMachine & KubernetesObject;
 type Disk = VMDisk & KubernetesObject;
+type Snapshot = VMSnapshot & KubernetesObject;
 
 export interface NodeLossOptions {
   kube: Kube;
   vms: Lister<Vm>;
   disks: Lister<Disk>;
+  snapshots: Lister<Snapshot>;
   nodes: Lister<V1Node>;
   heartbeats: HeartbeatClock;
   /** A node whose agent was silent this long is lost. */
@@ -79,8 +83,9 @@ export interface NodeLossOptions {
 
 /**
  * What lost-node handling reacts to: heartbeats (fed to the clock; a renewal of a node judged
- * lost brings it back), Nodes (deleted or tainted out-of-service), and VMs and VMDisks placed on
- * a node that is not known alive (deleted there, or placed on a node this process never saw).
+ * lost brings it back), Nodes (deleted or tainted out-of-service), and VMs, VMDisks and
+ * VMSnapshots placed on a node that is not known alive (deleted there, or placed on a node this
+ * process never saw).
  */
 export function watchNodeLoss(
   queue: WorkQueue,
@@ -88,6 +93,7 @@ export function watchNodeLoss(
   sources: {
     vms: Watchable<Vm>;
     disks: Watchable<Disk>;
+    snapshots: Watchable<Snapshot>;
     nodes: Watchable<V1Node>;
     leases: Watchable<V1Lease>;
   },
@@ -96,6 +102,7 @@ export function watchNodeLoss(
   watchRelated(sources.nodes, queue, (n) => [n.metadata?.name ?? ""]);
   watchRelated(sources.vms, queue, (vm) => reconciler.unsureNode(vm.status?.nodeName));
   watchRelated(sources.disks, queue, (d) => reconciler.unsureNode(d.status?.nodeName));
+  watchRelated(sources.snapshots, queue, (s) => reconciler.unsureNode(s.status?.nodeName));
 }
 
 export class NodeLossReconciler {
@@ -149,6 +156,7 @@ export class NodeLossReconciler {
     else this.notAlive.add(nodeName);
     const vms = this.o.vms.list().filter((vm) => vm.status?.nodeName === nodeName);
     const disks = this.o.disks.list().filter((d) => d.status?.nodeName === nodeName);
+    const snapshots = this.o.snapshots.list().filter((s) => s.status?.nodeName === nodeName);
     if (health !== "alive" && wasAlive && vms.length + disks.length > 0)
       this.o.log.warn(
         {
@@ -160,7 +168,7 @@ export class NodeLossReconciler {
         },
         "node agent not heard from",
       );
-    if (!node && health === "alive" && vms.length + disks.length === 0) {
+    if (!node && health === "alive" && vms.length + disks.length + snapshots.length === 0) {
       // A Node deleted with nothing on it: no timer to keep.
       this.watched.delete(nodeName);
       return undefined;
@@ -182,16 +190,21 @@ export class NodeLossReconciler {
     }
     for (const disk of disks)
       await attempt(this.act(VMDiskKind, disk, diskLossAction(disk, facts, health, VOLUME_FINALIZER)));
+    for (const snapshot of snapshots)
+      await attempt(
+        this.act(VMSnapshotKind, snapshot, snapshotLossAction(snapshot, facts, health, SNAPSHOT_FINALIZER)),
+      );
     if (failed) throw failed;
     return { requeueAfterMs: recheckInMs };
   }
 
-  private async act(kind: KindDefinition, obj: Vm | Disk, action: LossAction): Promise<void> {
+  private async act(kind: KindDefinition, obj: Vm | Disk | Snapshot, action: LossAction): Promise<void> {
     if (action.act === "none") return;
     const log = forObject(this.o.log, kind.kind, `${obj.metadata?.namespace}/${obj.metadata?.name}`);
-    const writers = this.writers.get(kind)!;
     const target = obj as AnyObject;
     const write = async (wanted: Wanted, fields: Record<string, unknown> = {}) => {
+      // Only VMs and VMDisks are ever marked (a snapshot is only released).
+      const writers = this.writers.get(kind)!;
       const conditions = writerConditions(
         obj.status?.conditions as Condition[] | undefined,
         wanted.filter((c) => c.type === NODE_LOST_CONDITION),

@@ -165,6 +165,25 @@ export function diskLossAction(
   return markAction(conditions, "NodeLost", message, "reconciling", { phase: "Unknown" });
 }
 
+/**
+ * What to do with a VMSnapshot its node agent took on NODE (judged HEALTH): only a deleted one
+ * of a gone node needs anything — nobody is left to remove what it stored, so it is let go.
+ */
+export function snapshotLossAction(
+  snapshot: { metadata?: { deletionTimestamp?: unknown; finalizers?: string[] } },
+  node: NodeFacts,
+  health: NodeHealth,
+  finalizer: string,
+): LossAction {
+  if (health !== "gone" || !snapshot.metadata?.deletionTimestamp) return { act: "none" };
+  if (!snapshot.metadata.finalizers?.includes(finalizer)) return { act: "none" };
+  return {
+    act: "release",
+    finalizer,
+    message: `node ${node.name} is gone (${gone(node)}); what the snapshot stored on the node's local storage went with it, and what it stored in a shared storage pool stays there`,
+  };
+}
+
 function gone(node: NodeFacts): string {
   return node.exists ? "tainted node.kubernetes.io/out-of-service" : "its Node was deleted";
 }

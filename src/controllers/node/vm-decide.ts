@@ -19,7 +19,28 @@ export const ShutoffReason = {
   Failed: 6,
 } as const;
 /** Why a paused domain is paused (virDomainPausedReason): the ones we act on. */
-export const PausedReason = { User: 1, IoError: 5, ShuttingDown: 8, Crashed: 10 } as const;
+export const PausedReason = {
+  User: 1,
+  Migration: 2,
+  Save: 3,
+  Dump: 4,
+  IoError: 5,
+  ShuttingDown: 8,
+  Snapshot: 9,
+  Crashed: 10,
+} as const;
+/**
+ * Pauses spec.paused undoes: the user's, and those of a libvirt job (a snapshot, save, dump or
+ * migration) that paused the guest and was cut short — libvirtd restarted mid-job leaves the
+ * guest paused for good. A job still running refuses the resume, which is then tried again.
+ */
+const UNDONE_PAUSES: readonly number[] = [
+  PausedReason.User,
+  PausedReason.Migration,
+  PausedReason.Save,
+  PausedReason.Dump,
+  PausedReason.Snapshot,
+];
 /**
  * A guest that has not reacted to the ACPI button (still booting, acpid not up yet) gets it
  * pressed again this often until the grace period ends: one press during boot is lost.
@@ -281,7 +302,7 @@ export function decidePower(
   }
   const paused = domain.state === DomainState.Paused;
   if (vm.spec.paused && !paused) return { type: "suspend" };
-  if (!vm.spec.paused && paused && domain.reason === PausedReason.User) return { type: "resume" };
+  if (!vm.spec.paused && paused && UNDONE_PAUSES.includes(domain.reason)) return { type: "resume" };
   return { type: "none" };
 }
 

@@ -8,6 +8,7 @@ import {
   diskLossAction,
   judgeNode,
   type NodeFacts,
+  snapshotLossAction,
   vmLossAction,
 } from "../../../src/controllers/cluster/node-loss.ts";
 import { heartbeatLeaseName } from "../../../src/controllers/node-facts.ts";
@@ -251,6 +252,24 @@ describe("diskLossAction", () => {
     const local = diskLossAction(disk(), facts(), "gone", "vol");
     assert.ok(
       local.act === "mark" && /local storage and is lost unless the node comes back/.test(local.message),
+    );
+  });
+});
+
+describe("snapshotLossAction", () => {
+  const snapshot = (meta: Obj = {}) => ({ metadata: { finalizers: ["snap"], ...meta } });
+
+  it("lets a deleted snapshot of a gone node go, and nothing else", () => {
+    const deleted = snapshot({ deletionTimestamp: "x" });
+    const released = snapshotLossAction(deleted, facts({ exists: false }), "gone", "snap");
+    assert.ok(released.act === "release" && released.finalizer === "snap");
+    assert.match(released.message, /node n1 is gone \(its Node was deleted\)/);
+    // Lost is not gone: its agent may still remove what it stored.
+    assert.deepEqual(snapshotLossAction(deleted, facts(), "lost", "snap"), { act: "none" });
+    assert.deepEqual(snapshotLossAction(snapshot(), facts(), "gone", "snap"), { act: "none" });
+    assert.deepEqual(
+      snapshotLossAction(snapshot({ deletionTimestamp: "x", finalizers: [] }), facts(), "gone", "snap"),
+      { act: "none" },
     );
   });
 });

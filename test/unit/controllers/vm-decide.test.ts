@@ -123,6 +123,17 @@ describe("decidePower", () => {
     assert.deepEqual(decidePower(vm(), { state: DomainState.Paused, reason: 1, id: 3 }, {}, now), {
       type: "resume",
     });
+    // Paused by a snapshot or save that libvirtd's restart cut short: the guest runs on.
+    for (const reason of [PausedReason.Save, PausedReason.Snapshot, PausedReason.Migration])
+      assert.deepEqual(decidePower(vm(), { state: DomainState.Paused, reason, id: 3 }, {}, now), {
+        type: "resume",
+      });
+    assert.deepEqual(
+      decidePower(vm({ paused: true }), { state: DomainState.Paused, reason: 3, id: 3 }, {}, now),
+      {
+        type: "none",
+      },
+    );
     // Paused by an I/O error: not the user's pause, not ours to undo.
     assert.deepEqual(decidePower(vm(), { state: DomainState.Paused, reason: 5, id: 3 }, {}, now), {
       type: "none",
