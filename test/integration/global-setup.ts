@@ -13,7 +13,9 @@ export async function globalSetup() {
   // Before any agent starts: what runs cut short left in libvirt would conflict with names reused.
   const say = (line: string) => process.stderr.write(`==> ${line}\n`);
   await sweepTestLeftovers(say).catch((err) => say(`sweeping what earlier test runs left failed: ${err}`));
-  await recordTestCluster(TEST_STACK.stateDir);
+  await recordTestCluster(TEST_STACK.stateDir).catch((err) =>
+    say(`recording this run's cluster failed: ${err}`),
+  );
 }
 
 export async function globalTeardown() {

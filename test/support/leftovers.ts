@@ -3,7 +3,7 @@
 // leaves the domains, volumes and DHCP reservations its cluster owned, and the next run's agent
 // rightly leaves a domain of another cluster alone (DomainConflict), so a test reusing the name
 // fails. Each run records its cluster; the next sweeps those whose test process is gone.
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CACHE_DIR } from "../../src/cmd/local/tools.ts";
 import { dhcpHostName } from "../../src/controllers/node/dhcp.ts";
@@ -25,7 +25,10 @@ export async function recordTestCluster(stateDir: string): Promise<void> {
   const { stdout } = await kubectl(["get", "namespace", "kube-system", "-o", "jsonpath={.metadata.uid}"]);
   mkdirSync(RECORDS, { recursive: true });
   const record: Record = { pid: process.pid, stateDir };
-  writeFileSync(join(RECORDS, stdout.trim()), JSON.stringify(record));
+  // Whole or not at all: a half-written record would read as a dead run's.
+  const file = join(RECORDS, stdout.trim());
+  writeFileSync(`${file}.tmp`, JSON.stringify(record));
+  renameSync(`${file}.tmp`, file);
 }
 
 function alive(pid: number): boolean {
@@ -41,7 +44,7 @@ function alive(pid: number): boolean {
 function deadClusters(): Set<string> {
   if (!existsSync(RECORDS)) return new Set();
   const dead = new Set<string>();
-  for (const uid of readdirSync(RECORDS)) {
+  for (const uid of readdirSync(RECORDS).filter((f) => !f.endsWith(".tmp"))) {
     try {
       const record = JSON.parse(readFileSync(join(RECORDS, uid), "utf8")) as Record;
       if (!alive(record.pid)) dead.add(uid);
@@ -73,8 +76,11 @@ export async function sweepTestLeftovers(log: (line: string) => void): Promise<v
           { mac: nic.mac, host: dhcpHostName(owner.namespace, owner.name, nic.name) },
         ]);
     await quietly(virsh("destroy", domain));
-    await virsh("undefine", domain, "--snapshots-metadata", "--managed-save", "--nvram");
-    log(`removed domain ${domain}, left by an earlier test run`);
+    // One domain that cannot go (gone already) does not keep the rest.
+    await virsh("undefine", domain, "--snapshots-metadata", "--managed-save", "--nvram").then(
+      () => log(`removed domain ${domain}, left by an earlier test run`),
+      (err) => log(`could not remove domain ${domain}, left by an earlier test run: ${err}`),
+    );
   }
   for (const [network, nics] of reservations) {
     const hosts = parseDhcpHosts(await virsh("net-dumpxml", "--inactive", network));

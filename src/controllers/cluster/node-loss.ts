@@ -180,7 +180,7 @@ export function snapshotLossAction(
   return {
     act: "release",
     finalizer,
-    message: `node ${node.name} is gone (${gone(node)}); what the snapshot stored on the node's local storage went with it, and what it stored in a shared storage pool stays there`,
+    message: `node ${node.name} is gone (${gone(node)}); the snapshot is let go without its node agent: what it stored on the node (local storage) is lost with the node, or left there unowned if the node comes back; what it stored in a shared storage pool stays there`,
   };
 }
 

@@ -30,13 +30,14 @@ export const PausedReason = {
   Crashed: 10,
 } as const;
 /**
- * Pauses spec.paused undoes: the user's, and those of a libvirt job (a snapshot, save, dump or
- * migration) that paused the guest and was cut short — libvirtd restarted mid-job leaves the
- * guest paused for good. A job still running refuses the resume, which is then tried again.
+ * Pauses spec.paused undoes: the user's, and those of a libvirt job (a snapshot, save or dump)
+ * that paused the guest and was cut short — libvirtd restarted mid-job leaves the guest paused
+ * for good. A job still running refuses the resume, which is then tried again. Not Migration:
+ * a guest brought back paused from a saved memory image says Migration, and it may have been
+ * paused for a reason of its own (an I/O error) that is not ours to undo.
  */
 const UNDONE_PAUSES: readonly number[] = [
   PausedReason.User,
-  PausedReason.Migration,
   PausedReason.Save,
   PausedReason.Dump,
   PausedReason.Snapshot,

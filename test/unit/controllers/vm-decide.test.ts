@@ -124,7 +124,7 @@ describe("decidePower", () => {
       type: "resume",
     });
     // Paused by a snapshot or save that libvirtd's restart cut short: the guest runs on.
-    for (const reason of [PausedReason.Save, PausedReason.Snapshot, PausedReason.Migration])
+    for (const reason of [PausedReason.Save, PausedReason.Snapshot])
       assert.deepEqual(decidePower(vm(), { state: DomainState.Paused, reason, id: 3 }, {}, now), {
         type: "resume",
       });
@@ -133,6 +133,11 @@ describe("decidePower", () => {
       {
         type: "none",
       },
+    );
+    // Brought back paused from a memory image (reason Migration): left as it was.
+    assert.deepEqual(
+      decidePower(vm(), { state: DomainState.Paused, reason: PausedReason.Migration, id: 3 }, {}, now),
+      { type: "none" },
     );
     // Paused by an I/O error: not the user's pause, not ours to undo.
     assert.deepEqual(decidePower(vm(), { state: DomainState.Paused, reason: 5, id: 3 }, {}, now), {
