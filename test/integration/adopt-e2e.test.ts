@@ -7,7 +7,7 @@
 // of the same name in another namespace, or a volume of its name this cluster did not make, is
 // never taken.
 import assert from "node:assert/strict";
-import { rmSync, statSync, writeFileSync } from "node:fs";
+import { rmSync, statSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,7 +15,6 @@ import { after, before, describe, it } from "node:test";
 import type { VirtualMachine } from "../../src/api/virtualmachine.ts";
 import type { VMDisk } from "../../src/api/vmdisk.ts";
 import { stopDaemon } from "../../src/cmd/local/processes.ts";
-import { run } from "../../src/cmd/local/tools.ts";
 import { ORPHANS_ANNOTATION, parseOrphanAnnotation } from "../../src/controllers/orphan-facts.ts";
 import {
   consoleText,
@@ -43,7 +42,7 @@ import {
   waitForVm,
 } from "../support/operator.ts";
 import { kubectl, TEST_STACK, testNamespace } from "../support/stack.ts";
-import { firstSector } from "../support/volumes.ts";
+import { counterImage, firstSector } from "../support/volumes.ts";
 
 const MiB = 2 ** 20;
 const POOL = "libvirt-operator";
@@ -119,18 +118,7 @@ before(async () => {
   guest = await ensureGuest();
   workDir = await mkdtemp(join(tmpdir(), "lvo-adopt-"));
   // lvo.counter's first sector says 41.
-  const raw = Buffer.alloc(4 * MiB);
-  raw.write("41\n", 0, "latin1");
-  writeFileSync(join(workDir, "counter.raw"), raw);
-  await run("qemu-img", [
-    "convert",
-    "-f",
-    "raw",
-    "-O",
-    "qcow2",
-    join(workDir, "counter.raw"),
-    join(workDir, "counter.qcow2"),
-  ]);
+  await counterImage(workDir, "counter", 41, 4 * MiB);
   process.env.IMAGE_IMPORT_DIRS = workDir;
   ns = await testNamespace("adopt");
   other = await testNamespace("adopt-other");

@@ -5,7 +5,7 @@
 // unless it asks for it read-only.
 // The controller writes status.baseOf in production; here the admin patches it in.
 import assert from "node:assert/strict";
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -32,7 +32,7 @@ import {
 } from "../support/operator.ts";
 import { snapshotTools } from "../support/snapshots.ts";
 import { kubectl, TEST_STACK, testNamespace } from "../support/stack.ts";
-import { firstSector } from "../support/volumes.ts";
+import { counterImage, firstSector } from "../support/volumes.ts";
 
 const MiB = 2 ** 20;
 let guest: Guest;
@@ -70,18 +70,7 @@ before(async () => {
   guest = await ensureGuest();
   workDir = await mkdtemp(join(tmpdir(), "lvo-linked-"));
   // The base's image: lvo.counter's first sector says 41.
-  const raw = Buffer.alloc(4 * MiB);
-  raw.write("41\n", 0, "latin1");
-  writeFileSync(join(workDir, "base.raw"), raw);
-  await run("qemu-img", [
-    "convert",
-    "-f",
-    "raw",
-    "-O",
-    "qcow2",
-    join(workDir, "base.raw"),
-    join(workDir, "base.qcow2"),
-  ]);
+  await counterImage(workDir, "base", 41, 4 * MiB);
   process.env.IMAGE_IMPORT_DIRS = workDir;
   ns = await testNamespace("linked-disk");
   t = snapshotTools(ns, () => guest);

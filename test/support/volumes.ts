@@ -28,10 +28,15 @@ export async function firstSector(path: string, format = "qcow2"): Promise<Buffe
   }
 }
 
-/** A 16 MiB qcow2 image in DIR whose first sector holds the counter value N (lvo.counter reads it). */
-export async function counterImage(dir: string, name: string, n: number): Promise<string> {
+/** A qcow2 image in DIR (16 MiB unless BYTES) whose first sector holds the counter value N (lvo.counter reads it). */
+export async function counterImage(
+  dir: string,
+  name: string,
+  n: number,
+  bytes = 16 * 2 ** 20,
+): Promise<string> {
   const raw = join(dir, `${name}.raw`);
-  const image = Buffer.alloc(16 * 2 ** 20);
+  const image = Buffer.alloc(bytes);
   image.write(`${n}\n`, 0, "latin1");
   writeFileSync(raw, image);
   const path = join(dir, `${name}.qcow2`);
