@@ -10,6 +10,8 @@ PACKAGES=(
   cpio xz-utils                           # building the test guest's initramfs
   xorriso                                 # ISO images for CD-ROM tests
   procps iproute2 curl ca-certificates
+  containerd runc containernetworking-plugins conntrack   # the local cluster's real node (kubelet's runtime, pod networks, kube-proxy)
+  umoci                                   # packing the pause and operator images (OCI) without Docker
 )
 
 missing=()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and helm from their Go modules (pinned in lib.sh)
+# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet, kube-proxy and helm from their Go modules (pinned in lib.sh)
 # into $CACHE_DIR/bin. Idempotent: a binary already built for its version is kept.
 source "$(dirname "$0")/lib.sh"
 
@@ -79,13 +79,16 @@ main() {
   command -v go >/dev/null || { echo "go is required to build the Kubernetes binaries" >&2; exit 1; }
   build_from_module etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3
   local need_kube=0
-  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do [[ -x "$BIN_DIR/$b-$KUBERNETES_VERSION" ]] || need_kube=1; done
+  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do [[ -x "$BIN_DIR/$b-$KUBERNETES_VERSION" ]] || need_kube=1; done
   local replaces="" ldflags=""
   if (( need_kube )); then replaces=$(kubernetes_replaces); ldflags=$(kube_ldflags); fi
   build_from_module kube-apiserver k8s.io/kubernetes "$KUBERNETES_VERSION" k8s.io/kubernetes/cmd/kube-apiserver "$ldflags" "$replaces"
   build_from_module kube-controller-manager k8s.io/kubernetes "$KUBERNETES_VERSION" k8s.io/kubernetes/cmd/kube-controller-manager "$ldflags" "$replaces"
   build_from_module kube-scheduler k8s.io/kubernetes "$KUBERNETES_VERSION" k8s.io/kubernetes/cmd/kube-scheduler "$ldflags" "$replaces"
   build_from_module kubectl k8s.io/kubernetes "$KUBERNETES_VERSION" k8s.io/kubernetes/cmd/kubectl "$ldflags" "$replaces"
+  # The local cluster's real node: its kubelet and kube-proxy (containerd and runc are Debian's).
+  build_from_module kubelet k8s.io/kubernetes "$KUBERNETES_VERSION" k8s.io/kubernetes/cmd/kubelet "$ldflags" "$replaces"
+  build_from_module kube-proxy k8s.io/kubernetes "$KUBERNETES_VERSION" k8s.io/kubernetes/cmd/kube-proxy "$ldflags" "$replaces"
   local helm_flags=""
   [[ -x "$BIN_DIR/helm-$HELM_VERSION" ]] || helm_flags=$(helm_ldflags)
   build_from_module helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "$helm_flags"
