@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Builds the operator image without Docker: Node 24, the app (src/, crds/, production
+# node_modules) and qemu-img (the agent converts and inspects volumes with it), each binary with
+# the shared libraries it links, on an otherwise empty root file system; packed as an OCI image
+# by umoci (Debian's) into $CACHE_DIR/images/operator-<content hash>.tar, named as the chart's
+# default image (repository:appVersion). Prints the tarball's path. Idempotent: keyed by content.
+source "$(dirname "$0")/../setup/lib.sh"
+
+REPO="$(cd "$(dirname "$0")/../.." && pwd)"
+NODE_BIN="$NODE_DIR/bin/node"
+[[ -x "$NODE_BIN" ]] || NODE_BIN="$(command -v node)"
+QEMU_IMG="$(command -v qemu-img)"
+USER_ID=65532
+
+# What goes in decides the cache key: the app's files, the lock file, node and qemu-img, this script.
+key=$(
+  cd "$REPO"
+  {
+    git ls-files -s src crds package.json package-lock.json
+    git diff HEAD -- src crds package.json package-lock.json
+    sha256sum "$NODE_BIN" "$QEMU_IMG" "$0"
+  } | sha256sum | cut -c1-12
+)
+OUT="$CACHE_DIR/images/operator-$key.tar"
+if [[ -f "$OUT" ]]; then
+  echo "$OUT"
+  exit 0
+fi
+
+step "building the operator image (node $("$NODE_BIN" --version), the app, qemu-img)"
+started=$SECONDS
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+rootfs="$work/rootfs"
+mkdir -p "$rootfs/app" "$rootfs/tmp" "$rootfs/etc/ssl/certs"
+chmod 1777 "$rootfs/tmp"
+
+note "the app and its production dependencies (npm ci --omit=dev)"
+cp -a "$REPO/package.json" "$REPO/package-lock.json" "$REPO/src" "$REPO/crds" "$rootfs/app/"
+(cd "$rootfs/app" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error \
+  --cache "$CACHE_DIR/npm-cache" >/dev/null)
+
+# BIN to DEST in the image, with every library the dynamic loader would load for it.
+with_libraries() {
+  local bin="$1" dest="$2"
+  install -D -m 0755 "$bin" "$rootfs$dest"
+  ldd "$bin" | awk '/=> \// { print $3 } /^[ \t]*\/lib/ { print $1 }' | while read -r lib; do
+    [[ -e "$rootfs$lib" ]] || cp -L --parents "$lib" "$rootfs"
+  done
+}
+note "node and qemu-img with their libraries"
+with_libraries "$NODE_BIN" /usr/local/bin/node
+with_libraries "$QEMU_IMG" /usr/bin/qemu-img
+
+# A user without a shell, and the CAs the agent's https image imports check against.
+printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:%s:%s:nonroot:/home/nonroot:/sbin/nologin\n' \
+  "$USER_ID" "$USER_ID" >"$rootfs/etc/passwd"
+printf 'root:x:0:\nnonroot:x:%s:\n' "$USER_ID" >"$rootfs/etc/group"
+cp -L /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/"
+
+note "packing (umoci)"
+tag=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$REPO/helm/libvirt-operator/Chart.yaml")
+umoci init --layout "$work/layout"
+umoci new --image "$work/layout:$tag"
+umoci unpack --image "$work/layout:$tag" "$work/bundle" >/dev/null
+cp -a "$rootfs/." "$work/bundle/rootfs/"
+umoci repack --image "$work/layout:$tag" "$work/bundle"
+umoci config --image "$work/layout:$tag" --architecture amd64 --os linux \
+  --config.user "$USER_ID:$USER_ID" --config.workingdir /app \
+  --config.env PATH=/usr/local/bin:/usr/bin:/bin --config.env NODE_ENV=production \
+  --config.cmd node --config.cmd src/cmd/controller.ts
+umoci gc --layout "$work/layout"
+mkdir -p "$(dirname "$OUT")"
+tar -C "$work/layout" -cf "$OUT.tmp" .
+mv "$OUT.tmp" "$OUT"
+note "operator image ($tag): $OUT, $(du -h "$OUT" | cut -f1) packed, $(du -sh "$rootfs" | cut -f1) unpacked, in $((SECONDS - started))s"
+echo "$OUT"
