@@ -1,0 +1,107 @@
+// Pure: the configuration files of the local cluster's real node — containerd (the CRI runtime),
+// the kubelet, and the CNI bridge network its pods get addresses from. All state lives under the
+// stack's directory, so a second stack on the machine does not meet this one.
+import { dump } from "js-yaml";
+
+export interface NodeRuntimePaths {
+  /** containerd's persistent root (images, snapshots). */
+  root: string;
+  /** containerd's runtime state (sockets, shims' bundles). */
+  state: string;
+  /** The CRI socket the kubelet talks to. */
+  socket: string;
+  cniBinDir: string;
+  cniConfDir: string;
+}
+
+/** A TOML basic string: JSON's escaping is a subset TOML accepts for these values. */
+const toml = (s: string) => JSON.stringify(s);
+
+/**
+ * containerd 1.6's config (format version 2). `restrict_oom_score_adj`: the kubelet asks for
+ * -998 for pod sandboxes, which needs CAP_SYS_RESOURCE; where root lacks it (sandboxes, this
+ * machine) runc then fails every pod with "can't get final child's PID from pipe".
+ */
+export function containerdConfig(paths: NodeRuntimePaths, sandboxImage: string): string {
+  return `version = 2
+root = ${toml(paths.root)}
+state = ${toml(paths.state)}
+
+[grpc]
+  address = ${toml(paths.socket)}
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = ${toml(sandboxImage)}
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = ${toml(paths.cniBinDir)}
+    conf_dir = ${toml(paths.cniConfDir)}
+`;
+}
+
+export interface KubeletSettings {
+  socket: string;
+  /** The kubelet's HTTPS port (logs, exec) and its healthz port. */
+  port: number;
+  healthzPort: number;
+  /** CA that signed the API server's client certificates (webhook authentication of callers). */
+  clientCAFile: string;
+}
+
+/**
+ * The kubelet's KubeletConfiguration. cgroup v1 machines (this one) need `failCgroupV1: false`
+ * from 1.35 on; no systemd here, so the cgroupfs driver (containerd's runc agrees).
+ */
+export function kubeletConfig(s: KubeletSettings): string {
+  return dump({
+    apiVersion: "kubelet.config.k8s.io/v1beta1",
+    kind: "KubeletConfiguration",
+    failCgroupV1: false,
+    cgroupDriver: "cgroupfs",
+    containerRuntimeEndpoint: `unix://${s.socket}`,
+    port: s.port,
+    healthzPort: s.healthzPort,
+    readOnlyPort: 0,
+    authentication: {
+      anonymous: { enabled: false },
+      webhook: { enabled: true },
+      x509: { clientCAFile: s.clientCAFile },
+    },
+    authorization: { mode: "Webhook" },
+    failSwapOn: false,
+    rotateCertificates: false,
+    resolvConf: "/etc/resolv.conf",
+    // A developer's disk is shared with everything else: evict only when it is truly full.
+    evictionHard: { "memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%" },
+  });
+}
+
+/** The pods' network: a bridge with the host as gateway, addresses from SUBNET, masqueraded out. */
+export function cniConflist(bridge: string, subnet: string): string {
+  return `${JSON.stringify(
+    {
+      cniVersion: "1.0.0",
+      name: "libvirt-operator-pods",
+      plugins: [
+        {
+          type: "bridge",
+          bridge,
+          isGateway: true,
+          ipMasq: true,
+          hairpinMode: true,
+          ipam: { type: "host-local", ranges: [[{ subnet }]], routes: [{ dst: "0.0.0.0/0" }] },
+        },
+        { type: "portmap", capabilities: { portMappings: true } },
+      ],
+    },
+    null,
+    2,
+  )}\n`;
+}
