@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet, kube-proxy and helm from their Go modules (pinned in lib.sh)
+# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet, kube-proxy, crictl and helm from their Go modules (pinned in lib.sh)
 # into $CACHE_DIR/bin. Idempotent: a binary already built for its version is kept.
 source "$(dirname "$0")/lib.sh"
 
@@ -89,6 +89,7 @@ main() {
   # The local cluster's real node: its kubelet and kube-proxy (containerd and runc are Debian's).
   build_from_module kubelet k8s.io/kubernetes "$KUBERNETES_VERSION" k8s.io/kubernetes/cmd/kubelet "$ldflags" "$replaces"
   build_from_module kube-proxy k8s.io/kubernetes "$KUBERNETES_VERSION" k8s.io/kubernetes/cmd/kube-proxy "$ldflags" "$replaces"
+  build_from_module crictl sigs.k8s.io/cri-tools "$CRI_TOOLS_VERSION" sigs.k8s.io/cri-tools/cmd/crictl
   local helm_flags=""
   [[ -x "$BIN_DIR/helm-$HELM_VERSION" ]] || helm_flags=$(helm_ldflags)
   build_from_module helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "$helm_flags"

@@ -10,6 +10,8 @@ mkdir -p "$BIN_DIR"
 KUBERNETES_VERSION="v1.35.4"
 ETCD_VERSION="v3.6.16"
 HELM_VERSION="v3.21.4"
+# crictl: the local node's pods are stopped through the CRI (their networks torn down) by make local-down.
+CRI_TOOLS_VERSION="v1.34.0"
 
 step() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 note() { printf '    %s\n' "$*" >&2; }

@@ -26,6 +26,17 @@ export const TEST_STACK: StackConfig = {
   operator: false,
   libvirt: true,
   nodeName: localNodeName(),
+  // Started only by the tests that run pods (test/integration/helm-node.test.ts).
+  node: {
+    index: SLOT + 1,
+    ports: {
+      kubelet: port(20350),
+      kubeletHealthz: port(20348),
+      proxyHealthz: port(20356),
+      proxyMetrics: port(20349),
+    },
+  },
+  startNode: false,
 };
 
 export const KUBECONFIG = kubeconfigPath(TEST_STACK);

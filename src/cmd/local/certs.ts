@@ -115,3 +115,18 @@ export async function ensurePki(dir: string): Promise<Pki> {
   }
   return pki;
 }
+
+/**
+ * A client certificate NAME.crt/NAME.key for SUBJECT, made once: the local node's kubelet
+ * (system:node:<name> in system:nodes, so the Node authorizer and NodeRestriction apply to it)
+ * and kube-proxy (system:kube-proxy, bound to system:node-proxier by the bootstrap RBAC).
+ */
+export async function ensureClientCert(
+  pki: Pki,
+  name: string,
+  subject: string,
+): Promise<{ cert: string; key: string }> {
+  const cert = join(pki.dir, `${name}.crt`);
+  if (!existsSync(cert)) await signed(pki, name, subject, "extendedKeyUsage=clientAuth\n");
+  return { cert, key: join(pki.dir, `${name}.key`) };
+}

@@ -73,11 +73,20 @@ export async function startEtcd(stateDir: string, ports: KubePorts, supervise = 
   });
 }
 
+/**
+ * Where pods reach the API server: with a real node, the address of its pod bridge (the pods'
+ * gateway), published as the `kubernetes` Service's endpoint; without one, loopback only.
+ */
+export interface ApiserverReach {
+  advertiseAddress?: string;
+}
+
 export async function startApiserver(
   stateDir: string,
   ports: KubePorts,
   pki: Pki,
   supervise = false,
+  reach: ApiserverReach = {},
 ): Promise<void> {
   const pid = await startDaemon(stateDir, {
     name: "kube-apiserver",
@@ -85,8 +94,10 @@ export async function startApiserver(
     command: cachedBinary("kube-apiserver"),
     args: [
       `--etcd-servers=http://127.0.0.1:${ports.etcdClient}`,
-      "--bind-address=127.0.0.1",
-      "--advertise-address=127.0.0.1",
+      // With a node, all addresses: the pods' gateway is one of this host's (client certificates
+      // or tokens are needed for anything beyond discovery, as on any cluster).
+      `--bind-address=${reach.advertiseAddress ? "0.0.0.0" : "127.0.0.1"}`,
+      `--advertise-address=${reach.advertiseAddress ?? "127.0.0.1"}`,
       `--secure-port=${ports.apiserver}`,
       `--tls-cert-file=${pki.serverCert}`,
       `--tls-private-key-file=${pki.serverKey}`,
@@ -96,7 +107,13 @@ export async function startApiserver(
       `--service-account-key-file=${pki.saPub}`,
       `--service-account-signing-key-file=${pki.saKey}`,
       "--service-cluster-ip-range=10.96.0.0/24",
-      "--authorization-mode=RBAC",
+      // Node: a kubelet (system:node:<name>) reads and writes only what its pods need, and
+      // NodeRestriction keeps it to its own Node object, as kubeadm sets up.
+      "--authorization-mode=Node,RBAC",
+      "--enable-admission-plugins=NodeRestriction",
+      // kubectl logs/exec reach the kubelet as the admin user.
+      `--kubelet-client-certificate=${pki.adminCert}`,
+      `--kubelet-client-key=${pki.adminKey}`,
       "--allow-privileged=true",
       "--profiling=false",
       "--v=1",
@@ -201,10 +218,11 @@ export async function startKubernetes(
   ports: KubePorts,
   kubeconfig: string,
   supervise = false,
+  reach: ApiserverReach = {},
 ): Promise<Pki> {
   const pki = await ensurePki(join(stateDir, "pki"));
   await startEtcd(stateDir, ports, supervise);
-  await startApiserver(stateDir, ports, pki, supervise);
+  await startApiserver(stateDir, ports, pki, supervise, reach);
   await writeKubeconfig(kubeconfig, ports, pki);
   await installCrds(kubeconfig);
   return pki;

@@ -33,6 +33,9 @@ state = ${toml(paths.state)}
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = ${toml(sandboxImage)}
   restrict_oom_score_adj = true
+  # The pods' network namespaces under this containerd's state, not /var/run/netns: make
+  # local-down finds and unmounts exactly its own.
+  netns_mounts_under_state_dir = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -53,6 +56,11 @@ export interface KubeletSettings {
   healthzPort: number;
   /** CA that signed the API server's client certificates (webhook authentication of callers). */
   clientCAFile: string;
+  /**
+   * The cgroup the kubelet puts its pods under, one per stack: a kubelet removes pod cgroups it
+   * does not know under its root, so two stacks' kubelets on one machine must not share it.
+   */
+  cgroupRoot: string;
 }
 
 /**
@@ -66,6 +74,7 @@ export function kubeletConfig(s: KubeletSettings): string {
     failCgroupV1: false,
     cgroupDriver: "cgroupfs",
     containerRuntimeEndpoint: `unix://${s.socket}`,
+    cgroupRoot: s.cgroupRoot,
     port: s.port,
     healthzPort: s.healthzPort,
     readOnlyPort: 0,
@@ -83,12 +92,23 @@ export function kubeletConfig(s: KubeletSettings): string {
   });
 }
 
-/** The pods' network: a bridge with the host as gateway, addresses from SUBNET, masqueraded out. */
-export function cniConflist(bridge: string, subnet: string): string {
+export interface PodNetwork {
+  /** The CNI network's name (one per stack). */
+  name: string;
+  /** The host-side bridge (at most 15 characters); its address is the pods' gateway. */
+  bridge: string;
+  subnet: string;
+  /** Where host-local keeps which addresses are taken (the stack's state, cleaned on down). */
+  ipamDataDir: string;
+}
+
+/** The pods' network: a bridge with the host as gateway, addresses from the subnet, masqueraded out. */
+export function cniConflist(net: PodNetwork): string {
+  const { bridge, subnet } = net;
   return `${JSON.stringify(
     {
       cniVersion: "1.0.0",
-      name: "libvirt-operator-pods",
+      name: net.name,
       plugins: [
         {
           type: "bridge",
@@ -96,7 +116,12 @@ export function cniConflist(bridge: string, subnet: string): string {
           isGateway: true,
           ipMasq: true,
           hairpinMode: true,
-          ipam: { type: "host-local", ranges: [[{ subnet }]], routes: [{ dst: "0.0.0.0/0" }] },
+          ipam: {
+            type: "host-local",
+            dataDir: net.ipamDataDir,
+            ranges: [[{ subnet }]],
+            routes: [{ dst: "0.0.0.0/0" }],
+          },
         },
         { type: "portmap", capabilities: { portMappings: true } },
       ],
@@ -104,4 +129,32 @@ export function cniConflist(bridge: string, subnet: string): string {
     null,
     2,
   )}\n`;
+}
+
+export interface KubeProxySettings {
+  kubeconfig: string;
+  nodeName: string;
+  /** The pods' subnet: traffic from elsewhere to a Service is masqueraded. */
+  clusterCIDR: string;
+  healthzPort: number;
+  metricsPort: number;
+}
+
+/**
+ * kube-proxy's KubeProxyConfiguration: iptables mode (beside libvirt's NAT rules, which live in
+ * chains of their own), health and metrics on loopback ports of this stack. conntrack limits
+ * are left as the machine has them (0): a sandbox may not write those sysctls.
+ */
+export function kubeProxyConfig(s: KubeProxySettings): string {
+  return dump({
+    apiVersion: "kubeproxy.config.k8s.io/v1alpha1",
+    kind: "KubeProxyConfiguration",
+    mode: "iptables",
+    clientConnection: { kubeconfig: s.kubeconfig },
+    hostnameOverride: s.nodeName,
+    clusterCIDR: s.clusterCIDR,
+    healthzBindAddress: `127.0.0.1:${s.healthzPort}`,
+    metricsBindAddress: `127.0.0.1:${s.metricsPort}`,
+    conntrack: { maxPerCore: 0, min: 0, tcpEstablishedTimeout: "0s", tcpCloseWaitTimeout: "0s" },
+  });
 }

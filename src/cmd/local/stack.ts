@@ -3,9 +3,11 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { LibvirtClient, ListNetworks, NetworkXmlFlags } from "../../hypervisor/libvirt/index.ts";
 import { parseNetworkPools } from "../../hypervisor/network.ts";
+import { ensurePki } from "./certs.ts";
 import { startControlPlane } from "./control-plane.ts";
 import { type KubePorts, localNodeName, registerNode, startKubernetes } from "./kube.ts";
 import { startLibvirt } from "./libvirt.ts";
+import { type NodeSettings, podNetwork, startNode, stopNode } from "./node.ts";
 import { type OperatorPorts, startOperator } from "./operator.ts";
 import { recordedDaemons, runningSupervisor, stopDaemon } from "./processes.ts";
 import { describeRestarts, RESTART_BACKOFF } from "./supervise-policy.ts";
@@ -52,6 +54,13 @@ export interface StackConfig {
    */
   supervise?: boolean;
   nodeName: string;
+  /**
+   * A real node (containerd, kubelet, kube-proxy) for nodeName, so the chart's pods run here.
+   * With it the API server also listens where pods reach it (the node's pod bridge).
+   */
+  node?: NodeSettings;
+  /** Start the node with the stack (make local); a test stack starts it when a test needs it. */
+  startNode?: boolean;
 }
 
 export const LOCAL_STACK: StackConfig = {
@@ -69,6 +78,11 @@ export const LOCAL_STACK: StackConfig = {
   operator: true,
   supervise: true,
   nodeName: localNodeName(),
+  node: {
+    index: 0,
+    ports: { kubelet: 20250, kubeletHealthz: 20248, proxyHealthz: 20256, proxyMetrics: 20249 },
+  },
+  startNode: true,
 };
 
 export function kubeconfigPath(config: StackConfig): string {
@@ -99,7 +113,10 @@ export async function stackUp(config: StackConfig): Promise<void> {
   const supervise = config.supervise ?? false;
   const started = Date.now();
   progress(`etcd :${config.ports.etcdClient} and kube-apiserver :${config.ports.apiserver}`);
-  const pki = await startKubernetes(config.stateDir, config.ports, kubeconfig, supervise);
+  const reach = config.node
+    ? { advertiseAddress: podNetwork(config.stateDir, config.node.index).gateway }
+    : {};
+  const pki = await startKubernetes(config.stateDir, config.ports, kubeconfig, supervise, reach);
   // After the CRDs: the garbage collector and the quota controller find our kinds at their
   // first discovery instead of at the next periodic resync (30 s).
   progress(
@@ -113,6 +130,7 @@ export async function stackUp(config: StackConfig): Promise<void> {
     progress(ours ? "libvirtd started" : "libvirtd already running; left as it is");
     await ensureNetwork("default");
   }
+  if (config.node && config.startNode) await stackNodeUp(config);
   if (config.operator) {
     await startOperator(config.stateDir, kubeconfig, config.nodeName, config.ports, supervise);
     progress(
@@ -121,6 +139,23 @@ export async function stackUp(config: StackConfig): Promise<void> {
   }
   if (supervise) await reportSupervision(config.stateDir);
   progress(`stack up in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+}
+
+/** Starts the stack's node (kubelet, containerd, kube-proxy) on a stack that is up. */
+export async function stackNodeUp(config: StackConfig): Promise<void> {
+  if (!config.node) throw new Error("this stack has no node configured");
+  const started = Date.now();
+  progress(`node ${config.nodeName}: containerd, kubelet :${config.node.ports.kubelet}, kube-proxy`);
+  await startNode({
+    stateDir: config.stateDir,
+    kubeconfig: kubeconfigPath(config),
+    nodeName: config.nodeName,
+    node: config.node,
+    pki: await ensurePki(join(config.stateDir, "pki")),
+    apiPorts: config.ports,
+    supervise: config.supervise ?? false,
+  });
+  progress(`node ${config.nodeName} Ready in ${((Date.now() - started) / 1000).toFixed(1)}s`);
 }
 
 /** Which daemons are supervised and how often each was restarted (on a stack already up, too). */
@@ -138,12 +173,14 @@ async function reportSupervision(stateDir: string): Promise<void> {
 }
 
 export async function stackDown(config: StackConfig): Promise<string[]> {
+  const stopped: string[] = [];
+  // Before the operator: the chart's pods stop through the kubelet's runtime, not by their pids.
+  if (config.node) stopped.push(...(await stopNode(config.stateDir, config.node)));
   const recorded = await recordedDaemons(config.stateDir);
   const ordered = [
     ...STOP_ORDER.filter((n) => recorded.includes(n)),
     ...recorded.filter((n) => !STOP_ORDER.includes(n)),
   ];
-  const stopped: string[] = [];
   for (const name of ordered) {
     if (await stopDaemon(config.stateDir, name)) stopped.push(name);
   }

@@ -17,6 +17,9 @@ export type CachedBinary =
   | "kube-controller-manager"
   | "kube-scheduler"
   | "kubectl"
+  | "kubelet"
+  | "kube-proxy"
+  | "crictl"
   | "helm"
   | "kstatus";
 
