@@ -4,20 +4,22 @@
 # the shared libraries it links, on an otherwise empty root file system; packed as an OCI image
 # by umoci (Debian's) into $CACHE_DIR/images/operator-<content hash>.tar, named as the chart's
 # default image (repository:appVersion). Prints the tarball's path. Idempotent: keyed by content.
+#   operator-image.sh [SOURCE_DIR]   SOURCE_DIR: another checkout (an earlier release), default this one
 source "$(dirname "$0")/../setup/lib.sh"
 
-REPO="$(cd "$(dirname "$0")/../.." && pwd)"
+REPO="$(cd "${1:-$(dirname "$0")/../..}" && pwd)"
 NODE_BIN="$NODE_DIR/bin/node"
 [[ -x "$NODE_BIN" ]] || NODE_BIN="$(command -v node)"
 QEMU_IMG="$(command -v qemu-img)"
 USER_ID=65532
 
-# What goes in decides the cache key: the app's files, the lock file, node and qemu-img, this script.
+# What goes in decides the cache key: the app's files, the lock file, the chart's appVersion (the
+# tag), node and qemu-img, this script.
 key=$(
   cd "$REPO"
   {
-    git ls-files -s src crds package.json package-lock.json
-    git diff HEAD -- src crds package.json package-lock.json
+    find src crds package.json package-lock.json helm/libvirt-operator/Chart.yaml -type f -print0 \
+      | sort -z | xargs -0 sha256sum
     sha256sum "$NODE_BIN" "$QEMU_IMG" "$0"
   } | sha256sum | cut -c1-12
 )

@@ -160,7 +160,7 @@ export async function startNode(s: NodeStart): Promise<void> {
     command: "containerd",
     args: ["--config", join(dir, "containerd.toml")],
   });
-  await waitUntil("containerd", async () => (await ctr(s.stateDir, ["version"], 5_000), true), {
+  await waitUntil("containerd", () => ctr(s.stateDir, ["version"], 5_000).then(() => true), {
     timeoutMs: 30_000,
     stateDir: s.stateDir,
     daemon: "containerd",
