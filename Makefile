@@ -12,11 +12,12 @@ NODE_TEST := node --test --test-concurrency=1 \
 	--test-reporter=spec --test-reporter-destination=stdout \
 	--test-reporter=./test/summary-reporter.ts --test-reporter-destination=stdout
 
-.PHONY: help setup deps local local-down generate check-generated lint test test-unit test-integration bench-libvirt bench-plugin bench soak soak-faults
+.PHONY: help setup deps local local-down image generate check-generated lint test test-unit test-integration bench-libvirt bench-plugin bench soak soak-faults
 
 help:
 	@echo "make local       start the local stack (etcd, kube-apiserver, controller-manager, scheduler, libvirtd, …) on loopback"
 	@echo "make local-down  stop what make local started"
+	@echo "make image       build the operator image (no Docker) and import it into the local node"
 	@echo "make test        install what is missing and run every test"
 	@echo "make generate    regenerate crds/ and the chart's CRDs from src/api"
 	@echo "make bench-libvirt  our libvirt RPC client against virsh per call (prints figures)"
@@ -44,6 +45,11 @@ local: setup
 
 local-down:
 	@node src/cmd/local.ts down
+
+# The operator's image without Docker (scripts/image/operator-image.sh), imported into the
+# local node when it runs: the chart's default image reference names it.
+image: setup
+	@node src/cmd/local.ts image
 
 generate: node_modules/.installed
 	@node src/cmd/generate.ts

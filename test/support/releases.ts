@@ -2,8 +2,9 @@
 // (the commit issue 15 started from: chart 0.1.0, whose agent ran as uid 65532 in the release's
 // own namespace), built here without Docker and imported into the test stack's node.
 import { existsSync } from "node:fs";
-import { mkdir, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { buildOperatorImage, chartAppVersion, type OperatorImage } from "../../src/cmd/local/images.ts";
 import { importImage } from "../../src/cmd/local/node.ts";
 import { CACHE_DIR, REPO_ROOT, run } from "../../src/cmd/local/tools.ts";
 import { TEST_STACK } from "./stack.ts";
@@ -13,14 +14,13 @@ export const PREVIOUS_RELEASE = {
   commit: "8761e892429e91858431719952277f2356d6d7c1",
   version: "0.1.0",
 };
-export const IMAGE_REPOSITORY = "ghcr.io/libvirt-operator/libvirt-operator";
 
 export interface Release {
   /** The checkout the chart and image come from. */
   dir: string;
   chart: string;
   version: string;
-  image: { tar: string; reference: string; bytes: number };
+  image: OperatorImage;
 }
 
 /** The previous release's files (git archive of its commit), extracted once into the cache. */
@@ -38,32 +38,18 @@ async function previousSources(): Promise<string> {
   return dir;
 }
 
-async function built(dir: string, version: string): Promise<Release> {
-  const { stdout } = await run("bash", [join(REPO_ROOT, "scripts", "image", "operator-image.sh"), dir], {
-    timeoutMs: 600_000,
-  });
-  const tar = stdout.trim().split("\n").at(-1) ?? "";
-  const reference = `${IMAGE_REPOSITORY}:${version}`;
-  await importImage(TEST_STACK.stateDir, tar, reference);
-  return {
-    dir,
-    chart: join(dir, "helm", "libvirt-operator"),
-    version,
-    image: { tar, reference, bytes: (await stat(tar)).size },
-  };
+async function built(dir: string): Promise<Release> {
+  const image = await buildOperatorImage(dir);
+  await importImage(TEST_STACK.stateDir, image.tar, image.reference);
+  return { dir, chart: join(dir, "helm", "libvirt-operator"), version: chartAppVersion(dir), image };
 }
 
 /** This checkout's chart and image (`make image`), in the test stack's containerd. */
-export async function currentRelease(): Promise<Release> {
-  const { stdout } = await run("sed", [
-    "-n",
-    's/^appVersion: *"\\{0,1\\}\\([^"]*\\)"\\{0,1\\}$/\\1/p',
-    join(REPO_ROOT, "helm", "libvirt-operator", "Chart.yaml"),
-  ]);
-  return built(REPO_ROOT, stdout.trim());
+export function currentRelease(): Promise<Release> {
+  return built(REPO_ROOT);
 }
 
 /** The previous release's chart and image, in the test stack's containerd. */
 export async function previousRelease(): Promise<Release> {
-  return built(await previousSources(), PREVIOUS_RELEASE.version);
+  return built(await previousSources());
 }
