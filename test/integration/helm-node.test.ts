@@ -5,14 +5,15 @@
 // upgrade, VMs applied and deleted with kubectl, rollback, a namespace deleted with its VMs and
 // disks, uninstall keeping the CRDs and the guests.
 import assert from "node:assert/strict";
-import { writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { readFile, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import yaml from "js-yaml";
 import { crdName } from "../../src/api/crd.ts";
 import { KINDS } from "../../src/api/index.ts";
-import { stopNode } from "../../src/cmd/local/node.ts";
+import { podNetwork, runtimePaths, stopNode } from "../../src/cmd/local/node.ts";
 import { stackNodeUp } from "../../src/cmd/local/stack.ts";
 import { cachedBinary, REPO_ROOT, run } from "../../src/cmd/local/tools.ts";
 import { domainNameOf } from "../../src/hypervisor/domain/from-spec.ts";
@@ -306,5 +307,28 @@ describe("helm chart on a real node (kubelet, containerd, kube-proxy)", () => {
         )),
       120_000,
     );
+  });
+
+  it("stopping the node leaves no pod, mount, bridge, cgroup or iptables chain behind", async () => {
+    const stateDir = TEST_STACK.stateDir;
+    const stopped = await stopNode(stateDir, TEST_STACK.node!);
+    assert.deepEqual(stopped.sort(), ["containerd", "kube-proxy", "kubelet"]);
+    const mounts = await readFile("/proc/self/mountinfo", "utf8");
+    assert.ok(!mounts.includes(join(stateDir, "node")), "nothing mounted under the node's directory");
+    const bridge = podNetwork(stateDir, TEST_STACK.node!.index).bridge;
+    await assert.rejects(run("ip", ["link", "show", bridge]), `bridge ${bridge} removed`);
+    const { stdout: procs } = await run("ps", ["-eo", "args"]);
+    assert.ok(!procs.includes(runtimePaths(stateDir).socket), "no containerd or shim of the node runs");
+    assert.ok(
+      !existsSync(`/sys/fs/cgroup/memory/libvirt-operator-node-${TEST_STACK.node!.index}`),
+      "pod cgroups removed",
+    );
+    for (const table of ["filter", "nat"]) {
+      const { stdout } = await run("iptables", ["-t", table, "-S"]);
+      assert.ok(
+        !/KUBE-(SERVICES|FIREWALL|KUBELET-CANARY)/.test(stdout),
+        `no kubelet or kube-proxy chain in ${table}`,
+      );
+    }
   });
 });
