@@ -85,10 +85,22 @@ export function ctr(stateDir: string, args: string[], timeoutMs = 120_000) {
   });
 }
 
-/** Imports the OCI image tarball TAR as BASE:<its tag> unless that image is there already. */
+/** The manifest digest of an OCI layout tarball (its index.json's first manifest). */
+async function tarballDigest(tar: string): Promise<string> {
+  const { stdout } = await run("tar", ["-xOf", tar, "--wildcards", "*index.json"]);
+  const digest = (JSON.parse(stdout) as { manifests?: Array<{ digest?: string }> }).manifests?.[0]?.digest;
+  if (!digest) throw new Error(`${tar} holds no image manifest`);
+  return digest;
+}
+
+/**
+ * Imports the OCI image tarball TAR as REFERENCE unless the node has exactly that image under
+ * it already (a rebuilt image keeps its tag, so the digest decides).
+ */
 export async function importImage(stateDir: string, tar: string, reference: string): Promise<void> {
-  const { stdout } = await ctr(stateDir, ["images", "ls", "-q"]);
-  if (stdout.split("\n").includes(reference)) return;
+  const { stdout } = await ctr(stateDir, ["images", "ls"]);
+  const digest = await tarballDigest(tar);
+  if (stdout.split("\n").some((line) => line.startsWith(`${reference} `) && line.includes(digest))) return;
   const base = reference.slice(0, reference.lastIndexOf(":"));
   await ctr(stateDir, ["images", "import", "--base-name", base, tar], 300_000);
 }
