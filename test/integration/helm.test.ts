@@ -70,15 +70,22 @@ describe("helm chart (rendered)", () => {
     for (const c of crds) assert.equal(c.metadata.annotations?.["helm.sh/resource-policy"], undefined);
   });
 
-  it("runs the agent only on labelled nodes, privileged; the controller unprivileged", async () => {
+  it("runs the agent only on labelled nodes, privileged and as root; nothing else as root", async () => {
     const objects = await render();
     const agent = podSpec(objects, "DaemonSet");
     assert.deepEqual(agent.nodeSelector, { "vm.libvirt-operator.io/enabled": "true" });
     assert.equal(agent.containers[0]?.securityContext?.privileged, true);
+    assert.equal(agent.containers[0]?.securityContext?.runAsUser, 0);
+    assert.equal(agent.containers[0]?.securityContext?.runAsNonRoot, false);
     const controller = podSpec(objects, "Deployment");
     assert.equal(controller.securityContext?.runAsNonRoot, true);
+    assert.notEqual(controller.securityContext?.runAsUser, 0);
     assert.deepEqual(controller.containers[0]?.securityContext?.capabilities, { drop: ["ALL"] });
     assert.equal(controller.containers[0]?.securityContext?.allowPrivilegeEscalation, false);
+    assert.deepEqual(
+      objects.filter((o) => o.spec?.template).map((o) => o.kind),
+      ["DaemonSet", "Deployment"],
+    );
   });
 
   it("renders ServiceMonitors and a PrometheusRule only when asked", async () => {
