@@ -1,6 +1,7 @@
 // The node agent: one per VM node. Converges the domains of VirtualMachines placed on this
 // node through libvirt and publishes the node's capacity and heartbeat.
-//   env: NODE_NAME, POD_NAMESPACE, LIBVIRT_URI, METRICS_PORT, CONSOLE_LOG_DIR,
+//   env: NODE_NAME, POD_NAMESPACE (its heartbeat Lease; the controller's AGENT_NAMESPACE),
+//        LIBVIRT_URI, METRICS_PORT, CONSOLE_LOG_DIR,
 //        STATISTICS_INTERVAL_SECONDS (default 60), LOG_LEVEL, STORAGE_POOL_NAME,
 //        STORAGE_POOL_PATH (the default pool), IMAGE_IMPORT_DIRS (":"-separated; where
 //        source.image may name node files), IMAGE_IMPORT_ALLOWED_NETWORKS (CIDRs source.image

@@ -1,7 +1,9 @@
 // The cluster-side controller: places VirtualMachines and VMDisks on nodes, assigns addresses,
 // guards disks in use (and, as the kinds grow, templates, clones, restores, rotation).
 // Leader-elected; one active replica.
-//   env: POD_NAMESPACE, POD_NAME, LEADER_ELECTION, METRICS_PORT, CPU_OVERCOMMIT, LOG_LEVEL,
+//   env: POD_NAMESPACE (its leader election Lease), POD_NAME, LEADER_ELECTION, METRICS_PORT,
+//        AGENT_NAMESPACE (where the node agents renew their heartbeat Leases; default
+//        POD_NAMESPACE), CPU_OVERCOMMIT, LOG_LEVEL,
 //        STUCK_WORKER_SECONDS (liveness fails when a reconcile runs longer; default 300),
 //        TENANT_ALLOWED_NETWORKS, TENANT_ALLOWED_STORAGE_POOLS, TENANT_DISK_BYTES_LIMIT (what
 //        namespaces may use unless their annotations say otherwise; see tenant-policy.ts),
@@ -53,6 +55,7 @@ import { WorkQueue } from "../runtime/workqueue.ts";
 
 const log = createLogger("controller");
 const namespace = process.env.POD_NAMESPACE ?? "libvirt-operator";
+const agentNamespace = process.env.AGENT_NAMESPACE || namespace;
 const identity = process.env.POD_NAME ?? `${hostname()}-${process.pid}`;
 const port = Number(process.env.METRICS_PORT ?? 9090);
 const cpuOvercommit = Number(process.env.CPU_OVERCOMMIT ?? 8);
@@ -83,8 +86,8 @@ async function main() {
   const nodes = makeInformer<V1Node>(kube.kc, "/api/v1/nodes", () => kube.core.listNode());
   const leases = makeInformer<V1Lease>(
     kube.kc,
-    `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`,
-    () => kube.coordination.listNamespacedLease({ namespace }),
+    `/apis/coordination.k8s.io/v1/namespaces/${agentNamespace}/leases`,
+    () => kube.coordination.listNamespacedLease({ namespace: agentNamespace }),
   );
   const disks = kindInformer<VMDisk & KubernetesObject>(kube, VMDiskKind);
   const snapshots = kindInformer<VMSnapshot & KubernetesObject>(kube, VMSnapshotKind);
@@ -242,7 +245,7 @@ async function main() {
     await startInformerSynced(restores, "vmrestores", log);
     await startInformerSynced(templates, "vmtemplates", log);
     ready = true;
-    log.info({ namespace, identity, port }, "controller started");
+    log.info({ namespace, agentNamespace, identity, port }, "controller started");
   };
 
   let leadership: Leadership | undefined;

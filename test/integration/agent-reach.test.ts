@@ -13,7 +13,11 @@ import { DOMAIN_FINALIZER, NODE_LABEL } from "../../src/api/virtualmachine.ts";
 import { DISK_PROTECTION_FINALIZER, VOLUME_FINALIZER } from "../../src/api/vmdisk.ts";
 import { applyIdentities, requestToken } from "../../src/cmd/local/identities.ts";
 import { registerNode } from "../../src/cmd/local/kube.ts";
-import { ensureOperatorNamespace, OPERATOR_NAMESPACE } from "../../src/cmd/local/operator.ts";
+import {
+  AGENT_NAMESPACE,
+  ensureOperatorNamespace,
+  OPERATOR_NAMESPACE,
+} from "../../src/cmd/local/operator.ts";
 import { heartbeatLeaseName } from "../../src/controllers/node-facts.ts";
 import { KUBECONFIG, kubectl, TEST_STACK, testNamespace } from "../support/stack.ts";
 
@@ -81,8 +85,7 @@ function assertAllowed(answer: Answer) {
 }
 
 const vmPath = (name: string, sub = "") => `${GROUP_PATH}/namespaces/${ns}/virtualmachines/${name}${sub}`;
-const leasePath = (name: string) =>
-  `/apis/coordination.k8s.io/v1/namespaces/${OPERATOR_NAMESPACE}/leases/${name}`;
+const leasesPath = (namespace: string) => `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`;
 
 async function applyAsAdmin(obj: Record<string, unknown>) {
   await kubectl(
@@ -100,11 +103,12 @@ function placedVm(name: string, node: string, finalizers: string[] = [DOMAIN_FIN
   };
 }
 
-function lease(name: string) {
+/** A Lease: heartbeats are in the agent's namespace, the controller's leader Lease in its own. */
+function lease(name: string, namespace = AGENT_NAMESPACE) {
   return {
     apiVersion: "coordination.k8s.io/v1",
     kind: "Lease",
-    metadata: { name, namespace: OPERATOR_NAMESPACE },
+    metadata: { name, namespace },
     spec: { holderIdentity: "someone-else", leaseDurationSeconds: 15 },
   };
 }
@@ -128,7 +132,8 @@ before(async () => {
     },
     spec: { provisionedSize: "1Gi" },
   });
-  for (const name of [LEADER_LEASE, heartbeatLeaseName(NODE_B)]) await applyAsAdmin(lease(name));
+  await applyAsAdmin(lease(LEADER_LEASE, OPERATOR_NAMESPACE));
+  await applyAsAdmin(lease(heartbeatLeaseName(NODE_B)));
 });
 
 after(async () => {
@@ -137,14 +142,14 @@ after(async () => {
     await kubectl(["patch", res, "-n", ns, "--type=merge", "-p", clear]).catch(() => undefined);
   await kubectl(["delete", "vm,vmdisk", "--all", "-n", ns, "--wait=false"]).catch(() => undefined);
   await kubectl(["delete", "node", NODE_A, NODE_B, "--ignore-not-found", "--wait=false"]);
+  await kubectl(["delete", "lease", LEADER_LEASE, "-n", OPERATOR_NAMESPACE, "--ignore-not-found"]);
   await kubectl([
     "delete",
     "lease",
-    LEADER_LEASE,
     heartbeatLeaseName(NODE_A),
     heartbeatLeaseName(NODE_B),
     "-n",
-    OPERATOR_NAMESPACE,
+    AGENT_NAMESPACE,
     "--ignore-not-found",
   ]);
 });
@@ -162,7 +167,7 @@ describe("the node agent's token (bound to Node reach-a)", () => {
     );
     const user = (review.body.status as { userInfo: { username: string; extra: Record<string, string[]> } })
       .userInfo;
-    assert.equal(user.username, `system:serviceaccount:${OPERATOR_NAMESPACE}:libvirt-operator-agent`);
+    assert.equal(user.username, `system:serviceaccount:${AGENT_NAMESPACE}:libvirt-operator-agent`);
     assert.deepEqual(user.extra["authentication.kubernetes.io/node-name"], [NODE_A]);
   });
 
@@ -243,26 +248,48 @@ describe("the node agent's token (bound to Node reach-a)", () => {
     );
   });
 
-  it("may write its own heartbeat Lease, not the controller's nor another node's", async () => {
+  it("may write its own heartbeat Lease, in its namespace only, and no other Lease", async () => {
     const own = lease(heartbeatLeaseName(NODE_A));
-    assertAllowed(
+    // RBAC: Leases in its own namespace only.
+    assertRefused(
       await asAgent(
         "POST",
-        `/apis/coordination.k8s.io/v1/namespaces/${OPERATOR_NAMESPACE}/leases`,
-        own,
+        leasesPath(OPERATOR_NAMESPACE),
+        lease(own.metadata.name, OPERATOR_NAMESPACE),
         "json",
       ),
+      new RegExp(`cannot create resource "leases" .*in the namespace "${OPERATOR_NAMESPACE}"`),
     );
-    for (const name of [LEADER_LEASE, heartbeatLeaseName(NODE_B)]) {
-      const current = JSON.parse(
-        (await kubectl(["get", "lease", name, "-n", OPERATOR_NAMESPACE, "-o", "json"])).stdout,
-      );
-      current.spec.holderIdentity = NODE_A;
-      assertRefused(
-        await asAgent("PUT", leasePath(name), current, "json"),
-        new RegExp(`may write only its heartbeat Lease ${heartbeatLeaseName(NODE_A)}, not ${name}`),
-      );
-    }
+    assertAllowed(await asAgent("POST", leasesPath(AGENT_NAMESPACE), own, "json"));
+    const current = async (name: string, namespace: string) => {
+      const got = JSON.parse((await kubectl(["get", "lease", name, "-n", namespace, "-o", "json"])).stdout);
+      got.spec.holderIdentity = NODE_A;
+      return got;
+    };
+    assertRefused(
+      await asAgent(
+        "PUT",
+        `${leasesPath(OPERATOR_NAMESPACE)}/${LEADER_LEASE}`,
+        await current(LEADER_LEASE, OPERATOR_NAMESPACE),
+        "json",
+      ),
+      new RegExp(`cannot update resource "leases" .*in the namespace "${OPERATOR_NAMESPACE}"`),
+    );
+    // The policy: in its namespace, its own heartbeat only.
+    const other = heartbeatLeaseName(NODE_B);
+    assertRefused(
+      await asAgent(
+        "PUT",
+        `${leasesPath(AGENT_NAMESPACE)}/${other}`,
+        await current(other, AGENT_NAMESPACE),
+        "json",
+      ),
+      new RegExp(`may write only its heartbeat Lease ${heartbeatLeaseName(NODE_A)}, not ${other}`),
+    );
+    assertRefused(
+      await asAgent("POST", leasesPath(AGENT_NAMESPACE), lease(LEADER_LEASE), "json"),
+      new RegExp(`may write only its heartbeat Lease ${heartbeatLeaseName(NODE_A)}, not ${LEADER_LEASE}`),
+    );
   });
 
   it("a token of the agent's ServiceAccount bound to no node writes nothing", async () => {

@@ -6,7 +6,12 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import yaml from "js-yaml";
-import { controllerKubeconfig, OPERATOR_NAMESPACE } from "../../src/cmd/local/operator.ts";
+import {
+  controllerEnv,
+  controllerKubeconfig,
+  ensureOperatorNamespace,
+  OPERATOR_NAMESPACE,
+} from "../../src/cmd/local/operator.ts";
 import { runningPid, startDaemon, stopDaemon } from "../../src/cmd/local/processes.ts";
 import { REPO_ROOT } from "../../src/cmd/local/tools.ts";
 import { applyVm, isPrintable, waitForVm } from "../support/operator.ts";
@@ -56,9 +61,7 @@ async function waitForHolder(check: (h: string) => boolean, timeoutMs: number): 
 
 before(async () => {
   ns = await testNamespace("leader-test");
-  await kubectl(["create", "namespace", OPERATOR_NAMESPACE, "--dry-run=client", "-o", "yaml"]).then(
-    ({ stdout }) => kubectl(["apply", "--server-side", "-f", "-"], stdout),
-  );
+  await ensureOperatorNamespace(KUBECONFIG);
   // Both under the controller's ServiceAccount, as the chart's replicas run.
   const own = await controllerKubeconfig(TEST_STACK.stateDir, KUBECONFIG);
   for (const [i, name] of CONTROLLERS.entries()) {
@@ -66,13 +69,7 @@ before(async () => {
       name,
       command: process.execPath,
       args: [join(REPO_ROOT, "src", "cmd", "controller.ts")],
-      env: {
-        ...process.env,
-        KUBECONFIG: own,
-        POD_NAMESPACE: OPERATOR_NAMESPACE,
-        POD_NAME: name,
-        METRICS_PORT: String(19390 + i),
-      },
+      env: controllerEnv(own, name, 19390 + i),
     });
   }
 });
@@ -119,13 +116,7 @@ describe("controller leader election", () => {
         name,
         command: process.execPath,
         args: [join(REPO_ROOT, "src", "cmd", "controller.ts")],
-        env: {
-          ...process.env,
-          KUBECONFIG: kubeconfig,
-          POD_NAMESPACE: OPERATOR_NAMESPACE,
-          POD_NAME: name,
-          METRICS_PORT: String(port),
-        },
+        env: controllerEnv(kubeconfig, name, port),
       });
     try {
       // The lease was freed or expires; the proxied one takes it first, then the direct one waits.
@@ -177,13 +168,7 @@ describe("controller leader election", () => {
       name: SKEWED,
       command: process.execPath,
       args: [join(REPO_ROOT, "src", "cmd", "controller.ts")],
-      env: {
-        ...process.env,
-        KUBECONFIG: own,
-        POD_NAMESPACE: OPERATOR_NAMESPACE,
-        POD_NAME: SKEWED,
-        METRICS_PORT: "19394",
-      },
+      env: controllerEnv(own, SKEWED, 19394),
     });
     for (let i = 1; i <= 10; i++) {
       await sleep(2000);

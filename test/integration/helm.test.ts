@@ -1,53 +1,33 @@
 // The Helm chart: lints, renders what users expect, installs into the real API server with
-// least-privilege RBAC, and keeps the CRDs on uninstall when asked.
+// least-privilege RBAC (the controller in a "restricted" namespace, the privileged agent in a
+// namespace of its own), and keeps the CRDs on uninstall when asked.
 
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import yaml from "js-yaml";
 import { crdName } from "../../src/api/crd.ts";
 import { KINDS } from "../../src/api/index.ts";
 import { DOMAIN_FINALIZER, NODE_LABEL } from "../../src/api/virtualmachine.ts";
 import { VOLUME_FINALIZER } from "../../src/api/vmdisk.ts";
 import { RELEASE as STACK_RELEASE } from "../../src/cmd/local/identities.ts";
-import { cachedBinary, REPO_ROOT, run } from "../../src/cmd/local/tools.ts";
 import {
   CAPACITY_ANNOTATION,
   HEARTBEAT_LEASE_PREFIX,
   hypervisorLabel,
 } from "../../src/controllers/node-facts.ts";
-import { KUBECONFIG, kubectl, kubectlError } from "../support/stack.ts";
-
-const chart = join(REPO_ROOT, "helm", "libvirt-operator");
-const release = "lvo";
-const ns = "helm-test";
-
-interface K8sObject {
-  kind: string;
-  metadata: { name: string; annotations?: Record<string, string> };
-  spec?: Record<string, unknown> & { template?: { spec: PodSpec } };
-}
-interface PodSpec {
-  securityContext?: Record<string, unknown>;
-  nodeSelector?: Record<string, string>;
-  containers: Array<{ securityContext?: Record<string, unknown> }>;
-}
-
-function helm(args: string[]) {
-  return run(cachedBinary("helm"), ["--kubeconfig", KUBECONFIG, ...args], { timeoutMs: 180_000 });
-}
-
-async function render(...set: string[]): Promise<K8sObject[]> {
-  const { stdout } = await helm(["template", release, chart, "-n", ns, ...set.flatMap((s) => ["--set", s])]);
-  return (yaml.loadAll(stdout) as K8sObject[]).filter(Boolean);
-}
-
-function podSpec(objects: K8sObject[], kind: string): PodSpec {
-  const found = objects.find((o) => o.kind === kind);
-  assert.ok(found?.spec?.template, `${kind} rendered`);
-  return found.spec.template.spec;
-}
+import {
+  agentNs,
+  assertAgentIn,
+  chart,
+  fullname,
+  helm,
+  type K8sObject,
+  ns,
+  podSpec,
+  release,
+  render,
+} from "../support/chart.ts";
+import { kubectl, kubectlError } from "../support/stack.ts";
 
 describe("helm chart (rendered)", () => {
   it("passes helm lint --strict", async () => {
@@ -70,15 +50,55 @@ describe("helm chart (rendered)", () => {
     for (const c of crds) assert.equal(c.metadata.annotations?.["helm.sh/resource-policy"], undefined);
   });
 
-  it("runs the agent only on labelled nodes, privileged; the controller unprivileged", async () => {
+  it("runs the agent only on labelled nodes, privileged and as root; nothing else as root", async () => {
     const objects = await render();
     const agent = podSpec(objects, "DaemonSet");
     assert.deepEqual(agent.nodeSelector, { "vm.libvirt-operator.io/enabled": "true" });
     assert.equal(agent.containers[0]?.securityContext?.privileged, true);
+    assert.equal(agent.containers[0]?.securityContext?.runAsUser, 0);
+    assert.equal(agent.containers[0]?.securityContext?.runAsNonRoot, false);
     const controller = podSpec(objects, "Deployment");
     assert.equal(controller.securityContext?.runAsNonRoot, true);
+    assert.notEqual(controller.securityContext?.runAsUser, 0);
     assert.deepEqual(controller.containers[0]?.securityContext?.capabilities, { drop: ["ALL"] });
     assert.equal(controller.containers[0]?.securityContext?.allowPrivilegeEscalation, false);
+    assert.deepEqual(
+      objects.filter((o) => o.spec?.template).map((o) => o.kind),
+      ["DaemonSet", "Deployment"],
+    );
+  });
+
+  it("puts the agent in a privileged namespace of its own, the controller in the release namespace", async () => {
+    const objects = await render("metrics.serviceMonitor.enabled=true");
+    assertAgentIn(objects, agentNs);
+    const created = objects.filter((o) => o.kind === "Namespace");
+    assert.deepEqual(
+      created.map((o) => o.metadata.name),
+      [agentNs],
+    );
+    for (const mode of ["enforce", "audit", "warn"])
+      assert.equal(created[0]?.metadata.labels?.[`pod-security.kubernetes.io/${mode}`], "privileged", mode);
+    // The controller: its leader Lease in the release namespace, only reads of the heartbeats.
+    const role = (name: string) => objects.find((o) => o.kind === "Role" && o.metadata.name === name);
+    assert.deepEqual(role(`${fullname}-controller-heartbeats`)?.rules, [
+      { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "list", "watch"] },
+    ]);
+    assert.deepEqual(role(`${fullname}-controller-leader`)?.rules?.[0]?.verbs, ["get", "create", "update"]);
+  });
+
+  it("agent.namespace names another namespace; with agent.createNamespace=false none is created", async () => {
+    const objects = await render(
+      "metrics.serviceMonitor.enabled=true",
+      "agent.namespace=vm-agents",
+      "agent.createNamespace=false",
+    );
+    assertAgentIn(objects, "vm-agents");
+    assert.equal(objects.filter((o) => o.kind === "Namespace").length, 0);
+    const same = await render(`agent.namespace=${ns}`).then(
+      () => "",
+      (err: Error) => err.message,
+    );
+    assert.match(same, /agent\.namespace is the release namespace: set agent\.createNamespace=false/);
   });
 
   it("renders ServiceMonitors and a PrometheusRule only when asked", async () => {
@@ -140,10 +160,7 @@ describe("helm chart (rendered)", () => {
   it("imports: allowed networks and the maximum reach the agent; a malformed CIDR or size is rejected", async () => {
     const env = (objects: K8sObject[]) =>
       Object.fromEntries(
-        (
-          (podSpec(objects, "DaemonSet").containers[0] as { env?: Array<{ name: string; value?: string }> })
-            .env ?? []
-        ).map((e) => [e.name, e.value]),
+        (podSpec(objects, "DaemonSet").containers[0]?.env ?? []).map((e) => [e.name, e.value]),
       );
     const defaults = env(await render());
     assert.equal(defaults.IMAGE_IMPORT_ALLOWED_NETWORKS, "");
@@ -183,7 +200,8 @@ describe("helm chart (rendered)", () => {
 
 describe("helm install into the real API server", () => {
   before(async () => {
-    // Pod Security "restricted" on the release namespace proves the controller needs no privilege.
+    // Pod Security "restricted" on the release namespace proves the controller needs no privilege;
+    // the chart makes the agent's namespace, privileged.
     await kubectl(["create", "namespace", ns]);
     await kubectl(["label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted"]);
     // The test stack installed the CRDs with kubectl; the chart takes them over.
@@ -194,20 +212,27 @@ describe("helm install into the real API server", () => {
     await helm(["uninstall", release, "-n", ns]).catch(() => undefined);
   });
 
-  it("creates the controller, the agent and their service accounts", async () => {
-    const { stdout } = await kubectl(["get", "deploy,daemonset,serviceaccount", "-n", ns, "-o", "name"]);
-    for (const name of [
-      `deployment.apps/${release}-libvirt-operator-controller`,
-      `daemonset.apps/${release}-libvirt-operator-agent`,
-      `serviceaccount/${release}-libvirt-operator-controller`,
-      `serviceaccount/${release}-libvirt-operator-agent`,
-    ]) {
-      assert.ok(stdout.includes(name), `${name} in ${stdout}`);
-    }
+  it("creates the controller and the agent, each with its service account in its namespace", async () => {
+    const names = async (namespace: string) =>
+      (await kubectl(["get", "deploy,daemonset,serviceaccount", "-n", namespace, "-o", "name"])).stdout
+        .split("\n")
+        .filter((n) => n.includes(fullname));
+    assert.deepEqual(await names(ns), [
+      `deployment.apps/${fullname}-controller`,
+      `serviceaccount/${fullname}-controller`,
+    ]);
+    assert.deepEqual(await names(agentNs), [
+      `daemonset.apps/${fullname}-agent`,
+      `serviceaccount/${fullname}-agent`,
+    ]);
+    const labels = JSON.parse(
+      (await kubectl(["get", "namespace", agentNs, "-o", "jsonpath={.metadata.labels}"])).stdout,
+    ) as Record<string, string>;
+    assert.equal(labels["pod-security.kubernetes.io/enforce"], "privileged");
   });
 
   const can = async (who: "controller" | "agent", verb: string, resource: string, namespace = ns) => {
-    const as = `system:serviceaccount:${ns}:${release}-libvirt-operator-${who}`;
+    const as = `system:serviceaccount:${who === "agent" ? agentNs : ns}:${fullname}-${who}`;
     // "kind/status" means the subresource (kubectl would read it as an object name).
     const [res = resource, sub] = resource.split("/");
     const args = [
@@ -233,8 +258,11 @@ describe("helm install into the real API server", () => {
     assert.ok(await can("controller", "patch", "virtualmachines.vm.libvirt-operator.io/status", "default"));
     assert.ok(await can("controller", "list", "nodes"));
     assert.ok(await can("controller", "watch", "namespaces"));
+    // Its leader Lease in its namespace; the agents' heartbeats only read, in theirs.
     assert.ok(await can("controller", "update", "leases.coordination.k8s.io"));
     assert.ok(!(await can("controller", "update", "leases.coordination.k8s.io", "kube-system")));
+    assert.ok(await can("controller", "watch", "leases.coordination.k8s.io", agentNs));
+    assert.ok(!(await can("controller", "update", "leases.coordination.k8s.io", agentNs)));
     // It creates and deletes none of our objects, and sets no owner references that block deletion.
     assert.ok(await can("controller", "create", "vmsnapshots.vm.libvirt-operator.io", "default"));
     assert.ok(!(await can("controller", "create", "vmrestores.vm.libvirt-operator.io", "default")));
@@ -250,7 +278,8 @@ describe("helm install into the real API server", () => {
   it("grants the agent status writes and node patches, not deletes", async () => {
     assert.ok(await can("agent", "patch", "virtualmachines.vm.libvirt-operator.io/status", "default"));
     assert.ok(await can("agent", "patch", "nodes"));
-    assert.ok(await can("agent", "update", "leases.coordination.k8s.io"));
+    assert.ok(await can("agent", "update", "leases.coordination.k8s.io", agentNs));
+    assert.ok(!(await can("agent", "update", "leases.coordination.k8s.io")));
     assert.ok(await can("agent", "get", "namespaces"));
     assert.ok(!(await can("agent", "update", "virtualmachines.vm.libvirt-operator.io/scale", "default")));
     assert.ok(await can("agent", "patch", "vmsnapshots.vm.libvirt-operator.io/status", "default"));
@@ -288,7 +317,7 @@ describe("helm install into the real API server", () => {
       spec: { memory: "64Mi", runStrategy: "Halted", nodeName: node },
     };
     await kubectl(["apply", "--server-side", "-f", "-"], JSON.stringify(vm));
-    const agent = ["--as", `system:serviceaccount:${ns}:${release}-libvirt-operator-agent`];
+    const agent = ["--as", `system:serviceaccount:${agentNs}:${fullname}-agent`];
     const patch = (p: unknown, as: string[]) =>
       kubectlError(["patch", "vm", "policy-probe", "-n", ns, "--type=merge", "-p", JSON.stringify(p), ...as]);
     const onNode = [...agent, "--as-user-extra", `authentication.kubernetes.io/node-name=${node}`];
@@ -317,27 +346,30 @@ describe("helm install into the real API server", () => {
     }
   });
 
-  it("the controller pod passes Pod Security restricted; the privileged agent pod does not", async () => {
+  it("the controller pod passes Pod Security restricted; the agent pod only in its own namespace", async () => {
     const objects = await render();
-    const pod = (kind: string, name: string) =>
+    // The agent's ServiceAccount is not in the release namespace: its probe there runs as "default".
+    const pod = (kind: string, name: string, namespace: string, serviceAccountName?: string) =>
       JSON.stringify({
         apiVersion: "v1",
         kind: "Pod",
-        metadata: { name, namespace: ns },
-        spec: podSpec(objects, kind),
+        metadata: { name, namespace },
+        spec: { ...podSpec(objects, kind), ...(serviceAccountName ? { serviceAccountName } : {}) },
       });
     const dryRun = ["create", "--dry-run=server", "-f", "-"];
-    assert.equal(await kubectlError(dryRun, pod("Deployment", "controller-probe")), "");
+    assert.equal(await kubectlError(dryRun, pod("Deployment", "controller-probe", ns)), "");
     assert.match(
-      await kubectlError(dryRun, pod("DaemonSet", "agent-probe")),
+      await kubectlError(dryRun, pod("DaemonSet", "agent-probe", ns, "default")),
       /violates PodSecurity "restricted.*privileged/,
     );
+    assert.equal(await kubectlError(dryRun, pod("DaemonSet", "agent-probe", agentNs)), "");
   });
 
-  it("uninstall removes the workloads and keeps the CRDs (crds.keep)", async () => {
+  it("uninstall removes the workloads and the agent's namespace, and keeps the CRDs (crds.keep)", async () => {
     await helm(["uninstall", release, "-n", ns, "--wait"]);
     const { stdout } = await kubectl(["get", "deploy,daemonset", "-n", ns, "-o", "name"]);
     assert.equal(stdout.trim(), "");
+    await kubectl(["wait", "--for=delete", `namespace/${agentNs}`, "--timeout=60s"]);
     for (const def of KINDS) await kubectl(["get", "crd", crdName(def)]);
   });
 });

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { VirtualMachine } from "../../src/api/virtualmachine.ts";
 import type { VMDisk } from "../../src/api/vmdisk.ts";
 import type { VMSnapshot } from "../../src/api/vmsnapshot.ts";
-import { OPERATOR_NAMESPACE, startController } from "../../src/cmd/local/operator.ts";
+import { AGENT_NAMESPACE, startController } from "../../src/cmd/local/operator.ts";
 import { runningPid, stopDaemon } from "../../src/cmd/local/processes.ts";
 import { HEARTBEAT_INTERVAL_MS, heartbeatLeaseName } from "../../src/controllers/node-facts.ts";
 import { domainsOn, startTestNodes, stopTestNodes, type TestNode } from "../support/nodes.ts";
@@ -47,7 +47,7 @@ async function freezeBeforeRenewal(node: TestNode) {
     "lease",
     heartbeatLeaseName(node.nodeName),
     "-n",
-    OPERATOR_NAMESPACE,
+    AGENT_NAMESPACE,
     "-o",
     "jsonpath={.spec.renewTime}",
   ]);

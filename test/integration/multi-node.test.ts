@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { VirtualMachine } from "../../src/api/virtualmachine.ts";
-import { OPERATOR_NAMESPACE, startController } from "../../src/cmd/local/operator.ts";
+import { AGENT_NAMESPACE, startController } from "../../src/cmd/local/operator.ts";
 import { stopDaemon } from "../../src/cmd/local/processes.ts";
 import { heartbeatLeaseName } from "../../src/controllers/node-facts.ts";
 import {
@@ -56,7 +56,7 @@ before(async () => {
   // The controller places only on nodes whose heartbeat it has seen: every agent is ready, so
   // its Lease is in the API server; a moment more for the controller's watch to bring it.
   for (const node of nodes)
-    await kubectl(["get", "lease", heartbeatLeaseName(node.nodeName), "-n", OPERATOR_NAMESPACE]);
+    await kubectl(["get", "lease", heartbeatLeaseName(node.nodeName), "-n", AGENT_NAMESPACE]);
   await sleep(1_000);
   process.stderr.write(
     `# controller up in ${controllerUp - started} ms, 3 test nodes in ${Date.now() - controllerUp} ms\n`,

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import { VirtualMachineKind } from "../../src/api/virtualmachine.ts";
 import { type VMDisk, VMDiskKind } from "../../src/api/vmdisk.ts";
-import { OPERATOR_NAMESPACE, startController } from "../../src/cmd/local/operator.ts";
+import { AGENT_NAMESPACE, startController } from "../../src/cmd/local/operator.ts";
 import { stopDaemon } from "../../src/cmd/local/processes.ts";
 import { STATISTICS_FIELD_MANAGER } from "../../src/controllers/node/stats-collector.ts";
 import { heartbeatLeaseName } from "../../src/controllers/node-facts.ts";
@@ -44,7 +44,7 @@ before(async () => {
   await startController(TEST_STACK.stateDir, KUBECONFIG, "steady-state", TEST_STACK.ports.controllerMetrics);
   nodes = await startTestNodes(2, { prefix: PREFIX });
   for (const node of nodes)
-    await kubectl(["get", "lease", heartbeatLeaseName(node.nodeName), "-n", OPERATOR_NAMESPACE]);
+    await kubectl(["get", "lease", heartbeatLeaseName(node.nodeName), "-n", AGENT_NAMESPACE]);
   await sleep(1_000);
 });
 

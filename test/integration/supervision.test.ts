@@ -16,6 +16,8 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { registerNode } from "../../src/cmd/local/kube.ts";
 import {
+  AGENT_NAMESPACE,
+  controllerEnv,
   controllerKubeconfig,
   OPERATOR_NAMESPACE,
   startAgent,
@@ -134,13 +136,7 @@ async function startChartReplica() {
   await copyFile(await controllerKubeconfig(TEST_STACK.stateDir, KUBECONFIG), kubeconfig);
   await leaseHeldBy(CHART_REPLICA);
   const child = spawn(process.execPath, [join(REPO_ROOT, "src", "cmd", "controller.ts")], {
-    env: {
-      ...process.env,
-      KUBECONFIG: kubeconfig,
-      POD_NAMESPACE: OPERATOR_NAMESPACE,
-      POD_NAME: CHART_REPLICA,
-      METRICS_PORT: String(TEST_STACK.ports.agentMetrics + 12),
-    },
+    env: controllerEnv(kubeconfig, CHART_REPLICA, TEST_STACK.ports.agentMetrics + 12),
     stdio: ["ignore", "pipe", "pipe"],
   });
   child.stdout.on("data", (d: Buffer) => (chartReplicaOutput += d.toString()));
@@ -186,7 +182,7 @@ before(async () => {
     startSupervisedAgent(),
     startController(TEST_STACK.stateDir, KUBECONFIG, "supervised", TEST_STACK.ports.controllerMetrics, true),
   ]);
-  await kubectl(["get", "lease", heartbeatLeaseName(NODE), "-n", OPERATOR_NAMESPACE]);
+  await kubectl(["get", "lease", heartbeatLeaseName(NODE), "-n", AGENT_NAMESPACE]);
   process.stderr.write(`# two controllers and a supervised agent up in ${seconds(Date.now() - started)}\n`);
 });
 
@@ -196,14 +192,7 @@ after(async () => {
   await kubectl(["delete", "vm", "--all", "-n", ns, "--wait=false"]).catch(() => undefined);
   await Promise.all([CONTROLLER, AGENT].map((d) => stopDaemon(TEST_STACK.stateDir, d)));
   await kubectl(["delete", "node", NODE, "--ignore-not-found", "--wait=false"]).catch(() => undefined);
-  await kubectl([
-    "delete",
-    "lease",
-    heartbeatLeaseName(NODE),
-    "-n",
-    OPERATOR_NAMESPACE,
-    "--ignore-not-found",
-  ]);
+  await kubectl(["delete", "lease", heartbeatLeaseName(NODE), "-n", AGENT_NAMESPACE, "--ignore-not-found"]);
   await rm(dir, { recursive: true, force: true });
 });
 

@@ -12,7 +12,7 @@ import type { V1Node } from "@kubernetes/client-node";
 import type { VirtualMachine } from "../../src/api/virtualmachine.ts";
 import type { VMDisk } from "../../src/api/vmdisk.ts";
 import type { VMTemplate } from "../../src/api/vmtemplate.ts";
-import { OPERATOR_NAMESPACE, startController } from "../../src/cmd/local/operator.ts";
+import { AGENT_NAMESPACE, startController } from "../../src/cmd/local/operator.ts";
 import { stopDaemon } from "../../src/cmd/local/processes.ts";
 import { cachedBinary, REPO_ROOT, run } from "../../src/cmd/local/tools.ts";
 import { CAPACITY_ANNOTATION, heartbeatLeaseName, parseCapacity } from "../../src/controllers/node-facts.ts";
@@ -62,7 +62,7 @@ before(async () => {
     firstMetricsPort: TEST_STACK.ports.agentMetrics + 1 + nodes.length,
   });
   for (const node of [...nodes, ...odd])
-    await kubectl(["get", "lease", heartbeatLeaseName(node.nodeName), "-n", OPERATOR_NAMESPACE]);
+    await kubectl(["get", "lease", heartbeatLeaseName(node.nodeName), "-n", AGENT_NAMESPACE]);
   await actAsTenant(ns);
   await sleep(1_000);
 });

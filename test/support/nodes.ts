@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { XMLBuilder } from "fast-xml-parser";
 import { PREFIX } from "../../src/api/common.ts";
 import { kubectl, NODE_ENABLED_LABEL } from "../../src/cmd/local/kube.ts";
-import { ensureOperatorNamespace, OPERATOR_NAMESPACE, startAgent } from "../../src/cmd/local/operator.ts";
+import { AGENT_NAMESPACE, ensureOperatorNamespace, startAgent } from "../../src/cmd/local/operator.ts";
 import { logFile, stopDaemon } from "../../src/cmd/local/processes.ts";
 import { kubeconfigPath, type StackConfig } from "../../src/cmd/local/stack.ts";
 import { heartbeatLeaseName } from "../../src/controllers/node-facts.ts";
@@ -189,7 +189,7 @@ async function stopTestNode(stack: StackConfig, daemon: string, nodeName: string
     "lease",
     heartbeatLeaseName(nodeName),
     "-n",
-    OPERATOR_NAMESPACE,
+    AGENT_NAMESPACE,
     "--ignore-not-found",
   ]);
   await rm(dir, { recursive: true, force: true });

@@ -1,6 +1,7 @@
 // The operator's own identities in the local stack, as a cluster install has them: the chart's
 // ServiceAccounts, RBAC, tenant roles and the agent's admission policies, rendered from the chart
-// itself, and kubeconfigs holding tokens from the TokenRequest API. The agent's token is bound
+// itself (the controller's in the release namespace, the agent's in the agent's namespace,
+// agentNamespace), and kubeconfigs holding tokens from the TokenRequest API. The agent's token is bound
 // to its Node object, so the API server knows which node it speaks for
 // (request.userInfo.extra["authentication.kubernetes.io/node-name"], see agent-policy.yaml).
 import { mkdir, readFile, writeFile } from "node:fs/promises";
@@ -39,9 +40,22 @@ export function serviceAccountName(component: Component): string {
   return `${RELEASE}-${component}`;
 }
 
-/** The username the API server gives a token of COMPONENT's ServiceAccount. */
+/**
+ * The namespace the chart puts the node agent in for release namespace NAMESPACE when
+ * agent.namespace is left empty (its default): its ServiceAccount and heartbeat Leases live there.
+ */
+export function agentNamespace(namespace: string): string {
+  return `${namespace}-agent`;
+}
+
+/** The namespace of COMPONENT's ServiceAccount, for the chart rendered for release namespace NAMESPACE. */
+export function serviceAccountNamespace(namespace: string, component: Component): string {
+  return component === "agent" ? agentNamespace(namespace) : namespace;
+}
+
+/** The username the API server gives a token of COMPONENT's ServiceAccount (NAMESPACE: the release's). */
 export function serviceAccountUser(namespace: string, component: Component): string {
-  return `system:serviceaccount:${namespace}:${serviceAccountName(component)}`;
+  return `system:serviceaccount:${serviceAccountNamespace(namespace, component)}:${serviceAccountName(component)}`;
 }
 
 /** The identity templates, rendered by the chart's own Helm for the release namespace. */
@@ -61,8 +75,8 @@ export async function renderIdentities(namespace: string): Promise<string> {
 const applied = new Map<string, Promise<void>>();
 
 /**
- * Applies the rendered identities once per API server and process (the release namespace must
- * exist), then waits until the agent's policies are in force: the API server loads admission
+ * Applies the rendered identities once per API server and process (the release namespace and
+ * the agent's must exist), then waits until the agent's policies are in force: the API server loads admission
  * policies a moment after they are stored, and an agent started before would be unchecked.
  */
 export function applyIdentities(adminKubeconfig: string, namespace: string): Promise<void> {
@@ -92,7 +106,7 @@ async function waitForAgentPolicies(adminKubeconfig: string, namespace: string):
   const lease = {
     apiVersion: "coordination.k8s.io/v1",
     kind: "Lease",
-    metadata: { name: "policy-probe-not-a-heartbeat", namespace },
+    metadata: { name: "policy-probe-not-a-heartbeat", namespace: agentNamespace(namespace) },
   };
   const args = [
     "create",
@@ -117,7 +131,10 @@ async function waitForAgentPolicies(adminKubeconfig: string, namespace: string):
   throw new Error(`the agent's admission policies never took effect; the probe Lease got: ${said}`);
 }
 
-/** A token of COMPONENT's ServiceAccount from the TokenRequest API, bound to NODE when given. */
+/**
+ * A token of COMPONENT's ServiceAccount (of the chart rendered for release namespace NAMESPACE)
+ * from the TokenRequest API, bound to NODE when given.
+ */
 export async function requestToken(
   adminKubeconfig: string,
   namespace: string,
@@ -130,7 +147,7 @@ export async function requestToken(
     "token",
     serviceAccountName(component),
     "-n",
-    namespace,
+    serviceAccountNamespace(namespace, component),
     `--duration=${TOKEN_LIFETIME}`,
     ...bound,
   ]);

@@ -1,13 +1,17 @@
 // The operator's own processes in the local stack: controller and node agent, started from
 // this checkout under their own ServiceAccounts, with the chart's RBAC and admission policies
-// (identities.ts), never with the admin kubeconfig.
+// (identities.ts), never with the admin kubeconfig. As the chart runs them, the controller is in
+// OPERATOR_NAMESPACE and the agents in AGENT_NAMESPACE, where their heartbeat Leases are.
 import { join } from "node:path";
-import { identityKubeconfig } from "./identities.ts";
+import { agentNamespace, identityKubeconfig } from "./identities.ts";
 import { kubectl } from "./kube.ts";
 import { startDaemon, waitUntil } from "./processes.ts";
 import { CACHE_DIR, REPO_ROOT } from "./tools.ts";
 
+/** The release namespace: the controller's ServiceAccount and its leader election Lease. */
 export const OPERATOR_NAMESPACE = "libvirt-operator";
+/** The agent's namespace (the chart's default for that release): its ServiceAccount, the heartbeat Leases. */
+export const AGENT_NAMESPACE = agentNamespace(OPERATOR_NAMESPACE);
 
 export interface OperatorPorts {
   controllerMetrics: number;
@@ -19,24 +23,36 @@ async function ready(port: number): Promise<boolean> {
   return res?.status === 200;
 }
 
-/** The namespace the agents' heartbeat Leases (and a cluster install) live in. */
+/** The controller's namespace and the agents' (both made by a cluster install). */
 export async function ensureOperatorNamespace(kubeconfig: string): Promise<void> {
-  await kubectl(kubeconfig, [
-    "create",
-    "namespace",
-    OPERATOR_NAMESPACE,
-    "--dry-run=client",
-    "-o",
-    "yaml",
-  ]).then(({ stdout }) => kubectl(kubeconfig, ["apply", "--server-side", "-f", "-"], stdout));
+  const list = {
+    apiVersion: "v1",
+    kind: "List",
+    items: [OPERATOR_NAMESPACE, AGENT_NAMESPACE].map((name) => ({
+      apiVersion: "v1",
+      kind: "Namespace",
+      metadata: { name },
+    })),
+  };
+  await kubectl(kubeconfig, ["apply", "--server-side", "-f", "-"], JSON.stringify(list));
 }
 
-function operatorEnv(kubeconfig: string): NodeJS.ProcessEnv {
+function operatorEnv(kubeconfig: string, namespace: string): NodeJS.ProcessEnv {
   return {
     ...process.env,
     KUBECONFIG: kubeconfig,
-    POD_NAMESPACE: OPERATOR_NAMESPACE,
+    POD_NAMESPACE: namespace,
     LOG_LEVEL: process.env.LOG_LEVEL ?? "info",
+  };
+}
+
+/** The environment of a controller running with KUBECONFIG (its own), as the chart sets it. */
+export function controllerEnv(kubeconfig: string, podName: string, metricsPort: number): NodeJS.ProcessEnv {
+  return {
+    ...operatorEnv(kubeconfig, OPERATOR_NAMESPACE),
+    AGENT_NAMESPACE,
+    POD_NAME: podName,
+    METRICS_PORT: String(metricsPort),
   };
 }
 
@@ -66,7 +82,7 @@ export async function startAgent(stateDir: string, kubeconfig: string, options: 
     command: process.execPath,
     args: [join(REPO_ROOT, "src", "cmd", "agent.ts")],
     env: {
-      ...operatorEnv(own),
+      ...operatorEnv(own, AGENT_NAMESPACE),
       METRICS_PORT: String(options.metricsPort),
       NODE_NAME: options.nodeName,
       LIBVIRT_URI: options.libvirtUri,
@@ -105,7 +121,7 @@ export async function startController(
     supervise,
     command: process.execPath,
     args: [join(REPO_ROOT, "src", "cmd", "controller.ts")],
-    env: { ...operatorEnv(own), METRICS_PORT: String(metricsPort), POD_NAME: podName },
+    env: controllerEnv(own, podName, metricsPort),
   });
   await waitUntil("controller", () => ready(metricsPort), {
     timeoutMs: 60_000,
