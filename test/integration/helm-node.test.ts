@@ -36,6 +36,7 @@ const ns = "lvo-system";
 const agentNs = `${ns}-agent`;
 const vms = "helm-vms";
 const doomed = "helm-doomed";
+const fresh = "lvo-fresh";
 const node = TEST_STACK.nodeName;
 const fullname = `${release}-libvirt-operator`;
 
@@ -64,6 +65,22 @@ function values(): Record<string, unknown> {
       statisticsIntervalSeconds: 5,
     },
   };
+}
+
+/**
+ * helm --wait is not enough for a DaemonSet on one node: it counts it ready with none of its
+ * pods ready (maxUnavailable 1). Both workloads rolled out and ready, as a user waits for them.
+ */
+async function rolledOut(agentNamespace: string, namespace = ns): Promise<void> {
+  await kubectl([
+    "rollout",
+    "status",
+    `deployment/${fullname}-controller`,
+    "-n",
+    namespace,
+    "--timeout=180s",
+  ]);
+  await kubectl(["rollout", "status", `daemonset/${fullname}-agent`, "-n", agentNamespace, "--timeout=180s"]);
 }
 
 async function jsonOf<T>(args: string[]): Promise<T> {
@@ -143,7 +160,9 @@ describe("helm chart on a real node (kubelet, containerd, kube-proxy)", () => {
   });
 
   after(async () => {
-    await helm(["uninstall", release, "-n", ns, "--wait"]).catch(() => undefined);
+    for (const namespace of [ns, fresh]) {
+      await helm(["uninstall", release, "-n", namespace, "--wait", "--timeout=2m"]).catch(() => undefined);
+    }
     // Guests the uninstall left running, and objects whose finalizers no agent will remove.
     for (const namespace of [vms, doomed]) {
       for (const kind of ["virtualmachines", "vmdisks"]) {
@@ -171,9 +190,16 @@ describe("helm chart on a real node (kubelet, containerd, kube-proxy)", () => {
         () => undefined,
       );
     }
-    await kubectl(["delete", "namespace", ns, agentNs, "--wait=false", "--ignore-not-found"]).catch(
-      () => undefined,
-    );
+    await kubectl([
+      "delete",
+      "namespace",
+      ns,
+      agentNs,
+      fresh,
+      `${fresh}-agent`,
+      "--wait=false",
+      "--ignore-not-found",
+    ]).catch(() => undefined);
     await stopNode(TEST_STACK.stateDir, TEST_STACK.node!);
   });
 
@@ -198,6 +224,7 @@ describe("helm chart on a real node (kubelet, containerd, kube-proxy)", () => {
       "--post-renderer",
       join(REPO_ROOT, "test", "support", "post-render-agent-root.ts"),
     ]);
+    await rolledOut(ns);
     say(`helm install (previous release) to Ready in ${since(t)} s`);
     assert.equal((await agentOf(ns)).status.numberReady, 1);
     upPid = await runningVm(vms, "up");
@@ -207,6 +234,7 @@ describe("helm chart on a real node (kubelet, containerd, kube-proxy)", () => {
     const before = await controllerOf();
     const t = Date.now();
     await helm(["upgrade", release, current.chart, "-n", ns, "-f", valuesFile, "--wait", "--timeout=5m"]);
+    await rolledOut(agentNs);
     say(`helm upgrade to Ready in ${since(t)} s`);
     const controller = await controllerOf();
     assert.ok(
@@ -221,17 +249,13 @@ describe("helm chart on a real node (kubelet, containerd, kube-proxy)", () => {
     assert.equal(agent.spec.template.spec.containers[0]!.securityContext?.runAsUser, 0);
     await assert.rejects(agentOf(ns), /NotFound/, "no agent is left in the controller's namespace");
     assertSameGuest(vms, "up", upPid, "after the upgrade");
-    // The new agent has the guest: a change to the VM reaches libvirt.
-    await kubectl([
-      "annotate",
-      "vm",
-      "up",
-      "-n",
-      vms,
-      "vm.libvirt-operator.io/refresh=now",
-      "--overwrite",
-    ]).catch(() => undefined);
-    await waitForVm(vms, "up", (vm) => readyCondition(vm)?.status === "True", "Ready under the new agent");
+    // The new agent has the guest: a change to the VM reaches libvirt, and back.
+    await applyVm(vms, "up", guestVmSpec(guest, { nodeName: node, paused: true }));
+    await waitForVm(vms, "up", isPrintable("Paused"), "Paused by the new agent");
+    assert.equal((await virsh("domstate", domainNameOf(vms, "up"))).trim(), "paused");
+    await applyVm(vms, "up", guestVmSpec(guest, { nodeName: node }));
+    await waitForVm(vms, "up", isPrintable("Running"), "Running again");
+    assertSameGuest(vms, "up", upPid, "after a pause under the new agent");
   });
 
   it("the controller's namespace is Pod Security restricted and still admits the controller", async () => {
@@ -265,10 +289,12 @@ describe("helm chart on a real node (kubelet, containerd, kube-proxy)", () => {
       "--wait",
       "--timeout=5m",
     ]);
+    await rolledOut(agentNs);
     const env = async (get: Promise<Workload>) =>
       JSON.stringify((await get).spec.template.spec.containers[0]);
     assert.match(await env(controllerOf()), /"LOG_LEVEL","value":"debug"/);
     await helm(["rollback", release, String(first), "-n", ns, "--wait", "--timeout=5m"]);
+    await rolledOut(agentNs);
     assert.match(await env(agentOf(agentNs)), /"LOG_LEVEL","value":"info"/);
     const controller = await controllerOf();
     assert.equal(controller.status.updatedReplicas, controller.status.replicas);
@@ -307,6 +333,20 @@ describe("helm chart on a real node (kubelet, containerd, kube-proxy)", () => {
         )),
       120_000,
     );
+  });
+
+  it("helm install of this chart into a restricted namespace: Ready, its agent takes the guest the uninstall left, kubectl delete removes it", async () => {
+    await kubectl(["create", "namespace", fresh]);
+    await kubectl(["label", "namespace", fresh, "pod-security.kubernetes.io/enforce=restricted"]);
+    const t = Date.now();
+    await helm(["install", release, current.chart, "-n", fresh, "-f", valuesFile, "--wait", "--timeout=5m"]);
+    await rolledOut(`${fresh}-agent`, fresh);
+    say(`helm install (this chart) to Ready in ${since(t)} s`);
+    await waitForVm(vms, "up", (vm) => readyCondition(vm)?.status === "True", "Ready under the new install");
+    assertSameGuest(vms, "up", upPid, "adopted by the new install");
+    await kubectl(["delete", "vm", "up", "-n", vms, "--timeout=120s"]);
+    assert.equal(await domainExists(domainNameOf(vms, "up")), false, "the domain is gone");
+    await helm(["uninstall", release, "-n", fresh, "--wait"]);
   });
 
   it("stopping the node leaves no pod, mount, bridge, cgroup or iptables chain behind", async () => {
