@@ -36,7 +36,6 @@ const ns = "lvo-system";
 const agentNs = `${ns}-agent`;
 const vms = "helm-vms";
 const doomed = "helm-doomed";
-const fresh = "lvo-fresh";
 const node = TEST_STACK.nodeName;
 const fullname = `${release}-libvirt-operator`;
 
@@ -160,9 +159,7 @@ describe("helm chart on a real node (kubelet, containerd, kube-proxy)", () => {
   });
 
   after(async () => {
-    for (const namespace of [ns, fresh]) {
-      await helm(["uninstall", release, "-n", namespace, "--wait", "--timeout=2m"]).catch(() => undefined);
-    }
+    await helm(["uninstall", release, "-n", ns, "--wait", "--timeout=2m"]).catch(() => undefined);
     // Guests the uninstall left running, and objects whose finalizers no agent will remove.
     for (const namespace of [vms, doomed]) {
       for (const kind of ["virtualmachines", "vmdisks"]) {
@@ -190,16 +187,9 @@ describe("helm chart on a real node (kubelet, containerd, kube-proxy)", () => {
         () => undefined,
       );
     }
-    await kubectl([
-      "delete",
-      "namespace",
-      ns,
-      agentNs,
-      fresh,
-      `${fresh}-agent`,
-      "--wait=false",
-      "--ignore-not-found",
-    ]).catch(() => undefined);
+    await kubectl(["delete", "namespace", ns, agentNs, "--wait=false", "--ignore-not-found"]).catch(
+      () => undefined,
+    );
     await stopNode(TEST_STACK.stateDir, TEST_STACK.node!);
   });
 
@@ -335,18 +325,17 @@ describe("helm chart on a real node (kubelet, containerd, kube-proxy)", () => {
     );
   });
 
-  it("helm install of this chart into a restricted namespace: Ready, its agent takes the guest the uninstall left, kubectl delete removes it", async () => {
-    await kubectl(["create", "namespace", fresh]);
-    await kubectl(["label", "namespace", fresh, "pod-security.kubernetes.io/enforce=restricted"]);
+  it("helm install again (same release and namespace, restricted): Ready, its agent takes the guest the uninstall left, kubectl delete removes it", async () => {
+    // The kept CRDs still name this release as their owner: installing it again adopts them.
     const t = Date.now();
-    await helm(["install", release, current.chart, "-n", fresh, "-f", valuesFile, "--wait", "--timeout=5m"]);
-    await rolledOut(`${fresh}-agent`, fresh);
+    await helm(["install", release, current.chart, "-n", ns, "-f", valuesFile, "--wait", "--timeout=5m"]);
+    await rolledOut(agentNs);
     say(`helm install (this chart) to Ready in ${since(t)} s`);
     await waitForVm(vms, "up", (vm) => readyCondition(vm)?.status === "True", "Ready under the new install");
     assertSameGuest(vms, "up", upPid, "adopted by the new install");
     await kubectl(["delete", "vm", "up", "-n", vms, "--timeout=120s"]);
     assert.equal(await domainExists(domainNameOf(vms, "up")), false, "the domain is gone");
-    await helm(["uninstall", release, "-n", fresh, "--wait"]);
+    await helm(["uninstall", release, "-n", ns, "--wait"]);
   });
 
   it("stopping the node leaves no pod, mount, bridge, cgroup or iptables chain behind", async () => {
