@@ -89,6 +89,15 @@ async function main() {
     `/apis/coordination.k8s.io/v1/namespaces/${agentNamespace}/leases`,
     () => kube.coordination.listNamespacedLease({ namespace: agentNamespace }),
   );
+  // The leader's own renewals (every few seconds) show the heartbeat clock that this process
+  // still sees Lease events at all (heartbeat-clock.ts WATCH_GRACE_MS); without them a lone
+  // agent's silence would never count past that grace, and its node never be judged lost.
+  const leaderLeases =
+    agentNamespace === namespace
+      ? undefined
+      : makeInformer<V1Lease>(kube.kc, `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`, () =>
+          kube.coordination.listNamespacedLease({ namespace }),
+        );
   const disks = kindInformer<VMDisk & KubernetesObject>(kube, VMDiskKind);
   const snapshots = kindInformer<VMSnapshot & KubernetesObject>(kube, VMSnapshotKind);
   const restores = kindInformer<VMRestore & KubernetesObject>(kube, VMRestoreKind);
@@ -212,6 +221,7 @@ async function main() {
   const start = async () => {
     // First: the heartbeat clock must see every Lease event, and other reconcilers ask it.
     watchNodeLoss(nodeLossQueue, nodeLoss, { vms: vmInformer, disks, snapshots, nodes, leases });
+    for (const verb of ["add", "update"] as const) leaderLeases?.on(verb, (l) => heartbeats.observe(l));
     watchClusterVms(queue, reconciler, {
       vms: vmInformer,
       disks,
@@ -237,6 +247,7 @@ async function main() {
     await Promise.all([
       startInformerSynced(nodes, "nodes", log),
       startInformerSynced(leases, "leases", log),
+      ...(leaderLeases ? [startInformerSynced(leaderLeases, "leader leases", log)] : []),
       startInformerSynced(namespaces, "namespaces", log),
     ]);
     await startInformerSynced(disks, "vmdisks", log);
@@ -255,7 +266,9 @@ async function main() {
     standingBy = false;
     if (why !== "lost leadership") await leadership?.release().catch(() => undefined);
     await Promise.all(
-      [vmInformer, disks, nodes, leases, namespaces, snapshots, restores, templates].map((i) => i.stop()),
+      [vmInformer, disks, nodes, leases, namespaces, snapshots, restores, templates, leaderLeases].map((i) =>
+        i?.stop(),
+      ),
     );
     await Promise.all([
       queue.shutdown(),

@@ -14,6 +14,7 @@ import yaml from "js-yaml";
 import { crdName } from "../../src/api/crd.ts";
 import { KINDS } from "../../src/api/index.ts";
 import { podNetwork, runtimePaths, stopNode } from "../../src/cmd/local/node.ts";
+import { nodeBusyReason } from "../../src/cmd/local/node-host.ts";
 import { stackNodeUp } from "../../src/cmd/local/stack.ts";
 import { cachedBinary, REPO_ROOT, run } from "../../src/cmd/local/tools.ts";
 import { domainNameOf } from "../../src/hypervisor/domain/from-spec.ts";
@@ -21,6 +22,7 @@ import { ensureGuest, type Guest, guestVmSpec } from "../support/guest.ts";
 import {
   applyObject,
   applyVm,
+  type getVm,
   isPrintable,
   qemuPid,
   readyCondition,
@@ -38,6 +40,7 @@ const vms = "helm-vms";
 const doomed = "helm-doomed";
 const node = TEST_STACK.nodeName;
 const fullname = `${release}-libvirt-operator`;
+const LOST_AFTER_SECONDS = 20;
 
 function helm(args: string[]) {
   return run(cachedBinary("helm"), ["--kubeconfig", KUBECONFIG, ...args], { timeoutMs: 600_000 });
@@ -56,7 +59,8 @@ let valuesFile: string;
 function values(): Record<string, unknown> {
   const onThisNode = { "kubernetes.io/hostname": node };
   return {
-    controller: { nodeSelector: onThisNode },
+    // The shortest allowed: the lone-agent test below waits for it.
+    controller: { nodeSelector: onThisNode, nodeLostAfterSeconds: LOST_AFTER_SECONDS },
     agent: {
       nodeSelector: { "vm.libvirt-operator.io/enabled": "true", ...onThisNode },
       // The test guest's kernel and initrd, named by the VMs' spec.boot.
@@ -137,7 +141,10 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs: num
   }
 }
 
-describe("helm chart on a real node (kubelet, containerd, kube-proxy)", () => {
+// One node per machine: with another stack's node running (make local beside the tests), say so.
+describe("helm chart on a real node (kubelet, containerd, kube-proxy)", {
+  skip: nodeBusyReason(TEST_STACK.stateDir),
+}, () => {
   before(async () => {
     const started = Date.now();
     await stackNodeUp(TEST_STACK);
@@ -308,6 +315,32 @@ describe("helm chart on a real node (kubelet, containerd, kube-proxy)", () => {
     await assert.rejects(run("qemu-img", ["info", volume!.status!.path!]), "the volume is gone");
   });
 
+  it("when the only agent stops, its node's VMs turn Unknown (NodeLost), and recover when it is back", async () => {
+    // The controller's leader Lease and the agents' heartbeats live in different namespaces now:
+    // silence must still count with no agent renewing anywhere.
+    const agent = `daemonset/${fullname}-agent`;
+    const away = { spec: { template: { spec: { nodeSelector: { "lvo-test/nowhere": "true" } } } } };
+    await kubectl(["patch", agent, "-n", agentNs, "--type=strategic", "-p", JSON.stringify(away)]);
+    const t = Date.now();
+    const lost = (vm: Awaited<ReturnType<typeof getVm>>) =>
+      vm?.status?.conditions?.find((c) => c.type === "NodeLost")?.status === "True";
+    await waitForVm(vms, "up", lost, "NodeLost", (LOST_AFTER_SECONDS + 60) * 1000);
+    say(
+      `the lone agent's VM Unknown ${since(t)} s after the agent was removed (limit ${LOST_AFTER_SECONDS} s)`,
+    );
+    const back = [{ op: "remove", path: "/spec/template/spec/nodeSelector/lvo-test~1nowhere" }];
+    await kubectl(["patch", agent, "-n", agentNs, "--type=json", "-p", JSON.stringify(back)]);
+    await rolledOut(agentNs);
+    await waitForVm(
+      vms,
+      "up",
+      (vm) => !lost(vm) && readyCondition(vm)?.status === "True",
+      "Ready again",
+      120_000,
+    );
+    assertSameGuest(vms, "up", upPid, "while its agent was away");
+  });
+
   it("helm uninstall keeps the CRDs (crds.keep) and leaves guests running", async () => {
     await helm(["uninstall", release, "-n", ns, "--wait"]);
     const { stdout } = await kubectl(["get", "crd", "-o", "name"]);
@@ -352,17 +385,12 @@ describe("helm chart on a real node (kubelet, containerd, kube-proxy)", () => {
     for (const dir of [`/sys/fs/cgroup/memory/${cgroup}`, `/sys/fs/cgroup/${cgroup}`]) {
       assert.ok(!existsSync(dir), `${dir} removed`);
     }
-    // Another stack's kubelet (make local beside the tests) keeps chains of its own.
-    const otherKubelet = await run("pgrep", ["-x", "kubelet"]).then(
-      () => true,
-      () => false,
-    );
-    for (const table of otherKubelet ? [] : ["filter", "nat"]) {
+    // The node held the machine's node lock: every KUBE-* chain was its kubelet's or kube-proxy's.
+    const network = podNetwork(stateDir, TEST_STACK.node!.index).name;
+    for (const table of ["filter", "nat"]) {
       const { stdout } = await run("iptables", ["-t", table, "-S"]);
-      assert.ok(
-        !/KUBE-(SERVICES|FIREWALL|KUBELET-CANARY)/.test(stdout),
-        `no kubelet or kube-proxy chain in ${table}`,
-      );
+      assert.ok(!/KUBE-/.test(stdout), `no kubelet or kube-proxy chain in ${table}`);
+      assert.ok(!stdout.includes(network), `no CNI rule of the pods' network in ${table}`);
     }
   });
 });

@@ -83,7 +83,13 @@ describe("helm chart (rendered)", () => {
     assert.deepEqual(role(`${fullname}-controller-heartbeats`)?.rules, [
       { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "list", "watch"] },
     ]);
-    assert.deepEqual(role(`${fullname}-controller-leader`)?.rules?.[0]?.verbs, ["get", "create", "update"]);
+    assert.deepEqual(role(`${fullname}-controller-leader`)?.rules?.[0]?.verbs, [
+      "get",
+      "list",
+      "watch",
+      "create",
+      "update",
+    ]);
   });
 
   it("agent.namespace names another namespace; with agent.createNamespace=false none is created", async () => {

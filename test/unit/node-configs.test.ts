@@ -37,6 +37,7 @@ describe("the local node's configuration files", () => {
         healthzPort: 20248,
         clientCAFile: "/s/pki/ca.crt",
         cgroupRoot: "/lvo-1",
+        podLogsDir: "/s/pod-logs",
       }),
     ) as Record<string, unknown>;
     assert.equal(cfg.kind, "KubeletConfiguration");
@@ -46,6 +47,8 @@ describe("the local node's configuration files", () => {
     assert.equal(cfg.readOnlyPort, 0);
     // Its own cgroup: a kubelet removes pod cgroups it does not know under its root.
     assert.equal(cfg.cgroupRoot, "/lvo-1");
+    // Its own pod logs: a kubelet removes logs of pods it does not know.
+    assert.equal(cfg.podLogsDir, "/s/pod-logs");
     assert.deepEqual(cfg.authentication, {
       anonymous: { enabled: false },
       webhook: { enabled: true },
@@ -81,5 +84,7 @@ describe("the local node's configuration files", () => {
     assert.equal(cfg.healthzBindAddress, "127.0.0.1:1");
     assert.equal(cfg.metricsBindAddress, "127.0.0.1:2");
     assert.equal((cfg.conntrack as { maxPerCore: number }).maxPerCore, 0);
+    // No NodePorts on loopback: they need route_localnet, which opens loopback to the network.
+    assert.deepEqual(cfg.iptables, { localhostNodePorts: false });
   });
 });

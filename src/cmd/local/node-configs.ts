@@ -61,6 +61,8 @@ export interface KubeletSettings {
    * does not know under its root, so two stacks' kubelets on one machine must not share it.
    */
   cgroupRoot: string;
+  /** The pods' logs, in the stack's directory (a kubelet removes logs of pods it does not know). */
+  podLogsDir: string;
 }
 
 /**
@@ -75,6 +77,7 @@ export function kubeletConfig(s: KubeletSettings): string {
     cgroupDriver: "cgroupfs",
     containerRuntimeEndpoint: `unix://${s.socket}`,
     cgroupRoot: s.cgroupRoot,
+    podLogsDir: s.podLogsDir,
     port: s.port,
     healthzPort: s.healthzPort,
     readOnlyPort: 0,
@@ -156,5 +159,8 @@ export function kubeProxyConfig(s: KubeProxySettings): string {
     healthzBindAddress: `127.0.0.1:${s.healthzPort}`,
     metricsBindAddress: `127.0.0.1:${s.metricsPort}`,
     conntrack: { maxPerCore: 0, min: 0, tcpEstablishedTimeout: "0s", tcpCloseWaitTimeout: "0s" },
+    // NodePorts on 127.0.0.1 would need route_localnet=1, which opens loopback services (etcd
+    // of every stack) to the network: none here.
+    iptables: { localhostNodePorts: false },
   });
 }

@@ -4,7 +4,7 @@
 // lives under <stateDir>/node; stopNode stops the pods through the CRI (their networks torn down)
 // and removes the mounts, the bridge and the cgroups the node made.
 import { existsSync } from "node:fs";
-import { mkdir, readdir, readFile, rm, rmdir, writeFile } from "node:fs/promises";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Pki } from "./certs.ts";
 import { ensureClientCert } from "./certs.ts";
@@ -17,6 +17,17 @@ import {
   type NodeRuntimePaths,
   type PodNetwork,
 } from "./node-configs.ts";
+import {
+  cgroupDirs,
+  mayCleanHost,
+  releaseNodeLock,
+  removeCgroup,
+  removeKubeChains,
+  restoreSysctls,
+  setSysctls,
+  takeNodeLock,
+  unmountUnder,
+} from "./node-host.ts";
 import { runningPid, startDaemon, stopDaemon, waitUntil } from "./processes.ts";
 import { cachedBinary, REPO_ROOT, run } from "./tools.ts";
 
@@ -70,14 +81,6 @@ function cgroupRoot(index: number): string {
   return `/libvirt-operator-node-${index}`;
 }
 
-/** The directories of CGROUP in each mounted hierarchy (cgroup v1: one per controller; v2: one). */
-async function cgroupDirs(cgroup: string): Promise<string[]> {
-  const base = "/sys/fs/cgroup";
-  if (existsSync(join(base, "cgroup.controllers"))) return [join(base, cgroup)];
-  const entries = await readdir(base, { withFileTypes: true });
-  return entries.filter((e) => e.isDirectory()).map((e) => join(base, e.name, cgroup));
-}
-
 /** ctr against this node's containerd, in the namespace the CRI uses. */
 export function ctr(stateDir: string, args: string[], timeoutMs = 120_000) {
   return run("ctr", ["--address", runtimePaths(stateDir).socket, "--namespace", "k8s.io", ...args], {
@@ -115,21 +118,6 @@ async function pauseImage(): Promise<{ tar: string; reference: string }> {
   return { tar, reference: `${PAUSE_IMAGE_REPOSITORY}:${tag}` };
 }
 
-/** Bridged pod traffic passes iptables (Services between pods of the node); forwarding on. */
-async function enableForwarding(): Promise<void> {
-  for (const [key, value] of [
-    ["net/bridge/bridge-nf-call-iptables", "1"],
-    ["net/ipv4/ip_forward", "1"],
-  ]) {
-    const file = join("/proc/sys", key as string);
-    if (existsSync(file)) await writeFile(file, value as string);
-    else
-      process.stderr.write(
-        `note: ${file} is missing (br_netfilter not loaded?); pods may not reach Services\n`,
-      );
-  }
-}
-
 async function nodeReady(kubeconfig: string, nodeName: string): Promise<boolean> {
   const { stdout } = await kubectl(kubeconfig, [
     "get",
@@ -163,7 +151,8 @@ export async function startNode(s: NodeStart): Promise<void> {
   const pause = await pauseImage();
   await writeFile(join(dir, "containerd.toml"), containerdConfig(paths, pause.reference));
   await writeFile(join(paths.cniConfDir, "10-pods.conflist"), cniConflist(net));
-  await enableForwarding();
+  await takeNodeLock(s.stateDir);
+  await setSysctls(dir);
   for (const d of await cgroupDirs(cgroupRoot(s.node.index))) await mkdir(d, { recursive: true });
 
   const containerdPid = await startDaemon(s.stateDir, {
@@ -198,6 +187,7 @@ export async function startNode(s: NodeStart): Promise<void> {
       healthzPort: s.node.ports.kubeletHealthz,
       clientCAFile: s.pki.caCert,
       cgroupRoot: cgroupRoot(s.node.index),
+      podLogsDir: join(dir, "pod-logs"),
     }),
   );
   const kubeletPid = await startDaemon(s.stateDir, {
@@ -256,106 +246,42 @@ export async function startNode(s: NodeStart): Promise<void> {
   });
 }
 
-/** Mount points under DIR, deepest first. */
-async function mountsUnder(dir: string): Promise<string[]> {
-  const info = await readFile("/proc/self/mountinfo", "utf8");
-  // Field 5 is the mount point, with spaces and the like written as octal escapes.
-  const points = info
-    .split("\n")
-    .map((line) => line.split(" ")[4] ?? "")
-    .map((p) => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8))))
-    .filter((p) => p === dir || p.startsWith(`${dir}/`));
-  return [...new Set(points)].sort((a, b) => b.length - a.length);
-}
-
-/** The iptables chains a kubelet makes for itself (kube-proxy --cleanup removes its own). */
-const KUBELET_CHAINS = ["KUBE-FIREWALL", "KUBE-KUBELET-CANARY"];
-
-/** iptables -S quotes arguments with spaces (comments). */
-function shellWords(line: string): string[] {
-  return (line.match(/"[^"]*"|\S+/g) ?? []).map((w) => w.replace(/^"(.*)"$/, "$1"));
-}
-
-async function removeKubeletChains(): Promise<void> {
-  for (const tool of ["iptables", "ip6tables"]) {
-    for (const table of ["filter", "nat", "mangle"]) {
-      const rules = (await run(tool, ["-t", table, "-S"]).catch(() => ({ stdout: "" }))).stdout.split("\n");
-      for (const rule of rules.filter(
-        (r) => r.startsWith("-A ") && KUBELET_CHAINS.some((c) => r.includes(`-j ${c}`)),
-      )) {
-        await run(tool, ["-t", table, "-D", ...shellWords(rule).slice(1)]).catch(() => undefined);
-      }
-      for (const chain of KUBELET_CHAINS.filter((c) => rules.includes(`-N ${c}`))) {
-        await run(tool, ["-t", table, "-F", chain]).catch(() => undefined);
-        await run(tool, ["-t", table, "-X", chain]).catch(() => undefined);
-      }
-    }
-  }
-}
-
-/** Kills every process left in the node's pod cgroups and removes them, deepest first. */
-async function removeCgroups(index: number): Promise<void> {
-  for (const top of await cgroupDirs(cgroupRoot(index))) {
-    if (!existsSync(top)) continue;
-    const dirs: string[] = [];
-    const walk = async (d: string) => {
-      dirs.push(d);
-      for (const e of await readdir(d, { withFileTypes: true }))
-        if (e.isDirectory()) await walk(join(d, e.name));
-    };
-    await walk(top);
-    for (const d of dirs.reverse()) {
-      const procs = await readFile(join(d, "cgroup.procs"), "utf8").catch(() => "");
-      for (const pid of procs.split("\n").filter(Boolean)) {
-        try {
-          process.kill(Number(pid), "SIGKILL");
-        } catch {
-          // gone already
-        }
-      }
-      await rmdir(d).catch(() => undefined);
-    }
-  }
-}
-
 /**
  * Stops the node: the kubelet (nothing restarts pods), every pod through the CRI (CNI teardown
- * frees its address and iptables rules), kube-proxy and its rules, containerd; then unmounts
- * what the node mounted, deletes the bridge and the cgroups. Safe when nothing of it runs.
+ * frees its address and iptables rules), kube-proxy, containerd; unmounts what the node mounted.
+ * Then, unless another stack's node runs (it would own them), the KUBE-* chains, the bridge, the
+ * pod cgroups and the host settings the node changed. Safe when nothing of it runs.
  */
 export async function stopNode(stateDir: string, node: NodeSettings): Promise<string[]> {
   const dir = nodeDir(stateDir);
   if (!existsSync(dir)) return [];
   const stopped: string[] = [];
-  if (await stopDaemon(stateDir, "kubelet")) {
-    stopped.push("kubelet");
-    await removeKubeletChains();
-  }
+  if (await stopDaemon(stateDir, "kubelet")) stopped.push("kubelet");
   const paths = runtimePaths(stateDir);
   if (runningPid(stateDir, "containerd")) {
     await run(
       cachedBinary("crictl"),
       ["--runtime-endpoint", `unix://${paths.socket}`, "rmp", "--all", "--force"],
-      {
-        timeoutMs: 120_000,
-      },
+      { timeoutMs: 120_000 },
     ).catch((err) => process.stderr.write(`note: stopping the node's pods through the CRI failed: ${err}\n`));
   }
-  if (await stopDaemon(stateDir, "kube-proxy")) {
-    stopped.push("kube-proxy");
-    await run(cachedBinary("kube-proxy"), ["--cleanup"], { timeoutMs: 60_000 }).catch(() => undefined);
-  }
-  await removeCgroups(node.index);
+  if (await stopDaemon(stateDir, "kube-proxy")) stopped.push("kube-proxy");
+  const host = mayCleanHost(stateDir);
+  // Whatever of the pods outlived the CRI (and its shims) dies with the node's cgroups.
+  if (host) await removeCgroup(cgroupRoot(node.index));
   if (await stopDaemon(stateDir, "containerd")) stopped.push("containerd");
-  // Shims of containers whose pods the CRI could not stop leave with containerd's address.
-  await run("pkill", ["-KILL", "-f", `containerd-shim-runc-v2 .*-address ${paths.socket}`]).catch(
+  // Shims of containers the CRI could not stop outlive containerd; each names its address.
+  const address = paths.socket.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  await run("pkill", ["-KILL", "-f", `containerd-shim-runc-v2 .*-address ${address}( |$)`]).catch(
     () => undefined,
   );
-  for (const point of await mountsUnder(dir)) {
-    await run("umount", [point]).catch(() => run("umount", ["-l", point]).catch(() => undefined));
+  await unmountUnder(dir);
+  if (host) {
+    await removeKubeChains();
+    await run("ip", ["link", "delete", podNetwork(stateDir, node.index).bridge]).catch(() => undefined);
+    await restoreSysctls(dir);
+    await releaseNodeLock(stateDir);
   }
-  const net = podNetwork(stateDir, node.index);
-  await run("ip", ["link", "delete", net.bridge]).catch(() => undefined);
-  await rm(net.ipamDataDir, { recursive: true, force: true });
+  await rm(podNetwork(stateDir, node.index).ipamDataDir, { recursive: true, force: true });
   return stopped;
 }
