@@ -14,13 +14,16 @@ QEMU_IMG="$(command -v qemu-img)"
 USER_ID=65532
 
 # What goes in decides the cache key: the app's files, the lock file, the chart's appVersion (the
-# tag), node and qemu-img, this script.
+# tag), node, qemu-img and their libraries, the CA certificates, this script.
 key=$(
   cd "$REPO"
   {
     find src crds package.json package-lock.json helm/libvirt-operator/Chart.yaml -type f -print0 \
       | sort -z | xargs -0 sha256sum
-    sha256sum "$NODE_BIN" "$QEMU_IMG" "$0"
+    sha256sum "$NODE_BIN" "$QEMU_IMG" "$0" /etc/ssl/certs/ca-certificates.crt
+    # The libraries copied in with them: an apt upgrade of one makes a new image.
+    ldd "$NODE_BIN" "$QEMU_IMG" | awk '/=> \// { print $3 } /^[ \t]*\/lib/ { print $1 }' | sort -u \
+      | xargs -r readlink -f | xargs -r sha256sum
   } | sha256sum | cut -c1-12
 )
 OUT="$CACHE_DIR/images/operator-$key.tar"
