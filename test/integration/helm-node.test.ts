@@ -13,9 +13,9 @@ import { setTimeout as sleep } from "node:timers/promises";
 import yaml from "js-yaml";
 import { crdName } from "../../src/api/crd.ts";
 import { KINDS } from "../../src/api/index.ts";
-import { podNetwork, runtimePaths, stopNode } from "../../src/cmd/local/node.ts";
+import { podNetwork, runtimePaths } from "../../src/cmd/local/node.ts";
 import { nodeBusyReason } from "../../src/cmd/local/node-host.ts";
-import { stackNodeUp } from "../../src/cmd/local/stack.ts";
+import { stackNodeDown, stackNodeUp } from "../../src/cmd/local/stack.ts";
 import { cachedBinary, REPO_ROOT, run } from "../../src/cmd/local/tools.ts";
 import { domainNameOf } from "../../src/hypervisor/domain/from-spec.ts";
 import { ensureGuest, type Guest, guestVmSpec } from "../support/guest.ts";
@@ -197,7 +197,7 @@ describe("helm chart on a real node (kubelet, containerd, kube-proxy)", {
     await kubectl(["delete", "namespace", ns, agentNs, "--wait=false", "--ignore-not-found"]).catch(
       () => undefined,
     );
-    await stopNode(TEST_STACK.stateDir, TEST_STACK.node!);
+    await stackNodeDown(TEST_STACK).catch(() => undefined);
   });
 
   let upPid: number;
@@ -373,7 +373,7 @@ describe("helm chart on a real node (kubelet, containerd, kube-proxy)", {
 
   it("stopping the node leaves no pod, mount, bridge, cgroup or iptables chain behind", async () => {
     const stateDir = TEST_STACK.stateDir;
-    const stopped = await stopNode(stateDir, TEST_STACK.node!);
+    const stopped = await stackNodeDown(TEST_STACK);
     assert.deepEqual(stopped.sort(), ["containerd", "kube-proxy", "kubelet"]);
     const mounts = await readFile("/proc/self/mountinfo", "utf8");
     assert.ok(!mounts.includes(join(stateDir, "node")), "nothing mounted under the node's directory");

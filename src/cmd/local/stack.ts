@@ -5,7 +5,7 @@ import { LibvirtClient, ListNetworks, NetworkXmlFlags } from "../../hypervisor/l
 import { parseNetworkPools } from "../../hypervisor/network.ts";
 import { ensurePki } from "./certs.ts";
 import { startControlPlane } from "./control-plane.ts";
-import { type KubePorts, localNodeName, registerNode, startKubernetes } from "./kube.ts";
+import { type KubePorts, kubectl, localNodeName, registerNode, startKubernetes } from "./kube.ts";
 import { startLibvirt } from "./libvirt.ts";
 import { type NodeSettings, podNetwork, startNode, stopNode } from "./node.ts";
 import { type OperatorPorts, startOperator } from "./operator.ts";
@@ -156,6 +156,28 @@ export async function stackNodeUp(config: StackConfig): Promise<void> {
     supervise: config.supervise ?? false,
   });
   progress(`node ${config.nodeName} Ready in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+}
+
+/**
+ * Stops the stack's node on a stack that stays up, and gives its Node back the status the
+ * stack registers it with (none): a Node whose kubelet is gone but whose last status shows
+ * capacity takes pods that then never run and never finish deleting (nothing confirms it), so
+ * a chart installed later would hang in `helm uninstall --wait`.
+ */
+export async function stackNodeDown(config: StackConfig): Promise<string[]> {
+  if (!config.node) return [];
+  const stopped = await stopNode(config.stateDir, config.node);
+  const kubeless = { status: { capacity: null, allocatable: null, conditions: null } };
+  await kubectl(kubeconfigPath(config), [
+    "patch",
+    "node",
+    config.nodeName,
+    "--subresource=status",
+    "--type=merge",
+    "-p",
+    JSON.stringify(kubeless),
+  ]);
+  return stopped;
 }
 
 /** Which daemons are supervised and how often each was restarted (on a stack already up, too). */
