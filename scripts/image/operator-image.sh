@@ -7,6 +7,7 @@
 #   operator-image.sh [SOURCE_DIR]   SOURCE_DIR: another checkout (an earlier release), default this one
 source "$(dirname "$0")/../setup/lib.sh"
 
+SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 REPO="$(cd "${1:-$(dirname "$0")/../..}" && pwd)"
 NODE_BIN="$NODE_DIR/bin/node"
 [[ -x "$NODE_BIN" ]] || NODE_BIN="$(command -v node)"
@@ -20,7 +21,9 @@ key=$(
   {
     find src crds package.json package-lock.json helm/libvirt-operator/Chart.yaml -type f -print0 \
       | sort -z | xargs -0 sha256sum
-    sha256sum "$NODE_BIN" "$QEMU_IMG" "$0" /etc/ssl/certs/ca-certificates.crt
+    # Contents only: the same sources in another checkout hit the same image.
+    sha256sum "$NODE_BIN" "$QEMU_IMG" /etc/ssl/certs/ca-certificates.crt | cut -d' ' -f1
+    sha256sum <"$SELF"
     # The libraries copied in with them: an apt upgrade of one makes a new image.
     ldd "$NODE_BIN" "$QEMU_IMG" | awk '/=> \// { print $3 } /^[ \t]*\/lib/ { print $1 }' | sort -u \
       | xargs -r readlink -f | xargs -r sha256sum

@@ -13,8 +13,10 @@ import { setTimeout as sleep } from "node:timers/promises";
 import yaml from "js-yaml";
 import { crdName } from "../../src/api/crd.ts";
 import { KINDS } from "../../src/api/index.ts";
+import { renderIdentities } from "../../src/cmd/local/identities.ts";
 import { podNetwork, runtimePaths } from "../../src/cmd/local/node.ts";
 import { nodeBusyReason } from "../../src/cmd/local/node-host.ts";
+import { OPERATOR_NAMESPACE } from "../../src/cmd/local/operator.ts";
 import { stackNodeDown, stackNodeUp } from "../../src/cmd/local/stack.ts";
 import { cachedBinary, REPO_ROOT, run } from "../../src/cmd/local/tools.ts";
 import { domainNameOf } from "../../src/hypervisor/domain/from-spec.ts";
@@ -163,6 +165,13 @@ describe("helm chart on a real node (kubelet, containerd, kube-proxy)", {
     valuesFile = join(TEST_STACK.stateDir, "helm-node-values.yaml");
     await writeFile(valuesFile, yaml.dump(values()));
     for (const n of [vms, doomed]) await testNamespace(n);
+    // One operator per cluster: earlier files applied the stack's own identities for their
+    // host-process operators, among them a policy letting only that controller set placement
+    // labels and finalizers. This release brings its own; later files apply theirs again.
+    await kubectl(
+      ["delete", "--ignore-not-found", "--wait=false", "-f", "-"],
+      await renderIdentities(OPERATOR_NAMESPACE),
+    );
   });
 
   after(async () => {
