@@ -48,8 +48,6 @@ export interface NodeSettings {
 /** Where the Debian package puts the CNI plugins (bridge, host-local, portmap). */
 const CNI_BIN_DIR = "/usr/lib/cni";
 export const PAUSE_IMAGE_REPOSITORY = "localhost/libvirt-operator/pause";
-/** The node's daemons, stopped in this order (pods first, then what runs them). */
-export const NODE_DAEMONS = ["kubelet", "kube-proxy", "containerd"] as const;
 
 export function podNetwork(stateDir: string, index: number): PodNetwork & { gateway: string } {
   return {
@@ -140,6 +138,23 @@ export interface NodeStart {
   supervise?: boolean;
 }
 
+/**
+ * A kubeconfig in the node's directory for COMPONENT, authenticating as USER (in GROUP) with a
+ * client certificate of the stack's CA made once.
+ */
+async function clientKubeconfig(
+  s: NodeStart,
+  component: string,
+  user: string,
+  group?: string,
+): Promise<string> {
+  const certName = component === "kubelet" ? `kubelet-${s.nodeName}` : component;
+  const cert = await ensureClientCert(s.pki, certName, `${group ? `/O=${group}` : ""}/CN=${user}`);
+  const path = join(nodeDir(s.stateDir), `${component}.kubeconfig`);
+  await writeKubeconfig(path, s.apiPorts, s.pki, { name: user, ...cert });
+  return path;
+}
+
 /** Starts containerd, the kubelet and kube-proxy (those not running yet); waits for Ready. */
 export async function startNode(s: NodeStart): Promise<void> {
   const dir = nodeDir(s.stateDir);
@@ -169,16 +184,7 @@ export async function startNode(s: NodeStart): Promise<void> {
   });
   await importImage(s.stateDir, pause.tar, pause.reference);
 
-  const kubeletCert = await ensureClientCert(
-    s.pki,
-    `kubelet-${s.nodeName}`,
-    `/O=system:nodes/CN=system:node:${s.nodeName}`,
-  );
-  const kubeletKubeconfig = join(dir, "kubelet.kubeconfig");
-  await writeKubeconfig(kubeletKubeconfig, s.apiPorts, s.pki, {
-    name: `system:node:${s.nodeName}`,
-    ...kubeletCert,
-  });
+  const kubeletKubeconfig = await clientKubeconfig(s, "kubelet", `system:node:${s.nodeName}`, "system:nodes");
   await writeFile(
     join(dir, "kubelet.yaml"),
     kubeletConfig({
@@ -204,9 +210,7 @@ export async function startNode(s: NodeStart): Promise<void> {
     ],
   });
 
-  const proxyCert = await ensureClientCert(s.pki, "kube-proxy", "/CN=system:kube-proxy");
-  const proxyKubeconfig = join(dir, "kube-proxy.kubeconfig");
-  await writeKubeconfig(proxyKubeconfig, s.apiPorts, s.pki, { name: "system:kube-proxy", ...proxyCert });
+  const proxyKubeconfig = await clientKubeconfig(s, "kube-proxy", "system:kube-proxy");
   await writeFile(
     join(dir, "kube-proxy.yaml"),
     kubeProxyConfig({
@@ -276,12 +280,13 @@ export async function stopNode(stateDir: string, node: NodeSettings): Promise<st
     () => undefined,
   );
   await unmountUnder(dir);
+  const net = podNetwork(stateDir, node.index);
   if (host) {
     await removeKubeChains();
-    await run("ip", ["link", "delete", podNetwork(stateDir, node.index).bridge]).catch(() => undefined);
+    await run("ip", ["link", "delete", net.bridge]).catch(() => undefined);
     await restoreSysctls(dir);
     await releaseNodeLock(stateDir);
   }
-  await rm(podNetwork(stateDir, node.index).ipamDataDir, { recursive: true, force: true });
+  await rm(net.ipamDataDir, { recursive: true, force: true });
   return stopped;
 }
