@@ -32,7 +32,7 @@ deps:
 	@bash scripts/setup/debs.sh
 	@bash scripts/setup/node.sh >/dev/null
 	@bash scripts/setup/kube-binaries.sh
-	@bash scripts/setup/kstatus.sh
+	@bash scripts/setup/test-tools.sh
 	@bash scripts/setup/guest.sh >/dev/null
 
 node_modules/.installed: package.json package-lock.json

@@ -1,10 +1,13 @@
 // Conditions that mean one thing: kstatus itself (upstream cli-utils and Flux's fork, the code
-// Flux and Argo CD-style tooling judge resources with) against live objects in each phase of
-// the README's condition table. Current = as the spec asks; InProgress = on its way;
-// Failed = cannot get there without the user.
+// Flux and kubectl-style tooling judge resources with) and Argo CD's health check (our
+// src/argocd/health.lua in gopher-lua, as Argo CD runs it) against live objects in each phase of
+// the README's condition table. Current/Healthy = as the spec asks (Suspended: a VM stopped or
+// paused as asked); InProgress/Progressing = on its way; Failed/Degraded = cannot get there
+// without the user.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { type ArgoHealthStatus, argoHealth } from "../support/argocd.ts";
 import { ensureGuest, type Guest, guestVmSpec } from "../support/guest.ts";
 import { kstatus } from "../support/kstatus.ts";
 import {
@@ -25,22 +28,38 @@ function vmSpec(extra: Record<string, unknown> = {}) {
 
 type Status = { printableStatus?: string; conditions?: Array<{ type: string; status: string }> };
 
-/** Waits until the object is in the phase WHEN checks and both kstatus builds say EXPECTED of it. */
+type Kstatus = "Current" | "InProgress" | "Failed";
+
+/** Argo CD's health for what kstatus says: the README's mapping (a VM stopped or paused as asked is Suspended). */
+function argoFor(expected: Kstatus, resource: string, s: Status): ArgoHealthStatus {
+  if (expected === "InProgress") return "Progressing";
+  if (expected === "Failed") return "Degraded";
+  const idle = ["Stopped", "Paused", "Frozen"].includes(s.printableStatus ?? "");
+  return resource === "virtualmachine" && idle ? "Suspended" : "Healthy";
+}
+
+/**
+ * Waits until the object is in the phase WHEN checks, both kstatus builds say EXPECTED of it and
+ * Argo CD's health check says what the README maps EXPECTED to — all of the same read.
+ */
 async function expectKstatus(
   resource: string,
   name: string,
-  expected: string,
+  expected: Kstatus,
   when: (s: Status) => boolean = () => true,
   timeoutMs = 60_000,
-) {
+): Promise<ArgoHealthStatus> {
   const deadline = Date.now() + timeoutMs;
   let last = "";
   while (Date.now() < deadline) {
     const obj = await getObject<{ status?: Status }>(resource, ns, name);
     if (obj && when(obj.status ?? {})) {
-      const r = await kstatus(obj);
-      last = `upstream ${r.upstream.status} (${r.upstream.message}), flux ${r.flux.status} (${r.flux.message}); status ${JSON.stringify(obj.status)}`;
-      if (r.upstream.status === expected && r.flux.status === expected) return;
+      const argo = argoFor(expected, resource, obj.status ?? {});
+      const [r, a] = await Promise.all([kstatus(obj), argoHealth(obj)]);
+      last =
+        `upstream ${r.upstream.status} (${r.upstream.message}), flux ${r.flux.status} (${r.flux.message}), ` +
+        `argo ${a.status} (${a.message}${a.error ? `; error ${a.error}` : ""}), want ${argo}; status ${JSON.stringify(obj.status)}`;
+      if (r.upstream.status === expected && r.flux.status === expected && a.status === argo) return a.status;
     }
     await sleep(500);
   }
@@ -66,12 +85,13 @@ after(async () => {
   await stopTestOperator();
 });
 
+const is = (p: string) => (s: Status) => s.printableStatus === p;
+
 const patch = (name: string, spec: Record<string, unknown>) =>
   kubectl(["patch", "vm", name, "-n", ns, "--type=merge", "-p", JSON.stringify({ spec })]);
 
-describe("kstatus (upstream and Flux) on every kind, in every phase", () => {
-  it("VirtualMachine: running, restart required, paused, halted are Current", async () => {
-    const is = (p: string) => (s: Status) => s.printableStatus === p;
+describe("kstatus (upstream and Flux) and Argo CD health on every kind, in every phase", () => {
+  it("VirtualMachine: running, restart required are Current (Healthy); paused, halted Current (Suspended)", async () => {
     const condition = (type: string) => (s: Status) =>
       s.conditions?.some((c) => c.type === type && c.status === "True") ?? false;
     await applyObject("VirtualMachine", ns, "vm", vmSpec());
@@ -79,9 +99,9 @@ describe("kstatus (upstream and Flux) on every kind, in every phase", () => {
     await patch("vm", { description: "changed: applies at the next boot" });
     await expectKstatus("virtualmachine", "vm", "Current", condition("RestartRequired"));
     await patch("vm", { paused: true });
-    await expectKstatus("virtualmachine", "vm", "Current", is("Paused"));
+    assert.equal(await expectKstatus("virtualmachine", "vm", "Current", is("Paused")), "Suspended");
     await patch("vm", { paused: false, runStrategy: "Halted" });
-    await expectKstatus("virtualmachine", "vm", "Current", is("Stopped"));
+    assert.equal(await expectKstatus("virtualmachine", "vm", "Current", is("Stopped")), "Suspended");
   });
 
   it("VirtualMachine: unschedulable, failing to start, or from a template that cannot be made is Failed; one waiting for its template InProgress", async () => {
@@ -133,5 +153,20 @@ describe("kstatus (upstream and Flux) on every kind, in every phase", () => {
     await applyObject("VMTemplate", ns, "tpl", { template: { memory: "128Mi" } });
     await expectKstatus("vmrestore", "restore", "Failed");
     await expectKstatus("vmtemplate", "tpl", "Current");
+  });
+
+  it("a snapshot of a stopped VM that succeeds and a restore of it are Current (Healthy)", async () => {
+    await applyObject("VMDisk", ns, "kept-root", { provisionedSize: "64Mi", format: "qcow2" });
+    await applyObject(
+      "VirtualMachine",
+      ns,
+      "kept",
+      vmSpec({ runStrategy: "Halted", disks: [{ name: "root", diskRef: { name: "kept-root" } }] }),
+    );
+    assert.equal(await expectKstatus("virtualmachine", "kept", "Current", is("Stopped")), "Suspended");
+    await applyObject("VMSnapshot", ns, "kept-snap", { vmName: "kept" });
+    await expectKstatus("vmsnapshot", "kept-snap", "Current", undefined, 120_000);
+    await applyObject("VMRestore", ns, "kept-restore", { vmName: "kept", snapshotName: "kept-snap" });
+    await expectKstatus("vmrestore", "kept-restore", "Current", undefined, 120_000);
   });
 });

@@ -1,5 +1,5 @@
 // What kstatus (upstream sigs.k8s.io/cli-utils and Flux's fork) says about an object, through
-// the checker that scripts/setup/kstatus.sh builds: GitOps tools judge our resources with this
+// the checker that scripts/setup/test-tools.sh builds: GitOps tools judge our resources with this
 // Go code, so tests ask it rather than re-implementing its rules.
 import { access, constants } from "node:fs/promises";
 import { cachedBinary, run } from "../../src/cmd/local/tools.ts";
@@ -23,7 +23,7 @@ export const KSTATUS_BIN = cachedBinary("kstatus");
 export async function kstatusMany(objs: readonly unknown[], timeoutMs = 30_000): Promise<KstatusResult[]> {
   // A missing binary would otherwise surface as a bare ENOENT; say how to get it.
   await access(KSTATUS_BIN, constants.X_OK).catch((err: unknown) => {
-    throw new Error(`${KSTATUS_BIN} is missing: run scripts/setup/kstatus.sh (make deps)`, { cause: err });
+    throw new Error(`${KSTATUS_BIN} is missing: run scripts/setup/test-tools.sh (make deps)`, { cause: err });
   });
   const { stdout } = await run(KSTATUS_BIN, [], { input: JSON.stringify(objs), timeoutMs });
   const results = stdout

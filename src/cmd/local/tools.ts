@@ -10,7 +10,7 @@ export const REPO_ROOT = join(import.meta.dirname, "..", "..", "..");
 export const CACHE_DIR = process.env.LIBVIRT_OPERATOR_CACHE ?? join(homedir(), ".cache", "libvirt-operator");
 export const CACHE_BIN = join(CACHE_DIR, "bin");
 
-/** Path of a binary built by scripts/setup/kube-binaries.sh. */
+/** Path of a binary built by scripts/setup/kube-binaries.sh (test tools: test-tools.sh). */
 export type CachedBinary =
   | "etcd"
   | "kube-apiserver"
@@ -21,7 +21,8 @@ export type CachedBinary =
   | "kube-proxy"
   | "crictl"
   | "helm"
-  | "kstatus";
+  | "kstatus"
+  | "argocd-health";
 
 export function cachedBinary(name: CachedBinary): string {
   return join(CACHE_BIN, name);
