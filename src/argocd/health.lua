@@ -34,6 +34,14 @@ local function said(c, fallback)
   return fallback
 end
 
+-- JUDGED when it is older than GENERATION, else nil.
+local function behind(judged, generation)
+  if judged ~= nil and generation ~= nil and judged < generation then
+    return judged
+  end
+  return nil
+end
+
 local function health()
   local status = obj.status
   if status == nil or status.conditions == nil then
@@ -46,15 +54,12 @@ local function health()
   if ready == nil then
     return { status = "Progressing", message = "Waiting for the operator to report status" }
   end
-  if generation ~= nil then
-    for _, judged in ipairs({ status.observedGeneration, ready.observedGeneration }) do
-      if judged ~= nil and judged < generation then
-        return {
-          status = "Progressing",
-          message = "Waiting for the operator to judge generation " .. generation .. " (it last judged " .. judged .. ")",
-        }
-      end
-    end
+  local stale = behind(status.observedGeneration, generation) or behind(ready.observedGeneration, generation)
+  if stale ~= nil then
+    return {
+      status = "Progressing",
+      message = "Waiting for the operator to judge generation " .. generation .. " (it last judged " .. stale .. ")",
+    }
   end
   if stalled ~= nil and stalled.status == "True" then
     return { status = "Degraded", message = said(stalled, "Stalled") }

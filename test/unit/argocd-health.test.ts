@@ -131,10 +131,23 @@ describe("Argo CD health check (src/argocd/health.lua in gopher-lua)", () => {
     assert.equal(got[0]!.message, "Waiting for the operator to judge generation 3 (it last judged 2)");
   });
 
-  it("status.observedGeneration behind alone is enough to be Progressing", async () => {
-    const obj = made({ kind: "VMDisk", standing: "Ready", message: "ok", generation: 4 });
-    (obj.status as { observedGeneration: number }).observedGeneration = 3;
-    assert.equal((await argoHealth(obj)).status, "Progressing");
+  it("status.observedGeneration behind alone, or the Ready condition's alone, is enough to be Progressing", async () => {
+    const topBehind = made({ kind: "VMDisk", standing: "Ready", message: "ok", generation: 4 });
+    (topBehind.status as { observedGeneration: number }).observedGeneration = 3;
+    const conditionBehind = made({
+      kind: "VMDisk",
+      standing: "Ready",
+      message: "ok",
+      generation: 4,
+      observed: 3,
+    });
+    delete (conditionBehind.status as { observedGeneration?: number }).observedGeneration;
+    for (const r of await argoHealthMany([topBehind, conditionBehind])) {
+      assert.deepEqual(r, {
+        status: "Progressing",
+        message: "Waiting for the operator to judge generation 4 (it last judged 3)",
+      });
+    }
   });
 
   it("an empty message falls back to the reason", async () => {
