@@ -11,9 +11,9 @@
 //     running the script;
 //   - the interpreter is gopher-lua with the standard libraries skipped (useOpenLibs is off
 //     for argocd-cm scripts unless asked): only the package, base and table libraries are
-//     opened, so string.*, math.* and method calls on strings are not there. (Argo CD also
-//     preloads a cut-down os module; our scripts do not use it, so it is left out here and a
-//     script that needs it fails.)
+//     opened, so string.*, math.*, os.* and method calls on strings are not there. (Argo CD
+//     also lets require("os") return a module with only time and date; our scripts do not
+//     use it, so it is left out here and a script that needs it fails.)
 //   - the object is the global `obj`, its integers are Lua numbers, as from Argo CD's cache;
 //   - the run is cancelled after 1 s;
 //   - the script must return a table; it goes through layeh.com/gopher-json into
