@@ -77,7 +77,7 @@ describe("Prometheus scraping the operator, with the chart's rules", () => {
     });
     assert.deepEqual(targets.map((t) => t.labels.job).sort(), [JOBS.agent, JOBS.controller].sort());
     const components = await prometheus?.query(
-      "count by (job, component) (libvirt_operator_reconcile_total)",
+      "count by (job, component) ({__name__=~\"libvirt_operator_.+\"})",
     );
     assert.deepEqual(
       components?.map((r) => `${r.metric.job} ${r.metric.component}`).sort(),
