@@ -90,7 +90,25 @@ describe("Prometheus scraping the operator, with the chart's rules", () => {
     );
   });
 
-  it("LibvirtOperatorVMUnhealthy fires for an unschedulable VM, not for a running one, and resolves once it is deleted", async () => {
+  it("every rule evaluates, and the fleet alerts stay quiet on a healthy stack", async () => {
+    const rules = await eventually("every rule evaluated", async () => {
+      const r = (await prometheus?.rules()) ?? [];
+      return r.length > 0 && r.every((x) => x.health !== "unknown") ? r : undefined;
+    });
+    assert.deepEqual(
+      rules.filter((r) => r.health !== "ok").map((r) => `${r.name}: ${r.lastError}`),
+      [],
+    );
+    for (const alert of [
+      "LibvirtOperatorNoLeader",
+      "LibvirtOperatorNoNodeCanRunVMs",
+      "LibvirtOperatorAgentNotHeartbeating",
+      "LibvirtOperatorAgentDown",
+    ])
+      await waitQuiet(`${alert} quiet`, alert, {});
+  });
+
+  it("LibvirtOperatorVMUnhealthy fires for an unschedulable VM and resolves once it is deleted", async () => {
     await applyVm(ns, "nowhere", {
       ...guestVmSpec(guest, { memory: "128Mi" }),
       nodeSelector: { "prometheus-e2e.libvirt-operator.io/no-node": "has-this" },

@@ -76,6 +76,8 @@ export interface PrometheusServer {
   query(promql: string): Promise<Array<{ metric: Record<string, string>; value?: [number, string] }>>;
   targets(): Promise<Array<{ labels: Record<string, string>; health: string; lastError: string }>>;
   alerts(): Promise<Array<{ labels: Record<string, string>; state: string }>>;
+  /** Every loaded rule: its name, whether its last evaluation worked, and the error when not. */
+  rules(): Promise<Array<{ name: string; health: string; lastError?: string }>>;
   stop(): Promise<void>;
 }
 
@@ -151,6 +153,12 @@ export async function startPrometheus(rulesFile: string): Promise<PrometheusServ
           `${url}/api/v1/alerts`,
         )
       ).alerts;
+    },
+    async rules() {
+      const data = await api<{
+        groups: Array<{ rules: Array<{ name: string; health: string; lastError?: string }> }>;
+      }>(`${url}/api/v1/rules`);
+      return data.groups.flatMap((g) => g.rules);
     },
     async stop() {
       if (child.exitCode === null) {
