@@ -117,6 +117,8 @@ describe("Prometheus rules (the chart's, rendered)", () => {
     assert.match(expr("LibvirtOperatorAgentNotHeartbeating"), /> 90$/);
     assert.match(expr("LibvirtOperatorPoolNearlyFull"), /< 5$/);
     await writeRulesFile(dir, rendered.fromConfigMap);
+    // The schema refuses what Prometheus would not take as a duration.
+    await assert.rejects(renderRules("metrics.prometheusRule.for.vmUnhealthy=10 minutes"), /vmUnhealthy/);
     // Defaults: the agent's job is its metrics Service's name; no runbook_url.
     const defaults = alertsOf(groups);
     assert.match(

@@ -24,10 +24,10 @@ labels:
   {{- end }}
 {{- end -}}
 
-{{- /* runbook_url when metrics.prometheusRule.runbookBaseUrl is set. */ -}}
+{{- /* runbook_url (on a line of its own, among an alert's annotations) when metrics.prometheusRule.runbookBaseUrl is set. */ -}}
 {{- define "libvirt-operator.runbook" -}}
 {{- with .root.Values.metrics.prometheusRule.runbookBaseUrl }}
-runbook_url: {{ printf "%s%s" . $.alert | quote }}
+        runbook_url: {{ printf "%s%s" . $.alert | quote }}
 {{- end }}
 {{- end -}}
 
@@ -48,7 +48,7 @@ runbook_url: {{ printf "%s%s" . $.alert | quote }}
       annotations:
         summary: {{ "VM {{ $labels.namespace }}/{{ $labels.name }} is stuck in an unhealthy state" | quote }}
         description: {{ printf "VM {{ $labels.namespace }}/{{ $labels.name }} has been ErrorUnschedulable, Failed or Unknown, or not Ready, for more than %s. Its status (kubectl get vm -n {{ $labels.namespace }} {{ $labels.name }} -o yaml) says why." $for.vmUnhealthy | quote }}
-        {{- include "libvirt-operator.runbook" (dict "root" . "alert" "LibvirtOperatorVMUnhealthy") | nindent 8 }}
+        {{- include "libvirt-operator.runbook" (dict "root" . "alert" "LibvirtOperatorVMUnhealthy") }}
     - alert: LibvirtOperatorVMPausedIOError
       expr: max by (namespace, name) (libvirt_operator_vm_paused_io_error) == 1
       for: {{ $for.vmPausedIOError }}
@@ -56,7 +56,7 @@ runbook_url: {{ printf "%s%s" . $.alert | quote }}
       annotations:
         summary: {{ "VM {{ $labels.namespace }}/{{ $labels.name }} is paused by I/O errors" | quote }}
         description: {{ "libvirt paused VM {{ $labels.namespace }}/{{ $labels.name }} after a disk I/O error (typically its storage pool is full). Free space in the pool, then resume the VM." | quote }}
-        {{- include "libvirt-operator.runbook" (dict "root" . "alert" "LibvirtOperatorVMPausedIOError") | nindent 8 }}
+        {{- include "libvirt-operator.runbook" (dict "root" . "alert" "LibvirtOperatorVMPausedIOError") }}
     - alert: LibvirtOperatorNoNodeCanRunVMs
       expr: (max(libvirt_operator_nodes_ready) or vector(0)) == 0
       for: {{ $for.noNodeCanRunVMs }}
@@ -64,7 +64,7 @@ runbook_url: {{ printf "%s%s" . $.alert | quote }}
       annotations:
         summary: "No node can run VMs"
         description: {{ printf "For more than %s no node has had an agent that is heard from and can run VMs (or no controller reported it). VMs cannot be started or placed." $for.noNodeCanRunVMs | quote }}
-        {{- include "libvirt-operator.runbook" (dict "root" . "alert" "LibvirtOperatorNoNodeCanRunVMs") | nindent 8 }}
+        {{- include "libvirt-operator.runbook" (dict "root" . "alert" "LibvirtOperatorNoNodeCanRunVMs") }}
     - alert: LibvirtOperatorAgentDown
       expr: |-
         up{job={{ $agentJob | quote }}} == 0
@@ -74,7 +74,7 @@ runbook_url: {{ printf "%s%s" . $.alert | quote }}
       annotations:
         summary: {{ "{{ with $labels.instance }}Node agent {{ . }} is down{{ else }}No node agent is scraped{{ end }}" | quote }}
         description: {{ printf "{{ with $labels.instance }}Prometheus has not scraped the node agent {{ . }} (job %s) for more than %s.{{ else }}Prometheus has had no target in job %s for more than %s: no agent runs, or the job is not the one metrics.prometheusRule.jobs.agent names.{{ end }} The VMs on a node whose agent is down are not managed." $agentJob $for.agentDown $agentJob $for.agentDown | quote }}
-        {{- include "libvirt-operator.runbook" (dict "root" . "alert" "LibvirtOperatorAgentDown") | nindent 8 }}
+        {{- include "libvirt-operator.runbook" (dict "root" . "alert" "LibvirtOperatorAgentDown") }}
     - alert: LibvirtOperatorAgentNotHeartbeating
       expr: min by (node) (libvirt_operator_agent_heartbeat_age_seconds) > {{ $r.agentHeartbeatAgeSeconds }}
       for: {{ $for.agentNotHeartbeating }}
@@ -82,7 +82,7 @@ runbook_url: {{ printf "%s%s" . $.alert | quote }}
       annotations:
         summary: {{ "The agent on node {{ $labels.node }} is not heartbeating" | quote }}
         description: {{ printf "The agent on node {{ $labels.node }} has not renewed its heartbeat for {{ $value | humanizeDuration }} (threshold %ds, held for %s). The controller does not place VMs on that node while it is silent." (int $r.agentHeartbeatAgeSeconds) $for.agentNotHeartbeating | quote }}
-        {{- include "libvirt-operator.runbook" (dict "root" . "alert" "LibvirtOperatorAgentNotHeartbeating") | nindent 8 }}
+        {{- include "libvirt-operator.runbook" (dict "root" . "alert" "LibvirtOperatorAgentNotHeartbeating") }}
     - alert: LibvirtOperatorNoLeader
       expr: (max(libvirt_operator_controller_leader) or vector(0)) == 0
       for: {{ $for.noLeader }}
@@ -90,7 +90,7 @@ runbook_url: {{ printf "%s%s" . $.alert | quote }}
       annotations:
         summary: "No libvirt-operator controller is leading"
         description: {{ printf "For more than %s no controller replica has held the leader lease (or none was scraped). VMs, disks and snapshots are not reconciled." $for.noLeader | quote }}
-        {{- include "libvirt-operator.runbook" (dict "root" . "alert" "LibvirtOperatorNoLeader") | nindent 8 }}
+        {{- include "libvirt-operator.runbook" (dict "root" . "alert" "LibvirtOperatorNoLeader") }}
     - alert: LibvirtOperatorSnapshotPolicyFailing
       expr: |-
         max by (namespace, name) (
@@ -102,7 +102,7 @@ runbook_url: {{ printf "%s%s" . $.alert | quote }}
       annotations:
         summary: {{ "Scheduled snapshots of VM {{ $labels.namespace }}/{{ $labels.name }} are failing" | quote }}
         description: {{ printf "The snapshot policy of VM {{ $labels.namespace }}/{{ $labels.name }} has failed for more than %s, or halted after its maxFailures (condition SnapshotPolicy=False). Its failed VMSnapshots say why." $for.snapshotPolicyFailing | quote }}
-        {{- include "libvirt-operator.runbook" (dict "root" . "alert" "LibvirtOperatorSnapshotPolicyFailing") | nindent 8 }}
+        {{- include "libvirt-operator.runbook" (dict "root" . "alert" "LibvirtOperatorSnapshotPolicyFailing") }}
     - alert: LibvirtOperatorPoolNearlyFull
       expr: |-
         max by (node, pool) (
@@ -113,7 +113,7 @@ runbook_url: {{ printf "%s%s" . $.alert | quote }}
       annotations:
         summary: {{ "Storage pool {{ $labels.pool }} on node {{ $labels.node }} is nearly full" | quote }}
         description: {{ printf "Storage pool {{ $labels.pool }} on node {{ $labels.node }} has {{ $value | printf \"%%.1f\" }}%% of its capacity available (threshold %v%%). VMs writing to a full pool are paused by I/O errors." $r.poolAvailablePercent | quote }}
-        {{- include "libvirt-operator.runbook" (dict "root" . "alert" "LibvirtOperatorPoolNearlyFull") | nindent 8 }}
+        {{- include "libvirt-operator.runbook" (dict "root" . "alert" "LibvirtOperatorPoolNearlyFull") }}
     - alert: LibvirtOperatorReconcileErrors
       expr: sum by (component, controller) (rate(libvirt_operator_reconcile_errors_total[10m])) > {{ $r.reconcileErrorsPerSecond }}
       for: {{ $for.reconcileErrors }}
@@ -121,5 +121,5 @@ runbook_url: {{ printf "%s%s" . $.alert | quote }}
       annotations:
         summary: {{ "The {{ $labels.component }}'s {{ $labels.controller }} reconciles keep failing" | quote }}
         description: {{ printf "The {{ $labels.component }}'s {{ $labels.controller }} reconciler has failed {{ $value | humanize }} times a second (threshold %v) for more than %s. Its log says why." $r.reconcileErrorsPerSecond $for.reconcileErrors | quote }}
-        {{- include "libvirt-operator.runbook" (dict "root" . "alert" "LibvirtOperatorReconcileErrors") | nindent 8 }}
+        {{- include "libvirt-operator.runbook" (dict "root" . "alert" "LibvirtOperatorReconcileErrors") }}
 {{- end -}}
