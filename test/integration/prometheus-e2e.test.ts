@@ -1,7 +1,7 @@
 // A real Prometheus (Debian's package) scrapes the test stack's controller and agent on loopback
 // with the chart's rendered rules (for: shortened through chart values): an unschedulable VM
 // fires LibvirtOperatorVMUnhealthy, which resolves once the VM is gone; a stopped agent fires
-// LibvirtOperatorAgentDown; and every panel query of the chart's Grafana dashboard returns data
+// LibvirtOperatorAgentDown and LibvirtOperatorAgentNotHeartbeating; and every panel query of the chart's Grafana dashboard returns data
 // for a running guest with a disk, a NIC and a snapshot.
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -61,6 +61,9 @@ before(async () => {
   const { fromConfigMap } = await renderRules(
     "metrics.prometheusRule.for.vmUnhealthy=5s",
     "metrics.prometheusRule.for.agentDown=3s",
+    // Agents renew every 10 s: 20 s of silence is a stopped agent, not a late renewal.
+    "metrics.prometheusRule.agentHeartbeatAgeSeconds=20",
+    "metrics.prometheusRule.for.agentNotHeartbeating=1s",
   );
   prometheus = await startPrometheus(await writeRulesFile(dir, fromConfigMap));
 });
@@ -177,13 +180,18 @@ describe("Prometheus scraping the operator, with the chart's rules", () => {
     assert.ok(await getObject("virtualmachine", ns, VM));
   });
 
-  it("LibvirtOperatorAgentDown fires while the agent is stopped and resolves when it is back", async () => {
+  it("LibvirtOperatorAgentDown and AgentNotHeartbeating fire while the agent is stopped and resolve when it is back", async () => {
     const instance = `127.0.0.1:${TEST_STACK.ports.agentMetrics}`;
+    const node = { node: TEST_STACK.nodeName };
     await stopDaemon(TEST_STACK.stateDir, "agent");
     await eventually("the agent alert firing", async () =>
       (await alertsNamed("LibvirtOperatorAgentDown", { job: JOBS.agent, instance }, "firing")).at(0),
     );
+    await eventually("the heartbeat alert firing", async () =>
+      (await alertsNamed("LibvirtOperatorAgentNotHeartbeating", node, "firing")).at(0),
+    );
     await startTestOperator();
     await waitQuiet("the agent alert resolved", "LibvirtOperatorAgentDown", {});
+    await waitQuiet("the heartbeat alert resolved", "LibvirtOperatorAgentNotHeartbeating", node);
   });
 });
