@@ -12,6 +12,7 @@ PACKAGES=(
   procps iproute2 curl ca-certificates
   containerd runc containernetworking-plugins conntrack   # the local cluster's real node (kubelet's runtime, pod networks, kube-proxy)
   umoci                                   # packing the pause and operator images (OCI) without Docker
+  prometheus                              # promtool (rule checks and unit tests) and a real Prometheus for the alert e2e
 )
 
 missing=()

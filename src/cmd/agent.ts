@@ -33,6 +33,7 @@ import {
 import { agentStateDirsOf, mediaDirsFromEnv, snapshotMemoryDirOf } from "../controllers/node/media-paths.ts";
 import { runNodePublisher } from "../controllers/node/node-publisher.ts";
 import { OrphanReporter } from "../controllers/node/orphans.ts";
+import { PoolMetrics } from "../controllers/node/pool-metrics.ts";
 import { NodeRestoreReconciler, watchNodeRestores } from "../controllers/node/restore-reconciler.ts";
 import { NodeSnapshotReconciler, watchNodeSnapshots } from "../controllers/node/snapshot-reconciler.ts";
 import { StatsCollector } from "../controllers/node/stats-collector.ts";
@@ -337,6 +338,7 @@ async function main() {
     nodeName,
     namespace,
     defaultStoragePool: defaultPool.name,
+    pools: new PoolMetrics(registry, nodeName),
     log,
     signal: controller.signal,
   });

@@ -21,6 +21,7 @@ import { type VirtualMachine, VirtualMachineKind } from "../api/virtualmachine.t
 import { type VMDisk, VMDiskKind } from "../api/vmdisk.ts";
 import { type VMRestore, VMRestoreKind, type VMSnapshot, VMSnapshotKind } from "../api/vmsnapshot.ts";
 import { type VMTemplate, VMTemplateKind } from "../api/vmtemplate.ts";
+import { registerClusterMetrics } from "../controllers/cluster/cluster-metrics.ts";
 import {
   ClusterDiskReconciler,
   type PlacementBook,
@@ -67,6 +68,7 @@ async function main() {
   const kube = connectKube();
   const registry = newRegistry("controller");
   let ready = false;
+  let leading = false;
   // A standby waiting for the lease is Ready too: a rolling upgrade waits for new pods to be
   // Ready, and only one of them can lead.
   let standingBy = false;
@@ -171,6 +173,13 @@ async function main() {
   });
   const mirror = new SnapshotMirrorWriter(kube, vms, snapshots);
   registerSnapshotMetrics(registry, snapshots);
+  registerClusterMetrics(registry, {
+    leading: () => leading,
+    synced: () => ready,
+    nodes,
+    vms: vmInformer,
+    heartbeats,
+  });
   const mirrorQueue = new WorkQueue("vm-snapshots-cluster", (key) => mirror.reconcile(key), {
     registry,
     onError: logFailures(log, "VirtualMachine"),
@@ -219,6 +228,7 @@ async function main() {
   });
 
   const start = async () => {
+    leading = true;
     // First: the heartbeat clock must see every Lease event, and other reconcilers ask it.
     watchNodeLoss(nodeLossQueue, nodeLoss, { vms: vmInformer, disks, snapshots, nodes, leases });
     for (const verb of ["add", "update"] as const) leaderLeases?.on(verb, (l) => heartbeats.observe(l));
@@ -264,6 +274,7 @@ async function main() {
     log.info({ why }, "controller stopping");
     ready = false;
     standingBy = false;
+    leading = false;
     if (why !== "lost leadership") await leadership?.release().catch(() => undefined);
     await Promise.all(
       [vmInformer, disks, nodes, leases, namespaces, snapshots, restores, templates, leaderLeases].map((i) =>

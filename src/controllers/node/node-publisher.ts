@@ -13,9 +13,11 @@ import {
   heartbeatLeaseName,
   hypervisorLabel,
   type NodeCapacity,
+  type StoragePoolFacts,
 } from "../node-facts.ts";
-import { readStoragePools } from "./storage-pools.ts";
+import { readStoragePools, roundedForNode } from "./storage-pools.ts";
 
+/** The node's capacity, its pools' sizes exact (the Node annotation rounds them: publishNode). */
 export async function readCapacity(
   libvirt: LibvirtClient,
   defaultStoragePool?: string,
@@ -40,6 +42,13 @@ export async function readCapacity(
     libvirtVersion,
     hypervisorVersion,
   };
+}
+
+/** What the Node annotation says: free space rounded down (no Node write for every guest write). */
+export function publishable(capacity: NodeCapacity): NodeCapacity {
+  return capacity.storagePools
+    ? { ...capacity, storagePools: roundedForNode(capacity.storagePools) }
+    : capacity;
 }
 
 export async function publishNode(kube: Kube, nodeName: string, capacity: NodeCapacity): Promise<void> {
@@ -88,6 +97,8 @@ export async function runNodePublisher(
     nodeName: string;
     namespace: string;
     defaultStoragePool?: string;
+    /** Told the pools' exact sizes at every heartbeat (the agent's pool metrics). */
+    pools?: { update(pools: Record<string, StoragePoolFacts>): void };
     log: Logger;
     signal: AbortSignal;
   },
@@ -96,7 +107,9 @@ export async function runNodePublisher(
   let published = "";
   const beat = async () => {
     try {
-      const capacity = await readCapacity(libvirt, opts.defaultStoragePool);
+      const read = await readCapacity(libvirt, opts.defaultStoragePool);
+      opts.pools?.update(read.storagePools ?? {});
+      const capacity = publishable(read);
       const serialized = JSON.stringify(capacity);
       if (serialized !== published) {
         await publishNode(kube, nodeName, capacity);

@@ -1,6 +1,7 @@
 // Pure: libvirt's all-domain statistics (two samples) → the seeds' statistics: CPU percent
 // for guest, hypervisor and total; memory installed and used; disk and network rates.
-import type { TypedValue } from "../../hypervisor/libvirt/index.ts";
+import { DomainState, type TypedValue } from "../../hypervisor/libvirt/index.ts";
+import { PausedReason } from "./vm-decide.ts";
 
 export interface Sample {
   at: number; // ms
@@ -134,4 +135,64 @@ export function diskStatisticsBetween(
     readBytes: cur.c.readBytes,
     writeBytes: cur.c.writeBytes,
   };
+}
+
+/** One NIC's cumulative counters in a domain's statistics (net.<i>.*), named as in the VM's spec. */
+export interface NicCounters {
+  interface: string;
+  rxBytes: number;
+  txBytes: number;
+  rxPackets: number;
+  txPackets: number;
+  rxErrors: number;
+  txErrors: number;
+  rxDrops: number;
+  txDrops: number;
+}
+
+/**
+ * Our NICs' counters: libvirt names each net.<i> by its host device (net.<i>.name, a tap such as
+ * vnet3); NAMES maps those to the spec's NIC names (the live domain XML's target dev and alias).
+ * Devices without a name there (not ours) are left out.
+ */
+export function nicCountersOf(
+  stats: Record<string, TypedValue>,
+  names: Record<string, string>,
+): NicCounters[] {
+  const out: NicCounters[] = [];
+  for (let i = 0; i < num(stats["net.count"]); i++) {
+    const dev = stats[`net.${i}.name`];
+    const name = typeof dev === "string" ? names[dev] : undefined;
+    if (!name) continue;
+    const f = (suffix: string) => num(stats[`net.${i}.${suffix}`]);
+    out.push({
+      interface: name,
+      rxBytes: f("rx.bytes"),
+      txBytes: f("tx.bytes"),
+      rxPackets: f("rx.pkts"),
+      txPackets: f("tx.pkts"),
+      rxErrors: f("rx.errs"),
+      txErrors: f("tx.errs"),
+      rxDrops: f("rx.drop"),
+      txDrops: f("tx.drop"),
+    });
+  }
+  return out;
+}
+
+/** The host devices (net.<i>.name) of a domain's NICs, in libvirt's order. */
+export function nicDevicesOf(stats: Record<string, TypedValue>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < num(stats["net.count"]); i++) {
+    const dev = stats[`net.${i}.name`];
+    if (typeof dev === "string") out.push(dev);
+  }
+  return out;
+}
+
+/** libvirt paused the domain because a disk failed a write (state.state/state.reason). */
+export function pausedForIoError(stats: Record<string, TypedValue>): boolean {
+  return (
+    num(stats["state.state"]) === DomainState.Paused && num(stats["state.reason"]) === PausedReason.IoError
+  );
 }

@@ -1,23 +1,35 @@
-// Samples libvirt's statistics of this node's VMs on an interval: Prometheus metrics per VM,
-// and status.statistics (written by its own field manager, only when a value changed).
+// Samples libvirt's statistics of this node's running VMs on an interval: Prometheus metrics
+// per VM, NIC and disk (vm-metrics.ts), and status.statistics (written by its own field
+// manager, only when a value changed).
 import { isDeepStrictEqual } from "node:util";
 import type { KubernetesObject } from "@kubernetes/client-node";
-import { Counter, Gauge, type Registry } from "prom-client";
+import { Counter, type Registry } from "prom-client";
 import type { KindDefinition } from "../../api/kind.ts";
 import { NODE_LABEL, type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
 import { type VMDisk, VMDiskKind } from "../../api/vmdisk.ts";
-import { DomainStats, type LibvirtClient } from "../../hypervisor/libvirt/index.ts";
+import { nicTargets } from "../../hypervisor/domain/xml.ts";
+import {
+  type DomainRef,
+  DomainStats,
+  DomainStatsFlags,
+  type LibvirtClient,
+  type TypedValue,
+  unlessNotFound,
+} from "../../hypervisor/libvirt/index.ts";
 import { applyStatus, describeError, type Kube } from "../../runtime/kube.ts";
 import type { Logger } from "../../runtime/logging.ts";
 import {
-  type Counters,
   countersOf,
   type DiskCounters,
   diskCountersOf,
   diskStatisticsBetween,
+  nicCountersOf,
+  nicDevicesOf,
+  pausedForIoError,
   type Sample,
   statisticsBetween,
 } from "./statistics.ts";
+import { type DiskReading, VmMetrics, type VmReading } from "./vm-metrics.ts";
 
 export const STATISTICS_FIELD_MANAGER = "libvirt-operator-agent-statistics";
 /** Refresh requests sample the node at most this often; in between they get the last sample. */
@@ -43,17 +55,13 @@ export interface StatsCollectorOptions {
   log: Logger;
 }
 
-const LABELS = ["namespace", "name"] as const;
-const DISK_LABELS = ["namespace", "name", "vm"] as const;
-type DiskGauge = { gauge: Gauge; value: (c: DiskCounters) => number };
-
 export class StatsCollector {
   private readonly o: StatsCollectorOptions;
   private readonly previous = new Map<string, Sample>();
   private readonly previousDisk = new Map<string, { at: number; c: DiskCounters; vm: string }>();
-  private readonly diskGauges: DiskGauge[];
-  private readonly gauges: Record<string, { gauge: Gauge; value: (c: Counters) => number }>;
-  private readonly ready: Gauge;
+  /** Per domain: its NICs' host devices (and the run they belong to) → the spec's NIC names. */
+  private readonly nicNames = new Map<string, { devices: string; names: Record<string, string> }>();
+  private readonly metrics: VmMetrics;
   private readonly writes: Counter;
   private timer?: NodeJS.Timeout;
   /** When the last sample began. */
@@ -65,42 +73,20 @@ export class StatsCollector {
 
   constructor(options: StatsCollectorOptions) {
     this.o = options;
-    const registers = [options.registry];
-    const gauge = (name: string, help: string, value: (c: Counters) => number) => ({
-      gauge: new Gauge({ name: `libvirt_operator_vm_${name}`, help, labelNames: LABELS, registers }),
-      value,
-    });
-    this.gauges = {
-      cpu: gauge("cpu_seconds_total", "CPU time the VM used (guest and hypervisor)", (c) => c.cpuSeconds),
-      memInstalled: gauge("memory_installed_bytes", "Memory given to the VM", (c) => c.memoryInstalledBytes),
-      memUsed: gauge("memory_used_bytes", "Memory the guest uses", (c) => c.memoryUsedBytes),
-      rx: gauge("network_receive_bytes_total", "Bytes received on all NICs", (c) => c.netRxBytes),
-      tx: gauge("network_transmit_bytes_total", "Bytes sent on all NICs", (c) => c.netTxBytes),
-      rxErr: gauge("network_receive_errors_total", "Receive errors on all NICs", (c) => c.netRxErrors),
-      txErr: gauge("network_transmit_errors_total", "Transmit errors on all NICs", (c) => c.netTxErrors),
-      rd: gauge("disk_read_bytes_total", "Bytes read from all disks", (c) => c.diskReadBytes),
-      wr: gauge("disk_write_bytes_total", "Bytes written to all disks", (c) => c.diskWriteBytes),
-    };
-    const diskGauge = (name: string, help: string, value: (c: DiskCounters) => number): DiskGauge => ({
-      gauge: new Gauge({ name: `libvirt_operator_vmdisk_${name}`, help, labelNames: DISK_LABELS, registers }),
-      value,
-    });
-    this.diskGauges = [
-      diskGauge("read_bytes_total", "Bytes the guest read from the disk", (c) => c.readBytes),
-      diskGauge("write_bytes_total", "Bytes the guest wrote to the disk", (c) => c.writeBytes),
-      diskGauge("read_operations_total", "Read requests the guest made to the disk", (c) => c.readOps),
-      diskGauge("write_operations_total", "Write requests the guest made to the disk", (c) => c.writeOps),
-    ];
+    this.metrics = new VmMetrics(options.registry, () =>
+      options.vms
+        .list()
+        .filter((vm) => vm.status?.nodeName === options.nodeName)
+        .map((vm) => ({
+          namespace: vm.metadata.namespace ?? "",
+          name: vm.metadata.name,
+          ready: vm.status?.conditions?.find((c) => c.type === "Ready")?.status === "True",
+        })),
+    );
     this.writes = new Counter({
       name: "libvirt_operator_statistics_writes_total",
       help: "status.statistics writes (made only when a figure changed)",
-      registers,
-    });
-    this.ready = new Gauge({
-      name: "libvirt_operator_vm_ready",
-      help: "1 when the VM is as its spec asks — running, paused or stopped (Ready condition), else 0",
-      labelNames: LABELS,
-      registers,
+      registers: [options.registry],
     });
   }
 
@@ -138,12 +124,6 @@ export class StatsCollector {
   async sample(): Promise<void> {
     const mine = this.o.vms.list().filter((vm) => vm.status?.nodeName === this.o.nodeName);
     const byDomain = new Map(mine.map((vm) => [vm.status?.domainName ?? "", vm]));
-    const seen = new Set<string>();
-    for (const vm of mine) {
-      const labels = { namespace: vm.metadata.namespace ?? "", name: vm.metadata.name };
-      const ready = vm.status?.conditions?.find((c) => c.type === "Ready")?.status === "True";
-      this.ready.set(labels, ready ? 1 : 0);
-    }
     const stats =
       DomainStats.State |
       DomainStats.CpuTotal |
@@ -151,7 +131,9 @@ export class StatsCollector {
       DomainStats.Vcpu |
       DomainStats.Interface |
       DomainStats.Block;
-    const records = await this.o.libvirt.allDomainStats(stats);
+    // Running (and paused) domains only: libvirt reports CPU time and balloon figures for
+    // shut-off domains too (their last run's, or the definition's), which are no usage.
+    const records = await this.o.libvirt.allDomainStats(stats, [], DomainStatsFlags.Active);
     const now = Date.now();
     const disksByPath = new Map(
       this.o.disks
@@ -159,43 +141,76 @@ export class StatsCollector {
         .filter((d) => d.status?.path)
         .map((d) => [d.status!.path!, d]),
     );
-    const seenDisks = new Set<string>();
+    const readings: VmReading[] = [];
+    const diskReadings = new Map<string, DiskReading>();
+    const seen = new Set<string>();
     for (const rec of records) {
       const vm = byDomain.get(rec.domain.name);
       if (!vm) continue;
       const key = `${vm.metadata.namespace}/${vm.metadata.name}`;
+      const namespace = vm.metadata.namespace ?? "";
       seen.add(key);
+      readings.push({
+        namespace,
+        name: vm.metadata.name,
+        counters: countersOf(rec.stats),
+        nics: nicCountersOf(rec.stats, await this.nicNamesOf(rec.domain, rec.stats)),
+        pausedIoError: pausedForIoError(rec.stats),
+      });
       for (const c of diskCountersOf(rec.stats)) {
         const disk = disksByPath.get(c.path);
-        if (disk) await this.sampleDisk(disk, vm.metadata.name, c, now, seenDisks);
+        if (!disk) continue;
+        const diskKey = `${disk.metadata.namespace}/${disk.metadata.name}`;
+        // A shareable disk in two VMs on this node: counted once per sample.
+        if (diskReadings.has(diskKey)) continue;
+        const { name } = disk.metadata;
+        diskReadings.set(diskKey, {
+          namespace: disk.metadata.namespace ?? "",
+          name,
+          vm: vm.metadata.name,
+          counters: c,
+        });
+        await this.diskStatistics(disk, vm.metadata.name, c, now);
       }
-      const labels = { namespace: vm.metadata.namespace ?? "", name: vm.metadata.name };
-      const counters = countersOf(rec.stats);
-      for (const { gauge, value } of Object.values(this.gauges)) gauge.set(labels, value(counters));
       const current: Sample = { at: now, stats: rec.stats };
       const prev = this.previous.get(key);
       this.previous.set(key, current);
       if (!prev) continue;
-      const statistics = statisticsBetween(prev, current);
-      await this.writeIfChanged(VirtualMachineKind, vm, statistics, now);
+      await this.writeIfChanged(VirtualMachineKind, vm, statisticsBetween(prev, current), now);
     }
-    for (const [key, prev] of [...this.previousDisk]) {
-      if (seenDisks.has(key)) continue;
+    this.metrics.update(readings, [...diskReadings.values()]);
+    for (const [key] of [...this.previousDisk]) {
+      if (diskReadings.has(key)) continue;
       this.previousDisk.delete(key);
       const [namespace = "", name = ""] = key.split("/");
-      for (const { gauge } of this.diskGauges) gauge.remove({ namespace, name, vm: prev.vm });
       await this.idleDisk(namespace, name);
     }
-    // VMs gone or stopped: forget their samples and series.
-    for (const key of [...this.previous.keys()]) {
-      if (seen.has(key)) continue;
-      this.previous.delete(key);
-      const [namespace = "", name = ""] = key.split("/");
-      for (const { gauge } of Object.values(this.gauges)) gauge.remove({ namespace, name });
-    }
-    for (const vm of this.o.vms.list()) {
-      if (vm.status?.nodeName !== this.o.nodeName)
-        this.ready.remove({ namespace: vm.metadata.namespace ?? "", name: vm.metadata.name });
+    // VMs gone or stopped: forget their samples.
+    for (const key of [...this.previous.keys()]) if (!seen.has(key)) this.previous.delete(key);
+    const running = new Set(records.map((r) => r.domain.name));
+    for (const dom of [...this.nicNames.keys()]) if (!running.has(dom)) this.nicNames.delete(dom);
+  }
+
+  /**
+   * The spec's NIC names of a running domain's host devices, from its live XML — read again only
+   * when the devices change (a restart, a NIC plugged or unplugged).
+   */
+  private async nicNamesOf(
+    dom: DomainRef,
+    stats: Record<string, TypedValue>,
+  ): Promise<Record<string, string>> {
+    const devices = `${dom.id}:${nicDevicesOf(stats).join(",")}`;
+    const known = this.nicNames.get(dom.name);
+    if (known?.devices === devices) return known.names;
+    try {
+      const xml = await unlessNotFound(this.o.libvirt.domainXml(dom));
+      const names = xml ? nicTargets(xml) : {};
+      this.nicNames.set(dom.name, { devices, names });
+      return names;
+    } catch (err) {
+      // No NIC series this time; the next sample asks again.
+      this.o.log.warn({ domain: dom.name, err: describeError(err) }, "reading a domain's NICs failed");
+      return {};
     }
   }
 
@@ -237,19 +252,9 @@ export class StatsCollector {
     );
   }
 
-  /** Metrics and status.statistics of one VMDisk attached to a running VM. */
-  private async sampleDisk(
-    disk: VMDisk & KubernetesObject,
-    vm: string,
-    c: DiskCounters,
-    now: number,
-    seen: Set<string>,
-  ) {
+  /** status.statistics of one VMDisk attached to a running VM. */
+  private async diskStatistics(disk: VMDisk & KubernetesObject, vm: string, c: DiskCounters, now: number) {
     const key = `${disk.metadata.namespace}/${disk.metadata.name}`;
-    if (seen.has(key)) return; // a shareable disk in two VMs on this node: counted once per sample
-    seen.add(key);
-    const labels = { namespace: disk.metadata.namespace ?? "", name: disk.metadata.name, vm };
-    for (const { gauge, value } of this.diskGauges) gauge.set(labels, value(c));
     const prev = this.previousDisk.get(key);
     this.previousDisk.set(key, { at: now, c, vm });
     if (!prev || prev.vm !== vm || !this.placedHere(disk)) return;

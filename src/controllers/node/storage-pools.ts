@@ -33,23 +33,28 @@ export async function ensureDefaultPool(
   }
 }
 
-/**
- * Active pools with their sizes: capacity exact (it seldom changes, and placement counts what
- * disks are promised against it, small pools included), free space rounded down to whole GiB
- * (no Node write for every guest write).
- */
+/** Active pools with their exact sizes (the agent's pool metrics; see roundedForNode). */
 export async function readStoragePools(libvirt: LibvirtClient): Promise<Record<string, StoragePoolFacts>> {
   const pools: Record<string, StoragePoolFacts> = {};
   for (const ref of await libvirt.listStoragePools()) {
     const info = await libvirt.storagePoolInfo(ref);
     if (info.state !== StoragePoolState.Running) continue;
     const { type, shared } = parsePoolXml(await libvirt.storagePoolXml(ref));
-    pools[ref.name] = {
-      type,
-      shared,
-      capacityBytes: info.capacity,
-      availableBytes: Math.floor(info.available / GIB) * GIB,
-    };
+    pools[ref.name] = { type, shared, capacityBytes: info.capacity, availableBytes: info.available };
   }
   return pools;
+}
+
+/**
+ * Pools as the Node annotation publishes them: capacity exact (it seldom changes, and placement
+ * counts what disks are promised against it, small pools included), free space rounded down to
+ * whole GiB (no Node write for every guest write).
+ */
+export function roundedForNode(pools: Record<string, StoragePoolFacts>): Record<string, StoragePoolFacts> {
+  return Object.fromEntries(
+    Object.entries(pools).map(([name, p]) => [
+      name,
+      { ...p, availableBytes: Math.floor(p.availableBytes / GIB) * GIB },
+    ]),
+  );
 }

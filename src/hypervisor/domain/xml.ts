@@ -356,19 +356,35 @@ export function parseOwnership(xml: string): DomainOwnership | undefined {
   return undefined;
 }
 
-/** Our NICs of a domain (alias ua-net-<name>): their MAC and network, as libvirt has them. */
-export function parseNics(xml: string): Array<{ name: string; mac: string; network?: string }> {
-  type El = { "@_name"?: string; "@_address"?: string; "@_network"?: string };
-  type Nic = { alias?: El; mac?: El; source?: El };
+type NicAttr = { "@_name"?: string; "@_address"?: string; "@_network"?: string; "@_dev"?: string };
+type Nic = { alias?: NicAttr; mac?: NicAttr; source?: NicAttr; target?: NicAttr };
+/** A domain's <interface> elements. */
+function interfacesOf(xml: string): Nic[] {
   const doc = parser.parse(xml) as { domain?: { devices?: { interface?: Nic | Nic[] } } };
   const nics = doc.domain?.devices?.interface;
-  return (Array.isArray(nics) ? nics : nics ? [nics] : []).flatMap((nic) => {
+  return Array.isArray(nics) ? nics : nics ? [nics] : [];
+}
+
+/** Our NICs of a domain (alias ua-net-<name>): their MAC and network, as libvirt has them. */
+export function parseNics(xml: string): Array<{ name: string; mac: string; network?: string }> {
+  return interfacesOf(xml).flatMap((nic) => {
     const alias = nic.alias?.["@_name"];
     const mac = nic.mac?.["@_address"];
     if (!alias?.startsWith("ua-net-") || !mac) return [];
     const network = nic.source?.["@_network"];
     return [{ name: alias.slice("ua-net-".length), mac: mac.toLowerCase(), ...(network ? { network } : {}) }];
   });
+}
+
+/** Our NICs of a running domain by their host device (target dev, e.g. vnet3): tap → NIC name. */
+export function nicTargets(xml: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const nic of interfacesOf(xml)) {
+    const alias = nic.alias?.["@_name"];
+    const dev = nic.target?.["@_dev"];
+    if (alias?.startsWith("ua-net-") && dev) out[dev] = alias.slice("ua-net-".length);
+  }
+  return out;
 }
 
 /** Interface link states, CD-ROM medium and our disks of a domain, to change them in place. */

@@ -72,6 +72,8 @@ export const DomainStats = {
   Interface: 1 << 4,
   Block: 1 << 5,
 } as const;
+/** virConnectGetAllDomainStatsFlags: which domains to report (none set: all). */
+export const DomainStatsFlags = { Active: 1 << 0, Inactive: 1 << 1 } as const;
 
 export const SnapshotCreateFlags = {
   Redefine: 1 << 0,
