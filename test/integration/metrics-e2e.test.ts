@@ -155,6 +155,13 @@ describe("Prometheus metrics (TCG guests)", () => {
     await applyVm(ns, "stopped", guestVmSpec(guest, { shutdown: { gracePeriodSeconds: 0 } }));
     await waitForVm(ns, "stopped", isPrintable("Running"), "Running");
     await waitForMetrics((s) => usageOf(s, "stopped").length > 0, "the stopped VM's usage while it ran");
+    await waitForVm(
+      ns,
+      "stopped",
+      (v) => v?.status?.statistics?.updatedAt !== undefined,
+      "statistics",
+      30_000,
+    );
     await kubectl([
       "patch",
       "vm",
@@ -169,6 +176,14 @@ describe("Prometheus metrics (TCG guests)", () => {
     const agent = await waitForMetrics(
       (s) => usageOf(s, "stopped").length === 0,
       "the stopped VM's usage series gone",
+    );
+    // Its status.statistics say it uses nothing now (written once, like every statistics write).
+    await waitForVm(
+      ns,
+      "stopped",
+      (v) => v?.status?.statistics?.cpuTotalPercent === 0 && v.status.statistics.memoryUsedBytes === 0,
+      "idle statistics",
+      30_000,
     );
     for (const name of ["never", "stopped"]) {
       assert.deepEqual(

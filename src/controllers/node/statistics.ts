@@ -96,6 +96,25 @@ export function statisticsBetween(prev: Sample, cur: Sample): VmStatistics {
   };
 }
 
+/**
+ * A VM's status.statistics once it no longer runs: its rates and the memory it uses drop to zero;
+ * what it was given and the error total stay. Undefined when it has none yet.
+ */
+export function idleVmStatistics(last: Partial<VmStatistics>): Partial<VmStatistics> | undefined {
+  if (!Object.keys(last).length) return undefined;
+  return {
+    ...last,
+    cpuGuestPercent: 0,
+    cpuHypervisorPercent: 0,
+    cpuTotalPercent: 0,
+    memoryUsedBytes: 0,
+    diskReadBytesPerSecond: 0,
+    diskWriteBytesPerSecond: 0,
+    networkRxBytesPerSecond: 0,
+    networkTxBytesPerSecond: 0,
+  };
+}
+
 /** One disk's cumulative I/O counters in a domain's statistics (block.<i>.*), by volume path. */
 export interface DiskCounters {
   path: string;

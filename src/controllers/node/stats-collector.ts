@@ -23,6 +23,7 @@ import {
   type DiskCounters,
   diskCountersOf,
   diskStatisticsBetween,
+  idleVmStatistics,
   nicCountersOf,
   nicDevicesOf,
   pausedForIoError,
@@ -163,10 +164,9 @@ export class StatsCollector {
         const diskKey = `${disk.metadata.namespace}/${disk.metadata.name}`;
         // A shareable disk in two VMs on this node: counted once per sample.
         if (diskReadings.has(diskKey)) continue;
-        const { name } = disk.metadata;
         diskReadings.set(diskKey, {
           namespace: disk.metadata.namespace ?? "",
-          name,
+          name: disk.metadata.name,
           vm: vm.metadata.name,
           counters: c,
         });
@@ -185,8 +185,14 @@ export class StatsCollector {
       const [namespace = "", name = ""] = key.split("/");
       await this.idleDisk(namespace, name);
     }
-    // VMs gone or stopped: forget their samples.
+    // VMs gone or stopped: forget their samples; the stopped ones' rates drop to zero.
     for (const key of [...this.previous.keys()]) if (!seen.has(key)) this.previous.delete(key);
+    for (const vm of mine) {
+      if (seen.has(`${vm.metadata.namespace}/${vm.metadata.name}`)) continue;
+      const { updatedAt: _old, ...last } = vm.status?.statistics ?? {};
+      const idle = idleVmStatistics(last);
+      if (idle) await this.writeIfChanged(VirtualMachineKind, vm, idle, now);
+    }
     const running = new Set(records.map((r) => r.domain.name));
     for (const dom of [...this.nicNames.keys()]) if (!running.has(dom)) this.nicNames.delete(dom);
   }

@@ -13,6 +13,7 @@ import {
 import { poolSeries } from "../../../src/controllers/node/pool-metrics.ts";
 import {
   countersOf,
+  idleVmStatistics,
   nicCountersOf,
   nicDevicesOf,
   pausedForIoError,
@@ -100,6 +101,38 @@ describe("NIC statistics", () => {
     assert.equal(pausedForIoError({ "state.state": 3, "state.reason": 5 }), true);
     assert.equal(pausedForIoError({ "state.state": 3, "state.reason": 1 }), false);
     assert.equal(pausedForIoError({ "state.state": 1, "state.reason": 5 }), false);
+  });
+});
+
+describe("a stopped VM's statistics", () => {
+  it("drop rates and memory in use to zero, keep what it was given and its error total", () => {
+    assert.equal(idleVmStatistics({}), undefined);
+    assert.deepEqual(
+      idleVmStatistics({
+        cpuGuestPercent: 30,
+        cpuHypervisorPercent: 2,
+        cpuTotalPercent: 32,
+        memoryInstalledBytes: 256,
+        memoryUsedBytes: 100,
+        diskReadBytesPerSecond: 5,
+        diskWriteBytesPerSecond: 6,
+        networkRxBytesPerSecond: 7,
+        networkTxBytesPerSecond: 8,
+        networkErrors: 3,
+      }),
+      {
+        cpuGuestPercent: 0,
+        cpuHypervisorPercent: 0,
+        cpuTotalPercent: 0,
+        memoryInstalledBytes: 256,
+        memoryUsedBytes: 0,
+        diskReadBytesPerSecond: 0,
+        diskWriteBytesPerSecond: 0,
+        networkRxBytesPerSecond: 0,
+        networkTxBytesPerSecond: 0,
+        networkErrors: 3,
+      },
+    );
   });
 });
 
