@@ -110,11 +110,21 @@ describe("helm chart (rendered)", () => {
   it("renders ServiceMonitors and a PrometheusRule only when asked", async () => {
     const kinds = (objs: K8sObject[]) => objs.map((o) => o.kind);
     assert.ok(!kinds(await render()).includes("ServiceMonitor"));
-    const withMonitoring = kinds(
-      await render("metrics.serviceMonitor.enabled=true", "metrics.prometheusRule.enabled=true"),
+    const rendered = await render(
+      "metrics.serviceMonitor.enabled=true",
+      "metrics.prometheusRule.enabled=true",
     );
+    const withMonitoring = kinds(rendered);
     assert.equal(withMonitoring.filter((k) => k === "ServiceMonitor").length, 2);
     assert.ok(withMonitoring.includes("PrometheusRule"));
+    // The VM's own namespace label must survive the target's (the operator's namespace).
+    for (const monitor of rendered.filter((o) => o.kind === "ServiceMonitor")) {
+      const endpoints = (monitor.spec as { endpoints: Array<{ honorLabels?: boolean }> }).endpoints;
+      assert.ok(
+        endpoints.every((e) => e.honorLabels === true),
+        JSON.stringify(monitor),
+      );
+    }
   });
 
   it("the agent's policies name the operator's own label, finalizers, annotation and Lease", async () => {

@@ -103,6 +103,7 @@ describe("Prometheus rules (the chart's, rendered)", () => {
       "metrics.prometheusRule.jobs.agent=my-agents",
       "metrics.prometheusRule.agentHeartbeatAgeSeconds=90",
       "metrics.prometheusRule.poolAvailablePercent=5",
+      "metrics.prometheusRule.snapshotPolicyFailures=4",
       "metrics.prometheusRule.alertLabels.team=platform",
       "metrics.prometheusRule.runbookBaseUrl=https://runbooks.example/libvirt-operator/",
     );
@@ -116,6 +117,7 @@ describe("Prometheus rules (the chart's, rendered)", () => {
     assert.match(expr("LibvirtOperatorAgentDown"), /up\{job="my-agents"\} == 0/);
     assert.match(expr("LibvirtOperatorAgentNotHeartbeating"), /> 90$/);
     assert.match(expr("LibvirtOperatorPoolNearlyFull"), /< 5$/);
+    assert.match(expr("LibvirtOperatorSnapshotPolicyFailing"), /consecutive_failures >= 4\n/);
     await writeRulesFile(dir, rendered.fromConfigMap);
     // The schema refuses what Prometheus would not take as a duration.
     await assert.rejects(renderRules("metrics.prometheusRule.for.vmUnhealthy=10 minutes"), /vmUnhealthy/);

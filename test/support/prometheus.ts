@@ -98,11 +98,20 @@ export async function startPrometheus(rulesFile: string): Promise<PrometheusServ
     global: { scrape_interval: "1s", scrape_timeout: "900ms", evaluation_interval: "1s" },
     rule_files: [rulesFile],
     scrape_configs: [
-      {
-        job_name: JOBS.controller,
-        static_configs: [{ targets: [`127.0.0.1:${TEST_STACK.ports.controllerMetrics}`] }],
-      },
-      { job_name: JOBS.agent, static_configs: [{ targets: [`127.0.0.1:${TEST_STACK.ports.agentMetrics}`] }] },
+      // As the chart's ServiceMonitors scrape: the target carries the operator's namespace and
+      // our own namespace label (the VM's) wins.
+      ...(
+        [
+          [JOBS.controller, TEST_STACK.ports.controllerMetrics],
+          [JOBS.agent, TEST_STACK.ports.agentMetrics],
+        ] as const
+      ).map(([job, port]) => ({
+        job_name: job,
+        honor_labels: true,
+        static_configs: [
+          { targets: [`127.0.0.1:${port}`], labels: { namespace: "libvirt-operator-system" } },
+        ],
+      })),
     ],
   };
   const configFile = join(dir, "prometheus.yml");

@@ -95,13 +95,13 @@ labels:
       expr: |-
         max by (namespace, name) (
           libvirt_operator_vm_snapshot_policy_halted == 1
-          or libvirt_operator_vm_snapshot_policy_consecutive_failures > 0
+          or libvirt_operator_vm_snapshot_policy_consecutive_failures >= {{ $r.snapshotPolicyFailures }}
         )
       for: {{ $for.snapshotPolicyFailing }}
       {{- include "libvirt-operator.alertLabels" (dict "root" . "severity" "warning") | nindent 6 }}
       annotations:
         summary: {{ "Scheduled snapshots of VM {{ $labels.namespace }}/{{ $labels.name }} are failing" | quote }}
-        description: {{ printf "The snapshot policy of VM {{ $labels.namespace }}/{{ $labels.name }} has failed for more than %s, or halted after its maxFailures (condition SnapshotPolicy=False). Its failed VMSnapshots say why." $for.snapshotPolicyFailing | quote }}
+        description: {{ printf "The snapshot policy of VM {{ $labels.namespace }}/{{ $labels.name }} has failed %d or more times in a row for more than %s, or halted after its maxFailures (condition SnapshotPolicy=False). Its failed VMSnapshots say why." (int $r.snapshotPolicyFailures) $for.snapshotPolicyFailing | quote }}
         {{- include "libvirt-operator.runbook" (dict "root" . "alert" "LibvirtOperatorSnapshotPolicyFailing") }}
     - alert: LibvirtOperatorPoolNearlyFull
       expr: |-

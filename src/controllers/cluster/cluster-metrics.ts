@@ -7,19 +7,19 @@ import type { KubernetesObject, V1Node } from "@kubernetes/client-node";
 import type { Registry } from "prom-client";
 import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import { type Row, sampledGauge } from "../../runtime/sampled-metrics.ts";
-import { CAPACITY_ANNOTATION, NODE_ENABLED_LABEL } from "../node-facts.ts";
+import { NODE_ENABLED_LABEL } from "../node-facts.ts";
 import type { HeartbeatView } from "./heartbeat-clock.ts";
 import { nodeView } from "./placement.ts";
 
 type Vm = VirtualMachine & KubernetesObject;
 
-/** Nodes meant for VMs: labelled enabled, or with an agent that published its capacity. */
+/**
+ * Nodes meant for VMs: labelled enabled. Not every node with a published capacity: that
+ * annotation outlives the label, and a node taken out of VM service (its agent gone with the
+ * DaemonSet's nodeSelector) would otherwise age without end and alert forever.
+ */
 function vmNodes(nodes: readonly V1Node[]): V1Node[] {
-  return nodes.filter(
-    (n) =>
-      n.metadata?.labels?.[NODE_ENABLED_LABEL] === "true" ||
-      n.metadata?.annotations?.[CAPACITY_ANNOTATION] !== undefined,
-  );
+  return nodes.filter((n) => n.metadata?.labels?.[NODE_ENABLED_LABEL] === "true");
 }
 
 /**

@@ -134,7 +134,12 @@ export class StatsCollector {
       DomainStats.Block;
     // Running (and paused) domains only: libvirt reports CPU time and balloon figures for
     // shut-off domains too (their last run's, or the definition's), which are no usage.
-    const records = await this.o.libvirt.allDomainStats(stats, [], DomainStatsFlags.Active);
+    const records = await this.o.libvirt.allDomainStats(stats, [], DomainStatsFlags.Active).catch((err) => {
+      // No reading: export none rather than the last one (VMs stopped or deleted meanwhile
+      // would keep their usage series, a resumed VM its I/O-error pause).
+      this.metrics.update([], []);
+      throw err;
+    });
     const now = Date.now();
     const disksByPath = new Map(
       this.o.disks

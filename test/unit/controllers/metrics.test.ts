@@ -221,7 +221,12 @@ describe("controller fleet series", () => {
   });
 
   it("ages heartbeats of nodes meant for VMs, in seconds", () => {
-    const nodes = [node("a"), node("plain", { enabled: false, capacity: "" })];
+    // "retired": its label removed (the agent left with the DaemonSet), its capacity still there.
+    const nodes = [
+      node("a"),
+      node("plain", { enabled: false, capacity: "" }),
+      node("retired", { enabled: false }),
+    ];
     assert.deepEqual(
       heartbeatAges(nodes, () => 4_500),
       [{ labels: { node: "a" }, value: 4.5 }],
