@@ -161,7 +161,7 @@ export class NodeLossReconciler {
     const disks = this.o.disks.list().filter((d) => d.status?.nodeName === nodeName);
     const snapshots = this.o.snapshots.list().filter((s) => s.status?.nodeName === nodeName);
     if (health !== "alive" && wasAlive && vms.length + disks.length > 0)
-      this.o.log.warn(
+      forObject(this.o.log, "Node", nodeName).warn(
         {
           node: nodeName,
           health,

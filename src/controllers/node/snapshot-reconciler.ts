@@ -332,7 +332,7 @@ export class NodeSnapshotReconciler {
       this.o.vms.get(snap.spec.vmName, snap.metadata.namespace),
       dom,
     ).catch((err: unknown) =>
-      this.o.log.warn({ err: describeError(err) }, "cleaning a failed snapshot failed; tried again later"),
+      log.warn({ err: describeError(err) }, "cleaning a failed snapshot failed; tried again later"),
     );
     await this.write(
       snap,

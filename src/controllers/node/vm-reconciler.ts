@@ -596,14 +596,18 @@ export class NodeVmReconciler {
     partial: Partial<AgentObservation>,
     requeueAfterMs?: number,
   ): Promise<ReconcileResult | undefined> {
-    const memory = this.progress.get(`${vm.metadata.namespace}/${vm.metadata.name}`);
+    const key = `${vm.metadata.namespace}/${vm.metadata.name}`;
+    const memory = this.progress.get(key);
     // Asked to look now: the domain was just read; the statistics are sampled before answering.
     const refresh = pendingRefresh(vm, memory?.refreshHandled);
     if (refresh) {
       await this.o
         .refreshStatistics?.()
         .catch((err: unknown) =>
-          this.o.log.warn({ err: describeError(err) }, "statistics for a refresh request failed"),
+          forObject(this.o.log, "VirtualMachine", key).warn(
+            { err: describeError(err) },
+            "statistics for a refresh request failed",
+          ),
         );
       if (memory) memory.refreshHandled = refresh;
     }
