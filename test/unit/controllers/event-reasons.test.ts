@@ -10,6 +10,7 @@ import {
   isEventReason,
   Reason,
 } from "../../../src/controllers/event-reasons.ts";
+import { powerActionFailed } from "../../../src/controllers/node/vm-power.ts";
 
 const root = join(import.meta.dirname, "..", "..", "..");
 const BEGIN = "<!-- event-reasons:begin -->";
@@ -70,5 +71,28 @@ describe("Event reasons", () => {
       (r) => !text.includes(`Reason.${r}`) && !text.includes(`"${r}"`),
     );
     assert.deepEqual(unused, []);
+  });
+
+  it("every reason the integration tests look for is one of them", async () => {
+    const files = (await sourceFiles(join(root, "test", "integration"))).filter((f) =>
+      f.endsWith(".test.ts"),
+    );
+    const text = (await Promise.all(files.map((f) => readFile(f, "utf8")))).join("\n");
+    const asserted = new Set(
+      [...text.matchAll(/\be\.reason === "(\w+)"|events.*\/"reason": "(\w+)"\//g)].map(
+        (m) => m[1] ?? m[2] ?? "",
+      ),
+    );
+    assert.ok(asserted.has("StartFailed") && asserted.has("DeletionBlocked"), [...asserted].join(", "));
+    assert.deepEqual(
+      [...asserted].filter((r) => !isEventReason(r)),
+      [],
+    );
+  });
+
+  it("names a power action's failure after the action; steps without a libvirt call share one", () => {
+    assert.equal(powerActionFailed("start"), Reason.StartFailed);
+    assert.equal(powerActionFailed("power-cycle"), Reason.PowerCycleFailed);
+    assert.equal(powerActionFailed("none"), Reason.PowerActionFailed);
   });
 });
