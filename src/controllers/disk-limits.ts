@@ -5,6 +5,7 @@ import { parseQuantity } from "../api/quantity.ts";
 import { NODE_LABEL, type VirtualMachine } from "../api/virtualmachine.ts";
 import type { VMDisk } from "../api/vmdisk.ts";
 import type { VMSnapshot } from "../api/vmsnapshot.ts";
+import { Reason } from "./event-reasons.ts";
 import { poolRefusal, type Refusal, type TenantPolicy } from "./tenant-policy.ts";
 
 const UNITS: Array<[string, number]> = [
@@ -83,7 +84,7 @@ export function budgetRefusal(
       : `growing it from ${formatBytes(has)} to ${formatBytes(want)}`;
   return {
     field: "spec.provisionedSize",
-    reason: "DiskBytesLimitExceeded",
+    reason: Reason.DiskBytesLimitExceeded,
     message:
       `spec.provisionedSize: ${what} would bring the namespace's provisioned disk bytes to ` +
       `${formatBytes(others + want)}, over its limit of ${formatBytes(limit)} (set by ` +
@@ -136,7 +137,7 @@ export function snapshotRefusal(
   if (held + estimate <= limit) return undefined;
   return {
     field: "spec.vmName",
-    reason: "DiskBytesLimitExceeded",
+    reason: Reason.DiskBytesLimitExceeded,
     message:
       `the snapshot may store up to ${formatBytes(estimate)} (${copies ? "a copy of each disk" : "libvirt's internal snapshot"}` +
       `${memoryBytes ? " and the guest's memory" : ""}); with the ${formatBytes(held)} the namespace's disks and ` +

@@ -6,6 +6,7 @@
 import type { V1Namespace } from "@kubernetes/client-node";
 import { PREFIX } from "../api/common.ts";
 import { isPositiveQuantity, parseQuantity } from "../api/quantity.ts";
+import { type EventReason, Reason } from "./event-reasons.ts";
 
 /** Comma-separated libvirt network names the namespace's VMs may connect to ("*": any). */
 export const ALLOWED_NETWORKS_ANNOTATION = `${PREFIX}allowed-networks`;
@@ -35,7 +36,7 @@ export interface TenancyDefaults {
 /** A refusal the user must fix: the field it concerns, a reason for conditions and Events. */
 export interface Refusal {
   field: string;
-  reason: string;
+  reason: EventReason;
   message: string;
 }
 
@@ -105,7 +106,7 @@ export function networkRefusal(
   const i = interfaces[index]!;
   return {
     field: `spec.interfaces[${index}].network`,
-    reason: "NetworkNotAllowed",
+    reason: Reason.NetworkNotAllowed,
     message:
       `spec.interfaces[${index}].network: network ${i.network} is not allowed in this namespace ` +
       `(allowed: ${describeAllowed(policy.networks)}, set by ${policy.source.networks})`,
@@ -117,7 +118,7 @@ export function poolRefusal(storagePool: string | undefined, policy: TenantPolic
   if (storagePool === undefined || isAllowed(policy.storagePools, storagePool)) return undefined;
   return {
     field: "spec.storagePool",
-    reason: "StoragePoolNotAllowed",
+    reason: Reason.StoragePoolNotAllowed,
     message:
       `spec.storagePool: storage pool ${storagePool} is not allowed in this namespace ` +
       `(allowed: ${describeAllowed(policy.storagePools)}, set by ${policy.source.storagePools})`,

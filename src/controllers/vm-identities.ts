@@ -8,6 +8,7 @@
 // placed on its node and the domains libvirt has there.
 import type { VirtualMachine } from "../api/virtualmachine.ts";
 import { desiredInterfaces } from "../hypervisor/domain/from-spec.ts";
+import { type EventReason, Reason } from "./event-reasons.ts";
 import type { Refusal } from "./tenant-policy.ts";
 
 export type IdentityKind = "uuid" | "mac";
@@ -81,7 +82,7 @@ function precedes(other: VmLike, otherAssigned: boolean, vm: VmLike, vmAssigned:
 }
 
 const WHAT: Record<IdentityKind, string> = { uuid: "UUID", mac: "MAC address" };
-const REASON: Record<IdentityKind, string> = { uuid: "UuidInUse", mac: "MacAddressInUse" };
+const REASON: Record<IdentityKind, EventReason> = { uuid: Reason.UuidInUse, mac: Reason.MacAddressInUse };
 
 /** The refusal for a claimed identity already taken; WHERE says by whom (describeHolder). */
 export function inUseRefusal(claim: Identity, where: string): Refusal {
@@ -121,7 +122,7 @@ export function identityRefusal(vm: VmLike, others: Iterable<VmLike>): Refusal |
   return undefined;
 }
 
-const IDENTITY_REASONS = new Set(Object.values(REASON));
+const IDENTITY_REASONS: ReadonlySet<string> = new Set(Object.values(REASON));
 
 /**
  * Keys of the VMs among VMS that wait for a MAC or UUID another VM holds (refused with

@@ -6,12 +6,14 @@ import type { KubernetesObject, V1Lease, V1Namespace, V1Node } from "@kubernetes
 import { NODE_LABEL, type VirtualMachine } from "../../api/virtualmachine.ts";
 import { DISK_PROTECTION_FINALIZER, type VMDisk, VMDiskKind, VOLUME_FINALIZER } from "../../api/vmdisk.ts";
 import type { VMSnapshot } from "../../api/vmsnapshot.ts";
-import { type AnyObject, type Kube, patchMetadata, recordEvent, splitKey } from "../../runtime/kube.ts";
+import { type AnyObject, type Kube, patchMetadata, splitKey } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
 import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
 import { type Condition, standingConditions, writerConditions } from "../conditions.ts";
 import { diskRefusal, isPlaced, snapshotBytesOf } from "../disk-limits.ts";
+import { Reason } from "../event-reasons.ts";
+import { type EventRecorder, eventRecorder } from "../events.ts";
 import {
   CAPACITY_ANNOTATION,
   heartbeatRevivals,
@@ -115,6 +117,7 @@ export function watchClusterDisks(
 
 export class ClusterDiskReconciler {
   private readonly o: ClusterDiskReconcilerOptions;
+  private readonly event: EventRecorder;
   /** Last "deletion blocked" message per disk, so the Event is recorded once per change. */
   private readonly blockedMessages = new Map<string, string>();
 
@@ -123,6 +126,7 @@ export class ClusterDiskReconciler {
 
   constructor(options: ClusterDiskReconcilerOptions) {
     this.o = options;
+    this.event = eventRecorder(options.kube, COMPONENT);
     this.status = new StatusWriter(options.kube, { kind: VMDiskKind, fieldManager: FIELD_MANAGER });
     this.standing = new StatusWriter(options.kube, {
       kind: VMDiskKind,
@@ -210,7 +214,7 @@ export class ClusterDiskReconciler {
           message: `on node ${node} (${why})`,
         };
         log.info({ node, why }, "VMDisk placed");
-        void this.event(disk, "Normal", "Scheduled", `placed on node ${node} (${why})`);
+        void this.event(disk, Reason.Scheduled, `placed on node ${node} (${why})`);
       } else {
         const message =
           "wait" in placed
@@ -225,7 +229,7 @@ export class ClusterDiskReconciler {
         const previous = disk.status?.conditions?.find((c) => c.type === "Scheduled")?.message;
         if (reason !== "Waiting" && previous !== message) {
           log.info({ reason, message }, "VMDisk not placed");
-          void this.event(disk, "Warning", reason, message);
+          void this.event(disk, reason, message);
         }
       }
     }
@@ -262,7 +266,7 @@ export class ClusterDiskReconciler {
       if (this.blockedMessages.get(key) !== message) {
         this.blockedMessages.set(key, message);
         log.info({ clones }, "VMDisk deletion blocked");
-        void this.event(disk, "Warning", "DeletionBlocked", message);
+        void this.event(disk, Reason.DeletionBlocked, message);
       }
       return { type: "InUse", status: "True" as const, reason: "DeletionBlocked", message };
     }
@@ -280,7 +284,7 @@ export class ClusterDiskReconciler {
       if (this.blockedMessages.get(key) !== message) {
         this.blockedMessages.set(key, message);
         log.info({ holders }, "VMDisk deletion blocked");
-        void this.event(disk, "Warning", "DeletionBlocked", message);
+        void this.event(disk, Reason.DeletionBlocked, message);
       }
       return { type: "InUse", status: "True" as const, reason: "DeletionBlocked", message };
     }
@@ -383,9 +387,5 @@ export class ClusterDiskReconciler {
       disk.metadata.generation ?? 0,
       new Date(),
     );
-  }
-
-  private event(disk: Disk, type: "Normal" | "Warning", reason: string, message: string) {
-    return recordEvent(this.o.kube, COMPONENT, disk as AnyObject, type, reason, message);
   }
 }

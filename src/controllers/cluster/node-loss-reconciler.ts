@@ -12,12 +12,13 @@ import {
   type Kube,
   mergePatchStatus,
   patchMetadata,
-  recordEvent,
 } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchRelated } from "../../runtime/watch.ts";
 import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
 import { type Condition, writerConditions } from "../conditions.ts";
+import { Reason } from "../event-reasons.ts";
+import { type EventRecorder, eventRecorder } from "../events.ts";
 import { nodeOutOfService } from "../node-facts.ts";
 import { CONDITIONS_RULE } from "../status-diff.ts";
 import { StatusWriter } from "../status-writer.ts";
@@ -107,6 +108,7 @@ export function watchNodeLoss(
 
 export class NodeLossReconciler {
   private readonly o: NodeLossOptions;
+  private readonly event: EventRecorder;
   /** Nodes judged lost or gone at their last reconcile. */
   private readonly notAlive = new Set<string>();
   /** Nodes reconciled at least once (their timer runs). */
@@ -115,6 +117,7 @@ export class NodeLossReconciler {
 
   constructor(options: NodeLossOptions) {
     this.o = options;
+    this.event = eventRecorder(options.kube, COMPONENT);
     const writer = (kind: KindDefinition, fieldManager: string) =>
       new StatusWriter(options.kube, { kind, fieldManager, listMaps: { conditions: CONDITIONS_RULE } });
     this.writers = new Map(
@@ -158,7 +161,7 @@ export class NodeLossReconciler {
     const disks = this.o.disks.list().filter((d) => d.status?.nodeName === nodeName);
     const snapshots = this.o.snapshots.list().filter((s) => s.status?.nodeName === nodeName);
     if (health !== "alive" && wasAlive && vms.length + disks.length > 0)
-      this.o.log.warn(
+      forObject(this.o.log, "Node", nodeName).warn(
         {
           node: nodeName,
           health,
@@ -229,12 +232,13 @@ export class NodeLossReconciler {
         if (!(await write(action.conditions, action.fields))) return;
         log.info({ act: action.act }, action.message);
         if (action.act === "clear" || action.news)
-          void recordEvent(
-            this.o.kube,
-            COMPONENT,
+          void this.event(
             target,
-            action.act === "clear" ? "Normal" : "Warning",
-            action.act === "clear" ? "NodeReachable" : String(action.conditions[0]?.reason ?? "NodeLost"),
+            action.act === "clear"
+              ? Reason.NodeReachable
+              : action.conditions[0]?.reason === Reason.NodeGone
+                ? Reason.NodeGone
+                : Reason.NodeLost,
             action.message,
           );
         return;
@@ -245,7 +249,7 @@ export class NodeLossReconciler {
           finalizers: (obj.metadata?.finalizers ?? []).filter((f) => f !== action.finalizer),
         });
         log.info({ finalizer: action.finalizer }, action.message);
-        void recordEvent(this.o.kube, COMPONENT, target, "Warning", "NodeGone", action.message);
+        void this.event(target, Reason.NodeGone, action.message);
         return;
       case "replace": {
         // Merge patch, not apply: the fields are the old node's agent's, and it is gone. Guarded
@@ -259,7 +263,7 @@ export class NodeLossReconciler {
         );
         await write(placedAgainConditions(action.message));
         log.info({}, action.message);
-        void recordEvent(this.o.kube, COMPONENT, target, "Warning", "NodeGone", action.message);
+        void this.event(target, Reason.NodeGone, action.message);
         return;
       }
     }

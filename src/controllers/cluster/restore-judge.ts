@@ -2,11 +2,12 @@
 import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
 import type { VMRestore, VMSnapshot } from "../../api/vmsnapshot.ts";
+import { type EventReason, Reason } from "../event-reasons.ts";
 
 export type RestoreJudgement =
   | { hand: { node: string } }
   | { wait: string }
-  | { refuse: { reason: string; message: string } };
+  | { refuse: { reason: EventReason; message: string } };
 
 /** A restore handed to a node that has not finished: the VM is taken. */
 function inFlight(r: VMRestore): boolean {
@@ -21,30 +22,33 @@ export function judgeRestore(
   disksOfNamespace: readonly VMDisk[] = [],
   snapshotsOfNamespace: readonly VMSnapshot[] = [],
 ): RestoreJudgement {
-  const refuse = (reason: string, message: string): RestoreJudgement => ({ refuse: { reason, message } });
+  const refuse = (reason: EventReason, message: string): RestoreJudgement => ({
+    refuse: { reason, message },
+  });
   const { vmName, snapshotName } = restore.spec;
-  if (!vm) return refuse("VMNotFound", `VirtualMachine ${vmName} does not exist`);
-  if (vm.metadata.deletionTimestamp) return refuse("VMDeleted", `VirtualMachine ${vmName} is being deleted`);
-  if (!snap) return refuse("SnapshotNotFound", `VMSnapshot ${snapshotName} does not exist`);
+  if (!vm) return refuse(Reason.VMNotFound, `VirtualMachine ${vmName} does not exist`);
+  if (vm.metadata.deletionTimestamp)
+    return refuse(Reason.VMDeleted, `VirtualMachine ${vmName} is being deleted`);
+  if (!snap) return refuse(Reason.SnapshotNotFound, `VMSnapshot ${snapshotName} does not exist`);
   if (snap.spec.vmName !== vmName)
     return refuse(
-      "WrongVM",
+      Reason.WrongVM,
       `VMSnapshot ${snapshotName} is a snapshot of VirtualMachine ${snap.spec.vmName}, not of ${vmName}: ` +
         "to make a VM from it, create a VirtualMachine with spec.source.snapshot",
     );
   const st = snap.status;
   if (st?.vmUID && st.vmUID !== vm.metadata.uid)
     return refuse(
-      "EarlierVM",
+      Reason.EarlierVM,
       `VMSnapshot ${snapshotName} was taken of an earlier VirtualMachine named ${vmName} (uid ${st.vmUID}), ` +
         `not of this one (uid ${vm.metadata.uid}): it cannot be restored to it`,
     );
   if (st?.phase === "Failed")
-    return refuse("SnapshotFailed", `VMSnapshot ${snapshotName} failed: ${st.error ?? ""}`);
+    return refuse(Reason.SnapshotFailed, `VMSnapshot ${snapshotName} failed: ${st.error ?? ""}`);
   if (st?.phase === "Succeeded" && !st.readyToUse) {
     const why = st.conditions?.find((c) => c.type === "Ready")?.message;
     return refuse(
-      "SnapshotNotReady",
+      Reason.SnapshotNotReady,
       `VMSnapshot ${snapshotName} cannot be restored${why ? `: ${why}` : ""}`,
     );
   }
@@ -54,7 +58,7 @@ export function judgeRestore(
   );
   if (other)
     return refuse(
-      "RestoreInProgress",
+      Reason.RestoreInProgress,
       `VMRestore ${other.metadata.name} is restoring VirtualMachine ${vmName} now; create this one again once it has finished`,
     );
   if (st.method === "Internal") {
@@ -62,7 +66,7 @@ export function judgeRestore(
     const detached = (st.disks ?? []).filter((d) => !attached.has(d.vmDisk));
     if (detached.length)
       return refuse(
-        "DiskDetached",
+        Reason.DiskDetached,
         `disk${detached.length > 1 ? "s" : ""} ${detached.map((d) => `${d.name} (VMDisk ${d.vmDisk})`).join(", ")} ` +
           "left the VM since the snapshot, and libvirt's internal snapshot restores every disk it holds: attach " +
           "them again, or clone the snapshot into a new VM",
@@ -76,7 +80,7 @@ export function judgeRestore(
   });
   if (replaced.length)
     return refuse(
-      "DiskReplaced",
+      Reason.DiskReplaced,
       `VMDisk ${replaced.map((d) => d.vmDisk).join(", ")} was deleted and made anew since the snapshot: ` +
         "it is another disk now, and the snapshot cannot be restored onto it",
     );
@@ -84,7 +88,7 @@ export function judgeRestore(
   const bases = (st.disks ?? []).filter((d) => byName.get(d.vmDisk)?.status?.baseOf);
   if (bases.length)
     return refuse(
-      "DiskIsTemplateBase",
+      Reason.DiskIsTemplateBase,
       `VMDisk ${bases.map((d) => d.vmDisk).join(", ")} is a base of VMTemplate ` +
         `${byName.get(bases[0]!.vmDisk)?.status?.baseOf?.template}: VMs made from it read it, so it is never restored`,
     );
@@ -101,7 +105,7 @@ export function judgeRestore(
     );
     if (inside.length)
       return refuse(
-        "InternalSnapshotsInside",
+        Reason.InternalSnapshotsInside,
         `restoring it would replace the files of disks that the internal snapshots ${inside.map((s) => s.metadata.name).join(", ")} ` +
           "are kept in, and lose them: delete those snapshots first",
       );
@@ -110,7 +114,7 @@ export function judgeRestore(
   if (!node) return { wait: `VirtualMachine ${vmName} is not placed on a node` };
   if (st.nodeName && st.nodeName !== node)
     return refuse(
-      "OtherNode",
+      Reason.OtherNode,
       `VMSnapshot ${snapshotName} is stored on node ${st.nodeName}, the VM is on ${node}`,
     );
   return { hand: { node } };

@@ -5,11 +5,13 @@ import type { KubernetesObject } from "@kubernetes/client-node";
 import { NODE_LABEL, type VirtualMachine } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
 import { VM_NAME_LABEL, type VMRestore, VMRestoreKind, type VMSnapshot } from "../../api/vmsnapshot.ts";
-import { type AnyObject, type Kube, patchMetadata, recordEvent, splitKey } from "../../runtime/kube.ts";
+import { type AnyObject, type Kube, patchMetadata, splitKey } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
 import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
 import type { Standing } from "../conditions.ts";
+import { Reason } from "../event-reasons.ts";
+import { type EventRecorder, eventRecorder } from "../events.ts";
 import { STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
 import { RESTORE_VM_VIEW } from "../watch-views.ts";
 import { judgeRestore } from "./restore-judge.ts";
@@ -50,6 +52,7 @@ export function watchClusterRestores(
 
 export class ClusterRestoreReconciler {
   private readonly o: ClusterRestoreReconcilerOptions;
+  private readonly event: EventRecorder;
   private readonly status: StatusWriter;
   private readonly standing: StatusWriter;
   /** Restores handed out per VM, ahead of the cache: two applied at once never both run. */
@@ -59,6 +62,7 @@ export class ClusterRestoreReconciler {
 
   constructor(options: ClusterRestoreReconcilerOptions) {
     this.o = options;
+    this.event = eventRecorder(options.kube, COMPONENT);
     this.status = new StatusWriter(options.kube, {
       kind: VMRestoreKind,
       fieldManager: COMPONENT,
@@ -99,7 +103,7 @@ export class ClusterRestoreReconciler {
     const judgement = stillRunning
       ? {
           refuse: {
-            reason: "RestoreInProgress",
+            reason: Reason.RestoreInProgress,
             message: `VMRestore ${earlier} is restoring VirtualMachine ${restore.spec.vmName} now; create this one again once it has finished`,
           },
         }
@@ -133,7 +137,7 @@ export class ClusterRestoreReconciler {
         { state: "stalled", reason, message },
       );
       this.judged.add(restore.metadata.uid ?? "");
-      void recordEvent(this.o.kube, COMPONENT, restore as AnyObject, "Warning", reason, message);
+      void this.event(restore, reason, message);
       return undefined;
     }
     const { node } = judgement.hand;

@@ -7,18 +7,13 @@ import { API_VERSION } from "../../api/common.ts";
 import { type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
 import { type VMRestore, type VMSnapshot, VMSnapshotKind } from "../../api/vmsnapshot.ts";
-import {
-  type AnyObject,
-  createObject,
-  deleteObject,
-  type Kube,
-  recordEvent,
-  splitKey,
-} from "../../runtime/kube.ts";
+import { type AnyObject, createObject, deleteObject, type Kube, splitKey } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
 import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
 import { writerConditions } from "../conditions.ts";
+import { Reason } from "../event-reasons.ts";
+import { type EventRecorder, eventRecorder } from "../events.ts";
 import { StatusWriter } from "../status-writer.ts";
 import { SNAPSHOT_POLICY_VM_VIEW } from "../watch-views.ts";
 import { AUTOMATIC_LABEL, decidePolicy, snapshotsInUse } from "./snapshot-schedule.ts";
@@ -66,12 +61,14 @@ export function watchSnapshotPolicies(
 
 export class SnapshotPolicyReconciler {
   private readonly o: SnapshotPolicyReconcilerOptions;
+  private readonly event: EventRecorder;
   private readonly status: StatusWriter;
   /** Automatic snapshots made lately, by VM: the cache may not show them yet. */
   private readonly justMade = new Map<string, number>();
 
   constructor(options: SnapshotPolicyReconcilerOptions) {
     this.o = options;
+    this.event = eventRecorder(options.kube, COMPONENT);
     this.status = new StatusWriter(options.kube, {
       kind: VirtualMachineKind,
       fieldManager: POLICY_FIELD_MANAGER,
@@ -112,25 +109,11 @@ export class SnapshotPolicyReconciler {
     for (const d of decision.delete) {
       await this.remove(namespace, d.name);
       log.info({ snapshot: d.name, why: d.why }, "automatic snapshot deleted");
-      void recordEvent(
-        this.o.kube,
-        COMPONENT,
-        vm as AnyObject,
-        "Normal",
-        "SnapshotRotated",
-        `VMSnapshot ${d.name}: ${d.why}`,
-      );
+      void this.event(vm, Reason.SnapshotRotated, `VMSnapshot ${d.name}: ${d.why}`);
     }
     const before = vm.status?.conditions?.find((c) => c.type === "SnapshotPolicy");
     if (decision.condition.status === "False" && before?.reason !== decision.condition.reason)
-      void recordEvent(
-        this.o.kube,
-        COMPONENT,
-        vm as AnyObject,
-        "Warning",
-        decision.condition.reason,
-        decision.condition.message,
-      );
+      void this.event(vm, decision.condition.reason, decision.condition.message);
     await this.status.write(vm as AnyObject & { metadata: { name: string } }, {
       snapshotPolicy: decision.status,
       conditions: writerConditions(

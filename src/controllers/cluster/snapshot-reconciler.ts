@@ -13,19 +13,14 @@ import {
   type VMSnapshot,
   VMSnapshotKind,
 } from "../../api/vmsnapshot.ts";
-import {
-  type AnyObject,
-  type Kube,
-  patchMetadata,
-  recordEvent,
-  removeFinalizer,
-  splitKey,
-} from "../../runtime/kube.ts";
+import { type AnyObject, type Kube, patchMetadata, removeFinalizer, splitKey } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
 import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
 import type { Standing } from "../conditions.ts";
 import { snapshotRefusal } from "../disk-limits.ts";
+import { Reason } from "../event-reasons.ts";
+import { type EventRecorder, eventRecorder } from "../events.ts";
 import { parseDuration } from "../node/snapshot-plan.ts";
 import { STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
 import type { TenantPolicy } from "../tenant-policy.ts";
@@ -70,6 +65,7 @@ export function watchClusterSnapshots(
 
 export class ClusterSnapshotReconciler {
   private readonly o: ClusterSnapshotReconcilerOptions;
+  private readonly event: EventRecorder;
   private readonly status: StatusWriter;
   private readonly standing: StatusWriter;
   private readonly deadline: StatusWriter;
@@ -80,6 +76,7 @@ export class ClusterSnapshotReconciler {
 
   constructor(options: ClusterSnapshotReconcilerOptions) {
     this.o = options;
+    this.event = eventRecorder(options.kube, COMPONENT);
     this.status = new StatusWriter(options.kube, {
       kind: VMSnapshotKind,
       fieldManager: COMPONENT,
@@ -117,7 +114,7 @@ export class ClusterSnapshotReconciler {
         await removeFinalizer(this.o.kube, VMSnapshotKind, snap as AnyObject, SNAPSHOT_FINALIZER);
       return undefined;
     }
-    if (snap.status?.timestamp !== undefined) return this.overdue(snap); // the node agent has it
+    if (snap.status?.timestamp !== undefined) return this.overdue(snap, log); // the node agent has it
     if (this.handedUids.has(snap.metadata.uid ?? "")) return undefined; // the cache is behind
     const vm = this.o.vms.get(snap.spec.vmName, namespace);
     const decision = acceptSnapshot(snap, vm, Date.now());
@@ -131,12 +128,13 @@ export class ClusterSnapshotReconciler {
     }
     if ("fail" in decision) {
       const { reason, message } = decision.fail;
+      if (snap.status?.error !== message) log.warn({ reason, err: message }, "snapshot failed");
       await this.stand(
         snap,
         { phase: "Failed", readyToUse: false, error: message },
         { state: "stalled", reason, message },
       );
-      void recordEvent(this.o.kube, COMPONENT, snap as AnyObject, "Warning", "SnapshotFailed", message);
+      void this.event(snap, Reason.SnapshotFailed, message);
       return undefined;
     }
     const { node, vmUID } = decision.hand;
@@ -148,12 +146,14 @@ export class ClusterSnapshotReconciler {
       this.o.policyOf(namespace),
     );
     if (refusal) {
+      if (snap.status?.error !== refusal.message)
+        log.warn({ reason: refusal.reason, err: refusal.message }, "snapshot refused");
       await this.stand(
         snap,
         { phase: "Failed", readyToUse: false, error: refusal.message },
         { state: "stalled", reason: refusal.reason, message: refusal.message },
       );
-      void recordEvent(this.o.kube, COMPONENT, snap as AnyObject, "Warning", refusal.reason, refusal.message);
+      void this.event(snap, refusal.reason, refusal.message);
       return undefined;
     }
     // Unique in the namespace, not only per VM: the copies a snapshot stores are named by disk
@@ -201,19 +201,20 @@ export class ClusterSnapshotReconciler {
    * A snapshot its node agent has not finished well past its deadline (the agent is gone, or
    * stuck) is Failed here, so nobody waits on it forever; an agent that comes back cleans up.
    */
-  private async overdue(snap: Snapshot): Promise<ReconcileResult | undefined> {
+  private async overdue(snap: Snapshot, log: Logger): Promise<ReconcileResult | undefined> {
     const phase = snap.status?.phase;
     if (phase === "Succeeded" || phase === "Failed") return undefined;
     const deadlineMs = parseDuration(snap.spec.failureDeadline ?? DEFAULT_SNAPSHOT_DEADLINE) ?? 300_000;
     const due = Date.parse(snap.metadata.creationTimestamp ?? "") + deadlineMs + AGENT_GRACE_MS;
     if (Date.now() < due) return { requeueAfterMs: due - Date.now() };
     const message = `the node agent of ${snap.status?.nodeName} did not finish it within its failureDeadline`;
+    log.warn({ node: snap.status?.nodeName }, "snapshot failed: its node agent did not finish it in time");
     await this.deadline.writeStanding(
       snap as Snapshot & { metadata: { name: string } },
       { phase: "Failed", readyToUse: false, error: message },
       { state: "stalled", reason: "Timeout", message },
     );
-    void recordEvent(this.o.kube, COMPONENT, snap as AnyObject, "Warning", "SnapshotFailed", message);
+    void this.event(snap, Reason.SnapshotFailed, message);
     return undefined;
   }
 

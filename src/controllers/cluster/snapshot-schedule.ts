@@ -5,6 +5,7 @@ import { CronExpressionParser } from "cron-parser";
 import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
 import type { VMRestore, VMSnapshot, VMSnapshotSpec } from "../../api/vmsnapshot.ts";
+import { type EventReason, Reason } from "../event-reasons.ts";
 import { derivedName } from "../object-names.ts";
 
 /** Label of the snapshots a policy takes. */
@@ -21,7 +22,10 @@ export interface PolicyDecision {
   create?: { name: string; spec: VMSnapshotSpec };
   delete: Array<{ name: string; why: string }>;
   status: PolicyStatus;
-  condition: { status: "True" | "False"; reason: string; message: string };
+  /** Active, or False with the reason (an Event's too) the policy does not run. */
+  condition:
+    | { status: "True"; reason: "Active"; message: string }
+    | { status: "False"; reason: EventReason; message: string };
   requeueAfterMs?: number;
 }
 
@@ -99,7 +103,7 @@ export function decidePolicy(
   } catch (err) {
     decision.condition = {
       status: "False",
-      reason: "InvalidSchedule",
+      reason: Reason.InvalidSchedule,
       message: `spec.snapshotPolicy.schedule "${policy.schedule}" is not a cron schedule: ${(err as Error).message}`,
     };
     return decision;
@@ -108,7 +112,7 @@ export function decidePolicy(
   if (policy.suspend) {
     decision.condition = {
       status: "False",
-      reason: "Suspended",
+      reason: Reason.Suspended,
       message: "spec.snapshotPolicy.suspend is true",
     };
     return decision;
@@ -116,7 +120,7 @@ export function decidePolicy(
   if (failures >= maxFailures) {
     decision.condition = {
       status: "False",
-      reason: "TooManyFailures",
+      reason: Reason.TooManyFailures,
       message:
         `the last ${failures} automatic snapshots failed (maxFailures ${maxFailures}): no more are taken until ` +
         "spec.snapshotPolicy.resume is set to a new value",

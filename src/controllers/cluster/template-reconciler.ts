@@ -19,7 +19,6 @@ import {
   type Kube,
   keyOf,
   patchMetadata,
-  recordEvent,
   removeFinalizer,
   splitKey,
 } from "../../runtime/kube.ts";
@@ -27,6 +26,8 @@ import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
 import type { ReconcileResult } from "../../runtime/workqueue.ts";
 import type { Standing } from "../conditions.ts";
+import { Reason } from "../event-reasons.ts";
+import { type EventRecorder, eventRecorder } from "../events.ts";
 import { heartbeatRevivals } from "../node-facts.ts";
 import { StatusWriter } from "../status-writer.ts";
 import { DISK_VIEW, TEMPLATE_VM_VIEW } from "../watch-views.ts";
@@ -130,6 +131,7 @@ export function watchTemplates(
 
 export class TemplateReconciler {
   private readonly o: TemplateReconcilerOptions;
+  private readonly event: EventRecorder;
   private readonly status: StatusWriter;
   private readonly taken: StatusWriter;
   /** VMDisk status.baseOf: this manager's alone. */
@@ -139,6 +141,7 @@ export class TemplateReconciler {
 
   constructor(options: TemplateReconcilerOptions) {
     this.o = options;
+    this.event = eventRecorder(options.kube, COMPONENT);
     this.status = new StatusWriter(options.kube, {
       kind: VMTemplateKind,
       fieldManager: TEMPLATE_FIELD_MANAGER,
@@ -196,8 +199,7 @@ export class TemplateReconciler {
           log.info({ vm: taken.name, disks: taken.disks.map((d) => d.vmDisk) }, "VM made into a template");
           void this.event(
             tpl,
-            "Normal",
-            "VMTaken",
+            Reason.VMTaken,
             `VirtualMachine ${taken.name} is now this template: its disks ${taken.disks.map((d) => d.vmDisk).join(", ")} are its bases`,
           );
         }
@@ -281,8 +283,7 @@ export class TemplateReconciler {
       log.info({ vmDisk: w.name, node: w.node, generation: w.generation }, "base created");
       void this.event(
         tpl,
-        "Normal",
-        "BaseCreated",
+        Reason.BaseCreated,
         `base ${w.name} of disk ${w.disk} (generation ${w.generation}) is being fetched to node ${w.node}`,
       );
     }
@@ -347,7 +348,7 @@ export class TemplateReconciler {
       if (this.blocked.get(key) !== message) {
         this.blocked.set(key, message);
         log.info({ children: names }, "VMTemplate deletion blocked");
-        void this.event(tpl, "Warning", "DeletionBlocked", message);
+        void this.event(tpl, Reason.DeletionBlocked, message);
       }
       // The same fields as every write of this manager: what an apply leaves out, it removes.
       const { phase, progress, targetNodes, bases } = tpl.status ?? {};
@@ -376,7 +377,8 @@ export class TemplateReconciler {
         const message = `deletion waits: VMDisk ${cloned.join(", ")} ${cloned.length === 1 ? "is a linked clone" : "are linked clones"} of the template's disks; delete ${cloned.length === 1 ? "it" : "them"} first`;
         if (this.blocked.get(key) !== message) {
           this.blocked.set(key, message);
-          void this.event(tpl, "Warning", "DeletionBlocked", message);
+          log.info({ clones: cloned }, "VMTemplate deletion blocked");
+          void this.event(tpl, Reason.DeletionBlocked, message);
         }
         return undefined;
       }
@@ -404,21 +406,13 @@ export class TemplateReconciler {
         await patchMetadata(this.o.kube, VMDiskKind, disk as AnyObject, { ownerReferences: owners });
       await this.baseOf.write(disk, {});
     }
-    if (same)
-      void this.event(
-        tpl,
-        "Normal",
-        "VMGivenBack",
-        `the disks of VirtualMachine ${taken.name} are its own again`,
-      );
+    if (!same) return;
+    log.info({ vm: taken.name }, "disks given back to the VM");
+    void this.event(tpl, Reason.VMGivenBack, `the disks of VirtualMachine ${taken.name} are its own again`);
   }
 
   private async deleteDisk(disk: Disk, log: Logger, why: string) {
     await deleteObject(this.o.kube, VMDiskKind, disk);
     log.info({ vmDisk: disk.metadata.name, why }, "base deleted");
-  }
-
-  private event(tpl: Tpl, type: "Normal" | "Warning", reason: string, message: string) {
-    return recordEvent(this.o.kube, COMPONENT, tpl as AnyObject, type, reason, message);
   }
 }

@@ -13,18 +13,13 @@ import type { VMDisk } from "../../api/vmdisk.ts";
 import type { VMSnapshot } from "../../api/vmsnapshot.ts";
 import type { VMTemplate } from "../../api/vmtemplate.ts";
 import { desiredInterfaces, resourcesOf } from "../../hypervisor/domain/from-spec.ts";
-import {
-  type AnyObject,
-  type Kube,
-  keyOf,
-  patchMetadata,
-  recordEvent,
-  splitKey,
-} from "../../runtime/kube.ts";
+import { type AnyObject, type Kube, keyOf, patchMetadata, splitKey } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
 import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
 import { type Condition, findCondition, standingConditions, writerConditions } from "../conditions.ts";
+import { Reason } from "../event-reasons.ts";
+import { type EventRecorder, eventRecorder } from "../events.ts";
 import { heartbeatRevivals } from "../node-facts.ts";
 import { CONDITIONS_RULE } from "../status-diff.ts";
 import { STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
@@ -116,6 +111,7 @@ export function watchClusterVms(
 
 export class ClusterVmReconciler {
   private readonly o: ClusterVmReconcilerOptions;
+  private readonly event: EventRecorder;
   /** Placements made but not yet seen in the cache (so two reconciles do not fill one node twice). */
   private readonly assumed = new Map<string, { node: string; cpus: number; memoryBytes: number }>();
   /** MACs and addresses of each VM's interfaces. */
@@ -128,6 +124,7 @@ export class ClusterVmReconciler {
 
   constructor(options: ClusterVmReconcilerOptions) {
     this.o = options;
+    this.event = eventRecorder(options.kube, COMPONENT);
     this.nics = new InterfaceAssigner(options.vms, options.nodes);
     this.standing = new StatusWriter(options.kube, {
       kind: VirtualMachineKind,
@@ -222,7 +219,7 @@ export class ClusterVmReconciler {
     });
     if (refusal && findCondition(vm.status?.conditions, ADMITTED_CONDITION)?.message !== refusal.message) {
       log.info({ reason: refusal.reason, err: refusal.message }, "VM refused");
-      void recordEvent(this.o.kube, COMPONENT, vm as AnyObject, "Warning", refusal.reason, refusal.message);
+      void this.event(vm, refusal.reason, refusal.message);
     }
     if (refusal && !placedOn) {
       await this.status.write(vm, {
@@ -257,8 +254,8 @@ export class ClusterVmReconciler {
       return undefined;
     }
 
-    if (vm.spec.source?.snapshot && !vm.status?.clonedFrom) return this.prepareClone(vm);
-    if (vm.spec.source?.template && !vm.status?.template) return this.prepareFromTemplate(vm);
+    if (vm.spec.source?.snapshot && !vm.status?.clonedFrom) return this.prepareClone(vm, log);
+    if (vm.spec.source?.template && !vm.status?.template) return this.prepareFromTemplate(vm, log);
     const need = resourcesOf(vm);
     const disksOn = nodeOfVmDisks(
       vm,
@@ -294,7 +291,7 @@ export class ClusterVmReconciler {
       const previous = vm.status?.conditions?.find((c) => c.type === "Scheduled")?.message;
       if (previous !== result.error) {
         log.info({ reason: result.error }, "VM unschedulable");
-        void recordEvent(this.o.kube, COMPONENT, vm as AnyObject, "Warning", "Unschedulable", result.error);
+        void this.event(vm, Reason.Unschedulable, result.error);
       }
       await this.status.write(vm, this.unschedulableStatus(vm, result.error));
       return { requeueAfterMs: UNSCHEDULABLE_RETRY_MS };
@@ -307,14 +304,7 @@ export class ClusterVmReconciler {
     await this.status.write(vm, this.placedStatus(withOrphanIdentity(vm, held), result.node));
     await this.awaitingAgent(vm, result.node);
     log.info({ node: result.node }, "VM placed");
-    void recordEvent(
-      this.o.kube,
-      COMPONENT,
-      vm as AnyObject,
-      "Normal",
-      "Scheduled",
-      `placed on node ${result.node}`,
-    );
+    void this.event(vm, Reason.Scheduled, `placed on node ${result.node}`);
     return undefined;
   }
 
@@ -322,29 +312,27 @@ export class ClusterVmReconciler {
    * A clone waits for its snapshot; then its disks are made and the hardware it takes recorded
    * (status.clonedFrom), and the next reconcile places it like any VM.
    */
-  private async prepareClone(vm: Vm): Promise<ReconcileResult | undefined> {
+  private async prepareClone(vm: Vm, log: Logger): Promise<ReconcileResult | undefined> {
     const ns = vm.metadata.namespace ?? "";
     const snap = this.o.snapshots?.get(vm.spec.source?.snapshot ?? "", ns);
     const plan = clonePlan(vm, snap, (n) => this.o.disks.get(n, ns));
     if ("wait" in plan) {
-      await this.status.write(vm, this.notPlacedStatus(vm, "WaitingForSnapshot", plan.wait, "reconciling"));
+      await this.notPlaced(vm, "WaitingForSnapshot", plan.wait, "reconciling", log);
       return { requeueAfterMs: CLONE_POLL_MS };
     }
     if ("refuse" in plan) {
-      await this.status.write(
-        vm,
-        this.notPlacedStatus(vm, plan.refuse.reason, plan.refuse.message, "stalled"),
-      );
+      await this.notPlaced(vm, plan.refuse.reason, plan.refuse.message, "stalled", log);
       return undefined;
     }
     await createCloneDisks(this.o.kube, vm, plan.disks ?? []);
     await this.clone.write(vm, { clonedFrom: plan.record });
-    void recordEvent(
-      this.o.kube,
-      COMPONENT,
-      vm as AnyObject,
-      "Normal",
-      "Cloning",
+    log.info(
+      { snapshot: plan.record.snapshot, disks: (plan.disks ?? []).map((d) => d.name) },
+      "VM cloned from a snapshot",
+    );
+    void this.event(
+      vm,
+      Reason.Cloning,
       `made from VMSnapshot ${plan.record.snapshot} of ${plan.record.vmName}: disks ${(plan.disks ?? []).map((d) => d.name).join(", ") || "none"}`,
     );
     return undefined;
@@ -355,12 +343,12 @@ export class ClusterVmReconciler {
    * there; a template made from a VM has its bases on their node already, so the VM's disks are
    * made at once (the VM then goes where they are); otherwise they are made once it is placed.
    */
-  private async prepareFromTemplate(vm: Vm): Promise<ReconcileResult | undefined> {
+  private async prepareFromTemplate(vm: Vm, log: Logger): Promise<ReconcileResult | undefined> {
     const ns = vm.metadata.namespace ?? "";
     const tpl = this.o.templates?.get(vm.spec.source?.template ?? "", ns);
     const plan = templateRecord(vm, tpl, (n) => this.o.disks.get(n, ns));
     if ("wait" in plan) {
-      await this.status.write(vm, this.notPlacedStatus(vm, "WaitingForTemplate", plan.wait, "reconciling"));
+      await this.notPlaced(vm, "WaitingForTemplate", plan.wait, "reconciling", log);
       return { requeueAfterMs: CLONE_POLL_MS };
     }
     const taken =
@@ -376,18 +364,16 @@ export class ClusterVmReconciler {
           : undefined;
     if (refuse || !("record" in plan)) {
       const r = refuse ?? { reason: "TemplateRefused", message: "" };
-      await this.status.write(vm, this.notPlacedStatus(vm, r.reason, r.message, "stalled"));
+      await this.notPlaced(vm, r.reason, r.message, "stalled", log);
       return undefined;
     }
     await this.clone.write(vm, { template: plan.record });
     const baseNode = sourceBaseNode(plan.record, (n) => this.o.disks.get(n, ns));
     if (baseNode) await createCloneDisks(this.o.kube, vm, childDiskSpecs(plan.record, baseNode));
-    void recordEvent(
-      this.o.kube,
-      COMPONENT,
-      vm as AnyObject,
-      "Normal",
-      "FromTemplate",
+    log.info({ template: plan.record.name, baseNode }, "VM made from a template");
+    void this.event(
+      vm,
+      Reason.FromTemplate,
       `made from VMTemplate ${plan.record.name} (generation ${plan.record.generation}): disks ${plan.record.disks.map((d) => d.vmDisk).join(", ") || "none"}`,
     );
     return undefined;
@@ -403,6 +389,20 @@ export class ClusterVmReconciler {
       sourceBaseNode(record, (n) => this.o.disks.get(n, ns)) ?? node,
     ).filter((d) => !this.o.disks.get(d.name, ns));
     if (missing.length) await createCloneDisks(this.o.kube, vm, missing);
+  }
+
+  /** Not placed yet: said in status, and logged once per new reason or message. */
+  private async notPlaced(
+    vm: Vm,
+    reason: string,
+    message: string,
+    state: "reconciling" | "stalled",
+    log: Logger,
+  ) {
+    const before = findCondition(vm.status?.conditions, "Scheduled");
+    if (before?.reason !== reason || before.message !== message)
+      log.info({ reason, why: message }, state === "stalled" ? "VM refused" : "VM waits");
+    await this.status.write(vm, this.notPlacedStatus(vm, reason, message, state));
   }
 
   private notPlacedStatus(

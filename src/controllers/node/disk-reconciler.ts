@@ -26,7 +26,6 @@ import {
   describeError,
   isTransient,
   type Kube,
-  recordEvent,
   removeFinalizer,
   splitKey,
 } from "../../runtime/kube.ts";
@@ -35,6 +34,8 @@ import { type Watchable, watchOwn } from "../../runtime/watch.ts";
 import { type ReconcileResult, TerminalError, type WorkQueue } from "../../runtime/workqueue.ts";
 import { linkedClonesOf } from "../cluster/disk-placement.ts";
 import { findCondition } from "../conditions.ts";
+import { type EventReason, Reason } from "../event-reasons.ts";
+import { type EventRecorder, eventRecorder } from "../events.ts";
 import { StatusWriter } from "../status-writer.ts";
 import type { Refusal } from "../tenant-policy.ts";
 import { DISK_VIEW } from "../watch-views.ts";
@@ -59,7 +60,7 @@ const RETRY_MS = 15_000;
 /** At most one progress write per this interval during an import. */
 const PROGRESS_WRITE_MS = 2_000;
 /** A volume of the disk's name exists that this cluster's disk cannot prove it made. */
-export const VOLUME_NOT_OWNED = "VolumeNotOwned";
+export const VOLUME_NOT_OWNED = Reason.VolumeNotOwned;
 
 /** The node disk reconciler reacts to the disks placed on this node (and deletions). */
 export function watchNodeDisks(queue: WorkQueue, disks: Watchable<Disk>, nodeName: string): void {
@@ -105,12 +106,14 @@ export interface NodeDiskReconcilerOptions {
 
 export class NodeDiskReconciler {
   private readonly o: NodeDiskReconcilerOptions;
+  private readonly event: EventRecorder;
   private readonly memory = new Map<string, DiskMemory>();
   private readonly status: StatusWriter;
   private readonly marks: VolumeMarks;
 
   constructor(options: NodeDiskReconcilerOptions) {
     this.o = options;
+    this.event = eventRecorder(options.kube, COMPONENT);
     this.marks = new VolumeMarks(options.libvirt, options.clusterId);
     this.status = new StatusWriter(options.kube, {
       kind: VMDiskKind,
@@ -156,7 +159,7 @@ export class NodeDiskReconciler {
     if (refusal) {
       if (findCondition(disk.status?.conditions, "Stalled")?.message !== refusal.message) {
         log.warn({ reason: refusal.reason, field: refusal.field }, refusal.message);
-        void this.event(disk, "Warning", refusal.reason, refusal.message);
+        void this.event(disk, refusal.reason, refusal.message);
       }
       await this.report(disk, mem, { failure: { reason: refusal.reason, message: refusal.message } });
       return { requeueAfterMs: RETRY_MS };
@@ -190,7 +193,7 @@ export class NodeDiskReconciler {
       const message = refusedVolumeMessage(volName, poolName, this.o.nodeName);
       if (findCondition(disk.status?.conditions, "Stalled")?.message !== message) {
         log.warn({ volume: volName, pool: poolName }, "volume not this cluster's disk's: left untouched");
-        void this.event(disk, "Warning", VOLUME_NOT_OWNED, message);
+        void this.event(disk, VOLUME_NOT_OWNED, message);
       }
       await this.report(disk, mem, { phase: "Pending", failure: { reason: VOLUME_NOT_OWNED, message } });
       return { requeueAfterMs: RETRY_MS };
@@ -230,7 +233,7 @@ export class NodeDiskReconciler {
       if (mem.lastOperation?.message !== message) {
         mem.lastOperation = op("Resize", "Failed", message);
         log.warn({ bytes: wantBytes }, message);
-        void this.event(disk, "Warning", "ResizeRefused", message);
+        void this.event(disk, Reason.ResizeRefused, message);
       }
     } else if (info.capacity < wantBytes) {
       mem.phase = "Resizing";
@@ -240,14 +243,14 @@ export class NodeDiskReconciler {
         const how = await growVolume(this.o.libvirt, vol, path, wantBytes, disk.spec.sparse === false);
         mem.lastOperation = finished(mem.lastOperation, "Succeeded", `grown to ${wantBytes} bytes ${how}`);
         log.info({ bytes: wantBytes, how }, "volume grown");
-        void this.event(disk, "Normal", "Resized", `grown to ${wantBytes} bytes ${how}`);
+        void this.event(disk, Reason.Resized, `grown to ${wantBytes} bytes ${how}`);
       } catch (err) {
         // The volume is as usable as before: it stays Ready; the failure is told and retried.
         const message = `growing to ${wantBytes} bytes failed: ${describeError(err)}`;
         mem.phase = "Ready";
         mem.lastOperation = finished(mem.lastOperation, "Failed", message);
         log.warn({ err: describeError(err) }, "volume resize failed");
-        void this.event(disk, "Warning", "ResizeFailed", message);
+        void this.event(disk, Reason.ResizeFailed, message);
         await this.report(disk, mem, { path, pool: poolName, format, info }).catch(() => undefined);
         throw err;
       }
@@ -289,7 +292,7 @@ export class NodeDiskReconciler {
         { volume: volName },
         "volume adopted",
       );
-      void this.event(disk, "Normal", "Adopted", message);
+      void this.event(disk, Reason.Adopted, message);
       this.o.orphansChanged?.();
     }
     if ("own" in claim || "adopt" in claim || "mark" in claim) mem.complete = true;
@@ -337,7 +340,7 @@ export class NodeDiskReconciler {
         waiting,
         starting: cloning,
       });
-      if (made) this.done(disk, mem, log, "Cloned", made.message, started);
+      if (made) this.done(disk, mem, log, Reason.Cloned, made.message, started);
       return made?.vol;
     }
 
@@ -356,7 +359,7 @@ export class NodeDiskReconciler {
       const what = `disk ${snapDisk} of VMSnapshot ${snapName}`;
       await cloning(`copying ${what}`);
       const vol = await volumeFromSnapshot(this.o.libvirt, pool, definition, snap!, snapDisk, flags);
-      this.done(disk, mem, log, "Cloned", `copied from ${what}`, started);
+      this.done(disk, mem, log, Reason.Cloned, `copied from ${what}`, started);
       return vol;
     }
 
@@ -365,7 +368,7 @@ export class NodeDiskReconciler {
     // A sparse volume is there in milliseconds; only preallocation takes long enough to show.
     if (!sparse) await this.report(disk, mem, {});
     const vol = await this.o.libvirt.createVolume(pool, volumeXml(definition), flags);
-    this.done(disk, mem, log, "Created", `blank ${format} volume created`, started);
+    this.done(disk, mem, log, Reason.Created, `blank ${format} volume created`, started);
     return vol;
   }
 
@@ -408,18 +411,25 @@ export class NodeDiskReconciler {
       disk,
       mem,
       log,
-      "Imported",
+      Reason.Imported,
       `imported ${facts.format} image from ${shown} (${bytes} bytes)`,
       started,
     );
     return vol;
   }
 
-  private done(disk: Disk, mem: DiskMemory, log: Logger, reason: string, message: string, started: number) {
+  private done(
+    disk: Disk,
+    mem: DiskMemory,
+    log: Logger,
+    reason: EventReason,
+    message: string,
+    started: number,
+  ) {
     const ms = Date.now() - started;
     mem.lastOperation = finished(mem.lastOperation, "Succeeded", `${message} in ${ms} ms`);
     log.info({ ms }, message);
-    void this.event(disk, "Normal", reason, message);
+    void this.event(disk, reason, message);
   }
 
   /** Deleting: only once no VM uses the disk; wipe when asked, delete, release the finalizer. */
@@ -458,7 +468,7 @@ export class NodeDiskReconciler {
         const started = Date.now();
         await this.o.libvirt.wipeVolume(vol);
         log.info({ ms: Date.now() - started }, "volume wiped (zeroed)");
-        void this.event(disk, "Normal", "Wiped", "the volume was zeroed before deletion (wipeAfterDelete)");
+        void this.event(disk, Reason.Wiped, "the volume was zeroed before deletion (wipeAfterDelete)");
       }
       await this.o.libvirt.deleteVolume(vol);
       log.info("volume deleted");
@@ -491,7 +501,7 @@ export class NodeDiskReconciler {
       mem.failedOperation = mem.lastOperation;
       log.warn({ err: message }, "volume operation failed");
     }
-    void this.event(disk, "Warning", reason, message);
+    void this.event(disk, reason, message);
     const failure = { reason, message, ...(isTransient(err) ? { transient: true } : {}) };
     await this.report(disk, mem, { failure }).catch(() => undefined);
     throw err;
@@ -515,9 +525,5 @@ export class NodeDiskReconciler {
     const phase = seen.phase ?? mem.phase;
     if (mem.failedOperation && !seen.failure && phase !== "Ready" && phase !== "Resizing") return;
     await this.status.write(disk, agentDiskStatus(disk, mem, seen, new Date()));
-  }
-
-  private event(disk: Disk, type: "Normal" | "Warning", reason: string, message: string) {
-    return recordEvent(this.o.kube, COMPONENT, disk as AnyObject, type, reason, message);
   }
 }

@@ -4,6 +4,7 @@
 // own. The object's UID is not in the key: a restore (Velero, GitOps) gives the object a new
 // one, and the guest must run on, not start over.
 import { RESTART_ANNOTATION, type VirtualMachine } from "../../api/virtualmachine.ts";
+import { type EventReason, Reason } from "../event-reasons.ts";
 import { latestPowerRequest } from "./vm-decide.ts";
 import type { Progress } from "./vm-progress.ts";
 import { pendingFilesystemRequest } from "./vm-requests.ts";
@@ -25,9 +26,9 @@ export type DomainClaim =
   /** The earlier object may still exist (the cache lags), or the controller has not given a UUID yet. */
   | { wait: true }
   /** Of this name but not this VM's: never adopted, never destroyed. */
-  | { refuse: { reason: string; message: string } };
+  | { refuse: { reason: EventReason; message: string } };
 
-export const DOMAIN_NOT_ADOPTED = "DomainNotAdopted";
+export const DOMAIN_NOT_ADOPTED = Reason.DomainNotAdopted;
 
 export function decideDomainClaim(vm: VirtualMachine, domain: DomainSeenForClaim, node: string): DomainClaim {
   if (vm.metadata.uid && domain.recordedUid === vm.metadata.uid) return { own: true };

@@ -6,6 +6,7 @@
 import { realpath, stat } from "node:fs/promises";
 import { posix } from "node:path";
 import type { VirtualMachine } from "../../api/virtualmachine.ts";
+import { Reason } from "../event-reasons.ts";
 import type { Refusal } from "../tenant-policy.ts";
 
 /** The fields that name host files, as users write them. */
@@ -83,7 +84,7 @@ export function agentStateDirsOf(env: NodeJS.ProcessEnv, consoleLogDir: string):
   return dirs;
 }
 
-const REFUSED = "HostPathRefused";
+const REFUSED = Reason.HostPathRefused;
 
 /** DIR itself or anything below it. */
 export function isWithin(path: string, dir: string): boolean {

@@ -6,11 +6,13 @@ import { NODE_LABEL, type VirtualMachine } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
 import { type VMRestore, VMRestoreKind, type VMSnapshot } from "../../api/vmsnapshot.ts";
 import { DomainState, type LibvirtClient } from "../../hypervisor/libvirt/index.ts";
-import { type AnyObject, describeError, type Kube, recordEvent, splitKey } from "../../runtime/kube.ts";
+import { describeError, type Kube, splitKey } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn } from "../../runtime/watch.ts";
 import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
 import type { Standing } from "../conditions.ts";
+import { Reason } from "../event-reasons.ts";
+import { type EventRecorder, eventRecorder } from "../events.ts";
 import { StatusWriter } from "../status-writer.ts";
 import { type DomainLocks, diskLockKey, LOCK_RETRY_MS } from "./domain-locks.ts";
 import { ownedDomain } from "./owned-domain.ts";
@@ -71,6 +73,7 @@ export function watchNodeRestores(queue: WorkQueue, restores: Watchable<Restore>
 
 export class NodeRestoreReconciler {
   private readonly o: NodeRestoreReconcilerOptions;
+  private readonly event: EventRecorder;
   private readonly status: StatusWriter;
   /** Restores this agent finished, by UID, until the cache shows it. */
   private readonly settled = new Set<string>();
@@ -81,6 +84,7 @@ export class NodeRestoreReconciler {
 
   constructor(options: NodeRestoreReconcilerOptions) {
     this.o = options;
+    this.event = eventRecorder(options.kube, COMPONENT);
     this.status = new StatusWriter(options.kube, {
       kind: VMRestoreKind,
       fieldManager: COMPONENT,
@@ -115,6 +119,7 @@ export class NodeRestoreReconciler {
     const began = restore.status?.conditions?.find((c) => c.type === "Reconciling" && c.reason === RESTORING);
     if (began?.status === "True" && !this.running.has(uid))
       return this.fail(
+        log,
         restore,
         "Interrupted",
         "the node agent restarted while this restore ran; it is not run again (the VM may be stopped or partly restored): create a new VMRestore",
@@ -133,11 +138,12 @@ export class NodeRestoreReconciler {
     const ns = restore.metadata.namespace ?? "";
     const snap = this.o.snapshots.get(restore.spec.snapshotName, ns);
     // The controller judged these; the node checks again what it is about to act on.
-    if (!vm) return this.fail(restore, "VMGone", `VirtualMachine ${restore.spec.vmName} is gone`);
+    if (!vm) return this.fail(log, restore, "VMGone", `VirtualMachine ${restore.spec.vmName} is gone`);
     if (vm.metadata.deletionTimestamp)
-      return this.fail(restore, "VMDeleted", `VirtualMachine ${vm.metadata.name} is being deleted`);
+      return this.fail(log, restore, "VMDeleted", `VirtualMachine ${vm.metadata.name} is being deleted`);
     if (!snap?.status?.readyToUse || snap.status.vmUID !== vm.metadata.uid)
       return this.fail(
+        log,
         restore,
         "SnapshotNotUsable",
         `VMSnapshot ${restore.spec.snapshotName} cannot be restored to this VM`,
@@ -149,9 +155,10 @@ export class NodeRestoreReconciler {
       vm.metadata.name,
       vm.metadata.uid ?? "",
     );
-    if ("foreign" in owned) return this.fail(restore, "DomainConflict", owned.foreign);
+    if ("foreign" in owned) return this.fail(log, restore, "DomainConflict", owned.foreign);
     if ("missing" in owned)
       return this.fail(
+        log,
         restore,
         "NoDomain",
         `VirtualMachine ${vm.metadata.name} has no domain on ${this.o.nodeName}`,
@@ -196,7 +203,7 @@ export class NodeRestoreReconciler {
         `restore from snapshot ${snap.metadata.name} failed`,
         after.state !== DomainState.Shutoff,
       );
-      return this.fail(restore, "RestoreFailed", `the restore failed: ${describeError(err)}`);
+      return this.fail(log, restore, "RestoreFailed", `the restore failed: ${describeError(err)}`);
     } finally {
       this.running.delete(restore.metadata.uid ?? "");
     }
@@ -211,8 +218,8 @@ export class NodeRestoreReconciler {
       (notes.length ? `; ${notes.join("; ")}` : "");
     this.o.restored(`${ns}/${vm.metadata.name}`, `restored from snapshot ${snap.metadata.name}`, run);
     log.info({ ms: Date.now() - started, memory: done.memoryRestored }, "restored");
-    this.event(restore, "Normal", "Restored", what);
-    this.event(vm as AnyObject, "Normal", "Restored", `from snapshot ${snap.metadata.name}: ${what}`);
+    this.event(restore, Reason.Restored, what);
+    this.event(vm, Reason.Restored, `from snapshot ${snap.metadata.name}: ${what}`);
     // Done on the node whatever the API server says now: a failed write is retried, never the restore.
     await this.writeUntilDone(restore, {
       fields: {
@@ -227,13 +234,14 @@ export class NodeRestoreReconciler {
     return undefined;
   }
 
-  private async fail(restore: Restore, reason: string, message: string): Promise<undefined> {
+  private async fail(log: Logger, restore: Restore, reason: string, message: string): Promise<undefined> {
+    log.warn({ reason, err: message }, "restore failed");
     await this.write(
       restore,
       { phase: "Failed", complete: false, error: message },
       { state: "stalled", reason, message },
     );
-    this.event(restore, "Warning", "RestoreFailed", message);
+    this.event(restore, Reason.RestoreFailed, message);
     return undefined;
   }
 
@@ -251,9 +259,5 @@ export class NodeRestoreReconciler {
     await this.status.writeStanding(restore as Restore & { metadata: { name: string } }, fields, standing);
     if (fields.phase === "Succeeded" || fields.phase === "Failed")
       this.settled.add(restore.metadata.uid ?? "");
-  }
-
-  private event(obj: AnyObject, type: "Normal" | "Warning", reason: string, message: string) {
-    void recordEvent(this.o.kube, COMPONENT, obj, type, reason, message);
   }
 }

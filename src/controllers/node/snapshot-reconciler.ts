@@ -15,18 +15,13 @@ import {
 } from "../../api/vmsnapshot.ts";
 import { parseLiveDevices } from "../../hypervisor/domain/xml.ts";
 import { type DomainRef, type LibvirtClient, LibvirtError } from "../../hypervisor/libvirt/index.ts";
-import {
-  type AnyObject,
-  describeError,
-  type Kube,
-  recordEvent,
-  removeFinalizer,
-  splitKey,
-} from "../../runtime/kube.ts";
+import { type AnyObject, describeError, type Kube, removeFinalizer, splitKey } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
 import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
 import type { Standing } from "../conditions.ts";
+import { Reason } from "../event-reasons.ts";
+import { type EventRecorder, eventRecorder } from "../events.ts";
 import { StatusWriter } from "../status-writer.ts";
 import { type DomainLocks, diskLockKey, LOCK_RETRY_MS } from "./domain-locks.ts";
 import { ownedDomain } from "./owned-domain.ts";
@@ -98,6 +93,7 @@ export function restoreInFlight(r: VMRestore): boolean {
 
 export class NodeSnapshotReconciler {
   private readonly o: NodeSnapshotReconcilerOptions;
+  private readonly event: EventRecorder;
   private readonly status: StatusWriter;
   private readonly storage: StorageContext;
   /** Snapshots this agent finished, by UID, until the cache shows it (phase written). */
@@ -105,6 +101,7 @@ export class NodeSnapshotReconciler {
 
   constructor(options: NodeSnapshotReconcilerOptions) {
     this.o = options;
+    this.event = eventRecorder(options.kube, COMPONENT);
     this.storage = options;
     this.status = new StatusWriter(options.kube, {
       kind: VMSnapshotKind,
@@ -191,14 +188,15 @@ export class NodeSnapshotReconciler {
     }
     const deadlineMs = parseDuration(snap.spec.failureDeadline ?? DEFAULT_SNAPSHOT_DEADLINE) ?? 300_000;
     const deadlineAt = Date.parse(snap.metadata.creationTimestamp ?? "") + deadlineMs;
-    if ("foreign" in owned) return this.fail(snap, dom, "DomainConflict", owned.foreign);
+    if ("foreign" in owned) return this.fail(log, snap, dom, "DomainConflict", owned.foreign);
     // A take cut short (the agent restarted) may have left the guest saved: bring it back first.
     if (await recoverSavedGuest(this.storage, snap, dom))
       log.warn("an interrupted snapshot left the guest saved; restored it");
     if (!(Date.now() < deadlineAt))
-      return this.fail(snap, dom, "Timeout", "its failureDeadline passed before it could be taken");
+      return this.fail(log, snap, dom, "Timeout", "its failureDeadline passed before it could be taken");
     if (!vm || vm.metadata.uid !== st?.vmUID)
       return this.fail(
+        log,
         snap,
         dom,
         "VMGone",
@@ -206,6 +204,7 @@ export class NodeSnapshotReconciler {
       );
     if (!dom)
       return this.fail(
+        log,
         snap,
         dom,
         "NoDomain",
@@ -220,7 +219,7 @@ export class NodeSnapshotReconciler {
     await removeStored(this.storage, snap, vm, dom); // what an interrupted attempt left
     const domainDisks = parseLiveDevices(await this.o.libvirt.domainXml(dom)).disks;
     const plan = planSnapshot(vm, domainDisks, (n) => this.o.disks.get(n, ns), this.o.defaultPool, timestamp);
-    if ("refused" in plan) return this.fail(snap, dom, "NotPossible", plan.refused);
+    if ("refused" in plan) return this.fail(log, snap, dom, "NotPossible", plan.refused);
     await this.write(
       snap,
       { phase: "InProgress" },
@@ -256,7 +255,7 @@ export class NodeSnapshotReconciler {
         : err instanceof SnapshotRefused
           ? describeError(err)
           : `libvirt refused it: ${describeError(err)}`;
-      return this.fail(snap, dom, pastDeadline ? "Timeout" : "LibvirtError", why);
+      return this.fail(log, snap, dom, pastDeadline ? "Timeout" : "LibvirtError", why);
     }
     const notes = [plan.why, ...plan.skipped.map((s) => `not included: ${s}`), ...taken.notes];
     const message = `taken in ${Date.now() - started} ms: ${notes.join("; ")}`;
@@ -289,8 +288,8 @@ export class NodeSnapshotReconciler {
       { storedBytes: taken.storedBytes, ms: Date.now() - started, indications: taken.indications },
       "snapshot taken",
     );
-    this.event(snap, "Normal", "SnapshotTaken", message);
-    this.event(vm as AnyObject, "Normal", "SnapshotTaken", `snapshot ${snap.metadata.name}: ${message}`);
+    this.event(snap, Reason.SnapshotTaken, message);
+    this.event(vm, Reason.SnapshotTaken, `snapshot ${snap.metadata.name}: ${message}`);
     return undefined;
   }
 
@@ -316,11 +315,13 @@ export class NodeSnapshotReconciler {
   }
 
   private async fail(
+    log: Logger,
     snap: Snapshot,
     dom: DomainRef | undefined,
     reason: string,
     message: string,
   ): Promise<undefined> {
+    log.warn({ reason, err: message }, "snapshot failed");
     // The guest is never left saved or frozen by a snapshot that failed.
     await recoverSavedGuest(this.storage, snap, dom).catch(() => undefined);
     if (snap.spec.consistent && dom)
@@ -331,14 +332,14 @@ export class NodeSnapshotReconciler {
       this.o.vms.get(snap.spec.vmName, snap.metadata.namespace),
       dom,
     ).catch((err: unknown) =>
-      this.o.log.warn({ err: describeError(err) }, "cleaning a failed snapshot failed; tried again later"),
+      log.warn({ err: describeError(err) }, "cleaning a failed snapshot failed; tried again later"),
     );
     await this.write(
       snap,
       { phase: "Failed", readyToUse: false, error: message },
       { state: "stalled", reason, message },
     );
-    this.event(snap, "Warning", "SnapshotFailed", message);
+    this.event(snap, Reason.SnapshotFailed, message);
     return undefined;
   }
 
@@ -365,9 +366,5 @@ export class NodeSnapshotReconciler {
     );
     if (fields.phase === "Succeeded" || fields.phase === "Failed")
       this.settled.set(snap.metadata.uid ?? "", fields.phase);
-  }
-
-  private event(obj: AnyObject, type: "Normal" | "Warning", reason: string, message: string) {
-    void recordEvent(this.o.kube, COMPONENT, obj, type, reason, message);
   }
 }

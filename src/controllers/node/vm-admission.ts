@@ -6,6 +6,7 @@ import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import { desiredInterfaces } from "../../hypervisor/domain/from-spec.ts";
 import { ADMITTED_CONDITION } from "../cluster/vm-admission.ts";
 import { findCondition } from "../conditions.ts";
+import { isEventReason, Reason } from "../event-reasons.ts";
 import { networkRefusal, type Refusal, type TenantPolicy } from "../tenant-policy.ts";
 import { type NodeIdentityContext, nodeIdentityRefusal } from "./vm-identity-check.ts";
 import { type MediaContext, type ResolvedMedia, resolveVmMedia } from "./vm-media.ts";
@@ -33,7 +34,13 @@ export async function admitOnNode(vm: VirtualMachine, ctx: NodeAdmissionContext)
   // generation stands here too.
   const judged = findCondition(vm.status?.conditions, ADMITTED_CONDITION);
   if (judged?.status === "False" && judged.observedGeneration === vm.metadata.generation)
-    return { refused: { field: "", reason: judged.reason, message: judged.message } };
+    return {
+      refused: {
+        field: "",
+        reason: isEventReason(judged.reason) ? judged.reason : Reason.NotAdmitted,
+        message: judged.message,
+      },
+    };
   const policy = ctx.policyOf(namespace);
   const network = networkRefusal(
     desiredInterfaces(vm).filter((i) => i.plugged),

@@ -7,10 +7,11 @@ import { type DiskDevice, diskDeviceXml } from "../../hypervisor/domain/xml.ts";
 import { DomainAffect, type DomainRef, type LibvirtClient } from "../../hypervisor/libvirt/index.ts";
 import { describeError } from "../../runtime/kube.ts";
 import type { Logger } from "../../runtime/logging.ts";
+import { type EventReason, Reason } from "../event-reasons.ts";
 
 export interface PlugResult {
   /** An attach libvirt refused: the user sees it as the VM's Failure condition. */
-  failure?: { reason: string; message: string };
+  failure?: { reason: EventReason; message: string };
   /** Something is still in flight (a guest acknowledging an unplug): look again soon. */
   retry: boolean;
 }
@@ -57,7 +58,7 @@ export async function plugDisks(
       } catch (err) {
         const message = `attaching disk ${d.name} (${where}) failed: ${describeError(err)}`;
         log.warn({ disk: d.name, where, err: describeError(err) }, "disk attach failed");
-        result.failure = { reason: "HotplugFailed", message };
+        result.failure = { reason: Reason.HotplugFailed, message };
         result.retry = true;
       }
     }
@@ -110,7 +111,7 @@ export async function updateDevicesInPlace(
   updates: readonly string[],
   active: boolean,
   log: Logger,
-): Promise<{ reason: string; message: string } | undefined> {
+): Promise<{ reason: EventReason; message: string } | undefined> {
   for (const xml of updates) {
     try {
       await libvirt.updateDevice(
@@ -121,7 +122,7 @@ export async function updateDevicesInPlace(
       log.info({ domain: dom.name, device: xml.split("\n")[0] }, "device updated in place");
     } catch (err) {
       return {
-        reason: "DeviceUpdateFailed",
+        reason: Reason.DeviceUpdateFailed,
         message: `changing a device in place failed: ${describeError(err)}`,
       };
     }

@@ -12,6 +12,7 @@ import {
   LibvirtError,
 } from "../../hypervisor/libvirt/index.ts";
 import type { Logger } from "../../runtime/logging.ts";
+import { type EventReason, Reason } from "../event-reasons.ts";
 import { type PowerAction, pendingPowerRequest, ShutoffReason, stoppedSoonAfterStart } from "./vm-decide.ts";
 import { finished, op, type Progress } from "./vm-progress.ts";
 
@@ -23,7 +24,7 @@ export interface PowerContext {
   host: HostFacts;
   nodeName: string;
   log: Logger;
-  event: (type: "Normal" | "Warning", reason: string, message: string) => void;
+  event: (reason: EventReason, message: string) => void;
 }
 
 /** QEMU's refusal to continue a guest that must be reset first (after a panic, say). */
@@ -45,7 +46,7 @@ async function recover(
   const message = `${why}; QEMU needs a reset: the guest was forced off and runStrategy ${runStrategy} decides whether it starts again`;
   progress.lastOperation = op("Recover", "Succeeded", message);
   ctx.log.warn({ domain: dom.name, why }, "guest needed a reset; forced off");
-  ctx.event("Warning", "GuestNeedsReset", message);
+  ctx.event(Reason.GuestNeedsReset, message);
 }
 
 /**
@@ -83,6 +84,24 @@ function startedFresh(vm: VirtualMachine, progress: Progress, now: number) {
   if (request?.verb === "start") progress.powerRequestHandled = request.tag;
 }
 
+/** The Warning reason when libvirt fails ACTION (the steps without a libvirt call share one). */
+const POWER_ACTION_FAILED: { readonly [T in PowerAction["type"]]?: EventReason } = {
+  start: Reason.StartFailed,
+  shutdown: Reason.ShutdownFailed,
+  "press-again": Reason.PressAgainFailed,
+  destroy: Reason.DestroyFailed,
+  suspend: Reason.SuspendFailed,
+  resume: Reason.ResumeFailed,
+  "power-cycle": Reason.PowerCycleFailed,
+  reboot: Reason.RebootFailed,
+  reset: Reason.ResetFailed,
+  recover: Reason.RecoverFailed,
+};
+
+export function powerActionFailed(action: PowerAction["type"]): EventReason {
+  return POWER_ACTION_FAILED[action] ?? Reason.PowerActionFailed;
+}
+
 /** Runs ACTION; returns the domain (a start gives it an id) and when to look again. */
 export async function applyPowerAction(
   ctx: PowerContext,
@@ -117,7 +136,7 @@ export async function applyPowerAction(
       startedFresh(vm, progress, Date.now());
       progress.lastOperation = op("Start", "Succeeded", `started on ${ctx.nodeName}`);
       ctx.log.info({ domain: domainName, id: dom.id }, "domain started");
-      ctx.event("Normal", "Started", `domain ${domainName} started`);
+      ctx.event(Reason.Started, `domain ${domainName} started`);
       break;
     }
     case "shutdown":
@@ -127,11 +146,7 @@ export async function applyPowerAction(
       progress.powerCycle = undefined;
       progress.lastOperation = op("Stop", "Running", "ACPI shutdown requested; waiting for the guest");
       ctx.log.info({ domain: domainName }, "ACPI shutdown requested");
-      ctx.event(
-        "Normal",
-        "Stopping",
-        "ACPI shutdown requested; forced off if the guest does not stop in time",
-      );
+      ctx.event(Reason.Stopping, "ACPI shutdown requested; forced off if the guest does not stop in time");
       requeueAfterMs = POLL_MS;
       break;
     case "press-again":
@@ -158,7 +173,7 @@ export async function applyPowerAction(
         "stop cancelled: the VM should run again",
       );
       ctx.log.info({ domain: domainName }, "stop cancelled; the VM runs on");
-      ctx.event("Normal", "StopCancelled", "the VM should run again; no longer waiting for it to stop");
+      ctx.event(Reason.StopCancelled, "the VM should run again; no longer waiting for it to stop");
       requeueAfterMs = 0;
       break;
     case "recover":
@@ -170,7 +185,7 @@ export async function applyPowerAction(
       const message = `start request ${action.value.replace(/^start@/, "")} refused: the VM is frozen (annotation ${FROZEN_ANNOTATION}); unfreeze it first (kubectl vm unfreeze)`;
       progress.lastOperation = op("Start", "Failed", message);
       ctx.log.info({ domain: domainName, request: action.value }, "start request refused: frozen");
-      ctx.event("Warning", "StartRefused", message);
+      ctx.event(Reason.StartRefused, message);
       break;
     }
     case "mark-request-handled":
@@ -181,7 +196,8 @@ export async function applyPowerAction(
       if (progress.lastOperation?.phase !== "Pending") {
         const message = `the guest crashed ${(progress.quickCrashes ?? 0) + 1} time(s) in a row soon after starting; starting it again in ${Math.ceil(action.remainingMs / 1000)} s`;
         progress.lastOperation = op("Start", "Pending", message);
-        ctx.event("Warning", "CrashLoopBackOff", message);
+        ctx.log.info({ domain: domainName, waitMs: action.remainingMs }, "crash loop: start delayed");
+        ctx.event(Reason.CrashLoopBackOff, message);
       }
       requeueAfterMs = action.remainingMs;
       break;
@@ -202,12 +218,13 @@ export async function applyPowerAction(
             : "forced off after the grace period expired",
       );
       ctx.log.info({ domain: domainName, why: action.why }, "domain forced off");
-      ctx.event("Normal", "ForcedOff", progress.lastOperation.message ?? "forced off");
+      ctx.event(Reason.ForcedOff, progress.lastOperation.message ?? "forced off");
       break;
     case "suspend":
       await ctx.libvirt.suspendDomain(dom);
       progress.lastOperation = op("Pause", "Succeeded", "vCPUs suspended");
-      ctx.event("Normal", "Paused", "the VM was paused");
+      ctx.log.info({ domain: domainName }, "domain paused");
+      ctx.event(Reason.Paused, "the VM was paused");
       break;
     case "resume":
       try {
@@ -219,7 +236,8 @@ export async function applyPowerAction(
         break;
       }
       progress.lastOperation = op("Unpause", "Succeeded", "vCPUs resumed");
-      ctx.event("Normal", "Resumed", "the VM was resumed");
+      ctx.log.info({ domain: domainName }, "domain resumed");
+      ctx.event(Reason.Resumed, "the VM was resumed");
       break;
     case "power-cycle":
       await ctx.libvirt.shutdownDomain(dom, DomainShutdownFlags.AcpiPowerButton);
@@ -234,8 +252,7 @@ export async function applyPowerAction(
       );
       ctx.log.info({ domain: domainName, value: action.value }, "power cycle: ACPI shutdown, then start");
       ctx.event(
-        "Normal",
-        "Restarting",
+        Reason.Restarting,
         `restart requested (${action.value}); the VM stops and starts with its new definition`,
       );
       requeueAfterMs = POLL_MS;
@@ -247,7 +264,7 @@ export async function applyPowerAction(
       progress.restartHandled = action.value;
       progress.lastOperation = op("Reboot", "Running", `restart requested at ${action.value}`);
       ctx.log.info({ domain: domainName, value: action.value }, "ACPI reboot requested");
-      ctx.event("Normal", "Rebooting", `restart requested (${action.value})`);
+      ctx.event(Reason.Rebooting, `restart requested (${action.value})`);
       requeueAfterMs = POLL_MS;
       break;
     case "reset":
@@ -261,11 +278,7 @@ export async function applyPowerAction(
           `reset at once, as the restart request asked (${action.value})`,
         );
         ctx.log.info({ domain: domainName, value: action.value }, "guest reset (restart without grace)");
-        ctx.event(
-          "Normal",
-          "Reset",
-          `restart requested (${action.value}) without grace: the guest was reset`,
-        );
+        ctx.event(Reason.Reset, `restart requested (${action.value}) without grace: the guest was reset`);
         break;
       }
       progress.lastOperation = finished(
@@ -273,7 +286,8 @@ export async function applyPowerAction(
         "Succeeded",
         "reset after the grace period expired",
       );
-      ctx.event("Normal", "Reset", "the guest did not reboot in time and was reset");
+      ctx.log.info({ domain: domainName }, "guest reset: it did not reboot in time");
+      ctx.event(Reason.Reset, "the guest did not reboot in time and was reset");
       break;
     case "mark-restart-handled":
       progress.restartHandled = action.value;

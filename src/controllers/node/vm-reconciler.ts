@@ -32,12 +32,13 @@ import {
   objectGone,
   patchMetadata,
   readObject,
-  recordEvent,
   splitKey,
 } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import type { ReconcileResult } from "../../runtime/workqueue.ts";
 import { findCondition } from "../conditions.ts";
+import { type EventReason, Reason } from "../event-reasons.ts";
+import { type EventRecorder, eventRecorder } from "../events.ts";
 import { CONDITIONS_RULE } from "../status-diff.ts";
 import { StatusWriter } from "../status-writer.ts";
 import type { Refusal } from "../tenant-policy.ts";
@@ -49,7 +50,7 @@ import { admitOnNode, type NodeAdmissionContext } from "./vm-admission.ts";
 import { type DomainObservation, decidePower, PausedReason, ShutoffReason } from "./vm-decide.ts";
 import { diskStatus, plugDisks, updateDevicesInPlace } from "./vm-disks.ts";
 import { agentObservation, crashLooping } from "./vm-observation.ts";
-import { applyPowerAction, noteCrash, POLL_MS } from "./vm-power.ts";
+import { applyPowerAction, noteCrash, POLL_MS, powerActionFailed } from "./vm-power.ts";
 import { finished, op, type Progress, progressFromStatus, withMemory } from "./vm-progress.ts";
 import { answerFilesystemRequest, pendingRefresh } from "./vm-requests.ts";
 import {
@@ -104,6 +105,7 @@ export interface NodeVmReconcilerOptions {
 
 export class NodeVmReconciler {
   private readonly o: NodeVmReconcilerOptions;
+  private readonly event: EventRecorder;
   private readonly progress = new Map<string, Progress>();
   /** VMs last read from the API server because the cache lacks them. */
   private readonly uncached = new Set<string>();
@@ -111,6 +113,7 @@ export class NodeVmReconciler {
 
   constructor(options: NodeVmReconcilerOptions) {
     this.o = options;
+    this.event = eventRecorder(options.kube, COMPONENT);
     this.status = new StatusWriter(options.kube, {
       kind: VirtualMachineKind,
       fieldManager: AGENT_FIELD_MANAGER,
@@ -211,7 +214,7 @@ export class NodeVmReconciler {
         if (vm.metadata.deletionTimestamp) return this.finalize(key, vm, undefined, log);
         if (vm.status?.conditions?.find((c) => c.type === "Failure")?.message !== claim.refuse.message) {
           log.warn({ domain: domainName, err: claim.refuse.message }, "domain not taken over");
-          void this.event(vm, "Warning", claim.refuse.reason, claim.refuse.message);
+          void this.event(vm, claim.refuse.reason, claim.refuse.message);
         }
         return this.report(vm, domainName, undefined, { failure: claim.refuse });
       }
@@ -284,7 +287,7 @@ export class NodeVmReconciler {
       this.progress.set(key, adoptedProgress(vm, this.progressOf(key, vm)));
       this.progress.get(key)!.lastOperation = op("Adopt", "Succeeded", adopted);
       log.info({ domain: domainName }, "domain taken over");
-      void this.event(vm, "Normal", "Adopted", adopted);
+      void this.event(vm, Reason.Adopted, adopted);
       this.o.orphansChanged?.();
     }
     try {
@@ -297,13 +300,12 @@ export class NodeVmReconciler {
         );
         void this.event(
           vm,
-          "Normal",
           found ? "Redefined" : "Defined",
           `domain ${domainName} ${found ? "redefined" : "defined"} on ${this.o.nodeName}`,
         );
       }
     } catch (err) {
-      return this.failed(vm, domainName, undefined, "DefineFailed", err, log);
+      return this.failed(vm, domainName, undefined, Reason.DefineFailed, err, log);
     }
 
     let state = await this.o.libvirt.domainState(dom);
@@ -341,7 +343,7 @@ export class NodeVmReconciler {
     // A guest starts only with all its disks (KubeVirt waits for its volumes the same way).
     const diskWait = [...disks.blocked, ...disks.waiting].join("; ");
     const diskFailure = disks.blocked.length
-      ? { reason: "DiskUnavailable", message: disks.blocked.join("; ") }
+      ? { reason: Reason.DiskUnavailable, message: disks.blocked.join("; ") }
       : (plugged.failure ?? deviceFailure);
     // The VM made into a template never starts again while its disks are bases (one running
     // already is left running).
@@ -350,7 +352,7 @@ export class NodeVmReconciler {
       const said = progress.startRefusalSaid ?? findCondition(vm.status?.conditions, "Ready")?.message;
       if (said !== baseRefusal.message) {
         log.warn({ reason: baseRefusal.reason }, baseRefusal.message);
-        void this.event(vm, "Warning", baseRefusal.reason, baseRefusal.message);
+        void this.event(vm, baseRefusal.reason, baseRefusal.message);
       }
       progress.startRefusalSaid = baseRefusal.message;
       action = { type: "none" };
@@ -359,8 +361,10 @@ export class NodeVmReconciler {
     if (
       diskFailure &&
       vm.status?.conditions?.find((c) => c.type === "Failure")?.message !== diskFailure.message
-    )
-      void this.event(vm, "Warning", diskFailure.reason, diskFailure.message);
+    ) {
+      log.warn({ reason: diskFailure.reason, err: diskFailure.message }, "VM disks not usable");
+      void this.event(vm, diskFailure.reason, diskFailure.message);
+    }
     let requeueAfterMs: number | undefined;
     try {
       const done = await applyPowerAction(
@@ -369,7 +373,7 @@ export class NodeVmReconciler {
           host: this.o.host,
           nodeName: this.o.nodeName,
           log,
-          event: (type, reason, message) => void this.event(vm, type, reason, message),
+          event: (reason, message) => void this.event(vm, reason, message),
         },
         vm,
         definition,
@@ -380,7 +384,7 @@ export class NodeVmReconciler {
       dom = done.dom;
       requeueAfterMs = done.requeueAfterMs;
     } catch (err) {
-      return this.failed(vm, domainName, observation, `${capitalize(action.type)}Failed`, err, log);
+      return this.failed(vm, domainName, observation, powerActionFailed(action.type), err, log);
     }
 
     state = await this.o.libvirt.domainState(dom);
@@ -388,14 +392,15 @@ export class NodeVmReconciler {
     if (state.state === DomainState.Shutoff && progress.shutdownRequestedAt !== undefined) {
       progress.shutdownRequestedAt = undefined;
       progress.lastOperation = finished(progress.lastOperation, "Succeeded", "the guest powered off");
-      void this.event(vm, "Normal", "Stopped", "the guest powered off");
+      log.info({ domain: domainName }, "guest powered off");
+      void this.event(vm, Reason.Stopped, "the guest powered off");
       requeueAfterMs = 0; // a power cycle starts it again at once
     }
     progress.guestFilesystems = await answerFilesystemRequest(
       {
         libvirt: this.o.libvirt,
         log,
-        event: (type, reason, message) => void this.event(vm, type, reason, message),
+        event: (reason, message) => void this.event(vm, reason, message),
       },
       vm,
       dom,
@@ -457,7 +462,7 @@ export class NodeVmReconciler {
       if (changes.length) log.info({ changes }, "DHCP reservations updated");
     } catch (err) {
       log.warn({ err: describeError(err) }, "DHCP reservation failed");
-      void this.event(vm, "Warning", "DhcpReservationFailed", describeError(err));
+      void this.event(vm, Reason.DhcpReservationFailed, describeError(err));
     }
   }
 
@@ -539,7 +544,7 @@ export class NodeVmReconciler {
     const where = vm.status?.nodeName ? `node ${vm.status.nodeName}` : "another node";
     const message = `node ${this.o.nodeName} came back after the VM was placed on ${where}: its domain here was stopped and undefined`;
     log.warn({ domain: dom.name, placedOn: vm.status?.nodeName }, "domain fenced");
-    void this.event(vm, "Warning", "Fenced", message);
+    void this.event(vm, Reason.Fenced, message);
   }
 
   /** Refused before libvirt: nothing changes there; said once in a Failure condition and an Event. */
@@ -555,7 +560,7 @@ export class NodeVmReconciler {
         { reason: refusal.reason, field: refusal.field, err: refusal.message },
         "VM refused on the node",
       );
-      void this.event(vm, "Warning", refusal.reason, refusal.message);
+      void this.event(vm, refusal.reason, refusal.message);
     }
     const state = dom ? await this.o.libvirt.domainState(dom) : undefined;
     const domain =
@@ -570,7 +575,7 @@ export class NodeVmReconciler {
     vm: VirtualMachine,
     domainName: string,
     domain: DomainObservation | undefined,
-    reason: string,
+    reason: EventReason,
     err: unknown,
     log: Logger,
   ): Promise<never> {
@@ -578,7 +583,7 @@ export class NodeVmReconciler {
     // Said once; retries (with backoff) that fail the same way only count.
     if (vm.status?.conditions?.find((c) => c.type === "Failure")?.message !== message)
       log.warn({ reason, err: message }, "domain action failed");
-    void this.event(vm, "Warning", reason, message);
+    void this.event(vm, reason, message);
     const failure = { reason, message, ...(isTransient(err) ? { transient: true } : {}) };
     await this.report(vm, domainName, domain, { failure }).catch(() => undefined);
     throw err;
@@ -591,14 +596,18 @@ export class NodeVmReconciler {
     partial: Partial<AgentObservation>,
     requeueAfterMs?: number,
   ): Promise<ReconcileResult | undefined> {
-    const memory = this.progress.get(`${vm.metadata.namespace}/${vm.metadata.name}`);
+    const key = `${vm.metadata.namespace}/${vm.metadata.name}`;
+    const memory = this.progress.get(key);
     // Asked to look now: the domain was just read; the statistics are sampled before answering.
     const refresh = pendingRefresh(vm, memory?.refreshHandled);
     if (refresh) {
       await this.o
         .refreshStatistics?.()
         .catch((err: unknown) =>
-          this.o.log.warn({ err: describeError(err) }, "statistics for a refresh request failed"),
+          forObject(this.o.log, "VirtualMachine", key).warn(
+            { err: describeError(err) },
+            "statistics for a refresh request failed",
+          ),
         );
       if (memory) memory.refreshHandled = refresh;
     }
@@ -609,12 +618,4 @@ export class NodeVmReconciler {
     await this.status.write(vm, agentStatus(memory ? withMemory(vm, memory) : vm, observation, new Date()));
     return requeueAfterMs === undefined ? undefined : { requeueAfterMs };
   }
-
-  private event(vm: VirtualMachine, type: "Normal" | "Warning", reason: string, message: string) {
-    return recordEvent(this.o.kube, COMPONENT, vm as AnyObject, type, reason, message);
-  }
-}
-
-function capitalize(s: string): string {
-  return s.replace(/(^|-)(\w)/g, (_m, _d, c: string) => c.toUpperCase());
 }

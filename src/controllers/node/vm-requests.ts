@@ -10,6 +10,7 @@ import {
 import type { DomainRef, LibvirtClient } from "../../hypervisor/libvirt/index.ts";
 import { describeError } from "../../runtime/kube.ts";
 import type { Logger } from "../../runtime/logging.ts";
+import { type EventReason, Reason } from "../event-reasons.ts";
 import { newestRequest } from "./vm-decide.ts";
 
 export type GuestFilesystems = NonNullable<VirtualMachineStatus["guestFilesystems"]>;
@@ -34,7 +35,7 @@ export function pendingFilesystemRequest(
 export interface FilesystemContext {
   libvirt: LibvirtClient;
   log: Logger;
-  event: (type: "Normal" | "Warning", reason: string, message: string) => void;
+  event: (reason: EventReason, message: string) => void;
 }
 
 /**
@@ -58,24 +59,25 @@ export async function answerFilesystemRequest(
   });
   if (!running) {
     const message = `cannot ${request.verb} the guest's file systems: the VM is not running`;
-    ctx.event("Warning", "FilesystemRequestFailed", message);
+    ctx.log.info({ request: request.tag }, message);
+    ctx.event(Reason.FilesystemRequestFailed, message);
     return answered(false, message);
   }
   try {
     if (request.verb === "freeze") {
       const count = await ctx.libvirt.domainFSFreeze(dom, [], 0, FILESYSTEM_REQUEST_MS);
       ctx.log.info({ request: request.tag, filesystems: count }, "guest file systems frozen");
-      ctx.event("Normal", "FilesystemsFrozen", `${count} file system(s) frozen by the guest agent`);
+      ctx.event(Reason.FilesystemsFrozen, `${count} file system(s) frozen by the guest agent`);
       return answered(true);
     }
     const count = await ctx.libvirt.domainFSThaw(dom, [], 0, FILESYSTEM_REQUEST_MS);
     ctx.log.info({ request: request.tag, filesystems: count }, "guest file systems thawed");
-    ctx.event("Normal", "FilesystemsThawed", `${count} file system(s) thawed by the guest agent`);
+    ctx.event(Reason.FilesystemsThawed, `${count} file system(s) thawed by the guest agent`);
     return answered(false);
   } catch (err) {
     const message = `the guest agent did not ${request.verb} the file systems: ${describeError(err)}`;
     ctx.log.warn({ request: request.tag, err: describeError(err) }, "file-system request failed");
-    ctx.event("Warning", "FilesystemRequestFailed", message);
+    ctx.event(Reason.FilesystemRequestFailed, message);
     // A failed thaw leaves them as they were; a failed freeze froze nothing (libvirt thaws on error).
     return answered(request.verb === "thaw" ? (was?.frozen ?? false) : false, message);
   }

@@ -156,7 +156,7 @@ export function resolveDisks(
  */
 export function templateBaseRefusal(
   bases: readonly BaseUse[],
-): { reason: string; message: string } | undefined {
+): { reason: "TemplateBase"; message: string } | undefined {
   const refused = bases.filter((b) => !b.askedReadOnly);
   if (!refused.length) return undefined;
   const which = refused
