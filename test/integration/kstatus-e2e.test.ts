@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { FROZEN_ANNOTATION } from "../../src/api/virtualmachine.ts";
 import { type ArgoHealthStatus, argoHealth } from "../support/argocd.ts";
 import { ensureGuest, type Guest, guestVmSpec } from "../support/guest.ts";
 import { kstatus } from "../support/kstatus.ts";
@@ -153,6 +154,23 @@ describe("kstatus (upstream and Flux) and Argo CD health on every kind, in every
     await applyObject("VMTemplate", ns, "tpl", { template: { memory: "128Mi" } });
     await expectKstatus("vmrestore", "restore", "Failed");
     await expectKstatus("vmtemplate", "tpl", "Current");
+  });
+
+  it("a frozen VM is Current (Suspended); a restore waiting for its snapshot InProgress; a disk in a pool not allowed Failed", async () => {
+    await applyObject("VirtualMachine", ns, "iced", vmSpec({ runStrategy: "Halted" }), {
+      annotations: { [FROZEN_ANNOTATION]: "true" },
+    });
+    assert.equal(await expectKstatus("virtualmachine", "iced", "Current", is("Frozen")), "Suspended");
+    // "pinned" cannot be placed, so its snapshot waits for it, and a restore of that snapshot waits too.
+    await applyObject("VMSnapshot", ns, "pinned-snap", { vmName: "pinned", failureDeadline: "10m" });
+    await applyObject("VMRestore", ns, "pinned-restore", { vmName: "pinned", snapshotName: "pinned-snap" });
+    await expectKstatus("vmsnapshot", "pinned-snap", "InProgress");
+    assert.equal(await expectKstatus("vmrestore", "pinned-restore", "InProgress"), "Progressing");
+    await applyObject("VMDisk", ns, "elsewhere", {
+      provisionedSize: "64Mi",
+      storagePool: "not-allowed-here",
+    });
+    assert.equal(await expectKstatus("vmdisk", "elsewhere", "Failed"), "Degraded");
   });
 
   it("a snapshot of a stopped VM that succeeds and a restore of it are Current (Healthy)", async () => {
