@@ -35,8 +35,12 @@ let odd: TestNode[] = [];
 const targetsOf = async (name: string) =>
   (await getObject<VMTemplate>("vmtemplate", ns, name))?.status?.targetNodes ?? [];
 
+/**
+ * A node whose agent just stopped (the stack's own, stopped by the previous test file) stays a
+ * target until its heartbeat is 40 s old and the template's next 30 s recheck: wait past both.
+ */
 async function waitForTargets(name: string, want: string[]) {
-  const deadline = Date.now() + 60_000;
+  const deadline = Date.now() + 100_000;
   let seen: string[] = [];
   while (Date.now() < deadline) {
     seen = await targetsOf(name);
