@@ -8,6 +8,7 @@
 //        URLs may reach besides global unicast addresses), IMAGE_MAX_BYTES (largest image;
 //        default 64Gi), LIBVIRT_TEST_DRIVER ("true": tests and
 //        benchmarks on libvirt's test driver, see offerTestDriverDomains; never in the chart),
+//        CPU_OVERCOMMIT (vCPUs per host CPU the running guests may take; the controller's value, default 8),
 //        STUCK_WORKER_SECONDS (liveness fails when a reconcile runs longer; default 8 h),
 //        LIBVIRT_UNREACHABLE_SECONDS (liveness fails when libvirt is away longer; default 120),
 //        TENANT_ALLOWED_NETWORKS, TENANT_ALLOWED_STORAGE_POOLS, TENANT_DISK_BYTES_LIMIT (what
@@ -32,6 +33,7 @@ import {
 } from "../controllers/node/image-limits.ts";
 import { agentStateDirsOf, mediaDirsFromEnv, snapshotMemoryDirOf } from "../controllers/node/media-paths.ts";
 import { runNodePublisher } from "../controllers/node/node-publisher.ts";
+import { cpuOvercommitOf, NodeRoom } from "../controllers/node/node-room.ts";
 import { OrphanReporter } from "../controllers/node/orphans.ts";
 import { PoolMetrics } from "../controllers/node/pool-metrics.ts";
 import { NodeRestoreReconciler, watchNodeRestores } from "../controllers/node/restore-reconciler.ts";
@@ -48,7 +50,7 @@ import { DISK_VIEW } from "../controllers/watch-views.ts";
 import { offerTestDriverDomains, parseCapabilities } from "../hypervisor/capabilities.ts";
 import { parseOwnership } from "../hypervisor/domain/xml.ts";
 import { overdueBy } from "../hypervisor/libvirt/deadlines.ts";
-import { DomainXmlFlags, LibvirtClient, unlessNotFound } from "../hypervisor/libvirt/index.ts";
+import { DomainXmlFlags, LibvirtClient, ListDomains, unlessNotFound } from "../hypervisor/libvirt/index.ts";
 import { fitTestDriver } from "../hypervisor/test-driver.ts";
 import { connectKube, kindInformer, startInformerSynced } from "../runtime/kube.ts";
 import { createLogger } from "../runtime/logging.ts";
@@ -101,6 +103,7 @@ async function main() {
   offerTestDriverDomains(testDriver);
   if (testDriver) fitTestDriver(libvirt);
   const host = parseCapabilities(await libvirt.capabilities());
+  const room = await runningRoom(libvirt, nodeName);
   const registry = newRegistry("agent");
   const informer = kindInformer<VirtualMachine & KubernetesObject>(
     kube,
@@ -180,6 +183,7 @@ async function main() {
         .filter((s) => s.spec.vmName === vm.metadata.name && s.status?.vmUID === vm.metadata.uid)
         .reduce((sum, s) => sum + (s.status?.storedBytes ?? 0), 0),
     orphansChanged: () => orphans.changed(),
+    room,
     log,
   });
   // Four at a time measured better than sixteen for a burst of 20 (make bench): QEMU start-up
@@ -376,3 +380,18 @@ main().catch((err) => {
   log.fatal({ err: (err as Error).message, stack: (err as Error).stack }, "agent failed to start");
   process.exit(1);
 });
+
+/** What the guests running on this node take now (libvirt's word), for starts to fit beside. */
+async function runningRoom(libvirt: LibvirtClient, nodeName: string): Promise<NodeRoom> {
+  const info = await libvirt.nodeInfo();
+  const room = new NodeRoom(
+    nodeName,
+    () => ({ cpus: info.cpus, memoryBytes: info.memoryKiB * 1024 }),
+    cpuOvercommitOf(process.env.CPU_OVERCOMMIT),
+  );
+  for (const dom of await libvirt.listAllDomains(ListDomains.Active)) {
+    const i = await unlessNotFound(libvirt.domainInfo(dom));
+    if (i) room.observe(dom.name, { cpus: i.vcpus, memoryBytes: i.maxMemKiB * 1024 });
+  }
+  return room;
+}

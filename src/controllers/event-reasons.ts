@@ -24,6 +24,14 @@ export const EVENT_REASONS = {
   // Placement and admission (controller).
   Scheduled: normal([VM, DISK], "placed on a node"),
   Unschedulable: warn([VM, DISK], "no node can take it now (retried)"),
+  InsufficientCapacity: warn(
+    [VM],
+    "a stopped VM asked to start finds its node without room beside the guests running there (retried; moved where its disks allow)",
+  ),
+  MovedForRoom: normal(
+    [VM],
+    "a VM that could not start on its node for lack of room was placed on another one",
+  ),
   NetworkNotAllowed: warn([VM], "an interface uses a network its namespace may not use"),
   StoragePoolNotAllowed: warn([DISK], "its storage pool is not allowed in its namespace"),
   DiskBytesLimitExceeded: warn([DISK, SNAP], "it would take its namespace over its disk byte limit"),
@@ -79,7 +87,10 @@ export const EVENT_REASONS = {
   HotplugFailed: warn([VM], "a disk could not be attached or detached while running"),
   DeviceUpdateFailed: warn([VM], "a running device (e.g. CD-ROM medium) could not be changed"),
   DhcpReservationFailed: warn([VM], "the DHCP reservation for an interface could not be written"),
-  Fenced: warn([VM], "a node came back after the VM was placed elsewhere: its domain there was removed"),
+  Fenced: warn(
+    [VM],
+    "the VM was placed on another node (its node came back after being lost, or it moved to start where there is room): its domain on the old node was removed",
+  ),
   // Power (agent).
   Started: normal([VM], "the domain was started"),
   Stopping: normal([VM], "ACPI shutdown requested"),

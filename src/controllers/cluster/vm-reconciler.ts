@@ -31,7 +31,8 @@ import { namesDisk, nodeOfVmDisks } from "./disk-placement.ts";
 import type { PlacementBook } from "./disk-reconciler.ts";
 import type { HeartbeatView } from "./heartbeat-clock.ts";
 import { orphanPlacementOfVm, withOrphanIdentity } from "./orphan-placement.ts";
-import { type NodeView, nodeView, type PlacementPolicy, place } from "./placement.ts";
+import { type NodeView, nodeView, type PlacementPolicy, type PlacementRequest, place } from "./placement.ts";
+import { movableForRoom } from "./room-move.ts";
 import { childDiskSpecs, sourceBaseNode, takenDiskName, templateRecord } from "./template-plan.ts";
 import { ADMITTED_CONDITION, clusterRefusal } from "./vm-admission.ts";
 import { InterfaceAssigner } from "./vm-interfaces.ts";
@@ -240,6 +241,9 @@ export class ClusterVmReconciler {
       return undefined;
     }
     if (placedOn) {
+      // No room to start on its node: another node may have some now, or later.
+      const movable = !refusal && movableForRoom(vm, placedOn, (d) => this.o.disks.get(d, namespace));
+      if (movable && (await this.moveForRoom(vm, placedOn, log))) return undefined;
       if (
         vm.metadata.labels?.[NODE_LABEL] !== placedOn ||
         !vm.metadata.finalizers?.includes(DOMAIN_FINALIZER)
@@ -251,7 +255,7 @@ export class ClusterVmReconciler {
       if (vm.status?.template) await this.makeTemplateDisks(vm, placedOn);
       await this.awaitingAgent(vm, placedOn);
       if (vm.metadata.labels?.[NODE_LABEL] === placedOn) this.assumed.delete(key);
-      return undefined;
+      return movable ? { requeueAfterMs: UNSCHEDULABLE_RETRY_MS } : undefined;
     }
 
     if (vm.spec.source?.snapshot && !vm.status?.clonedFrom) return this.prepareClone(vm, log);
@@ -268,25 +272,7 @@ export class ClusterVmReconciler {
       held ??
       ("error" in disksOn
         ? disksOn
-        : place(
-            {
-              hypervisor: vm.spec.hypervisor ?? "kvm",
-              cpus: need.cpus,
-              memoryBytes: need.memoryBytes,
-              ...(vm.spec.nodeName ? { nodeName: vm.spec.nodeName } : {}),
-              ...(vm.spec.nodeSelector ? { nodeSelector: vm.spec.nodeSelector } : {}),
-              ...(disksOn.node ? { disksNode: { node: disksOn.node, disk: disksOn.disk ?? "" } } : {}),
-              networks: [
-                ...new Set(
-                  desiredInterfaces(vm)
-                    .filter((i) => i.plugged)
-                    .map((i) => i.network),
-                ),
-              ],
-            },
-            this.nodeViews(key),
-            this.o.policy,
-          ));
+        : place(placementRequest(vm, disksOn), this.nodeViews(key), this.o.policy));
     if ("error" in result) {
       const previous = vm.status?.conditions?.find((c) => c.type === "Scheduled")?.message;
       if (previous !== result.error) {
@@ -306,6 +292,26 @@ export class ClusterVmReconciler {
     log.info({ node: result.node }, "VM placed");
     void this.event(vm, Reason.Scheduled, `placed on node ${result.node}`);
     return undefined;
+  }
+
+  /**
+   * Its node's agent will not start it for lack of room, and nothing ties it there: placed on a
+   * node with room, if one has. Status first: the old node's agent then leaves the domain alone
+   * until the label moves, and stops and undefines it once it does (fence).
+   */
+  private async moveForRoom(vm: Vm, from: string, log: Logger): Promise<boolean> {
+    const key = keyOf(vm);
+    const views = this.nodeViews(key).filter((n) => n.name !== from);
+    const result = place(placementRequest(vm, {}), views, this.o.policy);
+    if ("error" in result) return false;
+    this.assumed.set(key, { node: result.node, ...resourcesOf(vm) });
+    this.o.book.vmNodes.set(key, result.node);
+    await this.status.write(vm, this.placedStatus(vm, result.node));
+    await this.labelAndHold(vm, result.node);
+    const message = `node ${from} had no room to start it: placed on node ${result.node}`;
+    log.info({ from, node: result.node }, "VM moved for room");
+    void this.event(vm, Reason.MovedForRoom, message);
+    return true;
   }
 
   /**
@@ -508,6 +514,26 @@ export class ClusterVmReconciler {
       new Date(),
     );
   }
+}
+
+/** What placing VM asks of a node; DISKS_ON is the node its node-local disks pin it to. */
+function placementRequest(vm: Vm, disksOn: { node?: string; disk?: string }): PlacementRequest {
+  const need = resourcesOf(vm);
+  return {
+    hypervisor: vm.spec.hypervisor ?? "kvm",
+    cpus: need.cpus,
+    memoryBytes: need.memoryBytes,
+    ...(vm.spec.nodeName ? { nodeName: vm.spec.nodeName } : {}),
+    ...(vm.spec.nodeSelector ? { nodeSelector: vm.spec.nodeSelector } : {}),
+    ...(disksOn.node ? { disksNode: { node: disksOn.node, disk: disksOn.disk ?? "" } } : {}),
+    networks: [
+      ...new Set(
+        desiredInterfaces(vm)
+          .filter((i) => i.plugged)
+          .map((i) => i.network),
+      ),
+    ],
+  };
 }
 
 /** Admitted=False while refused; True once a refused VM was fixed; absent when never refused. */

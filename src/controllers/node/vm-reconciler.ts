@@ -5,7 +5,7 @@ import type { KubernetesObject } from "@kubernetes/client-node";
 import { DOMAIN_FINALIZER, type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
 import { resolveDisks, templateBaseRefusal } from "../../hypervisor/domain/disks.ts";
-import { domainDefinitionFor, domainNameOf } from "../../hypervisor/domain/from-spec.ts";
+import { domainDefinitionFor, domainNameOf, resourcesOf } from "../../hypervisor/domain/from-spec.ts";
 import {
   buildDomainXml,
   type HostFacts,
@@ -46,6 +46,7 @@ import { effectiveVm } from "../vm-clone.ts";
 import { desiredReservations, syncReservations } from "./dhcp.ts";
 import { adoptedProgress, decideDomainClaim } from "./domain-claim.ts";
 import { type DomainLocks, LOCK_RETRY_MS } from "./domain-locks.ts";
+import type { NodeRoom } from "./node-room.ts";
 import { admitOnNode, type NodeAdmissionContext } from "./vm-admission.ts";
 import { type DomainObservation, decidePower, PausedReason, ShutoffReason } from "./vm-decide.ts";
 import { diskStatus, plugDisks, updateDevicesInPlace } from "./vm-disks.ts";
@@ -65,6 +66,8 @@ import { volumePathsOf } from "./volume-paths.ts";
 const COMPONENT = "libvirt-operator-agent";
 /** A disk attach libvirt refused (reported in status) is tried again this often, not at once. */
 const PLUG_RETRY_MS = 60_000;
+/** A VM waiting for room on this node looks again this often (guests stopping free it). */
+const ROOM_RECHECK_MS = 30_000;
 /** A VM of ours missing from the cache is read from the API server again this often. */
 const UNCACHED_POLL_MS = 10_000;
 
@@ -100,6 +103,8 @@ export interface NodeVmReconcilerOptions {
   snapshotBytes?: (vm: VirtualMachine) => number;
   /** A domain became an orphan or was taken over: the orphan report is made again. */
   orphansChanged?: () => void;
+  /** What the guests running here take: a start must fit beside them. */
+  room?: NodeRoom;
   log: Logger;
 }
 
@@ -358,6 +363,17 @@ export class NodeVmReconciler {
       action = { type: "none" };
     } else if (!baseRefusal) progress.startRefusalSaid = undefined;
     if (action.type === "start" && diskWait) action = { type: "none" };
+    // Room is claimed only for a start that goes ahead; a stopped VM reserved none.
+    const noRoom = action.type === "start" ? this.o.room?.claim(domainName, resourcesOf(vm)) : undefined;
+    if (noRoom) {
+      const said = progress.startRefusalSaid ?? findCondition(vm.status?.conditions, "Ready")?.message;
+      if (said !== noRoom.message) {
+        log.warn({ reason: noRoom.reason }, noRoom.message);
+        void this.event(vm, noRoom.reason, noRoom.message);
+      }
+      progress.startRefusalSaid = noRoom.message;
+      action = { type: "none" };
+    }
     if (
       diskFailure &&
       vm.status?.conditions?.find((c) => c.type === "Failure")?.message !== diskFailure.message
@@ -384,11 +400,13 @@ export class NodeVmReconciler {
       dom = done.dom;
       requeueAfterMs = done.requeueAfterMs;
     } catch (err) {
+      if (action.type === "start") this.o.room?.observe(domainName, undefined);
       return this.failed(vm, domainName, observation, powerActionFailed(action.type), err, log);
     }
 
     state = await this.o.libvirt.domainState(dom);
     observation = { ...state, id: state.state === DomainState.Shutoff ? -1 : dom.id };
+    this.o.room?.observe(domainName, state.state === DomainState.Shutoff ? undefined : resourcesOf(vm));
     if (state.state === DomainState.Shutoff && progress.shutdownRequestedAt !== undefined) {
       progress.shutdownRequestedAt = undefined;
       progress.lastOperation = finished(progress.lastOperation, "Succeeded", "the guest powered off");
@@ -432,13 +450,21 @@ export class NodeVmReconciler {
           this.o.snapshotBytes?.(vm) ?? 0,
         ),
         ...(diskWait ? { waiting: diskWait } : {}),
-        ...(baseRefusal ? { startRefused: baseRefusal } : {}),
+        ...(baseRefusal || noRoom ? { startRefused: baseRefusal ?? noRoom } : {}),
         ...(crashLooping(progress, state.state, Date.now()) ? { crashLoops: progress.quickCrashes } : {}),
         ...(diskFailure ? { failure: diskFailure } : {}),
         ...(diskErrors ? { diskErrors } : {}),
       },
       // Paused on an I/O error: look again soon (libvirt may name the disk a moment later).
-      requeueAfterMs ?? (plugged.failure ? PLUG_RETRY_MS : plugged.retry || diskErrors ? POLL_MS : undefined),
+      // Waiting for room: a guest stopping here frees it without any event of this VM's.
+      requeueAfterMs ??
+        (noRoom
+          ? ROOM_RECHECK_MS
+          : plugged.failure
+            ? PLUG_RETRY_MS
+            : plugged.retry || diskErrors
+              ? POLL_MS
+              : undefined),
     );
   }
 
@@ -527,6 +553,7 @@ export class NodeVmReconciler {
       dom,
       DomainUndefineFlags.ManagedSave | DomainUndefineFlags.SnapshotsMetadata | DomainUndefineFlags.Nvram,
     );
+    this.o.room?.observe(dom.name, undefined);
     log.info({ domain: dom.name, why }, "domain destroyed and undefined");
   }
 
@@ -541,8 +568,11 @@ export class NodeVmReconciler {
       dom,
       DomainUndefineFlags.ManagedSave | DomainUndefineFlags.SnapshotsMetadata | DomainUndefineFlags.Nvram,
     );
+    this.o.room?.observe(dom.name, undefined);
+    // Its addresses here go with it (the new node reserves them in its own networks).
+    await this.reserveAddresses(vm, [], log);
     const where = vm.status?.nodeName ? `node ${vm.status.nodeName}` : "another node";
-    const message = `node ${this.o.nodeName} came back after the VM was placed on ${where}: its domain here was stopped and undefined`;
+    const message = `the VM was placed on ${where}: its domain on node ${this.o.nodeName} was stopped and undefined`;
     log.warn({ domain: dom.name, placedOn: vm.status?.nodeName }, "domain fenced");
     void this.event(vm, Reason.Fenced, message);
   }

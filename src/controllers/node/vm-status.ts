@@ -8,6 +8,7 @@ import {
 } from "../../api/virtualmachine.ts";
 import { DomainDiskError, DomainState } from "../../hypervisor/libvirt/constants.ts";
 import { type Condition, type Standing, standingConditions, writerConditions } from "../conditions.ts";
+import { Reason } from "../event-reasons.ts";
 import { type DomainObservation, isFrozen, ShutoffReason, shouldRun } from "./vm-decide.ts";
 
 /** Crash loops in a row after which a VM is Stalled (it is still started again). */
@@ -175,7 +176,12 @@ function printable(vm: VirtualMachine, o: AgentObservation): PrintableStatus {
   if (vm.metadata.deletionTimestamp) return "Terminating";
   if (o.failure && !o.domain) return "Failed";
   const d = o.domain;
-  if (d?.state === DomainState.Shutoff && o.startRefused) return isFrozen(vm) ? "Frozen" : "Stopped";
+  if (d?.state === DomainState.Shutoff && o.startRefused)
+    return isFrozen(vm)
+      ? "Frozen"
+      : o.startRefused.reason === Reason.InsufficientCapacity
+        ? "ErrorUnschedulable"
+        : "Stopped";
   if (!d || (o.waiting && d.state === DomainState.Shutoff && shouldRun(vm, d))) return "Provisioning";
   switch (d.state) {
     case DomainState.Running:

@@ -1,0 +1,135 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import type { VirtualMachine } from "../../../src/api/virtualmachine.ts";
+import type { VMDisk } from "../../../src/api/vmdisk.ts";
+import { movableForRoom, waitsForRoom } from "../../../src/controllers/cluster/room-move.ts";
+import { cpuOvercommitOf, NodeRoom, startRefusal } from "../../../src/controllers/node/node-room.ts";
+import { type AgentObservation, agentStatus } from "../../../src/controllers/node/vm-status.ts";
+import { DomainState } from "../../../src/hypervisor/libvirt/constants.ts";
+
+const GiB = 2 ** 30;
+const host = { cpus: 1, memoryBytes: 8 * GiB };
+
+describe("room to start on a node", () => {
+  it("refuses a start whose vCPUs or memory do not fit beside the running guests", () => {
+    assert.equal(
+      startRefusal("n1", host, 8, { cpus: 6, memoryBytes: GiB }, { cpus: 2, memoryBytes: GiB }),
+      undefined,
+    );
+    const cpu = startRefusal("n1", host, 8, { cpus: 6, memoryBytes: GiB }, { cpus: 3, memoryBytes: GiB });
+    assert.equal(cpu?.reason, "InsufficientCapacity");
+    assert.match(cpu?.message ?? "", /^node n1 has 2 free vCPUs, the VM needs 3/);
+    const mem = startRefusal(
+      "n1",
+      host,
+      8,
+      { cpus: 0, memoryBytes: 7 * GiB },
+      { cpus: 1, memoryBytes: 2 * GiB },
+    );
+    assert.match(mem?.message ?? "", /^node n1 has 1\.0GiB free memory, the VM needs 2\.0GiB/);
+  });
+
+  it("reserves at once, so two starts never take the same room; a stopped guest frees it", () => {
+    const room = new NodeRoom("n1", () => host, 8);
+    room.observe("ns_big", { cpus: 4, memoryBytes: GiB });
+    assert.equal(room.claim("ns_a", { cpus: 3, memoryBytes: GiB }), undefined);
+    assert.equal(room.claim("ns_b", { cpus: 3, memoryBytes: GiB })?.reason, "InsufficientCapacity");
+    // A VM claiming again (its start retried) does not count against itself.
+    assert.equal(room.claim("ns_a", { cpus: 3, memoryBytes: GiB }), undefined);
+    room.observe("ns_big", undefined);
+    assert.equal(room.claim("ns_b", { cpus: 3, memoryBytes: GiB }), undefined);
+  });
+
+  it("refuses nothing before the host's capacity is known", () => {
+    const room = new NodeRoom("n1", () => undefined, 8);
+    assert.equal(room.claim("ns_a", { cpus: 64, memoryBytes: 64 * GiB }), undefined);
+  });
+
+  it("reads CPU_OVERCOMMIT like the controller (default 8) and refuses nonsense", () => {
+    assert.equal(cpuOvercommitOf(undefined), 8);
+    assert.equal(cpuOvercommitOf("2.5"), 2.5);
+    assert.throws(() => cpuOvercommitOf("lots"), /CPU_OVERCOMMIT/);
+    assert.throws(() => cpuOvercommitOf("0"), /CPU_OVERCOMMIT/);
+  });
+});
+
+function vm(
+  spec: Partial<VirtualMachine["spec"]> = {},
+  status: VirtualMachine["status"] = {},
+): VirtualMachine {
+  return {
+    apiVersion: "vm.libvirt-operator.io/v1alpha1",
+    kind: "VirtualMachine",
+    metadata: { name: "v", namespace: "ns", generation: 1 },
+    spec: { memory: "1Gi", ...spec },
+    status,
+  };
+}
+
+const refusedOn = (node: string) => ({
+  conditions: [
+    {
+      type: "Stalled",
+      status: "True" as const,
+      reason: "InsufficientCapacity",
+      message: `node ${node} has 2 free vCPUs, the VM needs 4 beside the VMs running there`,
+      lastTransitionTime: "2026-11-27T00:00:00Z",
+    },
+  ],
+});
+
+describe("moving a VM for room", () => {
+  it("the agent's refusal shows as ErrorUnschedulable and Stalled InsufficientCapacity", () => {
+    const observation: AgentObservation = {
+      domainName: "ns_v",
+      domain: { state: DomainState.Shutoff, reason: 0, id: -1 },
+      definitionInSync: true,
+      stopping: false,
+      links: {},
+      startRefused: { reason: "InsufficientCapacity", message: "node n1 has 2 free vCPUs, the VM needs 4" },
+    } as AgentObservation;
+    const status = agentStatus(vm(), observation, new Date());
+    assert.equal(status.printableStatus, "ErrorUnschedulable");
+    const stalled = (status.conditions as Array<{ type: string; status: string; reason: string }>).find(
+      (c) => c.type === "Stalled",
+    );
+    assert.equal(stalled?.status, "True");
+    assert.equal(stalled?.reason, "InsufficientCapacity");
+  });
+
+  it("counts only a refusal from the node the VM is placed on", () => {
+    assert.equal(waitsForRoom(vm({}, refusedOn("n1")), "n1"), true);
+    assert.equal(waitsForRoom(vm({}, refusedOn("n1")), "n2"), false);
+    assert.equal(waitsForRoom(vm(), "n1"), false);
+  });
+
+  it("moves only what nothing ties to the node: no nodeName, every disk in a shared pool", () => {
+    const disk = (shared: boolean) =>
+      ({ metadata: { name: "d" }, spec: {}, status: { storagePoolShared: shared } }) as unknown as VMDisk;
+    const withDisk = { disks: [{ name: "root", diskRef: { name: "d" } }] } as Partial<VirtualMachine["spec"]>;
+    assert.equal(
+      movableForRoom(vm({}, refusedOn("n1")), "n1", () => undefined),
+      true,
+    );
+    assert.equal(
+      movableForRoom(vm({ nodeName: "n1" }, refusedOn("n1")), "n1", () => undefined),
+      false,
+    );
+    assert.equal(
+      movableForRoom(vm(withDisk, refusedOn("n1")), "n1", () => disk(true)),
+      true,
+    );
+    assert.equal(
+      movableForRoom(vm(withDisk, refusedOn("n1")), "n1", () => disk(false)),
+      false,
+    );
+    assert.equal(
+      movableForRoom(vm(withDisk, refusedOn("n1")), "n1", () => undefined),
+      false,
+    );
+    assert.equal(
+      movableForRoom(vm({}, {}), "n1", () => undefined),
+      false,
+    );
+  });
+});
