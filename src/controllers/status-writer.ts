@@ -44,11 +44,22 @@ interface OwnWrite {
   at: number;
 }
 
-/** Pure: the cache shows OBJ (at resourceVersion RV) as it was before LAST, a write of ours. */
+/** An etcd revision as a number, when the API server's resourceVersion is one (it always is in practice). */
+function revision(rv: string): bigint | undefined {
+  return /^\d{1,30}$/.test(rv) ? BigInt(rv) : undefined;
+}
+
+/**
+ * Pure: the cache shows OBJ (at resourceVersion RV) as it was before LAST, a write of ours:
+ * the version that write was judged on, or (revisions being numbers) any older than the one it
+ * made — another writer's change that came in between shows first, and judging on it would
+ * write our own fields again with new timestamps.
+ */
 export function behindOwnWrite(last: OwnWrite | undefined, rv: string | undefined, now: number): boolean {
-  return Boolean(
-    last && rv && last.judgedOn === rv && last.made !== rv && now - last.at < OWN_WRITE_MEMORY_MS,
-  );
+  if (!last || !rv || last.made === rv || now - last.at >= OWN_WRITE_MEMORY_MS) return false;
+  if (last.judgedOn === rv) return true;
+  const [seen, made] = [revision(rv), revision(last.made)];
+  return seen !== undefined && made !== undefined && seen < made;
 }
 
 type Writable = {

@@ -287,8 +287,7 @@ export class ClusterVmReconciler {
     this.o.book.vmNodes.set(key, result.node);
     // Label and finalizer first (guarded by the cached resourceVersion), then status by apply.
     await this.labelAndHold(vm, result.node);
-    await this.status.write(vm, this.placedStatus(withOrphanIdentity(vm, held), result.node));
-    await this.awaitingAgent(vm, result.node);
+    await this.status.write(vm, this.firstPlacementStatus(withOrphanIdentity(vm, held), result.node));
     log.info({ node: result.node }, "VM placed");
     void this.event(vm, Reason.Scheduled, `placed on node ${result.node}`);
     return undefined;
@@ -472,16 +471,39 @@ export class ClusterVmReconciler {
         standingConditions({
           state: "reconciling",
           reason: "Scheduled",
-          message: `placed on node ${node}; waiting for its node agent`,
+          message: waitingForAgent(node),
         }),
       ),
     });
   }
 
-  private placedStatus(vm: Vm, node: string, refusal?: Refusal): Record<string, unknown> {
+  /**
+   * The placement and, in the same write, the word that the VM is on its way (as awaitingAgent
+   * says it): no agent can have reported yet, since it acts only on a VM whose status names its
+   * node. One write fewer per VM; the agent's first report takes these conditions over.
+   */
+  private firstPlacementStatus(vm: Vm, node: string): Record<string, unknown> {
+    const standing = standingConditions({
+      state: "reconciling",
+      reason: "Scheduled",
+      message: waitingForAgent(node),
+    });
+    return {
+      ...this.placedStatus(vm, node, undefined, standing),
+      observedGeneration: vm.metadata.generation ?? 0,
+    };
+  }
+
+  private placedStatus(
+    vm: Vm,
+    node: string,
+    refusal?: Refusal,
+    standing: Array<Omit<Condition, "lastTransitionTime">> = [],
+  ): Record<string, unknown> {
     const conditions = this.conditions(vm, [
       { type: "Scheduled", status: "True", reason: "Scheduled", message: `placed on node ${node}` },
       ...admissionConditions(vm, refusal),
+      ...standing,
     ]);
     // While refused, nothing new is taken on (a MAC or UUID another VM holds stays its own).
     const uuid = refusal ? vm.status?.uuid : (vm.status?.uuid ?? vm.spec.uuid ?? randomUUID());
@@ -515,6 +537,8 @@ export class ClusterVmReconciler {
     );
   }
 }
+
+const waitingForAgent = (node: string) => `placed on node ${node}; waiting for its node agent`;
 
 /** What placing VM asks of a node; DISKS_ON is the node its node-local disks pin it to. */
 function placementRequest(vm: Vm, disksOn: { node?: string; disk?: string }): PlacementRequest {

@@ -71,4 +71,16 @@ describe("StatusWriter", () => {
     assert.equal(behindOwnWrite({ ...last, made: "5" }, "5", 2000), false, "a write that changed nothing");
     assert.equal(behindOwnWrite(last, "5", 1000 + 61_000), false, "long ago: the event was lost");
   });
+
+  it("behindOwnWrite: another writer's change made between judging and writing is older too", () => {
+    // Judged on 5; the controller wrote 7 meanwhile; ours made 9: the cache showing 7 is behind.
+    const last = { judgedOn: "5", made: "9", at: 1000 };
+    assert.equal(behindOwnWrite(last, "7", 2000), true);
+    assert.equal(behindOwnWrite(last, "10", 2000), false);
+    assert.equal(
+      behindOwnWrite({ ...last, made: "opaque-b" }, "opaque-a", 2000),
+      false,
+      "not numbers: equality only",
+    );
+  });
 });
