@@ -19,6 +19,9 @@ import {
   wrapHttpLibrary,
 } from "@kubernetes/client-node";
 
+/** client-node's dispatcher type (undici's), without depending on undici ourselves. */
+type Dispatcher = NonNullable<ReturnType<RequestContext["getDispatcher"]>>;
+
 /** Longest a request may take, headers and body. Ample for lists of thousands of objects. */
 export const KUBE_REQUEST_DEADLINE_MS = 30_000;
 
@@ -42,20 +45,55 @@ export function isLongLived(url: string): boolean {
   return ["watch", "follow"].some((p) => params.get(p) === "true" || params.get(p) === "1");
 }
 
+/** How long one connection pool serves before a fresh one (new client certificates) takes over. */
+const POOL_REFRESH_MS = 10 * 60_000;
+
+/**
+ * client-node builds a new undici Agent for every request, so each would open its own TCP
+ * connection and do a full TLS handshake (measured: a third of the controller's CPU at 100
+ * VMs, make bench-scale). Requests of one KubeConfig share one pool instead, refreshed now and
+ * then so rotated certificates are taken up; a replaced pool closes once its requests finish.
+ */
+export class ConnectionPool {
+  private current?: { dispatcher: Dispatcher; since: number };
+
+  /** The pool to send with, given the one client-node just made for this request. */
+  use(fresh: Dispatcher | undefined, now = Date.now()): Dispatcher | undefined {
+    if (!fresh) return undefined;
+    if (this.current && now - this.current.since < POOL_REFRESH_MS) {
+      void fresh.close().catch(() => undefined);
+      return this.current.dispatcher;
+    }
+    const old = this.current?.dispatcher;
+    this.current = { dispatcher: fresh, since: now };
+    if (old) void old.close().catch(() => undefined);
+    return fresh;
+  }
+}
+
 /** INNER with a deadline of DEADLINE_MS (0 = none) on every request but long-lived ones. */
-export function withDeadline(inner: HttpLibrary, deadlineMs: number): HttpLibrary {
+export function withDeadline(inner: HttpLibrary, deadlineMs: number, pool?: ConnectionPool): HttpLibrary {
   return wrapHttpLibrary({
     async send(request: RequestContext): Promise<ResponseContext> {
+      const dispatcher = pool?.use(request.getDispatcher());
+      if (dispatcher) request.setDispatcher(dispatcher);
       if (deadlineMs <= 0 || isLongLived(request.getUrl())) return inner.send(request).toPromise();
-      const path = new URL(request.getUrl());
-      const timeout = new KubeRequestTimeoutError(
-        request.getHttpMethod(),
-        `${path.pathname}${path.search}`,
-        deadlineMs,
-      );
       const controller = new AbortController();
+      // Made only when the deadline passes (an Error captures a stack: not for every request).
+      const timeoutError = () => {
+        const path = new URL(request.getUrl());
+        return new KubeRequestTimeoutError(
+          request.getHttpMethod(),
+          `${path.pathname}${path.search}`,
+          deadlineMs,
+        );
+      };
+      let timeout: KubeRequestTimeoutError | undefined;
       // undici rejects the fetch, or the body read, with the abort's reason: our message.
-      const timer = setTimeout(() => controller.abort(timeout), deadlineMs);
+      const timer = setTimeout(() => {
+        timeout = timeoutError();
+        controller.abort(timeout);
+      }, deadlineMs);
       const own = request.getSignal();
       request.setSignal(own ? AbortSignal.any([own, controller.signal]) : controller.signal);
       const done = () => clearTimeout(timer);
@@ -64,14 +102,14 @@ export function withDeadline(inner: HttpLibrary, deadlineMs: number): HttpLibrar
         response = await inner.send(request).toPromise();
       } catch (err) {
         done();
-        throw controller.signal.aborted ? timeout : err;
+        throw controller.signal.aborted && timeout ? timeout : err;
       }
       const body = response.body;
       const settle = async <T>(read: Promise<T>): Promise<T> => {
         try {
           return await read;
         } catch (err) {
-          throw controller.signal.aborted ? timeout : err;
+          throw controller.signal.aborted && timeout ? timeout : err;
         } finally {
           done();
         }
@@ -88,6 +126,9 @@ export function withDeadline(inner: HttpLibrary, deadlineMs: number): HttpLibrar
   });
 }
 
+/** Every API client of one KubeConfig sends through one connection pool. */
+const pools = new WeakMap<KubeConfig, ConnectionPool>();
+
 /**
  * kc.makeApiClient(API) whose requests have a deadline. The Proxy swaps only the HTTP library
  * in the Configuration makeApiClient builds, so server, authentication and User-Agent stay
@@ -98,9 +139,15 @@ export function makeApiClientWithDeadline<T extends ApiType>(
   api: ApiConstructor<T>,
   deadlineMs = KUBE_REQUEST_DEADLINE_MS,
 ): T {
+  let pool = pools.get(kc);
+  if (!pool) {
+    pool = new ConnectionPool();
+    pools.set(kc, pool);
+  }
+  const shared = pool;
   const withDeadlineApi = new Proxy(api, {
     construct: (target, [config]: [Configuration]) =>
-      new target({ ...config, httpApi: withDeadline(config.httpApi, deadlineMs) }),
+      new target({ ...config, httpApi: withDeadline(config.httpApi, deadlineMs, shared) }),
   });
   return kc.makeApiClient(withDeadlineApi);
 }

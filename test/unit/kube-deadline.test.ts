@@ -89,6 +89,29 @@ describe("Kubernetes API request deadline", () => {
     assert.match(seen[0]?.headers["user-agent"] ?? "", /^kubernetes-client-javascript\//);
   });
 
+  it(
+    "sends the requests of one KubeConfig over kept-alive connections of one pool, not a new one each",
+    T,
+    async () => {
+      const ports = new Set<number>();
+      const server = await serve((req, res) => {
+        ports.add(req.socket.remotePort ?? 0);
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(NAMESPACES);
+      });
+      const kc = kubeConfig(server);
+      const core = makeApiClientWithDeadline(kc, CoreV1Api, 2000);
+      const other = makeApiClientWithDeadline(kc, CoreV1Api, 2000);
+      for (let i = 0; i < 5; i++) {
+        await core.listNamespace();
+        await other.listNamespace();
+      }
+      // A connection goes back to the pool a moment after its answer: the next request may open a
+      // second one, never one each.
+      assert.ok(ports.size <= 2, `10 requests over ${ports.size} connections: ${[...ports].join(", ")}`);
+    },
+  );
+
   it("is what connectKube() gives the controllers", T, async () => {
     const server = await serve(() => undefined);
     const dir = mkdtempSync(join(tmpdir(), "lvo-kubeconfig-"));
