@@ -27,6 +27,7 @@ import {
 import {
   type AnyObject,
   describeError,
+  httpStatus,
   isTransient,
   type Kube,
   objectGone,
@@ -155,13 +156,31 @@ export class NodeVmReconciler {
   }
 
   async reconcile(key: string): Promise<ReconcileResult | undefined> {
-    const locked = await this.o.locks.tryRun([key], "reconcile", () => this.converge(key));
+    const locked = await this.o.locks.tryRun([key], "reconcile", () => this.gone(key, this.converge(key)));
     // A snapshot or restore of this VM is under way: look again once it is done.
     if ("busy" in locked) return { requeueAfterMs: LOCK_RETRY_MS };
     const result = locked.done;
     // Read from the API server (not in the cache): no watch event will say it changed.
     if (!this.uncached.has(key)) return result;
     return { requeueAfterMs: Math.min(result?.requeueAfterMs ?? UNCACHED_POLL_MS, UNCACHED_POLL_MS) };
+  }
+
+  /**
+   * A VM being deleted is gone from the API server once its finalizer is removed; a reconcile
+   * still judging on the cached object (a libvirt event of its domain's removal, say) finds it
+   * gone when it writes: nothing is left to do, and nothing failed.
+   */
+  private async gone(key: string, work: Promise<ReconcileResult | undefined>) {
+    try {
+      return await work;
+    } catch (err) {
+      const { namespace, name } = splitKey(key);
+      if (httpStatus(err) === 404 && this.o.cache.get(name, namespace)?.metadata.deletionTimestamp) {
+        this.progress.delete(key);
+        return undefined;
+      }
+      throw err;
+    }
   }
 
   private async converge(key: string): Promise<ReconcileResult | undefined> {
