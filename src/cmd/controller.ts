@@ -44,6 +44,7 @@ import {
 } from "../controllers/cluster/snapshot-reconciler.ts";
 import { TemplateReconciler, watchTemplates } from "../controllers/cluster/template-reconciler.ts";
 import { probeDisk } from "../controllers/cluster/template-targets.ts";
+import { VmIndex } from "../controllers/cluster/vm-index.ts";
 import { ClusterVmReconciler, watchClusterVms } from "../controllers/cluster/vm-reconciler.ts";
 import { tenancyDefaultsFromEnv, tenantPolicy } from "../controllers/tenant-policy.ts";
 import { effectiveVms } from "../controllers/vm-clone.ts";
@@ -85,6 +86,8 @@ async function main() {
   const vmInformer = kindInformer<VirtualMachine & KubernetesObject>(kube, VirtualMachineKind);
   // Reconcilers see each VM as it runs: a clone with the hardware it took from its snapshot.
   const vms = effectiveVms(vmInformer);
+  // Subscribed first: every other handler of a VM event sees the index with that event in it.
+  const vmIndex = new VmIndex().watch(vmInformer);
   const nodes = makeInformer<V1Node>(kube.kc, "/api/v1/nodes", () => kube.core.listNode());
   const leases = makeInformer<V1Lease>(
     kube.kc,
@@ -113,6 +116,7 @@ async function main() {
   const reconciler = new ClusterVmReconciler({
     kube,
     vms,
+    index: vmIndex,
     nodes,
     heartbeats,
     policy: { cpuOvercommit },

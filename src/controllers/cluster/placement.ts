@@ -12,7 +12,7 @@ export interface NodeView {
   cordoned?: boolean;
   heartbeatFresh: boolean;
   capacity?: { cpus: number; memoryBytes: number; hypervisors: string[]; networks?: Record<string, unknown> };
-  /** vCPUs and bytes of the VMs already placed there. */
+  /** vCPUs and bytes the VMs placed there reserve (those that run or should: vm-reservation.ts). */
   allocated: { cpus: number; memoryBytes: number };
 }
 
@@ -100,6 +100,8 @@ export function unfitReason(
   for (const [k, v] of Object.entries(req.nodeSelector ?? {})) {
     if (node.labels[k] !== v) return { code: "Selector", message: `does not match nodeSelector ${k}=${v}` };
   }
+  // A VM that reserves nothing (vm-reservation.ts: it is not to run) fits a full node.
+  if (req.cpus === 0 && req.memoryBytes === 0) return undefined;
   const cpuRoom = cap.cpus * policy.cpuOvercommit - node.allocated.cpus;
   if (req.cpus > cpuRoom) {
     return { code: "Cpu", message: `has ${Math.max(cpuRoom, 0)} free vCPUs, the VM needs ${req.cpus}` };
