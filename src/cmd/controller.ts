@@ -30,6 +30,7 @@ import {
 import { HeartbeatClock } from "../controllers/cluster/heartbeat-clock.ts";
 import { DEFAULT_NODE_LOST_AFTER_MS } from "../controllers/cluster/node-loss.ts";
 import { NodeLossReconciler, watchNodeLoss } from "../controllers/cluster/node-loss-reconciler.ts";
+import { type ClusterIndexes, indexDisks, indexSnapshots } from "../controllers/cluster/object-indexes.ts";
 import { storageOvercommitFromEnv } from "../controllers/cluster/pool-capacity.ts";
 import { ClusterRestoreReconciler, watchClusterRestores } from "../controllers/cluster/restore-reconciler.ts";
 import { registerSnapshotMetrics } from "../controllers/cluster/snapshot-metrics.ts";
@@ -86,8 +87,7 @@ async function main() {
   const vmInformer = kindInformer<VirtualMachine & KubernetesObject>(kube, VirtualMachineKind);
   // Reconcilers see each VM as it runs: a clone with the hardware it took from its snapshot.
   const vms = effectiveVms(vmInformer);
-  // Subscribed first: every other handler of a VM event sees the index with that event in it.
-  const vmIndex = new VmIndex().watch(vmInformer);
+
   const nodes = makeInformer<V1Node>(kube.kc, "/api/v1/nodes", () => kube.core.listNode());
   const leases = makeInformer<V1Lease>(
     kube.kc,
@@ -107,6 +107,12 @@ async function main() {
   const snapshots = kindInformer<VMSnapshot & KubernetesObject>(kube, VMSnapshotKind);
   const restores = kindInformer<VMRestore & KubernetesObject>(kube, VMRestoreKind);
   const templates = kindInformer<VMTemplate & KubernetesObject>(kube, VMTemplateKind);
+  // Subscribed before any watch: every other handler of an event sees the indexes with it in.
+  const indexes: ClusterIndexes = {
+    vms: new VmIndex().watch(vmInformer),
+    disks: indexDisks(disks),
+    snapshots: indexSnapshots(snapshots),
+  };
   const namespaces = makeInformer<V1Namespace>(kube.kc, "/api/v1/namespaces", () =>
     kube.core.listNamespace(),
   );
@@ -116,7 +122,7 @@ async function main() {
   const reconciler = new ClusterVmReconciler({
     kube,
     vms,
-    index: vmIndex,
+    index: indexes.vms,
     nodes,
     heartbeats,
     policy: { cpuOvercommit },
@@ -132,6 +138,7 @@ async function main() {
     kube,
     disks,
     vms,
+    indexes,
     nodes,
     heartbeats,
     book,
@@ -156,6 +163,7 @@ async function main() {
     snapshots,
     vms,
     disks,
+    pending: indexes.snapshots.pendingOfVm,
     policyOf: (ns) => tenantPolicy(namespaces.get(ns), tenancy),
     log,
   });
@@ -170,7 +178,7 @@ async function main() {
     registry,
     onError: logFailures(log, "VMRestore"),
   });
-  const policyReconciler = new SnapshotPolicyReconciler({ kube, vms, snapshots, restores, disks, log });
+  const policyReconciler = new SnapshotPolicyReconciler({ kube, vms, snapshots, restores, indexes, log });
   const policyQueue = new WorkQueue("vm-snapshot-policy-cluster", (key) => policyReconciler.reconcile(key), {
     registry,
     onError: logFailures(log, "VirtualMachine"),

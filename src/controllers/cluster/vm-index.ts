@@ -20,6 +20,7 @@ import {
 } from "../vm-identities.ts";
 import { diskNamesOf } from "./disk-placement.ts";
 import { KeyIndex } from "./key-index.ts";
+import { snapshotOfCloneToBe } from "./snapshot-schedule.ts";
 import { NOTHING, type Resources, reservesCapacity } from "./vm-reservation.ts";
 
 type Vm = VirtualMachine & KubernetesObject;
@@ -101,8 +102,8 @@ export class VmIndex {
     );
     toggle(this.waiting, key, waitsForIdentity(vm, "Admitted"));
     toggle(this.unplaced, key, !node && !vm.metadata.deletionTimestamp);
-    const snapshot = vm.spec.source?.snapshot;
-    this.clones.set(key, snapshot && !vm.status?.clonedFrom ? [`${ns}/${snapshot}`] : []);
+    const snapshot = snapshotOfCloneToBe(vm);
+    this.clones.set(key, snapshot ? [`${ns}/${snapshot}`] : []);
     const template = vm.spec.source?.template;
     this.fromTemplate.set(key, template && !vm.status?.template ? [`${ns}/${template}`] : []);
     this.diskNames.set(
