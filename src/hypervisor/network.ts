@@ -126,14 +126,19 @@ export function canonicalIp(ip: string): string {
   }
 }
 
-/** The lowest address of RANGE that TAKEN (asked with canonical spellings) leaves free. */
+/**
+ * The lowest address of RANGE that TAKEN (asked with canonical spellings) leaves free, looking
+ * from FROM on when every address below it is known taken.
+ */
 export function firstFree(
   range: AddressRange,
   family: "ipv4" | "ipv6",
   taken: (ip: string) => boolean,
+  from?: bigint,
 ): string | undefined {
   const end = ipToBigInt(range.end);
-  for (let n = ipToBigInt(range.start); n <= end; n++) {
+  const start = ipToBigInt(range.start);
+  for (let n = from !== undefined && from > start ? from : start; n <= end; n++) {
     const ip = bigIntToIp(n, family);
     if (!taken(ip)) return ip;
   }

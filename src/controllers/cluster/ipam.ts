@@ -1,6 +1,12 @@
 // Pure: stable addresses for a VM's interfaces from the DHCP pools of the node's networks.
 // An address once given stays with its interface; none is given twice while in use.
-import { canonicalIp, firstFree, inRange, type NetworkPools } from "../../hypervisor/network.ts";
+import {
+  type AddressRange,
+  canonicalIp,
+  firstFree,
+  inRange,
+  type NetworkPools,
+} from "../../hypervisor/network.ts";
 
 export interface InterfaceAddresses {
   ipv4?: string;
@@ -16,6 +22,14 @@ export interface AddressRequest {
 /** Whether another VM holds IP (spelled as canonicalIp spells it) on NETWORK. */
 export type AddressTaken = (network: string, ip: string) => boolean;
 
+/** The lowest address of RANGE on NETWORK that TAKEN leaves free (firstFree, or a faster way to it). */
+export type LowestFree = (
+  network: string,
+  range: AddressRange,
+  family: "ipv4" | "ipv6",
+  taken: (ip: string) => boolean,
+) => string | undefined;
+
 /** AddressTaken for the addresses USED lists per network (any spelling). */
 export function takenAmong(used: ReadonlyMap<string, ReadonlySet<string>>): AddressTaken {
   const canonical = new Map([...used].map(([network, ips]) => [network, new Set([...ips].map(canonicalIp))]));
@@ -27,6 +41,7 @@ export function assignAddresses(
   requests: readonly AddressRequest[],
   pools: Readonly<Record<string, NetworkPools>> | undefined,
   taken: AddressTaken,
+  lowestFree: LowestFree = (_network, range, family, isTaken) => firstFree(range, family, isTaken),
 ): InterfaceAddresses[] {
   // Two interfaces on one network never get one address.
   const handed = new Set<string>();
@@ -41,7 +56,7 @@ export function assignAddresses(
       const ip =
         kept && inRange(kept, range) && !isTaken(r.network, canonicalIp(kept))
           ? kept
-          : firstFree(range, family, (candidate) => isTaken(r.network, candidate));
+          : lowestFree(r.network, range, family, (candidate) => isTaken(r.network, candidate));
       if (ip) {
         out[family] = ip;
         handed.add(`${r.network} ${canonicalIp(ip)}`);

@@ -10,6 +10,12 @@ const NONE: ReadonlySet<string> = new Set();
 export class KeyIndex {
   private readonly byValue = new Map<string, Set<string>>();
   private readonly valuesOf = new Map<string, readonly string[]>();
+  private removed = 0;
+
+  /** How many times a key lost a value so far (a value another may have now). */
+  get removals(): number {
+    return this.removed;
+  }
 
   /** KEY has VALUES now (in place of what it had). */
   set(key: string, values: Iterable<string>): void {
@@ -41,6 +47,7 @@ export class KeyIndex {
   }
 
   private remove(value: string, key: string) {
+    this.removed++;
     const keys = this.byValue.get(value);
     keys?.delete(key);
     if (keys?.size === 0) this.byValue.delete(value);

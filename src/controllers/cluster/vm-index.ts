@@ -153,6 +153,11 @@ export class VmIndex {
     return this.addresses.heldByOther(addressKey(network, ip), except);
   }
 
+  /** Grows whenever a VM lets go of an address (one below a free-address cursor may be free again). */
+  addressReleases(): number {
+    return this.addresses.removals;
+  }
+
   /** vCPUs and memory the VMs the cache shows on NODE reserve, leaving out EXCEPT's own. */
   allocatedOn(node: string, except?: string): Resources {
     const total = this.allocated.get(node) ?? NOTHING;

@@ -5,10 +5,10 @@ import { randomBytes } from "node:crypto";
 import type { KubernetesObject, V1Node } from "@kubernetes/client-node";
 import type { VirtualMachine, VirtualMachineStatus } from "../../api/virtualmachine.ts";
 import { desiredInterfaces } from "../../hypervisor/domain/from-spec.ts";
-import { canonicalIp } from "../../hypervisor/network.ts";
+import { canonicalIp, firstFree, ipToBigInt } from "../../hypervisor/network.ts";
 import { keyOf } from "../../runtime/kube.ts";
 import { CAPACITY_ANNOTATION, parseCapacity } from "../node-facts.ts";
-import { assignAddresses } from "./ipam.ts";
+import { assignAddresses, type LowestFree } from "./ipam.ts";
 import { KeyIndex } from "./key-index.ts";
 import { addressKey, type VmIndex } from "./vm-index.ts";
 
@@ -16,11 +16,17 @@ type Vm = VirtualMachine & KubernetesObject;
 export type InterfaceStatus = NonNullable<VirtualMachineStatus["interfaces"]>[number];
 
 /** Who else holds a MAC or an address (vm-index.ts): looked up, not gathered from every VM. */
-export type NetworkIdentities = Pick<VmIndex, "macTaken" | "addressTaken">;
+export type NetworkIdentities = Pick<VmIndex, "macTaken" | "addressTaken" | "addressReleases">;
 
 export class InterfaceAssigner {
   /** Addresses handed out by this process, held until the VM is gone (the cache may lag). */
   private readonly reservedAddresses = new KeyIndex();
+  /**
+   * Per network and pool: every address below FROM was taken when last looked, and stays so
+   * until an address is let go (RELEASES moves); a new VM's search starts there, not at the
+   * pool's start, so handing out addresses costs the same at the thousandth VM as at the first.
+   */
+  private readonly cursors = new Map<string, { from: bigint; releases: number }>();
 
   private readonly held: NetworkIdentities;
   private readonly nodes: { get(name: string): V1Node | undefined };
@@ -50,6 +56,7 @@ export class InterfaceAssigner {
       (network, ip) =>
         this.held.addressTaken(network, ip, key) ||
         this.reservedAddresses.heldByOther(addressKey(network, ip), key),
+      this.lowestFree,
     );
     const mine = new Set<string>();
     const macTaken = { has: (mac: string) => mine.has(mac) || this.held.macTaken(mac, key) };
@@ -66,6 +73,15 @@ export class InterfaceAssigner {
     );
     return result;
   }
+
+  private readonly lowestFree: LowestFree = (network, range, family, taken) => {
+    const at = `${network} ${range.start}-${range.end}`;
+    const releases = this.held.addressReleases() + this.reservedAddresses.removals;
+    const cursor = this.cursors.get(at);
+    const ip = firstFree(range, family, taken, cursor?.releases === releases ? cursor.from : undefined);
+    if (ip) this.cursors.set(at, { from: ipToBigInt(ip), releases });
+    return ip;
+  };
 }
 
 /** A locally administered MAC in QEMU's 52:54:00 range that no VM uses. */

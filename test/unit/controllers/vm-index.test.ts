@@ -6,7 +6,9 @@ import type { KubernetesObject } from "@kubernetes/client-node";
 import type { VirtualMachine } from "../../../src/api/virtualmachine.ts";
 import { diskNamesOf } from "../../../src/controllers/cluster/disk-placement.ts";
 import { VmIndex } from "../../../src/controllers/cluster/vm-index.ts";
+import { InterfaceAssigner } from "../../../src/controllers/cluster/vm-interfaces.ts";
 import { reservesCapacity } from "../../../src/controllers/cluster/vm-reservation.ts";
+import { CAPACITY_ANNOTATION } from "../../../src/controllers/node-facts.ts";
 import type { Refusal } from "../../../src/controllers/tenant-policy.ts";
 import {
   claimedIdentities,
@@ -273,5 +275,52 @@ describe("the VM index", () => {
     index.observe(vm("Always", "n2"));
     index.forget("t/v");
     assert.deepEqual([freed, index.allocatedOn("n2")], [["n1", "n2"], { cpus: 0, memoryBytes: 0 }]);
+  });
+});
+
+describe("interfaces from the index", () => {
+  const pools = { default: { ipv4: { start: "10.0.0.2", end: "10.0.3.254" } } };
+  const node = {
+    metadata: {
+      name: "n1",
+      annotations: {
+        [CAPACITY_ANNOTATION]: JSON.stringify({
+          cpus: 1,
+          memoryBytes: 2 ** 30,
+          hypervisors: ["qemu"],
+          networks: pools,
+        }),
+      },
+    },
+  };
+  const bare = (name: string) =>
+    ({ metadata: { namespace: "t", name }, spec: { memory: "64Mi" } }) as unknown as Vm;
+
+  it("hands out the lowest free address and a MAC no VM has, the freed address again once let go", () => {
+    const index = new VmIndex();
+    const nics = new InterfaceAssigner(index, { get: () => node as never });
+    const placed = new Map<string, Vm>();
+    const place = (name: string) => {
+      const vm = bare(name);
+      const interfaces = nics.interfaces(vm, "n1");
+      const done = { ...vm, status: { nodeName: "n1", interfaces } } as Vm;
+      index.observe(done);
+      placed.set(name, done);
+      return interfaces[0]!;
+    };
+    const first = Array.from({ length: 300 }, (_, i) => place(`vm${i}`));
+    assert.deepEqual(
+      first.slice(0, 3).map((i) => i.ipv4),
+      ["10.0.0.2", "10.0.0.3", "10.0.0.4"],
+    );
+    assert.equal(first[299]?.ipv4, "10.0.1.45");
+    assert.equal(new Set(first.map((i) => i.mac)).size, 300);
+    // vm7 goes: its address is the lowest free one again, for the next VM.
+    index.forget("t/vm7");
+    nics.release("t/vm7");
+    assert.equal(place("late").ipv4, "10.0.0.9");
+    assert.equal(place("later").ipv4, "10.0.1.46");
+    // A placed VM keeps its address on every later look.
+    assert.deepEqual(nics.interfaces(placed.get("vm5")!, "n1"), placed.get("vm5")!.status?.interfaces);
   });
 });
