@@ -10,17 +10,20 @@ const NONE: ReadonlySet<string> = new Set();
 export class KeyIndex {
   private readonly byValue = new Map<string, Set<string>>();
   private readonly valuesOf = new Map<string, readonly string[]>();
-  private removed = 0;
+  /** Told of each value a key let go of. */
+  private readonly released?: (value: string) => void;
 
-  /** How many times a key lost a value so far (a value another may have now). */
-  get removals(): number {
-    return this.removed;
+  constructor(released?: (value: string) => void) {
+    this.released = released;
   }
 
   /** KEY has VALUES now (in place of what it had). */
   set(key: string, values: Iterable<string>): void {
-    const now = [...new Set(values)];
+    const given = Array.isArray(values) ? (values as string[]) : [...values];
+    const now = given.length > 1 ? [...new Set(given)] : given;
     const before = this.valuesOf.get(key) ?? [];
+    // Most updates change none of what is indexed.
+    if (before.length === now.length && before.every((v, i) => v === now[i])) return;
     for (const v of before) if (!now.includes(v)) this.remove(v, key);
     for (const v of now) {
       const keys = this.byValue.get(v) ?? new Set<string>();
@@ -47,10 +50,10 @@ export class KeyIndex {
   }
 
   private remove(value: string, key: string) {
-    this.removed++;
     const keys = this.byValue.get(value);
     keys?.delete(key);
     if (keys?.size === 0) this.byValue.delete(value);
+    this.released?.(value);
   }
 }
 

@@ -2,7 +2,13 @@
 // agent, offer the hypervisor, match nodeSelector and have room; least allocated wins.
 // A pinned nodeName that cannot take the VM is an error naming the node and why.
 import type { V1Node } from "@kubernetes/client-node";
-import { CAPACITY_ANNOTATION, NODE_ENABLED_LABEL, nodeCordoned, parseCapacity } from "../node-facts.ts";
+import {
+  CAPACITY_ANNOTATION,
+  NODE_ENABLED_LABEL,
+  type NodeCapacity,
+  nodeCordoned,
+  parseCapacity,
+} from "../node-facts.ts";
 
 export interface NodeView {
   name: string;
@@ -16,13 +22,21 @@ export interface NodeView {
   allocated: { cpus: number; memoryBytes: number };
 }
 
+const capacities = new WeakMap<V1Node, NodeCapacity | undefined>();
+
+/** What N's agent published (its capacity annotation), read once per version of the Node object. */
+export function capacityOf(n: V1Node): NodeCapacity | undefined {
+  if (!capacities.has(n)) capacities.set(n, parseCapacity(n.metadata?.annotations?.[CAPACITY_ANNOTATION]));
+  return capacities.get(n);
+}
+
 /** NODE as placement sees it, with ALLOCATED already taken by the VMs placed there. */
 export function nodeView(
   n: V1Node,
   heartbeatFresh: boolean,
   allocated: { cpus: number; memoryBytes: number } = { cpus: 0, memoryBytes: 0 },
 ): NodeView {
-  const capacity = parseCapacity(n.metadata?.annotations?.[CAPACITY_ANNOTATION]);
+  const capacity = capacityOf(n);
   return {
     name: n.metadata?.name ?? "",
     labels: n.metadata?.labels ?? {},

@@ -43,7 +43,10 @@ export class VmIndex {
   private readonly entries = new Map<string, Entry>();
   private readonly identities = new KeyIndex();
   private readonly macs = new KeyIndex();
-  private readonly addresses = new KeyIndex();
+  private readonly addresses = new KeyIndex((key) => {
+    for (const listener of this.addressReleased) listener(key);
+  });
+  private readonly addressReleased: Array<(addressKey: string) => void> = [];
   private readonly allocated = new Map<string, Resources>();
   private readonly waiting = new Set<string>();
   private readonly unplaced = new Set<string>();
@@ -153,9 +156,9 @@ export class VmIndex {
     return this.addresses.heldByOther(addressKey(network, ip), except);
   }
 
-  /** Grows whenever a VM lets go of an address (one below a free-address cursor may be free again). */
-  addressReleases(): number {
-    return this.addresses.removals;
+  /** LISTENER hears of every address (addressKey) a VM lets go of: it may be free now. */
+  onAddressReleased(listener: (addressKey: string) => void): void {
+    this.addressReleased.push(listener);
   }
 
   /** vCPUs and memory the VMs the cache shows on NODE reserve, leaving out EXCEPT's own. */

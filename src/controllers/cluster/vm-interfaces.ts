@@ -7,26 +7,26 @@ import type { VirtualMachine, VirtualMachineStatus } from "../../api/virtualmach
 import { desiredInterfaces } from "../../hypervisor/domain/from-spec.ts";
 import { canonicalIp, firstFree, ipToBigInt } from "../../hypervisor/network.ts";
 import { keyOf } from "../../runtime/kube.ts";
-import { CAPACITY_ANNOTATION, parseCapacity } from "../node-facts.ts";
 import { assignAddresses, type LowestFree } from "./ipam.ts";
 import { KeyIndex } from "./key-index.ts";
+import { capacityOf } from "./placement.ts";
 import { addressKey, type VmIndex } from "./vm-index.ts";
 
 type Vm = VirtualMachine & KubernetesObject;
 export type InterfaceStatus = NonNullable<VirtualMachineStatus["interfaces"]>[number];
 
 /** Who else holds a MAC or an address (vm-index.ts): looked up, not gathered from every VM. */
-export type NetworkIdentities = Pick<VmIndex, "macTaken" | "addressTaken" | "addressReleases">;
+export type NetworkIdentities = Pick<VmIndex, "macTaken" | "addressTaken" | "onAddressReleased">;
 
 export class InterfaceAssigner {
   /** Addresses handed out by this process, held until the VM is gone (the cache may lag). */
-  private readonly reservedAddresses = new KeyIndex();
+  private readonly reservedAddresses = new KeyIndex((key) => this.released(key));
   /**
-   * Per network and pool: every address below FROM was taken when last looked, and stays so
-   * until an address is let go (RELEASES moves); a new VM's search starts there, not at the
-   * pool's start, so handing out addresses costs the same at the thousandth VM as at the first.
+   * Per network and pool, where the search for a free address starts: every address below it
+   * is taken (it moves down when one is let go). Handing out addresses costs the same at the
+   * thousandth VM as at the first.
    */
-  private readonly cursors = new Map<string, { from: bigint; releases: number }>();
+  private readonly cursors = new Map<string, bigint>();
 
   private readonly held: NetworkIdentities;
   private readonly nodes: { get(name: string): V1Node | undefined };
@@ -34,6 +34,7 @@ export class InterfaceAssigner {
   constructor(held: NetworkIdentities, nodes: { get(name: string): V1Node | undefined }) {
     this.held = held;
     this.nodes = nodes;
+    held.onAddressReleased((key) => this.released(key));
   }
 
   /** The VM is gone: its addresses may go to others. */
@@ -49,7 +50,8 @@ export class InterfaceAssigner {
     const key = keyOf(vm);
     const previous = new Map((vm.status?.interfaces ?? []).map((i) => [i.name, i]));
     const wanted = desiredInterfaces(vm);
-    const pools = parseCapacity(this.nodes.get(node)?.metadata?.annotations?.[CAPACITY_ANNOTATION])?.networks;
+    const n = this.nodes.get(node);
+    const pools = n ? capacityOf(n)?.networks : undefined;
     const addresses = assignAddresses(
       wanted.map((i) => ({ name: i.name, network: i.network, previous: previous.get(i.name) })),
       pools,
@@ -76,12 +78,24 @@ export class InterfaceAssigner {
 
   private readonly lowestFree: LowestFree = (network, range, family, taken) => {
     const at = `${network} ${range.start}-${range.end}`;
-    const releases = this.held.addressReleases() + this.reservedAddresses.removals;
-    const cursor = this.cursors.get(at);
-    const ip = firstFree(range, family, taken, cursor?.releases === releases ? cursor.from : undefined);
-    if (ip) this.cursors.set(at, { from: ipToBigInt(ip), releases });
+    const ip = firstFree(range, family, taken, this.cursors.get(at));
+    if (ip) this.cursors.set(at, ipToBigInt(ip));
     return ip;
   };
+
+  /** The address of KEY (addressKey) was let go: searches on its network start no higher. */
+  private released(key: string) {
+    const space = key.lastIndexOf(" ");
+    const network = key.slice(0, space);
+    let n: bigint;
+    try {
+      n = ipToBigInt(key.slice(space + 1));
+    } catch {
+      return;
+    }
+    for (const [at, from] of this.cursors)
+      if (n < from && at.slice(0, at.lastIndexOf(" ")) === network) this.cursors.set(at, n);
+  }
 }
 
 /** A locally administered MAC in QEMU's 52:54:00 range that no VM uses. */
