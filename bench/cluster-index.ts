@@ -2,7 +2,7 @@
 // the walks over every VM that the controller did before the VM index (HEAD 461d8b0's code,
 // kept below as it was) against the index (cluster/vm-index.ts) and the real reconciler's own
 // lookups. Pure code on fake listers: no API server, no libvirt.
-//   node bench/cluster-index.ts [--json FILE]
+//   node bench/cluster-index.ts [--json FILE]   (BENCH_FILL_ONLY=1: only the fleet-filling table)
 import { randomUUID } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { availableParallelism, loadavg } from "node:os";
