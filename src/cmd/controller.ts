@@ -30,6 +30,7 @@ import {
 import { HeartbeatClock } from "../controllers/cluster/heartbeat-clock.ts";
 import { DEFAULT_NODE_LOST_AFTER_MS } from "../controllers/cluster/node-loss.ts";
 import { NodeLossReconciler, watchNodeLoss } from "../controllers/cluster/node-loss-reconciler.ts";
+import { type ClusterIndexes, indexDisks, indexSnapshots } from "../controllers/cluster/object-indexes.ts";
 import { storageOvercommitFromEnv } from "../controllers/cluster/pool-capacity.ts";
 import { ClusterRestoreReconciler, watchClusterRestores } from "../controllers/cluster/restore-reconciler.ts";
 import { registerSnapshotMetrics } from "../controllers/cluster/snapshot-metrics.ts";
@@ -44,6 +45,7 @@ import {
 } from "../controllers/cluster/snapshot-reconciler.ts";
 import { TemplateReconciler, watchTemplates } from "../controllers/cluster/template-reconciler.ts";
 import { probeDisk } from "../controllers/cluster/template-targets.ts";
+import { VmIndex } from "../controllers/cluster/vm-index.ts";
 import { ClusterVmReconciler, watchClusterVms } from "../controllers/cluster/vm-reconciler.ts";
 import { tenancyDefaultsFromEnv, tenantPolicy } from "../controllers/tenant-policy.ts";
 import { effectiveVms } from "../controllers/vm-clone.ts";
@@ -85,6 +87,7 @@ async function main() {
   const vmInformer = kindInformer<VirtualMachine & KubernetesObject>(kube, VirtualMachineKind);
   // Reconcilers see each VM as it runs: a clone with the hardware it took from its snapshot.
   const vms = effectiveVms(vmInformer);
+
   const nodes = makeInformer<V1Node>(kube.kc, "/api/v1/nodes", () => kube.core.listNode());
   const leases = makeInformer<V1Lease>(
     kube.kc,
@@ -104,6 +107,12 @@ async function main() {
   const snapshots = kindInformer<VMSnapshot & KubernetesObject>(kube, VMSnapshotKind);
   const restores = kindInformer<VMRestore & KubernetesObject>(kube, VMRestoreKind);
   const templates = kindInformer<VMTemplate & KubernetesObject>(kube, VMTemplateKind);
+  // Subscribed before any watch: every other handler of an event sees the indexes with it in.
+  const indexes: ClusterIndexes = {
+    vms: new VmIndex().watch(vmInformer),
+    disks: indexDisks(disks),
+    snapshots: indexSnapshots(snapshots),
+  };
   const namespaces = makeInformer<V1Namespace>(kube.kc, "/api/v1/namespaces", () =>
     kube.core.listNamespace(),
   );
@@ -113,6 +122,7 @@ async function main() {
   const reconciler = new ClusterVmReconciler({
     kube,
     vms,
+    index: indexes.vms,
     nodes,
     heartbeats,
     policy: { cpuOvercommit },
@@ -128,6 +138,7 @@ async function main() {
     kube,
     disks,
     vms,
+    indexes,
     nodes,
     heartbeats,
     book,
@@ -152,6 +163,7 @@ async function main() {
     snapshots,
     vms,
     disks,
+    pending: indexes.snapshots.pendingOfVm,
     policyOf: (ns) => tenantPolicy(namespaces.get(ns), tenancy),
     log,
   });
@@ -166,7 +178,7 @@ async function main() {
     registry,
     onError: logFailures(log, "VMRestore"),
   });
-  const policyReconciler = new SnapshotPolicyReconciler({ kube, vms, snapshots, restores, disks, log });
+  const policyReconciler = new SnapshotPolicyReconciler({ kube, vms, snapshots, restores, indexes, log });
   const policyQueue = new WorkQueue("vm-snapshot-policy-cluster", (key) => policyReconciler.reconcile(key), {
     registry,
     onError: logFailures(log, "VirtualMachine"),

@@ -66,16 +66,28 @@ export function effectiveVm<T extends VirtualMachine>(vm: T): T {
   return spec === vm.spec ? vm : { ...vm, spec };
 }
 
-/** A cache of VMs that hands out each one as it runs (effectiveVm). */
+/**
+ * A cache of VMs that hands out each one as it runs (effectiveVm), worked out once per version
+ * of it (the cache holds a new object for each).
+ */
 export function effectiveVms<T extends VirtualMachine>(cache: {
   get(name: string, namespace?: string): T | undefined;
   list(namespace?: string): readonly T[];
 }): { get(name: string, namespace?: string): T | undefined; list(namespace?: string): T[] } {
+  const seen = new WeakMap<T, T>();
+  const effective = (vm: T): T => {
+    let e = seen.get(vm);
+    if (!e) {
+      e = effectiveVm(vm);
+      seen.set(vm, e);
+    }
+    return e;
+  };
   return {
     get: (name, namespace) => {
       const vm = cache.get(name, namespace);
-      return vm ? effectiveVm(vm) : undefined;
+      return vm ? effective(vm) : undefined;
     },
-    list: (namespace) => cache.list(namespace).map((vm) => effectiveVm(vm)),
+    list: (namespace) => cache.list(namespace).map(effective),
   };
 }

@@ -4,8 +4,9 @@
 // (then the namespace/name order, so every judge picks the same). The other is refused with a
 // message that names the holder only within its own namespace: a tenant learns nothing about
 // another namespace's VMs but that the value is taken.
-// The controller judges with every VM in the cluster; the node agent again with the VMs
-// placed on its node and the domains libvirt has there.
+// The controller judges with every VM in the cluster (its index of who holds what,
+// cluster/vm-index.ts); the node agent again with the VMs placed on its node and the domains
+// libvirt has there.
 import type { VirtualMachine } from "../api/virtualmachine.ts";
 import { desiredInterfaces } from "../hypervisor/domain/from-spec.ts";
 import { type EventReason, Reason } from "./event-reasons.ts";
@@ -64,7 +65,7 @@ export function heldIdentities(vm: VmLike): Identity[] {
 }
 
 /** Creation time in ms (a string from JSON, or a Date from some clients); unknown counts as newest. */
-function createdAt(vm: VmLike): number {
+export function createdAt(vm: VmLike): number {
   const t = vm.metadata.creationTimestamp as unknown;
   const ms = t instanceof Date ? t.getTime() : typeof t === "string" ? Date.parse(t) : Number.NaN;
   return Number.isNaN(ms) ? Number.POSITIVE_INFINITY : ms;
@@ -72,13 +73,21 @@ function createdAt(vm: VmLike): number {
 
 const keyOf = (vm: VmLike) => `${vm.metadata.namespace ?? ""}/${vm.metadata.name ?? ""}`;
 
-/** Whether OTHER comes first for a value both claim: it holds it in status while VM does not, else older. */
-function precedes(other: VmLike, otherAssigned: boolean, vm: VmLike, vmAssigned: boolean): boolean {
-  if (otherAssigned !== vmAssigned) return otherAssigned;
-  const ta = createdAt(other);
-  const tb = createdAt(vm);
-  if (ta !== tb) return ta < tb;
-  return keyOf(other) < keyOf(vm);
+/** One VM holding one value, as the holder rule weighs it. */
+export interface IdentityHolder {
+  namespace: string;
+  name: string;
+  /** creationTimestamp in ms (createdAt). */
+  createdAt: number;
+  /** The value is in the holder's status. */
+  assigned: boolean;
+}
+
+/** Whether A comes first for a value both claim: it holds it in status while B does not, else older, else by key. */
+function precedes(a: IdentityHolder, b: IdentityHolder): boolean {
+  if (a.assigned !== b.assigned) return a.assigned;
+  if (a.createdAt !== b.createdAt) return a.createdAt < b.createdAt;
+  return `${a.namespace}/${a.name}` < `${b.namespace}/${b.name}`;
 }
 
 const WHAT: Record<IdentityKind, string> = { uuid: "UUID", mac: "MAC address" };
@@ -100,41 +109,61 @@ export function describeHolder(vm: VmLike, holderNamespace: string, holderName: 
     : "in use in another namespace";
 }
 
+/** Who holds a claimed value (VM itself may be among them): a scan of VMs, or an index. */
+export type HoldersOf = (claim: Identity) => Iterable<IdentityHolder>;
+
+/** VM's hold on VALUE of KIND, if it holds it. */
+export function holdOf(vm: VmLike, kind: IdentityKind, value: string): IdentityHolder | undefined {
+  const held = heldIdentities(vm).find((h) => h.kind === kind && h.value === value);
+  return held && { ...nameAndAge(vm), assigned: held.assigned };
+}
+
+function nameAndAge(vm: VmLike): Omit<IdentityHolder, "assigned"> {
+  return { namespace: vm.metadata.namespace ?? "", name: vm.metadata.name ?? "", createdAt: createdAt(vm) };
+}
+
 /**
- * The first identity VM claims that another VM of OTHERS holds before it (see precedes).
- * OTHERS may include VM itself (skipped by namespace/name).
+ * The first identity VM claims that another VM holds before it (precedes), naming the one that
+ * comes first of those: the same verdict whatever order HOLDERS_OF gives them in.
  */
-export function identityRefusal(vm: VmLike, others: Iterable<VmLike>): Refusal | undefined {
-  const claims = claimedIdentities(vm);
-  if (!claims.length) return undefined;
+export function identityRefusalFrom(vm: VmLike, holdersOf: HoldersOf): Refusal | undefined {
   const self = keyOf(vm);
-  for (const claim of claims) {
-    for (const other of others) {
-      if (keyOf(other) === self) continue;
-      const held = heldIdentities(other).find((h) => h.kind === claim.kind && h.value === claim.value);
-      if (held && precedes(other, held.assigned, vm, claim.assigned))
-        return inUseRefusal(
-          claim,
-          describeHolder(vm, other.metadata.namespace ?? "", other.metadata.name ?? ""),
-        );
+  const me = nameAndAge(vm);
+  for (const claim of claimedIdentities(vm)) {
+    const mine = { ...me, assigned: claim.assigned };
+    let first: IdentityHolder | undefined;
+    for (const other of holdersOf(claim)) {
+      if (`${other.namespace}/${other.name}` === self || !precedes(other, mine)) continue;
+      if (!first || precedes(other, first)) first = other;
     }
+    if (first) return inUseRefusal(claim, describeHolder(vm, first.namespace, first.name));
   }
   return undefined;
+}
+
+/** identityRefusalFrom with the holders found among OTHERS (which may include VM itself). */
+export function identityRefusal(vm: VmLike, others: Iterable<VmLike>): Refusal | undefined {
+  const all = [...others];
+  return identityRefusalFrom(vm, (claim) =>
+    all.flatMap((other) => holdOf(other, claim.kind, claim.value) ?? []),
+  );
 }
 
 const IDENTITY_REASONS: ReadonlySet<string> = new Set(Object.values(REASON));
 
 /**
- * Keys of the VMs among VMS that wait for a MAC or UUID another VM holds (refused with
- * CONDITION: the controller's Admitted, the agent's Failure): any VM's change or deletion may
- * free it, so they are judged again.
+ * VM waits for a MAC or UUID another VM holds (refused with CONDITION: the controller's
+ * Admitted, the agent's Failure): any VM's change or deletion may free it.
  */
+export function waitsForIdentity(vm: VmLike, condition: "Admitted" | "Failure"): boolean {
+  const c = vm.status?.conditions?.find((x) => x.type === condition);
+  const refused = condition === "Admitted" ? c?.status === "False" : c?.status === "True";
+  return Boolean(c && refused && IDENTITY_REASONS.has(c.reason));
+}
+
+/** Keys of the VMs among VMS that wait for an identity (waitsForIdentity): they are judged again. */
 export function waitingForIdentity(vms: Iterable<VmLike>, condition: "Admitted" | "Failure"): string[] {
   const keys: string[] = [];
-  for (const vm of vms) {
-    const c = vm.status?.conditions?.find((x) => x.type === condition);
-    const refused = condition === "Admitted" ? c?.status === "False" : c?.status === "True";
-    if (c && refused && IDENTITY_REASONS.has(c.reason)) keys.push(keyOf(vm));
-  }
+  for (const vm of vms) if (waitsForIdentity(vm, condition)) keys.push(keyOf(vm));
   return keys;
 }

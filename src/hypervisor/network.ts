@@ -117,16 +117,40 @@ export function inRange(ip: string, range: AddressRange): boolean {
   }
 }
 
-/** The lowest address of RANGE not in USED (normalised strings), or undefined when full. */
+/** IP as bigIntToIp spells it (one spelling per address), or as it is when it is no address. */
+export function canonicalIp(ip: string): string {
+  try {
+    return bigIntToIp(ipToBigInt(ip), isIPv4(ip) ? "ipv4" : "ipv6");
+  } catch {
+    return ip;
+  }
+}
+
+/**
+ * The lowest address of RANGE that TAKEN (asked with canonical spellings) leaves free, looking
+ * from FROM on when every address below it is known taken.
+ */
+export function firstFree(
+  range: AddressRange,
+  family: "ipv4" | "ipv6",
+  taken: (ip: string) => boolean,
+  from?: bigint,
+): string | undefined {
+  const end = ipToBigInt(range.end);
+  const start = ipToBigInt(range.start);
+  for (let n = from !== undefined && from > start ? from : start; n <= end; n++) {
+    const ip = bigIntToIp(n, family);
+    if (!taken(ip)) return ip;
+  }
+  return undefined;
+}
+
+/** The lowest address of RANGE not in USED (any spelling), or undefined when full. */
 export function lowestFree(
   range: AddressRange,
   used: ReadonlySet<string>,
   family: "ipv4" | "ipv6",
 ): string | undefined {
-  const end = ipToBigInt(range.end);
-  const usedNums = new Set([...used].flatMap((u) => (isIPv4(u) || isIPv6(u) ? [ipToBigInt(u)] : [])));
-  for (let n = ipToBigInt(range.start); n <= end; n++) {
-    if (!usedNums.has(n)) return bigIntToIp(n, family);
-  }
-  return undefined;
+  const canonical = new Set([...used].map(canonicalIp));
+  return firstFree(range, family, (ip) => canonical.has(ip));
 }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { assignAddresses } from "../../src/controllers/cluster/ipam.ts";
+import { assignAddresses, takenAmong } from "../../src/controllers/cluster/ipam.ts";
 import {
   bigIntToIp,
   dhcpHostXml,
@@ -71,21 +71,47 @@ describe("assignAddresses", () => {
   const pools = { default: parseNetworkPools(NETWORK) };
 
   it("gives each interface an IPv4 and an IPv6 nobody holds, and never the same twice", () => {
-    const used = new Map([["default", new Set(["192.168.122.2"])]]);
-    const a = assignAddresses([{ name: "a", network: "default" }], pools, used);
-    const b = assignAddresses([{ name: "b", network: "default" }], pools, used);
+    const used = new Set(["192.168.122.2"]);
+    const a = assignAddresses(
+      [{ name: "a", network: "default" }],
+      pools,
+      takenAmong(new Map([["default", used]])),
+    );
+    for (const ip of Object.values(a[0]!)) used.add(ip);
+    const b = assignAddresses(
+      [{ name: "b", network: "default" }],
+      pools,
+      takenAmong(new Map([["default", used]])),
+    );
     assert.deepEqual(a, [{ ipv4: "192.168.122.3", ipv6: "fd00:7a1:0:1::100" }]);
     assert.deepEqual(b, [{ ipv4: "192.168.122.4", ipv6: "fd00:7a1:0:1::101" }]);
+    // Two interfaces of one VM on one network: two addresses; an address spelled otherwise is still taken.
+    const both = assignAddresses(
+      [
+        { name: "a", network: "default" },
+        { name: "b", network: "default" },
+      ],
+      pools,
+      takenAmong(new Map([["default", new Set(["fd00:07a1:0000:0001::100"])]])),
+    );
+    assert.deepEqual(both, [
+      { ipv4: "192.168.122.2", ipv6: "fd00:7a1:0:1::101" },
+      { ipv4: "192.168.122.3", ipv6: "fd00:7a1:0:1::102" },
+    ]);
   });
 
   it("keeps an interface's addresses while they are in the pool and not taken", () => {
     const previous = { ipv4: "192.168.122.77", ipv6: "fd00:7a1:0:1::1aa" };
-    assert.deepEqual(assignAddresses([{ name: "a", network: "default", previous }], pools, new Map()), [
-      previous,
-    ]);
+    assert.deepEqual(
+      assignAddresses([{ name: "a", network: "default", previous }], pools, () => false),
+      [previous],
+    );
   });
 
   it("gives nothing on a network without pools", () => {
-    assert.deepEqual(assignAddresses([{ name: "a", network: "isolated" }], pools, new Map()), [{}]);
+    assert.deepEqual(
+      assignAddresses([{ name: "a", network: "isolated" }], pools, () => false),
+      [{}],
+    );
   });
 });

@@ -50,13 +50,13 @@ export function diskHolders(disk: VMDisk, vms: readonly VirtualMachine[]): strin
   const deleting = Boolean(disk.metadata.deletionTimestamp);
   return vms
     .filter((vm) => usesDisk(vm, disk) && (!deleting || attached(vm) === 0))
-    .sort(
-      (a, b) =>
-        attached(a) - attached(b) ||
-        created(a) - created(b) ||
-        a.metadata.name.localeCompare(b.metadata.name),
-    )
+    .sort((a, b) => attached(a) - attached(b) || olderFirst(a, b))
     .map((vm) => vm.metadata.name);
+}
+
+/** Older first, then by name: one order whatever order a cache or an index gives. */
+export function olderFirst(a: VirtualMachine, b: VirtualMachine): number {
+  return created(a) - created(b) || a.metadata.name.localeCompare(b.metadata.name);
 }
 
 /** Names of the VMDisks in DISKS that are linked clones of DISK (they read from its volume). */

@@ -28,13 +28,16 @@ import { CLUSTER_DISK_VIEW, DISK_USERS_VIEW } from "../watch-views.ts";
 import {
   type DiskNodeView,
   diskHolders,
+  diskNamesOf,
   diskNodeDecision,
   linkedClonesOf,
+  olderFirst,
   placeFloatingDisk,
   poolFit,
   usesDisk,
 } from "./disk-placement.ts";
 import type { HeartbeatView } from "./heartbeat-clock.ts";
+import { type ClusterIndexes, objectsOf } from "./object-indexes.ts";
 import { orphanPlacementOfDisk } from "./orphan-placement.ts";
 import { type DiskLocation, provisionedInPool } from "./pool-capacity.ts";
 
@@ -60,6 +63,8 @@ export interface ClusterDiskReconcilerOptions {
   kube: Kube;
   disks: Lister<Disk>;
   vms: Lister<Vm>;
+  /** Who uses a disk, which disks a VM had, linked clones of a disk. */
+  indexes: ClusterIndexes;
   nodes: Lister<V1Node>;
   /** Which nodes' agents were heard from lately (by this controller's clock). */
   heartbeats: HeartbeatView;
@@ -140,8 +145,13 @@ export class ClusterDiskReconciler {
     // A clone's or a template's VM names its disks in what it recorded, not in its own spec.
     const vm = effectiveVm(raw);
     const ns = vm.metadata.namespace ?? "";
-    return this.o.disks
-      .list(ns)
+    const { attachedTo, byPath } = this.o.indexes.disks;
+    const candidates = new Set([
+      ...diskNamesOf(vm).map((d) => `${ns}/${d}`),
+      ...(vm.status?.disks ?? []).flatMap((d) => (d.path ? [...byPath.keys(d.path)] : [])),
+      ...attachedTo.keys(`${ns}/${vm.metadata.name}`),
+    ]);
+    return objectsOf(candidates, (n, dns) => this.o.disks.get(n, dns))
       .filter((d) => usesDisk(vm, d) || d.status?.attachedTo?.includes(vm.metadata.name))
       .map((d) => `${ns}/${d.metadata.name}`);
   }
@@ -163,10 +173,18 @@ export class ClusterDiskReconciler {
       return undefined;
     }
     const log = forObject(this.o.log, "VMDisk", key);
-    const users = this.o.vms.list(namespace).filter((vm) => usesDisk(vm, disk));
+    const { vms: vmIndex, disks: diskIndexes } = this.o.indexes;
+    const users = objectsOf(vmIndex.diskUsers(namespace, name, disk.status?.path), (n, ns) =>
+      this.o.vms.get(n, ns),
+    )
+      .filter((vm) => usesDisk(vm, disk))
+      .sort(olderFirst);
     const holders = diskHolders(disk, users);
     // A linked clone reads what its guest did not change from this disk: it holds it too.
-    const clones = linkedClonesOf(disk, this.o.disks.list(namespace));
+    const clones = linkedClonesOf(
+      disk,
+      objectsOf(diskIndexes.linkedTo.keys(key), (n, ns) => this.o.disks.get(n, ns)),
+    );
 
     // The label is set first (the agent acts on it); status.nodeName follows. Either is the placement.
     let node = disk.status?.nodeName ?? disk.metadata.labels?.[NODE_LABEL] ?? this.o.book.diskNodes.get(key);

@@ -2,7 +2,13 @@
 // agent, offer the hypervisor, match nodeSelector and have room; least allocated wins.
 // A pinned nodeName that cannot take the VM is an error naming the node and why.
 import type { V1Node } from "@kubernetes/client-node";
-import { CAPACITY_ANNOTATION, NODE_ENABLED_LABEL, nodeCordoned, parseCapacity } from "../node-facts.ts";
+import {
+  CAPACITY_ANNOTATION,
+  NODE_ENABLED_LABEL,
+  type NodeCapacity,
+  nodeCordoned,
+  parseCapacity,
+} from "../node-facts.ts";
 
 export interface NodeView {
   name: string;
@@ -12,8 +18,16 @@ export interface NodeView {
   cordoned?: boolean;
   heartbeatFresh: boolean;
   capacity?: { cpus: number; memoryBytes: number; hypervisors: string[]; networks?: Record<string, unknown> };
-  /** vCPUs and bytes of the VMs already placed there. */
+  /** vCPUs and bytes the VMs placed there reserve (those that run or should: vm-reservation.ts). */
   allocated: { cpus: number; memoryBytes: number };
+}
+
+const capacities = new WeakMap<V1Node, NodeCapacity | undefined>();
+
+/** What N's agent published (its capacity annotation), read once per version of the Node object. */
+export function capacityOf(n: V1Node): NodeCapacity | undefined {
+  if (!capacities.has(n)) capacities.set(n, parseCapacity(n.metadata?.annotations?.[CAPACITY_ANNOTATION]));
+  return capacities.get(n);
 }
 
 /** NODE as placement sees it, with ALLOCATED already taken by the VMs placed there. */
@@ -22,7 +36,7 @@ export function nodeView(
   heartbeatFresh: boolean,
   allocated: { cpus: number; memoryBytes: number } = { cpus: 0, memoryBytes: 0 },
 ): NodeView {
-  const capacity = parseCapacity(n.metadata?.annotations?.[CAPACITY_ANNOTATION]);
+  const capacity = capacityOf(n);
   return {
     name: n.metadata?.name ?? "",
     labels: n.metadata?.labels ?? {},
@@ -100,6 +114,8 @@ export function unfitReason(
   for (const [k, v] of Object.entries(req.nodeSelector ?? {})) {
     if (node.labels[k] !== v) return { code: "Selector", message: `does not match nodeSelector ${k}=${v}` };
   }
+  // A VM that reserves nothing (vm-reservation.ts: it is not to run) fits a full node.
+  if (req.cpus === 0 && req.memoryBytes === 0) return undefined;
   const cpuRoom = cap.cpus * policy.cpuOvercommit - node.allocated.cpus;
   if (req.cpus > cpuRoom) {
     return { code: "Cpu", message: `has ${Math.max(cpuRoom, 0)} free vCPUs, the VM needs ${req.cpus}` };

@@ -5,7 +5,6 @@
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { API_VERSION } from "../../api/common.ts";
 import { type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
-import type { VMDisk } from "../../api/vmdisk.ts";
 import { type VMRestore, type VMSnapshot, VMSnapshotKind } from "../../api/vmsnapshot.ts";
 import { type AnyObject, createObject, deleteObject, type Kube, splitKey } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
@@ -16,7 +15,8 @@ import { Reason } from "../event-reasons.ts";
 import { type EventRecorder, eventRecorder } from "../events.ts";
 import { StatusWriter } from "../status-writer.ts";
 import { SNAPSHOT_POLICY_VM_VIEW } from "../watch-views.ts";
-import { AUTOMATIC_LABEL, decidePolicy, snapshotsInUse } from "./snapshot-schedule.ts";
+import { type ClusterIndexes, objectsOf } from "./object-indexes.ts";
+import { AUTOMATIC_LABEL, decidePolicy, restoreRunning } from "./snapshot-schedule.ts";
 
 type Vm = VirtualMachine & KubernetesObject;
 const COMPONENT = "libvirt-operator-controller";
@@ -34,7 +34,8 @@ export interface SnapshotPolicyReconcilerOptions {
   vms: Lister<Vm>;
   snapshots: Lister<VMSnapshot & KubernetesObject>;
   restores: Lister<VMRestore & KubernetesObject>;
-  disks: Lister<VMDisk & KubernetesObject>;
+  /** Snapshots by VM, disks being made from a snapshot, clones waiting for one. */
+  indexes: ClusterIndexes;
   log: Logger;
 }
 
@@ -84,12 +85,22 @@ export class SnapshotPolicyReconciler {
       return undefined;
     }
     const now = Date.now();
-    const inUse = snapshotsInUse(
-      this.o.restores.list(namespace),
-      this.o.disks.list(namespace),
-      this.o.vms.list(namespace),
+    const { disks, vms, snapshots } = this.o.indexes;
+    const restoring = new Set(
+      this.o.restores
+        .list(namespace)
+        .filter(restoreRunning)
+        .map((r) => r.spec.snapshotName),
     );
-    const decision = decidePolicy(vm, this.o.snapshots.list(namespace), inUse, now);
+    // What snapshotsInUse says of the namespace, asked of one snapshot at a time.
+    const inUse = {
+      has: (snap: string) =>
+        restoring.has(snap) ||
+        disks.beingMadeFrom.keys(`${namespace}/${snap}`).size > 0 ||
+        vms.clonesOf(namespace, snap).length > 0,
+    };
+    const own = objectsOf(snapshots.ofVm.keys(key), (n, ns) => this.o.snapshots.get(n, ns));
+    const decision = decidePolicy(vm, own, inUse, now);
     if (!decision) {
       // The policy was removed: what it said goes too.
       if (vm.status?.snapshotPolicy)

@@ -13,7 +13,14 @@ import {
   type VMSnapshot,
   VMSnapshotKind,
 } from "../../api/vmsnapshot.ts";
-import { type AnyObject, type Kube, patchMetadata, removeFinalizer, splitKey } from "../../runtime/kube.ts";
+import {
+  type AnyObject,
+  type Kube,
+  keyOf,
+  patchMetadata,
+  removeFinalizer,
+  splitKey,
+} from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
 import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
@@ -25,6 +32,7 @@ import { parseDuration } from "../node/snapshot-plan.ts";
 import { STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
 import type { TenantPolicy } from "../tenant-policy.ts";
 import { SNAPSHOT_VM_VIEW } from "../watch-views.ts";
+import type { KeyIndex } from "./key-index.ts";
 import { acceptSnapshot, uniqueTimestamp } from "./snapshot-accept.ts";
 import { AUTOMATIC_LABEL } from "./snapshot-schedule.ts";
 
@@ -48,6 +56,8 @@ export interface ClusterSnapshotReconcilerOptions {
   snapshots: Lister<Snapshot>;
   vms: Lister<Vm>;
   disks: Lister<VMDisk & KubernetesObject>;
+  /** "namespace/vm" of the snapshots not handed to a node yet (object-indexes.ts). */
+  pending: KeyIndex;
   /** The namespace's tenancy rules (its disk byte budget counts snapshots). */
   policyOf: (namespace: string) => TenantPolicy;
   log: Logger;
@@ -95,11 +105,7 @@ export class ClusterSnapshotReconciler {
 
   /** Snapshots of VM not handed to a node yet. */
   waitingFor(vm: Vm): string[] {
-    const ns = vm.metadata?.namespace;
-    return this.o.snapshots
-      .list(ns)
-      .filter((s) => s.spec.vmName === vm.metadata?.name && s.status?.timestamp === undefined)
-      .map((s) => `${ns}/${s.metadata?.name}`);
+    return [...this.o.pending.keys(keyOf(vm))];
   }
 
   async reconcile(key: string): Promise<ReconcileResult | undefined> {

@@ -39,6 +39,22 @@ export function automaticSnapshotsOf(vm: VirtualMachine, snapshots: readonly VMS
   );
 }
 
+/** The snapshot DISK is being made from (it needs it until made). */
+export function snapshotOfDiskBeingMade(d: VMDisk): string | undefined {
+  const from = d.spec.source?.snapshot?.name;
+  return from && d.status?.phase !== "Ready" && d.status?.phase !== "Illegal" ? from : undefined;
+}
+
+/** The snapshot VM is to be cloned from, until it is. */
+export function snapshotOfCloneToBe(vm: VirtualMachine): string | undefined {
+  return vm.status?.clonedFrom ? undefined : vm.spec.source?.snapshot;
+}
+
+/** The restore still runs (it needs its snapshot). */
+export function restoreRunning(r: VMRestore): boolean {
+  return r.status?.phase !== "Succeeded" && r.status?.phase !== "Failed";
+}
+
 /** Snapshots a restore, a clone or a disk being made from it still needs. */
 export function snapshotsInUse(
   restores: readonly VMRestore[],
@@ -46,14 +62,15 @@ export function snapshotsInUse(
   vms: readonly VirtualMachine[],
 ): Set<string> {
   const used = new Set<string>();
-  for (const r of restores)
-    if (r.status?.phase !== "Succeeded" && r.status?.phase !== "Failed") used.add(r.spec.snapshotName);
+  for (const r of restores) if (restoreRunning(r)) used.add(r.spec.snapshotName);
   for (const d of disks) {
-    const from = d.spec.source?.snapshot?.name;
-    if (from && d.status?.phase !== "Ready" && d.status?.phase !== "Illegal") used.add(from);
+    const from = snapshotOfDiskBeingMade(d);
+    if (from) used.add(from);
   }
-  for (const vm of vms)
-    if (vm.spec.source?.snapshot && !vm.status?.clonedFrom) used.add(vm.spec.source.snapshot);
+  for (const vm of vms) {
+    const from = snapshotOfCloneToBe(vm);
+    if (from) used.add(from);
+  }
   return used;
 }
 
@@ -63,7 +80,7 @@ const iso = (ms: number) => new Date(ms).toISOString();
 export function decidePolicy(
   vm: VirtualMachine,
   snapshots: readonly VMSnapshot[],
-  inUse: ReadonlySet<string>,
+  inUse: { has(snapshot: string): boolean },
   now: number,
 ): PolicyDecision | undefined {
   const policy = vm.spec.snapshotPolicy;

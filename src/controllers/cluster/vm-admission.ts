@@ -4,15 +4,15 @@
 import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import { desiredInterfaces } from "../../hypervisor/domain/from-spec.ts";
 import { networkRefusal, type Refusal, type TenantPolicy } from "../tenant-policy.ts";
-import { identityRefusal } from "../vm-identities.ts";
+import { type HoldersOf, identityRefusalFrom } from "../vm-identities.ts";
 
 /** False while the controller refuses the VM; True once a refused VM is fixed; absent if never refused. */
 export const ADMITTED_CONDITION = "Admitted";
 
 export interface ClusterAdmissionContext {
   policy: TenantPolicy;
-  /** Every VM in the cluster (the informer's view): who already holds a MAC or UUID. */
-  vms: ReadonlyArray<VirtualMachine>;
+  /** Who in the cluster (the informer's view, vm-index.ts) already holds a MAC or UUID. */
+  holdersOf: HoldersOf;
 }
 
 export function clusterRefusal(vm: VirtualMachine, ctx: ClusterAdmissionContext): Refusal | undefined {
@@ -20,6 +20,6 @@ export function clusterRefusal(vm: VirtualMachine, ctx: ClusterAdmissionContext)
     networkRefusal(
       desiredInterfaces(vm).filter((i) => i.plugged),
       ctx.policy,
-    ) ?? identityRefusal(vm, ctx.vms)
+    ) ?? identityRefusalFrom(vm, ctx.holdersOf)
   );
 }

@@ -5,28 +5,36 @@ import { randomBytes } from "node:crypto";
 import type { KubernetesObject, V1Node } from "@kubernetes/client-node";
 import type { VirtualMachine, VirtualMachineStatus } from "../../api/virtualmachine.ts";
 import { desiredInterfaces } from "../../hypervisor/domain/from-spec.ts";
+import { canonicalIp, firstFree, ipToBigInt } from "../../hypervisor/network.ts";
 import { keyOf } from "../../runtime/kube.ts";
-import { CAPACITY_ANNOTATION, parseCapacity } from "../node-facts.ts";
-import { assignAddresses } from "./ipam.ts";
+import { assignAddresses, type LowestFree } from "./ipam.ts";
+import { KeyIndex } from "./key-index.ts";
+import { capacityOf } from "./placement.ts";
+import { addressKey, type VmIndex } from "./vm-index.ts";
 
 type Vm = VirtualMachine & KubernetesObject;
 export type InterfaceStatus = NonNullable<VirtualMachineStatus["interfaces"]>[number];
 
-interface Lister<T> {
-  get(name: string, namespace?: string): T | undefined;
-  list(namespace?: string): ReadonlyArray<T>;
-}
+/** Who else holds a MAC or an address (vm-index.ts): looked up, not gathered from every VM. */
+export type NetworkIdentities = Pick<VmIndex, "macTaken" | "addressTaken" | "onAddressReleased">;
 
 export class InterfaceAssigner {
   /** Addresses handed out by this process, held until the VM is gone (the cache may lag). */
-  private readonly reservedAddresses = new Map<string, Array<{ network: string; ip: string }>>();
+  private readonly reservedAddresses = new KeyIndex((key) => this.released(key));
+  /**
+   * Per network and pool, where the search for a free address starts: every address below it
+   * is taken (it moves down when one is let go). Handing out addresses costs the same at the
+   * thousandth VM as at the first.
+   */
+  private readonly cursors = new Map<string, bigint>();
 
-  private readonly vms: Lister<Vm>;
-  private readonly nodes: Lister<V1Node>;
+  private readonly held: NetworkIdentities;
+  private readonly nodes: { get(name: string): V1Node | undefined };
 
-  constructor(vms: Lister<Vm>, nodes: Lister<V1Node>) {
-    this.vms = vms;
+  constructor(held: NetworkIdentities, nodes: { get(name: string): V1Node | undefined }) {
+    this.held = held;
     this.nodes = nodes;
+    held.onAddressReleased((key) => this.released(key));
   }
 
   /** The VM is gone: its addresses may go to others. */
@@ -41,49 +49,57 @@ export class InterfaceAssigner {
   interfaces(vm: Vm, node: string): InterfaceStatus[] {
     const key = keyOf(vm);
     const previous = new Map((vm.status?.interfaces ?? []).map((i) => [i.name, i]));
-    const macsInUse = new Set<string>();
-    const addressesInUse = new Map<string, Set<string>>();
-    const hold = (network: string | undefined, ip: string | undefined) => {
-      if (!network || !ip) return;
-      const set = addressesInUse.get(network) ?? new Set<string>();
-      set.add(ip);
-      addressesInUse.set(network, set);
-    };
-    for (const other of this.vms.list()) {
-      if (keyOf(other) === key) continue;
-      for (const i of other.status?.interfaces ?? []) {
-        if (i.mac) macsInUse.add(i.mac.toLowerCase());
-        hold(i.network, i.ipv4);
-        hold(i.network, i.ipv6);
-      }
-      for (const i of other.spec.interfaces ?? [])
-        if (i.macAddress) macsInUse.add(i.macAddress.toLowerCase());
-    }
-    for (const [otherKey, held] of this.reservedAddresses) {
-      if (otherKey !== key) for (const h of held) hold(h.network, h.ip);
-    }
     const wanted = desiredInterfaces(vm);
-    const pools = parseCapacity(this.nodes.get(node)?.metadata?.annotations?.[CAPACITY_ANNOTATION])?.networks;
+    const n = this.nodes.get(node);
+    const pools = n ? capacityOf(n)?.networks : undefined;
     const addresses = assignAddresses(
       wanted.map((i) => ({ name: i.name, network: i.network, previous: previous.get(i.name) })),
       pools,
-      addressesInUse,
+      (network, ip) =>
+        this.held.addressTaken(network, ip, key) ||
+        this.reservedAddresses.heldByOther(addressKey(network, ip), key),
+      this.lowestFree,
     );
+    const mine = new Set<string>();
+    const macTaken = { has: (mac: string) => mine.has(mac) || this.held.macTaken(mac, key) };
     const result = wanted.map((i, idx) => {
-      const mac = i.macAddress?.toLowerCase() ?? previous.get(i.name)?.mac ?? freshMac(macsInUse);
-      macsInUse.add(mac);
+      const mac = i.macAddress?.toLowerCase() ?? previous.get(i.name)?.mac ?? freshMac(macTaken);
+      mine.add(mac);
       return { name: i.name, mac, network: i.network, ...addresses[idx] };
     });
     this.reservedAddresses.set(
       key,
-      result.flatMap((i) => [i.ipv4, i.ipv6].flatMap((ip) => (ip ? [{ network: i.network, ip }] : []))),
+      result.flatMap((i) =>
+        [i.ipv4, i.ipv6].flatMap((ip) => (ip ? [addressKey(i.network, canonicalIp(ip))] : [])),
+      ),
     );
     return result;
+  }
+
+  private readonly lowestFree: LowestFree = (network, range, family, taken) => {
+    const at = `${network} ${range.start}-${range.end}`;
+    const ip = firstFree(range, family, taken, this.cursors.get(at));
+    if (ip) this.cursors.set(at, ipToBigInt(ip));
+    return ip;
+  };
+
+  /** The address of KEY (addressKey) was let go: searches on its network start no higher. */
+  private released(key: string) {
+    const space = key.lastIndexOf(" ");
+    const network = key.slice(0, space);
+    let n: bigint;
+    try {
+      n = ipToBigInt(key.slice(space + 1));
+    } catch {
+      return;
+    }
+    for (const [at, from] of this.cursors)
+      if (n < from && at.slice(0, at.lastIndexOf(" ")) === network) this.cursors.set(at, n);
   }
 }
 
 /** A locally administered MAC in QEMU's 52:54:00 range that no VM uses. */
-export function freshMac(inUse: ReadonlySet<string>): string {
+export function freshMac(inUse: { has(mac: string): boolean }): string {
   for (;;) {
     const b = randomBytes(3);
     const mac = `52:54:00:${[...b].map((x) => x.toString(16).padStart(2, "0")).join(":")}`;

@@ -12,7 +12,7 @@ import {
 import type { VMDisk } from "../../api/vmdisk.ts";
 import type { VMSnapshot } from "../../api/vmsnapshot.ts";
 import type { VMTemplate } from "../../api/vmtemplate.ts";
-import { desiredInterfaces, resourcesOf } from "../../hypervisor/domain/from-spec.ts";
+import { desiredInterfaces } from "../../hypervisor/domain/from-spec.ts";
 import { type AnyObject, type Kube, keyOf, patchMetadata, splitKey } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
@@ -24,10 +24,9 @@ import { heartbeatRevivals } from "../node-facts.ts";
 import { CONDITIONS_RULE } from "../status-diff.ts";
 import { STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
 import { type Refusal, type TenancyDefaults, tenantPolicy } from "../tenant-policy.ts";
-import { waitingForIdentity } from "../vm-identities.ts";
 import { CLUSTER_DISK_VIEW, CLUSTER_VM_VIEW, VM_IDENTITY_VIEW } from "../watch-views.ts";
 import { clonePlan, createCloneDisks } from "./clone-prep.ts";
-import { namesDisk, nodeOfVmDisks } from "./disk-placement.ts";
+import { nodeOfVmDisks } from "./disk-placement.ts";
 import type { PlacementBook } from "./disk-reconciler.ts";
 import type { HeartbeatView } from "./heartbeat-clock.ts";
 import { orphanPlacementOfVm, withOrphanIdentity } from "./orphan-placement.ts";
@@ -35,7 +34,9 @@ import { type NodeView, nodeView, type PlacementPolicy, type PlacementRequest, p
 import { movableForRoom } from "./room-move.ts";
 import { childDiskSpecs, sourceBaseNode, takenDiskName, templateRecord } from "./template-plan.ts";
 import { ADMITTED_CONDITION, clusterRefusal } from "./vm-admission.ts";
+import type { VmIndex } from "./vm-index.ts";
 import { InterfaceAssigner } from "./vm-interfaces.ts";
+import { capacityNeed, NOTHING, type Resources } from "./vm-reservation.ts";
 
 export const CONTROLLER_FIELD_MANAGER = "libvirt-operator-controller";
 export const CLONE_FIELD_MANAGER = "libvirt-operator-controller-clone";
@@ -55,6 +56,8 @@ type Vm = VirtualMachine & KubernetesObject;
 export interface ClusterVmReconcilerOptions {
   kube: Kube;
   vms: Lister<Vm>;
+  /** The same VMs indexed (kept up with the informer that fills VMS): who holds what, where. */
+  index: VmIndex;
   nodes: Lister<V1Node>;
   /** Which nodes' agents were heard from lately (by this controller's clock). */
   heartbeats: HeartbeatView;
@@ -94,12 +97,11 @@ export function watchClusterVms(
   // A clone waits for its snapshot to be taken.
   if (sources.snapshots) watchRelated(sources.snapshots, queue, (snap) => reconciler.clonesOf(snap));
   // A VM gone or changed may free the MAC or UUID another waits for.
-  watchRelated(
-    sources.vms,
-    queue,
-    () => waitingForIdentity(reconciler.allVms(), "Admitted"),
-    VM_IDENTITY_VIEW,
-  );
+  watchRelated(sources.vms, queue, () => reconciler.waitingForIdentity(), VM_IDENTITY_VIEW);
+  // A VM gone or stopped leaves room on its node for those waiting for one.
+  reconciler.onRoomFreed(() => {
+    for (const key of reconciler.unplacedKeys()) queue.add(key);
+  });
   // An admin changing what a namespace may use: its VMs are judged again.
   watchRelated(sources.namespaces, queue, (ns) => reconciler.keysIn(ns.metadata?.name ?? ""));
   watchRelated(sources.disks, queue, (disk) => reconciler.unplacedUsersOf(disk), CLUSTER_DISK_VIEW);
@@ -126,7 +128,7 @@ export class ClusterVmReconciler {
   constructor(options: ClusterVmReconcilerOptions) {
     this.o = options;
     this.event = eventRecorder(options.kube, COMPONENT);
-    this.nics = new InterfaceAssigner(options.vms, options.nodes);
+    this.nics = new InterfaceAssigner(options.index, options.nodes);
     this.standing = new StatusWriter(options.kube, {
       kind: VirtualMachineKind,
       fieldManager: STANDING_FIELD_MANAGER,
@@ -146,31 +148,27 @@ export class ClusterVmReconciler {
 
   /** Keys of clones of SNAP not made yet. */
   clonesOf(snap: VMSnapshot & KubernetesObject): string[] {
-    return this.o.vms
-      .list(snap.metadata?.namespace)
-      .filter((vm) => vm.spec.source?.snapshot === snap.metadata?.name && !vm.status?.clonedFrom)
-      .map((vm) => keyOf(vm));
+    return this.o.index.clonesOf(snap.metadata?.namespace ?? "", snap.metadata?.name ?? "");
   }
 
   /** Keys of VMs made from TPL that have not taken from it yet. */
   madeFrom(tpl: VMTemplate & KubernetesObject): string[] {
-    return this.o.vms
-      .list(tpl.metadata?.namespace)
-      .filter((vm) => vm.spec.source?.template === tpl.metadata?.name && !vm.status?.template)
-      .map((vm) => keyOf(vm));
+    return this.o.index.madeFrom(tpl.metadata?.namespace ?? "", tpl.metadata?.name ?? "");
   }
 
   /** Keys of VMs not placed yet that use DISK: it may now say where they must go. */
   unplacedUsersOf(disk: VMDisk & KubernetesObject): string[] {
-    return this.o.vms
-      .list(disk.metadata?.namespace)
-      .filter((vm) => !vm.status?.nodeName && namesDisk(vm, disk.metadata?.name))
-      .map((vm) => keyOf(vm));
+    return this.o.index.unplacedUsersOf(disk.metadata?.namespace ?? "", disk.metadata?.name ?? "");
   }
 
-  /** Every VM in the cache. */
-  allVms(): ReadonlyArray<Vm> {
-    return this.o.vms.list();
+  /** Keys of VMs refused for a MAC or UUID another VM holds. */
+  waitingForIdentity(): string[] {
+    return this.o.index.waitingForIdentity();
+  }
+
+  /** LISTENER hears when a VM stops reserving room on a node (deleted, stopped). */
+  onRoomFreed(listener: () => void): void {
+    this.o.index.onRoomFreed(listener);
   }
 
   /** Keys of every VM of NAMESPACE. */
@@ -180,10 +178,7 @@ export class ClusterVmReconciler {
 
   /** Keys of VMs waiting for a node: node or heartbeat changes give them another try. */
   unplacedKeys(): string[] {
-    return this.o.vms
-      .list()
-      .filter((vm) => !vm.status?.nodeName && !vm.metadata?.deletionTimestamp)
-      .map((vm) => `${vm.metadata?.namespace}/${vm.metadata?.name}`);
+    return this.o.index.unplacedKeys();
   }
 
   async reconcile(key: string): Promise<ReconcileResult | undefined> {
@@ -216,7 +211,7 @@ export class ClusterVmReconciler {
 
     const refusal = clusterRefusal(vm, {
       policy: tenantPolicy(this.o.namespaces.get(namespace), this.o.tenancy),
-      vms: this.o.vms.list(),
+      holdersOf: this.o.index.holdersOf,
     });
     if (refusal && findCondition(vm.status?.conditions, ADMITTED_CONDITION)?.message !== refusal.message) {
       log.info({ reason: refusal.reason, err: refusal.message }, "VM refused");
@@ -260,7 +255,7 @@ export class ClusterVmReconciler {
 
     if (vm.spec.source?.snapshot && !vm.status?.clonedFrom) return this.prepareClone(vm, log);
     if (vm.spec.source?.template && !vm.status?.template) return this.prepareFromTemplate(vm, log);
-    const need = resourcesOf(vm);
+    const need = capacityNeed(vm);
     const disksOn = nodeOfVmDisks(
       vm,
       (disk) => this.o.disks.get(disk, namespace),
@@ -435,24 +430,23 @@ export class ClusterVmReconciler {
     });
   }
 
+  /** Nodes with what the other VMs reserve there, those placed a moment ago included. */
   private nodeViews(exceptKey: string): NodeView[] {
-    const allocated = new Map<string, { cpus: number; memoryBytes: number }>();
-    const add = (node: string, r: { cpus: number; memoryBytes: number }) => {
-      const a = allocated.get(node) ?? { cpus: 0, memoryBytes: 0 };
-      allocated.set(node, { cpus: a.cpus + r.cpus, memoryBytes: a.memoryBytes + r.memoryBytes });
-    };
-    const counted = new Set<string>();
-    for (const vm of this.o.vms.list()) {
-      const key = `${vm.metadata?.namespace}/${vm.metadata?.name}`;
-      const node = vm.status?.nodeName;
-      if (!node || key === exceptKey) continue;
-      counted.add(key);
-      add(node, resourcesOf(vm));
+    const pending = new Map<string, Resources>();
+    for (const [key, a] of this.assumed) {
+      // Counted by the index once the cache shows it placed.
+      if (key === exceptKey || this.o.index.placedNode(key)) continue;
+      const p = pending.get(a.node) ?? { ...NOTHING };
+      pending.set(a.node, { cpus: p.cpus + a.cpus, memoryBytes: p.memoryBytes + a.memoryBytes });
     }
-    for (const [key, a] of this.assumed) if (!counted.has(key) && key !== exceptKey) add(a.node, a);
     return this.o.nodes.list().map((n) => {
       const name = n.metadata?.name ?? "";
-      return nodeView(n, this.o.heartbeats.fresh(name), allocated.get(name));
+      const placed = this.o.index.allocatedOn(name, exceptKey);
+      const p = pending.get(name) ?? NOTHING;
+      return nodeView(n, this.o.heartbeats.fresh(name), {
+        cpus: placed.cpus + p.cpus,
+        memoryBytes: placed.memoryBytes + p.memoryBytes,
+      });
     });
   }
 

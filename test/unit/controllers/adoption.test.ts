@@ -11,6 +11,7 @@ import {
   orphanPlacementOfVm,
   withOrphanIdentity,
 } from "../../../src/controllers/cluster/orphan-placement.ts";
+import { VmIndex } from "../../../src/controllers/cluster/vm-index.ts";
 import { InterfaceAssigner } from "../../../src/controllers/cluster/vm-interfaces.ts";
 import { dhcpHostName } from "../../../src/controllers/node/dhcp.ts";
 import {
@@ -319,10 +320,7 @@ describe("orphan placement: an object without status goes where its earlier inca
       hypervisors: ["qemu"],
       networks: { default: { ipv4: { start: "10.0.0.2", end: "10.0.0.254" } } },
     });
-    const nics = new InterfaceAssigner(
-      { get: () => undefined, list: () => [] },
-      { get: () => withPools, list: () => [withPools] },
-    );
+    const nics = new InterfaceAssigner(new VmIndex(), { get: () => withPools });
     assert.deepEqual(nics.interfaces(seeded as never, "b"), [
       { name: "default", mac: "52:54:00:aa:bb:cc", network: "default", ipv4: "10.0.0.5" },
     ]);
