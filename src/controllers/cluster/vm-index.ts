@@ -20,6 +20,7 @@ import {
 } from "../vm-identities.ts";
 import { diskNamesOf } from "./disk-placement.ts";
 import { KeyIndex } from "./key-index.ts";
+import { waitsForRoom } from "./room-move.ts";
 import { snapshotOfCloneToBe } from "./snapshot-schedule.ts";
 import { NOTHING, type Resources, reservesCapacity } from "./vm-reservation.ts";
 
@@ -50,6 +51,8 @@ export class VmIndex {
   private readonly allocated = new Map<string, Resources>();
   private readonly waiting = new Set<string>();
   private readonly unplaced = new Set<string>();
+  /** Placed, and refused a start by their node's agent for lack of room. */
+  private readonly forRoom = new Set<string>();
   /** "namespace/snapshot" of clones not made yet. */
   private readonly clones = new KeyIndex();
   /** "namespace/template" of VMs that have not taken from it yet. */
@@ -105,6 +108,7 @@ export class VmIndex {
     );
     toggle(this.waiting, key, waitsForIdentity(vm, "Admitted"));
     toggle(this.unplaced, key, !node && !vm.metadata.deletionTimestamp);
+    toggle(this.forRoom, key, Boolean(node) && waitsForRoom(vm, node ?? ""));
     const snapshot = snapshotOfCloneToBe(vm);
     this.clones.set(key, snapshot ? [`${ns}/${snapshot}`] : []);
     const template = vm.spec.source?.template;
@@ -135,6 +139,7 @@ export class VmIndex {
       index.delete(key);
     this.waiting.delete(key);
     this.unplaced.delete(key);
+    this.forRoom.delete(key);
   }
 
   /** The VMs holding CLAIM's value, as the holder rule weighs them (vm-identities.ts). */
@@ -185,6 +190,11 @@ export class VmIndex {
   /** Keys of VMs not placed yet (nor being deleted). */
   unplacedKeys(): string[] {
     return [...this.unplaced];
+  }
+
+  /** Keys of placed VMs whose node's agent has no room to start them: room elsewhere may do. */
+  waitingForRoom(): string[] {
+    return [...this.forRoom];
   }
 
   /** Keys of clones of NAMESPACE/SNAPSHOT not made yet. */

@@ -100,7 +100,7 @@ export function watchClusterVms(
   watchRelated(sources.vms, queue, () => reconciler.waitingForIdentity(), VM_IDENTITY_VIEW);
   // A VM gone or stopped leaves room on its node for those waiting for one.
   reconciler.onRoomFreed(() => {
-    for (const key of reconciler.unplacedKeys()) queue.add(key);
+    for (const key of [...reconciler.unplacedKeys(), ...reconciler.waitingForRoom()]) queue.add(key);
   });
   // An admin changing what a namespace may use: its VMs are judged again.
   watchRelated(sources.namespaces, queue, (ns) => reconciler.keysIn(ns.metadata?.name ?? ""));
@@ -174,6 +174,11 @@ export class ClusterVmReconciler {
   /** Keys of every VM of NAMESPACE. */
   keysIn(namespace: string): string[] {
     return this.o.vms.list(namespace).map((vm) => keyOf(vm));
+  }
+
+  /** Keys of placed VMs their node has no room to start: moved when room frees elsewhere. */
+  waitingForRoom(): string[] {
+    return this.o.index.waitingForRoom();
   }
 
   /** Keys of VMs waiting for a node: node or heartbeat changes give them another try. */
@@ -298,7 +303,7 @@ export class ClusterVmReconciler {
     const views = this.nodeViews(key).filter((n) => n.name !== from);
     const result = place(placementRequest(vm, {}), views, this.o.policy);
     if ("error" in result) return false;
-    this.assumed.set(key, { node: result.node, ...resourcesOf(vm) });
+    this.assumed.set(key, { node: result.node, ...capacityNeed(vm) });
     this.o.book.vmNodes.set(key, result.node);
     await this.status.write(vm, this.placedStatus(vm, result.node));
     await this.labelAndHold(vm, result.node);
@@ -536,7 +541,7 @@ const waitingForAgent = (node: string) => `placed on node ${node}; waiting for i
 
 /** What placing VM asks of a node; DISKS_ON is the node its node-local disks pin it to. */
 function placementRequest(vm: Vm, disksOn: { node?: string; disk?: string }): PlacementRequest {
-  const need = resourcesOf(vm);
+  const need = capacityNeed(vm);
   return {
     hypervisor: vm.spec.hypervisor ?? "kvm",
     cpus: need.cpus,
