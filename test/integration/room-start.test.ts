@@ -113,6 +113,13 @@ describe("room for VMs that run, not for stopped ones", () => {
     );
     assert.equal((await getVm(ns, "free"))?.status?.nodeName, N1, "no node had room: not moved");
 
+    // A user who changes their mind: asked to stop while waiting for room, it is simply Stopped.
+    await applyVm(ns, "undecided", vmSpec(4, { nodeName: N1 }));
+    await waitForVm(ns, "undecided", stalledFor("InsufficientCapacity", N1), "refused for room", 30_000);
+    await runStrategy("undecided", "Halted");
+    const stopped = await waitForVm(ns, "undecided", isPrintable("Stopped"), "Stopped", 30_000);
+    assert.equal(stopped?.status?.conditions?.find((c) => c.type === "Stalled")?.status, "False");
+
     // big-2 stops: the free VM moves there and runs; the pinned one keeps waiting on its node.
     await runStrategy("big-2", "Halted");
     await waitForVm(ns, "big-2", isPrintable("Stopped"), "Stopped", 30_000);
@@ -129,8 +136,10 @@ describe("room for VMs that run, not for stopped ones", () => {
     );
     assert.ok(stalledFor("InsufficientCapacity", N1)(await getVm(ns, "pinned")), "the pinned VM still waits");
 
-    // big-1 stops: the pinned VM starts where it is (the agent looks again within 30 s).
+    // big-1 stops: the pinned VM starts where it is (the agent looks again within 30 s); the
+    // undecided one, stopped, stays so.
     await runStrategy("big-1", "Halted");
     await waitForVm(ns, "pinned", runningOn(N1), `Running on ${N1}`, 60_000);
+    assert.equal((await getVm(ns, "undecided"))?.status?.printableStatus, "Stopped");
   });
 });

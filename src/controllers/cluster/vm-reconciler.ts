@@ -306,7 +306,12 @@ export class ClusterVmReconciler {
     this.assumed.set(key, { node: result.node, ...capacityNeed(vm) });
     this.o.book.vmNodes.set(key, result.node);
     await this.status.write(vm, this.placedStatus(vm, result.node));
-    await this.labelAndHold(vm, result.node);
+    // The label alone (its finalizer is there already), unguarded: the status write just moved
+    // the resourceVersion the cache shows, and a label merge replaces nothing else.
+    const unguarded = { ...vm, metadata: { ...vm.metadata, resourceVersion: undefined } };
+    await patchMetadata(this.o.kube, VirtualMachineKind, unguarded as AnyObject, {
+      labels: { [NODE_LABEL]: result.node },
+    });
     const message = `node ${from} had no room to start it: placed on node ${result.node}`;
     log.info({ from, node: result.node }, "VM moved for room");
     void this.event(vm, Reason.MovedForRoom, message);

@@ -373,26 +373,17 @@ export class NodeVmReconciler {
     // already is left running).
     const baseRefusal = templateBaseRefusal(disks.bases);
     if (action.type === "start" && baseRefusal) {
-      const said = progress.startRefusalSaid ?? findCondition(vm.status?.conditions, "Ready")?.message;
-      if (said !== baseRefusal.message) {
-        log.warn({ reason: baseRefusal.reason }, baseRefusal.message);
-        void this.event(vm, baseRefusal.reason, baseRefusal.message);
-      }
-      progress.startRefusalSaid = baseRefusal.message;
+      this.sayStartRefused(vm, progress, baseRefusal, log);
       action = { type: "none" };
-    } else if (!baseRefusal) progress.startRefusalSaid = undefined;
+    }
     if (action.type === "start" && diskWait) action = { type: "none" };
     // Room is claimed only for a start that goes ahead; a stopped VM reserved none.
     const noRoom = action.type === "start" ? this.o.room?.claim(domainName, resourcesOf(vm)) : undefined;
     if (noRoom) {
-      const said = progress.startRefusalSaid ?? findCondition(vm.status?.conditions, "Ready")?.message;
-      if (said !== noRoom.message) {
-        log.warn({ reason: noRoom.reason }, noRoom.message);
-        void this.event(vm, noRoom.reason, noRoom.message);
-      }
-      progress.startRefusalSaid = noRoom.message;
+      this.sayStartRefused(vm, progress, noRoom, log);
       action = { type: "none" };
     }
+    if (!baseRefusal && !noRoom) progress.startRefusalSaid = undefined;
     if (
       diskFailure &&
       vm.status?.conditions?.find((c) => c.type === "Failure")?.message !== diskFailure.message
@@ -485,6 +476,21 @@ export class NodeVmReconciler {
               ? POLL_MS
               : undefined),
     );
+  }
+
+  /** A start refused (template base, no room): logged and an Event, once per new message. */
+  private sayStartRefused(
+    vm: VirtualMachine,
+    progress: Progress,
+    refusal: { reason: EventReason; message: string },
+    log: Logger,
+  ) {
+    const said = progress.startRefusalSaid ?? findCondition(vm.status?.conditions, "Ready")?.message;
+    if (said !== refusal.message) {
+      log.warn({ reason: refusal.reason }, refusal.message);
+      void this.event(vm, refusal.reason, refusal.message);
+    }
+    progress.startRefusalSaid = refusal.message;
   }
 
   private progressOf(key: string, vm: VirtualMachine): Progress {
