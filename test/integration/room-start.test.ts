@@ -114,7 +114,9 @@ describe("room for VMs that run, not for stopped ones", () => {
     assert.equal((await getVm(ns, "free"))?.status?.nodeName, N1, "no node had room: not moved");
 
     // A user who changes their mind: asked to stop while waiting for room, it is simply Stopped.
-    await applyVm(ns, "undecided", vmSpec(4, { nodeName: N1 }));
+    await applyVm(ns, "undecided", vmSpec(4, { nodeName: N1, runStrategy: "Halted" }));
+    await waitForVm(ns, "undecided", isPrintable("Stopped"), "Stopped", 30_000);
+    await runStrategy("undecided", "Always");
     await waitForVm(ns, "undecided", stalledFor("InsufficientCapacity", N1), "refused for room", 30_000);
     await runStrategy("undecided", "Halted");
     const stopped = await waitForVm(ns, "undecided", isPrintable("Stopped"), "Stopped", 30_000);
