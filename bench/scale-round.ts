@@ -1,0 +1,276 @@
+// One round of make bench-scale: N VMs created (a bounded number of requests in flight, as a
+// client applying a big file sends them) until all are Running, then deleted until all are
+// gone, with what the controller, the agents, the API server and etcd did meanwhile.
+import type { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
+import { API_VERSION, GROUP, VERSION } from "../src/api/common.ts";
+import { runningPid } from "../src/cmd/local/processes.ts";
+import { apiWriteRequests } from "../test/support/api-writes.ts";
+import type { TestNode } from "../test/support/nodes.ts";
+import {
+  durationFigures,
+  histogramGrowth,
+  histogramOf,
+  type ProcessFigures,
+  processFigures,
+  type Sample,
+  scrape,
+  sumOf,
+} from "./scale-probe.ts";
+import type { VmTracker } from "./scale-watch.ts";
+import { progress, STACK } from "./stack.ts";
+import { inPool, type Summary, summarize } from "./stats.ts";
+
+export const CONTROLLER_QUEUE = "virtualmachine-cluster";
+export const AGENT_QUEUE = "virtualmachine-node";
+/** How often the queue depths (controller: every tick, agents: every fifth) and RSS are sampled. */
+const TICK_MS = 1000;
+
+export interface RoundContext {
+  kc: KubeConfig;
+  api: CustomObjectsApi;
+  tracker: VmTracker;
+  namespace: string;
+  nodes: readonly TestNode[];
+  spec: Record<string, unknown>;
+  concurrency: number;
+  timeoutMs: number;
+}
+
+interface Snapshot {
+  controller: Sample[];
+  agents: Sample[][];
+  writes: Record<string, number>;
+  processes: Record<string, ProcessFigures>;
+}
+
+export interface QueueFigures {
+  reconciles: number;
+  perVm: number;
+  errors: number;
+  duration: ReturnType<typeof durationFigures>;
+  queueWait: ReturnType<typeof durationFigures>;
+}
+
+export interface ProcessUse {
+  cpuSeconds: number;
+  rssMiB: number;
+  maxRssMiB: number;
+}
+
+export interface PhaseFigures {
+  vms: number;
+  done: number;
+  /** First request to the last VM Running (or gone); to the timeout when not all made it. */
+  seconds: number;
+  latencyMs: Summary;
+  /** printableStatus counts of the VMs that never made it. */
+  notDone?: Record<string, number>;
+  processes: {
+    controller: ProcessUse;
+    apiserver: ProcessUse;
+    etcd: ProcessUse;
+    agents: Record<string, ProcessUse>;
+  };
+  agentsTotal: { cpuSeconds: number; maxRssMiB: number };
+  apiWrites: { total: number; perVm: number; events: number; byResource: Record<string, number> };
+  controllerQueue: QueueFigures;
+  agentQueues: QueueFigures;
+  /** [seconds since the phase began, keys waiting]. */
+  depth: { controller: Array<[number, number]>; agents: Array<[number, number]> };
+}
+
+export interface RoundFigures {
+  vms: number;
+  /** VMs per test node once all were placed: fewest and most. */
+  perNode: { min: number; max: number };
+  create: PhaseFigures;
+  delete: PhaseFigures;
+}
+
+const pidOf = (daemon: string) => runningPid(STACK.stateDir, daemon);
+
+function daemonsOf(nodes: readonly TestNode[]): Record<string, string> {
+  return {
+    controller: "controller",
+    apiserver: "kube-apiserver",
+    etcd: "etcd",
+    ...Object.fromEntries(nodes.map((n) => [n.nodeName, `agent-${n.nodeName}`])),
+  };
+}
+
+async function snapshot(nodes: readonly TestNode[]): Promise<Snapshot> {
+  const [controller, agents, writes] = await Promise.all([
+    scrape(STACK.ports.controllerMetrics),
+    Promise.all(nodes.map((n) => scrape(n.metricsPort))),
+    apiWriteRequests(STACK),
+  ]);
+  const processes = Object.fromEntries(
+    Object.entries(daemonsOf(nodes)).map(([k, daemon]) => [k, processFigures(pidOf(daemon))]),
+  );
+  return { controller, agents, writes, processes };
+}
+
+function queueFigures(after: Sample[][], before: Sample[][], queue: string, vms: number): QueueFigures {
+  const labels = { controller: queue };
+  const total = (s: Sample[][], name: string) => s.reduce((n, one) => n + sumOf(one, name, labels), 0);
+  const hist = (s: Sample[][], name: string) => {
+    const all = s.flatMap((one) => one.filter((x) => x.name.startsWith(name)));
+    return histogramOf(all, name, labels);
+  };
+  const grown = (name: string) => durationFigures(histogramGrowth(hist(after, name), hist(before, name)));
+  const reconciles =
+    total(after, "libvirt_operator_reconcile_total") - total(before, "libvirt_operator_reconcile_total");
+  return {
+    reconciles,
+    perVm: reconciles / vms,
+    errors:
+      total(after, "libvirt_operator_reconcile_errors_total") -
+      total(before, "libvirt_operator_reconcile_errors_total"),
+    duration: grown("libvirt_operator_reconcile_duration_seconds"),
+    queueWait: grown("libvirt_operator_workqueue_queue_duration_seconds"),
+  };
+}
+
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+
+/**
+ * Runs ACT (the requests of one phase, noting in SENT_AT when each VM's went out), sampling all
+ * the while, until DONE_AT (filled by the watch) holds every name or the timeout. The figures
+ * compare the daemons' metrics, /proc and the API server's write counters at both ends.
+ */
+async function phase(
+  ctx: RoundContext,
+  label: string,
+  names: readonly string[],
+  act: (sentAt: Map<string, number>) => Promise<void>,
+  doneAt: ReadonlyMap<string, number>,
+): Promise<PhaseFigures> {
+  const sentAt = new Map<string, number>();
+  const finished = () => names.filter((x) => doneAt.has(x));
+  const done = () => finished().length;
+  const daemons = daemonsOf(ctx.nodes);
+  const before = await snapshot(ctx.nodes);
+  const maxRss: Record<string, number> = {};
+  const depth: PhaseFigures["depth"] = { controller: [], agents: [] };
+  const started = performance.now();
+  let ticks = 0;
+  const sampling = setInterval(() => {
+    const at = Math.round((performance.now() - started) / 1000);
+    for (const [k, daemon] of Object.entries(daemons))
+      maxRss[k] = Math.max(maxRss[k] ?? 0, processFigures(pidOf(daemon)).rssMiB || 0);
+    const tick = ticks++;
+    void (async () => {
+      const controller = sumOf(
+        await scrape(STACK.ports.controllerMetrics),
+        "libvirt_operator_workqueue_depth",
+        {
+          controller: CONTROLLER_QUEUE,
+        },
+      );
+      depth.controller.push([at, controller]);
+      if (tick % 5 === 0) {
+        const agents = await Promise.all(ctx.nodes.map((n) => scrape(n.metricsPort)));
+        const waiting = sum(
+          agents.map((s) => sumOf(s, "libvirt_operator_workqueue_depth", { controller: AGENT_QUEUE })),
+        );
+        depth.agents.push([at, waiting]);
+        progress(
+          `${label}: ${done()}/${names.length} after ${at} s; queue depth controller ${controller}, ` +
+            `agents ${waiting}; controller RSS ${maxRss.controller?.toFixed(0)} MiB`,
+        );
+      }
+    })().catch(() => undefined);
+  }, TICK_MS);
+  let ended = started;
+  try {
+    const acting = act(sentAt);
+    const deadline = started + ctx.timeoutMs;
+    while (done() < names.length && performance.now() < deadline)
+      await new Promise((r) => setTimeout(r, 100));
+    // All made it: the last one's moment; otherwise the timeout.
+    ended = done() === names.length ? Math.max(...names.map((x) => doneAt.get(x)!)) : performance.now();
+    await acting;
+  } finally {
+    clearInterval(sampling);
+  }
+  const after = await snapshot(ctx.nodes);
+  const use = (k: string): ProcessUse => ({
+    cpuSeconds: after.processes[k]!.cpuSeconds - before.processes[k]!.cpuSeconds,
+    rssMiB: after.processes[k]!.rssMiB,
+    maxRssMiB: Math.max(maxRss[k] ?? 0, after.processes[k]!.rssMiB || 0),
+  });
+  const agents = Object.fromEntries(ctx.nodes.map((n) => [n.nodeName, use(n.nodeName)]));
+  const byResource: Record<string, number> = {};
+  for (const [k, n] of Object.entries(after.writes)) {
+    const grew = n - (before.writes[k] ?? 0);
+    if (grew) byResource[k] = grew;
+  }
+  const count = done();
+  const vmWrites = (byResource.virtualmachines ?? 0) + (byResource["virtualmachines/status"] ?? 0);
+  return {
+    vms: names.length,
+    done: count,
+    seconds: (ended - started) / 1000,
+    latencyMs: summarize(finished().map((x) => doneAt.get(x)! - sentAt.get(x)!)),
+    ...(count < names.length ? { notDone: ctx.tracker.statusCounts(names) } : {}),
+    processes: { controller: use("controller"), apiserver: use("apiserver"), etcd: use("etcd"), agents },
+    agentsTotal: {
+      cpuSeconds: sum(Object.values(agents).map((a) => a.cpuSeconds)),
+      maxRssMiB: Math.max(...Object.values(agents).map((a) => a.maxRssMiB)),
+    },
+    // The user's own requests (one create or delete per VM) are not the operator's.
+    apiWrites: {
+      total: sum(Object.values(byResource)) - names.length,
+      perVm: (vmWrites - names.length) / names.length,
+      events: byResource.events ?? 0,
+      byResource,
+    },
+    controllerQueue: queueFigures([after.controller], [before.controller], CONTROLLER_QUEUE, names.length),
+    agentQueues: queueFigures(after.agents, before.agents, AGENT_QUEUE, names.length),
+    depth,
+  };
+}
+
+/** N VMs named PREFIX-0000 …: created until all Running, then deleted until all gone. */
+export async function operatorRound(ctx: RoundContext, prefix: string, n: number): Promise<RoundFigures> {
+  const names = Array.from({ length: n }, (_, i) => `${prefix}-${String(i).padStart(4, "0")}`);
+  const where = { group: GROUP, version: VERSION, namespace: ctx.namespace, plural: "virtualmachines" };
+  const { tracker } = ctx;
+  tracker.reset();
+  const create = await phase(
+    ctx,
+    `create ${n}`,
+    names,
+    (sentAt) =>
+      inPool(names, ctx.concurrency, async (name) => {
+        sentAt.set(name, performance.now());
+        await ctx.api.createNamespacedCustomObject({
+          ...where,
+          body: { apiVersion: API_VERSION, kind: "VirtualMachine", metadata: { name }, spec: ctx.spec },
+        });
+      }),
+    tracker.runningAt,
+  );
+  const placed = new Map(ctx.nodes.map((node) => [node.nodeName, 0]));
+  for (const name of names) {
+    const node = tracker.nodeOf.get(name);
+    if (node !== undefined) placed.set(node, (placed.get(node) ?? 0) + 1);
+  }
+  const del = await phase(
+    ctx,
+    `delete ${n}`,
+    names,
+    (sentAt) =>
+      inPool(names, ctx.concurrency, async (name) => {
+        sentAt.set(name, performance.now());
+        await ctx.api.deleteNamespacedCustomObject({ ...where, name }).catch(() => undefined);
+      }),
+    tracker.goneAt,
+  );
+  return {
+    vms: n,
+    perNode: { min: Math.min(...placed.values()), max: Math.max(...placed.values()) },
+    create,
+    delete: del,
+  };
+}
