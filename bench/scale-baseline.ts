@@ -14,18 +14,33 @@ import {
 } from "@kubernetes/client-node";
 import { API_VERSION, GROUP, VERSION } from "../src/api/common.ts";
 import { VirtualMachineKind } from "../src/api/virtualmachine.ts";
+import { runningPid } from "../src/cmd/local/processes.ts";
 import { offerTestDriverDomains, parseCapabilities } from "../src/hypervisor/capabilities.ts";
 import { type DomainRef, DomainUndefineFlags, LibvirtClient } from "../src/hypervisor/libvirt/index.ts";
 import { fitTestDriver } from "../src/hypervisor/test-driver.ts";
 import { applyStatus, type Kube } from "../src/runtime/kube.ts";
 import { testNodeXml } from "../test/support/nodes.ts";
-import { rawDomainXml } from "./stack.ts";
+import { processFigures } from "./scale-probe.ts";
+import { rawDomainXml, STACK } from "./stack.ts";
 import { inPool, type Summary, summarize } from "./stats.ts";
 
 /** One part of the baseline: wall time for all of them, and each one's latency (ms). */
 export interface PartFigures {
   seconds: number;
   latencyMs: Summary;
+  /** CPU the API server and etcd spent meanwhile (the API parts). */
+  apiServerCpuSeconds?: number;
+  etcdCpuSeconds?: number;
+}
+
+/** PART, with what the bench stack's API server and etcd spent on it. */
+async function withServerCpu(part: () => Promise<PartFigures>): Promise<PartFigures> {
+  const cpu = () =>
+    ["kube-apiserver", "etcd"].map((d) => processFigures(runningPid(STACK.stateDir, d)).cpuSeconds);
+  const before = cpu();
+  const figures = await part();
+  const after = cpu();
+  return { ...figures, apiServerCpuSeconds: after[0]! - before[0]!, etcdCpuSeconds: after[1]! - before[1]! };
 }
 
 async function timedPart<T>(items: readonly T[], concurrency: number, fn: (item: T) => Promise<void>) {
@@ -63,23 +78,27 @@ export async function bareApiRun(
   };
   const { namespace } = options;
   const where = { group: GROUP, version: VERSION, namespace, plural: VirtualMachineKind.plural };
-  const create = await timedPart(options.names, options.concurrency, async (name) => {
-    await api.createNamespacedCustomObject({
-      ...where,
-      body: {
-        apiVersion: API_VERSION,
-        kind: "VirtualMachine",
-        metadata: { name, namespace },
-        spec: options.spec,
-      },
-    });
-    await applyStatus(kube, VirtualMachineKind, { metadata: { name, namespace } }, "bench-baseline", {
-      ...options.status,
-    });
-  });
-  const del = await timedPart(options.names, options.concurrency, async (name) => {
-    await api.deleteNamespacedCustomObject({ ...where, name });
-  });
+  const create = await withServerCpu(() =>
+    timedPart(options.names, options.concurrency, async (name) => {
+      await api.createNamespacedCustomObject({
+        ...where,
+        body: {
+          apiVersion: API_VERSION,
+          kind: "VirtualMachine",
+          metadata: { name, namespace },
+          spec: options.spec,
+        },
+      });
+      await applyStatus(kube, VirtualMachineKind, { metadata: { name, namespace } }, "bench-baseline", {
+        ...options.status,
+      });
+    }),
+  );
+  const del = await withServerCpu(() =>
+    timedPart(options.names, options.concurrency, async (name) => {
+      await api.deleteNamespacedCustomObject({ ...where, name });
+    }),
+  );
   return { create, delete: del };
 }
 

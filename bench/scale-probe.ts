@@ -91,18 +91,24 @@ export function histogramQuantile(h: Histogram, q: number): number {
   return lowerBound;
 }
 
-/** A histogram of seconds as milliseconds: count, mean, p50, p99. */
+/**
+ * A histogram of seconds as milliseconds: count, mean, p50, p99, and the highest finite bucket
+ * bound (a quantile at it may lie anywhere above: "≥").
+ */
 export function durationFigures(h: Histogram): {
   count: number;
   meanMs: number;
   p50Ms: number;
   p99Ms: number;
+  topBoundMs: number;
 } {
+  const finite = h.buckets.filter(([le]) => Number.isFinite(le));
   return {
     count: h.count,
     meanMs: h.count ? (h.sum / h.count) * 1000 : Number.NaN,
     p50Ms: histogramQuantile(h, 0.5) * 1000,
     p99Ms: histogramQuantile(h, 0.99) * 1000,
+    topBoundMs: (finite.at(-1)?.[0] ?? Number.NaN) * 1000,
   };
 }
 
@@ -123,13 +129,14 @@ export interface ProcessFigures {
 }
 
 let ticksPerSecond: number | undefined;
+const clockTicks = () => Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
 
 /** RSS and CPU time of PID from /proc; NaNs when it is gone. */
 export function processFigures(pid: number | undefined): ProcessFigures {
   const gone = { rssMiB: Number.NaN, peakRssMiB: Number.NaN, cpuSeconds: Number.NaN };
   if (!pid) return gone;
   try {
-    ticksPerSecond ??= Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+    ticksPerSecond ??= clockTicks();
     const status = readFileSync(`/proc/${pid}/status`, "utf8");
     const kib = (field: string) =>
       Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? Number.NaN);
@@ -145,4 +152,12 @@ export function processFigures(pid: number | undefined): ProcessFigures {
   } catch {
     return gone;
   }
+}
+
+/** CPU seconds the whole machine has been busy (all CPUs; /proc/stat less idle and iowait). */
+export function machineBusySeconds(): number {
+  ticksPerSecond ??= clockTicks();
+  const cpu = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = cpu.slice(0, 8).reduce((a, b) => a + b, 0);
+  return (total - (cpu[3] ?? 0) - (cpu[4] ?? 0)) / ticksPerSecond;
 }

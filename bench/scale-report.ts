@@ -38,9 +38,15 @@ function queueRows(what: string, q: (p: PhaseFigures) => QueueFigures, phases: P
   ];
 }
 
+/** p50 / p99 / mean; a quantile at the top bucket bound is only known to be at least that. */
 function durations(d: QueueFigures["duration"]): string {
-  return `${ms(d.p50Ms)} / ${ms(d.p99Ms)} / ${ms(d.meanMs)}`;
+  const q = (v: number) => (v >= d.topBoundMs ? `≥${ms(v)}` : ms(v));
+  return `${q(d.p50Ms)} / ${q(d.p99Ms)} / ${ms(d.meanMs)}`;
 }
+
+/** The controller's CPU time over its VM reconciles (watch handling and scrapes included). */
+const cpuPerReconcileMs = (p: PhaseFigures) =>
+  (p.processes.controller.cpuSeconds * 1000) / p.controllerQueue.reconciles;
 
 /** One table per phase (create, delete): a column per round. */
 export function roundsTable(rounds: readonly RoundFigures[], phase: "create" | "delete"): string {
@@ -57,6 +63,7 @@ export function roundsTable(rounds: readonly RoundFigures[], phase: "create" | "
       ? [["VMs per node min / max", ...rounds.map((r) => `${r.perNode.min} / ${r.perNode.max}`)]]
       : []),
     ["controller CPU s", ...phases.map((p) => secs(p.processes.controller.cpuSeconds))],
+    ["controller CPU ms per reconcile", ...phases.map((p) => ms(cpuPerReconcileMs(p)))],
     [
       "controller RSS end / max MiB",
       ...phases.map(
@@ -73,14 +80,28 @@ export function roundsTable(rounds: readonly RoundFigures[], phase: "create" | "
     ...queueRows("controller", (p) => p.controllerQueue, phases),
     ...queueRows("agents", (p) => p.agentQueues, phases),
     ["controller queue depth max", ...phases.map((p) => Math.max(0, ...p.depth.controller.map((d) => d[1])))],
+    ["agents queue depth max (all)", ...phases.map((p) => Math.max(0, ...p.depth.agents.map((d) => d[1])))],
+    ["machine load average at the end", ...phases.map((p) => p.loadAverage)],
+    [
+      "machine CPU busy s (of which this benchmark)",
+      ...phases.map((p) => `${secs(p.machineCpu.busySeconds)} (${secs(p.machineCpu.oursSeconds)})`),
+    ],
   ];
   return table([phase, ...rounds.map((r) => `${r.vms} VMs`)], rows);
 }
 
 export function baselineTable(b: Baseline): string {
-  const row = (what: string, p: PartFigures) => [what, secs(p.seconds), p.latencyMs.p50, p.latencyMs.p99];
+  const row = (what: string, p: PartFigures) => [
+    what,
+    secs(p.seconds),
+    p.latencyMs.p50,
+    p.latencyMs.p99,
+    p.apiServerCpuSeconds === undefined
+      ? ""
+      : `${secs(p.apiServerCpuSeconds)} / ${secs(p.etcdCpuSeconds ?? Number.NaN)}`,
+  ];
   return table(
-    ["baseline part", "all, s", "each p50 ms", "each p99 ms"],
+    ["baseline part", "all, s", "each p50 ms", "each p99 ms", "kube-apiserver / etcd CPU s"],
     [
       row(`API: create + status apply, ${b.vms} VMs`, b.api.create),
       row("raw libvirt: define + start", b.libvirt.create),
@@ -117,6 +138,11 @@ export function targetLines(rounds: readonly RoundFigures[], b: Baseline | undef
       `controller reconcile duration, ${small.vms} → ${big.vms} VMs: p50 ${ms(a.p50Ms)} → ${ms(z.p50Ms)} ms, ` +
         `p99 ${ms(a.p99Ms)} → ${ms(z.p99Ms)} ms, mean ${ms(a.meanMs)} → ${ms(z.meanMs)} ms ` +
         `(×${(z.meanMs / a.meanMs).toFixed(1)} mean for ×${(big.vms / small.vms).toFixed(0)} VMs; independent of fleet size: ${mark(z.meanMs <= a.meanMs * 1.5)})`,
+    );
+    const ca = cpuPerReconcileMs(small.create);
+    const cz = cpuPerReconcileMs(big.create);
+    lines.push(
+      `controller CPU per reconcile, ${small.vms} → ${big.vms} VMs: ${ms(ca)} → ${ms(cz)} ms (×${(cz / ca).toFixed(1)}; ${mark(cz <= ca * 1.5)})`,
     );
   }
   if (b) {
