@@ -125,6 +125,14 @@ export function describeProfile(profile: CpuProfile, top = 15): string {
   ].join("\n");
 }
 
+/** When the process began, from node's file name CPU.<yyyymmdd>.<hhmmss>.<pid>… (local time). */
+export function profileStartedAt(file: string): Date | undefined {
+  const m = /CPU\.(\d{4})(\d{2})(\d{2})\.(\d{2})(\d{2})(\d{2})\.(\d+)\./.exec(file);
+  if (!m) return undefined;
+  const [y, mo, d, h, mi, se] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  return new Date(y, mo - 1, d, h, mi, se);
+}
+
 export async function readProfile(file: string): Promise<CpuProfile> {
   return JSON.parse(await readFile(file, "utf8")) as CpuProfile;
 }

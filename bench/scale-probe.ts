@@ -161,3 +161,52 @@ export function machineBusySeconds(): number {
   const total = cpu.slice(0, 8).reduce((a, b) => a + b, 0);
   return (total - (cpu[3] ?? 0) - (cpu[4] ?? 0)) / ticksPerSecond;
 }
+
+/**
+ * A daemon's CPU time and RSS over a stretch of time, across restarts: its pid file names the
+ * current process, sampled now and then. A process first seen after the start counts from zero;
+ * what one did between its last sample and its exit is lost.
+ */
+export class DaemonUse {
+  /** New processes seen after the first (a supervisor's restarts). */
+  restarts = 0;
+  maxRssMiB = 0;
+  private pid: number | undefined;
+  private segmentStart = 0;
+  private last = 0;
+  private closed = 0;
+  private readonly pidOf: () => number | undefined;
+
+  constructor(pidOf: () => number | undefined) {
+    this.pidOf = pidOf;
+    this.pid = pidOf();
+    const f = processFigures(this.pid);
+    this.segmentStart = this.last = Number.isFinite(f.cpuSeconds) ? f.cpuSeconds : 0;
+  }
+
+  sample(): void {
+    const pid = this.pidOf();
+    const f = processFigures(pid);
+    if (pid !== this.pid) {
+      this.closed += this.last - this.segmentStart;
+      if (pid !== undefined) this.restarts++;
+      this.pid = pid;
+      this.segmentStart = 0;
+      this.last = 0;
+    }
+    if (Number.isFinite(f.cpuSeconds)) this.last = f.cpuSeconds;
+    if (Number.isFinite(f.rssMiB)) this.maxRssMiB = Math.max(this.maxRssMiB, f.rssMiB);
+  }
+
+  get running(): boolean {
+    return this.pid !== undefined && Number.isFinite(processFigures(this.pid).rssMiB);
+  }
+
+  get cpuSeconds(): number {
+    return this.closed + this.last - this.segmentStart;
+  }
+
+  get rssMiB(): number {
+    return processFigures(this.pid).rssMiB;
+  }
+}

@@ -62,6 +62,12 @@ export function roundsTable(rounds: readonly RoundFigures[], phase: "create" | "
     ...(phase === "create"
       ? [["VMs per node min / max", ...rounds.map((r) => `${r.perNode.min} / ${r.perNode.max}`)]]
       : []),
+    [
+      "controller restarts (running at the end)",
+      ...phases.map(
+        (p) => `${p.processes.controller.restarts} (${p.processes.controller.running ? "yes" : "NO"})`,
+      ),
+    ],
     ["controller CPU s", ...phases.map((p) => secs(p.processes.controller.cpuSeconds))],
     ["controller CPU ms per reconcile", ...phases.map((p) => ms(cpuPerReconcileMs(p)))],
     [
@@ -117,6 +123,27 @@ export function ratios(round: RoundFigures, b: Baseline): { create: number; dele
     create: round.create.seconds / (b.api.create.seconds + b.libvirt.create.seconds),
     delete: round.delete.seconds / (b.api.delete.seconds + b.libvirt.delete.seconds),
   };
+}
+
+/** Daemons that restarted or were gone at the end of a phase: their figures cover less. */
+export function restartLines(rounds: readonly RoundFigures[]): string[] {
+  return rounds.flatMap((r) =>
+    (["create", "delete"] as const).flatMap((phase) => {
+      const p = r[phase].processes;
+      return Object.entries({
+        controller: p.controller,
+        "kube-apiserver": p.apiserver,
+        etcd: p.etcd,
+        ...p.agents,
+      })
+        .filter(([, u]) => u.restarts > 0 || !u.running)
+        .map(
+          ([name, u]) =>
+            `${r.vms} VMs ${phase}: ${name} ${u.running ? `restarted ${u.restarts}×` : "was gone at the end"}` +
+            " (its counters cover only its last process; see its log in .local/bench-stack/logs)",
+        );
+    }),
+  );
 }
 
 /** The issue's targets, each with what was measured. */

@@ -8,12 +8,11 @@ import { runningPid } from "../src/cmd/local/processes.ts";
 import { apiWriteRequests } from "../test/support/api-writes.ts";
 import type { TestNode } from "../test/support/nodes.ts";
 import {
+  DaemonUse,
   durationFigures,
   histogramGrowth,
   histogramOf,
   machineBusySeconds,
-  type ProcessFigures,
-  processFigures,
   type Sample,
   scrape,
   sumOf,
@@ -49,7 +48,6 @@ interface Snapshot {
   controller: Sample[];
   agents: Sample[][];
   writes: Record<string, number>;
-  processes: Record<string, ProcessFigures>;
 }
 
 export interface QueueFigures {
@@ -64,6 +62,9 @@ export interface ProcessUse {
   cpuSeconds: number;
   rssMiB: number;
   maxRssMiB: number;
+  /** New processes during the phase (a supervisor restarting it), and whether one ran at the end. */
+  restarts: number;
+  running: boolean;
 }
 
 export interface PhaseFigures {
@@ -94,6 +95,8 @@ export interface PhaseFigures {
 
 export interface RoundFigures {
   vms: number;
+  /** When the round began (ms since the epoch). */
+  startedAt: number;
   /** VMs per test node once all were placed: fewest and most. */
   perNode: { min: number; max: number };
   create: PhaseFigures;
@@ -117,36 +120,31 @@ async function snapshot(nodes: readonly TestNode[]): Promise<Snapshot> {
     Promise.all(nodes.map((n) => scrape(n.metricsPort))),
     apiWriteRequests(STACK),
   ]);
-  const processes = Object.fromEntries(
-    Object.entries(daemonsOf(nodes)).map(([k, daemon]) => [k, processFigures(pidOf(daemon))]),
-  );
   const { user, system } = process.cpuUsage();
-  return {
-    machineBusy: machineBusySeconds(),
-    bench: (user + system) / 1e6,
-    controller,
-    agents,
-    writes,
-    processes,
-  };
+  return { machineBusy: machineBusySeconds(), bench: (user + system) / 1e6, controller, agents, writes };
 }
 
+/** What a counter grew by; a process that restarted counts from zero (its new value). */
+const grewBy = (after: number, before: number) => (after >= before ? after - before : after);
+
+/** A queue's figures between two scrapes; NaNs when a daemon did not answer at the end. */
 function queueFigures(after: Sample[][], before: Sample[][], queue: string, vms: number): QueueFigures {
   const labels = { controller: queue };
-  const total = (s: Sample[][], name: string) => s.reduce((n, one) => n + sumOf(one, name, labels), 0);
+  const total = (s: Sample[][], name: string) =>
+    after.some((one) => one.length === 0)
+      ? Number.NaN
+      : s.reduce((n, one) => n + sumOf(one, name, labels), 0);
   const hist = (s: Sample[][], name: string) => {
     const all = s.flatMap((one) => one.filter((x) => x.name.startsWith(name)));
     return histogramOf(all, name, labels);
   };
   const grown = (name: string) => durationFigures(histogramGrowth(hist(after, name), hist(before, name)));
-  const reconciles =
-    total(after, "libvirt_operator_reconcile_total") - total(before, "libvirt_operator_reconcile_total");
+  const grew = (name: string) => grewBy(total(after, name), total(before, name));
+  const reconciles = grew("libvirt_operator_reconcile_total");
   return {
     reconciles,
     perVm: reconciles / vms,
-    errors:
-      total(after, "libvirt_operator_reconcile_errors_total") -
-      total(before, "libvirt_operator_reconcile_errors_total"),
+    errors: grew("libvirt_operator_reconcile_errors_total"),
     duration: grown("libvirt_operator_reconcile_duration_seconds"),
     queueWait: grown("libvirt_operator_workqueue_queue_duration_seconds"),
   };
@@ -171,14 +169,15 @@ async function phase(
   const done = () => finished().length;
   const daemons = daemonsOf(ctx.nodes);
   const before = await snapshot(ctx.nodes);
-  const maxRss: Record<string, number> = {};
+  const uses = Object.fromEntries(
+    Object.entries(daemons).map(([k, daemon]) => [k, new DaemonUse(() => pidOf(daemon))]),
+  );
   const depth: PhaseFigures["depth"] = { controller: [], agents: [] };
   const started = performance.now();
   let ticks = 0;
   const sampling = setInterval(() => {
     const at = Math.round((performance.now() - started) / 1000);
-    for (const [k, daemon] of Object.entries(daemons))
-      maxRss[k] = Math.max(maxRss[k] ?? 0, processFigures(pidOf(daemon)).rssMiB || 0);
+    for (const use of Object.values(uses)) use.sample();
     const tick = ticks++;
     void (async () => {
       if (tick % SCRAPE_TICKS !== 0) return;
@@ -197,7 +196,7 @@ async function phase(
       if (tick % (SCRAPE_TICKS * 2) === 0)
         progress(
           `${label}: ${done()}/${names.length} after ${at} s; queue depth controller ${controller}, ` +
-            `agents ${waiting}; controller RSS ${maxRss.controller?.toFixed(0)} MiB`,
+            `agents ${waiting}; controller RSS ${uses.controller?.rssMiB.toFixed(0)} MiB`,
         );
     })().catch(() => undefined);
   }, TICK_MS);
@@ -214,11 +213,17 @@ async function phase(
     clearInterval(sampling);
   }
   const after = await snapshot(ctx.nodes);
-  const use = (k: string): ProcessUse => ({
-    cpuSeconds: after.processes[k]!.cpuSeconds - before.processes[k]!.cpuSeconds,
-    rssMiB: after.processes[k]!.rssMiB,
-    maxRssMiB: Math.max(maxRss[k] ?? 0, after.processes[k]!.rssMiB || 0),
-  });
+  for (const u of Object.values(uses)) u.sample();
+  const use = (k: string): ProcessUse => {
+    const u = uses[k]!;
+    return {
+      cpuSeconds: u.cpuSeconds,
+      rssMiB: u.rssMiB,
+      maxRssMiB: u.maxRssMiB,
+      restarts: u.restarts,
+      running: u.running,
+    };
+  };
   const agents = Object.fromEntries(ctx.nodes.map((n) => [n.nodeName, use(n.nodeName)]));
   const byResource: Record<string, number> = {};
   for (const [k, n] of Object.entries(after.writes)) {
@@ -251,18 +256,14 @@ async function phase(
     loadAverage: Number(loadavg()[0]!.toFixed(2)),
     machineCpu: {
       busySeconds: after.machineBusy - before.machineBusy,
-      oursSeconds:
-        sum(
-          Object.keys(daemons).map((k) => after.processes[k]!.cpuSeconds - before.processes[k]!.cpuSeconds),
-        ) +
-        after.bench -
-        before.bench,
+      oursSeconds: sum(Object.values(uses).map((u) => u.cpuSeconds)) + after.bench - before.bench,
     },
   };
 }
 
 /** N VMs named PREFIX-0000 …: created until all Running, then deleted until all gone. */
 export async function operatorRound(ctx: RoundContext, prefix: string, n: number): Promise<RoundFigures> {
+  const startedAt = Date.now();
   const names = Array.from({ length: n }, (_, i) => `${prefix}-${String(i).padStart(4, "0")}`);
   const where = { group: GROUP, version: VERSION, namespace: ctx.namespace, plural: "virtualmachines" };
   const { tracker } = ctx;
@@ -299,6 +300,7 @@ export async function operatorRound(ctx: RoundContext, prefix: string, n: number
   );
   return {
     vms: n,
+    startedAt,
     perNode: { min: Math.min(...placed.values()), max: Math.max(...placed.values()) },
     create,
     delete: del,

@@ -23,13 +23,21 @@ import {
   TEST_NODE_GROUP_LABEL,
   type TestNode,
 } from "../test/support/nodes.ts";
-import { describeProfile, profilesIn, readProfile, topFiles, topFunctions } from "./cpuprofile.ts";
+import {
+  describeProfile,
+  profileStartedAt,
+  profilesIn,
+  readProfile,
+  topFiles,
+  topFunctions,
+} from "./cpuprofile.ts";
 import { bareApiRun, rawLibvirtRun } from "./scale-baseline.ts";
 import {
   type Baseline,
   baselineTable,
   compactSeries,
   ratios,
+  restartLines,
   roundsTable,
   targetLines,
 } from "./scale-report.ts";
@@ -61,8 +69,19 @@ const SPEC = {
 
 const timeoutMs = (n: number) => Number(process.env.BENCH_SCALE_TIMEOUT_SECONDS ?? 300 + 1.5 * n) * 1000;
 
+/**
+ * The controller under a supervisor, restarted whenever it exits as a Deployment would restart
+ * it (it exits when it loses its leader Lease: renewals failing for 10 s under load).
+ */
 async function restartController(): Promise<void> {
-  await startController(STACK.stateDir, KUBECONFIG, `local-${STACK.nodeName}`, STACK.ports.controllerMetrics);
+  await stopDaemon(STACK.stateDir, "controller");
+  await startController(
+    STACK.stateDir,
+    KUBECONFIG,
+    `local-${STACK.nodeName}`,
+    STACK.ports.controllerMetrics,
+    true,
+  );
 }
 
 /** One VM per node created and deleted: every node and the controller's leadership are ready. */
@@ -103,15 +122,21 @@ async function baseline(ctx: RoundContext, status: Record<string, unknown>): Pro
   return { vms: VMS, api, libvirt };
 }
 
-async function profileFigures(dir: string) {
+/** Each controller process's profile, with the rounds that began while it ran. */
+async function profileFigures(dir: string, rounds: readonly RoundFigures[]) {
   const files = await profilesIn(dir);
+  const starts = files.map((f) => profileStartedAt(f)?.getTime() ?? 0);
   return Promise.all(
     files.map(async (file, i) => {
       const profile = await readProfile(file);
-      const covers = files.length > 1 && i === 0 ? "start, warm-up, first round" : "from the baseline on";
+      const until = starts[i + 1] ?? Number.POSITIVE_INFINITY;
+      // The file names the second it began: a round a second earlier is still the previous one's.
+      const ran = rounds.filter((r) => r.startedAt >= starts[i]! + 1000 && r.startedAt < until + 1000);
+      const covers = ran.length ? `rounds of ${ran.map((r) => r.vms).join(", ")} VMs` : "no round";
       return {
         file,
-        covers,
+        rounds: ran.map((r) => r.vms),
+        covers: `controller started ${new Date(starts[i]!).toLocaleTimeString()}; ${covers}`,
         text: describeProfile(profile),
         topFunctions: topFunctions(profile, 15),
         topFiles: topFiles(profile, 10),
@@ -174,6 +199,7 @@ async function main() {
       concurrency: CONCURRENCY,
       timeoutMs: 0,
     };
+    await restartController();
     await warmUp(ctx, "start");
     for (const [i, n] of sizes.entries()) {
       progress(`round: ${n} VMs`);
@@ -193,7 +219,7 @@ async function main() {
     await stopTestNodes(nodes).catch((err) => progress(`stopping test nodes: ${(err as Error).message}`));
     await stackDown(STACK);
   }
-  const profiles = PROFILE ? await profileFigures(profileDir) : [];
+  const profiles = PROFILE ? await profileFigures(profileDir, rounds) : [];
   if (rounds.length) report(setup, rounds, base, profiles);
   // What was measured is kept even when the run failed part way.
   const file = join(outDir, `scale-${stamp}.json`);
@@ -213,7 +239,7 @@ function report(
   setup: Record<string, unknown>,
   rounds: RoundFigures[],
   base: Baseline | undefined,
-  profiles: Array<{ file: string; covers: string; text: string }>,
+  profiles: Array<{ file: string; covers: string; text: string; rounds: number[] }>,
 ) {
   console.log(
     `\nScale benchmark: ${rounds.map((r) => r.vms).join(" and ")} VMs over ${setup.nodes} test-driver nodes ` +
@@ -235,6 +261,7 @@ function report(
       `\noperator / baseline: create → all Running ×${r.create.toFixed(2)}, delete → all gone ×${r.delete.toFixed(2)}`,
     );
   }
+  for (const line of restartLines(rounds)) console.log(`\nNOTE: ${line}`);
   console.log("\nTargets (issue 17)");
   for (const line of targetLines(rounds, base)) console.log(`  ${line}`);
   console.log("\nWork-queue depth (keys waiting)");
@@ -250,7 +277,9 @@ function report(
         console.log(
           `\n${r.vms} VMs ${phase}: not all made it; by status: ${JSON.stringify(r[phase].notDone)}`,
         );
-  for (const p of profiles) console.log(`\nController CPU profile (${p.covers}): ${p.file}\n${p.text}`);
+  // Processes that ran no round (start-up, warm-up only) are in the JSON file only.
+  for (const p of profiles.filter((x) => x.rounds.length))
+    console.log(`\nController CPU profile (${p.covers}): ${p.file}\n${p.text}`);
 }
 
 await main();

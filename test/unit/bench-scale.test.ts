@@ -2,7 +2,14 @@
 // self time, the compact queue-depth series.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { type CpuProfile, profileSpan, shortFile, topFiles, topFunctions } from "../../bench/cpuprofile.ts";
+import {
+  type CpuProfile,
+  profileSpan,
+  profileStartedAt,
+  shortFile,
+  topFiles,
+  topFunctions,
+} from "../../bench/cpuprofile.ts";
 import {
   histogramGrowth,
   histogramOf,
@@ -103,6 +110,14 @@ describe("bench-scale CPU profile", () => {
       topFiles(profile).map((t) => t.where),
       ["src/controllers/cluster/vm-reconciler.ts", "fast-xml-parser:src/x.js"],
     );
+  });
+
+  it("reads when the process began from node's file name", () => {
+    assert.deepEqual(
+      profileStartedAt("/d/CPU.20261127.063308.23850.0.001.cpuprofile"),
+      new Date(2026, 10, 27, 6, 33, 8),
+    );
+    assert.equal(profileStartedAt("/d/other.cpuprofile"), undefined);
   });
 
   it("names files short", () => {
