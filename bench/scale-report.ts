@@ -125,23 +125,32 @@ export function ratios(round: RoundFigures, b: Baseline): { create: number; dele
   };
 }
 
-/** Daemons that restarted or were gone at the end of a phase: their figures cover less. */
+/** Daemons that restarted or were gone at the end of a phase, libvirt lost: figures cover less. */
 export function restartLines(rounds: readonly RoundFigures[]): string[] {
   return rounds.flatMap((r) =>
     (["create", "delete"] as const).flatMap((phase) => {
       const p = r[phase].processes;
-      return Object.entries({
-        controller: p.controller,
-        "kube-apiserver": p.apiserver,
-        etcd: p.etcd,
-        ...p.agents,
-      })
-        .filter(([, u]) => u.restarts > 0 || !u.running)
-        .map(
-          ([name, u]) =>
-            `${r.vms} VMs ${phase}: ${name} ${u.running ? `restarted ${u.restarts}×` : "was gone at the end"}` +
-            " (its counters cover only its last process; see its log in .local/bench-stack/logs)",
-        );
+      const lost = r[phase].libvirtReconnects;
+      const libvirt = lost
+        ? [
+            `${r.vms} VMs ${phase}: agents lost their libvirt connection ${lost}× (libvirtd restarted: figures disturbed)`,
+          ]
+        : [];
+      return [
+        ...libvirt,
+        ...Object.entries({
+          controller: p.controller,
+          "kube-apiserver": p.apiserver,
+          etcd: p.etcd,
+          ...p.agents,
+        })
+          .filter(([, u]) => u.restarts > 0 || !u.running)
+          .map(
+            ([name, u]) =>
+              `${r.vms} VMs ${phase}: ${name} ${u.running ? `restarted ${u.restarts}×` : "was gone at the end"}` +
+              " (its counters cover only its last process; see its log in .local/bench-stack/logs)",
+          ),
+      ];
     }),
   );
 }

@@ -6,7 +6,7 @@ import type { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import { API_VERSION, GROUP, VERSION } from "../src/api/common.ts";
 import { runningPid } from "../src/cmd/local/processes.ts";
 import { apiWriteRequests } from "../test/support/api-writes.ts";
-import type { TestNode } from "../test/support/nodes.ts";
+import { agentLogEntries, type TestNode } from "../test/support/nodes.ts";
 import {
   DaemonUse,
   durationFigures,
@@ -30,6 +30,7 @@ const TICK_MS = 1000;
  * every second it took ~5 % of the controller's CPU at 1000 VMs (a Prometheus scrapes every 15–30 s).
  */
 const SCRAPE_TICKS = 3;
+const STALL_MS = Number(process.env.BENCH_SCALE_STALL_SECONDS ?? 180) * 1000;
 
 export interface RoundContext {
   kc: KubeConfig;
@@ -43,6 +44,7 @@ export interface RoundContext {
 }
 
 interface Snapshot {
+  libvirtLost: number;
   machineBusy: number;
   bench: number;
   controller: Sample[];
@@ -91,6 +93,11 @@ export interface PhaseFigures {
   loadAverage: number;
   /** CPU seconds the machine was busy, and how many of them this benchmark's processes used. */
   machineCpu: { busySeconds: number; oursSeconds: number };
+  /**
+   * Times an agent lost its libvirt connection: libvirtd is the host's, shared with whatever
+   * else runs there, and a restart of it empties every test-driver hypervisor.
+   */
+  libvirtReconnects: number;
 }
 
 export interface RoundFigures {
@@ -121,7 +128,17 @@ async function snapshot(nodes: readonly TestNode[]): Promise<Snapshot> {
     apiWriteRequests(STACK),
   ]);
   const { user, system } = process.cpuUsage();
-  return { machineBusy: machineBusySeconds(), bench: (user + system) / 1e6, controller, agents, writes };
+  const lost = await Promise.all(
+    nodes.map((n) => agentLogEntries(n, "libvirt connection lost; reconnecting")),
+  );
+  return {
+    libvirtLost: sum(lost.map((l) => l.length)),
+    machineBusy: machineBusySeconds(),
+    bench: (user + system) / 1e6,
+    controller,
+    agents,
+    writes,
+  };
 }
 
 /** What a counter grew by; a process that restarted counts from zero (its new value). */
@@ -204,8 +221,20 @@ async function phase(
   try {
     const acting = act(sentAt);
     const deadline = started + ctx.timeoutMs;
-    while (done() < names.length && performance.now() < deadline)
+    // No VM got further for STALL_MS: the rest will not either (the figures say which states they are in).
+    let progressAt = performance.now();
+    let count = 0;
+    while (
+      done() < names.length &&
+      performance.now() < deadline &&
+      performance.now() - progressAt < STALL_MS
+    ) {
       await new Promise((r) => setTimeout(r, 100));
+      if (done() > count) {
+        count = done();
+        progressAt = performance.now();
+      }
+    }
     // All made it: the last one's moment; otherwise the timeout.
     ended = done() === names.length ? Math.max(...names.map((x) => doneAt.get(x)!)) : performance.now();
     await acting;
@@ -258,6 +287,7 @@ async function phase(
       busySeconds: after.machineBusy - before.machineBusy,
       oursSeconds: sum(Object.values(uses).map((u) => u.cpuSeconds)) + after.bench - before.bench,
     },
+    libvirtReconnects: after.libvirtLost - before.libvirtLost,
   };
 }
 

@@ -7,6 +7,8 @@
 // each written by a bare client with the controller stopped, plus raw libvirt define + start
 // of the same domains on test-driver hypervisors. BENCH_PROFILE=1 runs the controller under
 // node --cpu-prof and prints where its CPU went. Figures also go to .local/bench/scale-*.json.
+// A phase ends early when no VM got further for BENCH_SCALE_STALL_SECONDS (default 180); the
+// figures then say what state the rest were in.
 import { mkdir, writeFile } from "node:fs/promises";
 import { loadavg, cpus as machineCpus } from "node:os";
 import { join } from "node:path";
