@@ -86,6 +86,14 @@ export function roundsTable(rounds: readonly RoundFigures[], phase: "create" | "
     ...queueRows("controller", (p) => p.controllerQueue, phases),
     ...queueRows("agents", (p) => p.agentQueues, phases),
     ["controller queue depth max", ...phases.map((p) => Math.max(0, ...p.depth.controller.map((d) => d[1])))],
+    [
+      "controller event-loop stall max ms",
+      ...phases.map((p) => Math.max(0, ...p.eventLoopLagMs.controller.map((d) => d[1]))),
+    ],
+    [
+      "agents event-loop stall max ms",
+      ...phases.map((p) => Math.max(0, ...p.eventLoopLagMs.agents.map((d) => d[1]))),
+    ],
     ["agents queue depth max (all)", ...phases.map((p) => Math.max(0, ...p.depth.agents.map((d) => d[1])))],
     ["machine load average at the end", ...phases.map((p) => p.loadAverage)],
     [

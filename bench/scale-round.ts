@@ -89,6 +89,11 @@ export interface PhaseFigures {
   agentQueues: QueueFigures;
   /** [seconds since the phase began, keys waiting]. */
   depth: { controller: Array<[number, number]>; agents: Array<[number, number]> };
+  /**
+   * [seconds since the phase began, longest event-loop stall in ms since the previous scrape]
+   * (prom-client's default metrics; the agents': the largest of them).
+   */
+  eventLoopLagMs: { controller: Array<[number, number]>; agents: Array<[number, number]> };
   /** The machine's 1-minute load average at the end (other work on it shows here). */
   loadAverage: number;
   /** CPU seconds the machine was busy, and how many of them this benchmark's processes used. */
@@ -111,6 +116,9 @@ export interface RoundFigures {
 }
 
 const pidOf = (daemon: string) => runningPid(STACK.stateDir, daemon);
+/** The longest event-loop stall since the previous scrape (prom-client resets it on each). */
+const lagMs = (samples: Sample[]) =>
+  Math.round(sumOf(samples, "libvirt_operator_nodejs_eventloop_lag_max_seconds") * 1000);
 
 function daemonsOf(nodes: readonly TestNode[]): Record<string, string> {
   return {
@@ -190,6 +198,7 @@ async function phase(
     Object.entries(daemons).map(([k, daemon]) => [k, new DaemonUse(() => pidOf(daemon))]),
   );
   const depth: PhaseFigures["depth"] = { controller: [], agents: [] };
+  const eventLoopLagMs: PhaseFigures["eventLoopLagMs"] = { controller: [], agents: [] };
   const started = performance.now();
   let ticks = 0;
   const sampling = setInterval(() => {
@@ -210,6 +219,8 @@ async function phase(
       );
       depth.controller.push([at, controller]);
       depth.agents.push([at, waiting]);
+      if (controllerSamples.length) eventLoopLagMs.controller.push([at, lagMs(controllerSamples)]);
+      eventLoopLagMs.agents.push([at, Math.max(0, ...agents.filter((a) => a.length).map(lagMs))]);
       if (tick % (SCRAPE_TICKS * 2) === 0)
         progress(
           `${label}: ${done()}/${names.length} after ${at} s; queue depth controller ${controller}, ` +
@@ -282,6 +293,7 @@ async function phase(
     controllerQueue: queueFigures([after.controller], [before.controller], CONTROLLER_QUEUE, names.length),
     agentQueues: queueFigures(after.agents, before.agents, AGENT_QUEUE, names.length),
     depth,
+    eventLoopLagMs,
     loadAverage: Number(loadavg()[0]!.toFixed(2)),
     machineCpu: {
       busySeconds: after.machineBusy - before.machineBusy,

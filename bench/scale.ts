@@ -266,12 +266,15 @@ function report(
   for (const line of restartLines(rounds)) console.log(`\nNOTE: ${line}`);
   console.log("\nTargets (issue 17)");
   for (const line of targetLines(rounds, base)) console.log(`  ${line}`);
-  console.log("\nWork-queue depth (keys waiting)");
+  console.log("\nOver time: work-queue depth (keys waiting), the controller's longest event-loop stall");
   for (const r of rounds)
     for (const phase of ["create", "delete"] as const) {
       const p = r[phase];
       console.log(`  ${r.vms} VMs ${phase}, controller: ${compactSeries(p.depth.controller)}`);
       console.log(`  ${r.vms} VMs ${phase}, agents:     ${compactSeries(p.depth.agents)}`);
+      console.log(
+        `  ${r.vms} VMs ${phase}, controller event-loop stall ms: ${compactSeries(p.eventLoopLagMs.controller)}`,
+      );
     }
   for (const r of rounds)
     for (const phase of ["create", "delete"] as const)
