@@ -10,6 +10,7 @@ export interface CpuProfile {
     id: number;
     callFrame: { functionName: string; url: string; lineNumber: number; columnNumber?: number };
     hitCount?: number;
+    children?: number[];
   }>;
   startTime: number;
   endTime: number;
@@ -90,6 +91,36 @@ export function topFiles(profile: CpuProfile, top = 10): SelfTime[] {
   return grouped(profile, (f) => shortFile(f.url) || f.functionName).slice(0, top);
 }
 
+/**
+ * The TOP functions whose files match FILES by inclusive time: their own and their callees'
+ * (synchronous) time, each sample counted once per function however deep it recurses.
+ */
+export function topInclusive(profile: CpuProfile, files: RegExp, top = 15): SelfTime[] {
+  const self = selfByNode(profile);
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const inclusive = new Map<string, number>();
+  let busy = 0;
+  for (const [id, ms] of self) {
+    if (byId.get(id)?.callFrame.functionName === IDLE) continue;
+    busy += ms;
+    const seen = new Set<string>();
+    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+      const frame = byId.get(at)!.callFrame;
+      if (!files.test(shortFile(frame.url))) continue;
+      const label = frameLabel(frame);
+      if (seen.has(label)) continue;
+      seen.add(label);
+      inclusive.set(label, (inclusive.get(label) ?? 0) + ms);
+    }
+  }
+  return [...inclusive]
+    .map(([where, selfMs]) => ({ where, selfMs, percent: busy ? (selfMs * 100) / busy : 0 }))
+    .sort((a, b) => b.selfMs - a.selfMs)
+    .slice(0, top);
+}
+
 /** Sampled time in ms, and how much of it was spent busy (not "(idle)"). */
 export function profileSpan(profile: CpuProfile): { totalMs: number; busyMs: number } {
   const self = selfByNode(profile);
@@ -112,7 +143,7 @@ export async function profilesIn(dir: string): Promise<string[]> {
     .map((f) => join(dir, f));
 }
 
-/** A profile's hotspots as printable text: span, the top functions, the top files. */
+/** A profile's hotspots as printable text: span, the top functions and files, ours inclusive. */
 export function describeProfile(profile: CpuProfile, top = 15): string {
   const { totalMs, busyMs } = profileSpan(profile);
   const rows = (list: SelfTime[]) => list.map((r) => [r.where, r.selfMs, r.percent]);
@@ -122,6 +153,11 @@ export function describeProfile(profile: CpuProfile, top = 15): string {
     table(["function (self time)", "ms", "% busy"], rows(topFunctions(profile, top))),
     "",
     table(["file (self time)", "ms", "% busy"], rows(topFiles(profile, 10))),
+    "",
+    table(
+      ["our function (inclusive, synchronous)", "ms", "% busy"],
+      rows(topInclusive(profile, /^src\//, top)),
+    ),
   ].join("\n");
 }
 

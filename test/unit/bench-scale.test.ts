@@ -9,6 +9,7 @@ import {
   shortFile,
   topFiles,
   topFunctions,
+  topInclusive,
 } from "../../bench/cpuprofile.ts";
 import {
   histogramGrowth,
@@ -118,6 +119,27 @@ describe("bench-scale CPU profile", () => {
       new Date(2026, 10, 27, 6, 33, 8),
     );
     assert.equal(profileStartedAt("/d/other.cpuprofile"), undefined);
+  });
+
+  it("sums inclusive time of our functions once per sample", () => {
+    const nested: CpuProfile = {
+      nodes: [
+        { id: 1, callFrame: frame("(root)"), children: [2] },
+        { id: 2, callFrame: frame("outer", "file:///w/src/a.ts", 0), children: [3, 4] },
+        { id: 3, callFrame: frame("parse", "file:///w/node_modules/p/x.js", 0), children: [5] },
+        { id: 4, callFrame: frame("(idle)") },
+        { id: 5, callFrame: frame("outer", "file:///w/src/a.ts", 0) },
+      ],
+      startTime: 0,
+      endTime: 10_000,
+      samples: [2, 3, 5, 4, 2],
+      timeDeltas: [1000, 1000, 1000, 1000, 1000],
+    };
+    // Charged: outer 2 ms, parse 1 ms (called by outer), the inner outer 1 ms (counted once), idle 1 ms.
+    assert.deepEqual(
+      topInclusive(nested, /^src\//).map((t) => [t.where, t.selfMs, t.percent]),
+      [["outer (src/a.ts:1)", 4, 100]],
+    );
   });
 
   it("names files short", () => {
