@@ -12,7 +12,7 @@ NODE_TEST := node --test --test-concurrency=1 \
 	--test-reporter=spec --test-reporter-destination=stdout \
 	--test-reporter=./test/summary-reporter.ts --test-reporter-destination=stdout
 
-.PHONY: help setup deps local local-down image generate check-generated lint test test-unit test-integration bench-libvirt bench-plugin bench soak soak-faults
+.PHONY: help setup deps local local-down image generate check-generated lint test test-unit test-integration bench-libvirt bench-plugin bench bench-scale soak soak-faults
 
 help:
 	@echo "make local       start the local stack (etcd, kube-apiserver, controller-manager, scheduler, libvirtd, …) on loopback"
@@ -23,6 +23,7 @@ help:
 	@echo "make bench-libvirt  our libvirt RPC client against virsh per call (prints figures)"
 	@echo "make bench-plugin  kubectl vm writes vs kubectl annotate and node -e '', where the time goes (prints figures)"
 	@echo "make bench       VMs, disks, snapshots, restores and templates vs raw libvirt, API writes, memory, the plugin (prints figures)"
+	@echo "make bench-scale 1000 VMs over 10 test-driver nodes vs a bare client + raw libvirt (BENCH_SCALE_VMS, BENCH_PROFILE=1; prints figures, writes JSON)"
 	@echo "make soak        failing VMDisks left ten minutes: attempts, agent CPU and RSS (prints figures)"
 	@echo "make soak-faults 20 minutes of random operations and faults (seeded), invariants after every step"
 
@@ -85,6 +86,11 @@ bench: setup
 	@node bench/snapshot.ts
 	@node bench/template.ts
 	@node bench/plugin.ts
+
+# BENCH_SCALE_VMS VMs (default 1000; a round of 100 first) over test-driver nodes; BENCH_PROFILE=1
+# profiles the controller. Figures also in .local/bench/scale-<time>.json.
+bench-scale: setup
+	@node bench/scale.ts
 
 # Random operations and faults over test-driver nodes, invariants checked after every step
 # (SOAK_SECONDS, default 1200; SOAK_SEED replays a run).

@@ -70,14 +70,15 @@ export async function guestFiles(): Promise<Guest> {
 
 /**
  * The XML the agent would define for a VM with SPEC, as domain <NS>_raw-NAME owned by no cluster
- * of ours (the agents leave it alone): the raw libvirt side of a comparison.
+ * of ours (the agents leave it alone): the raw libvirt side of a comparison. Without GUEST no
+ * kernel is booted; a NIC is kept only with a MAC in inputs.macs (by interface name).
  */
 export function rawDomainXml(
   host: HostCapabilities,
   name: string,
   spec: Record<string, unknown>,
-  guest: Guest,
-  inputs: { disks?: DiskDevice[]; consoleLog?: string } = {},
+  guest: Guest | undefined,
+  inputs: { disks?: DiskDevice[]; consoleLog?: string; macs?: Record<string, string> } = {},
 ): string {
   return buildDomainXml(
     domainDefinitionFor(
@@ -90,10 +91,10 @@ export function rawDomainXml(
       {
         cluster: "bench",
         uuid: crypto.randomUUID(),
-        macs: {},
+        macs: inputs.macs ?? {},
         disks: inputs.disks ?? [],
         ...(inputs.consoleLog ? { consoleLog: inputs.consoleLog } : {}),
-        media: { kernel: guest.kernel, initrd: guest.initrd },
+        ...(guest ? { media: { kernel: guest.kernel, initrd: guest.initrd } } : {}),
       },
     ),
     host,

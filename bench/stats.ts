@@ -1,4 +1,4 @@
-// Small helpers for benchmarks: percentiles and a fixed-width table.
+// Small helpers for benchmarks: percentiles, a fixed-width table, bounded concurrency.
 
 export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
@@ -33,4 +33,21 @@ function fmt(n: number): string {
   if (!Number.isFinite(n)) return "-";
   if (Number.isInteger(n)) return String(n);
   return n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2);
+}
+
+/** Runs FN over ITEMS with at most CONCURRENCY in flight (a client applying a big file). */
+export async function inPool<T>(
+  items: readonly T[],
+  concurrency: number,
+  fn: (item: T, index: number) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.max(1, Math.min(concurrency, items.length)) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        await fn(items[i]!, i);
+      }
+    }),
+  );
 }

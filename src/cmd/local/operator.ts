@@ -116,11 +116,13 @@ export async function startController(
   supervise = false,
 ): Promise<void> {
   const own = await controllerKubeconfig(stateDir, kubeconfig);
+  // Node's own flags for the controller alone, e.g. --cpu-prof (make bench-scale's BENCH_PROFILE).
+  const nodeArgs = (process.env.CONTROLLER_NODE_ARGS ?? "").split(" ").filter(Boolean);
   const pid = await startDaemon(stateDir, {
     name: "controller",
     supervise,
     command: process.execPath,
-    args: [join(REPO_ROOT, "src", "cmd", "controller.ts")],
+    args: [...nodeArgs, join(REPO_ROOT, "src", "cmd", "controller.ts")],
     env: controllerEnv(own, podName, metricsPort),
   });
   await waitUntil("controller", () => ready(metricsPort), {
