@@ -7,6 +7,7 @@
 //        STUCK_WORKER_SECONDS (liveness fails when a reconcile runs longer; default 300),
 //        TENANT_ALLOWED_NETWORKS, TENANT_ALLOWED_STORAGE_POOLS, TENANT_DISK_BYTES_LIMIT (what
 //        namespaces may use unless their annotations say otherwise; see tenant-policy.ts),
+//        VM_RECONCILE_WORKERS (VirtualMachines placed at once; default 16),
 //        STORAGE_OVERCOMMIT (provisioned bytes a pool may be promised per byte of capacity; default 1),
 //        NODE_LOST_AFTER_SECONDS (a node agent silent this long makes its VMs and disks Unknown; default 60)
 import { hostname } from "node:os";
@@ -148,7 +149,11 @@ async function main() {
     snapshots,
     log,
   });
+  // A placement reconcile mostly waits on the API server: more at once keep a burst moving
+  // (make bench-scale: 1000 VMs queued ~900 deep for a minute with 4). Placement stays exact:
+  // each decision and its reservation are made before the first await.
   const queue = new WorkQueue("virtualmachine-cluster", (key) => reconciler.reconcile(key), {
+    concurrency: Number(process.env.VM_RECONCILE_WORKERS ?? 16),
     registry,
     onError: logFailures(log, "VirtualMachine"),
   });
