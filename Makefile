@@ -85,6 +85,7 @@ bench: setup
 	@node bench/snapshot.ts
 	@node bench/template.ts
 	@node bench/plugin.ts
+	@node bench/agent-metrics.ts
 
 # Random operations and faults over test-driver nodes, invariants checked after every step
 # (SOAK_SECONDS, default 1200; SOAK_SEED replays a run).
