@@ -22,6 +22,7 @@ import { kubeconfigPath, type StackConfig, stackDown, stackUp } from "../src/cmd
 import { REPO_ROOT, run } from "../src/cmd/local/tools.ts";
 import { heartbeatLeaseName } from "../src/controllers/node-facts.ts";
 import {
+  agentLogEntries,
   startTestNodes,
   stopTestNodes,
   TEST_NODE_GROUP_LABEL,
@@ -286,6 +287,11 @@ async function main() {
       scraped = await scrapes(agent);
     });
     const loaded = agent.figures();
+    // What libvirt's statistics give for one VM (the test driver's domains report fewer fields).
+    const oneVm = (await agent.metrics())
+      .split("\n")
+      .filter((l) => l.includes(`namespace="${NS}"`) && l.includes('name="vm-000"'))
+      .map((l) => l.slice(0, l.indexOf("{")).replace("libvirt_operator_", ""));
 
     progress(`deleting ${VMS} VMs`);
     const remove = await measure(agent, `delete ${VMS}`, async () => {
@@ -326,6 +332,7 @@ async function main() {
         phases.map((p) => [p.name, p.seconds, p.cpuSeconds, p.rssMiB, total(p.calls), p.reconciles]),
       ),
     );
+    console.log(`series of one VM (vm-000): ${oneVm.length}: ${oneVm.join(", ")}`);
     console.log(
       `agent peak RSS ${end.peakRssMiB.toFixed(0)} MiB; RSS with ${VMS} VMs after the scrapes ${loaded.rssMiB.toFixed(0)} MiB`,
     );
@@ -345,12 +352,17 @@ async function main() {
         `${total(steady.calls)} (${(total(steady.calls) / Math.max(sweeps, 1)).toFixed(1)} per sweep, ` +
         "heartbeats and orphan scans included)",
     );
+    // libvirtd is the machine's, shared with every stack here: one restarted under the run
+    // (another stack going down) loses the test driver's domains and disturbs every figure.
+    const lost = (await agentLogEntries(node, "libvirt connection lost; reconnecting")).length;
+    if (lost)
+      console.log(`\nWARNING: the agent lost libvirtd ${lost} times during the run: figures disturbed`);
     const json = process.env.BENCH_AGENT_JSON;
     if (json) {
       const phaseJson = phases.map((p) => ({ ...p, calls: Object.fromEntries(p.calls) }));
       writeFileSync(
         json,
-        `${JSON.stringify({ vms: VMS, statisticsSeconds, scrapes: { idle: idleSeq, sequential: seq, concurrent: con }, sweeps, phases: phaseJson, peakRssMiB: end.peakRssMiB, loadedRssMiB: loaded.rssMiB }, null, 2)}\n`,
+        `${JSON.stringify({ libvirtLost: lost, vms: VMS, statisticsSeconds, scrapes: { idle: idleSeq, sequential: seq, concurrent: con }, sweeps, phases: phaseJson, peakRssMiB: end.peakRssMiB, loadedRssMiB: loaded.rssMiB }, null, 2)}\n`,
       );
     }
   } finally {
