@@ -89,6 +89,22 @@ describe("Kubernetes API request deadline", () => {
     assert.match(seen[0]?.headers["user-agent"] ?? "", /^kubernetes-client-javascript\//);
   });
 
+  it("sends the requests of one KubeConfig over a pool of kept-alive connections", T, async () => {
+    const ports = new Set<number | undefined>();
+    const server = await serve((req, res) => {
+      ports.add(req.socket.remotePort);
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(NAMESPACES);
+    });
+    const kc = kubeConfig(server);
+    const core = makeApiClientWithDeadline(kc, CoreV1Api, 1000);
+    const again = makeApiClientWithDeadline(kc, CoreV1Api, 1000);
+    for (let i = 0; i < 10; i++) await core.listNamespace();
+    await again.listNamespace();
+    // client-node alone gives each request an Agent, hence a connection, of its own: 11 here.
+    assert.ok(ports.size <= 2, `${ports.size} connections for 11 requests one after another`);
+  });
+
   it("is what connectKube() gives the controllers", T, async () => {
     const server = await serve(() => undefined);
     const dir = mkdtempSync(join(tmpdir(), "lvo-kubeconfig-"));
