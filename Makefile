@@ -86,6 +86,7 @@ bench: setup
 	@node bench/snapshot.ts
 	@node bench/template.ts
 	@node bench/plugin.ts
+	@node bench/agent-metrics.ts
 
 # BENCH_SCALE_VMS VMs (default 1000; a round of 100 first) over test-driver nodes; BENCH_PROFILE=1
 # profiles the controller. Figures also in .local/bench/scale-<time>.json.

@@ -54,6 +54,7 @@ import { DomainXmlFlags, LibvirtClient, ListDomains, unlessNotFound } from "../h
 import { fitTestDriver } from "../hypervisor/test-driver.ts";
 import { connectKube, kindInformer, startInformerSynced } from "../runtime/kube.ts";
 import { createLogger } from "../runtime/logging.ts";
+import { sampledCounter } from "../runtime/sampled-metrics.ts";
 import { newRegistry, startHttpServer, stuckWorkers } from "../runtime/server.ts";
 import { logFailures, watchRelated } from "../runtime/watch.ts";
 import { WorkQueue } from "../runtime/workqueue.ts";
@@ -105,6 +106,16 @@ async function main() {
   const host = parseCapabilities(await libvirt.capabilities());
   const room = await runningRoom(libvirt, nodeName);
   const registry = newRegistry("agent");
+  // What the agent's loops cost libvirtd: a statistics sweep of the whole node is one call.
+  sampledCounter(
+    registry,
+    {
+      name: "libvirt_operator_libvirt_calls_total",
+      help: "Calls the agent made to libvirtd, by RPC procedure",
+      labelNames: ["procedure"],
+    },
+    () => [...libvirt.callCounts()].map(([procedure, value]) => ({ labels: { procedure }, value })),
+  );
   const informer = kindInformer<VirtualMachine & KubernetesObject>(
     kube,
     VirtualMachineKind,

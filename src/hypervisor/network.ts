@@ -52,13 +52,15 @@ export function parseNetworkPools(xml: string): NetworkPools {
 
 /** Index of the network's first <ip> element of FAMILY (virNetworkUpdate's parentIndex). */
 export function ipElementIndex(xml: string, family: "ipv4" | "ipv6"): number {
-  return ipElements(xml).findIndex((ip) => (attr(ip, "family") ?? "ipv4") === family);
+  return indexOfFamily(ipElements(xml), family);
 }
 
-/** Every <host/> reservation of the network, both families. */
-export function parseDhcpHosts(xml: string): DhcpHost[] {
+const indexOfFamily = (ips: X[], family: "ipv4" | "ipv6") =>
+  ips.findIndex((ip) => (attr(ip, "family") ?? "ipv4") === family);
+
+function hostsOf(ips: X[]): DhcpHost[] {
   const hosts: DhcpHost[] = [];
-  for (const ip of ipElements(xml)) {
+  for (const ip of ips) {
     for (const h of list((ip.dhcp as X | undefined)?.host)) {
       const addr = attr(h, "ip");
       if (!addr) continue;
@@ -68,6 +70,26 @@ export function parseDhcpHosts(xml: string): DhcpHost[] {
     }
   }
   return hosts;
+}
+
+/** Every <host/> reservation of the network, both families. */
+export function parseDhcpHosts(xml: string): DhcpHost[] {
+  return hostsOf(ipElements(xml));
+}
+
+/**
+ * The reservations and the index of each family's <ip> element, from one parse: the XML holds
+ * every VM's entries, so a VM's reconcile parsing it once per change would cost O(VMs) each time.
+ */
+export function parseDhcpLayout(xml: string): {
+  hosts: DhcpHost[];
+  ipIndex: Record<"ipv4" | "ipv6", number>;
+} {
+  const ips = ipElements(xml);
+  return {
+    hosts: hostsOf(ips),
+    ipIndex: { ipv4: indexOfFamily(ips, "ipv4"), ipv6: indexOfFamily(ips, "ipv6") },
+  };
 }
 
 export function dhcpHostXml(h: DhcpHost): string {

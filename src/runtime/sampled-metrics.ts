@@ -1,7 +1,10 @@
 // Metric families read at scrape time from what a component already holds (a cache, its last
 // sample): each scrape shows exactly the rows given then, so a series whose row is gone (a VM
-// stopped or deleted) is gone, with no bookkeeping of removals.
+// stopped or deleted) is gone, with no bookkeeping of removals. One row per label set. A
+// TextRegistry (metrics-text.ts) writes them straight from the rows; the prom-client metric
+// behind each serves everything else (JSON, other registries).
 import { Counter, Gauge, type Registry } from "prom-client";
+import { writeFromRows } from "./metrics-text.ts";
 
 export type Labels = Record<string, string>;
 export interface Row {
@@ -19,18 +22,22 @@ export interface FamilySpec {
  * each series is the figure as last read. A real Counter type, so rate() and promtool accept it.
  */
 export function sampledCounter(registry: Registry, spec: FamilySpec, rows: () => Iterable<Row>): Counter {
-  return new Counter({
+  const metric = new Counter({
     ...config(registry, spec),
     collect: collector(spec, rows, (m: Counter, r) => m.inc(r.labels, r.value)),
   });
+  writeFromRows(metric, { name: spec.name, help: spec.help, type: "counter" }, rows);
+  return metric;
 }
 
 /** A gauge whose series are ROWS at each scrape. */
 export function sampledGauge(registry: Registry, spec: FamilySpec, rows: () => Iterable<Row>): Gauge {
-  return new Gauge({
+  const metric = new Gauge({
     ...config(registry, spec),
     collect: collector(spec, rows, (m: Gauge, r) => m.set(r.labels, r.value)),
   });
+  writeFromRows(metric, { name: spec.name, help: spec.help, type: "gauge" }, rows);
+  return metric;
 }
 
 function config(registry: Registry, spec: FamilySpec) {

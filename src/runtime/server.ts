@@ -1,9 +1,11 @@
 // /healthz, /readyz and /metrics (prom-client, private registry) on one port.
 import { createServer, type Server } from "node:http";
-import { Counter, collectDefaultMetrics, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, type Registry } from "prom-client";
+import { TextRegistry } from "./metrics-text.ts";
 
 export function newRegistry(component: string): Registry {
-  const registry = new Registry();
+  // Writes /metrics without prom-client's per-series copies (metrics-text.ts).
+  const registry = new TextRegistry();
   registry.setDefaultLabels({ component });
   collectDefaultMetrics({ register: registry, prefix: "libvirt_operator_" });
   // prom-client's nodejs_active_{handles,requests,resources}_total are gauges named like

@@ -9,6 +9,7 @@ import {
   ipToBigInt,
   lowestFree,
   parseDhcpHosts,
+  parseDhcpLayout,
   parseNetworkPools,
 } from "../../src/hypervisor/network.ts";
 
@@ -40,6 +41,10 @@ describe("network XML", () => {
     ]);
     assert.equal(ipElementIndex(NETWORK, "ipv6"), 1);
     assert.equal(ipElementIndex("<network><ip address='10.0.0.1'/></network>", "ipv6"), -1);
+    assert.deepEqual(parseDhcpLayout(NETWORK), {
+      hosts: parseDhcpHosts(NETWORK),
+      ipIndex: { ipv4: 0, ipv6: 1 },
+    });
   });
 
   it("builds escaped host entries", () => {

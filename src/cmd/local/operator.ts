@@ -80,7 +80,8 @@ export async function startAgent(stateDir: string, kubeconfig: string, options: 
     name: options.daemon,
     supervise: options.supervise,
     command: process.execPath,
-    args: [join(REPO_ROOT, "src", "cmd", "agent.ts")],
+    // As the chart runs it (agent-daemonset.yaml): V8's young generation capped.
+    args: ["--max-semi-space-size=4", join(REPO_ROOT, "src", "cmd", "agent.ts")],
     env: {
       ...operatorEnv(own, AGENT_NAMESPACE),
       METRICS_PORT: String(options.metricsPort),

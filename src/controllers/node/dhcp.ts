@@ -6,7 +6,7 @@
 import { createHash } from "node:crypto";
 import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import type { LibvirtClient } from "../../hypervisor/libvirt/index.ts";
-import { type DhcpHost, dhcpHostXml, ipElementIndex, parseDhcpHosts } from "../../hypervisor/network.ts";
+import { type DhcpHost, dhcpHostXml, parseDhcpLayout } from "../../hypervisor/network.ts";
 
 /** Base32 characters of the hash in a host name: 100 bits, beyond reach of a crafted collision. */
 const HASH_CHARS = 20;
@@ -156,9 +156,10 @@ export async function syncReservations(
     const net = await libvirt.lookupNetwork(network).catch(() => undefined);
     if (!net) continue;
     const xml = await libvirt.networkXml(net);
-    const parentOf = (h: DhcpHost) => ipElementIndex(xml, h.ip.includes(":") ? "ipv6" : "ipv4");
+    const { hosts, ipIndex } = parseDhcpLayout(xml);
+    const parentOf = (h: DhcpHost) => ipIndex[h.ip.includes(":") ? "ipv6" : "ipv4"];
     const want = wanted.filter((w) => w.network === network).map((w) => w.host);
-    const plan = planReservations(parseDhcpHosts(xml), want, ownershipOf(vm, network));
+    const plan = planReservations(hosts, want, ownershipOf(vm, network));
     for (const h of plan.remove) {
       await libvirt.removeDhcpHost(net, dhcpHostXml(h), parentOf(h));
       changes.push(`removed ${h.ip} from ${network}`);

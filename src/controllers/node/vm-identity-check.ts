@@ -6,7 +6,13 @@
 import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import { domainNameOf } from "../../hypervisor/domain/from-spec.ts";
 import { parseOwnership } from "../../hypervisor/domain/xml.ts";
-import { DomainXmlFlags, type LibvirtClient, unlessNotFound } from "../../hypervisor/libvirt/index.ts";
+import {
+  type DomainRef,
+  DomainXmlFlags,
+  type LibvirtClient,
+  type LifecycleEvent,
+  unlessNotFound,
+} from "../../hypervisor/libvirt/index.ts";
 import type { Refusal } from "../tenant-policy.ts";
 import {
   claimedIdentities,
@@ -15,6 +21,7 @@ import {
   identityRefusal,
   inUseRefusal,
 } from "../vm-identities.ts";
+import { DomainDefinitions } from "./domain-definitions.ts";
 
 export interface NodeIdentityContext {
   /** UID of the cluster's kube-system namespace, as in the domains' owner records. */
@@ -75,43 +82,58 @@ export async function nodeIdentityRefusal(
   return inCache ? undefined : domainHolderRefusal(vm, holder, ctx.clusterId, ctx.nodeName);
 }
 
+/** What an identity check needs of a domain's definition. */
+interface DefinitionFacts {
+  macs: ReadonlySet<string>;
+  owner?: DomainHolder["owner"];
+}
+
+function definitionFacts(xml: string): DefinitionFacts {
+  const o = parseOwnership(xml);
+  return {
+    macs: new Set(domainMacs(xml)),
+    ...(o ? { owner: { cluster: o.cluster, namespace: o.namespace, name: o.name } } : {}),
+  };
+}
+
 /**
- * domainHolding on a libvirt connection. The search reads every other domain's definition,
- * so a VM found clear is not searched again until its identities change.
+ * domainHolding on a libvirt connection. The MAC search looks at every other domain's
+ * definition, kept between searches (domain-definitions.ts: read again when libvirt says a
+ * domain changed), and a VM found clear is not searched again until its identities change.
  */
 export function libvirtDomainHolding(libvirt: LibvirtClient): NodeIdentityContext["domainHolding"] {
   const clear = new Map<string, string>();
+  const definitions = new DomainDefinitions({
+    source: {
+      list: () => libvirt.listAllDomains(),
+      read: (dom) => unlessNotFound(libvirt.domainXml(dom, DomainXmlFlags.Inactive)),
+    },
+    digest: definitionFacts,
+  });
+  libvirt.on("lifecycle", (e: LifecycleEvent) => definitions.forget(e.domain.name));
+  libvirt.on("deviceRemoved", (e: { domain: DomainRef }) => definitions.forget(e.domain.name));
+  libvirt.on("reconnected", () => definitions.forgetAll());
   return async (vm, claims) => {
     const namespace = vm.metadata.namespace ?? "default";
     const own = domainNameOf(namespace, vm.metadata.name);
     const key = `${namespace}/${vm.metadata.name}`;
     const signature = JSON.stringify([vm.metadata.uid, claims.map((c) => `${c.kind}=${c.value}`).sort()]);
     if (clear.get(key) === signature) return undefined;
-    const ownerOf = (xml: string) => {
-      const o = parseOwnership(xml);
-      return o ? { cluster: o.cluster, namespace: o.namespace, name: o.name } : undefined;
-    };
     const uuid = claims.find((c) => c.kind === "uuid");
     if (uuid) {
       const dom = await unlessNotFound(libvirt.lookupDomainByUuid(uuid.value));
       if (dom && dom.name !== own) {
         const xml = await unlessNotFound(libvirt.domainXml(dom, DomainXmlFlags.Inactive));
-        const owner = xml ? ownerOf(xml) : undefined;
+        const owner = xml ? definitionFacts(xml).owner : undefined;
         return { claim: uuid, ...(owner ? { owner } : {}) };
       }
     }
     const macs = claims.filter((c) => c.kind === "mac");
     if (macs.length) {
-      for (const dom of await libvirt.listAllDomains()) {
+      for (const { dom, facts } of await definitions.all()) {
         if (dom.name === own) continue;
-        const xml = await unlessNotFound(libvirt.domainXml(dom, DomainXmlFlags.Inactive));
-        if (!xml) continue; // gone meanwhile
-        const used = new Set(domainMacs(xml));
-        const claim = macs.find((c) => used.has(c.value));
-        if (claim) {
-          const owner = ownerOf(xml);
-          return { claim, ...(owner ? { owner } : {}) };
-        }
+        const claim = macs.find((c) => facts.macs.has(c.value));
+        if (claim) return { claim, ...(facts.owner ? { owner: facts.owner } : {}) };
       }
     }
     clear.set(key, signature);

@@ -85,6 +85,8 @@ export class LibvirtClient extends SnapshotCalls {
   private reconnecting?: Promise<void>;
   /** Date.now() when the connection was lost; undefined while connected. */
   private lostAt?: number;
+  /** Calls made (answered or not), by procedure name: what each loop costs libvirtd. */
+  private readonly callsMade = new Map<string, number>();
 
   private constructor(opened: Opened, options: LibvirtClientOptions, deadlines: Deadlines) {
     super();
@@ -175,6 +177,15 @@ export class LibvirtClient extends SnapshotCalls {
     return this.conn.closed ? [] : this.conn.calls();
   }
 
+  /** Calls made so far by procedure name (libvirt_operator_libvirt_calls_total). */
+  callCounts(): ReadonlyMap<string, number> {
+    return this.callsMade;
+  }
+
+  private counted(p: { name: string }) {
+    this.callsMade.set(p.name, (this.callsMade.get(p.name) ?? 0) + 1);
+  }
+
   /** Resolves when connected again (immediately when connected). */
   async waitConnected(): Promise<void> {
     if (this.connected) return;
@@ -190,6 +201,7 @@ export class LibvirtClient extends SnapshotCalls {
 
   /** Calls P with TIMEOUT_MS, or else the deadline of P's class. */
   protected override call<A, R>(p: Procedure<A, R>, args: A, timeoutMs?: number): Promise<R> {
+    this.counted(p);
     return this.conn.call(p, args, { timeoutMs: timeoutMs ?? deadlineOf(p, this.deadlines) });
   }
 
@@ -202,6 +214,7 @@ export class LibvirtClient extends SnapshotCalls {
   private async registerEvents(conn = this.conn) {
     const p = P.ConnectDomainEventCallbackRegisterAny;
     for (const eventID of [DomainEventId.Lifecycle, DomainEventId.Reboot, DomainEventId.DeviceRemoved]) {
+      this.counted(p);
       await conn.call(p, { eventID, dom: null }, { timeoutMs: deadlineOf(p, this.deadlines) });
     }
   }
@@ -410,6 +423,7 @@ export class LibvirtClient extends SnapshotCalls {
   ): Promise<number> {
     const args = { vol, offset: options.offset ?? 0, length: options.length ?? 0, flags: 0 };
     const timeoutMs = options.timeoutMs ?? this.deadlines.streamStall;
+    this.counted(P.StorageVolUpload);
     return uploadStream(this.conn, P.StorageVolUpload, args, data, { ...options, timeoutMs });
   }
   /** virStorageVolDownload: VOL's bytes from OFFSET (LENGTH 0 = to the end), as they arrive. */
@@ -419,6 +433,7 @@ export class LibvirtClient extends SnapshotCalls {
   ): AsyncGenerator<Uint8Array, void, undefined> {
     const args = { vol, offset: options.offset ?? 0, length: options.length ?? 0, flags: 0 };
     const timeoutMs = options.timeoutMs ?? this.deadlines.streamStall;
+    this.counted(P.StorageVolDownload);
     return downloadStream(this.conn, P.StorageVolDownload, args, { ...options, timeoutMs });
   }
 
