@@ -87,6 +87,7 @@ bench: setup
 	@node bench/template.ts
 	@node bench/plugin.ts
 	@node bench/agent-metrics.ts
+	@node bench/cluster-index.ts
 
 # BENCH_SCALE_VMS VMs (default 1000; a round of 100 first) over test-driver nodes; BENCH_PROFILE=1
 # profiles the controller. Figures also in .local/bench/scale-<time>.json.
