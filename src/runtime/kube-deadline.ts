@@ -47,6 +47,8 @@ export function isLongLived(url: string): boolean {
 
 /** How long one connection pool serves before a fresh one (new client certificates) takes over. */
 const POOL_REFRESH_MS = 10 * 60_000;
+/** A replaced pool is closed this long after (past any request's deadline). */
+const RETIRED_POOL_CLOSE_MS = 2 * KUBE_REQUEST_DEADLINE_MS;
 
 /**
  * client-node builds a new undici Agent for every request, so each would open its own TCP
@@ -66,7 +68,8 @@ export class ConnectionPool {
     }
     const old = this.current?.dispatcher;
     this.current = { dispatcher: fresh, since: now };
-    if (old) void old.close().catch(() => undefined);
+    // Later: a request may have picked the old pool and not be sent yet.
+    if (old) setTimeout(() => void old.close().catch(() => undefined), RETIRED_POOL_CLOSE_MS).unref();
     return fresh;
   }
 }

@@ -1,12 +1,14 @@
 // Pure: whether a placed VM that its node's agent would not start for lack of room
 // (InsufficientCapacity, node-room.ts) may be placed on another node. It may when nothing ties
-// it to the node: no spec.nodeName, and every disk in a shared pool (a disk on node-local
-// storage, or one not made yet, keeps it where it is, waiting for room).
+// it to the node: no spec.nodeName and no disks, and it still wants to run. A VM with disks
+// waits where it is, shared pool or not: the old node could start it in the moment the move is
+// decided, and two guests must never write one volume (moving those needs a handshake with the
+// old node's agent first).
 import type { VirtualMachine } from "../../api/virtualmachine.ts";
-import type { VMDisk } from "../../api/vmdisk.ts";
 import { findCondition } from "../conditions.ts";
 import { Reason } from "../event-reasons.ts";
 import { diskNamesOf } from "./disk-placement.ts";
+import { reservesCapacity } from "./vm-reservation.ts";
 
 /**
  * The agent of NODE refuses to start the VM there for lack of room (its message names the node:
@@ -21,11 +23,7 @@ export function waitsForRoom(vm: Pick<VirtualMachine, "status">, node: string): 
   );
 }
 
-export function movableForRoom(
-  vm: VirtualMachine,
-  node: string,
-  diskNamed: (name: string) => VMDisk | undefined,
-): boolean {
-  if (vm.spec.nodeName || !waitsForRoom(vm, node)) return false;
-  return diskNamesOf(vm).every((name) => diskNamed(name)?.status?.storagePoolShared === true);
+export function movableForRoom(vm: VirtualMachine, node: string): boolean {
+  if (vm.spec.nodeName || !waitsForRoom(vm, node) || !reservesCapacity(vm)) return false;
+  return diskNamesOf(vm).length === 0;
 }

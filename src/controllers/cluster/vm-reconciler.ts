@@ -242,7 +242,7 @@ export class ClusterVmReconciler {
     }
     if (placedOn) {
       // No room to start on its node: another node may have some now, or later.
-      const movable = !refusal && movableForRoom(vm, placedOn, (d) => this.o.disks.get(d, namespace));
+      const movable = !refusal && movableForRoom(vm, placedOn);
       if (movable && (await this.moveForRoom(vm, placedOn, log))) return undefined;
       if (
         vm.metadata.labels?.[NODE_LABEL] !== placedOn ||
@@ -444,8 +444,9 @@ export class ClusterVmReconciler {
   private nodeViews(exceptKey: string): NodeView[] {
     const pending = new Map<string, Resources>();
     for (const [key, a] of this.assumed) {
-      // Counted by the index once the cache shows it placed.
-      if (key === exceptKey || this.o.index.placedNode(key)) continue;
+      // Counted by the index once the cache shows it placed there (a VM being moved for room
+      // still shows its old node: its new one counts it from here meanwhile).
+      if (key === exceptKey || this.o.index.placedNode(key) === a.node) continue;
       const p = pending.get(a.node) ?? { ...NOTHING };
       pending.set(a.node, { cpus: p.cpus + a.cpus, memoryBytes: p.memoryBytes + a.memoryBytes });
     }

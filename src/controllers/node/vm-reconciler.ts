@@ -175,11 +175,13 @@ export class NodeVmReconciler {
       return await work;
     } catch (err) {
       const { namespace, name } = splitKey(key);
-      if (httpStatus(err) === 404 && this.o.cache.get(name, namespace)?.metadata.deletionTimestamp) {
-        this.progress.delete(key);
-        return undefined;
-      }
-      throw err;
+      const cached = this.o.cache.get(name, namespace);
+      if (httpStatus(err) !== 404 || !cached?.metadata.deletionTimestamp) throw err;
+      // The 404 may be another object's: only the API server's word that the VM is gone ends it.
+      const current = await readObject(this.o.kube, VirtualMachineKind, { namespace, name });
+      if (current?.metadata.uid === cached.metadata.uid) throw err;
+      this.progress.delete(key);
+      return undefined;
     }
   }
 
