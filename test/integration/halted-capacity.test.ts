@@ -59,18 +59,22 @@ describe("capacity counts only VMs that run or should", () => {
   it("places more Halted VMs than the node has vCPUs, and still fits the running ones", async () => {
     const node = nodes[0]!.nodeName;
     let t = Date.now();
-    // Two of them with a disk of their own: it goes where its VM went.
-    await Promise.all([
-      applyObject("VMDisk", ns, "halted-0-root", { provisionedSize: "16Mi" }),
-      applyObject("VMDisk", ns, "halted-1-root", { provisionedSize: "16Mi" }),
-      ...HALTED.map((name, i) =>
+    // Two of them with a disk of their own: it goes where its VM went. The disks come once their
+    // VMs are placed: a disk made first may go to any node with a live agent (here also the
+    // stack's own node, whose agent an earlier test file may have left heard from).
+    await Promise.all(
+      HALTED.map((name, i) =>
         applyVm(
           ns,
           name,
           spec("Halted", i < 2 ? { disks: [{ name: "root", diskRef: { name: `${name}-root` } }] } : {}),
         ),
       ),
-    ]);
+    );
+    for (const name of ["halted-0", "halted-1"]) {
+      await waitForVm(ns, name, (vm) => vm?.status?.nodeName === node, `placed on ${node}`, 30_000);
+      await applyObject("VMDisk", ns, `${name}-root`, { provisionedSize: "16Mi" });
+    }
     const halted = (await Promise.all(
       HALTED.map((name) =>
         waitForVm(ns, name, (vm) => vm?.status?.printableStatus === "Stopped", "Stopped on its node", 60_000),
