@@ -12,16 +12,21 @@ import type { HostCapabilities } from "../src/hypervisor/capabilities.ts";
 import { domainDefinitionFor } from "../src/hypervisor/domain/from-spec.ts";
 import { buildDomainXml, type DiskDevice } from "../src/hypervisor/domain/xml.ts";
 
+// BENCH_STACK_SLOT=N (default 0) moves the ports by 1000·N and the state to its own directory, so two
+// benchmarks (or two worktrees) can run side by side.
+const SLOT = Number(process.env.BENCH_STACK_SLOT ?? 0);
+const port = (base: number) => base + 1000 * SLOT;
+
 export const STACK: StackConfig = {
-  stateDir: join(REPO_ROOT, ".local", "bench-stack"),
+  stateDir: join(REPO_ROOT, ".local", SLOT ? `bench-stack-${SLOT}` : "bench-stack"),
   ports: {
-    etcdClient: 23792,
-    etcdPeer: 23802,
-    apiserver: 16445,
-    controllerManager: 17252,
-    scheduler: 17262,
-    controllerMetrics: 19290,
-    agentMetrics: 19291,
+    etcdClient: port(23792),
+    etcdPeer: port(23802),
+    apiserver: port(16445),
+    controllerManager: port(17252),
+    scheduler: port(17262),
+    controllerMetrics: port(19290),
+    agentMetrics: port(19291),
   },
   libvirt: true,
   operator: true,
