@@ -12,21 +12,23 @@ import type { HostCapabilities } from "../src/hypervisor/capabilities.ts";
 import { domainDefinitionFor } from "../src/hypervisor/domain/from-spec.ts";
 import { buildDomainXml, type DiskDevice } from "../src/hypervisor/domain/xml.ts";
 
-// BENCH_STACK_SLOT=N (default 0) moves the ports by 1000·N and the state to its own directory, so two
-// benchmarks (or two worktrees) can run side by side.
+// BENCH_STACK_SLOT=N (default 0) gives the stack ports of its own (30000 + 100·N on, clear of
+// the test stacks' and make local's) and its own state directory, so two benchmarks (or two
+// worktrees) can run side by side.
 const SLOT = Number(process.env.BENCH_STACK_SLOT ?? 0);
-const port = (base: number) => base + 1000 * SLOT;
+const port = (base: number, offset: number) => (SLOT ? 30_000 + 100 * SLOT + offset : base);
 
 export const STACK: StackConfig = {
   stateDir: join(REPO_ROOT, ".local", SLOT ? `bench-stack-${SLOT}` : "bench-stack"),
   ports: {
-    etcdClient: port(23792),
-    etcdPeer: port(23802),
-    apiserver: port(16445),
-    controllerManager: port(17252),
-    scheduler: port(17262),
-    controllerMetrics: port(19290),
-    agentMetrics: port(19291),
+    etcdClient: port(23792, 0),
+    etcdPeer: port(23802, 1),
+    apiserver: port(16445, 2),
+    controllerManager: port(17252, 3),
+    scheduler: port(17262, 4),
+    controllerMetrics: port(19290, 5),
+    // Test-driver nodes of a bench take the ports after this one.
+    agentMetrics: port(19291, 10),
   },
   libvirt: true,
   operator: true,

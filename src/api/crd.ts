@@ -90,7 +90,10 @@ export function buildCrd(def: KindDefinition): Record<string, unknown> {
       kind: { type: "string", description: "Kind is a string value representing the REST resource." },
       metadata: { type: "object" },
       spec: toOpenApi(def.spec),
-      status: toOpenApi(def.status),
+      // Every object reads as judged at generation 0 until the operator writes: kstatus (and
+      // so Flux and kubectl-style waits) then sees "in progress", not "current", from the moment
+      // the object is created.
+      status: { ...toOpenApi(def.status), default: { observedGeneration: 0 } },
     },
     required: def.specRequired === false ? [] : ["spec"],
   };

@@ -37,6 +37,7 @@ import { cpuOvercommitOf, NodeRoom } from "../controllers/node/node-room.ts";
 import { OrphanReporter } from "../controllers/node/orphans.ts";
 import { PoolMetrics } from "../controllers/node/pool-metrics.ts";
 import { NodeRestoreReconciler, watchNodeRestores } from "../controllers/node/restore-reconciler.ts";
+import { keepRoomCurrent } from "../controllers/node/room-observer.ts";
 import { NodeSnapshotReconciler, watchNodeSnapshots } from "../controllers/node/snapshot-reconciler.ts";
 import { StatsCollector } from "../controllers/node/stats-collector.ts";
 import { ensureDefaultPool } from "../controllers/node/storage-pools.ts";
@@ -50,7 +51,7 @@ import { DISK_VIEW } from "../controllers/watch-views.ts";
 import { offerTestDriverDomains, parseCapabilities } from "../hypervisor/capabilities.ts";
 import { parseOwnership } from "../hypervisor/domain/xml.ts";
 import { overdueBy } from "../hypervisor/libvirt/deadlines.ts";
-import { DomainXmlFlags, LibvirtClient, ListDomains, unlessNotFound } from "../hypervisor/libvirt/index.ts";
+import { DomainXmlFlags, LibvirtClient, unlessNotFound } from "../hypervisor/libvirt/index.ts";
 import { fitTestDriver } from "../hypervisor/test-driver.ts";
 import { connectKube, kindInformer, startInformerSynced } from "../runtime/kube.ts";
 import { createLogger } from "../runtime/logging.ts";
@@ -261,6 +262,7 @@ async function main() {
     clusterId,
     memoryDir: snapshotMemoryDirOf(process.env),
     locks,
+    room,
     restored: (vmKey, message, running) => {
       reconciler.restored(vmKey, message, running);
       queue.add(vmKey);
@@ -287,7 +289,7 @@ async function main() {
     return stuck();
   };
   const server = await startHttpServer(port, registry, () => ready && libvirt.connected, live);
-  watchNodeVms(queue, reconciler, informer, diskInformer, namespaces, libvirt);
+  watchNodeVms(queue, reconciler, informer, diskInformer, namespaces, libvirt, room);
   watchNodeDisks(diskQueue, diskInformer, nodeName);
   watchNodeSnapshots(snapshotQueue, snapshotInformer, restoreInformer, nodeName);
   watchNodeRestores(restoreQueue, restoreInformer, nodeName);
@@ -392,7 +394,7 @@ main().catch((err) => {
   process.exit(1);
 });
 
-/** What the guests running on this node take now (libvirt's word), for starts to fit beside. */
+/** What the guests running on this node take, kept to libvirt's word, for starts to fit beside. */
 async function runningRoom(libvirt: LibvirtClient, nodeName: string): Promise<NodeRoom> {
   const info = await libvirt.nodeInfo();
   const room = new NodeRoom(
@@ -400,9 +402,6 @@ async function runningRoom(libvirt: LibvirtClient, nodeName: string): Promise<No
     () => ({ cpus: info.cpus, memoryBytes: info.memoryKiB * 1024 }),
     cpuOvercommitOf(process.env.CPU_OVERCOMMIT),
   );
-  for (const dom of await libvirt.listAllDomains(ListDomains.Active)) {
-    const i = await unlessNotFound(libvirt.domainInfo(dom));
-    if (i) room.observe(dom.name, { cpus: i.vcpus, memoryBytes: i.maxMemKiB * 1024 });
-  }
+  await keepRoomCurrent(room, libvirt, log);
   return room;
 }

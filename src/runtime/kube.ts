@@ -173,7 +173,11 @@ export async function patchMetadata(
   await kube.custom.patchNamespacedCustomObject(
     {
       ...address(def, obj),
-      body: { metadata: { ...metadata, resourceVersion: obj.metadata.resourceVersion } },
+      // The UID too: even a patch sent without a resourceVersion never lands on another object
+      // made since under the same name (the API server refuses it: uid is immutable).
+      body: {
+        metadata: { ...metadata, resourceVersion: obj.metadata.resourceVersion, uid: obj.metadata.uid },
+      },
     },
     setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
   );

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { API_VERSION } from "../../src/api/common.ts";
 import { FROZEN_ANNOTATION } from "../../src/api/virtualmachine.ts";
 import { type ArgoHealthStatus, argoHealth } from "../support/argocd.ts";
 import { ensureGuest, type Guest, guestVmSpec } from "../support/guest.ts";
@@ -92,6 +93,28 @@ const patch = (name: string, spec: Record<string, unknown>) =>
   kubectl(["patch", "vm", name, "-n", ns, "--type=merge", "-p", JSON.stringify({ spec })]);
 
 describe("kstatus (upstream and Flux) and Argo CD health on every kind, in every phase", () => {
+  it("every kind, as the API server returns it from create (before the operator writes), is InProgress", async () => {
+    // Names nothing else here uses: the operator may act on them a moment later, this reads the
+    // create's own answer.
+    const objects = [
+      ["VirtualMachine", vmSpec({ runStrategy: "Halted" })],
+      ["VMDisk", { provisionedSize: "64Mi" }],
+      ["VMSnapshot", { vmName: "absent", failureDeadline: "10m" }],
+      ["VMRestore", { vmName: "absent", snapshotName: "absent" }],
+      ["VMTemplate", { template: { memory: "128Mi" } }],
+    ] as const;
+    for (const [kind, spec] of objects) {
+      const manifest = { apiVersion: API_VERSION, kind, metadata: { name: "fresh", namespace: ns }, spec };
+      const { stdout } = await kubectl(["create", "-o", "json", "-f", "-"], JSON.stringify(manifest));
+      const created = JSON.parse(stdout);
+      const [r, a] = await Promise.all([kstatus(created), argoHealth(created)]);
+      const said = `${kind}: upstream ${r.upstream.status} (${r.upstream.message}), flux ${r.flux.status}, argo ${a.status}; status ${JSON.stringify(created.status)}`;
+      assert.equal(r.upstream.status, "InProgress", said);
+      assert.equal(r.flux.status, "InProgress", said);
+      assert.equal(a.status, "Progressing", said);
+    }
+  });
+
   it("VirtualMachine: running, restart required are Current (Healthy); paused, halted Current (Suspended)", async () => {
     const condition = (type: string) => (s: Status) =>
       s.conditions?.some((c) => c.type === type && c.status === "True") ?? false;

@@ -49,8 +49,13 @@ export function startRefusal(
 }
 
 export class NodeRoom {
-  /** What each VM with a running (or starting) domain here takes. */
+  /** What each domain running (or starting) here takes: libvirt's figures once it runs. */
   private readonly running = new Map<string, Resources>();
+  /** Domains a start is under way for: their claim holds until the start ends (settle). */
+  private readonly starting = new Set<string>();
+  /** Domains refused for room: told when room frees, so they need not wait for a recheck. */
+  private readonly waiting = new Set<string>();
+  private freed: (names: string[]) => void = () => undefined;
   private readonly nodeName: string;
   private readonly host: () => Resources | undefined;
   private readonly cpuOvercommit: number;
@@ -62,13 +67,35 @@ export class NodeRoom {
     this.cpuOvercommit = cpuOvercommit;
   }
 
-  /** What libvirt says of KEY's domain: active ones count, others (and gone VMs) do not. */
-  observe(key: string, active: Resources | undefined): void {
-    if (active) this.running.set(key, active);
-    else this.running.delete(key);
+  /**
+   * What libvirt says of domain NAME (ours or not): an active one counts with what it has, an
+   * inactive or gone one does not — unless a start of it is under way (it is defined, and
+   * inactive, a moment before it runs).
+   */
+  observe(name: string, active: Resources | undefined): void {
+    const before = this.running.get(name);
+    if (active) this.running.set(name, active);
+    else if (!this.starting.has(name)) this.running.delete(name);
+    const after = this.running.get(name);
+    if (before && (!after || after.cpus < before.cpus || after.memoryBytes < before.memoryBytes))
+      this.tellFreed();
   }
 
-  /** Reserves room for KEY to start, or says why there is none. */
+  /** LISTENER hears the domains waiting for room whenever some frees. */
+  onFreed(listener: (names: string[]) => void): void {
+    this.freed = listener;
+  }
+
+  /** NAME waits no more (its VM is gone from this node). */
+  forget(name: string): void {
+    this.waiting.delete(name);
+  }
+
+  private tellFreed() {
+    if (this.waiting.size) this.freed([...this.waiting]);
+  }
+
+  /** Reserves room for KEY to start, or says why there is none. Ends with settle(KEY, …). */
   claim(key: string, need: Resources): Refusal | undefined {
     const host = this.host();
     if (host) {
@@ -80,9 +107,29 @@ export class NodeRoom {
         memoryBytes += r.memoryBytes;
       }
       const refusal = startRefusal(this.nodeName, host, this.cpuOvercommit, { cpus, memoryBytes }, need);
-      if (refusal) return refusal;
+      if (refusal) {
+        this.waiting.add(key);
+        return refusal;
+      }
     }
+    this.waiting.delete(key);
     this.running.set(key, need);
+    this.starting.add(key);
     return undefined;
+  }
+
+  /** A start of KEY ended (or failed): it counts with what libvirt says now, ACTIVE. */
+  settle(key: string, active: Resources | undefined): void {
+    this.starting.delete(key);
+    this.observe(key, active);
+  }
+
+  /** Every domain libvirt says is active, after a (re)connection: the rest count no more. */
+  reset(active: ReadonlyMap<string, Resources>): void {
+    let freed = false;
+    for (const name of this.running.keys())
+      if (!active.has(name) && !this.starting.has(name)) freed = this.running.delete(name) || freed;
+    for (const [name, r] of active) this.running.set(name, r);
+    if (freed) this.tellFreed();
   }
 }

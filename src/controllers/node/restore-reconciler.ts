@@ -5,6 +5,7 @@ import type { KubernetesObject } from "@kubernetes/client-node";
 import { NODE_LABEL, type VirtualMachine } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
 import { type VMRestore, VMRestoreKind, type VMSnapshot } from "../../api/vmsnapshot.ts";
+import { resourcesOf } from "../../hypervisor/domain/from-spec.ts";
 import { DomainState, type LibvirtClient } from "../../hypervisor/libvirt/index.ts";
 import { describeError, type Kube, splitKey } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
@@ -15,8 +16,10 @@ import { Reason } from "../event-reasons.ts";
 import { type EventRecorder, eventRecorder } from "../events.ts";
 import { StatusWriter } from "../status-writer.ts";
 import { type DomainLocks, diskLockKey, LOCK_RETRY_MS } from "./domain-locks.ts";
+import type { NodeRoom } from "./node-room.ts";
 import { ownedDomain } from "./owned-domain.ts";
 import { hardwareChanges, shouldRunAfterRestore } from "./restore-plan.ts";
+import { liveResources } from "./room-observer.ts";
 import { restoreSnapshot, stopGracefully } from "./snapshot-restore.ts";
 import { isFrozen } from "./vm-decide.ts";
 
@@ -64,6 +67,8 @@ export interface NodeRestoreReconcilerOptions {
   locks: DomainLocks;
   /** Tells the VM's own reconciler what happened to its guest, and has it look again. */
   restored: (vmKey: string, message: string, running: boolean) => void;
+  /** What runs on this node: a restore that brings a guest up must fit beside it first. */
+  room?: NodeRoom;
   log: Logger;
 }
 
@@ -172,6 +177,10 @@ export class NodeRestoreReconciler {
     const grace =
       Math.min(vm.spec.shutdown?.gracePeriodSeconds ?? DEFAULT_GRACE_SECONDS, MAX_RESTORE_GRACE_SECONDS) *
       1000;
+    // Claimed before anything is touched: a guest that would not fit is refused with nothing lost.
+    const noRoom = run ? this.o.room?.claim(dom.name, resourcesOf(vm)) : undefined;
+    if (noRoom)
+      return this.fail(log, restore, noRoom.reason, `the restored guest would not fit: ${noRoom.message}`);
     this.running.add(restore.metadata.uid ?? "");
     let done: Awaited<ReturnType<typeof restoreSnapshot>>;
     let stop: Awaited<ReturnType<typeof stopGracefully>>;
@@ -206,6 +215,7 @@ export class NodeRestoreReconciler {
       return this.fail(log, restore, "RestoreFailed", `the restore failed: ${describeError(err)}`);
     } finally {
       this.running.delete(restore.metadata.uid ?? "");
+      if (run) this.o.room?.settle(dom.name, await liveResources(this.o.libvirt, dom).catch(() => undefined));
     }
     const notes = [...done.notes, ...hardwareChanges(snap.status.vmSpec, vm.spec, done.memoryRestored)];
     const what =

@@ -48,6 +48,7 @@ import { desiredReservations, syncReservations } from "./dhcp.ts";
 import { adoptedProgress, decideDomainClaim } from "./domain-claim.ts";
 import { type DomainLocks, LOCK_RETRY_MS } from "./domain-locks.ts";
 import type { NodeRoom } from "./node-room.ts";
+import { liveResources } from "./room-observer.ts";
 import { admitOnNode, type NodeAdmissionContext } from "./vm-admission.ts";
 import { type DomainObservation, decidePower, PausedReason, ShutoffReason } from "./vm-decide.ts";
 import { diskStatus, plugDisks, updateDevicesInPlace } from "./vm-disks.ts";
@@ -156,7 +157,7 @@ export class NodeVmReconciler {
   }
 
   async reconcile(key: string): Promise<ReconcileResult | undefined> {
-    const locked = await this.o.locks.tryRun([key], "reconcile", () => this.gone(key, this.converge(key)));
+    const locked = await this.o.locks.tryRun([key], "reconcile", () => this.gone(key, () => this.converge(key)));
     // A snapshot or restore of this VM is under way: look again once it is done.
     if ("busy" in locked) return { requeueAfterMs: LOCK_RETRY_MS };
     const result = locked.done;
@@ -170,12 +171,14 @@ export class NodeVmReconciler {
    * still judging on the cached object (a libvirt event of its domain's removal, say) finds it
    * gone when it writes: nothing is left to do, and nothing failed.
    */
-  private async gone(key: string, work: Promise<ReconcileResult | undefined>) {
+  private async gone(key: string, work: () => Promise<ReconcileResult | undefined>) {
+    const { namespace, name } = splitKey(key);
+    // As judged: by the time a write finds it gone, the cache may have dropped it too.
+    const judged = this.o.cache.get(name, namespace);
     try {
-      return await work;
+      return await work();
     } catch (err) {
-      const { namespace, name } = splitKey(key);
-      const cached = this.o.cache.get(name, namespace);
+      const cached = this.o.cache.get(name, namespace) ?? judged;
       if (httpStatus(err) !== 404 || !cached?.metadata.deletionTimestamp) throw err;
       // The 404 may be another object's: only the API server's word that the VM is gone ends it.
       const current = await readObject(this.o.kube, VirtualMachineKind, { namespace, name });
@@ -217,9 +220,13 @@ export class NodeVmReconciler {
       // over; the orphan scan reports it (orphans.ts). Normal deletion goes through finalize.
       if (found && owner) this.o.orphansChanged?.();
       this.progress.delete(key);
+      this.o.room?.forget(domainName);
       return undefined;
     }
-    if (vm.status?.nodeName !== this.o.nodeName) return undefined;
+    if (vm.status?.nodeName !== this.o.nodeName) {
+      this.o.room?.forget(domainName);
+      return undefined;
+    }
     let adopted: string | undefined;
     if (found && owner && vm.metadata.uid && owner.uid !== vm.metadata.uid) {
       // Left by an earlier object of this name. The cache may lag: only the API server's word
@@ -381,6 +388,7 @@ export class NodeVmReconciler {
     if (action.type === "start" && diskWait) action = { type: "none" };
     // Room is claimed only for a start that goes ahead; a stopped VM reserved none.
     const noRoom = action.type === "start" ? this.o.room?.claim(domainName, resourcesOf(vm)) : undefined;
+    if (action.type !== "start") this.o.room?.forget(domainName);
     if (noRoom) {
       this.sayStartRefused(vm, progress, noRoom, log);
       action = { type: "none" };
@@ -412,13 +420,16 @@ export class NodeVmReconciler {
       dom = done.dom;
       requeueAfterMs = done.requeueAfterMs;
     } catch (err) {
-      if (action.type === "start") this.o.room?.observe(domainName, undefined);
+      // A start that failed late (QEMU up, a deadline passed) may have left a guest running.
+      if (action.type === "start")
+        this.o.room?.settle(domainName, await liveResources(this.o.libvirt, dom).catch(() => undefined));
       return this.failed(vm, domainName, observation, powerActionFailed(action.type), err, log);
     }
 
     state = await this.o.libvirt.domainState(dom);
     observation = { ...state, id: state.state === DomainState.Shutoff ? -1 : dom.id };
-    this.o.room?.observe(domainName, state.state === DomainState.Shutoff ? undefined : resourcesOf(vm));
+    // Once a guest runs, libvirt's events keep what it takes (room-observer.ts).
+    if (action.type === "start") this.o.room?.settle(domainName, await liveResources(this.o.libvirt, dom));
     if (state.state === DomainState.Shutoff && progress.shutdownRequestedAt !== undefined) {
       progress.shutdownRequestedAt = undefined;
       progress.lastOperation = finished(progress.lastOperation, "Succeeded", "the guest powered off");
@@ -566,6 +577,7 @@ export class NodeVmReconciler {
       log.info("domain gone; finalizer removed");
     }
     this.progress.delete(key);
+    this.o.room?.forget(domainNameOf(vm.metadata.namespace ?? "", vm.metadata.name ?? ""));
     return undefined;
   }
 

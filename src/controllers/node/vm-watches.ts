@@ -11,6 +11,7 @@ import { namesDisk } from "../cluster/disk-placement.ts";
 import { effectiveVm } from "../vm-clone.ts";
 import { waitingForIdentity } from "../vm-identities.ts";
 import { DISK_VIEW, NODE_VM_VIEW } from "../watch-views.ts";
+import type { NodeRoom } from "./node-room.ts";
 import type { NodeVmReconciler } from "./vm-reconciler.ts";
 
 type Vm = VirtualMachine & KubernetesObject;
@@ -27,6 +28,7 @@ export function watchNodeVms(
   disks: Watchable<VMDisk & KubernetesObject>,
   namespaces: Watchable<V1Namespace>,
   libvirt: LibvirtClient,
+  room?: NodeRoom,
 ): void {
   watchOwn(vms, queue, undefined, NODE_VM_VIEW);
   // A VM gone or changed here may free the MAC or UUID another waits for.
@@ -47,6 +49,13 @@ export function watchNodeVms(
   libvirt.on("lifecycle", (e: LifecycleEvent) => {
     const key = keyOfDomain(e.domain.name);
     if (key) queue.add(key);
+  });
+  // A VM refused for room tries again as soon as a guest here stops (not only at its recheck).
+  room?.onFreed((names) => {
+    for (const name of names) {
+      const key = keyOfDomain(name);
+      if (key) queue.add(key);
+    }
   });
   libvirt.on("reboot", (dom: { name: string }) => {
     const key = keyOfDomain(dom.name);

@@ -39,6 +39,48 @@ describe("room to start on a node", () => {
     assert.equal(room.claim("ns_b", { cpus: 3, memoryBytes: GiB }), undefined);
   });
 
+  it("holds a claim while its start is under way, then counts what libvirt says the guest has", () => {
+    const room = new NodeRoom("n1", () => host, 8);
+    assert.equal(room.claim("ns_a", { cpus: 4, memoryBytes: GiB }), undefined);
+    // Defined and not yet running: an event of that moment must not give the room away.
+    room.observe("ns_a", undefined);
+    assert.equal(room.claim("ns_b", { cpus: 5, memoryBytes: GiB })?.reason, "InsufficientCapacity");
+    // It runs with 2 vCPUs (a spec changed since counts for nothing until it restarts).
+    room.settle("ns_a", { cpus: 2, memoryBytes: GiB });
+    assert.equal(room.claim("ns_b", { cpus: 5, memoryBytes: GiB }), undefined);
+    room.settle("ns_b", undefined); // its start failed and nothing runs
+    room.observe("ns_a", undefined); // stopped: no start under way, so it counts no more
+    assert.equal(room.claim("ns_c", { cpus: 8, memoryBytes: GiB }), undefined);
+  });
+
+  it("after a reconnection counts exactly what runs, domains not ours too, and starts under way", () => {
+    const room = new NodeRoom("n1", () => host, 8);
+    room.observe("ns_gone", { cpus: 4, memoryBytes: GiB });
+    assert.equal(room.claim("ns_starting", { cpus: 2, memoryBytes: GiB }), undefined);
+    room.reset(new Map([["someone-elses", { cpus: 5, memoryBytes: GiB }]]));
+    // 5 (not ours) + 2 (starting) of 8: ns_gone's 4 are free again, 1 is left.
+    assert.equal(room.claim("ns_x", { cpus: 2, memoryBytes: GiB })?.reason, "InsufficientCapacity");
+    assert.equal(room.claim("ns_x", { cpus: 1, memoryBytes: GiB }), undefined);
+  });
+
+  it("tells the VMs refused for room when a guest stops or shrinks, until they start or are forgotten", () => {
+    const room = new NodeRoom("n1", () => host, 8);
+    const told: string[][] = [];
+    room.onFreed((names) => told.push(names));
+    room.observe("ns_big", { cpus: 8, memoryBytes: GiB });
+    assert.ok(room.claim("ns_a", { cpus: 1, memoryBytes: GiB }));
+    assert.ok(room.claim("ns_b", { cpus: 1, memoryBytes: GiB }));
+    room.observe("ns_big", { cpus: 8, memoryBytes: GiB }); // nothing freed
+    assert.deepEqual(told, []);
+    room.observe("ns_big", { cpus: 7, memoryBytes: GiB });
+    assert.deepEqual(told, [["ns_a", "ns_b"]]);
+    assert.equal(room.claim("ns_a", { cpus: 1, memoryBytes: GiB }), undefined);
+    room.settle("ns_a", { cpus: 1, memoryBytes: GiB });
+    room.forget("ns_b");
+    room.observe("ns_big", undefined);
+    assert.deepEqual(told, [["ns_a", "ns_b"]], "no one waits any more");
+  });
+
   it("refuses nothing before the host's capacity is known", () => {
     const room = new NodeRoom("n1", () => undefined, 8);
     assert.equal(room.claim("ns_a", { cpus: 64, memoryBytes: 64 * GiB }), undefined);
