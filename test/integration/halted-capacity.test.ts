@@ -4,15 +4,16 @@
 // still fit as if the Halted ones were not there, and the one too many is refused as before.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import type { VirtualMachine } from "../../src/api/virtualmachine.ts";
 import type { VMDisk } from "../../src/api/vmdisk.ts";
-import { AGENT_NAMESPACE, startController } from "../../src/cmd/local/operator.ts";
-import { stopDaemon } from "../../src/cmd/local/processes.ts";
-import { heartbeatLeaseName } from "../../src/controllers/node-facts.ts";
-import { startTestNodes, stopTestNodes, TEST_NODE_GROUP_LABEL, type TestNode } from "../support/nodes.ts";
+import {
+  startControllerAndTestNodes,
+  stopControllerAndTestNodes,
+  TEST_NODE_GROUP_LABEL,
+  type TestNode,
+} from "../support/nodes.ts";
 import { applyObject, applyVm, getVm, waitForObject, waitForVm } from "../support/operator.ts";
-import { KUBECONFIG, kubectl, TEST_STACK, testNamespace } from "../support/stack.ts";
+import { kubectl, testNamespace } from "../support/stack.ts";
 
 const PREFIX = "hc";
 /** 8 vCPUs fit on the node; twice as many Halted VMs of 1 vCPU each. */
@@ -33,25 +34,15 @@ const spec = (runStrategy: string, extra: Record<string, unknown> = {}) => ({
 before(async () => {
   ns = await testNamespace("halted-capacity");
   process.env.CPU_OVERCOMMIT = "8";
-  await startController(
-    TEST_STACK.stateDir,
-    KUBECONFIG,
-    "halted-capacity",
-    TEST_STACK.ports.controllerMetrics,
-  );
-  nodes = await startTestNodes(1, { prefix: PREFIX, cpus: 1, memoryBytes: 8 * 2 ** 30 });
-  // The controller places only on nodes whose heartbeat it has seen.
-  await kubectl(["get", "lease", heartbeatLeaseName(nodes[0]!.nodeName), "-n", AGENT_NAMESPACE]);
-  await sleep(1_000);
+  nodes = await startControllerAndTestNodes("halted-capacity", 1, {
+    prefix: PREFIX,
+    cpus: 1,
+    memoryBytes: 8 * 2 ** 30,
+  });
 });
 
 after(async () => {
-  await kubectl(["delete", "vm", "--all", "-n", ns, "--wait=true", "--timeout=60s"]).catch(() => undefined);
-  await kubectl(["delete", "vmdisk", "--all", "-n", ns, "--wait=true", "--timeout=60s"]).catch(
-    () => undefined,
-  );
-  await stopTestNodes(nodes);
-  await stopDaemon(TEST_STACK.stateDir, "controller");
+  await stopControllerAndTestNodes(nodes, ns, ["vm", "vmdisk"]);
   delete process.env.CPU_OVERCOMMIT;
 });
 

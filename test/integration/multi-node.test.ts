@@ -5,19 +5,16 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { VirtualMachine } from "../../src/api/virtualmachine.ts";
-import { AGENT_NAMESPACE, startController } from "../../src/cmd/local/operator.ts";
-import { stopDaemon } from "../../src/cmd/local/processes.ts";
-import { heartbeatLeaseName } from "../../src/controllers/node-facts.ts";
 import {
   agentLogEntries,
   domainsOn,
-  startTestNodes,
-  stopTestNodes,
+  startControllerAndTestNodes,
+  stopControllerAndTestNodes,
   TEST_NODE_GROUP_LABEL,
   type TestNode,
 } from "../support/nodes.ts";
 import { applyVm, getVm, isPrintable, waitForVm } from "../support/operator.ts";
-import { KUBECONFIG, kubectl, TEST_STACK, testNamespace } from "../support/stack.ts";
+import { kubectl, testNamespace } from "../support/stack.ts";
 
 const PREFIX = "mn";
 const VMS = ["a", "b", "c", "d", "e", "f"];
@@ -50,23 +47,12 @@ before(async () => {
   process.env.STATISTICS_INTERVAL_SECONDS = "1";
   // The controller alone: the VMs go to test nodes only, so this host's agent plays no part
   // (nor do the QEMU domains other test runs keep in the libvirtd they share).
-  await startController(TEST_STACK.stateDir, KUBECONFIG, "multi-node", TEST_STACK.ports.controllerMetrics);
-  const controllerUp = Date.now();
-  nodes = await startTestNodes(3, { prefix: PREFIX });
-  // The controller places only on nodes whose heartbeat it has seen: every agent is ready, so
-  // its Lease is in the API server; a moment more for the controller's watch to bring it.
-  for (const node of nodes)
-    await kubectl(["get", "lease", heartbeatLeaseName(node.nodeName), "-n", AGENT_NAMESPACE]);
-  await sleep(1_000);
-  process.stderr.write(
-    `# controller up in ${controllerUp - started} ms, 3 test nodes in ${Date.now() - controllerUp} ms\n`,
-  );
+  nodes = await startControllerAndTestNodes("multi-node", 3, { prefix: PREFIX });
+  process.stderr.write(`# controller and 3 test nodes up in ${Date.now() - started} ms\n`);
 });
 
 after(async () => {
-  await kubectl(["delete", "vm", "--all", "-n", ns, "--wait=true", "--timeout=60s"]).catch(() => undefined);
-  await stopTestNodes(nodes);
-  await stopDaemon(TEST_STACK.stateDir, "controller");
+  await stopControllerAndTestNodes(nodes, ns);
 });
 
 describe("VMs over several test-driver nodes", () => {

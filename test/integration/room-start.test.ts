@@ -5,20 +5,16 @@
 // starts in place once its node's guest stops.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import type { VirtualMachine } from "../../src/api/virtualmachine.ts";
-import { AGENT_NAMESPACE, startController } from "../../src/cmd/local/operator.ts";
-import { stopDaemon } from "../../src/cmd/local/processes.ts";
-import { heartbeatLeaseName } from "../../src/controllers/node-facts.ts";
 import {
   agentLogEntries,
-  startTestNodes,
-  stopTestNodes,
+  startControllerAndTestNodes,
+  stopControllerAndTestNodes,
   TEST_NODE_GROUP_LABEL,
   type TestNode,
 } from "../support/nodes.ts";
 import { applyVm, eventsOf, getVm, isPrintable, waitForVm } from "../support/operator.ts";
-import { KUBECONFIG, kubectl, TEST_STACK, testNamespace } from "../support/stack.ts";
+import { kubectl, testNamespace } from "../support/stack.ts";
 
 const PREFIX = "room";
 let ns = "";
@@ -62,17 +58,11 @@ const runningOn = (node: string) => (vm: VirtualMachine | undefined) =>
 
 before(async () => {
   ns = await testNamespace("room-start");
-  await startController(TEST_STACK.stateDir, KUBECONFIG, "room-start", TEST_STACK.ports.controllerMetrics);
-  nodes = await startTestNodes(2, { prefix: PREFIX, cpus: 1 });
-  for (const node of nodes)
-    await kubectl(["get", "lease", heartbeatLeaseName(node.nodeName), "-n", AGENT_NAMESPACE]);
-  await sleep(1_000);
+  nodes = await startControllerAndTestNodes("room-start", 2, { prefix: PREFIX, cpus: 1 });
 });
 
 after(async () => {
-  await kubectl(["delete", "vm", "--all", "-n", ns, "--wait=true", "--timeout=60s"]).catch(() => undefined);
-  await stopTestNodes(nodes);
-  await stopDaemon(TEST_STACK.stateDir, "controller");
+  await stopControllerAndTestNodes(nodes, ns);
 });
 
 describe("room for VMs that run, not for stopped ones", () => {

@@ -5,10 +5,16 @@
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { XMLBuilder } from "fast-xml-parser";
 import { PREFIX } from "../../src/api/common.ts";
 import { kubectl, NODE_ENABLED_LABEL } from "../../src/cmd/local/kube.ts";
-import { AGENT_NAMESPACE, ensureOperatorNamespace, startAgent } from "../../src/cmd/local/operator.ts";
+import {
+  AGENT_NAMESPACE,
+  ensureOperatorNamespace,
+  startAgent,
+  startController,
+} from "../../src/cmd/local/operator.ts";
 import { logFile, stopDaemon } from "../../src/cmd/local/processes.ts";
 import { kubeconfigPath, type StackConfig } from "../../src/cmd/local/stack.ts";
 import { heartbeatLeaseName } from "../../src/controllers/node-facts.ts";
@@ -229,4 +235,46 @@ export async function agentLogEntries(node: TestNode, msg: string): Promise<Arra
       return [];
     }
   });
+}
+
+/**
+ * The test file NAME's controller alone (this host's agent plays no part) and COUNT test nodes
+ * it can place on: it places only on nodes whose heartbeat it has seen, so each agent's Lease is
+ * in the API server first, and a moment more lets the controller's watch bring it.
+ */
+export async function startControllerAndTestNodes(
+  name: string,
+  count: number,
+  options: TestNodeOptions,
+): Promise<TestNode[]> {
+  const stack = options.stack ?? TEST_STACK;
+  const kubeconfig = kubeconfigPath(stack);
+  await startController(stack.stateDir, kubeconfig, name, stack.ports.controllerMetrics);
+  const nodes = await startTestNodes(count, options);
+  for (const node of nodes)
+    await kubectl(kubeconfig, ["get", "lease", heartbeatLeaseName(node.nodeName), "-n", AGENT_NAMESPACE]);
+  await sleep(1_000);
+  return nodes;
+}
+
+/** Deletes KINDS in NAMESPACE (their finalizers need the agents), then stops the nodes and the controller. */
+export async function stopControllerAndTestNodes(
+  nodes: readonly TestNode[],
+  namespace: string,
+  kinds: readonly string[] = ["vm"],
+  stack: StackConfig = TEST_STACK,
+): Promise<void> {
+  const kubeconfig = kubeconfigPath(stack);
+  for (const kind of kinds)
+    await kubectl(kubeconfig, [
+      "delete",
+      kind,
+      "--all",
+      "-n",
+      namespace,
+      "--wait=true",
+      "--timeout=60s",
+    ]).catch(() => undefined);
+  await stopTestNodes(nodes);
+  await stopDaemon(stack.stateDir, "controller");
 }
