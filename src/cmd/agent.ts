@@ -37,7 +37,7 @@ import { cpuOvercommitOf, NodeRoom } from "../controllers/node/node-room.ts";
 import { OrphanReporter } from "../controllers/node/orphans.ts";
 import { PoolMetrics } from "../controllers/node/pool-metrics.ts";
 import { NodeRestoreReconciler, watchNodeRestores } from "../controllers/node/restore-reconciler.ts";
-import { keepRoomCurrent } from "../controllers/node/room-observer.ts";
+import { keepRoomCurrent, resyncRoom } from "../controllers/node/room-observer.ts";
 import { NodeSnapshotReconciler, watchNodeSnapshots } from "../controllers/node/snapshot-reconciler.ts";
 import { StatsCollector } from "../controllers/node/stats-collector.ts";
 import { ensureDefaultPool } from "../controllers/node/storage-pools.ts";
@@ -236,6 +236,7 @@ async function main() {
   const snapshotReconciler = new NodeSnapshotReconciler({
     kube,
     libvirt,
+    room,
     snapshots: snapshotInformer,
     restores: restoreInformer,
     vms,
@@ -336,6 +337,8 @@ async function main() {
   );
   libvirt.on("reconnected", () => log.info("libvirt reconnected; resyncing every VM"));
   await libvirt.enableDomainEvents();
+  // What changed before events came is counted now.
+  await resyncRoom(room, libvirt);
   await startInformerSynced(namespaces, "namespaces", log);
   await startInformerSynced(diskInformer, "vmdisks", log);
   await startInformerSynced(informer, "virtualmachines", log);
@@ -402,6 +405,7 @@ async function runningRoom(libvirt: LibvirtClient, nodeName: string): Promise<No
     () => ({ cpus: info.cpus, memoryBytes: info.memoryKiB * 1024 }),
     cpuOvercommitOf(process.env.CPU_OVERCOMMIT),
   );
-  await keepRoomCurrent(room, libvirt, log);
+  await resyncRoom(room, libvirt);
+  keepRoomCurrent(room, libvirt, log);
   return room;
 }

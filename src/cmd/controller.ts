@@ -47,7 +47,8 @@ import {
 import { TemplateReconciler, watchTemplates } from "../controllers/cluster/template-reconciler.ts";
 import { probeDisk } from "../controllers/cluster/template-targets.ts";
 import { VmIndex } from "../controllers/cluster/vm-index.ts";
-import { ClusterVmReconciler, watchClusterVms } from "../controllers/cluster/vm-reconciler.ts";
+import { ClusterVmReconciler } from "../controllers/cluster/vm-reconciler.ts";
+import { watchClusterVms } from "../controllers/cluster/vm-watches.ts";
 import { tenancyDefaultsFromEnv, tenantPolicy } from "../controllers/tenant-policy.ts";
 import { effectiveVms } from "../controllers/vm-clone.ts";
 import { connectKube, kindInformer, startInformerSynced } from "../runtime/kube.ts";

@@ -25,8 +25,8 @@ export const EVENT_REASONS = {
   Scheduled: normal([VM, DISK], "placed on a node"),
   Unschedulable: warn([VM, DISK], "no node can take it now (retried)"),
   InsufficientCapacity: warn(
-    [VM],
-    "a stopped VM asked to start finds its node without room beside the guests running there (retried; moved where its disks allow)",
+    [VM, RESTORE],
+    "a stopped VM asked to start, or a restore that brings its guest up, finds its node without room beside the guests running there (retried; a VM is moved where its disks allow)",
   ),
   MovedForRoom: normal(
     [VM],

@@ -113,6 +113,7 @@ describe("kstatus (upstream and Flux) and Argo CD health on every kind, in every
       assert.equal(r.flux.status, "InProgress", said);
       assert.equal(a.status, "Progressing", said);
     }
+    await kubectl(["delete", "vm,vmdisk,vmsnapshot,vmrestore,vmtemplate", "fresh", "-n", ns, "--wait=false"]);
   });
 
   it("VirtualMachine: running, restart required are Current (Healthy); paused, halted Current (Suspended)", async () => {

@@ -2,7 +2,7 @@
 // the agent selects on + the domain finalizer), gives it a UUID and stable MAC addresses, and
 // says clearly when no node can take it.
 import { randomUUID } from "node:crypto";
-import type { KubernetesObject, V1Lease, V1Namespace, V1Node } from "@kubernetes/client-node";
+import type { KubernetesObject, V1Namespace, V1Node } from "@kubernetes/client-node";
 import {
   DOMAIN_FINALIZER,
   NODE_LABEL,
@@ -12,31 +12,37 @@ import {
 import type { VMDisk } from "../../api/vmdisk.ts";
 import type { VMSnapshot } from "../../api/vmsnapshot.ts";
 import type { VMTemplate } from "../../api/vmtemplate.ts";
-import { desiredInterfaces } from "../../hypervisor/domain/from-spec.ts";
 import { type AnyObject, type Kube, keyOf, patchMetadata, splitKey } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
-import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
-import type { ReconcileResult, WorkQueue } from "../../runtime/workqueue.ts";
-import { type Condition, findCondition, standingConditions, writerConditions } from "../conditions.ts";
+import type { ReconcileResult } from "../../runtime/workqueue.ts";
+import { findCondition } from "../conditions.ts";
 import { Reason } from "../event-reasons.ts";
 import { type EventRecorder, eventRecorder } from "../events.ts";
-import { heartbeatRevivals } from "../node-facts.ts";
 import { CONDITIONS_RULE } from "../status-diff.ts";
 import { STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
 import { type Refusal, type TenancyDefaults, tenantPolicy } from "../tenant-policy.ts";
-import { CLUSTER_DISK_VIEW, CLUSTER_VM_VIEW, VM_IDENTITY_VIEW } from "../watch-views.ts";
 import { clonePlan, createCloneDisks } from "./clone-prep.ts";
 import { nodeOfVmDisks } from "./disk-placement.ts";
 import type { PlacementBook } from "./disk-reconciler.ts";
 import type { HeartbeatView } from "./heartbeat-clock.ts";
 import { orphanPlacementOfVm, withOrphanIdentity } from "./orphan-placement.ts";
-import { type NodeView, nodeView, type PlacementPolicy, type PlacementRequest, place } from "./placement.ts";
+import { type NodeView, nodeView, type PlacementPolicy, place } from "./placement.ts";
 import { movableForRoom } from "./room-move.ts";
 import { childDiskSpecs, sourceBaseNode, takenDiskName, templateRecord } from "./template-plan.ts";
 import { ADMITTED_CONDITION, clusterRefusal } from "./vm-admission.ts";
 import type { VmIndex } from "./vm-index.ts";
 import { InterfaceAssigner } from "./vm-interfaces.ts";
 import { capacityNeed, NOTHING, type Resources } from "./vm-reservation.ts";
+import {
+  awaitingAgentStatus,
+  firstPlacementStatus,
+  type HeldIdentity,
+  notPlacedStatus,
+  placedStatus,
+  placementRequest,
+  refusedStatus,
+  unschedulableStatus,
+} from "./vm-status.ts";
 
 export const CONTROLLER_FIELD_MANAGER = "libvirt-operator-controller";
 export const CLONE_FIELD_MANAGER = "libvirt-operator-controller-clone";
@@ -72,44 +78,6 @@ export interface ClusterVmReconcilerOptions {
   /** What tenants may use unless their Namespace says otherwise. */
   tenancy: TenancyDefaults;
   log: Logger;
-}
-
-/**
- * What VM placement reacts to: every VM; disks (a VM not placed yet may now know the node
- * its disks are on); nodes and agent heartbeats (room, or a node, for VMs waiting for one).
- */
-export function watchClusterVms(
-  queue: WorkQueue,
-  reconciler: ClusterVmReconciler,
-  sources: {
-    vms: Watchable<Vm>;
-    disks: Watchable<VMDisk & KubernetesObject>;
-    nodes: Watchable<V1Node>;
-    leases: Watchable<V1Lease>;
-    namespaces: Watchable<V1Namespace>;
-    snapshots?: Watchable<VMSnapshot & KubernetesObject>;
-    templates?: Watchable<VMTemplate & KubernetesObject>;
-  },
-): void {
-  watchOwn(sources.vms, queue, undefined, CLUSTER_VM_VIEW);
-  // A VM made from a template waits for it (a template made from a VM: until it took the VM).
-  if (sources.templates) watchRelated(sources.templates, queue, (tpl) => reconciler.madeFrom(tpl));
-  // A clone waits for its snapshot to be taken.
-  if (sources.snapshots) watchRelated(sources.snapshots, queue, (snap) => reconciler.clonesOf(snap));
-  // A VM gone or changed may free the MAC or UUID another waits for.
-  watchRelated(sources.vms, queue, () => reconciler.waitingForIdentity(), VM_IDENTITY_VIEW);
-  // A VM gone or stopped leaves room on its node for those waiting for one.
-  reconciler.onRoomFreed(() => {
-    for (const key of [...reconciler.unplacedKeys(), ...reconciler.waitingForRoom()]) queue.add(key);
-  });
-  // An admin changing what a namespace may use: its VMs are judged again.
-  watchRelated(sources.namespaces, queue, (ns) => reconciler.keysIn(ns.metadata?.name ?? ""));
-  watchRelated(sources.disks, queue, (disk) => reconciler.unplacedUsersOf(disk), CLUSTER_DISK_VIEW);
-  watchRelated(sources.nodes, queue, () => reconciler.unplacedKeys());
-  const revived = heartbeatRevivals();
-  watchRelated(sources.leases, queue, (lease, verb) =>
-    revived(lease, verb) ? reconciler.unplacedKeys() : [],
-  );
 }
 
 export class ClusterVmReconciler {
@@ -223,15 +191,7 @@ export class ClusterVmReconciler {
       void this.event(vm, refusal.reason, refusal.message);
     }
     if (refusal && !placedOn) {
-      await this.status.write(vm, {
-        observedGeneration: vm.metadata.generation ?? 0,
-        printableStatus: "Failed",
-        conditions: this.conditions(vm, [
-          { type: "Scheduled", status: "False", reason: refusal.reason, message: refusal.message },
-          ...admissionConditions(vm, refusal),
-          ...standingConditions({ state: "stalled", reason: refusal.reason, message: refusal.message }),
-        ]),
-      });
+      await this.status.write(vm, refusedStatus(vm, refusal));
       return undefined;
     }
 
@@ -250,7 +210,7 @@ export class ClusterVmReconciler {
       ) {
         await this.labelAndHold(vm, placedOn);
       }
-      await this.status.write(vm, this.placedStatus(vm, placedOn, refusal));
+      await this.status.write(vm, placedStatus(vm, placedOn, this.held(vm, placedOn, refusal), refusal));
       // A template's VM gets its disks on its node (the base for that node is the template's work).
       if (vm.status?.template) await this.makeTemplateDisks(vm, placedOn);
       await this.awaitingAgent(vm, placedOn);
@@ -279,7 +239,7 @@ export class ClusterVmReconciler {
         log.info({ reason: result.error }, "VM unschedulable");
         void this.event(vm, Reason.Unschedulable, result.error);
       }
-      await this.status.write(vm, this.unschedulableStatus(vm, result.error));
+      await this.status.write(vm, unschedulableStatus(vm, result.error));
       return { requeueAfterMs: UNSCHEDULABLE_RETRY_MS };
     }
 
@@ -287,7 +247,8 @@ export class ClusterVmReconciler {
     this.o.book.vmNodes.set(key, result.node);
     // Label and finalizer first (guarded by the cached resourceVersion), then status by apply.
     await this.labelAndHold(vm, result.node);
-    await this.status.write(vm, this.firstPlacementStatus(withOrphanIdentity(vm, held), result.node));
+    const placed = withOrphanIdentity(vm, held);
+    await this.status.write(vm, firstPlacementStatus(placed, result.node, this.held(placed, result.node)));
     log.info({ node: result.node }, "VM placed");
     void this.event(vm, Reason.Scheduled, `placed on node ${result.node}`);
     return undefined;
@@ -305,7 +266,7 @@ export class ClusterVmReconciler {
     if ("error" in result) return false;
     this.assumed.set(key, { node: result.node, ...capacityNeed(vm) });
     this.o.book.vmNodes.set(key, result.node);
-    await this.status.write(vm, this.placedStatus(vm, result.node));
+    await this.status.write(vm, placedStatus(vm, result.node, this.held(vm, result.node)));
     // The label alone (its finalizer is there already), unguarded: the status write just moved
     // the resourceVersion the cache shows, and a label merge replaces nothing else.
     const unguarded = { ...vm, metadata: { ...vm.metadata, resourceVersion: undefined } };
@@ -412,25 +373,8 @@ export class ClusterVmReconciler {
     const before = findCondition(vm.status?.conditions, "Scheduled");
     if (before?.reason !== reason || before.message !== message)
       log.info({ reason, why: message }, state === "stalled" ? "VM refused" : "VM waits");
-    await this.status.write(vm, this.notPlacedStatus(vm, reason, message, state));
+    await this.status.write(vm, notPlacedStatus(vm, reason, message, state));
   }
-
-  private notPlacedStatus(
-    vm: Vm,
-    reason: string,
-    message: string,
-    state: "reconciling" | "stalled",
-  ): Record<string, unknown> {
-    return {
-      observedGeneration: vm.metadata.generation ?? 0,
-      printableStatus: state === "stalled" ? "Failed" : "Provisioning",
-      conditions: this.conditions(vm, [
-        { type: "Scheduled", status: "False", reason, message },
-        ...standingConditions({ state, reason, message }),
-      ]),
-    };
-  }
-
   /** The node label the agent selects on, and the finalizer, before any libvirt side effect. */
   private async labelAndHold(vm: Vm, node: string) {
     const finalizers = vm.metadata.finalizers ?? [];
@@ -469,110 +413,13 @@ export class ClusterVmReconciler {
    */
   private async awaitingAgent(vm: Vm, node: string) {
     if (vm.status?.domainName) return;
-    await this.standing.write(vm, {
-      observedGeneration: vm.metadata.generation ?? 0,
-      conditions: this.conditions(
-        vm,
-        standingConditions({
-          state: "reconciling",
-          reason: "Scheduled",
-          message: waitingForAgent(node),
-        }),
-      ),
-    });
+    await this.standing.write(vm, awaitingAgentStatus(vm, node));
   }
 
-  /**
-   * The placement and, in the same write, the word that the VM is on its way (as awaitingAgent
-   * says it): no agent can have reported yet, since it acts only on a VM whose status names its
-   * node. One write fewer per VM; the agent's first report takes these conditions over.
-   */
-  private firstPlacementStatus(vm: Vm, node: string): Record<string, unknown> {
-    const standing = standingConditions({
-      state: "reconciling",
-      reason: "Scheduled",
-      message: waitingForAgent(node),
-    });
-    return {
-      ...this.placedStatus(vm, node, undefined, standing),
-      observedGeneration: vm.metadata.generation ?? 0,
-    };
+  /** What VM holds on NODE: while refused, nothing new is taken on (a MAC or UUID another VM holds stays its own). */
+  private held(vm: Vm, node: string, refusal?: Refusal): HeldIdentity {
+    return refusal
+      ? { uuid: vm.status?.uuid, interfaces: vm.status?.interfaces ?? [] }
+      : { uuid: vm.status?.uuid ?? vm.spec.uuid ?? randomUUID(), interfaces: this.nics.interfaces(vm, node) };
   }
-
-  private placedStatus(
-    vm: Vm,
-    node: string,
-    refusal?: Refusal,
-    standing: Array<Omit<Condition, "lastTransitionTime">> = [],
-  ): Record<string, unknown> {
-    const conditions = this.conditions(vm, [
-      { type: "Scheduled", status: "True", reason: "Scheduled", message: `placed on node ${node}` },
-      ...admissionConditions(vm, refusal),
-      ...standing,
-    ]);
-    // While refused, nothing new is taken on (a MAC or UUID another VM holds stays its own).
-    const uuid = refusal ? vm.status?.uuid : (vm.status?.uuid ?? vm.spec.uuid ?? randomUUID());
-    return {
-      nodeName: node,
-      ...(uuid ? { uuid } : {}),
-      interfaces: refusal ? (vm.status?.interfaces ?? []) : this.nics.interfaces(vm, node),
-      conditions,
-    };
-  }
-
-  private unschedulableStatus(vm: Vm, message: string): Record<string, unknown> {
-    const conditions = this.conditions(vm, [
-      { type: "Scheduled", status: "False", reason: "Unschedulable", message },
-      ...standingConditions({ state: "stalled", reason: "ErrorUnschedulable", message }),
-      ...admissionConditions(vm, undefined),
-    ]);
-    return {
-      observedGeneration: vm.metadata.generation ?? 0,
-      printableStatus: "ErrorUnschedulable",
-      conditions,
-    };
-  }
-
-  private conditions(vm: Vm, wanted: Array<Omit<Condition, "lastTransitionTime">>): Condition[] {
-    return writerConditions(
-      vm.status?.conditions as Condition[] | undefined,
-      wanted,
-      vm.metadata.generation ?? 0,
-      new Date(),
-    );
-  }
-}
-
-const waitingForAgent = (node: string) => `placed on node ${node}; waiting for its node agent`;
-
-/** What placing VM asks of a node; DISKS_ON is the node its node-local disks pin it to. */
-function placementRequest(vm: Vm, disksOn: { node?: string; disk?: string }): PlacementRequest {
-  const need = capacityNeed(vm);
-  return {
-    hypervisor: vm.spec.hypervisor ?? "kvm",
-    cpus: need.cpus,
-    memoryBytes: need.memoryBytes,
-    ...(vm.spec.nodeName ? { nodeName: vm.spec.nodeName } : {}),
-    ...(vm.spec.nodeSelector ? { nodeSelector: vm.spec.nodeSelector } : {}),
-    ...(disksOn.node ? { disksNode: { node: disksOn.node, disk: disksOn.disk ?? "" } } : {}),
-    networks: [
-      ...new Set(
-        desiredInterfaces(vm)
-          .filter((i) => i.plugged)
-          .map((i) => i.network),
-      ),
-    ],
-  };
-}
-
-/** Admitted=False while refused; True once a refused VM was fixed; absent when never refused. */
-function admissionConditions(
-  vm: Vm,
-  refusal: Refusal | undefined,
-): Array<Omit<Condition, "lastTransitionTime">> {
-  if (refusal)
-    return [{ type: ADMITTED_CONDITION, status: "False", reason: refusal.reason, message: refusal.message }];
-  return findCondition(vm.status?.conditions, ADMITTED_CONDITION)
-    ? [{ type: ADMITTED_CONDITION, status: "True", reason: "Admitted", message: "" }]
-    : [];
 }

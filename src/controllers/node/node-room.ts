@@ -22,6 +22,11 @@ export function cpuOvercommitOf(value: string | undefined): number {
   return n;
 }
 
+/** The more of A and B in each figure (B may be unknown). */
+export function largest(a: Resources, b: Resources | undefined): Resources {
+  return b ? { cpus: Math.max(a.cpus, b.cpus), memoryBytes: Math.max(a.memoryBytes, b.memoryBytes) } : a;
+}
+
 const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)}GiB`;
 
 /** Pure: why a guest needing NEED cannot start beside USED on a host of HOST, or undefined. */
@@ -51,10 +56,13 @@ export function startRefusal(
 export class NodeRoom {
   /** What each domain running (or starting) here takes: libvirt's figures once it runs. */
   private readonly running = new Map<string, Resources>();
-  /** Domains a start is under way for: their claim holds until the start ends (settle). */
-  private readonly starting = new Set<string>();
+  /** Domains whose count holds while libvirt says they are off: a start, or a save and restore, is under way. */
+  private readonly holding = new Set<string>();
   /** Domains refused for room: told when room frees, so they need not wait for a recheck. */
   private readonly waiting = new Set<string>();
+  /** When each domain's count last changed (a change counter): a listing older than that says nothing of it. */
+  private readonly changedAt = new Map<string, number>();
+  private changes = 0;
   private freed: (names: string[]) => void = () => undefined;
   private readonly nodeName: string;
   private readonly host: () => Resources | undefined;
@@ -69,16 +77,27 @@ export class NodeRoom {
 
   /**
    * What libvirt says of domain NAME (ours or not): an active one counts with what it has, an
-   * inactive or gone one does not — unless a start of it is under way (it is defined, and
-   * inactive, a moment before it runs).
+   * inactive or gone one does not — unless it is held (defined and off a moment before it
+   * runs, or saved for a snapshot and about to be restored).
    */
   observe(name: string, active: Resources | undefined): void {
+    this.changedAt.set(name, ++this.changes);
     const before = this.running.get(name);
     if (active) this.running.set(name, active);
-    else if (!this.starting.has(name)) this.running.delete(name);
+    else if (!this.holding.has(name)) this.running.delete(name);
     const after = this.running.get(name);
     if (before && (!after || after.cpus < before.cpus || after.memoryBytes < before.memoryBytes))
       this.tellFreed();
+  }
+
+  /**
+   * What a reconcile of one of our VMs saw: off frees its room; running with no count yet
+   * counts it with what its spec asks (GUESS) until libvirt's figures come. Mends a count an
+   * event was missed for.
+   */
+  seen(name: string, active: boolean, guess: Resources): void {
+    if (!active) this.observe(name, undefined);
+    else if (!this.running.has(name)) this.observe(name, guess);
   }
 
   /** LISTENER hears the domains waiting for room whenever some frees. */
@@ -113,23 +132,48 @@ export class NodeRoom {
       }
     }
     this.waiting.delete(key);
-    this.running.set(key, need);
-    this.starting.add(key);
+    this.holding.add(key);
+    this.observe(key, need);
     return undefined;
   }
 
-  /** A start of KEY ended (or failed): it counts with what libvirt says now, ACTIVE. */
+  /** Keeps NAME's count while its guest is saved and restored (a snapshot). Ends with settle(NAME, …). */
+  hold(name: string): void {
+    if (this.running.has(name)) this.holding.add(name);
+  }
+
+  /** The save and restore of NAME ended: its count stays as it is (libvirt's events, or its VM's next reconcile, mend it). */
+  unhold(name: string): void {
+    this.holding.delete(name);
+  }
+
+  /** A start (or a save and restore) of KEY ended, or failed: it counts with what libvirt says now, ACTIVE. */
   settle(key: string, active: Resources | undefined): void {
-    this.starting.delete(key);
+    this.holding.delete(key);
     this.observe(key, active);
   }
 
-  /** Every domain libvirt says is active, after a (re)connection: the rest count no more. */
-  reset(active: ReadonlyMap<string, Resources>): void {
+  /** The change counter now: take it before listing the domains for reset. */
+  mark(): number {
+    return this.changes;
+  }
+
+  /**
+   * Every domain libvirt listed as active (the listing begun at MARK): the rest count no more.
+   * A domain whose count changed since MARK keeps it (an event or a start came after the list).
+   */
+  reset(active: ReadonlyMap<string, Resources>, mark: number): void {
+    const stale = (name: string) => (this.changedAt.get(name) ?? 0) <= mark;
     let freed = false;
-    for (const name of this.running.keys())
-      if (!active.has(name) && !this.starting.has(name)) freed = this.running.delete(name) || freed;
-    for (const [name, r] of active) this.running.set(name, r);
+    for (const name of [...this.running.keys()])
+      if (!active.has(name) && !this.holding.has(name) && stale(name)) {
+        this.running.delete(name);
+        freed = true;
+      }
+    for (const [name, r] of active) if (stale(name)) this.running.set(name, r);
+    // What stopped before the listing is remembered no longer (the map stays as small as what runs).
+    for (const name of [...this.changedAt.keys()])
+      if (!this.running.has(name) && stale(name)) this.changedAt.delete(name);
     if (freed) this.tellFreed();
   }
 }

@@ -16,10 +16,10 @@ import { Reason } from "../event-reasons.ts";
 import { type EventRecorder, eventRecorder } from "../events.ts";
 import { StatusWriter } from "../status-writer.ts";
 import { type DomainLocks, diskLockKey, LOCK_RETRY_MS } from "./domain-locks.ts";
-import type { NodeRoom } from "./node-room.ts";
+import { largest, type NodeRoom } from "./node-room.ts";
 import { ownedDomain } from "./owned-domain.ts";
 import { hardwareChanges, shouldRunAfterRestore } from "./restore-plan.ts";
-import { liveResources } from "./room-observer.ts";
+import { afterStart } from "./room-observer.ts";
 import { restoreSnapshot, stopGracefully } from "./snapshot-restore.ts";
 import { isFrozen } from "./vm-decide.ts";
 
@@ -40,6 +40,8 @@ const DEFAULT_GRACE_SECONDS = 180;
 const MAX_RESTORE_GRACE_SECONDS = 600;
 /** The agent's Reconciling reason while it restores: written before the guest is touched. */
 const RESTORING = "Restoring";
+/** A restore waiting for room looks again this often. */
+const ROOM_RETRY_MS = 30_000;
 
 type Vm = VirtualMachine & KubernetesObject;
 
@@ -139,7 +141,11 @@ export class NodeRestoreReconciler {
     return "busy" in locked ? { requeueAfterMs: LOCK_RETRY_MS } : locked.done;
   }
 
-  private async restore(restore: Restore, vm: Vm | undefined, log: Logger): Promise<undefined> {
+  private async restore(
+    restore: Restore,
+    vm: Vm | undefined,
+    log: Logger,
+  ): Promise<ReconcileResult | undefined> {
     const ns = restore.metadata.namespace ?? "";
     const snap = this.o.snapshots.get(restore.spec.snapshotName, ns);
     // The controller judged these; the node checks again what it is about to act on.
@@ -178,9 +184,13 @@ export class NodeRestoreReconciler {
       Math.min(vm.spec.shutdown?.gracePeriodSeconds ?? DEFAULT_GRACE_SECONDS, MAX_RESTORE_GRACE_SECONDS) *
       1000;
     // Claimed before anything is touched: a guest that would not fit is refused with nothing lost.
-    const noRoom = run ? this.o.room?.claim(dom.name, resourcesOf(vm)) : undefined;
-    if (noRoom)
-      return this.fail(log, restore, noRoom.reason, `the restored guest would not fit: ${noRoom.message}`);
+    // A memory state brings the guest back with the hardware it had at the snapshot.
+    const need = largest(
+      resourcesOf(vm),
+      snap.status.vmSpec ? resourcesOf({ ...vm, spec: snap.status.vmSpec }) : undefined,
+    );
+    const noRoom = run ? this.o.room?.claim(dom.name, need) : undefined;
+    if (noRoom) return this.waitForRoom(log, restore, noRoom.message);
     this.running.add(restore.metadata.uid ?? "");
     let done: Awaited<ReturnType<typeof restoreSnapshot>>;
     let stop: Awaited<ReturnType<typeof stopGracefully>>;
@@ -215,7 +225,7 @@ export class NodeRestoreReconciler {
       return this.fail(log, restore, "RestoreFailed", `the restore failed: ${describeError(err)}`);
     } finally {
       this.running.delete(restore.metadata.uid ?? "");
-      if (run) this.o.room?.settle(dom.name, await liveResources(this.o.libvirt, dom).catch(() => undefined));
+      if (run) this.o.room?.settle(dom.name, await afterStart(this.o.libvirt, dom, need));
     }
     const notes = [...done.notes, ...hardwareChanges(snap.status.vmSpec, vm.spec, done.memoryRestored)];
     const what =
@@ -242,6 +252,24 @@ export class NodeRestoreReconciler {
       standing: { state: "ready", reason: "Restored", message: what },
     });
     return undefined;
+  }
+
+  /**
+   * The restored guest would not fit beside those running here: nothing is touched, the restore
+   * waits (Reconciling) and tries again, as a VM waiting for room does.
+   */
+  private async waitForRoom(log: Logger, restore: Restore, message: string): Promise<ReconcileResult> {
+    const said = restore.status?.conditions?.find((c) => c.type === "Reconciling")?.message;
+    if (said !== message) {
+      log.info({ reason: Reason.InsufficientCapacity, why: message }, "restore waits for room");
+      this.event(restore, Reason.InsufficientCapacity, message);
+    }
+    await this.write(
+      restore,
+      { phase: "InProgress", complete: false },
+      { state: "reconciling", reason: Reason.InsufficientCapacity, message },
+    );
+    return { requeueAfterMs: ROOM_RETRY_MS };
   }
 
   private async fail(log: Logger, restore: Restore, reason: string, message: string): Promise<undefined> {

@@ -5,15 +5,13 @@
 import type { Logger } from "pino";
 import {
   type DomainRef,
-  DomainState,
+  isActiveState,
   type LibvirtClient,
   type LifecycleEvent,
   ListDomains,
   unlessNotFound,
 } from "../../hypervisor/libvirt/index.ts";
 import type { NodeRoom, Resources } from "./node-room.ts";
-
-const isActive = (state: number) => state !== DomainState.Shutoff && state !== DomainState.Crashed;
 
 /** What DOM takes while it runs, or undefined when it does not run (or is gone). */
 export async function liveResources(
@@ -22,7 +20,21 @@ export async function liveResources(
 ): Promise<Resources | undefined> {
   if (!dom) return undefined;
   const info = await unlessNotFound(libvirt.domainInfo(dom));
-  return info && isActive(info.state) ? { cpus: info.vcpus, memoryBytes: info.maxMemKiB * 1024 } : undefined;
+  return info && isActiveState(info.state)
+    ? { cpus: info.vcpus, memoryBytes: info.maxMemKiB * 1024 }
+    : undefined;
+}
+
+/**
+ * What a start (or a save and restore) of DOM left running, for settle: what libvirt says, or
+ * NEED when libvirt cannot be asked now (counted as running; its next event or reconcile mends it).
+ */
+export async function afterStart(
+  libvirt: LibvirtClient,
+  dom: DomainRef | undefined,
+  need: Resources,
+): Promise<Resources | undefined> {
+  return liveResources(libvirt, dom).catch(() => need);
 }
 
 /** Every active domain of the host, by name, with what it takes. */
@@ -35,17 +47,36 @@ async function activeDomains(libvirt: LibvirtClient): Promise<Map<string, Resour
   return active;
 }
 
-/** Counts what runs now, then follows libvirt's events (and reconnections) for as long as it lives. */
-export async function keepRoomCurrent(room: NodeRoom, libvirt: LibvirtClient, log: Logger): Promise<void> {
-  room.reset(await activeDomains(libvirt));
+/** Counts again everything libvirt runs now (what changed while listing keeps its newer count). */
+export async function resyncRoom(room: NodeRoom, libvirt: LibvirtClient): Promise<void> {
+  const mark = room.mark();
+  room.reset(await activeDomains(libvirt), mark);
+}
+
+/** A full recount this often mends what a lost event left wrong. */
+const RESYNC_MS = 5 * 60_000;
+
+/** Follows libvirt's events (and reconnections) for as long as the agent lives; SIGNAL ends the recounts. */
+export function keepRoomCurrent(
+  room: NodeRoom,
+  libvirt: LibvirtClient,
+  log: Logger,
+  signal?: AbortSignal,
+): void {
+  const resync = (why: string) =>
+    resyncRoom(room, libvirt).catch((err: Error) =>
+      log.warn({ err: err.message, why }, "room: domains not read"),
+    );
   libvirt.on("lifecycle", (e: LifecycleEvent) => {
     liveResources(libvirt, e.domain)
       .then((r) => room.observe(e.domain.name, r))
-      .catch((err: Error) => log.warn({ domain: e.domain.name, err: err.message }, "room: domain not read"));
+      .catch((err: Error) => {
+        log.warn({ domain: e.domain.name, err: err.message }, "room: domain not read; counting all again");
+        void resync("an event's domain could not be read");
+      });
   });
-  libvirt.on("reconnected", () => {
-    activeDomains(libvirt)
-      .then((active) => room.reset(active))
-      .catch((err: Error) => log.warn({ err: err.message }, "room: domains not read after reconnecting"));
-  });
+  libvirt.on("reconnected", () => void resync("reconnected"));
+  const timer = setInterval(() => void resync("periodic"), RESYNC_MS);
+  timer.unref();
+  signal?.addEventListener("abort", () => clearInterval(timer));
 }

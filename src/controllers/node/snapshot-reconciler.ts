@@ -24,6 +24,7 @@ import { Reason } from "../event-reasons.ts";
 import { type EventRecorder, eventRecorder } from "../events.ts";
 import { StatusWriter } from "../status-writer.ts";
 import { type DomainLocks, diskLockKey, LOCK_RETRY_MS } from "./domain-locks.ts";
+import type { NodeRoom } from "./node-room.ts";
 import { ownedDomain } from "./owned-domain.ts";
 import { parseDuration, planSnapshot } from "./snapshot-plan.ts";
 import { missingPart, recoverSavedGuest, removeStored, type StorageContext } from "./snapshot-storage.ts";
@@ -58,6 +59,8 @@ interface Lister<T> {
 export interface NodeSnapshotReconcilerOptions {
   kube: Kube;
   libvirt: LibvirtClient;
+  /** What runs on this node (a guest saved for a snapshot keeps its room). */
+  room?: NodeRoom;
   snapshots: Lister<Snapshot>;
   restores: Lister<VMRestore & KubernetesObject>;
   vms: Pick<Lister<VirtualMachine & KubernetesObject>, "get">;
@@ -233,7 +236,7 @@ export class NodeSnapshotReconciler {
     let taken: Awaited<ReturnType<typeof takeSnapshot>>;
     try {
       taken = await takeSnapshot(
-        { libvirt: this.o.libvirt, log, memoryDir: this.o.memoryDir, deadlineAt },
+        { libvirt: this.o.libvirt, log, memoryDir: this.o.memoryDir, deadlineAt, room: this.o.room },
         dom,
         plan,
         {

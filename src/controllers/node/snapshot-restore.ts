@@ -8,6 +8,7 @@ import {
   DomainSaveRestoreFlags,
   DomainShutdownFlags,
   DomainState,
+  isActiveState,
   type LibvirtClient,
   SnapshotRevertFlags,
   unlessNotFound,
@@ -50,9 +51,8 @@ export interface Restored {
 const POLL_MS = 250;
 const CALL_MS = 120_000;
 
-function isActive(state: number): boolean {
-  return state === DomainState.Running || state === DomainState.Paused || state === DomainState.Blocked;
-}
+// Shutting down is still up: a restore waits until QEMU is gone before it touches the disks.
+const isActive = isActiveState;
 
 /** ACPI shutdown, then forced off when the grace period ends; a paused guest cannot hear the button. */
 export async function stopGracefully(

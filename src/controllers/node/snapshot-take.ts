@@ -2,6 +2,7 @@
 // libvirt's internal qcow2 snapshot, or our own volume copies with the memory saved to a file.
 // Whatever fails or runs out of time, the guest is left running as it was and nothing partial
 // stays behind.
+
 import { mkdir, rm, stat, statfs } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { SNAPSHOT_INDICATIONS } from "../../api/vmsnapshot.ts";
@@ -18,6 +19,7 @@ import {
 import { volumeXml } from "../../hypervisor/storage/volume.ts";
 import { describeError } from "../../runtime/kube.ts";
 import type { Logger } from "../../runtime/logging.ts";
+import type { NodeRoom } from "./node-room.ts";
 import {
   internalSnapshotXml,
   libvirtSnapshotName,
@@ -34,6 +36,8 @@ export interface TakeContext {
   memoryDir: string;
   /** Epoch ms past which the snapshot has failed. */
   deadlineAt: number;
+  /** What runs on this node: a guest saved for its snapshot keeps its room until it is back. */
+  room?: NodeRoom;
 }
 
 export interface TakeRequest {
@@ -185,6 +189,24 @@ async function volumeCopy(
   withMemory: boolean,
 ): Promise<Pick<Taken, "memoryImage" | "storedBytes" | "capacities">> {
   const image = memoryImagePath(ctx.memoryDir, req.namespace, req.vmName, req.timestamp);
+  // Saved, the guest is off for a while: no other start may take its room meanwhile.
+  if (active) ctx.room?.hold(dom.name);
+  try {
+    return await copyVolumes(ctx, dom, plan, image, active, paused, withMemory);
+  } finally {
+    ctx.room?.unhold(dom.name);
+  }
+}
+
+async function copyVolumes(
+  ctx: TakeContext,
+  dom: DomainRef,
+  plan: SnapshotPlan,
+  image: string,
+  active: boolean,
+  paused: boolean,
+  withMemory: boolean,
+): Promise<Pick<Taken, "memoryImage" | "storedBytes" | "capacities">> {
   const copied: Array<{ pool: string; volume: string }> = [];
   let saved = false;
   let storedBytes = 0;

@@ -7,7 +7,7 @@ import {
   STOP_ANNOTATION,
   type VirtualMachine,
 } from "../../api/virtualmachine.ts";
-import { DomainState } from "../../hypervisor/libvirt/constants.ts";
+import { DomainState, isActiveState } from "../../hypervisor/libvirt/constants.ts";
 
 /** Why a shut-off domain stopped (virDomainShutoffReason). */
 export const ShutoffReason = {
@@ -195,15 +195,7 @@ export function isFrozen(vm: VirtualMachine): boolean {
   return vm.metadata.annotations?.[FROZEN_ANNOTATION] !== undefined;
 }
 
-function isActive(state: number): boolean {
-  return (
-    state === DomainState.Running ||
-    state === DomainState.Paused ||
-    state === DomainState.Blocked ||
-    state === DomainState.Shutdown ||
-    state === DomainState.PmSuspended
-  );
-}
+const isActive = isActiveState;
 
 /** Whether the VM should be running now, per spec.runStrategy (never starts a deleted VM). */
 export function shouldRun(vm: VirtualMachine, domain: DomainObservation | undefined): boolean {

@@ -48,7 +48,7 @@ import { desiredReservations, syncReservations } from "./dhcp.ts";
 import { adoptedProgress, decideDomainClaim } from "./domain-claim.ts";
 import { type DomainLocks, LOCK_RETRY_MS } from "./domain-locks.ts";
 import type { NodeRoom } from "./node-room.ts";
-import { liveResources } from "./room-observer.ts";
+import { afterStart } from "./room-observer.ts";
 import { admitOnNode, type NodeAdmissionContext } from "./vm-admission.ts";
 import { type DomainObservation, decidePower, PausedReason, ShutoffReason } from "./vm-decide.ts";
 import { diskStatus, plugDisks, updateDevicesInPlace } from "./vm-disks.ts";
@@ -157,7 +157,9 @@ export class NodeVmReconciler {
   }
 
   async reconcile(key: string): Promise<ReconcileResult | undefined> {
-    const locked = await this.o.locks.tryRun([key], "reconcile", () => this.gone(key, () => this.converge(key)));
+    const locked = await this.o.locks.tryRun([key], "reconcile", () =>
+      this.gone(key, () => this.converge(key)),
+    );
     // A snapshot or restore of this VM is under way: look again once it is done.
     if ("busy" in locked) return { requeueAfterMs: LOCK_RETRY_MS };
     const result = locked.done;
@@ -422,14 +424,17 @@ export class NodeVmReconciler {
     } catch (err) {
       // A start that failed late (QEMU up, a deadline passed) may have left a guest running.
       if (action.type === "start")
-        this.o.room?.settle(domainName, await liveResources(this.o.libvirt, dom).catch(() => undefined));
+        this.o.room?.settle(domainName, await afterStart(this.o.libvirt, dom, resourcesOf(vm)));
       return this.failed(vm, domainName, observation, powerActionFailed(action.type), err, log);
     }
 
+    // Settled before anything else can throw: a claim left held would count a guest forever.
+    if (action.type === "start")
+      this.o.room?.settle(domainName, await afterStart(this.o.libvirt, dom, resourcesOf(vm)));
     state = await this.o.libvirt.domainState(dom);
     observation = { ...state, id: state.state === DomainState.Shutoff ? -1 : dom.id };
-    // Once a guest runs, libvirt's events keep what it takes (room-observer.ts).
-    if (action.type === "start") this.o.room?.settle(domainName, await liveResources(this.o.libvirt, dom));
+    // Once a guest runs, libvirt's events keep what it takes (room-observer.ts); this mends a missed one.
+    this.o.room?.seen(domainName, state.state !== DomainState.Shutoff, resourcesOf(vm));
     if (state.state === DomainState.Shutoff && progress.shutdownRequestedAt !== undefined) {
       progress.shutdownRequestedAt = undefined;
       progress.lastOperation = finished(progress.lastOperation, "Succeeded", "the guest powered off");

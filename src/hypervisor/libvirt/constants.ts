@@ -11,6 +11,17 @@ export const DomainState = {
   PmSuspended: 7,
 } as const;
 
+/** A domain whose QEMU is up: running, paused, blocked, shutting down or suspended (not off, crashed or unknown). */
+export function isActiveState(state: number): boolean {
+  return (
+    state === DomainState.Running ||
+    state === DomainState.Paused ||
+    state === DomainState.Blocked ||
+    state === DomainState.Shutdown ||
+    state === DomainState.PmSuspended
+  );
+}
+
 /** What went wrong on a disk (virDomainDiskErrorCode). */
 export const DomainDiskError = { None: 0, Unspecified: 1, NoSpace: 2 } as const;
 

@@ -57,10 +57,44 @@ describe("room to start on a node", () => {
     const room = new NodeRoom("n1", () => host, 8);
     room.observe("ns_gone", { cpus: 4, memoryBytes: GiB });
     assert.equal(room.claim("ns_starting", { cpus: 2, memoryBytes: GiB }), undefined);
-    room.reset(new Map([["someone-elses", { cpus: 5, memoryBytes: GiB }]]));
+    room.reset(new Map([["someone-elses", { cpus: 5, memoryBytes: GiB }]]), room.mark());
     // 5 (not ours) + 2 (starting) of 8: ns_gone's 4 are free again, 1 is left.
     assert.equal(room.claim("ns_x", { cpus: 2, memoryBytes: GiB })?.reason, "InsufficientCapacity");
     assert.equal(room.claim("ns_x", { cpus: 1, memoryBytes: GiB }), undefined);
+  });
+
+  it("a listing taken before a change says nothing of the domain that changed", () => {
+    const room = new NodeRoom("n1", () => host, 8);
+    room.observe("ns_stops", { cpus: 3, memoryBytes: GiB });
+    const mark = room.mark(); // the listing begins: it will show ns_stops running, ns_new not yet
+    assert.equal(room.claim("ns_new", { cpus: 3, memoryBytes: GiB }), undefined);
+    room.settle("ns_new", { cpus: 3, memoryBytes: GiB }); // started and settled while listing
+    room.observe("ns_stops", undefined); // its stop event came while listing
+    room.reset(new Map([["ns_stops", { cpus: 3, memoryBytes: GiB }]]), mark);
+    // ns_new still counts (3), ns_stops does not: 5 free.
+    assert.equal(room.claim("ns_x", { cpus: 6, memoryBytes: GiB })?.reason, "InsufficientCapacity");
+    assert.equal(room.claim("ns_x", { cpus: 5, memoryBytes: GiB }), undefined);
+  });
+
+  it("holds a guest's count while it is saved for a snapshot, until it is restored", () => {
+    const room = new NodeRoom("n1", () => host, 8);
+    room.observe("ns_snap", { cpus: 6, memoryBytes: GiB });
+    room.hold("ns_snap");
+    room.observe("ns_snap", undefined); // saved: off, yet coming back
+    assert.equal(room.claim("ns_b", { cpus: 3, memoryBytes: GiB })?.reason, "InsufficientCapacity");
+    room.settle("ns_snap", { cpus: 6, memoryBytes: GiB });
+    room.observe("ns_snap", undefined); // stopped for good now
+    assert.equal(room.claim("ns_b", { cpus: 3, memoryBytes: GiB }), undefined);
+  });
+
+  it("a reconcile that sees our guest off frees its room; one it sees running and uncounted is counted", () => {
+    const room = new NodeRoom("n1", () => host, 8);
+    room.observe("ns_a", { cpus: 8, memoryBytes: GiB });
+    room.seen("ns_a", false, { cpus: 8, memoryBytes: GiB }); // its stop event was missed
+    room.seen("ns_b", true, { cpus: 7, memoryBytes: GiB }); // its start event was missed
+    room.seen("ns_b", true, { cpus: 1, memoryBytes: GiB }); // already counted: kept as it was
+    assert.equal(room.claim("ns_c", { cpus: 2, memoryBytes: GiB })?.reason, "InsufficientCapacity");
+    assert.equal(room.claim("ns_c", { cpus: 1, memoryBytes: GiB }), undefined);
   });
 
   it("tells the VMs refused for room when a guest stops or shrinks, until they start or are forgotten", () => {
