@@ -41,6 +41,8 @@ export interface RoundContext {
   spec: Record<string, unknown>;
   concurrency: number;
   timeoutMs: number;
+  /** Run with all N VMs Running, before they are deleted (BENCH_HEAP_SNAPSHOT's snapshots). */
+  whileRunning?: (n: number) => Promise<void>;
 }
 
 interface Snapshot {
