@@ -331,6 +331,7 @@ export async function operatorRound(ctx: RoundContext, prefix: string, n: number
     const node = tracker.nodeOf.get(name);
     if (node !== undefined) placed.set(node, (placed.get(node) ?? 0) + 1);
   }
+  await ctx.whileRunning?.(n);
   const del = await phase(
     ctx,
     `delete ${n}`,
