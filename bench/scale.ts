@@ -158,14 +158,16 @@ async function main() {
   const profileDir = join(outDir, `profile-${stamp}`);
   await mkdir(outDir, { recursive: true });
   const heapDir = join(outDir, `heap-${stamp}`);
+  // Flags already in CONTROLLER_NODE_ARGS / AGENT_NODE_ARGS (heap settings under trial) are kept.
   const controllerArgs = [
+    process.env.CONTROLLER_NODE_ARGS ?? "",
     PROFILE ? `--cpu-prof --cpu-prof-dir=${profileDir}` : "",
     HEAP_SNAPSHOT ? heapSnapshotArgs(heapDir) : "",
   ];
-  process.env.CONTROLLER_NODE_ARGS = controllerArgs.join(" ").trim();
+  process.env.CONTROLLER_NODE_ARGS = controllerArgs.filter(Boolean).join(" ");
   if (HEAP_SNAPSHOT) {
     await mkdir(heapDir, { recursive: true });
-    process.env.AGENT_NODE_ARGS = heapSnapshotArgs(heapDir);
+    process.env.AGENT_NODE_ARGS = `${process.env.AGENT_NODE_ARGS ?? ""} ${heapSnapshotArgs(heapDir)}`.trim();
   }
   const heapSnapshots: HeapSnapshotFigures[] = [];
   const setup = {
