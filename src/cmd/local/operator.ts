@@ -125,7 +125,8 @@ export async function startController(
     name: "controller",
     supervise,
     command: process.execPath,
-    args: [...nodeArgs, join(REPO_ROOT, "src", "cmd", "controller.ts")],
+    // As the chart runs it (controller-deployment.yaml): V8's young generation capped.
+    args: ["--max-semi-space-size=4", ...nodeArgs, join(REPO_ROOT, "src", "cmd", "controller.ts")],
     env: controllerEnv(own, podName, metricsPort),
   });
   await waitUntil("controller", () => ready(metricsPort), {
