@@ -23,7 +23,7 @@ help:
 	@echo "make bench-libvirt  our libvirt RPC client against virsh per call (prints figures)"
 	@echo "make bench-plugin  kubectl vm writes vs kubectl annotate and node -e '', where the time goes (prints figures)"
 	@echo "make bench       VMs, disks, snapshots, restores and templates vs raw libvirt, API writes, memory, the plugin (prints figures)"
-	@echo "make bench-scale 1000 VMs over 10 test-driver nodes vs a bare client + raw libvirt (BENCH_SCALE_VMS, BENCH_PROFILE=1; prints figures, writes JSON)"
+	@echo "make bench-scale 1000 VMs over 10 test-driver nodes vs a bare client + raw libvirt (BENCH_SCALE_VMS, BENCH_PROFILE=1, BENCH_HEAP_SNAPSHOT=1; prints figures, writes JSON)"
 	@echo "make soak        failing VMDisks left ten minutes: attempts, agent CPU and RSS (prints figures)"
 	@echo "make soak-faults 20 minutes of random operations and faults (seeded), invariants after every step"
 
@@ -89,7 +89,8 @@ bench: setup
 	@node bench/agent-metrics.ts
 	@node bench/cluster-index.ts
 
-# BENCH_SCALE_VMS VMs (default 1000; a round of 100 first) over test-driver nodes; BENCH_PROFILE=1
+# BENCH_SCALE_VMS VMs (default 1000; a round of 100 first unless BENCH_SCALE_BASELINE=0) over
+# test-driver nodes; BENCH_HEAP_SNAPSHOT=1 snapshots the heaps with all VMs running; BENCH_PROFILE=1
 # profiles the controller. Figures also in .local/bench/scale-<time>.json.
 bench-scale: setup
 	@node bench/scale.ts

@@ -41,6 +41,8 @@ export interface RoundContext {
   spec: Record<string, unknown>;
   concurrency: number;
   timeoutMs: number;
+  /** Run with all N VMs Running, before they are deleted (BENCH_HEAP_SNAPSHOT's snapshots). */
+  whileRunning?: (n: number) => Promise<void>;
 }
 
 interface Snapshot {
@@ -329,6 +331,7 @@ export async function operatorRound(ctx: RoundContext, prefix: string, n: number
     const node = tracker.nodeOf.get(name);
     if (node !== undefined) placed.set(node, (placed.get(node) ?? 0) + 1);
   }
+  await ctx.whileRunning?.(n);
   const del = await phase(
     ctx,
     `delete ${n}`,

@@ -8,7 +8,9 @@
 // of the same domains on test-driver hypervisors. BENCH_PROFILE=1 runs the controller under
 // node --cpu-prof and prints where its CPU went. Figures also go to .local/bench/scale-*.json.
 // A phase ends early when no VM got further for BENCH_SCALE_STALL_SECONDS (default 180); the
-// figures then say what state the rest were in.
+// figures then say what state the rest were in. BENCH_HEAP_SNAPSHOT=1 has the controller and one
+// agent write a heap snapshot while the largest round's VMs all run (scale-heap.ts);
+// BENCH_SCALE_BASELINE=0 skips the round of 100 and the baseline (a memory run only).
 import { mkdir, writeFile } from "node:fs/promises";
 import { loadavg, cpus as machineCpus } from "node:os";
 import { join } from "node:path";
@@ -34,6 +36,7 @@ import {
   topFunctions,
 } from "./cpuprofile.ts";
 import { bareApiRun, rawLibvirtRun } from "./scale-baseline.ts";
+import { type HeapSnapshotFigures, heapSnapshotArgs, takeHeapSnapshots } from "./scale-heap.ts";
 import {
   type Baseline,
   baselineTable,
@@ -51,6 +54,8 @@ const VMS = Number(process.env.BENCH_SCALE_VMS ?? 1000);
 const NODES = Number(process.env.BENCH_SCALE_NODES ?? 10);
 const CONCURRENCY = Number(process.env.BENCH_SCALE_CONCURRENCY ?? 16);
 const PROFILE = process.env.BENCH_PROFILE === "1";
+const HEAP_SNAPSHOT = process.env.BENCH_HEAP_SNAPSHOT === "1";
+const BASELINE = process.env.BENCH_SCALE_BASELINE !== "0";
 const SMALL_ROUND = 100;
 /** Room for 100 one-vCPU, 64 MiB VMs on each node with room to spare (the controller's overcommit: 8). */
 const NODE_CPUS = 64;
@@ -152,7 +157,19 @@ async function main() {
   const outDir = join(REPO_ROOT, ".local", "bench");
   const profileDir = join(outDir, `profile-${stamp}`);
   await mkdir(outDir, { recursive: true });
-  if (PROFILE) process.env.CONTROLLER_NODE_ARGS = `--cpu-prof --cpu-prof-dir=${profileDir}`;
+  const heapDir = join(outDir, `heap-${stamp}`);
+  // Flags already in CONTROLLER_NODE_ARGS / AGENT_NODE_ARGS (heap settings under trial) are kept.
+  const controllerArgs = [
+    process.env.CONTROLLER_NODE_ARGS ?? "",
+    PROFILE ? `--cpu-prof --cpu-prof-dir=${profileDir}` : "",
+    HEAP_SNAPSHOT ? heapSnapshotArgs(heapDir) : "",
+  ];
+  process.env.CONTROLLER_NODE_ARGS = controllerArgs.filter(Boolean).join(" ");
+  if (HEAP_SNAPSHOT) {
+    await mkdir(heapDir, { recursive: true });
+    process.env.AGENT_NODE_ARGS = `${process.env.AGENT_NODE_ARGS ?? ""} ${heapSnapshotArgs(heapDir)}`.trim();
+  }
+  const heapSnapshots: HeapSnapshotFigures[] = [];
   const setup = {
     vms: VMS,
     nodes: NODES,
@@ -165,7 +182,7 @@ async function main() {
     loadAverageAtStart: loadavg().map((l) => Number(l.toFixed(2))),
     profile: PROFILE,
   };
-  const sizes = VMS > SMALL_ROUND ? [SMALL_ROUND, VMS] : [VMS];
+  const sizes = VMS > SMALL_ROUND && BASELINE ? [SMALL_ROUND, VMS] : [VMS];
   progress(
     `bench-scale: ${sizes.join(" then ")} VMs over ${NODES} test-driver nodes; starting the bench stack`,
   );
@@ -201,12 +218,20 @@ async function main() {
       concurrency: CONCURRENCY,
       timeoutMs: 0,
     };
+    const largest = Math.max(...sizes);
+    const whileRunning = async (n: number) => {
+      if (n === largest)
+        heapSnapshots.push(
+          ...(await takeHeapSnapshots(heapDir, ["controller", `agent-${nodes[0]!.nodeName}`], n)),
+        );
+    };
     await restartController();
     await warmUp(ctx, "start");
     for (const [i, n] of sizes.entries()) {
       progress(`round: ${n} VMs`);
-      rounds.push(await operatorRound({ ...ctx, timeoutMs: timeoutMs(n) }, `r${n}`, n));
-      if (i === 0) {
+      const snapshotting = HEAP_SNAPSHOT ? { whileRunning } : {};
+      rounds.push(await operatorRound({ ...ctx, ...snapshotting, timeoutMs: timeoutMs(n) }, `r${n}`, n));
+      if (i === 0 && BASELINE) {
         const status = tracker.lastRunningStatus;
         if (!status) throw new Error("no VM ever ran: nothing to compare with");
         base = await baseline(ctx, status);
@@ -223,6 +248,8 @@ async function main() {
   }
   const profiles = PROFILE ? await profileFigures(profileDir, rounds) : [];
   if (rounds.length) report(setup, rounds, base, profiles);
+  for (const h of heapSnapshots)
+    console.log(`heap snapshot: ${h.daemon}, RSS ${h.rssMiB.toFixed(0)} MiB with ${h.vms} VMs: ${h.file}`);
   // What was measured is kept even when the run failed part way.
   const file = join(outDir, `scale-${stamp}.json`);
   const figures = {
@@ -230,6 +257,7 @@ async function main() {
     rounds,
     baseline: base,
     profiles: profiles.map(({ text: _text, ...p }) => p),
+    heapSnapshots,
     ...(failure ? { error: String((failure as Error).stack ?? failure) } : {}),
   };
   await writeFile(file, `${JSON.stringify(figures, null, 2)}\n`);

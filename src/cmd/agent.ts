@@ -19,7 +19,7 @@
 //        snapshots of VMs with raw disks or UEFI; default /var/lib/libvirt/libvirt-operator-snapshots)
 import { mkdir } from "node:fs/promises";
 import { hostname } from "node:os";
-import { type KubernetesObject, makeInformer, type V1Namespace } from "@kubernetes/client-node";
+import type { KubernetesObject, V1Namespace } from "@kubernetes/client-node";
 import { NODE_LABEL, type VirtualMachine, VirtualMachineKind } from "../api/virtualmachine.ts";
 import { type VMDisk, VMDiskKind } from "../api/vmdisk.ts";
 import { type VMRestore, VMRestoreKind, type VMSnapshot, VMSnapshotKind } from "../api/vmsnapshot.ts";
@@ -57,6 +57,7 @@ import { connectKube, kindInformer, startInformerSynced } from "../runtime/kube.
 import { createLogger } from "../runtime/logging.ts";
 import { sampledCounter } from "../runtime/sampled-metrics.ts";
 import { newRegistry, startHttpServer, stuckWorkers } from "../runtime/server.ts";
+import { makeSlimInformer } from "../runtime/slim-informer.ts";
 import { logFailures, watchRelated } from "../runtime/watch.ts";
 import { WorkQueue } from "../runtime/workqueue.ts";
 
@@ -131,7 +132,7 @@ async function main() {
   const snapshotInformer = kindInformer<VMSnapshot & KubernetesObject>(kube, VMSnapshotKind, placedHere);
   const restoreInformer = kindInformer<VMRestore & KubernetesObject>(kube, VMRestoreKind, placedHere);
   const locks = new DomainLocks();
-  const namespaces = makeInformer<V1Namespace>(kube.kc, "/api/v1/namespaces", () =>
+  const namespaces = makeSlimInformer<V1Namespace>(kube.kc, "/api/v1/namespaces", () =>
     kube.core.listNamespace(),
   );
   const clusterId = (await kube.core.readNamespace({ name: "kube-system" })).metadata?.uid ?? "";

@@ -11,13 +11,7 @@
 //        STORAGE_OVERCOMMIT (provisioned bytes a pool may be promised per byte of capacity; default 1),
 //        NODE_LOST_AFTER_SECONDS (a node agent silent this long makes its VMs and disks Unknown; default 60)
 import { hostname } from "node:os";
-import {
-  type KubernetesObject,
-  makeInformer,
-  type V1Lease,
-  type V1Namespace,
-  type V1Node,
-} from "@kubernetes/client-node";
+import type { KubernetesObject, V1Lease, V1Namespace, V1Node } from "@kubernetes/client-node";
 import { type VirtualMachine, VirtualMachineKind } from "../api/virtualmachine.ts";
 import { type VMDisk, VMDiskKind } from "../api/vmdisk.ts";
 import { type VMRestore, VMRestoreKind, type VMSnapshot, VMSnapshotKind } from "../api/vmsnapshot.ts";
@@ -55,6 +49,7 @@ import { connectKube, kindInformer, startInformerSynced } from "../runtime/kube.
 import { type Leadership, runLeaderElection } from "../runtime/leader.ts";
 import { createLogger } from "../runtime/logging.ts";
 import { newRegistry, startHttpServer, stuckWorkers } from "../runtime/server.ts";
+import { makeSlimInformer } from "../runtime/slim-informer.ts";
 import { logFailures } from "../runtime/watch.ts";
 import { WorkQueue } from "../runtime/workqueue.ts";
 
@@ -90,8 +85,8 @@ async function main() {
   // Reconcilers see each VM as it runs: a clone with the hardware it took from its snapshot.
   const vms = effectiveVms(vmInformer);
 
-  const nodes = makeInformer<V1Node>(kube.kc, "/api/v1/nodes", () => kube.core.listNode());
-  const leases = makeInformer<V1Lease>(
+  const nodes = makeSlimInformer<V1Node>(kube.kc, "/api/v1/nodes", () => kube.core.listNode());
+  const leases = makeSlimInformer<V1Lease>(
     kube.kc,
     `/apis/coordination.k8s.io/v1/namespaces/${agentNamespace}/leases`,
     () => kube.coordination.listNamespacedLease({ namespace: agentNamespace }),
@@ -102,8 +97,10 @@ async function main() {
   const leaderLeases =
     agentNamespace === namespace
       ? undefined
-      : makeInformer<V1Lease>(kube.kc, `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`, () =>
-          kube.coordination.listNamespacedLease({ namespace }),
+      : makeSlimInformer<V1Lease>(
+          kube.kc,
+          `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`,
+          () => kube.coordination.listNamespacedLease({ namespace }),
         );
   const disks = kindInformer<VMDisk & KubernetesObject>(kube, VMDiskKind);
   const snapshots = kindInformer<VMSnapshot & KubernetesObject>(kube, VMSnapshotKind);
@@ -115,7 +112,7 @@ async function main() {
     disks: indexDisks(disks),
     snapshots: indexSnapshots(snapshots),
   };
-  const namespaces = makeInformer<V1Namespace>(kube.kc, "/api/v1/namespaces", () =>
+  const namespaces = makeSlimInformer<V1Namespace>(kube.kc, "/api/v1/namespaces", () =>
     kube.core.listNamespace(),
   );
   const book: PlacementBook = { vmNodes: new Map(), diskNodes: new Map() };

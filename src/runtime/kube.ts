@@ -7,7 +7,6 @@ import {
   CustomObjectsApi,
   KubeConfig,
   type KubernetesObject,
-  makeInformer,
   PatchStrategy,
   setHeaderOptions,
 } from "@kubernetes/client-node";
@@ -15,6 +14,7 @@ import { GROUP, VERSION } from "../api/common.ts";
 import type { CustomObject, KindDefinition } from "../api/kind.ts";
 import { KUBE_REQUEST_DEADLINE_MS, makeApiClientWithDeadline } from "./kube-deadline.ts";
 import type { Logger } from "./logging.ts";
+import { makeSlimInformer } from "./slim-informer.ts";
 
 export interface Kube {
   kc: KubeConfig;
@@ -37,14 +37,14 @@ export function connectKube(requestDeadlineMs = KUBE_REQUEST_DEADLINE_MS): Kube 
 
 export type AnyObject = CustomObject<unknown, unknown> & KubernetesObject;
 
-/** An informer (list + watch + cache) over one of our kinds, optionally label-filtered. */
+/** An informer (list + watch + cache) over one of our kinds, optionally label-filtered (slim-informer.ts). */
 export function kindInformer<T extends KubernetesObject>(
   kube: Kube,
   def: KindDefinition,
   labelSelector?: string,
 ) {
   const path = `/apis/${GROUP}/${VERSION}/${def.plural}`;
-  return makeInformer<T>(
+  return makeSlimInformer<T>(
     kube.kc,
     path,
     () =>

@@ -76,12 +76,14 @@ export interface AgentOptions {
 export async function startAgent(stateDir: string, kubeconfig: string, options: AgentOptions): Promise<void> {
   await ensureOperatorNamespace(kubeconfig);
   const own = await identityKubeconfig(stateDir, kubeconfig, OPERATOR_NAMESPACE, "agent", options.nodeName);
+  // Node's own flags for the agents, e.g. --heapsnapshot-signal (make bench-scale's BENCH_HEAP_SNAPSHOT).
+  const nodeArgs = (process.env.AGENT_NODE_ARGS ?? "").split(" ").filter(Boolean);
   const pid = await startDaemon(stateDir, {
     name: options.daemon,
     supervise: options.supervise,
     command: process.execPath,
     // As the chart runs it (agent-daemonset.yaml): V8's young generation capped.
-    args: ["--max-semi-space-size=4", join(REPO_ROOT, "src", "cmd", "agent.ts")],
+    args: ["--max-semi-space-size=4", ...nodeArgs, join(REPO_ROOT, "src", "cmd", "agent.ts")],
     env: {
       ...operatorEnv(own, AGENT_NAMESPACE),
       METRICS_PORT: String(options.metricsPort),
@@ -123,7 +125,8 @@ export async function startController(
     name: "controller",
     supervise,
     command: process.execPath,
-    args: [...nodeArgs, join(REPO_ROOT, "src", "cmd", "controller.ts")],
+    // As the chart runs it (controller-deployment.yaml): V8's young generation capped.
+    args: ["--max-semi-space-size=4", ...nodeArgs, join(REPO_ROOT, "src", "cmd", "controller.ts")],
     env: controllerEnv(own, podName, metricsPort),
   });
   await waitUntil("controller", () => ready(metricsPort), {

@@ -1,0 +1,86 @@
+// Informer caches without managedFields and Node images: the list and a watch event served by a
+// plain-http server on loopback, as the API server sends them, and what the cache and the
+// handlers then hold.
+import assert from "node:assert/strict";
+import { afterEach, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { KubeConfig, type KubernetesObject } from "@kubernetes/client-node";
+import { makeSlimInformer, slimmed } from "../../src/runtime/slim-informer.ts";
+import { closeAll, serve } from "../support/http-servers.ts";
+
+const T = { timeout: 10_000 };
+afterEach(closeAll);
+
+function kubeConfig(server: string): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: "c", server, skipTLSVerify: true }],
+    users: [{ name: "u", token: "t" }],
+    contexts: [{ name: "x", cluster: "c", user: "u" }],
+    currentContext: "x",
+  });
+  return kc;
+}
+
+const managedFields = [
+  { manager: "controller", operation: "Apply", fieldsType: "FieldsV1", fieldsV1: { "f:status": {} } },
+];
+const vm = (name: string, rv: string) => ({
+  apiVersion: "vm.libvirt-operator.io/v1alpha1",
+  kind: "VirtualMachine",
+  metadata: { name, namespace: "ns", resourceVersion: rv, labels: { a: "b" }, managedFields },
+  spec: { memory: "64Mi" },
+  status: { nodeName: "n1" },
+});
+
+describe("slim informer", () => {
+  it("drops managedFields and a Node's images, and nothing else", () => {
+    const node = {
+      metadata: { name: "n1", annotations: { x: "y" }, managedFields },
+      status: { images: [{ names: ["img"], sizeBytes: 1 }], capacity: { cpu: "4" } },
+    };
+    assert.deepEqual(slimmed(node), {
+      metadata: { name: "n1", annotations: { x: "y" } },
+      status: { capacity: { cpu: "4" } },
+    });
+    const plain = vm("a", "1");
+    const { managedFields: _mf, ...meta } = plain.metadata;
+    assert.deepEqual(slimmed(structuredClone(plain)), { ...plain, metadata: meta });
+    assert.equal(slimmed(undefined), undefined);
+  });
+
+  it("caches listed and watched objects without managedFields", T, async () => {
+    const server = await serve((req, res) => {
+      assert.match(req.url ?? "", /watch=true/);
+      res.writeHead(200, { "Content-Type": "application/json" });
+      res.write(`${JSON.stringify({ type: "ADDED", object: vm("watched", "2") })}\n`);
+      // The watch stays open, as the API server's does.
+    });
+    const informer = makeSlimInformer<KubernetesObject>(
+      kubeConfig(server),
+      "/apis/vm.libvirt-operator.io/v1alpha1/virtualmachines",
+      async () => ({
+        apiVersion: "v1",
+        kind: "List",
+        metadata: { resourceVersion: "1" },
+        items: [vm("listed", "1")],
+      }),
+    );
+    const added: KubernetesObject[] = [];
+    informer.on("add", (o) => added.push(o));
+    await informer.start();
+    for (let i = 0; i < 100 && added.length < 2; i++) await sleep(20);
+    await informer.stop();
+    assert.deepEqual(
+      added.map((o) => o.metadata?.name),
+      ["listed", "watched"],
+    );
+    for (const name of ["listed", "watched"]) {
+      const cached = informer.get(name, "ns");
+      assert.ok(cached, name);
+      assert.equal(cached.metadata?.managedFields, undefined);
+      assert.deepEqual(cached.metadata?.labels, { a: "b" });
+      assert.deepEqual((cached as unknown as { spec: unknown }).spec, { memory: "64Mi" });
+    }
+  });
+});
