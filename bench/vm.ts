@@ -260,6 +260,9 @@ async function main() {
       console.log(`${steady.unseenRequests} of them changed nothing (no watch saw them)`);
     console.log(`RSS: controller ${controllerRss.toFixed(0)} MiB, agent ${agentRss.toFixed(0)} MiB`);
   } finally {
+    // A run that failed leaves VMs: their agent removes the domains (a later run's VM of the
+    // same name would find one no cluster of its own made, and refuse it).
+    await deleteAll().catch((err: unknown) => progress(`VMs left: ${String(err)}`));
     await libvirt.close();
     await stackDown(STACK);
   }
