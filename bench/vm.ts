@@ -31,6 +31,7 @@ import {
   LogTail,
   logMarks,
   overhead,
+  ownMs,
   phaseSummary,
   type RawMarks,
   type VmMarks,
@@ -234,7 +235,9 @@ async function main() {
       rows.push([`raw libvirt, ${label}: define → Started event`, ...figures(rawEvent)]);
       rows.push([`operator, ${label}: create → agent's start returned`, ...figures(started)]);
       rows.push([`operator, ${label}: create → Running seen (watch)`, ...figures(seen)]);
+      const own = summarize(ours.map(ownMs));
       compare.push(
+        `${label}: the operator's own time (all but the agent's define → start): p50 ${own.p50.toFixed(0)} ms, p95 ${own.p95.toFixed(0)} ms, max ${own.max.toFixed(0)} ms`,
         `${label}: operator overhead to libvirt's start returning (the same moment): ${overhead(started, rawReturned)}`,
         `${label}: operator overhead to Running as a watcher sees it: ${overhead(seen, rawReturned)}`,
       );

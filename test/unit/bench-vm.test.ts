@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { summarize } from "../../bench/stats.ts";
-import { logMarks, overhead, PHASES, phaseSummary, phasesOf } from "../../bench/vm-timeline.ts";
+import { logMarks, overhead, ownMs, PHASES, phaseSummary, phasesOf } from "../../bench/vm-timeline.ts";
 
 const line = (time: string, name: string, msg: string, namespace = "bench") =>
   JSON.stringify({ level: "info", time, component: "agent", kind: "VirtualMachine", namespace, name, msg });
@@ -40,6 +40,12 @@ describe("bench VM timeline", () => {
       running: 1600,
     });
     assert.deepEqual(phases, [10, 20, 15, 15, 500, 40]);
+    // Ours: all of it but libvirt's start in the agent (what raw libvirt pays too).
+    assert.equal(
+      ownMs({ posted: 1000, created: 1010, defined: 1060, started: 1560, running: 1600 }),
+      600 - 500,
+    );
+    assert.ok(Number.isNaN(ownMs({ posted: 1000, running: 1600 })));
     assert.equal(phases.length, PHASES.length);
     const missing = phasesOf({ posted: 1000, created: 1010 });
     assert.equal(missing[0], 10);
