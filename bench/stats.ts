@@ -9,15 +9,18 @@ export function percentile(sorted: number[], p: number): number {
 export interface Summary {
   count: number;
   p50: number;
+  p95: number;
   p99: number;
   max: number;
 }
 
+/** Percentiles of SAMPLES; NaN ones (a mark never seen) are left out, and not counted. */
 export function summarize(samples: number[]): Summary {
-  const sorted = [...samples].sort((a, b) => a - b);
+  const sorted = samples.filter((s) => !Number.isNaN(s)).sort((a, b) => a - b);
   return {
     count: sorted.length,
     p50: percentile(sorted, 50),
+    p95: percentile(sorted, 95),
     p99: percentile(sorted, 99),
     max: sorted.at(-1) ?? 0,
   };

@@ -164,20 +164,23 @@ async function resolvedDir(dir: string): Promise<string> {
 
 /** The rules as they stand on the node now: every directory resolved, pools asked from libvirt. */
 export async function currentRules(env: MediaEnvironment): Promise<MediaRules> {
-  const media = new Set<string>();
-  for (const d of env.mediaDirs) {
-    media.add(posix.normalize(d));
-    media.add(await resolvedDir(d));
-  }
-  const forbidden: ForbiddenArea[] = [];
-  const add = async (dir: string, what: string) => {
-    forbidden.push({ dir: posix.normalize(dir), what });
-    forbidden.push({ dir: await resolvedDir(dir), what });
-  };
-  for (const p of await env.poolDirs()) await add(p.dir, `storage pool ${p.pool}`);
-  for (const d of env.importDirs) await add(d, "an image import directory");
-  for (const d of env.agentStateDirs) await add(d, "the agent's state");
-  return { nodeName: env.nodeName, mediaDirs: [...media], forbidden };
+  // Every lookup at once (they only read): this runs before each start of a VM with host media.
+  const [media, forbidden] = await Promise.all([
+    Promise.all(env.mediaDirs.map(async (d) => [posix.normalize(d), await resolvedDir(d)])),
+    env.poolDirs().then((pools) =>
+      Promise.all(
+        [
+          ...pools.map((p) => ({ dir: p.dir, what: `storage pool ${p.pool}` })),
+          ...env.importDirs.map((dir) => ({ dir, what: "an image import directory" })),
+          ...env.agentStateDirs.map((dir) => ({ dir, what: "the agent's state" })),
+        ].map(async ({ dir, what }) => [
+          { dir: posix.normalize(dir), what },
+          { dir: await resolvedDir(dir), what },
+        ]),
+      ),
+    ),
+  ]);
+  return { nodeName: env.nodeName, mediaDirs: [...new Set(media.flat())], forbidden: forbidden.flat() };
 }
 
 /**

@@ -47,9 +47,13 @@ export async function admitOnNode(vm: VirtualMachine, ctx: NodeAdmissionContext)
     policy,
   );
   if (network) return { refused: network };
-  const identity = await nodeIdentityRefusal(vm, ctx.identities);
+  // Both only read (libvirt, the file system): asked side by side, on the start's hot path.
+  // An identity refusal still comes first.
+  const [identity, media] = await Promise.all([
+    nodeIdentityRefusal(vm, ctx.identities),
+    resolveVmMedia(vm, ctx.media),
+  ]);
   if (identity) return { refused: identity };
-  const media = await resolveVmMedia(vm, ctx.media);
   if ("refused" in media) return media;
   return { admitted: { media: media.media } };
 }

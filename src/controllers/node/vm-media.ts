@@ -84,10 +84,9 @@ export async function resolveVmMedia(
 
 /** Every storage pool libvirt has on the node, by its target directory (host paths never reach one). */
 export async function poolTargets(libvirt: LibvirtClient): Promise<Array<{ pool: string; dir: string }>> {
-  const out: Array<{ pool: string; dir: string }> = [];
-  for (const ref of await libvirt.listStoragePools()) {
-    const { path } = parsePoolXml(await libvirt.storagePoolXml(ref));
-    if (path) out.push({ pool: ref.name, dir: path });
-  }
-  return out;
+  const pools = await libvirt.listStoragePools();
+  const paths = await Promise.all(
+    pools.map(async (ref) => parsePoolXml(await libvirt.storagePoolXml(ref)).path),
+  );
+  return pools.flatMap((ref, i) => (paths[i] ? [{ pool: ref.name, dir: paths[i] }] : []));
 }

@@ -20,6 +20,7 @@ import {
   DomainState,
   DomainUndefineFlags,
   DomainXmlFlags,
+  isActiveState,
   type LibvirtClient,
   unlessNotFound,
   uuidToString,
@@ -194,6 +195,9 @@ export class NodeVmReconciler {
     const { namespace, name } = splitKey(key);
     let vm = this.o.cache.get(name, namespace);
     this.uncached.delete(key);
+    // Labelled for this node but not placed here (yet: the controller's status write follows
+    // its label; or moved away, the label to follow): nothing to do, and no libvirt call.
+    if (vm && vm.status?.nodeName !== this.o.nodeName) return undefined;
     const domainName = domainNameOf(namespace, name);
     const log = forObject(this.o.log, "VirtualMachine", key);
     const found = await unlessNotFound(this.o.libvirt.lookupDomainByName(domainName));
@@ -343,14 +347,20 @@ export class NodeVmReconciler {
       return this.failed(vm, domainName, undefined, Reason.DefineFailed, err, log);
     }
 
-    let state = await this.o.libvirt.domainState(dom);
+    // A domain defined just now has not run: its state and definition are read side by side.
+    const [first, definedXml] = await Promise.all([
+      this.o.libvirt.domainState(dom),
+      defined && !found ? this.o.libvirt.domainXml(dom, DomainXmlFlags.Inactive) : undefined,
+    ]);
+    let state = first;
     noteCrash(this.progressOf(key, vm), state, Date.now()); // when it was seen, not when decided
     const active = state.state !== DomainState.Shutoff;
     // Link state and CD-ROM medium change in place: live and persistent when running.
     // A shut-off domain's definition was read above, unless it was just (re)defined.
+    const readBefore = defined ? definedXml : inactiveXml;
     const currentXml =
-      !active && !defined && inactiveXml
-        ? inactiveXml
+      !active && readBefore
+        ? readBefore
         : await this.o.libvirt.domainXml(dom, active ? 0 : DomainXmlFlags.Inactive);
     const runningInSync = !active || parseOwnership(currentXml)?.specHash === wantHash;
     const currentDevices = parseLiveDevices(currentXml);
@@ -431,10 +441,16 @@ export class NodeVmReconciler {
     // Settled before anything else can throw: a claim left held would count a guest forever.
     if (action.type === "start")
       this.o.room?.settle(domainName, await afterStart(this.o.libvirt, dom, resourcesOf(vm)));
-    state = await this.o.libvirt.domainState(dom);
+    // What it is now, and its live definition when it runs: side by side when it should run
+    // (a start just made: the report that says Running waits on both).
+    const [after, liveIfRunning] = await Promise.all([
+      this.o.libvirt.domainState(dom),
+      action.type === "start" ? this.o.libvirt.domainXml(dom) : undefined,
+    ]);
+    state = after;
     observation = { ...state, id: state.state === DomainState.Shutoff ? -1 : dom.id };
     // Once a guest runs, libvirt's events keep what it takes (room-observer.ts); this mends a missed one.
-    this.o.room?.seen(domainName, state.state !== DomainState.Shutoff, resourcesOf(vm));
+    this.o.room?.seen(domainName, isActiveState(state.state), resourcesOf(vm));
     if (state.state === DomainState.Shutoff && progress.shutdownRequestedAt !== undefined) {
       progress.shutdownRequestedAt = undefined;
       progress.lastOperation = finished(progress.lastOperation, "Succeeded", "the guest powered off");
@@ -453,7 +469,10 @@ export class NodeVmReconciler {
       state.state !== DomainState.Shutoff,
       progress.guestFilesystems,
     );
-    const liveXml = state.state === DomainState.Shutoff ? undefined : await this.o.libvirt.domainXml(dom);
+    const liveXml =
+      state.state === DomainState.Shutoff
+        ? undefined
+        : (liveIfRunning ?? (await this.o.libvirt.domainXml(dom)));
     const live = liveXml ? parseOwnership(liveXml) : undefined;
     const devices = liveXml ? parseLiveDevices(liveXml) : undefined;
     const attached = devices ? Object.values(devices.disks) : definition.disks;
