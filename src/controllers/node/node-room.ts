@@ -116,7 +116,10 @@ export class NodeRoom {
 
   /** Reserves room for KEY to start, or says why there is none. Ends with settle(KEY, …). */
   claim(key: string, need: Resources): Refusal | undefined {
-    const host = this.host();
+    const held = this.running.get(key);
+    const host =
+      held && held.cpus >= need.cpus && held.memoryBytes >= need.memoryBytes ? undefined : this.host();
+    // A guest running here already holds what it needs (a restore of it): nothing to refuse.
     if (host) {
       let cpus = 0;
       let memoryBytes = 0;
@@ -133,7 +136,7 @@ export class NodeRoom {
     }
     this.waiting.delete(key);
     this.holding.add(key);
-    this.observe(key, need);
+    this.observe(key, largest(need, held));
     return undefined;
   }
 

@@ -6,7 +6,7 @@ import { NODE_LABEL, type VirtualMachine } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
 import { type VMRestore, VMRestoreKind, type VMSnapshot } from "../../api/vmsnapshot.ts";
 import { resourcesOf } from "../../hypervisor/domain/from-spec.ts";
-import { DomainState, type LibvirtClient } from "../../hypervisor/libvirt/index.ts";
+import { DomainState, isActiveState, type LibvirtClient } from "../../hypervisor/libvirt/index.ts";
 import { describeError, type Kube, splitKey } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn } from "../../runtime/watch.ts";
@@ -177,17 +177,18 @@ export class NodeRestoreReconciler {
     const dom = owned.dom;
     const started = Date.now();
     const { state } = await this.o.libvirt.domainState(dom);
-    const wasRunning =
-      state === DomainState.Running || state === DomainState.Paused || state === DomainState.Blocked;
+    const wasRunning = isActiveState(state);
     const run = shouldRunAfterRestore(vm.spec.runStrategy, wasRunning, isFrozen(vm));
     const grace =
       Math.min(vm.spec.shutdown?.gracePeriodSeconds ?? DEFAULT_GRACE_SECONDS, MAX_RESTORE_GRACE_SECONDS) *
       1000;
     // Claimed before anything is touched: a guest that would not fit is refused with nothing lost.
-    // A memory state brings the guest back with the hardware it had at the snapshot.
+    // A memory state resumed brings the guest back with the hardware it had at the snapshot;
+    // a boot, with what the VM asks now.
+    const resumes = run && (snap.status.indications ?? []).includes("Memory");
     const need = largest(
       resourcesOf(vm),
-      snap.status.vmSpec ? resourcesOf({ ...vm, spec: snap.status.vmSpec }) : undefined,
+      resumes && snap.status.vmSpec ? resourcesOf({ ...vm, spec: snap.status.vmSpec }) : undefined,
     );
     const noRoom = run ? this.o.room?.claim(dom.name, need) : undefined;
     if (noRoom) return this.waitForRoom(log, restore, noRoom.message);

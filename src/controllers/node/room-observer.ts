@@ -63,20 +63,34 @@ export function keepRoomCurrent(
   log: Logger,
   signal?: AbortSignal,
 ): void {
-  const resync = (why: string) =>
-    resyncRoom(room, libvirt).catch((err: Error) =>
-      log.warn({ err: err.message, why }, "room: domains not read"),
-    );
+  // One recount at a time; asks while one runs make one more after it (a burst of failed reads is one).
+  let running: Promise<void> | undefined;
+  let again = false;
+  const resync = (why: string): void => {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = resyncRoom(room, libvirt)
+      .catch((err: Error) => log.warn({ err: err.message, why }, "room: domains not read"))
+      .finally(() => {
+        running = undefined;
+        if (again) {
+          again = false;
+          resync(why);
+        }
+      });
+  };
   libvirt.on("lifecycle", (e: LifecycleEvent) => {
     liveResources(libvirt, e.domain)
       .then((r) => room.observe(e.domain.name, r))
       .catch((err: Error) => {
         log.warn({ domain: e.domain.name, err: err.message }, "room: domain not read; counting all again");
-        void resync("an event's domain could not be read");
+        resync("an event's domain could not be read");
       });
   });
-  libvirt.on("reconnected", () => void resync("reconnected"));
-  const timer = setInterval(() => void resync("periodic"), RESYNC_MS);
+  libvirt.on("reconnected", () => resync("reconnected"));
+  const timer = setInterval(() => resync("periodic"), RESYNC_MS);
   timer.unref();
   signal?.addEventListener("abort", () => clearInterval(timer));
 }

@@ -63,7 +63,8 @@ export async function stopGracefully(
 ): Promise<"stopped" | "forced" | "was-stopped"> {
   const { state } = await libvirt.domainState(dom);
   if (!isActive(state)) return "was-stopped";
-  if (state !== DomainState.Paused && gracePeriodMs > 0) {
+  // Neither a paused nor a suspended guest hears the power button.
+  if (state !== DomainState.Paused && state !== DomainState.PmSuspended && gracePeriodMs > 0) {
     await libvirt.shutdownDomain(dom, DomainShutdownFlags.AcpiPowerButton).catch(() => undefined);
     const until = Date.now() + gracePeriodMs;
     let lastPress = Date.now();

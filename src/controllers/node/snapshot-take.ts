@@ -194,7 +194,7 @@ async function volumeCopy(
   try {
     return await copyVolumes(ctx, dom, plan, image, active, paused, withMemory);
   } finally {
-    ctx.room?.unhold(dom.name);
+    if (active) ctx.room?.unhold(dom.name);
   }
 }
 

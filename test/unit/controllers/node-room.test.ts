@@ -82,9 +82,22 @@ describe("room to start on a node", () => {
     room.hold("ns_snap");
     room.observe("ns_snap", undefined); // saved: off, yet coming back
     assert.equal(room.claim("ns_b", { cpus: 3, memoryBytes: GiB })?.reason, "InsufficientCapacity");
-    room.settle("ns_snap", { cpus: 6, memoryBytes: GiB });
+    room.unhold("ns_snap"); // restored: its count stays as it was
+    assert.equal(room.claim("ns_b", { cpus: 3, memoryBytes: GiB })?.reason, "InsufficientCapacity");
     room.observe("ns_snap", undefined); // stopped for good now
     assert.equal(room.claim("ns_b", { cpus: 3, memoryBytes: GiB }), undefined);
+  });
+
+  it("a guest running here that claims no more than it has (a restore of it) is never refused", () => {
+    const room = new NodeRoom("n1", () => host, 8);
+    room.observe("someone-elses", { cpus: 6, memoryBytes: GiB }); // the node is overfull
+    room.observe("ns_vm", { cpus: 4, memoryBytes: GiB });
+    assert.equal(room.claim("ns_vm", { cpus: 4, memoryBytes: GiB }), undefined);
+    room.observe("ns_vm", undefined); // stopped for the restore: still held
+    assert.equal(room.claim("ns_b", { cpus: 1, memoryBytes: GiB })?.reason, "InsufficientCapacity");
+    // Asking for more than it has is judged like any start.
+    room.settle("ns_vm", { cpus: 4, memoryBytes: GiB });
+    assert.equal(room.claim("ns_vm", { cpus: 5, memoryBytes: GiB })?.reason, "InsufficientCapacity");
   });
 
   it("a reconcile that sees our guest off frees its room; one it sees running and uncounted is counted", () => {
