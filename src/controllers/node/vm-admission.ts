@@ -48,12 +48,15 @@ export async function admitOnNode(vm: VirtualMachine, ctx: NodeAdmissionContext)
   );
   if (network) return { refused: network };
   // Both only read (libvirt, the file system): asked side by side, on the start's hot path.
-  // An identity refusal still comes first.
-  const [identity, media] = await Promise.all([
+  // An identity refusal still comes first, even when the media lookup failed meanwhile.
+  const [identity, resolved] = await Promise.allSettled([
     nodeIdentityRefusal(vm, ctx.identities),
     resolveVmMedia(vm, ctx.media),
   ]);
-  if (identity) return { refused: identity };
+  if (identity.status === "rejected") throw identity.reason;
+  if (identity.value) return { refused: identity.value };
+  if (resolved.status === "rejected") throw resolved.reason;
+  const media = resolved.value;
   if ("refused" in media) return media;
   return { admitted: { media: media.media } };
 }

@@ -197,8 +197,12 @@ export class NodeVmReconciler {
     this.uncached.delete(key);
     // Labelled for this node but not placed here (yet: the controller's status write follows
     // its label; or moved away, the label to follow): nothing to do, and no libvirt call.
-    if (vm && vm.status?.nodeName !== this.o.nodeName) return undefined;
     const domainName = domainNameOf(namespace, name);
+    if (vm && vm.status?.nodeName !== this.o.nodeName) {
+      // Not this node's to start: it waits for room here no more.
+      this.o.room?.forget(domainName);
+      return undefined;
+    }
     const log = forObject(this.o.log, "VirtualMachine", key);
     const found = await unlessNotFound(this.o.libvirt.lookupDomainByName(domainName));
     const inactiveXml = found ? await this.o.libvirt.domainXml(found, DomainXmlFlags.Inactive) : undefined;
@@ -229,10 +233,7 @@ export class NodeVmReconciler {
       this.o.room?.forget(domainName);
       return undefined;
     }
-    if (vm.status?.nodeName !== this.o.nodeName) {
-      this.o.room?.forget(domainName);
-      return undefined;
-    }
+    if (vm.status?.nodeName !== this.o.nodeName) return undefined; // read from the API server: placed elsewhere
     let adopted: string | undefined;
     if (found && owner && vm.metadata.uid && owner.uid !== vm.metadata.uid) {
       // Left by an earlier object of this name. The cache may lag: only the API server's word

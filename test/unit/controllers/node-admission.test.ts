@@ -61,6 +61,20 @@ describe("agent admission", () => {
     assert.match(got.refused.message, new RegExp(UUID));
   });
 
+  it("refuses for the identity even when the media lookup failed meanwhile; the failure counts otherwise", async () => {
+    const failing = (holderAfterMs: number | undefined) => {
+      const ctx = context(holderAfterMs, []);
+      ctx.media.poolDirs = async () => {
+        throw new Error("libvirt: pool vanished");
+      };
+      return ctx;
+    };
+    const refused = await admitOnNode(vm, failing(30));
+    assert.ok("refused" in refused);
+    assert.match(refused.refused.message, new RegExp(UUID));
+    await assert.rejects(admitOnNode(vm, failing(undefined)), /pool vanished/);
+  });
+
   it("refuses for the media when the identity is free", async () => {
     const got = await admitOnNode(vm, context(undefined, []));
     assert.ok("refused" in got);
