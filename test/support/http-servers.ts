@@ -2,6 +2,7 @@
 // closeAll() (in afterEach) ends every one started, open connections included.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { KubeConfig } from "@kubernetes/client-node";
 
 const servers: Server[] = [];
 
@@ -18,4 +19,16 @@ export async function closeAll(): Promise<void> {
     s.closeAllConnections();
     await new Promise<void>((r) => s.close(() => r()));
   }
+}
+
+/** A kubeconfig for a plain or TLS test server at SERVER (its certificate not checked), with a token. */
+export function kubeConfigFor(server: string): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: "c", server, skipTLSVerify: true }],
+    users: [{ name: "u", token: "t" }],
+    contexts: [{ name: "x", cluster: "c", user: "u" }],
+    currentContext: "x",
+  });
+  return kc;
 }

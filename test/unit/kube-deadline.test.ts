@@ -8,13 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import {
-  CoreV1Api,
-  HttpMethod,
-  IsomorphicFetchHttpLibrary,
-  KubeConfig,
-  RequestContext,
-} from "@kubernetes/client-node";
+import { CoreV1Api, HttpMethod, IsomorphicFetchHttpLibrary, RequestContext } from "@kubernetes/client-node";
 import { connectKube } from "../../src/runtime/kube.ts";
 import {
   isLongLived,
@@ -22,21 +16,10 @@ import {
   makeApiClientWithDeadline,
   withDeadline,
 } from "../../src/runtime/kube-deadline.ts";
-import { closeAll, serve } from "../support/http-servers.ts";
+import { closeAll, kubeConfigFor, serve } from "../support/http-servers.ts";
 
 const T = { timeout: 10_000 };
 afterEach(closeAll);
-
-function kubeConfig(server: string): KubeConfig {
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: "c", server, skipTLSVerify: true }],
-    users: [{ name: "u", token: "t" }],
-    contexts: [{ name: "x", cluster: "c", user: "u" }],
-    currentContext: "x",
-  });
-  return kc;
-}
 
 async function failure(work: Promise<unknown>): Promise<{ ms: number; error: Error }> {
   const started = Date.now();
@@ -52,7 +35,7 @@ const NAMESPACES = JSON.stringify({ kind: "NamespaceList", apiVersion: "v1", met
 describe("Kubernetes API request deadline", () => {
   it("rejects a request to a server that never answers within the deadline", T, async () => {
     const server = await serve(() => undefined);
-    const core = makeApiClientWithDeadline(kubeConfig(server), CoreV1Api, 300);
+    const core = makeApiClientWithDeadline(kubeConfigFor(server), CoreV1Api, 300);
     const { ms, error } = await failure(core.listNamespace());
     assert.ok(error instanceof KubeRequestTimeoutError, String(error));
     assert.equal(
@@ -67,7 +50,7 @@ describe("Kubernetes API request deadline", () => {
       res.writeHead(200, { "content-type": "application/json", "content-length": "1000" });
       res.write('{"kind":"NamespaceList",'); // and nothing more
     });
-    const core = makeApiClientWithDeadline(kubeConfig(server), CoreV1Api, 300);
+    const core = makeApiClientWithDeadline(kubeConfigFor(server), CoreV1Api, 300);
     const { ms, error } = await failure(core.listNamespace());
     assert.ok(error instanceof KubeRequestTimeoutError, String(error));
     assert.ok(ms >= 290 && ms < 5000, `${ms} ms`);
@@ -80,7 +63,7 @@ describe("Kubernetes API request deadline", () => {
       res.writeHead(200, { "content-type": "application/json" });
       res.end(NAMESPACES);
     });
-    const core = makeApiClientWithDeadline(kubeConfig(server), CoreV1Api, 300);
+    const core = makeApiClientWithDeadline(kubeConfigFor(server), CoreV1Api, 300);
     assert.deepEqual((await core.listNamespace()).items, []);
     // The timer of a finished request is cleared: waiting past it changes nothing.
     await sleep(350);
@@ -99,7 +82,7 @@ describe("Kubernetes API request deadline", () => {
         res.writeHead(200, { "content-type": "application/json" });
         res.end(NAMESPACES);
       });
-      const kc = kubeConfig(server);
+      const kc = kubeConfigFor(server);
       const core = makeApiClientWithDeadline(kc, CoreV1Api, 2000);
       const other = makeApiClientWithDeadline(kc, CoreV1Api, 2000);
       for (let i = 0; i < 5; i++) {
@@ -118,7 +101,7 @@ describe("Kubernetes API request deadline", () => {
     const saved = process.env.KUBECONFIG;
     try {
       const path = join(dir, "config");
-      writeFileSync(path, kubeConfig(server).exportConfig());
+      writeFileSync(path, kubeConfigFor(server).exportConfig());
       process.env.KUBECONFIG = path;
       const kube = connectKube(250);
       const { ms, error } = await failure(

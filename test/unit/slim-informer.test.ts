@@ -4,23 +4,12 @@
 import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { KubeConfig, type KubernetesObject } from "@kubernetes/client-node";
+import type { KubernetesObject } from "@kubernetes/client-node";
 import { makeSlimInformer, slimmed } from "../../src/runtime/slim-informer.ts";
-import { closeAll, serve } from "../support/http-servers.ts";
+import { closeAll, kubeConfigFor, serve } from "../support/http-servers.ts";
 
 const T = { timeout: 10_000 };
 afterEach(closeAll);
-
-function kubeConfig(server: string): KubeConfig {
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: "c", server, skipTLSVerify: true }],
-    users: [{ name: "u", token: "t" }],
-    contexts: [{ name: "x", cluster: "c", user: "u" }],
-    currentContext: "x",
-  });
-  return kc;
-}
 
 const managedFields = [
   { manager: "controller", operation: "Apply", fieldsType: "FieldsV1", fieldsV1: { "f:status": {} } },
@@ -57,7 +46,7 @@ describe("slim informer", () => {
       // The watch stays open, as the API server's does.
     });
     const informer = makeSlimInformer<KubernetesObject>(
-      kubeConfig(server),
+      kubeConfigFor(server),
       "/apis/vm.libvirt-operator.io/v1alpha1/virtualmachines",
       async () => ({
         apiVersion: "v1",

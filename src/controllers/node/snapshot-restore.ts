@@ -51,9 +51,6 @@ export interface Restored {
 const POLL_MS = 250;
 const CALL_MS = 120_000;
 
-// Shutting down is still up: a restore waits until QEMU is gone before it touches the disks.
-const isActive = isActiveState;
-
 /** ACPI shutdown, then forced off when the grace period ends; a paused guest cannot hear the button. */
 export async function stopGracefully(
   libvirt: LibvirtClient,
@@ -62,7 +59,8 @@ export async function stopGracefully(
   log: Logger,
 ): Promise<"stopped" | "forced" | "was-stopped"> {
   const { state } = await libvirt.domainState(dom);
-  if (!isActive(state)) return "was-stopped";
+  // Shutting down is still up: a restore waits until QEMU is gone before it touches the disks.
+  if (!isActiveState(state)) return "was-stopped";
   // Neither a paused nor a suspended guest hears the power button.
   if (state !== DomainState.Paused && state !== DomainState.PmSuspended && gracePeriodMs > 0) {
     await libvirt.shutdownDomain(dom, DomainShutdownFlags.AcpiPowerButton).catch(() => undefined);
@@ -70,7 +68,7 @@ export async function stopGracefully(
     let lastPress = Date.now();
     while (Date.now() < until) {
       await new Promise((r) => setTimeout(r, POLL_MS));
-      if (!isActive((await libvirt.domainState(dom)).state)) return "stopped";
+      if (!isActiveState((await libvirt.domainState(dom)).state)) return "stopped";
       // A guest still booting ignores the first press.
       if (Date.now() - lastPress > 5000) {
         lastPress = Date.now();

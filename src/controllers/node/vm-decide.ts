@@ -195,12 +195,10 @@ export function isFrozen(vm: VirtualMachine): boolean {
   return vm.metadata.annotations?.[FROZEN_ANNOTATION] !== undefined;
 }
 
-const isActive = isActiveState;
-
 /** Whether the VM should be running now, per spec.runStrategy (never starts a deleted VM). */
 export function shouldRun(vm: VirtualMachine, domain: DomainObservation | undefined): boolean {
   if (vm.metadata.deletionTimestamp || isFrozen(vm)) return false;
-  const active = domain ? isActive(domain.state) : false;
+  const active = domain ? isActiveState(domain.state) : false;
   switch (vm.spec.runStrategy ?? "Always") {
     case "Always":
       return true;
@@ -228,7 +226,7 @@ export function decidePower(
   definitionInSync = true,
 ): PowerAction {
   const run = shouldRun(vm, domain);
-  const active = isActive(domain.state);
+  const active = isActiveState(domain.state);
   if (needsReset(domain)) return { type: "recover", why: describeState(domain) };
   const handled = progress.powerRequestHandled ?? vm.status?.powerRequestHandled;
   const request = pendingPowerRequest(vm, handled);
