@@ -1,72 +1,45 @@
-// Node side of VirtualMachine: converges the libvirt domain of each VM placed on this node
-// (define, power, pause, restart, deletion) and writes what it observed into status.
-import { join } from "node:path";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { DOMAIN_FINALIZER, type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
-import { resolveDisks, templateBaseRefusal } from "../../hypervisor/domain/disks.ts";
-import { domainDefinitionFor, domainNameOf, resourcesOf } from "../../hypervisor/domain/from-spec.ts";
+import { templateBaseRefusal } from "../../hypervisor/domain/disks.ts";
+import { domainNameOf, resourcesOf } from "../../hypervisor/domain/from-spec.ts";
 import {
   buildDomainXml,
   type HostFacts,
-  liveDeviceUpdates,
   parseLiveDevices,
   parseOwnership,
-  specHash,
 } from "../../hypervisor/domain/xml.ts";
 import {
   type DomainRef,
-  DomainShutdownFlags,
   DomainState,
-  DomainUndefineFlags,
   DomainXmlFlags,
   isActiveState,
   type LibvirtClient,
-  unlessNotFound,
   uuidToString,
 } from "../../hypervisor/libvirt/index.ts";
-import {
-  type AnyObject,
-  describeError,
-  httpStatus,
-  isTransient,
-  type Kube,
-  objectGone,
-  patchMetadata,
-  readObject,
-  splitKey,
-} from "../../runtime/kube.ts";
+import { httpStatus, type Kube, objectGone, readObject, splitKey } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import type { ReconcileResult } from "../../runtime/workqueue.ts";
-import { findCondition } from "../conditions.ts";
-import { type EventReason, Reason } from "../event-reasons.ts";
-import { type EventRecorder, eventRecorder } from "../events.ts";
-import { CONDITIONS_RULE } from "../status-diff.ts";
-import { StatusWriter } from "../status-writer.ts";
-import type { Refusal } from "../tenant-policy.ts";
-import { effectiveVm } from "../vm-clone.ts";
-import { desiredReservations, syncReservations } from "./dhcp.ts";
+import { Reason } from "../event-reasons.ts";
+import { desiredReservations } from "./dhcp.ts";
 import { adoptedProgress, decideDomainClaim } from "./domain-claim.ts";
 import { type DomainLocks, LOCK_RETRY_MS } from "./domain-locks.ts";
 import type { NodeRoom } from "./node-room.ts";
 import { afterStart } from "./room-observer.ts";
 import { admitOnNode, type NodeAdmissionContext } from "./vm-admission.ts";
 import { type DomainObservation, decidePower, PausedReason, ShutoffReason } from "./vm-decide.ts";
-import { diskStatus, plugDisks, updateDevicesInPlace } from "./vm-disks.ts";
-import { agentObservation, crashLooping } from "./vm-observation.ts";
+import { diskStatus } from "./vm-disks.ts";
+import { seeDomain } from "./vm-domain-seen.ts";
+import { crashLooping } from "./vm-observation.ts";
 import { applyPowerAction, noteCrash, POLL_MS, powerActionFailed } from "./vm-power.ts";
 import { finished, op, type Progress, progressFromStatus, withMemory } from "./vm-progress.ts";
-import { answerFilesystemRequest, pendingRefresh } from "./vm-requests.ts";
-import {
-  AGENT_FIELD_MANAGER,
-  AGENT_STATUS_FIELDS,
-  type AgentObservation,
-  agentStatus,
-  diskErrorsSeen,
-} from "./vm-status.ts";
-import { volumePathsOf } from "./volume-paths.ts";
+import { NodeVmReporter } from "./vm-report.ts";
+import { answerFilesystemRequest } from "./vm-requests.ts";
+import { diskErrorsSeen } from "./vm-status.ts";
+import { fenceDomain, finalizeVm, reserveAddresses, type VmTeardownOptions } from "./vm-teardown.ts";
+import { syncDevices, wantedDomain } from "./vm-wanted.ts";
 
-const COMPONENT = "libvirt-operator-agent";
+const _COMPONENT = "libvirt-operator-agent";
 /** A disk attach libvirt refused (reported in status) is tried again this often, not at once. */
 const PLUG_RETRY_MS = 60_000;
 /** A VM waiting for room on this node looks again this often (guests stopping free it). */
@@ -113,23 +86,16 @@ export interface NodeVmReconcilerOptions {
 
 export class NodeVmReconciler {
   private readonly o: NodeVmReconcilerOptions;
-  private readonly event: EventRecorder;
   private readonly progress = new Map<string, Progress>();
   /** VMs last read from the API server because the cache lacks them. */
   private readonly uncached = new Set<string>();
-  private readonly status: StatusWriter;
+  private readonly reporter: NodeVmReporter;
+  private readonly teardown: VmTeardownOptions;
 
   constructor(options: NodeVmReconcilerOptions) {
     this.o = options;
-    this.event = eventRecorder(options.kube, COMPONENT);
-    this.status = new StatusWriter(options.kube, {
-      kind: VirtualMachineKind,
-      fieldManager: AGENT_FIELD_MANAGER,
-      owns: AGENT_STATUS_FIELDS,
-      listMaps: { conditions: CONDITIONS_RULE, interfaces: { key: "name", ownsSet: false } },
-      // Lifecycle events come in bursts: a rerun before the cache shows our write would repeat it.
-      waitForOwnWrites: true,
-    });
+    this.reporter = new NodeVmReporter({ ...options, progress: this.progress });
+    this.teardown = { ...options, reporter: this.reporter };
   }
 
   /** The guest rebooted (libvirt reboot event): a pending restart is done. */
@@ -204,26 +170,14 @@ export class NodeVmReconciler {
       return undefined;
     }
     const log = forObject(this.o.log, "VirtualMachine", key);
-    const found = await unlessNotFound(this.o.libvirt.lookupDomainByName(domainName));
-    const inactiveXml = found ? await this.o.libvirt.domainXml(found, DomainXmlFlags.Inactive) : undefined;
-    const record = inactiveXml ? parseOwnership(inactiveXml) : undefined;
-    // Domains of another cluster sharing this host are never ours.
-    const owner = record?.cluster === this.o.clusterId ? record : undefined;
-
-    if (!vm && found && owner) {
-      // Ours, yet not in the cache (its node label removed, or the cache behind): the API
-      // server says whether it is still this node's VM, so its guest is never left running.
-      const current = await readObject<VirtualMachine & AnyObject>(this.o.kube, VirtualMachineKind, owner);
-      if (current?.metadata.uid === owner.uid && current.status?.nodeName === this.o.nodeName) {
-        vm = effectiveVm(current);
-        this.uncached.add(key);
-      } else if (current?.metadata.uid === owner.uid) {
-        // The same VM, placed again elsewhere while this node was confirmed gone (lost-node
-        // handling): this node came back and must not run it a second time.
-        await this.fence(found, current, log);
-        return undefined;
-      }
+    const seen = await seeDomain(this.o, domainName, vm);
+    const { found, inactiveXml, owner } = seen;
+    if (seen.placedElsewhere && found) {
+      await fenceDomain(this.teardown, found, seen.placedElsewhere, log);
+      return undefined;
     }
+    vm = seen.vm;
+    if (seen.uncached) this.uncached.add(key);
     if (!vm) {
       // The VM is gone without its finalizer having let us remove the domain (removed by force,
       // lost in a restore): the domain is kept, guest and all, for the VM applied again to take
@@ -254,15 +208,15 @@ export class NodeVmReconciler {
         if (vm.metadata.deletionTimestamp) return this.finalize(key, vm, undefined, log);
         if (vm.status?.conditions?.find((c) => c.type === "Failure")?.message !== claim.refuse.message) {
           log.warn({ domain: domainName, err: claim.refuse.message }, "domain not taken over");
-          void this.event(vm, claim.refuse.reason, claim.refuse.message);
+          void this.reporter.event(vm, claim.refuse.reason, claim.refuse.message);
         }
-        return this.report(vm, domainName, undefined, { failure: claim.refuse });
+        return this.reporter.report(vm, domainName, undefined, { failure: claim.refuse });
       }
       if ("adopt" in claim) adopted = claim.adopt;
     }
     if (vm.metadata.deletionTimestamp) return this.finalize(key, vm, owner ? found : undefined, log);
     if (found && !owner) {
-      return this.report(vm, domainName, undefined, {
+      return this.reporter.report(vm, domainName, undefined, {
         failure: {
           reason: "DomainConflict",
           message: `a libvirt domain named ${domainName} exists on ${this.o.nodeName} and is not managed by libvirt-operator in this cluster; it is left untouched`,
@@ -279,33 +233,15 @@ export class NodeVmReconciler {
     const uuid = vm.status?.uuid;
     if (!uuid || !vm.metadata.finalizers?.includes(DOMAIN_FINALIZER)) return undefined; // the controller is not done yet
     const admission = await admitOnNode(vm, this.o.admission);
-    if ("refused" in admission) return this.refuse(vm, domainName, found, admission.refused, log);
+    if ("refused" in admission) return this.reporter.refuse(vm, domainName, found, admission.refused, log);
 
-    // Our disks in the persistent definition: they keep their targets and stay attached.
-    const persistentDisks = inactiveXml && owner ? parseLiveDevices(inactiveXml).disks : {};
-    const vmDisks = (vm.spec.disks ?? []).flatMap((d) => this.o.disks.get(d.diskRef.name, namespace) ?? []);
-    const paths = await volumePathsOf(this.o.libvirt, namespace, vmDisks, this.o.defaultPool);
-    const disks = resolveDisks(
+    const wanted = await wantedDomain(
+      this.o,
       vm,
-      (disk) => this.o.disks.get(disk, namespace),
-      this.o.nodeName,
-      persistentDisks,
-      (disk) => paths.get(disk),
+      { domainName, uuid, ownInactiveXml: owner ? inactiveXml : undefined },
+      admission.admitted.media,
     );
-    const { media } = admission.admitted;
-    if (media.cdromWaiting) disks.waiting.push(media.cdromWaiting);
-    if (media.cdromBlocked) disks.blocked.push(media.cdromBlocked);
-    const definition = domainDefinitionFor(vm, {
-      cluster: this.o.clusterId,
-      uuid,
-      macs: Object.fromEntries(
-        (vm.status?.interfaces ?? []).flatMap((i) => (i.mac ? [[i.name, i.mac]] : [])),
-      ),
-      disks: disks.devices,
-      consoleLog: join(this.o.consoleLogDir, `${domainName}-console.log`),
-      media,
-    });
-    const wantHash = specHash(definition);
+    const { definition, wantHash, disks } = wanted;
     let dom = found;
     let defined = false;
     if (adopted && found) {
@@ -314,7 +250,7 @@ export class NodeVmReconciler {
       const notYet = [...disks.blocked, ...disks.waiting].join("; ");
       if (notYet) {
         const state = await this.o.libvirt.domainState(found);
-        return this.report(
+        return this.reporter.report(
           vm,
           domainName,
           { ...state, id: state.state === DomainState.Shutoff ? -1 : found.id },
@@ -327,7 +263,7 @@ export class NodeVmReconciler {
       this.progress.set(key, adoptedProgress(vm, this.progressOf(key, vm)));
       this.progress.get(key)!.lastOperation = op("Adopt", "Succeeded", adopted);
       log.info({ domain: domainName }, "domain taken over");
-      void this.event(vm, Reason.Adopted, adopted);
+      void this.reporter.event(vm, Reason.Adopted, adopted);
       this.o.orphansChanged?.();
     }
     try {
@@ -338,14 +274,14 @@ export class NodeVmReconciler {
           { domain: domainName, redefined: Boolean(found) },
           found ? "domain redefined" : "domain defined",
         );
-        void this.event(
+        void this.reporter.event(
           vm,
           found ? "Redefined" : "Defined",
           `domain ${domainName} ${found ? "redefined" : "defined"} on ${this.o.nodeName}`,
         );
       }
     } catch (err) {
-      return this.failed(vm, domainName, undefined, Reason.DefineFailed, err, log);
+      return this.reporter.failed(vm, domainName, undefined, Reason.DefineFailed, err, log);
     }
 
     // A domain defined just now has not run: its state and definition are read side by side.
@@ -356,32 +292,20 @@ export class NodeVmReconciler {
     let state = first;
     noteCrash(this.progressOf(key, vm), state, Date.now()); // when it was seen, not when decided
     const active = state.state !== DomainState.Shutoff;
-    // Link state and CD-ROM medium change in place: live and persistent when running.
     // A shut-off domain's definition was read above, unless it was just (re)defined.
     const readBefore = defined ? definedXml : inactiveXml;
     const currentXml =
       !active && readBefore
         ? readBefore
         : await this.o.libvirt.domainXml(dom, active ? 0 : DomainXmlFlags.Inactive);
-    const runningInSync = !active || parseOwnership(currentXml)?.specHash === wantHash;
-    const currentDevices = parseLiveDevices(currentXml);
-    // A refused change (a CD-ROM image that is not there, a locked tray) is reported and never
-    // holds back what follows: a stop or restart must still happen.
-    const deviceFailure = await updateDevicesInPlace(
+    const { runningInSync, deviceFailure, plugged } = await syncDevices(
       this.o.libvirt,
       dom,
-      liveDeviceUpdates(definition, currentDevices),
-      active,
+      wanted,
+      { active, currentXml, justDefined: defined },
       log,
     );
-    const plugged = await plugDisks(this.o.libvirt, dom, definition.disks, {
-      // A definition just written whole already has the wanted disks.
-      persistent: defined ? undefined : persistentDisks,
-      live: active ? currentDevices.disks : undefined,
-      keepLiveWritable: new Set(disks.bases.map((b) => b.name)),
-      log,
-    });
-    await this.reserveAddresses(vm, desiredReservations(vm), log);
+    await reserveAddresses(this.teardown, vm, desiredReservations(vm), log);
 
     const progress = this.progressOf(key, vm);
     let observation: DomainObservation = { ...state, id: dom.id };
@@ -395,7 +319,7 @@ export class NodeVmReconciler {
     // already is left running).
     const baseRefusal = templateBaseRefusal(disks.bases);
     if (action.type === "start" && baseRefusal) {
-      this.sayStartRefused(vm, progress, baseRefusal, log);
+      this.reporter.startRefused(vm, progress, baseRefusal, log);
       action = { type: "none" };
     }
     if (action.type === "start" && diskWait) action = { type: "none" };
@@ -403,7 +327,7 @@ export class NodeVmReconciler {
     const noRoom = action.type === "start" ? this.o.room?.claim(domainName, resourcesOf(vm)) : undefined;
     if (action.type !== "start") this.o.room?.forget(domainName);
     if (noRoom) {
-      this.sayStartRefused(vm, progress, noRoom, log);
+      this.reporter.startRefused(vm, progress, noRoom, log);
       action = { type: "none" };
     }
     if (!baseRefusal && !noRoom) progress.startRefusalSaid = undefined;
@@ -412,7 +336,7 @@ export class NodeVmReconciler {
       vm.status?.conditions?.find((c) => c.type === "Failure")?.message !== diskFailure.message
     ) {
       log.warn({ reason: diskFailure.reason, err: diskFailure.message }, "VM disks not usable");
-      void this.event(vm, diskFailure.reason, diskFailure.message);
+      void this.reporter.event(vm, diskFailure.reason, diskFailure.message);
     }
     let requeueAfterMs: number | undefined;
     try {
@@ -422,7 +346,7 @@ export class NodeVmReconciler {
           host: this.o.host,
           nodeName: this.o.nodeName,
           log,
-          event: (reason, message) => void this.event(vm, reason, message),
+          event: (reason, message) => void this.reporter.event(vm, reason, message),
         },
         vm,
         definition,
@@ -436,7 +360,7 @@ export class NodeVmReconciler {
       // A start that failed late (QEMU up, a deadline passed) may have left a guest running.
       if (action.type === "start")
         this.o.room?.settle(domainName, await afterStart(this.o.libvirt, dom, resourcesOf(vm)));
-      return this.failed(vm, domainName, observation, powerActionFailed(action.type), err, log);
+      return this.reporter.failed(vm, domainName, observation, powerActionFailed(action.type), err, log);
     }
 
     // Settled before anything else can throw: a claim left held would count a guest forever.
@@ -456,14 +380,14 @@ export class NodeVmReconciler {
       progress.shutdownRequestedAt = undefined;
       progress.lastOperation = finished(progress.lastOperation, "Succeeded", "the guest powered off");
       log.info({ domain: domainName }, "guest powered off");
-      void this.event(vm, Reason.Stopped, "the guest powered off");
+      void this.reporter.event(vm, Reason.Stopped, "the guest powered off");
       requeueAfterMs = 0; // a power cycle starts it again at once
     }
     progress.guestFilesystems = await answerFilesystemRequest(
       {
         libvirt: this.o.libvirt,
         log,
-        event: (reason, message) => void this.event(vm, reason, message),
+        event: (reason, message) => void this.reporter.event(vm, reason, message),
       },
       vm,
       dom,
@@ -482,7 +406,7 @@ export class NodeVmReconciler {
       state.state === DomainState.Paused && state.reason === PausedReason.IoError
         ? diskErrorsSeen(vm, attached, await this.o.libvirt.domainDiskErrors(dom))
         : undefined;
-    return this.report(
+    return this.reporter.report(
       vm,
       domainName,
       observation,
@@ -516,21 +440,6 @@ export class NodeVmReconciler {
     );
   }
 
-  /** A start refused (template base, no room): logged and an Event, once per new message. */
-  private sayStartRefused(
-    vm: VirtualMachine,
-    progress: Progress,
-    refusal: { reason: EventReason; message: string },
-    log: Logger,
-  ) {
-    const said = progress.startRefusalSaid ?? findCondition(vm.status?.conditions, "Ready")?.message;
-    if (said !== refusal.message) {
-      log.warn({ reason: refusal.reason }, refusal.message);
-      void this.event(vm, refusal.reason, refusal.message);
-    }
-    progress.startRefusalSaid = refusal.message;
-  }
-
   private progressOf(key: string, vm: VirtualMachine): Progress {
     let p = this.progress.get(key);
     if (!p) {
@@ -540,176 +449,10 @@ export class NodeVmReconciler {
     return p;
   }
 
-  /** DHCP reservations follow the addresses in status; a failure is reported, not fatal. */
-  private async reserveAddresses(
-    vm: VirtualMachine,
-    wanted: ReturnType<typeof desiredReservations>,
-    log: Logger,
-  ) {
-    try {
-      const changes = await syncReservations(this.o.libvirt, vm, wanted);
-      if (changes.length) log.info({ changes }, "DHCP reservations updated");
-    } catch (err) {
-      log.warn({ err: describeError(err) }, "DHCP reservation failed");
-      void this.event(vm, Reason.DhcpReservationFailed, describeError(err));
-    }
-  }
-
-  /** Deleting: stop the guest (gracefully, within the grace period), undefine, release the finalizer. */
   private async finalize(key: string, vm: VirtualMachine, dom: DomainRef | undefined, log: Logger) {
-    if (dom) {
-      const state = await this.o.libvirt.domainState(dom);
-      const progress = this.progressOf(key, vm);
-      const action = decidePower(withMemory(vm, progress), { ...state, id: dom.id }, progress, Date.now());
-      const terminating = (requeueAfterMs: number) =>
-        this.report(
-          vm,
-          dom.name,
-          { ...state, id: dom.id },
-          { stopping: true, lastOperation: progress.lastOperation },
-          requeueAfterMs,
-        );
-      if (action.type === "press-again") {
-        await this.o.libvirt.shutdownDomain(dom, DomainShutdownFlags.AcpiPowerButton);
-        progress.lastPressAt = Date.now();
-        return terminating(POLL_MS);
-      }
-      if (action.type === "shutdown") {
-        await this.o.libvirt.shutdownDomain(dom, DomainShutdownFlags.AcpiPowerButton);
-        progress.shutdownRequestedAt = Date.now();
-        progress.lastPressAt = progress.shutdownRequestedAt;
-        progress.powerCycle = undefined;
-        progress.lastOperation = op(
-          "Delete",
-          "Running",
-          "ACPI shutdown requested before the domain is removed",
-        );
-        return terminating(POLL_MS);
-      }
-      if (action.type === "wait-shutdown") return terminating(Math.min(action.remainingMs, POLL_MS));
-      if (action.type === "resume") {
-        await this.o.libvirt.resumeDomain(dom);
-        return { requeueAfterMs: 0 };
-      }
-      await this.removeDomain(dom, log, "VirtualMachine deleted");
-    }
-    await this.reserveAddresses(vm, [], log);
-    const finalizers = vm.metadata.finalizers ?? [];
-    if (finalizers.includes(DOMAIN_FINALIZER)) {
-      await patchMetadata(this.o.kube, VirtualMachineKind, vm as AnyObject, {
-        finalizers: finalizers.filter((f) => f !== DOMAIN_FINALIZER),
-      });
-      log.info("domain gone; finalizer removed");
-    }
+    const done = await finalizeVm(this.teardown, vm, dom, this.progressOf(key, vm), log);
+    if (done !== "released") return done;
     this.progress.delete(key);
-    this.o.room?.forget(domainNameOf(vm.metadata.namespace ?? "", vm.metadata.name ?? ""));
     return undefined;
-  }
-
-  private async removeDomain(dom: DomainRef, log: Logger, why: string) {
-    const state = await this.o.libvirt.domainState(dom);
-    if (state.state !== DomainState.Shutoff) await this.o.libvirt.destroyDomain(dom);
-    // The VM's snapshots go with it (they are its dependents): what libvirt holds of them inside
-    // the disks' qcow2 files is freed here, while the domain still names it.
-    for (const snap of await this.o.libvirt.listSnapshots(dom))
-      await unlessNotFound(this.o.libvirt.deleteSnapshot(snap));
-    await this.o.libvirt.undefineDomain(
-      dom,
-      DomainUndefineFlags.ManagedSave | DomainUndefineFlags.SnapshotsMetadata | DomainUndefineFlags.Nvram,
-    );
-    this.o.room?.observe(dom.name, undefined);
-    log.info({ domain: dom.name, why }, "domain destroyed and undefined");
-  }
-
-  /**
-   * Stops and undefines this node's domain of a VM that runs elsewhere now. Its disks are not
-   * touched (in a shared pool the other node's guest uses them; internal snapshots stay too).
-   */
-  private async fence(dom: DomainRef, vm: VirtualMachine & AnyObject, log: Logger) {
-    const state = await this.o.libvirt.domainState(dom);
-    if (state.state !== DomainState.Shutoff) await this.o.libvirt.destroyDomain(dom);
-    await this.o.libvirt.undefineDomain(
-      dom,
-      DomainUndefineFlags.ManagedSave | DomainUndefineFlags.SnapshotsMetadata | DomainUndefineFlags.Nvram,
-    );
-    this.o.room?.observe(dom.name, undefined);
-    // Its addresses here go with it (the new node reserves them in its own networks).
-    await this.reserveAddresses(vm, [], log);
-    const where = vm.status?.nodeName ? `node ${vm.status.nodeName}` : "another node";
-    const message = `the VM was placed on ${where}: its domain on node ${this.o.nodeName} was stopped and undefined`;
-    log.warn({ domain: dom.name, placedOn: vm.status?.nodeName }, "domain fenced");
-    void this.event(vm, Reason.Fenced, message);
-  }
-
-  /** Refused before libvirt: nothing changes there; said once in a Failure condition and an Event. */
-  private async refuse(
-    vm: VirtualMachine,
-    domainName: string,
-    dom: DomainRef | undefined,
-    refusal: Refusal,
-    log: Logger,
-  ): Promise<undefined> {
-    if (vm.status?.conditions?.find((c) => c.type === "Failure")?.message !== refusal.message) {
-      log.warn(
-        { reason: refusal.reason, field: refusal.field, err: refusal.message },
-        "VM refused on the node",
-      );
-      void this.event(vm, refusal.reason, refusal.message);
-    }
-    const state = dom ? await this.o.libvirt.domainState(dom) : undefined;
-    const domain =
-      dom && state ? { ...state, id: state.state === DomainState.Shutoff ? -1 : dom.id } : undefined;
-    await this.report(vm, domainName, domain, {
-      failure: { reason: refusal.reason, message: refusal.message },
-    });
-    return undefined;
-  }
-
-  private async failed(
-    vm: VirtualMachine,
-    domainName: string,
-    domain: DomainObservation | undefined,
-    reason: EventReason,
-    err: unknown,
-    log: Logger,
-  ): Promise<never> {
-    const message = describeError(err);
-    // Said once; retries (with backoff) that fail the same way only count.
-    if (vm.status?.conditions?.find((c) => c.type === "Failure")?.message !== message)
-      log.warn({ reason, err: message }, "domain action failed");
-    void this.event(vm, reason, message);
-    const failure = { reason, message, ...(isTransient(err) ? { transient: true } : {}) };
-    await this.report(vm, domainName, domain, { failure }).catch(() => undefined);
-    throw err;
-  }
-
-  private async report(
-    vm: VirtualMachine,
-    domainName: string,
-    domain: DomainObservation | undefined,
-    partial: Partial<AgentObservation>,
-    requeueAfterMs?: number,
-  ): Promise<ReconcileResult | undefined> {
-    const key = `${vm.metadata.namespace}/${vm.metadata.name}`;
-    const memory = this.progress.get(key);
-    // Asked to look now: the domain was just read; the statistics are sampled before answering.
-    const refresh = pendingRefresh(vm, memory?.refreshHandled);
-    if (refresh) {
-      await this.o
-        .refreshStatistics?.()
-        .catch((err: unknown) =>
-          forObject(this.o.log, "VirtualMachine", key).warn(
-            { err: describeError(err) },
-            "statistics for a refresh request failed",
-          ),
-        );
-      if (memory) memory.refreshHandled = refresh;
-    }
-    const observation = agentObservation(vm, memory, domainName, domain, {
-      ...partial,
-      ...(refresh ? { refreshHandled: refresh } : {}),
-    });
-    await this.status.write(vm, agentStatus(memory ? withMemory(vm, memory) : vm, observation, new Date()));
-    return requeueAfterMs === undefined ? undefined : { requeueAfterMs };
   }
 }

@@ -1,0 +1,147 @@
+// How a VM's domain leaves this node: deletion (the guest stopped gracefully within its grace
+// period, the domain and its snapshots removed, the finalizer released) and fencing (a VM placed
+// elsewhere while this node was gone: its domain here stopped and undefined, its disks kept).
+import { DOMAIN_FINALIZER, type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
+import { domainNameOf } from "../../hypervisor/domain/from-spec.ts";
+import {
+  type DomainRef,
+  DomainShutdownFlags,
+  DomainState,
+  DomainUndefineFlags,
+  type LibvirtClient,
+  unlessNotFound,
+} from "../../hypervisor/libvirt/index.ts";
+import { type AnyObject, describeError, type Kube, patchMetadata } from "../../runtime/kube.ts";
+import type { Logger } from "../../runtime/logging.ts";
+import type { ReconcileResult } from "../../runtime/workqueue.ts";
+import { Reason } from "../event-reasons.ts";
+import { type desiredReservations, syncReservations } from "./dhcp.ts";
+import type { NodeRoom } from "./node-room.ts";
+import { decidePower } from "./vm-decide.ts";
+import { POLL_MS } from "./vm-power.ts";
+import { op, type Progress, withMemory } from "./vm-progress.ts";
+import type { NodeVmReporter } from "./vm-report.ts";
+
+export interface VmTeardownOptions {
+  kube: Kube;
+  libvirt: LibvirtClient;
+  nodeName: string;
+  room?: NodeRoom;
+  reporter: NodeVmReporter;
+}
+
+/** DHCP reservations follow the addresses in status; a failure is reported, not fatal. */
+export async function reserveAddresses(
+  o: Pick<VmTeardownOptions, "libvirt" | "reporter">,
+  vm: VirtualMachine,
+  wanted: ReturnType<typeof desiredReservations>,
+  log: Logger,
+) {
+  try {
+    const changes = await syncReservations(o.libvirt, vm, wanted);
+    if (changes.length) log.info({ changes }, "DHCP reservations updated");
+  } catch (err) {
+    log.warn({ err: describeError(err) }, "DHCP reservation failed");
+    void o.reporter.event(vm, Reason.DhcpReservationFailed, describeError(err));
+  }
+}
+
+/**
+ * Deleting: stop the guest (gracefully, within the grace period), undefine, release the
+ * finalizer. Returns when to look again while the guest shuts down; PROGRESS is the VM's.
+ */
+export async function finalizeVm(
+  o: VmTeardownOptions,
+  vm: VirtualMachine,
+  dom: DomainRef | undefined,
+  progress: Progress,
+  log: Logger,
+): Promise<ReconcileResult | "released"> {
+  if (dom) {
+    const state = await o.libvirt.domainState(dom);
+    const action = decidePower(withMemory(vm, progress), { ...state, id: dom.id }, progress, Date.now());
+    const terminating = async (requeueAfterMs: number) => {
+      const stopping = { stopping: true, lastOperation: progress.lastOperation };
+      await o.reporter.report(vm, dom.name, { ...state, id: dom.id }, stopping);
+      return { requeueAfterMs };
+    };
+    if (action.type === "press-again") {
+      await o.libvirt.shutdownDomain(dom, DomainShutdownFlags.AcpiPowerButton);
+      progress.lastPressAt = Date.now();
+      return terminating(POLL_MS);
+    }
+    if (action.type === "shutdown") {
+      await o.libvirt.shutdownDomain(dom, DomainShutdownFlags.AcpiPowerButton);
+      progress.shutdownRequestedAt = Date.now();
+      progress.lastPressAt = progress.shutdownRequestedAt;
+      progress.powerCycle = undefined;
+      progress.lastOperation = op(
+        "Delete",
+        "Running",
+        "ACPI shutdown requested before the domain is removed",
+      );
+      return terminating(POLL_MS);
+    }
+    if (action.type === "wait-shutdown") return terminating(Math.min(action.remainingMs, POLL_MS));
+    if (action.type === "resume") {
+      await o.libvirt.resumeDomain(dom);
+      return { requeueAfterMs: 0 };
+    }
+    await removeDomain(o, dom, log, "VirtualMachine deleted");
+  }
+  await reserveAddresses(o, vm, [], log);
+  const finalizers = vm.metadata.finalizers ?? [];
+  if (finalizers.includes(DOMAIN_FINALIZER)) {
+    await patchMetadata(o.kube, VirtualMachineKind, vm as AnyObject, {
+      finalizers: finalizers.filter((f) => f !== DOMAIN_FINALIZER),
+    });
+    log.info("domain gone; finalizer removed");
+  }
+  o.room?.forget(domainNameOf(vm.metadata.namespace ?? "", vm.metadata.name ?? ""));
+  return "released";
+}
+
+/** Stops and undefines a domain with its snapshots (they are the VM's dependents). */
+export async function removeDomain(
+  o: Pick<VmTeardownOptions, "libvirt" | "room">,
+  dom: DomainRef,
+  log: Logger,
+  why: string,
+) {
+  const state = await o.libvirt.domainState(dom);
+  if (state.state !== DomainState.Shutoff) await o.libvirt.destroyDomain(dom);
+  // What libvirt holds of them inside the disks' qcow2 files is freed here, while the domain
+  // still names it.
+  for (const snap of await o.libvirt.listSnapshots(dom)) await unlessNotFound(o.libvirt.deleteSnapshot(snap));
+  await undefine(o, dom);
+  log.info({ domain: dom.name, why }, "domain destroyed and undefined");
+}
+
+/**
+ * Stops and undefines this node's domain of a VM that runs elsewhere now. Its disks are not
+ * touched (in a shared pool the other node's guest uses them; internal snapshots stay too).
+ */
+export async function fenceDomain(
+  o: VmTeardownOptions,
+  dom: DomainRef,
+  vm: VirtualMachine & AnyObject,
+  log: Logger,
+) {
+  const state = await o.libvirt.domainState(dom);
+  if (state.state !== DomainState.Shutoff) await o.libvirt.destroyDomain(dom);
+  await undefine(o, dom);
+  // Its addresses here go with it (the new node reserves them in its own networks).
+  await reserveAddresses(o, vm, [], log);
+  const where = vm.status?.nodeName ? `node ${vm.status.nodeName}` : "another node";
+  const message = `the VM was placed on ${where}: its domain on node ${o.nodeName} was stopped and undefined`;
+  log.warn({ domain: dom.name, placedOn: vm.status?.nodeName }, "domain fenced");
+  void o.reporter.event(vm, Reason.Fenced, message);
+}
+
+async function undefine(o: Pick<VmTeardownOptions, "libvirt" | "room">, dom: DomainRef) {
+  await o.libvirt.undefineDomain(
+    dom,
+    DomainUndefineFlags.ManagedSave | DomainUndefineFlags.SnapshotsMetadata | DomainUndefineFlags.Nvram,
+  );
+  o.room?.observe(dom.name, undefined);
+}
