@@ -294,7 +294,7 @@ async function main() {
   watchNodeVms(queue, reconciler, informer, diskInformer, namespaces, libvirt, room);
   watchNodeDisks(diskQueue, diskInformer, nodeName);
   watchNodeSnapshots(snapshotQueue, snapshotInformer, restoreInformer, nodeName);
-  watchNodeRestores(restoreQueue, restoreInformer, nodeName);
+  watchNodeRestores(restoreQueue, restoreInformer, nodeName, room);
   // A disk gone takes what snapshots kept inside it along: they say so.
   watchRelated(diskInformer, snapshotQueue, (d, verb) =>
     verb !== "delete"

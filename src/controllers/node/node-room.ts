@@ -63,7 +63,7 @@ export class NodeRoom {
   /** When each domain's count last changed (a change counter): a listing older than that says nothing of it. */
   private readonly changedAt = new Map<string, number>();
   private changes = 0;
-  private freed: (names: string[]) => void = () => undefined;
+  private readonly freedListeners: Array<(waiting: string[]) => void> = [];
   private readonly nodeName: string;
   private readonly host: () => Resources | undefined;
   private readonly cpuOvercommit: number;
@@ -100,9 +100,9 @@ export class NodeRoom {
     else if (!this.running.has(name)) this.observe(name, guess);
   }
 
-  /** LISTENER hears the domains waiting for room whenever some frees. */
-  onFreed(listener: (names: string[]) => void): void {
-    this.freed = listener;
+  /** LISTENER hears whenever room frees, with the domains whose start was refused for room. */
+  onFreed(listener: (waiting: string[]) => void): void {
+    this.freedListeners.push(listener);
   }
 
   /** NAME waits no more (its VM is gone from this node). */
@@ -111,7 +111,7 @@ export class NodeRoom {
   }
 
   private tellFreed() {
-    if (this.waiting.size) this.freed([...this.waiting]);
+    for (const listener of this.freedListeners) listener([...this.waiting]);
   }
 
   /** Reserves room for KEY to start, or says why there is none. Ends with settle(KEY, …). */

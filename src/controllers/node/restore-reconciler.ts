@@ -74,8 +74,24 @@ export interface NodeRestoreReconcilerOptions {
   log: Logger;
 }
 
-export function watchNodeRestores(queue: WorkQueue, restores: Watchable<Restore>, nodeName: string): void {
-  watchOwn(restores, queue, (r, verb) => verb !== "delete" && r.metadata?.labels?.[NODE_LABEL] === nodeName);
+export function watchNodeRestores(
+  queue: WorkQueue,
+  restores: Watchable<Restore> & { list(): ReadonlyArray<Restore> },
+  nodeName: string,
+  room?: NodeRoom,
+): void {
+  const ours = (r: Restore) => r.metadata?.labels?.[NODE_LABEL] === nodeName;
+  watchOwn(restores, queue, (r, verb) => verb !== "delete" && ours(r));
+  // A restore waiting for room tries again as soon as a guest here stops (not only at its retry).
+  room?.onFreed(() => {
+    for (const r of restores.list())
+      if (ours(r) && waitsForRoom(r)) queue.add(`${r.metadata?.namespace}/${r.metadata?.name}`);
+  });
+}
+
+function waitsForRoom(r: Restore): boolean {
+  const reconciling = r.status?.conditions?.find((c) => c.type === "Reconciling");
+  return reconciling?.status === "True" && reconciling.reason === Reason.InsufficientCapacity;
 }
 
 export class NodeRestoreReconciler {

@@ -51,8 +51,8 @@ export function watchNodeVms(
     if (key) queue.add(key);
   });
   // A VM refused for room tries again as soon as a guest here stops (not only at its recheck).
-  room?.onFreed((names) => {
-    for (const name of names) {
+  room?.onFreed((waiting) => {
+    for (const name of waiting) {
       const key = keyOfDomain(name);
       if (key) queue.add(key);
     }

@@ -125,7 +125,19 @@ describe("room to start on a node", () => {
     room.settle("ns_a", { cpus: 1, memoryBytes: GiB });
     room.forget("ns_b");
     room.observe("ns_big", undefined);
-    assert.deepEqual(told, [["ns_a", "ns_b"]], "no one waits any more");
+    assert.deepEqual(told, [["ns_a", "ns_b"], []], "told again, with no one waiting any more");
+  });
+
+  it("tells every listener (VMs and restores wait for room alike)", () => {
+    const room = new NodeRoom("n1", () => host, 8);
+    const vms: string[][] = [];
+    let restores = 0;
+    room.onFreed((names) => vms.push(names));
+    room.onFreed(() => restores++);
+    room.observe("ns_big", { cpus: 8, memoryBytes: GiB });
+    room.observe("ns_big", undefined);
+    assert.deepEqual(vms, [[]]);
+    assert.equal(restores, 1);
   });
 
   it("refuses nothing before the host's capacity is known", () => {
