@@ -4,7 +4,7 @@
 // now; its path comes from libvirt (the volume looked up in its pool), never from its status.
 import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
-import type { LibvirtClient } from "../../hypervisor/libvirt/index.ts";
+import { type LibvirtClient, unlessNotFound } from "../../hypervisor/libvirt/index.ts";
 import { parsePoolXml } from "../../hypervisor/storage/volume.ts";
 import type { Refusal } from "../tenant-policy.ts";
 import { type HostMedia, type MediaEnvironment, resolveHostMedia } from "./media-paths.ts";
@@ -85,8 +85,12 @@ export async function resolveVmMedia(
 /** Every storage pool libvirt has on the node, by its target directory (host paths never reach one). */
 export async function poolTargets(libvirt: LibvirtClient): Promise<Array<{ pool: string; dir: string }>> {
   const pools = await libvirt.listStoragePools();
+  // A pool undefined between the list and its read is no pool any more (not a failed check).
   const paths = await Promise.all(
-    pools.map(async (ref) => parsePoolXml(await libvirt.storagePoolXml(ref)).path),
+    pools.map(async (ref) => {
+      const xml = await unlessNotFound(libvirt.storagePoolXml(ref));
+      return xml ? parsePoolXml(xml).path : undefined;
+    }),
   );
   return pools.flatMap((ref, i) => (paths[i] ? [{ pool: ref.name, dir: paths[i] }] : []));
 }
