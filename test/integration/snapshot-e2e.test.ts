@@ -169,7 +169,23 @@ describe("snapshots and restores (TCG guests)", () => {
         arguments: { path: "/bin/sh", arg: ["-c", "sleep 1; kill -STOP $(pidof qemu-ga)"] },
       }),
     );
-    await sleep(2000);
+    // A slow TCG guest may take a while to run it: wait until the agent no longer answers.
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const answers = await virsh(
+        "qemu-agent-command",
+        "--timeout",
+        "2",
+        `${ns}_c`,
+        JSON.stringify({ execute: "guest-ping" }),
+      ).then(
+        () => true,
+        () => false,
+      );
+      if (!answers) break;
+      assert.ok(Date.now() < deadline, "the guest agent stopped itself");
+      await sleep(500);
+    }
     const started = Date.now();
     const hung = await t.snapshotNow("c", "c-hung-agent", { consistent: true, failureDeadline: "2m" });
     const tookMs = Date.now() - started;
@@ -259,6 +275,10 @@ describe("snapshots and restores (TCG guests)", () => {
       60_000,
     );
     assert.equal(lost?.status?.conditions?.find((c) => c.type === "Stalled")?.reason, "Lost");
+    // Halted and without disks, the VM holds nothing a snapshot could keep: refused, saying so.
+    await applyObject("VMSnapshot", ns, "h-empty", { vmName: "h" });
+    const empty = await t.waitForSnapshot("h-empty", (s) => s?.status?.phase === "Failed", "Failed", 60_000);
+    assert.match(empty?.status?.error ?? "", /does not run and has no disk a snapshot could keep/);
   });
 
   it("refuses a snapshot of another VM, a missing or failed snapshot, and a second restore in flight", async () => {

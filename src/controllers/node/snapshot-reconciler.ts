@@ -14,7 +14,12 @@ import {
   VMSnapshotKind,
 } from "../../api/vmsnapshot.ts";
 import { parseLiveDevices } from "../../hypervisor/domain/xml.ts";
-import { type DomainRef, type LibvirtClient, LibvirtError } from "../../hypervisor/libvirt/index.ts";
+import {
+  type DomainRef,
+  isActiveState,
+  type LibvirtClient,
+  LibvirtError,
+} from "../../hypervisor/libvirt/index.ts";
 import { type AnyObject, describeError, type Kube, removeFinalizer, splitKey } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
@@ -223,6 +228,15 @@ export class NodeSnapshotReconciler {
     const domainDisks = parseLiveDevices(await this.o.libvirt.domainXml(dom)).disks;
     const plan = planSnapshot(vm, domainDisks, (n) => this.o.disks.get(n, ns), this.o.defaultPool, timestamp);
     if ("refused" in plan) return this.fail(log, snap, dom, "NotPossible", plan.refused);
+    // Shut off, a snapshot holds disks only (libvirt would say "nothing selected for snapshot").
+    if (!plan.disks.length && !isActiveState((await this.o.libvirt.domainState(dom)).state))
+      return this.fail(
+        log,
+        snap,
+        dom,
+        "NotPossible",
+        `VirtualMachine ${vm.metadata.name} does not run and has no disk a snapshot could keep (${plan.skipped.join("; ") || "it has no disks"}): there is nothing to snapshot`,
+      );
     await this.write(
       snap,
       { phase: "InProgress" },
