@@ -1,12 +1,10 @@
 // The node's room (node-room.ts) kept to libvirt's word: every domain's lifecycle event, ours
 // or not, re-reads what that domain takes, and a new connection re-reads them all. So a guest
 // counts with the vCPUs and memory it runs with (not a spec changed since), a start that
-// failed after QEMU came up still counts, domains someone else started count too, and so does a
-// guest saved to a file (it comes back as it was).
+// failed after QEMU came up still counts, and domains someone else started count too.
 import type { Logger } from "pino";
 import {
   type DomainRef,
-  DomainState,
   isActiveState,
   type LibvirtClient,
   type LifecycleEvent,
@@ -14,24 +12,17 @@ import {
   unlessNotFound,
 } from "../../hypervisor/libvirt/index.ts";
 import type { NodeRoom, Resources } from "./node-room.ts";
-import { ShutoffReason } from "./vm-decide.ts";
 
-/**
- * What DOM takes while it runs, or lies saved (its guest comes back with all it had: a snapshot
- * cut short by an agent restart is restored), or undefined when neither (or it is gone).
- */
+/** What DOM takes while it runs, or undefined when it does not run (or is gone). */
 export async function liveResources(
   libvirt: LibvirtClient,
   dom: DomainRef | undefined,
 ): Promise<Resources | undefined> {
   if (!dom) return undefined;
   const info = await unlessNotFound(libvirt.domainInfo(dom));
-  if (!info) return undefined;
-  const counts =
-    isActiveState(info.state) ||
-    (info.state === DomainState.Shutoff &&
-      (await unlessNotFound(libvirt.domainState(dom)))?.reason === ShutoffReason.Saved);
-  return counts ? { cpus: info.vcpus, memoryBytes: info.maxMemKiB * 1024 } : undefined;
+  return info && isActiveState(info.state)
+    ? { cpus: info.vcpus, memoryBytes: info.maxMemKiB * 1024 }
+    : undefined;
 }
 
 /**
@@ -46,20 +37,20 @@ export async function afterStart(
   return liveResources(libvirt, dom).catch(() => need);
 }
 
-/** Every domain of the host that takes room (running or saved), by name, with what it takes. */
-async function countedDomains(libvirt: LibvirtClient): Promise<Map<string, Resources>> {
-  const counted = new Map<string, Resources>();
-  for (const dom of await libvirt.listAllDomains(ListDomains.Active | ListDomains.Inactive)) {
+/** Every active domain of the host, by name, with what it takes. */
+async function activeDomains(libvirt: LibvirtClient): Promise<Map<string, Resources>> {
+  const active = new Map<string, Resources>();
+  for (const dom of await libvirt.listAllDomains(ListDomains.Active)) {
     const r = await liveResources(libvirt, dom);
-    if (r) counted.set(dom.name, r);
+    if (r) active.set(dom.name, r);
   }
-  return counted;
+  return active;
 }
 
 /** Counts again everything libvirt runs now (what changed while listing keeps its newer count). */
 export async function resyncRoom(room: NodeRoom, libvirt: LibvirtClient): Promise<void> {
   const mark = room.mark();
-  room.reset(await countedDomains(libvirt), mark);
+  room.reset(await activeDomains(libvirt), mark);
 }
 
 /** A full recount this often mends what a lost event left wrong. */
