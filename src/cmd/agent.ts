@@ -294,7 +294,10 @@ async function main() {
   watchNodeVms(queue, reconciler, informer, diskInformer, namespaces, libvirt, room);
   watchNodeDisks(diskQueue, diskInformer, nodeName);
   watchNodeSnapshots(snapshotQueue, snapshotInformer, restoreInformer, nodeName);
-  watchNodeRestores(restoreQueue, restoreInformer, nodeName, room);
+  watchNodeRestores(restoreQueue, restoreInformer, nodeName, {
+    room,
+    keys: () => restoreReconciler.waitingForRoom(),
+  });
   // A disk gone takes what snapshots kept inside it along: they say so.
   watchRelated(diskInformer, snapshotQueue, (d, verb) =>
     verb !== "delete"

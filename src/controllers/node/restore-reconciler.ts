@@ -76,22 +76,15 @@ export interface NodeRestoreReconcilerOptions {
 
 export function watchNodeRestores(
   queue: WorkQueue,
-  restores: Watchable<Restore> & { list(): ReadonlyArray<Restore> },
+  restores: Watchable<Restore>,
   nodeName: string,
-  room?: NodeRoom,
+  waitingForRoom?: { room: NodeRoom; keys: () => string[] },
 ): void {
-  const ours = (r: Restore) => r.metadata?.labels?.[NODE_LABEL] === nodeName;
-  watchOwn(restores, queue, (r, verb) => verb !== "delete" && ours(r));
+  watchOwn(restores, queue, (r, verb) => verb !== "delete" && r.metadata?.labels?.[NODE_LABEL] === nodeName);
   // A restore waiting for room tries again as soon as a guest here stops (not only at its retry).
-  room?.onFreed(() => {
-    for (const r of restores.list())
-      if (ours(r) && waitsForRoom(r)) queue.add(`${r.metadata?.namespace}/${r.metadata?.name}`);
+  waitingForRoom?.room.onFreed(() => {
+    for (const key of waitingForRoom.keys()) queue.add(key);
   });
-}
-
-function waitsForRoom(r: Restore): boolean {
-  const reconciling = r.status?.conditions?.find((c) => c.type === "Reconciling");
-  return reconciling?.status === "True" && reconciling.reason === Reason.InsufficientCapacity;
 }
 
 export class NodeRestoreReconciler {
@@ -104,6 +97,8 @@ export class NodeRestoreReconciler {
   private readonly running = new Set<string>();
   /** Outcomes of restores that ran, not yet written. */
   private readonly outcomes = new Map<string, Outcome>();
+  /** Restores refused for room at their last reconcile, by key: woken when room frees. */
+  private readonly refusedForRoom = new Set<string>();
 
   constructor(options: NodeRestoreReconcilerOptions) {
     this.o = options;
@@ -115,7 +110,13 @@ export class NodeRestoreReconciler {
     });
   }
 
+  /** Keys of the restores waiting for room on this node. */
+  waitingForRoom(): string[] {
+    return [...this.refusedForRoom];
+  }
+
   async reconcile(key: string): Promise<ReconcileResult | undefined> {
+    this.refusedForRoom.delete(key); // said again below if it still waits
     const { namespace, name } = splitKey(key);
     const restore = this.o.restores.get(name, namespace);
     if (!restore || restore.metadata.deletionTimestamp) return undefined;
@@ -207,7 +208,10 @@ export class NodeRestoreReconciler {
       resumes && snap.status.vmSpec ? resourcesOf({ ...vm, spec: snap.status.vmSpec }) : undefined,
     );
     const noRoom = run ? this.o.room?.claim(dom.name, need) : undefined;
-    if (noRoom) return this.waitForRoom(log, restore, noRoom.message);
+    if (noRoom) {
+      this.refusedForRoom.add(`${restore.metadata.namespace}/${restore.metadata.name}`);
+      return this.waitForRoom(log, restore, noRoom.message);
+    }
     this.running.add(restore.metadata.uid ?? "");
     let done: Awaited<ReturnType<typeof restoreSnapshot>>;
     let stop: Awaited<ReturnType<typeof stopGracefully>>;

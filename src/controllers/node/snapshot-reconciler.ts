@@ -16,7 +16,7 @@ import {
 import { parseLiveDevices } from "../../hypervisor/domain/xml.ts";
 import {
   type DomainRef,
-  isActiveState,
+  DomainState,
   type LibvirtClient,
   LibvirtError,
 } from "../../hypervisor/libvirt/index.ts";
@@ -229,7 +229,7 @@ export class NodeSnapshotReconciler {
     const plan = planSnapshot(vm, domainDisks, (n) => this.o.disks.get(n, ns), this.o.defaultPool, timestamp);
     if ("refused" in plan) return this.fail(log, snap, dom, "NotPossible", plan.refused);
     // Shut off, a snapshot holds disks only (libvirt would say "nothing selected for snapshot").
-    if (!plan.disks.length && !isActiveState((await this.o.libvirt.domainState(dom)).state))
+    if (!plan.disks.length && (await this.o.libvirt.domainState(dom)).state === DomainState.Shutoff)
       return this.fail(
         log,
         snap,

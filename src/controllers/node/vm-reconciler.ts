@@ -1,6 +1,5 @@
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { DOMAIN_FINALIZER, type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
-import type { VMDisk } from "../../api/vmdisk.ts";
 import { templateBaseRefusal } from "../../hypervisor/domain/disks.ts";
 import { domainNameOf, resourcesOf } from "../../hypervisor/domain/from-spec.ts";
 import {
@@ -37,9 +36,8 @@ import { NodeVmReporter } from "./vm-report.ts";
 import { answerFilesystemRequest } from "./vm-requests.ts";
 import { diskErrorsSeen } from "./vm-status.ts";
 import { fenceDomain, finalizeVm, reserveAddresses, type VmTeardownOptions } from "./vm-teardown.ts";
-import { syncDevices, wantedDomain } from "./vm-wanted.ts";
+import { type DiskCache, syncDevices, wantedDomain } from "./vm-wanted.ts";
 
-const _COMPONENT = "libvirt-operator-agent";
 /** A disk attach libvirt refused (reported in status) is tried again this often, not at once. */
 const PLUG_RETRY_MS = 60_000;
 /** A VM waiting for room on this node looks again this often (guests stopping free it). */
@@ -49,10 +47,6 @@ const UNCACHED_POLL_MS = 10_000;
 
 export interface VmCache {
   get(name: string, namespace?: string): (VirtualMachine & KubernetesObject) | undefined;
-}
-
-export interface DiskCache {
-  get(name: string, namespace?: string): (VMDisk & KubernetesObject) | undefined;
 }
 
 export interface NodeVmReconcilerOptions {
@@ -450,7 +444,7 @@ export class NodeVmReconciler {
   }
 
   private async finalize(key: string, vm: VirtualMachine, dom: DomainRef | undefined, log: Logger) {
-    const done = await finalizeVm(this.teardown, vm, dom, this.progressOf(key, vm), log);
+    const done = await finalizeVm(this.teardown, vm, dom, () => this.progressOf(key, vm), log);
     if (done !== "released") return done;
     this.progress.delete(key);
     return undefined;

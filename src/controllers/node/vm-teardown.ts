@@ -48,17 +48,18 @@ export async function reserveAddresses(
 
 /**
  * Deleting: stop the guest (gracefully, within the grace period), undefine, release the
- * finalizer. Returns when to look again while the guest shuts down; PROGRESS is the VM's.
+ * finalizer. Returns when to look again while the guest shuts down; PROGRESS_OF gives the VM's.
  */
 export async function finalizeVm(
   o: VmTeardownOptions,
   vm: VirtualMachine,
   dom: DomainRef | undefined,
-  progress: Progress,
+  progressOf: () => Progress,
   log: Logger,
 ): Promise<ReconcileResult | "released"> {
   if (dom) {
     const state = await o.libvirt.domainState(dom);
+    const progress = progressOf();
     const action = decidePower(withMemory(vm, progress), { ...state, id: dom.id }, progress, Date.now());
     const terminating = async (requeueAfterMs: number) => {
       const stopping = { stopping: true, lastOperation: progress.lastOperation };

@@ -2,7 +2,9 @@
 // have in the persistent definition kept), its CD-ROM medium as admitted, its identity as the
 // controller gave it, and the hash its owner record carries to tell a change.
 import { join } from "node:path";
+import type { KubernetesObject } from "@kubernetes/client-node";
 import type { VirtualMachine } from "../../api/virtualmachine.ts";
+import type { VMDisk } from "../../api/vmdisk.ts";
 import { type DiskResolution, resolveDisks } from "../../hypervisor/domain/disks.ts";
 import { domainDefinitionFor } from "../../hypervisor/domain/from-spec.ts";
 import {
@@ -16,8 +18,11 @@ import type { DomainRef, LibvirtClient } from "../../hypervisor/libvirt/index.ts
 import type { Logger } from "../../runtime/logging.ts";
 import { plugDisks, updateDevicesInPlace } from "./vm-disks.ts";
 import type { ResolvedMedia } from "./vm-media.ts";
-import type { DiskCache } from "./vm-reconciler.ts";
 import { volumePathsOf } from "./volume-paths.ts";
+
+export interface DiskCache {
+  get(name: string, namespace?: string): (VMDisk & KubernetesObject) | undefined;
+}
 
 export interface WantedDomain {
   definition: DomainDefinition;
