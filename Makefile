@@ -50,7 +50,7 @@ local-down:
 
 # The controller and the agent as the image runs them: JavaScript compiled by tsc into dist/
 # (tsconfig.build.json; rebuilt from scratch, emit only — make lint checks the types). The local
-# and test stacks run the sources unless OPERATOR_BUILD=js; the benches run dist/ (they compile).
+# and test stacks run the sources unless OPERATOR_BUILD=js; the benches compile their own.
 build: node_modules/.installed
 	@rm -rf dist
 	@npx --no-install tsc -p tsconfig.build.json

@@ -212,7 +212,7 @@ async function main() {
   process.env.STATISTICS_INTERVAL_SECONDS ??= "5";
   const statisticsSeconds = Number(process.env.STATISTICS_INTERVAL_SECONDS);
   progress(`starting the agent bench stack (${STACK.stateDir}, API server :${STACK.ports.apiserver})`);
-  await benchOperatorBuild();
+  await benchOperatorBuild(STACK.stateDir);
   await stackDown(STACK);
   await run("rm", ["-rf", join(STACK.stateDir, "etcd")]);
   await stackUp(STACK);

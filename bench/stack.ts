@@ -49,13 +49,17 @@ export function progress(msg: string) {
 
 /**
  * The benches measure what ships: the controller and the agents run the JavaScript the image
- * runs (compiled here, tsc -p tsconfig.build.json) unless OPERATOR_BUILD=ts asks for the sources.
+ * runs (tsc -p tsconfig.build.json, compiled into STATE_DIR/dist: a bench beside it keeps its
+ * own) unless OPERATOR_BUILD=ts asks for the sources.
  */
-export function benchOperatorBuild(): Promise<OperatorBuild> {
+export function benchOperatorBuild(stateDir = STACK.stateDir): Promise<OperatorBuild> {
   prepared ??= (async () => {
     process.env.OPERATOR_BUILD ||= "js";
     const build = operatorBuild();
-    if (build === "js") await compileOperator();
+    if (build === "js") {
+      process.env.OPERATOR_DIST = join(stateDir, "dist");
+      await compileOperator(process.env.OPERATOR_DIST);
+    }
     progress(`controller and agents: ${describeBuild(build)} (OPERATOR_BUILD=${build})`);
     return build;
   })();

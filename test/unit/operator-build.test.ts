@@ -8,7 +8,12 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:f
 import { mkdtemp } from "node:fs/promises";
 import { dirname, join, relative, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { compileOperator, operatorBuild, operatorEntry } from "../../src/cmd/local/operator-build.ts";
+import {
+  compileOperator,
+  operatorBuild,
+  operatorDistDir,
+  operatorEntry,
+} from "../../src/cmd/local/operator-build.ts";
 import { REPO_ROOT } from "../../src/cmd/local/tools.ts";
 
 function jsFiles(dir: string): string[] {
@@ -42,14 +47,16 @@ function chartEntries(): string[] {
   return entries;
 }
 
-describe("OPERATOR_BUILD", () => {
-  it("runs the sources unless it says js; anything else is refused", () => {
+describe("OPERATOR_BUILD and OPERATOR_DIST", () => {
+  it("run the sources unless js is asked for, from dist/ unless another build is named; anything else is refused", () => {
     assert.equal(operatorBuild({}), "ts");
     assert.equal(operatorBuild({ OPERATOR_BUILD: "" }), "ts");
     assert.equal(operatorBuild({ OPERATOR_BUILD: "js" }), "js");
     assert.throws(() => operatorBuild({ OPERATOR_BUILD: "dist" }), /OPERATOR_BUILD=dist: expected ts or js/);
-    assert.equal(operatorEntry("agent", "ts", "/r"), "/r/src/cmd/agent.ts");
-    assert.equal(operatorEntry("controller", "js", "/r"), "/r/dist/cmd/controller.js");
+    assert.equal(operatorEntry("agent", "ts", "/d"), join(REPO_ROOT, "src", "cmd", "agent.ts"));
+    assert.equal(operatorEntry("controller", "js", "/d"), "/d/cmd/controller.js");
+    assert.equal(operatorDistDir({}), join(REPO_ROOT, "dist"));
+    assert.equal(operatorDistDir({ OPERATOR_DIST: "/s/dist" }), "/s/dist");
   });
 });
 

@@ -12,6 +12,14 @@ export type OperatorProcess = "controller" | "agent";
 /** Where tsconfig.build.json puts the compiled processes (ignored by git, rebuilt from scratch). */
 export const DIST_DIR = join(REPO_ROOT, "dist");
 
+/**
+ * OPERATOR_DIST: the compiled build a stack runs, default dist/ (make build). A bench compiles
+ * into its stack's state directory, so benches side by side never rebuild each other's.
+ */
+export function operatorDistDir(env: NodeJS.ProcessEnv = process.env): string {
+  return env.OPERATOR_DIST || DIST_DIR;
+}
+
 /** OPERATOR_BUILD: "ts" (default: the sources, type stripped) or "js" (dist/, as the image ships). */
 export function operatorBuild(env: NodeJS.ProcessEnv = process.env): OperatorBuild {
   const value = env.OPERATOR_BUILD || "ts";
@@ -19,16 +27,14 @@ export function operatorBuild(env: NodeJS.ProcessEnv = process.env): OperatorBui
   return value;
 }
 
-/** The entry point of NAME in BUILD, under ROOT (this checkout). */
-export function operatorEntry(name: OperatorProcess, build: OperatorBuild, root = REPO_ROOT): string {
-  return build === "js" ? join(root, "dist", "cmd", `${name}.js`) : join(root, "src", "cmd", `${name}.ts`);
+/** The entry point of NAME in BUILD: this checkout's source, or the compiled one in DIST. */
+export function operatorEntry(name: OperatorProcess, build: OperatorBuild, dist = operatorDistDir()): string {
+  return build === "js" ? join(dist, "cmd", `${name}.js`) : join(REPO_ROOT, "src", "cmd", `${name}.ts`);
 }
 
 /** How a report names BUILD. */
 export function describeBuild(build: OperatorBuild): string {
-  return build === "js"
-    ? "compiled JavaScript (dist/, tsconfig.build.json)"
-    : "TypeScript sources (type stripping)";
+  return build === "js" ? "compiled JavaScript (tsconfig.build.json)" : "TypeScript sources (type stripping)";
 }
 
 /**
