@@ -17,6 +17,7 @@ import { API_VERSION, GROUP, VERSION } from "../src/api/common.ts";
 import type { VirtualMachine } from "../src/api/virtualmachine.ts";
 import { kubectl, localNodeName } from "../src/cmd/local/kube.ts";
 import { AGENT_NAMESPACE, startController } from "../src/cmd/local/operator.ts";
+import { describeBuild, operatorBuild } from "../src/cmd/local/operator-build.ts";
 import { runningPid, stopDaemon } from "../src/cmd/local/processes.ts";
 import { kubeconfigPath, type StackConfig, stackDown, stackUp } from "../src/cmd/local/stack.ts";
 import { REPO_ROOT, run } from "../src/cmd/local/tools.ts";
@@ -28,7 +29,7 @@ import {
   TEST_NODE_GROUP_LABEL,
   type TestNode,
 } from "../test/support/nodes.ts";
-import { progress } from "./stack.ts";
+import { benchOperatorBuild, progress } from "./stack.ts";
 import { summarize, table } from "./stats.ts";
 
 const VMS = Number(process.env.BENCH_AGENT_VMS ?? 100);
@@ -211,6 +212,7 @@ async function main() {
   process.env.STATISTICS_INTERVAL_SECONDS ??= "5";
   const statisticsSeconds = Number(process.env.STATISTICS_INTERVAL_SECONDS);
   progress(`starting the agent bench stack (${STACK.stateDir}, API server :${STACK.ports.apiserver})`);
+  await benchOperatorBuild(STACK.stateDir);
   await stackDown(STACK);
   await run("rm", ["-rf", join(STACK.stateDir, "etcd")]);
   await stackUp(STACK);
@@ -334,7 +336,7 @@ async function main() {
     );
     console.log(`series of one VM (vm-000): ${oneVm.length}: ${oneVm.join(", ")}`);
     console.log(
-      `agent peak RSS ${end.peakRssMiB.toFixed(0)} MiB; RSS with ${VMS} VMs after the scrapes ${loaded.rssMiB.toFixed(0)} MiB`,
+      `agent peak RSS ${end.peakRssMiB.toFixed(0)} MiB; RSS with ${VMS} VMs after the scrapes ${loaded.rssMiB.toFixed(0)} MiB (${describeBuild(operatorBuild())})`,
     );
     console.log("");
     console.log(
@@ -362,7 +364,7 @@ async function main() {
       const phaseJson = phases.map((p) => ({ ...p, calls: Object.fromEntries(p.calls) }));
       writeFileSync(
         json,
-        `${JSON.stringify({ libvirtLost: lost, vms: VMS, statisticsSeconds, scrapes: { idle: idleSeq, sequential: seq, concurrent: con }, sweeps, phases: phaseJson, peakRssMiB: end.peakRssMiB, loadedRssMiB: loaded.rssMiB }, null, 2)}\n`,
+        `${JSON.stringify({ libvirtLost: lost, vms: VMS, statisticsSeconds, scrapes: { idle: idleSeq, sequential: seq, concurrent: con }, sweeps, phases: phaseJson, peakRssMiB: end.peakRssMiB, loadedRssMiB: loaded.rssMiB, operatorBuild: operatorBuild() }, null, 2)}\n`,
       );
     }
   } finally {

@@ -17,6 +17,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { kubectl } from "../src/cmd/local/kube.ts";
 import { AGENT_NAMESPACE, startController } from "../src/cmd/local/operator.ts";
+import { describeBuild, type OperatorBuild } from "../src/cmd/local/operator-build.ts";
 import { stopDaemon } from "../src/cmd/local/processes.ts";
 import { stackDown } from "../src/cmd/local/stack.ts";
 import { REPO_ROOT } from "../src/cmd/local/tools.ts";
@@ -48,7 +49,7 @@ import {
 } from "./scale-report.ts";
 import { operatorRound, type RoundContext, type RoundFigures } from "./scale-round.ts";
 import { VmTracker } from "./scale-watch.ts";
-import { apiClient, freshStack, KUBECONFIG, NS, progress, STACK } from "./stack.ts";
+import { apiClient, benchOperatorBuild, freshStack, KUBECONFIG, NS, progress, STACK } from "./stack.ts";
 
 const VMS = Number(process.env.BENCH_SCALE_VMS ?? 1000);
 const NODES = Number(process.env.BENCH_SCALE_NODES ?? 10);
@@ -171,6 +172,7 @@ async function main() {
   }
   const heapSnapshots: HeapSnapshotFigures[] = [];
   const setup = {
+    operatorBuild: await benchOperatorBuild(),
     vms: VMS,
     nodes: NODES,
     nodeCpus: NODE_CPUS,
@@ -274,7 +276,8 @@ function report(
   console.log(
     `\nScale benchmark: ${rounds.map((r) => r.vms).join(" and ")} VMs over ${setup.nodes} test-driver nodes ` +
       `(${setup.nodeCpus} CPUs, ${setup.nodeMemoryGiB} GiB each, CPU overcommit ${setup.cpuOvercommit}), ` +
-      `${setup.concurrency} requests in flight; machine: ${setup.machineCpus} CPUs, load ${JSON.stringify(setup.loadAverageAtStart)}\n`,
+      `${setup.concurrency} requests in flight; machine: ${setup.machineCpus} CPUs, load ${JSON.stringify(setup.loadAverageAtStart)}; ` +
+      `controller and agents: ${describeBuild(setup.operatorBuild as OperatorBuild)}\n`,
   );
   console.log(roundsTable(rounds, "create"));
   console.log("");

@@ -6,6 +6,12 @@ import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import { API_VERSION, GROUP, VERSION } from "../src/api/common.ts";
 import type { VirtualMachine } from "../src/api/virtualmachine.ts";
 import { localNodeName } from "../src/cmd/local/kube.ts";
+import {
+  compileOperator,
+  describeBuild,
+  type OperatorBuild,
+  operatorBuild,
+} from "../src/cmd/local/operator-build.ts";
 import { kubeconfigPath, type StackConfig, stackDown, stackUp } from "../src/cmd/local/stack.ts";
 import { REPO_ROOT, run } from "../src/cmd/local/tools.ts";
 import type { HostCapabilities } from "../src/hypervisor/capabilities.ts";
@@ -41,8 +47,30 @@ export function progress(msg: string) {
   process.stderr.write(`==> ${msg}\n`);
 }
 
-/** A fresh bench stack: an empty etcd, then everything started. */
+/**
+ * The benches measure what ships: the controller and the agents run the JavaScript the image
+ * runs (tsc -p tsconfig.build.json, compiled into STATE_DIR/dist: a bench beside it keeps its
+ * own) unless OPERATOR_BUILD=ts asks for the sources.
+ */
+export function benchOperatorBuild(stateDir = STACK.stateDir): Promise<OperatorBuild> {
+  prepared ??= (async () => {
+    process.env.OPERATOR_BUILD ||= "js";
+    const build = operatorBuild();
+    if (build === "js") {
+      process.env.OPERATOR_DIST = join(stateDir, "dist");
+      await compileOperator(process.env.OPERATOR_DIST);
+    }
+    progress(`controller and agents: ${describeBuild(build)} (OPERATOR_BUILD=${build})`);
+    return build;
+  })();
+  return prepared;
+}
+/** Compiled once per bench run. */
+let prepared: Promise<OperatorBuild> | undefined;
+
+/** A fresh bench stack: an empty etcd, then everything started (the build the benches run). */
 export async function freshStack(): Promise<void> {
+  await benchOperatorBuild();
   await stackDown(STACK);
   await run("rm", ["-rf", join(STACK.stateDir, "etcd")]);
   await stackUp(STACK);

@@ -13,6 +13,7 @@ import { Watch } from "@kubernetes/client-node";
 import { API_VERSION, GROUP, VERSION } from "../src/api/common.ts";
 import { NODE_LABEL, type VirtualMachine } from "../src/api/virtualmachine.ts";
 import { kubectl } from "../src/cmd/local/kube.ts";
+import { describeBuild, operatorBuild } from "../src/cmd/local/operator-build.ts";
 import { runningPid } from "../src/cmd/local/processes.ts";
 import { stackDown } from "../src/cmd/local/stack.ts";
 import { parseCapabilities } from "../src/hypervisor/capabilities.ts";
@@ -261,7 +262,9 @@ async function main() {
     if (steady.disallowed.length) console.log(describeWrites(steady.disallowed));
     if (steady.unseenRequests)
       console.log(`${steady.unseenRequests} of them changed nothing (no watch saw them)`);
-    console.log(`RSS: controller ${controllerRss.toFixed(0)} MiB, agent ${agentRss.toFixed(0)} MiB`);
+    console.log(
+      `RSS: controller ${controllerRss.toFixed(0)} MiB, agent ${agentRss.toFixed(0)} MiB (${describeBuild(operatorBuild())})`,
+    );
   } finally {
     // A run that failed leaves VMs: their agent removes the domains (a later run's VM of the
     // same name would find one no cluster of its own made, and refuse it).

@@ -5,8 +5,9 @@
 import { join } from "node:path";
 import { agentNamespace, identityKubeconfig } from "./identities.ts";
 import { kubectl } from "./kube.ts";
+import { operatorBuild, operatorEntry } from "./operator-build.ts";
 import { startDaemon, waitUntil } from "./processes.ts";
-import { CACHE_DIR, REPO_ROOT } from "./tools.ts";
+import { CACHE_DIR } from "./tools.ts";
 
 /** The release namespace: the controller's ServiceAccount and its leader election Lease. */
 export const OPERATOR_NAMESPACE = "libvirt-operator";
@@ -82,8 +83,8 @@ export async function startAgent(stateDir: string, kubeconfig: string, options: 
     name: options.daemon,
     supervise: options.supervise,
     command: process.execPath,
-    // As the chart runs it (agent-daemonset.yaml): V8's young generation capped.
-    args: ["--max-semi-space-size=4", ...nodeArgs, join(REPO_ROOT, "src", "cmd", "agent.ts")],
+    // As the chart runs it (agent-daemonset.yaml): V8's young generation capped; dist/ with OPERATOR_BUILD=js.
+    args: ["--max-semi-space-size=4", ...nodeArgs, operatorEntry("agent", operatorBuild())],
     env: {
       ...operatorEnv(own, AGENT_NAMESPACE),
       METRICS_PORT: String(options.metricsPort),
@@ -125,8 +126,8 @@ export async function startController(
     name: "controller",
     supervise,
     command: process.execPath,
-    // As the chart runs it (controller-deployment.yaml): V8's young generation capped.
-    args: ["--max-semi-space-size=4", ...nodeArgs, join(REPO_ROOT, "src", "cmd", "controller.ts")],
+    // As the chart runs it (controller-deployment.yaml): V8's young generation capped; dist/ with OPERATOR_BUILD=js.
+    args: ["--max-semi-space-size=4", ...nodeArgs, operatorEntry("controller", operatorBuild())],
     env: controllerEnv(own, podName, metricsPort),
   });
   await waitUntil("controller", () => ready(metricsPort), {
