@@ -108,7 +108,9 @@ class AuthHeaders {
 }
 
 /** TLS options and authentication for the context: from the kubeconfig, or client-node for exec/auth providers. */
-function connectionOptions(config: ResolvedConfig): { options: RequestOptions; auth: AuthHeaders } {
+async function connectionOptions(
+  config: ResolvedConfig,
+): Promise<{ options: RequestOptions; auth: AuthHeaders }> {
   const { cluster, user } = config;
   const url = new URL(cluster.server);
   const base: RequestOptions = {
@@ -125,19 +127,22 @@ function connectionOptions(config: ResolvedConfig): { options: RequestOptions; a
     rejectUnauthorized: cluster["insecure-skip-tls-verify"] !== true,
   };
   if (user.exec || user["auth-provider"]) {
-    // Rare, and the library knows every provider: it is loaded only here. Its token may expire,
-    // so it is asked again with the other changing credentials.
-    const auth = new AuthHeaders(async () => {
-      const { KubeConfig } = await import("@kubernetes/client-node");
-      const kc = new KubeConfig();
-      if (config.files.length === 1 && config.files[0]) kc.loadFromFile(config.files[0]);
-      else kc.loadFromDefault();
-      kc.setCurrentContext(config.contextName);
+    // Rare, and the library knows every provider: it is loaded only here. A provider may give a
+    // client certificate (taken once) or a token that expires (asked again now and then).
+    const { KubeConfig } = await import("@kubernetes/client-node");
+    const kc = new KubeConfig();
+    if (config.files.length === 1 && config.files[0]) kc.loadFromFile(config.files[0]);
+    else kc.loadFromDefault();
+    kc.setCurrentContext(config.contextName);
+    const apply = async () => {
       const applied: RequestOptions = { headers: {} };
       await kc.applyToHTTPSOptions(applied);
-      return { ...(applied.headers as Headers) };
-    }, true);
-    return { options: { ...base, ...tls }, auth };
+      return applied;
+    };
+    const first = await apply();
+    const clientCert = first.cert && first.key ? { cert: first.cert, key: first.key } : {};
+    const auth = new AuthHeaders(async () => ({ ...((await apply()).headers as Headers) }), true);
+    return { options: { ...base, ...tls, ...clientCert }, auth };
   }
   const cert = fileOrData(user["client-certificate-data"], user["client-certificate"]);
   const key = fileOrData(user["client-key-data"], user["client-key"]);
@@ -173,8 +178,11 @@ export class HttpApi {
   private readonly deadlineMs: number;
   private readonly userAgent: string;
 
-  private constructor(config: ResolvedConfig, basePath: string, o: HttpApiOptions) {
-    const { options, auth } = connectionOptions(config);
+  private constructor(
+    { options, auth }: { options: RequestOptions; auth: AuthHeaders },
+    basePath: string,
+    o: HttpApiOptions,
+  ) {
     this.options = options;
     this.auth = auth;
     this.basePath = basePath;
@@ -196,7 +204,7 @@ export class HttpApi {
       throw new KubeconfigError(`server "${config.cluster.server}" of the kubeconfig is no URL`);
     }
     const o = typeof options === "number" ? { deadlineMs: options } : options;
-    const api = new HttpApi(config, url.pathname.replace(/\/$/, ""), o);
+    const api = new HttpApi(await connectionOptions(config), url.pathname.replace(/\/$/, ""), o);
     await api.auth.get(); // a broken token file or exec plugin fails here, not on the first request
     return api;
   }

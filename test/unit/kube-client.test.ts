@@ -12,7 +12,7 @@ import { promisify } from "node:util";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { coreApi } from "../../src/kube/apis.ts";
 import { ApiError, HttpApi } from "../../src/kube/http.ts";
-import { defaultConfig, inClusterConfig } from "../../src/kube/kubeconfig.ts";
+import { defaultConfig, inClusterConfig, loadKubeconfig } from "../../src/kube/kubeconfig.ts";
 import { makeSlimInformer } from "../../src/runtime/slim-informer.ts";
 import { closeAll, kubeConfigFor, serve } from "../support/http-servers.ts";
 
@@ -48,6 +48,48 @@ describe("Kubernetes API client", () => {
     writeFileSync(tokenFile, "new\n");
     assert.equal((await core.readNamespace({ name: "kube-system" })).metadata?.uid, "u1");
     assert.deepEqual(seen, ["Bearer old", "Bearer new"]);
+    http.close();
+  });
+
+  it("authenticates through an exec plugin (client-node, loaded only for it)", T, async () => {
+    const dir = tempDir();
+    const seen: string[] = [];
+    const server = await serve((req, res) => {
+      seen.push(req.headers.authorization ?? "");
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ metadata: { uid: "u1" } }));
+    });
+    const credential = {
+      apiVersion: "client.authentication.k8s.io/v1",
+      kind: "ExecCredential",
+      status: { token: "from-exec" },
+    };
+    const file = join(dir, "config");
+    writeFileSync(
+      file,
+      JSON.stringify({
+        // client-node refuses a plain-http server unless told not to verify.
+        clusters: [{ name: "c", cluster: { server, "insecure-skip-tls-verify": true } }],
+        users: [
+          {
+            name: "u",
+            user: {
+              exec: {
+                apiVersion: "client.authentication.k8s.io/v1",
+                command: process.execPath,
+                args: ["-e", `console.log(${JSON.stringify(JSON.stringify(credential))})`],
+                interactiveMode: "Never",
+              },
+            },
+          },
+        ],
+        contexts: [{ name: "x", context: { cluster: "c", user: "u" } }],
+        "current-context": "x",
+      }),
+    );
+    const http = await HttpApi.connect(loadKubeconfig([file]), { deadlineMs: 5000 });
+    assert.equal((await coreApi(http).readNamespace({ name: "kube-system" })).metadata?.uid, "u1");
+    assert.deepEqual(seen, ["Bearer from-exec"]);
     http.close();
   });
 
