@@ -6,22 +6,18 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  CoordinationV1Api,
-  CoreV1Api,
-  type CustomObjectsApi,
-  type KubeConfig,
-} from "@kubernetes/client-node";
+import type { CustomObjectsApi } from "@kubernetes/client-node";
 import { API_VERSION, GROUP, VERSION } from "../src/api/common.ts";
 import { VirtualMachineKind } from "../src/api/virtualmachine.ts";
 import { runningPid } from "../src/cmd/local/processes.ts";
 import { offerTestDriverDomains, parseCapabilities } from "../src/hypervisor/capabilities.ts";
 import { type DomainRef, DomainUndefineFlags, LibvirtClient } from "../src/hypervisor/libvirt/index.ts";
 import { fitTestDriver } from "../src/hypervisor/test-driver.ts";
-import { applyStatus, type Kube } from "../src/runtime/kube.ts";
+import { loadKubeconfig } from "../src/kube/kubeconfig.ts";
+import { applyStatus, connectKube } from "../src/runtime/kube.ts";
 import { testNodeXml } from "../test/support/nodes.ts";
 import { processFigures } from "./scale-probe.ts";
-import { rawDomainXml, STACK } from "./stack.ts";
+import { KUBECONFIG, rawDomainXml, STACK } from "./stack.ts";
 import { inPool, type Summary, summarize } from "./stats.ts";
 
 /** One part of the baseline: wall time for all of them, and each one's latency (ms). */
@@ -60,7 +56,6 @@ async function timedPart<T>(items: readonly T[], concurrency: number, fn: (item:
  * controller; no agent sees a VM the controller has not labelled for its node).
  */
 export async function bareApiRun(
-  kc: KubeConfig,
   api: CustomObjectsApi,
   options: {
     names: readonly string[];
@@ -70,12 +65,7 @@ export async function bareApiRun(
     concurrency: number;
   },
 ): Promise<{ create: PartFigures; delete: PartFigures }> {
-  const kube: Kube = {
-    kc,
-    custom: api,
-    core: kc.makeApiClient(CoreV1Api),
-    coordination: kc.makeApiClient(CoordinationV1Api),
-  };
+  const kube = await connectKube(undefined, loadKubeconfig([KUBECONFIG]));
   const { namespace } = options;
   const where = { group: GROUP, version: VERSION, namespace, plural: VirtualMachineKind.plural };
   const create = await withServerCpu(() =>
@@ -99,6 +89,7 @@ export async function bareApiRun(
       await api.deleteNamespacedCustomObject({ ...where, name });
     }),
   );
+  kube.http.close();
   return { create, delete: del };
 }
 

@@ -108,7 +108,7 @@ async function baseline(ctx: RoundContext, status: Record<string, unknown>): Pro
   progress("baseline: controller stopped; bare client writes the VMs and a status each");
   await stopDaemon(STACK.stateDir, "controller");
   const names = Array.from({ length: VMS }, (_, i) => `base-${String(i).padStart(4, "0")}`);
-  const api = await bareApiRun(ctx.kc, ctx.api, {
+  const api = await bareApiRun(ctx.api, {
     names,
     namespace: BASELINE_NS,
     spec: SPEC,

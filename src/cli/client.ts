@@ -1,14 +1,17 @@
 // The plugin's connection to the API server, set up the way kubectl does it: --kubeconfig or
 // $KUBECONFIG (a list of files) or ~/.kube/config, --context or the current one, and -n or the
-// context's namespace or "default". It talks over node:https (http.ts): loading
+// context's namespace or "default". It talks over node:https (kube/http.ts): loading
 // @kubernetes/client-node alone takes about a second, twice what a whole write may take.
 // Errors are printed in kubectl's words.
+
+import { type CustomObjects, customObjectsApi } from "../kube/apis.ts";
+import { HttpApi, REQUEST_DEADLINE_MS } from "../kube/http.ts";
+import { kubeconfigFiles, loadKubeconfig } from "../kube/kubeconfig.ts";
 import type { GlobalOptions } from "./args.ts";
-import { type CustomObjects, HttpApi, REQUEST_DEADLINE_MS } from "./http.ts";
-import { kubeconfigFiles, loadKubeconfig } from "./kubeconfig.ts";
 
 export interface PluginClient {
-  custom: CustomObjects;
+  /** The plugin writes no status: it leaves that to the operator. */
+  custom: Omit<CustomObjects, "patchNamespacedCustomObjectStatus">;
   /** A GET of any API path (namespaces for completion). */
   get(path: string): Promise<unknown>;
   namespace: string;
@@ -28,7 +31,7 @@ export async function connect(
   const config = loadKubeconfig(kubeconfigFiles(global.kubeconfig), global.context);
   const api = await HttpApi.connect(config, deadlineMs);
   return {
-    custom: api.customObjects(),
+    custom: customObjectsApi(api),
     get: (path) => api.request("GET", path),
     namespace: resolveNamespace(global.namespace, config.context.namespace),
     close: () => api.close(),

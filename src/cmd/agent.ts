@@ -100,7 +100,7 @@ function importLimitsOrExit(): ImportLimits {
 async function main() {
   const tenancy = tenancyDefaultsFromEnv(process.env);
   const controller = new AbortController();
-  const kube = connectKube();
+  const kube = await connectKube();
   const libvirt = await LibvirtClient.connect({ uri: libvirtUri });
   const testDriver = process.env.LIBVIRT_TEST_DRIVER === "true";
   offerTestDriverDomains(testDriver);
@@ -132,9 +132,7 @@ async function main() {
   const snapshotInformer = kindInformer<VMSnapshot & KubernetesObject>(kube, VMSnapshotKind, placedHere);
   const restoreInformer = kindInformer<VMRestore & KubernetesObject>(kube, VMRestoreKind, placedHere);
   const locks = new DomainLocks();
-  const namespaces = makeSlimInformer<V1Namespace>(kube.kc, "/api/v1/namespaces", () =>
-    kube.core.listNamespace(),
-  );
+  const namespaces = makeSlimInformer<V1Namespace>(kube.http, "/api/v1/namespaces");
   const clusterId = (await kube.core.readNamespace({ name: "kube-system" })).metadata?.uid ?? "";
   await ensureDefaultPool(libvirt, defaultPool, log);
   // The import directories exist from the start, so users know where images go.

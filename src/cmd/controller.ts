@@ -64,7 +64,7 @@ const nodeLostAfterMs = positiveSeconds(process.env.NODE_LOST_AFTER_SECONDS, DEF
 async function main() {
   const tenancy = tenancyDefaultsFromEnv(process.env);
   const storageOvercommit = storageOvercommitFromEnv(process.env.STORAGE_OVERCOMMIT);
-  const kube = connectKube();
+  const kube = await connectKube();
   const registry = newRegistry("controller");
   let ready = false;
   let leading = false;
@@ -85,11 +85,10 @@ async function main() {
   // Reconcilers see each VM as it runs: a clone with the hardware it took from its snapshot.
   const vms = effectiveVms(vmInformer);
 
-  const nodes = makeSlimInformer<V1Node>(kube.kc, "/api/v1/nodes", () => kube.core.listNode());
+  const nodes = makeSlimInformer<V1Node>(kube.http, "/api/v1/nodes");
   const leases = makeSlimInformer<V1Lease>(
-    kube.kc,
+    kube.http,
     `/apis/coordination.k8s.io/v1/namespaces/${agentNamespace}/leases`,
-    () => kube.coordination.listNamespacedLease({ namespace: agentNamespace }),
   );
   // The leader's own renewals (every few seconds) show the heartbeat clock that this process
   // still sees Lease events at all (heartbeat-clock.ts WATCH_GRACE_MS); without them a lone
@@ -97,11 +96,7 @@ async function main() {
   const leaderLeases =
     agentNamespace === namespace
       ? undefined
-      : makeSlimInformer<V1Lease>(
-          kube.kc,
-          `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`,
-          () => kube.coordination.listNamespacedLease({ namespace }),
-        );
+      : makeSlimInformer<V1Lease>(kube.http, `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`);
   const disks = kindInformer<VMDisk & KubernetesObject>(kube, VMDiskKind);
   const snapshots = kindInformer<VMSnapshot & KubernetesObject>(kube, VMSnapshotKind);
   const restores = kindInformer<VMRestore & KubernetesObject>(kube, VMRestoreKind);
@@ -112,9 +107,7 @@ async function main() {
     disks: indexDisks(disks),
     snapshots: indexSnapshots(snapshots),
   };
-  const namespaces = makeSlimInformer<V1Namespace>(kube.kc, "/api/v1/namespaces", () =>
-    kube.core.listNamespace(),
-  );
+  const namespaces = makeSlimInformer<V1Namespace>(kube.http, "/api/v1/namespaces");
   const book: PlacementBook = { vmNodes: new Map(), diskNodes: new Map() };
   // Agents' heartbeats as this process sees them change (fed by watchNodeLoss below).
   const heartbeats = new HeartbeatClock();

@@ -1,38 +1,53 @@
 // Kubernetes access the controllers share: clients from the kubeconfig, informers over our
 // kinds, status written by server-side apply (each writer owns its fields and conditions),
 // metadata patches guarded by resourceVersion, and Events.
-import {
-  CoordinationV1Api,
-  CoreV1Api,
-  CustomObjectsApi,
-  KubeConfig,
-  type KubernetesObject,
-  PatchStrategy,
-  setHeaderOptions,
-} from "@kubernetes/client-node";
+import type { KubernetesObject } from "@kubernetes/client-node";
 import { GROUP, VERSION } from "../api/common.ts";
 import type { CustomObject, KindDefinition } from "../api/kind.ts";
-import { KUBE_REQUEST_DEADLINE_MS, makeApiClientWithDeadline } from "./kube-deadline.ts";
+import {
+  type CoordinationApi,
+  type CoreApi,
+  type CustomObjects,
+  coordinationApi,
+  coreApi,
+  customObjectsApi,
+} from "../kube/apis.ts";
+import { HttpApi, PatchType } from "../kube/http.ts";
+import { defaultConfig, type ResolvedConfig } from "../kube/kubeconfig.ts";
 import type { Logger } from "./logging.ts";
 import { makeSlimInformer } from "./slim-informer.ts";
 
+/**
+ * Longest an API request may take, headers and body (watches excepted: they end when silent):
+ * a server or network path that stops answering fails the reconcile, which then backs off and
+ * retries, rather than hang it and hold its key forever. Ample for lists of thousands of objects.
+ */
+export const KUBE_REQUEST_DEADLINE_MS = 30_000;
+/** Requests in flight at once over kept-alive connections (the work queues' workers together). */
+const KUBE_MAX_SOCKETS = 32;
+
 export interface Kube {
-  kc: KubeConfig;
-  custom: CustomObjectsApi;
-  core: CoreV1Api;
-  coordination: CoordinationV1Api;
+  http: HttpApi;
+  custom: CustomObjects;
+  core: CoreApi;
+  coordination: CoordinationApi;
 }
 
-/** Clients whose every request (watches aside) fails after REQUEST_DEADLINE_MS (kube-deadline.ts). */
-export function connectKube(requestDeadlineMs = KUBE_REQUEST_DEADLINE_MS): Kube {
-  const kc = new KubeConfig();
-  kc.loadFromDefault();
-  return {
-    kc,
-    custom: makeApiClientWithDeadline(kc, CustomObjectsApi, requestDeadlineMs),
-    core: makeApiClientWithDeadline(kc, CoreV1Api, requestDeadlineMs),
-    coordination: makeApiClientWithDeadline(kc, CoordinationV1Api, requestDeadlineMs),
-  };
+/**
+ * Clients of the kubeconfig (or the pod's service account) whose every request (watches aside)
+ * fails after REQUEST_DEADLINE_MS.
+ */
+export async function connectKube(
+  requestDeadlineMs = KUBE_REQUEST_DEADLINE_MS,
+  config: ResolvedConfig = defaultConfig(),
+  maxSockets = KUBE_MAX_SOCKETS,
+): Promise<Kube> {
+  const http = await HttpApi.connect(config, {
+    deadlineMs: requestDeadlineMs,
+    maxSockets,
+    userAgent: "libvirt-operator",
+  });
+  return { http, custom: customObjectsApi(http), core: coreApi(http), coordination: coordinationApi(http) };
 }
 
 export type AnyObject = CustomObject<unknown, unknown> & KubernetesObject;
@@ -44,18 +59,7 @@ export function kindInformer<T extends KubernetesObject>(
   labelSelector?: string,
 ) {
   const path = `/apis/${GROUP}/${VERSION}/${def.plural}`;
-  return makeSlimInformer<T>(
-    kube.kc,
-    path,
-    () =>
-      kube.custom.listClusterCustomObject({
-        group: GROUP,
-        version: VERSION,
-        plural: def.plural,
-        ...(labelSelector ? { labelSelector } : {}),
-      }),
-    labelSelector,
-  );
+  return makeSlimInformer<T>(kube.http, path, labelSelector);
 }
 
 export function keyOf(obj: KubernetesObject): string {
@@ -92,7 +96,7 @@ export async function applyStatus(
   status: Record<string, unknown>,
   force = true,
 ): Promise<KubernetesObject> {
-  return await kube.custom.patchNamespacedCustomObjectStatus(
+  return (await kube.custom.patchNamespacedCustomObjectStatus(
     {
       ...address(def, obj),
       fieldManager,
@@ -104,8 +108,8 @@ export async function applyStatus(
         status,
       },
     },
-    setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply),
-  );
+    PatchType.Apply,
+  )) as KubernetesObject;
 }
 
 /**
@@ -123,7 +127,7 @@ export async function mergePatchStatus(
   const metadata = resourceVersion ? { metadata: { resourceVersion } } : {};
   await kube.custom.patchNamespacedCustomObjectStatus(
     { ...address(def, obj), body: { ...metadata, status: fields } },
-    setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+    PatchType.Merge,
   );
 }
 
@@ -179,7 +183,7 @@ export async function patchMetadata(
         metadata: { ...metadata, resourceVersion: obj.metadata.resourceVersion, uid: obj.metadata.uid },
       },
     },
-    setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+    PatchType.Merge,
   );
 }
 
@@ -233,7 +237,12 @@ export async function objectGone(
  */
 export function isTransient(err: unknown): boolean {
   const name = (err as { name?: string })?.name;
-  if (name === "CallTimeoutError" || name === "ConnectionClosedError" || name === "KubeRequestTimeoutError")
+  if (
+    name === "CallTimeoutError" ||
+    name === "ConnectionClosedError" ||
+    name === "KubeRequestTimeoutError" ||
+    name === "WatchSilenceError"
+  )
     return true;
   const status = httpStatus(err);
   if (status !== undefined) return status === 409 || status === 429 || status >= 500;
@@ -241,7 +250,7 @@ export function isTransient(err: unknown): boolean {
   return typeof code === "string" && ["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE"].includes(code);
 }
 
-/** HTTP status of a client-node API error, if it is one. */
+/** HTTP status of an API error (kube/http.ts ApiError), if it is one. */
 export function httpStatus(err: unknown): number | undefined {
   const code = (err as { code?: unknown })?.code;
   return typeof code === "number" ? code : undefined;
@@ -293,7 +302,7 @@ export function recordEvent(
       await kube.core
         .patchNamespacedEvent(
           { name: seen.name, namespace, body: { count, lastTimestamp: new Date(seen.at) } },
-          setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+          PatchType.Merge,
         )
         .catch((err) => {
           // Expired or deleted meanwhile: the next repeat records it anew.
@@ -341,7 +350,7 @@ export function recordEvent(
 
 /**
  * A Date that serializes with microseconds: Lease times are metav1.MicroTime, which the API
- * server parses only as "…T15:04:05.000000Z" (client-node would send milliseconds).
+ * server parses only as "…T15:04:05.000000Z" (a plain Date would send milliseconds).
  */
 export class MicroTime extends Date {
   override toISOString(): string {
@@ -352,7 +361,7 @@ export class MicroTime extends Date {
   }
 }
 
-/** A one-line message for an API or libvirt error (client-node wraps the server's Status). */
+/** A one-line message for an API or libvirt error (ApiError carries the server's Status). */
 export function describeError(err: unknown): string {
   const e = err as { body?: unknown; code?: number; message?: string };
   if (typeof e?.code === "number" && e.body !== undefined) {

@@ -3,9 +3,8 @@
 // duration, and stop leading the moment the renew deadline passes — a timer says so, not the
 // answer of a request that may hang. Its own API client, so renewals never queue behind
 // reconcile traffic.
-import { CoordinationV1Api, KubeConfig, type V1Lease } from "@kubernetes/client-node";
-import { httpStatus, MicroTime } from "./kube.ts";
-import { makeApiClientWithDeadline } from "./kube-deadline.ts";
+import type { V1Lease } from "@kubernetes/client-node";
+import { connectKube, httpStatus, MicroTime } from "./kube.ts";
 import { checkElectionTimings, judgeLease, type LeaseObservation, leadershipLapsed } from "./lease-judge.ts";
 import type { Logger } from "./logging.ts";
 
@@ -34,10 +33,9 @@ export async function runLeaderElection(
   const renewDeadlineMs = options.renewDeadlineMs ?? 10_000;
   const retryPeriodMs = options.retryPeriodMs ?? 2_000;
   checkElectionTimings(leaseDurationMs, renewDeadlineMs, retryPeriodMs);
-  const kc = new KubeConfig();
-  kc.loadFromDefault();
-  // A request may not outlast half the renew deadline: one hung renewal leaves time for another.
-  const api = makeApiClientWithDeadline(kc, CoordinationV1Api, Math.floor(renewDeadlineMs / 2));
+  // A request may not outlast half the renew deadline: one hung renewal leaves time for another;
+  // two connections, so a hung one never holds up the next renewal.
+  const api = (await connectKube(Math.floor(renewDeadlineMs / 2), undefined, 2)).coordination;
   let observed: LeaseObservation | undefined;
 
   const tryAcquireOrRenew = async (): Promise<boolean> => {

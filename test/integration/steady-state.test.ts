@@ -6,14 +6,14 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import { VirtualMachineKind } from "../../src/api/virtualmachine.ts";
 import { type VMDisk, VMDiskKind } from "../../src/api/vmdisk.ts";
 import { AGENT_NAMESPACE, startController } from "../../src/cmd/local/operator.ts";
 import { stopDaemon } from "../../src/cmd/local/processes.ts";
 import { STATISTICS_FIELD_MANAGER } from "../../src/controllers/node/stats-collector.ts";
 import { heartbeatLeaseName } from "../../src/controllers/node-facts.ts";
-import { applyStatus, type Kube } from "../../src/runtime/kube.ts";
+import { loadKubeconfig } from "../../src/kube/kubeconfig.ts";
+import { applyStatus, connectKube, type Kube } from "../../src/runtime/kube.ts";
 import { describeWrites, WriteRecorder } from "../support/api-writes.ts";
 import { startTestNodes, stopTestNodes, TEST_NODE_GROUP_LABEL, type TestNode } from "../support/nodes.ts";
 import {
@@ -58,15 +58,8 @@ after(async () => {
 });
 
 /** An admin client, for writing status as the agents' statistics writer would. */
-function adminKube(): Kube {
-  const kc = new KubeConfig();
-  kc.loadFromFile(KUBECONFIG);
-  return {
-    kc,
-    custom: kc.makeApiClient(CustomObjectsApi),
-    core: kc.makeApiClient(CoreV1Api),
-    coordination: kc.makeApiClient(CoordinationV1Api),
-  };
+function adminKube(): Promise<Kube> {
+  return connectKube(undefined, loadKubeconfig([KUBECONFIG]));
 }
 
 /** Reconciles run so far, per process and queue (libvirt_operator_reconcile_total). */
@@ -133,7 +126,7 @@ describe("steady state", () => {
     await sleep(WINDOW_MS / 3);
     // Statistics that changed (test-driver guests keep the same figures, so the test moves them):
     // status-only writes of another writer, which no reconciler on either side reads.
-    const kube = adminKube();
+    const kube = await adminKube();
     for (const name of REFRESHED_VMS)
       await applyStatus(
         kube,

@@ -2,7 +2,7 @@
 // closeAll() (in afterEach) ends every one started, open connections included.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { KubeConfig } from "@kubernetes/client-node";
+import type { ResolvedConfig } from "../../src/kube/kubeconfig.ts";
 
 const servers: Server[] = [];
 
@@ -21,14 +21,13 @@ export async function closeAll(): Promise<void> {
   }
 }
 
-/** A kubeconfig for a plain or TLS test server at SERVER (its certificate not checked), with a token. */
-export function kubeConfigFor(server: string): KubeConfig {
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: "c", server, skipTLSVerify: true }],
-    users: [{ name: "u", token: "t" }],
-    contexts: [{ name: "x", cluster: "c", user: "u" }],
-    currentContext: "x",
-  });
-  return kc;
+/** A kubeconfig context for a plain or TLS test server at SERVER (its certificate not checked), with USER. */
+export function kubeConfigFor(server: string, user: ResolvedConfig["user"] = { token: "t" }): ResolvedConfig {
+  return {
+    files: [],
+    contextName: "x",
+    context: { cluster: "c", user: "u" },
+    cluster: { server, "insecure-skip-tls-verify": true },
+    user,
+  };
 }

@@ -1,9 +1,9 @@
-// A small HTTP server standing in for kube-apiserver in unit tests: the real client (client-node)
+// A small HTTP server standing in for kube-apiserver in unit tests: the real client (kube/http.ts)
 // talks to it, so what the code under test sends, and what it makes of an answer, is real.
 import { createServer, type IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
-import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
-import type { Kube } from "../../src/runtime/kube.ts";
+import { connectKube, type Kube } from "../../src/runtime/kube.ts";
+import { kubeConfigFor } from "./http-servers.ts";
 
 export interface StandInRequest {
   method: string;
@@ -37,23 +37,15 @@ export async function standInApi(
     res.writeHead(status, { "Content-Type": "application/json" }).end(JSON.stringify(body));
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const kc = new KubeConfig();
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  kc.loadFromOptions({
-    clusters: [{ name: "c", server: url, skipTLSVerify: true }],
-    users: [{ name: "u" }],
-    contexts: [{ name: "x", cluster: "c", user: "u" }],
-    currentContext: "x",
-  });
+  const kube = await connectKube(undefined, kubeConfigFor(url, {}));
   return {
-    kube: {
-      kc,
-      custom: kc.makeApiClient(CustomObjectsApi),
-      core: kc.makeApiClient(CoreV1Api),
-      coordination: kc.makeApiClient(CoordinationV1Api),
-    },
+    kube,
     requests,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close: () => {
+      kube.http.close();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
   };
 }
 

@@ -9,8 +9,8 @@ import { afterEach, describe, it } from "node:test";
 import yaml from "js-yaml";
 import { connect } from "../../src/cli/client.ts";
 import { formatError } from "../../src/cli/errors.ts";
-import { ApiError } from "../../src/cli/http.ts";
-import { contextNames, KubeconfigError, kubeconfigFiles, loadKubeconfig } from "../../src/cli/kubeconfig.ts";
+import { ApiError } from "../../src/kube/http.ts";
+import { contextNames, KubeconfigError, kubeconfigFiles, loadKubeconfig } from "../../src/kube/kubeconfig.ts";
 import { closeAll, serve } from "../support/http-servers.ts";
 
 afterEach(closeAll);

@@ -6,8 +6,8 @@ import type { VirtualMachine } from "../../src/api/virtualmachine.ts";
 import { parseCommandLine } from "../../src/cli/args.ts";
 import type { PluginClient } from "../../src/cli/client.ts";
 import { FROZEN_ANNOTATION } from "../../src/cli/contract.ts";
-import { ApiError } from "../../src/cli/http.ts";
 import { runVerb } from "../../src/cli/verbs.ts";
+import { ApiError } from "../../src/kube/http.ts";
 
 interface Call {
   verb: "get" | "list" | "create" | "patch" | "delete";

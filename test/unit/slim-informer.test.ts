@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { KubernetesObject } from "@kubernetes/client-node";
+import { HttpApi } from "../../src/kube/http.ts";
 import { makeSlimInformer, slimmed } from "../../src/runtime/slim-informer.ts";
 import { closeAll, kubeConfigFor, serve } from "../support/http-servers.ts";
 
@@ -40,26 +41,30 @@ describe("slim informer", () => {
 
   it("caches listed and watched objects without managedFields", T, async () => {
     const server = await serve((req, res) => {
-      assert.match(req.url ?? "", /watch=true/);
       res.writeHead(200, { "Content-Type": "application/json" });
+      if (!req.url?.includes("watch=true")) {
+        const list = {
+          apiVersion: "v1",
+          kind: "List",
+          metadata: { resourceVersion: "1" },
+          items: [vm("listed", "1")],
+        };
+        return res.end(JSON.stringify(list));
+      }
       res.write(`${JSON.stringify({ type: "ADDED", object: vm("watched", "2") })}\n`);
       // The watch stays open, as the API server's does.
     });
+    const http = await HttpApi.connect(kubeConfigFor(server));
     const informer = makeSlimInformer<KubernetesObject>(
-      kubeConfigFor(server),
+      http,
       "/apis/vm.libvirt-operator.io/v1alpha1/virtualmachines",
-      async () => ({
-        apiVersion: "v1",
-        kind: "List",
-        metadata: { resourceVersion: "1" },
-        items: [vm("listed", "1")],
-      }),
     );
     const added: KubernetesObject[] = [];
     informer.on("add", (o) => added.push(o));
     await informer.start();
     for (let i = 0; i < 100 && added.length < 2; i++) await sleep(20);
     await informer.stop();
+    http.close();
     assert.deepEqual(
       added.map((o) => o.metadata?.name),
       ["listed", "watched"],

@@ -1,9 +1,10 @@
 // The agent's view of its node for the cluster: capacity and hypervisors on the Node
 // object, and a heartbeat Lease renewed every few seconds.
-import { PatchStrategy, setHeaderOptions, type V1Lease } from "@kubernetes/client-node";
+import type { V1Lease } from "@kubernetes/client-node";
 import { parseCapabilities } from "../../hypervisor/capabilities.ts";
 import { type LibvirtClient, ListNetworks } from "../../hypervisor/libvirt/index.ts";
 import { type NetworkPools, parseNetworkPools } from "../../hypervisor/network.ts";
+import { PatchType } from "../../kube/http.ts";
 import { describeError, httpStatus, type Kube, MicroTime } from "../../runtime/kube.ts";
 import type { Logger } from "../../runtime/logging.ts";
 import {
@@ -60,7 +61,7 @@ export async function publishNode(kube: Kube, nodeName: string, capacity: NodeCa
       name: nodeName,
       body: { metadata: { labels, annotations: { [CAPACITY_ANNOTATION]: JSON.stringify(capacity) } } },
     },
-    setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+    PatchType.Merge,
   );
 }
 

@@ -4,7 +4,7 @@
 // object is meant to take over (domain-claim.ts, volume-claim.ts) — and reported: one log line
 // when one appears or goes, a gauge, and the Node annotation the controller places a re-applied
 // object by (orphan-facts.ts), written only when the set changes.
-import { PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
+
 import { Gauge, type Registry } from "prom-client";
 import { VirtualMachineKind } from "../../api/virtualmachine.ts";
 import { keyOfDomain } from "../../hypervisor/domain/from-spec.ts";
@@ -16,6 +16,7 @@ import {
   uuidToString,
 } from "../../hypervisor/libvirt/index.ts";
 import { parseDhcpHosts } from "../../hypervisor/network.ts";
+import { PatchType } from "../../kube/http.ts";
 import { describeError, type Kube, objectGone } from "../../runtime/kube.ts";
 import type { Logger } from "../../runtime/logging.ts";
 import {
@@ -228,7 +229,7 @@ export class OrphanReporter {
     if (value === this.published) return;
     await this.o.kube.core.patchNode(
       { name: this.o.nodeName, body: { metadata: { annotations: { [ORPHANS_ANNOTATION]: value } } } },
-      setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      PatchType.Merge,
     );
     this.published = value;
     this.o.log.info(

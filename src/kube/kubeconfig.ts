@@ -1,9 +1,9 @@
-// Reading kubeconfig the way kubectl does, for a command that must start fast: --kubeconfig, or
-// the files of $KUBECONFIG merged (the first to name a cluster, user or context wins), or
-// ~/.kube/config; --context or the current one. @kubernetes/client-node does this too, but
-// loading it takes ~0.7 s of a call that should take less than 0.5 s in all; it is still used
-// for users that authenticate through an exec plugin or an auth provider (see http.ts).
-import { readFileSync } from "node:fs";
+// Reading kubeconfig the way kubectl does: --kubeconfig, or the files of $KUBECONFIG merged (the
+// first to name a cluster, user or context wins), or ~/.kube/config; --context or the current
+// one. In a pod without a kubeconfig, the service account's (defaultConfig). @kubernetes/client-node
+// does this too, but loading it takes ~0.7 s and ~60 MiB per process; it is still used for users
+// that authenticate through an exec plugin or an auth provider (see http.ts).
+import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { delimiter, dirname, isAbsolute, join } from "node:path";
 import yaml from "js-yaml";
@@ -127,4 +127,44 @@ export function contextNames(flag: string | undefined): string[] {
     }
   }
   return [...names];
+}
+
+/** Where Kubernetes mounts a pod's service account. */
+export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/**
+ * The pod's own service account: the API server of KUBERNETES_SERVICE_HOST/PORT, its CA, and
+ * the token as a file (projected tokens rotate: http.ts reads it again now and then).
+ */
+export function inClusterConfig(env = process.env, dir = SERVICE_ACCOUNT_DIR): ResolvedConfig {
+  const host = env.KUBERNETES_SERVICE_HOST;
+  const port = env.KUBERNETES_SERVICE_PORT;
+  if (!host || !port) throw new KubeconfigError("not in a cluster: KUBERNETES_SERVICE_HOST/PORT unset");
+  let namespace: string | undefined;
+  try {
+    namespace = readFileSync(join(dir, "namespace"), "utf8").trim() || undefined;
+  } catch {
+    // a token without a namespace file still serves
+  }
+  return {
+    files: [],
+    contextName: "in-cluster",
+    context: { cluster: "in-cluster", user: "in-cluster", ...(namespace ? { namespace } : {}) },
+    cluster: {
+      server: `https://${host.includes(":") ? `[${host}]` : host}:${port}`,
+      "certificate-authority": join(dir, "ca.crt"),
+    },
+    user: { tokenFile: join(dir, "token") },
+  };
+}
+
+/**
+ * What a daemon connects with, as client-node's loadFromDefault: $KUBECONFIG, else
+ * ~/.kube/config if there is one, else the pod's service account.
+ */
+export function defaultConfig(env = process.env): ResolvedConfig {
+  const files = kubeconfigFiles(undefined, env);
+  if (env.KUBECONFIG || files.some((f) => existsSync(f)) || !env.KUBERNETES_SERVICE_HOST)
+    return loadKubeconfig(files);
+  return inClusterConfig(env);
 }

@@ -1,0 +1,355 @@
+// Kubernetes API requests over node:http(s), for the plugin and the daemons alike: JSON requests
+// with a deadline over a pool of kept-alive connections, and watches (newline-delimited JSON)
+// that end when the connection falls silent. Answers that are not 2xx throw ApiError {code,
+// body} (the shape of client-node's ApiException, which our error handling reads).
+// @kubernetes/client-node is not loaded for this: it costs ~60 MiB per process and ~0.7 s to load.
+import { readFileSync } from "node:fs";
+import { Agent as HttpAgent, request as httpRequest } from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest, type RequestOptions } from "node:https";
+import { KubeconfigError, type ResolvedConfig } from "./kubeconfig.ts";
+
+/** How long one request may take, headers and body, before the plugin gives up on it. */
+export const REQUEST_DEADLINE_MS = 15_000;
+/** A watch that brings nothing (no event, no bookmark) this long is taken for a dead connection. */
+export const WATCH_SILENCE_MS = 30_000;
+/** Credentials that may change (a rotated token file, an exec plugin) are read again this often. */
+const AUTH_REFRESH_MS = 60_000;
+/** Socket timeout of pooled connections: idle ones close then (requests end sooner: their deadline). */
+const IDLE_CLOSE_MS = 60_000;
+
+export class ApiError extends Error {
+  override name = "ApiError";
+  readonly code: number;
+  readonly body: unknown;
+  constructor(code: number, body: unknown) {
+    super(`HTTP ${code}`);
+    this.code = code;
+    this.body = body;
+  }
+}
+
+export class KubeRequestTimeoutError extends Error {
+  override name = "KubeRequestTimeoutError";
+  readonly method: string;
+  readonly url: string;
+  readonly deadlineMs: number;
+
+  constructor(method: string, url: string, host: string, deadlineMs: number) {
+    super(
+      `Kubernetes API request ${method} ${url} got no complete answer from ${host} within ${deadlineMs} ms`,
+    );
+    this.method = method;
+    this.url = url;
+    this.deadlineMs = deadlineMs;
+  }
+}
+
+/** A watch that went silent past its limit: the connection is presumed dead. */
+export class WatchSilenceError extends Error {
+  override name = "WatchSilenceError";
+}
+
+/** The Content-Type of a PATCH says what kind of patch it is. */
+export const PatchType = {
+  Merge: "application/merge-patch+json",
+  Json: "application/json-patch+json",
+  Apply: "application/apply-patch+yaml",
+} as const;
+export type PatchType = (typeof PatchType)[keyof typeof PatchType];
+
+export interface WatchEvent {
+  type: "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" | "ERROR";
+  object: unknown;
+}
+
+export interface HttpApiOptions {
+  /** Every request (watches aside) fails after this long. */
+  deadlineMs?: number;
+  /** Connections open at once for requests (watches have their own). */
+  maxSockets?: number;
+  userAgent?: string;
+}
+
+function fileOrData(data: string | undefined, file: string | undefined): Buffer | undefined {
+  if (data) return Buffer.from(data, "base64");
+  if (file) return readFileSync(file);
+  return undefined;
+}
+
+type Headers = Record<string, string>;
+
+/** Authentication headers, read again now and then when they may change, and after a 401. */
+class AuthHeaders {
+  private cached?: { at: number; headers: Promise<Headers> };
+  private readonly read: () => Promise<Headers> | Headers;
+  private readonly changes: boolean;
+
+  constructor(read: () => Promise<Headers> | Headers, changes: boolean) {
+    this.read = read;
+    this.changes = changes;
+  }
+
+  get(now = Date.now()): Promise<Headers> {
+    if (!this.cached || (this.changes && now - this.cached.at >= AUTH_REFRESH_MS)) {
+      const headers = Promise.resolve().then(this.read);
+      const entry = { at: now, headers };
+      this.cached = entry;
+      headers.catch(() => {
+        if (this.cached === entry) this.cached = undefined;
+      });
+    }
+    return this.cached.headers;
+  }
+
+  /** The server refused them: read them afresh for the next request. */
+  invalidate(): void {
+    if (this.changes) this.cached = undefined;
+  }
+}
+
+/** TLS options and authentication for the context: from the kubeconfig, or client-node for exec/auth providers. */
+async function connectionOptions(
+  config: ResolvedConfig,
+): Promise<{ options: RequestOptions; auth: AuthHeaders }> {
+  const { cluster, user } = config;
+  const url = new URL(cluster.server);
+  const base: RequestOptions = {
+    // An IPv6 literal comes bracketed in a URL, not in a host name to connect to.
+    host: url.hostname.replace(/^\[(.*)\]$/, "$1"),
+    port: url.port || (url.protocol === "https:" ? 443 : 80),
+    protocol: url.protocol,
+  };
+  const ca = fileOrData(cluster["certificate-authority-data"], cluster["certificate-authority"]);
+  const tls: RequestOptions = {
+    ...(ca ? { ca } : {}),
+    ...(cluster["tls-server-name"] ? { servername: cluster["tls-server-name"] } : {}),
+    // Only a real true turns verification off (a YAML "false" string must not).
+    rejectUnauthorized: cluster["insecure-skip-tls-verify"] !== true,
+  };
+  if (user.exec || user["auth-provider"]) {
+    // Rare, and the library knows every provider: it is loaded only here. A provider may give a
+    // client certificate (taken once) or a token that expires (asked again now and then).
+    const { KubeConfig } = await import("@kubernetes/client-node");
+    const kc = new KubeConfig();
+    if (config.files.length === 1 && config.files[0]) kc.loadFromFile(config.files[0]);
+    else kc.loadFromDefault();
+    kc.setCurrentContext(config.contextName);
+    const apply = async () => {
+      const applied: RequestOptions = { headers: {} };
+      await kc.applyToHTTPSOptions(applied);
+      return applied;
+    };
+    const first = await apply();
+    const clientCert = first.cert && first.key ? { cert: first.cert, key: first.key } : {};
+    const auth = new AuthHeaders(async () => ({ ...((await apply()).headers as Headers) }), true);
+    return { options: { ...base, ...tls, ...clientCert }, auth };
+  }
+  const cert = fileOrData(user["client-certificate-data"], user["client-certificate"]);
+  const key = fileOrData(user["client-key-data"], user["client-key"]);
+  const tokenFile = user.token ? undefined : user.tokenFile;
+  const auth = new AuthHeaders((): Headers => {
+    // A token file is read again each time: a projected service account token rotates.
+    const token = user.token ?? (tokenFile ? readFileSync(tokenFile, "utf8").trim() : undefined);
+    if (token) return { Authorization: `Bearer ${token}` };
+    if (user.username !== undefined)
+      return {
+        Authorization: `Basic ${Buffer.from(`${user.username}:${user.password ?? ""}`).toString("base64")}`,
+      };
+    return {};
+  }, tokenFile !== undefined);
+  return { options: { ...base, ...tls, ...(cert ? { cert } : {}), ...(key ? { key } : {}) }, auth };
+}
+
+/** BODY as JSON when it is; as text when not (a proxy's page, kept for the error). */
+function parsed(text: string): unknown {
+  try {
+    return text ? JSON.parse(text) : undefined;
+  } catch {
+    return text;
+  }
+}
+
+export class HttpApi {
+  private readonly options: RequestOptions;
+  private readonly auth: AuthHeaders;
+  private readonly basePath: string;
+  private readonly agent: HttpAgent;
+  private readonly watchAgent: HttpAgent;
+  private readonly deadlineMs: number;
+  private readonly userAgent: string;
+
+  private constructor(
+    { options, auth }: { options: RequestOptions; auth: AuthHeaders },
+    basePath: string,
+    o: HttpApiOptions,
+  ) {
+    this.options = options;
+    this.auth = auth;
+    this.basePath = basePath;
+    this.deadlineMs = o.deadlineMs ?? REQUEST_DEADLINE_MS;
+    this.userAgent = o.userAgent ?? "kubectl-vm";
+    const Agent = options.protocol === "http:" ? HttpAgent : HttpsAgent;
+    // An idle connection is closed after a minute, before the server may close it under a request.
+    this.agent = new Agent({ keepAlive: true, maxSockets: o.maxSockets ?? 1, timeout: IDLE_CLOSE_MS });
+    // Watches hold their connection for minutes: apart, so they never keep a request waiting.
+    this.watchAgent = new Agent({ keepAlive: false });
+  }
+
+  /** A connection to CONFIG's API server whose every request fails after its deadline. */
+  static async connect(config: ResolvedConfig, options: HttpApiOptions | number = {}): Promise<HttpApi> {
+    let url: URL;
+    try {
+      url = new URL(config.cluster.server);
+    } catch {
+      throw new KubeconfigError(`server "${config.cluster.server}" of the kubeconfig is no URL`);
+    }
+    const o = typeof options === "number" ? { deadlineMs: options } : options;
+    const api = new HttpApi(await connectionOptions(config), url.pathname.replace(/\/$/, ""), o);
+    await api.auth.get(); // a broken token file or exec plugin fails here, not on the first request
+    return api;
+  }
+
+  private async headers(extra: Headers): Promise<Headers> {
+    return { ...(await this.auth.get()), Accept: "application/json", "User-Agent": this.userAgent, ...extra };
+  }
+
+  private send(options: RequestOptions) {
+    return (this.options.protocol === "http:" ? httpRequest : httpsRequest)({ ...this.options, ...options });
+  }
+
+  /** One request; resolves with the parsed JSON body of a 2xx answer. */
+  async request(
+    method: string,
+    path: string,
+    body?: object,
+    contentType = "application/json",
+  ): Promise<unknown> {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const headers = await this.headers(
+      payload ? { "Content-Type": contentType, "Content-Length": String(Buffer.byteLength(payload)) } : {},
+    );
+    return new Promise((resolve, reject) => {
+      // One deadline for the whole exchange: an API server that accepts and then stalls fails too.
+      const timer = setTimeout(() => {
+        const host = String(this.options.host);
+        req.destroy(new KubeRequestTimeoutError(method, path.split("?")[0] ?? path, host, this.deadlineMs));
+      }, this.deadlineMs);
+      const fail = (err: Error) => {
+        clearTimeout(timer);
+        reject(err);
+      };
+      const req = this.send({ agent: this.agent, method, path: this.basePath + path, headers });
+      req.on("response", (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("error", fail);
+        res.on("end", () => {
+          clearTimeout(timer);
+          const answer = parsed(Buffer.concat(chunks).toString("utf8"));
+          const code = res.statusCode ?? 0;
+          if (code >= 200 && code < 300) return resolve(answer);
+          if (code === 401) this.auth.invalidate();
+          reject(new ApiError(code, answer));
+        });
+      });
+      req.on("error", fail);
+      req.end(payload);
+    });
+  }
+
+  /**
+   * Watches PATH (a list path) from QUERY's resourceVersion: ON_EVENT for every event. Resolves
+   * once the watch is under way or has failed; DONE is called once when it ends: without an
+   * error when the server closed it or SIGNAL aborted it; with ApiError for an answer other
+   * than 200, WatchSilenceError after SILENCE_MS without a byte.
+   */
+  async watch(
+    path: string,
+    query: Record<string, string | undefined>,
+    onEvent: (event: WatchEvent) => void,
+    done: (err?: unknown) => void,
+    { signal, silenceMs = WATCH_SILENCE_MS }: { signal?: AbortSignal; silenceMs?: number } = {},
+  ): Promise<void> {
+    let headers: Headers;
+    try {
+      headers = await this.headers({});
+    } catch (err) {
+      done(err);
+      return;
+    }
+    const params = new URLSearchParams({ watch: "true" });
+    for (const [k, v] of Object.entries(query)) if (v !== undefined) params.set(k, v);
+    await new Promise<void>((started) => {
+      let finished = false;
+      let timer: NodeJS.Timeout | undefined;
+      const finish = (err?: unknown) => {
+        if (finished) return;
+        finished = true;
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        req.destroy();
+        done(err);
+        started();
+      };
+      const onAbort = () => finish();
+      const arm = () => {
+        clearTimeout(timer);
+        timer = setTimeout(
+          () => finish(new WatchSilenceError(`watch ${path}: nothing for ${silenceMs} ms`)),
+          silenceMs,
+        );
+      };
+      const req = this.send({
+        agent: this.watchAgent,
+        method: "GET",
+        path: `${this.basePath}${path}?${params}`,
+        headers,
+      });
+      req.on("response", (res) => {
+        res.setEncoding("utf8");
+        if (res.statusCode !== 200) {
+          let text = "";
+          res.on("data", (c: string) => (text += c));
+          res.on("end", () => {
+            if (res.statusCode === 401) this.auth.invalidate();
+            finish(new ApiError(res.statusCode ?? 0, parsed(text)));
+          });
+          return;
+        }
+        started();
+        arm();
+        let partial = "";
+        res.on("data", (chunk: string) => {
+          arm();
+          const lines = (partial + chunk).split("\n");
+          partial = lines.pop() ?? "";
+          for (const line of lines) {
+            if (finished) return;
+            if (!line.trim()) continue;
+            let event: WatchEvent;
+            try {
+              event = JSON.parse(line) as WatchEvent;
+            } catch {
+              return finish(new Error(`watch ${path}: a line that is no JSON`));
+            }
+            onEvent(event);
+          }
+        });
+        res.on("end", () => finish());
+        res.on("close", () => finish());
+        res.on("error", finish);
+      });
+      req.on("error", finish);
+      if (signal?.aborted) return finish();
+      signal?.addEventListener("abort", onAbort, { once: true });
+      arm();
+      req.end();
+    });
+  }
+
+  /** Closes the kept-alive connections so the process can exit at once. */
+  close(): void {
+    this.agent.destroy();
+    this.watchAgent.destroy();
+  }
+}

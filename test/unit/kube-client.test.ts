@@ -1,0 +1,185 @@
+// The daemons' own Kubernetes client (kube/http.ts): credentials that rotate, the pod's service
+// account, an informer through a 410 Gone, and that neither daemon loads @kubernetes/client-node
+// (~60 MiB of each one's memory when it did).
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
+import type { KubernetesObject } from "@kubernetes/client-node";
+import { coreApi } from "../../src/kube/apis.ts";
+import { ApiError, HttpApi } from "../../src/kube/http.ts";
+import { defaultConfig, inClusterConfig, loadKubeconfig } from "../../src/kube/kubeconfig.ts";
+import { makeSlimInformer } from "../../src/runtime/slim-informer.ts";
+import { closeAll, kubeConfigFor, serve } from "../support/http-servers.ts";
+
+const T = { timeout: 20_000 };
+afterEach(closeAll);
+
+const tempDirs: string[] = [];
+afterEach(() => {
+  for (const d of tempDirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "lvo-kube-client-"));
+  tempDirs.push(dir);
+  return dir;
+}
+
+describe("Kubernetes API client", () => {
+  it("reads a token file again after a 401 (a rotated service account token)", T, async () => {
+    const dir = tempDir();
+    const tokenFile = join(dir, "token");
+    writeFileSync(tokenFile, "old\n");
+    const seen: string[] = [];
+    const server = await serve((req, res) => {
+      seen.push(req.headers.authorization ?? "");
+      const ok = req.headers.authorization === "Bearer new";
+      res.writeHead(ok ? 200 : 401, { "content-type": "application/json" });
+      res.end(JSON.stringify(ok ? { metadata: { uid: "u1" } } : { kind: "Status", code: 401 }));
+    });
+    const http = await HttpApi.connect(kubeConfigFor(server, { tokenFile }), { deadlineMs: 2000 });
+    const core = coreApi(http);
+    const refused = await core.readNamespace({ name: "kube-system" }).catch((e: unknown) => e);
+    assert.ok(refused instanceof ApiError && refused.code === 401, String(refused));
+    writeFileSync(tokenFile, "new\n");
+    assert.equal((await core.readNamespace({ name: "kube-system" })).metadata?.uid, "u1");
+    assert.deepEqual(seen, ["Bearer old", "Bearer new"]);
+    http.close();
+  });
+
+  it("authenticates through an exec plugin (client-node, loaded only for it)", T, async () => {
+    const dir = tempDir();
+    const seen: string[] = [];
+    const server = await serve((req, res) => {
+      seen.push(req.headers.authorization ?? "");
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ metadata: { uid: "u1" } }));
+    });
+    const credential = {
+      apiVersion: "client.authentication.k8s.io/v1",
+      kind: "ExecCredential",
+      status: { token: "from-exec" },
+    };
+    const file = join(dir, "config");
+    writeFileSync(
+      file,
+      JSON.stringify({
+        // client-node refuses a plain-http server unless told not to verify.
+        clusters: [{ name: "c", cluster: { server, "insecure-skip-tls-verify": true } }],
+        users: [
+          {
+            name: "u",
+            user: {
+              exec: {
+                apiVersion: "client.authentication.k8s.io/v1",
+                command: process.execPath,
+                args: ["-e", `console.log(${JSON.stringify(JSON.stringify(credential))})`],
+                interactiveMode: "Never",
+              },
+            },
+          },
+        ],
+        contexts: [{ name: "x", context: { cluster: "c", user: "u" } }],
+        "current-context": "x",
+      }),
+    );
+    const http = await HttpApi.connect(loadKubeconfig([file]), { deadlineMs: 5000 });
+    assert.equal((await coreApi(http).readNamespace({ name: "kube-system" })).metadata?.uid, "u1");
+    assert.deepEqual(seen, ["Bearer from-exec"]);
+    http.close();
+  });
+
+  it("connects as the pod's service account without a kubeconfig", () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, "namespace"), "libvirt-operator\n");
+    const env = { KUBERNETES_SERVICE_HOST: "10.96.0.1", KUBERNETES_SERVICE_PORT: "443", HOME: dir };
+    const config = inClusterConfig(env, dir);
+    assert.equal(config.cluster.server, "https://10.96.0.1:443");
+    assert.equal(config.cluster["certificate-authority"], join(dir, "ca.crt"));
+    assert.equal(config.user.tokenFile, join(dir, "token"));
+    assert.equal(config.context.namespace, "libvirt-operator");
+    assert.equal(
+      inClusterConfig({ ...env, KUBERNETES_SERVICE_HOST: "fd00::1" }, dir).cluster.server,
+      "https://[fd00::1]:443",
+    );
+    // No ~/.kube/config in HOME and no $KUBECONFIG: the service account, as client-node did.
+    assert.equal(defaultConfig(env).contextName, "in-cluster");
+    assert.throws(() => inClusterConfig({}, dir), /not in a cluster/);
+  });
+
+  it("lists again after a 410 Gone, deleting what vanished and adding what came", T, async () => {
+    const obj = (name: string, rv: string) => ({ metadata: { name, namespace: "ns", resourceVersion: rv } });
+    let lists = 0;
+    const server = await serve((req, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      if (!req.url?.includes("watch=true")) {
+        lists++;
+        const items = lists === 1 ? [obj("a", "1"), obj("b", "1")] : [obj("b", "1"), obj("c", "7")];
+        return res.end(JSON.stringify({ metadata: { resourceVersion: lists === 1 ? "1" : "7" }, items }));
+      }
+      if (req.url.includes("resourceVersion=1")) {
+        assert.match(req.url, /allowWatchBookmarks=true/);
+        return res.end(`${JSON.stringify({ type: "ERROR", object: { kind: "Status", code: 410 } })}\n`);
+      }
+      // Resumed from the second list's resourceVersion: stays open.
+    });
+    const http = await HttpApi.connect(kubeConfigFor(server));
+    const informer = makeSlimInformer<KubernetesObject>(http, "/api/v1/things");
+    const seen: string[] = [];
+    for (const verb of ["add", "update", "delete"] as const)
+      informer.on(verb, (o) => seen.push(`${verb} ${o.metadata?.name}`));
+    const errors: unknown[] = [];
+    informer.on("error", (e) => errors.push(e));
+    await informer.start();
+    for (let i = 0; i < 100 && lists < 2; i++) await sleep(20);
+    await sleep(50);
+    await informer.stop();
+    http.close();
+    assert.deepEqual(errors, []);
+    assert.deepEqual(seen, ["add a", "add b", "delete a", "add c"]);
+    assert.equal(informer.latestResourceVersion(), "7");
+    assert.deepEqual(
+      informer.list().map((o) => o.metadata?.name),
+      ["b", "c"],
+    );
+  });
+
+  for (const daemon of ["controller", "agent"]) {
+    it(`keeps @kubernetes/client-node out of the ${daemon}`, T, async () => {
+      // Every module the daemon's entry point imports is loaded (not run: the entry's own code
+      // exits first); the hook prints each resolved URL.
+      const hook = `
+        import { registerHooks } from "node:module";
+        const entry = new URL(${JSON.stringify(`../../src/cmd/${daemon}.ts`)}, ${JSON.stringify(import.meta.url)}).href;
+        registerHooks({
+          resolve(specifier, context, next) {
+            const r = next(specifier, context);
+            process.stdout.write(r.url + "\\n");
+            return r;
+          },
+          load(url, context, next) {
+            const r = next(url, context);
+            if (url !== entry) return r;
+            return { ...r, source: "process.exit(0);\\n" + String(r.source) };
+          },
+        });
+        await import(entry);
+      `;
+      const { stdout } = await promisify(execFile)(process.execPath, ["--input-type=module", "--eval", hook]);
+      const loaded = stdout.split("\n").filter(Boolean);
+      assert.ok(
+        loaded.some((u) => u.endsWith("/src/runtime/kube.ts")),
+        `${loaded.length} modules`,
+      );
+      assert.ok(loaded.some((u) => u.endsWith("/src/kube/http.ts")));
+      assert.deepEqual(
+        loaded.filter((u) => u.includes("@kubernetes/client-node")),
+        [],
+      );
+    });
+  }
+});
