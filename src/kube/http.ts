@@ -10,8 +10,11 @@ import { KubeconfigError, type ResolvedConfig } from "./kubeconfig.ts";
 
 /** How long one request may take, headers and body, before the plugin gives up on it. */
 export const REQUEST_DEADLINE_MS = 15_000;
-/** A watch that brings nothing (no event, no bookmark) this long is taken for a dead connection. */
-export const WATCH_SILENCE_MS = 30_000;
+/**
+ * A watch that brings nothing (no event, no bookmark) this long is taken for a dead connection:
+ * longer than the API server's bookmark interval (a minute), so a quiet watch is never cut.
+ */
+export const WATCH_SILENCE_MS = 90_000;
 /** Credentials that may change (a rotated token file, an exec plugin) are read again this often. */
 const AUTH_REFRESH_MS = 60_000;
 /** Socket timeout of pooled connections: idle ones close then (requests end sooner: their deadline). */
@@ -229,6 +232,14 @@ export class HttpApi {
       payload ? { "Content-Type": contentType, "Content-Length": String(Buffer.byteLength(payload)) } : {},
     );
     return new Promise((resolve, reject) => {
+      // A header or path node refuses (a token with a newline) throws here, before any timer.
+      let req: ReturnType<HttpApi["send"]>;
+      try {
+        req = this.send({ agent: this.agent, method, path: this.basePath + path, headers });
+      } catch (err) {
+        reject(err);
+        return;
+      }
       // One deadline for the whole exchange: an API server that accepts and then stalls fails too.
       const timer = setTimeout(() => {
         const host = String(this.options.host);
@@ -238,7 +249,6 @@ export class HttpApi {
         clearTimeout(timer);
         reject(err);
       };
-      const req = this.send({ agent: this.agent, method, path: this.basePath + path, headers });
       req.on("response", (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));
@@ -299,12 +309,20 @@ export class HttpApi {
           silenceMs,
         );
       };
-      const req = this.send({
-        agent: this.watchAgent,
-        method: "GET",
-        path: `${this.basePath}${path}?${params}`,
-        headers,
-      });
+      let req: ReturnType<HttpApi["send"]>;
+      try {
+        req = this.send({
+          agent: this.watchAgent,
+          method: "GET",
+          path: `${this.basePath}${path}?${params}`,
+          headers,
+        });
+      } catch (err) {
+        finished = true;
+        done(err);
+        started();
+        return;
+      }
       req.on("response", (res) => {
         res.setEncoding("utf8");
         if (res.statusCode !== 200) {
@@ -332,7 +350,12 @@ export class HttpApi {
             } catch {
               return finish(new Error(`watch ${path}: a line that is no JSON`));
             }
-            onEvent(event);
+            try {
+              onEvent(event);
+            } catch (err) {
+              // The receiver failed on it: the watch ends with that error (it is started again).
+              return finish(err);
+            }
           }
         });
         res.on("end", () => finish());

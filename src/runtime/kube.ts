@@ -15,7 +15,7 @@ import {
 import { HttpApi, PatchType } from "../kube/http.ts";
 import { defaultConfig, type ResolvedConfig } from "../kube/kubeconfig.ts";
 import type { Logger } from "./logging.ts";
-import { makeSlimInformer } from "./slim-informer.ts";
+import { InformerHandlerError, makeSlimInformer } from "./slim-informer.ts";
 
 /**
  * Longest an API request may take, headers and body (watches excepted: they end when silent):
@@ -393,6 +393,11 @@ interface Startable {
 export async function startInformerSynced(informer: Startable, what: string, log: Logger): Promise<void> {
   let synced = false;
   informer.on("error", (err) => {
+    if (err instanceof InformerHandlerError) {
+      // Our bug, on one object: said loudly; the cache and the watch go on.
+      log.error({ informer: what, err: describeError(err.cause) }, err.message);
+      return;
+    }
     log.warn(
       { informer: what, err: describeError(err) },
       synced ? "watch failed; restarting it" : "list failed; retrying",

@@ -33,6 +33,17 @@ const RECONNECT_MAX_MS = 30_000;
 
 const isGone = (err: unknown) => err instanceof ApiError && err.code === 410;
 
+/** A handler of the informer's events threw: reported, and the informer goes on. */
+export class InformerHandlerError extends Error {
+  override name = "InformerHandlerError";
+  constructor(verb: InformerVerb, cause: unknown) {
+    super(
+      `a handler of an informer's ${verb} event failed: ${cause instanceof Error ? cause.message : String(cause)}`,
+      { cause },
+    );
+  }
+}
+
 export class Informer<T extends KubernetesObject> {
   private readonly http: HttpApi;
   private readonly path: string;
@@ -98,7 +109,15 @@ export class Informer<T extends KubernetesObject> {
   }
 
   private emit(verb: InformerVerb, x: unknown): void {
-    for (const cb of this.handlers[verb].slice()) (cb as (x: unknown) => void)(x);
+    for (const cb of this.handlers[verb].slice()) {
+      try {
+        (cb as (x: unknown) => void)(x);
+      } catch (err) {
+        // One handler's failure stops neither the cache nor the others (nor the process).
+        if (verb === "error") continue;
+        this.emit("error", new InformerHandlerError(verb, err));
+      }
+    }
   }
 
   private async connect(reconnecting: boolean): Promise<void> {
@@ -111,6 +130,8 @@ export class Informer<T extends KubernetesObject> {
           "GET",
           withQuery(this.path, { labelSelector: this.labelSelector }),
         )) as KubernetesListObject<T>;
+        // A proxy's page or an empty body answered with 200 is no list.
+        if (!Array.isArray(list?.items)) throw new Error(`list ${this.path}: the answer is no list`);
       } catch (err) {
         this.emit("error", err);
         return;
@@ -131,6 +152,9 @@ export class Informer<T extends KubernetesObject> {
         resourceVersion: this.resourceVersion,
         allowWatchBookmarks: "true",
         labelSelector: this.labelSelector,
+        // Ended by the server in 5–10 minutes (spread, as informers elsewhere do); its bookmarks
+        // (about every minute) keep a quiet watch's resourceVersion fresh meanwhile.
+        timeoutSeconds: String(300 + Math.floor(Math.random() * 300)),
       },
       (event) => this.onEvent(event, watching),
       (err) => this.ended(err, watching),
@@ -148,7 +172,7 @@ export class Informer<T extends KubernetesObject> {
       this.emit("error", err);
       return;
     }
-    void this.connect(true);
+    this.connect(true).catch((e: unknown) => this.emit("error", e));
   }
 
   private onEvent(event: WatchEvent, watching: AbortController): void {

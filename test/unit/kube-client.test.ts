@@ -13,7 +13,7 @@ import type { KubernetesObject } from "@kubernetes/client-node";
 import { coreApi } from "../../src/kube/apis.ts";
 import { ApiError, HttpApi } from "../../src/kube/http.ts";
 import { defaultConfig, inClusterConfig, loadKubeconfig } from "../../src/kube/kubeconfig.ts";
-import { makeSlimInformer } from "../../src/runtime/slim-informer.ts";
+import { InformerHandlerError, makeSlimInformer } from "../../src/runtime/slim-informer.ts";
 import { closeAll, kubeConfigFor, serve } from "../support/http-servers.ts";
 
 const T = { timeout: 20_000 };
@@ -109,6 +109,57 @@ describe("Kubernetes API client", () => {
     // No ~/.kube/config in HOME and no $KUBECONFIG: the service account, as client-node did.
     assert.equal(defaultConfig(env).contextName, "in-cluster");
     assert.throws(() => inClusterConfig({}, dir), /not in a cluster/);
+  });
+
+  it(
+    "an informer goes on past a handler that throws, and takes a 200 that is no list for a failure",
+    T,
+    async () => {
+      const obj = (name: string) => ({ metadata: { name, namespace: "ns", resourceVersion: "2" } });
+      let lists = 0;
+      const server = await serve((req, res) => {
+        if (!req.url?.includes("watch=true")) {
+          lists++;
+          // First a proxy's page with 200, then a real list.
+          if (lists === 1) {
+            res.writeHead(200, { "content-type": "text/html" });
+            return res.end("<html>sign in</html>");
+          }
+          res.writeHead(200, { "content-type": "application/json" });
+          return res.end(JSON.stringify({ metadata: { resourceVersion: "1" }, items: [obj("a")] }));
+        }
+        res.writeHead(200, { "content-type": "application/json" });
+        res.write(`${JSON.stringify({ type: "ADDED", object: obj("bad") })}\n`);
+        res.write(`${JSON.stringify({ type: "ADDED", object: obj("b") })}\n`);
+      });
+      const http = await HttpApi.connect(kubeConfigFor(server));
+      const informer = makeSlimInformer<KubernetesObject>(http, "/api/v1/things");
+      const added: string[] = [];
+      informer.on("add", (o) => {
+        if (o.metadata?.name === "bad") throw new Error("a reconciler bug");
+        added.push(o.metadata?.name ?? "");
+      });
+      const errors: unknown[] = [];
+      informer.on("error", (e) => errors.push(e));
+      await informer.start(); // the page: an error, nothing cached
+      assert.equal(informer.latestResourceVersion(), "");
+      assert.match(String(errors[0]), /no list/);
+      await informer.start();
+      for (let i = 0; i < 100 && !informer.get("b", "ns"); i++) await sleep(20);
+      await informer.stop();
+      http.close();
+      assert.deepEqual(added, ["a", "b"], "the handler's failure on one object stopped nothing");
+      assert.ok(informer.get("bad", "ns"), "the cache has the object its handler failed on");
+      assert.ok(errors[1] instanceof InformerHandlerError, String(errors[1]));
+    },
+  );
+
+  it("refuses a request whose header node rejects, without a stray timer", T, async () => {
+    const server = await serve((_req, res) => res.end("{}"));
+    const http = await HttpApi.connect(kubeConfigFor(server, { token: "abc\ndef" }), 200);
+    await assert.rejects(http.request("GET", "/api/v1/namespaces"), /Invalid character/);
+    await sleep(400); // past the deadline: its timer must not fire on a request never made
+    http.close();
   });
 
   it("lists again after a 410 Gone, deleting what vanished and adding what came", T, async () => {
