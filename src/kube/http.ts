@@ -25,7 +25,10 @@ export class ApiError extends Error {
   readonly code: number;
   readonly body: unknown;
   constructor(code: number, body: unknown) {
-    super(`HTTP ${code}`);
+    // The server's reason in the message too, for logs that print only that (a page cut short).
+    const reason =
+      typeof body === "string" ? body.slice(0, 200) : (body as { message?: unknown } | undefined)?.message;
+    super(typeof reason === "string" && reason ? `HTTP ${code}: ${reason}` : `HTTP ${code}`);
     this.code = code;
     this.body = body;
   }

@@ -99,10 +99,8 @@ export async function runLeaderElection(
     onStoppedLeading();
   };
   // Renewals one at a time; each counts from when it was sent (a standby counts from later).
-  let renewing = false;
-  const timer = setInterval(async () => {
-    if (renewing || !leading) return;
-    renewing = true;
+  let renewing: Promise<void> | undefined;
+  const renew = async () => {
     const sent = performance.now();
     try {
       if (await tryAcquireOrRenew()) lastRenewSent = Math.max(lastRenewSent, sent);
@@ -110,8 +108,12 @@ export async function runLeaderElection(
     } catch (err) {
       log.warn({ err: (err as Error).message }, "leader election: renew failed");
     } finally {
-      renewing = false;
+      renewing = undefined;
     }
+  };
+  const timer = setInterval(() => {
+    if (renewing || !leading) return;
+    renewing = renew();
   }, retryPeriodMs);
   // Independent of the renewals: a hung request cannot keep this process leading past its deadline.
   const watchdog = setInterval(
@@ -128,6 +130,8 @@ export async function runLeaderElection(
     leading = false;
     clearInterval(timer);
     clearInterval(watchdog);
+    // A renewal in flight would land after our read: the release then meets a conflict (409).
+    await renewing;
     const lease = await api.readNamespacedLease({ name, namespace });
     if (lease.spec?.holderIdentity !== identity) return;
     await api.replaceNamespacedLease({
