@@ -4,6 +4,7 @@
 import { type CustomObjectsApi, type KubeConfig, Watch } from "@kubernetes/client-node";
 import { GROUP, VERSION } from "../src/api/common.ts";
 import type { VirtualMachine } from "../src/api/virtualmachine.ts";
+import { placedNode } from "../src/controllers/vm-placement.ts";
 
 export class VmTracker {
   /** printableStatus (or "-" before the first status) of every VM that exists. */
@@ -73,7 +74,8 @@ export class VmTracker {
     }
     const printable = vm?.status?.printableStatus ?? "-";
     this.status.set(name, printable);
-    if (vm?.status?.nodeName) this.nodeOf.set(name, vm.status.nodeName);
+    const node = vm ? placedNode(vm) : undefined;
+    if (node) this.nodeOf.set(name, node);
     if (printable === "Running" && !this.runningAt.has(name)) {
       this.runningAt.set(name, at);
       this.lastRunningStatus = vm?.status as Record<string, unknown>;

@@ -14,7 +14,7 @@ export interface VmMarks {
   created?: number;
   /** The bench's watch saw the node label (the controller's metadata patch). */
   labelled?: number;
-  /** The bench's watch saw status.nodeName (the controller's placement). */
+  /** The bench's watch saw the placement (the same metadata write as the label: vm-placement.ts). */
   placed?: number;
   /** The agent logged "domain defined" / "domain started" (after libvirt's start returned). */
   defined?: number;

@@ -16,6 +16,7 @@ import { kubectl } from "../src/cmd/local/kube.ts";
 import { describeBuild, operatorBuild } from "../src/cmd/local/operator-build.ts";
 import { runningPid } from "../src/cmd/local/processes.ts";
 import { stackDown } from "../src/cmd/local/stack.ts";
+import { placedNode } from "../src/controllers/vm-placement.ts";
 import { parseCapabilities } from "../src/hypervisor/capabilities.ts";
 import {
   DomainEventType,
@@ -89,7 +90,7 @@ async function operatorRun(names: string[], guest: { kernel: string; initrd: str
       const m = marks.get(vm.metadata.name);
       if (!m) return;
       if (vm.metadata.labels?.[NODE_LABEL]) m.labelled ??= now;
-      if (vm.status?.nodeName) m.placed ??= now;
+      if (placedNode(vm)) m.placed ??= now;
       if (vm.status?.printableStatus === "Running" && m.running === undefined) {
         m.running = now;
         if (names.every((n) => marks.get(n)?.running !== undefined)) done();

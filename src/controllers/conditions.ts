@@ -64,6 +64,13 @@ export interface Standing {
 
 export const STANDING_CONDITIONS = ["Ready", "Reconciling", "Stalled"] as const;
 
+/** Scheduled=True of an object placed on NODE: said alike by the controller and the node agent. */
+export function scheduledCondition(
+  node: string,
+): Omit<Condition, "lastTransitionTime" | "observedGeneration"> {
+  return { type: "Scheduled", status: "True", reason: "Scheduled", message: `placed on node ${node}` };
+}
+
 /** Ready, Reconciling and Stalled for STANDING: exactly one of them is True. */
 export function standingConditions(
   s: Standing,

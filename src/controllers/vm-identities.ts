@@ -1,5 +1,5 @@
 // Pure: a VM's hypervisor identities — its domain UUID and its NICs' MAC addresses — are its
-// alone in the cluster. When two VMs claim one, exactly one holds it: the one whose status
+// alone in the cluster. When two VMs claim one, exactly one holds it: the one whose placement
 // already carries it (the controller assigned it, a domain may use it), else the older one
 // (then the namespace/name order, so every judge picks the same). The other is refused with a
 // message that names the holder only within its own namespace: a tenant learns nothing about
@@ -11,6 +11,7 @@ import type { VirtualMachine } from "../api/virtualmachine.ts";
 import { desiredInterfaces } from "../hypervisor/domain/from-spec.ts";
 import { type EventReason, Reason } from "./event-reasons.ts";
 import type { Refusal } from "./tenant-policy.ts";
+import { placementOf } from "./vm-placement.ts";
 
 export type IdentityKind = "uuid" | "mac";
 
@@ -18,7 +19,7 @@ export interface Identity {
   kind: IdentityKind;
   /** Lower case, as libvirt compares them. */
   value: string;
-  /** Already in the VM's status (assigned by the controller): it holds this one first. */
+  /** Already in the VM's placement (assigned by the controller): it holds this one first. */
   assigned: boolean;
   /** Where the VM asks for it, for messages. */
   field: string;
@@ -28,19 +29,18 @@ type VmLike = Pick<VirtualMachine, "metadata" | "spec" | "status">;
 
 const lower = (s: string) => s.toLowerCase();
 
-/** What VM wants to run with: status.uuid (else spec.uuid), and per NIC spec.macAddress (else the status MAC). */
+/** What VM wants to run with: its placed UUID (else spec.uuid), and per NIC spec.macAddress (else the placed MAC). */
 export function claimedIdentities(vm: VmLike): Identity[] {
   const out: Identity[] = [];
-  const statusUuid = vm.status?.uuid ? lower(vm.status.uuid) : undefined;
+  const placement = placementOf(vm);
+  const placedUuid = placement.uuid ? lower(placement.uuid) : undefined;
   const specUuid = vm.spec.uuid ? lower(vm.spec.uuid) : undefined;
-  const uuid = statusUuid ?? specUuid;
-  if (uuid) out.push({ kind: "uuid", value: uuid, assigned: statusUuid !== undefined, field: "spec.uuid" });
-  const statusMacs = new Map(
-    (vm.status?.interfaces ?? []).map((i) => [i.name, i.mac ? lower(i.mac) : undefined]),
-  );
-  const assignedMacs = new Set([...statusMacs.values()].filter((m): m is string => Boolean(m)));
+  const uuid = placedUuid ?? specUuid;
+  if (uuid) out.push({ kind: "uuid", value: uuid, assigned: placedUuid !== undefined, field: "spec.uuid" });
+  const placedMacs = new Map(placement.interfaces.map((i) => [i.name, i.mac ? lower(i.mac) : undefined]));
+  const assignedMacs = new Set([...placedMacs.values()].filter((m): m is string => Boolean(m)));
   desiredInterfaces(vm as VirtualMachine).forEach((nic, index) => {
-    const mac = nic.macAddress ? lower(nic.macAddress) : statusMacs.get(nic.name);
+    const mac = nic.macAddress ? lower(nic.macAddress) : placedMacs.get(nic.name);
     if (!mac) return;
     out.push({
       kind: "mac",
@@ -52,11 +52,11 @@ export function claimedIdentities(vm: VmLike): Identity[] {
   return out;
 }
 
-/** What VM holds against others: what it claims, plus what its status still carries. */
+/** What VM holds against others: what it claims, plus what its placement still carries. */
 export function heldIdentities(vm: VmLike): Identity[] {
   const held = claimedIdentities(vm);
   const has = (kind: IdentityKind, value: string) => held.some((h) => h.kind === kind && h.value === value);
-  for (const nic of vm.status?.interfaces ?? []) {
+  for (const nic of placementOf(vm).interfaces) {
     const mac = nic.mac ? lower(nic.mac) : undefined;
     if (mac && !has("mac", mac))
       held.push({ kind: "mac", value: mac, assigned: true, field: "status.interfaces" });
@@ -79,7 +79,7 @@ export interface IdentityHolder {
   name: string;
   /** creationTimestamp in ms (createdAt). */
   createdAt: number;
-  /** The value is in the holder's status. */
+  /** The value is in the holder's placement. */
   assigned: boolean;
 }
 

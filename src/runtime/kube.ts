@@ -163,18 +163,22 @@ export async function deleteObject(
   }
 }
 
-/** Merge-patches metadata (labels, finalizers), failing with 409 if the object changed meanwhile. */
+/**
+ * Merge-patches metadata (labels, annotations, finalizers), failing with 409 if the object changed
+ * meanwhile; the resourceVersion it made.
+ */
 export async function patchMetadata(
   kube: Kube,
   def: KindDefinition,
   obj: AnyObject,
   metadata: {
     labels?: Record<string, string | null>;
+    annotations?: Record<string, string | null>;
     finalizers?: string[];
     ownerReferences?: NonNullable<AnyObject["metadata"]["ownerReferences"]>;
   },
-): Promise<void> {
-  await kube.custom.patchNamespacedCustomObject(
+): Promise<string | undefined> {
+  const patched = await kube.custom.patchNamespacedCustomObject(
     {
       ...address(def, obj),
       // The UID too: even a patch sent without a resourceVersion never lands on another object
@@ -185,6 +189,7 @@ export async function patchMetadata(
     },
     PatchType.Merge,
   );
+  return (patched as Partial<AnyObject> | undefined)?.metadata?.resourceVersion;
 }
 
 /** Removes FINALIZER from a fresh read of OBJ (our own status writes move its resourceVersion). */

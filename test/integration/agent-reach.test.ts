@@ -388,6 +388,31 @@ describe("a tenant bound to the built-in edit role", () => {
       ),
       /label vm.libvirt-operator.io\/node is set by the operator/,
     );
+    // Nor give itself another VM's UUID, MAC or address through the placement record.
+    const placement = JSON.stringify({
+      nodeName: "n1",
+      uuid: "6f1c2b9e-3d4a-4b5c-8d6e-7f8091a2b3c4",
+      interfaces: [{ name: "default", mac: "52:54:00:00:00:01", network: "default", ipv4: "192.168.122.2" }],
+    });
+    assertRefused(
+      await call(
+        tenantToken,
+        "POST",
+        vms,
+        {
+          apiVersion: API_VERSION,
+          kind: "VirtualMachine",
+          metadata: {
+            name: "placed",
+            namespace: "tenant-a",
+            annotations: { "vm.libvirt-operator.io/placement": placement },
+          },
+          spec: { memory: "64Mi", runStrategy: "Halted" },
+        },
+        "json",
+      ),
+      /annotation vm.libvirt-operator.io\/placement is the operator's record/,
+    );
     // Nor make a disk of its own pass for a template's base.
     const disks = `${GROUP_PATH}/namespaces/tenant-a/vmdisks`;
     const forged = (metadata: Record<string, unknown>) =>
@@ -436,6 +461,12 @@ describe("a tenant bound to the built-in edit role", () => {
           metadata: { labels: { "vm.libvirt-operator.io/node": "n1" } },
         }),
         /label vm.libvirt-operator.io\/node is set by the operator/,
+      );
+      assertRefused(
+        await call(tenantToken, "PATCH", `${vms}/mine`, {
+          metadata: { annotations: { "vm.libvirt-operator.io/placement": placement } },
+        }),
+        /annotation vm.libvirt-operator.io\/placement is the operator's record/,
       );
       // Its own labels and finalizers stay the tenant's.
       assertAllowed(

@@ -8,6 +8,7 @@ import type { Registry } from "prom-client";
 import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import { type Row, sampledGauge } from "../../runtime/sampled-metrics.ts";
 import { NODE_ENABLED_LABEL } from "../node-facts.ts";
+import { placedNode } from "../vm-placement.ts";
 import type { HeartbeatView } from "./heartbeat-clock.ts";
 import { nodeView } from "./placement.ts";
 
@@ -47,7 +48,7 @@ export function vmStatuses(vms: readonly Vm[]): Row[] {
     labels: {
       namespace: vm.metadata.namespace ?? "",
       name: vm.metadata.name,
-      node: vm.status?.nodeName ?? "",
+      node: placedNode(vm) ?? "",
       status: vm.status?.printableStatus ?? "",
     },
     value: 1,

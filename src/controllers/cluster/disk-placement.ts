@@ -6,6 +6,7 @@ import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
 import type { VMSnapshot } from "../../api/vmsnapshot.ts";
 import type { StoragePoolFacts } from "../node-facts.ts";
+import { placedNode } from "../vm-placement.ts";
 import { poolRoom } from "./pool-capacity.ts";
 
 const created = (o: { metadata: { creationTimestamp?: string | Date } }) =>
@@ -30,7 +31,7 @@ export function namesDisk(vm: VirtualMachine, diskName: string | undefined): boo
 function hasAttached(vm: VirtualMachine, disk: VMDisk): boolean {
   const path = disk.status?.path;
   if (path && (vm.status?.disks ?? []).some((d) => d.path === path)) return true;
-  return Boolean(vm.status?.nodeName) && vm.spec.cdrom?.diskRef?.name === disk.metadata.name;
+  return Boolean(placedNode(vm)) && vm.spec.cdrom?.diskRef?.name === disk.metadata.name;
 }
 
 /** The VM uses the disk: named in spec, or still attached to its domain. */
@@ -100,9 +101,8 @@ export function diskNodeDecision(
           wait: `VMDisk ${sourceName} (spec.source.disk) ${source ? "is not placed yet" : "does not exist"}`,
         };
   }
-  const placed = users.find((vm) => vm.status?.nodeName);
-  if (placed)
-    return { node: placed.status!.nodeName!, why: `the node of VirtualMachine ${placed.metadata.name}` };
+  const placed = users.find((vm) => placedNode(vm));
+  if (placed) return { node: placedNode(placed)!, why: `the node of VirtualMachine ${placed.metadata.name}` };
   if (users.length) return { wait: `VirtualMachine ${users[0]!.metadata.name} is not placed yet` };
   return { floating: true };
 }

@@ -24,6 +24,7 @@ import {
 import { STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
 import { type Refusal, type TenancyDefaults, tenantPolicy } from "../tenant-policy.ts";
 import { effectiveVm } from "../vm-clone.ts";
+import { asPlacedOn, placedNode } from "../vm-placement.ts";
 import { CLUSTER_DISK_VIEW, DISK_USERS_VIEW } from "../watch-views.ts";
 import {
   type DiskNodeView,
@@ -202,7 +203,7 @@ export class ClusterDiskReconciler {
       // Users the cache has not seen placed yet may have been placed by this process a moment ago.
       const seen = users.map((vm) => {
         const assumed = this.o.book.vmNodes.get(`${namespace}/${vm.metadata.name}`);
-        return !vm.status?.nodeName && assumed ? { ...vm, status: { ...vm.status, nodeName: assumed } } : vm;
+        return !placedNode(vm) && assumed ? asPlacedOn(vm, assumed) : vm;
       });
       const fromSnapshot = disk.spec.source?.snapshot?.name;
       const snapshot = fromSnapshot ? this.o.snapshots?.get(fromSnapshot, namespace) : undefined;

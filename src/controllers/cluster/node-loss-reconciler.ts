@@ -22,6 +22,13 @@ import { type EventRecorder, eventRecorder } from "../events.ts";
 import { nodeOutOfService } from "../node-facts.ts";
 import { CONDITIONS_RULE } from "../status-diff.ts";
 import { StatusWriter } from "../status-writer.ts";
+import {
+  encodePlacement,
+  PLACEMENT_ANNOTATION,
+  placedNode,
+  placementOf,
+  placementRecorded,
+} from "../vm-placement.ts";
 import { diskNamesOf } from "./disk-placement.ts";
 import type { HeartbeatClock } from "./heartbeat-clock.ts";
 import {
@@ -101,7 +108,7 @@ export function watchNodeLoss(
 ): void {
   for (const verb of ["add", "update"] as const) sources.leases.on(verb, (l) => reconciler.heard(l, queue));
   watchRelated(sources.nodes, queue, (n) => [n.metadata?.name ?? ""]);
-  watchRelated(sources.vms, queue, (vm) => reconciler.unsureNode(vm.status?.nodeName));
+  watchRelated(sources.vms, queue, (vm) => reconciler.unsureNode(placedNode(vm)));
   watchRelated(sources.disks, queue, (d) => reconciler.unsureNode(d.status?.nodeName));
   watchRelated(sources.snapshots, queue, (s) => reconciler.unsureNode(s.status?.nodeName));
 }
@@ -157,7 +164,7 @@ export class NodeLossReconciler {
     const wasAlive = !this.notAlive.has(nodeName);
     if (health === "alive") this.notAlive.delete(nodeName);
     else this.notAlive.add(nodeName);
-    const vms = this.o.vms.list().filter((vm) => vm.status?.nodeName === nodeName);
+    const vms = this.o.vms.list().filter((vm) => placedNode(vm) === nodeName);
     const disks = this.o.disks.list().filter((d) => d.status?.nodeName === nodeName);
     const snapshots = this.o.snapshots.list().filter((s) => s.status?.nodeName === nodeName);
     if (health !== "alive" && wasAlive && vms.length + disks.length > 0)
@@ -252,14 +259,24 @@ export class NodeLossReconciler {
         void this.event(target, Reason.NodeGone, action.message);
         return;
       case "replace": {
-        // Merge patch, not apply: the fields are the old node's agent's, and it is gone. Guarded
-        // by the cached resourceVersion: a stale cache never unplaces a VM placed again already.
+        // Unplaced first: the placement loses its node (UUID and MACs stay), guarded by the
+        // cached resourceVersion, so a stale cache never unplaces a VM placed again already.
+        // Then the old node's fields in status by merge patch, not apply: they are the old
+        // node's agent's, and it is gone.
+        let guard = obj.metadata?.resourceVersion;
+        const vm = obj as Vm;
+        if (placementRecorded(vm)) {
+          const { nodeName: _gone, ...held } = placementOf(vm);
+          guard = await patchMetadata(this.o.kube, kind, target, {
+            annotations: { [PLACEMENT_ANNOTATION]: encodePlacement(held) },
+          });
+        }
         await mergePatchStatus(
           this.o.kube,
           kind,
           target,
           Object.fromEntries(NODE_BOUND_VM_STATUS.map((f) => [f, null])),
-          obj.metadata?.resourceVersion,
+          guard,
         );
         await write(placedAgainConditions(action.message));
         log.info({}, action.message);

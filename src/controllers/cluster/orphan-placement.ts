@@ -8,6 +8,7 @@ import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
 import { CAPACITY_ANNOTATION, parseCapacity } from "../node-facts.ts";
 import { ORPHANS_ANNOTATION, type OrphanDomain, parseOrphanAnnotation } from "../orphan-facts.ts";
+import { encodePlacement, PLACEMENT_ANNOTATION, placementOf } from "../vm-placement.ts";
 import { diskNamesOf } from "./disk-placement.ts";
 
 export type OrphanPlacement = { node: string; why: string; domain?: OrphanDomain } | { error: string };
@@ -98,7 +99,7 @@ export function orphanPlacementOfDisk(
 }
 
 /**
- * VM as if its status already had the orphan domain's UUID and interfaces: placement then
+ * VM as if its placement already had the orphan domain's UUID and interfaces: placement then
  * gives it those (the UUID is kept once given, MACs and free addresses are kept as previous).
  */
 export function withOrphanIdentity<T extends VirtualMachine>(
@@ -106,19 +107,22 @@ export function withOrphanIdentity<T extends VirtualMachine>(
   placement: OrphanPlacement | undefined,
 ): T {
   const domain = placement && "domain" in placement ? placement.domain : undefined;
-  if (!domain || vm.status?.uuid) return vm;
+  if (!domain || placementOf(vm).uuid) return vm;
+  const identity = encodePlacement({
+    uuid: domain.uuid,
+    interfaces: (domain.interfaces ?? []).map((i) => ({
+      name: i.name,
+      mac: i.mac,
+      ...(i.network ? { network: i.network } : {}),
+      ...(i.ipv4 ? { ipv4: i.ipv4 } : {}),
+      ...(i.ipv6 ? { ipv6: i.ipv6 } : {}),
+    })),
+  });
   return {
     ...vm,
-    status: {
-      ...vm.status,
-      uuid: domain.uuid,
-      interfaces: (domain.interfaces ?? []).map((i) => ({
-        name: i.name,
-        mac: i.mac,
-        ...(i.network ? { network: i.network } : {}),
-        ...(i.ipv4 ? { ipv4: i.ipv4 } : {}),
-        ...(i.ipv6 ? { ipv6: i.ipv6 } : {}),
-      })),
+    metadata: {
+      ...vm.metadata,
+      annotations: { ...vm.metadata.annotations, [PLACEMENT_ANNOTATION]: identity },
     },
   };
 }

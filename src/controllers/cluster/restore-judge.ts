@@ -3,6 +3,7 @@ import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
 import type { VMRestore, VMSnapshot } from "../../api/vmsnapshot.ts";
 import { type EventReason, Reason } from "../event-reasons.ts";
+import { placedNode } from "../vm-placement.ts";
 
 export type RestoreJudgement =
   | { hand: { node: string } }
@@ -110,7 +111,7 @@ export function judgeRestore(
           "are kept in, and lose them: delete those snapshots first",
       );
   }
-  const node = vm.status?.nodeName;
+  const node = placedNode(vm);
   if (!node) return { wait: `VirtualMachine ${vmName} is not placed on a node` };
   if (st.nodeName && st.nodeName !== node)
     return refuse(

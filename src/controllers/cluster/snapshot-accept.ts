@@ -3,6 +3,7 @@
 import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import { DEFAULT_SNAPSHOT_DEADLINE, type VMSnapshot } from "../../api/vmsnapshot.ts";
 import { parseDuration } from "../node/snapshot-plan.ts";
+import { placedNode } from "../vm-placement.ts";
 
 export type Acceptance =
   | { hand: { node: string; vmUID: string } }
@@ -22,7 +23,7 @@ export function acceptSnapshot(snap: VMSnapshot, vm: VirtualMachine | undefined,
   if (!vm) return waitOrFail("VMNotFound", `VirtualMachine ${snap.spec.vmName} does not exist`);
   if (vm.metadata.deletionTimestamp)
     return { fail: { reason: "VMDeleted", message: `VirtualMachine ${snap.spec.vmName} is being deleted` } };
-  const node = vm.status?.nodeName;
+  const node = placedNode(vm);
   if (!node || !vm.status?.domainName)
     return waitOrFail("VMNotPlaced", `VirtualMachine ${snap.spec.vmName} has no domain on a node yet`);
   return { hand: { node, vmUID: vm.metadata.uid ?? "" } };

@@ -14,6 +14,7 @@ import {
 import type { TemplateShape, VMTemplate } from "../../api/vmtemplate.ts";
 import { derivedName } from "../object-names.ts";
 import { cloneDiskName } from "../vm-clone.ts";
+import { placedNode } from "../vm-placement.ts";
 
 export type TemplateRecord = NonNullable<VirtualMachineStatus["template"]>;
 export type RecordedDisk = TemplateRecord["disks"][number];
@@ -219,7 +220,7 @@ export function wantedBases(
     for (const d of images) add(wantedBase(tpl, current, d, node));
   for (const vm of children) {
     const record = vm.status?.template;
-    const node = vm.status?.nodeName;
+    const node = placedNode(vm);
     if (!record || record.uid !== tpl.metadata.uid || !node) continue;
     for (const d of record.disks) {
       if (d.from !== FROM_IMAGE) continue;
@@ -269,7 +270,7 @@ export function unwantedBases<T extends VMDisk>(
   // A VM not placed yet will want its generation's base made like these: they stay till then.
   const pending = new Set(
     children
-      .filter((vm) => vm.status?.template?.uid === tpl.metadata.uid && !vm.status?.nodeName)
+      .filter((vm) => vm.status?.template?.uid === tpl.metadata.uid && !placedNode(vm))
       .map((vm) => String(vm.status?.template?.generation)),
   );
   return existing.filter((b) => {

@@ -18,6 +18,7 @@ import {
   type IdentityHolder,
   waitsForIdentity,
 } from "../vm-identities.ts";
+import { placementOf } from "../vm-placement.ts";
 import { diskNamesOf } from "./disk-placement.ts";
 import { KeyIndex } from "./key-index.ts";
 import { waitsForRoom } from "./room-move.ts";
@@ -30,7 +31,7 @@ interface Entry {
   holder: Omit<IdentityHolder, "assigned">;
   /** "kind value" of each identity held → whether it is in status (the first hold of it counts). */
   identities: Map<string, boolean>;
-  /** status.nodeName. */
+  /** The node it is placed on (vm-placement.ts). */
   node?: string;
   /** What it reserves on NODE (vm-reservation.ts), when it does. */
   reserved?: Resources;
@@ -85,7 +86,8 @@ export class VmIndex {
       const k = identityKey(h.kind, h.value);
       if (!held.has(k)) held.set(k, h.assigned);
     }
-    const node = vm.status?.nodeName;
+    const placement = placementOf(vm);
+    const node = placement.nodeName;
     const entry: Entry = {
       holder: { namespace: ns, name: vm.metadata.name ?? "", createdAt: createdAt(vm) },
       identities: held,
@@ -95,14 +97,14 @@ export class VmIndex {
     this.reserve(this.entries.get(key), entry);
     this.entries.set(key, entry);
     this.identities.set(key, held.keys());
-    const statusNics = vm.status?.interfaces ?? [];
+    const placedNics = placement.interfaces;
     this.macs.set(key, [
-      ...statusNics.flatMap((i) => (i.mac ? [i.mac.toLowerCase()] : [])),
+      ...placedNics.flatMap((i) => (i.mac ? [i.mac.toLowerCase()] : [])),
       ...(vm.spec.interfaces ?? []).flatMap((i) => (i.macAddress ? [i.macAddress.toLowerCase()] : [])),
     ]);
     this.addresses.set(
       key,
-      statusNics.flatMap(({ network, ipv4, ipv6 }) =>
+      placedNics.flatMap(({ network, ipv4, ipv6 }) =>
         network ? [ipv4, ipv6].flatMap((ip) => (ip ? [addressKey(network, canonicalIp(ip))] : [])) : [],
       ),
     );

@@ -7,6 +7,7 @@ import type { VirtualMachine, VirtualMachineStatus } from "../../api/virtualmach
 import { desiredInterfaces } from "../../hypervisor/domain/from-spec.ts";
 import { canonicalIp, firstFree, ipToBigInt } from "../../hypervisor/network.ts";
 import { keyOf } from "../../runtime/kube.ts";
+import { placementOf } from "../vm-placement.ts";
 import { assignAddresses, type LowestFree } from "./ipam.ts";
 import { KeyIndex } from "./key-index.ts";
 import { capacityOf } from "./placement.ts";
@@ -48,7 +49,7 @@ export class InterfaceAssigner {
    */
   interfaces(vm: Vm, node: string): InterfaceStatus[] {
     const key = keyOf(vm);
-    const previous = new Map((vm.status?.interfaces ?? []).map((i) => [i.name, i]));
+    const previous = new Map(placementOf(vm).interfaces.map((i) => [i.name, i]));
     const wanted = desiredInterfaces(vm);
     const n = this.nodes.get(node);
     const pools = n ? capacityOf(n)?.networks : undefined;

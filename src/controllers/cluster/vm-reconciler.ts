@@ -1,6 +1,7 @@
-// Cluster side of VirtualMachine: places each VM on a node (status.nodeName + the node label
-// the agent selects on + the domain finalizer), gives it a UUID and stable MAC addresses, and
-// says clearly when no node can take it.
+// Cluster side of VirtualMachine: places each VM on a node, gives it a UUID and stable MAC
+// addresses — all in one metadata write: the node label the agent selects on, the domain
+// finalizer and the placement annotation (vm-placement.ts), which the agent's first report
+// copies into status — and says clearly when no node can take it.
 import { randomUUID } from "node:crypto";
 import type { KubernetesObject, V1Namespace, V1Node } from "@kubernetes/client-node";
 import {
@@ -21,6 +22,13 @@ import { type EventRecorder, eventRecorder } from "../events.ts";
 import { CONDITIONS_RULE } from "../status-diff.ts";
 import { STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
 import { type Refusal, type TenancyDefaults, tenantPolicy } from "../tenant-policy.ts";
+import {
+  encodePlacement,
+  PLACEMENT_ANNOTATION,
+  placedNode,
+  placementOf,
+  placementRecorded,
+} from "../vm-placement.ts";
 import { clonePlan, createCloneDisks } from "./clone-prep.ts";
 import { nodeOfVmDisks } from "./disk-placement.ts";
 import type { PlacementBook } from "./disk-reconciler.ts";
@@ -51,6 +59,8 @@ const CLONE_POLL_MS = 5000;
 const COMPONENT = "libvirt-operator-controller";
 /** Unschedulable VMs are looked at again this often even without node changes. */
 const UNSCHEDULABLE_RETRY_MS = 30_000;
+/** How long a placed VM's agent has to report before the VM says it waits for its agent. */
+export const AGENT_REPORT_GRACE_MS = 15_000;
 
 interface Lister<T> {
   get(name: string, namespace?: string): T | undefined;
@@ -85,6 +95,8 @@ export class ClusterVmReconciler {
   private readonly event: EventRecorder;
   /** Placements made but not yet seen in the cache (so two reconciles do not fill one node twice). */
   private readonly assumed = new Map<string, { node: string; cpus: number; memoryBytes: number }>();
+  /** When this process placed each VM its agent has not reported on yet (ms since the epoch). */
+  private readonly placedAt = new Map<string, number>();
   /** MACs and addresses of each VM's interfaces. */
   private readonly nics: InterfaceAssigner;
 
@@ -159,12 +171,13 @@ export class ClusterVmReconciler {
     const vm = this.o.vms.get(name, namespace);
     if (!vm) {
       this.assumed.delete(key);
+      this.placedAt.delete(key);
       this.o.book.vmNodes.delete(key);
       this.nics.release(key);
       return undefined;
     }
     const log = forObject(this.o.log, "VirtualMachine", key);
-    const placedOn = vm.status?.nodeName;
+    const placedOn = placedNode(vm);
     if (vm.metadata.deletionTimestamp) {
       // Never placed: no agent will release the finalizer, so the controller does.
       if (!placedOn && vm.metadata.finalizers?.includes(DOMAIN_FINALIZER)) {
@@ -195,27 +208,21 @@ export class ClusterVmReconciler {
       return undefined;
     }
 
-    const pending = this.assumed.get(key);
-    if (!placedOn && pending && vm.metadata.labels?.[NODE_LABEL] === pending.node) {
-      // Placed a moment ago; the cache has the label but not yet the status we applied.
-      return undefined;
-    }
     if (placedOn) {
       // No room to start on its node: another node may have some now, or later.
       const movable = !refusal && movableForRoom(vm, placedOn);
       if (movable && (await this.moveForRoom(vm, placedOn, log))) return undefined;
-      if (
-        vm.metadata.labels?.[NODE_LABEL] !== placedOn ||
-        !vm.metadata.finalizers?.includes(DOMAIN_FINALIZER)
-      ) {
-        await this.labelAndHold(vm, placedOn);
-      }
-      await this.status.write(vm, placedStatus(vm, placedOn, this.held(vm, placedOn, refusal), refusal));
+      const held = this.held(vm, placedOn, refusal);
+      await this.labelAndHold(vm, placedOn, held);
+      // The agent's report copies the placement into status. Written here too once it did (the
+      // same values: nothing to write), while refused, and for VMs placed before the annotation.
+      if (refusal || !placementRecorded(vm) || vm.status?.nodeName === placedOn)
+        await this.status.write(vm, placedStatus(vm, placedOn, held, refusal));
       // A template's VM gets its disks on its node (the base for that node is the template's work).
       if (vm.status?.template) await this.makeTemplateDisks(vm, placedOn);
-      await this.awaitingAgent(vm, placedOn);
+      const waiting = await this.awaitingAgent(vm, placedOn);
       if (vm.metadata.labels?.[NODE_LABEL] === placedOn) this.assumed.delete(key);
-      return movable ? { requeueAfterMs: UNSCHEDULABLE_RETRY_MS } : undefined;
+      return movable ? { requeueAfterMs: UNSCHEDULABLE_RETRY_MS } : waiting;
     }
 
     if (vm.spec.source?.snapshot && !vm.status?.clonedFrom) return this.prepareClone(vm, log);
@@ -245,10 +252,14 @@ export class ClusterVmReconciler {
 
     this.assumed.set(key, { node: result.node, ...need });
     this.o.book.vmNodes.set(key, result.node);
-    // Label and finalizer first (guarded by the cached resourceVersion), then status by apply.
-    await this.labelAndHold(vm, result.node);
     const placed = withOrphanIdentity(vm, held);
-    await this.status.write(vm, firstPlacementStatus(placed, result.node, this.held(placed, result.node)));
+    const identity = this.held(placed, result.node);
+    // One write (guarded by the cached resourceVersion): label, finalizer and placement.
+    await this.labelAndHold(vm, result.node, identity);
+    this.placedAt.set(key, Date.now());
+    // What was said before (no room, waiting) is no longer so: said at once, not when the agent reports.
+    if (findCondition(vm.status?.conditions, "Scheduled"))
+      await this.status.write(vm, firstPlacementStatus(placed, result.node, identity));
     log.info({ node: result.node }, "VM placed");
     void this.event(vm, Reason.Scheduled, `placed on node ${result.node}`);
     return undefined;
@@ -256,8 +267,8 @@ export class ClusterVmReconciler {
 
   /**
    * Its node's agent will not start it for lack of room, and nothing ties it there: placed on a
-   * node with room, if one has. Status first: the old node's agent then leaves the domain alone
-   * until the label moves, and stops and undefines it once it does (fence).
+   * node with room, if one has. Label and placement move in one write: the old node's agent
+   * stops and undefines its domain once it sees the VM placed elsewhere (fence).
    */
   private async moveForRoom(vm: Vm, from: string, log: Logger): Promise<boolean> {
     const key = keyOf(vm);
@@ -266,13 +277,8 @@ export class ClusterVmReconciler {
     if ("error" in result) return false;
     this.assumed.set(key, { node: result.node, ...capacityNeed(vm) });
     this.o.book.vmNodes.set(key, result.node);
-    await this.status.write(vm, placedStatus(vm, result.node, this.held(vm, result.node)));
-    // The label alone (its finalizer is there already), unguarded: the status write just moved
-    // the resourceVersion the cache shows, and a label merge replaces nothing else.
-    const unguarded = { ...vm, metadata: { ...vm.metadata, resourceVersion: undefined } };
-    await patchMetadata(this.o.kube, VirtualMachineKind, unguarded as AnyObject, {
-      labels: { [NODE_LABEL]: result.node },
-    });
+    await this.labelAndHold(vm, result.node, this.held(vm, result.node));
+    this.placedAt.set(key, Date.now());
     const message = `node ${from} had no room to start it: placed on node ${result.node}`;
     log.info({ from, node: result.node }, "VM moved for room");
     void this.event(vm, Reason.MovedForRoom, message);
@@ -375,11 +381,22 @@ export class ClusterVmReconciler {
       log.info({ reason, why: message }, state === "stalled" ? "VM refused" : "VM waits");
     await this.status.write(vm, notPlacedStatus(vm, reason, message, state));
   }
-  /** The node label the agent selects on, and the finalizer, before any libvirt side effect. */
-  private async labelAndHold(vm: Vm, node: string) {
+  /**
+   * The node label the agent selects on, the finalizer and the placement, in one write before
+   * any libvirt side effect (none when they are there already).
+   */
+  private async labelAndHold(vm: Vm, node: string, held: HeldIdentity) {
     const finalizers = vm.metadata.finalizers ?? [];
+    const placement = encodePlacement({ nodeName: node, ...held });
+    if (
+      vm.metadata.labels?.[NODE_LABEL] === node &&
+      finalizers.includes(DOMAIN_FINALIZER) &&
+      vm.metadata.annotations?.[PLACEMENT_ANNOTATION] === placement
+    )
+      return;
     await patchMetadata(this.o.kube, VirtualMachineKind, vm as AnyObject, {
       labels: { [NODE_LABEL]: node },
+      annotations: { [PLACEMENT_ANNOTATION]: placement },
       finalizers: finalizers.includes(DOMAIN_FINALIZER) ? finalizers : [...finalizers, DOMAIN_FINALIZER],
     });
   }
@@ -406,20 +423,34 @@ export class ClusterVmReconciler {
   }
 
   /**
-   * Until the node agent reports (its domainName), the VM is said to be on its way, so Flux
-   * and Argo CD never take a VM nobody has looked at yet for ready. Written by a manager of
-   * its own that yields: once the agent holds these conditions, a stale cache here cannot
-   * overwrite them.
+   * A VM its agent has not reported on (no domainName) AGENT_REPORT_GRACE_MS after it was
+   * placed is said to be waiting for its agent (a new VM reads InProgress from its create on:
+   * its status starts at observedGeneration 0). Written by a manager of its own that yields:
+   * once the agent holds these conditions, a stale cache here cannot overwrite them.
    */
-  private async awaitingAgent(vm: Vm, node: string) {
-    if (vm.status?.domainName) return;
+  private async awaitingAgent(vm: Vm, node: string): Promise<undefined> {
+    const key = keyOf(vm);
+    if (vm.status?.domainName) {
+      this.placedAt.delete(key);
+      return undefined;
+    }
+    // Not requeued: overdueForAgent() brings back only those still waiting when it is time.
+    if (Date.now() - (this.placedAt.get(key) ?? 0) < AGENT_REPORT_GRACE_MS) return undefined;
+    this.placedAt.delete(key);
     await this.standing.write(vm, awaitingAgentStatus(vm, node));
+    return undefined;
+  }
+
+  /** Keys of VMs placed over AGENT_REPORT_GRACE_MS ago that their agent has not reported on. */
+  overdueForAgent(now = Date.now()): string[] {
+    return [...this.placedAt].filter(([, at]) => now - at >= AGENT_REPORT_GRACE_MS).map(([key]) => key);
   }
 
   /** What VM holds on NODE: while refused, nothing new is taken on (a MAC or UUID another VM holds stays its own). */
   private held(vm: Vm, node: string, refusal?: Refusal): HeldIdentity {
+    const placement = placementOf(vm);
     return refusal
-      ? { uuid: vm.status?.uuid, interfaces: vm.status?.interfaces ?? [] }
-      : { uuid: vm.status?.uuid ?? vm.spec.uuid ?? randomUUID(), interfaces: this.nics.interfaces(vm, node) };
+      ? { uuid: placement.uuid, interfaces: [...placement.interfaces] }
+      : { uuid: placement.uuid ?? vm.spec.uuid ?? randomUUID(), interfaces: this.nics.interfaces(vm, node) };
   }
 }

@@ -3,7 +3,13 @@
 // and what placing it asks of a node. The reconciler (vm-reconciler.ts) decides which applies.
 import type { VirtualMachine, VirtualMachineStatus } from "../../api/virtualmachine.ts";
 import { desiredInterfaces } from "../../hypervisor/domain/from-spec.ts";
-import { type Condition, findCondition, standingConditions, writerConditions } from "../conditions.ts";
+import {
+  type Condition,
+  findCondition,
+  scheduledCondition,
+  standingConditions,
+  writerConditions,
+} from "../conditions.ts";
 import type { Refusal } from "../tenant-policy.ts";
 import type { PlacementRequest } from "./placement.ts";
 import { ADMITTED_CONDITION } from "./vm-admission.ts";
@@ -60,7 +66,7 @@ export function placedStatus(
     ...(held.uuid ? { uuid: held.uuid } : {}),
     interfaces: held.interfaces,
     conditions: vmConditions(vm, [
-      { type: "Scheduled", status: "True", reason: "Scheduled", message: `placed on node ${node}` },
+      scheduledCondition(node),
       ...admissionConditions(vm, refusal),
       ...standing,
     ]),

@@ -8,13 +8,14 @@ import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
 import type { WorkQueue } from "../../runtime/workqueue.ts";
 import { heartbeatRevivals } from "../node-facts.ts";
 import { CLUSTER_DISK_VIEW, CLUSTER_VM_VIEW, VM_IDENTITY_VIEW } from "../watch-views.ts";
-import type { ClusterVmReconciler } from "./vm-reconciler.ts";
+import { AGENT_REPORT_GRACE_MS, type ClusterVmReconciler } from "./vm-reconciler.ts";
 
 type Vm = VirtualMachine & KubernetesObject;
 
 /**
  * What VM placement reacts to: every VM; disks (a VM not placed yet may now know the node
- * its disks are on); nodes and agent heartbeats (room, or a node, for VMs waiting for one).
+ * its disks are on); nodes and agent heartbeats (room, or a node, for VMs waiting for one);
+ * a placed VM's agent that has not reported in time.
  */
 export function watchClusterVms(
   queue: WorkQueue,
@@ -44,6 +45,10 @@ export function watchClusterVms(
   watchRelated(sources.namespaces, queue, (ns) => reconciler.keysIn(ns.metadata?.name ?? ""));
   watchRelated(sources.disks, queue, (disk) => reconciler.unplacedUsersOf(disk), CLUSTER_DISK_VIEW);
   watchRelated(sources.nodes, queue, () => reconciler.unplacedKeys());
+  // Placed VMs their agent has not reported on in time say so (only those: no requeue of every VM).
+  setInterval(() => {
+    for (const key of reconciler.overdueForAgent()) queue.add(key);
+  }, AGENT_REPORT_GRACE_MS / 3).unref();
   const revived = heartbeatRevivals();
   watchRelated(sources.leases, queue, (lease, verb) =>
     revived(lease, verb) ? reconciler.unplacedKeys() : [],

@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import type { LibvirtClient } from "../../hypervisor/libvirt/index.ts";
 import { type DhcpHost, dhcpHostXml, parseDhcpLayout } from "../../hypervisor/network.ts";
+import { placementOf } from "../vm-placement.ts";
 
 /** Base32 characters of the hash in a host name: 100 bits, beyond reach of a crafted collision. */
 const HASH_CHARS = 20;
@@ -70,7 +71,7 @@ export interface Reservation {
 /** Pure: the reservations a VM should have, from the addresses in its status. */
 export function desiredReservations(vm: VirtualMachine): Reservation[] {
   const ns = vm.metadata.namespace ?? "default";
-  return (vm.status?.interfaces ?? []).flatMap((i) => {
+  return placementOf(vm).interfaces.flatMap((i) => {
     const out: Reservation[] = [];
     if (!i.network) return out;
     const name = dhcpHostName(ns, vm.metadata.name, i.name);
@@ -94,7 +95,7 @@ export interface Ownership {
 
 export function ownershipOf(vm: VirtualMachine, network: string): Ownership {
   const ns = vm.metadata.namespace ?? "default";
-  const nics = vm.status?.interfaces ?? [];
+  const nics = placementOf(vm).interfaces;
   const here = nics.filter((i) => i.network === network);
   return {
     names: new Set(nics.map((i) => dhcpHostName(ns, vm.metadata.name, i.name))),
@@ -149,7 +150,7 @@ export async function syncReservations(
 ): Promise<string[]> {
   const networks = new Set([
     ...wanted.map((w) => w.network),
-    ...(vm.status?.interfaces ?? []).flatMap((i) => (i.network ? [i.network] : [])),
+    ...placementOf(vm).interfaces.flatMap((i) => (i.network ? [i.network] : [])),
   ]);
   const changes: string[] = [];
   for (const network of networks) {

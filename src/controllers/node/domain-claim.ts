@@ -5,6 +5,7 @@
 // one, and the guest must run on, not start over.
 import { RESTART_ANNOTATION, type VirtualMachine } from "../../api/virtualmachine.ts";
 import { type EventReason, Reason } from "../event-reasons.ts";
+import { placementOf } from "../vm-placement.ts";
 import { latestPowerRequest } from "./vm-decide.ts";
 import type { Progress } from "./vm-progress.ts";
 import { pendingFilesystemRequest } from "./vm-requests.ts";
@@ -45,7 +46,7 @@ export function decideDomainClaim(vm: VirtualMachine, domain: DomainSeenForClaim
     },
   });
   if (specUuid && specUuid !== uuid) return refuse(`this VM's spec.uuid is ${specUuid}`);
-  const given = vm.status?.uuid?.toLowerCase();
+  const given = placementOf(vm).uuid?.toLowerCase();
   if (!given) return { wait: true };
   if (given !== uuid) return refuse(`this VM was given UUID ${given} before the domain was found`);
   return {

@@ -18,6 +18,7 @@ import {
 } from "../../hypervisor/libvirt/index.ts";
 import { applyStatus, describeError, type Kube } from "../../runtime/kube.ts";
 import type { Logger } from "../../runtime/logging.ts";
+import { placedNode } from "../vm-placement.ts";
 import {
   countersOf,
   type DiskCounters,
@@ -77,7 +78,7 @@ export class StatsCollector {
     this.metrics = new VmMetrics(options.registry, () =>
       options.vms
         .list()
-        .filter((vm) => vm.status?.nodeName === options.nodeName)
+        .filter((vm) => placedNode(vm) === options.nodeName)
         .map((vm) => ({
           namespace: vm.metadata.namespace ?? "",
           name: vm.metadata.name,
@@ -123,7 +124,7 @@ export class StatsCollector {
   }
 
   async sample(): Promise<void> {
-    const mine = this.o.vms.list().filter((vm) => vm.status?.nodeName === this.o.nodeName);
+    const mine = this.o.vms.list().filter((vm) => placedNode(vm) === this.o.nodeName);
     const byDomain = new Map(mine.map((vm) => [vm.status?.domainName ?? "", vm]));
     const stats =
       DomainStats.State |

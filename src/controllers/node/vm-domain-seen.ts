@@ -11,6 +11,7 @@ import {
 } from "../../hypervisor/libvirt/index.ts";
 import { type AnyObject, type Kube, readObject } from "../../runtime/kube.ts";
 import { effectiveVm } from "../vm-clone.ts";
+import { placedNode } from "../vm-placement.ts";
 
 type Vm = VirtualMachine & KubernetesObject;
 
@@ -44,6 +45,6 @@ export async function seeDomain(
   if (current?.metadata.uid !== owner.uid) return seen;
   // The same VM placed again elsewhere while this node was confirmed gone (lost-node handling):
   // this node came back and must not run it a second time.
-  if (current.status?.nodeName !== o.nodeName) return { ...seen, placedElsewhere: current };
+  if (placedNode(current) !== o.nodeName) return { ...seen, placedElsewhere: current };
   return { ...seen, vm: effectiveVm(current), uncached: true };
 }

@@ -20,6 +20,7 @@ import { httpStatus, type Kube, objectGone, readObject, splitKey } from "../../r
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import type { ReconcileResult } from "../../runtime/workqueue.ts";
 import { Reason } from "../event-reasons.ts";
+import { placedNode, placementOf } from "../vm-placement.ts";
 import { desiredReservations } from "./dhcp.ts";
 import { adoptedProgress, decideDomainClaim } from "./domain-claim.ts";
 import { type DomainLocks, LOCK_RETRY_MS } from "./domain-locks.ts";
@@ -158,7 +159,7 @@ export class NodeVmReconciler {
     // Labelled for this node but not placed here (yet: the controller's status write follows
     // its label; or moved away, the label to follow): nothing to do, and no libvirt call.
     const domainName = domainNameOf(namespace, name);
-    if (vm && vm.status?.nodeName !== this.o.nodeName) {
+    if (vm && placedNode(vm) !== this.o.nodeName) {
       // Not this node's to start: it waits for room here no more.
       this.o.room?.forget(domainName);
       return undefined;
@@ -181,7 +182,7 @@ export class NodeVmReconciler {
       this.o.room?.forget(domainName);
       return undefined;
     }
-    if (vm.status?.nodeName !== this.o.nodeName) return undefined; // read from the API server: placed elsewhere
+    if (placedNode(vm) !== this.o.nodeName) return undefined; // read from the API server: placed elsewhere
     let adopted: string | undefined;
     if (found && owner && vm.metadata.uid && owner.uid !== vm.metadata.uid) {
       // Left by an earlier object of this name. The cache may lag: only the API server's word
@@ -224,7 +225,7 @@ export class NodeVmReconciler {
       if (st.state === DomainState.Shutoff && st.reason === ShutoffReason.Saved)
         return { requeueAfterMs: POLL_MS };
     }
-    const uuid = vm.status?.uuid;
+    const uuid = placementOf(vm).uuid;
     if (!uuid || !vm.metadata.finalizers?.includes(DOMAIN_FINALIZER)) return undefined; // the controller is not done yet
     const admission = await admitOnNode(vm, this.o.admission);
     if ("refused" in admission) return this.reporter.refuse(vm, domainName, found, admission.refused, log);

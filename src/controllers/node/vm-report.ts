@@ -42,7 +42,7 @@ export class NodeVmReporter {
       kind: VirtualMachineKind,
       fieldManager: AGENT_FIELD_MANAGER,
       owns: AGENT_STATUS_FIELDS,
-      listMaps: { conditions: CONDITIONS_RULE, interfaces: { key: "name", ownsSet: false } },
+      listMaps: { conditions: CONDITIONS_RULE, interfaces: { key: "name", ownsSet: true } },
       // Lifecycle events come in bursts: a rerun before the cache shows our write would repeat it.
       waitForOwnWrites: true,
     });

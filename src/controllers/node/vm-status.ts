@@ -1,14 +1,22 @@
 // Pure: the part of a VirtualMachine's status the node agent owns, from what it observed.
-// Written by server-side apply as field manager "libvirt-operator-agent"; the controller owns
-// nodeName, uuid, interfaces and the Scheduled condition.
+// Written by server-side apply as field manager "libvirt-operator-agent". The placement (node,
+// UUID, interfaces' MACs and addresses, condition Scheduled) is the controller's record
+// (vm-placement.ts), copied here: the agent's report is the only status write of a new VM.
 import {
   FROZEN_ANNOTATION,
   type VirtualMachine,
   type VirtualMachineStatus,
 } from "../../api/virtualmachine.ts";
 import { DomainDiskError, DomainState } from "../../hypervisor/libvirt/constants.ts";
-import { type Condition, type Standing, standingConditions, writerConditions } from "../conditions.ts";
+import {
+  type Condition,
+  type Standing,
+  scheduledCondition,
+  standingConditions,
+  writerConditions,
+} from "../conditions.ts";
 import { Reason } from "../event-reasons.ts";
+import { placementOf, type VmPlacement } from "../vm-placement.ts";
 import { type DomainObservation, isFrozen, ShutoffReason, shouldRun } from "./vm-decide.ts";
 
 /** Crash loops in a row after which a VM is Stalled (it is still started again). */
@@ -20,6 +28,7 @@ type LastOperation = NonNullable<VirtualMachineStatus["lastOperation"]>;
 
 export const AGENT_FIELD_MANAGER = "libvirt-operator-agent";
 export const AGENT_CONDITIONS = [
+  "Scheduled",
   "Ready",
   "Reconciling",
   "Stalled",
@@ -48,6 +57,8 @@ export const AGENT_STATUS_FIELDS = [
   "cdromBootedImage",
   "disks",
   "storedData",
+  "nodeName",
+  "uuid",
 ] as const;
 
 export function hypervisorStatusOf(state: number): HypervisorStatus {
@@ -170,6 +181,8 @@ export type AgentStatus = Pick<
   | "cdromBootedImage"
   | "disks"
   | "storedData"
+  | "nodeName"
+  | "uuid"
 >;
 
 function printable(vm: VirtualMachine, o: AgentObservation): PrintableStatus {
@@ -213,9 +226,11 @@ export function agentStatus(vm: VirtualMachine, o: AgentObservation, now: Date):
 
   // Changes waiting for the next boot leave a running VM Ready (it runs as asked) and say so.
   const restartRequired = running && !o.definitionInSync && !o.failure;
+  const placement = placementOf(vm);
   const conditions = writerConditions(
     prev.conditions as Condition[] | undefined,
     [
+      ...(placement.nodeName ? [scheduledCondition(placement.nodeName)] : []),
       ...standingConditions(standing(vm, o, printableStatus, wantRun)),
       restartRequired
         ? {
@@ -276,10 +291,27 @@ export function agentStatus(vm: VirtualMachine, o: AgentObservation, now: Date):
     startCount: o.startCount,
     ...(o.cdromBootedImage ? { cdromBootedImage: o.cdromBootedImage } : {}),
     conditions,
-    ...(o.links && Object.keys(o.links).length
-      ? { interfaces: Object.entries(o.links).map(([name, linked]) => ({ name, linked })) }
-      : {}),
+    ...reportedPlacement(placement, o.links ?? {}),
     ...(o.disks ? { disks: o.disks, storedData: o.storedData ?? 0 } : {}),
+  };
+}
+
+/** The placement as status shows it: each placed interface with its link state, then links of others. */
+function reportedPlacement(
+  placement: VmPlacement,
+  links: Record<string, boolean>,
+): Pick<AgentStatus, "nodeName" | "uuid" | "interfaces"> {
+  const placed = new Set(placement.interfaces.map((i) => i.name));
+  const interfaces = [
+    ...placement.interfaces.map((i) => (i.name in links ? { ...i, linked: links[i.name] } : { ...i })),
+    ...Object.entries(links)
+      .filter(([name]) => !placed.has(name))
+      .map(([name, linked]) => ({ name, linked })),
+  ];
+  return {
+    ...(placement.nodeName ? { nodeName: placement.nodeName } : {}),
+    ...(placement.uuid ? { uuid: placement.uuid } : {}),
+    ...(interfaces.length ? { interfaces } : {}),
   };
 }
 

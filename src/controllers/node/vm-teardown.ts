@@ -15,6 +15,7 @@ import { type AnyObject, describeError, type Kube, patchMetadata } from "../../r
 import type { Logger } from "../../runtime/logging.ts";
 import type { ReconcileResult } from "../../runtime/workqueue.ts";
 import { Reason } from "../event-reasons.ts";
+import { placedNode } from "../vm-placement.ts";
 import { type desiredReservations, syncReservations } from "./dhcp.ts";
 import type { NodeRoom } from "./node-room.ts";
 import { decidePower } from "./vm-decide.ts";
@@ -133,9 +134,10 @@ export async function fenceDomain(
   await undefine(o, dom);
   // Its addresses here go with it (the new node reserves them in its own networks).
   await reserveAddresses(o, vm, [], log);
-  const where = vm.status?.nodeName ? `node ${vm.status.nodeName}` : "another node";
+  const placedOn = placedNode(vm);
+  const where = placedOn ? `node ${placedOn}` : "another node";
   const message = `the VM was placed on ${where}: its domain on node ${o.nodeName} was stopped and undefined`;
-  log.warn({ domain: dom.name, placedOn: vm.status?.nodeName }, "domain fenced");
+  log.warn({ domain: dom.name, placedOn }, "domain fenced");
   void o.reporter.event(vm, Reason.Fenced, message);
 }
 

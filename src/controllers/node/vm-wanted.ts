@@ -16,6 +16,7 @@ import {
 } from "../../hypervisor/domain/xml.ts";
 import type { DomainRef, LibvirtClient } from "../../hypervisor/libvirt/index.ts";
 import type { Logger } from "../../runtime/logging.ts";
+import { placementOf } from "../vm-placement.ts";
 import { plugDisks, updateDevicesInPlace } from "./vm-disks.ts";
 import type { ResolvedMedia } from "./vm-media.ts";
 import { volumePathsOf } from "./volume-paths.ts";
@@ -61,7 +62,7 @@ export async function wantedDomain(
   const definition = domainDefinitionFor(vm, {
     cluster: o.clusterId,
     uuid: found.uuid,
-    macs: Object.fromEntries((vm.status?.interfaces ?? []).flatMap((i) => (i.mac ? [[i.name, i.mac]] : []))),
+    macs: Object.fromEntries(placementOf(vm).interfaces.flatMap((i) => (i.mac ? [[i.name, i.mac]] : []))),
     disks: disks.devices,
     consoleLog: join(o.consoleLogDir, `${found.domainName}-console.log`),
     media,

@@ -36,6 +36,7 @@ import {
   orphanAnnotation,
   parseOrphanAnnotation,
 } from "../../../src/controllers/orphan-facts.ts";
+import { placementOf } from "../../../src/controllers/vm-placement.ts";
 import { parseNics } from "../../../src/hypervisor/domain/xml.ts";
 
 const CLUSTER = "0b7d9a4e-1f2c-4c3d-9e8f-0123456789ab";
@@ -311,7 +312,7 @@ describe("orphan placement: an object without status goes where its earlier inca
     assert.equal(placed.node, "b");
     assert.match(placed.why, /its domain \(UUID 6f1e2d3c.*\) on node b/);
     const seeded = withOrphanIdentity(newVm(), placed);
-    assert.equal(seeded.status?.uuid, UUID);
+    assert.equal(placementOf(seeded).uuid, UUID);
     // The controller's interface assignment keeps them (MAC, and the address while it is free).
     const withPools = node("b");
     withPools.metadata!.annotations![CAPACITY_ANNOTATION] = JSON.stringify({
@@ -333,7 +334,7 @@ describe("orphan placement: an object without status goes where its earlier inca
       undefined,
     );
     assert.ok(orphanPlacementOfVm(newVm({ uuid: UUID }), nodes, none));
-    assert.equal(withOrphanIdentity(newVm(), undefined).status, undefined);
+    assert.equal(placementOf(withOrphanIdentity(newVm(), undefined)).uuid, undefined);
   });
   it("a VM goes where its disks' node-local volumes were left, unless its disks are placed already", () => {
     const nodes = [
