@@ -234,7 +234,8 @@ export class HttpApi {
     const headers = await this.headers(
       payload ? { "Content-Type": contentType, "Content-Length": String(Buffer.byteLength(payload)) } : {},
     );
-    return new Promise((resolve, reject) => {
+    const deadline = Date.now() + this.deadlineMs;
+    const attempt = (resolve: (v: unknown) => void, reject: (e: unknown) => void, retried: boolean) => {
       // A header or path node refuses (a token with a newline) throws here, before any timer.
       let req: ReturnType<HttpApi["send"]>;
       try {
@@ -244,15 +245,24 @@ export class HttpApi {
         return;
       }
       // One deadline for the whole exchange: an API server that accepts and then stalls fails too.
-      const timer = setTimeout(() => {
-        const host = String(this.options.host);
-        req.destroy(new KubeRequestTimeoutError(method, path.split("?")[0] ?? path, host, this.deadlineMs));
-      }, this.deadlineMs);
+      const timer = setTimeout(
+        () => {
+          const host = String(this.options.host);
+          req.destroy(new KubeRequestTimeoutError(method, path.split("?")[0] ?? path, host, this.deadlineMs));
+        },
+        Math.max(deadline - Date.now(), 0),
+      );
+      let answered = false;
       const fail = (err: Error) => {
         clearTimeout(timer);
-        reject(err);
+        // A kept-alive socket the server had closed as we sent on it: the request never reached
+        // it (no answer began), so it is sent once more on a fresh socket.
+        const reset = (err as NodeJS.ErrnoException).code === "ECONNRESET";
+        if (!retried && !answered && req.reusedSocket && reset) attempt(resolve, reject, true);
+        else reject(err);
       };
       req.on("response", (res) => {
+        answered = true;
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));
         res.on("error", fail);
@@ -267,7 +277,8 @@ export class HttpApi {
       });
       req.on("error", fail);
       req.end(payload);
-    });
+    };
+    return new Promise((resolve, reject) => attempt(resolve, reject, false));
   }
 
   /**

@@ -390,29 +390,51 @@ interface Startable {
   latestResourceVersion?(): string;
 }
 
+/** Retries of a failed list or watch: 1 s, doubling to 30 s, spread ±20 %; a minute without failure starts over. */
+export class InformerRetry {
+  private failures = 0;
+  private lastAt = Number.NEGATIVE_INFINITY;
+  private readonly random: () => number;
+  constructor(random: () => number = Math.random) {
+    this.random = random;
+  }
+  /** The wait before the next try, after a failure at NOW. */
+  next(now = Date.now()): number {
+    if (now - this.lastAt > 60_000) this.failures = 0;
+    this.lastAt = now;
+    const base = Math.min(1000 * 2 ** this.failures, 30_000);
+    this.failures++;
+    return Math.round(base * (0.8 + 0.4 * this.random()));
+  }
+}
+
 /**
  * Starts an informer and resolves once its first list has succeeded, so nobody acts on an
  * empty cache (an agent that took "not in the cache" for "deleted" would destroy guests).
- * A failed list or watch restarts it after a second.
+ * A failed list or watch restarts it after a second, longer when it keeps failing (an API
+ * server that is overloaded is not asked again by every informer every second).
  */
 export async function startInformerSynced(informer: Startable, what: string, log: Logger): Promise<void> {
   let synced = false;
+  const retry = new InformerRetry();
   informer.on("error", (err) => {
     if (err instanceof InformerHandlerError) {
       // Our bug, on one object: said loudly; the cache and the watch go on.
       log.error({ informer: what, err: describeError(err.cause) }, err.message);
       return;
     }
-    log.warn(
-      { informer: what, err: describeError(err) },
-      synced ? "watch failed; restarting it" : "list failed; retrying",
-    );
-    if (synced) setTimeout(() => void informer.start(), 1000);
+    if (!synced) {
+      log.warn({ informer: what, err: describeError(err) }, "list failed; retrying");
+      return; // the loop below waits
+    }
+    const inMs = retry.next();
+    log.warn({ informer: what, err: describeError(err), retryInMs: inMs }, "watch failed; restarting it");
+    setTimeout(() => void informer.start(), inMs);
   });
   for (;;) {
     await informer.start();
     if (informer.latestResourceVersion?.() !== "") break;
-    await new Promise((r) => setTimeout(r, 1000));
+    await new Promise((r) => setTimeout(r, retry.next()));
   }
   synced = true;
 }

@@ -154,6 +154,39 @@ describe("Kubernetes API client", () => {
     },
   );
 
+  it(
+    "sends a request once more when the kept-alive socket it went out on was closed under it",
+    T,
+    async () => {
+      let requests = 0;
+      const server = await serve((req, res) => {
+        requests++;
+        // The second request meets its socket closed without an answer (as an idle close crossing it).
+        if (requests === 2) return req.socket.destroy();
+        // The fourth gets an answer cut off halfway: it reached the server, so it is not sent again.
+        if (requests === 4) {
+          res.writeHead(200, { "content-type": "application/json", "content-length": "100" });
+          res.write("{");
+          return setTimeout(() => req.socket.destroy(), 20);
+        }
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(JSON.stringify({ metadata: { uid: `u${requests}` } }));
+      });
+      const http = await HttpApi.connect(kubeConfigFor(server), { deadlineMs: 2000 });
+      const core = coreApi(http);
+      assert.equal((await core.readNamespace({ name: "a" })).metadata?.uid, "u1");
+      assert.equal(
+        (await core.readNamespace({ name: "b" })).metadata?.uid,
+        "u3",
+        "sent again on a fresh socket",
+      );
+      const cut = await core.readNamespace({ name: "c" }).catch((e: unknown) => e);
+      assert.ok(cut instanceof Error, "an answer cut off is an error, not a second request");
+      assert.equal(requests, 4);
+      http.close();
+    },
+  );
+
   it("refuses a request whose header node rejects, without a stray timer", T, async () => {
     const server = await serve((_req, res) => res.end("{}"));
     const http = await HttpApi.connect(kubeConfigFor(server, { token: "abc\ndef" }), 200);

@@ -6,6 +6,7 @@ import { afterEach, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { HttpApi } from "../../src/kube/http.ts";
+import { InformerRetry } from "../../src/runtime/kube.ts";
 import { makeSlimInformer, slimmed } from "../../src/runtime/slim-informer.ts";
 import { closeAll, kubeConfigFor, serve } from "../support/http-servers.ts";
 
@@ -76,5 +77,16 @@ describe("slim informer", () => {
       assert.deepEqual(cached.metadata?.labels, { a: "b" });
       assert.deepEqual((cached as unknown as { spec: unknown }).spec, { memory: "64Mi" });
     }
+  });
+});
+
+describe("retries of a failed list or watch", () => {
+  it("wait 1 s, doubling to 30 s, spread ±20 %, and start over after a quiet minute", () => {
+    const mid = new InformerRetry(() => 0.5);
+    const waits = Array.from({ length: 8 }, (_, i) => mid.next(1000 * i));
+    assert.deepEqual(waits, [1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]);
+    assert.equal(mid.next(7000 + 60_001), 1000, "a minute without failure: from 1 s again");
+    assert.equal(new InformerRetry(() => 0).next(), 800);
+    assert.equal(new InformerRetry(() => 1).next(), 1200);
   });
 });
