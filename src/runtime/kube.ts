@@ -123,12 +123,13 @@ export async function mergePatchStatus(
   obj: { metadata: { name: string; namespace?: string } },
   fields: Record<string, unknown>,
   resourceVersion?: string,
-): Promise<void> {
+): Promise<string | undefined> {
   const metadata = resourceVersion ? { metadata: { resourceVersion } } : {};
-  await kube.custom.patchNamespacedCustomObjectStatus(
+  const patched = await kube.custom.patchNamespacedCustomObjectStatus(
     { ...address(def, obj), body: { ...metadata, status: fields } },
     PatchType.Merge,
   );
+  return (patched as Partial<AnyObject> | undefined)?.metadata?.resourceVersion;
 }
 
 /** Creates OBJ, one of our kinds (DEF); false when one of its name exists (made a moment ago). */

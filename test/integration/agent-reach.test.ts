@@ -468,6 +468,12 @@ describe("a tenant bound to the built-in edit role", () => {
         }),
         /annotation vm.libvirt-operator.io\/placement is the operator's record/,
       );
+      assertRefused(
+        await call(tenantToken, "PATCH", `${vms}/mine`, {
+          metadata: { annotations: { "vm.libvirt-operator.io/placement": "" } },
+        }),
+        /annotation vm.libvirt-operator.io\/placement is the operator's record/,
+      );
       // Its own labels and finalizers stay the tenant's.
       assertAllowed(
         await call(tenantToken, "PATCH", `${vms}/mine`, {

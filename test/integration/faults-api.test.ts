@@ -14,6 +14,7 @@ import { GROUP, VERSION } from "../../src/api/common.ts";
 import type { VirtualMachine } from "../../src/api/virtualmachine.ts";
 import { startController } from "../../src/cmd/local/operator.ts";
 import { logFile, runningPid, runningSupervisor, stopDaemon } from "../../src/cmd/local/processes.ts";
+import { placedNode } from "../../src/controllers/vm-placement.ts";
 import { httpStatus } from "../../src/runtime/kube.ts";
 import { seconds, within } from "../support/faults.ts";
 import {
@@ -204,7 +205,7 @@ describe("faults on the API side", () => {
     for (const n of ["before-1", "before-2"]) {
       const vm = await getVm(ns, n);
       assert.equal(vm?.status?.printableStatus, "Running", `${n} still Running`);
-      assert.equal(vm?.status?.nodeName, nodes[0]!.nodeName, `${n} not moved`);
+      assert.equal(vm ? placedNode(vm) : undefined, nodes[0]!.nodeName, `${n} not moved`);
     }
     const seen = await within(async () => {
       const on = await domainsOn(nodes[0]!);

@@ -32,6 +32,7 @@ import {
 } from "../../src/cmd/local/processes.ts";
 import { REPO_ROOT } from "../../src/cmd/local/tools.ts";
 import { heartbeatLeaseName } from "../../src/controllers/node-facts.ts";
+import { placedNode } from "../../src/controllers/vm-placement.ts";
 import { testNodeXml } from "../support/nodes.ts";
 import { applyVm, waitForVm } from "../support/operator.ts";
 import { KUBECONFIG, kubectl, TEST_STACK, testNamespace } from "../support/stack.ts";
@@ -107,8 +108,8 @@ async function placedAfter(name: string): Promise<number> {
     runStrategy: "Halted",
     nodeSelector: { "kubernetes.io/hostname": NODE },
   });
-  const vm = await waitForVm(ns, name, (v) => Boolean(v?.status?.nodeName), "placed", 60_000);
-  assert.equal(vm?.status?.nodeName, NODE);
+  const vm = await waitForVm(ns, name, (v) => Boolean(v && placedNode(v)), "placed", 60_000);
+  assert.equal(vm ? placedNode(vm) : undefined, NODE);
   return Date.now() - started;
 }
 

@@ -13,6 +13,7 @@ import { DOMAIN_FINALIZER, NODE_LABEL, type VirtualMachine } from "../../src/api
 import { stopDaemon } from "../../src/cmd/local/processes.ts";
 import { dhcpHostName, legacyDhcpHostName } from "../../src/controllers/node/dhcp.ts";
 import { ALLOWED_NETWORKS_ANNOTATION } from "../../src/controllers/tenant-policy.ts";
+import { placedNode } from "../../src/controllers/vm-placement.ts";
 import { parseDhcpHosts } from "../../src/hypervisor/network.ts";
 import {
   actAsTenant,
@@ -281,7 +282,7 @@ describe("a MAC or UUID another VM holds", () => {
       assert.equal(c.reason, reason);
       assert.match(c.message, /is already in use in another namespace/);
       assert.doesNotMatch(c.message, /holder|tid-ids-a/);
-      assert.equal(vm?.status?.nodeName, undefined, "not placed");
+      assert.equal(vm ? placedNode(vm) : undefined, undefined, "not placed");
       const events = await eventsOf(b, vm!.metadata.name);
       assert.ok(
         events.some(
@@ -326,7 +327,7 @@ describe("networks outside the namespace's allowlist", () => {
       c.message,
       `spec.interfaces[0].network: network ${NET} is not allowed in this namespace (allowed: default, set by the cluster default)`,
     );
-    assert.equal(vm?.status?.nodeName, undefined);
+    assert.equal(vm ? placedNode(vm) : undefined, undefined);
     assert.ok(
       (await eventsOf(n, "outside")).some((e) => e.type === "Warning" && e.reason === "NetworkNotAllowed"),
     );

@@ -75,6 +75,16 @@ describe("network XML", () => {
 describe("assignAddresses", () => {
   const pools = { default: parseNetworkPools(NETWORK) };
 
+  it("keeps an interface's addresses while its node's pools are unknown for a moment", () => {
+    const previous = { ipv4: "192.168.122.9", ipv6: "fd00:7a1:0:1::109" };
+    const none = takenAmong(new Map());
+    assert.deepEqual(assignAddresses([{ name: "a", network: "default", previous }], undefined, none), [
+      previous,
+    ]);
+    assert.deepEqual(assignAddresses([{ name: "a", network: "other", previous }], pools, none), [previous]);
+    assert.deepEqual(assignAddresses([{ name: "a", network: "default" }], undefined, none), [{}]);
+  });
+
   it("gives each interface an IPv4 and an IPv6 nobody holds, and never the same twice", () => {
     const used = new Set(["192.168.122.2"]);
     const a = assignAddresses(

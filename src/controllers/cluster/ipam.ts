@@ -36,7 +36,7 @@ export function takenAmong(used: ReadonlyMap<string, ReadonlySet<string>>): Addr
   return (network, ip) => canonical.get(network)?.has(ip) ?? false;
 }
 
-/** Addresses for each interface: kept while in the pool and free, else the lowest free one. */
+/** Addresses for each interface: kept while in the pool and free (or the pool is unknown), else the lowest free one. */
 export function assignAddresses(
   requests: readonly AddressRequest[],
   pools: Readonly<Record<string, NetworkPools>> | undefined,
@@ -48,6 +48,13 @@ export function assignAddresses(
   const isTaken = (network: string, ip: string) => handed.has(`${network} ${ip}`) || taken(network, ip);
   return requests.map((r) => {
     const pool = pools?.[r.network];
+    // The node's pools unknown for a moment (its Node re-registered, its capacity republished):
+    // the addresses it has stay its own, not given up.
+    if (!pool)
+      return {
+        ...(r.previous?.ipv4 ? { ipv4: r.previous.ipv4 } : {}),
+        ...(r.previous?.ipv6 ? { ipv6: r.previous.ipv6 } : {}),
+      };
     const out: InterfaceAddresses = {};
     for (const family of ["ipv4", "ipv6"] as const) {
       const range = pool?.[family];

@@ -259,25 +259,28 @@ export class NodeLossReconciler {
         void this.event(target, Reason.NodeGone, action.message);
         return;
       case "replace": {
-        // Unplaced first: the placement loses its node (UUID and MACs stay), guarded by the
-        // cached resourceVersion, so a stale cache never unplaces a VM placed again already.
-        // Then the old node's fields in status by merge patch, not apply: they are the old
-        // node's agent's, and it is gone.
-        let guard = obj.metadata?.resourceVersion;
-        const vm = obj as Vm;
-        if (placementRecorded(vm)) {
-          const { nodeName: _gone, ...held } = placementOf(vm);
-          guard = await patchMetadata(this.o.kube, kind, target, {
-            annotations: { [PLACEMENT_ANNOTATION]: encodePlacement(held) },
-          });
-        }
-        await mergePatchStatus(
+        // The old node's fields in status by merge patch, not apply: they are the old node's
+        // agent's, and it is gone. Guarded by the cached resourceVersion: a stale cache never
+        // unplaces a VM placed again already. Then the placement loses its node (UUID and MACs
+        // stay), guarded by the version that patch made: cut short between the two, the VM is
+        // still the lost node's and the next look does both again.
+        const unplaced = await mergePatchStatus(
           this.o.kube,
           kind,
           target,
           Object.fromEntries(NODE_BOUND_VM_STATUS.map((f) => [f, null])),
-          guard,
+          obj.metadata?.resourceVersion,
         );
+        const vm = obj as Vm;
+        if (placementRecorded(vm)) {
+          const { nodeName: _gone, ...held } = placementOf(vm);
+          await patchMetadata(
+            this.o.kube,
+            kind,
+            { ...target, metadata: { ...target.metadata, resourceVersion: unplaced } },
+            { annotations: { [PLACEMENT_ANNOTATION]: encodePlacement(held, vm.metadata.uid) } },
+          );
+        }
         await write(placedAgainConditions(action.message));
         log.info({}, action.message);
         void this.event(target, Reason.NodeGone, action.message);

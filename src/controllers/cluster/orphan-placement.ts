@@ -8,7 +8,7 @@ import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
 import { CAPACITY_ANNOTATION, parseCapacity } from "../node-facts.ts";
 import { ORPHANS_ANNOTATION, type OrphanDomain, parseOrphanAnnotation } from "../orphan-facts.ts";
-import { encodePlacement, PLACEMENT_ANNOTATION, placementOf } from "../vm-placement.ts";
+import { placementOf, withPlacement } from "../vm-placement.ts";
 import { diskNamesOf } from "./disk-placement.ts";
 
 export type OrphanPlacement = { node: string; why: string; domain?: OrphanDomain } | { error: string };
@@ -108,7 +108,7 @@ export function withOrphanIdentity<T extends VirtualMachine>(
 ): T {
   const domain = placement && "domain" in placement ? placement.domain : undefined;
   if (!domain || placementOf(vm).uuid) return vm;
-  const identity = encodePlacement({
+  const identity = {
     uuid: domain.uuid,
     interfaces: (domain.interfaces ?? []).map((i) => ({
       name: i.name,
@@ -117,12 +117,10 @@ export function withOrphanIdentity<T extends VirtualMachine>(
       ...(i.ipv4 ? { ipv4: i.ipv4 } : {}),
       ...(i.ipv6 ? { ipv6: i.ipv6 } : {}),
     })),
-  });
-  return {
-    ...vm,
-    metadata: {
-      ...vm.metadata,
-      annotations: { ...vm.metadata.annotations, [PLACEMENT_ANNOTATION]: identity },
-    },
   };
+  try {
+    return withPlacement(vm, identity);
+  } catch {
+    return vm; // what the node says it left is no placement we would write: placed afresh
+  }
 }

@@ -61,6 +61,8 @@ const COMPONENT = "libvirt-operator-controller";
 const UNSCHEDULABLE_RETRY_MS = 30_000;
 /** How long a placed VM's agent has to report before the VM says it waits for its agent. */
 export const AGENT_REPORT_GRACE_MS = 15_000;
+/** placedAt of a VM said to wait for its agent already (its reconciles say it again, if need be). */
+const SAID_WAITING = 0;
 
 interface Lister<T> {
   get(name: string, namespace?: string): T | undefined;
@@ -178,6 +180,7 @@ export class ClusterVmReconciler {
     }
     const log = forObject(this.o.log, "VirtualMachine", key);
     const placedOn = placedNode(vm);
+    if (!placedOn) this.placedAt.delete(key); // not placed (any more)
     if (vm.metadata.deletionTimestamp) {
       // Never placed: no agent will release the finalizer, so the controller does.
       if (!placedOn && vm.metadata.finalizers?.includes(DOMAIN_FINALIZER)) {
@@ -192,6 +195,7 @@ export class ClusterVmReconciler {
       }
       this.assumed.delete(key);
       this.o.book.vmNodes.delete(key);
+      this.placedAt.delete(key);
       return undefined;
     }
 
@@ -267,8 +271,9 @@ export class ClusterVmReconciler {
 
   /**
    * Its node's agent will not start it for lack of room, and nothing ties it there: placed on a
-   * node with room, if one has. Label and placement move in one write: the old node's agent
-   * stops and undefines its domain once it sees the VM placed elsewhere (fence).
+   * node with room, if one has. Label and placement move in one write (guarded by the cached
+   * resourceVersion): the old node's agent stops and undefines its domain once it sees the VM
+   * placed elsewhere (fence).
    */
   private async moveForRoom(vm: Vm, from: string, log: Logger): Promise<boolean> {
     const key = keyOf(vm);
@@ -277,8 +282,12 @@ export class ClusterVmReconciler {
     if ("error" in result) return false;
     this.assumed.set(key, { node: result.node, ...capacityNeed(vm) });
     this.o.book.vmNodes.set(key, result.node);
-    await this.labelAndHold(vm, result.node, this.held(vm, result.node));
+    const held = this.held(vm, result.node);
+    await this.labelAndHold(vm, result.node, held);
     this.placedAt.set(key, Date.now());
+    // Status too (a second write, for moves only): an agent of an older release on the old node
+    // goes by status.nodeName, and must see the VM gone from its node to fence its domain.
+    await this.status.write(vm, placedStatus(vm, result.node, held));
     const message = `node ${from} had no room to start it: placed on node ${result.node}`;
     log.info({ from, node: result.node }, "VM moved for room");
     void this.event(vm, Reason.MovedForRoom, message);
@@ -387,7 +396,7 @@ export class ClusterVmReconciler {
    */
   private async labelAndHold(vm: Vm, node: string, held: HeldIdentity) {
     const finalizers = vm.metadata.finalizers ?? [];
-    const placement = encodePlacement({ nodeName: node, ...held });
+    const placement = encodePlacement({ nodeName: node, ...held }, vm.metadata.uid);
     if (
       vm.metadata.labels?.[NODE_LABEL] === node &&
       finalizers.includes(DOMAIN_FINALIZER) &&
@@ -423,27 +432,33 @@ export class ClusterVmReconciler {
   }
 
   /**
-   * A VM its agent has not reported on (no domainName) AGENT_REPORT_GRACE_MS after it was
-   * placed is said to be waiting for its agent (a new VM reads InProgress from its create on:
+   * A VM its node's agent has not reported on AGENT_REPORT_GRACE_MS after it was placed (or
+   * first seen so) is said to be waiting for its agent (a new VM reads InProgress from its create on:
    * its status starts at observedGeneration 0). Written by a manager of its own that yields:
    * once the agent holds these conditions, a stale cache here cannot overwrite them.
    */
   private async awaitingAgent(vm: Vm, node: string): Promise<undefined> {
     const key = keyOf(vm);
-    if (vm.status?.domainName) {
+    // Reported by the agent of its node (a VM just moved still shows its old node's report).
+    if (vm.status?.domainName && vm.status.nodeName === node) {
       this.placedAt.delete(key);
       return undefined;
     }
+    // First seen waiting (this process did not place it, or leads since): from now on.
+    const placedAt = this.placedAt.get(key) ?? Date.now();
+    this.placedAt.set(key, placedAt);
     // Not requeued: overdueForAgent() brings back only those still waiting when it is time.
-    if (Date.now() - (this.placedAt.get(key) ?? 0) < AGENT_REPORT_GRACE_MS) return undefined;
-    this.placedAt.delete(key);
+    if (Date.now() - placedAt < AGENT_REPORT_GRACE_MS) return undefined;
+    this.placedAt.set(key, SAID_WAITING);
     await this.standing.write(vm, awaitingAgentStatus(vm, node));
     return undefined;
   }
 
-  /** Keys of VMs placed over AGENT_REPORT_GRACE_MS ago that their agent has not reported on. */
+  /** Keys of VMs placed over AGENT_REPORT_GRACE_MS ago that their agent has not reported on (not said yet). */
   overdueForAgent(now = Date.now()): string[] {
-    return [...this.placedAt].filter(([, at]) => now - at >= AGENT_REPORT_GRACE_MS).map(([key]) => key);
+    return [...this.placedAt]
+      .filter(([, at]) => at !== SAID_WAITING && now - at >= AGENT_REPORT_GRACE_MS)
+      .map(([key]) => key);
   }
 
   /** What VM holds on NODE: while refused, nothing new is taken on (a MAC or UUID another VM holds stays its own). */

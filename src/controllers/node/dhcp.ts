@@ -5,6 +5,7 @@
 // one VM's reconcile never takes another's entry for its own.
 import { createHash } from "node:crypto";
 import type { VirtualMachine } from "../../api/virtualmachine.ts";
+import { desiredInterfaces } from "../../hypervisor/domain/from-spec.ts";
 import type { LibvirtClient } from "../../hypervisor/libvirt/index.ts";
 import { type DhcpHost, dhcpHostXml, parseDhcpLayout } from "../../hypervisor/network.ts";
 import { placementOf } from "../vm-placement.ts";
@@ -68,12 +69,17 @@ export interface Reservation {
   host: DhcpHost;
 }
 
-/** Pure: the reservations a VM should have, from the addresses in its status. */
+/**
+ * Pure: the reservations a VM should have, from the addresses it was given (its placement), on
+ * the networks its spec asks for (those its namespace was allowed; no other, whatever a placement
+ * says).
+ */
 export function desiredReservations(vm: VirtualMachine): Reservation[] {
   const ns = vm.metadata.namespace ?? "default";
+  const asked = new Map(desiredInterfaces(vm).map((i) => [i.name, i.network]));
   return placementOf(vm).interfaces.flatMap((i) => {
     const out: Reservation[] = [];
-    if (!i.network) return out;
+    if (!i.network || asked.get(i.name) !== i.network) return out;
     const name = dhcpHostName(ns, vm.metadata.name, i.name);
     if (i.ipv4 && i.mac)
       out.push({ network: i.network, host: { mac: i.mac.toLowerCase(), name, ip: i.ipv4 } });

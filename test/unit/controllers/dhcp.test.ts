@@ -78,6 +78,17 @@ describe("planReservations", () => {
     return hosts;
   }
 
+  it("reserves only on the network the spec asks for, whatever the placement names", () => {
+    const elsewhere = {
+      ...p,
+      status: {
+        interfaces: [{ name: "default", network: "admin-net", mac: "52:54:00:00:00:07", ipv4: "10.9.0.2" }],
+      },
+    } as unknown as VirtualMachine;
+    assert.deepEqual(desiredReservations(elsewhere), []);
+    assert.equal(desiredReservations(p).length, 2);
+  });
+
   it("lets the two VMs whose old names collided both keep their reservations", () => {
     const hosts = converge([], [p, q]);
     assert.deepEqual(
