@@ -144,8 +144,8 @@ describe("a node whose agent stops heartbeating", () => {
     // Without an admin's word nothing moves and a deletion waits for the node.
     await kubectl(["delete", "vm", "leaver", "-n", ns, "--wait=false"]);
     await sleep(1_500);
-    const mover = await getVm(ns, "mover");
-    assert.equal(mover ? placedNode(mover) : undefined, a.nodeName, "not moved");
+    const unmoved = await getVm(ns, "mover");
+    assert.equal(unmoved ? placedNode(unmoved) : undefined, a.nodeName, "not moved");
     assert.ok(await getVm(ns, "leaver"), "a VM of a lost node was let go without confirmation");
     assert.equal((await domainsOn(b)).size, 0, "a VM of the lost node runs on the other node");
 
