@@ -15,6 +15,8 @@ export const REQUEST_DEADLINE_MS = 15_000;
  * longer than the API server's bookmark interval (a minute), so a quiet watch is never cut.
  */
 export const WATCH_SILENCE_MS = 90_000;
+/** How long an exec or auth-provider credential plugin may take to answer. */
+const EXEC_DEADLINE_MS = 30_000;
 /** Credentials that may change (a rotated token file, an exec plugin) are read again this often. */
 const AUTH_REFRESH_MS = 60_000;
 /** Socket timeout of pooled connections: idle ones close then (requests end sooner: their deadline). */
@@ -74,6 +76,8 @@ export interface HttpApiOptions {
   /** Connections open at once for requests (watches have their own). */
   maxSockets?: number;
   userAgent?: string;
+  /** How long an exec or auth-provider credential plugin may take (default 30 s). */
+  credentialDeadlineMs?: number;
 }
 
 function fileOrData(data: string | undefined, file: string | undefined): Buffer | undefined {
@@ -116,6 +120,7 @@ class AuthHeaders {
 /** TLS options and authentication for the context: from the kubeconfig, or client-node for exec/auth providers. */
 async function connectionOptions(
   config: ResolvedConfig,
+  credentialDeadlineMs = EXEC_DEADLINE_MS,
 ): Promise<{ options: RequestOptions; auth: AuthHeaders }> {
   const { cluster, user } = config;
   const url = new URL(cluster.server);
@@ -142,7 +147,24 @@ async function connectionOptions(
     kc.setCurrentContext(config.contextName);
     const apply = async () => {
       const applied: RequestOptions = { headers: {} };
-      await kc.applyToHTTPSOptions(applied);
+      // A plugin that hangs (a login prompt nobody answers) fails like a request that does.
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new Error(
+                `the kubeconfig's credential plugin did not answer within ${credentialDeadlineMs / 1000} s`,
+              ),
+            ),
+          credentialDeadlineMs,
+        );
+      });
+      try {
+        await Promise.race([kc.applyToHTTPSOptions(applied), late]);
+      } finally {
+        clearTimeout(timer);
+      }
       return applied;
     };
     const first = await apply();
@@ -210,7 +232,11 @@ export class HttpApi {
       throw new KubeconfigError(`server "${config.cluster.server}" of the kubeconfig is no URL`);
     }
     const o = typeof options === "number" ? { deadlineMs: options } : options;
-    const api = new HttpApi(await connectionOptions(config), url.pathname.replace(/\/$/, ""), o);
+    const api = new HttpApi(
+      await connectionOptions(config, o.credentialDeadlineMs),
+      url.pathname.replace(/\/$/, ""),
+      o,
+    );
     await api.auth.get(); // a broken token file or exec plugin fails here, not on the first request
     return api;
   }

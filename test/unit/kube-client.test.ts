@@ -93,6 +93,40 @@ describe("Kubernetes API client", () => {
     http.close();
   });
 
+  it("gives up on an exec plugin that does not answer, saying so", T, async () => {
+    const dir = tempDir();
+    const file = join(dir, "config");
+    writeFileSync(
+      file,
+      JSON.stringify({
+        clusters: [
+          { name: "c", cluster: { server: "http://127.0.0.1:9", "insecure-skip-tls-verify": true } },
+        ],
+        users: [
+          {
+            name: "u",
+            user: {
+              exec: {
+                apiVersion: "client.authentication.k8s.io/v1",
+                command: process.execPath,
+                args: ["-e", "setTimeout(() => {}, 2500)"],
+                interactiveMode: "Never",
+              },
+            },
+          },
+        ],
+        contexts: [{ name: "x", context: { cluster: "c", user: "u" } }],
+        "current-context": "x",
+      }),
+    );
+    const started = Date.now();
+    await assert.rejects(
+      HttpApi.connect(loadKubeconfig([file]), { deadlineMs: 5000, credentialDeadlineMs: 500 }),
+      /credential plugin did not answer within 0.5 s/,
+    );
+    assert.ok(Date.now() - started < 2000, "not waiting for the plugin");
+  });
+
   it("connects as the pod's service account without a kubeconfig", () => {
     const dir = tempDir();
     writeFileSync(join(dir, "namespace"), "libvirt-operator\n");
