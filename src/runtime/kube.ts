@@ -193,7 +193,10 @@ export async function patchMetadata(
   return (patched as Partial<AnyObject> | undefined)?.metadata?.resourceVersion;
 }
 
-/** Removes FINALIZER from a fresh read of OBJ (our own status writes move its resourceVersion). */
+/**
+ * Removes FINALIZER from a fresh read of OBJ (our own status writes move its resourceVersion);
+ * never from a new object made since under its name.
+ */
 export async function removeFinalizer(kube: Kube, def: KindDefinition, obj: AnyObject, finalizer: string) {
   let current: AnyObject;
   try {
@@ -202,6 +205,7 @@ export async function removeFinalizer(kube: Kube, def: KindDefinition, obj: AnyO
     if (httpStatus(err) === 404) return;
     throw err;
   }
+  if (obj.metadata.uid && current.metadata.uid !== obj.metadata.uid) return;
   const finalizers = current.metadata.finalizers ?? [];
   if (!finalizers.includes(finalizer)) return;
   await patchMetadata(kube, def, current, { finalizers: finalizers.filter((f) => f !== finalizer) });

@@ -10,9 +10,11 @@ import { afterEach, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import type { KubernetesObject } from "@kubernetes/client-node";
-import { coreApi } from "../../src/kube/apis.ts";
+import { VirtualMachineKind } from "../../src/api/virtualmachine.ts";
+import { coreApi, customObjectsApi } from "../../src/kube/apis.ts";
 import { ApiError, HttpApi } from "../../src/kube/http.ts";
 import { defaultConfig, inClusterConfig, loadKubeconfig } from "../../src/kube/kubeconfig.ts";
+import { type AnyObject, type Kube, removeFinalizer } from "../../src/runtime/kube.ts";
 import { InformerHandlerError, makeSlimInformer } from "../../src/runtime/slim-informer.ts";
 import { closeAll, kubeConfigFor, serve } from "../support/http-servers.ts";
 
@@ -220,6 +222,40 @@ describe("Kubernetes API client", () => {
       http.close();
     },
   );
+
+  it("removes a finalizer from a fresh read, never from a new object of the same name", T, async () => {
+    const patches: string[] = [];
+    let uid = "old";
+    const server = await serve((req, res) => {
+      let body = "";
+      req.on("data", (c) => {
+        body += c;
+      });
+      req.on("end", () => {
+        if (req.method === "PATCH") patches.push(body);
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(
+          JSON.stringify({
+            metadata: { name: "v", namespace: "ns", uid, resourceVersion: "7", finalizers: ["f", "other"] },
+          }),
+        );
+      });
+    });
+    const http = await HttpApi.connect(kubeConfigFor(server), { deadlineMs: 2000 });
+    const kube = { custom: customObjectsApi(http) } as unknown as Kube;
+    const gone = { metadata: { name: "v", namespace: "ns", uid: "old", resourceVersion: "3" } } as AnyObject;
+    await removeFinalizer(kube, VirtualMachineKind, gone, "f");
+    assert.equal(patches.length, 1);
+    assert.deepEqual(JSON.parse(patches[0]!).metadata, {
+      finalizers: ["other"],
+      resourceVersion: "7",
+      uid: "old",
+    });
+    uid = "new"; // deleted and made again meanwhile
+    await removeFinalizer(kube, VirtualMachineKind, gone, "f");
+    assert.equal(patches.length, 1, "the new VM keeps its finalizer");
+    http.close();
+  });
 
   it("refuses a request whose header node rejects, without a stray timer", T, async () => {
     const server = await serve((_req, res) => res.end("{}"));

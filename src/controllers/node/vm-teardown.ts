@@ -11,7 +11,14 @@ import {
   type LibvirtClient,
   unlessNotFound,
 } from "../../hypervisor/libvirt/index.ts";
-import { type AnyObject, describeError, type Kube, patchMetadata } from "../../runtime/kube.ts";
+import {
+  type AnyObject,
+  describeError,
+  httpStatus,
+  type Kube,
+  patchMetadata,
+  removeFinalizer,
+} from "../../runtime/kube.ts";
 import type { Logger } from "../../runtime/logging.ts";
 import type { ReconcileResult } from "../../runtime/workqueue.ts";
 import { Reason } from "../event-reasons.ts";
@@ -96,6 +103,10 @@ export async function finalizeVm(
   if (finalizers.includes(DOMAIN_FINALIZER)) {
     await patchMetadata(o.kube, VirtualMachineKind, vm as AnyObject, {
       finalizers: finalizers.filter((f) => f !== DOMAIN_FINALIZER),
+    }).catch(async (err: unknown) => {
+      // The cache is behind our own last status write ("terminating"): from a fresh read.
+      if (httpStatus(err) !== 409) throw err;
+      await removeFinalizer(o.kube, VirtualMachineKind, vm as AnyObject, DOMAIN_FINALIZER);
     });
     log.info("domain gone; finalizer removed");
   }
