@@ -369,23 +369,21 @@ describe("a tenant bound to the built-in edit role", () => {
 
   it("cannot place its objects by hand nor strip the operator's finalizers", async () => {
     const vms = `${GROUP_PATH}/namespaces/tenant-a/virtualmachines`;
-    assertRefused(
-      await call(
+    const placedVm = (metadata: Record<string, unknown>) =>
+      call(
         tenantToken,
         "POST",
         vms,
         {
           apiVersion: API_VERSION,
           kind: "VirtualMachine",
-          metadata: {
-            name: "placed",
-            namespace: "tenant-a",
-            labels: { "vm.libvirt-operator.io/node": "n1" },
-          },
+          metadata: { name: "placed", namespace: "tenant-a", ...metadata },
           spec: { memory: "64Mi", runStrategy: "Halted" },
         },
         "json",
-      ),
+      );
+    assertRefused(
+      await placedVm({ labels: { "vm.libvirt-operator.io/node": "n1" } }),
       /label vm.libvirt-operator.io\/node is set by the operator/,
     );
     // Nor give itself another VM's UUID, MAC or address through the placement record.
@@ -395,22 +393,7 @@ describe("a tenant bound to the built-in edit role", () => {
       interfaces: [{ name: "default", mac: "52:54:00:00:00:01", network: "default", ipv4: "192.168.122.2" }],
     });
     assertRefused(
-      await call(
-        tenantToken,
-        "POST",
-        vms,
-        {
-          apiVersion: API_VERSION,
-          kind: "VirtualMachine",
-          metadata: {
-            name: "placed",
-            namespace: "tenant-a",
-            annotations: { "vm.libvirt-operator.io/placement": placement },
-          },
-          spec: { memory: "64Mi", runStrategy: "Halted" },
-        },
-        "json",
-      ),
+      await placedVm({ annotations: { "vm.libvirt-operator.io/placement": placement } }),
       /annotation vm.libvirt-operator.io\/placement is the operator's record/,
     );
     // Nor make a disk of its own pass for a template's base.

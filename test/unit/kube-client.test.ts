@@ -31,6 +31,34 @@ function tempDir(): string {
   return dir;
 }
 
+/** A kubeconfig in DIR for SERVER whose user authenticates through node run with ARGS (an exec plugin). */
+function execKubeconfig(dir: string, server: string, args: string[]): string {
+  const file = join(dir, "config");
+  writeFileSync(
+    file,
+    JSON.stringify({
+      // client-node refuses a plain-http server unless told not to verify.
+      clusters: [{ name: "c", cluster: { server, "insecure-skip-tls-verify": true } }],
+      users: [
+        {
+          name: "u",
+          user: {
+            exec: {
+              apiVersion: "client.authentication.k8s.io/v1",
+              command: process.execPath,
+              args,
+              interactiveMode: "Never",
+            },
+          },
+        },
+      ],
+      contexts: [{ name: "x", context: { cluster: "c", user: "u" } }],
+      "current-context": "x",
+    }),
+  );
+  return file;
+}
+
 describe("Kubernetes API client", () => {
   it("reads a token file again after a 401 (a rotated service account token)", T, async () => {
     const dir = tempDir();
@@ -66,29 +94,10 @@ describe("Kubernetes API client", () => {
       kind: "ExecCredential",
       status: { token: "from-exec" },
     };
-    const file = join(dir, "config");
-    writeFileSync(
-      file,
-      JSON.stringify({
-        // client-node refuses a plain-http server unless told not to verify.
-        clusters: [{ name: "c", cluster: { server, "insecure-skip-tls-verify": true } }],
-        users: [
-          {
-            name: "u",
-            user: {
-              exec: {
-                apiVersion: "client.authentication.k8s.io/v1",
-                command: process.execPath,
-                args: ["-e", `console.log(${JSON.stringify(JSON.stringify(credential))})`],
-                interactiveMode: "Never",
-              },
-            },
-          },
-        ],
-        contexts: [{ name: "x", context: { cluster: "c", user: "u" } }],
-        "current-context": "x",
-      }),
-    );
+    const file = execKubeconfig(dir, server, [
+      "-e",
+      `console.log(${JSON.stringify(JSON.stringify(credential))})`,
+    ]);
     const http = await HttpApi.connect(loadKubeconfig([file]), { deadlineMs: 5000 });
     assert.equal((await coreApi(http).readNamespace({ name: "kube-system" })).metadata?.uid, "u1");
     assert.deepEqual(seen, ["Bearer from-exec"]);
@@ -97,30 +106,7 @@ describe("Kubernetes API client", () => {
 
   it("gives up on an exec plugin that does not answer, saying so", T, async () => {
     const dir = tempDir();
-    const file = join(dir, "config");
-    writeFileSync(
-      file,
-      JSON.stringify({
-        clusters: [
-          { name: "c", cluster: { server: "http://127.0.0.1:9", "insecure-skip-tls-verify": true } },
-        ],
-        users: [
-          {
-            name: "u",
-            user: {
-              exec: {
-                apiVersion: "client.authentication.k8s.io/v1",
-                command: process.execPath,
-                args: ["-e", "setTimeout(() => {}, 2500)"],
-                interactiveMode: "Never",
-              },
-            },
-          },
-        ],
-        contexts: [{ name: "x", context: { cluster: "c", user: "u" } }],
-        "current-context": "x",
-      }),
-    );
+    const file = execKubeconfig(dir, "http://127.0.0.1:9", ["-e", "setTimeout(() => {}, 2500)"]);
     const started = Date.now();
     await assert.rejects(
       HttpApi.connect(loadKubeconfig([file]), { deadlineMs: 5000, credentialDeadlineMs: 500 }),

@@ -224,9 +224,9 @@ export class ClusterVmReconciler {
         await this.status.write(vm, placedStatus(vm, placedOn, held, refusal));
       // A template's VM gets its disks on its node (the base for that node is the template's work).
       if (vm.status?.template) await this.makeTemplateDisks(vm, placedOn);
-      const waiting = await this.awaitingAgent(vm, placedOn);
+      await this.awaitingAgent(vm, placedOn);
       if (vm.metadata.labels?.[NODE_LABEL] === placedOn) this.assumed.delete(key);
-      return movable ? { requeueAfterMs: UNSCHEDULABLE_RETRY_MS } : waiting;
+      return movable ? { requeueAfterMs: UNSCHEDULABLE_RETRY_MS } : undefined;
     }
 
     if (vm.spec.source?.snapshot && !vm.status?.clonedFrom) return this.prepareClone(vm, log);
@@ -437,21 +437,20 @@ export class ClusterVmReconciler {
    * its status starts at observedGeneration 0). Written by a manager of its own that yields:
    * once the agent holds these conditions, a stale cache here cannot overwrite them.
    */
-  private async awaitingAgent(vm: Vm, node: string): Promise<undefined> {
+  private async awaitingAgent(vm: Vm, node: string): Promise<void> {
     const key = keyOf(vm);
     // Reported by the agent of its node (a VM just moved still shows its old node's report).
     if (vm.status?.domainName && vm.status.nodeName === node) {
       this.placedAt.delete(key);
-      return undefined;
+      return;
     }
     // First seen waiting (this process did not place it, or leads since): from now on.
     const placedAt = this.placedAt.get(key) ?? Date.now();
     this.placedAt.set(key, placedAt);
     // Not requeued: overdueForAgent() brings back only those still waiting when it is time.
-    if (Date.now() - placedAt < AGENT_REPORT_GRACE_MS) return undefined;
+    if (Date.now() - placedAt < AGENT_REPORT_GRACE_MS) return;
     this.placedAt.set(key, SAID_WAITING);
     await this.standing.write(vm, awaitingAgentStatus(vm, node));
-    return undefined;
   }
 
   /** Keys of VMs placed over AGENT_REPORT_GRACE_MS ago that their agent has not reported on (not said yet). */
