@@ -79,7 +79,7 @@ export const EVENT_REASONS = {
   // Domains (agent).
   Adopted: normal([VM, DISK], "an existing domain or volume left by an earlier object was taken over"),
   DomainNotAdopted: warn([VM], "a domain of this name from an earlier VM is not taken over"),
-  Defined: normal([VM], "the libvirt domain was defined"),
+  Defined: normal([VM], "the libvirt domain was defined (and not started at once: that says Started)"),
   Redefined: normal([VM], "the libvirt domain was redefined from a changed spec"),
   DefineFailed: warn([VM], "libvirt refused the domain definition"),
   TemplateBase: warn([VM], "the VM was made into a template and its disks are bases: it does not start"),
@@ -92,7 +92,7 @@ export const EVENT_REASONS = {
     "the VM was placed on another node (its node came back after being lost, or it moved to start where there is room): its domain on the old node was removed",
   ),
   // Power (agent).
-  Started: normal([VM], "the domain was started"),
+  Started: normal([VM], "the domain was started (a new one: defined and started, in one Event)"),
   Stopping: normal([VM], "ACPI shutdown requested"),
   Stopped: normal([VM], "the guest powered off"),
   StopCancelled: normal([VM], "the VM should run again before it stopped"),

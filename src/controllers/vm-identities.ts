@@ -112,12 +112,6 @@ export function describeHolder(vm: VmLike, holderNamespace: string, holderName: 
 /** Who holds a claimed value (VM itself may be among them): a scan of VMs, or an index. */
 export type HoldersOf = (claim: Identity) => Iterable<IdentityHolder>;
 
-/** VM's hold on VALUE of KIND, if it holds it. */
-export function holdOf(vm: VmLike, kind: IdentityKind, value: string): IdentityHolder | undefined {
-  const held = heldIdentities(vm).find((h) => h.kind === kind && h.value === value);
-  return held && { ...nameAndAge(vm), assigned: held.assigned };
-}
-
 function nameAndAge(vm: VmLike): Omit<IdentityHolder, "assigned"> {
   return { namespace: vm.metadata.namespace ?? "", name: vm.metadata.name ?? "", createdAt: createdAt(vm) };
 }
@@ -143,9 +137,13 @@ export function identityRefusalFrom(vm: VmLike, holdersOf: HoldersOf): Refusal |
 
 /** identityRefusalFrom with the holders found among OTHERS (which may include VM itself). */
 export function identityRefusal(vm: VmLike, others: Iterable<VmLike>): Refusal | undefined {
-  const all = [...others];
+  // What each holds, worked out once for all of VM's claims.
+  const all = [...others].map((other) => ({ other, held: heldIdentities(other) }));
   return identityRefusalFrom(vm, (claim) =>
-    all.flatMap((other) => holdOf(other, claim.kind, claim.value) ?? []),
+    all.flatMap(({ other, held }) => {
+      const hold = held.find((h) => h.kind === claim.kind && h.value === claim.value);
+      return hold ? [{ ...nameAndAge(other), assigned: hold.assigned }] : [];
+    }),
   );
 }
 

@@ -127,6 +127,9 @@ describe("VirtualMachine end to end (TCG guests)", () => {
     ).stdout;
     assert.match(events, /"reason": "Scheduled"/);
     assert.match(events, /"reason": "Started"/);
+    // A new domain defined and started in one reconcile says both in one Event, not two.
+    assert.match(events, new RegExp(`"message": "domain ${ns}_boot defined on ${TEST_STACK.nodeName} and started"`));
+    assert.doesNotMatch(events, /"reason": "Defined"/);
   });
 
   it("statistics refresh on the interval into status and the agent's Prometheus metrics", async () => {

@@ -6,9 +6,10 @@
 import { createHash } from "node:crypto";
 import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import { desiredInterfaces } from "../../hypervisor/domain/from-spec.ts";
-import type { LibvirtClient } from "../../hypervisor/libvirt/index.ts";
-import { type DhcpHost, dhcpHostXml, parseDhcpLayout } from "../../hypervisor/network.ts";
+import { type LibvirtClient, LibvirtError } from "../../hypervisor/libvirt/index.ts";
+import { type DhcpHost, dhcpHostXml } from "../../hypervisor/network.ts";
 import { placementOf } from "../vm-placement.ts";
+import { hostChanged, networkHosts } from "./network-hosts.ts";
 
 /** Base32 characters of the hash in a host name: 100 bits, beyond reach of a crafted collision. */
 const HASH_CHARS = 20;
@@ -160,22 +161,41 @@ export async function syncReservations(
   ]);
   const changes: string[] = [];
   for (const network of networks) {
-    const net = await libvirt.lookupNetwork(network).catch(() => undefined);
-    if (!net) continue;
-    const xml = await libvirt.networkXml(net);
-    const { hosts, ipIndex } = parseDhcpLayout(xml);
-    const parentOf = (h: DhcpHost) => ipIndex[h.ip.includes(":") ? "ipv6" : "ipv4"];
     const want = wanted.filter((w) => w.network === network).map((w) => w.host);
-    const plan = planReservations(hosts, want, ownershipOf(vm, network));
-    for (const h of plan.remove) {
-      await libvirt.removeDhcpHost(net, dhcpHostXml(h), parentOf(h));
-      changes.push(`removed ${h.ip} from ${network}`);
+    const own = ownershipOf(vm, network);
+    try {
+      changes.push(...(await syncNetwork(libvirt, network, want, own, false)));
+    } catch (err) {
+      // The entries held in memory may be behind a change made by hand: read them and try again.
+      if (!(err instanceof LibvirtError)) throw err;
+      changes.push(...(await syncNetwork(libvirt, network, want, own, true)));
     }
-    for (const w of plan.add) {
-      if (parentOf(w) < 0) continue; // the network has no pool of that family
-      await libvirt.addDhcpHost(net, dhcpHostXml(w), parentOf(w));
-      changes.push(`reserved ${w.ip} in ${network}`);
-    }
+  }
+  return changes;
+}
+
+async function syncNetwork(
+  libvirt: LibvirtClient,
+  network: string,
+  want: DhcpHost[],
+  own: Ownership,
+  reread: boolean,
+): Promise<string[]> {
+  const held = await networkHosts(libvirt, network, reread);
+  if (!held) return [];
+  const parentOf = (h: DhcpHost) => held.ipIndex[h.ip.includes(":") ? "ipv6" : "ipv4"];
+  const plan = planReservations(held.hosts, want, own);
+  const changes: string[] = [];
+  for (const h of plan.remove) {
+    await libvirt.removeDhcpHost(held.net, dhcpHostXml(h), parentOf(h));
+    hostChanged(libvirt, network, h, false);
+    changes.push(`removed ${h.ip} from ${network}`);
+  }
+  for (const w of plan.add) {
+    if (parentOf(w) < 0) continue; // the network has no pool of that family
+    await libvirt.addDhcpHost(held.net, dhcpHostXml(w), parentOf(w));
+    hostChanged(libvirt, network, w, true);
+    changes.push(`reserved ${w.ip} in ${network}`);
   }
   return changes;
 }

@@ -84,6 +84,11 @@ export class NodeVmReconciler {
   private readonly progress = new Map<string, Progress>();
   /** VMs last read from the API server because the cache lacks them. */
   private readonly uncached = new Set<string>();
+  /**
+   * A domain defined for the first time, its Event held back: a start in the same reconcile says
+   * both in one Event (a third of a new VM's API writes were Events); otherwise said at its end.
+   */
+  private readonly definedUnsaid = new Map<string, { vm: VirtualMachine; message: string }>();
   private readonly reporter: NodeVmReporter;
   private readonly teardown: VmTeardownOptions;
 
@@ -120,7 +125,7 @@ export class NodeVmReconciler {
 
   async reconcile(key: string): Promise<ReconcileResult | undefined> {
     const locked = await this.o.locks.tryRun([key], "reconcile", () =>
-      this.gone(key, () => this.converge(key)),
+      this.gone(key, () => this.converge(key)).finally(() => this.sayDefined(key)),
     );
     // A snapshot or restore of this VM is under way: look again once it is done.
     if ("busy" in locked) return { requeueAfterMs: LOCK_RETRY_MS };
@@ -269,11 +274,9 @@ export class NodeVmReconciler {
           { domain: domainName, redefined: Boolean(found) },
           found ? "domain redefined" : "domain defined",
         );
-        void this.reporter.event(
-          vm,
-          found ? "Redefined" : "Defined",
-          `domain ${domainName} ${found ? "redefined" : "defined"} on ${this.o.nodeName}`,
-        );
+        const message = `domain ${domainName} ${found ? "redefined" : "defined"} on ${this.o.nodeName}`;
+        if (found) void this.reporter.event(vm, Reason.Redefined, message);
+        else this.definedUnsaid.set(key, { vm, message });
       }
     } catch (err) {
       return this.reporter.failed(vm, domainName, undefined, Reason.DefineFailed, err, log);
@@ -341,7 +344,11 @@ export class NodeVmReconciler {
           host: this.o.host,
           nodeName: this.o.nodeName,
           log,
-          event: (reason, message) => void this.reporter.event(vm, reason, message),
+          event: (reason, message) => {
+            const defined = reason === Reason.Started ? this.definedUnsaid.get(key) : undefined;
+            this.definedUnsaid.delete(key);
+            void this.reporter.event(vm, reason, defined ? `${defined.message} and started` : message);
+          },
         },
         vm,
         definition,
@@ -352,6 +359,7 @@ export class NodeVmReconciler {
       dom = done.dom;
       requeueAfterMs = done.requeueAfterMs;
     } catch (err) {
+      this.sayDefined(key); // before the failure, as it happened
       // A start that failed late (QEMU up, a deadline passed) may have left a guest running.
       if (action.type === "start")
         this.o.room?.settle(domainName, await afterStart(this.o.libvirt, dom, resourcesOf(vm)));
@@ -433,6 +441,13 @@ export class NodeVmReconciler {
               ? POLL_MS
               : undefined),
     );
+  }
+
+  private sayDefined(key: string) {
+    const unsaid = this.definedUnsaid.get(key);
+    if (!unsaid) return;
+    this.definedUnsaid.delete(key);
+    void this.reporter.event(unsaid.vm, Reason.Defined, unsaid.message);
   }
 
   private progressOf(key: string, vm: VirtualMachine): Progress {

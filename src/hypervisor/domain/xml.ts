@@ -325,6 +325,26 @@ const parser = new XMLParser({
   parseAttributeValue: false,
 });
 
+/**
+ * A reconcile reads one domain's XML for its owner record, its NICs and its devices: parsed
+ * once, not once per question (parsing was the agent's largest CPU cost at 100 VMs a node).
+ * Keyed by the text itself, so a changed definition is parsed afresh; readers never change it.
+ */
+const recentlyParsed = new Map<string, unknown>();
+const RECENTLY_PARSED_MAX = 16;
+
+function parseDomainXml<T>(xml: string): T {
+  const known = recentlyParsed.get(xml);
+  if (known !== undefined) return known as T;
+  const doc = parser.parse(xml) as T;
+  if (recentlyParsed.size >= RECENTLY_PARSED_MAX) {
+    const oldest = recentlyParsed.keys().next().value;
+    if (oldest !== undefined) recentlyParsed.delete(oldest);
+  }
+  recentlyParsed.set(xml, doc);
+  return doc;
+}
+
 export interface DomainOwnership extends Owner {
   specHash: string;
 }
@@ -334,7 +354,7 @@ export interface DomainOwnership extends Owner {
  * record is recognised by its namespace URI, whatever prefix the XML uses for it.
  */
 export function parseOwnership(xml: string): DomainOwnership | undefined {
-  const doc = parser.parse(xml) as { domain?: { metadata?: Record<string, unknown> } };
+  const doc = parseDomainXml<{ domain?: { metadata?: Record<string, unknown> } }>(xml);
   const metadata = doc.domain?.metadata ?? {};
   for (const [tag, value] of Object.entries(metadata)) {
     const [prefix, local] = tag.includes(":") ? tag.split(":", 2) : ["", tag];
@@ -360,7 +380,7 @@ type NicAttr = { "@_name"?: string; "@_address"?: string; "@_network"?: string; 
 type Nic = { alias?: NicAttr; mac?: NicAttr; source?: NicAttr; target?: NicAttr };
 /** A domain's <interface> elements. */
 function interfacesOf(xml: string): Nic[] {
-  const doc = parser.parse(xml) as { domain?: { devices?: { interface?: Nic | Nic[] } } };
+  const doc = parseDomainXml<{ domain?: { devices?: { interface?: Nic | Nic[] } } }>(xml);
   const nics = doc.domain?.devices?.interface;
   return Array.isArray(nics) ? nics : nics ? [nics] : [];
 }
@@ -393,7 +413,7 @@ export function parseLiveDevices(xml: string): {
   cdromImage?: string;
   disks: Record<string, ObservedDisk>;
 } {
-  const doc = parser.parse(xml) as { domain?: { devices?: { interface?: unknown; disk?: unknown } } };
+  const doc = parseDomainXml<{ domain?: { devices?: { interface?: unknown; disk?: unknown } } }>(xml);
   interface El {
     "@_name"?: string;
     "@_state"?: string;
