@@ -42,6 +42,8 @@ interface OwnWrite {
   judgedOn: string;
   made: string;
   at: number;
+  /** A reconcile judged on the object as it was before this write: its echo must wake it again. */
+  judgedBehind?: boolean;
 }
 
 /** An etcd revision as a number, when the API server's resourceVersion is one (it always is in practice). */
@@ -86,12 +88,13 @@ export class StatusWriter {
   async write(obj: Writable, status: Record<string, unknown>): Promise<boolean> {
     const listMaps = this.o.listMaps ?? { conditions: CONDITIONS_RULE };
     const fields = this.o.owns ?? Object.keys(status);
-    if (!ownedStatusChanged(obj.status as Record<string, unknown> | undefined, status, fields, listMaps))
-      return false;
     const key = `${obj.metadata.namespace ?? ""}/${obj.metadata.name}`;
     const rv = obj.metadata.resourceVersion;
     const now = Date.now();
-    if (this.o.waitForOwnWrites && behindOwnWrite(this.ownWrites.get(key), rv, now)) return false;
+    const behind = this.judging(obj, now);
+    if (!ownedStatusChanged(obj.status as Record<string, unknown> | undefined, status, fields, listMaps))
+      return false;
+    if (this.o.waitForOwnWrites && behind) return false;
     try {
       const written = await applyStatus(
         this.kube,
@@ -102,12 +105,32 @@ export class StatusWriter {
         !this.o.yieldToOthers,
       );
       const made = written?.metadata?.resourceVersion;
-      if (this.o.waitForOwnWrites && rv && made) this.remember(key, { judgedOn: rv, made, at: now });
+      if (rv && made) this.remember(key, { judgedOn: rv, made, at: now });
     } catch (err) {
       if (this.o.yieldToOthers && httpStatus(err) === 409) return false;
       throw err;
     }
     return true;
+  }
+
+  /**
+   * Whether OBJ is exactly what this writer's last write of it made, and no reconcile judged on
+   * the object as it was before: its watch event then tells its reconciler nothing new.
+   */
+  echoOfOwnWrite(obj: Writable): boolean {
+    const last = this.ownWrites.get(`${obj.metadata.namespace ?? ""}/${obj.metadata.name}`);
+    return last !== undefined && !last.judgedBehind && last.made === obj.metadata.resourceVersion;
+  }
+
+  /**
+   * A reconcile judges OBJ: whether the cache shows it as it was before this writer's last
+   * write (behindOwnWrite). Then that write's watch event is no echo: it must wake it again.
+   */
+  judging(obj: Writable, now = Date.now()): boolean {
+    const last = this.ownWrites.get(`${obj.metadata.namespace ?? ""}/${obj.metadata.name}`);
+    const behind = behindOwnWrite(last, obj.metadata.resourceVersion, now);
+    if (last && behind) last.judgedBehind = true;
+    return behind;
   }
 
   private remember(key: string, write: OwnWrite) {

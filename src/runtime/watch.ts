@@ -114,13 +114,15 @@ export function viewTracker(view: StatusView | undefined) {
 /**
  * Queues every event of INFORMER's objects (those FILTER accepts) under their own key;
  * intent changes and deletions forget the key's backoff. With a VIEW, updates that change
- * only what it leaves out (and resourceVersion, managedFields) are not queued.
+ * only what it leaves out (and resourceVersion, managedFields) are not queued; nor those
+ * OWN_ECHO says are the reconciler's own status write coming back.
  */
 export function watchOwn<T extends KubernetesObject>(
   informer: Watchable<T>,
   queue: Pick<WorkQueue, "add" | "forget">,
   filter: (obj: T, verb: WatchVerb) => boolean = () => true,
   view?: StatusView,
+  ownEcho?: (obj: T) => boolean,
 ): void {
   const intents = new Map<string, string>();
   const tracker = viewTracker(view);
@@ -132,6 +134,7 @@ export function watchOwn<T extends KubernetesObject>(
         return;
       }
       if (!tracker.changed(obj, verb)) return;
+      if (verb === "update" && ownEcho?.(obj)) return;
       if (verb === "delete") {
         intents.delete(key);
         queue.forget(key);

@@ -128,7 +128,10 @@ describe("VirtualMachine end to end (TCG guests)", () => {
     assert.match(events, /"reason": "Scheduled"/);
     assert.match(events, /"reason": "Started"/);
     // A new domain defined and started in one reconcile says both in one Event, not two.
-    assert.match(events, new RegExp(`"message": "domain ${ns}_boot defined on ${TEST_STACK.nodeName} and started"`));
+    assert.match(
+      events,
+      new RegExp(`"message": "domain ${ns}_boot defined on ${TEST_STACK.nodeName} and started"`),
+    );
     assert.doesNotMatch(events, /"reason": "Defined"/);
   });
 

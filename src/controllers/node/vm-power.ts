@@ -3,6 +3,7 @@
 import { FROZEN_ANNOTATION, RESTART_ANNOTATION, type VirtualMachine } from "../../api/virtualmachine.ts";
 import { buildDomainXml, type DomainDefinition, type HostFacts } from "../../hypervisor/domain/xml.ts";
 import {
+  DomainEventType,
   DomainRebootFlags,
   type DomainRef,
   DomainShutdownFlags,
@@ -13,6 +14,7 @@ import {
 } from "../../hypervisor/libvirt/index.ts";
 import type { Logger } from "../../runtime/logging.ts";
 import { type EventReason, Reason } from "../event-reasons.ts";
+import type { CausedEvents } from "./caused-events.ts";
 import { type PowerAction, pendingPowerRequest, ShutoffReason, stoppedSoonAfterStart } from "./vm-decide.ts";
 import { finished, op, type Progress } from "./vm-progress.ts";
 
@@ -25,6 +27,8 @@ export interface PowerContext {
   nodeName: string;
   log: Logger;
   event: (reason: EventReason, message: string) => void;
+  /** Where the events our define and start calls cause are expected. */
+  caused?: CausedEvents;
 }
 
 /** QEMU's refusal to continue a guest that must be reset first (after a panic, say). */
@@ -121,14 +125,17 @@ export async function applyPowerAction(
       const bootOnce = Boolean(
         vm.spec.cdrom?.bootOnce && cdrom?.image && progress.cdromBootedImage !== cdrom.image,
       );
+      const caused = <T>(event: number, act: () => Promise<T>) =>
+        ctx.caused ? ctx.caused.around(domainName, event, act) : act();
       if (bootOnce && cdrom) {
-        await ctx.libvirt.defineDomain(
-          buildDomainXml({ ...definition, cdrom: { ...cdrom, bootFirst: true } }, ctx.host),
-        );
+        const once = buildDomainXml({ ...definition, cdrom: { ...cdrom, bootFirst: true } }, ctx.host);
+        await caused(DomainEventType.Defined, () => ctx.libvirt.defineDomain(once));
       }
-      dom = await ctx.libvirt.startDomain(dom);
+      const started = dom;
+      dom = await caused(DomainEventType.Started, () => ctx.libvirt.startDomain(started));
       if (bootOnce && cdrom) {
-        await ctx.libvirt.defineDomain(buildDomainXml(definition, ctx.host));
+        const after = buildDomainXml(definition, ctx.host);
+        await caused(DomainEventType.Defined, () => ctx.libvirt.defineDomain(after));
         progress.cdromBootedImage = cdrom.image;
         ctx.log.info({ domain: domainName, image: cdrom.image }, "booted once from the CD-ROM");
       }

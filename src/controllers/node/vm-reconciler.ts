@@ -9,6 +9,7 @@ import {
   parseOwnership,
 } from "../../hypervisor/domain/xml.ts";
 import {
+  DomainEventType,
   type DomainRef,
   DomainState,
   DomainXmlFlags,
@@ -21,6 +22,7 @@ import { forObject, type Logger } from "../../runtime/logging.ts";
 import type { ReconcileResult } from "../../runtime/workqueue.ts";
 import { Reason } from "../event-reasons.ts";
 import { placedNode, placementOf } from "../vm-placement.ts";
+import { CausedEvents } from "./caused-events.ts";
 import { desiredReservations } from "./dhcp.ts";
 import { adoptedProgress, decideDomainClaim } from "./domain-claim.ts";
 import { type DomainLocks, LOCK_RETRY_MS } from "./domain-locks.ts";
@@ -89,6 +91,8 @@ export class NodeVmReconciler {
    * both in one Event (a third of a new VM's API writes were Events); otherwise said at its end.
    */
   private readonly definedUnsaid = new Map<string, { vm: VirtualMachine; message: string }>();
+  /** libvirt events our own define and start calls cause (their echo wakes no reconcile). */
+  readonly caused = new CausedEvents();
   private readonly reporter: NodeVmReporter;
   private readonly teardown: VmTeardownOptions;
 
@@ -96,6 +100,11 @@ export class NodeVmReconciler {
     this.o = options;
     this.reporter = new NodeVmReporter({ ...options, progress: this.progress });
     this.teardown = { ...options, reporter: this.reporter };
+  }
+
+  /** The watch event of the agent's own status write, which tells the reconcile nothing new. */
+  ownEcho(vm: VirtualMachine): boolean {
+    return this.reporter.echoOfOwnWrite(vm);
   }
 
   /** The guest rebooted (libvirt reboot event): a pending restart is done. */
@@ -160,6 +169,7 @@ export class NodeVmReconciler {
   private async converge(key: string): Promise<ReconcileResult | undefined> {
     const { namespace, name } = splitKey(key);
     let vm = this.o.cache.get(name, namespace);
+    if (vm) this.reporter.judging(vm);
     this.uncached.delete(key);
     // Labelled for this node but not placed here (yet: the controller's status write follows
     // its label; or moved away, the label to follow): nothing to do, and no libvirt call.
@@ -268,7 +278,10 @@ export class NodeVmReconciler {
     }
     try {
       if (!dom || owner?.specHash !== wantHash || adopted) {
-        dom = await this.o.libvirt.defineDomain(buildDomainXml(definition, this.o.host));
+        const xml = buildDomainXml(definition, this.o.host);
+        dom = await this.caused.around(domainName, DomainEventType.Defined, () =>
+          this.o.libvirt.defineDomain(xml),
+        );
         defined = true;
         log.info(
           { domain: domainName, redefined: Boolean(found) },
@@ -344,6 +357,7 @@ export class NodeVmReconciler {
           host: this.o.host,
           nodeName: this.o.nodeName,
           log,
+          caused: this.caused,
           event: (reason, message) => {
             const defined = reason === Reason.Started ? this.definedUnsaid.get(key) : undefined;
             this.definedUnsaid.delete(key);

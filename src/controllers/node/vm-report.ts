@@ -48,6 +48,16 @@ export class NodeVmReporter {
     });
   }
 
+  /** A reconcile judges VM as the cache has it (see StatusWriter.judging). */
+  judging(vm: VirtualMachine): void {
+    this.status.judging(vm);
+  }
+
+  /** VM as the agent's last status write of it made it, with no reconcile judged on it before. */
+  echoOfOwnWrite(vm: VirtualMachine): boolean {
+    return this.status.echoOfOwnWrite(vm);
+  }
+
   /** A start refused (template base, no room): logged and an Event, once per new message. */
   startRefused(
     vm: VirtualMachine,

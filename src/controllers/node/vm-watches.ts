@@ -30,7 +30,7 @@ export function watchNodeVms(
   libvirt: LibvirtClient,
   room?: NodeRoom,
 ): void {
-  watchOwn(vms, queue, undefined, NODE_VM_VIEW);
+  watchOwn(vms, queue, undefined, NODE_VM_VIEW, (vm) => reconciler.ownEcho(vm));
   // A VM gone or changed here may free the MAC or UUID another waits for.
   watchRelated(vms, queue, () => waitingForIdentity(vms.list(), "Failure"), NODE_VM_VIEW);
   // An admin changing what a namespace may use: its VMs here are judged again.
@@ -48,7 +48,8 @@ export function watchNodeVms(
   );
   libvirt.on("lifecycle", (e: LifecycleEvent) => {
     const key = keyOfDomain(e.domain.name);
-    if (key) queue.add(key);
+    // What our own define or start caused: the reconcile that acted has looked since.
+    if (key && !reconciler.caused.consume(e.domain.name, e.event)) queue.add(key);
   });
   // A VM refused for room tries again as soon as a guest here stops (not only at its recheck).
   room?.onFreed((waiting) => {

@@ -61,6 +61,27 @@ describe("StatusWriter", () => {
     assert.equal(api.requests.length, 2);
   });
 
+  it("echoOfOwnWrite: only the version its last write made, unless a reconcile judged on one before it", async () => {
+    const writer = new StatusWriter(api.kube, {
+      kind: VirtualMachineKind,
+      fieldManager: "t",
+      waitForOwnWrites: true,
+    });
+    next = 20;
+    await writer.write(vm("5", "Starting"), { printableStatus: "Running" });
+    assert.equal(writer.echoOfOwnWrite(vm("20", "Running")), true);
+    assert.equal(writer.echoOfOwnWrite(vm("21", "Running")), false, "someone else's write after ours");
+    assert.equal(writer.echoOfOwnWrite(vm("5", "Starting")), false, "the version before");
+    // A reconcile judged on the version before the write (its event not yet in): the write's event
+    // must wake it again, even when that reconcile found nothing to write.
+    assert.equal(writer.judging(vm("5", "Starting")), true);
+    assert.equal(writer.echoOfOwnWrite(vm("20", "Running")), false);
+    // The next write, judged on the current version, is an echo again.
+    assert.equal(writer.judging(vm("20", "Running")), false);
+    await writer.write(vm("20", "Running"), { printableStatus: "Paused" });
+    assert.equal(writer.echoOfOwnWrite(vm("21", "Paused")), true);
+  });
+
   it("behindOwnWrite: only the version the last write was judged on, only for a while", () => {
     const last = { judgedOn: "5", made: "6", at: 1000 };
     assert.equal(behindOwnWrite(last, "5", 2000), true);
