@@ -134,6 +134,14 @@ export function ratios(round: RoundFigures, b: Baseline): { create: number; dele
 }
 
 /** Daemons that restarted or were gone at the end of a phase, libvirt lost: figures cover less. */
+/** The requests the API server served in a phase, most first (where its CPU went), per VM. */
+export function requestLine(r: RoundFigures, phase: "create" | "delete", top = 10): string {
+  const all = Object.entries(r[phase].apiRequests ?? {}).sort((a, b) => b[1] - a[1]);
+  const shown = all.slice(0, top).map(([k, n]) => `${k} ${(n / r.vms).toFixed(2)}`);
+  const rest = all.slice(top).reduce((t, [, n]) => t + n, 0);
+  return `${r.vms} VMs ${phase}, per VM: ${shown.join(", ")}${rest ? `, others ${(rest / r.vms).toFixed(2)}` : ""}`;
+}
+
 export function restartLines(rounds: readonly RoundFigures[]): string[] {
   return rounds.flatMap((r) =>
     (["create", "delete"] as const).flatMap((phase) => {

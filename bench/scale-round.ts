@@ -5,7 +5,7 @@ import { loadavg } from "node:os";
 import type { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import { API_VERSION, GROUP, VERSION } from "../src/api/common.ts";
 import { runningPid } from "../src/cmd/local/processes.ts";
-import { apiWriteRequests } from "../test/support/api-writes.ts";
+import { apiRequests, apiWriteRequests } from "../test/support/api-writes.ts";
 import { agentLogEntries, type TestNode } from "../test/support/nodes.ts";
 import {
   DaemonUse,
@@ -52,6 +52,8 @@ interface Snapshot {
   controller: Sample[];
   agents: Sample[][];
   writes: Record<string, number>;
+  /** Every request, by "VERB resource". */
+  requests: Record<string, number>;
 }
 
 export interface QueueFigures {
@@ -87,6 +89,8 @@ export interface PhaseFigures {
   };
   agentsTotal: { cpuSeconds: number; maxRssMiB: number };
   apiWrites: { total: number; perVm: number; events: number; byResource: Record<string, number> };
+  /** Every request the API server served in the phase (the bench's own too), by "VERB resource". */
+  apiRequests: Record<string, number>;
   controllerQueue: QueueFigures;
   agentQueues: QueueFigures;
   /** [seconds since the phase began, keys waiting]. */
@@ -132,10 +136,11 @@ function daemonsOf(nodes: readonly TestNode[]): Record<string, string> {
 }
 
 async function snapshot(nodes: readonly TestNode[]): Promise<Snapshot> {
-  const [controller, agents, writes] = await Promise.all([
+  const [controller, agents, writes, requests] = await Promise.all([
     scrape(STACK.ports.controllerMetrics),
     Promise.all(nodes.map((n) => scrape(n.metricsPort))),
     apiWriteRequests(STACK),
+    apiRequests(STACK),
   ]);
   const { user, system } = process.cpuUsage();
   const lost = await Promise.all(
@@ -148,6 +153,7 @@ async function snapshot(nodes: readonly TestNode[]): Promise<Snapshot> {
     controller,
     agents,
     writes,
+    requests,
   };
 }
 
@@ -272,6 +278,11 @@ async function phase(
     const grew = n - (before.writes[k] ?? 0);
     if (grew) byResource[k] = grew;
   }
+  const apiRequestsGrew: Record<string, number> = {};
+  for (const [k, n] of Object.entries(after.requests)) {
+    const grew = n - (before.requests[k] ?? 0);
+    if (grew) apiRequestsGrew[k] = grew;
+  }
   const count = done();
   const vmWrites = (byResource.virtualmachines ?? 0) + (byResource["virtualmachines/status"] ?? 0);
   return {
@@ -292,6 +303,7 @@ async function phase(
       events: byResource.events ?? 0,
       byResource,
     },
+    apiRequests: apiRequestsGrew,
     controllerQueue: queueFigures([after.controller], [before.controller], CONTROLLER_QUEUE, names.length),
     agentQueues: queueFigures(after.agents, before.agents, AGENT_QUEUE, names.length),
     depth,

@@ -43,6 +43,7 @@ import {
   baselineTable,
   compactSeries,
   ratios,
+  requestLine,
   restartLines,
   roundsTable,
   targetLines,
@@ -307,6 +308,9 @@ function report(
         `  ${r.vms} VMs ${phase}, controller event-loop stall ms: ${compactSeries(p.eventLoopLagMs.controller)}`,
       );
     }
+  console.log("\nRequests the API server served (the benchmark's own create or delete and watches too)");
+  for (const r of rounds)
+    for (const phase of ["create", "delete"] as const) console.log(`  ${requestLine(r, phase)}`);
   for (const r of rounds)
     for (const phase of ["create", "delete"] as const)
       if (r[phase].notDone)

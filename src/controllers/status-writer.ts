@@ -44,6 +44,29 @@ interface OwnWrite {
   at: number;
   /** A reconcile judged on the object as it was before this write: its echo must wake it again. */
   judgedBehind?: boolean;
+  /** The object judged on, but for what this write set (foreignPrint). */
+  foreign: string;
+  /** The status fields and condition types this write set. */
+  wrote: { fields: readonly string[]; conditionTypes: ReadonlySet<string> };
+}
+
+/**
+ * Pure: OBJ as JSON without its resourceVersion, managed fields, and the status this writer's
+ * write set (FIELDS, and of the conditions those of CONDITION_TYPES): what anyone else wrote.
+ */
+export function foreignPrint(
+  obj: { metadata: object; status?: unknown },
+  fields: readonly string[],
+  conditionTypes: ReadonlySet<string>,
+): string {
+  const { resourceVersion: _rv, managedFields: _mf, ...metadata } = obj.metadata as Record<string, unknown>;
+  const status: Record<string, unknown> = { ...(obj.status as Record<string, unknown> | undefined) };
+  for (const f of fields) if (f !== "conditions") delete status[f];
+  if (Array.isArray(status.conditions))
+    status.conditions = (status.conditions as Array<{ type?: string }>).filter(
+      (c) => !conditionTypes.has(c.type ?? ""),
+    );
+  return JSON.stringify({ ...obj, metadata, status });
 }
 
 /** An etcd revision as a number, when the API server's resourceVersion is one (it always is in practice). */
@@ -57,7 +80,11 @@ function revision(rv: string): bigint | undefined {
  * made — another writer's change that came in between shows first, and judging on it would
  * write our own fields again with new timestamps.
  */
-export function behindOwnWrite(last: OwnWrite | undefined, rv: string | undefined, now: number): boolean {
+export function behindOwnWrite(
+  last: Pick<OwnWrite, "judgedOn" | "made" | "at"> | undefined,
+  rv: string | undefined,
+  now: number,
+): boolean {
   if (!last || !rv || last.made === rv || now - last.at >= OWN_WRITE_MEMORY_MS) return false;
   if (last.judgedOn === rv) return true;
   const [seen, made] = [revision(rv), revision(last.made)];
@@ -105,7 +132,12 @@ export class StatusWriter {
         !this.o.yieldToOthers,
       );
       const made = written?.metadata?.resourceVersion;
-      if (rv && made) this.remember(key, { judgedOn: rv, made, at: now });
+      if (rv && made) {
+        const conditions = (status.conditions ?? []) as Array<{ type?: string }>;
+        const wrote = { fields, conditionTypes: new Set(conditions.map((c) => c.type ?? "")) };
+        const foreign = foreignPrint(obj, wrote.fields, wrote.conditionTypes);
+        this.remember(key, { judgedOn: rv, made, at: now, foreign, wrote });
+      }
     } catch (err) {
       if (this.o.yieldToOthers && httpStatus(err) === 409) return false;
       throw err;
@@ -114,12 +146,18 @@ export class StatusWriter {
   }
 
   /**
-   * Whether OBJ is exactly what this writer's last write of it made, and no reconcile judged on
-   * the object as it was before: its watch event then tells its reconciler nothing new.
+   * Whether OBJ is exactly what this writer's last write of it made, over the very object it
+   * was judged on, and no reconcile judged on the object as it was before: its watch event then
+   * tells its reconciler nothing new.
    */
-  echoOfOwnWrite(obj: Writable): boolean {
+  echoOfOwnWrite(obj: Writable, now = Date.now()): boolean {
     const last = this.ownWrites.get(`${obj.metadata.namespace ?? ""}/${obj.metadata.name}`);
-    return last !== undefined && !last.judgedBehind && last.made === obj.metadata.resourceVersion;
+    if (!last || last.judgedBehind || last.made !== obj.metadata.resourceVersion) return false;
+    // Older than a reconcile's judging looks back (behindOwnWrite): it no longer knows.
+    if (now - last.at >= OWN_WRITE_MEMORY_MS) return false;
+    // What others wrote between the version judged on and ours, unseen when a relist skips
+    // versions, shows here.
+    return foreignPrint(obj, last.wrote.fields, last.wrote.conditionTypes) === last.foreign;
   }
 
   /**

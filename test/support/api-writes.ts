@@ -115,8 +115,20 @@ export function allowedWrite(
   return isDeepStrictEqual(figures(before), figures(after)) ? undefined : "statistics";
 }
 
+const WRITE_VERBS = ["POST", "PUT", "PATCH", "APPLY", "DELETE"];
+
 /** Write requests the API server served so far, by resource[/subresource] (its own /metrics). */
 export async function apiWriteRequests(stack: StackConfig): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const [key, n] of Object.entries(await apiRequests(stack))) {
+    const [verb = "", resource = ""] = key.split(" ");
+    if (WRITE_VERBS.includes(verb)) out[resource] = (out[resource] ?? 0) + n;
+  }
+  return out;
+}
+
+/** Every request the API server served so far (watches and lists too), by "VERB resource[/subresource]". */
+export async function apiRequests(stack: StackConfig): Promise<Record<string, number>> {
   const pki = join(stack.stateDir, "pki");
   const text = await new Promise<string>((resolve, reject) => {
     const req = request(
@@ -140,10 +152,9 @@ export async function apiWriteRequests(stack: StackConfig): Promise<Record<strin
   for (const line of text.split("\n")) {
     if (!line.startsWith("apiserver_request_total{")) continue;
     const verb = /verb="([A-Z]+)"/.exec(line)?.[1] ?? "";
-    if (!["POST", "PUT", "PATCH", "APPLY", "DELETE"].includes(verb)) continue;
     const resource = /resource="([^"]*)"/.exec(line)?.[1] ?? "";
     const sub = /subresource="([^"]*)"/.exec(line)?.[1] ?? "";
-    const key = sub ? `${resource}/${sub}` : resource;
+    const key = `${verb} ${sub ? `${resource}/${sub}` : resource}`;
     out[key] = (out[key] ?? 0) + Number(line.split(" ").at(-1));
   }
   return out;

@@ -6,15 +6,29 @@
 
 /** Longer than any event takes to come back; an expectation never met is forgotten after it. */
 const EXPECTED_FOR_MS = 10_000;
+/** Domains with expectations before the ones never met are swept out. */
+const SWEEP_AT = 256;
 
 export class CausedEvents {
   private readonly expected = new Map<string, Array<{ event: number; until: number }>>();
 
   /** DOMAIN is about to get EVENT (libvirt's DomainEventType) from our own call. */
   expect(domain: string, event: number, now = Date.now()): void {
+    if (this.expected.size >= SWEEP_AT) this.sweep(now);
     const live = (this.expected.get(domain) ?? []).filter((e) => e.until > now);
     live.push({ event, until: now + EXPECTED_FOR_MS });
     this.expected.set(domain, live);
+  }
+
+  /** libvirt came back: what was expected of the connection before may never come. */
+  clear(): void {
+    this.expected.clear();
+  }
+
+  /** Forgets expectations never met (an event lost with its connection). */
+  private sweep(now: number): void {
+    for (const [domain, list] of this.expected)
+      if (list.every((e) => e.until <= now)) this.expected.delete(domain);
   }
 
   /** The call failed: the event will not come, and one like it from elsewhere must count. */

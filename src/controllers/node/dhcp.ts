@@ -9,7 +9,7 @@ import { desiredInterfaces } from "../../hypervisor/domain/from-spec.ts";
 import { type LibvirtClient, LibvirtError } from "../../hypervisor/libvirt/index.ts";
 import { type DhcpHost, dhcpHostXml } from "../../hypervisor/network.ts";
 import { placementOf } from "../vm-placement.ts";
-import { hostChanged, networkHosts } from "./network-hosts.ts";
+import { hostChanged, networkHosts, oneAtATime } from "./network-hosts.ts";
 
 /** Base32 characters of the hash in a host name: 100 bits, beyond reach of a crafted collision. */
 const HASH_CHARS = 20;
@@ -163,13 +163,16 @@ export async function syncReservations(
   for (const network of networks) {
     const want = wanted.filter((w) => w.network === network).map((w) => w.host);
     const own = ownershipOf(vm, network);
-    try {
-      changes.push(...(await syncNetwork(libvirt, network, want, own, false)));
-    } catch (err) {
-      // The entries held in memory may be behind a change made by hand: read them and try again.
-      if (!(err instanceof LibvirtError)) throw err;
-      changes.push(...(await syncNetwork(libvirt, network, want, own, true)));
-    }
+    const done = await oneAtATime(libvirt, network, async () => {
+      try {
+        return await syncNetwork(libvirt, network, want, own, false);
+      } catch (err) {
+        // The entries held in memory may be behind a change made by hand: read them and try again.
+        if (!(err instanceof LibvirtError)) throw err;
+        return syncNetwork(libvirt, network, want, own, true);
+      }
+    });
+    changes.push(...done);
   }
   return changes;
 }
@@ -185,6 +188,8 @@ async function syncNetwork(
   if (!held) return [];
   const parentOf = (h: DhcpHost) => held.ipIndex[h.ip.includes(":") ? "ipv6" : "ipv4"];
   const plan = planReservations(held.hosts, want, own);
+  // A pool of that family may have been added since the entries were read.
+  if (!reread && plan.add.some((w) => parentOf(w) < 0)) return syncNetwork(libvirt, network, want, own, true);
   const changes: string[] = [];
   for (const h of plan.remove) {
     await libvirt.removeDhcpHost(held.net, dhcpHostXml(h), parentOf(h));

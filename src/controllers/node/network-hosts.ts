@@ -1,9 +1,9 @@
 // The DHCP host entries of the node's libvirt networks, kept in memory per libvirt connection.
 // A network's XML holds every VM's entries: reading and parsing it for each VM's reconcile
 // made the agent's cost grow with the square of its VMs. Only the agent changes these entries
-// (dhcp.ts), so after one read it keeps them itself; it reads again after HOSTS_FRESH_MS (an
-// entry changed by hand), when libvirt comes back, and when libvirt refuses a change the copy
-// said was right.
+// (dhcp.ts, one sync of a network at a time), so after one read it keeps them itself; it reads
+// again after HOSTS_FRESH_MS (an entry changed by hand), when libvirt comes back, and when
+// libvirt refuses a change the copy said was right or the copy lacks a family's pool.
 import type { LibvirtClient, NetworkRef } from "../../hypervisor/libvirt/index.ts";
 import { type DhcpHost, parseDhcpLayout } from "../../hypervisor/network.ts";
 
@@ -21,6 +21,25 @@ interface Held extends NetworkHosts {
 }
 
 const mirrors = new WeakMap<LibvirtClient, Map<string, Held>>();
+/** Per connection and network, the sync under way: one at a time, so no read overtakes a change. */
+const queues = new WeakMap<LibvirtClient, Map<string, Promise<unknown>>>();
+
+/** Runs WORK on NETWORK's entries after any other under way there (a read and a change never cross). */
+export function oneAtATime<T>(libvirt: LibvirtClient, network: string, work: () => Promise<T>): Promise<T> {
+  let byNetwork = queues.get(libvirt);
+  if (!byNetwork) {
+    byNetwork = new Map();
+    queues.set(libvirt, byNetwork);
+  }
+  const before = byNetwork.get(network) ?? Promise.resolve();
+  const run = before.then(work, work);
+  const settled = run.catch(() => undefined);
+  byNetwork.set(network, settled);
+  void settled.then(() => {
+    if (byNetwork.get(network) === settled) byNetwork.delete(network);
+  });
+  return run;
+}
 
 function mirrorOf(libvirt: LibvirtClient): Map<string, Held> {
   let mirror = mirrors.get(libvirt);

@@ -360,7 +360,7 @@ export class NodeVmReconciler {
           caused: this.caused,
           event: (reason, message) => {
             const defined = reason === Reason.Started ? this.definedUnsaid.get(key) : undefined;
-            this.definedUnsaid.delete(key);
+            if (defined) this.definedUnsaid.delete(key);
             void this.reporter.event(vm, reason, defined ? `${defined.message} and started` : message);
           },
         },

@@ -66,6 +66,7 @@ export function watchNodeVms(
   });
   // What failed while libvirt was away deserves a fresh try now, not after its backoff.
   libvirt.on("reconnected", () => {
+    reconciler.caused.clear();
     for (const vm of vms.list()) queue.forget(keyOf(vm));
   });
 }

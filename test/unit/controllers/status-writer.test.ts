@@ -82,6 +82,23 @@ describe("StatusWriter", () => {
     assert.equal(writer.echoOfOwnWrite(vm("21", "Paused")), true);
   });
 
+  it("echoOfOwnWrite: not when something else changed between (a relist skips versions), nor long after", async () => {
+    const writer = new StatusWriter(api.kube, { kind: VirtualMachineKind, fieldManager: "t" });
+    next = 30;
+    const judged = { ...vm("5", "Starting"), spec: { running: true } };
+    await writer.write(judged, { printableStatus: "Running" });
+    const echo = { ...vm("30", "Running"), spec: { running: true } };
+    assert.equal(writer.echoOfOwnWrite(echo), true);
+    // A user's stop (version 6, never seen as its own event) is under our write's version.
+    const stopped = { ...echo, spec: { running: false } };
+    assert.equal(writer.echoOfOwnWrite(stopped), false);
+    const annotated = { ...echo, metadata: { ...echo.metadata, annotations: { a: "b" } } };
+    assert.equal(writer.echoOfOwnWrite(annotated), false);
+    const otherStatus = { ...echo, status: { printableStatus: "Running", other: 1 } };
+    assert.equal(writer.echoOfOwnWrite(otherStatus), false);
+    assert.equal(writer.echoOfOwnWrite(echo, Date.now() + 60_000), false);
+  });
+
   it("behindOwnWrite: only the version the last write was judged on, only for a while", () => {
     const last = { judgedOn: "5", made: "6", at: 1000 };
     assert.equal(behindOwnWrite(last, "5", 2000), true);
