@@ -74,6 +74,12 @@ function revision(rv: string): bigint | undefined {
   return /^\d{1,30}$/.test(rv) ? BigInt(rv) : undefined;
 }
 
+/** Whether a cached object at SEEN is older than the version THAN a write made (both numbers). */
+export function olderVersion(seen: string | undefined, than: string): boolean {
+  const [a, b] = [seen === undefined ? undefined : revision(seen), revision(than)];
+  return a !== undefined && b !== undefined && a < b;
+}
+
 /**
  * Pure: the cache shows OBJ (at resourceVersion RV) as it was before LAST, a write of ours:
  * the version that write was judged on, or (revisions being numbers) any older than the one it
@@ -113,6 +119,17 @@ export class StatusWriter {
 
   /** Applies STATUS to OBJ when it differs from OBJ's status; true when it wrote. */
   async write(obj: Writable, status: Record<string, unknown>): Promise<boolean> {
+    return (await this.writeOrDefer(obj, status)) === "written";
+  }
+
+  /**
+   * write, saying also when a write was put off because the cache is behind this writer's last
+   * write (waitForOwnWrites): the caller looks again soon, whatever the watch brings.
+   */
+  async writeOrDefer(
+    obj: Writable,
+    status: Record<string, unknown>,
+  ): Promise<"written" | "unchanged" | "deferred"> {
     const listMaps = this.o.listMaps ?? { conditions: CONDITIONS_RULE };
     const fields = this.o.owns ?? Object.keys(status);
     const key = `${obj.metadata.namespace ?? ""}/${obj.metadata.name}`;
@@ -120,8 +137,8 @@ export class StatusWriter {
     const now = Date.now();
     const behind = this.judging(obj, now);
     if (!ownedStatusChanged(obj.status as Record<string, unknown> | undefined, status, fields, listMaps))
-      return false;
-    if (this.o.waitForOwnWrites && behind) return false;
+      return "unchanged";
+    if (this.o.waitForOwnWrites && behind) return "deferred";
     try {
       const written = await applyStatus(
         this.kube,
@@ -139,10 +156,10 @@ export class StatusWriter {
         this.remember(key, { judgedOn: rv, made, at: now, foreign, wrote });
       }
     } catch (err) {
-      if (this.o.yieldToOthers && httpStatus(err) === 409) return false;
+      if (this.o.yieldToOthers && httpStatus(err) === 409) return "unchanged";
       throw err;
     }
-    return true;
+    return "written";
   }
 
   /**

@@ -4,6 +4,7 @@
 // watched for 30 s, the API server's own request counters catch writes that changed nothing,
 // and the reconcile counters of the controller and the agents say who woke.
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { VirtualMachineKind } from "../../src/api/virtualmachine.ts";
@@ -115,6 +116,18 @@ describe("steady state", () => {
       ),
     );
     process.stderr.write(`# ${VMS.length} VMs Ready in ${Date.now() - t} ms\n`);
+    // Placed at once, the VMs still got addresses of their own: no agent took back a reservation
+    // (an address the controller gave twice, then gave one of them anew).
+    for (const node of nodes) {
+      const takenBack = readFileSync(node.log, "utf8")
+        .split("\n")
+        .filter((line) => line.includes("DHCP reservations updated") && line.includes("removed"));
+      assert.deepEqual(
+        takenBack,
+        [],
+        `${node.nodeName}: DHCP reservations taken back while VMs were created`,
+      );
+    }
 
     const recorder = new WriteRecorder(TEST_STACK);
     await recorder.open();

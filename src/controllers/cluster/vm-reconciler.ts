@@ -20,7 +20,7 @@ import { findCondition } from "../conditions.ts";
 import { Reason } from "../event-reasons.ts";
 import { type EventRecorder, eventRecorder } from "../events.ts";
 import { CONDITIONS_RULE } from "../status-diff.ts";
-import { STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
+import { olderVersion, STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
 import { type Refusal, type TenancyDefaults, tenantPolicy } from "../tenant-policy.ts";
 import {
   encodePlacement,
@@ -56,6 +56,8 @@ export const CONTROLLER_FIELD_MANAGER = "libvirt-operator-controller";
 export const CLONE_FIELD_MANAGER = "libvirt-operator-controller-clone";
 /** A clone waiting for its snapshot looks again this often (and whenever the snapshot changes). */
 const CLONE_POLL_MS = 5000;
+/** Looked at again when the cache is behind our own write (its watch event usually comes first). */
+const CACHE_BEHIND_RECHECK_MS = 1000;
 const COMPONENT = "libvirt-operator-controller";
 /** Unschedulable VMs are looked at again this often even without node changes. */
 const UNSCHEDULABLE_RETRY_MS = 30_000;
@@ -97,6 +99,8 @@ export class ClusterVmReconciler {
   private readonly event: EventRecorder;
   /** Placements made but not yet seen in the cache (so two reconciles do not fill one node twice). */
   private readonly assumed = new Map<string, { node: string; cpus: number; memoryBytes: number }>();
+  /** The resourceVersion our last label and placement write of a VM made, until the cache shows it. */
+  private readonly metadataWrites = new Map<string, string>();
   /** When this process placed each VM its agent has not reported on yet (ms since the epoch). */
   private readonly placedAt = new Map<string, number>();
   /** MACs and addresses of each VM's interfaces. */
@@ -171,6 +175,12 @@ export class ClusterVmReconciler {
   async reconcile(key: string): Promise<ReconcileResult | undefined> {
     const { namespace, name } = splitKey(key);
     const vm = this.o.vms.get(name, namespace);
+    // The cache does not show our last label and placement write yet: judged on what it shows,
+    // the VM would be placed again (its addresses handed out anew). Its watch event comes.
+    const wrote = this.metadataWrites.get(key);
+    if (vm && wrote !== undefined && olderVersion(vm.metadata.resourceVersion, wrote))
+      return { requeueAfterMs: CACHE_BEHIND_RECHECK_MS };
+    this.metadataWrites.delete(key);
     if (!vm) {
       this.assumed.delete(key);
       this.placedAt.delete(key);
@@ -403,11 +413,12 @@ export class ClusterVmReconciler {
       vm.metadata.annotations?.[PLACEMENT_ANNOTATION] === placement
     )
       return;
-    await patchMetadata(this.o.kube, VirtualMachineKind, vm as AnyObject, {
+    const made = await patchMetadata(this.o.kube, VirtualMachineKind, vm as AnyObject, {
       labels: { [NODE_LABEL]: node },
       annotations: { [PLACEMENT_ANNOTATION]: placement },
       finalizers: finalizers.includes(DOMAIN_FINALIZER) ? finalizers : [...finalizers, DOMAIN_FINALIZER],
     });
+    if (made) this.metadataWrites.set(keyOf(vm), made);
   }
 
   /** Nodes with what the other VMs reserve there, those placed a moment ago included. */

@@ -30,6 +30,9 @@ export interface NodeVmReporterOptions {
   log: Logger;
 }
 
+/** A status write put off (the cache behind the agent's last write) is tried again after this. */
+const DEFERRED_RECHECK_MS = 1000;
+
 export class NodeVmReporter {
   readonly event: EventRecorder;
   private readonly o: NodeVmReporterOptions;
@@ -143,7 +146,14 @@ export class NodeVmReporter {
       ...partial,
       ...(refresh ? { refreshHandled: refresh } : {}),
     });
-    await this.status.write(vm, agentStatus(memory ? withMemory(vm, memory) : vm, observation, new Date()));
-    return requeueAfterMs === undefined ? undefined : { requeueAfterMs };
+    const written = await this.status.writeOrDefer(
+      vm,
+      agentStatus(memory ? withMemory(vm, memory) : vm, observation, new Date()),
+    );
+    // Put off until the cache shows the last write: its watch event brings the reconcile back,
+    // and this look makes sure of it should that event be taken for an echo.
+    const soon = written === "deferred" ? DEFERRED_RECHECK_MS : undefined;
+    const after = Math.min(requeueAfterMs ?? Number.POSITIVE_INFINITY, soon ?? Number.POSITIVE_INFINITY);
+    return Number.isFinite(after) ? { requeueAfterMs: after } : undefined;
   }
 }
