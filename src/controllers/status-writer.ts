@@ -62,10 +62,14 @@ export function foreignPrint(
   const { resourceVersion: _rv, managedFields: _mf, ...metadata } = obj.metadata as Record<string, unknown>;
   const status: Record<string, unknown> = { ...(obj.status as Record<string, unknown> | undefined) };
   for (const f of fields) if (f !== "conditions") delete status[f];
-  if (Array.isArray(status.conditions))
-    status.conditions = (status.conditions as Array<{ type?: string }>).filter(
+  if (Array.isArray(status.conditions)) {
+    const others = (status.conditions as Array<{ type?: string }>).filter(
       (c) => !conditionTypes.has(c.type ?? ""),
     );
+    // None left reads as none at all (the object before the first write had no list).
+    if (others.length) status.conditions = others;
+    else delete status.conditions;
+  }
   return JSON.stringify({ ...obj, metadata, status });
 }
 

@@ -198,6 +198,18 @@ export async function patchMetadata(
  * never from a new object made since under its name.
  */
 export async function removeFinalizer(kube: Kube, def: KindDefinition, obj: AnyObject, finalizer: string) {
+  const held = obj.metadata.finalizers ?? [];
+  // From the object as the caller has it, in one write guarded by its resourceVersion and UID;
+  // a copy that is behind (or another object's) is refused, and the object is read afresh.
+  if (obj.metadata.resourceVersion && obj.metadata.uid && held.includes(finalizer)) {
+    try {
+      await patchMetadata(kube, def, obj, { finalizers: held.filter((f) => f !== finalizer) });
+      return;
+    } catch (err) {
+      if (httpStatus(err) === 404) return;
+      if (httpStatus(err) !== 409) throw err;
+    }
+  }
   let current: AnyObject;
   try {
     current = (await kube.custom.getNamespacedCustomObject(address(def, obj))) as AnyObject;

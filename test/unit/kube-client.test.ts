@@ -243,6 +243,43 @@ describe("Kubernetes API client", () => {
     http.close();
   });
 
+  it("removes a finalizer in one write from a current copy; a copy behind is read afresh", T, async () => {
+    const requests: string[] = [];
+    const server = await serve((req, res) => {
+      let body = "";
+      req.on("data", (c) => {
+        body += c;
+      });
+      req.on("end", () => {
+        const rv = req.method === "PATCH" ? JSON.parse(body).metadata.resourceVersion : "";
+        requests.push(`${req.method} ${rv}`);
+        const behind = req.method === "PATCH" && rv !== "7";
+        res.writeHead(behind ? 409 : 200, { "content-type": "application/json" });
+        res.end(
+          JSON.stringify(
+            behind
+              ? { kind: "Status", code: 409, reason: "Conflict", message: "the object has been modified" }
+              : {
+                  metadata: { name: "v", namespace: "ns", uid: "u", resourceVersion: "7", finalizers: ["f"] },
+                },
+          ),
+        );
+      });
+    });
+    const http = await HttpApi.connect(kubeConfigFor(server), { deadlineMs: 2000 });
+    const kube = { custom: customObjectsApi(http) } as unknown as Kube;
+    const copy = (rv: string) =>
+      ({
+        metadata: { name: "v", namespace: "ns", uid: "u", resourceVersion: rv, finalizers: ["f"] },
+      }) as AnyObject;
+    await removeFinalizer(kube, VirtualMachineKind, copy("7"), "f");
+    assert.deepEqual(requests, ["PATCH 7"], "no read first");
+    requests.length = 0;
+    await removeFinalizer(kube, VirtualMachineKind, copy("3"), "f");
+    assert.deepEqual(requests, ["PATCH 3", "GET ", "PATCH 7"]);
+    http.close();
+  });
+
   it("refuses a request whose header node rejects, without a stray timer", T, async () => {
     const server = await serve((_req, res) => res.end("{}"));
     const http = await HttpApi.connect(kubeConfigFor(server, { token: "abc\ndef" }), 200);

@@ -99,6 +99,21 @@ describe("StatusWriter", () => {
     assert.equal(writer.echoOfOwnWrite(echo, Date.now() + 60_000), false);
   });
 
+  it("echoOfOwnWrite: the first write's echo, on an object that had no status at all", async () => {
+    const writer = new StatusWriter(api.kube, { kind: VirtualMachineKind, fieldManager: "t" });
+    next = 40;
+    const created = { metadata: { name: "v", namespace: "ns", resourceVersion: "5" } };
+    const ready = { type: "Ready", status: "True" };
+    await writer.write(created, { printableStatus: "Running", conditions: [ready] });
+    const echo = {
+      metadata: { name: "v", namespace: "ns", resourceVersion: "40" },
+      status: { printableStatus: "Running", conditions: [ready] },
+    };
+    assert.equal(writer.echoOfOwnWrite(echo), true);
+    const withOthers = { ...echo, status: { ...echo.status, conditions: [ready, { type: "Admitted" }] } };
+    assert.equal(writer.echoOfOwnWrite(withOthers), false, "another writer's condition came in between");
+  });
+
   it("behindOwnWrite: only the version the last write was judged on, only for a while", () => {
     const last = { judgedOn: "5", made: "6", at: 1000 };
     assert.equal(behindOwnWrite(last, "5", 2000), true);
