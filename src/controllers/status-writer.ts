@@ -182,6 +182,17 @@ export class StatusWriter {
   }
 
   /**
+   * The resourceVersion OBJ has now, as far as this writer knows: that of its last write of it
+   * when the cache does not show that write yet (a guarded metadata write then goes through).
+   */
+  latestVersion(obj: Writable, now = Date.now()): string | undefined {
+    const last = this.ownWrites.get(`${obj.metadata.namespace ?? ""}/${obj.metadata.name}`);
+    return behindOwnWrite(last, obj.metadata.resourceVersion, now) && last
+      ? last.made
+      : obj.metadata.resourceVersion;
+  }
+
+  /**
    * A reconcile judges OBJ: whether the cache shows it as it was before this writer's last
    * write (behindOwnWrite). Then that write's watch event is no echo: it must wake it again.
    */

@@ -56,6 +56,11 @@ export class NodeVmReporter {
     this.status.judging(vm);
   }
 
+  /** VM's resourceVersion now, as far as the agent knows (its own last status write's). */
+  latestVersion(vm: VirtualMachine): string | undefined {
+    return this.status.latestVersion(vm);
+  }
+
   /** VM as the agent's last status write of it made it, with no reconcile judged on it before. */
   echoOfOwnWrite(vm: VirtualMachine): boolean {
     return this.status.echoOfOwnWrite(vm);

@@ -11,14 +11,7 @@ import {
   type LibvirtClient,
   unlessNotFound,
 } from "../../hypervisor/libvirt/index.ts";
-import {
-  type AnyObject,
-  describeError,
-  httpStatus,
-  type Kube,
-  patchMetadata,
-  removeFinalizer,
-} from "../../runtime/kube.ts";
+import { type AnyObject, describeError, type Kube, removeFinalizer } from "../../runtime/kube.ts";
 import type { Logger } from "../../runtime/logging.ts";
 import type { ReconcileResult } from "../../runtime/workqueue.ts";
 import { Reason } from "../event-reasons.ts";
@@ -99,15 +92,11 @@ export async function finalizeVm(
     await removeDomain(o, dom, log, "VirtualMachine deleted");
   }
   await reserveAddresses(o, vm, [], log);
-  const finalizers = vm.metadata.finalizers ?? [];
-  if (finalizers.includes(DOMAIN_FINALIZER)) {
-    await patchMetadata(o.kube, VirtualMachineKind, vm as AnyObject, {
-      finalizers: finalizers.filter((f) => f !== DOMAIN_FINALIZER),
-    }).catch(async (err: unknown) => {
-      // The cache is behind our own last status write ("terminating"): from a fresh read.
-      if (httpStatus(err) !== 409) throw err;
-      await removeFinalizer(o.kube, VirtualMachineKind, vm as AnyObject, DOMAIN_FINALIZER);
-    });
+  if (vm.metadata.finalizers?.includes(DOMAIN_FINALIZER)) {
+    // As our own last status write ("terminating") left it, when the cache does not show it yet.
+    const resourceVersion = o.reporter.latestVersion(vm);
+    const latest = { ...vm, metadata: { ...vm.metadata, ...(resourceVersion ? { resourceVersion } : {}) } };
+    await removeFinalizer(o.kube, VirtualMachineKind, latest as AnyObject, DOMAIN_FINALIZER);
     log.info("domain gone; finalizer removed");
   }
   o.room?.forget(domainNameOf(vm.metadata.namespace ?? "", vm.metadata.name ?? ""));
