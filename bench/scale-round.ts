@@ -5,7 +5,7 @@ import { loadavg } from "node:os";
 import type { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import { API_VERSION, GROUP, VERSION } from "../src/api/common.ts";
 import { runningPid } from "../src/cmd/local/processes.ts";
-import { apiRequests, apiWriteRequests } from "../test/support/api-writes.ts";
+import { apiRequests, apiWriteRequests, requestsGrew } from "../test/support/api-writes.ts";
 import { agentLogEntries, type TestNode } from "../test/support/nodes.ts";
 import {
   DaemonUse,
@@ -278,11 +278,6 @@ async function phase(
     const grew = n - (before.writes[k] ?? 0);
     if (grew) byResource[k] = grew;
   }
-  const apiRequestsGrew: Record<string, number> = {};
-  for (const [k, n] of Object.entries(after.requests)) {
-    const grew = n - (before.requests[k] ?? 0);
-    if (grew) apiRequestsGrew[k] = grew;
-  }
   const count = done();
   const vmWrites = (byResource.virtualmachines ?? 0) + (byResource["virtualmachines/status"] ?? 0);
   return {
@@ -303,7 +298,7 @@ async function phase(
       events: byResource.events ?? 0,
       byResource,
     },
-    apiRequests: apiRequestsGrew,
+    apiRequests: requestsGrew(before.requests, after.requests),
     controllerQueue: queueFigures([after.controller], [before.controller], CONTROLLER_QUEUE, names.length),
     agentQueues: queueFigures(after.agents, before.agents, AGENT_QUEUE, names.length),
     depth,

@@ -24,7 +24,13 @@ import {
   LibvirtClient,
   type LifecycleEvent,
 } from "../src/hypervisor/libvirt/index.ts";
-import { apiWriteRequests, describeWrites, WriteRecorder } from "../test/support/api-writes.ts";
+import {
+  apiRequests,
+  apiWriteRequests,
+  describeWrites,
+  requestsGrew,
+  WriteRecorder,
+} from "../test/support/api-writes.ts";
 import { apiClient, freshStack, guestFiles, KUBECONFIG, NS, progress, rawDomainXml, STACK } from "./stack.ts";
 import { summarize, table } from "./stats.ts";
 import {
@@ -216,8 +222,10 @@ async function main() {
     await recorder.open();
     await sleep(SETTLE_SECONDS * 1000);
     await recorder.start();
+    const requestsBefore = await apiRequests(STACK);
     await sleep(STEADY_SECONDS * 1000);
     const steady = await recorder.stop();
+    const steadyRequests = requestsGrew(requestsBefore, await apiRequests(STACK));
     const controllerRss = rssMiB(runningPid(STACK.stateDir, "controller"));
     const agentRss = rssMiB(runningPid(STACK.stateDir, "agent"));
     await deleteAll();
@@ -263,6 +271,12 @@ async function main() {
     if (steady.disallowed.length) console.log(describeWrites(steady.disallowed));
     if (steady.unseenRequests)
       console.log(`${steady.unseenRequests} of them changed nothing (no watch saw them)`);
+    const writeVerbs = Object.entries(steadyRequests).filter(
+      ([k]) => !k.startsWith("GET ") && !k.startsWith("LIST ") && !k.startsWith("WATCH "),
+    );
+    console.log(
+      `write requests in steady state by verb and resource: ${writeVerbs.map(([k, n]) => `${k} ${n}`).join(", ") || "none"}`,
+    );
     console.log(
       `RSS: controller ${controllerRss.toFixed(0)} MiB, agent ${agentRss.toFixed(0)} MiB (${describeBuild(operatorBuild())})`,
     );

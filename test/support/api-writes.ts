@@ -127,6 +127,16 @@ export async function apiWriteRequests(stack: StackConfig): Promise<Record<strin
   return out;
 }
 
+/** What each count grew by from BEFORE to AFTER (those that did). */
+export function requestsGrew(
+  before: Readonly<Record<string, number>>,
+  after: Readonly<Record<string, number>>,
+): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, n] of Object.entries(after)) if (n - (before[k] ?? 0)) out[k] = n - (before[k] ?? 0);
+  return out;
+}
+
 /** Every request the API server served so far (watches and lists too), by "VERB resource[/subresource]". */
 export async function apiRequests(stack: StackConfig): Promise<Record<string, number>> {
   const pki = join(stack.stateDir, "pki");
