@@ -48,6 +48,9 @@ interface OwnWrite {
   foreign: string;
   /** The status fields and condition types this write set. */
   wrote: { fields: readonly string[]; conditionTypes: ReadonlySet<string> };
+  /** The object's UID and finalizers as the write's answer had them (at MADE). */
+  uid?: string;
+  finalizers?: string[];
 }
 
 /**
@@ -157,7 +160,16 @@ export class StatusWriter {
         const conditions = (status.conditions ?? []) as Array<{ type?: string }>;
         const wrote = { fields, conditionTypes: new Set(conditions.map((c) => c.type ?? "")) };
         const foreign = foreignPrint(obj, wrote.fields, wrote.conditionTypes);
-        this.remember(key, { judgedOn: rv, made, at: now, foreign, wrote });
+        const { uid, finalizers } = written?.metadata ?? {};
+        this.remember(key, {
+          judgedOn: rv,
+          made,
+          at: now,
+          foreign,
+          wrote,
+          ...(uid ? { uid } : {}),
+          ...(finalizers ? { finalizers } : {}),
+        });
       }
     } catch (err) {
       if (this.o.yieldToOthers && httpStatus(err) === 409) return "unchanged";
@@ -182,14 +194,21 @@ export class StatusWriter {
   }
 
   /**
-   * The resourceVersion OBJ has now, as far as this writer knows: that of its last write of it
-   * when the cache does not show that write yet (a guarded metadata write then goes through).
+   * OBJ's metadata as this writer last saw it: when the cache does not show its last write yet,
+   * the resourceVersion, UID and finalizers that write's answer had (a metadata write guarded by
+   * that version then goes through, and carries the finalizers the server has at it).
    */
-  latestVersion(obj: Writable, now = Date.now()): string | undefined {
+  latestCopy<T extends Writable>(obj: T, now = Date.now()): T {
     const last = this.ownWrites.get(`${obj.metadata.namespace ?? ""}/${obj.metadata.name}`);
-    return behindOwnWrite(last, obj.metadata.resourceVersion, now) && last
-      ? last.made
-      : obj.metadata.resourceVersion;
+    if (!last || !behindOwnWrite(last, obj.metadata.resourceVersion, now)) return obj;
+    const metadata = { ...obj.metadata, resourceVersion: last.made } as T["metadata"] & {
+      uid?: string;
+      finalizers?: string[];
+    };
+    if (last.uid) metadata.uid = last.uid;
+    if (last.finalizers) metadata.finalizers = last.finalizers;
+    else delete metadata.finalizers;
+    return { ...obj, metadata };
   }
 
   /**

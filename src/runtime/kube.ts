@@ -207,7 +207,8 @@ export async function removeFinalizer(kube: Kube, def: KindDefinition, obj: AnyO
       return;
     } catch (err) {
       if (httpStatus(err) === 404) return;
-      if (httpStatus(err) !== 409) throw err;
+      // 409: the copy is behind; 422: refused as it stands (another object's UID, say).
+      if (httpStatus(err) !== 409 && httpStatus(err) !== 422) throw err;
     }
   }
   let current: AnyObject;

@@ -58,6 +58,8 @@ export const CLONE_FIELD_MANAGER = "libvirt-operator-controller-clone";
 const CLONE_POLL_MS = 5000;
 /** Looked at again when the cache is behind our own write (its watch event usually comes first). */
 const CACHE_BEHIND_RECHECK_MS = 1000;
+/** A cache that has not shown our write by then never will (a watch stuck, an etcd restore): judged as it is. */
+const CACHE_BEHIND_FOR_MS = 60_000;
 const COMPONENT = "libvirt-operator-controller";
 /** Unschedulable VMs are looked at again this often even without node changes. */
 const UNSCHEDULABLE_RETRY_MS = 30_000;
@@ -100,7 +102,7 @@ export class ClusterVmReconciler {
   /** Placements made but not yet seen in the cache (so two reconciles do not fill one node twice). */
   private readonly assumed = new Map<string, { node: string; cpus: number; memoryBytes: number }>();
   /** The resourceVersion our last label and placement write of a VM made, until the cache shows it. */
-  private readonly metadataWrites = new Map<string, string>();
+  private readonly metadataWrites = new Map<string, { made: string; uid?: string; at: number }>();
   /** When this process placed each VM its agent has not reported on yet (ms since the epoch). */
   private readonly placedAt = new Map<string, number>();
   /** MACs and addresses of each VM's interfaces. */
@@ -178,7 +180,13 @@ export class ClusterVmReconciler {
     // The cache does not show our last label and placement write yet: judged on what it shows,
     // the VM would be placed again (its addresses handed out anew). Its watch event comes.
     const wrote = this.metadataWrites.get(key);
-    if (vm && wrote !== undefined && olderVersion(vm.metadata.resourceVersion, wrote))
+    if (
+      vm &&
+      wrote &&
+      wrote.uid === vm.metadata.uid &&
+      Date.now() - wrote.at < CACHE_BEHIND_FOR_MS &&
+      olderVersion(vm.metadata.resourceVersion, wrote.made)
+    )
       return { requeueAfterMs: CACHE_BEHIND_RECHECK_MS };
     this.metadataWrites.delete(key);
     if (!vm) {
@@ -418,7 +426,7 @@ export class ClusterVmReconciler {
       annotations: { [PLACEMENT_ANNOTATION]: placement },
       finalizers: finalizers.includes(DOMAIN_FINALIZER) ? finalizers : [...finalizers, DOMAIN_FINALIZER],
     });
-    if (made) this.metadataWrites.set(keyOf(vm), made);
+    if (made) this.metadataWrites.set(keyOf(vm), { made, uid: vm.metadata.uid, at: Date.now() });
   }
 
   /** Nodes with what the other VMs reserve there, those placed a moment ago included. */

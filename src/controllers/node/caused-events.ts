@@ -61,3 +61,13 @@ export class CausedEvents {
     }
   }
 }
+
+/** ACT (a libvirt call causing EVENT of DOMAIN), the event expected in CAUSED while it runs, if given. */
+export function causing<T>(
+  caused: CausedEvents | undefined,
+  domain: string,
+  event: number,
+  act: () => Promise<T>,
+): Promise<T> {
+  return caused ? caused.around(domain, event, act) : act();
+}

@@ -479,8 +479,13 @@ export class NodeDiskReconciler {
   }
 
   private async release(disk: Disk, log: Logger, why: string) {
-    // The Deleting status write changed the resourceVersion: the finalizer goes from a fresh read.
-    await removeFinalizer(this.o.kube, VMDiskKind, disk as AnyObject, VOLUME_FINALIZER);
+    // As the Deleting status write left it, when the cache does not show that write yet.
+    await removeFinalizer(
+      this.o.kube,
+      VMDiskKind,
+      this.status.latestCopy(disk) as AnyObject,
+      VOLUME_FINALIZER,
+    );
     log.info({ why }, "volume finalizer removed");
     return undefined;
   }

@@ -14,7 +14,7 @@ import {
 } from "../../hypervisor/libvirt/index.ts";
 import type { Logger } from "../../runtime/logging.ts";
 import { type EventReason, Reason } from "../event-reasons.ts";
-import type { CausedEvents } from "./caused-events.ts";
+import { type CausedEvents, causing } from "./caused-events.ts";
 import { type PowerAction, pendingPowerRequest, ShutoffReason, stoppedSoonAfterStart } from "./vm-decide.ts";
 import { finished, op, type Progress } from "./vm-progress.ts";
 
@@ -125,8 +125,7 @@ export async function applyPowerAction(
       const bootOnce = Boolean(
         vm.spec.cdrom?.bootOnce && cdrom?.image && progress.cdromBootedImage !== cdrom.image,
       );
-      const caused = <T>(event: number, act: () => Promise<T>) =>
-        ctx.caused ? ctx.caused.around(domainName, event, act) : act();
+      const caused = <T>(event: number, act: () => Promise<T>) => causing(ctx.caused, domainName, event, act);
       if (bootOnce && cdrom) {
         const once = buildDomainXml({ ...definition, cdrom: { ...cdrom, bootFirst: true } }, ctx.host);
         await caused(DomainEventType.Defined, () => ctx.libvirt.defineDomain(once));

@@ -99,7 +99,7 @@ export class NodeVmReconciler {
   constructor(options: NodeVmReconcilerOptions) {
     this.o = options;
     this.reporter = new NodeVmReporter({ ...options, progress: this.progress });
-    this.teardown = { ...options, reporter: this.reporter };
+    this.teardown = { ...options, reporter: this.reporter, caused: this.caused };
   }
 
   /** The watch event of the agent's own status write, which tells the reconcile nothing new. */

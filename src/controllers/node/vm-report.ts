@@ -56,9 +56,9 @@ export class NodeVmReporter {
     this.status.judging(vm);
   }
 
-  /** VM's resourceVersion now, as far as the agent knows (its own last status write's). */
-  latestVersion(vm: VirtualMachine): string | undefined {
-    return this.status.latestVersion(vm);
+  /** VM as the agent last saw it: after its own last status write, when the cache is behind it. */
+  latestCopy<T extends VirtualMachine>(vm: T): T {
+    return this.status.latestCopy(vm);
   }
 
   /** VM as the agent's last status write of it made it, with no reconcile judged on it before. */

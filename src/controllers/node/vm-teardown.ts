@@ -4,6 +4,7 @@
 import { DOMAIN_FINALIZER, type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
 import { domainNameOf } from "../../hypervisor/domain/from-spec.ts";
 import {
+  DomainEventType,
   type DomainRef,
   DomainShutdownFlags,
   DomainState,
@@ -16,6 +17,7 @@ import type { Logger } from "../../runtime/logging.ts";
 import type { ReconcileResult } from "../../runtime/workqueue.ts";
 import { Reason } from "../event-reasons.ts";
 import { placedNode } from "../vm-placement.ts";
+import { type CausedEvents, causing } from "./caused-events.ts";
 import { type desiredReservations, syncReservations } from "./dhcp.ts";
 import type { NodeRoom } from "./node-room.ts";
 import { decidePower } from "./vm-decide.ts";
@@ -29,6 +31,8 @@ export interface VmTeardownOptions {
   nodeName: string;
   room?: NodeRoom;
   reporter: NodeVmReporter;
+  /** Where the events our destroy and undefine calls cause are expected. */
+  caused?: CausedEvents;
 }
 
 /** DHCP reservations follow the addresses in status; a failure is reported, not fatal. */
@@ -94,9 +98,12 @@ export async function finalizeVm(
   await reserveAddresses(o, vm, [], log);
   if (vm.metadata.finalizers?.includes(DOMAIN_FINALIZER)) {
     // As our own last status write ("terminating") left it, when the cache does not show it yet.
-    const resourceVersion = o.reporter.latestVersion(vm);
-    const latest = { ...vm, metadata: { ...vm.metadata, ...(resourceVersion ? { resourceVersion } : {}) } };
-    await removeFinalizer(o.kube, VirtualMachineKind, latest as AnyObject, DOMAIN_FINALIZER);
+    await removeFinalizer(
+      o.kube,
+      VirtualMachineKind,
+      o.reporter.latestCopy(vm) as AnyObject,
+      DOMAIN_FINALIZER,
+    );
     log.info("domain gone; finalizer removed");
   }
   o.room?.forget(domainNameOf(vm.metadata.namespace ?? "", vm.metadata.name ?? ""));
@@ -105,13 +112,14 @@ export async function finalizeVm(
 
 /** Stops and undefines a domain with its snapshots (they are the VM's dependents). */
 export async function removeDomain(
-  o: Pick<VmTeardownOptions, "libvirt" | "room">,
+  o: Pick<VmTeardownOptions, "libvirt" | "room" | "caused">,
   dom: DomainRef,
   log: Logger,
   why: string,
 ) {
   const state = await o.libvirt.domainState(dom);
-  if (state.state !== DomainState.Shutoff) await o.libvirt.destroyDomain(dom);
+  if (state.state !== DomainState.Shutoff)
+    await causing(o.caused, dom.name, DomainEventType.Stopped, () => o.libvirt.destroyDomain(dom));
   // What libvirt holds of them inside the disks' qcow2 files is freed here, while the domain
   // still names it.
   for (const snap of await o.libvirt.listSnapshots(dom)) await unlessNotFound(o.libvirt.deleteSnapshot(snap));
@@ -141,10 +149,12 @@ export async function fenceDomain(
   void o.reporter.event(vm, Reason.Fenced, message);
 }
 
-async function undefine(o: Pick<VmTeardownOptions, "libvirt" | "room">, dom: DomainRef) {
-  await o.libvirt.undefineDomain(
-    dom,
-    DomainUndefineFlags.ManagedSave | DomainUndefineFlags.SnapshotsMetadata | DomainUndefineFlags.Nvram,
+async function undefine(o: Pick<VmTeardownOptions, "libvirt" | "room" | "caused">, dom: DomainRef) {
+  await causing(o.caused, dom.name, DomainEventType.Undefined, () =>
+    o.libvirt.undefineDomain(
+      dom,
+      DomainUndefineFlags.ManagedSave | DomainUndefineFlags.SnapshotsMetadata | DomainUndefineFlags.Nvram,
+    ),
   );
   o.room?.observe(dom.name, undefined);
 }

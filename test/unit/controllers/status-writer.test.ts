@@ -114,6 +114,22 @@ describe("StatusWriter", () => {
     assert.equal(writer.echoOfOwnWrite(withOthers), false, "another writer's condition came in between");
   });
 
+  it("latestCopy: a cache behind the last write reads as that write's answer had it", async () => {
+    const writer = new StatusWriter(api.kube, { kind: VirtualMachineKind, fieldManager: "t" });
+    next = 50;
+    const cached = {
+      ...vm("5", "Starting"),
+      metadata: { ...vm("5", "Starting").metadata, finalizers: ["f"] },
+    };
+    await writer.write(cached, { printableStatus: "Stopping" });
+    const copy = writer.latestCopy(cached);
+    assert.equal(copy.metadata.resourceVersion, "50");
+    // The write's answer had no finalizers: the copy claims none the server no longer has.
+    assert.equal(copy.metadata.finalizers, undefined);
+    const caughtUp = { ...cached, metadata: { ...cached.metadata, resourceVersion: "50" } };
+    assert.equal(writer.latestCopy(caughtUp), caughtUp);
+  });
+
   it("behindOwnWrite: only the version the last write was judged on, only for a while", () => {
     const last = { judgedOn: "5", made: "6", at: 1000 };
     assert.equal(behindOwnWrite(last, "5", 2000), true);
