@@ -1,6 +1,6 @@
-// libvirt lifecycle events the node VM reconciler caused itself (it defined or started the
-// domain): the reconcile that acted looked at the domain after acting, so their echo wakes no
-// second reconcile (a new VM cost three reconciles where one does). Any event not expected —
+// libvirt lifecycle events the node VM reconciler caused itself (it defined, started, destroyed
+// or undefined the domain): the reconcile that acted looked at the domain after acting, so their
+// echo wakes no second reconcile (a new VM cost three reconciles where one does). Any event not expected —
 // a crash, a stop, a start or definition by someone else — wakes the VM's reconcile as before.
 // After controller-runtime's "expectations".
 
