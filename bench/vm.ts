@@ -268,6 +268,14 @@ async function main() {
         ` besides ${statsWrites} statistics refreshes (status.statistics, every ${STATISTICS_SECONDS}s when a figure changed)` +
         ` and ${steady.writes.length - statsWrites - steady.disallowed.length} heartbeat Lease renewals`,
     );
+    // Heartbeat cost, per holder of a Lease (the agent's is per node).
+    const leases = new Map<string, number>();
+    for (const w of steady.writes.filter((x) => x.kind === "leases" && x.allowed === "heartbeat"))
+      leases.set(w.object, (leases.get(w.object) ?? 0) + 1);
+    const perMinute = (n: number) => ((n * 60) / STEADY_SECONDS).toFixed(1);
+    console.log(
+      `heartbeat Lease renewals per minute: ${[...leases].map(([lease, n]) => `${lease} ${perMinute(n)}`).join(", ")}`,
+    );
     if (steady.disallowed.length) console.log(describeWrites(steady.disallowed));
     if (steady.unseenRequests)
       console.log(`${steady.unseenRequests} of them changed nothing (no watch saw them)`);

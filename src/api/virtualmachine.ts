@@ -558,7 +558,12 @@ const Statistics = Type.Object(
     ),
     cpuTotalPercent: Type.Optional(Type.Number({ description: "Total CPU in use, percent." })),
     memoryInstalledBytes: Type.Optional(Type.Integer({ description: "Memory configured, bytes." })),
-    memoryUsedBytes: Type.Optional(Type.Integer({ description: "Memory the guest uses, bytes." })),
+    memoryUsedBytes: Type.Optional(
+      Type.Integer({
+        description:
+          "Memory the guest uses, bytes: as its balloon driver reports it, else what its process holds in RAM; never more than it was given.",
+      }),
+    ),
     diskReadBytesPerSecond: Type.Optional(Type.Integer({ description: "Disk reads, bytes per second." })),
     diskWriteBytesPerSecond: Type.Optional(Type.Integer({ description: "Disk writes, bytes per second." })),
     networkRxBytesPerSecond: Type.Optional(Type.Integer({ description: "Received, bytes per second." })),

@@ -35,7 +35,7 @@ export interface StatusWriterOptions {
 }
 
 /** How long the resourceVersions of a write are kept: far longer than a watch event takes. */
-const OWN_WRITE_MEMORY_MS = 60_000;
+export const OWN_WRITE_MEMORY_MS = 60_000;
 
 interface OwnWrite {
   /** The object's resourceVersion the write was judged on, and the one it made. */

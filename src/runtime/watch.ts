@@ -115,14 +115,15 @@ export function viewTracker(view: StatusView | undefined) {
  * Queues every event of INFORMER's objects (those FILTER accepts) under their own key;
  * intent changes and deletions forget the key's backoff. With a VIEW, updates that change
  * only what it leaves out (and resourceVersion, managedFields) are not queued; nor those
- * OWN_ECHO says are the reconciler's own status write coming back.
+ * OWN_ECHO says are the reconciler's own write coming back (a status write, or the deletion
+ * its own removal of the last finalizer completed).
  */
 export function watchOwn<T extends KubernetesObject>(
   informer: Watchable<T>,
   queue: Pick<WorkQueue, "add" | "forget">,
   filter: (obj: T, verb: WatchVerb) => boolean = () => true,
   view?: StatusView,
-  ownEcho?: (obj: T) => boolean,
+  ownEcho?: (obj: T, verb: WatchVerb) => boolean,
 ): void {
   const intents = new Map<string, string>();
   const tracker = viewTracker(view);
@@ -134,7 +135,10 @@ export function watchOwn<T extends KubernetesObject>(
         return;
       }
       if (!tracker.changed(obj, verb)) return;
-      if (verb === "update" && ownEcho?.(obj)) return;
+      if (verb !== "add" && ownEcho?.(obj, verb)) {
+        if (verb === "delete") intents.delete(key);
+        return;
+      }
       if (verb === "delete") {
         intents.delete(key);
         queue.forget(key);

@@ -188,7 +188,8 @@ export class WriteRecorder {
   private readonly stack: StackConfig;
   private readonly last = new Map<string, Obj>();
   private readonly seen: SeenWrite[] = [];
-  private readonly aborts: Array<{ abort(): void }> = [];
+  private readonly aborts = new Set<{ abort(): void }>();
+  private stopped = false;
   private from = Number.POSITIVE_INFINITY;
   private requestsBefore: Record<string, number> = {};
 
@@ -201,15 +202,30 @@ export class WriteRecorder {
     const kc = new KubeConfig();
     kc.loadFromFile(kubeconfigPath(this.stack));
     const watch = new Watch(kc);
-    for (const w of WATCHED) {
-      const req = await watch.watch(
-        w.path,
-        { allowWatchBookmarks: false },
-        (type: string, obj: Obj) => this.onEvent(w.kind, type, obj),
-        () => undefined,
-      );
-      this.aborts.push(req);
-    }
+    // The client ends a watch after 30 s without a line: a quiet kind's watch ended unseen and
+    // its later writes went uncounted. Each is opened again from the last version it saw.
+    await Promise.all(WATCHED.map((w) => this.watchKind(watch, w.kind, w.path)));
+  }
+
+  /** Watches one kind until stop(), opened again from the last version it saw whenever it ends. */
+  private async watchKind(watch: Watch, kind: string, path: string, resourceVersion?: string): Promise<void> {
+    if (this.stopped) return;
+    let last = resourceVersion;
+    const req = await watch.watch(
+      path,
+      { allowWatchBookmarks: true, ...(last ? { resourceVersion: last } : {}) },
+      (type: string, obj: Obj) => {
+        // Too old a version to go on from (410): the next watch lists afresh.
+        if (type === "ERROR") last = undefined;
+        else last = obj.metadata?.resourceVersion ?? last;
+        if (type !== "BOOKMARK" && type !== "ERROR") this.onEvent(kind, type, obj);
+      },
+      () => {
+        this.aborts.delete(req);
+        if (!this.stopped) void this.watchKind(watch, kind, path, last);
+      },
+    );
+    this.aborts.add(req);
   }
 
   /** From now on every write counts. */
@@ -223,7 +239,8 @@ export class WriteRecorder {
     const after = await countedRequests(this.stack);
     // Events of writes up to UNTIL may still be on their way.
     await new Promise((r) => setTimeout(r, 1000));
-    for (const a of this.aborts) a.abort();
+    this.stopped = true;
+    for (const a of [...this.aborts]) a.abort();
     const requests: Record<string, number> = {};
     for (const r of COUNTED) {
       const n = (after[r] ?? 0) - (this.requestsBefore[r] ?? 0);

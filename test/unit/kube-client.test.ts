@@ -3,7 +3,7 @@
 // (~60 MiB of each one's memory when it did).
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, it } from "node:test";
@@ -328,14 +328,18 @@ describe("Kubernetes API client", () => {
   for (const daemon of ["controller", "agent"]) {
     it(`keeps @kubernetes/client-node out of the ${daemon}`, T, async () => {
       // Every module the daemon's entry point imports is loaded (not run: the entry's own code
-      // exits first); the hook prints each resolved URL.
+      // exits first); the hook appends each resolved URL to a file (stdout written to a pipe the
+      // test is slow to read would be cut short by that exit).
+      const dir = mkdtempSync(join(tmpdir(), "modules-"));
+      const list = join(dir, "loaded");
       const hook = `
+        import { appendFileSync } from "node:fs";
         import { registerHooks } from "node:module";
         const entry = new URL(${JSON.stringify(`../../src/cmd/${daemon}.ts`)}, ${JSON.stringify(import.meta.url)}).href;
         registerHooks({
           resolve(specifier, context, next) {
             const r = next(specifier, context);
-            process.stdout.write(r.url + "\\n");
+            appendFileSync(${JSON.stringify(list)}, r.url + "\\n");
             return r;
           },
           load(url, context, next) {
@@ -346,8 +350,9 @@ describe("Kubernetes API client", () => {
         });
         await import(entry);
       `;
-      const { stdout } = await promisify(execFile)(process.execPath, ["--input-type=module", "--eval", hook]);
-      const loaded = stdout.split("\n").filter(Boolean);
+      await promisify(execFile)(process.execPath, ["--input-type=module", "--eval", hook]);
+      const loaded = readFileSync(list, "utf8").split("\n").filter(Boolean);
+      rmSync(dir, { recursive: true, force: true });
       assert.ok(
         loaded.some((u) => u.endsWith("/src/runtime/kube.ts")),
         `${loaded.length} modules`,

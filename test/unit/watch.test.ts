@@ -54,6 +54,26 @@ describe("watchOwn", () => {
     ]);
   });
 
+  it("queues nothing for what the reconciler says is its own write coming back, a deletion too", () => {
+    const calls: string[] = [];
+    const informer = new FakeInformer();
+    const ours = new Set(["update uid-1", "delete uid-1"]);
+    watchOwn(
+      informer,
+      { add: (k) => calls.push(`add ${k}`), forget: (k) => calls.push(`forget ${k}`) },
+      undefined,
+      undefined,
+      (o, verb) => ours.has(`${verb} ${o.metadata?.uid}`),
+    );
+    informer.emitVerb("add", obj(1, {}, { uid: "uid-1" }));
+    informer.emitVerb("update", obj(1, {}, { uid: "uid-1" }));
+    informer.emitVerb("delete", obj(1, {}, { uid: "uid-1" }));
+    // Another object of the name: its deletion is news.
+    informer.emitVerb("add", obj(1, {}, { uid: "uid-2" }));
+    informer.emitVerb("delete", obj(1, {}, { uid: "uid-2" }));
+    assert.deepEqual(calls, ["add ns/v", "add ns/v", "forget ns/v"]);
+  });
+
   it("intent ignores annotations that are not requests", () => {
     assert.equal(intentOf(obj(1, { a: "1" })), intentOf(obj(1, { a: "2" })));
     assert.notEqual(

@@ -115,7 +115,8 @@ export async function startApiserver(
       `--kubelet-client-certificate=${pki.adminCert}`,
       `--kubelet-client-key=${pki.adminKey}`,
       "--allow-privileged=true",
-      "--profiling=false",
+      // KUBE_APISERVER_PROFILING=1 (a benchmark's choice): /debug/pprof for go tool pprof.
+      `--profiling=${process.env.KUBE_APISERVER_PROFILING === "1"}`,
       "--v=1",
     ],
   });

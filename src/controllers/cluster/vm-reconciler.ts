@@ -15,12 +15,13 @@ import type { VMSnapshot } from "../../api/vmsnapshot.ts";
 import type { VMTemplate } from "../../api/vmtemplate.ts";
 import { type AnyObject, type Kube, keyOf, patchMetadata, splitKey } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
+import type { WatchVerb } from "../../runtime/watch.ts";
 import type { ReconcileResult } from "../../runtime/workqueue.ts";
 import { findCondition } from "../conditions.ts";
 import { Reason } from "../event-reasons.ts";
 import { type EventRecorder, eventRecorder } from "../events.ts";
 import { CONDITIONS_RULE } from "../status-diff.ts";
-import { olderVersion, STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
+import { OWN_WRITE_MEMORY_MS, olderVersion, STANDING_FIELD_MANAGER, StatusWriter } from "../status-writer.ts";
 import { type Refusal, type TenancyDefaults, tenantPolicy } from "../tenant-policy.ts";
 import {
   encodePlacement,
@@ -59,7 +60,7 @@ const CLONE_POLL_MS = 5000;
 /** Looked at again when the cache is behind our own write (its watch event usually comes first). */
 const CACHE_BEHIND_RECHECK_MS = 1000;
 /** A cache that has not shown our write by then never will (a watch stuck, an etcd restore): judged as it is. */
-const CACHE_BEHIND_FOR_MS = 60_000;
+const CACHE_BEHIND_FOR_MS = OWN_WRITE_MEMORY_MS;
 const COMPONENT = "libvirt-operator-controller";
 /** Unschedulable VMs are looked at again this often even without node changes. */
 const UNSCHEDULABLE_RETRY_MS = 30_000;
@@ -172,6 +173,20 @@ export class ClusterVmReconciler {
   /** Keys of VMs waiting for a node: node or heartbeat changes give them another try. */
   unplacedKeys(): string[] {
     return this.o.index.unplacedKeys();
+  }
+
+  /**
+   * The watch event of our own label and placement write: it was guarded by the version the
+   * reconcile judged on, so nothing anyone else wrote is in it, and that reconcile did the work.
+   */
+  ownEcho(vm: Vm, verb: WatchVerb): boolean {
+    const wrote = verb === "update" ? this.metadataWrites.get(keyOf(vm)) : undefined;
+    return (
+      !!wrote &&
+      wrote.uid === vm.metadata.uid &&
+      wrote.made === vm.metadata.resourceVersion &&
+      Date.now() - wrote.at < CACHE_BEHIND_FOR_MS
+    );
   }
 
   async reconcile(key: string): Promise<ReconcileResult | undefined> {

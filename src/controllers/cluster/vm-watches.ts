@@ -30,7 +30,7 @@ export function watchClusterVms(
     templates?: Watchable<VMTemplate & KubernetesObject>;
   },
 ): void {
-  watchOwn(sources.vms, queue, undefined, CLUSTER_VM_VIEW);
+  watchOwn(sources.vms, queue, undefined, CLUSTER_VM_VIEW, (vm, verb) => reconciler.ownEcho(vm, verb));
   // A VM made from a template waits for it (a template made from a VM: until it took the VM).
   if (sources.templates) watchRelated(sources.templates, queue, (tpl) => reconciler.madeFrom(tpl));
   // A clone waits for its snapshot to be taken.

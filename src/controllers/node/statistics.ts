@@ -52,7 +52,15 @@ export function countersOf(stats: Record<string, TypedValue>): Counters {
   const currentKiB = num(stats["balloon.current"]);
   // The guest's own view when its balloon driver reports it; else what the host gave it.
   const unusedKiB = stats["balloon.unused"] !== undefined ? num(stats["balloon.unused"]) : undefined;
-  const usedKiB = unusedKiB !== undefined ? currentKiB - unusedKiB : num(stats["balloon.rss"]) || currentKiB;
+  // The QEMU process's resident memory holds the emulator's own besides the guest's (far more
+  // under TCG): what the guest uses is never more than it was given.
+  const rssKiB = num(stats["balloon.rss"]);
+  const usedKiB =
+    unusedKiB !== undefined
+      ? currentKiB - unusedKiB
+      : rssKiB && currentKiB
+        ? Math.min(rssKiB, currentKiB)
+        : rssKiB || currentKiB;
   return {
     cpuSeconds: num(stats["cpu.time"]) / 1e9,
     vcpuSeconds: sumIndexed(stats, "vcpu", "time") / 1e9,

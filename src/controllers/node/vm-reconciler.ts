@@ -19,8 +19,10 @@ import {
 } from "../../hypervisor/libvirt/index.ts";
 import { httpStatus, type Kube, objectGone, readObject, splitKey } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
+import type { WatchVerb } from "../../runtime/watch.ts";
 import type { ReconcileResult } from "../../runtime/workqueue.ts";
 import { Reason } from "../event-reasons.ts";
+import { OWN_WRITE_MEMORY_MS } from "../status-writer.ts";
 import { placedNode, placementOf } from "../vm-placement.ts";
 import { CausedEvents } from "./caused-events.ts";
 import { desiredReservations } from "./dhcp.ts";
@@ -91,6 +93,8 @@ export class NodeVmReconciler {
    * both in one Event (a third of a new VM's API writes were Events); otherwise said at its end.
    */
   private readonly definedUnsaid = new Map<string, { vm: VirtualMachine; message: string }>();
+  /** VMs (by UID) whose domain this agent removed before it let go of the finalizer, and when. */
+  private readonly released = new Map<string, number>();
   /** libvirt events our own define and start calls cause (their echo wakes no reconcile). */
   readonly caused = new CausedEvents();
   private readonly reporter: NodeVmReporter;
@@ -102,9 +106,15 @@ export class NodeVmReconciler {
     this.teardown = { ...options, reporter: this.reporter, caused: this.caused };
   }
 
-  /** The watch event of the agent's own status write, which tells the reconcile nothing new. */
-  ownEcho(vm: VirtualMachine): boolean {
-    return this.reporter.echoOfOwnWrite(vm);
+  /**
+   * The watch event of the agent's own write, which tells the reconcile nothing new: its status
+   * write, or the deletion its removal of the finalizer completed (the domain is gone already).
+   */
+  ownEcho(vm: VirtualMachine, verb: WatchVerb): boolean {
+    if (verb !== "delete") return this.reporter.echoOfOwnWrite(vm);
+    const at = this.released.get(vm.metadata?.uid ?? "");
+    this.released.delete(vm.metadata?.uid ?? "");
+    return at !== undefined && Date.now() - at < OWN_WRITE_MEMORY_MS;
   }
 
   /** The guest rebooted (libvirt reboot event): a pending restart is done. */
@@ -215,7 +225,7 @@ export class NodeVmReconciler {
       if ("wait" in claim) return { requeueAfterMs: POLL_MS };
       if ("refuse" in claim) {
         // Deleting the VM never touches a domain that was not its own.
-        if (vm.metadata.deletionTimestamp) return this.finalize(key, vm, undefined, log);
+        if (vm.metadata.deletionTimestamp) return this.finalize(key, vm, undefined, log, false);
         if (vm.status?.conditions?.find((c) => c.type === "Failure")?.message !== claim.refuse.message) {
           log.warn({ domain: domainName, err: claim.refuse.message }, "domain not taken over");
           void this.reporter.event(vm, claim.refuse.reason, claim.refuse.message);
@@ -224,7 +234,8 @@ export class NodeVmReconciler {
       }
       if ("adopt" in claim) adopted = claim.adopt;
     }
-    if (vm.metadata.deletionTimestamp) return this.finalize(key, vm, owner ? found : undefined, log);
+    if (vm.metadata.deletionTimestamp)
+      return this.finalize(key, vm, owner ? found : undefined, log, !found || !!owner);
     if (found && !owner) {
       return this.reporter.report(vm, domainName, undefined, {
         failure: {
@@ -473,10 +484,20 @@ export class NodeVmReconciler {
     return p;
   }
 
-  private async finalize(key: string, vm: VirtualMachine, dom: DomainRef | undefined, log: Logger) {
+  /** CLEAN: no domain of another is left under the VM's name (its deletion leaves nothing to look at). */
+  private async finalize(
+    key: string,
+    vm: VirtualMachine,
+    dom: DomainRef | undefined,
+    log: Logger,
+    clean: boolean,
+  ) {
     const done = await finalizeVm(this.teardown, vm, dom, () => this.progressOf(key, vm), log);
     if (done !== "released") return done;
     this.progress.delete(key);
+    const now = Date.now();
+    for (const [uid, at] of this.released) if (now - at >= OWN_WRITE_MEMORY_MS) this.released.delete(uid);
+    if (clean && vm.metadata.uid) this.released.set(vm.metadata.uid, now);
     return undefined;
   }
 }

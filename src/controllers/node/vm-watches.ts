@@ -30,7 +30,7 @@ export function watchNodeVms(
   libvirt: LibvirtClient,
   room?: NodeRoom,
 ): void {
-  watchOwn(vms, queue, undefined, NODE_VM_VIEW, (vm) => reconciler.ownEcho(vm));
+  watchOwn(vms, queue, undefined, NODE_VM_VIEW, (vm, verb) => reconciler.ownEcho(vm, verb));
   // A VM gone or changed here may free the MAC or UUID another waits for.
   watchRelated(vms, queue, () => waitingForIdentity(vms.list(), "Failure"), NODE_VM_VIEW);
   // An admin changing what a namespace may use: its VMs here are judged again.

@@ -74,6 +74,17 @@ const domstats = {
   "net.2.rx.bytes": 99,
 };
 
+describe("VM counters", () => {
+  it("counts no more memory in use than the guest was given (QEMU's own memory is not the guest's)", () => {
+    assert.equal(countersOf(domstats).memoryUsedBytes, 100000 * 1024);
+    const tcg = { ...domstats, "balloon.current": 131072, "balloon.maximum": 131072, "balloon.rss": 287744 };
+    assert.equal(countersOf(tcg).memoryUsedBytes, 131072 * 1024);
+    // The guest's balloon driver says what it leaves unused: that is its own view.
+    assert.equal(countersOf({ ...tcg, "balloon.unused": 31072 }).memoryUsedBytes, 100000 * 1024);
+    assert.equal(countersOf({ "balloon.current": 2048 }).memoryUsedBytes, 2048 * 1024);
+  });
+});
+
 describe("NIC statistics", () => {
   it("names libvirt's host devices by the spec's NIC names from the live XML, leaving others out", () => {
     assert.deepEqual(nicTargets(NIC_XML), { vnet7: "default", vnet8: "backend" });
