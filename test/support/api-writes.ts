@@ -211,21 +211,42 @@ export class WriteRecorder {
   private async watchKind(watch: Watch, kind: string, path: string, resourceVersion?: string): Promise<void> {
     if (this.stopped) return;
     let last = resourceVersion;
-    const req = await watch.watch(
-      path,
-      { allowWatchBookmarks: true, ...(last ? { resourceVersion: last } : {}) },
-      (type: string, obj: Obj) => {
-        // Too old a version to go on from (410): the next watch lists afresh.
-        if (type === "ERROR") last = undefined;
-        else last = obj.metadata?.resourceVersion ?? last;
-        if (type !== "BOOKMARK" && type !== "ERROR") this.onEvent(kind, type, obj);
-      },
-      () => {
-        this.aborts.delete(req);
-        if (!this.stopped) void this.watchKind(watch, kind, path, last);
-      },
-    );
-    this.aborts.add(req);
+    const handle: { req?: { abort(): void }; ended: boolean } = { ended: false };
+    const again = () => {
+      if (handle.req) this.aborts.delete(handle.req);
+      if (handle.ended || this.stopped) return;
+      handle.ended = true;
+      this.reopenLater(watch, kind, path, last);
+    };
+    try {
+      handle.req = await watch.watch(
+        path,
+        { allowWatchBookmarks: true, ...(last ? { resourceVersion: last } : {}) },
+        (type: string, obj: Obj) => {
+          // Too old a version to go on from (410): the next watch lists afresh.
+          if (type === "ERROR") last = undefined;
+          else last = obj.metadata?.resourceVersion ?? last;
+          if (type !== "BOOKMARK" && type !== "ERROR") this.onEvent(kind, type, obj);
+        },
+        // Called before watch() returns when it cannot connect.
+        () => again(),
+      );
+    } catch {
+      again();
+      return;
+    }
+    if (this.stopped) handle.req.abort();
+    else if (!handle.ended) this.aborts.add(handle.req);
+  }
+
+  /** Not at once: an API server that refuses would be asked in a tight loop. */
+  private reopenLater(watch: Watch, kind: string, path: string, last: string | undefined) {
+    if (this.stopped) return;
+    setTimeout(
+      () =>
+        void this.watchKind(watch, kind, path, last).catch(() => this.reopenLater(watch, kind, path, last)),
+      200,
+    ).unref();
   }
 
   /** From now on every write counts. */
@@ -267,9 +288,13 @@ export class WriteRecorder {
     return Number((JSON.parse(stdout) as { metadata: { resourceVersion: string } }).metadata.resourceVersion);
   }
 
-  private onEvent(kind: string, type: string, obj: Obj) {
+  private onEvent(kind: string, given: string, obj: Obj) {
     const id = `${kind}/${obj.metadata.namespace ?? ""}/${obj.metadata.name}`;
     const before = this.last.get(id);
+    // A watch listing afresh (after a 410) says ADDED of what it had already shown: the same
+    // version is nothing new, a later one a change.
+    if (given === "ADDED" && before?.metadata.resourceVersion === obj.metadata.resourceVersion) return;
+    const type = given === "ADDED" && before ? "MODIFIED" : given;
     if (type === "DELETED") this.last.delete(id);
     else this.last.set(id, obj);
     const rv = Number(obj.metadata.resourceVersion);

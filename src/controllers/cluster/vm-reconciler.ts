@@ -299,6 +299,8 @@ export class ClusterVmReconciler {
       await this.status.write(vm, firstPlacementStatus(placed, result.node, identity));
     log.info({ node: result.node }, "VM placed");
     void this.event(vm, Reason.Scheduled, `placed on node ${result.node}`);
+    // Here, not in a reconcile woken by the placement write: its watch event is our own echo.
+    if (vm.status?.template) await this.makeTemplateDisks(vm, result.node);
     return undefined;
   }
 

@@ -114,7 +114,13 @@ export class NodeVmReconciler {
     if (verb !== "delete") return this.reporter.echoOfOwnWrite(vm);
     const at = this.released.get(vm.metadata?.uid ?? "");
     this.released.delete(vm.metadata?.uid ?? "");
+    this.forgetOldReleases();
     return at !== undefined && Date.now() - at < OWN_WRITE_MEMORY_MS;
+  }
+
+  /** A deletion whose watch event came before our finalizer write answered is not waited for. */
+  private forgetOldReleases(now = Date.now()) {
+    for (const [uid, at] of this.released) if (now - at >= OWN_WRITE_MEMORY_MS) this.released.delete(uid);
   }
 
   /** The guest rebooted (libvirt reboot event): a pending restart is done. */
@@ -495,9 +501,8 @@ export class NodeVmReconciler {
     const done = await finalizeVm(this.teardown, vm, dom, () => this.progressOf(key, vm), log);
     if (done !== "released") return done;
     this.progress.delete(key);
-    const now = Date.now();
-    for (const [uid, at] of this.released) if (now - at >= OWN_WRITE_MEMORY_MS) this.released.delete(uid);
-    if (clean && vm.metadata.uid) this.released.set(vm.metadata.uid, now);
+    this.forgetOldReleases();
+    if (clean && vm.metadata.uid) this.released.set(vm.metadata.uid, Date.now());
     return undefined;
   }
 }
