@@ -24,7 +24,7 @@ import { capacityNeed } from "../src/controllers/cluster/vm-reservation.ts";
 import { CAPACITY_ANNOTATION, NODE_ENABLED_LABEL } from "../src/controllers/node-facts.ts";
 import { tenancyDefaultsFromEnv, tenantPolicy } from "../src/controllers/tenant-policy.ts";
 import { effectiveVms } from "../src/controllers/vm-clone.ts";
-import { waitingForIdentity } from "../src/controllers/vm-identities.ts";
+import { waitsForIdentity } from "../src/controllers/vm-identities.ts";
 import type { Kube } from "../src/runtime/kube.ts";
 import { createLogger } from "../src/runtime/logging.ts";
 import * as head from "./cluster-index-head.ts";
@@ -254,7 +254,7 @@ function measure(size: number): Row[] {
   row(
     "VM event fan-out (identity waiters, unplaced, disks)",
     (i) => {
-      waitingForIdentity(vms.list(), "Admitted");
+      vms.list().filter((v) => waitsForIdentity(v, "Admitted"));
       vms.list().filter((v) => !v.status?.nodeName && !v.metadata?.deletionTimestamp);
       const vm = samples[i % 64]!;
       diskCache.list(NS).filter((d) => usesDisk(vm, d) || d.status?.attachedTo?.includes(vm.metadata!.name!));

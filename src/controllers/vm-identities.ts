@@ -158,10 +158,3 @@ export function waitsForIdentity(vm: VmLike, condition: "Admitted" | "Failure"):
   const refused = condition === "Admitted" ? c?.status === "False" : c?.status === "True";
   return Boolean(c && refused && IDENTITY_REASONS.has(c.reason));
 }
-
-/** Keys of the VMs among VMS that wait for an identity (waitsForIdentity): they are judged again. */
-export function waitingForIdentity(vms: Iterable<VmLike>, condition: "Admitted" | "Failure"): string[] {
-  const keys: string[] = [];
-  for (const vm of vms) if (waitsForIdentity(vm, condition)) keys.push(keyOf(vm));
-  return keys;
-}

@@ -9,7 +9,7 @@ import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
 import type { WorkQueue } from "../../runtime/workqueue.ts";
 import { namesDisk } from "../cluster/disk-placement.ts";
 import { effectiveVm } from "../vm-clone.ts";
-import { waitingForIdentity } from "../vm-identities.ts";
+import { waitsForIdentity } from "../vm-identities.ts";
 import { DISK_VIEW, NODE_VM_VIEW } from "../watch-views.ts";
 import type { NodeRoom } from "./node-room.ts";
 import type { NodeVmReconciler } from "./vm-reconciler.ts";
@@ -32,7 +32,8 @@ export function watchNodeVms(
 ): void {
   watchOwn(vms, queue, undefined, NODE_VM_VIEW, (vm, verb) => reconciler.ownEcho(vm, verb));
   // A VM gone or changed here may free the MAC or UUID another waits for.
-  watchRelated(vms, queue, () => waitingForIdentity(vms.list(), "Failure"), NODE_VM_VIEW);
+  const waiting = identityWaiters(vms);
+  watchRelated(vms, queue, () => [...waiting], NODE_VM_VIEW);
   // An admin changing what a namespace may use: its VMs here are judged again.
   watchRelated(namespaces, queue, (ns) => vms.list(ns.metadata?.name).map((vm) => keyOf(vm)));
   watchRelated(
@@ -69,4 +70,20 @@ export function watchNodeVms(
     reconciler.caused.clear();
     for (const vm of vms.list()) queue.forget(keyOf(vm));
   });
+}
+
+/**
+ * Keys of the VMs INFORMER shows waiting for a MAC or UUID another holds (the agent's Failure
+ * condition), kept from its events: no walk over the node's VMs for every event.
+ */
+export function identityWaiters(informer: Watchable<Vm>): ReadonlySet<string> {
+  const waiting = new Set<string>();
+  const seen = (vm: Vm) => {
+    if (waitsForIdentity(vm, "Failure")) waiting.add(keyOf(vm));
+    else waiting.delete(keyOf(vm));
+  };
+  informer.on("add", seen);
+  informer.on("update", seen);
+  informer.on("delete", (vm) => waiting.delete(keyOf(vm)));
+  return waiting;
 }
