@@ -81,12 +81,15 @@ function sum(stats: Record<string, string>, prefix: string, suffix: string): num
   for (let i = 0; i < num(stats, `${prefix}.count`); i++) total += num(stats, `${prefix}.${i}.${suffix}`);
   return total;
 }
-/** Guest memory in use as the operator documents it: the balloon's view, else QEMU's RSS. */
+/** Guest memory in use as the operator documents it: the balloon's view, else QEMU's RSS up to what the guest was given. */
 function usedBytes(stats: Record<string, string>): number {
+  const [rss, current] = [num(stats, "balloon.rss"), num(stats, "balloon.current")];
   const kib =
     stats["balloon.unused"] !== undefined
-      ? num(stats, "balloon.current") - num(stats, "balloon.unused")
-      : num(stats, "balloon.rss") || num(stats, "balloon.current");
+      ? current - num(stats, "balloon.unused")
+      : rss && current
+        ? Math.min(rss, current)
+        : rss || current;
   return kib * 1024;
 }
 
