@@ -135,15 +135,13 @@ export function watchOwn<T extends KubernetesObject>(
         return;
       }
       if (!tracker.changed(obj, verb)) return;
-      if (verb !== "add" && ownEcho?.(obj, verb)) {
-        if (verb === "delete") intents.delete(key);
-        return;
-      }
+      const echo = verb !== "add" && ownEcho?.(obj, verb);
       if (verb === "delete") {
         intents.delete(key);
-        queue.forget(key);
+        if (!echo) queue.forget(key);
         return;
       }
+      if (echo) return;
       const intent = intentOf(obj);
       const before = intents.get(key);
       intents.set(key, intent);

@@ -242,11 +242,8 @@ export class WriteRecorder {
   /** Not at once: an API server that refuses would be asked in a tight loop. */
   private reopenLater(watch: Watch, kind: string, path: string, last: string | undefined) {
     if (this.stopped) return;
-    setTimeout(
-      () =>
-        void this.watchKind(watch, kind, path, last).catch(() => this.reopenLater(watch, kind, path, last)),
-      200,
-    ).unref();
+    // watchKind never throws: a watch that cannot connect comes back here.
+    setTimeout(() => void this.watchKind(watch, kind, path, last), 200).unref();
   }
 
   /** From now on every write counts. */

@@ -180,13 +180,15 @@ export class ClusterVmReconciler {
    * reconcile judged on, so nothing anyone else wrote is in it, and that reconcile did the work.
    */
   ownEcho(vm: Vm, verb: WatchVerb): boolean {
-    const wrote = verb === "update" ? this.metadataWrites.get(keyOf(vm)) : undefined;
-    return (
-      !!wrote &&
-      wrote.uid === vm.metadata.uid &&
-      wrote.made === vm.metadata.resourceVersion &&
-      Date.now() - wrote.at < CACHE_BEHIND_FOR_MS
-    );
+    return verb === "update" && this.ownPlacementWrite(vm)?.made === vm.metadata.resourceVersion;
+  }
+
+  /** Our last label and placement write of VM (this very object), while it is remembered. */
+  private ownPlacementWrite(vm: Vm) {
+    const wrote = this.metadataWrites.get(keyOf(vm));
+    return wrote?.uid === vm.metadata.uid && Date.now() - (wrote?.at ?? 0) < CACHE_BEHIND_FOR_MS
+      ? wrote
+      : undefined;
   }
 
   async reconcile(key: string): Promise<ReconcileResult | undefined> {
@@ -194,14 +196,8 @@ export class ClusterVmReconciler {
     const vm = this.o.vms.get(name, namespace);
     // The cache does not show our last label and placement write yet: judged on what it shows,
     // the VM would be placed again (its addresses handed out anew). Its watch event comes.
-    const wrote = this.metadataWrites.get(key);
-    if (
-      vm &&
-      wrote &&
-      wrote.uid === vm.metadata.uid &&
-      Date.now() - wrote.at < CACHE_BEHIND_FOR_MS &&
-      olderVersion(vm.metadata.resourceVersion, wrote.made)
-    )
+    const wrote = vm && this.ownPlacementWrite(vm);
+    if (wrote && olderVersion(vm.metadata.resourceVersion, wrote.made))
       return { requeueAfterMs: CACHE_BEHIND_RECHECK_MS };
     this.metadataWrites.delete(key);
     if (!vm) {
