@@ -2,19 +2,28 @@
 //  - a bare client writing the same VirtualMachines and one status each (server-side apply, as
 //    the operator writes status) through the same API server, then deleting them;
 //  - raw libvirt define + start (then destroy + undefine) of the same domains, spread over as
-//    many test-driver hypervisors as there are nodes, with the agent's workers per hypervisor.
+//    many test-driver hypervisors as there are nodes, with the agent's workers per hypervisor;
+//  - the floor: the API requests the operator makes for each VM (the placement write, both
+//    Events, the finalizer's removal) sent by a bare client, as fast as the API server takes them.
+//    What the operator's run takes beyond the floor is its daemons' own cost.
+import { randomUUID } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { CustomObjectsApi } from "@kubernetes/client-node";
 import { API_VERSION, GROUP, VERSION } from "../src/api/common.ts";
-import { VirtualMachineKind } from "../src/api/virtualmachine.ts";
+import { DOMAIN_FINALIZER, NODE_LABEL, VirtualMachineKind } from "../src/api/virtualmachine.ts";
 import { runningPid } from "../src/cmd/local/processes.ts";
+import {
+  encodePlacement,
+  PLACEMENT_ANNOTATION,
+  type PlacedInterface,
+} from "../src/controllers/vm-placement.ts";
 import { offerTestDriverDomains, parseCapabilities } from "../src/hypervisor/capabilities.ts";
 import { type DomainRef, DomainUndefineFlags, LibvirtClient } from "../src/hypervisor/libvirt/index.ts";
 import { fitTestDriver } from "../src/hypervisor/test-driver.ts";
 import { loadKubeconfig } from "../src/kube/kubeconfig.ts";
-import { applyStatus, connectKube } from "../src/runtime/kube.ts";
+import { type AnyObject, applyStatus, connectKube, patchMetadata, recordEvent } from "../src/runtime/kube.ts";
 import { testNodeXml } from "../test/support/nodes.ts";
 import { processFigures } from "./scale-probe.ts";
 import { KUBECONFIG, rawDomainXml, STACK } from "./stack.ts";
@@ -50,10 +59,17 @@ async function timedPart<T>(items: readonly T[], concurrency: number, fn: (item:
   return { seconds: (performance.now() - started) / 1000, latencyMs: summarize(latencies) };
 }
 
+/** A node no agent runs as: no agent sees the floor's VMs, though they are labelled as placed. */
+export const FLOOR_NODE = "bench-floor-nowhere";
+
 /**
  * Creates a VirtualMachine per name in NAMESPACE (SPEC) and applies STATUS to each, CONCURRENCY
  * at a time; then deletes them. Nothing may act on them meanwhile (the caller stops the
  * controller; no agent sees a VM the controller has not labelled for its node).
+ *
+ * FLOOR: each VM also gets what the operator writes besides (the controller's placement write
+ * and its Scheduled Event, the agent's Started Event; on delete, the finalizer's removal), in the
+ * order the operator sends them, placed on FLOOR_NODE.
  */
 export async function bareApiRun(
   api: CustomObjectsApi,
@@ -63,6 +79,7 @@ export async function bareApiRun(
     spec: Record<string, unknown>;
     status: Record<string, unknown>;
     concurrency: number;
+    floor?: boolean;
   },
 ): Promise<{ create: PartFigures; delete: PartFigures }> {
   const kube = await connectKube(undefined, loadKubeconfig([KUBECONFIG]));
@@ -70,7 +87,7 @@ export async function bareApiRun(
   const where = { group: GROUP, version: VERSION, namespace, plural: VirtualMachineKind.plural };
   const create = await withServerCpu(() =>
     timedPart(options.names, options.concurrency, async (name) => {
-      await api.createNamespacedCustomObject({
+      const made = (await api.createNamespacedCustomObject({
         ...where,
         body: {
           apiVersion: API_VERSION,
@@ -78,15 +95,48 @@ export async function bareApiRun(
           metadata: { name, namespace },
           spec: options.spec,
         },
+      })) as AnyObject;
+      const status = { ...options.status };
+      if (!options.floor) {
+        await applyStatus(
+          kube,
+          VirtualMachineKind,
+          { metadata: { name, namespace } },
+          "bench-baseline",
+          status,
+        );
+        return;
+      }
+      const interfaces = (status.interfaces as PlacedInterface[] | undefined) ?? [];
+      const placement = { nodeName: FLOOR_NODE, uuid: randomUUID(), interfaces };
+      const rv = await patchMetadata(kube, VirtualMachineKind, made, {
+        labels: { [NODE_LABEL]: FLOOR_NODE },
+        annotations: { [PLACEMENT_ANNOTATION]: encodePlacement(placement, made.metadata.uid) },
+        finalizers: [DOMAIN_FINALIZER],
       });
-      await applyStatus(kube, VirtualMachineKind, { metadata: { name, namespace } }, "bench-baseline", {
-        ...options.status,
-      });
+      const placed = { ...made, metadata: { ...made.metadata, resourceVersion: rv } };
+      await Promise.all([
+        recordEvent(
+          kube,
+          "bench-floor-controller",
+          placed,
+          "Normal",
+          "Scheduled",
+          `placed on node ${FLOOR_NODE}`,
+        ),
+        applyStatus(kube, VirtualMachineKind, placed, "bench-floor-agent", {
+          ...status,
+          nodeName: FLOOR_NODE,
+          uuid: placement.uuid,
+        }),
+      ]);
+      await recordEvent(kube, "bench-floor-agent", placed, "Normal", "Started", `domain ${name} started`);
     }),
   );
   const del = await withServerCpu(() =>
     timedPart(options.names, options.concurrency, async (name) => {
-      await api.deleteNamespacedCustomObject({ ...where, name });
+      const deleting = (await api.deleteNamespacedCustomObject({ ...where, name })) as AnyObject;
+      if (options.floor) await patchMetadata(kube, VirtualMachineKind, deleting, { finalizers: [] });
     }),
   );
   kube.http.close();

@@ -7,6 +7,8 @@ import { table } from "./stats.ts";
 export interface Baseline {
   vms: number;
   api: { create: PartFigures; delete: PartFigures };
+  /** The API part with the operator's own requests added (scale-baseline.ts bareApiRun FLOOR). */
+  floor?: { create: PartFigures; delete: PartFigures };
   libvirt: { create: PartFigures; delete: PartFigures };
 }
 
@@ -118,8 +120,10 @@ export function baselineTable(b: Baseline): string {
     ["baseline part", "all, s", "each p50 ms", "each p99 ms", "kube-apiserver / etcd CPU s"],
     [
       row(`API: create + status apply, ${b.vms} VMs`, b.api.create),
+      ...(b.floor ? [row("  floor: + placement write + 2 Events", b.floor.create)] : []),
       row("raw libvirt: define + start", b.libvirt.create),
       row(`API: delete, ${b.vms} VMs`, b.api.delete),
+      ...(b.floor ? [row("  floor: + finalizer removal", b.floor.delete)] : []),
       row("raw libvirt: destroy + undefine", b.libvirt.delete),
     ],
   );
@@ -131,6 +135,28 @@ export function ratios(round: RoundFigures, b: Baseline): { create: number; dele
     create: round.create.seconds / (b.api.create.seconds + b.libvirt.create.seconds),
     delete: round.delete.seconds / (b.api.delete.seconds + b.libvirt.delete.seconds),
   };
+}
+
+/**
+ * The floor (the operator's requests from a bare client, plus raw libvirt) over the baseline:
+ * the best ratio any operator sending those requests could reach here; and the operator over
+ * the floor: what its own daemons cost.
+ */
+export function floorLines(round: RoundFigures, b: Baseline): string[] {
+  if (!b.floor) return [];
+  const floor = {
+    create: b.floor.create.seconds + b.libvirt.create.seconds,
+    delete: b.floor.delete.seconds + b.libvirt.delete.seconds,
+  };
+  const base = {
+    create: b.api.create.seconds + b.libvirt.create.seconds,
+    delete: b.api.delete.seconds + b.libvirt.delete.seconds,
+  };
+  return (["create", "delete"] as const).map(
+    (phase) =>
+      `${phase}: floor ${secs(floor[phase])} s = ×${(floor[phase] / base[phase]).toFixed(2)} of the baseline; ` +
+      `operator ${secs(round[phase].seconds)} s = ×${(round[phase].seconds / floor[phase]).toFixed(2)} of the floor`,
+  );
 }
 
 /** Daemons that restarted or were gone at the end of a phase, libvirt lost: figures cover less. */

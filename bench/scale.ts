@@ -42,6 +42,7 @@ import {
   type Baseline,
   baselineTable,
   compactSeries,
+  floorLines,
   ratios,
   requestLine,
   restartLines,
@@ -116,6 +117,17 @@ async function baseline(ctx: RoundContext, status: Record<string, unknown>): Pro
     status,
     concurrency: CONCURRENCY,
   });
+  progress(
+    "baseline: the floor, bare client sending the operator's requests too (placement, Events, finalizer)",
+  );
+  const floor = await bareApiRun(ctx.api, {
+    names: names.map((n) => n.replace("base-", "floor-")),
+    namespace: BASELINE_NS,
+    spec: SPEC,
+    status,
+    concurrency: CONCURRENCY,
+    floor: true,
+  });
   progress(`baseline: raw libvirt define + start of ${VMS} domains on ${NODES} test-driver hypervisors`);
   const libvirt = await rawLibvirtRun({
     names,
@@ -128,7 +140,7 @@ async function baseline(ctx: RoundContext, status: Record<string, unknown>): Pro
   });
   progress("baseline done; controller started again");
   await restartController();
-  return { vms: VMS, api, libvirt };
+  return { vms: VMS, api, floor, libvirt };
 }
 
 /** Each controller process's profile, with the rounds that began while it ran. */
@@ -287,13 +299,16 @@ function report(
     console.log(
       "\nBaseline: the same VirtualMachines written by a bare client (create, then a server-side apply of a\n" +
         "Running VM's status) with the controller stopped, and raw libvirt on test-driver hypervisors\n" +
-        `(${setup.nodes} connections, ${AGENT_WORKERS} calls in flight each, as the agents' workers)\n`,
+        `(${setup.nodes} connections, ${AGENT_WORKERS} calls in flight each, as the agents' workers). The floor:\n` +
+        "the bare client sends the operator's other requests too (the placement write, the Scheduled and\n" +
+        "Started Events; on delete, the finalizer's removal), as fast as the API server takes them\n",
     );
     console.log(baselineTable(base));
     const r = ratios(rounds.at(-1)!, base);
     console.log(
       `\noperator / baseline: create → all Running ×${r.create.toFixed(2)}, delete → all gone ×${r.delete.toFixed(2)}`,
     );
+    for (const line of floorLines(rounds.at(-1)!, base)) console.log(`  ${line}`);
   }
   for (const line of restartLines(rounds)) console.log(`\nNOTE: ${line}`);
   console.log("\nTargets (issue 17)");
