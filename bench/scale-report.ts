@@ -82,6 +82,11 @@ export function roundsTable(rounds: readonly RoundFigures[], phase: "create" | "
     ["agent RSS max MiB (largest)", ...phases.map((p) => mib(p.agentsTotal.maxRssMiB))],
     ["kube-apiserver CPU s", ...phases.map((p) => secs(p.processes.apiserver.cpuSeconds))],
     ["etcd CPU s", ...phases.map((p) => secs(p.processes.etcd.cpuSeconds))],
+    ["libvirtd CPU s", ...phases.map((p) => secs(p.processes.libvirtd?.cpuSeconds ?? Number.NaN))],
+    [
+      "kube-controller-manager CPU s",
+      ...phases.map((p) => secs(p.processes.controllerManager?.cpuSeconds ?? Number.NaN)),
+    ],
     ["API writes per VM (VM + status)", ...phases.map((p) => p.apiWrites.perVm.toFixed(2))],
     ["API writes, all (Events, Leases …)", ...phases.map((p) => p.apiWrites.total)],
     ["Events written", ...phases.map((p) => p.apiWrites.events)],

@@ -1,6 +1,7 @@
 // One round of make bench-scale: N VMs created (a bounded number of requests in flight, as a
 // client applying a big file sends them) until all are Running, then deleted until all are
 // gone, with what the controller, the agents, the API server and etcd did meanwhile.
+import { existsSync, readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import type { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import { API_VERSION, GROUP, VERSION } from "../src/api/common.ts";
@@ -85,6 +86,9 @@ export interface PhaseFigures {
     controller: ProcessUse;
     apiserver: ProcessUse;
     etcd: ProcessUse;
+    /** The host's libvirtd (every test-driver hypervisor lives in it) and the stack's controller manager. */
+    libvirtd?: ProcessUse;
+    controllerManager?: ProcessUse;
     agents: Record<string, ProcessUse>;
   };
   agentsTotal: { cpuSeconds: number; maxRssMiB: number };
@@ -121,7 +125,13 @@ export interface RoundFigures {
   delete: PhaseFigures;
 }
 
-const pidOf = (daemon: string) => runningPid(STACK.stateDir, daemon);
+/** libvirtd writes its own pid file (the stack leaves one that answered already alone). */
+const LIBVIRTD_PID_FILE = "/run/libvirtd.pid";
+const pidOf = (daemon: string) => {
+  if (daemon !== "libvirtd") return runningPid(STACK.stateDir, daemon);
+  const pid = Number(existsSync(LIBVIRTD_PID_FILE) ? readFileSync(LIBVIRTD_PID_FILE, "utf8").trim() : NaN);
+  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+};
 /** The longest event-loop stall since the previous scrape (prom-client resets it on each). */
 const lagMs = (samples: Sample[]) =>
   Math.round(sumOf(samples, "libvirt_operator_nodejs_eventloop_lag_max_seconds") * 1000);
@@ -131,6 +141,8 @@ function daemonsOf(nodes: readonly TestNode[]): Record<string, string> {
     controller: "controller",
     apiserver: "kube-apiserver",
     etcd: "etcd",
+    libvirtd: "libvirtd",
+    controllerManager: "kube-controller-manager",
     ...Object.fromEntries(nodes.map((n) => [n.nodeName, `agent-${n.nodeName}`])),
   };
 }
@@ -286,7 +298,14 @@ async function phase(
     seconds: (ended - started) / 1000,
     latencyMs: summarize(finished().map((x) => doneAt.get(x)! - sentAt.get(x)!)),
     ...(count < names.length ? { notDone: ctx.tracker.statusCounts(names) } : {}),
-    processes: { controller: use("controller"), apiserver: use("apiserver"), etcd: use("etcd"), agents },
+    processes: {
+      controller: use("controller"),
+      apiserver: use("apiserver"),
+      etcd: use("etcd"),
+      libvirtd: use("libvirtd"),
+      controllerManager: use("controllerManager"),
+      agents,
+    },
     agentsTotal: {
       cpuSeconds: sum(Object.values(agents).map((a) => a.cpuSeconds)),
       maxRssMiB: Math.max(...Object.values(agents).map((a) => a.maxRssMiB)),

@@ -13,7 +13,12 @@ import {
   keyOfDomain,
   resourcesOf,
 } from "../../src/hypervisor/domain/from-spec.ts";
-import { buildDomainXml, parseLiveDevices, parseOwnership } from "../../src/hypervisor/domain/xml.ts";
+import {
+  buildDomainXml,
+  metadataElement,
+  parseLiveDevices,
+  parseOwnership,
+} from "../../src/hypervisor/domain/xml.ts";
 
 const testdata = join(import.meta.dirname, "testdata");
 const host = { emulator: "/usr/bin/qemu-system-x86_64", arch: "x86_64", machine: "pc" };
@@ -118,6 +123,30 @@ describe("domain XML", () => {
     assert.match(owner?.specHash ?? "", /^[0-9a-f]{16}$/);
     assert.equal(parseOwnership(xml.replaceAll("lvo:", "x:").replace("xmlns:lvo", "xmlns:x"))?.uid, "uid-1");
     assert.equal(parseOwnership("<domain><metadata><other xmlns='u'/></metadata></domain>"), undefined);
+  });
+
+  it("reads ownership from the domain's own <metadata> alone, nested elements of that name and all", () => {
+    const xml = buildDomainXml(domainDefinitionFor(example("vm-minimal.yaml"), inputs), host);
+    const record = metadataElement(xml) ?? "";
+    assert.match(record, /^<metadata>[\s\S]*uid-1[\s\S]*<\/metadata>$/);
+    // Another application's metadata holding an element named metadata, before ours.
+    const nested = xml.replace(
+      "<metadata>",
+      "<metadata><app:x xmlns:app='u'><metadata>a</metadata><metadata/></app:x>",
+    );
+    assert.equal(parseOwnership(nested)?.uid, "uid-1");
+    // An owner record anywhere else (in a device, say) is not the domain's.
+    const elsewhere = xml
+      .replace(record, "<metadata/>")
+      .replace("</devices>", `${record.replace(/metadata/g, "x")}</devices>`);
+    assert.equal(parseOwnership(elsewhere), undefined);
+    for (const broken of [
+      "<domain><metadata><a/></domain>",
+      "<domain></metadata></domain>",
+      "<domain><metadata/></domain>",
+      "<domain/>",
+    ])
+      assert.equal(metadataElement(broken), undefined, broken);
   });
 
   it("the spec hash changes with the spec and not with the owner", () => {

@@ -32,7 +32,7 @@ import type { NodeRoom } from "./node-room.ts";
 import { afterStart } from "./room-observer.ts";
 import { admitOnNode, type NodeAdmissionContext } from "./vm-admission.ts";
 import { type DomainObservation, decidePower, PausedReason, ShutoffReason } from "./vm-decide.ts";
-import { diskStatus } from "./vm-disks.ts";
+import { diskStatus, type PlugResult } from "./vm-disks.ts";
 import { seeDomain } from "./vm-domain-seen.ts";
 import { crashLooping } from "./vm-observation.ts";
 import { applyPowerAction, noteCrash, POLL_MS, powerActionFailed } from "./vm-power.ts";
@@ -312,27 +312,29 @@ export class NodeVmReconciler {
       return this.reporter.failed(vm, domainName, undefined, Reason.DefineFailed, err, log);
     }
 
-    // A domain defined just now has not run: its state and definition are read side by side.
-    const [first, definedXml] = await Promise.all([
-      this.o.libvirt.domainState(dom),
-      defined && !found ? this.o.libvirt.domainXml(dom, DomainXmlFlags.Inactive) : undefined,
-    ]);
-    let state = first;
+    let state = await this.o.libvirt.domainState(dom);
     noteCrash(this.progressOf(key, vm), state, Date.now()); // when it was seen, not when decided
     const active = state.state !== DomainState.Shutoff;
-    // A shut-off domain's definition was read above, unless it was just (re)defined.
-    const readBefore = defined ? definedXml : inactiveXml;
-    const currentXml =
-      !active && readBefore
-        ? readBefore
-        : await this.o.libvirt.domainXml(dom, active ? 0 : DomainXmlFlags.Inactive);
-    const { runningInSync, deviceFailure, plugged } = await syncDevices(
-      this.o.libvirt,
-      dom,
-      wanted,
-      { active, currentXml, justDefined: defined },
-      log,
-    );
+    // A new domain defined just now has not run, and its definition is the wanted one whole:
+    // no device to bring in line, nothing to read back (a tenth of a new VM's libvirt calls).
+    const { runningInSync, deviceFailure, plugged } =
+      defined && !found && !active
+        ? { runningInSync: true, deviceFailure: undefined, plugged: { retry: false } as PlugResult }
+        : await syncDevices(
+            this.o.libvirt,
+            dom,
+            wanted,
+            {
+              active,
+              // A shut-off domain's definition was read above, unless it was just redefined.
+              currentXml:
+                !active && !defined && inactiveXml
+                  ? inactiveXml
+                  : await this.o.libvirt.domainXml(dom, active ? 0 : DomainXmlFlags.Inactive),
+              justDefined: defined,
+            },
+            log,
+          );
     await reserveAddresses(this.teardown, vm, desiredReservations(vm), log);
 
     const progress = this.progressOf(key, vm);

@@ -345,6 +345,34 @@ function parseDomainXml<T>(xml: string): T {
   return doc;
 }
 
+const METADATA_TAG = /<(\/?)metadata[\s/>]/g;
+
+/**
+ * The domain's own <metadata> element, alone: the ownership questions (asked of every domain on
+ * the node) need not parse the devices. libvirt writes it before any element that could hold
+ * another one (name, uuid, title and description hold text, where "<" is always escaped); an
+ * element of the same name nested in it is matched to its own end.
+ */
+export function metadataElement(xml: string): string | undefined {
+  let depth = 0;
+  let start = -1;
+  for (const m of xml.matchAll(METADATA_TAG)) {
+    const end = xml.indexOf(">", m.index);
+    if (end < 0) return undefined;
+    if (m[1]) {
+      depth--;
+      if (depth === 0) return xml.slice(start, end + 1);
+      if (depth < 0) return undefined;
+    } else if (xml[end - 1] === "/") {
+      if (depth === 0) return undefined; // <metadata/>: empty, nothing of ours in it
+    } else {
+      if (depth === 0) start = m.index;
+      depth++;
+    }
+  }
+  return undefined;
+}
+
 export interface DomainOwnership extends Owner {
   specHash: string;
 }
@@ -354,7 +382,11 @@ export interface DomainOwnership extends Owner {
  * record is recognised by its namespace URI, whatever prefix the XML uses for it.
  */
 export function parseOwnership(xml: string): DomainOwnership | undefined {
-  const doc = parseDomainXml<{ domain?: { metadata?: Record<string, unknown> } }>(xml);
+  const fragment = metadataElement(xml);
+  if (!fragment) return undefined;
+  const doc = parseDomainXml<{ domain?: { metadata?: Record<string, unknown> } }>(
+    `<domain>${fragment}</domain>`,
+  );
   const metadata = doc.domain?.metadata ?? {};
   for (const [tag, value] of Object.entries(metadata)) {
     const [prefix, local] = tag.includes(":") ? tag.split(":", 2) : ["", tag];
