@@ -25,7 +25,7 @@ import { fitTestDriver } from "../src/hypervisor/test-driver.ts";
 import { loadKubeconfig } from "../src/kube/kubeconfig.ts";
 import { type AnyObject, applyStatus, connectKube, patchMetadata, recordEvent } from "../src/runtime/kube.ts";
 import { testNodeXml } from "../test/support/nodes.ts";
-import { processFigures } from "./scale-probe.ts";
+import { libvirtdPid, processFigures } from "./scale-probe.ts";
 import { KUBECONFIG, rawDomainXml, STACK } from "./stack.ts";
 import { inPool, type Summary, summarize } from "./stats.ts";
 
@@ -36,6 +36,8 @@ export interface PartFigures {
   /** CPU the API server and etcd spent meanwhile (the API parts). */
   apiServerCpuSeconds?: number;
   etcdCpuSeconds?: number;
+  /** CPU libvirtd spent meanwhile (the libvirt parts). */
+  libvirtdCpuSeconds?: number;
 }
 
 /** PART, with what the bench stack's API server and etcd spent on it. */
@@ -207,15 +209,24 @@ export async function rawLibvirtRun(options: {
       );
       return { seconds: (performance.now() - started) / 1000, latencyMs: summarize(latencies) };
     };
-    const create = await perConnection(async (client, job) => {
-      const dom = await client.defineDomain(job.xml);
-      domains.set(job.name, { client, dom: await client.startDomain(dom) });
-    });
-    const del = await perConnection(async (client, job) => {
-      const { dom } = domains.get(job.name)!;
-      await client.destroyDomain(dom);
-      await client.undefineDomain(dom, DomainUndefineFlags.ManagedSave);
-    });
+    const withLibvirtdCpu = async (part: () => Promise<PartFigures>): Promise<PartFigures> => {
+      const before = processFigures(libvirtdPid()).cpuSeconds;
+      const figures = await part();
+      return { ...figures, libvirtdCpuSeconds: processFigures(libvirtdPid()).cpuSeconds - before };
+    };
+    const create = await withLibvirtdCpu(() =>
+      perConnection(async (client, job) => {
+        const dom = await client.defineDomain(job.xml);
+        domains.set(job.name, { client, dom: await client.startDomain(dom) });
+      }),
+    );
+    const del = await withLibvirtdCpu(() =>
+      perConnection(async (client, job) => {
+        const { dom } = domains.get(job.name)!;
+        await client.destroyDomain(dom);
+        await client.undefineDomain(dom, DomainUndefineFlags.ManagedSave);
+      }),
+    );
     return { create, delete: del };
   } finally {
     // Each connection's hypervisor lives as long as the connection: closing drops what is left.

@@ -2,7 +2,7 @@
 // (counters, gauges, histograms, and quantiles of a histogram's growth between two scrapes) and
 // their resident memory and CPU time from /proc. The parsing is pure; the reads are the I/O.
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 
 export interface Sample {
   name: string;
@@ -209,4 +209,15 @@ export class DaemonUse {
   get rssMiB(): number {
     return processFigures(this.pid).rssMiB;
   }
+}
+
+/** libvirtd writes its own pid file (the stack leaves one that answered already alone). */
+const LIBVIRTD_PID_FILE = "/run/libvirtd.pid";
+
+/** The host's libvirtd: every test-driver hypervisor lives in it. */
+export function libvirtdPid(): number | undefined {
+  const pid = Number(
+    existsSync(LIBVIRTD_PID_FILE) ? readFileSync(LIBVIRTD_PID_FILE, "utf8").trim() : Number.NaN,
+  );
+  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
 }

@@ -118,7 +118,7 @@ export function baselineTable(b: Baseline): string {
     p.latencyMs.p50,
     p.latencyMs.p99,
     p.apiServerCpuSeconds === undefined
-      ? ""
+      ? `libvirtd ${secs(p.libvirtdCpuSeconds ?? Number.NaN)}`
       : `${secs(p.apiServerCpuSeconds)} / ${secs(p.etcdCpuSeconds ?? Number.NaN)}`,
   ];
   return table(
@@ -171,6 +171,14 @@ export function requestLine(r: RoundFigures, phase: "create" | "delete", top = 1
   const shown = all.slice(0, top).map(([k, n]) => `${k} ${(n / r.vms).toFixed(2)}`);
   const rest = all.slice(top).reduce((t, [, n]) => t + n, 0);
   return `${r.vms} VMs ${phase}, per VM: ${shown.join(", ")}${rest ? `, others ${(rest / r.vms).toFixed(2)}` : ""}`;
+}
+
+/** The libvirt calls the agents made in a phase, most first, per VM. */
+export function libvirtCallLine(r: RoundFigures, phase: "create" | "delete", top = 12): string {
+  const all = Object.entries(r[phase].libvirtCalls ?? {}).sort((a, b) => b[1] - a[1]);
+  const total = all.reduce((t, [, n]) => t + n, 0);
+  const shown = all.slice(0, top).map(([k, n]) => `${k} ${(n / r.vms).toFixed(2)}`);
+  return `${r.vms} VMs ${phase}, per VM: ${(total / r.vms).toFixed(1)} calls: ${shown.join(", ")}`;
 }
 
 export function restartLines(rounds: readonly RoundFigures[]): string[] {

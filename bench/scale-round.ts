@@ -1,7 +1,6 @@
 // One round of make bench-scale: N VMs created (a bounded number of requests in flight, as a
 // client applying a big file sends them) until all are Running, then deleted until all are
 // gone, with what the controller, the agents, the API server and etcd did meanwhile.
-import { existsSync, readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import type { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import { API_VERSION, GROUP, VERSION } from "../src/api/common.ts";
@@ -13,6 +12,7 @@ import {
   durationFigures,
   histogramGrowth,
   histogramOf,
+  libvirtdPid,
   machineBusySeconds,
   type Sample,
   scrape,
@@ -93,6 +93,8 @@ export interface PhaseFigures {
   };
   agentsTotal: { cpuSeconds: number; maxRssMiB: number };
   apiWrites: { total: number; perVm: number; events: number; byResource: Record<string, number> };
+  /** libvirt calls the agents made in the phase, by procedure (libvirt_operator_libvirt_calls_total). */
+  libvirtCalls?: Record<string, number>;
   /** Every request the API server served in the phase (the bench's own too), by "VERB resource". */
   apiRequests: Record<string, number>;
   controllerQueue: QueueFigures;
@@ -125,16 +127,22 @@ export interface RoundFigures {
   delete: PhaseFigures;
 }
 
-/** libvirtd writes its own pid file (the stack leaves one that answered already alone). */
-const LIBVIRTD_PID_FILE = "/run/libvirtd.pid";
-const pidOf = (daemon: string) => {
-  if (daemon !== "libvirtd") return runningPid(STACK.stateDir, daemon);
-  const pid = Number(existsSync(LIBVIRTD_PID_FILE) ? readFileSync(LIBVIRTD_PID_FILE, "utf8").trim() : NaN);
-  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
-};
+const pidOf = (daemon: string) =>
+  daemon === "libvirtd" ? libvirtdPid() : runningPid(STACK.stateDir, daemon);
 /** The longest event-loop stall since the previous scrape (prom-client resets it on each). */
 const lagMs = (samples: Sample[]) =>
   Math.round(sumOf(samples, "libvirt_operator_nodejs_eventloop_lag_max_seconds") * 1000);
+
+/** The agents' libvirt calls so far, summed by procedure. */
+function libvirtCallsOf(agents: readonly Sample[][]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const s of agents.flat())
+    if (s.name === "libvirt_operator_libvirt_calls_total") {
+      const procedure = s.labels.procedure ?? "?";
+      out[procedure] = (out[procedure] ?? 0) + s.value;
+    }
+  return out;
+}
 
 function daemonsOf(nodes: readonly TestNode[]): Record<string, string> {
   return {
@@ -318,6 +326,7 @@ async function phase(
       byResource,
     },
     apiRequests: requestsGrew(before.requests, after.requests),
+    libvirtCalls: requestsGrew(libvirtCallsOf(before.agents), libvirtCallsOf(after.agents)),
     controllerQueue: queueFigures([after.controller], [before.controller], CONTROLLER_QUEUE, names.length),
     agentQueues: queueFigures(after.agents, before.agents, AGENT_QUEUE, names.length),
     depth,

@@ -43,6 +43,7 @@ import {
   baselineTable,
   compactSeries,
   floorLines,
+  libvirtCallLine,
   ratios,
   requestLine,
   restartLines,
@@ -326,6 +327,9 @@ function report(
   console.log("\nRequests the API server served (the benchmark's own create or delete and watches too)");
   for (const r of rounds)
     for (const phase of ["create", "delete"] as const) console.log(`  ${requestLine(r, phase)}`);
+  console.log("\nlibvirt calls the agents made (statistics sweeps included)");
+  for (const r of rounds)
+    for (const phase of ["create", "delete"] as const) console.log(`  ${libvirtCallLine(r, phase)}`);
   for (const r of rounds)
     for (const phase of ["create", "delete"] as const)
       if (r[phase].notDone)

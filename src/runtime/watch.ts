@@ -2,7 +2,7 @@
 // the user's intent (a new generation, a deletion, a request annotation) also forgets the
 // key's backoff, so a failing object the user fixes or deletes is looked at at once, while
 // our own status and Event writes never shorten the wait.
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { PREFIX } from "../api/common.ts";
 import { describeError, keyOf } from "./kube.ts";
@@ -62,26 +62,20 @@ export function viewedStatus(status: Status | undefined, view: StatusView): Stat
   return out;
 }
 
-/** JSON with object keys sorted: the same object gives the same text whatever the key order. */
-function canonicalJson(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) =>
-    v && typeof v === "object" && !Array.isArray(v) && !(v instanceof Date)
-      ? Object.fromEntries(Object.entries(v as object).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-      : v,
-  );
-}
-
 /**
  * A digest of the object without what changes on every write (resourceVersion, managedFields)
  * and with its status as VIEW sees it (all of it without a view): two versions of an object
  * with one fingerprint are the same to the watcher (KubeVirt's "status-only update" predicate).
+ * Keys are taken in the order they came: the API server writes an object's keys in one order
+ * (Go sorts a map's keys; typed objects follow their fields), so equal objects give equal text.
+ * Sorting them cost the controller an eighth of its CPU at 1000 VMs; a copy ordered otherwise
+ * could only look changed (one reconcile more, never one less).
  */
 export function fingerprintOf(obj: KubernetesObject, view?: StatusView): string {
   const { metadata, ...rest } = obj as KubernetesObject & { status?: Status };
   const { resourceVersion: _rv, managedFields: _mf, ...meta } = metadata ?? {};
   const status = view ? viewedStatus(rest.status, view) : rest.status;
-  const seen = canonicalJson({ ...rest, metadata: meta, ...(status ? { status } : {}) });
-  return createHash("sha256").update(seen).digest("base64");
+  return hash("sha256", JSON.stringify({ ...rest, metadata: meta, ...(status ? { status } : {}) }), "base64");
 }
 
 /**

@@ -219,15 +219,24 @@ describe("viewedStatus and fingerprintOf", () => {
     assert.equal(viewedStatus(undefined, { reads: ["nodeName"] }), undefined);
   });
 
-  it("does not depend on the order of keys, nor on resourceVersion and managedFields", () => {
+  it("does not depend on resourceVersion and managedFields; a change anywhere else is one", () => {
     const a = { metadata: { name: "v", resourceVersion: "1" }, spec: { a: 1, b: 2 }, status };
     const b = {
-      metadata: { managedFields: [{ manager: "x" }], name: "v", resourceVersion: "2" },
-      spec: { b: 2, a: 1 },
-      status: { conditions: status.conditions, nodeName: "a", statistics: { cpuTotalPercent: 9 } },
+      metadata: { name: "v", resourceVersion: "2", managedFields: [{ manager: "x" }] },
+      spec: { a: 1, b: 2 },
+      status: { ...status, statistics: { cpuTotalPercent: 9 } },
     } as KubernetesObject;
     const view = { ignores: ["statistics"] };
     assert.equal(fingerprintOf(a, view), fingerprintOf(b, view));
     assert.notEqual(fingerprintOf(a), fingerprintOf(b), "without a view all of status counts");
+    assert.notEqual(
+      fingerprintOf(a, view),
+      fingerprintOf({ ...a, spec: { a: 1, b: 3 } } as KubernetesObject, view),
+    );
+    // Keys in another order (never from the API server) can only look changed: one reconcile more.
+    assert.notEqual(
+      fingerprintOf(a, view),
+      fingerprintOf({ ...a, spec: { b: 2, a: 1 } } as KubernetesObject, view),
+    );
   });
 });
