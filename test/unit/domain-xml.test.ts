@@ -140,6 +140,11 @@ describe("domain XML", () => {
       .replace(record, "<metadata/>")
       .replace("</devices>", `${record.replace(/metadata/g, "x")}</devices>`);
     assert.equal(parseOwnership(elsewhere), undefined);
+    // Comments and CDATA in another application's metadata: the whole definition is read.
+    for (const hidden of ["<!-- </metadata> -->", "<![CDATA[</metadata>]]>", "<!-- <metadata> -->"]) {
+      const withHidden = xml.replace("<metadata>", `<metadata><app:x xmlns:app='u'>${hidden}</app:x>`);
+      assert.equal(parseOwnership(withHidden)?.uid, "uid-1", hidden);
+    }
     for (const broken of [
       "<domain><metadata><a/></domain>",
       "<domain></metadata></domain>",

@@ -1,9 +1,11 @@
-// The node's room (node-room.ts) kept to libvirt's word: every domain's lifecycle event, ours
-// or not, re-reads what that domain takes, and a new connection re-reads them all. So a guest
-// counts with the vCPUs and memory it runs with (not a spec changed since), a start that
-// failed after QEMU came up still counts, and domains someone else started count too.
+// The node's room (node-room.ts) kept to libvirt's word: every lifecycle event of a domain
+// (ours or not) that can change what runs re-reads what that domain takes, and a new
+// connection re-reads them all. So a guest counts with the vCPUs and memory it runs with (not a
+// spec changed since), a start that failed after QEMU came up still counts, and domains someone
+// else started count too.
 import type { Logger } from "pino";
 import {
+  DomainEventType,
   type DomainRef,
   isActiveState,
   type LibvirtClient,
@@ -82,6 +84,9 @@ export function keepRoomCurrent(
       });
   };
   libvirt.on("lifecycle", (e: LifecycleEvent) => {
+    // A definition written or removed leaves a running guest as it runs and starts none: what
+    // runs is unchanged (a third of the reads a new VM cost, half of a deleted one's).
+    if (e.event === DomainEventType.Defined || e.event === DomainEventType.Undefined) return;
     liveResources(libvirt, e.domain)
       .then((r) => room.observe(e.domain.name, r))
       .catch((err: Error) => {

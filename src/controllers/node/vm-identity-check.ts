@@ -7,6 +7,7 @@ import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import { domainNameOf } from "../../hypervisor/domain/from-spec.ts";
 import { parseOwnership } from "../../hypervisor/domain/xml.ts";
 import {
+  DomainEventType,
   type DomainRef,
   DomainXmlFlags,
   type LibvirtClient,
@@ -110,7 +111,16 @@ export function libvirtDomainHolding(libvirt: LibvirtClient): NodeIdentityContex
     },
     digest: definitionFacts,
   });
-  libvirt.on("lifecycle", (e: LifecycleEvent) => definitions.forget(e.domain.name));
+  // A definition written or removed changes it, and so does a stop (a transient domain made
+  // again under its name and UUID); a start does not (a new transient domain is in the next list).
+  const changesDefinition = new Set<number>([
+    DomainEventType.Defined,
+    DomainEventType.Undefined,
+    DomainEventType.Stopped,
+  ]);
+  libvirt.on("lifecycle", (e: LifecycleEvent) => {
+    if (changesDefinition.has(e.event)) definitions.forget(e.domain.name);
+  });
   libvirt.on("deviceRemoved", (e: { domain: DomainRef }) => definitions.forget(e.domain.name));
   libvirt.on("reconnected", () => definitions.forgetAll());
   return async (vm, claims) => {

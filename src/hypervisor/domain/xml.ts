@@ -351,7 +351,8 @@ const METADATA_TAG = /<(\/?)metadata[\s/>]/g;
  * The domain's own <metadata> element, alone: the ownership questions (asked of every domain on
  * the node) need not parse the devices. libvirt writes it before any element that could hold
  * another one (name, uuid, title and description hold text, where "<" is always escaped); an
- * element of the same name nested in it is matched to its own end.
+ * element of the same name nested in it is matched to its own end. Comments and CDATA are not
+ * understood here: parseOwnership parses the whole definition when the element holds any.
  */
 export function metadataElement(xml: string): string | undefined {
   let depth = 0;
@@ -383,10 +384,10 @@ export interface DomainOwnership extends Owner {
  */
 export function parseOwnership(xml: string): DomainOwnership | undefined {
   const fragment = metadataElement(xml);
-  if (!fragment) return undefined;
-  const doc = parseDomainXml<{ domain?: { metadata?: Record<string, unknown> } }>(
-    `<domain>${fragment}</domain>`,
-  );
+  // Comments, CDATA (kept inside another application's metadata) or no element found: the
+  // tags counted may not be tags, so the whole definition is parsed.
+  const alone = fragment && !/<[!?]/.test(fragment) ? `<domain>${fragment}</domain>` : xml;
+  const doc = parseDomainXml<{ domain?: { metadata?: Record<string, unknown> } }>(alone);
   const metadata = doc.domain?.metadata ?? {};
   for (const [tag, value] of Object.entries(metadata)) {
     const [prefix, local] = tag.includes(":") ? tag.split(":", 2) : ["", tag];
