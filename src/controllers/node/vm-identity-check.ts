@@ -13,6 +13,7 @@ import {
   type LibvirtClient,
   type LifecycleEvent,
   unlessNotFound,
+  uuidFromString,
 } from "../../hypervisor/libvirt/index.ts";
 import type { Refusal } from "../tenant-policy.ts";
 import {
@@ -130,20 +131,24 @@ export function libvirtDomainHolding(libvirt: LibvirtClient): NodeIdentityContex
     const signature = JSON.stringify([vm.metadata.uid, claims.map((c) => `${c.kind}=${c.value}`).sort()]);
     if (clear.get(key) === signature) return undefined;
     const uuid = claims.find((c) => c.kind === "uuid");
-    if (uuid) {
+    const macs = claims.filter((c) => c.kind === "mac");
+    if (macs.length) {
+      // One list answers both: the UUIDs from the domains' references, the MACs from their definitions.
+      const others = (await definitions.all()).filter(({ dom }) => dom.name !== own);
+      const wanted = uuid && uuidFromString(uuid.value);
+      const sameUuid = wanted && others.find(({ dom }) => Buffer.from(dom.uuid).equals(wanted));
+      if (uuid && sameUuid)
+        return { claim: uuid, ...(sameUuid.facts.owner ? { owner: sameUuid.facts.owner } : {}) };
+      for (const { facts } of others) {
+        const claim = macs.find((c) => facts.macs.has(c.value));
+        if (claim) return { claim, ...(facts.owner ? { owner: facts.owner } : {}) };
+      }
+    } else if (uuid) {
       const dom = await unlessNotFound(libvirt.lookupDomainByUuid(uuid.value));
       if (dom && dom.name !== own) {
         const xml = await unlessNotFound(libvirt.domainXml(dom, DomainXmlFlags.Inactive));
         const owner = xml ? definitionFacts(xml).owner : undefined;
         return { claim: uuid, ...(owner ? { owner } : {}) };
-      }
-    }
-    const macs = claims.filter((c) => c.kind === "mac");
-    if (macs.length) {
-      for (const { dom, facts } of await definitions.all()) {
-        if (dom.name === own) continue;
-        const claim = macs.find((c) => facts.macs.has(c.value));
-        if (claim) return { claim, ...(facts.owner ? { owner: facts.owner } : {}) };
       }
     }
     clear.set(key, signature);

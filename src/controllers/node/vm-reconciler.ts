@@ -312,7 +312,11 @@ export class NodeVmReconciler {
       return this.reporter.failed(vm, domainName, undefined, Reason.DefineFailed, err, log);
     }
 
-    let state = await this.o.libvirt.domainState(dom);
+    // A domain that did not exist until the define above is shut off (libvirt says no more).
+    let state =
+      defined && !found
+        ? { state: DomainState.Shutoff, reason: ShutoffReason.Unknown }
+        : await this.o.libvirt.domainState(dom);
     noteCrash(this.progressOf(key, vm), state, Date.now()); // when it was seen, not when decided
     const active = state.state !== DomainState.Shutoff;
     // A new domain defined just now has not run, and its definition is the wanted one whole:
