@@ -33,21 +33,24 @@ import { inPool, type Summary, summarize } from "./stats.ts";
 export interface PartFigures {
   seconds: number;
   latencyMs: Summary;
-  /** CPU the API server and etcd spent meanwhile (the API parts). */
+  /** CPU the API server, etcd and libvirtd spent meanwhile. */
   apiServerCpuSeconds?: number;
   etcdCpuSeconds?: number;
-  /** CPU libvirtd spent meanwhile (the libvirt parts). */
   libvirtdCpuSeconds?: number;
 }
 
-/** PART, with what the bench stack's API server and etcd spent on it. */
-async function withServerCpu(part: () => Promise<PartFigures>): Promise<PartFigures> {
-  const cpu = () =>
-    ["kube-apiserver", "etcd"].map((d) => processFigures(runningPid(STACK.stateDir, d)).cpuSeconds);
+/** PART, with what the bench stack's API server and etcd, and the host's libvirtd, spent on it. */
+async function withDaemonCpu(part: () => Promise<PartFigures>): Promise<PartFigures> {
+  const pids = () => [
+    runningPid(STACK.stateDir, "kube-apiserver"),
+    runningPid(STACK.stateDir, "etcd"),
+    libvirtdPid(),
+  ];
+  const cpu = () => pids().map((pid) => processFigures(pid).cpuSeconds);
   const before = cpu();
   const figures = await part();
-  const after = cpu();
-  return { ...figures, apiServerCpuSeconds: after[0]! - before[0]!, etcdCpuSeconds: after[1]! - before[1]! };
+  const [apiServer, etcd, libvirtd] = cpu().map((after, i) => after - before[i]!);
+  return { ...figures, apiServerCpuSeconds: apiServer, etcdCpuSeconds: etcd, libvirtdCpuSeconds: libvirtd };
 }
 
 async function timedPart<T>(items: readonly T[], concurrency: number, fn: (item: T) => Promise<void>) {
@@ -87,7 +90,7 @@ export async function bareApiRun(
   const kube = await connectKube(undefined, loadKubeconfig([KUBECONFIG]));
   const { namespace } = options;
   const where = { group: GROUP, version: VERSION, namespace, plural: VirtualMachineKind.plural };
-  const create = await withServerCpu(() =>
+  const create = await withDaemonCpu(() =>
     timedPart(options.names, options.concurrency, async (name) => {
       const made = (await api.createNamespacedCustomObject({
         ...where,
@@ -98,7 +101,7 @@ export async function bareApiRun(
           spec: options.spec,
         },
       })) as AnyObject;
-      const status = { ...options.status };
+      const status = options.status;
       if (!options.floor) {
         await applyStatus(
           kube,
@@ -135,7 +138,7 @@ export async function bareApiRun(
       await recordEvent(kube, "bench-floor-agent", placed, "Normal", "Started", `domain ${name} started`);
     }),
   );
-  const del = await withServerCpu(() =>
+  const del = await withDaemonCpu(() =>
     timedPart(options.names, options.concurrency, async (name) => {
       const deleting = (await api.deleteNamespacedCustomObject({ ...where, name })) as AnyObject;
       if (options.floor) await patchMetadata(kube, VirtualMachineKind, deleting, { finalizers: [] });
@@ -209,18 +212,13 @@ export async function rawLibvirtRun(options: {
       );
       return { seconds: (performance.now() - started) / 1000, latencyMs: summarize(latencies) };
     };
-    const withLibvirtdCpu = async (part: () => Promise<PartFigures>): Promise<PartFigures> => {
-      const before = processFigures(libvirtdPid()).cpuSeconds;
-      const figures = await part();
-      return { ...figures, libvirtdCpuSeconds: processFigures(libvirtdPid()).cpuSeconds - before };
-    };
-    const create = await withLibvirtdCpu(() =>
+    const create = await withDaemonCpu(() =>
       perConnection(async (client, job) => {
         const dom = await client.defineDomain(job.xml);
         domains.set(job.name, { client, dom: await client.startDomain(dom) });
       }),
     );
-    const del = await withLibvirtdCpu(() =>
+    const del = await withDaemonCpu(() =>
       perConnection(async (client, job) => {
         const { dom } = domains.get(job.name)!;
         await client.destroyDomain(dom);

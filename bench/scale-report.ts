@@ -112,33 +112,39 @@ export function roundsTable(rounds: readonly RoundFigures[], phase: "create" | "
 }
 
 export function baselineTable(b: Baseline): string {
-  const row = (what: string, p: PartFigures) => [
+  const cpu = (n: number | undefined) => secs(n ?? Number.NaN);
+  const row = (what: string, p: PartFigures, daemons: "api" | "libvirt") => [
     what,
     secs(p.seconds),
     p.latencyMs.p50,
     p.latencyMs.p99,
-    p.apiServerCpuSeconds === undefined
-      ? `libvirtd ${secs(p.libvirtdCpuSeconds ?? Number.NaN)}`
-      : `${secs(p.apiServerCpuSeconds)} / ${secs(p.etcdCpuSeconds ?? Number.NaN)}`,
+    daemons === "api"
+      ? `${cpu(p.apiServerCpuSeconds)} / ${cpu(p.etcdCpuSeconds)}`
+      : `libvirtd ${cpu(p.libvirtdCpuSeconds)}`,
   ];
   return table(
     ["baseline part", "all, s", "each p50 ms", "each p99 ms", "kube-apiserver / etcd CPU s"],
     [
-      row(`API: create + status apply, ${b.vms} VMs`, b.api.create),
-      ...(b.floor ? [row("  floor: + placement write + 2 Events", b.floor.create)] : []),
-      row("raw libvirt: define + start", b.libvirt.create),
-      row(`API: delete, ${b.vms} VMs`, b.api.delete),
-      ...(b.floor ? [row("  floor: + finalizer removal", b.floor.delete)] : []),
-      row("raw libvirt: destroy + undefine", b.libvirt.delete),
+      row(`API: create + status apply, ${b.vms} VMs`, b.api.create, "api"),
+      ...(b.floor ? [row("  floor: + placement write + 2 Events", b.floor.create, "api")] : []),
+      row("raw libvirt: define + start", b.libvirt.create, "libvirt"),
+      row(`API: delete, ${b.vms} VMs`, b.api.delete, "api"),
+      ...(b.floor ? [row("  floor: + finalizer removal", b.floor.delete, "api")] : []),
+      row("raw libvirt: destroy + undefine", b.libvirt.delete, "libvirt"),
     ],
   );
+}
+
+/** An API part then the libvirt part of the baseline, in seconds. */
+function baselineSeconds(b: Baseline, phase: "create" | "delete", api = b.api): number {
+  return api[phase].seconds + b.libvirt[phase].seconds;
 }
 
 /** The operator's wall time over the baseline's (its API part then its libvirt part). */
 export function ratios(round: RoundFigures, b: Baseline): { create: number; delete: number } {
   return {
-    create: round.create.seconds / (b.api.create.seconds + b.libvirt.create.seconds),
-    delete: round.delete.seconds / (b.api.delete.seconds + b.libvirt.delete.seconds),
+    create: round.create.seconds / baselineSeconds(b, "create"),
+    delete: round.delete.seconds / baselineSeconds(b, "delete"),
   };
 }
 
@@ -148,20 +154,15 @@ export function ratios(round: RoundFigures, b: Baseline): { create: number; dele
  * the floor: what its own daemons cost.
  */
 export function floorLines(round: RoundFigures, b: Baseline): string[] {
-  if (!b.floor) return [];
-  const floor = {
-    create: b.floor.create.seconds + b.libvirt.create.seconds,
-    delete: b.floor.delete.seconds + b.libvirt.delete.seconds,
-  };
-  const base = {
-    create: b.api.create.seconds + b.libvirt.create.seconds,
-    delete: b.api.delete.seconds + b.libvirt.delete.seconds,
-  };
-  return (["create", "delete"] as const).map(
-    (phase) =>
-      `${phase}: floor ${secs(floor[phase])} s = ×${(floor[phase] / base[phase]).toFixed(2)} of the baseline; ` +
-      `operator ${secs(round[phase].seconds)} s = ×${(round[phase].seconds / floor[phase]).toFixed(2)} of the floor`,
-  );
+  const { floor: api } = b;
+  if (!api) return [];
+  return (["create", "delete"] as const).map((phase) => {
+    const floor = baselineSeconds(b, phase, api);
+    return (
+      `${phase}: floor ${secs(floor)} s = ×${(floor / baselineSeconds(b, phase)).toFixed(2)} of the baseline; ` +
+      `operator ${secs(round[phase].seconds)} s = ×${(round[phase].seconds / floor).toFixed(2)} of the floor`
+    );
+  });
 }
 
 /** Daemons that restarted or were gone at the end of a phase, libvirt lost: figures cover less. */
@@ -238,12 +239,12 @@ export function targetLines(rounds: readonly RoundFigures[], b: Baseline | undef
   }
   if (b) {
     const r = ratios(big, b);
-    const base = b.api.create.seconds + b.libvirt.create.seconds;
+    const base = baselineSeconds(b, "create");
     lines.push(
       `all ${big.vms} Running ≤ 1.5× baseline: ${secs(big.create.seconds)} s vs ${secs(base)} s ` +
         `(API ${secs(b.api.create.seconds)} s + libvirt ${secs(b.libvirt.create.seconds)} s) = ×${r.create.toFixed(2)} (${mark(r.create <= 1.5)})`,
     );
-    const baseDel = b.api.delete.seconds + b.libvirt.delete.seconds;
+    const baseDel = baselineSeconds(b, "delete");
     lines.push(
       `all ${big.vms} gone: ${secs(big.delete.seconds)} s vs ${secs(baseDel)} s ` +
         `(API ${secs(b.api.delete.seconds)} s + libvirt ${secs(b.libvirt.delete.seconds)} s) = ×${r.delete.toFixed(2)}`,

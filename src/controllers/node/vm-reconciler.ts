@@ -312,33 +312,31 @@ export class NodeVmReconciler {
       return this.reporter.failed(vm, domainName, undefined, Reason.DefineFailed, err, log);
     }
 
-    // A domain that did not exist until the define above is shut off (libvirt says no more).
-    let state =
-      defined && !found
-        ? { state: DomainState.Shutoff, reason: ShutoffReason.Unknown }
-        : await this.o.libvirt.domainState(dom);
+    // A domain that did not exist until the define above is shut off (libvirt says no more), and
+    // its definition is the wanted one whole: no device to bring in line, nothing to read back.
+    const fresh = defined && !found;
+    let state = fresh
+      ? { state: DomainState.Shutoff, reason: ShutoffReason.Unknown }
+      : await this.o.libvirt.domainState(dom);
     noteCrash(this.progressOf(key, vm), state, Date.now()); // when it was seen, not when decided
     const active = state.state !== DomainState.Shutoff;
-    // A new domain defined just now has not run, and its definition is the wanted one whole:
-    // no device to bring in line, nothing to read back (a tenth of a new VM's libvirt calls).
-    const { runningInSync, deviceFailure, plugged } =
-      defined && !found && !active
-        ? { runningInSync: true, deviceFailure: undefined, plugged: { retry: false } as PlugResult }
-        : await syncDevices(
-            this.o.libvirt,
-            dom,
-            wanted,
-            {
-              active,
-              // A shut-off domain's definition was read above, unless it was just redefined.
-              currentXml:
-                !active && !defined && inactiveXml
-                  ? inactiveXml
-                  : await this.o.libvirt.domainXml(dom, active ? 0 : DomainXmlFlags.Inactive),
-              justDefined: defined,
-            },
-            log,
-          );
+    const { runningInSync, deviceFailure, plugged } = fresh
+      ? { runningInSync: true, deviceFailure: undefined, plugged: { retry: false } as PlugResult }
+      : await syncDevices(
+          this.o.libvirt,
+          dom,
+          wanted,
+          {
+            active,
+            // A shut-off domain's definition was read above, unless it was just redefined.
+            currentXml:
+              !active && !defined && inactiveXml
+                ? inactiveXml
+                : await this.o.libvirt.domainXml(dom, active ? 0 : DomainXmlFlags.Inactive),
+            justDefined: defined,
+          },
+          log,
+        );
     await reserveAddresses(this.teardown, vm, desiredReservations(vm), log);
 
     const progress = this.progressOf(key, vm);
