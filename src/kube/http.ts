@@ -6,6 +6,7 @@
 import { readFileSync } from "node:fs";
 import { Agent as HttpAgent, request as httpRequest } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest, type RequestOptions } from "node:https";
+import { ExecCredentials, execConfigOf } from "./exec-credential.ts";
 import { KubeconfigError, type ResolvedConfig } from "./kubeconfig.ts";
 
 /** How long one request may take, headers and body, before the plugin gives up on it. */
@@ -94,9 +95,12 @@ class AuthHeaders {
   private readonly read: () => Promise<Headers> | Headers;
   private readonly changes: boolean;
 
-  constructor(read: () => Promise<Headers> | Headers, changes: boolean) {
+  private readonly refused?: () => void;
+
+  constructor(read: () => Promise<Headers> | Headers, changes: boolean, refused?: () => void) {
     this.read = read;
     this.changes = changes;
+    this.refused = refused;
   }
 
   get(now = Date.now()): Promise<Headers> {
@@ -113,11 +117,13 @@ class AuthHeaders {
 
   /** The server refused them: read them afresh for the next request. */
   invalidate(): void {
-    if (this.changes) this.cached = undefined;
+    if (!this.changes) return;
+    this.cached = undefined;
+    this.refused?.();
   }
 }
 
-/** TLS options and authentication for the context: from the kubeconfig, or client-node for exec/auth providers. */
+/** TLS options and authentication for the context: from the kubeconfig, an exec plugin, or client-node for auth providers. */
 async function connectionOptions(
   config: ResolvedConfig,
   credentialDeadlineMs = EXEC_DEADLINE_MS,
@@ -137,9 +143,26 @@ async function connectionOptions(
     // Only a real true turns verification off (a YAML "false" string must not).
     rejectUnauthorized: cluster["insecure-skip-tls-verify"] !== true,
   };
-  if (user.exec || user["auth-provider"]) {
-    // Rare, and the library knows every provider: it is loaded only here. A provider may give a
-    // client certificate (taken once) or a token that expires (asked again now and then).
+  if (user.exec) {
+    const credentials = new ExecCredentials(execConfigOf(user.exec), credentialDeadlineMs);
+    // A client certificate is taken once (connections are pooled); a token is asked again on expiry.
+    const first = await credentials.get();
+    const clientCert =
+      first.clientCertificateData && first.clientKeyData
+        ? { cert: first.clientCertificateData, key: first.clientKeyData }
+        : {};
+    const auth = new AuthHeaders(
+      async (): Promise<Headers> => {
+        const { token } = await credentials.get();
+        return token ? { Authorization: `Bearer ${token}` } : {};
+      },
+      true,
+      () => credentials.forget(),
+    );
+    return { options: { ...base, ...tls, ...clientCert }, auth };
+  }
+  if (user["auth-provider"]) {
+    // Rare (the legacy oidc/gcp/azure providers), and the library knows them: loaded only here.
     const { KubeConfig } = await import("@kubernetes/client-node");
     const kc = new KubeConfig();
     if (config.files.length === 1 && config.files[0]) kc.loadFromFile(config.files[0]);
@@ -147,14 +170,14 @@ async function connectionOptions(
     kc.setCurrentContext(config.contextName);
     const apply = async () => {
       const applied: RequestOptions = { headers: {} };
-      // A plugin that hangs (a login prompt nobody answers) fails like a request that does.
+      // A provider that hangs fails like a request that does.
       let timer: NodeJS.Timeout | undefined;
       const late = new Promise<never>((_, reject) => {
         timer = setTimeout(
           () =>
             reject(
               new Error(
-                `the kubeconfig's credential plugin did not answer within ${credentialDeadlineMs / 1000} s`,
+                `the kubeconfig's auth provider did not answer within ${credentialDeadlineMs / 1000} s`,
               ),
             ),
           credentialDeadlineMs,

@@ -2,7 +2,7 @@
 // first to name a cluster, user or context wins), or ~/.kube/config; --context or the current
 // one. In a pod without a kubeconfig, the service account's (defaultConfig). @kubernetes/client-node
 // does this too, but loading it takes ~0.7 s and ~60 MiB per process; it is still used for users
-// that authenticate through an exec plugin or an auth provider (see http.ts).
+// that authenticate through a legacy auth provider (see http.ts; exec plugins: exec-credential.ts).
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { delimiter, dirname, isAbsolute, join } from "node:path";
@@ -37,7 +37,7 @@ export interface KubeContext {
 
 /** One context resolved: what to connect to, as whom, and where file paths are relative to. */
 export interface ResolvedConfig {
-  /** The kubeconfig files read, in order (client-node needs them for exec and auth providers). */
+  /** The kubeconfig files read, in order (client-node needs them for auth providers). */
   files: string[];
   contextName: string;
   context: KubeContext;
@@ -76,6 +76,14 @@ function absolute<T extends object>(entry: T, dir: string): T {
   return copy as T;
 }
 
+/** An exec plugin named by a relative path with a separator (./bin/login) is found beside its kubeconfig, as kubectl does. */
+function withExecPath(user: KubeUser, dir: string): KubeUser {
+  const exec = user.exec as { command?: unknown } | undefined;
+  const command = exec?.command;
+  if (typeof command !== "string" || isAbsolute(command) || !command.includes("/")) return user;
+  return { ...user, exec: { ...exec, command: join(dir, command) } };
+}
+
 /** Merges FILES (first wins) and resolves CONTEXT (or the current one). */
 export function loadKubeconfig(files: string[], contextFlag?: string): ResolvedConfig {
   const clusters = new Map<string, KubeCluster>();
@@ -97,7 +105,8 @@ export function loadKubeconfig(files: string[], contextFlag?: string): ResolvedC
     const dir = dirname(file);
     for (const c of doc.clusters ?? [])
       if (!clusters.has(c.name)) clusters.set(c.name, absolute(c.cluster ?? {}, dir) as KubeCluster);
-    for (const u of doc.users ?? []) if (!users.has(u.name)) users.set(u.name, absolute(u.user ?? {}, dir));
+    for (const u of doc.users ?? [])
+      if (!users.has(u.name)) users.set(u.name, withExecPath(absolute(u.user ?? {}, dir), dir));
     for (const c of doc.contexts ?? []) if (!contexts.has(c.name)) contexts.set(c.name, c.context);
     current ||= doc["current-context"];
   }
