@@ -32,6 +32,7 @@ import {
   importLimitsFromEnv,
 } from "../controllers/node/image-limits.ts";
 import { agentStateDirsOf, mediaDirsFromEnv, snapshotMemoryDirOf } from "../controllers/node/media-paths.ts";
+import { networkHosts } from "../controllers/node/network-hosts.ts";
 import { runNodePublisher } from "../controllers/node/node-publisher.ts";
 import { cpuOvercommitOf, NodeRoom } from "../controllers/node/node-room.ts";
 import { OrphanReporter } from "../controllers/node/orphans.ts";
@@ -167,6 +168,7 @@ async function main() {
         vmsOnNode: () => vms.list(),
         domainHolding: libvirtDomainHolding(libvirt),
       },
+      dhcpHosts: async (network) => (await networkHosts(libvirt, network))?.hosts,
       media: {
         nodeName,
         mediaDirs,

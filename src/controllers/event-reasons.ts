@@ -37,6 +37,10 @@ export const EVENT_REASONS = {
   DiskBytesLimitExceeded: warn([DISK, SNAP], "it would take its namespace over its disk byte limit"),
   UuidInUse: warn([VM], "its UUID is already another VM's"),
   MacAddressInUse: warn([VM], "a MAC address is already another VM's"),
+  AddressInUse: warn(
+    [VM],
+    "the node agent finds an IP address the VM was given reserved for another VM on its node",
+  ),
   NotAdmitted: warn([VM], "the agent refuses a VM the controller refused (with a reason unknown to it)"),
   HostPathRefused: warn([VM], "a host path (CD-ROM, kernel, initrd) is outside the allowed directories"),
   Cloning: normal([VM], "made from a VMSnapshot: its disks are being created"),

@@ -147,10 +147,11 @@ export function identityRefusal(vm: VmLike, others: Iterable<VmLike>): Refusal |
   );
 }
 
-const IDENTITY_REASONS: ReadonlySet<string> = new Set(Object.values(REASON));
+// An address another VM on its node holds (node/address-claims.ts) is waited for the same way.
+const IDENTITY_REASONS: ReadonlySet<string> = new Set([...Object.values(REASON), Reason.AddressInUse]);
 
 /**
- * VM waits for a MAC or UUID another VM holds (refused with CONDITION: the controller's
+ * VM waits for a MAC, UUID or address another VM holds (refused with CONDITION: the controller's
  * Admitted, the agent's Failure): any VM's change or deletion may free it.
  */
 export function waitsForIdentity(vm: VmLike, condition: "Admitted" | "Failure"): boolean {

@@ -19,6 +19,10 @@ export interface DhcpHost {
   ip: string;
 }
 
+/** Pure: the same entry, field by field. */
+export const sameDhcpHost = (a: DhcpHost, b: DhcpHost): boolean =>
+  a.ip === b.ip && a.mac === b.mac && a.name === b.name;
+
 const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: "@_", parseTagValue: false });
 const builder = new XMLBuilder({
   ignoreAttributes: false,

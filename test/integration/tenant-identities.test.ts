@@ -75,6 +75,8 @@ const NAMESPACES = [
   "tid-net",
   "tid-forged",
   "tid-forged-holder",
+  "tid-addr-holder",
+  "tid-addr-forged",
 ];
 
 /**
@@ -358,7 +360,7 @@ describe("objects forged past the controller", () => {
     namespace: string,
     name: string,
     spec: Record<string, unknown>,
-    identity: { uuid: string; mac: string },
+    identity: { uuid: string; mac: string; ipv4?: string },
   ) {
     await applyVm(namespace, name, spec);
     await kubectl([
@@ -377,7 +379,9 @@ describe("objects forged past the controller", () => {
     const status = {
       nodeName: TEST_STACK.nodeName,
       uuid: identity.uuid,
-      interfaces: [{ name: "default", network, mac: identity.mac }],
+      interfaces: [
+        { name: "default", network, mac: identity.mac, ...(identity.ipv4 ? { ipv4: identity.ipv4 } : {}) },
+      ],
     };
     await kubectl([
       "patch",
@@ -456,6 +460,45 @@ describe("objects forged past the controller", () => {
     assert.match(await virsh("dumpxml", `${other}_holder`), new RegExp(`<uuid>${uuid(2)}</uuid>`));
     // The admin's domain is as it was.
     assert.match(await virsh("dumpxml", FOREIGN), new RegExp(`<uuid>${uuid(3)}</uuid>`));
+    await startTestOperator();
+  });
+
+  it("an address another tenant's VM holds on the node is refused by the agent; the holder keeps its reservation", async () => {
+    const holderNs = await ns("tid-addr-holder", `default,${NET}`);
+    const n = await ns("tid-addr-forged", `default,${NET}`);
+    await applyVm(holderNs, "web", haltedVm({ interfaces: [{ name: "default", network: NET }] }));
+    const holder = await defined(holderNs, "web");
+    const ip = holder?.status?.interfaces?.[0]?.ipv4;
+    assert.ok(ip?.startsWith(`${SUBNET}.`), `holder got ${ip}`);
+    const holderEntry = (hosts: Awaited<ReturnType<typeof dhcpHosts>>) =>
+      hosts.some((h) => h.ip === ip && h.name === dhcpHostName(holderNs, "web", "default"));
+    await waitFor(
+      async () => (holderEntry(await dhcpHosts()) ? true : undefined),
+      "saw the holder's reservation",
+    );
+    await stopDaemon(TEST_STACK.stateDir, "controller");
+
+    const t = Date.now();
+    await placeByHand(n, "thief", haltedVm({ interfaces: [{ name: "default", network: NET }] }), {
+      uuid: uuid(0x201),
+      mac: mac(0x51),
+      ipv4: ip,
+    });
+    const vm = await failed(n, "thief", "AddressInUse");
+    process.stderr.write(`# forged address refused by the agent in ${Date.now() - t} ms\n`);
+    const message = conditionOf(vm, "Failure")!.message;
+    assert.match(
+      message,
+      new RegExp(
+        `address ${ip!.replaceAll(".", "\\.")} on network ${NET} is already in use in another namespace`,
+      ),
+    );
+    assert.doesNotMatch(message, /tid-addr-holder|web/);
+    assert.ok((await eventsOf(n, "thief")).some((e) => e.type === "Warning" && e.reason === "AddressInUse"));
+    assert.equal(await domainExists(`${n}_thief`), false, "no domain for the forged VM");
+    const hosts = await dhcpHosts();
+    assert.ok(holderEntry(hosts), `the holder's reservation stays: ${JSON.stringify(hosts)}`);
+    assert.ok(!hosts.some((h) => h.mac === mac(0x51)), "nothing reserved for the forged VM");
     await startTestOperator();
   });
 });

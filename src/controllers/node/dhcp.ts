@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import { desiredInterfaces } from "../../hypervisor/domain/from-spec.ts";
 import { type LibvirtClient, LibvirtError } from "../../hypervisor/libvirt/index.ts";
-import { type DhcpHost, dhcpHostXml } from "../../hypervisor/network.ts";
+import { type DhcpHost, dhcpHostXml, sameDhcpHost } from "../../hypervisor/network.ts";
 import { placementOf } from "../vm-placement.ts";
 import { hostChanged, networkHosts, oneAtATime } from "./network-hosts.ts";
 
@@ -121,8 +121,6 @@ export function ownsEntry(h: DhcpHost, own: Ownership): boolean {
   );
 }
 
-const sameEntry = (a: DhcpHost, b: DhcpHost) => a.ip === b.ip && a.mac === b.mac && a.name === b.name;
-
 /**
  * Pure: the changes that make one network hold exactly WANT for this VM. Its own entries that
  * are not wanted go; so does any entry that would block a wanted one in dnsmasq (same MAC,
@@ -135,17 +133,17 @@ export function planReservations(
   own: Ownership,
 ): { remove: DhcpHost[]; add: DhcpHost[] } {
   const remove = existing.filter((h) => {
-    const stale = ownsEntry(h, own) && !want.some((w) => sameEntry(w, h));
+    const stale = ownsEntry(h, own) && !want.some((w) => sameDhcpHost(w, h));
     const blocks = want.some(
       (w) =>
-        !sameEntry(w, h) &&
+        !sameDhcpHost(w, h) &&
         (w.ip === h.ip ||
           (w.mac !== undefined && w.mac === h.mac) ||
           (w.name !== undefined && w.name === h.name && w.ip.includes(":") === h.ip.includes(":"))),
     );
     return stale || blocks;
   });
-  const add = want.filter((w) => !existing.some((h) => sameEntry(w, h)));
+  const add = want.filter((w) => !existing.some((h) => sameDhcpHost(w, h)));
   return { remove, add };
 }
 

@@ -5,7 +5,7 @@
 // again after HOSTS_FRESH_MS (an entry changed by hand), when libvirt comes back, and when
 // libvirt refuses a change the copy said was right or the copy lacks a family's pool.
 import type { LibvirtClient, NetworkRef } from "../../hypervisor/libvirt/index.ts";
-import { type DhcpHost, parseDhcpLayout } from "../../hypervisor/network.ts";
+import { type DhcpHost, parseDhcpLayout, sameDhcpHost } from "../../hypervisor/network.ts";
 
 const HOSTS_FRESH_MS = 10 * 60_000;
 
@@ -74,7 +74,6 @@ export async function networkHosts(
 export function hostChanged(libvirt: LibvirtClient, network: string, host: DhcpHost, added: boolean) {
   const held = mirrorOf(libvirt).get(network);
   if (!held) return;
-  const same = (h: DhcpHost) => h.ip === host.ip && h.mac === host.mac && h.name === host.name;
-  held.hosts = held.hosts.filter((h) => !same(h));
+  held.hosts = held.hosts.filter((h) => !sameDhcpHost(h, host));
   if (added) held.hosts.push(host);
 }

@@ -4,10 +4,12 @@
 // it as a Failure condition and one Warning Event.
 import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import { desiredInterfaces } from "../../hypervisor/domain/from-spec.ts";
+import { type DhcpHost, sameDhcpHost } from "../../hypervisor/network.ts";
 import { ADMITTED_CONDITION } from "../cluster/vm-admission.ts";
 import { findCondition } from "../conditions.ts";
 import { isEventReason, Reason } from "../event-reasons.ts";
 import { networkRefusal, type Refusal, type TenantPolicy } from "../tenant-policy.ts";
+import { addressConflicts, addressRefusal } from "./address-claims.ts";
 import { type NodeIdentityContext, nodeIdentityRefusal } from "./vm-identity-check.ts";
 import { type MediaContext, type ResolvedMedia, resolveVmMedia } from "./vm-media.ts";
 
@@ -18,6 +20,8 @@ export interface NodeAdmissionContext {
   media: MediaContext;
   /** The VMs placed here and libvirt's domains: whether a UUID or MAC is already taken. */
   identities: NodeIdentityContext;
+  /** The DHCP entries libvirt holds on NETWORK (undefined: no such network here). */
+  dhcpHosts(network: string): Promise<readonly DhcpHost[] | undefined>;
 }
 
 /** What the checks resolved, to be used as resolved (no second lookup between check and use). */
@@ -55,8 +59,27 @@ export async function admitOnNode(vm: VirtualMachine, ctx: NodeAdmissionContext)
   ]);
   if (identity.status === "rejected") throw identity.reason;
   if (identity.value) return { refused: identity.value };
+  const address = await nodeAddressRefusal(vm, ctx);
+  if (address) return { refused: address };
   if (resolved.status === "rejected") throw resolved.reason;
   const media = resolved.value;
   if ("refused" in media) return media;
   return { admitted: { media: media.media } };
+}
+
+/** An address VM was given that another VM on this node holds first (address-claims.ts). */
+async function nodeAddressRefusal(
+  vm: VirtualMachine,
+  ctx: NodeAdmissionContext,
+): Promise<Refusal | undefined> {
+  const conflicts = addressConflicts(vm, ctx.identities.vmsOnNode());
+  if (!conflicts.length) return undefined;
+  // Only when two VMs were given one address: which reservations libvirt has now.
+  const networks = [...new Set(conflicts.map((c) => c.mine.network))];
+  const held = new Map(
+    await Promise.all(networks.map(async (n) => [n, (await ctx.dhcpHosts(n)) ?? []] as const)),
+  );
+  return addressRefusal(vm, conflicts, (r) =>
+    (held.get(r.network) ?? []).some((h) => sameDhcpHost(h, r.host)),
+  );
 }

@@ -46,6 +46,7 @@ function context(holderAfterMs: number | undefined, started: string[]): NodeAdmi
       diskNamed: () => undefined,
       defaultPool: "default",
     },
+    dhcpHosts: async () => [],
   };
 }
 
@@ -80,5 +81,38 @@ describe("agent admission", () => {
     assert.ok("refused" in got);
     assert.equal(got.refused.field, "spec.boot.kernel");
     assert.match(got.refused.message, /not inside a media directory/);
+  });
+
+  it("refuses an address another VM on the node holds, before anything reaches libvirt", async () => {
+    const withAddress = (name: string, created: string): VirtualMachine => ({
+      ...vm,
+      metadata: { ...vm.metadata, name, uid: name, creationTimestamp: created },
+      spec: { memory: "1Gi" },
+      status: {
+        nodeName: "n1",
+        interfaces: [
+          { name: "default", network: "default", mac: `52:54:00:00:00:0${name.length}`, ipv4: "10.0.0.5" },
+        ],
+      },
+    });
+    const holder = withAddress("holder", "2026-01-01T00:00:00Z");
+    const late = withAddress("late", "2026-02-01T00:00:00Z");
+    const ctx = context(undefined, []);
+    ctx.identities.vmsOnNode = () => [holder, late];
+    const asked: string[] = [];
+    ctx.dhcpHosts = async (network) => {
+      asked.push(network);
+      return [];
+    };
+    const got = await admitOnNode(late, ctx);
+    assert.ok("refused" in got);
+    assert.equal(got.refused.reason, "AddressInUse");
+    assert.match(
+      got.refused.message,
+      /10\.0\.0\.5 on network default is already used by VirtualMachine holder/,
+    );
+    assert.deepEqual(asked, ["default"], "libvirt's reservations asked only for the network in question");
+    const admitted = await admitOnNode(holder, ctx);
+    assert.ok("admitted" in admitted, JSON.stringify(admitted));
   });
 });
