@@ -29,7 +29,8 @@ export async function connect(
   deadlineMs = REQUEST_DEADLINE_MS,
 ): Promise<PluginClient> {
   const config = loadKubeconfig(kubeconfigFiles(global.kubeconfig), global.context);
-  const api = await HttpApi.connect(config, deadlineMs);
+  // At a terminal, an exec credential plugin may ask the user (a login, a second factor), as under kubectl.
+  const api = await HttpApi.connect(config, { deadlineMs, interactive: Boolean(process.stdin.isTTY) });
   return {
     custom: customObjectsApi(api),
     get: (path) => api.request("GET", path),

@@ -3,10 +3,9 @@
 // that end when the connection falls silent. Answers that are not 2xx throw ApiError {code,
 // body} (the shape of client-node's ApiException, which our error handling reads).
 // @kubernetes/client-node is not loaded for this: it costs ~60 MiB per process and ~0.7 s to load.
-import { readFileSync } from "node:fs";
 import { Agent as HttpAgent, request as httpRequest } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest, type RequestOptions } from "node:https";
-import { ExecCredentials, execConfigOf } from "./exec-credential.ts";
+import { type Auth, type AuthParts, connectionOptions, type Headers } from "./connection.ts";
 import { KubeconfigError, type ResolvedConfig } from "./kubeconfig.ts";
 
 /** How long one request may take, headers and body, before the plugin gives up on it. */
@@ -16,10 +15,6 @@ export const REQUEST_DEADLINE_MS = 15_000;
  * longer than the API server's bookmark interval (a minute), so a quiet watch is never cut.
  */
 export const WATCH_SILENCE_MS = 90_000;
-/** How long an exec or auth-provider credential plugin may take to answer. */
-const EXEC_DEADLINE_MS = 30_000;
-/** Credentials that may change (a rotated token file, an exec plugin) are read again this often. */
-const AUTH_REFRESH_MS = 60_000;
 /** Socket timeout of pooled connections: idle ones close then (requests end sooner: their deadline). */
 const IDLE_CLOSE_MS = 60_000;
 
@@ -77,138 +72,10 @@ export interface HttpApiOptions {
   /** Connections open at once for requests (watches have their own). */
   maxSockets?: number;
   userAgent?: string;
-  /** How long an exec or auth-provider credential plugin may take (default 30 s). */
+  /** How long an exec or auth-provider credential plugin may take (default 30 s; 5 min at a terminal). */
   credentialDeadlineMs?: number;
-}
-
-function fileOrData(data: string | undefined, file: string | undefined): Buffer | undefined {
-  if (data) return Buffer.from(data, "base64");
-  if (file) return readFileSync(file);
-  return undefined;
-}
-
-type Headers = Record<string, string>;
-
-/** Authentication headers, read again now and then when they may change, and after a 401. */
-class AuthHeaders {
-  private cached?: { at: number; headers: Promise<Headers> };
-  private readonly read: () => Promise<Headers> | Headers;
-  private readonly changes: boolean;
-
-  private readonly refused?: () => void;
-
-  constructor(read: () => Promise<Headers> | Headers, changes: boolean, refused?: () => void) {
-    this.read = read;
-    this.changes = changes;
-    this.refused = refused;
-  }
-
-  get(now = Date.now()): Promise<Headers> {
-    if (!this.cached || (this.changes && now - this.cached.at >= AUTH_REFRESH_MS)) {
-      const headers = Promise.resolve().then(this.read);
-      const entry = { at: now, headers };
-      this.cached = entry;
-      headers.catch(() => {
-        if (this.cached === entry) this.cached = undefined;
-      });
-    }
-    return this.cached.headers;
-  }
-
-  /** The server refused them: read them afresh for the next request. */
-  invalidate(): void {
-    if (!this.changes) return;
-    this.cached = undefined;
-    this.refused?.();
-  }
-}
-
-/** TLS options and authentication for the context: from the kubeconfig, an exec plugin, or client-node for auth providers. */
-async function connectionOptions(
-  config: ResolvedConfig,
-  credentialDeadlineMs = EXEC_DEADLINE_MS,
-): Promise<{ options: RequestOptions; auth: AuthHeaders }> {
-  const { cluster, user } = config;
-  const url = new URL(cluster.server);
-  const base: RequestOptions = {
-    // An IPv6 literal comes bracketed in a URL, not in a host name to connect to.
-    host: url.hostname.replace(/^\[(.*)\]$/, "$1"),
-    port: url.port || (url.protocol === "https:" ? 443 : 80),
-    protocol: url.protocol,
-  };
-  const ca = fileOrData(cluster["certificate-authority-data"], cluster["certificate-authority"]);
-  const tls: RequestOptions = {
-    ...(ca ? { ca } : {}),
-    ...(cluster["tls-server-name"] ? { servername: cluster["tls-server-name"] } : {}),
-    // Only a real true turns verification off (a YAML "false" string must not).
-    rejectUnauthorized: cluster["insecure-skip-tls-verify"] !== true,
-  };
-  if (user.exec) {
-    const credentials = new ExecCredentials(execConfigOf(user.exec), credentialDeadlineMs);
-    // A client certificate is taken once (connections are pooled); a token is asked again on expiry.
-    const first = await credentials.get();
-    const clientCert =
-      first.clientCertificateData && first.clientKeyData
-        ? { cert: first.clientCertificateData, key: first.clientKeyData }
-        : {};
-    const auth = new AuthHeaders(
-      async (): Promise<Headers> => {
-        const { token } = await credentials.get();
-        return token ? { Authorization: `Bearer ${token}` } : {};
-      },
-      true,
-      () => credentials.forget(),
-    );
-    return { options: { ...base, ...tls, ...clientCert }, auth };
-  }
-  if (user["auth-provider"]) {
-    // Rare (the legacy oidc/gcp/azure providers), and the library knows them: loaded only here.
-    const { KubeConfig } = await import("@kubernetes/client-node");
-    const kc = new KubeConfig();
-    if (config.files.length === 1 && config.files[0]) kc.loadFromFile(config.files[0]);
-    else kc.loadFromDefault();
-    kc.setCurrentContext(config.contextName);
-    const apply = async () => {
-      const applied: RequestOptions = { headers: {} };
-      // A provider that hangs fails like a request that does.
-      let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () =>
-            reject(
-              new Error(
-                `the kubeconfig's auth provider did not answer within ${credentialDeadlineMs / 1000} s`,
-              ),
-            ),
-          credentialDeadlineMs,
-        );
-      });
-      try {
-        await Promise.race([kc.applyToHTTPSOptions(applied), late]);
-      } finally {
-        clearTimeout(timer);
-      }
-      return applied;
-    };
-    const first = await apply();
-    const clientCert = first.cert && first.key ? { cert: first.cert, key: first.key } : {};
-    const auth = new AuthHeaders(async () => ({ ...((await apply()).headers as Headers) }), true);
-    return { options: { ...base, ...tls, ...clientCert }, auth };
-  }
-  const cert = fileOrData(user["client-certificate-data"], user["client-certificate"]);
-  const key = fileOrData(user["client-key-data"], user["client-key"]);
-  const tokenFile = user.token ? undefined : user.tokenFile;
-  const auth = new AuthHeaders((): Headers => {
-    // A token file is read again each time: a projected service account token rotates.
-    const token = user.token ?? (tokenFile ? readFileSync(tokenFile, "utf8").trim() : undefined);
-    if (token) return { Authorization: `Bearer ${token}` };
-    if (user.username !== undefined)
-      return {
-        Authorization: `Basic ${Buffer.from(`${user.username}:${user.password ?? ""}`).toString("base64")}`,
-      };
-    return {};
-  }, tokenFile !== undefined);
-  return { options: { ...base, ...tls, ...(cert ? { cert } : {}), ...(key ? { key } : {}) }, auth };
+  /** A person at a terminal may answer an exec credential plugin's prompts (the kubectl plugin). */
+  interactive?: boolean;
 }
 
 /** BODY as JSON when it is; as text when not (a proxy's page, kept for the error). */
@@ -222,7 +89,7 @@ function parsed(text: string): unknown {
 
 export class HttpApi {
   private readonly options: RequestOptions;
-  private readonly auth: AuthHeaders;
+  private readonly auth: Auth;
   private readonly basePath: string;
   private readonly agent: HttpAgent;
   private readonly watchAgent: HttpAgent;
@@ -230,7 +97,7 @@ export class HttpApi {
   private readonly userAgent: string;
 
   private constructor(
-    { options, auth }: { options: RequestOptions; auth: AuthHeaders },
+    { options, auth }: { options: RequestOptions; auth: Auth },
     basePath: string,
     o: HttpApiOptions,
   ) {
@@ -256,7 +123,7 @@ export class HttpApi {
     }
     const o = typeof options === "number" ? { deadlineMs: options } : options;
     const api = new HttpApi(
-      await connectionOptions(config, o.credentialDeadlineMs),
+      await connectionOptions(config, o.credentialDeadlineMs, o.interactive),
       url.pathname.replace(/\/$/, ""),
       o,
     );
@@ -264,12 +131,18 @@ export class HttpApi {
     return api;
   }
 
-  private async headers(extra: Headers): Promise<Headers> {
-    return { ...(await this.auth.get()), Accept: "application/json", "User-Agent": this.userAgent, ...extra };
+  private headers(auth: AuthParts, extra: Headers): Headers {
+    return { ...auth.headers, Accept: "application/json", "User-Agent": this.userAgent, ...extra };
   }
 
-  private send(options: RequestOptions) {
-    return (this.options.protocol === "http:" ? httpRequest : httpsRequest)({ ...this.options, ...options });
+  /** A request with AUTH's certificate when it brings one (an exec plugin's, renewed as it expires). */
+  private send(options: RequestOptions, auth: AuthParts) {
+    const cert = auth.cert && auth.key ? { cert: auth.cert, key: auth.key } : {};
+    return (this.options.protocol === "http:" ? httpRequest : httpsRequest)({
+      ...this.options,
+      ...cert,
+      ...options,
+    });
   }
 
   /** One request; resolves with the parsed JSON body of a 2xx answer. */
@@ -280,7 +153,9 @@ export class HttpApi {
     contentType = "application/json",
   ): Promise<unknown> {
     const payload = body === undefined ? undefined : JSON.stringify(body);
-    const headers = await this.headers(
+    const auth = await this.auth.get();
+    const headers = this.headers(
+      auth,
       payload ? { "Content-Type": contentType, "Content-Length": String(Buffer.byteLength(payload)) } : {},
     );
     const deadline = Date.now() + this.deadlineMs;
@@ -288,7 +163,7 @@ export class HttpApi {
       // A header or path node refuses (a token with a newline) throws here, before any timer.
       let req: ReturnType<HttpApi["send"]>;
       try {
-        req = this.send({ agent: this.agent, method, path: this.basePath + path, headers });
+        req = this.send({ agent: this.agent, method, path: this.basePath + path, headers }, auth);
       } catch (err) {
         reject(err);
         return;
@@ -320,7 +195,7 @@ export class HttpApi {
           const answer = parsed(Buffer.concat(chunks).toString("utf8"));
           const code = res.statusCode ?? 0;
           if (code >= 200 && code < 300) return resolve(answer);
-          if (code === 401) this.auth.invalidate();
+          if (code === 401) this.auth.invalidate(auth);
           reject(new ApiError(code, answer));
         });
       });
@@ -343,9 +218,11 @@ export class HttpApi {
     done: (err?: unknown) => void,
     { signal, silenceMs = WATCH_SILENCE_MS }: { signal?: AbortSignal; silenceMs?: number } = {},
   ): Promise<void> {
+    let auth: AuthParts;
     let headers: Headers;
     try {
-      headers = await this.headers({});
+      auth = await this.auth.get();
+      headers = this.headers(auth, {});
     } catch (err) {
       done(err);
       return;
@@ -374,12 +251,15 @@ export class HttpApi {
       };
       let req: ReturnType<HttpApi["send"]>;
       try {
-        req = this.send({
-          agent: this.watchAgent,
-          method: "GET",
-          path: `${this.basePath}${path}?${params}`,
-          headers,
-        });
+        req = this.send(
+          {
+            agent: this.watchAgent,
+            method: "GET",
+            path: `${this.basePath}${path}?${params}`,
+            headers,
+          },
+          auth,
+        );
       } catch (err) {
         finished = true;
         done(err);
@@ -392,7 +272,7 @@ export class HttpApi {
           let text = "";
           res.on("data", (c: string) => (text += c));
           res.on("end", () => {
-            if (res.statusCode === 401) this.auth.invalidate();
+            if (res.statusCode === 401) this.auth.invalidate(auth);
             finish(new ApiError(res.statusCode ?? 0, parsed(text)));
           });
           return;

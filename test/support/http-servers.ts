@@ -1,7 +1,12 @@
 // Throwaway http servers on loopback for tests of misbehaving peers: serve() starts one,
 // closeAll() (in afterEach) ends every one started, open connections included.
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createTlsServer } from "node:https";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { ResolvedConfig } from "../../src/kube/kubeconfig.ts";
 
 const servers: Server[] = [];
@@ -12,6 +17,53 @@ export async function serve(handler: (req: IncomingMessage, res: ServerResponse)
   servers.push(server);
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+/** A self-signed certificate and key (PEM) for CN, made by openssl. */
+export function selfSignedCertificate(cn: string): { cert: string; key: string } {
+  const dir = mkdtempSync(join(tmpdir(), "lvo-cert-"));
+  try {
+    execFileSync(
+      "openssl",
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        `/CN=${cn}`,
+        "-keyout",
+        join(dir, "key.pem"),
+        "-out",
+        join(dir, "cert.pem"),
+      ],
+      { stdio: "ignore" },
+    );
+    return {
+      cert: readFileSync(join(dir, "cert.pem"), "utf8"),
+      key: readFileSync(join(dir, "key.pem"), "utf8"),
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** serve() over TLS, asking every client for a certificate (any is taken: HANDLER reads it). */
+export async function serveTls(
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<string> {
+  const server = createTlsServer(
+    { ...selfSignedCertificate("127.0.0.1"), requestCert: true, rejectUnauthorized: false },
+    handler,
+  );
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
 export async function closeAll(): Promise<void> {

@@ -8,15 +8,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import type { TLSSocket } from "node:tls";
 import { promisify } from "node:util";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { VirtualMachineKind } from "../../src/api/virtualmachine.ts";
 import { coreApi, customObjectsApi } from "../../src/kube/apis.ts";
+import { ExecCredentials, execConfigOf } from "../../src/kube/exec-credential.ts";
 import { ApiError, HttpApi } from "../../src/kube/http.ts";
 import { defaultConfig, inClusterConfig, loadKubeconfig } from "../../src/kube/kubeconfig.ts";
 import { type AnyObject, type Kube, removeFinalizer } from "../../src/runtime/kube.ts";
 import { InformerHandlerError, makeSlimInformer } from "../../src/runtime/slim-informer.ts";
-import { closeAll, kubeConfigFor, serve } from "../support/http-servers.ts";
+import { closeAll, kubeConfigFor, selfSignedCertificate, serve, serveTls } from "../support/http-servers.ts";
 
 const T = { timeout: 20_000 };
 afterEach(closeAll);
@@ -29,6 +31,18 @@ function tempDir(): string {
   const dir = mkdtempSync(join(tmpdir(), "lvo-kube-client-"));
   tempDirs.push(dir);
   return dir;
+}
+
+/** Whether process PID is gone (and reaped) within 3 s. */
+async function gone(pid: number): Promise<boolean> {
+  for (const end = Date.now() + 3000; Date.now() < end; await sleep(50)) {
+    try {
+      process.kill(pid, 0);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ESRCH") return true;
+    }
+  }
+  return false;
 }
 
 /** A kubeconfig in DIR for SERVER whose user authenticates through node run with ARGS (an exec plugin). */
@@ -144,13 +158,13 @@ describe("Kubernetes API client", () => {
     const started = Date.now();
     await assert.rejects(
       HttpApi.connect(loadKubeconfig([file]), { deadlineMs: 5000, credentialDeadlineMs: 1500 }),
-      /credential plugin did not answer within 1.5 s/,
+      /credential plugin \(node\) did not answer within 1.5 s/,
     );
     assert.ok(Date.now() - started < 10_000, "not waiting for the plugin");
     // (a machine so slow that node did not start within the deadline killed it before it wrote)
     if (existsSync(pidFile)) {
       const pid = Number(readFileSync(pidFile, "utf8"));
-      assert.throws(() => process.kill(pid, 0), { code: "ESRCH" }, "the hung plugin was killed");
+      assert.ok(await gone(pid), "the hung plugin was killed");
     }
   });
 
@@ -166,7 +180,7 @@ describe("Kubernetes API client", () => {
       assert.equal((loadKubeconfig([file]).user.exec as { command: string }).command, join(dir, "bin/login"));
       await assert.rejects(
         HttpApi.connect(loadKubeconfig([file]), { deadlineMs: 2000 }),
-        /credential plugin failed: .*ENOENT/,
+        /credential plugin \(login\) could not be run: ENOENT/,
       );
       const failing = execKubeconfig(dir, "http://127.0.0.1:9", [
         "-e",
@@ -174,7 +188,7 @@ describe("Kubernetes API client", () => {
       ]);
       await assert.rejects(
         HttpApi.connect(loadKubeconfig([failing]), { deadlineMs: 2000 }),
-        /credential plugin failed: token expired, log in/,
+        /credential plugin \(node\) failed \(exit code 3\): token expired, log in/,
       );
       const silent = execKubeconfig(dir, "http://127.0.0.1:9", [
         "-e",
@@ -184,6 +198,120 @@ describe("Kubernetes API client", () => {
         HttpApi.connect(loadKubeconfig([silent]), { deadlineMs: 2000 }),
         /gave neither a token nor a client certificate/,
       );
+    },
+  );
+
+  it(
+    "kills a hung plugin's children too, and is not kept waiting by one that holds its output",
+    T,
+    async () => {
+      const dir = tempDir();
+      const pids = join(dir, "pids");
+      // A wrapper whose child sleeps: at the deadline, both go.
+      const wrapper = `
+      const { spawn } = require("node:child_process");
+      const child = spawn("sleep", ["60"], { stdio: "ignore" });
+      require("node:fs").writeFileSync(${JSON.stringify(pids)}, process.pid + " " + child.pid);
+      setTimeout(() => {}, 60_000);`;
+      await assert.rejects(
+        HttpApi.connect(loadKubeconfig([execKubeconfig(dir, "http://127.0.0.1:9", ["-e", wrapper])]), {
+          deadlineMs: 5000,
+          credentialDeadlineMs: 1500,
+        }),
+        /did not answer within 1.5 s/,
+      );
+      if (existsSync(pids))
+        for (const pid of readFileSync(pids, "utf8").split(" ").map(Number))
+          assert.ok(await gone(pid), `process ${pid} of the plugin was killed`);
+      // A plugin that answers and leaves a child holding its stdout: answered at once, not at the deadline.
+      const server = await serve((_req, res) => {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(JSON.stringify({ metadata: { uid: "u1" } }));
+      });
+      const leaver = `
+      const { spawn } = require("node:child_process");
+      spawn("sleep", ["3"], { stdio: ["ignore", "inherit", "ignore"] });
+      console.log(JSON.stringify({ status: { token: "t" } }));
+      process.exit(0);`;
+      const started = Date.now();
+      const http = await HttpApi.connect(loadKubeconfig([execKubeconfig(dir, server, ["-e", leaver])]), {
+        deadlineMs: 5000,
+        credentialDeadlineMs: 10_000,
+      });
+      assert.ok(Date.now() - started < 2500, `answered in ${Date.now() - started} ms`);
+      http.close();
+    },
+  );
+
+  it(
+    "renews a plugin's client certificate when it expires (a new connection with the new one)",
+    T,
+    async () => {
+      const dir = tempDir();
+      const certs = ["one", "two"].map((cn) => selfSignedCertificate(cn));
+      const seen: string[] = [];
+      const server = await serveTls((req, res) => {
+        seen.push(String((req.socket as TLSSocket).getPeerCertificate().subject?.CN ?? "none"));
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(JSON.stringify({ metadata: { uid: "u1" } }));
+      });
+      const runs = join(dir, "runs");
+      writeFileSync(runs, "");
+      // Each answer is good for 11 s: 1 s before the renewal margin.
+      const plugin = `
+      const fs = require("node:fs");
+      fs.appendFileSync(${JSON.stringify(runs)}, "x");
+      const certs = ${JSON.stringify(certs)};
+      const c = certs[Math.min(fs.readFileSync(${JSON.stringify(runs)}, "utf8").length, 2) - 1];
+      const expirationTimestamp = new Date(Date.now() + 11_000).toISOString();
+      console.log(JSON.stringify({ status: { clientCertificateData: c.cert, clientKeyData: c.key, expirationTimestamp } }));`;
+      const http = await HttpApi.connect(loadKubeconfig([execKubeconfig(dir, server, ["-e", plugin])]), {
+        deadlineMs: 5000,
+      });
+      const core = coreApi(http);
+      await core.readNamespace({ name: "kube-system" });
+      await core.readNamespace({ name: "kube-system" });
+      await sleep(1200);
+      await core.readNamespace({ name: "kube-system" });
+      assert.deepEqual(seen, ["one", "one", "two"]);
+      http.close();
+    },
+  );
+
+  it(
+    "runs the plugin once for requests that ask at the same time, and holds a failure for a moment",
+    T,
+    async () => {
+      const dir = tempDir();
+      const runs = join(dir, "runs");
+      writeFileSync(runs, "");
+      const server = await serve((_req, res) => {
+        res.writeHead(401, { "content-type": "application/json" });
+        res.end(JSON.stringify({ kind: "Status", code: 401 }));
+      });
+      const plugin = `
+      require("node:fs").appendFileSync(${JSON.stringify(runs)}, "x");
+      setTimeout(() => console.log(JSON.stringify({ status: { token: "t" } })), 200);`;
+      const http = await HttpApi.connect(loadKubeconfig([execKubeconfig(dir, server, ["-e", plugin])]), {
+        deadlineMs: 5000,
+      });
+      const core = coreApi(http);
+      // Each is refused: the next requests all ask again, together.
+      await Promise.allSettled(Array.from({ length: 8 }, () => core.readNamespace({ name: "kube-system" })));
+      await Promise.allSettled(Array.from({ length: 8 }, () => core.readNamespace({ name: "kube-system" })));
+      assert.equal(readFileSync(runs, "utf8").length, 2, "one run to connect, one after the 401s");
+      http.close();
+      // A plugin that fails is not run again by the requests right after.
+      const failing = join(dir, "failing");
+      writeFileSync(failing, "");
+      const failingConfig = execConfigOf({
+        command: process.execPath,
+        args: ["-e", `require("node:fs").appendFileSync(${JSON.stringify(failing)}, "x"); process.exit(1)`],
+      });
+      const credentials = new ExecCredentials(failingConfig, { interactive: false, deadlineMs: 5000 });
+      await assert.rejects(credentials.get(), /failed \(exit code 1\)/);
+      await assert.rejects(credentials.get(), /failed \(exit code 1\)/);
+      assert.equal(readFileSync(failing, "utf8").length, 1, "run once");
     },
   );
 
