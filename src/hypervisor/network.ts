@@ -106,7 +106,13 @@ export function ipToBigInt(ip: string): bigint {
   if (isIPv4(ip)) return ip.split(".").reduce((n, part) => (n << 8n) | BigInt(Number(part)), 0n);
   if (!isIPv6(ip)) throw new Error(`not an IP address: ${ip}`);
   const [head = "", tail = ""] = ip.split("::");
-  const parse = (s: string) => (s ? s.split(":").map((g) => BigInt(Number.parseInt(g, 16))) : []);
+  // A last part in dotted form (::ffff:10.0.0.5) is two groups, not one hex group.
+  const group = (g: string) => {
+    if (!g.includes(".")) return [BigInt(Number.parseInt(g, 16))];
+    const v4 = ipToBigInt(g);
+    return [v4 >> 16n, v4 & 0xffffn];
+  };
+  const parse = (s: string) => (s ? s.split(":").flatMap(group) : []);
   const h = parse(head);
   const t = parse(tail);
   const groups = ip.includes("::") ? [...h, ...Array(8 - h.length - t.length).fill(0n), ...t] : h;

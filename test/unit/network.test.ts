@@ -60,6 +60,20 @@ describe("network XML", () => {
       fc.property(fc.ipV6(), (ip) => ipToBigInt(bigIntToIp(ipToBigInt(ip), "ipv6")) === ipToBigInt(ip)),
     );
     assert.equal(bigIntToIp(ipToBigInt("fd00:7a1:0:1::100") + 1n, "ipv6"), "fd00:7a1:0:1::101");
+    // An IPv4 part in dotted form is the last two groups (one address, however it is spelled).
+    assert.equal(bigIntToIp(ipToBigInt("fd00::10.0.0.5"), "ipv6"), "fd00::a00:5");
+    assert.equal(bigIntToIp(ipToBigInt("0:0:0:0:0:ffff:1.2.3.4"), "ipv6"), "::ffff:102:304");
+    // Every IPv6 address, written with its last 32 bits dotted, is the same number.
+    fc.assert(
+      fc.property(fc.bigInt({ min: 0n, max: (1n << 128n) - 1n }), (n) => {
+        const groups = bigIntToIp(n, "ipv6");
+        const full = Array.from({ length: 6 }, (_, i) =>
+          ((n >> BigInt((7 - i) * 16)) & 0xffffn).toString(16),
+        );
+        const dotted = `${full.join(":")}:${bigIntToIp(n & 0xffffffffn, "ipv4")}`;
+        return ipToBigInt(dotted) === n && ipToBigInt(groups) === n;
+      }),
+    );
   });
 
   it("hands out the lowest free address", () => {
