@@ -45,10 +45,10 @@ export async function readCapacity(
   };
 }
 
-/** What the Node annotation says: free space rounded down (no Node write for every guest write). */
-export function publishable(capacity: NodeCapacity): NodeCapacity {
+/** What the Node annotation says: free space rounded down, steady near what was PUBLISHED (roundedForNode). */
+export function publishable(capacity: NodeCapacity, published?: NodeCapacity): NodeCapacity {
   return capacity.storagePools
-    ? { ...capacity, storagePools: roundedForNode(capacity.storagePools) }
+    ? { ...capacity, storagePools: roundedForNode(capacity.storagePools, published?.storagePools) }
     : capacity;
 }
 
@@ -106,15 +106,17 @@ export async function runNodePublisher(
 ): Promise<void> {
   const { nodeName, namespace, log, signal } = opts;
   let published = "";
+  let publishedCapacity: NodeCapacity | undefined;
   const beat = async () => {
     try {
       const read = await readCapacity(libvirt, opts.defaultStoragePool);
       opts.pools?.update(read.storagePools ?? {});
-      const capacity = publishable(read);
+      const capacity = publishable(read, publishedCapacity);
       const serialized = JSON.stringify(capacity);
       if (serialized !== published) {
         await publishNode(kube, nodeName, capacity);
         published = serialized;
+        publishedCapacity = capacity;
         log.info({ capacity }, "published node capacity");
       }
       await renewHeartbeat(kube, namespace, nodeName);

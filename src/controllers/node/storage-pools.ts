@@ -48,13 +48,19 @@ export async function readStoragePools(libvirt: LibvirtClient): Promise<Record<s
 /**
  * Pools as the Node annotation publishes them: capacity exact (it seldom changes, and placement
  * counts what disks are promised against it, small pools included), free space rounded down to
- * whole GiB (no Node write for every guest write).
+ * whole GiB (no Node write for every guest write). A pool's free space that has not fallen below
+ * what was PUBLISHED, nor grown 2 GiB past it, keeps the published figure: free space wavering
+ * around a GiB boundary (guests writing, files freed) would otherwise write the Node each time.
  */
-export function roundedForNode(pools: Record<string, StoragePoolFacts>): Record<string, StoragePoolFacts> {
+export function roundedForNode(
+  pools: Record<string, StoragePoolFacts>,
+  published: Record<string, StoragePoolFacts> = {},
+): Record<string, StoragePoolFacts> {
   return Object.fromEntries(
-    Object.entries(pools).map(([name, p]) => [
-      name,
-      { ...p, availableBytes: Math.floor(p.availableBytes / GIB) * GIB },
-    ]),
+    Object.entries(pools).map(([name, p]) => {
+      const before = published[name]?.availableBytes;
+      const kept = before !== undefined && p.availableBytes >= before && p.availableBytes < before + 2 * GIB;
+      return [name, { ...p, availableBytes: kept ? before : Math.floor(p.availableBytes / GIB) * GIB }];
+    }),
   );
 }
