@@ -166,7 +166,7 @@ async function main() {
         clusterId,
         nodeName,
         vmsOnNode: () => vms.list(),
-        domainHolding: libvirtDomainHolding(libvirt),
+        ...libvirtDomainHolding(libvirt),
       },
       dhcpHosts: async (network) => (await networkHosts(libvirt, network))?.hosts,
       media: {

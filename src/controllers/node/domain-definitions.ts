@@ -50,6 +50,12 @@ export class DomainDefinitions<T> {
     if (this.reading) this.changedAt.set(name, ++this.tick);
   }
 
+  /** We just defined NAME (UUID in hex) as XML: its facts are known without reading it back. */
+  remember(name: string, uuid: string, xml: string): void {
+    this.forget(name); // a read of what it was, under way, is not kept over this
+    this.entries.set(name, { uuid, readAt: this.now(), facts: this.digest(xml) });
+  }
+
   /** Anything may have changed unheard (libvirt reconnected). */
   forgetAll(): void {
     this.entries.clear();

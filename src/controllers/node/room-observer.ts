@@ -7,6 +7,7 @@ import type { Logger } from "pino";
 import {
   DomainEventType,
   type DomainRef,
+  DomainState,
   isActiveState,
   type LibvirtClient,
   type LifecycleEvent,
@@ -36,7 +37,27 @@ export async function afterStart(
   dom: DomainRef | undefined,
   need: Resources,
 ): Promise<Resources | undefined> {
-  return liveResources(libvirt, dom).catch(() => need);
+  return (await afterStartSeen(libvirt, dom, need)).resources;
+}
+
+/** afterStart, and whether libvirt said the guest runs: then its state needs no other call. */
+export async function afterStartSeen(
+  libvirt: LibvirtClient,
+  dom: DomainRef | undefined,
+  need: Resources,
+): Promise<{ resources?: Resources; running: boolean }> {
+  if (!dom) return { running: false };
+  try {
+    const info = await unlessNotFound(libvirt.domainInfo(dom));
+    return {
+      ...(info && isActiveState(info.state)
+        ? { resources: { cpus: info.vcpus, memoryBytes: info.maxMemKiB * 1024 } }
+        : {}),
+      running: info?.state === DomainState.Running,
+    };
+  } catch {
+    return { resources: need, running: false };
+  }
 }
 
 /** Every active domain of the host, by name, with what it takes. */

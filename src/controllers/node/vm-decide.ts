@@ -9,6 +9,8 @@ import {
 } from "../../api/virtualmachine.ts";
 import { DomainState, isActiveState } from "../../hypervisor/libvirt/constants.ts";
 
+/** Why a domain runs (virDomainRunningReason): a start boots it. */
+export const RunningReason = { Booted: 1 } as const;
 /** Why a shut-off domain stopped (virDomainShutoffReason). */
 export const ShutoffReason = {
   Unknown: 0,

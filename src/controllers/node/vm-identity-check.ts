@@ -23,6 +23,7 @@ import {
   identityRefusal,
   inUseRefusal,
 } from "../vm-identities.ts";
+import { CausedEvents } from "./caused-events.ts";
 import { DomainDefinitions } from "./domain-definitions.ts";
 
 export interface NodeIdentityContext {
@@ -33,6 +34,8 @@ export interface NodeIdentityContext {
   vmsOnNode(): ReadonlyArray<VirtualMachine>;
   /** Domains on this node, other than VM's own, using one of CLAIMS: the first one found. */
   domainHolding(vm: VirtualMachine, claims: readonly Identity[]): Promise<DomainHolder | undefined>;
+  /** Runs DEFINE, our own define of NAME as XML, so that what it defines is known here unread. */
+  defining?(name: string, xml: string, define: () => Promise<DomainRef>): Promise<DomainRef>;
 }
 
 export interface DomainHolder {
@@ -99,11 +102,14 @@ function definitionFacts(xml: string): DefinitionFacts {
 }
 
 /**
- * domainHolding on a libvirt connection. The MAC search looks at every other domain's
- * definition, kept between searches (domain-definitions.ts: read again when libvirt says a
- * domain changed), and a VM found clear is not searched again until its identities change.
+ * domainHolding (and defining) on a libvirt connection. The MAC search looks at every other
+ * domain's definition, kept between searches (domain-definitions.ts: read again when libvirt says
+ * a domain changed, but not after our own define, whose definition we wrote), and a VM found
+ * clear is not searched again until its identities change.
  */
-export function libvirtDomainHolding(libvirt: LibvirtClient): NodeIdentityContext["domainHolding"] {
+export function libvirtDomainHolding(
+  libvirt: LibvirtClient,
+): Required<Pick<NodeIdentityContext, "domainHolding" | "defining">> {
   const clear = new Map<string, string>();
   const definitions = new DomainDefinitions({
     source: {
@@ -119,12 +125,23 @@ export function libvirtDomainHolding(libvirt: LibvirtClient): NodeIdentityContex
     DomainEventType.Undefined,
     DomainEventType.Stopped,
   ]);
+  const ownDefines = new CausedEvents();
   libvirt.on("lifecycle", (e: LifecycleEvent) => {
+    // The echo of our own define: what it defined is known already (defining).
+    if (e.event === DomainEventType.Defined && ownDefines.consume(e.domain.name, e.event)) return;
     if (changesDefinition.has(e.event)) definitions.forget(e.domain.name);
   });
   libvirt.on("deviceRemoved", (e: { domain: DomainRef }) => definitions.forget(e.domain.name));
-  libvirt.on("reconnected", () => definitions.forgetAll());
-  return async (vm, claims) => {
+  libvirt.on("reconnected", () => {
+    ownDefines.clear();
+    definitions.forgetAll();
+  });
+  const defining = async (name: string, xml: string, define: () => Promise<DomainRef>) => {
+    const dom = await ownDefines.around(name, DomainEventType.Defined, define);
+    definitions.remember(dom.name, Buffer.from(dom.uuid).toString("hex"), xml);
+    return dom;
+  };
+  const domainHolding: NodeIdentityContext["domainHolding"] = async (vm, claims) => {
     const namespace = vm.metadata.namespace ?? "default";
     const own = domainNameOf(namespace, vm.metadata.name);
     const key = `${namespace}/${vm.metadata.name}`;
@@ -154,4 +171,5 @@ export function libvirtDomainHolding(libvirt: LibvirtClient): NodeIdentityContex
     clear.set(key, signature);
     return undefined;
   };
+  return { domainHolding, defining };
 }

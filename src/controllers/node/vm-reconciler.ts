@@ -29,9 +29,15 @@ import { desiredReservations } from "./dhcp.ts";
 import { adoptedProgress, decideDomainClaim } from "./domain-claim.ts";
 import { type DomainLocks, LOCK_RETRY_MS } from "./domain-locks.ts";
 import type { NodeRoom } from "./node-room.ts";
-import { afterStart } from "./room-observer.ts";
+import { afterStart, afterStartSeen } from "./room-observer.ts";
 import { admitOnNode, type NodeAdmissionContext } from "./vm-admission.ts";
-import { type DomainObservation, decidePower, PausedReason, ShutoffReason } from "./vm-decide.ts";
+import {
+  type DomainObservation,
+  decidePower,
+  PausedReason,
+  RunningReason,
+  ShutoffReason,
+} from "./vm-decide.ts";
 import { diskStatus, type PlugResult } from "./vm-disks.ts";
 import { seeDomain } from "./vm-domain-seen.ts";
 import { crashLooping } from "./vm-observation.ts";
@@ -296,8 +302,10 @@ export class NodeVmReconciler {
     try {
       if (!dom || owner?.specHash !== wantHash || adopted) {
         const xml = buildDomainXml(definition, this.o.host);
+        const define = () => this.o.libvirt.defineDomain(xml);
+        const { defining } = this.o.admission.identities;
         dom = await this.caused.around(domainName, DomainEventType.Defined, () =>
-          this.o.libvirt.defineDomain(xml),
+          defining ? defining(domainName, xml, define) : define(),
         );
         defined = true;
         log.info(
@@ -402,13 +410,23 @@ export class NodeVmReconciler {
     }
 
     // Settled before anything else can throw: a claim left held would count a guest forever.
-    if (action.type === "start")
-      this.o.room?.settle(domainName, await afterStart(this.o.libvirt, dom, resourcesOf(vm)));
+    // What libvirt says of a start answers whether the guest runs too (no state call then).
+    let runningAfterStart = false;
+    if (action.type === "start") {
+      const seen = await afterStartSeen(this.o.libvirt, dom, resourcesOf(vm));
+      this.o.room?.settle(domainName, seen.resources);
+      runningAfterStart = seen.running;
+    }
+    // A domain defined and started in this reconcile runs the definition just written: its
+    // devices are known, nothing is read back.
+    const startedFresh = fresh && action.type === "start";
     // What it is now, and its live definition when it runs: side by side when it should run
     // (a start just made: the report that says Running waits on both).
     const [after, liveIfRunning] = await Promise.all([
-      this.o.libvirt.domainState(dom),
-      action.type === "start" ? this.o.libvirt.domainXml(dom) : undefined,
+      runningAfterStart
+        ? { state: DomainState.Running, reason: RunningReason.Booted }
+        : this.o.libvirt.domainState(dom),
+      action.type === "start" && !startedFresh ? this.o.libvirt.domainXml(dom) : undefined,
     ]);
     state = after;
     observation = { ...state, id: state.state === DomainState.Shutoff ? -1 : dom.id };
@@ -433,12 +451,17 @@ export class NodeVmReconciler {
       progress.guestFilesystems,
     );
     const liveXml =
-      state.state === DomainState.Shutoff
+      state.state === DomainState.Shutoff || startedFresh
         ? undefined
         : (liveIfRunning ?? (await this.o.libvirt.domainXml(dom)));
     const live = liveXml ? parseOwnership(liveXml) : undefined;
     const devices = liveXml ? parseLiveDevices(liveXml) : undefined;
     const attached = devices ? Object.values(devices.disks) : definition.disks;
+    const links =
+      devices?.links ??
+      (startedFresh && state.state !== DomainState.Shutoff
+        ? Object.fromEntries(definition.nics.map((n) => [n.name, n.linked]))
+        : {});
     // QEMU paused the guest on a disk error (error_policy stop): which disk, and is its pool full?
     const diskErrors =
       state.state === DomainState.Paused && state.reason === PausedReason.IoError
@@ -452,7 +475,7 @@ export class NodeVmReconciler {
         definitionInSync: (live ?? { specHash: wantHash }).specHash === wantHash,
         stopping: progress.shutdownRequestedAt !== undefined,
         lastOperation: progress.lastOperation,
-        links: devices?.links ?? {},
+        links,
         ...diskStatus(
           vm,
           attached,

@@ -107,4 +107,26 @@ describe("DomainDefinitions", () => {
     await defs.all();
     assert.equal(n.reads(), 2);
   });
+
+  it("knows a definition we wrote without reading it, and keeps no read of what it was under way", async () => {
+    const n = node({ a: "A1" });
+    const defs = new DomainDefinitions({ source: n.source, digest: (x) => x });
+    await defs.all();
+    n.xml.set("b", "B1");
+    defs.remember("b", Buffer.alloc(16, 1).toString("hex"), "B1");
+    assert.deepEqual(await facts(defs), { a: "A1", b: "B1" });
+    assert.equal(n.reads(), 1, "b was not read");
+    // A read of a's old definition under way when we redefine it: ours stands.
+    let release: () => void = () => undefined;
+    n.holdReads(new Promise((r) => (release = r)));
+    defs.forget("a");
+    const reading = defs.all();
+    await new Promise((r) => setImmediate(r));
+    n.xml.set("a", "A2");
+    defs.remember("a", Buffer.alloc(16, 1).toString("hex"), "A2");
+    release();
+    await reading;
+    n.holdReads(Promise.resolve());
+    assert.deepEqual(await facts(defs), { a: "A2", b: "B1" });
+  });
 });
