@@ -141,7 +141,8 @@ function checked(text: string): Recorded | undefined {
       ["mac", (v: string) => MAC.test(v)],
       ["network", (v: string) => NETWORK.test(v)],
       ["ipv4", isIPv4],
-      ["ipv6", isIPv6],
+      // A reservation has no scope: fd00::5%eth0 is no address to give a VM.
+      ["ipv6", (v: string) => isIPv6(v) && !v.includes("%")],
     ] as const) {
       const value = item[field];
       if (!optional(value, valid)) return undefined;

@@ -104,7 +104,8 @@ export function dhcpHostXml(h: DhcpHost): string {
 
 export function ipToBigInt(ip: string): bigint {
   if (isIPv4(ip)) return ip.split(".").reduce((n, part) => (n << 8n) | BigInt(Number(part)), 0n);
-  if (!isIPv6(ip)) throw new Error(`not an IP address: ${ip}`);
+  // A scoped address (fd00::5%eth0) is no address a pool hands out.
+  if (!isIPv6(ip) || ip.includes("%")) throw new Error(`not an IP address: ${ip}`);
   const [head = "", tail = ""] = ip.split("::");
   // A last part in dotted form (::ffff:10.0.0.5) is two groups, not one hex group.
   const group = (g: string) => {

@@ -63,6 +63,8 @@ describe("network XML", () => {
     // An IPv4 part in dotted form is the last two groups (one address, however it is spelled).
     assert.equal(bigIntToIp(ipToBigInt("fd00::10.0.0.5"), "ipv6"), "fd00::a00:5");
     assert.equal(bigIntToIp(ipToBigInt("0:0:0:0:0:ffff:1.2.3.4"), "ipv6"), "::ffff:102:304");
+    // A scoped address is none a pool hands out.
+    assert.throws(() => ipToBigInt("fd00::5%eth0"), /not an IP address/);
     // Every IPv6 address, written with its last 32 bits dotted, is the same number.
     fc.assert(
       fc.property(fc.bigInt({ min: 0n, max: (1n << 128n) - 1n }), (n) => {

@@ -7,6 +7,8 @@ import type { Logger } from "../../runtime/logging.ts";
 import type { StoragePoolFacts } from "../node-facts.ts";
 
 const GIB = 2 ** 30;
+/** How far past the next whole GiB free space must grow before the Node says so (no flapping at the boundary). */
+const STEADY_MARGIN = 256 * 2 ** 20;
 
 export interface DefaultPool {
   name: string;
@@ -49,8 +51,9 @@ export async function readStoragePools(libvirt: LibvirtClient): Promise<Record<s
  * Pools as the Node annotation publishes them: capacity exact (it seldom changes, and placement
  * counts what disks are promised against it, small pools included), free space rounded down to
  * whole GiB (no Node write for every guest write). A pool's free space that has not fallen below
- * what was PUBLISHED, nor grown 2 GiB past it, keeps the published figure: free space wavering
- * around a GiB boundary (guests writing, files freed) would otherwise write the Node each time.
+ * what was PUBLISHED, nor grown 256 MiB past the GiB above it, keeps the published figure: free
+ * space wavering around a GiB boundary (guests writing, files freed) would otherwise write the
+ * Node each time. The figure is never more than there is, and at most 1.25 GiB less.
  */
 export function roundedForNode(
   pools: Record<string, StoragePoolFacts>,
@@ -59,7 +62,8 @@ export function roundedForNode(
   return Object.fromEntries(
     Object.entries(pools).map(([name, p]) => {
       const before = published[name]?.availableBytes;
-      const kept = before !== undefined && p.availableBytes >= before && p.availableBytes < before + 2 * GIB;
+      const kept =
+        before !== undefined && p.availableBytes >= before && p.availableBytes < before + GIB + STEADY_MARGIN;
       return [name, { ...p, availableBytes: kept ? before : Math.floor(p.availableBytes / GIB) * GIB }];
     }),
   );

@@ -21,17 +21,17 @@ describe("pool free space on the Node", () => {
   it("keeps the published figure while free space wavers around a boundary", () => {
     let published = roundedForNode(pool(10 * GIB - 5)); // 9 GiB
     const figures: Array<number | undefined> = [];
-    for (const bytes of [10 * GIB + 5, 10 * GIB - 5, 10 * GIB + 300, 10 * GIB - 1, 10 * GIB + 1]) {
+    for (const bytes of [10 * GIB + 5, 10 * GIB - 5, 10 * GIB + 200 * 2 ** 20, 10 * GIB - 1, 10 * GIB + 1]) {
       published = roundedForNode(pool(bytes), published);
       figures.push(free(published));
     }
     assert.deepEqual(figures, Array(5).fill(9 * GIB));
   });
 
-  it("follows a fall below the published figure at once, and a rise of 2 GiB past it", () => {
+  it("follows a fall below the published figure at once, and a rise of 256 MiB past the next GiB", () => {
     const published = roundedForNode(pool(10 * GIB)); // 10 GiB
     assert.equal(free(roundedForNode(pool(10 * GIB - 1), published)), 9 * GIB, "never more than there is");
-    assert.equal(free(roundedForNode(pool(12 * GIB - 1), published)), 10 * GIB);
-    assert.equal(free(roundedForNode(pool(12 * GIB), published)), 12 * GIB);
+    assert.equal(free(roundedForNode(pool(11 * GIB + 256 * 2 ** 20 - 1), published)), 10 * GIB);
+    assert.equal(free(roundedForNode(pool(11 * GIB + 256 * 2 ** 20), published)), 11 * GIB);
   });
 });

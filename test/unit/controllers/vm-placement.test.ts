@@ -90,6 +90,7 @@ describe("the placement record", () => {
       JSON.stringify({ uid: UID, interfaces: [{ name: "nic", ipv4: "999.0.0.1" }] }),
       JSON.stringify({ uid: UID, interfaces: [{ name: "nic", network: "a b" }] }),
       JSON.stringify({ uid: UID, interfaces: [{ name: "nic", ipv6: 5 }] }),
+      JSON.stringify({ uid: UID, interfaces: [{ name: "nic", ipv6: "fd00::5%eth0" }] }),
       JSON.stringify({ uid: UID, interfaces: Array.from({ length: 17 }, (_, i) => ({ name: `n${i}` })) }),
     ];
     for (const text of bad) {
