@@ -84,7 +84,7 @@ export interface IdentityHolder {
 }
 
 /** Whether A comes first for a value both claim: it holds it in status while B does not, else older, else by key. */
-function precedes(a: IdentityHolder, b: IdentityHolder): boolean {
+export function precedes(a: IdentityHolder, b: IdentityHolder): boolean {
   if (a.assigned !== b.assigned) return a.assigned;
   if (a.createdAt !== b.createdAt) return a.createdAt < b.createdAt;
   return `${a.namespace}/${a.name}` < `${b.namespace}/${b.name}`;

@@ -9,7 +9,7 @@ import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import { canonicalIp } from "../../hypervisor/network.ts";
 import { Reason } from "../event-reasons.ts";
 import type { Refusal } from "../tenant-policy.ts";
-import { createdAt, describeHolder } from "../vm-identities.ts";
+import { createdAt, describeHolder, type IdentityHolder, precedes } from "../vm-identities.ts";
 import { placementOf } from "../vm-placement.ts";
 import { desiredReservations, type Reservation } from "./dhcp.ts";
 
@@ -66,21 +66,15 @@ export function addressRefusal(
   conflicts: readonly AddressConflict[],
   reserved: (r: Reservation) => boolean,
 ): Refusal | undefined {
-  const rank = (who: VmLike, r: Reservation) => ({
-    reserved: reserved(r),
+  // The identities' rule, with libvirt's reservation in place of the placement's hold.
+  const holder = (who: VmLike, r: Reservation): IdentityHolder => ({
+    namespace: who.metadata.namespace ?? "",
+    name: who.metadata.name ?? "",
     createdAt: createdAt(who),
-    key: keyOf(who),
+    assigned: reserved(r),
   });
   for (const c of conflicts) {
-    const me = rank(vm, c.mine);
-    const them = rank(c.holder, c.theirs);
-    const first =
-      me.reserved !== them.reserved
-        ? them.reserved
-        : me.createdAt !== them.createdAt
-          ? them.createdAt < me.createdAt
-          : them.key < me.key;
-    if (!first) continue;
+    if (!precedes(holder(c.holder, c.theirs), holder(vm, c.mine))) continue;
     const where = describeHolder(vm, c.holder.metadata.namespace ?? "", c.holder.metadata.name ?? "");
     return {
       field: "status.interfaces",

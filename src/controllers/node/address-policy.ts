@@ -5,6 +5,7 @@
 // address is judged as what it really is: IPv4 written as IPv6 (::ffff:a.b.c.d, ::a.b.c.d)
 // is judged as that IPv4 address. Pure.
 import { isIP } from "node:net";
+import { ipToBigInt } from "../../hypervisor/network.ts";
 
 export interface Network {
   family: 4 | 6;
@@ -72,27 +73,7 @@ const IPV4_COMPATIBLE = parseNetwork("::/96");
 export function parseAddress(text: string): ParsedAddress | undefined {
   const address = text.replace(/%.*$/, "");
   const family = isIP(address);
-  if (family === 4) return { family, value: v4Value(address) };
-  if (family !== 6) return undefined;
-  let groups = address;
-  const dotted = /(\d+\.\d+\.\d+\.\d+)$/.exec(address);
-  if (dotted?.[1]) {
-    const v4 = v4Value(dotted[1]);
-    groups = `${address.slice(0, -dotted[1].length)}${(v4 >> 16n).toString(16)}:${(v4 & 0xffffn).toString(16)}`;
-  }
-  const [head = "", tail] = groups.split("::");
-  const headParts = head ? head.split(":") : [];
-  const tailParts = tail ? tail.split(":") : [];
-  const zeros = tail === undefined ? [] : Array(8 - headParts.length - tailParts.length).fill("0");
-  const value = [...headParts, ...zeros, ...tailParts].reduce(
-    (acc, g) => (acc << 16n) | BigInt(`0x${g}`),
-    0n,
-  );
-  return { family: 6, value };
-}
-
-function v4Value(address: string): bigint {
-  return address.split(".").reduce((acc, octet) => (acc << 8n) | BigInt(octet), 0n);
+  return family === 4 || family === 6 ? { family, value: ipToBigInt(address) } : undefined;
 }
 
 function width(family: 4 | 6): bigint {

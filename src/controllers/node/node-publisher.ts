@@ -105,18 +105,16 @@ export async function runNodePublisher(
   },
 ): Promise<void> {
   const { nodeName, namespace, log, signal } = opts;
-  let published = "";
-  let publishedCapacity: NodeCapacity | undefined;
+  let published: { capacity: NodeCapacity; text: string } | undefined;
   const beat = async () => {
     try {
       const read = await readCapacity(libvirt, opts.defaultStoragePool);
       opts.pools?.update(read.storagePools ?? {});
-      const capacity = publishable(read, publishedCapacity);
-      const serialized = JSON.stringify(capacity);
-      if (serialized !== published) {
+      const capacity = publishable(read, published?.capacity);
+      const text = JSON.stringify(capacity);
+      if (text !== published?.text) {
         await publishNode(kube, nodeName, capacity);
-        published = serialized;
-        publishedCapacity = capacity;
+        published = { capacity, text };
         log.info({ capacity }, "published node capacity");
       }
       await renewHeartbeat(kube, namespace, nodeName);

@@ -21,8 +21,11 @@ export async function liveResources(
   libvirt: LibvirtClient,
   dom: DomainRef | undefined,
 ): Promise<Resources | undefined> {
-  if (!dom) return undefined;
-  const info = await unlessNotFound(libvirt.domainInfo(dom));
+  return dom ? taken(await unlessNotFound(libvirt.domainInfo(dom))) : undefined;
+}
+
+/** What a domain of INFO takes while it runs; undefined when it does not run. */
+function taken(info: Awaited<ReturnType<LibvirtClient["domainInfo"]>> | undefined): Resources | undefined {
   return info && isActiveState(info.state)
     ? { cpus: info.vcpus, memoryBytes: info.maxMemKiB * 1024 }
     : undefined;
@@ -49,12 +52,8 @@ export async function afterStartSeen(
   if (!dom) return { running: false };
   try {
     const info = await unlessNotFound(libvirt.domainInfo(dom));
-    return {
-      ...(info && isActiveState(info.state)
-        ? { resources: { cpus: info.vcpus, memoryBytes: info.maxMemKiB * 1024 } }
-        : {}),
-      running: info?.state === DomainState.Running,
-    };
+    const resources = taken(info);
+    return { ...(resources ? { resources } : {}), running: info?.state === DomainState.Running };
   } catch {
     return { resources: need, running: false };
   }
