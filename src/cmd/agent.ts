@@ -35,6 +35,7 @@ import { agentStateDirsOf, mediaDirsFromEnv, snapshotMemoryDirOf } from "../cont
 import { networkHosts } from "../controllers/node/network-hosts.ts";
 import { runNodePublisher } from "../controllers/node/node-publisher.ts";
 import { cpuOvercommitOf, NodeRoom } from "../controllers/node/node-room.ts";
+import { NodeVmIndex } from "../controllers/node/node-vm-index.ts";
 import { OrphanReporter } from "../controllers/node/orphans.ts";
 import { PoolMetrics } from "../controllers/node/pool-metrics.ts";
 import { NodeRestoreReconciler, watchNodeRestores } from "../controllers/node/restore-reconciler.ts";
@@ -126,6 +127,8 @@ async function main() {
   );
   // Reconcilers see each VM as it runs: a clone with the hardware it took from its snapshot.
   const vms = effectiveVms(informer);
+  // Who holds each UUID, MAC and address here: a start is checked against those, not every VM.
+  const vmIndex = new NodeVmIndex(informer, (name, ns) => vms.get(name, ns));
   // Every VMDisk, not only this node's: VMs here may use disks of shared pools placed elsewhere.
   // The disk reconciler acts only on disks labelled for this node.
   const diskInformer = kindInformer<VMDisk & KubernetesObject>(kube, VMDiskKind);
@@ -165,7 +168,8 @@ async function main() {
       identities: {
         clusterId,
         nodeName,
-        vmsOnNode: () => vms.list(),
+        vmsSharing: (vm) => vmIndex.sharing(vm),
+        placedHere: (ns, name) => vms.get(name, ns) !== undefined,
         ...libvirtDomainHolding(libvirt),
       },
       dhcpHosts: async (network) => (await networkHosts(libvirt, network))?.hosts,

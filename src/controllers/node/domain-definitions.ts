@@ -1,15 +1,19 @@
 // What the node agent needs from the definition of every domain libvirt has on the node (the
 // MACs and owner record a VM's identity check compares, vm-identity-check.ts), kept between
-// checks: a check lists the domains (one call) and reads the definitions of only those defined,
-// redefined or changed since, not of every domain — with 100 VMs created at once, 100 reads
-// instead of 5,000. libvirt's events say which domain changed (forget); a reconnect forgets all
-// (events may have been missed); an entry older than maxAgeMs is read again, which bounds how
+// checks. Which domains there are is listed once, then kept by libvirt's events: a name an event
+// names is looked up again (one call) when next asked, so a check costs no call at all in the
+// common case (our own define is remembered, our own start changes no name) — listing every
+// domain for each new VM made its cost grow with the node's domains. Definitions are read only
+// for domains defined, redefined or changed since. A reconnect forgets all (events may have been
+// missed); the list, and each definition, older than maxAgeMs is read again, which bounds how
 // long a change no event told of (a NIC hot-plugged into someone else's domain) stays unseen.
 import type { DomainRef } from "../../hypervisor/libvirt/index.ts";
 
 export interface DefinitionSource {
   /** Every domain on the node. */
   list(): Promise<readonly DomainRef[]>;
+  /** The domain named NAME; undefined when there is none. */
+  lookup(name: string): Promise<DomainRef | undefined>;
   /** The domain's persistent definition; undefined when it is gone. */
   read(dom: DomainRef): Promise<string | undefined>;
 }
@@ -18,7 +22,14 @@ interface Entry<T> {
   uuid: string;
   readAt: number;
   facts: T;
+  /** The domain as our own define returned it (remember). */
+  dom?: DomainRef;
 }
+
+/** Lists, then lookups, tried again when libvirt reconnected meanwhile. */
+const REFRESH_TRIES = 3;
+/** More names than this spoken of since the last answer: one list costs less than their lookups. */
+const LOOKUPS_MAX = 16;
 
 export class DomainDefinitions<T> {
   private readonly source: DefinitionSource;
@@ -26,11 +37,18 @@ export class DomainDefinitions<T> {
   private readonly maxAgeMs: number;
   private readonly now: () => number;
   private readonly entries = new Map<string, Entry<T>>();
-  /** A tick per change heard; per domain, the tick of its last change (kept while reads run). */
+  /** The domains by name, as last listed and kept since; undefined until listed (again). */
+  private domains?: Map<string, DomainRef>;
+  private listedAt = 0;
+  /** Names an event spoke of since: looked up before the next answer. */
+  private readonly touched = new Set<string>();
+  private refreshing?: Promise<void>;
+  /** A tick per change heard; per domain, the tick of its last change (kept while calls run). */
   private tick = 0;
   private readonly changedAt = new Map<string, number>();
   private everythingChangedAt = 0;
-  private reading = 0;
+  /** Lists, lookups and reads under way. */
+  private busy = 0;
 
   constructor(options: {
     source: DefinitionSource;
@@ -44,21 +62,36 @@ export class DomainDefinitions<T> {
     this.now = options.now ?? Date.now;
   }
 
-  /** NAME's definition changed (or it went): read it again when next asked. */
+  /** NAME's definition changed, or it went: looked up and read again when next asked. */
   forget(name: string): void {
     this.entries.delete(name);
-    if (this.reading) this.changedAt.set(name, ++this.tick);
+    this.touched.add(name);
+    this.changed(name);
   }
 
-  /** We just defined NAME (UUID in hex) as XML: its facts are known without reading it back. */
-  remember(name: string, uuid: string, xml: string): void {
-    this.forget(name); // a read of what it was, under way, is not kept over this
-    this.entries.set(name, { uuid, readAt: this.now(), facts: this.digest(xml) });
+  /**
+   * A domain NAME started: a new (transient) one, unless it is known already — and known only
+   * while no refresh runs (one under way may be about to drop the name on an older answer).
+   */
+  started(name: string): void {
+    if (this.domains?.has(name) && !this.refreshing) return;
+    this.touched.add(name);
+    this.changed(name);
+  }
+
+  /** We just defined DOM as XML: known without looking it up or reading it back. */
+  remember(dom: DomainRef, xml: string): void {
+    this.forget(dom.name); // a lookup or read of what it was, under way, is not kept over this
+    this.touched.delete(dom.name);
+    this.domains?.set(dom.name, dom);
+    const uuid = Buffer.from(dom.uuid).toString("hex");
+    this.entries.set(dom.name, { uuid, readAt: this.now(), facts: this.digest(xml), dom });
   }
 
   /** Anything may have changed unheard (libvirt reconnected). */
   forgetAll(): void {
     this.entries.clear();
+    this.domains = undefined;
     this.everythingChangedAt = ++this.tick;
   }
 
@@ -69,11 +102,10 @@ export class DomainDefinitions<T> {
 
   /** Every domain on the node with the facts of its definition; ones gone meanwhile are left out. */
   async all(): Promise<Array<{ dom: DomainRef; facts: T }>> {
-    const doms = await this.source.list();
-    const listed = new Set(doms.map((d) => d.name));
-    for (const name of this.entries.keys()) if (!listed.has(name)) this.entries.delete(name);
+    const domains = await this.current();
+    for (const name of this.entries.keys()) if (!domains.has(name)) this.entries.delete(name);
     const out: Array<{ dom: DomainRef; facts: T }> = [];
-    for (const dom of doms) {
+    for (const dom of [...domains.values()]) {
       const uuid = Buffer.from(dom.uuid).toString("hex");
       const known = this.entries.get(dom.name);
       if (known?.uuid === uuid && this.now() - known.readAt < this.maxAgeMs) {
@@ -86,21 +118,90 @@ export class DomainDefinitions<T> {
     return out;
   }
 
+  private changed(name: string) {
+    if (this.busy) this.changedAt.set(name, ++this.tick);
+  }
+
+  private changedSince(name: string, tick: number): boolean {
+    return Math.max(this.changedAt.get(name) ?? 0, this.everythingChangedAt) > tick;
+  }
+
+  /**
+   * The domains as they are since this call began: a refresh under way may have begun before
+   * an event this call must see, so the next one is awaited (every caller meanwhile joins it).
+   */
+  private async current(): Promise<Map<string, DomainRef>> {
+    await this.refreshing?.catch(() => undefined);
+    this.refreshing ??= this.refresh().finally(() => {
+      this.refreshing = undefined;
+    });
+    await this.refreshing;
+    if (!this.domains) throw new Error("libvirt's domains could not be listed: it reconnected meanwhile");
+    return this.domains;
+  }
+
+  /** Lists when never listed or listed too long ago, then looks up each name events spoke of. */
+  private async refresh(): Promise<void> {
+    this.busy++;
+    try {
+      for (let i = 0; i < REFRESH_TRIES; i++) if (await this.refreshOnce()) return;
+    } finally {
+      if (--this.busy === 0) this.changedAt.clear();
+    }
+  }
+
+  /** False when libvirt reconnected meanwhile (what was learnt may be of the old connection). */
+  private async refreshOnce(): Promise<boolean> {
+    const start = this.tick;
+    const stale = this.now() - this.listedAt >= this.maxAgeMs || this.touched.size > LOOKUPS_MAX;
+    if (!this.domains || stale) {
+      this.touched.clear(); // what changes while listing is spoken of again
+      const listedAt = this.now();
+      const listed = await this.source.list();
+      if (this.everythingChangedAt > start) return false;
+      const domains = new Map(listed.map((d) => [d.name, d]));
+      // Defined by us while listing: as we defined it (the list may be from before).
+      for (const [name, at] of this.changedAt) {
+        const ours = this.entries.get(name)?.dom;
+        if (at > start && ours) domains.set(name, ours);
+      }
+      this.domains = domains;
+      this.listedAt = listedAt;
+    }
+    const domains = this.domains;
+    const names = [...this.touched];
+    this.touched.clear();
+    const lookupStart = this.tick;
+    try {
+      for (const name of names) {
+        const dom = await this.source.lookup(name);
+        if (this.everythingChangedAt > lookupStart) return false;
+        // Spoken of again meanwhile (looked up next time), or defined by us: not overwritten.
+        if (this.changedSince(name, lookupStart)) continue;
+        if (dom) domains.set(name, dom);
+        else domains.delete(name);
+      }
+    } catch (err) {
+      for (const name of names) this.touched.add(name);
+      throw err;
+    }
+    return true;
+  }
+
   private async readFacts(dom: DomainRef, uuid: string): Promise<T | undefined> {
     const startedAt = this.tick;
     const readAt = this.now();
-    this.reading++;
+    this.busy++;
     try {
       const xml = await this.source.read(dom);
       if (xml === undefined) return undefined;
       const facts = this.digest(xml);
       // A change heard while it was being read may not be in what was read: not kept.
-      const changed = Math.max(this.changedAt.get(dom.name) ?? 0, this.everythingChangedAt);
-      if (changed <= startedAt) this.entries.set(dom.name, { uuid, readAt, facts });
+      if (!this.changedSince(dom.name, startedAt)) this.entries.set(dom.name, { uuid, readAt, facts });
       return facts;
     } finally {
-      // Changes matter only to reads under way.
-      if (--this.reading === 0) this.changedAt.clear();
+      // Changes matter only to calls under way.
+      if (--this.busy === 0) this.changedAt.clear();
     }
   }
 }

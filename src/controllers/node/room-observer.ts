@@ -103,14 +103,33 @@ export function keepRoomCurrent(
         }
       });
   };
+  // Per domain, the last event whose read is under way: an older read answering late (a guest
+  // started, then stopped before its read came back) does not overwrite what a newer event said.
+  const lastHeard = new Map<string, number>();
+  let heard = 0;
   libvirt.on("lifecycle", (e: LifecycleEvent) => {
     // A definition written or removed leaves a running guest as it runs and starts none: what
     // runs is unchanged (a third of the reads a new VM cost, half of a deleted one's).
     if (e.event === DomainEventType.Defined || e.event === DomainEventType.Undefined) return;
+    const name = e.domain.name;
+    // A stopped domain runs no more, whatever stopped it: nothing to ask (one read per stop and
+    // deletion). A start after it has its own event, read as it comes.
+    if (e.event === DomainEventType.Stopped) {
+      lastHeard.delete(name);
+      room.observe(name, undefined);
+      return;
+    }
+    const mine = ++heard;
+    lastHeard.set(name, mine);
     liveResources(libvirt, e.domain)
-      .then((r) => room.observe(e.domain.name, r))
+      .then((r) => {
+        if (lastHeard.get(name) !== mine) return;
+        lastHeard.delete(name);
+        room.observe(name, r);
+      })
       .catch((err: Error) => {
-        log.warn({ domain: e.domain.name, err: err.message }, "room: domain not read; counting all again");
+        if (lastHeard.get(name) === mine) lastHeard.delete(name);
+        log.warn({ domain: name, err: err.message }, "room: domain not read; counting all again");
         resync("an event's domain could not be read");
       });
   });

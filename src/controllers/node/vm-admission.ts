@@ -72,7 +72,7 @@ async function nodeAddressRefusal(
   vm: VirtualMachine,
   ctx: NodeAdmissionContext,
 ): Promise<Refusal | undefined> {
-  const conflicts = addressConflicts(vm, ctx.identities.vmsOnNode());
+  const conflicts = addressConflicts(vm, ctx.identities.vmsSharing(vm));
   if (!conflicts.length) return undefined;
   // Only when two VMs were given one address: which reservations libvirt has now.
   const networks = [...new Set(conflicts.map((c) => c.mine.network))];

@@ -30,8 +30,13 @@ export interface NodeIdentityContext {
   /** UID of the cluster's kube-system namespace, as in the domains' owner records. */
   clusterId: string;
   nodeName: string;
-  /** The VMs placed on this node (the agent's cache). */
-  vmsOnNode(): ReadonlyArray<VirtualMachine>;
+  /**
+   * The VMs placed on this node that hold an identity or an address VM wants (the agent's cache,
+   * by its index: node-vm-index.ts); VM itself may be among them.
+   */
+  vmsSharing(vm: VirtualMachine): ReadonlyArray<VirtualMachine>;
+  /** Whether the VM NAMESPACE/NAME is placed on this node (the agent's cache). */
+  placedHere(namespace: string, name: string): boolean;
   /** Domains on this node, other than VM's own, using one of CLAIMS: the first one found. */
   domainHolding(vm: VirtualMachine, claims: readonly Identity[]): Promise<DomainHolder | undefined>;
   /** Runs DEFINE, our own define of NAME as XML, so that what it defines is known here unread. */
@@ -72,18 +77,14 @@ export async function nodeIdentityRefusal(
   vm: VirtualMachine,
   ctx: NodeIdentityContext,
 ): Promise<Refusal | undefined> {
-  const placedHere = ctx.vmsOnNode();
-  const refused = identityRefusal(vm, placedHere);
+  const refused = identityRefusal(vm, ctx.vmsSharing(vm));
   if (refused) return refused;
   const claims = claimedIdentities(vm);
   if (!claims.length) return undefined;
   const holder = await ctx.domainHolding(vm, claims);
   if (!holder) return undefined;
   const inCache =
-    holder.owner?.cluster === ctx.clusterId &&
-    placedHere.some(
-      (o) => o.metadata.namespace === holder.owner?.namespace && o.metadata.name === holder.owner?.name,
-    );
+    holder.owner?.cluster === ctx.clusterId && ctx.placedHere(holder.owner.namespace, holder.owner.name);
   return inCache ? undefined : domainHolderRefusal(vm, holder, ctx.clusterId, ctx.nodeName);
 }
 
@@ -114,12 +115,13 @@ export function libvirtDomainHolding(
   const definitions = new DomainDefinitions({
     source: {
       list: () => libvirt.listAllDomains(),
+      lookup: (name) => unlessNotFound(libvirt.lookupDomainByName(name)),
       read: (dom) => unlessNotFound(libvirt.domainXml(dom, DomainXmlFlags.Inactive)),
     },
     digest: definitionFacts,
   });
   // A definition written or removed changes it, and so does a stop (a transient domain made
-  // again under its name and UUID); a start does not (a new transient domain is in the next list).
+  // again under its name and UUID, or gone); a start may make a new (transient) domain.
   const changesDefinition = new Set<number>([
     DomainEventType.Defined,
     DomainEventType.Undefined,
@@ -130,16 +132,28 @@ export function libvirtDomainHolding(
     // The echo of our own define: what it defined is known already (defining).
     if (e.event === DomainEventType.Defined && ownDefines.consume(e.domain.name, e.event)) return;
     if (changesDefinition.has(e.event)) definitions.forget(e.domain.name);
+    else if (e.event === DomainEventType.Started) definitions.started(e.domain.name);
   });
   libvirt.on("deviceRemoved", (e: { domain: DomainRef }) => definitions.forget(e.domain.name));
-  libvirt.on("reconnected", () => {
+  // While libvirt is away nothing is known (events are missed), and a VM found clear then is
+  // searched again after.
+  const unknown = () => {
     ownDefines.clear();
     definitions.forgetAll();
-  });
+    clear.clear();
+  };
+  libvirt.on("disconnected", unknown);
+  libvirt.on("reconnected", unknown);
   const defining = async (name: string, xml: string, define: () => Promise<DomainRef>) => {
-    const dom = await ownDefines.around(name, DomainEventType.Defined, define);
-    definitions.remember(dom.name, Buffer.from(dom.uuid).toString("hex"), xml);
-    return dom;
+    try {
+      const dom = await ownDefines.around(name, DomainEventType.Defined, define);
+      definitions.remember(dom, xml);
+      return dom;
+    } catch (err) {
+      // libvirt may have defined it all the same (a deadline passed), its event taken as ours.
+      definitions.forget(name);
+      throw err;
+    }
   };
   const domainHolding: NodeIdentityContext["domainHolding"] = async (vm, claims) => {
     const namespace = vm.metadata.namespace ?? "default";
@@ -150,7 +164,8 @@ export function libvirtDomainHolding(
     const uuid = claims.find((c) => c.kind === "uuid");
     const macs = claims.filter((c) => c.kind === "mac");
     if (macs.length) {
-      // One list answers both: the UUIDs from the domains' references, the MACs from their definitions.
+      // The domains known (domain-definitions.ts) answer both: the UUIDs from their references,
+      // the MACs from their definitions.
       const others = (await definitions.all()).filter(({ dom }) => dom.name !== own);
       const wanted = uuid && uuidFromString(uuid.value);
       const sameUuid = wanted && others.find(({ dom }) => Buffer.from(dom.uuid).equals(wanted));

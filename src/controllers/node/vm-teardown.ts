@@ -93,7 +93,7 @@ export async function finalizeVm(
       await o.libvirt.resumeDomain(dom);
       return { requeueAfterMs: 0 };
     }
-    await removeDomain(o, dom, log, "VirtualMachine deleted");
+    await removeDomain(o, dom, log, "VirtualMachine deleted", state);
   }
   await reserveAddresses(o, vm, [], log);
   if (vm.metadata.finalizers?.includes(DOMAIN_FINALIZER)) {
@@ -110,14 +110,18 @@ export async function finalizeVm(
   return "released";
 }
 
-/** Stops and undefines a domain with its snapshots (they are the VM's dependents). */
+/**
+ * Stops and undefines a domain with its snapshots (they are the VM's dependents); SEEN is its
+ * state when the caller has just read it.
+ */
 export async function removeDomain(
   o: Pick<VmTeardownOptions, "libvirt" | "room" | "caused">,
   dom: DomainRef,
   log: Logger,
   why: string,
+  seen?: { state: number },
 ) {
-  const state = await o.libvirt.domainState(dom);
+  const state = seen ?? (await o.libvirt.domainState(dom));
   if (state.state !== DomainState.Shutoff)
     await causing(o.caused, dom.name, DomainEventType.Stopped, () => o.libvirt.destroyDomain(dom));
   // What libvirt holds of them inside the disks' qcow2 files is freed here, while the domain

@@ -5,30 +5,79 @@ import type { DomainRef } from "../../../src/hypervisor/libvirt/index.ts";
 
 const dom = (name: string, uuidByte = 1): DomainRef => ({ name, uuid: Buffer.alloc(16, uuidByte), id: -1 });
 
-/** A fake node: domains with their XML, counting reads; a read may be held until released. */
+/**
+ * A fake node: domains with their XML, counting lists, lookups and reads; a read or a list may be
+ * held until released.
+ */
 function node(initial: Record<string, string>) {
   const xml = new Map(Object.entries(initial));
   const uuids = new Map<string, number>();
   let reads = 0;
-  let hold: Promise<void> | undefined;
+  let lists = 0;
+  let lookups = 0;
+  const reads_ = gate();
+  const lists_ = gate();
   return {
     xml,
     uuids,
     reads: () => reads,
-    holdReads(until: Promise<void>) {
-      hold = until;
-    },
+    lists: () => lists,
+    lookups: () => lookups,
+    /** Reads wait until the function returned is called. */
+    holdReads: () => reads_.hold(),
+    /** Lists (made at once) answer when the function returned is called. */
+    holdList: () => lists_.hold(),
     source: {
-      list: async () => [...xml.keys()].map((n) => dom(n, uuids.get(n) ?? 1)),
+      list: async () => {
+        lists++;
+        const listed = [...xml.keys()].map((n) => dom(n, uuids.get(n) ?? 1));
+        await lists_.passed();
+        return listed;
+      },
+      lookup: async (name: string) => {
+        lookups++;
+        return xml.has(name) ? dom(name, uuids.get(name) ?? 1) : undefined;
+      },
       read: async (d: DomainRef) => {
         reads++;
         const text = xml.get(d.name);
-        if (hold) await hold;
+        await reads_.passed();
         return text;
       },
     },
   };
 }
+
+/** A wait that callers pass at once, unless held (until the function hold returns is called). */
+function gate() {
+  let closed: Promise<void> | undefined;
+  return {
+    passed: async () => closed,
+    hold(): () => void {
+      let open: () => void = () => undefined;
+      closed = new Promise((r) => (open = r));
+      return () => {
+        closed = undefined;
+        open();
+      };
+    },
+  };
+}
+
+/** Definitions of node N on a clock the test sets, read again after 1 s. */
+function clocked(n: ReturnType<typeof node>) {
+  const clock = { now: 0 };
+  const defs = new DomainDefinitions({
+    source: n.source,
+    digest: (x: string) => x,
+    maxAgeMs: 1000,
+    now: () => clock.now,
+  });
+  return { defs, clock };
+}
+
+/** Lets what is under way reach its next wait. */
+const turn = () => new Promise((r) => setImmediate(r));
 
 const facts = (defs: DomainDefinitions<string>) =>
   defs.all().then((all) => Object.fromEntries(all.map((a) => [a.dom.name, a.facts])));
@@ -43,25 +92,106 @@ describe("DomainDefinitions", () => {
     n.xml.set("a", "A2");
     n.xml.set("c", "C1");
     defs.forget("a");
+    defs.forget("c"); // its Defined event
     assert.deepEqual(await facts(defs), { a: "A2", b: "B1", c: "C1" });
     assert.equal(n.reads(), 4, "a again and the new c");
   });
 
-  it("drops domains no longer listed and reads one of the same name with another UUID", async () => {
+  it("lists once, then keeps to what libvirt's events say: one lookup per name they name", async () => {
     const n = node({ a: "A1", b: "B1" });
     const defs = new DomainDefinitions({ source: n.source, digest: (x) => x });
     await defs.all();
+    await defs.all();
+    assert.equal(n.lists(), 1);
+    assert.equal(n.lookups(), 0);
+    // b undefined, a undefined and defined again with another UUID, t started (transient).
     n.xml.delete("b");
+    defs.forget("b");
     n.xml.set("a", "A-new");
     n.uuids.set("a", 2);
-    assert.deepEqual(await facts(defs), { a: "A-new" });
-    assert.equal(defs.size, 1);
+    defs.forget("a");
+    n.xml.set("t", "T1");
+    defs.started("t");
+    defs.started("a"); // a known domain starting is no news
+    assert.deepEqual(await facts(defs), { a: "A-new", t: "T1" });
+    assert.equal(defs.size, 2);
+    assert.equal(n.lists(), 1);
+    assert.equal(n.lookups(), 3);
+  });
+
+  it("a change heard while listing is looked up, and our own define while listing stays", async () => {
+    const n = node({ a: "A1" });
+    const defs = new DomainDefinitions({ source: n.source, digest: (x) => x });
+    const release = n.holdList();
+    const first = defs.all(); // lists a alone
+    await turn();
+    n.xml.set("b", "B1");
+    defs.started("b"); // someone else's domain, after the list was made
+    n.xml.set("c", "C1");
+    defs.remember(dom("c"), "C1"); // ours
+    release();
+    await first;
+    assert.deepEqual(await facts(defs), { a: "A1", b: "B1", c: "C1" });
+    assert.equal(n.lists(), 1);
+  });
+
+  it("a domain made again under a known name while listing is not lost", async () => {
+    const n = node({ a: "A1", x: "X1" });
+    const { defs, clock } = clocked(n);
+    await defs.all();
+    n.xml.delete("x"); // a transient domain stopped: gone
+    defs.forget("x");
+    clock.now = 1000; // the next answer lists again
+    const release = n.holdList();
+    const relisting = defs.all(); // its list is made before x comes back
+    await turn();
+    n.xml.set("x", "X2");
+    n.uuids.set("x", 2);
+    defs.started("x"); // x is still in the set being replaced
+    release();
+    await relisting;
+    assert.deepEqual(await facts(defs), { a: "A1", x: "X2" });
+  });
+
+  it("lists rather than looks up when events named many domains", async () => {
+    const n = node({});
+    const defs = new DomainDefinitions({ source: n.source, digest: (x) => x });
+    await defs.all();
+    for (let i = 0; i < 40; i++) {
+      n.xml.set(`d${i}`, `D${i}`);
+      defs.forget(`d${i}`);
+    }
+    assert.equal((await defs.all()).length, 40);
+    assert.equal(n.lists(), 2);
+    assert.equal(n.lookups(), 0);
+  });
+
+  it("lists again after a reconnect heard while listing, and after maxAgeMs", async () => {
+    const n = node({ a: "A1" });
+    const { defs, clock } = clocked(n);
+    const release = n.holdList();
+    const first = defs.all();
+    await turn();
+    defs.forgetAll();
+    n.xml.set("b", "B1"); // defined while no event could tell
+    release();
+    assert.deepEqual(Object.keys(Object.fromEntries((await first).map((x) => [x.dom.name, 1]))).sort(), [
+      "a",
+      "b",
+    ]);
+    assert.equal(n.lists(), 2);
+    n.xml.set("c", "C1"); // no event
+    clock.now = 999;
+    assert.deepEqual(Object.keys(await facts(defs)).sort(), ["a", "b"]);
+    clock.now = 1000;
+    assert.deepEqual(Object.keys(await facts(defs)).sort(), ["a", "b", "c"]);
+    assert.equal(n.lists(), 3);
   });
 
   it("leaves out a domain gone between the list and the read, and forgets all on a reconnect", async () => {
     const n = node({ a: "A1" });
     const defs = new DomainDefinitions({
-      source: { list: n.source.list, read: async () => undefined },
+      source: { ...n.source, read: async () => undefined },
       digest: (x) => x,
     });
     assert.deepEqual(await facts(defs), {});
@@ -75,10 +205,9 @@ describe("DomainDefinitions", () => {
   it("does not keep a read that a change heard meanwhile may have overtaken", async () => {
     const n = node({ a: "A1" });
     const defs = new DomainDefinitions({ source: n.source, digest: (x) => x });
-    let release: () => void = () => undefined;
-    n.holdReads(new Promise((r) => (release = r)));
+    const release = n.holdReads();
     const first = defs.all();
-    await new Promise((r) => setImmediate(r));
+    await turn();
     n.xml.set("a", "A2"); // libvirt redefined it while the old definition was on its way
     defs.forget("a");
     release();
@@ -86,24 +215,17 @@ describe("DomainDefinitions", () => {
       (await first).map((x) => x.facts),
       ["A1"],
     );
-    n.holdReads(Promise.resolve());
     assert.deepEqual(await facts(defs), { a: "A2" }, "read again, not the stale one");
   });
 
   it("reads an entry again once it is older than maxAgeMs", async () => {
     const n = node({ a: "A1" });
-    let now = 0;
-    const defs = new DomainDefinitions({
-      source: n.source,
-      digest: (x) => x,
-      maxAgeMs: 1000,
-      now: () => now,
-    });
+    const { defs, clock } = clocked(n);
     await defs.all();
-    now = 999;
+    clock.now = 999;
     await defs.all();
     assert.equal(n.reads(), 1);
-    now = 1000;
+    clock.now = 1000;
     await defs.all();
     assert.equal(n.reads(), 2);
   });
@@ -113,20 +235,18 @@ describe("DomainDefinitions", () => {
     const defs = new DomainDefinitions({ source: n.source, digest: (x) => x });
     await defs.all();
     n.xml.set("b", "B1");
-    defs.remember("b", Buffer.alloc(16, 1).toString("hex"), "B1");
+    defs.remember(dom("b"), "B1");
     assert.deepEqual(await facts(defs), { a: "A1", b: "B1" });
     assert.equal(n.reads(), 1, "b was not read");
     // A read of a's old definition under way when we redefine it: ours stands.
-    let release: () => void = () => undefined;
-    n.holdReads(new Promise((r) => (release = r)));
+    const release = n.holdReads();
     defs.forget("a");
     const reading = defs.all();
-    await new Promise((r) => setImmediate(r));
+    await turn();
     n.xml.set("a", "A2");
-    defs.remember("a", Buffer.alloc(16, 1).toString("hex"), "A2");
+    defs.remember(dom("a"), "A2");
     release();
     await reading;
-    n.holdReads(Promise.resolve());
     assert.deepEqual(await facts(defs), { a: "A2", b: "B1" });
   });
 });

@@ -24,7 +24,8 @@ function context(holderAfterMs: number | undefined, started: string[]): NodeAdmi
     identities: {
       clusterId: "c1",
       nodeName: "n1",
-      vmsOnNode: () => [],
+      vmsSharing: () => [],
+      placedHere: () => false,
       domainHolding: async (_vm, claims) => {
         started.push("identity");
         if (holderAfterMs === undefined) return undefined;
@@ -98,7 +99,7 @@ describe("agent admission", () => {
     const holder = withAddress("holder", "2026-01-01T00:00:00Z");
     const late = withAddress("late", "2026-02-01T00:00:00Z");
     const ctx = context(undefined, []);
-    ctx.identities.vmsOnNode = () => [holder, late];
+    ctx.identities.vmsSharing = () => [holder, late];
     const asked: string[] = [];
     ctx.dhcpHosts = async (network) => {
       asked.push(network);

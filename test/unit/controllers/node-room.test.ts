@@ -214,3 +214,32 @@ describe("moving a VM for room", () => {
     assert.equal(movableForRoom(vm({}, {}), "n1"), false);
   });
 });
+
+describe("the room kept to libvirt's events", () => {
+  it("counts a stopped guest out at once, and an older read answering late does not count it back", async () => {
+    const { EventEmitter } = await import("node:events");
+    const { keepRoomCurrent } = await import("../../../src/controllers/node/room-observer.ts");
+    const { DomainEventType } = await import("../../../src/hypervisor/libvirt/index.ts");
+    let answer: (info: unknown) => void = () => undefined;
+    let reads = 0;
+    const libvirt = Object.assign(new EventEmitter(), {
+      domainInfo: () => {
+        reads++;
+        return new Promise((r) => (answer = r));
+      },
+      listAllDomains: async () => [],
+    });
+    const room = new NodeRoom("n1", () => host, 1);
+    const silent = { warn: () => undefined } as never;
+    keepRoomCurrent(room, libvirt as never, silent);
+    const dom = { name: "ns_a", uuid: Buffer.alloc(16), id: 1 };
+    const need = { cpus: 1, memoryBytes: GiB };
+    libvirt.emit("lifecycle", { domain: dom, event: DomainEventType.Started, detail: 0 });
+    libvirt.emit("lifecycle", { domain: dom, event: DomainEventType.Stopped, detail: 0 });
+    assert.equal(reads, 1, "a stop asks libvirt nothing");
+    // The start's read answers after the stop: the guest was running when it was read.
+    answer({ state: DomainState.Running, vcpus: 1, maxMemKiB: GiB / 1024 });
+    await new Promise((r) => setImmediate(r));
+    assert.equal(room.claim("ns_b", need), undefined, "the stopped guest takes no room");
+  });
+});

@@ -92,7 +92,9 @@ describe("the node's identity check", () => {
   const ctx = (domainHolding: NodeIdentityContext["domainHolding"], vms: VirtualMachine[] = []) => ({
     clusterId: "c1",
     nodeName: "n1",
-    vmsOnNode: () => vms,
+    vmsSharing: () => vms,
+    placedHere: (ns: string, name: string) =>
+      vms.some((o) => o.metadata.namespace === ns && o.metadata.name === name),
     domainHolding,
   });
 
