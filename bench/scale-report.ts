@@ -49,6 +49,9 @@ function durations(d: QueueFigures["duration"]): string {
 /** The controller's CPU time over its VM reconciles (watch handling and scrapes included). */
 const cpuPerReconcileMs = (p: PhaseFigures) =>
   (p.processes.controller.cpuSeconds * 1000) / p.controllerQueue.reconciles;
+/** The agents' CPU time over their VM reconciles (heartbeats, statistics and scrapes included). */
+const agentCpuPerReconcileMs = (p: PhaseFigures) =>
+  (p.agentsTotal.cpuSeconds * 1000) / p.agentQueues.reconciles;
 
 /** One table per phase (create, delete): a column per round. */
 export function roundsTable(rounds: readonly RoundFigures[], phase: "create" | "delete"): string {
@@ -79,6 +82,7 @@ export function roundsTable(rounds: readonly RoundFigures[], phase: "create" | "
       ),
     ],
     ["agents CPU s (all)", ...phases.map((p) => secs(p.agentsTotal.cpuSeconds))],
+    ["agents CPU ms per reconcile", ...phases.map((p) => ms(agentCpuPerReconcileMs(p)))],
     ["agent RSS max MiB (largest)", ...phases.map((p) => mib(p.agentsTotal.maxRssMiB))],
     ["kube-apiserver CPU s", ...phases.map((p) => secs(p.processes.apiserver.cpuSeconds))],
     ["etcd CPU s", ...phases.map((p) => secs(p.processes.etcd.cpuSeconds))],
@@ -235,6 +239,12 @@ export function targetLines(rounds: readonly RoundFigures[], b: Baseline | undef
     const cz = cpuPerReconcileMs(big.create);
     lines.push(
       `controller CPU per reconcile, ${small.vms} → ${big.vms} VMs: ${ms(ca)} → ${ms(cz)} ms (×${(cz / ca).toFixed(1)}; ${mark(cz <= ca * 1.5)})`,
+    );
+    const aa = agentCpuPerReconcileMs(small.create);
+    const az = agentCpuPerReconcileMs(big.create);
+    const perNode = (r: RoundFigures) => `${r.perNode.max} VMs per node`;
+    lines.push(
+      `agents CPU per reconcile, ${perNode(small)} → ${perNode(big)}: ${ms(aa)} → ${ms(az)} ms (×${(az / aa).toFixed(1)}; ${mark(az <= aa * 1.5)})`,
     );
   }
   if (b) {
