@@ -42,6 +42,8 @@ export class DomainDefinitions<T> {
   private listedAt = 0;
   /** Names an event spoke of since: looked up before the next answer. */
   private readonly touched = new Set<string>();
+  /** Events spoke of more names than lookups are worth (or a list failed): list again. */
+  private relist = false;
   private refreshing?: Promise<void>;
   /** A tick per change heard; per domain, the tick of its last change (kept while calls run). */
   private tick = 0;
@@ -65,8 +67,7 @@ export class DomainDefinitions<T> {
   /** NAME's definition changed, or it went: looked up and read again when next asked. */
   forget(name: string): void {
     this.entries.delete(name);
-    this.touched.add(name);
-    this.changed(name);
+    this.touch(name);
   }
 
   /**
@@ -75,14 +76,15 @@ export class DomainDefinitions<T> {
    */
   started(name: string): void {
     if (this.domains?.has(name) && !this.refreshing) return;
-    this.touched.add(name);
-    this.changed(name);
+    this.touch(name);
   }
 
   /** We just defined DOM as XML: known without looking it up or reading it back. */
   remember(dom: DomainRef, xml: string): void {
-    this.forget(dom.name); // a lookup or read of what it was, under way, is not kept over this
-    this.touched.delete(dom.name);
+    // A lookup or read of what it was, under way, is not kept over this; a name another's event
+    // spoke of stays to be looked up (that change may have come after our define).
+    this.entries.delete(dom.name);
+    this.changed(dom.name);
     this.domains?.set(dom.name, dom);
     const uuid = Buffer.from(dom.uuid).toString("hex");
     this.entries.set(dom.name, { uuid, readAt: this.now(), facts: this.digest(xml), dom });
@@ -116,6 +118,16 @@ export class DomainDefinitions<T> {
       if (facts !== undefined) out.push({ dom, facts: facts });
     }
     return out;
+  }
+
+  /** NAME to look up; past LOOKUPS_MAX names (however long no check asked), a list instead. */
+  private touch(name: string) {
+    this.changed(name);
+    if (this.relist) return;
+    this.touched.add(name);
+    if (this.touched.size <= LOOKUPS_MAX) return;
+    this.relist = true;
+    this.touched.clear();
   }
 
   private changed(name: string) {
@@ -153,11 +165,18 @@ export class DomainDefinitions<T> {
   /** False when libvirt reconnected meanwhile (what was learnt may be of the old connection). */
   private async refreshOnce(): Promise<boolean> {
     const start = this.tick;
-    const stale = this.now() - this.listedAt >= this.maxAgeMs || this.touched.size > LOOKUPS_MAX;
-    if (!this.domains || stale) {
-      this.touched.clear(); // what changes while listing is spoken of again
+    if (!this.domains || this.relist || this.now() - this.listedAt >= this.maxAgeMs) {
+      // What changes while listing is spoken of again; if the list fails, it is made next time.
+      this.touched.clear();
+      this.relist = false;
       const listedAt = this.now();
-      const listed = await this.source.list();
+      let listed: readonly DomainRef[];
+      try {
+        listed = await this.source.list();
+      } catch (err) {
+        this.relist = true;
+        throw err;
+      }
       if (this.everythingChangedAt > start) return false;
       const domains = new Map(listed.map((d) => [d.name, d]));
       // Defined by us while listing: as we defined it (the list may be from before).
@@ -182,7 +201,7 @@ export class DomainDefinitions<T> {
         else domains.delete(name);
       }
     } catch (err) {
-      for (const name of names) this.touched.add(name);
+      for (const name of names) this.touch(name);
       throw err;
     }
     return true;

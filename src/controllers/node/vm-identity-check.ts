@@ -88,6 +88,9 @@ export async function nodeIdentityRefusal(
   return inCache ? undefined : domainHolderRefusal(vm, holder, ctx.clusterId, ctx.nodeName);
 }
 
+/** VMs found clear, kept at most. */
+const CLEAR_KEPT = 16_384;
+
 /** What an identity check needs of a domain's definition. */
 interface DefinitionFacts {
   macs: ReadonlySet<string>;
@@ -183,6 +186,7 @@ export function libvirtDomainHolding(
         return { claim: uuid, ...(owner ? { owner } : {}) };
       }
     }
+    if (clear.size >= CLEAR_KEPT) clear.clear(); // VMs deleted long ago are searched again if they come back
     clear.set(key, signature);
     return undefined;
   };

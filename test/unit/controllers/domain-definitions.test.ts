@@ -153,6 +153,31 @@ describe("DomainDefinitions", () => {
     assert.deepEqual(await facts(defs), { a: "A1", x: "X2" });
   });
 
+  it("a list that failed is made again, and our define leaves another's change to be looked up", async () => {
+    const n = node({ a: "A1" });
+    const defs = new DomainDefinitions({ source: n.source, digest: (x) => x });
+    await defs.all();
+    for (let i = 0; i < 20; i++) {
+      n.xml.set(`d${i}`, `D${i}`);
+      defs.forget(`d${i}`);
+    }
+    const list = n.source.list;
+    n.source.list = async () => {
+      throw new Error("timed out");
+    };
+    await assert.rejects(defs.all(), /timed out/);
+    n.source.list = list;
+    assert.equal((await defs.all()).length, 21, "the 20 named before the failure are there");
+    // a is redefined by someone else, then by us: the lookup after tells which is there now.
+    defs.forget("a");
+    n.xml.set("a", "A-theirs");
+    n.uuids.set("a", 2);
+    defs.remember(dom("a", 1), "A-ours");
+    const lookups = n.lookups();
+    assert.equal((await facts(defs)).a, "A-theirs");
+    assert.equal(n.lookups(), lookups + 1);
+  });
+
   it("lists rather than looks up when events named many domains", async () => {
     const n = node({});
     const defs = new DomainDefinitions({ source: n.source, digest: (x) => x });
