@@ -96,6 +96,7 @@ bench: setup
 	@node bench/plugin.ts
 	@node bench/agent-metrics.ts
 	@node bench/cluster-index.ts
+	@node bench/node-index.ts
 
 # BENCH_SCALE_VMS VMs (default 1000; a round of 100 first unless BENCH_SCALE_BASELINE=0) over
 # test-driver nodes; BENCH_HEAP_SNAPSHOT=1 snapshots the heaps with all VMs running; BENCH_PROFILE=1
