@@ -40,6 +40,8 @@ const uuid = (n: number) =>
   `7e0a1d00-71d0-4000-8000-${SLOT.toString(16).padStart(4, "0")}${n.toString(16).padStart(8, "0")}`;
 /** A domain an admin defined by hand, not through the operator. */
 const FOREIGN = `lvo-tid-foreign-${SLOT}`;
+/** Another admin's guest, transient (created, never defined): libvirt says only that it started. */
+const FOREIGN_TRANSIENT = `lvo-tid-transient-${SLOT}`;
 
 let workDir = "";
 const namespaces: string[] = [];
@@ -64,6 +66,7 @@ async function removeNetwork() {
 
 async function removeForeignDomain() {
   await virsh("undefine", FOREIGN).catch(() => undefined);
+  await virsh("destroy", FOREIGN_TRANSIENT).catch(() => undefined);
 }
 
 /** Namespaces of this file; domains named <namespace>_… are its VMs'. */
@@ -419,6 +422,14 @@ describe("objects forged past the controller", () => {
         <devices><interface type='network'><source network='${NET}'/><mac address='${mac(5)}'/></interface></devices></domain>`,
     );
     await virsh("define", join(workDir, "foreign.xml"));
+    // Created after the agent came up and looked at the node's domains: known from its event alone.
+    await writeFile(
+      join(workDir, "transient.xml"),
+      `<domain type='qemu'><name>${FOREIGN_TRANSIENT}</name><memory unit='MiB'>32</memory>
+        <os><type arch='x86_64' machine='pc'>hvm</type></os><on_poweroff>destroy</on_poweroff>
+        <devices><interface type='network'><source network='${NET}'/><mac address='${mac(6)}'/></interface></devices></domain>`,
+    );
+    await virsh("create", join(workDir, "transient.xml"));
     await stopDaemon(TEST_STACK.stateDir, "controller");
 
     const t = Date.now();
@@ -433,6 +444,12 @@ describe("objects forged past the controller", () => {
       uuid: uid(4),
       mac: mac(5),
     });
+    await placeByHand(
+      n,
+      "transient-mac",
+      haltedVm({ interfaces: [{ name: "default", macAddress: mac(6) }] }),
+      { uuid: uid(5), mac: mac(6) },
+    );
     const checks = [
       ["bad-network", "NetworkNotAllowed", new RegExp(`network ${NET} is not allowed in this namespace`)],
       ["taken-uuid", "UuidInUse", /UUID .* is already in use in another namespace/],
@@ -443,6 +460,11 @@ describe("objects forged past the controller", () => {
       ],
       [
         "admins-mac",
+        "MacAddressInUse",
+        /in use by a libvirt domain on node .* that this operator does not manage/,
+      ],
+      [
+        "transient-mac",
         "MacAddressInUse",
         /in use by a libvirt domain on node .* that this operator does not manage/,
       ],
