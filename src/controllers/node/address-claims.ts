@@ -7,6 +7,7 @@
 // older VM, else the one first in namespace/name order: every judge picks the same.
 import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import { canonicalIp } from "../../hypervisor/network.ts";
+import { addressKey } from "../cluster/vm-index.ts";
 import { Reason } from "../event-reasons.ts";
 import type { Refusal } from "../tenant-policy.ts";
 import { createdAt, describeHolder, type IdentityHolder, precedes } from "../vm-identities.ts";
@@ -25,14 +26,15 @@ export interface AddressConflict {
 const keyOf = (vm: VmLike) => `${vm.metadata.namespace ?? ""}/${vm.metadata.name ?? ""}`;
 /** canonicalIp of the addresses seen, kept: every VM on the node is compared on each admission. */
 const canonical = new Map<string, string>();
-function addressOf(network: string, ip: string): string {
+/** One address on one network, however it is spelt (as the controller's index keys it). */
+export function addressOf(network: string, ip: string): string {
   let c = canonical.get(ip);
   if (c === undefined) {
     if (canonical.size >= 16_384) canonical.clear();
     c = canonicalIp(ip);
     canonical.set(ip, c);
   }
-  return `${network} ${c}`;
+  return addressKey(network, c);
 }
 
 /** Pure: VM's reservations that some other VM in OTHERS would make too (same network, same address in any spelling). */

@@ -5,22 +5,21 @@
 // themselves still decide; the index only finds who to show them.
 import type { KubernetesObject } from "@kubernetes/client-node";
 import type { VirtualMachine } from "../../api/virtualmachine.ts";
-import { canonicalIp } from "../../hypervisor/network.ts";
-import { keyOf, splitKey } from "../../runtime/kube.ts";
+import { splitKey } from "../../runtime/kube.ts";
 import type { Watchable } from "../../runtime/watch.ts";
 import { indexBy, type KeyIndex } from "../cluster/key-index.ts";
-import { addressKey } from "../cluster/vm-index.ts";
 import { claimedIdentities, heldIdentities } from "../vm-identities.ts";
 import { placementOf } from "../vm-placement.ts";
+import { addressOf } from "./address-claims.ts";
 import { desiredReservations } from "./dhcp.ts";
 
 type Vm = VirtualMachine & KubernetesObject;
 
 const identityValue = (kind: string, value: string) => `${kind} ${value}`;
-const addressValue = (network: string, ip: string) => `ip ${addressKey(network, canonicalIp(ip))}`;
+const addressValue = (network: string, ip: string) => `ip ${addressOf(network, ip)}`;
 
 /** Pure: what VM holds against others here: its identities, and the addresses of its placement. */
-export function heldValues(vm: VirtualMachine): string[] {
+function heldValues(vm: VirtualMachine): string[] {
   return [
     ...heldIdentities(vm).map((h) => identityValue(h.kind, h.value)),
     ...placementOf(vm).interfaces.flatMap(({ network, ipv4, ipv6 }) =>
@@ -30,7 +29,7 @@ export function heldValues(vm: VirtualMachine): string[] {
 }
 
 /** Pure: what VM would take here: the identities it claims, the addresses it would reserve. */
-export function wantedValues(vm: VirtualMachine): string[] {
+function wantedValues(vm: VirtualMachine): string[] {
   return [
     ...claimedIdentities(vm).map((c) => identityValue(c.kind, c.value)),
     ...desiredReservations(vm).map((r) => addressValue(r.network, r.host.ip)),
@@ -47,10 +46,9 @@ export class NodeVmIndex {
    */
   constructor(informer: Watchable<Vm>, get: (name: string, namespace: string) => Vm | undefined) {
     this.get = get;
-    this.index = indexBy(informer, (raw) => {
-      const { namespace, name } = splitKey(keyOf(raw));
-      return heldValues(get(name, namespace) ?? raw);
-    });
+    this.index = indexBy(informer, (raw) =>
+      heldValues(get(raw.metadata?.name ?? "", raw.metadata?.namespace ?? "") ?? raw),
+    );
   }
 
   /** The VMs here (VM itself among them, when it is here) holding something VM wants. */
