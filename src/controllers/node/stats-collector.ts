@@ -150,6 +150,9 @@ export class StatsCollector {
     );
     const readings: VmReading[] = [];
     const diskReadings = new Map<string, DiskReading>();
+    // Status writes wait until the metrics show this sample: whoever sees a figure in status
+    // finds it (or a later one) on /metrics too.
+    const writes: Array<() => Promise<void>> = [];
     const seen = new Set<string>();
     for (const rec of records) {
       const vm = byDomain.get(rec.domain.name);
@@ -176,15 +179,16 @@ export class StatsCollector {
           vm: vm.metadata.name,
           counters: c,
         });
-        await this.diskStatistics(disk, vm.metadata.name, c, now);
+        writes.push(() => this.diskStatistics(disk, vm.metadata.name, c, now));
       }
       const current: Sample = { at: now, stats: rec.stats };
       const prev = this.previous.get(key);
       this.previous.set(key, current);
       if (!prev) continue;
-      await this.writeIfChanged(VirtualMachineKind, vm, statisticsBetween(prev, current), now);
+      writes.push(() => this.writeIfChanged(VirtualMachineKind, vm, statisticsBetween(prev, current), now));
     }
     this.metrics.update(readings, [...diskReadings.values()]);
+    for (const write of writes) await write();
     for (const [key] of [...this.previousDisk]) {
       if (diskReadings.has(key)) continue;
       this.previousDisk.delete(key);
