@@ -30,7 +30,6 @@ import {
   applyObject,
   applyVm,
   consoleLogOf,
-  eventsOf,
   getObject,
   getVm,
   isPrintable,
@@ -38,6 +37,7 @@ import {
   startTestOperator,
   stopTestOperator,
   virsh,
+  waitForEvent,
   waitForObject,
   waitForVm,
 } from "../support/operator.ts";
@@ -230,14 +230,15 @@ describe("objects applied again without status take over their volumes and runni
       assert.equal(d?.status?.path, path);
       assert.equal(statSync(path).ino, inode, "the same volume, not made again");
       assert.equal(d?.status?.lastOperation?.type, "Adopt");
-      const scheduled = (await eventsOf(ns, d!.metadata.name)).filter((e) => e.reason === "Scheduled");
-      assert.ok(
-        scheduled.some((e) =>
+      await waitForEvent(
+        ns,
+        d!.metadata.name,
+        (e) =>
+          e.reason === "Scheduled" &&
           /its volume on node .*, left by an earlier object of this name, is taken over there/.test(
             e.message,
           ),
-        ),
-        JSON.stringify(scheduled),
+        "Scheduled (taken over)",
       );
     }
     assert.equal(await sectorText(before.copyPath), "41\n", "the copy was not made again from the counter");
@@ -259,12 +260,8 @@ describe("objects applied again without status take over their volumes and runni
       (await virsh("list", "--all", "--name")).split("\n").filter((n) => n.trim() === domain()).length,
       1,
     );
-    for (const name of ["counter", "copy"])
-      assert.ok(
-        (await eventsOf(ns, name)).some((e) => e.reason === "Adopted"),
-        `${name}: an Adopted Event`,
-      );
-    assert.ok((await eventsOf(ns, "guest")).some((e) => e.reason === "Adopted"));
+    for (const name of ["counter", "copy", "guest"])
+      await waitForEvent(ns, name, (e) => e.reason === "Adopted", "Adopted");
     // Taken over: no longer orphans.
     await waitFor("the orphan report emptied", async () => {
       const r = await orphansOnNode();
@@ -280,7 +277,7 @@ describe("objects applied again without status take over their volumes and runni
     const mine = await waitForDisk(other, "counter", ready, "Ready (imported afresh)");
     assert.equal(mine?.status?.nodeName, TEST_STACK.nodeName);
     assert.notEqual(mine?.status?.path, before.counterPath);
-    assert.ok((await eventsOf(other, "counter")).some((e) => e.reason === "Imported"));
+    await waitForEvent(other, "counter", (e) => e.reason === "Imported", "Imported");
     assert.equal(
       await sectorText(mine!.status!.path!),
       "41\n",

@@ -22,10 +22,11 @@ import {
   isPrintable,
   startTestOperator,
   stopTestOperator,
+  waitForEvent,
   waitForObject,
   waitForVm,
 } from "../support/operator.ts";
-import { eventsJson, kubectl, testNamespace } from "../support/stack.ts";
+import { kubectl, testNamespace } from "../support/stack.ts";
 
 let guest: Guest;
 let ns = "";
@@ -99,8 +100,9 @@ function patchSpec(resource: string, name: string, spec: Record<string, unknown>
   return kubectl(["patch", resource, name, "-n", ns, "--type=merge", "-p", JSON.stringify({ spec })]);
 }
 
-function events(name: string): Promise<string> {
-  return eventsJson(ns, name);
+/** Waits for an Event of REASON on the disk NAME (Events go beside status writes, not after them). */
+function eventOf(name: string, reason: string) {
+  return waitForEvent(ns, name, (e) => e.reason === reason, reason);
 }
 
 before(async () => {
@@ -267,14 +269,14 @@ describe("VMDisk end to end (TCG guests)", () => {
     );
     assert.match(condition(blocked, "InUse")!.message, /VirtualMachine writer uses the disk/);
     assert.ok(blocked!.metadata.deletionTimestamp);
-    assert.match(await events("data"), /"reason": "DeletionBlocked"/);
+    await eventOf("data", "DeletionBlocked");
     await new Promise((r) => setTimeout(r, 2000));
     assert.ok(existsSync(path), "the volume stays while attached");
 
     await patchSpec("vm", "writer", { disks: null });
     await waitForDisk("data", (d) => d === undefined, "deleted", 60_000);
     assert.ok(!existsSync(path), "the volume is gone");
-    assert.match(await events("data"), /"reason": "Wiped"/);
+    await eventOf("data", "Wiped");
     const vm = await getVm(ns, "writer");
     assert.deepEqual(vm!.status!.disks ?? [], []);
   });
@@ -360,7 +362,7 @@ describe("VMDisk end to end (TCG guests)", () => {
     assert.equal(file!.status!.provisionedSize, 16 * MiB);
     assert.equal(file!.status!.format, "qcow2");
     assert.equal((await volumeStart(file!.status!.path!, "qcow2")).slice(0, 21), "IMPORTED-IMAGE-MARKER");
-    assert.match(await events("from-file"), /"reason": "Imported"/);
+    await eventOf("from-file", "Imported");
     const http = await waitForDisk("from-http", phaseIs("Ready"), "Ready (http import)");
     assert.equal(http!.status!.provisionedSize, 8 * MiB, "the image's own size wins over a smaller request");
     assert.equal(http!.status!.format, "raw");
@@ -391,7 +393,7 @@ describe("VMDisk end to end (TCG guests)", () => {
       condition(nowhere, "Scheduled")!.message,
       /node no-such-node \(spec.nodeName\) does not exist/,
     );
-    assert.match(await events("nowhere"), /"reason": "Unschedulable"/);
+    await eventOf("nowhere", "Unschedulable");
     const outside = await waitForDisk("outside", phaseIs("Illegal"), "Illegal");
     assert.match(
       condition(outside, "Ready")!.message,

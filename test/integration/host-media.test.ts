@@ -18,13 +18,13 @@ import {
   applyObject,
   applyVm,
   consoleLogOf,
-  eventsOf,
   getVm,
   isPrintable,
   startTestOperator,
   stopTestOperator,
   TEST_MEDIA_DIR,
   virsh,
+  waitForEvent,
   waitForObject,
   waitForVm,
 } from "../support/operator.ts";
@@ -70,9 +70,13 @@ async function expectRefused(name: string, field: string, rule: RegExp) {
   const message = failureOf(vm)!.message;
   assert.match(message, rule, `${name}: ${message}`);
   assert.equal(failureOf(vm)?.status, "True");
-  const events = await eventsOf(ns, name);
-  const event = events.find((e) => e.reason === "HostPathRefused" && e.message === message);
-  assert.equal(event?.type, "Warning", `${name}: events ${JSON.stringify(events)}`);
+  const event = await waitForEvent(
+    ns,
+    name,
+    (e) => e.reason === "HostPathRefused" && e.message === message,
+    "HostPathRefused",
+  );
+  assert.equal(event.type, "Warning");
 }
 
 /** A spec that puts PATH into FIELD of an otherwise bootable test guest. */

@@ -24,6 +24,7 @@ import {
   startTestOperator,
   stopTestOperator,
   virsh,
+  waitForEvent,
   waitForObject,
 } from "../support/operator.ts";
 import { kubectl, TEST_STACK, testNamespace } from "../support/stack.ts";
@@ -166,9 +167,9 @@ describe("image imports over http(s), against the real agent", () => {
         readyMessage(disk),
         /unless the node's admin allows the range \(agent\.imageImport\.allowedNetworks\)/,
       );
-      const warning = (await eventsOf(ns, name)).find((e) => e.reason === "ImportFailed");
-      assert.match(warning?.message ?? "", /refused to connect/, `${name}: a Warning Event`);
-      assert.equal(warning?.type, "Warning");
+      const warning = await waitForEvent(ns, name, (e) => e.reason === "ImportFailed", "ImportFailed");
+      assert.match(warning.message, /refused to connect/, `${name}: a Warning Event`);
+      assert.equal(warning.type, "Warning");
       assert.deepEqual(await volumesOf(name), [], `${name}: nothing in the pool`);
     }
     assert.deepEqual(requests, [], "the agent never connected to the server");
@@ -205,10 +206,11 @@ describe("image imports over http(s), against the real agent", () => {
     assert.ok(endless.closedEarly, "the agent hung up mid-stream");
     assert.ok(endless.sent < 16 * MiB, `the server sent ${endless.sent} bytes in all`);
     assert.deepEqual(await volumesOf("endless"), [], "no volume left in the pool");
-    assert.ok(
-      (await eventsOf(ns, "endless")).some(
-        (e) => e.reason === "ImportFailed" && /stopped after/.test(e.message),
-      ),
+    await waitForEvent(
+      ns,
+      "endless",
+      (e) => e.reason === "ImportFailed" && /stopped after/.test(e.message),
+      "ImportFailed (stopped after)",
     );
 
     await applyObject("VMDisk", ns, "announced", {
@@ -267,8 +269,10 @@ describe("image imports over http(s), against the real agent", () => {
       readyMessage(denied),
       /^fetching http:\/\/REDACTED@127\.0\.0\.1:\d+\/secret\/other\.raw\?token=REDACTED answered HTTP 403 Forbidden$/,
     );
-    const imported = (await eventsOf(ns, "with-password")).find((e) => e.reason === "Imported");
-    assert.match(imported?.message ?? "", /from http:\/\/REDACTED@127\.0\.0\.1:\d+\/secret\/small\.raw/);
+    const imported = await waitForEvent(ns, "with-password", (e) => e.reason === "Imported", "Imported");
+    // The refusal's Event too, so that the check below reads it.
+    await waitForEvent(ns, "denied", (e) => e.reason === "ImportFailed", "ImportFailed");
+    assert.match(imported.message, /from http:\/\/REDACTED@127\.0\.0\.1:\d+\/secret\/small\.raw/);
     assert.match(ok!.status!.lastOperation?.message ?? "", /REDACTED@/);
 
     const shown = [

@@ -27,6 +27,7 @@ import {
   startTestOperator,
   stopTestOperator,
   virsh,
+  waitForEvent,
   waitForObject,
   waitForVm,
 } from "../support/operator.ts";
@@ -138,7 +139,7 @@ describe("linked clones of a VMTemplate's base (real agent, libvirtd, TCG guests
     assert.equal(info["virtual-size"], 64 * MiB);
     assert.ok((clone!.status!.actualSize ?? 0) < MiB, "thin");
     assert.equal(await sectorText(clonePath), "41\n", "reads the base's content");
-    assert.ok((await eventsOf(ns, "clone")).some((e) => e.reason === "Cloned"));
+    await waitForEvent(ns, "clone", (e) => e.reason === "Cloned", "Cloned");
   });
 
   it("a guest boots from the linked clone and writes to it; the base is unchanged", async () => {
@@ -207,7 +208,12 @@ describe("linked clones of a VMTemplate's base (real agent, libvirtd, TCG guests
       /disk root \(VMDisk base\) is a base of VMTemplate tpl; a VM made into a template does not run/,
     );
     assert.equal(refused!.status!.conditions!.find((c) => c.type === "Stalled")?.status, "True");
-    assert.ok((await eventsOf(ns, "tmpl")).some((e) => e.reason === "TemplateBase" && e.type === "Warning"));
+    await waitForEvent(
+      ns,
+      "tmpl",
+      (e) => e.reason === "TemplateBase" && e.type === "Warning",
+      "TemplateBase",
+    );
     assert.match(await virsh("dumpxml", "--inactive", `${ns}_tmpl`), /<readonly\/>/);
     await sleep(3000);
     assert.equal(

@@ -18,12 +18,12 @@ import {
 import {
   applyVm,
   consoleLogOf,
-  eventsOf,
   getVm,
   isPrintable,
   readyCondition,
   startTestOperator,
   stopTestOperator,
+  waitForEvent,
   waitForVm,
 } from "../support/operator.ts";
 import { kubectlVm, type PluginRun, serviceAccountKubeconfig } from "../support/plugin.ts";
@@ -147,7 +147,7 @@ describe("kubectl vm power verbs (TCG guests)", () => {
     await sleep(8000);
     vm = await getVm(ns, "frozen");
     assert.equal(vm?.status?.printableStatus, "Frozen", "start must not thaw a frozen VM");
-    assert.ok((await eventsOf(ns, "frozen")).some((e) => e.reason === "StartRefused"));
+    await waitForEvent(ns, "frozen", (e) => e.reason === "StartRefused", "StartRefused");
     await vmOk("unfreeze", "frozen");
     await sleep(5000);
     vm = await getVm(ns, "frozen");

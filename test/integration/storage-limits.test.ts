@@ -24,10 +24,10 @@ import {
   applyObject,
   applyVm,
   consoleLogOf,
-  eventsOf,
   startTestOperator,
   stopTestOperator,
   virsh,
+  waitForEvent,
   waitForObject,
   waitForVm,
 } from "../support/operator.ts";
@@ -230,8 +230,11 @@ describe("storage limits", () => {
     );
     assert.equal(condition(waiting, "Stalled")?.status, "True");
     assert.equal(waiting?.metadata.labels?.[NODE_LABEL], undefined, "not placed");
-    assert.ok(
-      (await eventsOf(ns, "b")).some((e) => e.type === "Warning" && e.reason === "DiskBytesLimitExceeded"),
+    await waitForEvent(
+      ns,
+      "b",
+      (e) => e.type === "Warning" && e.reason === "DiskBytesLimitExceeded",
+      "DiskBytesLimitExceeded",
     );
 
     // The admin raises the limit: the waiting disk is placed and created (the Namespace is watched).
@@ -247,8 +250,11 @@ describe("storage limits", () => {
     );
     assert.equal(held?.status?.provisionedSize, 2 * Gi);
     assert.equal(held?.status?.phase, "Ready", "the volume stays usable");
-    assert.ok(
-      (await eventsOf(ns, "a")).some((e) => e.type === "Warning" && e.reason === "DiskBytesLimitExceeded"),
+    await waitForEvent(
+      ns,
+      "a",
+      (e) => e.type === "Warning" && e.reason === "DiskBytesLimitExceeded",
+      "DiskBytesLimitExceeded",
     );
 
     // Another disk goes: the growth proceeds.
@@ -276,10 +282,11 @@ describe("storage limits", () => {
       ),
     );
     assert.equal(refused?.metadata.labels?.[NODE_LABEL], undefined);
-    assert.ok(
-      (await eventsOf(ns, "elsewhere")).some(
-        (e) => e.type === "Warning" && e.reason === "StoragePoolNotAllowed",
-      ),
+    await waitForEvent(
+      ns,
+      "elsewhere",
+      (e) => e.type === "Warning" && e.reason === "StoragePoolNotAllowed",
+      "StoragePoolNotAllowed",
     );
     assert.doesNotMatch(await volumesIn(OTHER_POOL), new RegExp(`${ns}_elsewhere`));
 
@@ -328,10 +335,11 @@ describe("storage limits", () => {
         condition(refused, "Stalled")!.message,
         new RegExp(`storage pool ${OTHER_POOL} is not allowed in this namespace`),
       );
-      assert.ok(
-        (await eventsOf(ns, "forged")).some(
-          (e) => e.type === "Warning" && e.reason === "StoragePoolNotAllowed",
-        ),
+      await waitForEvent(
+        ns,
+        "forged",
+        (e) => e.type === "Warning" && e.reason === "StoragePoolNotAllowed",
+        "StoragePoolNotAllowed",
       );
       await sleep(2000);
       assert.doesNotMatch(await volumesIn(OTHER_POOL), new RegExp(`${ns}_forged`), "no volume was created");

@@ -18,12 +18,12 @@ import {
   applyObject,
   applyVm,
   consoleLogOf,
-  eventsOf,
   getObject,
   getVm,
   isPrintable,
   startTestOperator,
   stopTestOperator,
+  waitForEvent,
   waitForObject,
   waitForVm,
 } from "../support/operator.ts";
@@ -175,11 +175,15 @@ describe("VMs made from a template", () => {
 
     // Deleting the template waits for its VMs, and says which.
     await kubectl(["delete", "vmtemplate", "counting", "-n", ns, "--wait=false"]);
-    await sleep(3000);
     const held = await template("counting");
     assert.ok(held?.metadata.deletionTimestamp, "deletion requested");
-    const blocked = (await eventsOf(ns, "counting")).find((e) => e.reason === "DeletionBlocked");
-    assert.match(blocked?.message ?? "", /tpl-a, tpl-b, tpl-c/);
+    const blocked = await waitForEvent(
+      ns,
+      "counting",
+      (e) => e.reason === "DeletionBlocked",
+      "DeletionBlocked",
+    );
+    assert.match(blocked.message, /tpl-a, tpl-b, tpl-c/);
     const bases = [1, 2].map((g) => `counting-g${g}-counter-${TEST_STACK.nodeName}`);
     const paths = await Promise.all(bases.map(async (b) => (await disk(b))!.status!.path!));
     await kubectl(["delete", "vm", "tpl-a", "tpl-b", "tpl-c", "-n", ns, "--wait=true", "--timeout=120s"]);

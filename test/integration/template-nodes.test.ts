@@ -20,9 +20,9 @@ import { startTestNodes, stopTestNodes, type TestNode } from "../support/nodes.t
 import {
   actAsTenant,
   applyObject,
-  eventsOf,
   getObject,
   isPrintable,
+  waitForEvent,
   waitForObject,
   waitForVm,
 } from "../support/operator.ts";
@@ -155,8 +155,8 @@ describe("a template over several nodes", () => {
       (t) => t?.status?.conditions?.some((c) => c.reason === "DeletionBlocked") ?? false,
       "blocked",
     );
-    const blocked = (await eventsOf(ns, "web")).find((e) => e.reason === "DeletionBlocked");
-    assert.match(blocked?.message ?? "", /web-10, web-11/);
+    const blocked = await waitForEvent(ns, "web", (e) => e.reason === "DeletionBlocked", "DeletionBlocked");
+    assert.match(blocked.message, /web-10, web-11/);
     await kubectl(["delete", "vm", ...names, "-n", ns, "--wait=true", "--timeout=120s"]);
     await waitForObject("vmtemplate", ns, "web", (t) => t === undefined, "gone", 60_000);
   });

@@ -18,11 +18,11 @@ import { parseDhcpHosts } from "../../src/hypervisor/network.ts";
 import {
   actAsTenant,
   applyVm,
-  eventsOf,
   getVm,
   startTestOperator,
   stopTestOperator,
   virsh,
+  waitForEvent,
   waitForVm,
 } from "../support/operator.ts";
 import { kubectl, TEST_STACK, testNamespace } from "../support/stack.ts";
@@ -288,11 +288,11 @@ describe("a MAC or UUID another VM holds", () => {
       assert.match(c.message, /is already in use in another namespace/);
       assert.doesNotMatch(c.message, /holder|tid-ids-a/);
       assert.equal(vm ? placedNode(vm) : undefined, undefined, "not placed");
-      const events = await eventsOf(b, vm!.metadata.name);
-      assert.ok(
-        events.some(
-          (e) => e.type === "Warning" && e.reason === reason && !/holder|tid-ids-a/.test(e.message),
-        ),
+      await waitForEvent(
+        b,
+        vm!.metadata.name,
+        (e) => e.type === "Warning" && e.reason === reason && !/holder|tid-ids-a/.test(e.message),
+        reason,
       );
     }
     for (const [n, name] of [
@@ -333,8 +333,11 @@ describe("networks outside the namespace's allowlist", () => {
       `spec.interfaces[0].network: network ${NET} is not allowed in this namespace (allowed: default, set by the cluster default)`,
     );
     assert.equal(vm ? placedNode(vm) : undefined, undefined);
-    assert.ok(
-      (await eventsOf(n, "outside")).some((e) => e.type === "Warning" && e.reason === "NetworkNotAllowed"),
+    await waitForEvent(
+      n,
+      "outside",
+      (e) => e.type === "Warning" && e.reason === "NetworkNotAllowed",
+      "NetworkNotAllowed",
     );
     assert.equal(await domainExists(`${n}_outside`), false);
 
@@ -473,7 +476,7 @@ describe("objects forged past the controller", () => {
       const vm = await failed(n, name, reason);
       assert.match(conditionOf(vm, "Failure")!.message, message);
       assert.doesNotMatch(conditionOf(vm, "Failure")!.message, /holder|tid-forged-holder/);
-      assert.ok((await eventsOf(n, name)).some((e) => e.type === "Warning" && e.reason === reason));
+      await waitForEvent(n, name, (e) => e.type === "Warning" && e.reason === reason, reason);
       assert.equal(await domainExists(`${n}_${name}`), false, `no domain for ${name}`);
     }
     process.stderr.write(`# ${checks.length} forged VMs refused by the agent in ${Date.now() - t} ms\n`);
@@ -516,7 +519,12 @@ describe("objects forged past the controller", () => {
       ),
     );
     assert.doesNotMatch(message, /tid-addr-holder|web/);
-    assert.ok((await eventsOf(n, "thief")).some((e) => e.type === "Warning" && e.reason === "AddressInUse"));
+    await waitForEvent(
+      n,
+      "thief",
+      (e) => e.type === "Warning" && e.reason === "AddressInUse",
+      "AddressInUse",
+    );
     assert.equal(await domainExists(`${n}_thief`), false, "no domain for the forged VM");
     const hosts = await dhcpHosts();
     assert.ok(holderEntry(hosts), `the holder's reservation stays: ${JSON.stringify(hosts)}`);

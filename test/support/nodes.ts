@@ -206,10 +206,11 @@ export async function stopTestNodes(nodes: readonly TestNode[]): Promise<void> {
 }
 
 /**
- * The VMs (namespace/name) whose domains the node's agent sees on its libvirt connection, from
- * the per-VM series it exports for every domain in libvirt's statistics (as fresh as its
- * STATISTICS_INTERVAL_SECONDS, taken from this process's environment). This is the only view
- * from outside: virsh or a LibvirtClient on the node's URI would open a hypervisor of its own.
+ * The VMs (namespace/name) placed on the node whose domains run there, from the per-VM series its
+ * agent exports from libvirt's statistics (as fresh as its STATISTICS_INTERVAL_SECONDS, taken
+ * from this process's environment). This is the only view from outside: virsh or a LibvirtClient
+ * on the node's URI would open a hypervisor of its own. A VM placed elsewhere is not listed even
+ * while its domain still runs here: a fence shows in the agent's log and a Fenced Event instead.
  */
 export async function domainsOn(node: TestNode): Promise<Set<string>> {
   const text = await (await fetch(`http://127.0.0.1:${node.metricsPort}/metrics`)).text();

@@ -214,6 +214,31 @@ export async function eventsOf(namespace: string, name: string): Promise<EventSe
   }));
 }
 
+/**
+ * Waits until an Event of object NAME passes MATCH (30 s by default). Events are sent beside the
+ * status writes that report the same thing, not ordered with them: a test that saw the status
+ * polls for the Event. The error lists the Events seen.
+ */
+export async function waitForEvent(
+  namespace: string,
+  name: string,
+  match: (e: EventSeen) => boolean,
+  what: string,
+  timeoutMs = 30_000,
+): Promise<EventSeen> {
+  const deadline = Date.now() + timeoutMs;
+  let seen: EventSeen[] = [];
+  while (Date.now() < deadline) {
+    seen = await eventsOf(namespace, name);
+    const found = seen.find(match);
+    if (found) return found;
+    await sleep(250);
+  }
+  throw new Error(
+    `no ${what} Event on ${namespace}/${name} within ${timeoutMs / 1000}s; seen: ${JSON.stringify(seen.map((e) => `${e.type} ${e.reason}: ${e.message}`))}`,
+  );
+}
+
 /** Sets annotation NAME of a VM to the current time (what `kubectl annotate … --overwrite` does). */
 export async function requestNow(namespace: string, vm: string, annotation: string): Promise<string> {
   const value = new Date().toISOString();

@@ -66,9 +66,3 @@ export async function testNamespace(name: string): Promise<string> {
   );
   return name;
 }
-
-/** The Events of object NAME in NAMESPACE, as `kubectl get events -o json` prints them. */
-export async function eventsJson(namespace: string, name: string): Promise<string> {
-  const args = ["get", "events", "-n", namespace, "--field-selector", `involvedObject.name=${name}`];
-  return (await kubectl([...args, "-o", "json"])).stdout;
-}
