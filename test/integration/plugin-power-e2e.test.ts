@@ -149,7 +149,8 @@ describe("kubectl vm power verbs (TCG guests)", () => {
     assert.equal(vm?.status?.printableStatus, "Frozen", "start must not thaw a frozen VM");
     await waitForEvent(ns, "frozen", (e) => e.reason === "StartRefused", "StartRefused");
     await vmOk("unfreeze", "frozen");
-    await sleep(5000);
+    await waitForVm(ns, "frozen", isPrintable("Stopped"), "Stopped (unfrozen)", 30_000);
+    await sleep(5000); // and stays so: the start asked while frozen is not carried out late
     vm = await getVm(ns, "frozen");
     assert.equal(
       vm?.status?.printableStatus,

@@ -87,9 +87,12 @@ describe("snapshotPolicy (a stopped TCG guest)", () => {
     // Four minutes of schedule after it: four more, of which rotation leaves two.
     await sleep(Math.max(0, startedAt + 4 * 60_000 + 20_000 - Date.now()));
     let left: VMSnapshot[] = [];
+    // The VM's status.snapshots follows the snapshots' own objects (its own write): both counted.
+    const mirrored = async () =>
+      (await getVm(ns, "sched"))?.status?.snapshots?.filter((s) => s.isAutomatic).length;
     for (const deadline = Date.now() + 60_000; Date.now() < deadline; await sleep(2000)) {
       left = (await automatic()).filter((s) => s.status?.phase === "Succeeded");
-      if (left.length === 3) break;
+      if (left.length === 3 && (await mirrored()) === 3) break;
     }
     const names = left.map((s) => `${s.metadata.name}${s.spec.sticky ? " (sticky)" : ""}`);
     process.stderr.write(`    automatic snapshots left: ${names.join(", ")}\n`);

@@ -15,7 +15,7 @@ import { STATISTICS_FIELD_MANAGER } from "../../src/controllers/node/stats-colle
 import { heartbeatLeaseName } from "../../src/controllers/node-facts.ts";
 import { loadKubeconfig } from "../../src/kube/kubeconfig.ts";
 import { applyStatus, connectKube, type Kube } from "../../src/runtime/kube.ts";
-import { describeWrites, WriteRecorder } from "../support/api-writes.ts";
+import { apiWriteRequests, describeWrites, requestsGrew, WriteRecorder } from "../support/api-writes.ts";
 import { startTestNodes, stopTestNodes, TEST_NODE_GROUP_LABEL, type TestNode } from "../support/nodes.ts";
 import {
   applyObject,
@@ -80,6 +80,17 @@ async function reconciles(): Promise<Record<string, number>> {
   return out;
 }
 
+/** Waits (at most a minute) for 5 s in which the API server served no write but a Lease's. */
+async function quiet(): Promise<void> {
+  let before = await apiWriteRequests(TEST_STACK);
+  for (const end = Date.now() + 60_000; Date.now() < end; ) {
+    await sleep(5_000);
+    const now = await apiWriteRequests(TEST_STACK);
+    if (Object.keys(requestsGrew(before, now)).every((resource) => resource === "leases")) return;
+    before = now;
+  }
+}
+
 describe("steady state", () => {
   it("writes nothing but heartbeats and statistics that changed once VMs and disks converged", async () => {
     let t = Date.now();
@@ -132,7 +143,8 @@ describe("steady state", () => {
     const recorder = new WriteRecorder(TEST_STACK);
     await recorder.open();
     // Converged: the last status writes and Events of the start-up, and the first statistics, are done.
-    await sleep(10_000);
+    await sleep(5_000);
+    await quiet();
     await recorder.start();
     const reconcilesBefore = await reconciles();
     t = Date.now();
