@@ -221,9 +221,10 @@ export function targetLines(rounds: readonly RoundFigures[], b: Baseline | undef
   const small = rounds[0]!;
   const mark = (ok: boolean) => (ok ? "met" : "NOT met");
   const lines: string[] = [];
-  const ctl = big.create.processes.controller.maxRssMiB;
+  // The peak over both phases: a daemon's memory may still grow while the VMs go.
+  const ctl = Math.max(big.create.processes.controller.maxRssMiB, big.delete.processes.controller.maxRssMiB);
   lines.push(`controller RSS ≤ 120 MiB at ${big.vms} VMs: ${mib(ctl)} MiB (${mark(ctl <= 120)})`);
-  const agent = big.create.agentsTotal.maxRssMiB;
+  const agent = Math.max(big.create.agentsTotal.maxRssMiB, big.delete.agentsTotal.maxRssMiB);
   lines.push(`per-agent RSS ≤ 100 MiB: largest ${mib(agent)} MiB (${mark(agent <= 100)})`);
   const writes = big.create.apiWrites.perVm;
   lines.push(`API writes per VM create → Running ≤ 2: ${writes.toFixed(2)} (${mark(writes <= 2)})`);
