@@ -12,14 +12,7 @@ import { AGENT_NAMESPACE, startController } from "../../src/cmd/local/operator.t
 import { runningPid, stopDaemon } from "../../src/cmd/local/processes.ts";
 import { HEARTBEAT_INTERVAL_MS, heartbeatLeaseName } from "../../src/controllers/node-facts.ts";
 import { placedNode } from "../../src/controllers/vm-placement.ts";
-import { within } from "../support/faults.ts";
-import {
-  agentLogEntries,
-  domainsOn,
-  startTestNodes,
-  stopTestNodes,
-  type TestNode,
-} from "../support/nodes.ts";
+import { domainsOn, fenceLogged, startTestNodes, stopTestNodes, type TestNode } from "../support/nodes.ts";
 import {
   applyObject,
   applyVm,
@@ -232,12 +225,7 @@ describe("a node whose agent stops heartbeating", () => {
     process.stderr.write(
       `# the returning node fenced its copy ${Date.now() - resumed} ms after it resumed\n`,
     );
-    const fenceLogged = async () =>
-      (await agentLogEntries(a, "domain fenced")).some((e) => e.domain === `${ns}_mover`);
-    assert.ok(
-      (await within(fenceLogged, 10_000)) !== undefined,
-      "the returning node's agent logged the fence",
-    );
+    assert.ok(await fenceLogged(a, `${ns}_mover`, 10_000), "the returning node's agent logged the fence");
     assert.ok((await domainsOn(b)).has(`${ns}/mover`));
     assert.equal((await getVm(ns, "mover"))?.status?.printableStatus, "Running");
   });

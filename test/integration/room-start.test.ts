@@ -7,9 +7,9 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { VirtualMachine } from "../../src/api/virtualmachine.ts";
 import { placedNode } from "../../src/controllers/vm-placement.ts";
-import { within } from "../support/faults.ts";
 import {
   agentLogEntries,
+  fenceLogged,
   startControllerAndTestNodes,
   stopControllerAndTestNodes,
   TEST_NODE_GROUP_LABEL,
@@ -127,12 +127,8 @@ describe("room for VMs that run, not for stopped ones", () => {
       "MovedForRoom",
     );
     // Its old node fences the domain on its own, not ordered with the new node's start.
-    const fencedWithin = await within(
-      async () => (await agentLogEntries(nodes[0]!, "domain fenced")).some((e) => e.domain === `${ns}_free`),
-      30_000,
-    );
     assert.ok(
-      fencedWithin !== undefined,
+      await fenceLogged(nodes[0]!, `${ns}_free`, 30_000),
       `the domain left on ${N1} was removed: ${JSON.stringify(await agentLogEntries(nodes[0]!, "domain fenced"))}`,
     );
     assert.ok(stalledFor("InsufficientCapacity", N1)(await getVm(ns, "pinned")), "the pinned VM still waits");

@@ -18,6 +18,7 @@ import {
 import { logFile, stopDaemon } from "../../src/cmd/local/processes.ts";
 import { kubeconfigPath, type StackConfig } from "../../src/cmd/local/stack.ts";
 import { heartbeatLeaseName } from "../../src/controllers/node-facts.ts";
+import { within } from "./faults.ts";
 import { TEST_STACK } from "./stack.ts";
 
 /** Every test node carries this label, valued with its group's prefix: a nodeSelector for them. */
@@ -278,4 +279,13 @@ export async function stopControllerAndTestNodes(
     ]).catch(() => undefined);
   await stopTestNodes(nodes);
   await stopDaemon(stack.stateDir, "controller");
+}
+
+/**
+ * Whether NODE's agent logs that it fenced DOMAIN within TIMEOUT_MS (a fence is the old node's
+ * own work, ordered with nothing the new node or the API server shows).
+ */
+export async function fenceLogged(node: TestNode, domain: string, timeoutMs: number): Promise<boolean> {
+  const logged = async () => (await agentLogEntries(node, "domain fenced")).some((e) => e.domain === domain);
+  return (await within(logged, timeoutMs)) !== undefined;
 }

@@ -5,7 +5,8 @@ import { describe, it } from "node:test";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { pino } from "pino";
 import { Registry } from "prom-client";
-import type { VirtualMachine } from "../../../src/api/virtualmachine.ts";
+import { API_VERSION } from "../../../src/api/common.ts";
+import { NODE_LABEL, type VirtualMachine } from "../../../src/api/virtualmachine.ts";
 import type { VMDisk } from "../../../src/api/vmdisk.ts";
 import { StatsCollector } from "../../../src/controllers/node/stats-collector.ts";
 import type { DomainStatsRecord, LibvirtClient } from "../../../src/hypervisor/libvirt/index.ts";
@@ -13,16 +14,16 @@ import type { Kube } from "../../../src/runtime/kube.ts";
 
 const NODE = "node-a";
 const vm = {
-  apiVersion: "vm.libvirt-operator.io/v1alpha1",
+  apiVersion: API_VERSION,
   kind: "VirtualMachine",
   metadata: { name: "writer", namespace: "t1", uid: "u1" },
   spec: {},
   status: { nodeName: NODE, domainName: "t1_writer" },
 } as unknown as VirtualMachine & KubernetesObject;
 const disk = {
-  apiVersion: "vm.libvirt-operator.io/v1alpha1",
+  apiVersion: API_VERSION,
   kind: "VMDisk",
-  metadata: { name: "data", namespace: "t1", labels: { "vm.libvirt-operator.io/node": NODE } },
+  metadata: { name: "data", namespace: "t1", labels: { [NODE_LABEL]: NODE } },
   spec: {},
   status: { path: "/pool/t1_data.qcow2" },
 } as unknown as VMDisk & KubernetesObject;
