@@ -13,7 +13,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
-import { API_VERSION, GROUP, VERSION } from "../src/api/common.ts";
+import { API_VERSION, GROUP, VERSION } from "../src/api/names.ts";
 import type { VirtualMachine } from "../src/api/virtualmachine.ts";
 import { kubectl, localNodeName } from "../src/cmd/local/kube.ts";
 import { AGENT_NAMESPACE, startController } from "../src/cmd/local/operator.ts";

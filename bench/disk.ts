@@ -5,7 +5,7 @@ import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Watch } from "@kubernetes/client-node";
-import { API_VERSION, GROUP, VERSION } from "../src/api/common.ts";
+import { API_VERSION, GROUP, VERSION } from "../src/api/names.ts";
 import type { VMDisk } from "../src/api/vmdisk.ts";
 import { kubectl } from "../src/cmd/local/kube.ts";
 import { stackDown } from "../src/cmd/local/stack.ts";

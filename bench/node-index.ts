@@ -6,8 +6,8 @@
 //   node bench/node-index.ts
 import { availableParallelism, loadavg } from "node:os";
 import type { KubernetesObject } from "@kubernetes/client-node";
+import { NODE_LABEL } from "../src/api/names.ts";
 import type { VirtualMachine } from "../src/api/virtualmachine.ts";
-import { NODE_LABEL } from "../src/api/virtualmachine.ts";
 import { addressConflicts } from "../src/controllers/node/address-claims.ts";
 import { NodeVmIndex } from "../src/controllers/node/node-vm-index.ts";
 import { identityRefusal } from "../src/controllers/vm-identities.ts";

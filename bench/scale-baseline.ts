@@ -11,8 +11,14 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { CustomObjectsApi } from "@kubernetes/client-node";
-import { API_VERSION, GROUP, VERSION } from "../src/api/common.ts";
-import { DOMAIN_FINALIZER, NODE_LABEL, VirtualMachineKind } from "../src/api/virtualmachine.ts";
+import {
+  API_VERSION,
+  DOMAIN_FINALIZER,
+  GROUP,
+  NODE_LABEL,
+  VERSION,
+  VirtualMachineKind,
+} from "../src/api/names.ts";
 import { runningPid } from "../src/cmd/local/processes.ts";
 import {
   encodePlacement,

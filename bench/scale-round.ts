@@ -3,7 +3,7 @@
 // gone, with what the controller, the agents, the API server and etcd did meanwhile.
 import { loadavg } from "node:os";
 import type { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
-import { API_VERSION, GROUP, VERSION } from "../src/api/common.ts";
+import { API_VERSION, GROUP, VERSION } from "../src/api/names.ts";
 import { runningPid } from "../src/cmd/local/processes.ts";
 import { apiRequests, apiWriteRequests, requestsGrew } from "../test/support/api-writes.ts";
 import { agentLogEntries, type TestNode } from "../test/support/nodes.ts";

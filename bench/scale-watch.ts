@@ -2,7 +2,7 @@
 // watched anew when the API server ends the watch), and when each VM was first seen Running
 // and when it was gone. Nothing is polled per VM.
 import { type CustomObjectsApi, type KubeConfig, Watch } from "@kubernetes/client-node";
-import { GROUP, VERSION } from "../src/api/common.ts";
+import { GROUP, VERSION } from "../src/api/names.ts";
 import type { VirtualMachine } from "../src/api/virtualmachine.ts";
 import { placedNode } from "../src/controllers/vm-placement.ts";
 

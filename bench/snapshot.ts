@@ -7,7 +7,7 @@ import { mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Watch } from "@kubernetes/client-node";
-import { API_VERSION, GROUP, VERSION } from "../src/api/common.ts";
+import { API_VERSION, GROUP, VERSION } from "../src/api/names.ts";
 import { kubectl } from "../src/cmd/local/kube.ts";
 import { stackDown } from "../src/cmd/local/stack.ts";
 import { snapshotMemoryDirOf } from "../src/controllers/node/media-paths.ts";

@@ -3,7 +3,7 @@
 // the domain XML the agent would define, for the raw libvirt runs.
 import { join } from "node:path";
 import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
-import { API_VERSION, GROUP, VERSION } from "../src/api/common.ts";
+import { API_VERSION, GROUP, VERSION } from "../src/api/names.ts";
 import type { VirtualMachine } from "../src/api/virtualmachine.ts";
 import { localNodeName } from "../src/cmd/local/kube.ts";
 import {

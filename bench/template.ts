@@ -7,7 +7,7 @@ import { copyFile, mkdtemp } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type KubeConfig, Watch } from "@kubernetes/client-node";
-import { API_VERSION, GROUP, VERSION } from "../src/api/common.ts";
+import { API_VERSION, GROUP, VERSION } from "../src/api/names.ts";
 import type { VirtualMachine } from "../src/api/virtualmachine.ts";
 import { kubectl } from "../src/cmd/local/kube.ts";
 import { stackDown } from "../src/cmd/local/stack.ts";

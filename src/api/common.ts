@@ -1,12 +1,9 @@
 // Building blocks shared by every kind: group/version, conditions, quantities and the
 // small schema helpers that keep descriptions and CEL rules next to the field they judge.
 import { type SchemaOptions, type TSchema, Type } from "@sinclair/typebox";
+import { HOST_NAME_MAX } from "./names.ts";
+import { POSITIVE_QUANTITY_PATTERN } from "./quantity.ts";
 
-export const GROUP = "vm.libvirt-operator.io";
-export const VERSION = "v1alpha1";
-export const API_VERSION = `${GROUP}/${VERSION}`;
-/** Prefix of every label, annotation and finalizer the operator owns. */
-export const PREFIX = `${GROUP}/`;
 export const CATEGORY = "libvirt";
 
 /** A CEL rule the API server evaluates (`x-kubernetes-validations`). */
@@ -56,13 +53,6 @@ export function ObjectName(description: string, options: SchemaOptions = {}) {
   });
 }
 
-/**
- * Longest name of an object whose name reaches libvirt and the node's file system as
- * <namespace>_<name> plus a suffix the node adds (".qcow2", "-console.log", ".xml.new"):
- * 255 bytes per file name − 63 (longest namespace) − 1 ("_") − 15 (suffixes).
- */
-export const HOST_NAME_MAX = 176;
-
 /** Root rule: the object's name fits HOST_NAME_MAX, said with the reason. */
 export function nameFitsHost(kind: string): CelRule {
   return {
@@ -76,10 +66,6 @@ export function nameFitsHost(kind: string): CelRule {
 
 /** Names that become libvirt or file names: letters, digits, '_', '.' and '-'. */
 export const SAFE_NAME_PATTERN = "^[a-zA-Z0-9_.-]+$";
-
-/** A positive Kubernetes quantity: a non-zero number, then an optional binary/decimal suffix or exponent. */
-export const POSITIVE_QUANTITY_PATTERN =
-  "^\\+?([0-9]*[1-9][0-9]*(\\.[0-9]*)?|[0-9]*\\.[0-9]*[1-9][0-9]*)([KMGTPE]i|[mkMGTPE]|[eE][+-]?[0-9]+)?$";
 
 /**
  * A size: a Kubernetes quantity string (`1Gi`, `512Mi`) or integer bytes, positive.

@@ -2,8 +2,9 @@
 // TypeBox schemas carry a few keywords a structural CRD schema does not allow; this keeps
 // only what the API server understands and rewrites the rest into its dialect.
 import type { TSchema } from "@sinclair/typebox";
-import { CATEGORY, GROUP, VERSION } from "./common.ts";
+import { CATEGORY } from "./common.ts";
 import type { KindDefinition } from "./kind.ts";
+import { GROUP, VERSION } from "./names.ts";
 
 type JsonSchemaProps = Record<string, unknown>;
 

@@ -1,17 +1,18 @@
 // Every kind the operator serves, in the order the CRDs are generated.
 import type { KindDefinition } from "./kind.ts";
-import { VirtualMachineKind } from "./virtualmachine.ts";
-import { VMDiskKind } from "./vmdisk.ts";
-import { VMRestoreKind, VMSnapshotKind } from "./vmsnapshot.ts";
-import { VMTemplateKind } from "./vmtemplate.ts";
+import { VirtualMachineDefinition } from "./virtualmachine.ts";
+import { VMDiskDefinition } from "./vmdisk.ts";
+import { VMRestoreDefinition, VMSnapshotDefinition } from "./vmsnapshot.ts";
+import { VMTemplateDefinition } from "./vmtemplate.ts";
 
 export const KINDS: readonly KindDefinition[] = [
-  VirtualMachineKind,
-  VMDiskKind,
-  VMSnapshotKind,
-  VMRestoreKind,
-  VMTemplateKind,
+  VirtualMachineDefinition,
+  VMDiskDefinition,
+  VMSnapshotDefinition,
+  VMRestoreDefinition,
+  VMTemplateDefinition,
 ];
 
 export * from "./common.ts";
-export type { CustomObject, KindDefinition, ObjectMeta } from "./kind.ts";
+export type { CustomObject, KindDefinition, KindName, ObjectMeta } from "./kind.ts";
+export * from "./names.ts";

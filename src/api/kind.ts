@@ -10,11 +10,16 @@ export interface PrinterColumn {
   priority?: number;
 }
 
-export interface KindDefinition {
+/** How the API and kubectl name a kind: all a running process needs to read and write its objects. */
+export interface KindName {
   kind: string;
   plural: string;
   singular: string;
   shortNames: string[];
+}
+
+/** A kind's name and its schema: what the CRD generator and the validators read. */
+export interface KindDefinition extends KindName {
   /** What `kubectl explain <kind>` prints first. */
   description: string;
   spec: TSchema;

@@ -1,5 +1,7 @@
 // Pure: Kubernetes quantities ("1Gi", "512M", "1e3", integer bytes) → bytes.
-import { POSITIVE_QUANTITY_PATTERN } from "./common.ts";
+/** A positive Kubernetes quantity: a non-zero number, then an optional binary/decimal suffix or exponent. */
+export const POSITIVE_QUANTITY_PATTERN =
+  "^\\+?([0-9]*[1-9][0-9]*(\\.[0-9]*)?|[0-9]*\\.[0-9]*[1-9][0-9]*)([KMGTPE]i|[mkMGTPE]|[eE][+-]?[0-9]+)?$";
 
 const BINARY: Record<string, number> = {
   Ki: 2 ** 10,

@@ -4,8 +4,8 @@
 import type { TSchema } from "@sinclair/typebox";
 import { Ajv, type ErrorObject } from "ajv";
 import addFormatsModule from "ajv-formats";
-import { POSITIVE_QUANTITY_PATTERN } from "./common.ts";
 import type { KindDefinition } from "./kind.ts";
+import { POSITIVE_QUANTITY_PATTERN } from "./quantity.ts";
 
 // ajv-formats is CommonJS: under ESM the plugin is its module.exports, which also carries itself as .default.
 const addFormats = addFormatsModule.default;

@@ -2,7 +2,6 @@
 import { type Static, Type } from "@sinclair/typebox";
 import {
   Conditions,
-  HOST_NAME_MAX,
   immutable,
   LastOperation,
   NamedList,
@@ -17,10 +16,9 @@ import {
   withRules,
 } from "./common.ts";
 import type { CustomObject, KindDefinition } from "./kind.ts";
+import { DISK_BUSES, HOST_NAME_MAX, RUN_STRATEGIES, VirtualMachineKind } from "./names.ts";
 
-export const RUN_STRATEGIES = ["Always", "RerunOnFailure", "Once", "Manual", "Halted"] as const;
 export const HYPERVISORS = ["kvm", "qemu"] as const;
-export const DISK_BUSES = ["virtio", "scsi", "sata", "ide"] as const;
 export const NIC_MODELS = ["virtio", "e1000", "rtl8139"] as const;
 export const BOOT_DEVICES = ["hd", "cdrom", "network"] as const;
 export const PRINTABLE_STATUSES = [
@@ -771,11 +769,8 @@ export const VirtualMachineStatus = Type.Object(
   { description: "Observed state of the virtual machine." },
 );
 
-export const VirtualMachineKind: KindDefinition = {
-  kind: "VirtualMachine",
-  plural: "virtualmachines",
-  singular: "virtualmachine",
-  shortNames: ["vm", "vms"],
+export const VirtualMachineDefinition: KindDefinition = {
+  ...VirtualMachineKind,
   description:
     "A virtual machine run by libvirt on a labelled node. Apply it and the operator places it, defines " +
     "the domain and keeps it as spec says; status mirrors what the hypervisor reports. " +
@@ -796,34 +791,3 @@ export type VirtualMachineSpec = Static<typeof VirtualMachineSpec>;
 export type VirtualMachineStatus = Static<typeof VirtualMachineStatus>;
 
 export type VirtualMachine = CustomObject<VirtualMachineSpec, VirtualMachineStatus>;
-
-/**
- * Annotation whose every new value reboots the VM once (like `kubectl rollout restart`): the
- * current time, optionally followed by `;grace=N` (seconds before a reset; 0 resets at once).
- */
-export const RESTART_ANNOTATION = "vm.libvirt-operator.io/restart-requested-at";
-/** Manual VMs: a new value (the current time, RFC 3339) starts the VM once. */
-export const START_ANNOTATION = "vm.libvirt-operator.io/start-requested-at";
-/**
- * Manual VMs: a new value (the current time, RFC 3339) stops the VM once, gracefully. On any VM,
- * `;grace=N` after the time gives that stop its own grace period (0 forces it off at once).
- */
-export const STOP_ANNOTATION = "vm.libvirt-operator.io/stop-requested-at";
-/**
- * Any value: the VM is stopped and stays stopped, whatever asks it to start (run strategy, start
- * or restart requests), until the annotation is removed (`kubectl vm freeze` / `unfreeze`).
- */
-export const FROZEN_ANNOTATION = "vm.libvirt-operator.io/frozen";
-/** A new value (the current time) freezes the guest's file systems through its guest agent. */
-export const FSFREEZE_ANNOTATION = "vm.libvirt-operator.io/fsfreeze-requested-at";
-/** A new value (the current time) thaws them; the later of the two requests wins. */
-export const FSTHAW_ANNOTATION = "vm.libvirt-operator.io/fsthaw-requested-at";
-/**
- * A new value (the current time) makes the node agent look at the domain and sample its
- * statistics now; status.refreshHandled says when that is in status (`kubectl vm status --refresh`).
- */
-export const REFRESH_ANNOTATION = "vm.libvirt-operator.io/refresh-requested-at";
-/** Label the controller sets to the node it placed the VM on; the node agent selects on it. */
-export const NODE_LABEL = "vm.libvirt-operator.io/node";
-/** Finalizer held until the VM's domain is gone from its node. */
-export const DOMAIN_FINALIZER = "vm.libvirt-operator.io/domain";

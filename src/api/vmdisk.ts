@@ -3,13 +3,11 @@ import { type Static, Type } from "@sinclair/typebox";
 import {
   Conditions,
   growOnly,
-  HOST_NAME_MAX,
   immutable,
   LastOperation,
   nameFitsHost,
   ObjectName,
   ObservedGeneration,
-  PREFIX,
   presenceImmutable,
   Quantity,
   SAFE_NAME_PATTERN,
@@ -17,10 +15,9 @@ import {
   withRules,
 } from "./common.ts";
 import type { CustomObject, KindDefinition } from "./kind.ts";
+import { HOST_NAME_MAX, MAX_PROVISIONED_SIZE, VMDiskKind } from "./names.ts";
 
 export const DISK_FORMATS = ["qcow2", "raw"] as const;
-/** The largest disk the API server accepts (a qcow2 volume can be far larger; no pool here is). */
-export const MAX_PROVISIONED_SIZE = "64Ti";
 export const DISK_PHASES = [
   "Pending",
   "Creating",
@@ -99,11 +96,6 @@ const DiskSource = withRules(
     message: "spec.source takes at most one of blank, disk, snapshot or image",
   },
 );
-
-/** Labels of a base the operator made for a VMTemplate: which template, generation and disk. */
-export const TEMPLATE_LABEL = `${PREFIX}template`;
-export const TEMPLATE_GENERATION_LABEL = `${PREFIX}template-generation`;
-export const TEMPLATE_DISK_LABEL = `${PREFIX}template-disk`;
 
 export const VMDiskSpec = withRules(
   Type.Object(
@@ -248,11 +240,8 @@ export const VMDiskStatus = Type.Object(
   { description: "Observed state of the disk." },
 );
 
-export const VMDiskKind: KindDefinition = {
-  kind: "VMDisk",
-  plural: "vmdisks",
-  singular: "vmdisk",
-  shortNames: ["vmdisk", "vmdisks"],
+export const VMDiskDefinition: KindDefinition = {
+  ...VMDiskKind,
   description:
     "A virtual disk: a volume in a node's libvirt storage pool, created blank, cloned or imported, and " +
     "attached to VirtualMachines through spec.disks. " +
@@ -273,8 +262,3 @@ export type VMDiskSpec = Static<typeof VMDiskSpec>;
 export type VMDiskStatus = Static<typeof VMDiskStatus>;
 
 export type VMDisk = CustomObject<VMDiskSpec, VMDiskStatus>;
-
-/** Held by the node agent until the volume is gone from the pool (wiped first when asked). */
-export const VOLUME_FINALIZER = "vm.libvirt-operator.io/volume";
-/** Held by the controller while a VirtualMachine uses the disk (like kubernetes.io/pvc-protection). */
-export const DISK_PROTECTION_FINALIZER = "vm.libvirt-operator.io/disk-protection";

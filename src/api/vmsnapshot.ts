@@ -13,18 +13,11 @@ import {
   withRules,
 } from "./common.ts";
 import type { CustomObject, KindDefinition } from "./kind.ts";
+import { DEFAULT_SNAPSHOT_DEADLINE, DURATION_PATTERN, VMRestoreKind, VMSnapshotKind } from "./names.ts";
 
 export const SNAPSHOT_PHASES = ["InProgress", "Succeeded", "Failed"] as const;
 export const SNAPSHOT_INDICATIONS = ["Online", "GuestAgent", "NoGuestAgent", "Memory"] as const;
 export const SNAPSHOT_METHODS = ["Internal", "VolumeCopy"] as const;
-/** Default of spec.failureDeadline. */
-export const DEFAULT_SNAPSHOT_DEADLINE = "5m";
-/** A duration as users write it for deadlines: 90s, 5m, 1h30m. */
-export const DURATION_PATTERN = "^([0-9]{1,4}h)?([0-9]{1,5}m)?([0-9]{1,6}s)?$";
-/** Finalizer held until what the snapshot stores on its node is removed. */
-export const SNAPSHOT_FINALIZER = "vm.libvirt-operator.io/snapshot";
-/** Label naming the VM of a VMSnapshot or VMRestore (set by the controller; selects them). */
-export const VM_NAME_LABEL = "vm.libvirt-operator.io/vm";
 
 /** An optional field of spec that may be given at creation only. */
 function setOnce<T extends TSchema>(schema: T, what: string): T {
@@ -190,11 +183,8 @@ export const VMSnapshotStatus = Type.Object(
   { description: "Observed state of the snapshot." },
 );
 
-export const VMSnapshotKind: KindDefinition = {
-  kind: "VMSnapshot",
-  plural: "vmsnapshots",
-  singular: "vmsnapshot",
-  shortNames: ["vmsnap", "vmsnaps"],
+export const VMSnapshotDefinition: KindDefinition = {
+  ...VMSnapshotKind,
   description:
     "A snapshot of a VirtualMachine's disks, and of its memory when asked, that works on any storage. " +
     "Restore it with a VMRestore or clone it with a VirtualMachine whose spec.source.snapshot names it.",
@@ -247,11 +237,8 @@ export const VMRestoreStatus = Type.Object(
   { description: "Observed state of the restore. A condition says what of the VM could not be restored." },
 );
 
-export const VMRestoreKind: KindDefinition = {
-  kind: "VMRestore",
-  plural: "vmrestores",
-  singular: "vmrestore",
-  shortNames: ["vmrestore", "vmrestores"],
+export const VMRestoreDefinition: KindDefinition = {
+  ...VMRestoreKind,
   description:
     "Rolls a VirtualMachine back to one of its VMSnapshots: its disks, and its memory when the snapshot " +
     "has it and the VM should run. A running VM is stopped first (gracefully). The VM's spec is never " +

@@ -12,8 +12,9 @@ import {
   withRules,
 } from "./common.ts";
 import type { CustomObject, KindDefinition } from "./kind.ts";
-import { DISK_BUSES, VirtualMachineSpec } from "./virtualmachine.ts";
-import { DISK_FORMATS, MAX_PROVISIONED_SIZE } from "./vmdisk.ts";
+import { DISK_BUSES, MAX_PROVISIONED_SIZE, VMTemplateKind } from "./names.ts";
+import { VirtualMachineSpec } from "./virtualmachine.ts";
+import { DISK_FORMATS } from "./vmdisk.ts";
 
 export const TEMPLATE_PHASES = ["Pending", "Ready", "Failed"] as const;
 
@@ -203,11 +204,8 @@ export const VMTemplateStatus = Type.Object(
   { description: "Observed state of the template." },
 );
 
-export const VMTemplateKind: KindDefinition = {
-  kind: "VMTemplate",
-  plural: "vmtemplates",
-  singular: "vmtemplate",
-  shortNames: ["vmtpl", "vmtpls"],
+export const VMTemplateDefinition: KindDefinition = {
+  ...VMTemplateKind,
   description:
     "A blueprint for VirtualMachines. A VM with spec.source.template gets the template's hardware and " +
     "linked clones (or full copies) of its disks; later edits of the template change no existing VM. " +
@@ -233,6 +231,3 @@ export type VMTemplateSpec = Static<typeof VMTemplateSpec>;
 export type VMTemplateStatus = Static<typeof VMTemplateStatus>;
 export type VMTemplate = CustomObject<VMTemplateSpec, VMTemplateStatus>;
 export type TemplateShape = NonNullable<VMTemplateSpec["template"]>;
-
-/** Held while VMs made from the template exist; released once they are gone and the bases go. */
-export const TEMPLATE_FINALIZER = "vm.libvirt-operator.io/template-protection";

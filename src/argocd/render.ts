@@ -4,8 +4,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import yaml from "js-yaml";
-import { GROUP } from "../api/common.ts";
 import { KINDS } from "../api/index.ts";
+import { GROUP } from "../api/names.ts";
 
 export const HEALTH_SCRIPT = join(import.meta.dirname, "health.lua");
 export const ARGOCD_CM_PATH = "examples/argocd/argocd-cm.yaml";

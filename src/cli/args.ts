@@ -1,8 +1,9 @@
 // Command-line parsing for kubectl-vm: kubectl's global flags, a verb (or a group and its
 // sub-verb: "cdrom insert"), its arguments and flags. Pure (no I/O) so every usage error is
 // unit-testable; errors are UsageError with kubectl's wording.
+
+import { DISK_BUSES, RUN_STRATEGIES } from "../api/names.ts";
 import { DEFAULT_WAIT_MS, findVerb, subVerbs, VERB_GROUPS, type VerbSpec } from "./commands.ts";
-import { DISK_BUSES, RUN_STRATEGIES } from "./contract.ts";
 
 export const OUTPUT_FORMATS = ["json", "yaml", "name", "wide"] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];

@@ -1,10 +1,11 @@
 // The objects the verbs create, as pure functions: snapshots, restores, clones, templates and
 // VMs from a template. Creating a new object never touches an existing one's spec.
+
+import { API_VERSION } from "../api/names.ts";
 import type { VirtualMachine, VirtualMachineSpec } from "../api/virtualmachine.ts";
 import type { VMRestore, VMSnapshot } from "../api/vmsnapshot.ts";
 import type { VMTemplate } from "../api/vmtemplate.ts";
 import { UsageError } from "./args.ts";
-import { API_VERSION } from "./contract.ts";
 
 /** Labels of the VMs the plugin creates. Not app.kubernetes.io/instance: Argo CD tracks (and prunes) by it. */
 export const MANAGED_BY_LABEL = "app.kubernetes.io/managed-by";

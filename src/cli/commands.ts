@@ -1,6 +1,6 @@
 // The verbs kubectl-vm knows: their arguments, flags and which global options apply. One table
 // read by the parser, the help text and shell completion, so the three never disagree.
-import { DISK_BUSES, RUN_STRATEGIES } from "./contract.ts";
+import { DISK_BUSES, RUN_STRATEGIES } from "../api/names.ts";
 
 export type FlagKind = "bool" | "string" | "int";
 

@@ -1,10 +1,11 @@
 // Completion's names from the API server: only what the position needs (a snapshot list by its
 // VM's label, one VM for its disks), each request with a short deadline.
+
+import { GROUP, VERSION, VM_NAME_LABEL } from "../api/names.ts";
 import type { VirtualMachine } from "../api/virtualmachine.ts";
 import { contextNames } from "../kube/kubeconfig.ts";
 import { connect, type PluginClient } from "./client.ts";
 import { type CompletionSource, complete, completionOutput, DIRECTIVE } from "./complete.ts";
-import { GROUP, VERSION, VM_NAME_LABEL } from "./contract.ts";
 import { DISK, SNAPSHOT, TEMPLATE, VM } from "./kinds.ts";
 
 /** A completion must feel instant; a slow API server gets no say. */

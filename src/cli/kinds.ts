@@ -1,16 +1,23 @@
 // The plugin's kinds and how kubectl names their objects in messages.
-import { GROUP } from "./contract.ts";
+import {
+  GROUP,
+  VirtualMachineKind,
+  VMDiskKind,
+  VMRestoreKind,
+  VMSnapshotKind,
+  VMTemplateKind,
+} from "../api/names.ts";
 
 export interface Kind {
   kind: string;
   plural: string;
 }
 
-export const VM: Kind = { kind: "VirtualMachine", plural: "virtualmachines" };
-export const SNAPSHOT: Kind = { kind: "VMSnapshot", plural: "vmsnapshots" };
-export const RESTORE: Kind = { kind: "VMRestore", plural: "vmrestores" };
-export const TEMPLATE: Kind = { kind: "VMTemplate", plural: "vmtemplates" };
-export const DISK: Kind = { kind: "VMDisk", plural: "vmdisks" };
+export const VM: Kind = VirtualMachineKind;
+export const SNAPSHOT: Kind = VMSnapshotKind;
+export const RESTORE: Kind = VMRestoreKind;
+export const TEMPLATE: Kind = VMTemplateKind;
+export const DISK: Kind = VMDiskKind;
 
 /** kubectl's resource/name after a write: "virtualmachine.vm.libvirt-operator.io/web". */
 export function resourceName(kind: Kind, name: string): string {

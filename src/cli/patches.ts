@@ -2,7 +2,7 @@
 // VM they read: only spec fields and annotations, what the built-in `edit` role may write, never
 // status. A null removes a field. A patch that replaces a list carries the resourceVersion read,
 // so a change made meanwhile gives 409 Conflict instead of being lost.
-import type { VirtualMachine, VirtualMachineSpec } from "../api/virtualmachine.ts";
+
 import {
   FROZEN_ANNOTATION,
   FSFREEZE_ANNOTATION,
@@ -11,7 +11,8 @@ import {
   RESTART_ANNOTATION,
   START_ANNOTATION,
   STOP_ANNOTATION,
-} from "./contract.ts";
+} from "../api/names.ts";
+import type { VirtualMachine, VirtualMachineSpec } from "../api/virtualmachine.ts";
 import { PluginError } from "./errors.ts";
 
 type Spec = VirtualMachineSpec;

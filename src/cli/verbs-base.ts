@@ -1,10 +1,10 @@
 // What every verb needs: reads and writes through the API server (creates and JSON merge patches
 // only, --dry-run=server honoured), printing objects as kubectl does, and waiting (--wait).
 import yaml from "js-yaml";
+import { GROUP, VERSION } from "../api/names.ts";
 import type { VirtualMachine } from "../api/virtualmachine.ts";
 import type { OutputFormat, ParsedCommand } from "./args.ts";
 import type { PluginClient } from "./client.ts";
-import { GROUP, VERSION } from "./contract.ts";
 import { formatError, httpStatusOf } from "./errors.ts";
 import type { Condition } from "./judges.ts";
 import { type Kind, resourceName, VM } from "./kinds.ts";

@@ -1,14 +1,15 @@
 // Power verbs (seed 004): start, stop, restart, pause, unpause, freeze, unfreeze, and the
 // guest's file systems (seed 002): fsfreeze, fsthaw. Each is one merge patch of the VM; with
 // --wait it follows the VM until the node agent has done it.
-import type { VirtualMachine } from "../api/virtualmachine.ts";
+
 import {
   FSFREEZE_ANNOTATION,
   FSTHAW_ANNOTATION,
   RESTART_ANNOTATION,
   START_ANNOTATION,
   STOP_ANNOTATION,
-} from "./contract.ts";
+} from "../api/names.ts";
+import type { VirtualMachine } from "../api/virtualmachine.ts";
 import { judgeGuestFilesystems, judgePower, type PowerGoal } from "./judges.ts";
 import { DISK, resourceName, VM } from "./kinds.ts";
 import {

@@ -1,9 +1,9 @@
 // status (seed 004 /vm/status and /vm/<name>/status/current) and stats (seed 003 load_stats):
 // what the API server holds, or with --refresh / stats what the node reads right now.
 import yaml from "js-yaml";
+import { REFRESH_ANNOTATION } from "../api/names.ts";
 import type { VirtualMachine } from "../api/virtualmachine.ts";
 import { NODE_ANSWER_WAIT_MS } from "./commands.ts";
-import { REFRESH_ANNOTATION } from "./contract.ts";
 import { PluginError } from "./errors.ts";
 import { judgeRefresh } from "./judges.ts";
 import { VM } from "./kinds.ts";

@@ -20,9 +20,10 @@
 import { mkdir } from "node:fs/promises";
 import { hostname } from "node:os";
 import type { KubernetesObject, V1Namespace } from "@kubernetes/client-node";
-import { NODE_LABEL, type VirtualMachine, VirtualMachineKind } from "../api/virtualmachine.ts";
-import { type VMDisk, VMDiskKind } from "../api/vmdisk.ts";
-import { type VMRestore, VMRestoreKind, type VMSnapshot, VMSnapshotKind } from "../api/vmsnapshot.ts";
+import { NODE_LABEL, VirtualMachineKind, VMDiskKind, VMRestoreKind, VMSnapshotKind } from "../api/names.ts";
+import type { VirtualMachine } from "../api/virtualmachine.ts";
+import type { VMDisk } from "../api/vmdisk.ts";
+import type { VMRestore, VMSnapshot } from "../api/vmsnapshot.ts";
 import { diskRefusal } from "../controllers/disk-limits.ts";
 import { NodeDiskReconciler, watchNodeDisks } from "../controllers/node/disk-reconciler.ts";
 import { DomainLocks } from "../controllers/node/domain-locks.ts";

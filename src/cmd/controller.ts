@@ -12,10 +12,17 @@
 //        NODE_LOST_AFTER_SECONDS (a node agent silent this long makes its VMs and disks Unknown; default 60)
 import { hostname } from "node:os";
 import type { KubernetesObject, V1Lease, V1Namespace, V1Node } from "@kubernetes/client-node";
-import { type VirtualMachine, VirtualMachineKind } from "../api/virtualmachine.ts";
-import { type VMDisk, VMDiskKind } from "../api/vmdisk.ts";
-import { type VMRestore, VMRestoreKind, type VMSnapshot, VMSnapshotKind } from "../api/vmsnapshot.ts";
-import { type VMTemplate, VMTemplateKind } from "../api/vmtemplate.ts";
+import {
+  VirtualMachineKind,
+  VMDiskKind,
+  VMRestoreKind,
+  VMSnapshotKind,
+  VMTemplateKind,
+} from "../api/names.ts";
+import type { VirtualMachine } from "../api/virtualmachine.ts";
+import type { VMDisk } from "../api/vmdisk.ts";
+import type { VMRestore, VMSnapshot } from "../api/vmsnapshot.ts";
+import type { VMTemplate } from "../api/vmtemplate.ts";
 import { registerClusterMetrics } from "../controllers/cluster/cluster-metrics.ts";
 import {
   ClusterDiskReconciler,

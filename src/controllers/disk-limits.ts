@@ -1,8 +1,10 @@
 // Pure: whether a namespace may have a VMDisk as it asks — a storage pool it may use, and room
 // in its provisioned-bytes budget. The controller judges before placing a disk; the node agent
 // judges again before creating or growing its volume (a forged placement gets nothing).
+
+import { NODE_LABEL } from "../api/names.ts";
 import { parseQuantity } from "../api/quantity.ts";
-import { NODE_LABEL, type VirtualMachine } from "../api/virtualmachine.ts";
+import type { VirtualMachine } from "../api/virtualmachine.ts";
 import type { VMDisk } from "../api/vmdisk.ts";
 import type { VMSnapshot } from "../api/vmsnapshot.ts";
 import { Reason } from "./event-reasons.ts";

@@ -1,7 +1,7 @@
 // What agents publish about their node and how the controller reads it back: capacity and
 // hypervisors in a Node annotation, liveness in a heartbeat Lease. Shared by both sides.
 import type { V1Lease, V1Node } from "@kubernetes/client-node";
-import { PREFIX } from "../api/common.ts";
+import { PREFIX } from "../api/names.ts";
 import type { NetworkPools } from "../hypervisor/network.ts";
 
 export const CAPACITY_ANNOTATION = `${PREFIX}capacity`;

@@ -2,7 +2,7 @@
 // whose object is gone (a finalizer removed by force, an etcd or Velero restore) — and how the
 // controller reads it back, to place the object that is applied again where its data is.
 // Shared by both sides. Pure.
-import { PREFIX } from "../api/common.ts";
+import { PREFIX } from "../api/names.ts";
 
 /** On the Node, written by its agent only when the set of orphans changes. */
 export const ORPHANS_ANNOTATION = `${PREFIX}orphans`;

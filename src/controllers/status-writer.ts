@@ -1,7 +1,7 @@
 // The one way our reconcilers write status: server-side apply of the fields one writer owns,
 // only when applying them would change something (steady state writes nothing). Which writer
 // owns which field is listed in the README ("Who writes what").
-import type { KindDefinition } from "../api/kind.ts";
+import type { KindName } from "../api/kind.ts";
 import { applyStatus, httpStatus, type Kube } from "../runtime/kube.ts";
 import { type Condition, type Standing, standingConditions, writerConditions } from "./conditions.ts";
 import { CONDITIONS_RULE, type ListMapRule, ownedStatusChanged } from "./status-diff.ts";
@@ -10,7 +10,7 @@ import { CONDITIONS_RULE, type ListMapRule, ownedStatusChanged } from "./status-
 export const STANDING_FIELD_MANAGER = "libvirt-operator-controller-standing";
 
 export interface StatusWriterOptions {
-  kind: KindDefinition;
+  kind: KindName;
   fieldManager: string;
   /**
    * Every field this writer owns: one it leaves out of an apply is removed. Without it, the

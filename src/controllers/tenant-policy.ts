@@ -4,7 +4,7 @@
 // tenants cannot edit (the built-in edit and admin roles hold no write on namespaces).
 // Both the controller and the node agent judge with this, so a forged object is refused twice.
 import type { V1Namespace } from "@kubernetes/client-node";
-import { PREFIX } from "../api/common.ts";
+import { PREFIX } from "../api/names.ts";
 import { isPositiveQuantity, parseQuantity } from "../api/quantity.ts";
 import { type EventReason, Reason } from "./event-reasons.ts";
 

@@ -8,7 +8,8 @@
 // with it (a copy of the object, or a rollback to a release that placed by status and label, reads
 // status instead), and when it is well formed: otherwise status is read, as for an old VM.
 import { isIPv4, isIPv6 } from "node:net";
-import { NODE_LABEL, type VirtualMachine, type VirtualMachineStatus } from "../api/virtualmachine.ts";
+import { NODE_LABEL } from "../api/names.ts";
+import type { VirtualMachine, VirtualMachineStatus } from "../api/virtualmachine.ts";
 
 export const PLACEMENT_ANNOTATION = "vm.libvirt-operator.io/placement";
 

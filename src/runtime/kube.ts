@@ -2,8 +2,8 @@
 // kinds, status written by server-side apply (each writer owns its fields and conditions),
 // metadata patches guarded by resourceVersion, and Events.
 import type { KubernetesObject } from "@kubernetes/client-node";
-import { GROUP, VERSION } from "../api/common.ts";
-import type { CustomObject, KindDefinition } from "../api/kind.ts";
+import type { CustomObject, KindName } from "../api/kind.ts";
+import { GROUP, VERSION } from "../api/names.ts";
 import {
   type CoordinationApi,
   type CoreApi,
@@ -53,11 +53,7 @@ export async function connectKube(
 export type AnyObject = CustomObject<unknown, unknown> & KubernetesObject;
 
 /** An informer (list + watch + cache) over one of our kinds, optionally label-filtered (slim-informer.ts). */
-export function kindInformer<T extends KubernetesObject>(
-  kube: Kube,
-  def: KindDefinition,
-  labelSelector?: string,
-) {
+export function kindInformer<T extends KubernetesObject>(kube: Kube, def: KindName, labelSelector?: string) {
   const path = `/apis/${GROUP}/${VERSION}/${def.plural}`;
   return makeSlimInformer<T>(kube.http, path, labelSelector);
 }
@@ -72,7 +68,7 @@ export function splitKey(key: string): { namespace: string; name: string } {
 }
 
 /** Where one of our objects lives, as CustomObjectsApi calls want it. */
-function address(def: KindDefinition, obj: { metadata: { name: string; namespace?: string } }) {
+function address(def: KindName, obj: { metadata: { name: string; namespace?: string } }) {
   return {
     group: GROUP,
     version: VERSION,
@@ -90,7 +86,7 @@ function address(def: KindDefinition, obj: { metadata: { name: string; namespace
  */
 export async function applyStatus(
   kube: Kube,
-  def: KindDefinition,
+  def: KindName,
   obj: { metadata: { name: string; namespace?: string } },
   fieldManager: string,
   status: Record<string, unknown>,
@@ -119,7 +115,7 @@ export async function applyStatus(
  */
 export async function mergePatchStatus(
   kube: Kube,
-  def: KindDefinition,
+  def: KindName,
   obj: { metadata: { name: string; namespace?: string } },
   fields: Record<string, unknown>,
   resourceVersion?: string,
@@ -135,7 +131,7 @@ export async function mergePatchStatus(
 /** Creates OBJ, one of our kinds (DEF); false when one of its name exists (made a moment ago). */
 export async function createObject(
   kube: Kube,
-  def: KindDefinition,
+  def: KindName,
   obj: { metadata: { name: string; namespace?: string } & Record<string, unknown>; spec: unknown },
 ): Promise<boolean> {
   const { name: _name, ...where } = address(def, obj);
@@ -154,7 +150,7 @@ export async function createObject(
 /** Deletes OBJ, one of our kinds (DEF); one already gone is fine. */
 export async function deleteObject(
   kube: Kube,
-  def: KindDefinition,
+  def: KindName,
   obj: { metadata: { name: string; namespace?: string } },
 ): Promise<void> {
   try {
@@ -170,7 +166,7 @@ export async function deleteObject(
  */
 export async function patchMetadata(
   kube: Kube,
-  def: KindDefinition,
+  def: KindName,
   obj: AnyObject,
   metadata: {
     labels?: Record<string, string | null>;
@@ -197,7 +193,7 @@ export async function patchMetadata(
  * Removes FINALIZER from a fresh read of OBJ (our own status writes move its resourceVersion);
  * never from a new object made since under its name.
  */
-export async function removeFinalizer(kube: Kube, def: KindDefinition, obj: AnyObject, finalizer: string) {
+export async function removeFinalizer(kube: Kube, def: KindName, obj: AnyObject, finalizer: string) {
   const held = obj.metadata.finalizers ?? [];
   // From the object as the caller has it, in one write guarded by its resourceVersion and UID;
   // a copy that is behind (or another object's) is refused, and the object is read afresh.
@@ -227,7 +223,7 @@ export async function removeFinalizer(kube: Kube, def: KindDefinition, obj: AnyO
 /** The object as the API server has it now; undefined when it does not exist (404). */
 export async function readObject<T extends AnyObject>(
   kube: Kube,
-  def: KindDefinition,
+  def: KindName,
   where: { namespace: string; name: string },
 ): Promise<T | undefined> {
   try {
@@ -247,7 +243,7 @@ export async function readObject<T extends AnyObject>(
  */
 export async function objectGone(
   kube: Kube,
-  def: KindDefinition,
+  def: KindName,
   owner: { namespace: string; name: string; uid: string },
 ): Promise<boolean> {
   const current = await readObject(kube, def, owner);

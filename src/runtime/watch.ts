@@ -4,7 +4,7 @@
 // our own status and Event writes never shorten the wait.
 import { hash } from "node:crypto";
 import type { KubernetesObject } from "@kubernetes/client-node";
-import { PREFIX } from "../api/common.ts";
+import { PREFIX } from "../api/names.ts";
 import { describeError, keyOf } from "./kube.ts";
 import type { Logger } from "./logging.ts";
 import type { FailureInfo, WorkQueue } from "./workqueue.ts";

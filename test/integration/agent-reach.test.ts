@@ -8,9 +8,13 @@ import { request } from "node:https";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { API_VERSION } from "../../src/api/common.ts";
-import { DOMAIN_FINALIZER, NODE_LABEL } from "../../src/api/virtualmachine.ts";
-import { DISK_PROTECTION_FINALIZER, VOLUME_FINALIZER } from "../../src/api/vmdisk.ts";
+import {
+  API_VERSION,
+  DISK_PROTECTION_FINALIZER,
+  DOMAIN_FINALIZER,
+  NODE_LABEL,
+  VOLUME_FINALIZER,
+} from "../../src/api/names.ts";
 import { applyIdentities, requestToken } from "../../src/cmd/local/identities.ts";
 import { registerNode } from "../../src/cmd/local/kube.ts";
 import {

@@ -5,8 +5,8 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import yaml from "js-yaml";
-import { API_VERSION, HOST_NAME_MAX } from "../../src/api/common.ts";
 import { KINDS } from "../../src/api/index.ts";
+import { API_VERSION, HOST_NAME_MAX } from "../../src/api/names.ts";
 import { kubectl, kubectlError, testNamespace, toYaml } from "../support/stack.ts";
 
 const examplesDir = join(import.meta.dirname, "..", "..", "examples");

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { API_VERSION, GROUP } from "../../src/api/common.ts";
+import { API_VERSION, GROUP } from "../../src/api/names.ts";
 import { CONTROLLER_MANAGER, componentKubeconfig, SCHEDULER } from "../../src/cmd/local/control-plane.ts";
 import { kubectl as kubectlWith } from "../../src/cmd/local/kube.ts";
 import { runningPid } from "../../src/cmd/local/processes.ts";

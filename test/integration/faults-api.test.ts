@@ -10,7 +10,7 @@ import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
-import { GROUP, VERSION } from "../../src/api/common.ts";
+import { GROUP, VERSION } from "../../src/api/names.ts";
 import type { VirtualMachine } from "../../src/api/virtualmachine.ts";
 import { startController } from "../../src/cmd/local/operator.ts";
 import { logFile, runningPid, runningSupervisor, stopDaemon } from "../../src/cmd/local/processes.ts";

@@ -7,8 +7,7 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { crdName } from "../../src/api/crd.ts";
 import { KINDS } from "../../src/api/index.ts";
-import { DOMAIN_FINALIZER, NODE_LABEL } from "../../src/api/virtualmachine.ts";
-import { VOLUME_FINALIZER } from "../../src/api/vmdisk.ts";
+import { DOMAIN_FINALIZER, NODE_LABEL, VOLUME_FINALIZER } from "../../src/api/names.ts";
 import { RELEASE as STACK_RELEASE } from "../../src/cmd/local/identities.ts";
 import {
   CAPACITY_ANNOTATION,

@@ -9,8 +9,9 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { DISK_PROTECTION_FINALIZER } from "../../src/api/names.ts";
 import type { VirtualMachine } from "../../src/api/virtualmachine.ts";
-import { DISK_PROTECTION_FINALIZER, type VMDisk } from "../../src/api/vmdisk.ts";
+import type { VMDisk } from "../../src/api/vmdisk.ts";
 import { run } from "../../src/cmd/local/tools.ts";
 import { BOOTED, ensureGuest, type Guest, guestVmSpec, waitForConsole } from "../support/guest.ts";
 import {

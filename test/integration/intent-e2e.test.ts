@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { RESTART_ANNOTATION, START_ANNOTATION, STOP_ANNOTATION } from "../../src/api/virtualmachine.ts";
+import { RESTART_ANNOTATION, START_ANNOTATION, STOP_ANNOTATION } from "../../src/api/names.ts";
 import {
   BOOTED,
   consoleText,

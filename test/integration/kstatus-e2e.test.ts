@@ -7,8 +7,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { API_VERSION } from "../../src/api/common.ts";
-import { FROZEN_ANNOTATION } from "../../src/api/virtualmachine.ts";
+import { API_VERSION, FROZEN_ANNOTATION } from "../../src/api/names.ts";
 import { type ArgoHealthStatus, argoHealth } from "../support/argocd.ts";
 import { ensureGuest, type Guest, guestVmSpec } from "../support/guest.ts";
 import { kstatus } from "../support/kstatus.ts";

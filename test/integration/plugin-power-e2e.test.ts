@@ -5,7 +5,8 @@ import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { FROZEN_ANNOTATION, type VirtualMachine } from "../../src/api/virtualmachine.ts";
+import { FROZEN_ANNOTATION } from "../../src/api/names.ts";
+import type { VirtualMachine } from "../../src/api/virtualmachine.ts";
 import {
   AGENT_STARTED,
   BOOTED,

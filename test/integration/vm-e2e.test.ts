@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { RESTART_ANNOTATION } from "../../src/api/virtualmachine.ts";
+import { RESTART_ANNOTATION } from "../../src/api/names.ts";
 import { startLibvirt } from "../../src/cmd/local/libvirt.ts";
 import { runningPid, stopDaemon } from "../../src/cmd/local/processes.ts";
 import { run } from "../../src/cmd/local/tools.ts";

@@ -8,7 +8,7 @@ import { request } from "node:https";
 import { join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import { KubeConfig, Watch } from "@kubernetes/client-node";
-import { GROUP, VERSION } from "../../src/api/common.ts";
+import { GROUP, VERSION } from "../../src/api/names.ts";
 import { kubectl } from "../../src/cmd/local/kube.ts";
 import { kubeconfigPath, type StackConfig } from "../../src/cmd/local/stack.ts";
 import { HEARTBEAT_LEASE_PREFIX } from "../../src/controllers/node-facts.ts";

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { XMLBuilder } from "fast-xml-parser";
-import { PREFIX } from "../../src/api/common.ts";
+import { PREFIX } from "../../src/api/names.ts";
 import { kubectl, NODE_ENABLED_LABEL } from "../../src/cmd/local/kube.ts";
 import {
   AGENT_NAMESPACE,

@@ -3,7 +3,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { API_VERSION } from "../../src/api/common.ts";
+import { API_VERSION } from "../../src/api/names.ts";
 import type { VirtualMachine } from "../../src/api/virtualmachine.ts";
 import { startOperator } from "../../src/cmd/local/operator.ts";
 import { runningPid, stopDaemon } from "../../src/cmd/local/processes.ts";

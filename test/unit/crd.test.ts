@@ -3,9 +3,10 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { Type } from "@sinclair/typebox";
-import { CATEGORY, GROUP, Quantity, StringEnum } from "../../src/api/common.ts";
+import { CATEGORY, Quantity, StringEnum } from "../../src/api/common.ts";
 import { buildCrd, toOpenApi } from "../../src/api/crd.ts";
 import { KINDS } from "../../src/api/index.ts";
+import { GROUP } from "../../src/api/names.ts";
 import { generatedFiles } from "../../src/api/render.ts";
 
 const root = join(import.meta.dirname, "..", "..");

@@ -11,7 +11,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { TLSSocket } from "node:tls";
 import { promisify } from "node:util";
 import type { KubernetesObject } from "@kubernetes/client-node";
-import { VirtualMachineKind } from "../../src/api/virtualmachine.ts";
+import { VirtualMachineKind } from "../../src/api/names.ts";
 import { coreApi, customObjectsApi } from "../../src/kube/apis.ts";
 import { ExecCredentials, execConfigOf } from "../../src/kube/exec-credential.ts";
 import { ApiError, HttpApi } from "../../src/kube/http.ts";

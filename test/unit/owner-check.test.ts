@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { VirtualMachineKind } from "../../src/api/virtualmachine.ts";
+import { VirtualMachineKind } from "../../src/api/names.ts";
 import { isTransient, objectGone } from "../../src/runtime/kube.ts";
 import { WorkQueue } from "../../src/runtime/workqueue.ts";
 import { type StandInApi, standInApi, statusBody } from "../support/stand-in-api.ts";

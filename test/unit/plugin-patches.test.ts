@@ -9,8 +9,8 @@ import {
   RESTART_ANNOTATION,
   START_ANNOTATION,
   STOP_ANNOTATION,
-  type VirtualMachine,
-} from "../../src/api/virtualmachine.ts";
+} from "../../src/api/names.ts";
+import type { VirtualMachine } from "../../src/api/virtualmachine.ts";
 import { PluginError } from "../../src/cli/errors.ts";
 import {
   cdromEjectPatch,

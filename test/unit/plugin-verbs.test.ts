@@ -2,10 +2,10 @@
 // spec and annotations, creates, deletes; never status), dry runs, and the 409 retry of a list.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { FROZEN_ANNOTATION } from "../../src/api/names.ts";
 import type { VirtualMachine } from "../../src/api/virtualmachine.ts";
 import { parseCommandLine } from "../../src/cli/args.ts";
 import type { PluginClient } from "../../src/cli/client.ts";
-import { FROZEN_ANNOTATION } from "../../src/cli/contract.ts";
 import { runVerb } from "../../src/cli/verbs.ts";
 import { ApiError } from "../../src/kube/http.ts";
 

@@ -5,8 +5,8 @@ import { describe, it } from "node:test";
 import yaml from "js-yaml";
 import { KINDS } from "../../src/api/index.ts";
 import { validateSpec } from "../../src/api/validate.ts";
-import { VirtualMachineKind } from "../../src/api/virtualmachine.ts";
-import { VMSnapshotKind } from "../../src/api/vmsnapshot.ts";
+import { VirtualMachineDefinition } from "../../src/api/virtualmachine.ts";
+import { VMSnapshotDefinition } from "../../src/api/vmsnapshot.ts";
 
 const examplesDir = join(import.meta.dirname, "..", "..", "examples");
 
@@ -27,7 +27,7 @@ describe("validateSpec", () => {
   });
 
   it("names each bad field", () => {
-    const errors = validateSpec(VirtualMachineKind, {
+    const errors = validateSpec(VirtualMachineDefinition, {
       memory: "0Gi",
       cpu: { cores: 0 },
       hypervisor: "xen",
@@ -42,6 +42,6 @@ describe("validateSpec", () => {
   });
 
   it("reports a missing required field", () => {
-    assert.deepEqual(validateSpec(VMSnapshotKind, {}), ["spec.vmName: Required value"]);
+    assert.deepEqual(validateSpec(VMSnapshotDefinition, {}), ["spec.vmName: Required value"]);
   });
 });

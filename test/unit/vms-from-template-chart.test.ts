@@ -6,9 +6,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import yaml from "js-yaml";
-import { API_VERSION, HOST_NAME_MAX } from "../../src/api/common.ts";
+import { API_VERSION, HOST_NAME_MAX, RUN_STRATEGIES } from "../../src/api/names.ts";
 import { validateSpec } from "../../src/api/validate.ts";
-import { RUN_STRATEGIES, VirtualMachineKind } from "../../src/api/virtualmachine.ts";
+import { VirtualMachineDefinition } from "../../src/api/virtualmachine.ts";
 import { cachedBinary, REPO_ROOT, run } from "../../src/cmd/local/tools.ts";
 
 const chart = join(REPO_ROOT, "examples", "vms-from-template");
@@ -50,7 +50,7 @@ function assertValidVms(docs: Vm[]) {
     assert.equal(doc.apiVersion, API_VERSION, doc.metadata.name);
     assert.equal(doc.kind, "VirtualMachine", doc.metadata.name);
     assert.ok(doc.metadata.name.length <= HOST_NAME_MAX, doc.metadata.name);
-    assert.deepEqual(validateSpec(VirtualMachineKind, doc.spec), [], doc.metadata.name);
+    assert.deepEqual(validateSpec(VirtualMachineDefinition, doc.spec), [], doc.metadata.name);
   }
 }
 

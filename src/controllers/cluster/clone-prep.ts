@@ -3,9 +3,9 @@
 // snapshot on its node) and records the hardware the clone takes (status.clonedFrom), so the
 // clone keeps it whatever happens to the snapshot later.
 import type { KubernetesObject } from "@kubernetes/client-node";
-import { API_VERSION } from "../../api/common.ts";
-import { type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
-import { type VMDisk, VMDiskKind } from "../../api/vmdisk.ts";
+import { API_VERSION, VirtualMachineKind, VMDiskKind } from "../../api/names.ts";
+import type { VirtualMachine } from "../../api/virtualmachine.ts";
+import type { VMDisk } from "../../api/vmdisk.ts";
 import type { VMSnapshot } from "../../api/vmsnapshot.ts";
 import { createObject, type Kube } from "../../runtime/kube.ts";
 import { cloneBaseSpec, cloneDiskName } from "../vm-clone.ts";

@@ -3,8 +3,9 @@
 // and protects it from deletion while they do. Disks a VM owns (a controller ownerReference)
 // go with it through Kubernetes' own garbage collector.
 import type { KubernetesObject, V1Lease, V1Namespace, V1Node } from "@kubernetes/client-node";
-import { NODE_LABEL, type VirtualMachine } from "../../api/virtualmachine.ts";
-import { DISK_PROTECTION_FINALIZER, type VMDisk, VMDiskKind, VOLUME_FINALIZER } from "../../api/vmdisk.ts";
+import { DISK_PROTECTION_FINALIZER, NODE_LABEL, VMDiskKind, VOLUME_FINALIZER } from "../../api/names.ts";
+import type { VirtualMachine } from "../../api/virtualmachine.ts";
+import type { VMDisk } from "../../api/vmdisk.ts";
 import type { VMSnapshot } from "../../api/vmsnapshot.ts";
 import { type AnyObject, type Kube, patchMetadata, splitKey } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";

@@ -2,10 +2,18 @@
 // controller's clock) and whether an admin confirmed the node gone, then marks, clears,
 // releases or places again its VMs and VMDisks as node-loss.ts decides.
 import type { KubernetesObject, V1Lease, V1Node } from "@kubernetes/client-node";
-import type { KindDefinition } from "../../api/kind.ts";
-import { DOMAIN_FINALIZER, type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
-import { type VMDisk, VMDiskKind, VOLUME_FINALIZER } from "../../api/vmdisk.ts";
-import { SNAPSHOT_FINALIZER, type VMSnapshot, VMSnapshotKind } from "../../api/vmsnapshot.ts";
+import type { KindName } from "../../api/kind.ts";
+import {
+  DOMAIN_FINALIZER,
+  SNAPSHOT_FINALIZER,
+  VirtualMachineKind,
+  VMDiskKind,
+  VMSnapshotKind,
+  VOLUME_FINALIZER,
+} from "../../api/names.ts";
+import type { VirtualMachine } from "../../api/virtualmachine.ts";
+import type { VMDisk } from "../../api/vmdisk.ts";
+import type { VMSnapshot } from "../../api/vmsnapshot.ts";
 import {
   type AnyObject,
   httpStatus,
@@ -120,12 +128,12 @@ export class NodeLossReconciler {
   private readonly notAlive = new Set<string>();
   /** Nodes reconciled at least once (their timer runs). */
   private readonly watched = new Set<string>();
-  private readonly writers: Map<KindDefinition, { condition: StatusWriter; state: StatusWriter }>;
+  private readonly writers: Map<KindName, { condition: StatusWriter; state: StatusWriter }>;
 
   constructor(options: NodeLossOptions) {
     this.o = options;
     this.event = eventRecorder(options.kube, COMPONENT);
-    const writer = (kind: KindDefinition, fieldManager: string) =>
+    const writer = (kind: KindName, fieldManager: string) =>
       new StatusWriter(options.kube, { kind, fieldManager, listMaps: { conditions: CONDITIONS_RULE } });
     this.writers = new Map(
       [VirtualMachineKind, VMDiskKind].map((kind) => [
@@ -208,7 +216,7 @@ export class NodeLossReconciler {
     return { requeueAfterMs: recheckInMs };
   }
 
-  private async act(kind: KindDefinition, obj: Vm | Disk | Snapshot, action: LossAction): Promise<void> {
+  private async act(kind: KindName, obj: Vm | Disk | Snapshot, action: LossAction): Promise<void> {
     if (action.act === "none") return;
     const log = forObject(this.o.log, kind.kind, `${obj.metadata?.namespace}/${obj.metadata?.name}`);
     const target = obj as AnyObject;

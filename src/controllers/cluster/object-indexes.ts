@@ -5,7 +5,7 @@ import type { VMDisk } from "../../api/vmdisk.ts";
 import type { VMSnapshot } from "../../api/vmsnapshot.ts";
 import type { Watchable } from "../../runtime/watch.ts";
 import { indexBy, type KeyIndex } from "./key-index.ts";
-import { snapshotOfDiskBeingMade } from "./snapshot-schedule.ts";
+import { snapshotOfDiskBeingMade } from "./snapshot-uses.ts";
 import type { VmIndex } from "./vm-index.ts";
 
 type Disk = VMDisk & KubernetesObject;

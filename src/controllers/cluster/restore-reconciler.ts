@@ -2,9 +2,10 @@
 // to its VM's node (node label and status.nodeName), and refuses the rest with a condition
 // and an Event. The restore itself runs on the node (node/restore-reconciler.ts).
 import type { KubernetesObject } from "@kubernetes/client-node";
-import { NODE_LABEL, type VirtualMachine } from "../../api/virtualmachine.ts";
+import { NODE_LABEL, VM_NAME_LABEL, VMRestoreKind } from "../../api/names.ts";
+import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
-import { VM_NAME_LABEL, type VMRestore, VMRestoreKind, type VMSnapshot } from "../../api/vmsnapshot.ts";
+import type { VMRestore, VMSnapshot } from "../../api/vmsnapshot.ts";
 import { type AnyObject, type Kube, patchMetadata, splitKey } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";

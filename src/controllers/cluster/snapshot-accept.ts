@@ -1,7 +1,9 @@
 // Pure: what the controller does with a VMSnapshot it has not handed to a node yet, and the
 // timestamp that makes it unique among its VM's snapshots.
+
+import { DEFAULT_SNAPSHOT_DEADLINE } from "../../api/names.ts";
 import type { VirtualMachine } from "../../api/virtualmachine.ts";
-import { DEFAULT_SNAPSHOT_DEADLINE, type VMSnapshot } from "../../api/vmsnapshot.ts";
+import type { VMSnapshot } from "../../api/vmsnapshot.ts";
 import { parseDuration } from "../node/snapshot-plan.ts";
 import { placedNode } from "../vm-placement.ts";
 

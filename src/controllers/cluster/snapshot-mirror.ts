@@ -2,7 +2,8 @@
 // whenever a snapshot of the VM changes. (storedData, which counts their bytes, is the node
 // agent's: it knows the disks' sizes.)
 import type { KubernetesObject } from "@kubernetes/client-node";
-import { type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
+import { VirtualMachineKind } from "../../api/names.ts";
+import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import type { VMSnapshot } from "../../api/vmsnapshot.ts";
 import { type AnyObject, type Kube, splitKey } from "../../runtime/kube.ts";
 import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";

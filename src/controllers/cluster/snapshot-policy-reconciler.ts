@@ -3,9 +3,9 @@
 // keep, and reports where the policy stands (status.snapshotPolicy, condition SnapshotPolicy).
 // Decisions are snapshot-schedule.ts's.
 import type { KubernetesObject } from "@kubernetes/client-node";
-import { API_VERSION } from "../../api/common.ts";
-import { type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
-import { type VMRestore, type VMSnapshot, VMSnapshotKind } from "../../api/vmsnapshot.ts";
+import { API_VERSION, VirtualMachineKind, VMSnapshotKind } from "../../api/names.ts";
+import type { VirtualMachine } from "../../api/virtualmachine.ts";
+import type { VMRestore, VMSnapshot } from "../../api/vmsnapshot.ts";
 import { type AnyObject, createObject, deleteObject, type Kube, splitKey } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";
 import { type Watchable, watchOwn, watchRelated } from "../../runtime/watch.ts";
@@ -16,7 +16,8 @@ import { type EventRecorder, eventRecorder } from "../events.ts";
 import { StatusWriter } from "../status-writer.ts";
 import { SNAPSHOT_POLICY_VM_VIEW } from "../watch-views.ts";
 import { type ClusterIndexes, objectsOf } from "./object-indexes.ts";
-import { AUTOMATIC_LABEL, decidePolicy, restoreRunning } from "./snapshot-schedule.ts";
+import { AUTOMATIC_LABEL, decidePolicy } from "./snapshot-schedule.ts";
+import { restoreRunning } from "./snapshot-uses.ts";
 
 type Vm = VirtualMachine & KubernetesObject;
 const COMPONENT = "libvirt-operator-controller";

@@ -3,16 +3,18 @@
 // with it), says where it stands until the node agent reports, and releases snapshots that
 // never reached a node.
 import type { KubernetesObject } from "@kubernetes/client-node";
-import { API_VERSION } from "../../api/common.ts";
-import { NODE_LABEL, type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
-import type { VMDisk } from "../../api/vmdisk.ts";
 import {
+  API_VERSION,
   DEFAULT_SNAPSHOT_DEADLINE,
+  NODE_LABEL,
   SNAPSHOT_FINALIZER,
+  VirtualMachineKind,
   VM_NAME_LABEL,
-  type VMSnapshot,
   VMSnapshotKind,
-} from "../../api/vmsnapshot.ts";
+} from "../../api/names.ts";
+import type { VirtualMachine } from "../../api/virtualmachine.ts";
+import type { VMDisk } from "../../api/vmdisk.ts";
+import type { VMSnapshot } from "../../api/vmsnapshot.ts";
 import {
   type AnyObject,
   type Kube,

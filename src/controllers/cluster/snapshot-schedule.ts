@@ -3,8 +3,7 @@
 // controller made (label vm.libvirt-operator.io/automatic, the VM as owner).
 import { CronExpressionParser } from "cron-parser";
 import type { VirtualMachine } from "../../api/virtualmachine.ts";
-import type { VMDisk } from "../../api/vmdisk.ts";
-import type { VMRestore, VMSnapshot, VMSnapshotSpec } from "../../api/vmsnapshot.ts";
+import type { VMSnapshot, VMSnapshotSpec } from "../../api/vmsnapshot.ts";
 import { type EventReason, Reason } from "../event-reasons.ts";
 import { derivedName } from "../object-names.ts";
 
@@ -37,41 +36,6 @@ export function automaticSnapshotsOf(vm: VirtualMachine, snapshots: readonly VMS
       s.metadata.labels?.[AUTOMATIC_LABEL] === "true" &&
       (s.metadata.ownerReferences ?? []).some((r) => r.uid === vm.metadata.uid),
   );
-}
-
-/** The snapshot DISK is being made from (it needs it until made). */
-export function snapshotOfDiskBeingMade(d: VMDisk): string | undefined {
-  const from = d.spec.source?.snapshot?.name;
-  return from && d.status?.phase !== "Ready" && d.status?.phase !== "Illegal" ? from : undefined;
-}
-
-/** The snapshot VM is to be cloned from, until it is. */
-export function snapshotOfCloneToBe(vm: VirtualMachine): string | undefined {
-  return vm.status?.clonedFrom ? undefined : vm.spec.source?.snapshot;
-}
-
-/** The restore still runs (it needs its snapshot). */
-export function restoreRunning(r: VMRestore): boolean {
-  return r.status?.phase !== "Succeeded" && r.status?.phase !== "Failed";
-}
-
-/** Snapshots a restore, a clone or a disk being made from it still needs. */
-export function snapshotsInUse(
-  restores: readonly VMRestore[],
-  disks: readonly VMDisk[],
-  vms: readonly VirtualMachine[],
-): Set<string> {
-  const used = new Set<string>();
-  for (const r of restores) if (restoreRunning(r)) used.add(r.spec.snapshotName);
-  for (const d of disks) {
-    const from = snapshotOfDiskBeingMade(d);
-    if (from) used.add(from);
-  }
-  for (const vm of vms) {
-    const from = snapshotOfCloneToBe(vm);
-    if (from) used.add(from);
-  }
-  return used;
 }
 
 const created = (s: VMSnapshot) => Date.parse(s.metadata.creationTimestamp ?? "") || 0;

@@ -1,16 +1,15 @@
 // Pure: what a VM made from a VMTemplate takes (status.template), the VMDisks it gets, and the
 // bases a template keeps: one read-only VMDisk per image disk, node and template generation.
 
-import { parseQuantity } from "../../api/quantity.ts";
-import type { VirtualMachine, VirtualMachineSpec, VirtualMachineStatus } from "../../api/virtualmachine.ts";
 import {
   MAX_PROVISIONED_SIZE,
   TEMPLATE_DISK_LABEL,
   TEMPLATE_GENERATION_LABEL,
   TEMPLATE_LABEL,
-  type VMDisk,
-  type VMDiskSpec,
-} from "../../api/vmdisk.ts";
+} from "../../api/names.ts";
+import { parseQuantity } from "../../api/quantity.ts";
+import type { VirtualMachine, VirtualMachineSpec, VirtualMachineStatus } from "../../api/virtualmachine.ts";
+import type { VMDisk, VMDiskSpec } from "../../api/vmdisk.ts";
 import type { TemplateShape, VMTemplate } from "../../api/vmtemplate.ts";
 import { derivedName } from "../object-names.ts";
 import { cloneDiskName } from "../vm-clone.ts";

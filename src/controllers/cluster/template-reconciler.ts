@@ -2,16 +2,18 @@
 // made from it need them, takes the disks of a VM made into a template, says which VMs were made
 // from it and where one could run, and holds its deletion until those VMs are gone.
 import type { KubernetesObject, V1Lease, V1Node } from "@kubernetes/client-node";
-import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import {
   TEMPLATE_DISK_LABEL,
+  TEMPLATE_FINALIZER,
   TEMPLATE_GENERATION_LABEL,
   TEMPLATE_LABEL,
-  type VMDisk,
   VMDiskKind,
-} from "../../api/vmdisk.ts";
+  VMTemplateKind,
+} from "../../api/names.ts";
+import type { VirtualMachine } from "../../api/virtualmachine.ts";
+import type { VMDisk } from "../../api/vmdisk.ts";
 import type { VMSnapshot } from "../../api/vmsnapshot.ts";
-import { TEMPLATE_FINALIZER, type VMTemplate, VMTemplateKind } from "../../api/vmtemplate.ts";
+import type { VMTemplate } from "../../api/vmtemplate.ts";
 import {
   type AnyObject,
   createObject,

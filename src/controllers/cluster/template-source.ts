@@ -3,11 +3,11 @@
 // then become the template's bases, owned by the template, and the VM never starts again while
 // they are. Deleting the template gives them back to the VM (or removes them with the VM gone).
 import type { V1OwnerReference } from "@kubernetes/client-node";
-import { API_VERSION } from "../../api/common.ts";
+import { API_VERSION, VMTemplateKind } from "../../api/names.ts";
 import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
 import type { VMSnapshot } from "../../api/vmsnapshot.ts";
-import { type VMTemplate, VMTemplateKind, type VMTemplateStatus } from "../../api/vmtemplate.ts";
+import type { VMTemplate, VMTemplateStatus } from "../../api/vmtemplate.ts";
 
 export type TakenVm = NonNullable<VMTemplateStatus["vm"]>;
 

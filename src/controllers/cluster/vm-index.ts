@@ -22,7 +22,7 @@ import { placementOf } from "../vm-placement.ts";
 import { diskNamesOf } from "./disk-placement.ts";
 import { KeyIndex } from "./key-index.ts";
 import { waitsForRoom } from "./room-move.ts";
-import { snapshotOfCloneToBe } from "./snapshot-schedule.ts";
+import { snapshotOfCloneToBe } from "./snapshot-uses.ts";
 import { NOTHING, type Resources, reservesCapacity } from "./vm-reservation.ts";
 
 type Vm = VirtualMachine & KubernetesObject;

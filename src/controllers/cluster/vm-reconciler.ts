@@ -4,12 +4,8 @@
 // copies into status — and says clearly when no node can take it.
 import { randomUUID } from "node:crypto";
 import type { KubernetesObject, V1Namespace, V1Node } from "@kubernetes/client-node";
-import {
-  DOMAIN_FINALIZER,
-  NODE_LABEL,
-  type VirtualMachine,
-  VirtualMachineKind,
-} from "../../api/virtualmachine.ts";
+import { DOMAIN_FINALIZER, NODE_LABEL, VirtualMachineKind } from "../../api/names.ts";
+import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
 import type { VMSnapshot } from "../../api/vmsnapshot.ts";
 import type { VMTemplate } from "../../api/vmtemplate.ts";

@@ -2,9 +2,9 @@
 // another VMDisk, or imported from a file or URL), grows it (live through the running guest
 // when attached), reports it in status, and wipes and deletes it when the disk is deleted.
 import type { KubernetesObject } from "@kubernetes/client-node";
+import { DISK_PROTECTION_FINALIZER, NODE_LABEL, VMDiskKind, VOLUME_FINALIZER } from "../../api/names.ts";
 import { parseQuantity } from "../../api/quantity.ts";
-import { NODE_LABEL } from "../../api/virtualmachine.ts";
-import { DISK_PROTECTION_FINALIZER, type VMDisk, VMDiskKind, VOLUME_FINALIZER } from "../../api/vmdisk.ts";
+import type { VMDisk } from "../../api/vmdisk.ts";
 import type { VMSnapshot } from "../../api/vmsnapshot.ts";
 import {
   type LibvirtClient,

@@ -3,7 +3,8 @@
 // cluster, namespace and name are in its owner record (<metadata>), the UUID is the domain's
 // own. The object's UID is not in the key: a restore (Velero, GitOps) gives the object a new
 // one, and the guest must run on, not start over.
-import { RESTART_ANNOTATION, type VirtualMachine } from "../../api/virtualmachine.ts";
+import { RESTART_ANNOTATION } from "../../api/names.ts";
+import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import { type EventReason, Reason } from "../event-reasons.ts";
 import { placementOf } from "../vm-placement.ts";
 import { latestPowerRequest } from "./vm-decide.ts";

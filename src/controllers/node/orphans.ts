@@ -6,7 +6,7 @@
 // object by (orphan-facts.ts), written only when the set changes.
 
 import { Gauge, type Registry } from "prom-client";
-import { VirtualMachineKind } from "../../api/virtualmachine.ts";
+import { VirtualMachineKind } from "../../api/names.ts";
 import { keyOfDomain } from "../../hypervisor/domain/from-spec.ts";
 import { parseNics, parseOwnership } from "../../hypervisor/domain/xml.ts";
 import {

@@ -2,9 +2,10 @@
 // node, holding the VM (and its disks) so nothing else acts on them meanwhile, and reports
 // what was restored and what was not.
 import type { KubernetesObject } from "@kubernetes/client-node";
-import { NODE_LABEL, type VirtualMachine } from "../../api/virtualmachine.ts";
+import { NODE_LABEL, VMRestoreKind } from "../../api/names.ts";
+import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
-import { type VMRestore, VMRestoreKind, type VMSnapshot } from "../../api/vmsnapshot.ts";
+import type { VMRestore, VMSnapshot } from "../../api/vmsnapshot.ts";
 import { resourcesOf } from "../../hypervisor/domain/from-spec.ts";
 import { DomainState, isActiveState, type LibvirtClient } from "../../hypervisor/libvirt/index.ts";
 import { describeError, type Kube, splitKey } from "../../runtime/kube.ts";

@@ -1,9 +1,9 @@
 // Pure: what a snapshot of a VM holds and how it is stored, decided from the domain's disks and
 // the VMDisks behind them; the names of what it stores on the node.
 import { XMLBuilder } from "fast-xml-parser";
+import { DURATION_PATTERN } from "../../api/names.ts";
 import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import type { VMDisk } from "../../api/vmdisk.ts";
-import { DURATION_PATTERN } from "../../api/vmsnapshot.ts";
 import type { ObservedDisk } from "../../hypervisor/domain/disks.ts";
 import {
   fileNameFitting,

@@ -4,15 +4,15 @@
 // on the VM's own domain (owned-domain.ts), and only while it holds the VM's and its disks'
 // locks; finding them taken, it looks again shortly.
 import type { KubernetesObject } from "@kubernetes/client-node";
-import { NODE_LABEL, type VirtualMachine } from "../../api/virtualmachine.ts";
-import type { VMDisk } from "../../api/vmdisk.ts";
 import {
   DEFAULT_SNAPSHOT_DEADLINE,
+  NODE_LABEL,
   SNAPSHOT_FINALIZER,
-  type VMRestore,
-  type VMSnapshot,
   VMSnapshotKind,
-} from "../../api/vmsnapshot.ts";
+} from "../../api/names.ts";
+import type { VirtualMachine } from "../../api/virtualmachine.ts";
+import type { VMDisk } from "../../api/vmdisk.ts";
+import type { VMRestore, VMSnapshot } from "../../api/vmsnapshot.ts";
 import { parseLiveDevices } from "../../hypervisor/domain/xml.ts";
 import {
   type DomainRef,

@@ -4,9 +4,10 @@
 import { isDeepStrictEqual } from "node:util";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { Counter, type Registry } from "prom-client";
-import type { KindDefinition } from "../../api/kind.ts";
-import { NODE_LABEL, type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
-import { type VMDisk, VMDiskKind } from "../../api/vmdisk.ts";
+import type { KindName } from "../../api/kind.ts";
+import { NODE_LABEL, VirtualMachineKind, VMDiskKind } from "../../api/names.ts";
+import type { VirtualMachine } from "../../api/virtualmachine.ts";
+import type { VMDisk } from "../../api/vmdisk.ts";
 import { nicTargets } from "../../hypervisor/domain/xml.ts";
 import {
   type DomainRef,
@@ -250,7 +251,7 @@ export class StatsCollector {
 
   /** status.statistics by its own field manager, only when a figure changed. */
   private async writeIfChanged(
-    def: KindDefinition,
+    def: KindName,
     obj: { metadata: { name: string; namespace?: string }; status?: { statistics?: { updatedAt?: string } } },
     statistics: object,
     at: number,

@@ -1,12 +1,7 @@
 // Pure: from a VirtualMachine and what libvirt reports about its domain, what the node agent
 // should do next (KubeVirt's shouldStart / shouldShutdown, one step at a time).
-import {
-  FROZEN_ANNOTATION,
-  RESTART_ANNOTATION,
-  START_ANNOTATION,
-  STOP_ANNOTATION,
-  type VirtualMachine,
-} from "../../api/virtualmachine.ts";
+import { FROZEN_ANNOTATION, RESTART_ANNOTATION, START_ANNOTATION, STOP_ANNOTATION } from "../../api/names.ts";
+import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import { DomainState, isActiveState } from "../../hypervisor/libvirt/constants.ts";
 
 /** Why a domain runs (virDomainRunningReason): a start boots it. */

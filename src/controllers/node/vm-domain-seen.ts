@@ -1,7 +1,8 @@
 // The first look of a node reconcile: this VM's domain as libvirt has it (by name), whose it is
 // (the ownership record in its definition), and the VM itself when the cache lacks it.
 import type { KubernetesObject } from "@kubernetes/client-node";
-import { type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
+import { VirtualMachineKind } from "../../api/names.ts";
+import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import { type DomainOwnership, parseOwnership } from "../../hypervisor/domain/xml.ts";
 import {
   type DomainRef,

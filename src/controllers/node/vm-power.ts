@@ -1,6 +1,7 @@
 // Carrying out one power action on a domain (the node agent's decision, from vm-decide.ts),
 // and recording what it started in the VM's progress.
-import { FROZEN_ANNOTATION, RESTART_ANNOTATION, type VirtualMachine } from "../../api/virtualmachine.ts";
+import { FROZEN_ANNOTATION, RESTART_ANNOTATION } from "../../api/names.ts";
+import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import { buildDomainXml, type DomainDefinition, type HostFacts } from "../../hypervisor/domain/xml.ts";
 import {
   DomainEventType,

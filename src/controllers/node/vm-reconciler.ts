@@ -1,5 +1,6 @@
 import type { KubernetesObject } from "@kubernetes/client-node";
-import { DOMAIN_FINALIZER, type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
+import { DOMAIN_FINALIZER, VirtualMachineKind } from "../../api/names.ts";
+import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import { templateBaseRefusal } from "../../hypervisor/domain/disks.ts";
 import { domainNameOf, resourcesOf } from "../../hypervisor/domain/from-spec.ts";
 import {

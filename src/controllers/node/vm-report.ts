@@ -1,7 +1,8 @@
 // How the node agent tells about a VM: one status write per reconcile (what it observed, with
 // what the reconciler remembers between reconciles), Events and log lines said once per new
 // message, and failures that are reported before they are rethrown for the retry.
-import { type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
+import { VirtualMachineKind } from "../../api/names.ts";
+import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import { type DomainRef, DomainState, type LibvirtClient } from "../../hypervisor/libvirt/index.ts";
 import { describeError, isTransient, type Kube } from "../../runtime/kube.ts";
 import { forObject, type Logger } from "../../runtime/logging.ts";

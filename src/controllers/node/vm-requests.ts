@@ -1,12 +1,7 @@
 // Requests a user makes of the node agent that leave the domain's definition alone: look at the
 // VM now (refresh), and freeze or thaw the guest's file systems through its QEMU guest agent.
-import {
-  FSFREEZE_ANNOTATION,
-  FSTHAW_ANNOTATION,
-  REFRESH_ANNOTATION,
-  type VirtualMachine,
-  type VirtualMachineStatus,
-} from "../../api/virtualmachine.ts";
+import { FSFREEZE_ANNOTATION, FSTHAW_ANNOTATION, REFRESH_ANNOTATION } from "../../api/names.ts";
+import type { VirtualMachine, VirtualMachineStatus } from "../../api/virtualmachine.ts";
 import type { DomainRef, LibvirtClient } from "../../hypervisor/libvirt/index.ts";
 import { describeError } from "../../runtime/kube.ts";
 import type { Logger } from "../../runtime/logging.ts";

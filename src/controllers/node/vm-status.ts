@@ -2,11 +2,8 @@
 // Written by server-side apply as field manager "libvirt-operator-agent". The placement (node,
 // UUID, interfaces' MACs and addresses, condition Scheduled) is the controller's record
 // (vm-placement.ts), copied here: the agent's report is the only status write of a new VM.
-import {
-  FROZEN_ANNOTATION,
-  type VirtualMachine,
-  type VirtualMachineStatus,
-} from "../../api/virtualmachine.ts";
+import { FROZEN_ANNOTATION } from "../../api/names.ts";
+import type { VirtualMachine, VirtualMachineStatus } from "../../api/virtualmachine.ts";
 import { DomainDiskError, DomainState } from "../../hypervisor/libvirt/constants.ts";
 import {
   type Condition,

@@ -1,7 +1,8 @@
 // How a VM's domain leaves this node: deletion (the guest stopped gracefully within its grace
 // period, the domain and its snapshots removed, the finalizer released) and fencing (a VM placed
 // elsewhere while this node was gone: its domain here stopped and undefined, its disks kept).
-import { DOMAIN_FINALIZER, type VirtualMachine, VirtualMachineKind } from "../../api/virtualmachine.ts";
+import { DOMAIN_FINALIZER, VirtualMachineKind } from "../../api/names.ts";
+import type { VirtualMachine } from "../../api/virtualmachine.ts";
 import { domainNameOf } from "../../hypervisor/domain/from-spec.ts";
 import {
   DomainEventType,

@@ -2,11 +2,8 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { VirtualMachine } from "../../../src/api/virtualmachine.ts";
 import type { VMSnapshot } from "../../../src/api/vmsnapshot.ts";
-import {
-  AUTOMATIC_LABEL,
-  decidePolicy,
-  snapshotsInUse,
-} from "../../../src/controllers/cluster/snapshot-schedule.ts";
+import { AUTOMATIC_LABEL, decidePolicy } from "../../../src/controllers/cluster/snapshot-schedule.ts";
+import { snapshotsInUse } from "../../../src/controllers/cluster/snapshot-uses.ts";
 
 const T0 = Date.parse("2026-11-26T10:00:30Z");
 const vm = (

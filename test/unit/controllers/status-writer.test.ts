@@ -2,7 +2,7 @@
 // never judges a write on a cached object its own last write has not reached yet.
 import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, it } from "node:test";
-import { VirtualMachineKind } from "../../../src/api/virtualmachine.ts";
+import { VirtualMachineKind } from "../../../src/api/names.ts";
 import { behindOwnWrite, StatusWriter } from "../../../src/controllers/status-writer.ts";
 import { type StandInApi, standInApi } from "../../support/stand-in-api.ts";
 

@@ -1,12 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { TEMPLATE_DISK_LABEL, TEMPLATE_GENERATION_LABEL, TEMPLATE_LABEL } from "../../../src/api/names.ts";
 import type { VirtualMachine } from "../../../src/api/virtualmachine.ts";
-import {
-  TEMPLATE_DISK_LABEL,
-  TEMPLATE_GENERATION_LABEL,
-  TEMPLATE_LABEL,
-  type VMDisk,
-} from "../../../src/api/vmdisk.ts";
+import type { VMDisk } from "../../../src/api/vmdisk.ts";
 import type { VMSnapshot } from "../../../src/api/vmsnapshot.ts";
 import type { VMTemplate } from "../../../src/api/vmtemplate.ts";
 import type { NodeView } from "../../../src/controllers/cluster/placement.ts";

@@ -1,11 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import {
-  RESTART_ANNOTATION,
-  START_ANNOTATION,
-  STOP_ANNOTATION,
-  type VirtualMachine,
-} from "../../../src/api/virtualmachine.ts";
+import { RESTART_ANNOTATION, START_ANNOTATION, STOP_ANNOTATION } from "../../../src/api/names.ts";
+import type { VirtualMachine } from "../../../src/api/virtualmachine.ts";
 import {
   decidePower,
   PausedReason,

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { NODE_LABEL, type VirtualMachine } from "../../../src/api/virtualmachine.ts";
+import { NODE_LABEL } from "../../../src/api/names.ts";
+import type { VirtualMachine } from "../../../src/api/virtualmachine.ts";
 import { placedStatus } from "../../../src/controllers/cluster/vm-status.ts";
 import { AGENT_STATUS_FIELDS, agentStatus } from "../../../src/controllers/node/vm-status.ts";
 import { CONDITIONS_RULE, ownedStatusChanged } from "../../../src/controllers/status-diff.ts";

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { START_ANNOTATION, STOP_ANNOTATION, type VirtualMachine } from "../../../src/api/virtualmachine.ts";
+import { START_ANNOTATION, STOP_ANNOTATION } from "../../../src/api/names.ts";
+import type { VirtualMachine } from "../../../src/api/virtualmachine.ts";
 import { type NodeView, place } from "../../../src/controllers/cluster/placement.ts";
 import { capacityNeed, reservesCapacity } from "../../../src/controllers/cluster/vm-reservation.ts";
 
