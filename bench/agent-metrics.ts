@@ -60,6 +60,9 @@ const KUBECONFIG = kubeconfigPath(STACK);
 
 interface ProcessFigures {
   rssMiB: number;
+  /** Of RSS: private memory (the heaps), and pages of files (mostly the node binary's, shared). */
+  anonMiB: number;
+  fileMiB: number;
   peakRssMiB: number;
   cpuSeconds: number;
 }
@@ -74,6 +77,8 @@ function processFigures(pid: number): ProcessFigures {
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return {
     rssMiB: kib("VmRSS") / 1024,
+    anonMiB: kib("RssAnon") / 1024,
+    fileMiB: kib("RssFile") / 1024,
     peakRssMiB: kib("VmHWM") / 1024,
     cpuSeconds: (Number(fields[11]) + Number(fields[12])) / 100,
   };
@@ -134,13 +139,25 @@ interface Phase {
   seconds: number;
   cpuSeconds: number;
   rssMiB: number;
+  /** The highest RSS seen in the phase (sampled every 100 ms), and at its end: private and file pages. */
+  peakRssMiB: number;
+  anonMiB: number;
+  fileMiB: number;
   calls: Map<string, number>;
   reconciles: number;
 }
 
 async function measure(agent: Agent, name: string, work: () => Promise<void>): Promise<Phase> {
   const before = { text: await agent.metrics(), f: agent.figures(), t: performance.now() };
-  await work();
+  let peakRssMiB = before.f.rssMiB;
+  const sampler = setInterval(() => {
+    peakRssMiB = Math.max(peakRssMiB, agent.figures().rssMiB);
+  }, 100);
+  try {
+    await work();
+  } finally {
+    clearInterval(sampler);
+  }
   const after = { text: await agent.metrics(), f: agent.figures(), t: performance.now() };
   const reconciles = (text: string) =>
     metricSum(text, "libvirt_operator_reconcile_total", { controller: "virtualmachine-node" });
@@ -149,6 +166,9 @@ async function measure(agent: Agent, name: string, work: () => Promise<void>): P
     seconds: (after.t - before.t) / 1000,
     cpuSeconds: after.f.cpuSeconds - before.f.cpuSeconds,
     rssMiB: after.f.rssMiB,
+    peakRssMiB: Math.max(peakRssMiB, after.f.rssMiB),
+    anonMiB: after.f.anonMiB,
+    fileMiB: after.f.fileMiB,
     calls: callsBetween(libvirtCalls(before.text), libvirtCalls(after.text)),
     reconciles: reconciles(after.text) - reconciles(before.text),
   };
@@ -330,9 +350,33 @@ async function main() {
     const phases = [idle, create, steady, scrapePhase, remove];
     console.log(
       table(
-        ["phase", "s", "agent CPU s", "RSS MiB", "libvirt calls", "VM reconciles"],
-        phases.map((p) => [p.name, p.seconds, p.cpuSeconds, p.rssMiB, total(p.calls), p.reconciles]),
+        [
+          "phase",
+          "s",
+          "agent CPU s",
+          "RSS MiB",
+          "peak",
+          "private",
+          "file pages",
+          "libvirt calls",
+          "VM reconciles",
+        ],
+        phases.map((p) => [
+          p.name,
+          p.seconds,
+          p.cpuSeconds,
+          p.rssMiB,
+          p.peakRssMiB,
+          p.anonMiB,
+          p.fileMiB,
+          total(p.calls),
+          p.reconciles,
+        ]),
       ),
+    );
+    console.log(
+      "RSS at a phase's end and its peak (sampled every 100 ms); of it, private memory (JS heap, malloc) and " +
+        "pages of files, mostly the node binary's code, shared by every node process on the host",
     );
     console.log(`series of one VM (vm-000): ${oneVm.length}: ${oneVm.join(", ")}`);
     console.log(
