@@ -3,10 +3,11 @@
 // that end when the connection falls silent. Answers that are not 2xx throw ApiError {code,
 // body} (the shape of client-node's ApiException, which our error handling reads).
 // @kubernetes/client-node is not loaded for this: it costs ~60 MiB per process and ~0.7 s to load.
-import { Agent as HttpAgent, request as httpRequest } from "node:http";
-import { Agent as HttpsAgent, request as httpsRequest, type RequestOptions } from "node:https";
+import type { Agent as HttpAgent } from "node:http";
+import type { RequestOptions } from "node:https";
 import { type Auth, type AuthParts, connectionOptions, type Headers } from "./connection.ts";
 import { KubeconfigError, type ResolvedConfig } from "./kubeconfig.ts";
+import { http, https } from "./node-http.ts";
 
 /** How long one request may take, headers and body, before the plugin gives up on it. */
 export const REQUEST_DEADLINE_MS = 15_000;
@@ -106,7 +107,7 @@ export class HttpApi {
     this.basePath = basePath;
     this.deadlineMs = o.deadlineMs ?? REQUEST_DEADLINE_MS;
     this.userAgent = o.userAgent ?? "kubectl-vm";
-    const Agent = options.protocol === "http:" ? HttpAgent : HttpsAgent;
+    const Agent = options.protocol === "http:" ? http.Agent : https.Agent;
     // An idle connection is closed after a minute, before the server may close it under a request.
     this.agent = new Agent({ keepAlive: true, maxSockets: o.maxSockets ?? 1, timeout: IDLE_CLOSE_MS });
     // Watches hold their connection for minutes: apart, so they never keep a request waiting.
@@ -138,7 +139,7 @@ export class HttpApi {
   /** A request with AUTH's certificate when it brings one (an exec plugin's, renewed as it expires). */
   private send(options: RequestOptions, auth: AuthParts) {
     const cert = auth.cert && auth.key ? { cert: auth.cert, key: auth.key } : {};
-    return (this.options.protocol === "http:" ? httpRequest : httpsRequest)({
+    return (this.options.protocol === "http:" ? http.request : https.request)({
       ...this.options,
       ...cert,
       ...options,

@@ -1,6 +1,7 @@
 // /healthz, /readyz and /metrics (prom-client, private registry) on one port.
-import { createServer, type Server } from "node:http";
+import type { Server } from "node:http";
 import { Counter, collectDefaultMetrics, type Registry } from "prom-client";
+import { http } from "../kube/node-http.ts";
 import { TextRegistry } from "./metrics-text.ts";
 
 export function newRegistry(component: string): Registry {
@@ -42,7 +43,7 @@ export function startHttpServer(
   live: () => string | undefined = () => undefined,
 ): Promise<Server> {
   const scrape = sharedScrape(registry);
-  const server = createServer(async (req, res) => {
+  const server = http.createServer(async (req, res) => {
     if (req.url === "/healthz") {
       const problem = live();
       res.writeHead(problem ? 503 : 200).end(problem ?? "ok");

@@ -3,10 +3,10 @@
 // that address: the socket's lookup returns it, so a DNS answer that changes between check
 // and connect (DNS rebinding) cannot redirect the connection. TLS still verifies the name.
 import { lookup as dnsLookup } from "node:dns/promises";
-import http, { type IncomingMessage } from "node:http";
-import https from "node:https";
+import type { IncomingMessage } from "node:http";
 import { isIP, type LookupFunction } from "node:net";
 import { IMAGE_HEADER_BYTES } from "../../hypervisor/storage/volume.ts";
+import { http, https } from "../../kube/node-http.ts";
 import { ipLiteralOf, judgeAddress, type Network } from "./address-policy.ts";
 import { type DownloadDeadlines, formatSeconds, withThroughputDeadline } from "./download-deadlines.ts";
 import { type ImageSource, ImageSourceError, limitImageBytes, maximumText } from "./image-limits.ts";
