@@ -18,21 +18,6 @@ export function newRegistry(component: string): Registry {
 }
 
 /**
- * REGISTRY's text, rendered once for every scrape that asks while it is being rendered: two
- * Prometheus servers (an HA pair) scraping at once cost one rendering and one text in memory,
- * not two. A scrape that arrives after it is written renders anew.
- */
-export function sharedScrape(registry: Registry): () => Promise<string> {
-  let rendering: Promise<string> | undefined;
-  return () => {
-    rendering ??= registry.metrics().finally(() => {
-      rendering = undefined;
-    });
-    return rendering;
-  };
-}
-
-/**
  * Serves the probes and metrics. LIVE returns why the process is not live (a worker stuck
  * past its deadline, libvirt unreachable too long) — the kubelet then restarts it.
  */
@@ -42,7 +27,6 @@ export function startHttpServer(
   ready: () => boolean,
   live: () => string | undefined = () => undefined,
 ): Promise<Server> {
-  const scrape = sharedScrape(registry);
   const server = http.createServer(async (req, res) => {
     if (req.url === "/healthz") {
       const problem = live();
@@ -51,7 +35,7 @@ export function startHttpServer(
       const ok = ready();
       res.writeHead(ok ? 200 : 503).end(ok ? "ok" : "not ready");
     } else if (req.url === "/metrics") {
-      res.writeHead(200, { "Content-Type": registry.contentType }).end(await scrape());
+      res.writeHead(200, { "Content-Type": registry.contentType }).end(await registry.metrics());
     } else {
       res.writeHead(404).end();
     }

@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import { Counter, Gauge, Histogram, Registry, Summary } from "prom-client";
 import { familyText, TextRegistry } from "../../src/runtime/metrics-text.ts";
 import { sampledCounter, sampledGauge } from "../../src/runtime/sampled-metrics.ts";
-import { newRegistry, sharedScrape } from "../../src/runtime/server.ts";
+import { newRegistry } from "../../src/runtime/server.ts";
 
 /** What prom-client's own Registry writes for the same registry. */
 const promClientText = (r: Registry) => Registry.prototype.metrics.call(r);
@@ -72,53 +72,5 @@ describe("familyText", () => {
       text,
       '# HELP x_bucket h\n# TYPE x_bucket histogram\nx_bucket{le="0.5",component="agent",q="a"} 1',
     );
-  });
-});
-
-describe("sharedScrape", () => {
-  it("renders once for the scrapes that ask while it renders, anew after", async () => {
-    const registry = new TextRegistry();
-    let renderings = 0;
-    let release = () => {};
-    const gate = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    new Gauge({
-      name: "t_renderings",
-      help: "how many times the registry was rendered",
-      registers: [registry],
-      async collect() {
-        renderings++;
-        this.set(renderings);
-        await gate;
-      },
-    });
-    const scrape = sharedScrape(registry);
-    const both = Promise.all([scrape(), scrape()]);
-    release();
-    const [a, b] = await both;
-    assert.equal(renderings, 1);
-    assert.equal(a, b);
-    assert.match(a, /^t_renderings 1$/m);
-    assert.match(await scrape(), /^t_renderings 2$/m);
-    assert.equal(renderings, 2);
-  });
-
-  it("a failed rendering fails the scrapes that shared it, and the next one renders again", async () => {
-    const registry = new TextRegistry();
-    let fail = true;
-    new Gauge({
-      name: "t_flaky",
-      help: "fails once",
-      registers: [registry],
-      collect() {
-        if (fail) throw new Error("collect failed");
-        this.set(1);
-      },
-    });
-    const scrape = sharedScrape(registry);
-    await assert.rejects(Promise.all([scrape(), scrape()]), /collect failed/);
-    fail = false;
-    assert.match(await scrape(), /^t_flaky 1$/m);
   });
 });
