@@ -100,10 +100,17 @@ function importLimitsOrExit(): ImportLimits {
   }
 }
 
+/**
+ * Requests to the API server in flight at once (watches have their own connections). Each kept
+ * TLS connection holds ~0.5 MiB of the agent's memory: with 100 VMs on its node the agent kept 25
+ * open at 32 (95 MiB RSS), 13 at 8 (90 MiB), and made its VMs Running as fast.
+ */
+const AGENT_API_CONNECTIONS = 8;
+
 async function main() {
   const tenancy = tenancyDefaultsFromEnv(process.env);
   const controller = new AbortController();
-  const kube = await connectKube();
+  const kube = await connectKube(undefined, undefined, AGENT_API_CONNECTIONS);
   const libvirt = await LibvirtClient.connect({ uri: libvirtUri });
   const testDriver = process.env.LIBVIRT_TEST_DRIVER === "true";
   offerTestDriverDomains(testDriver);
