@@ -151,7 +151,11 @@ async function measure(agent: Agent, name: string, work: () => Promise<void>): P
   const before = { text: await agent.metrics(), f: agent.figures(), t: performance.now() };
   let peakRssMiB = before.f.rssMiB;
   const sampler = setInterval(() => {
-    peakRssMiB = Math.max(peakRssMiB, agent.figures().rssMiB);
+    try {
+      peakRssMiB = Math.max(peakRssMiB, agent.figures().rssMiB);
+    } catch {
+      // The agent is gone: the phase's own end reports it.
+    }
   }, 100);
   try {
     await work();

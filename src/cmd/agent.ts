@@ -101,16 +101,20 @@ function importLimitsOrExit(): ImportLimits {
 }
 
 /**
- * Requests to the API server in flight at once (watches have their own connections). Each kept
- * TLS connection holds ~0.5 MiB of the agent's memory: with 100 VMs on its node the agent kept 25
- * open at 32 (95 MiB RSS), 13 at 8 (90 MiB), and made its VMs Running as fast.
+ * Requests to the API server in flight at once, at least one per VM worker (watches and the
+ * heartbeat have their own connections). Each kept TLS connection holds ~0.5 MiB of the agent's
+ * memory: with 100 VMs on its node the agent kept 25 open at 32 (95 MiB RSS), 13 at 8 (90 MiB),
+ * and made its VMs Running as fast.
  */
 const AGENT_API_CONNECTIONS = 8;
 
 async function main() {
   const tenancy = tenancyDefaultsFromEnv(process.env);
   const controller = new AbortController();
-  const kube = await connectKube(undefined, undefined, AGENT_API_CONNECTIONS);
+  // Eight at a time: a burst of 20 TCG guests (make bench) came within 0.92–1.22× of raw libvirt
+  // starting them all at once (four: 1.34×; sixteen did worse, QEMU start-up being CPU-bound).
+  const vmWorkers = Number(process.env.RECONCILE_WORKERS ?? 8);
+  const kube = await connectKube(undefined, undefined, Math.max(AGENT_API_CONNECTIONS, vmWorkers));
   const libvirt = await LibvirtClient.connect({ uri: libvirtUri });
   const testDriver = process.env.LIBVIRT_TEST_DRIVER === "true";
   offerTestDriverDomains(testDriver);
@@ -211,10 +215,8 @@ async function main() {
     room,
     log,
   });
-  // Eight at a time: a burst of 20 TCG guests (make bench) came within 0.92–1.22× of raw libvirt
-  // starting them all at once (four: 1.34×; sixteen did worse, QEMU start-up being CPU-bound).
   const queue = new WorkQueue("virtualmachine-node", (key) => reconciler.reconcile(key), {
-    concurrency: Number(process.env.RECONCILE_WORKERS ?? 8),
+    concurrency: vmWorkers,
     registry,
     onError: logFailures(log, "VirtualMachine"),
   });
@@ -370,7 +372,9 @@ async function main() {
   }
   // Domains and volumes whose object went while the agent could not act: kept and reported.
   void orphans.start(controller.signal);
-  await runNodePublisher(kube, libvirt, {
+  // The heartbeat has connections of its own: reconciles queued on a slow API server never hold
+  // up the Lease that says this node is alive (two: a hung request leaves the next beat one).
+  await runNodePublisher(await connectKube(undefined, undefined, 2), libvirt, {
     nodeName,
     namespace,
     defaultStoragePool: defaultPool.name,
