@@ -1,4 +1,5 @@
 // The plugin's kinds and how kubectl names their objects in messages.
+import type { KindName } from "../api/kind.ts";
 import {
   GROUP,
   VirtualMachineKind,
@@ -8,10 +9,8 @@ import {
   VMTemplateKind,
 } from "../api/names.ts";
 
-export interface Kind {
-  kind: string;
-  plural: string;
-}
+/** What the plugin needs of a kind: its name and the plural in its URLs. */
+export type Kind = Pick<KindName, "kind" | "plural">;
 
 export const VM: Kind = VirtualMachineKind;
 export const SNAPSHOT: Kind = VMSnapshotKind;

@@ -15,7 +15,15 @@ import {
   TEST_NODE_GROUP_LABEL,
   type TestNode,
 } from "../support/nodes.ts";
-import { applyVm, eventsOf, getVm, isPrintable, waitForEvent, waitForVm } from "../support/operator.ts";
+import {
+  applyVm,
+  eventsOf,
+  getVm,
+  isPrintable,
+  waitForEvent,
+  waitForVm,
+  watchVmVersions,
+} from "../support/operator.ts";
 import { kubectl, testNamespace } from "../support/stack.ts";
 
 const PREFIX = "room";
@@ -117,9 +125,22 @@ describe("room for VMs that run, not for stopped ones", () => {
     assert.equal(stopped?.status?.conditions?.find((c) => c.type === "Stalled")?.status, "False");
 
     // big-2 stops: the free VM moves there and runs; the pinned one keeps waiting on its node.
+    const versions = watchVmVersions(ns, "free");
     await runStrategy("big-2", "Halted");
     await waitForVm(ns, "big-2", isPrintable("Stopped"), "Stopped", 30_000);
     await waitForVm(ns, "free", runningOn(N2), `moved to ${N2} and Running`, 60_000);
+    versions.stop();
+    // On the way a watcher (kstatus, Argo CD) sees it on its way to its new node: never the old
+    // node's refusal (Stalled) under the new node's name, never Ready but Running there.
+    const onN2 = versions.seen.filter((v) => v.nodeName === N2);
+    assert.ok(onN2.length > 0, `the watch saw the move: ${JSON.stringify(versions.seen)}`);
+    for (const v of onN2)
+      assert.notEqual(v.stalled, "True", `Stalled on ${N2}: ${JSON.stringify(versions.seen)}`);
+    for (const v of versions.seen.filter((x) => x.ready === "True"))
+      assert.ok(
+        v.nodeName === N2 && v.printableStatus === "Running",
+        `Ready: ${JSON.stringify(versions.seen)}`,
+      );
     await waitForEvent(
       ns,
       "free",

@@ -1,5 +1,6 @@
 // The operator's processes for end-to-end tests: started against the test stack and stopped
 // (or killed, to test recovery) by the tests themselves.
+import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -7,7 +8,7 @@ import { API_VERSION } from "../../src/api/names.ts";
 import type { VirtualMachine } from "../../src/api/virtualmachine.ts";
 import { startOperator } from "../../src/cmd/local/operator.ts";
 import { runningPid, stopDaemon } from "../../src/cmd/local/processes.ts";
-import { CACHE_DIR, run } from "../../src/cmd/local/tools.ts";
+import { CACHE_DIR, cachedBinary, run } from "../../src/cmd/local/tools.ts";
 import { KUBECONFIG, kubectl, TEST_STACK, toYaml } from "./stack.ts";
 
 /** The test stack's media directory for host paths (ISOs), apart from its state and pools. */
@@ -244,4 +245,57 @@ export async function requestNow(namespace: string, vm: string, annotation: stri
   const value = new Date().toISOString();
   await kubectl(["annotate", "vm", vm, "-n", namespace, "--overwrite", `${annotation}=${value}`]);
   return value;
+}
+
+/** One version of a VM as a watch saw it: where its status says it is, and how it stands. */
+export interface VmVersionSeen {
+  resourceVersion: string;
+  nodeName: string;
+  printableStatus: string;
+  ready: string;
+  stalled: string;
+  stalledReason: string;
+}
+
+/**
+ * Records every version of VM NAME from now on (kubectl's watch, as the user), for tests that
+ * judge what a watcher saw on the way, not only where it ended. stop() ends the watch.
+ */
+export function watchVmVersions(namespace: string, name: string) {
+  const seen: VmVersionSeen[] = [];
+  const field = (path: string) => `{${path}}{"|"}`;
+  const template = [
+    field(".metadata.resourceVersion"),
+    field(".status.nodeName"),
+    field(".status.printableStatus"),
+    field('.status.conditions[?(@.type=="Ready")].status'),
+    field('.status.conditions[?(@.type=="Stalled")].status'),
+    '{.status.conditions[?(@.type=="Stalled")].reason}{"\\n"}',
+  ].join("");
+  const child = spawn(
+    cachedBinary("kubectl"),
+    ["--kubeconfig", KUBECONFIG, "get", "vm", name, "-n", namespace, "-w", "-o", `jsonpath=${template}`],
+    { stdio: ["ignore", "pipe", "ignore"] },
+  );
+  let partial = "";
+  child.stdout.on("data", (chunk: Buffer) => {
+    const lines = (partial + chunk.toString()).split("\n");
+    partial = lines.pop() ?? "";
+    for (const line of lines) {
+      const [
+        resourceVersion = "",
+        nodeName = "",
+        printableStatus = "",
+        ready = "",
+        stalled = "",
+        stalledReason = "",
+      ] = line.split("|");
+      if (resourceVersion)
+        seen.push({ resourceVersion, nodeName, printableStatus, ready, stalled, stalledReason });
+    }
+  });
+  return {
+    seen,
+    stop: () => child.kill(),
+  };
 }

@@ -93,7 +93,7 @@ export class SnapshotPolicyReconciler {
         .filter(restoreRunning)
         .map((r) => r.spec.snapshotName),
     );
-    // What snapshotsInUse says of the namespace, asked of one snapshot at a time.
+    // Snapshots a running restore, a disk being made or a clone to be made still needs.
     const inUse = {
       has: (snap: string) =>
         restoring.has(snap) ||

@@ -20,22 +20,3 @@ export function snapshotOfCloneToBe(vm: VirtualMachine): string | undefined {
 export function restoreRunning(r: VMRestore): boolean {
   return r.status?.phase !== "Succeeded" && r.status?.phase !== "Failed";
 }
-
-/** Snapshots a restore, a clone or a disk being made from it still needs. */
-export function snapshotsInUse(
-  restores: readonly VMRestore[],
-  disks: readonly VMDisk[],
-  vms: readonly VirtualMachine[],
-): Set<string> {
-  const used = new Set<string>();
-  for (const r of restores) if (restoreRunning(r)) used.add(r.spec.snapshotName);
-  for (const d of disks) {
-    const from = snapshotOfDiskBeingMade(d);
-    if (from) used.add(from);
-  }
-  for (const vm of vms) {
-    const from = snapshotOfCloneToBe(vm);
-    if (from) used.add(from);
-  }
-  return used;
-}

@@ -313,8 +313,9 @@ export class ClusterVmReconciler {
     await this.labelAndHold(vm, result.node, held);
     this.placedAt.set(key, Date.now());
     // Status too (a second write, for moves only): an agent of an older release on the old node
-    // goes by status.nodeName, and must see the VM gone from its node to fence its domain.
-    await this.status.write(vm, placedStatus(vm, result.node, held));
+    // goes by status.nodeName, and must see the VM gone from its node to fence its domain; and
+    // the old node's word (no room) is no longer so: the VM is on its way to its new node.
+    await this.status.write(vm, firstPlacementStatus(vm, result.node, held));
     const message = `node ${from} had no room to start it: placed on node ${result.node}`;
     log.info({ from, node: result.node }, "VM moved for room");
     void this.event(vm, Reason.MovedForRoom, message);

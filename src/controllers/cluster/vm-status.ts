@@ -75,8 +75,9 @@ export function placedStatus(
 
 /**
  * The placement and, in the same write, the word that the VM is on its way (as the standing
- * writer says it until the agent reports): no agent can have reported yet, since it acts only
- * on a VM whose status names its node. The agent's first report takes these conditions over.
+ * writer says it until the agent reports): the agent of NODE has not reported yet, and what was
+ * said before (not placed, no room on the node it leaves) is no longer so. That agent's first
+ * report takes these conditions and the printable status over.
  */
 export function firstPlacementStatus(vm: Vm, node: string, held: HeldIdentity): Record<string, unknown> {
   const standing = standingConditions({
@@ -86,6 +87,7 @@ export function firstPlacementStatus(vm: Vm, node: string, held: HeldIdentity): 
   });
   return {
     ...placedStatus(vm, node, held, undefined, standing),
+    printableStatus: "Provisioning",
     observedGeneration: vm.metadata.generation ?? 0,
   };
 }

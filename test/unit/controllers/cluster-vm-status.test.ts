@@ -10,7 +10,13 @@ import {
   unschedulableStatus,
 } from "../../../src/controllers/cluster/vm-status.ts";
 
-type Conditions = Array<{ type: string; status: string; reason: string; observedGeneration?: number }>;
+type Conditions = Array<{
+  type: string;
+  status: string;
+  reason: string;
+  message?: string;
+  observedGeneration?: number;
+}>;
 const vm = (status: Record<string, unknown> = {}, spec: Record<string, unknown> = {}) =>
   ({
     apiVersion: "vm.libvirt-operator.io/v1alpha1",
@@ -34,6 +40,34 @@ describe("what the controller writes of a VM's placement", () => {
     assert.equal(conditionOf(s, "Scheduled")?.status, "True");
     assert.equal(conditionOf(s, "Reconciling")?.status, "True");
     assert.equal(conditionOf(s, "Ready")?.status, "False");
+    assert.equal(conditionOf(s, "Stalled")?.status, "False");
+    assert.equal(s.printableStatus, "Provisioning");
+  });
+
+  it("placed again (moved for room): the old node's refusal is no longer said", () => {
+    const refused = vm({
+      nodeName: "n1",
+      printableStatus: "ErrorUnschedulable",
+      conditions: [
+        {
+          type: "Stalled",
+          status: "True",
+          reason: "InsufficientCapacity",
+          message: "node n1 has 2 free vCPUs",
+        },
+        {
+          type: "Ready",
+          status: "False",
+          reason: "InsufficientCapacity",
+          message: "node n1 has 2 free vCPUs",
+        },
+      ] as never,
+    });
+    const s = firstPlacementStatus(refused, "n2", { interfaces: [] });
+    assert.equal(s.nodeName, "n2");
+    assert.equal(s.printableStatus, "Provisioning");
+    assert.equal(conditionOf(s, "Stalled")?.status, "False");
+    assert.equal(conditionOf(s, "Ready")?.message, "placed on node n2; waiting for its node agent");
   });
 
   it("a refused placed VM keeps what it holds and says Admitted=False; no UUID is invented", () => {

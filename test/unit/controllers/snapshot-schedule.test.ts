@@ -3,7 +3,11 @@ import { describe, it } from "node:test";
 import type { VirtualMachine } from "../../../src/api/virtualmachine.ts";
 import type { VMSnapshot } from "../../../src/api/vmsnapshot.ts";
 import { AUTOMATIC_LABEL, decidePolicy } from "../../../src/controllers/cluster/snapshot-schedule.ts";
-import { snapshotsInUse } from "../../../src/controllers/cluster/snapshot-uses.ts";
+import {
+  restoreRunning,
+  snapshotOfCloneToBe,
+  snapshotOfDiskBeingMade,
+} from "../../../src/controllers/cluster/snapshot-uses.ts";
 
 const T0 = Date.parse("2026-11-26T10:00:30Z");
 const vm = (
@@ -135,23 +139,27 @@ describe("snapshotPolicy", () => {
   });
 
   it("knows the snapshots a restore, a clone or a disk still needs", () => {
-    const used = snapshotsInUse(
-      [
-        {
-          metadata: { name: "r" },
-          spec: { vmName: "web", snapshotName: "s1" },
-          status: { phase: "InProgress" },
-        } as never,
-      ],
-      [
-        {
-          metadata: { name: "d" },
-          spec: { provisionedSize: 1, source: { snapshot: { name: "s2", disk: "x" } } },
-          status: { phase: "Locked" },
-        } as never,
-      ],
-      [{ metadata: { name: "c" }, spec: { source: { snapshot: "s3" } } } as never],
-    );
-    assert.deepEqual([...used].sort(), ["s1", "s2", "s3"]);
+    const restore = (phase: string) =>
+      ({ metadata: { name: "r" }, spec: { vmName: "web", snapshotName: "s1" }, status: { phase } }) as never;
+    assert.equal(restoreRunning(restore("InProgress")), true);
+    assert.equal(restoreRunning(restore("Succeeded")), false);
+    assert.equal(restoreRunning(restore("Failed")), false);
+    const disk = (phase: string) =>
+      ({
+        metadata: { name: "d" },
+        spec: { provisionedSize: 1, source: { snapshot: { name: "s2", disk: "x" } } },
+        status: { phase },
+      }) as never;
+    assert.equal(snapshotOfDiskBeingMade(disk("Locked")), "s2");
+    assert.equal(snapshotOfDiskBeingMade(disk("Ready")), undefined);
+    assert.equal(snapshotOfDiskBeingMade(disk("Illegal")), undefined);
+    const clone = { metadata: { name: "c" }, spec: { source: { snapshot: "s3" } } } as never;
+    assert.equal(snapshotOfCloneToBe(clone), "s3");
+    const cloned = {
+      metadata: { name: "c" },
+      spec: { source: { snapshot: "s3" } },
+      status: { clonedFrom: "s3" },
+    };
+    assert.equal(snapshotOfCloneToBe(cloned as never), undefined);
   });
 });
