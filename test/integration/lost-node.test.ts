@@ -21,6 +21,7 @@ import {
   waitForEvent,
   waitForObject,
   waitForVm,
+  watchVmVersions,
 } from "../support/operator.ts";
 import { KUBECONFIG, kubectl, TEST_STACK, testNamespace } from "../support/stack.ts";
 
@@ -218,7 +219,9 @@ describe("a node whose agent stops heartbeating", () => {
     const stays = await getObject<VirtualMachine>("vm", ns, "manual");
     assert.equal(stays ? placedNode(stays) : undefined, a.nodeName, "not moved");
 
-    // The node comes back after all: its agent stops its copy of the moved VM (fencing).
+    // The node comes back after all: its agent stops its copy of the moved VM (fencing), and
+    // nothing it says of it (a report judged before it stopped) reaches the VM.
+    const versions = watchVmVersions(ns, "mover");
     const resumed = Date.now();
     process.kill(agentPid(a), "SIGCONT");
     await eventOf("mover", "Fenced");
@@ -227,6 +230,17 @@ describe("a node whose agent stops heartbeating", () => {
     );
     assert.ok(await fenceLogged(a, `${ns}_mover`, 10_000), "the returning node's agent logged the fence");
     assert.ok((await domainsOn(b)).has(`${ns}/mover`));
-    assert.equal((await getVm(ns, "mover"))?.status?.printableStatus, "Running");
+    const after = await getVm(ns, "mover");
+    assert.equal(after?.status?.printableStatus, "Running");
+    assert.equal(after?.status?.nodeName, b.nodeName);
+    await sleep(1000);
+    versions.stop();
+    assert.ok(versions.seen.length > 0, "the watch saw the VM");
+    for (const v of versions.seen)
+      assert.equal(
+        v.nodeName,
+        b.nodeName,
+        `a version of the VM names another node: ${JSON.stringify(versions.seen)}`,
+      );
   });
 });
