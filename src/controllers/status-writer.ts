@@ -130,12 +130,27 @@ export class StatusWriter {
   }
 
   /**
+   * write, only onto the object as it is at OBJ's resourceVersion: false when anyone wrote it
+   * since (what they wrote stands: a word said on the version before would overwrite it).
+   */
+  async writeIfUnchanged(obj: Writable, status: Record<string, unknown>): Promise<boolean> {
+    if (!obj.metadata.resourceVersion) throw new Error("a guarded status write needs a resourceVersion");
+    try {
+      return (await this.writeOrDefer(obj, status, true)) === "written";
+    } catch (err) {
+      if (httpStatus(err) === 409) return false;
+      throw err;
+    }
+  }
+
+  /**
    * write, saying also when a write was put off because the cache is behind this writer's last
    * write (waitForOwnWrites): the caller looks again soon, whatever the watch brings.
    */
   async writeOrDefer(
     obj: Writable,
     status: Record<string, unknown>,
+    guarded = false,
   ): Promise<"written" | "unchanged" | "deferred"> {
     const listMaps = this.o.listMaps ?? { conditions: CONDITIONS_RULE };
     const fields = this.o.owns ?? Object.keys(status);
@@ -154,6 +169,7 @@ export class StatusWriter {
         this.o.fieldManager,
         status,
         !this.o.yieldToOthers,
+        guarded ? rv : undefined,
       );
       const made = written?.metadata?.resourceVersion;
       if (rv && made) {

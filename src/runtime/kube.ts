@@ -82,7 +82,8 @@ function address(def: KindName, obj: { metadata: { name: string; namespace?: str
  * Server-side apply of STATUS on the status subresource as FIELD_MANAGER. Fields this manager
  * set before and leaves out now are removed; fields of other managers stay. Without FORCE, a
  * field another manager set to another value is a conflict (HTTP 409) and nothing is written.
- * Resolves with the object as the write left it.
+ * With IF_AT (a resourceVersion), a 409 too when the object changed since. Resolves with the
+ * object as the write left it.
  */
 export async function applyStatus(
   kube: Kube,
@@ -91,6 +92,7 @@ export async function applyStatus(
   fieldManager: string,
   status: Record<string, unknown>,
   force = true,
+  ifAt?: string,
 ): Promise<KubernetesObject> {
   return (await kube.custom.patchNamespacedCustomObjectStatus(
     {
@@ -100,7 +102,11 @@ export async function applyStatus(
       body: {
         apiVersion: `${GROUP}/${VERSION}`,
         kind: def.kind,
-        metadata: { name: obj.metadata.name, namespace: obj.metadata.namespace },
+        metadata: {
+          name: obj.metadata.name,
+          namespace: obj.metadata.namespace,
+          ...(ifAt ? { resourceVersion: ifAt } : {}),
+        },
         status,
       },
     },

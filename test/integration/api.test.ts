@@ -6,8 +6,12 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import yaml from "js-yaml";
 import { KINDS } from "../../src/api/index.ts";
-import { API_VERSION, HOST_NAME_MAX } from "../../src/api/names.ts";
-import { kubectl, kubectlError, testNamespace, toYaml } from "../support/stack.ts";
+import { API_VERSION, HOST_NAME_MAX, VirtualMachineKind } from "../../src/api/names.ts";
+import type { VirtualMachine } from "../../src/api/virtualmachine.ts";
+import { StatusWriter } from "../../src/controllers/status-writer.ts";
+import { loadKubeconfig } from "../../src/kube/kubeconfig.ts";
+import { connectKube } from "../../src/runtime/kube.ts";
+import { KUBECONFIG, kubectl, kubectlError, testNamespace, toYaml } from "../support/stack.ts";
 
 const examplesDir = join(import.meta.dirname, "..", "..", "examples");
 let ns = "";
@@ -453,3 +457,31 @@ describe("kubectl explain", () => {
     assert.match(stdout.replace(/\s+/g, " "), /A virtual machine run by libvirt/);
   });
 });
+
+describe("status writes guarded by a resourceVersion", () => {
+  it("a word said on an older version of the object is refused, and what was written since stands", async () => {
+    const kube = await connectKube(undefined, loadKubeconfig([KUBECONFIG]));
+    try {
+      await kubectl(["apply", "--server-side", "-f", "-"], toYaml(guardedVm()));
+      const { stdout } = await kubectl(["get", "vm", "guarded", "-n", ns, "-o", "json"]);
+      const judged = JSON.parse(stdout) as VirtualMachine & { metadata: { name: string } };
+      const writer = new StatusWriter(kube, { kind: VirtualMachineKind, fieldManager: "api-test-guarded" });
+      assert.equal(await writer.writeIfUnchanged(judged, { printableStatus: "Provisioning" }), true);
+      // The same version judged again: the object changed since (the write above).
+      assert.equal(await writer.writeIfUnchanged(judged, { printableStatus: "Stopped" }), false);
+      const after = JSON.parse((await kubectl(["get", "vm", "guarded", "-n", ns, "-o", "json"])).stdout);
+      assert.equal(after.status?.printableStatus, "Provisioning");
+    } finally {
+      kube.http.close();
+    }
+  });
+});
+
+function guardedVm() {
+  return {
+    apiVersion: API_VERSION,
+    kind: "VirtualMachine",
+    metadata: { name: "guarded", namespace: ns },
+    spec: { memory: "64Mi", runStrategy: "Halted" },
+  };
+}

@@ -129,6 +129,7 @@ describe("room for VMs that run, not for stopped ones", () => {
     await runStrategy("big-2", "Halted");
     await waitForVm(ns, "big-2", isPrintable("Stopped"), "Stopped", 30_000);
     await waitForVm(ns, "free", runningOn(N2), `moved to ${N2} and Running`, 60_000);
+    await versions.until((v) => v.nodeName === N2 && v.printableStatus === "Running", `Running on ${N2}`);
     versions.stop();
     // On the way a watcher (kstatus, Argo CD) sees it on its way to its new node: never the old
     // node's refusal (Stalled) under the new node's name, never Ready but Running there.

@@ -259,7 +259,9 @@ export interface VmVersionSeen {
 
 /**
  * Records every version of VM NAME from now on (kubectl's watch, as the user), for tests that
- * judge what a watcher saw on the way, not only where it ended. stop() ends the watch.
+ * judge what a watcher saw on the way, not only where it ended. until() waits for the watch
+ * itself to see a version (so nothing it judges is still in the pipe); stop() ends it, and fails
+ * when the watch had ended on its own (what it did not see could not be judged).
  */
 export function watchVmVersions(namespace: string, name: string) {
   const seen: VmVersionSeen[] = [];
@@ -275,8 +277,16 @@ export function watchVmVersions(namespace: string, name: string) {
   const child = spawn(
     cachedBinary("kubectl"),
     ["--kubeconfig", KUBECONFIG, "get", "vm", name, "-n", namespace, "-w", "-o", `jsonpath=${template}`],
-    { stdio: ["ignore", "pipe", "ignore"] },
+    { stdio: ["ignore", "pipe", "pipe"] },
   );
+  let ended: string | undefined;
+  let stderr = "";
+  let stopping = false;
+  child.on("error", (err) => (ended = `kubectl did not run: ${err.message}`));
+  child.on("exit", (code, signal) => {
+    if (!stopping) ended = `the watch ended (${signal ?? code}): ${stderr.slice(0, 500)}`;
+  });
+  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
   let partial = "";
   child.stdout.on("data", (chunk: Buffer) => {
     const lines = (partial + chunk.toString()).split("\n");
@@ -294,8 +304,23 @@ export function watchVmVersions(namespace: string, name: string) {
         seen.push({ resourceVersion, nodeName, printableStatus, ready, stalled, stalledReason });
     }
   });
+  const stop = () => {
+    stopping = true;
+    child.kill();
+    if (ended) throw new Error(`watch of vm ${namespace}/${name}: ${ended}`);
+  };
   return {
     seen,
-    stop: () => child.kill(),
+    /** Waits until the watch has seen a version that MATCH accepts. */
+    async until(match: (v: VmVersionSeen) => boolean, what: string, timeoutMs = 30_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (!seen.some(match)) {
+        if (ended) throw new Error(`watch of vm ${namespace}/${name}: ${ended}`);
+        if (Date.now() > deadline)
+          throw new Error(`the watch of vm ${namespace}/${name} never saw ${what}: ${JSON.stringify(seen)}`);
+        await sleep(100);
+      }
+    },
+    stop,
   };
 }

@@ -51,6 +51,8 @@ import {
 
 export const CONTROLLER_FIELD_MANAGER = "libvirt-operator-controller";
 export const CLONE_FIELD_MANAGER = "libvirt-operator-controller-clone";
+/** The word that a VM placed again is on its way to its new node, written once per move. */
+export const MOVE_FIELD_MANAGER = "libvirt-operator-controller-move";
 /** A clone waiting for its snapshot looks again this often (and whenever the snapshot changes). */
 const CLONE_POLL_MS = 5000;
 /** Looked at again when the cache is behind our own write (its watch event usually comes first). */
@@ -109,6 +111,8 @@ export class ClusterVmReconciler {
   private readonly standing: StatusWriter;
   /** status.clonedFrom or status.template, written once, by a manager of its own (no other apply removes it). */
   private readonly clone: StatusWriter;
+  /** A move's "on its way to its new node", by a manager of its own (see moveForRoom). */
+  private readonly moves: StatusWriter;
 
   constructor(options: ClusterVmReconcilerOptions) {
     this.o = options;
@@ -127,6 +131,11 @@ export class ClusterVmReconciler {
     this.status = new StatusWriter(options.kube, {
       kind: VirtualMachineKind,
       fieldManager: CONTROLLER_FIELD_MANAGER,
+      listMaps: { conditions: CONDITIONS_RULE, interfaces: { key: "name", ownsSet: true } },
+    });
+    this.moves = new StatusWriter(options.kube, {
+      kind: VirtualMachineKind,
+      fieldManager: MOVE_FIELD_MANAGER,
       listMaps: { conditions: CONDITIONS_RULE, interfaces: { key: "name", ownsSet: true } },
     });
   }
@@ -284,11 +293,12 @@ export class ClusterVmReconciler {
     const placed = withOrphanIdentity(vm, held);
     const identity = this.held(placed, result.node);
     // One write (guarded by the cached resourceVersion): label, finalizer and placement.
-    await this.labelAndHold(vm, result.node, identity);
+    const labelled = await this.labelAndHold(vm, result.node, identity);
     this.placedAt.set(key, Date.now());
-    // What was said before (no room, waiting) is no longer so: said at once, not when the agent reports.
+    // What was said before (no room, waiting) is no longer so: said at once, not when the agent
+    // reports — unless it has already (then its report stands).
     if (findCondition(vm.status?.conditions, "Scheduled"))
-      await this.status.write(vm, firstPlacementStatus(placed, result.node, identity));
+      await this.status.writeIfUnchanged(labelled, firstPlacementStatus(placed, result.node, identity));
     log.info({ node: result.node }, "VM placed");
     void this.event(vm, Reason.Scheduled, `placed on node ${result.node}`);
     // Here, not in a reconcile woken by the placement write: its watch event is our own echo.
@@ -310,12 +320,14 @@ export class ClusterVmReconciler {
     this.assumed.set(key, { node: result.node, ...capacityNeed(vm) });
     this.o.book.vmNodes.set(key, result.node);
     const held = this.held(vm, result.node);
-    await this.labelAndHold(vm, result.node, held);
+    const labelled = await this.labelAndHold(vm, result.node, held);
     this.placedAt.set(key, Date.now());
     // Status too (a second write, for moves only): an agent of an older release on the old node
     // goes by status.nodeName, and must see the VM gone from its node to fence its domain; and
-    // the old node's word (no room) is no longer so: the VM is on its way to its new node.
-    await this.status.write(vm, firstPlacementStatus(vm, result.node, held));
+    // the old node's word (no room) is no longer so: the VM is on its way to its new node (unless
+    // the new node's agent has reported already). A writer of its own: what it takes from the
+    // old node's agent (printableStatus, Ready …) no later write of the controller's removes.
+    await this.moves.writeIfUnchanged(labelled, firstPlacementStatus(vm, result.node, held));
     const message = `node ${from} had no room to start it: placed on node ${result.node}`;
     log.info({ from, node: result.node }, "VM moved for room");
     void this.event(vm, Reason.MovedForRoom, message);
@@ -422,7 +434,8 @@ export class ClusterVmReconciler {
    * The node label the agent selects on, the finalizer and the placement, in one write before
    * any libvirt side effect (none when they are there already).
    */
-  private async labelAndHold(vm: Vm, node: string, held: HeldIdentity) {
+  /** The VM as this write left it: its resourceVersion (the cached one when nothing was written). */
+  private async labelAndHold(vm: Vm, node: string, held: HeldIdentity): Promise<Vm> {
     const finalizers = vm.metadata.finalizers ?? [];
     const placement = encodePlacement({ nodeName: node, ...held }, vm.metadata.uid);
     if (
@@ -430,13 +443,15 @@ export class ClusterVmReconciler {
       finalizers.includes(DOMAIN_FINALIZER) &&
       vm.metadata.annotations?.[PLACEMENT_ANNOTATION] === placement
     )
-      return;
+      return vm;
     const made = await patchMetadata(this.o.kube, VirtualMachineKind, vm as AnyObject, {
       labels: { [NODE_LABEL]: node },
       annotations: { [PLACEMENT_ANNOTATION]: placement },
       finalizers: finalizers.includes(DOMAIN_FINALIZER) ? finalizers : [...finalizers, DOMAIN_FINALIZER],
     });
-    if (made) this.metadataWrites.set(keyOf(vm), { made, uid: vm.metadata.uid, at: Date.now() });
+    if (!made) return vm;
+    this.metadataWrites.set(keyOf(vm), { made, uid: vm.metadata.uid, at: Date.now() });
+    return { ...vm, metadata: { ...vm.metadata, resourceVersion: made } };
   }
 
   /** Nodes with what the other VMs reserve there, those placed a moment ago included. */
