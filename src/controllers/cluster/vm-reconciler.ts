@@ -432,9 +432,9 @@ export class ClusterVmReconciler {
   }
   /**
    * The node label the agent selects on, the finalizer and the placement, in one write before
-   * any libvirt side effect (none when they are there already).
+   * any libvirt side effect (none when they are there already). Resolves with the VM at the
+   * resourceVersion this write made (the cached one when nothing was written).
    */
-  /** The VM as this write left it: its resourceVersion (the cached one when nothing was written). */
   private async labelAndHold(vm: Vm, node: string, held: HeldIdentity): Promise<Vm> {
     const finalizers = vm.metadata.finalizers ?? [];
     const placement = encodePlacement({ nodeName: node, ...held }, vm.metadata.uid);
