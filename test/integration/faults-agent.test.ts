@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { faultSuite } from "../support/fault-suite.ts";
-import { agentPid, startTestOperator } from "../support/operator.ts";
+import { agentPid, restartLibvirtdIfCrashed, startTestOperator } from "../support/operator.ts";
 
 faultSuite({
   name: "agent SIGKILL",
@@ -13,6 +13,7 @@ faultSuite({
     assert.ok(pid, "the agent runs");
     process.kill(pid, "SIGKILL");
     await sleep(300);
+    await restartLibvirtdIfCrashed();
     await startTestOperator();
   },
 });
