@@ -10,6 +10,7 @@ import { startLibvirt } from "../../src/cmd/local/libvirt.ts";
 import { startOperator } from "../../src/cmd/local/operator.ts";
 import { runningPid, stopDaemon } from "../../src/cmd/local/processes.ts";
 import { CACHE_DIR, cachedBinary, run } from "../../src/cmd/local/tools.ts";
+import { within } from "./faults.ts";
 import { KUBECONFIG, kubectl, TEST_STACK, toYaml } from "./stack.ts";
 
 /** The test stack's media directory for host paths (ISOs), apart from its state and pools. */
@@ -326,13 +327,10 @@ export function watchVmVersions(namespace: string, name: string) {
     seen,
     /** Waits until the watch has seen a version that MATCH accepts. */
     async until(match: (v: VmVersionSeen) => boolean, what: string, timeoutMs = 30_000) {
-      const deadline = Date.now() + timeoutMs;
-      while (!seen.some(match)) {
-        if (ended) throw new Error(`watch of vm ${namespace}/${name}: ${ended}`);
-        if (Date.now() > deadline)
-          throw new Error(`the watch of vm ${namespace}/${name} never saw ${what}: ${JSON.stringify(seen)}`);
-        await sleep(100);
-      }
+      const took = await within(() => ended !== undefined || seen.some(match), timeoutMs);
+      if (ended) throw new Error(`watch of vm ${namespace}/${name}: ${ended}`);
+      if (took === undefined)
+        throw new Error(`the watch of vm ${namespace}/${name} never saw ${what}: ${JSON.stringify(seen)}`);
     },
     stop,
   };
